@@ -1,0 +1,58 @@
+/* A job: one image on its way to a backend and back. The HTTP front creates one per image
+ * (a multipart upload makes several), the dispatcher runs it, and calls job->on_done exactly
+ * once, on the loop thread, never before gw_dispatch_submit() has returned.
+ *
+ * Ownership: the HTTP front owns the job struct and the image bytes; both must stay valid
+ * until on_done has run (the connection holds a reference while any job is out). Once
+ * on_done has run, the job's result fields belong to the front; gw_job_fini() frees them. */
+#ifndef GW_JOB_H
+#define GW_JOB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "msg.h"
+
+typedef struct gw_job gw_job_t;
+typedef void (*gw_job_cb)(gw_job_t *job);
+
+struct gw_job {
+    /* ---- input, set by the front before submit ---- */
+    const uint8_t *image;
+    size_t image_len;
+    char camera[PROTO_CAMERA_MAX + 1];
+    int64_t client_ts_ms;
+    float threshold;    /* 0 = model default */
+    uint8_t output;     /* proto_output_t */
+    uint16_t top_k;
+    const char *model;  /* NULL or "" = the default model */
+    gw_job_cb on_done;
+    void *data;         /* the front's own pointer */
+
+    /* ---- result, valid in on_done ---- */
+    int http_status;           /* 200, or 502 / 503 / 504 (and 400 for a bad image) */
+    const char *error_code;    /* static string, e.g. "bad_image", "deadline"; NULL on 200 */
+    char error_msg[PROTO_ERROR_MAX + 64];
+    char backend[64];          /* name of the backend that answered, "" if none */
+    char model_name[128];
+    uint64_t id;               /* request id sent to the backend */
+    double queue_ms, infer_ms, total_ms;
+    int attempts;
+    proto_rep_t rep;           /* decoded reply; views into rep_buf */
+    uint8_t *rep_buf;          /* owned by the job after on_done; freed by gw_job_fini */
+    size_t rep_len;
+
+    /* ---- dispatcher-private ---- */
+    uint64_t arrival_ms, dispatch_ms, deadline_ms;
+    int state;
+    void *priv;
+    gw_job_t *next, *prev;
+};
+
+/* Zeroes a job before use. */
+void gw_job_init(gw_job_t *job);
+
+/* Frees what the dispatcher attached to a finished job (the reply buffer). */
+void gw_job_fini(gw_job_t *job);
+
+#endif

@@ -1,0 +1,45 @@
+/* framegate error codes shared by gateway, backend and wire format.
+ *
+ * Every function in framegate returns 0 on success or a negative code. libuv's codes
+ * (negative errno) pass through unchanged; our own codes live above them in this list,
+ * generated with an X-macro so the enum and proto_strerror() never drift apart. */
+#ifndef PROTO_ERR_H
+#define PROTO_ERR_H
+
+#define PROTO_ERRNO_MAP(XX)                                                  \
+    XX(ETRUNC, "message truncated")                                          \
+    XX(EMAGIC, "bad message magic")                                          \
+    XX(EVERSION, "unsupported protocol version")                             \
+    XX(ETYPE, "unknown message type")                                        \
+    XX(ETOOBIG, "length or count over its limit")                            \
+    XX(ECORRUPT, "corrupt message")                                          \
+    XX(ENOSPC, "output buffer too small")                                    \
+    XX(EINVAL, "invalid argument")                                           \
+    XX(ENOMEM, "out of memory")                                              \
+    XX(EIMAGE, "image could not be decoded")                                 \
+    XX(EEMPTY, "empty image")                                                \
+    XX(EIMGSIZE, "image dimensions over the limit")                          \
+    XX(EFORMAT, "unsupported image format")                                  \
+    XX(EMODEL, "model failed")                                               \
+    XX(EDEADLINE, "deadline passed")                                         \
+    XX(ECONFIG, "invalid configuration")                                     \
+    XX(EBACKEND, "backend failed")                                           \
+    XX(EQUEUEFULL, "queue full")                                             \
+    XX(ENNG, "transport error")
+
+typedef enum {
+    PROTO_ERR_BASE_ = -5000,
+#define XX(name, msg) PROTO_##name,
+    PROTO_ERRNO_MAP(XX)
+#undef XX
+    PROTO_ERR_END_
+} proto_err_t;
+
+/* Returns a static, never-NULL description of `err`: ours, libuv's (negative errno) or
+ * "unknown error". Safe from any thread. */
+const char *proto_strerror(int err);
+
+/* Returns the symbolic name ("ETRUNC", ...) of one of our codes, or "EUNKNOWN". */
+const char *proto_errname(int err);
+
+#endif

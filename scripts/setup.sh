@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs every build and test dependency of framegate from Debian 12's packages.
+# Idempotent; must run as root. Safe to run again: apt skips what is installed.
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "setup.sh: run as root (it installs Debian packages)" >&2
+    exit 1
+fi
+
+pkgs=(
+    build-essential cmake pkg-config git ca-certificates curl
+    libuv1-dev node-llhttp libnng-dev libmbedtls-dev libturbojpeg0-dev
+    darknet libcjson-dev libcurl4-openssl-dev libcmocka-dev
+    python3 docker-compose
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+echo "setup.sh: all dependencies installed"
