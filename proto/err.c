@@ -1,4 +1,3 @@
-#define _GNU_SOURCE
 #include "err.h"
 
 #include <string.h>

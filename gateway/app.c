@@ -1,0 +1,270 @@
+#include "app.h"
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "err.h"
+#include "log.h"
+#include "pool.h"
+#include "provider.h"
+#include "server.h"
+
+typedef struct {
+    uv_loop_t loop;
+    const gw_config_t *cfg;
+    gw_server_t *server;
+    gw_pool_t *pool;
+    uv_signal_t sigterm, sigint;
+    uv_timer_t exit_timer;
+    int stopping;
+    int pool_done, server_drained;
+    int exit_code;
+} app_t;
+
+/* ---- server ops ---- */
+
+static int app_submit(void *ctx, gw_job_t *job)
+{
+    app_t *app = ctx;
+    return gw_pool_submit(app->pool, job);
+}
+
+static char *dup_printf(size_t *len, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static char *dup_printf(size_t *len, const char *fmt, ...)
+{
+    va_list ap;
+    char *out = NULL;
+    va_start(ap, fmt);
+    int n = vasprintf(&out, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return NULL;
+    *len = (size_t)n;
+    return out;
+}
+
+static char *json_escape_dup(const char *s)
+{
+    size_t n = strlen(s);
+    char *out = malloc(n * 6 + 1), *p = out;
+    if (out == NULL)
+        return NULL;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            p += sprintf(p, "\\%c", c);
+        else if (c < 0x20)
+            p += sprintf(p, "\\u%04x", c);
+        else
+            *p++ = (char)c;
+    }
+    *p = '\0';
+    return out;
+}
+
+static char *render_metrics(app_t *app, size_t *len);
+
+static int app_get(void *ctx, const char *path, const char *query, gw_reply_t *out)
+{
+    app_t *app = ctx;
+    (void)query;
+    if (strcmp(path, "/readyz") == 0) {
+        char why[512];
+        out->content_type = "application/json";
+        if (gw_pool_readyz(app->pool, why, sizeof why)) {
+            gw_pool_stats_t st;
+            gw_pool_stats(app->pool, &st);
+            out->status = 200;
+            out->body = dup_printf(&out->body_len, "{\"ready\":true,\"backends_ready\":%d}",
+                                   st.ready);
+        } else {
+            char *esc = json_escape_dup(why);
+            out->status = 503;
+            out->retry_after_s = app->cfg->retry_after_s;
+            out->body = dup_printf(&out->body_len, "{\"ready\":false,\"reason\":\"%s\"}",
+                                   esc != NULL ? esc : "");
+            free(esc);
+        }
+        return 0;
+    }
+    if (strcmp(path, "/v1/backends") == 0) {
+        out->status = 200;
+        out->content_type = "application/json";
+        out->body = gw_pool_backends_json(app->pool);
+        out->body_len = out->body != NULL ? strlen(out->body) : 0;
+        return 0;
+    }
+    if (strcmp(path, "/v1/models") == 0) {
+        gw_pool_stats_t st;
+        gw_pool_stats(app->pool, &st);
+        char *name = json_escape_dup(app->cfg->model_name);
+        out->status = 200;
+        out->content_type = "application/json";
+        out->body = dup_printf(&out->body_len,
+                               "{\"default\":\"%s\",\"models\":[{\"name\":\"%s\",\"ready\":%s,"
+                               "\"backends_ready\":%d,\"min\":%d,\"max\":%d}]}",
+                               name ? name : "", name ? name : "", st.ready > 0 ? "true" : "false",
+                               st.ready, st.min, st.max);
+        free(name);
+        return 0;
+    }
+    if (strcmp(path, "/metrics") == 0) {
+        out->status = 200;
+        out->content_type = "text/plain; version=0.0.4; charset=utf-8";
+        out->body = render_metrics(app, &out->body_len);
+        return 0;
+    }
+    return -1;
+}
+
+static void app_on_response(void *ctx, const char *route, int status, double seconds)
+{
+    (void)ctx;
+    (void)route;
+    (void)status;
+    (void)seconds;
+}
+
+static void maybe_exit(app_t *app)
+{
+    if (app->pool_done && app->server_drained)
+        uv_stop(&app->loop);
+}
+
+static void app_on_drained(void *ctx)
+{
+    app_t *app = ctx;
+    app->server_drained = 1;
+    GW_LOG_I("server_drained", "%s", "");
+    maybe_exit(app);
+}
+
+static const gw_server_ops_t server_ops = {
+    .submit = app_submit,
+    .get = app_get,
+    .on_response = app_on_response,
+    .on_drained = app_on_drained,
+};
+
+/* ---- metrics ---- */
+
+static char *render_metrics(app_t *app, size_t *len)
+{
+    gw_pool_stats_t st;
+    gw_pool_stats(app->pool, &st);
+    return dup_printf(len,
+                      "# HELP framegate_backends Backends by state.\n"
+                      "# TYPE framegate_backends gauge\n"
+                      "framegate_backends{state=\"starting\"} %d\n"
+                      "framegate_backends{state=\"ready\"} %d\n"
+                      "framegate_backends{state=\"draining\"} %d\n"
+                      "framegate_backends{state=\"stopping\"} %d\n"
+                      "# HELP framegate_backends_desired Backends the autoscaler wants.\n"
+                      "# TYPE framegate_backends_desired gauge\n"
+                      "framegate_backends_desired %d\n"
+                      "# HELP framegate_inflight Requests being processed by a backend.\n"
+                      "# TYPE framegate_inflight gauge\n"
+                      "framegate_inflight %d\n"
+                      "# HELP framegate_queue_depth Requests waiting for a backend.\n"
+                      "# TYPE framegate_queue_depth gauge\n"
+                      "framegate_queue_depth %d\n",
+                      st.starting, st.ready, st.draining, st.stopping, st.desired, st.inflight,
+                      st.queued);
+}
+
+/* ---- lifecycle ---- */
+
+static void on_exit_timer(uv_timer_t *t)
+{
+    app_t *app = t->data;
+    uv_stop(&app->loop);
+}
+
+static void on_pool_done(void *arg)
+{
+    app_t *app = arg;
+    app->pool_done = 1;
+    GW_LOG_I("backends_stopped", "%s", "");
+    maybe_exit(app);
+    /* Clients that keep idle connections open must not hold the exit hostage. */
+    if (!app->server_drained)
+        uv_timer_start(&app->exit_timer, on_exit_timer, 2000, 0);
+}
+
+static void begin_shutdown(app_t *app, int signum)
+{
+    if (app->stopping) {
+        GW_LOG_W("shutdown", "signal=%d note=already_stopping", signum);
+        return;
+    }
+    app->stopping = 1;
+    GW_LOG_I("shutdown", "signal=%d grace_ms=%llu", signum,
+             (unsigned long long)app->cfg->shutdown_grace_ms);
+    gw_server_stop(app->server);
+    gw_pool_shutdown(app->pool, on_pool_done, app);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    begin_shutdown(h->data, signum);
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+int gw_app_run(const gw_config_t *cfg, const char *argv0)
+{
+    app_t app;
+    gw_provider_t *provider = NULL;
+    int rv;
+
+    memset(&app, 0, sizeof app);
+    app.cfg = cfg;
+    signal(SIGPIPE, SIG_IGN);
+    if ((rv = uv_loop_init(&app.loop)) != 0) {
+        GW_LOG_E("start", "error=\"%s\"", uv_strerror(rv));
+        return 1;
+    }
+    if ((rv = gw_provider_local_create(&provider, &app.loop, cfg, argv0, NULL)) != 0 ||
+        (rv = gw_pool_create(&app.pool, &app.loop, cfg, provider, NULL, &app)) != 0 ||
+        (rv = gw_server_create(&app.server, &app.loop, cfg, &server_ops, &app)) != 0) {
+        GW_LOG_E("start", "error=\"%s\"", proto_strerror(rv));
+        return 1;
+    }
+    if ((rv = gw_server_start(app.server)) != 0) {
+        GW_LOG_E("listen", "host=%s port=%d error=\"%s\"", cfg->listen_host, cfg->listen_port,
+                 uv_strerror(rv));
+        return 1;
+    }
+    uv_signal_init(&app.loop, &app.sigterm);
+    uv_signal_init(&app.loop, &app.sigint);
+    app.sigterm.data = app.sigint.data = &app;
+    uv_signal_start(&app.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&app.sigint, on_signal, SIGINT);
+    uv_timer_init(&app.loop, &app.exit_timer);
+    app.exit_timer.data = &app;
+
+    GW_LOG_I("listening", "host=%s port=%d min_backends=%d max_backends=%d model=%s",
+             cfg->listen_host, gw_server_port(app.server), cfg->min_backends, cfg->max_backends,
+             cfg->model_name);
+    gw_pool_start(app.pool);
+
+    uv_run(&app.loop, UV_RUN_DEFAULT);
+
+    gw_server_destroy(app.server);
+    gw_pool_destroy(app.pool);
+    uv_walk(&app.loop, close_walk, NULL);
+    uv_run(&app.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&app.loop);
+    GW_LOG_I("exit", "code=0");
+    return 0;
+}

@@ -1,0 +1,117 @@
+#include "autoscale.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "err.h"
+
+typedef struct {
+    uint64_t t;
+    double load;
+} sample_t;
+
+struct gw_autoscale {
+    const gw_config_t *cfg;
+    sample_t *ring; /* samples newer than the stable window, oldest first */
+    size_t cap, head, len;
+    uint64_t panic_until;
+    int desired;
+};
+
+int gw_autoscale_create(gw_autoscale_t **out, const gw_config_t *cfg)
+{
+    gw_autoscale_t *a = calloc(1, sizeof *a);
+    if (a == NULL)
+        return PROTO_ENOMEM;
+    /* One sample per tick over the stable window, plus slack for late ticks. Ticks that come
+     * faster than configured only overwrite the oldest samples sooner: bounded either way. */
+    uint64_t interval = cfg->scale_interval_ms > 0 ? cfg->scale_interval_ms : 1;
+    a->cap = (size_t)(cfg->stable_window_ms / interval) + 8;
+    if (a->cap > 100000)
+        a->cap = 100000;
+    a->ring = calloc(a->cap, sizeof *a->ring);
+    if (a->ring == NULL) {
+        free(a);
+        return PROTO_ENOMEM;
+    }
+    a->cfg = cfg;
+    a->desired = cfg->min_backends;
+    *out = a;
+    return 0;
+}
+
+void gw_autoscale_destroy(gw_autoscale_t *a)
+{
+    if (a == NULL)
+        return;
+    free(a->ring);
+    free(a);
+}
+
+int gw_autoscale_desired(const gw_autoscale_t *a) { return a->desired; }
+
+static double peak_since(const gw_autoscale_t *a, uint64_t since)
+{
+    double peak = 0;
+    for (size_t i = 0; i < a->len; i++) {
+        const sample_t *s = &a->ring[(a->head + i) % a->cap];
+        if (s->t >= since && s->load > peak)
+            peak = s->load;
+    }
+    return peak;
+}
+
+static int clamp_count(const gw_config_t *cfg, double load)
+{
+    double want = ceil(load / cfg->target_inflight_per_backend - 1e-9);
+    int n = want > cfg->max_backends ? cfg->max_backends : (int)want;
+    if (load > 0 && n < 1)
+        n = 1;
+    if (n < cfg->min_backends)
+        n = cfg->min_backends;
+    if (n > cfg->max_backends)
+        n = cfg->max_backends;
+    return n;
+}
+
+gw_scale_decision_t gw_autoscale_tick(gw_autoscale_t *a, uint64_t now_ms, double peak_load,
+                                      int queued, int current)
+{
+    const gw_config_t *cfg = a->cfg;
+    gw_scale_decision_t d = {0};
+
+    /* Drop samples older than the stable window, then append (overwriting the oldest if the
+     * ring is full). */
+    uint64_t stable_since = now_ms > cfg->stable_window_ms ? now_ms - cfg->stable_window_ms : 0;
+    while (a->len > 0 && a->ring[a->head].t < stable_since) {
+        a->head = (a->head + 1) % a->cap;
+        a->len--;
+    }
+    if (a->len == a->cap) {
+        a->head = (a->head + 1) % a->cap;
+        a->len--;
+    }
+    a->ring[(a->head + a->len) % a->cap] = (sample_t){now_ms, peak_load};
+    a->len++;
+
+    uint64_t panic_since = now_ms > cfg->panic_window_ms ? now_ms - cfg->panic_window_ms : 0;
+    int up = clamp_count(cfg, peak_since(a, panic_since));
+    int down = clamp_count(cfg, peak_since(a, stable_since));
+
+    if (queued > 0 || up > current)
+        a->panic_until = now_ms + cfg->panic_window_ms;
+    d.panicking = now_ms < a->panic_until;
+
+    if (d.panicking) {
+        /* Never shrink while panicking; grow to what the short window asks for. */
+        d.desired = up > a->desired ? up : a->desired;
+        if (d.desired < current)
+            d.desired = current > cfg->max_backends ? cfg->max_backends : current;
+        d.reason = queued > 0 ? "queue" : "load";
+    } else {
+        d.desired = down;
+        d.reason = down < current ? "idle" : down > current ? "load" : "steady";
+    }
+    a->desired = d.desired;
+    return d;
+}

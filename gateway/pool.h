@@ -1,0 +1,75 @@
+/* The backend pool and dispatcher: backends (started through a provider), the bounded FIFO
+ * of jobs waiting for one, deadlines, retries, readiness, draining, crash recovery and the
+ * autoscaler's tick. Loop thread only, except where noted.
+ *
+ * A job goes to the ready backend with the fewest requests in flight (the least recently
+ * used among equals), one NNG req context per concurrent request. When a backend dies with
+ * requests in flight they go back to the head of the queue (inference is idempotent) up to
+ * cfg->retries times, then are answered 502. Nothing is dropped: every submitted job's
+ * on_done runs exactly once. */
+#ifndef GW_POOL_H
+#define GW_POOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "job.h"
+#include "provider.h"
+
+typedef struct gw_pool gw_pool_t;
+
+/* Optional observers (for metrics); any may be NULL. Loop thread. */
+typedef struct {
+    void (*on_queue_wait)(void *ctx, double seconds);
+    void (*on_scale)(void *ctx, const char *direction, const char *reason);
+    void (*on_job_done)(void *ctx, const gw_job_t *job);
+} gw_pool_hooks_t;
+
+typedef struct {
+    int desired, min, max;
+    int starting, ready, draining, stopping;
+    int queued, inflight;
+    uint64_t submitted, completed, retried, failed_starts, crashes;
+} gw_pool_stats_t;
+
+/* Creates the pool; it takes over `provider` (sets its on_exit, destroys it in
+ * gw_pool_destroy). cfg must outlive the pool. */
+int gw_pool_create(gw_pool_t **out, uv_loop_t *loop, const gw_config_t *cfg,
+                   gw_provider_t *provider, const gw_pool_hooks_t *hooks, void *hooks_ctx);
+
+/* Starts min_backends and the autoscaler's timer. */
+int gw_pool_start(gw_pool_t *pool);
+
+/* Queues a job (see job.h). Returns 0, PROTO_EQUEUEFULL (queue at cfg->queue_size),
+ * PROTO_EBACKEND (no backend is running and starting them keeps failing; the reason is in
+ * gw_pool_readyz), PROTO_EINVAL (unknown model) or PROTO_EDEADLINE (shutting down). */
+int gw_pool_submit(gw_pool_t *pool, gw_job_t *job);
+
+/* 1 if at least one backend is ready; else 0 and a reason in why[0..cap). */
+int gw_pool_readyz(gw_pool_t *pool, char *why, size_t cap);
+
+/* GET /v1/backends as a malloc'd NUL-terminated JSON document (NULL on ENOMEM). */
+char *gw_pool_backends_json(gw_pool_t *pool);
+
+void gw_pool_stats(gw_pool_t *pool, gw_pool_stats_t *out);
+
+/* Per-backend figures for metrics: calls fn once per backend. */
+void gw_pool_foreach(gw_pool_t *pool,
+                     void (*fn)(void *arg, const char *name, const char *state, int inflight,
+                                uint64_t served, uint64_t failures),
+                     void *arg);
+
+typedef void (*gw_pool_done_cb)(void *arg);
+
+/* Graceful stop: refuse new jobs, let queued and in-flight ones finish within
+ * cfg->shutdown_grace_ms (then answer the rest 503), stop every backend (SIGTERM, SIGKILL
+ * after cfg->stop_grace_ms) and call done once none is left. */
+void gw_pool_shutdown(gw_pool_t *pool, gw_pool_done_cb done, void *arg);
+
+/* Frees the pool after gw_pool_shutdown's callback; closes its handles (run the loop once
+ * more for their close callbacks). */
+void gw_pool_destroy(gw_pool_t *pool);
+
+#endif

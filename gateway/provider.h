@@ -1,0 +1,53 @@
+/* Where backends run. The pool asks a provider to start a named backend and to stop it;
+ * the provider reports when it has exited. The scaling logic never sees processes or cloud
+ * APIs, so a cloud provider is one more ops table (provider_<kind>.c) and nothing else.
+ * Everything here runs on the loop thread. */
+#ifndef GW_PROVIDER_H
+#define GW_PROVIDER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+
+typedef struct gw_provider gw_provider_t;
+typedef struct gw_instance gw_instance_t; /* one started backend, owned by the provider */
+
+/* Reports that an instance has exited (or, for a remote provider, is gone). `status` is the
+ * exit status, `signal` the terminating signal or 0; `why` a short human text. After this
+ * callback the instance pointer is invalid. Called on the loop thread, never from inside
+ * start(). */
+typedef void (*gw_provider_exit_cb)(void *owner, gw_instance_t *inst, int64_t status, int signal,
+                                    const char *why);
+
+typedef struct {
+    const char *kind; /* "local", ... */
+    /* Starts backend `name`. On success stores the instance and the NNG address to dial
+     * (NUL-terminated, at most addr_cap bytes) and returns 0; `owner` is passed back to
+     * on_exit. Returns a negative code (and no instance) if it could not even start. */
+    int (*start)(gw_provider_t *p, const char *name, void *owner, gw_instance_t **inst,
+                 char *addr, size_t addr_cap);
+    /* Asks the instance to stop: gracefully (SIGTERM for a process) or, with force, at once
+     * (SIGKILL). on_exit still reports the end. Safe to call more than once. */
+    void (*stop)(gw_provider_t *p, gw_instance_t *inst, int force);
+    /* A short id for /v1/backends: a pid, an instance id. */
+    void (*describe)(gw_provider_t *p, gw_instance_t *inst, char *buf, size_t cap);
+    /* Instances still alive (not yet reported through on_exit). */
+    int (*live)(gw_provider_t *p);
+    /* Frees the provider; every instance must have exited (live() == 0). */
+    void (*destroy)(gw_provider_t *p);
+} gw_provider_ops_t;
+
+struct gw_provider {
+    const gw_provider_ops_t *ops;
+    gw_provider_exit_cb on_exit;
+};
+
+/* The local provider: backends are child processes of the gateway (uv_spawn), dialled over
+ * ipc:// sockets in cfg->runtime_dir (created if needed). `argv0` is the gateway's own path,
+ * used to find framegate-backend when cfg->backend_command is empty. cfg must outlive it. */
+int gw_provider_local_create(gw_provider_t **out, uv_loop_t *loop, const gw_config_t *cfg,
+                             const char *argv0, gw_provider_exit_cb on_exit);
+
+#endif

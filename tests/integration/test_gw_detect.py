@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""End to end with the real default network: gateway + darknet backend, real JPEGs from
+Debian's darknet package, through all three upload forms."""
+# ctest-timeout: 240
+import json
+
+import fg
+
+
+def boxes_inside(result, w, h):
+    for d in result["detections"]:
+        b = d["box"]
+        if not (0 <= b["x"] <= w and 0 <= b["y"] <= h and b["w"] >= 0 and b["h"] >= 0
+                and b["x"] + b["w"] <= w + 0.5 and b["y"] + b["h"] <= h + 0.5):
+            return False
+        if not (0 <= d["confidence"] <= 1) or not isinstance(d["label"], str):
+            return False
+    return True
+
+
+with fg.Gateway(settings={"backends": 1}) as gw:
+    dog = fg.image("dog.jpg")
+    st, hdrs, body = gw.detect(dog, "?camera=front-door&ts=1700000000000")
+    fg.check(st == 200, f"raw JPEG -> 200 (got {st} {body[:200]!r})")
+    r = json.loads(body)
+    fg.check(hdrs["content-type"].startswith("application/json"), "JSON content type")
+    fg.check((r["width"], r["height"]) == (768, 576), f"dog.jpg is 768x576 (got {r['width']}x{r['height']})")
+    fg.check(isinstance(r["detections"], list), "detections is an array")
+    fg.check(boxes_inside(r, 768, 576), f"{len(r['detections'])} boxes lie inside the image")
+    fg.check(r["camera"] == "front-door", "camera echoed from the query")
+    fg.check(r["backend"] == "app-instance1", f"backend named app-instance1 (got {r['backend']})")
+    fg.check(r["model"] == "yolov3-tiny", f"model yolov3-tiny (got {r['model']})")
+    t = r["timing"]
+    fg.check(t["infer_ms"] > 0 and t["total_ms"] >= t["infer_ms"], f"timings {t}")
+
+    # The same frame again answers the same detections: the network is deterministic.
+    st2, _, body2 = gw.detect(dog)
+    fg.check(st2 == 200 and json.loads(body2)["detections"] == r["detections"],
+             "a second run of the same frame gives the same detections")
+
+    # base64 in JSON
+    st, _, body = gw.detect(fg.b64_json(fg.image("person.jpg"), camera="cam-json", ts=5),
+                            content_type="application/json")
+    r = json.loads(body)
+    fg.check(st == 200 and r["camera"] == "cam-json", f"base64 JSON -> 200 (got {st})")
+    fg.check((r["width"], r["height"]) == (640, 424), f"person.jpg is 640x424 (got {r['width']}x{r['height']})")
+    fg.check(boxes_inside(r, 640, 424), "JSON path boxes inside the image")
+
+    # multipart with two images: one result per image part, in order
+    body, ctype = fg.multipart([("camera", None, None, b"cam-mp"),
+                                ("image", "dog.jpg", "image/jpeg", dog),
+                                ("image", "eagle.jpg", "image/jpeg", fg.image("eagle.jpg"))])
+    st, _, resp = gw.detect(body, content_type=ctype)
+    fg.check(st == 200, f"multipart -> 200 (got {st} {resp[:200]!r})")
+    res = json.loads(resp).get("results", [])
+    fg.check(len(res) == 2, f"two results for two image parts (got {len(res)})")
+    if len(res) == 2:
+        fg.check((res[0]["width"], res[0]["height"]) == (768, 576), "first part is dog.jpg")
+        fg.check((res[1]["width"], res[1]["height"]) == (773, 512),
+                 f"second part is eagle.jpg (got {res[1]['width']}x{res[1]['height']})")
+
+    # the probes
+    st, _, body = gw.request("GET", "/healthz")
+    fg.check(st == 200, "/healthz 200")
+    st, _, body = gw.request("GET", "/readyz")
+    fg.check(st == 200 and json.loads(body)["ready"] is True, "/readyz 200 with a ready backend")
+    b = gw.backends()
+    fg.check(b is not None and len(b["backends"]) == 1 and b["backends"][0]["state"] == "ready",
+             "/v1/backends lists one ready backend")
+    fg.check(b["backends"][0]["served"] >= 5, f"it served the frames (served={b['backends'][0]['served']})")
+    code = gw.stop()
+    fg.check(code == 0, f"gateway exits 0 on SIGTERM (got {code})")
+
+fg.finish()
