@@ -389,6 +389,10 @@ static void on_provider_exit(void *owner, gw_instance_t *inst, int64_t status, i
     (void)sig;
     be->inst = NULL;
     uv_timer_stop(&be->timer);
+    /* The process is gone: its number is free for the replacement even while the
+     * cancelled requests are still coming back. */
+    pool->names_used[be->index] = 0;
+    be->index = 0;
 
     if (be->state == BE_STARTING) {
         record_start_failure(pool, be->name, why);
@@ -792,6 +796,7 @@ static void reconcile(gw_pool_t *pool, int desired, const char *reason)
         return;
     /* Up: first take back backends that are draining (they are warm), then start new ones,
      * no more than max_starting at once and not while backing off after failed starts. */
+    int started = 0;
     while (capacity(pool) < desired) {
         backend_t *drained = NULL;
         for (backend_t *be = pool->backends; be != NULL; be = be->next)
@@ -802,8 +807,12 @@ static void reconcile(gw_pool_t *pool, int desired, const char *reason)
             scale_event(pool, "up", "drain_cancelled", drained->name, desired);
             continue;
         }
-        if (pool->count[BE_STARTING] >= pool->cfg->max_starting)
+        /* The second bound matters when a start fails at once (the backend goes straight
+         * to stopping and capacity does not grow). */
+        if (pool->count[BE_STARTING] >= pool->cfg->max_starting ||
+            started >= pool->cfg->max_starting)
             break;
+        started++;
         if (pool->consecutive_failures > 0 && uv_now(pool->loop) < pool->backoff_until)
             break;
         backend_t *be = backend_start(pool);
