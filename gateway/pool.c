@@ -379,6 +379,25 @@ static void record_start_failure(gw_pool_t *pool, const char *name, const char *
         pool->hooks.on_scale(pool->hooks_ctx, "none", "backoff");
 }
 
+/* A ready backend is lost: it exited, or its connection broke. No new work goes to it, its
+ * in-flight requests are cancelled (their completions requeue them for another backend)
+ * and, if the process is still there, it is killed; its exit then frees it. */
+static void backend_crashed(backend_t *be, const char *why)
+{
+    gw_pool_t *pool = be->pool;
+    pool->st.crashes++;
+    GW_LOG_W("scale", "direction=down reason=crash backend=%s inflight=%d why=\"%s\"", be->name,
+             be->inflight, why);
+    if (pool->hooks.on_scale)
+        pool->hooks.on_scale(pool->hooks_ctx, "down", "crash");
+    set_state(be, BE_STOPPING);
+    cancel_slot(&be->ping);
+    for (int i = 0; i < be->nslots; i++)
+        cancel_slot(&be->slots[i]);
+    if (be->inst != NULL)
+        pool->provider->ops->stop(pool->provider, be->inst, 1);
+}
+
 static void on_provider_exit(void *owner, gw_instance_t *inst, int64_t status, int sig,
                              const char *why)
 {
@@ -397,11 +416,7 @@ static void on_provider_exit(void *owner, gw_instance_t *inst, int64_t status, i
     if (be->state == BE_STARTING) {
         record_start_failure(pool, be->name, why);
     } else if (be->state == BE_READY || be->state == BE_DRAINING) {
-        pool->st.crashes++;
-        GW_LOG_W("scale", "direction=down reason=crash backend=%s inflight=%d why=\"%s\"",
-                 be->name, be->inflight, why);
-        if (pool->hooks.on_scale)
-            pool->hooks.on_scale(pool->hooks_ctx, "down", "crash");
+        backend_crashed(be, why);
     } else {
         GW_LOG_I("backend_stopped", "backend=%s why=\"%s\"", be->name, why);
     }
@@ -679,6 +694,10 @@ static void on_slot_done(gw_bridge_node_t *node)
                        be->name);
         } else {
             be->failures++;
+            /* Anything but a cancel means the connection broke: the backend is lost even
+             * if its exit has not been reported yet, so nothing more may go to it. */
+            if (rv != NNG_ECANCELED && (be->state == BE_READY || be->state == BE_DRAINING))
+                backend_crashed(be, nng_strerror(rv));
             retry_or_fail(pool, job, be, rv == NNG_ECANCELED ? "backend exited" : nng_strerror(rv));
         }
         if (be->state == BE_DRAINING && be->inflight == 0)

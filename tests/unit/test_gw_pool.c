@@ -1,0 +1,428 @@
+/* The pool and dispatcher against in-process fake backends: an NNG rep socket per instance
+ * on inproc://, served by a thread, started and stopped by a fake provider. Checks readiness
+ * gating, least-loaded dispatch, retries after a backend "dies" with requests in flight,
+ * deadlines, queue limits and the drain path, counting callbacks as libuv's tests do. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <pthread.h>
+
+#include "pool.h"
+#include "provider.h"
+
+/* ---- fake backend: a thread answering PING and DETECT after `delay_ms` ---- */
+
+struct gw_instance {
+    gw_provider_t *p;
+    void *owner;
+    nng_socket sock;
+    pthread_t thread;
+    int delay_ms;
+    int ready_after_ms;
+    volatile int stop;
+    int served;
+    uv_timer_t exit_timer;
+    char name[64];
+};
+
+typedef struct {
+    gw_provider_t super;
+    uv_loop_t *loop;
+    int live, started, seq;
+    int delay_ms, ready_after_ms, fail_start;
+    gw_instance_t *last;
+} fake_t;
+
+static void *serve(void *arg)
+{
+    gw_instance_t *in = arg;
+    usleep((useconds_t)in->ready_after_ms * 1000);
+    while (!in->stop) {
+        nng_msg *msg;
+        if (nng_recvmsg(in->sock, &msg, 0) != 0)
+            break;
+        proto_req_t req;
+        if (proto_req_decode(&req, nng_msg_body(msg), nng_msg_len(msg)) != 0) {
+            nng_msg_free(msg);
+            continue;
+        }
+        if (req.type == PROTO_T_DETECT)
+            usleep((useconds_t)in->delay_ms * 1000);
+        if (in->stop) {
+            nng_msg_free(msg);
+            break;
+        }
+        proto_det_t det = {.class_id = 1, .confidence = 0.9f, .x = 1, .y = 2, .w = 3, .h = 4,
+                           .label = "thing", .label_len = 5};
+        proto_rep_t rep = {.type = req.type == PROTO_T_PING ? PROTO_T_PONG : PROTO_T_RESULT,
+                           .id = req.id, .width = 10, .height = 20, .infer_us = 1000,
+                           .ndet = req.type == PROTO_T_DETECT ? 1 : 0, .dets = &det};
+        uint8_t buf[512];
+        size_t len;
+        assert_int_equal(proto_rep_encode(&rep, buf, sizeof buf, &len), 0);
+        nng_msg_free(msg);
+        in->served += req.type == PROTO_T_DETECT;
+        if (nng_send(in->sock, buf, len, 0) != 0)
+            break;
+    }
+    return NULL;
+}
+
+static void on_fake_exit_closed(uv_handle_t *h)
+{
+    gw_instance_t *in = h->data;
+    fake_t *f = (fake_t *)in->p;
+    f->live--;
+    f->super.on_exit(in->owner, in, 0, 15, "stopped");
+    free(in);
+}
+
+static void on_fake_exit(uv_timer_t *t)
+{
+    gw_instance_t *in = t->data;
+    in->stop = 1;
+    nng_close(in->sock); /* unblocks the thread */
+    pthread_join(in->thread, NULL);
+    uv_close((uv_handle_t *)&in->exit_timer, on_fake_exit_closed);
+}
+
+static int fake_start(gw_provider_t *p, const char *name, void *owner, gw_instance_t **out,
+                      char *addr, size_t cap)
+{
+    fake_t *f = (fake_t *)p;
+    if (f->fail_start)
+        return PROTO_EBACKEND;
+    gw_instance_t *in = calloc(1, sizeof *in);
+    in->p = p;
+    in->owner = owner;
+    in->delay_ms = f->delay_ms;
+    in->ready_after_ms = f->ready_after_ms;
+    snprintf(in->name, sizeof in->name, "%s", name);
+    static int seq; /* unique across tests: inproc names outlive a failed test */
+    snprintf(addr, cap, "inproc://fake-%d-%d", (int)getpid(), ++seq);
+    f->seq++;
+    assert_int_equal(nng_rep0_open(&in->sock), 0);
+    assert_int_equal(nng_listen(in->sock, addr, NULL, 0), 0);
+    uv_timer_init(f->loop, &in->exit_timer);
+    in->exit_timer.data = in;
+    pthread_create(&in->thread, NULL, serve, in);
+    f->live++;
+    f->started++;
+    f->last = in;
+    *out = in;
+    return 0;
+}
+
+static void fake_stop(gw_provider_t *p, gw_instance_t *in, int force)
+{
+    (void)p;
+    (void)force;
+    if (!uv_is_active((uv_handle_t *)&in->exit_timer))
+        uv_timer_start(&in->exit_timer, on_fake_exit, 1, 0);
+}
+
+static void fake_describe(gw_provider_t *p, gw_instance_t *in, char *buf, size_t cap)
+{
+    (void)p;
+    snprintf(buf, cap, "fake:%s", in->name);
+}
+
+static int fake_live(gw_provider_t *p) { return ((fake_t *)p)->live; }
+static void fake_destroy(gw_provider_t *p) { (void)p; }
+
+static const gw_provider_ops_t fake_ops = {
+    .kind = "fake", .start = fake_start, .stop = fake_stop, .describe = fake_describe,
+    .live = fake_live, .destroy = fake_destroy,
+};
+
+/* ---- harness ---- */
+
+typedef struct {
+    uv_loop_t loop;
+    gw_config_t cfg;
+    fake_t fake;
+    gw_pool_t *pool;
+    int done, status_200, status_other, last_status;
+    char backends_seen[8][32];
+} env_t;
+
+static env_t E;
+
+static void base_config(gw_config_t *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    snprintf(cfg->model_name, sizeof cfg->model_name, "m");
+    cfg->queue_size = 100;
+    cfg->deadline_ms = 5000;
+    cfg->retries = 2;
+    cfg->backend_concurrency = 1;
+    cfg->min_backends = 2;
+    cfg->max_backends = 2;
+    cfg->target_inflight_per_backend = 1;
+    cfg->scale_interval_ms = 100;
+    cfg->stable_window_ms = 1000;
+    cfg->panic_window_ms = 500;
+    cfg->max_starting = 4;
+    cfg->start_timeout_ms = 5000;
+    cfg->stop_grace_ms = 1000;
+    cfg->backoff_initial_ms = 100;
+    cfg->backoff_max_ms = 1000;
+    cfg->shutdown_grace_ms = 2000;
+}
+
+static void setup_env(void)
+{
+    memset(&E, 0, sizeof E);
+    base_config(&E.cfg);
+    uv_loop_init(&E.loop);
+    E.fake.super.ops = &fake_ops;
+    E.fake.loop = &E.loop;
+    E.fake.delay_ms = 20;
+}
+
+static void start_pool(void)
+{
+    assert_int_equal(gw_pool_create(&E.pool, &E.loop, &E.cfg, &E.fake.super, NULL, NULL), 0);
+    assert_int_equal(gw_pool_start(E.pool), 0);
+}
+
+static void on_done(gw_job_t *job)
+{
+    E.done++;
+    E.last_status = job->http_status;
+    if (job->http_status == 200) {
+        E.status_200++;
+        assert_int_equal(job->rep.width, 10);
+        assert_int_equal(job->rep.ndet, 1);
+    } else {
+        E.status_other++;
+    }
+}
+
+static void run_for(uint64_t ms)
+{
+    uint64_t end = uv_now(&E.loop) + ms;
+    while (uv_now(&E.loop) < end) {
+        uv_run(&E.loop, UV_RUN_NOWAIT);
+        usleep(1000);
+        uv_update_time(&E.loop);
+    }
+}
+
+static void run_until(int *counter, int want, uint64_t max_ms)
+{
+    uint64_t end = uv_now(&E.loop) + max_ms;
+    while (*counter < want && uv_now(&E.loop) < end) {
+        uv_run(&E.loop, UV_RUN_NOWAIT);
+        usleep(500);
+        uv_update_time(&E.loop);
+    }
+}
+
+static void pool_done_cb(void *arg) { *(int *)arg = 1; }
+
+static void teardown_env(void)
+{
+    int done = 0;
+    gw_pool_shutdown(E.pool, pool_done_cb, &done);
+    run_until(&done, 1, 5000);
+    assert_int_equal(done, 1);
+    assert_int_equal(E.fake.live, 0);
+    gw_pool_destroy(E.pool);
+    uv_run(&E.loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&E.loop), 0);
+}
+
+static uint8_t img[] = {0xff, 0xd8, 0xff, 0xd9};
+
+static gw_job_t *make_jobs(int n)
+{
+    gw_job_t *jobs = calloc((size_t)n, sizeof *jobs);
+    for (int i = 0; i < n; i++) {
+        gw_job_init(&jobs[i]);
+        jobs[i].image = img;
+        jobs[i].image_len = sizeof img;
+        jobs[i].on_done = on_done;
+        snprintf(jobs[i].camera, sizeof jobs[i].camera, "c%d", i);
+    }
+    return jobs;
+}
+
+static void free_jobs(gw_job_t *jobs, int n)
+{
+    for (int i = 0; i < n; i++)
+        gw_job_fini(&jobs[i]);
+    free(jobs);
+}
+
+static void wait_ready(int n)
+{
+    gw_pool_stats_t st;
+    uint64_t end = uv_now(&E.loop) + 3000;
+    do {
+        uv_run(&E.loop, UV_RUN_NOWAIT);
+        usleep(500);
+        uv_update_time(&E.loop);
+        gw_pool_stats(E.pool, &st);
+    } while (st.ready < n && uv_now(&E.loop) < end);
+    assert_int_equal(st.ready, n);
+}
+
+/* ---- tests ---- */
+
+static void test_dispatch_spreads_and_answers(void **state)
+{
+    (void)state;
+    setup_env();
+    start_pool();
+    wait_ready(2);
+    gw_job_t *jobs = make_jobs(20);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(gw_pool_submit(E.pool, &jobs[i]), 0);
+    run_until(&E.done, 20, 5000);
+    assert_int_equal(E.status_200, 20);
+    /* Two equal backends share the work (least loaded, then least recently used). */
+    int on1 = 0;
+    for (int i = 0; i < 20; i++)
+        on1 += strcmp(jobs[i].backend, "app-instance1") == 0;
+    assert_true(on1 >= 8 && on1 <= 12);
+    free_jobs(jobs, 20);
+    teardown_env();
+}
+
+static void test_not_ready_gets_nothing(void **state)
+{
+    (void)state;
+    setup_env();
+    E.cfg.min_backends = E.cfg.max_backends = 1;
+    E.fake.ready_after_ms = 300;
+    start_pool();
+    gw_job_t *jobs = make_jobs(1);
+    assert_int_equal(gw_pool_submit(E.pool, &jobs[0]), 0);
+    run_for(150);
+    assert_int_equal(E.done, 0); /* queued, not failed, while the model "loads" */
+    run_until(&E.done, 1, 3000);
+    assert_int_equal(E.status_200, 1);
+    assert_true(jobs[0].queue_ms >= 100);
+    free_jobs(jobs, 1);
+    teardown_env();
+}
+
+static void test_queue_full_and_deadline(void **state)
+{
+    (void)state;
+    setup_env();
+    E.cfg.min_backends = E.cfg.max_backends = 1;
+    E.cfg.queue_size = 3;
+    E.cfg.deadline_ms = 300;
+    E.fake.delay_ms = 200;
+    start_pool();
+    wait_ready(1);
+    gw_job_t *jobs = make_jobs(6);
+    int full = 0;
+    for (int i = 0; i < 6; i++)
+        full += gw_pool_submit(E.pool, &jobs[i]) == PROTO_EQUEUEFULL;
+    /* one dispatched at once, three queued, two refused */
+    assert_int_equal(full, 2);
+    run_until(&E.done, 4, 3000);
+    assert_int_equal(E.done, 4);
+    int s504 = 0;
+    for (int i = 0; i < 4; i++)
+        s504 += jobs[i].http_status == 504;
+    assert_true(s504 >= 2);
+    free_jobs(jobs, 6);
+    teardown_env();
+}
+
+static void test_backend_exit_retries_elsewhere(void **state)
+{
+    (void)state;
+    setup_env();
+    E.fake.delay_ms = 300;
+    start_pool();
+    wait_ready(2);
+    gw_job_t *jobs = make_jobs(2);
+    assert_int_equal(gw_pool_submit(E.pool, &jobs[0]), 0);
+    assert_int_equal(gw_pool_submit(E.pool, &jobs[1]), 0);
+    run_for(50);
+    /* "Crash" the newest instance while it holds a request. */
+    E.fake.super.ops->stop(&E.fake.super, E.fake.last, 1);
+    run_until(&E.done, 2, 5000);
+    assert_int_equal(E.status_200, 2);
+    assert_true(jobs[0].attempts + jobs[1].attempts == 3);
+    gw_pool_stats_t st;
+    gw_pool_stats(E.pool, &st);
+    assert_int_equal(st.retried, 1);
+    assert_int_equal(st.crashes, 1);
+    /* The fixed pool is back to two (a replacement started). */
+    wait_ready(2);
+    assert_int_equal(E.fake.started, 3);
+    free_jobs(jobs, 2);
+    teardown_env();
+}
+
+static void test_failed_starts_back_off(void **state)
+{
+    (void)state;
+    setup_env();
+    E.cfg.min_backends = E.cfg.max_backends = 1;
+    E.fake.fail_start = 1;
+    start_pool();
+    run_for(1200);
+    gw_pool_stats_t st;
+    gw_pool_stats(E.pool, &st);
+    /* 100, 200, 400 ms backoff: about 4 attempts in 1.2 s, not hundreds. */
+    assert_true(st.failed_starts >= 3 && st.failed_starts <= 6);
+    char why[256];
+    assert_int_equal(gw_pool_readyz(E.pool, why, sizeof why), 0);
+    assert_non_null(strstr(why, "could not be started"));
+    gw_job_t *jobs = make_jobs(1);
+    assert_int_equal(gw_pool_submit(E.pool, &jobs[0]), PROTO_EBACKEND);
+    free_jobs(jobs, 1);
+    teardown_env();
+}
+
+static void test_shutdown_answers_everything(void **state)
+{
+    (void)state;
+    setup_env();
+    E.fake.delay_ms = 50;
+    start_pool();
+    wait_ready(2);
+    gw_job_t *jobs = make_jobs(10);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(gw_pool_submit(E.pool, &jobs[i]), 0);
+    int done = 0;
+    gw_pool_shutdown(E.pool, pool_done_cb, &done);
+    assert_int_equal(gw_pool_submit(E.pool, &jobs[0]), PROTO_EDEADLINE);
+    run_until(&done, 1, 5000);
+    assert_int_equal(done, 1);
+    assert_int_equal(E.status_200, 10);
+    assert_int_equal(E.fake.live, 0);
+    gw_pool_destroy(E.pool);
+    uv_run(&E.loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&E.loop), 0);
+    free_jobs(jobs, 10);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dispatch_spreads_and_answers),
+        cmocka_unit_test(test_not_ready_gets_nothing),
+        cmocka_unit_test(test_queue_full_and_deadline),
+        cmocka_unit_test(test_backend_exit_retries_elsewhere),
+        cmocka_unit_test(test_failed_starts_back_off),
+        cmocka_unit_test(test_shutdown_answers_everything),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
