@@ -9,6 +9,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "metrics.h"
 #include "pool.h"
 #include "provider.h"
 #include "server.h"
@@ -18,6 +19,11 @@ typedef struct {
     const gw_config_t *cfg;
     gw_server_t *server;
     gw_pool_t *pool;
+    gw_metrics_t *metrics;
+    struct {
+        int requests, duration, queue_wait, scale, backends, desired, min, max, inflight, queued,
+            be_inflight, be_served, be_failures, retried, crashes, failed_starts, connections;
+    } fam;
     uv_signal_t sigterm, sigint;
     uv_timer_t exit_timer;
     int stopping;
@@ -124,10 +130,11 @@ static int app_get(void *ctx, const char *path, const char *query, gw_reply_t *o
 
 static void app_on_response(void *ctx, const char *route, int status, double seconds)
 {
-    (void)ctx;
-    (void)route;
-    (void)status;
-    (void)seconds;
+    app_t *app = ctx;
+    char code[16];
+    snprintf(code, sizeof code, "%d", status);
+    gw_metrics_add(app->metrics, app->fam.requests, route, code, 1);
+    gw_metrics_observe(app->metrics, app->fam.duration, route, NULL, seconds);
 }
 
 static void maybe_exit(app_t *app)
@@ -153,28 +160,82 @@ static const gw_server_ops_t server_ops = {
 
 /* ---- metrics ---- */
 
+static const double latency_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                         1,     2.5,  5,     10,   30,  60};
+
+static void on_queue_wait(void *ctx, double seconds)
+{
+    app_t *app = ctx;
+    gw_metrics_observe(app->metrics, app->fam.queue_wait, NULL, NULL, seconds);
+}
+
+static void on_scale(void *ctx, const char *direction, const char *reason)
+{
+    app_t *app = ctx;
+    gw_metrics_add(app->metrics, app->fam.scale, direction, reason, 1);
+}
+
+static int declare_metrics(app_t *app)
+{
+    gw_metrics_t *m = app->metrics;
+    const int nb = (int)(sizeof latency_buckets / sizeof latency_buckets[0]);
+#define D(field, type, name, help, labels, b, n)                                            \
+    if ((app->fam.field = gw_metrics_declare(m, type, name, help, labels, b, n)) < 0)         \
+        return app->fam.field;
+    D(requests, GW_COUNTER, "framegate_requests_total", "HTTP requests answered, by route and status code.", "route,code", NULL, 0)
+    D(duration, GW_HISTOGRAM, "framegate_request_duration_seconds", "Time from the end of a request to its answer.", "route", latency_buckets, nb)
+    D(queue_wait, GW_HISTOGRAM, "framegate_queue_wait_seconds", "Time frames waited in the queue for a backend.", NULL, latency_buckets, nb)
+    D(scale, GW_COUNTER, "framegate_scale_events_total", "Autoscaler actions, by direction and reason.", "direction,reason", NULL, 0)
+    D(backends, GW_GAUGE, "framegate_backends", "Backends by state.", "state", NULL, 0)
+    D(desired, GW_GAUGE, "framegate_backends_desired", "Backends the autoscaler wants.", NULL, NULL, 0)
+    D(min, GW_GAUGE, "framegate_backends_min", "Configured minimum backends.", NULL, NULL, 0)
+    D(max, GW_GAUGE, "framegate_backends_max", "Configured maximum backends.", NULL, NULL, 0)
+    D(inflight, GW_GAUGE, "framegate_inflight", "Frames being processed by a backend.", NULL, NULL, 0)
+    D(queued, GW_GAUGE, "framegate_queue_depth", "Frames waiting for a backend.", NULL, NULL, 0)
+    D(be_inflight, GW_GAUGE, "framegate_backend_inflight", "Frames in flight per backend.", "backend,state", NULL, 0)
+    D(be_served, GW_GAUGE, "framegate_backend_served", "Frames answered by each running backend.", "backend", NULL, 0)
+    D(be_failures, GW_GAUGE, "framegate_backend_failures", "Frames each running backend failed.", "backend", NULL, 0)
+    D(retried, GW_COUNTER, "framegate_retries_total", "Frames re-dispatched after a backend failure.", NULL, NULL, 0)
+    D(crashes, GW_COUNTER, "framegate_backend_crashes_total", "Ready backends lost (exit or broken connection).", NULL, NULL, 0)
+    D(failed_starts, GW_COUNTER, "framegate_backend_failed_starts_total", "Backends that failed before becoming ready.", NULL, NULL, 0)
+    D(connections, GW_GAUGE, "framegate_http_connections", "Open client connections.", NULL, NULL, 0)
+#undef D
+    return 0;
+}
+
+static void per_backend(void *arg, const char *name, const char *state, int inflight,
+                        uint64_t served, uint64_t failures)
+{
+    app_t *app = arg;
+    gw_metrics_set(app->metrics, app->fam.be_inflight, name, state, inflight);
+    gw_metrics_set(app->metrics, app->fam.be_served, name, NULL, (double)served);
+    gw_metrics_set(app->metrics, app->fam.be_failures, name, NULL, (double)failures);
+}
+
 static char *render_metrics(app_t *app, size_t *len)
 {
+    gw_metrics_t *m = app->metrics;
     gw_pool_stats_t st;
     gw_pool_stats(app->pool, &st);
-    return dup_printf(len,
-                      "# HELP framegate_backends Backends by state.\n"
-                      "# TYPE framegate_backends gauge\n"
-                      "framegate_backends{state=\"starting\"} %d\n"
-                      "framegate_backends{state=\"ready\"} %d\n"
-                      "framegate_backends{state=\"draining\"} %d\n"
-                      "framegate_backends{state=\"stopping\"} %d\n"
-                      "# HELP framegate_backends_desired Backends the autoscaler wants.\n"
-                      "# TYPE framegate_backends_desired gauge\n"
-                      "framegate_backends_desired %d\n"
-                      "# HELP framegate_inflight Requests being processed by a backend.\n"
-                      "# TYPE framegate_inflight gauge\n"
-                      "framegate_inflight %d\n"
-                      "# HELP framegate_queue_depth Requests waiting for a backend.\n"
-                      "# TYPE framegate_queue_depth gauge\n"
-                      "framegate_queue_depth %d\n",
-                      st.starting, st.ready, st.draining, st.stopping, st.desired, st.inflight,
-                      st.queued);
+    gw_metrics_set(m, app->fam.backends, "starting", NULL, st.starting);
+    gw_metrics_set(m, app->fam.backends, "ready", NULL, st.ready);
+    gw_metrics_set(m, app->fam.backends, "draining", NULL, st.draining);
+    gw_metrics_set(m, app->fam.backends, "stopping", NULL, st.stopping);
+    gw_metrics_set(m, app->fam.desired, NULL, NULL, st.desired);
+    gw_metrics_set(m, app->fam.min, NULL, NULL, st.min);
+    gw_metrics_set(m, app->fam.max, NULL, NULL, st.max);
+    gw_metrics_set(m, app->fam.inflight, NULL, NULL, st.inflight);
+    gw_metrics_set(m, app->fam.queued, NULL, NULL, st.queued);
+    gw_metrics_set(m, app->fam.retried, NULL, NULL, (double)st.retried);
+    gw_metrics_set(m, app->fam.crashes, NULL, NULL, (double)st.crashes);
+    gw_metrics_set(m, app->fam.failed_starts, NULL, NULL, (double)st.failed_starts);
+    gw_metrics_set(m, app->fam.connections, NULL, NULL, gw_server_connections(app->server));
+    /* Backends come and go: their series are rebuilt at every scrape. */
+    gw_metrics_clear(m, app->fam.be_inflight);
+    gw_metrics_clear(m, app->fam.be_served);
+    gw_metrics_clear(m, app->fam.be_failures);
+    gw_pool_foreach(app->pool, per_backend, app);
+    return gw_metrics_render(m, len);
 }
 
 /* ---- lifecycle ---- */
@@ -221,6 +282,11 @@ static void close_walk(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
+static const gw_pool_hooks_t pool_hooks = {
+    .on_queue_wait = on_queue_wait,
+    .on_scale = on_scale,
+};
+
 int gw_app_run(const gw_config_t *cfg, const char *argv0)
 {
     app_t app;
@@ -235,7 +301,8 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
         return 1;
     }
     if ((rv = gw_provider_local_create(&provider, &app.loop, cfg, argv0, NULL)) != 0 ||
-        (rv = gw_pool_create(&app.pool, &app.loop, cfg, provider, NULL, &app)) != 0 ||
+        (rv = gw_metrics_create(&app.metrics)) != 0 || (rv = declare_metrics(&app)) != 0 ||
+        (rv = gw_pool_create(&app.pool, &app.loop, cfg, provider, &pool_hooks, &app)) != 0 ||
         (rv = gw_server_create(&app.server, &app.loop, cfg, &server_ops, &app)) != 0) {
         GW_LOG_E("start", "error=\"%s\"", proto_strerror(rv));
         return 1;
@@ -265,6 +332,7 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
     uv_walk(&app.loop, close_walk, NULL);
     uv_run(&app.loop, UV_RUN_DEFAULT);
     uv_loop_close(&app.loop);
+    gw_metrics_destroy(app.metrics);
     GW_LOG_I("exit", "code=0");
     return 0;
 }
