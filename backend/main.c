@@ -1,0 +1,209 @@
+/* framegate-backend: loads one darknet network and serves frames to the gateway over NNG. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "err.h"
+#include "image.h"
+#include "model.h"
+#include "serve.h"
+
+static volatile sig_atomic_t stop_flag;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: framegate-backend --listen URL --cfg PATH --weights PATH --names PATH\n"
+            "           [--model-name NAME] [--threshold F] [--nms F] [--simulate-ms N]\n"
+            "           [--init-delay-ms N] [--parent-pid PID] [--instance NAME]\n"
+            "           [--max-pixels N] [--max-side N] [--threads N]\n"
+            "       framegate-backend --gen-weights OUT --cfg PATH [--seed N]\n"
+            "       framegate-backend --help | --version\n"
+            "\n"
+            "Serves one darknet network on an NNG rep socket (URL: ipc:///path or\n"
+            "tcp://127.0.0.1:PORT) for the framegate gateway. It listens only once the model is\n"
+            "loaded and one warm-up inference has run: that is its readiness.\n"
+            "  --simulate-ms N    skip the network: read the JPEG header, answer after N ms\n"
+            "  --init-delay-ms N  sleep N ms before loading (simulates a slow model load)\n"
+            "  --parent-pid PID   exit when that process (the gateway) dies\n"
+            "  --gen-weights OUT  write deterministic weights for --cfg (darknet's own random\n"
+            "                     initialisation after srand(seed)) and exit\n");
+}
+
+static int parse_long(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_float(const char *s, float lo, float hi, float *out)
+{
+    char *end;
+    float v = strtof(s, &end);
+    if (end == s || *end != '\0' || !(v >= lo && v <= hi))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *listen = NULL, *cfg = NULL, *weights = NULL, *names = NULL;
+    const char *model_name = "model", *instance = "backend", *gen_out = NULL;
+    float threshold = 0.25f, nms = 0.45f;
+    long simulate_ms = -1, init_delay_ms = 0, parent_pid = 0, seed = 1, threads = 1;
+    long max_pixels = 64000000, max_side = 16384;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int bad = 0;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(a, "--version") == 0) {
+            printf("framegate-backend %s\n", FG_VERSION);
+            return 0;
+        }
+        if (v == NULL) {
+            fprintf(stderr, "framegate-backend: %s needs a value (or is unknown)\n", a);
+            return 2;
+        }
+        i++;
+        if (strcmp(a, "--listen") == 0)
+            listen = v;
+        else if (strcmp(a, "--cfg") == 0)
+            cfg = v;
+        else if (strcmp(a, "--weights") == 0)
+            weights = v;
+        else if (strcmp(a, "--names") == 0)
+            names = v;
+        else if (strcmp(a, "--model-name") == 0)
+            model_name = v;
+        else if (strcmp(a, "--instance") == 0)
+            instance = v;
+        else if (strcmp(a, "--gen-weights") == 0)
+            gen_out = v;
+        else if (strcmp(a, "--threshold") == 0)
+            bad = parse_float(v, 0, 1, &threshold);
+        else if (strcmp(a, "--nms") == 0)
+            bad = parse_float(v, 0, 1, &nms);
+        else if (strcmp(a, "--simulate-ms") == 0)
+            bad = parse_long(v, 0, 3600000, &simulate_ms);
+        else if (strcmp(a, "--init-delay-ms") == 0)
+            bad = parse_long(v, 0, 3600000, &init_delay_ms);
+        else if (strcmp(a, "--parent-pid") == 0)
+            bad = parse_long(v, 1, 1L << 30, &parent_pid);
+        else if (strcmp(a, "--seed") == 0)
+            bad = parse_long(v, 0, 1L << 30, &seed);
+        else if (strcmp(a, "--threads") == 0)
+            bad = parse_long(v, 1, 256, &threads);
+        else if (strcmp(a, "--max-pixels") == 0)
+            bad = parse_long(v, 1, 1L << 40, &max_pixels);
+        else if (strcmp(a, "--max-side") == 0)
+            bad = parse_long(v, 1, 1 << 20, &max_side);
+        else {
+            fprintf(stderr, "framegate-backend: unknown argument '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+        if (bad) {
+            fprintf(stderr, "framegate-backend: bad value for %s: '%s'\n", a, v);
+            return 2;
+        }
+    }
+    (void)threads; /* stock darknet is single-threaded on CPU */
+
+    if (gen_out != NULL) {
+        char err[512];
+        int rv = be_model_gen_weights(cfg, gen_out, (unsigned)seed, err, sizeof err);
+        if (rv != 0) {
+            fprintf(stderr, "framegate-backend: %s\n", err);
+            return 2;
+        }
+        return 0;
+    }
+    if (listen == NULL) {
+        fprintf(stderr, "framegate-backend: --listen is required\n");
+        usage(stderr);
+        return 2;
+    }
+
+    /* Die with the gateway, even if it is SIGKILLed: no orphans. The getppid() check closes
+     * the race where the parent died before prctl ran. */
+    if (parent_pid > 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != (pid_t)parent_pid)
+            return 0;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (init_delay_ms > 0) {
+        struct timespec ts = {init_delay_ms / 1000, (init_delay_ms % 1000) * 1000000};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !stop_flag)
+            ;
+    }
+    if (stop_flag)
+        return 0;
+
+    be_image_t *image = NULL;
+    be_image_limits_t limits = {.max_pixels = (uint64_t)max_pixels, .max_side = (int)max_side};
+    if (be_image_create(&image, limits) != 0) {
+        fprintf(stderr, "framegate-backend: out of memory\n");
+        return 2;
+    }
+    be_model_t *model = NULL;
+    if (simulate_ms < 0) {
+        char err[512];
+        be_model_opts_t mo = {.cfg = cfg, .weights = weights, .names = names,
+                              .threshold = threshold, .nms = nms};
+        int rv = be_model_load(&model, &mo, err, sizeof err);
+        if (rv != 0) {
+            fprintf(stderr, "framegate-backend[%s]: %s\n", instance, err);
+            be_image_destroy(image);
+            return 2;
+        }
+        /* Warm-up: one inference on a grey frame, so the first real frame does not pay for
+         * cold caches and lazy allocations. */
+        size_t n = (size_t)be_model_width(model) * be_model_height(model) * 3;
+        float *in = be_model_input(model);
+        for (size_t i = 0; i < n; i++)
+            in[i] = 0.5f;
+        proto_det_t dets[16];
+        be_model_detect(model, be_model_width(model), be_model_height(model), 0, dets, 16);
+    }
+    be_serve_opts_t so = {
+        .listen = listen,
+        .model_name = model_name,
+        .instance = instance,
+        .model = model,
+        .image = image,
+        .simulate_ms = simulate_ms < 0 ? 0 : (int)simulate_ms,
+        .stop = &stop_flag,
+    };
+    int rv = be_serve_run(&so);
+    be_model_free(model);
+    be_image_destroy(image);
+    return rv == 0 ? 0 : 1;
+}

@@ -1,0 +1,183 @@
+#include "serve.h"
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "err.h"
+#include "msg.h"
+
+#define MAX_DETS 1000
+
+typedef struct {
+    const be_serve_opts_t *o;
+    nng_socket sock;
+    proto_det_t dets[MAX_DETS];
+    uint8_t *out;
+    size_t out_cap;
+} server_t;
+
+static uint64_t now_us(clockid_t clk)
+{
+    struct timespec ts;
+    clock_gettime(clk, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static int send_rep(server_t *s, const proto_rep_t *rep)
+{
+    int64_t size = proto_rep_size(rep);
+    size_t len;
+    int rv;
+    if (size < 0)
+        return (int)size;
+    if ((size_t)size > s->out_cap) {
+        uint8_t *p = realloc(s->out, (size_t)size);
+        if (p == NULL)
+            return PROTO_ENOMEM;
+        s->out = p;
+        s->out_cap = (size_t)size;
+    }
+    if ((rv = proto_rep_encode(rep, s->out, s->out_cap, &len)) != 0)
+        return rv;
+    if ((rv = nng_send(s->sock, s->out, len, 0)) != 0)
+        fprintf(stderr, "framegate-backend[%s]: send: %s\n", s->o->instance, nng_strerror(rv));
+    return 0;
+}
+
+static void send_error(server_t *s, uint64_t id, int status, const char *detail)
+{
+    char text[PROTO_ERROR_MAX];
+    snprintf(text, sizeof text, "%s%s%s", proto_strerror(status),
+             detail && detail[0] ? ": " : "", detail ? detail : "");
+    proto_rep_t rep = {.type = PROTO_T_RESULT, .id = id, .status = status,
+                       .error = text, .error_len = (uint16_t)strlen(text)};
+    send_rep(s, &rep);
+}
+
+static void handle_ping(server_t *s, const proto_req_t *req)
+{
+    const be_serve_opts_t *o = s->o;
+    char info[512];
+    int n = snprintf(info, sizeof info,
+                     "{\"model\":\"%s\",\"kind\":\"detector\",\"input\":[%d,%d],\"classes\":%d,"
+                     "\"pid\":%d,\"simulate_ms\":%d}",
+                     o->model_name, o->model ? be_model_width(o->model) : 0,
+                     o->model ? be_model_height(o->model) : 0,
+                     o->model ? be_model_classes(o->model) : 0, (int)getpid(),
+                     o->simulate_ms);
+    proto_rep_t rep = {.type = PROTO_T_PONG, .id = req->id,
+                       .payload = (const uint8_t *)info, .payload_len = (uint32_t)n};
+    send_rep(s, &rep);
+}
+
+static void handle_detect(server_t *s, const proto_req_t *req)
+{
+    const be_serve_opts_t *o = s->o;
+    uint64_t t0 = now_us(CLOCK_MONOTONIC);
+    char err[256] = "";
+    int w = 0, h = 0, n = 0, rv;
+
+    if (req->deadline_ms > 0 && (int64_t)(now_us(CLOCK_REALTIME) / 1000) > req->deadline_ms) {
+        send_error(s, req->id, PROTO_EDEADLINE, "skipped: the gateway no longer waits for it");
+        return;
+    }
+    if (req->output == PROTO_OUT_JPEG) {
+        send_error(s, req->id, PROTO_EINVAL, "format=jpeg is not supported yet");
+        return;
+    }
+    if (o->model == NULL) {
+        if ((rv = be_image_probe(o->image, req->payload, req->payload_len, &w, &h)) != 0) {
+            send_error(s, req->id, rv, NULL);
+            return;
+        }
+        usleep((useconds_t)o->simulate_ms * 1000);
+    } else {
+        rv = be_image_letterbox(o->image, req->payload, req->payload_len,
+                                be_model_width(o->model), be_model_height(o->model),
+                                be_model_input(o->model), &w, &h, err, sizeof err);
+        if (rv != 0) {
+            send_error(s, req->id, rv, err);
+            return;
+        }
+    }
+    uint64_t t1 = now_us(CLOCK_MONOTONIC);
+    if (o->model != NULL) {
+        n = be_model_detect(o->model, w, h, req->threshold, s->dets, MAX_DETS);
+        if (n < 0) {
+            send_error(s, req->id, n, NULL);
+            return;
+        }
+    }
+    uint64_t t2 = now_us(CLOCK_MONOTONIC);
+    const char *top = n > 0 ? s->dets[0].label : "none";
+    proto_rep_t rep = {
+        .type = PROTO_T_RESULT,
+        .id = req->id,
+        .width = (uint32_t)w,
+        .height = (uint32_t)h,
+        .decode_us = (uint32_t)(t1 - t0),
+        .infer_us = (uint32_t)(o->model ? t2 - t1 : t1 - t0),
+        .total_us = (uint32_t)(t2 - t0),
+        .ndet = (uint32_t)n,
+        .dets = s->dets,
+    };
+    if (req->output == PROTO_OUT_TEXT) {
+        rep.payload = (const uint8_t *)top;
+        rep.payload_len = (uint32_t)(n > 0 ? s->dets[0].label_len : strlen(top));
+    }
+    if ((rv = send_rep(s, &rep)) != 0)
+        send_error(s, req->id, rv, NULL);
+}
+
+int be_serve_run(const be_serve_opts_t *o)
+{
+    server_t *s = calloc(1, sizeof *s);
+    int rv;
+    if (s == NULL)
+        return PROTO_ENOMEM;
+    s->o = o;
+    if ((rv = nng_rep0_open(&s->sock)) != 0) {
+        fprintf(stderr, "framegate-backend: nng_rep0_open: %s\n", nng_strerror(rv));
+        free(s);
+        return PROTO_ENNG;
+    }
+    /* A short receive timeout lets the loop notice SIGTERM between requests. */
+    nng_socket_set_ms(s->sock, NNG_OPT_RECVTIMEO, 200);
+    nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, (size_t)PROTO_PAYLOAD_MAX + (1u << 20));
+    if ((rv = nng_listen(s->sock, o->listen, NULL, 0)) != 0) {
+        fprintf(stderr, "framegate-backend: listen %s: %s\n", o->listen, nng_strerror(rv));
+        nng_close(s->sock);
+        free(s);
+        return PROTO_ENNG;
+    }
+    fprintf(stderr, "framegate-backend[%s]: ready on %s (pid %d)\n", o->instance, o->listen,
+            (int)getpid());
+    while (!*o->stop) {
+        nng_msg *msg;
+        rv = nng_recvmsg(s->sock, &msg, 0);
+        if (rv == NNG_ETIMEDOUT || rv == NNG_EINTR)
+            continue;
+        if (rv != 0) {
+            fprintf(stderr, "framegate-backend[%s]: recv: %s\n", o->instance, nng_strerror(rv));
+            break;
+        }
+        proto_req_t req;
+        rv = proto_req_decode(&req, nng_msg_body(msg), nng_msg_len(msg));
+        if (rv != 0)
+            send_error(s, 0, rv, "the request could not be decoded");
+        else if (req.type == PROTO_T_PING)
+            handle_ping(s, &req);
+        else
+            handle_detect(s, &req);
+        nng_msg_free(msg);
+    }
+    nng_close(s->sock);
+    free(s->out);
+    free(s);
+    return 0;
+}

@@ -1,0 +1,25 @@
+/* The backend's serving loop: an NNG rep socket answering PING and DETECT until asked to
+ * stop. Single-threaded: one request at a time, in arrival order. */
+#ifndef BE_SERVE_H
+#define BE_SERVE_H
+
+#include <signal.h>
+
+#include "image.h"
+#include "model.h"
+
+typedef struct {
+    const char *listen;     /* NNG address */
+    const char *model_name;
+    const char *instance;   /* for log lines */
+    be_model_t *model;      /* NULL in simulate mode */
+    be_image_t *image;
+    int simulate_ms;        /* >= 0: skip the network, answer after this many ms */
+    volatile sig_atomic_t *stop; /* set by the signal handler */
+} be_serve_opts_t;
+
+/* Listens and serves until *opts->stop is set; the request in progress is finished first.
+ * Returns 0, or a negative code if the socket could not be opened (message on stderr). */
+int be_serve_run(const be_serve_opts_t *opts);
+
+#endif
