@@ -145,7 +145,9 @@ static void respond(req_t *r, int status, const char *ctype, char *body, size_t 
         free(body);
         return;
     }
-    int close = r->close_after || !r->keep_alive || c->fatal || srv->stopping;
+    /* While stopping, the connection closes after the last answer it owes. */
+    int close = r->close_after || !r->keep_alive ||
+                (srv->stopping && r->next == NULL && c->cur == NULL);
     char head[512];
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
@@ -320,6 +322,7 @@ static void on_timer(uv_timer_t *t)
         req_t *r = c->cur;
         c->cur = NULL;
         c->fatal = 1;
+        r->close_after = 1;
         respond_error(r, 408, "timeout", "the request was not received within %llu ms",
                       (unsigned long long)(c->phase == PH_HEADERS
                                                ? c->srv->cfg->header_timeout_ms
@@ -886,6 +889,7 @@ static int header_limit(conn_t *c, size_t len)
         return 0;
     req_t *r = c->cur;
     c->fatal = 1;
+    r->close_after = 1;
     c->cur = NULL;
     c->phase = PH_IDLE;
     respond_error(r, 431, "headers_too_large", "request line and headers exceed %zu bytes",
@@ -901,6 +905,7 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
         return -1;
     if (r->url_len + len >= sizeof r->url) {
         c->fatal = 1;
+        r->close_after = 1;
         c->cur = NULL;
         c->phase = PH_IDLE;
         respond_error(r, 431, "headers_too_large", "the URL is longer than %d bytes",
@@ -980,6 +985,7 @@ static int on_headers_complete(llhttp_t *p)
     int has_len = (p->flags & F_CONTENT_LENGTH) != 0, chunked = (p->flags & F_CHUNKED) != 0;
     if (r->method == HTTP_POST && !has_len && !chunked) {
         c->fatal = 1;
+        r->close_after = 1;
         c->cur = NULL;
         c->phase = PH_IDLE;
         r->route = "detect";
@@ -990,6 +996,7 @@ static int on_headers_complete(llhttp_t *p)
     if (has_len && p->content_length > cfg->max_body_bytes) {
         /* Answered from the headers: the body is never read. */
         c->fatal = 1;
+        r->close_after = 1;
         c->cur = NULL;
         c->phase = PH_IDLE;
         r->route = "detect";
@@ -1001,6 +1008,7 @@ static int on_headers_complete(llhttp_t *p)
         r->body = malloc((size_t)p->content_length);
         if (r->body == NULL) {
             c->fatal = 1;
+            r->close_after = 1;
             c->cur = NULL;
             c->phase = PH_IDLE;
             respond_error(r, 503, "overloaded", "out of memory");
@@ -1025,6 +1033,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
     size_t limit = c->srv->cfg->max_body_bytes;
     if (r->body_len + len > limit) {
         c->fatal = 1;
+        r->close_after = 1;
         c->cur = NULL;
         c->phase = PH_IDLE;
         respond_error(r, 413, "too_large", "the body exceeds %zu bytes", limit);
@@ -1040,6 +1049,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
         uint8_t *nb = realloc(r->body, cap);
         if (nb == NULL) {
             c->fatal = 1;
+            r->close_after = 1;
             c->cur = NULL;
             respond_error(r, 503, "overloaded", "out of memory");
             return -1;
@@ -1114,6 +1124,7 @@ static void process_input(conn_t *c, const char *data, size_t len)
         c->cur = NULL;
         c->phase = PH_IDLE;
         c->fatal = 1;
+        r->close_after = 1;
         if (r != NULL)
             respond_error(r, 400, "bad_request", "malformed HTTP: %s",
                           llhttp_get_error_reason(&c->parser));
@@ -1182,6 +1193,7 @@ static void on_connection(uv_stream_t *listener, int status)
         c->head = c->tail = r;
         c->nreqs = 1;
         c->fatal = 1;
+        r->close_after = 1;
         respond_error(r, 503, "overloaded", "too many connections (%d)",
                       srv->cfg->max_connections);
         flush(c);
