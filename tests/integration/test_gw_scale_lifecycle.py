@@ -25,7 +25,7 @@ with fg.Gateway(settings=settings, simulate_ms=100, init_delay_ms=3000) as gw:
 # Drain cancelled by a new burst: the draining backend is reused, nothing new is spawned.
 settings = {"min_backends": 1, "max_backends": 2, "backend_concurrency": 2,
             "target_inflight_per_backend": 2, "scale_interval_ms": 200,
-            "stable_window_ms": 1500, "panic_window_ms": 600}
+            "stable_window_ms": 4000, "panic_window_ms": 600}
 with fg.Gateway(settings=settings, simulate_ms=2500) as gw:
     big = fg.Load(gw, clients=4).start()
     t0 = time.time()
@@ -34,8 +34,10 @@ with fg.Gateway(settings=settings, simulate_ms=2500) as gw:
             break
         time.sleep(0.05)
     fg.check(len(gw.backends()["backends"]) == 2, "scaled to 2 under 4 clients")
+    # Let the big load finish, then keep one request on each backend: with the load at one
+    # backend's worth, the stable window passes and one of them must drain its request.
     big.stop()
-    small = fg.Load(gw, clients=2).start()
+    small = fg.Load(gw, clients=2).start(spawn_per_s=20)
     draining = None
     t0 = time.time()
     while time.time() - t0 < 20 * S and draining is None:
