@@ -303,9 +303,11 @@ int gw_config_load_file(gw_config_t *cfg, const char *path, char *err, size_t er
         *eq = '\0';
         char *key = trim(s), *value = trim(eq + 1);
         if (value[0] == '"') {
-            char *close = strrchr(value + 1, '"');
-            if (close == NULL) {
-                snprintf(err, errcap, "%s: key '%s': unterminated quote", origin, key);
+            char *close = strchr(value + 1, '"');
+            char *rest = close != NULL ? trim(close + 1) : NULL;
+            if (close == NULL || (*rest != '\0' && *rest != '#')) {
+                snprintf(err, errcap, "%s: key '%s': unterminated quote or text after it",
+                         origin, key);
                 rv = PROTO_ECONFIG;
                 break;
             }

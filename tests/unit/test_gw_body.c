@@ -1,0 +1,164 @@
+/* Body formats: media types, base64 (both alphabets, padding, garbage), multipart. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "body.h"
+#include "err.h"
+
+static void test_media_type(void **state)
+{
+    (void)state;
+    char mt[64], b[64];
+    assert_int_equal(gw_body_media_type("Image/JPEG; charset=x", mt, sizeof mt), 0);
+    assert_string_equal(mt, "image/jpeg");
+    assert_int_equal(gw_body_media_type("  application/json", mt, sizeof mt), 0);
+    assert_string_equal(mt, "application/json");
+    assert_int_equal(gw_body_media_type("", mt, sizeof mt), PROTO_EINVAL);
+    assert_int_equal(gw_body_media_type(NULL, mt, sizeof mt), PROTO_EINVAL);
+    assert_int_equal(gw_body_media_type("a/bbbbbbbbbbbbbbbbbbbbbbbbbb", mt, 8), PROTO_EINVAL);
+    assert_int_equal(gw_body_param("multipart/form-data; boundary=abc", "boundary", b, sizeof b), 0);
+    assert_string_equal(b, "abc");
+    assert_int_equal(gw_body_param("multipart/form-data; charset=x; BOUNDARY=\"a b\"", "boundary",
+                                   b, sizeof b), 0);
+    assert_string_equal(b, "a b");
+    assert_int_equal(gw_body_param("multipart/form-data", "boundary", b, sizeof b), PROTO_EINVAL);
+    assert_int_equal(gw_body_param("multipart/form-data; boundary=", "boundary", b, sizeof b),
+                     PROTO_EINVAL);
+}
+
+static int b64(const char *in, uint8_t *out, size_t *n)
+{
+    return gw_body_b64_decode(in, strlen(in), out, n);
+}
+
+static void test_base64(void **state)
+{
+    (void)state;
+    uint8_t out[64];
+    size_t n;
+    assert_int_equal(b64("aGVsbG8=", out, &n), 0);
+    assert_int_equal(n, 5);
+    assert_memory_equal(out, "hello", 5);
+    assert_int_equal(b64("aGVsbG8", out, &n), 0); /* padding optional */
+    assert_int_equal(n, 5);
+    assert_int_equal(b64("", out, &n), 0);
+    assert_int_equal(n, 0);
+    /* url-safe and standard alphabets: 0xfb 0xff 0xbf */
+    assert_int_equal(b64("+/+/", out, &n), 0);
+    assert_int_equal(n, 3);
+    uint8_t std[3];
+    memcpy(std, out, 3);
+    assert_int_equal(b64("-_-_", out, &n), 0);
+    assert_memory_equal(out, std, 3);
+    assert_int_equal(b64("data:image/jpeg;base64,aGk=", out, &n), 0);
+    assert_int_equal(n, 2);
+    assert_memory_equal(out, "hi", 2);
+    assert_int_equal(b64("aGk=\n", out, &n), 0);
+    assert_int_equal(b64("!!!!", out, &n), PROTO_EINVAL);
+    assert_int_equal(b64("aG k", out, &n), PROTO_EINVAL);
+    assert_int_equal(b64("a", out, &n), PROTO_EINVAL);
+    assert_int_equal(b64("aGk==", out, &n), PROTO_EINVAL); /* misplaced padding */
+    assert_int_equal(b64("a=Gk", out, &n), PROTO_EINVAL);
+    assert_int_equal(b64("data:image/jpeg,aGk=", out, &n), PROTO_EINVAL);
+    /* gw_body_b64_max bounds the output for any length */
+    for (size_t len = 0; len < 40; len++)
+        assert_true(gw_body_b64_max(len) >= len * 3 / 4);
+}
+
+typedef struct {
+    int n;
+    char names[8][32];
+    size_t lens[8];
+    char first[64];
+} parts_t;
+
+static int collect(void *arg, const gw_part_t *p)
+{
+    parts_t *ps = arg;
+    if (ps->n >= 8)
+        return -1;
+    strncpy(ps->names[ps->n], p->name, 31);
+    ps->lens[ps->n] = p->len;
+    if (ps->n == 0 && p->len < sizeof ps->first) {
+        memcpy(ps->first, p->data, p->len);
+        ps->first[p->len] = '\0';
+    }
+    ps->n++;
+    return 0;
+}
+
+static int mp(const char *body, parts_t *ps)
+{
+    memset(ps, 0, sizeof *ps);
+    /* A heap copy of exactly the body's length lets ASan catch any over-read. */
+    size_t len = strlen(body);
+    uint8_t *copy = malloc(len ? len : 1);
+    memcpy(copy, body, len);
+    int rv = gw_body_multipart(copy, len, "XyZ", collect, ps);
+    free(copy);
+    return rv;
+}
+
+static void test_multipart(void **state)
+{
+    (void)state;
+    parts_t ps;
+    const char *good = "--XyZ\r\n"
+                       "Content-Disposition: form-data; name=\"camera\"\r\n\r\n"
+                       "cam-1\r\n"
+                       "--XyZ\r\n"
+                       "Content-Disposition: form-data; name=\"image\"; filename=\"a.jpg\"\r\n"
+                       "Content-Type: image/jpeg\r\n\r\n"
+                       "\xff\xd8 binary \r\n data\r\n"
+                       "--XyZ--\r\n";
+    assert_int_equal(mp(good, &ps), 2);
+    assert_string_equal(ps.names[0], "camera");
+    assert_string_equal(ps.first, "cam-1");
+    assert_string_equal(ps.names[1], "image");
+    assert_int_equal(ps.lens[1], strlen("\xff\xd8 binary \r\n data"));
+
+    /* a preamble before the first delimiter is skipped */
+    assert_int_equal(mp("preamble\r\n--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n"
+                        "1\r\n--XyZ--",
+                        &ps),
+                     1);
+    /* truncated: no closing delimiter */
+    assert_true(mp("--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n123", &ps) < 0);
+    /* no header end */
+    assert_true(mp("--XyZ\r\nContent-Disposition: form-data; name=\"a\"", &ps) < 0);
+    /* no delimiter at all */
+    assert_true(mp("just some bytes", &ps) < 0);
+    assert_true(mp("", &ps) < 0);
+    /* every prefix of a good body is rejected or parsed, never over-read */
+    size_t len = strlen(good);
+    for (size_t cut = 0; cut < len; cut++) {
+        char *p = malloc(cut + 1);
+        memcpy(p, good, cut);
+        p[cut] = '\0';
+        (void)mp(p, &ps);
+        free(p);
+    }
+    /* the callback can stop the walk */
+    char many[2048] = "";
+    for (int i = 0; i < 12; i++)
+        strcat(many, "--XyZ\r\nContent-Disposition: form-data; name=\"p\"\r\n\r\nx\r\n");
+    strcat(many, "--XyZ--\r\n");
+    assert_int_equal(mp(many, &ps), -1);
+    assert_int_equal(ps.n, 8);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_media_type),
+        cmocka_unit_test(test_base64),
+        cmocka_unit_test(test_multipart),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

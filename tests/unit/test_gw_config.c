@@ -1,0 +1,155 @@
+/* Configuration: the documented file equals the built-in defaults, errors name the key and
+ * line, environment variables and --set override, printing round-trips. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+#include "err.h"
+
+#define FG_SOURCE_CONFIG FG_SOURCE_DIR "/config/framegate.conf"
+
+static char *write_tmp(const char *text)
+{
+    static char path[64];
+    strcpy(path, "/tmp/fgcfgXXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return path;
+}
+
+static void test_documented_file_is_the_defaults(void **state)
+{
+    (void)state;
+    gw_config_t def, file;
+    char err[512];
+    gw_config_defaults(&def);
+    gw_config_defaults(&file);
+    /* Start the file's load from zeroed values where the file sets them, so a key that the
+     * file forgets to document would show up as a difference. */
+    int rv = gw_config_load_file(&file, FG_SOURCE_CONFIG, err, sizeof err);
+    if (rv != 0)
+        fail_msg("%s", err);
+    assert_memory_equal(&def, &file, sizeof def);
+    assert_int_equal(gw_config_validate(&def, err, sizeof err), 0);
+}
+
+static void test_values_and_units(void **state)
+{
+    (void)state;
+    gw_config_t c;
+    char err[512];
+    gw_config_defaults(&c);
+    char *path = write_tmp("# comment\n\nmax_body_bytes = 2M\ndeadline_ms = 1.5s # trailing\n"
+                           "listen = 127.0.0.1:9000\nmodel_name = \"a # b\"\n"
+                           "log_level = debug\nbackends = 3\nthreshold=0.5\n");
+    assert_int_equal(gw_config_load_file(&c, path, err, sizeof err), 0);
+    unlink(path);
+    assert_int_equal(c.max_body_bytes, 2u << 20);
+    assert_int_equal(c.deadline_ms, 1500);
+    assert_string_equal(c.listen_host, "127.0.0.1");
+    assert_int_equal(c.listen_port, 9000);
+    assert_string_equal(c.model_name, "a # b");
+    assert_int_equal(c.log_level, 3);
+    assert_int_equal(c.min_backends, 3);
+    assert_int_equal(c.max_backends, 3);
+    assert_true(c.threshold == 0.5);
+    assert_int_equal(gw_config_set(&c, "listen", "[::1]:8081", "--set", err, sizeof err), 0);
+    assert_string_equal(c.listen_host, "::1");
+    assert_int_equal(c.listen_port, 8081);
+}
+
+static void test_errors_name_key_and_line(void **state)
+{
+    (void)state;
+    gw_config_t c;
+    char err[512];
+    gw_config_defaults(&c);
+    char *path = write_tmp("queue_size = 10\n\nqueue_sise = 10\n");
+    assert_int_equal(gw_config_load_file(&c, path, err, sizeof err), PROTO_ECONFIG);
+    assert_non_null(strstr(err, ":3:"));
+    assert_non_null(strstr(err, "queue_sise"));
+    unlink(path);
+    path = write_tmp("threshold = 1.5\n");
+    assert_int_equal(gw_config_load_file(&c, path, err, sizeof err), PROTO_ECONFIG);
+    assert_non_null(strstr(err, ":1:"));
+    assert_non_null(strstr(err, "threshold"));
+    unlink(path);
+    path = write_tmp("no equals sign here\n");
+    assert_int_equal(gw_config_load_file(&c, path, err, sizeof err), PROTO_ECONFIG);
+    unlink(path);
+    const char *bad[][2] = {{"listen", "nohost"},   {"listen", "h:70000"},
+                            {"max_body_bytes", "12X"}, {"retries", "1.5"},
+                            {"log_level", "loud"},   {"deadline_ms", "-1"},
+                            {"max_backends", "0"},   {"min_backends", "abc"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(gw_config_set(&c, bad[i][0], bad[i][1], "--set", err, sizeof err),
+                         PROTO_ECONFIG);
+        assert_non_null(strstr(err, bad[i][0]));
+    }
+    assert_int_equal(gw_config_load_file(&c, "/nonexistent/x.conf", err, sizeof err),
+                     PROTO_ECONFIG);
+    gw_config_defaults(&c);
+    c.min_backends = 5;
+    c.max_backends = 2;
+    assert_int_equal(gw_config_validate(&c, err, sizeof err), PROTO_ECONFIG);
+}
+
+static void test_environment(void **state)
+{
+    (void)state;
+    gw_config_t c;
+    char err[512];
+    gw_config_defaults(&c);
+    char *env[] = {"PATH=/bin", "FRAMEGATE_MAX_BACKENDS=7", "FRAMEGATE_CACHE=/x",
+                   "FRAMEGATE_CONFIG=/y", NULL};
+    assert_int_equal(gw_config_load_env(&c, env, err, sizeof err), 0);
+    assert_int_equal(c.max_backends, 7);
+    char *typo[] = {"FRAMEGATE_MAX_BACKEND=7", NULL};
+    assert_int_equal(gw_config_load_env(&c, typo, err, sizeof err), PROTO_ECONFIG);
+    assert_non_null(strstr(err, "FRAMEGATE_MAX_BACKEND"));
+}
+
+static void test_print_round_trip(void **state)
+{
+    (void)state;
+    gw_config_t a, b;
+    char err[512], path[] = "/tmp/fgcfgpXXXXXX";
+    gw_config_defaults(&a);
+    assert_int_equal(gw_config_set(&a, "backend_args", "--simulate-ms 5", "t", err, sizeof err), 0);
+    assert_int_equal(gw_config_set(&a, "nms", "0.3", "t", err, sizeof err), 0);
+    int fd = mkstemp(path);
+    FILE *f = fdopen(fd, "w");
+    gw_config_print(&a, f);
+    fclose(f);
+    memset(&b, 0, sizeof b);
+    gw_config_defaults(&b);
+    b.max_connections = 1;
+    b.nms = 0;
+    int rv = gw_config_load_file(&b, path, err, sizeof err);
+    unlink(path);
+    if (rv != 0)
+        fail_msg("%s", err);
+    assert_memory_equal(&a, &b, sizeof a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_documented_file_is_the_defaults),
+        cmocka_unit_test(test_values_and_units),
+        cmocka_unit_test(test_errors_name_key_and_line),
+        cmocka_unit_test(test_environment),
+        cmocka_unit_test(test_print_round_trip),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
