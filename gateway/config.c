@@ -194,7 +194,7 @@ int gw_config_set(gw_config_t *cfg, const char *key, const char *value, const ch
 {
     const key_t_ *k = find_key(key);
     char *base = (char *)cfg;
-    double x;
+    double x = 0;
 
     if (k == NULL) {
         snprintf(err, errcap, "%s: unknown key '%s'", origin, key);

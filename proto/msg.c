@@ -44,7 +44,7 @@ static int rd_uint(rd_t *r, int n, uint64_t *v)
 
 static int rd_u8(rd_t *r, uint8_t *v)
 {
-    uint64_t x;
+    uint64_t x = 0;
     int rv = rd_uint(r, 1, &x);
     *v = (uint8_t)x;
     return rv;
@@ -52,7 +52,7 @@ static int rd_u8(rd_t *r, uint8_t *v)
 
 static int rd_u16(rd_t *r, uint16_t *v)
 {
-    uint64_t x;
+    uint64_t x = 0;
     int rv = rd_uint(r, 2, &x);
     *v = (uint16_t)x;
     return rv;
@@ -60,7 +60,7 @@ static int rd_u16(rd_t *r, uint16_t *v)
 
 static int rd_u32(rd_t *r, uint32_t *v)
 {
-    uint64_t x;
+    uint64_t x = 0;
     int rv = rd_uint(r, 4, &x);
     *v = (uint32_t)x;
     return rv;

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,7 +84,7 @@ static int collect(void *arg, const gw_part_t *p)
     parts_t *ps = arg;
     if (ps->n >= 8)
         return -1;
-    strncpy(ps->names[ps->n], p->name, 31);
+    snprintf(ps->names[ps->n], sizeof ps->names[ps->n], "%.31s", p->name);
     ps->lens[ps->n] = p->len;
     if (ps->n == 0 && p->len < sizeof ps->first) {
         memcpy(ps->first, p->data, p->len);
