@@ -12,7 +12,7 @@ pkgs=(
     build-essential cmake pkg-config git ca-certificates curl
     libuv1-dev node-llhttp libnng-dev libmbedtls-dev libturbojpeg0-dev
     darknet libcjson-dev libcurl4-openssl-dev libcmocka-dev
-    python3 docker-compose
+    python3 docker-compose prometheus
 )
 
 missing=()

@@ -3,6 +3,7 @@
 with a backend SIGKILLed in the middle: its requests are retried and still all answered."""
 # ctest-timeout: 240
 import os
+import subprocess
 import signal
 import time
 
@@ -17,6 +18,14 @@ with fg.Gateway(settings={"backends": 2, "max_connections": 512}, simulate_ms=2)
     m = gw.metrics()
     served = sum(b["served"] for b in gw.backends()["backends"])
     fg.check(served >= 1000, f"backends served them ({served})")
+    n = fg.metric_value(m, "framegate_requests_total", {"route": "detect", "code": "200"})
+    fg.check(n == 1000, f"framegate_requests_total counts the 1000 frames ({n})")
+    fg.check(fg.metric_value(m, "framegate_queue_wait_seconds_count") == 1000,
+             "queue wait histogram has one sample per frame")
+    if os.path.exists("/usr/bin/promtool"):
+        r = subprocess.run(["promtool", "check", "metrics"], input=m.encode(),
+                           capture_output=True)
+        fg.check(r.returncode == 0, f"/metrics passes promtool check metrics {r.stdout[:300]!r} {r.stderr[:300]!r}")
 
 with fg.Gateway(settings={"backends": 3, "max_connections": 512, "retries": 3},
                 simulate_ms=30) as gw:
