@@ -1,0 +1,195 @@
+/* The real framegate-backend process over a real NNG socket: readiness ping, a frame, a
+ * garbage message (an error reply, and it keeps serving), a past deadline, SIGTERM. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include "msg.h"
+
+static pid_t child;
+static char sock_path[128];
+
+static uint8_t *read_file_all(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *buf = malloc((size_t)n);
+    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+static void spawn(const char *extra1, const char *extra2)
+{
+    snprintf(sock_path, sizeof sock_path, "ipc:///tmp/fgbe-%d.sock", (int)getpid());
+    child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        char ppid[16];
+        snprintf(ppid, sizeof ppid, "%d", (int)getppid());
+        execl(FG_BIN_DIR "/framegate-backend", "framegate-backend", "--listen", sock_path,
+              "--parent-pid", ppid, "--cfg", FG_DARKNET_CFG "/yolov3-tiny.cfg", "--names",
+              FG_DARKNET_DATA "/coco.names", extra1, extra2, (char *)NULL);
+        _exit(127);
+    }
+}
+
+static int stop_child(void)
+{
+    int status = -1;
+    kill(child, SIGTERM);
+    for (int i = 0; i < 100; i++) {
+        if (waitpid(child, &status, WNOHANG) == child)
+            return status;
+        usleep(50000);
+    }
+    kill(child, SIGKILL);
+    waitpid(child, &status, 0);
+    return -1;
+}
+
+/* Sends raw bytes, waits for the reply (up to 30 s) and decodes it into *rep (views into
+ * *msg, which the caller frees). */
+static void roundtrip(nng_socket s, const void *buf, size_t len, nng_msg **msg, proto_rep_t *rep)
+{
+    assert_int_equal(nng_send(s, (void *)buf, len, 0), 0);
+    assert_int_equal(nng_recvmsg(s, msg, 0), 0);
+    assert_int_equal(proto_rep_decode(rep, nng_msg_body(*msg), nng_msg_len(*msg)), 0);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void run_session(int simulate)
+{
+    nng_socket s;
+    nng_msg *msg;
+    proto_rep_t rep;
+    uint8_t buf[1 << 20];
+    size_t len;
+    assert_int_equal(nng_req0_open(&s), 0);
+    nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 60000);
+    nng_socket_set_ms(s, NNG_OPT_RECONNMINT, 20);
+    assert_int_equal(nng_dial(s, sock_path, NULL, NNG_FLAG_NONBLOCK), 0);
+
+    proto_req_t ping = {.type = PROTO_T_PING, .id = 1};
+    assert_int_equal(proto_req_encode(&ping, buf, sizeof buf, &len), 0);
+    roundtrip(s, buf, len, &msg, &rep);
+    assert_int_equal(rep.type, PROTO_T_PONG);
+    assert_non_null(memmem(rep.payload, rep.payload_len, "\"model\"", 7));
+    nng_msg_free(msg);
+
+    size_t dlen;
+    uint8_t *dog = read_file_all(FG_DARKNET_DATA "/dog.jpg", &dlen);
+    proto_req_t det = {.type = PROTO_T_DETECT, .id = 2, .payload = dog,
+                       .payload_len = (uint32_t)dlen, .output = PROTO_OUT_TEXT};
+    assert_int_equal(proto_req_encode(&det, buf, sizeof buf, &len), 0);
+    roundtrip(s, buf, len, &msg, &rep);
+    assert_int_equal(rep.type, PROTO_T_RESULT);
+    assert_true(rep.id == 2);
+    assert_int_equal(rep.status, 0);
+    assert_int_equal(rep.width, 768);
+    assert_int_equal(rep.height, 576);
+    if (simulate)
+        assert_int_equal(rep.ndet, 0);
+    size_t cursor = 0;
+    proto_det_t d;
+    while (proto_rep_det_next(&rep, &cursor, &d)) {
+        assert_true(d.x >= 0 && d.x + d.w <= 768.5f && d.y >= 0 && d.y + d.h <= 576.5f);
+        assert_true(d.confidence > 0 && d.confidence <= 1);
+    }
+    assert_true(rep.payload_len > 0); /* the top-1 label or "none" */
+    nng_msg_free(msg);
+
+    /* Garbage: an error reply, then it still serves. */
+    roundtrip(s, "garbage!", 8, &msg, &rep);
+    assert_true(rep.status < 0);
+    assert_true(rep.error_len > 0);
+    nng_msg_free(msg);
+
+    /* A frame that is not a JPEG. */
+    proto_req_t bad = {.type = PROTO_T_DETECT, .id = 3, .payload = (const uint8_t *)"xyz",
+                       .payload_len = 3};
+    assert_int_equal(proto_req_encode(&bad, buf, sizeof buf, &len), 0);
+    roundtrip(s, buf, len, &msg, &rep);
+    assert_int_equal(rep.status, PROTO_EIMAGE);
+    nng_msg_free(msg);
+
+    /* A deadline already past: skipped. */
+    det.id = 4;
+    det.deadline_ms = now_ms() - 1000;
+    assert_int_equal(proto_req_encode(&det, buf, sizeof buf, &len), 0);
+    roundtrip(s, buf, len, &msg, &rep);
+    assert_int_equal(rep.status, PROTO_EDEADLINE);
+    nng_msg_free(msg);
+
+    free(dog);
+    nng_close(s);
+}
+
+static void test_simulated(void **state)
+{
+    (void)state;
+    spawn("--simulate-ms", "5");
+    run_session(1);
+    int status = stop_child();
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void test_real_model(void **state)
+{
+    (void)state;
+    char weights[512];
+    const char *cache = getenv("FRAMEGATE_CACHE");
+    const char *home = getenv("HOME");
+    if (cache != NULL && cache[0])
+        snprintf(weights, sizeof weights, "%s/models/yolov3-tiny.weights", cache);
+    else
+        snprintf(weights, sizeof weights, "%s/.cache/framegate/models/yolov3-tiny.weights",
+                 home ? home : "/root");
+    if (access(weights, R_OK) != 0)
+        fail_msg("%s is missing: run scripts/models.sh first", weights);
+    spawn("--weights", weights);
+    run_session(0);
+    int status = stop_child();
+    assert_true(WIFEXITED(status));
+}
+
+static void test_bad_model_exits_2(void **state)
+{
+    (void)state;
+    spawn("--weights", "/nonexistent/weights");
+    int status;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_simulated),
+        cmocka_unit_test(test_real_model),
+        cmocka_unit_test(test_bad_model_exits_2),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
