@@ -12,8 +12,12 @@ pkgs=(
     build-essential cmake pkg-config git ca-certificates curl
     libuv1-dev node-llhttp libnng-dev libmbedtls-dev libturbojpeg0-dev
     darknet libcjson-dev libcurl4-openssl-dev libcmocka-dev
-    python3 docker-compose prometheus
+    python3
 )
+# Test-only tools (compose validation, promtool); a container image skips them (--image).
+if [ "${1:-}" != "--image" ]; then
+    pkgs+=(docker-compose prometheus)
+fi
 
 missing=()
 for p in "${pkgs[@]}"; do
