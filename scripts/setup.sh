@@ -16,7 +16,7 @@ pkgs=(
 )
 # Test-only tools (compose validation, promtool); a container image skips them (--image).
 if [ "${1:-}" != "--image" ]; then
-    pkgs+=(docker-compose prometheus)
+    pkgs+=(docker-compose prometheus python3-locust gnuplot-nox)
 fi
 
 missing=()
