@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Draws one PNG with the three panels of Locust's charts from framegate-bench CSV files:
+# requests/s and failures/s, latency percentiles, users and backends over time.
+# Usage: plot.sh OUT.png TITLE CSV[:LABEL] [CSV[:LABEL] ...]   (gnuplot from Debian)
+set -euo pipefail
+out=$1 title=$2
+shift 2
+rps="" fail="" lat="" users=""
+for spec in "$@"; do
+    csv=${spec%%:*}
+    label=${spec#*:}
+    [ "$label" = "$spec" ] && label=$(basename "$csv" .csv)
+    rps+="'$csv' using 1:3 with lines lw 2 title '$label ok/s', "
+    fail+="'$csv' using 1:4 with lines lw 2 dt 2 title '$label failed/s', "
+    lat+="'$csv' using 1:(\$9/1000) with lines title '$label p50', '$csv' using 1:(\$10/1000) with lines dt 3 title '$label p95', '$csv' using 1:(\$11/1000) with lines dt 2 title '$label p99', "
+    users+="'$csv' using 1:2 with lines title '$label users' axes x1y2, '$csv' using 1:(\$12+\$13) with steps lw 2 title '$label backends (starting+ready)', "
+done
+gnuplot <<GP
+set terminal pngcairo size 1100,1100 font ",10"
+set output "$out"
+set datafile separator ","
+set key outside right top
+set grid
+set multiplot layout 3,1 title "$title"
+set title "Requests per second"
+set ylabel "req/s"
+plot ${rps}${fail%, }
+set title "Response time"
+set ylabel "seconds"
+plot ${lat%, }
+set title "Users and backends"
+set xlabel "seconds"
+set ylabel "backends"
+set y2label "users"
+set y2tics
+plot ${users%, }
+unset multiplot
+GP
+echo "$out"
