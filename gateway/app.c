@@ -22,7 +22,7 @@ typedef struct {
     gw_metrics_t *metrics;
     struct {
         int requests, duration, queue_wait, scale, backends, desired, min, max, inflight, queued,
-            be_inflight, be_served, be_failures, retried, crashes, failed_starts, connections;
+            be_inflight, be_served, infer, be_failures, retried, crashes, failed_starts, connections;
     } fam;
     uv_signal_t sigterm, sigint;
     uv_timer_t exit_timer;
@@ -175,6 +175,13 @@ static void on_scale(void *ctx, const char *direction, const char *reason)
     gw_metrics_add(app->metrics, app->fam.scale, direction, reason, 1);
 }
 
+static void on_job_done(void *ctx, const gw_job_t *job)
+{
+    app_t *app = ctx;
+    if (job->http_status == 200)
+        gw_metrics_observe(app->metrics, app->fam.infer, NULL, NULL, job->infer_ms / 1000.0);
+}
+
 static int declare_metrics(app_t *app)
 {
     gw_metrics_t *m = app->metrics;
@@ -185,6 +192,7 @@ static int declare_metrics(app_t *app)
     D(requests, GW_COUNTER, "framegate_requests_total", "HTTP requests answered, by route and status code.", "route,code", NULL, 0)
     D(duration, GW_HISTOGRAM, "framegate_request_duration_seconds", "Time from the end of a request to its answer.", "route", latency_buckets, nb)
     D(queue_wait, GW_HISTOGRAM, "framegate_queue_wait_seconds", "Time frames waited in the queue for a backend.", NULL, latency_buckets, nb)
+    D(infer, GW_HISTOGRAM, "framegate_inference_seconds", "Network time reported by the backends (forward pass + boxes + NMS).", NULL, latency_buckets, nb)
     D(scale, GW_COUNTER, "framegate_scale_events_total", "Autoscaler actions, by direction and reason.", "direction,reason", NULL, 0)
     D(backends, GW_GAUGE, "framegate_backends", "Backends by state.", "state", NULL, 0)
     D(desired, GW_GAUGE, "framegate_backends_desired", "Backends the autoscaler wants.", NULL, NULL, 0)
@@ -285,6 +293,7 @@ static void close_walk(uv_handle_t *h, void *arg)
 static const gw_pool_hooks_t pool_hooks = {
     .on_queue_wait = on_queue_wait,
     .on_scale = on_scale,
+    .on_job_done = on_job_done,
 };
 
 int gw_app_run(const gw_config_t *cfg, const char *argv0)
