@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Scenario 4: gateway overhead against the load balancers a user would pick instead, same
+# machine, same body (dog.jpg, raw), same run:
+#   framegate (2 backends, --simulate-ms 0: JPEG header parsed, no network)
+#   nginx (least_conn) and haproxy (leastconn), each in front of 2 plain HTTP backends
+#   (nginx server blocks answering a fixed JSON; they read and discard the body)
+#   direct to one plain backend (no balancer at all)
+# Every balancer runs one worker/thread, like framegate's single loop. Installs nginx and
+# haproxy from Debian if they are missing. Reports requests/s and p99 as ratios to nginx.
+source "$(dirname "$0")/common.sh"
+out=$repo/bench/results/4_gateway_overhead
+mkdir -p "$out"
+machine_info "$out"
+if ! command -v nginx >/dev/null || ! command -v haproxy >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx haproxy >/dev/null
+fi
+users=${USERS:-50} dur=${DURATION:-15}
+tmp=$(mktemp -d)
+B1=18241 B2=18242 NGX=18243 HAP=18244 FG=18245
+cat > "$tmp/nginx.conf" <<NGX
+worker_processes 1;
+pid $tmp/nginx.pid;
+error_log $tmp/nginx.err warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_max_body_size 16m;
+    client_body_buffer_size 1m;
+    keepalive_requests 1000000;
+    upstream pool { least_conn; server 127.0.0.1:$B1; server 127.0.0.1:$B2; keepalive 128; }
+    server { listen 127.0.0.1:$B1; location / { default_type application/json; return 200 '{"detections":[]}'; } }
+    server { listen 127.0.0.1:$B2; location / { default_type application/json; return 200 '{"detections":[]}'; } }
+    server {
+        listen 127.0.0.1:$NGX;
+        location / { proxy_pass http://pool; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    }
+}
+NGX
+cat > "$tmp/haproxy.cfg" <<HAP
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    http-reuse always
+frontend fe
+    bind 127.0.0.1:$HAP
+    default_backend be
+backend be
+    balance leastconn
+    server b1 127.0.0.1:$B1
+    server b2 127.0.0.1:$B2
+HAP
+nginx -c "$tmp/nginx.conf" -p "$tmp"
+sleep 0.5
+pids+=("$(cat "$tmp/nginx.pid")")
+haproxy -f "$tmp/haproxy.cfg" > "$tmp/haproxy.log" 2>&1 &
+pids+=($!)
+start_gateway $FG "$out/framegate.gateway.log" --set backends=2 --set "backend_args=--simulate-ms 0" \
+    --set log_level=warn
+run() {
+    "$bin/framegate-bench" --url "http://127.0.0.1:$2$3" --users "$users" --duration "$dur" \
+        --body-mode raw --no-backends --json "$out/$1.json" --quiet > "$out/$1.txt"
+    echo "$1: $(sed -n 2p "$out/$1.txt")"
+}
+run nginx $NGX /v1/detect
+run haproxy $HAP /v1/detect
+run framegate $FG /v1/detect
+run direct $B1 /v1/detect
+/usr/bin/python3 - "$out" <<'PY' | tee "$out/summary.txt"
+import json, sys
+out = sys.argv[1]
+r = {k: json.load(open(f"{out}/{k}.json")) for k in ("nginx", "haproxy", "framegate", "direct")}
+base = r["nginx"]
+print(f"{'target':10} {'req/s':>9} {'p99 ms':>8} {'fail':>5} {'rps/nginx':>10} {'p99/nginx':>10}")
+for k, v in r.items():
+    print(f"{k:10} {v['rps']:9.0f} {v['latency_ms']['p99']:8.2f} {v['failures']:5d} "
+          f"{v['rps'] / base['rps']:10.2f} {v['latency_ms']['p99'] / base['latency_ms']['p99']:10.2f}")
+PY
+kill -QUIT "$(cat "$tmp/nginx.pid")" 2>/dev/null || true
+rm -rf "$tmp"
