@@ -1,11 +1,15 @@
 /* Frame decoding and pre-processing for the network: libjpeg-turbo decode (with DCT scaling
  * straight to near the network size) and one fused letterbox + bilinear resize + normalise
- * pass into the network's CHW float input. Not thread-safe per be_image_t; one per backend. */
+ * pass into the network's CHW float input; plus the annotated-JPEG output.
+ * A be_image_t keeps its buffers between frames and is not thread-safe: one per serving
+ * thread (the backend has exactly one). */
 #ifndef BE_IMAGE_H
 #define BE_IMAGE_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "msg.h"
 
 typedef struct be_image be_image_t;
 
@@ -14,6 +18,8 @@ typedef struct {
     int max_side;        /* either side above this: PROTO_EIMGSIZE */
 } be_image_limits_t;
 
+/* Allocates a decoder with its own turbojpeg handles. Returns 0 or PROTO_ENOMEM. The caller
+ * owns *out and releases it with be_image_destroy(). */
 int be_image_create(be_image_t **out, be_image_limits_t limits);
 void be_image_destroy(be_image_t *im);
 
@@ -22,19 +28,36 @@ void be_image_destroy(be_image_t *im);
  * limits). The pixels are not touched, so a decompression bomb costs nothing. */
 int be_image_probe(be_image_t *im, const uint8_t *buf, size_t len, int *w, int *h);
 
-/* Decodes buf and letterboxes it into `input` (3 x net_h x net_w floats in [0,1], CHW, RGB),
- * with darknet's letterbox geometry (aspect kept, centred, 0.5 grey around). Stores the
- * original size. Returns 0 or the errors of be_image_probe (PROTO_EIMAGE also for corrupt
- * scan data). `err` gets libjpeg-turbo's message. */
-int be_image_letterbox(be_image_t *im, const uint8_t *buf, size_t len, int net_w, int net_h,
-                       float *input, int *w, int *h, char *err, size_t errcap);
+/* darknet's letterbox geometry: the size (*nw x *nh) an image of w x h is resized to inside
+ * net_w x net_h, aspect kept (it is then centred on 0.5 grey). Pure function. */
+void be_image_letterbox_size(int w, int h, int net_w, int net_h, int *nw, int *nh);
 
-/* The same, from packed RGB pixels (used by tests and by the decode path). */
+/* The size libjpeg-turbo will decode a w x h JPEG to so that it still covers want_w x want_h:
+ * the smallest DCT scaling factor (1/8 .. 1) that does, else full size. Pure function. */
+void be_image_scaled_size(int w, int h, int want_w, int want_h, int *sw, int *sh);
+
+/* Decodes buf (DCT-scaled to just cover the letterboxed size) and letterboxes it into `input`
+ * (3 x net_h x net_w floats in [0,1], CHW, RGB). Stores the ORIGINAL size in *w, *h and, if
+ * dw/dh are not NULL, the decoded size. Returns 0 or the errors of be_image_probe
+ * (PROTO_EIMAGE also for corrupt or truncated scan data) or PROTO_ENOMEM; `err` (may be
+ * NULL) gets libjpeg-turbo's message. Caller's thread; `input` is caller-owned. */
+int be_image_letterbox(be_image_t *im, const uint8_t *buf, size_t len, int net_w, int net_h,
+                       float *input, int *w, int *h, int *dw, int *dh, char *err,
+                       size_t errcap);
+
+/* The fused pass alone, from packed RGB pixels: the same sampling as darknet's
+ * resize_image (corner-aligned bilinear), so the network sees what darknet would feed it. */
 void be_image_letterbox_rgb(const uint8_t *rgb, int w, int h, int net_w, int net_h,
                             float *input);
 
-/* Decodes buf to packed RGB at its full size (malloc'd, caller frees). For tests/outputs. */
+/* Decodes buf to packed RGB at its full size (malloc'd, the caller frees). For tests. */
 int be_image_decode_rgb(be_image_t *im, const uint8_t *buf, size_t len, uint8_t **rgb, int *w,
                         int *h);
+
+/* Decodes buf at full size, draws the n detections (original-image pixels) as coloured
+ * rectangles and re-encodes it as a JPEG (quality 85). *out points into storage owned by
+ * `im`, valid until the next call on `im`. Returns 0 or the decode errors / PROTO_ENOMEM. */
+int be_image_annotate(be_image_t *im, const uint8_t *buf, size_t len, const proto_det_t *dets,
+                      int n, const uint8_t **out, size_t *outlen);
 
 #endif

@@ -131,32 +131,12 @@ static void header_value(const uint8_t *v, const uint8_t *end, char *out, size_t
     out[n] = '\0';
 }
 
-/* Pulls name="..." / filename="..." out of a Content-Disposition value. */
+/* Content-Disposition ("form-data; name=\"x\"; filename=\"y\"") has the same
+ * "; key=value" shape as Content-Type parameters. */
 static void disposition_param(const char *disp, const char *key, char *out, size_t cap)
 {
-    out[0] = '\0';
-    size_t klen = strlen(key);
-    for (const char *p = disp; (p = strstr(p, key)) != NULL; p += klen) {
-        if (p != disp && p[-1] != ' ' && p[-1] != ';' && p[-1] != '\t')
-            continue;
-        if (p[klen] != '=')
-            continue;
-        const char *v = p + klen + 1;
-        size_t n = 0;
-        if (*v == '"') {
-            v++;
-            while (v[n] && v[n] != '"')
-                n++;
-        } else {
-            while (v[n] && v[n] != ';' && v[n] != ' ')
-                n++;
-        }
-        if (n >= cap)
-            n = cap - 1;
-        memcpy(out, v, n);
-        out[n] = '\0';
-        return;
-    }
+    if (gw_body_param(disp, key, out, cap) != 0)
+        out[0] = '\0';
 }
 
 int gw_body_multipart(const uint8_t *body, size_t len, const char *boundary, gw_part_cb cb,

@@ -56,7 +56,7 @@ with fg.Gateway(settings={"min_backends": 1, "max_backends": 2, "scale_interval_
         # Locust drops from its stats what is in flight when -t expires; the gateway answered
         # at least what Locust counted, and nothing failed.
         fg.check(after - before >= n, f"gateway answered {after - before:.0f} >= locust's {n}")
-        fg.check(fg.metric_value(gw.metrics(), "framegate_requests_total", {"code": "503"}) == 0,
+        fg.check(fg.metric_value(gw.metrics(), "framegate_requests_total", {"route": "detect", "code": "503"}) == 0,
                  "no 503 at the gateway during the locust run")
 shutil.rmtree(out, ignore_errors=True)
 fg.finish()
