@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
-cache=${FRAMEGATE_CACHE:-$HOME/.cache/framegate}
+cache=${FRAMEGATE_CACHE:-${HOME:-/root}/.cache/framegate}
 out="$cache/models/yolov3-tiny.weights"
 mkdir -p "$cache/models"
 if [ ! -s "$out" ]; then

@@ -63,7 +63,8 @@ start_gateway $FG "$out/framegate.gateway.log" --set backends=2 --set "backend_a
     --set log_level=warn
 run() {
     "$bin/framegate-bench" --url "http://127.0.0.1:$2$3" --users "$users" --duration "$dur" \
-        --body-mode raw --no-backends --json "$out/$1.json" --quiet > "$out/$1.txt"
+        --body-mode raw --no-backends --json "$out/$1.json" --csv "$out/$1.csv" --quiet \
+        > "$out/$1.txt"
     echo "$1: $(sed -n 2p "$out/$1.txt")"
 }
 run nginx $NGX /v1/detect
@@ -80,5 +81,8 @@ for k, v in r.items():
     print(f"{k:10} {v['rps']:9.0f} {v['latency_ms']['p99']:8.2f} {v['failures']:5d} "
           f"{v['rps'] / base['rps']:10.2f} {v['latency_ms']['p99'] / base['latency_ms']['p99']:10.2f}")
 PY
+"$repo/bench/plot.sh" "$out/plot.png" "Scenario 4: $users users, raw dog.jpg, no inference: balancer overhead" \
+    "$out/nginx.csv:nginx" "$out/haproxy.csv:haproxy" "$out/framegate.csv:framegate" \
+    "$out/direct.csv:direct"
 kill -QUIT "$(cat "$tmp/nginx.pid")" 2>/dev/null || true
 rm -rf "$tmp"
