@@ -15,6 +15,48 @@
 
 static volatile sig_atomic_t stop_flag;
 
+/* The file darknet is reading while it may exit()/abort() on us; NULL otherwise. */
+static const char *volatile darknet_file;
+
+/* darknet reports a bad cfg or weights file by exit(-1) or assert(0), from deep inside its
+ * parser. While it loads, both are turned into our contract: a message naming the file and
+ * exit code 2. */
+static void on_darknet_exit(void)
+{
+    if (darknet_file != NULL) {
+        fprintf(stderr, "framegate-backend: darknet failed while loading %s\n", darknet_file);
+        _exit(2);
+    }
+}
+
+static void on_abort(int sig)
+{
+    (void)sig;
+    static const char pre[] = "framegate-backend: darknet aborted while loading ";
+    const char *f = darknet_file;
+    if (f != NULL) {
+        /* Only async-signal-safe calls here. */
+        ssize_t r = write(2, pre, sizeof pre - 1);
+        r = write(2, f, strlen(f));
+        r = write(2, "\n", 1);
+        (void)r;
+        _exit(2);
+    }
+    signal(SIGABRT, SIG_DFL);
+    raise(SIGABRT);
+}
+
+/* ".../yolov3-tiny.cfg" -> "yolov3-tiny" into out. */
+static void name_from_cfg(const char *cfg, char *out, size_t cap)
+{
+    const char *b = strrchr(cfg, '/');
+    b = b != NULL ? b + 1 : cfg;
+    size_t n = strlen(b);
+    if (n > 4 && strcmp(b + n - 4, ".cfg") == 0)
+        n -= 4;
+    snprintf(out, cap, "%.*s", (int)n, b);
+}
+
 static void on_signal(int sig)
 {
     (void)sig;
@@ -65,7 +107,7 @@ static int parse_float(const char *s, float lo, float hi, float *out)
 int main(int argc, char **argv)
 {
     const char *listen = NULL, *cfg = NULL, *weights = NULL, *names = NULL;
-    const char *model_name = "model", *instance = "backend", *gen_out = NULL;
+    const char *model_name = NULL, *instance = "backend", *gen_out = NULL;
     float threshold = 0.25f, nms = 0.45f;
     long simulate_ms = -1, init_delay_ms = 0, parent_pid = 0, seed = 1, threads = 1;
     long max_pixels = 64000000, max_side = 16384;
@@ -128,11 +170,21 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    (void)threads; /* stock darknet is single-threaded on CPU */
+    (void)threads; /* stock libdarknet has no threads (no OpenMP, no BLAS): accepted for
+                      the faster model that replaces model.c's forward pass */
+    char derived_name[128];
+    if (model_name == NULL) {
+        name_from_cfg(cfg != NULL ? cfg : "simulated", derived_name, sizeof derived_name);
+        model_name = derived_name;
+    }
 
     if (gen_out != NULL) {
         char err[512];
+        atexit(on_darknet_exit);
+        signal(SIGABRT, on_abort);
+        darknet_file = cfg;
         int rv = be_model_gen_weights(cfg, gen_out, (unsigned)seed, err, sizeof err);
+        darknet_file = NULL;
         if (rv != 0) {
             fprintf(stderr, "framegate-backend: %s\n", err);
             return 2;
@@ -178,8 +230,12 @@ int main(int argc, char **argv)
         char err[512];
         be_model_opts_t mo = {.cfg = cfg, .weights = weights, .names = names,
                               .threshold = threshold, .nms = nms};
+        atexit(on_darknet_exit);
+        signal(SIGABRT, on_abort);
+        darknet_file = cfg;
         int rv = be_model_load(&model, &mo, err, sizeof err);
         if (rv != 0) {
+            darknet_file = NULL;
             fprintf(stderr, "framegate-backend[%s]: %s\n", instance, err);
             be_image_destroy(image);
             return 2;
@@ -192,6 +248,13 @@ int main(int argc, char **argv)
             in[i] = 0.5f;
         proto_det_t dets[16];
         be_model_detect(model, be_model_width(model), be_model_height(model), 0, dets, 16);
+        darknet_file = NULL;
+        signal(SIGABRT, SIG_DFL);
+    }
+    if (stop_flag) { /* asked to stop while loading: never listen */
+        be_model_free(model);
+        be_image_destroy(image);
+        return 0;
     }
     be_serve_opts_t so = {
         .listen = listen,
@@ -205,5 +268,5 @@ int main(int argc, char **argv)
     int rv = be_serve_run(&so);
     be_model_free(model);
     be_image_destroy(image);
-    return rv == 0 ? 0 : 1;
+    return rv == 0 ? 0 : rv == PROTO_EINVAL ? 2 : 1;
 }

@@ -9,13 +9,39 @@
 
 #include "err.h"
 
+#define LABEL_MAX 63 /* bytes kept of one label (the wire allows 255) */
+
 struct be_model {
     network *net;
     int classes;
     char **labels; /* classes entries; "class<N>" when the names file is short */
     char *label_store;
     float threshold, nms;
+    proto_det_t *all; /* every candidate of the last frame, kept to avoid a malloc per frame */
+    size_t all_cap;
 };
+
+/* free_network() of Debian's darknet leaves the scratch workspace (~25 MB for yolov3-tiny),
+ * the training counters, the learning-rate steps and each yolo layer's anchor mask behind.
+ * They were all allocated by darknet's parser for this network alone, so we free them after
+ * it: a backend that is stopped and restarted in one test process then leaks nothing. */
+static void free_net(network *net)
+{
+    void *rest[8 + 64];
+    size_t n = 0;
+    rest[n++] = net->workspace;
+    rest[n++] = net->seen;
+    rest[n++] = net->t;
+    rest[n++] = net->cost;
+    rest[n++] = net->steps;
+    rest[n++] = net->scales;
+    for (int i = 0; i < net->n && n < sizeof rest / sizeof rest[0]; i++)
+        if (net->layers[i].type == YOLO)
+            rest[n++] = net->layers[i].mask;
+    free_network(net);
+    for (size_t i = 0; i < n; i++)
+        free(rest[i]);
+}
 
 static int check_readable(const char *what, const char *path, char *err, size_t errcap)
 {
@@ -32,6 +58,32 @@ static int check_readable(const char *what, const char *path, char *err, size_t 
     return 0;
 }
 
+/* darknet's parser assert()s or exit()s on a cfg whose first section is not [net]: look
+ * before handing it over, so a wrong file is an error message and exit code 2, not a crash. */
+static int check_cfg(const char *path, char *err, size_t errcap)
+{
+    FILE *f = fopen(path, "r");
+    char line[256];
+    int ok = 0;
+    if (f == NULL) {
+        snprintf(err, errcap, "cannot read cfg file %s", path);
+        return PROTO_EMODEL;
+    }
+    while (fgets(line, sizeof line, f) != NULL) {
+        char *p = line + strspn(line, " \t\r\n");
+        if (*p == '\0' || *p == '#' || *p == ';')
+            continue;
+        ok = strncmp(p, "[net]", 5) == 0 || strncmp(p, "[network]", 9) == 0;
+        break;
+    }
+    fclose(f);
+    if (!ok) {
+        snprintf(err, errcap, "%s is not a darknet cfg (its first section must be [net])", path);
+        return PROTO_EMODEL;
+    }
+    return 0;
+}
+
 /* Reads one label per line; missing lines become "class<N>" so a short names file can never
  * make us index past the array. */
 static int load_labels(be_model_t *m, const char *path, char *err, size_t errcap)
@@ -42,7 +94,7 @@ static int load_labels(be_model_t *m, const char *path, char *err, size_t errcap
         return PROTO_EMODEL;
     }
     m->labels = calloc((size_t)m->classes, sizeof *m->labels);
-    m->label_store = calloc((size_t)m->classes, 64);
+    m->label_store = calloc((size_t)m->classes, LABEL_MAX + 1);
     if (m->labels == NULL || m->label_store == NULL) {
         fclose(f);
         return PROTO_ENOMEM;
@@ -51,13 +103,13 @@ static int load_labels(be_model_t *m, const char *path, char *err, size_t errcap
     int i = 0;
     while (i < m->classes && fgets(line, sizeof line, f) != NULL) {
         line[strcspn(line, "\r\n")] = '\0';
-        snprintf(m->label_store + (size_t)i * 64, 64, "%.63s", line);
-        m->labels[i] = m->label_store + (size_t)i * 64;
+        m->labels[i] = m->label_store + (size_t)i * (LABEL_MAX + 1);
+        snprintf(m->labels[i], LABEL_MAX + 1, "%.63s", line);
         i++;
     }
     for (; i < m->classes; i++) {
-        snprintf(m->label_store + (size_t)i * 64, 64, "class%d", i);
-        m->labels[i] = m->label_store + (size_t)i * 64;
+        m->labels[i] = m->label_store + (size_t)i * (LABEL_MAX + 1);
+        snprintf(m->labels[i], LABEL_MAX + 1, "class%d", i);
     }
     fclose(f);
     return 0;
@@ -68,7 +120,8 @@ int be_model_load(be_model_t **out, const be_model_opts_t *opts, char *err, size
     int rv;
     if ((rv = check_readable("cfg", opts->cfg, err, errcap)) != 0 ||
         (rv = check_readable("weights", opts->weights, err, errcap)) != 0 ||
-        (rv = check_readable("names", opts->names, err, errcap)) != 0)
+        (rv = check_readable("names", opts->names, err, errcap)) != 0 ||
+        (rv = check_cfg(opts->cfg, err, errcap)) != 0)
         return rv;
     be_model_t *m = calloc(1, sizeof *m);
     if (m == NULL)
@@ -103,9 +156,10 @@ void be_model_free(be_model_t *m)
     if (m == NULL)
         return;
     if (m->net != NULL)
-        free_network(m->net);
+        free_net(m->net);
     free(m->labels);
     free(m->label_store);
+    free(m->all);
     free(m);
 }
 
@@ -116,37 +170,67 @@ float *be_model_input(be_model_t *m) { return m->net->input; }
 
 static int by_confidence(const void *a, const void *b)
 {
-    float x = ((const proto_det_t *)a)->confidence, y = ((const proto_det_t *)b)->confidence;
-    return (x < y) - (x > y);
+    const proto_det_t *p = a, *q = b;
+    /* Confidence descending; ties broken on the rest so the order is fully defined. */
+    if (p->confidence != q->confidence)
+        return p->confidence < q->confidence ? 1 : -1;
+    if (p->class_id != q->class_id)
+        return p->class_id < q->class_id ? -1 : 1;
+    if (p->y != q->y)
+        return p->y < q->y ? -1 : 1;
+    return (p->x > q->x) - (p->x < q->x);
 }
 
 static float clampf(float v, float lo, float hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* The hot path: one forward pass over net->input. Everything model-specific that a faster
+ * implementation replaces is in here; the box extraction below only needs the output layers
+ * filled the way darknet fills them. */
+static void forward(be_model_t *m)
+{
+    /* network_predict copies its argument into net->input: here it is the same buffer. */
+    network_predict(m->net, m->net->input);
+}
 
 int be_model_detect(be_model_t *m, int img_w, int img_h, float threshold, proto_det_t *dets,
                     int cap)
 {
     float thresh = threshold > 0 ? threshold : m->threshold;
-    int nboxes = 0, n = 0;
-    /* network_predict copies the input into net->input; it is the same buffer here. */
-    network_predict(m->net, m->net->input);
+    int nboxes = 0;
+    size_t n = 0;
+    forward(m);
+    /* relative=1: darknet undoes the letterbox and returns boxes relative to the image. */
     detection *d = get_network_boxes(m->net, img_w, img_h, thresh, 0.5f, NULL, 1, &nboxes);
     if (d == NULL)
         return 0;
     if (m->nms > 0)
         do_nms_sort(d, nboxes, m->classes, m->nms);
-    for (int i = 0; i < nboxes && n < cap; i++) {
-        for (int c = 0; c < m->classes && n < cap; c++) {
+    for (int i = 0; i < nboxes; i++) {
+        box b = d[i].bbox;
+        if (!isfinite(b.x) || !isfinite(b.y) || !isfinite(b.w) || !isfinite(b.h))
+            continue;
+        for (int c = 0; c < m->classes; c++) {
             float p = d[i].prob[c];
-            box b = d[i].bbox;
-            if (!(p > thresh) || !isfinite(b.x) || !isfinite(b.y) || !isfinite(b.w) ||
-                !isfinite(b.h))
+            if (!(p > thresh))
                 continue;
+            /* All candidates are kept and sorted before the cap is applied, so a reply cut
+             * at `cap` holds the most confident boxes, not the first ones found. */
+            if (n == m->all_cap) {
+                size_t nc = m->all_cap ? m->all_cap * 2 : 256;
+                proto_det_t *p2 = realloc(m->all, nc * sizeof *p2);
+                if (p2 == NULL) {
+                    free_detections(d, nboxes);
+                    return PROTO_ENOMEM;
+                }
+                m->all = p2;
+                m->all_cap = nc;
+            }
             /* Relative centre/size -> pixels, top-left origin, clamped inside the image. */
             float x0 = clampf((b.x - b.w / 2) * img_w, 0, (float)img_w);
             float y0 = clampf((b.y - b.h / 2) * img_h, 0, (float)img_h);
             float x1 = clampf((b.x + b.w / 2) * img_w, 0, (float)img_w);
             float y1 = clampf((b.y + b.h / 2) * img_h, 0, (float)img_h);
-            proto_det_t *o = &dets[n++];
+            proto_det_t *o = &m->all[n++];
             o->class_id = c;
             o->confidence = clampf(p, 0, 1);
             o->x = x0;
@@ -154,26 +238,38 @@ int be_model_detect(be_model_t *m, int img_w, int img_h, float threshold, proto_
             o->w = x1 - x0;
             o->h = y1 - y0;
             o->label = m->labels[c];
-            o->label_len = (uint8_t)strnlen(m->labels[c], 63);
+            o->label_len = (uint8_t)strnlen(m->labels[c], LABEL_MAX);
         }
     }
     free_detections(d, nboxes);
-    qsort(dets, (size_t)n, sizeof *dets, by_confidence);
-    return n;
+    if (n == 0)
+        return 0;
+    qsort(m->all, n, sizeof *m->all, by_confidence);
+    if (n > (size_t)(cap > 0 ? cap : 0))
+        n = (size_t)(cap > 0 ? cap : 0);
+    if (n > 0)
+        memcpy(dets, m->all, n * sizeof *dets);
+    return (int)n;
 }
 
 int be_model_gen_weights(const char *cfg, const char *out, unsigned seed, char *err,
                          size_t errcap)
 {
     int rv;
-    if ((rv = check_readable("cfg", cfg, err, errcap)) != 0)
+    if ((rv = check_readable("cfg", cfg, err, errcap)) != 0 ||
+        (rv = check_cfg(cfg, err, errcap)) != 0)
         return rv;
+    /* darknet initialises every weight with rand(): seeding it makes the file a pure
+     * function of (cfg, seed). */
     srand(seed);
     network *net = parse_network_cfg((char *)cfg);
     if (net == NULL) {
         snprintf(err, errcap, "darknet could not parse %s", cfg);
         return PROTO_EMODEL;
     }
+    /* darknet leaves the batch-norm running variance at 0, which in inference divides every
+     * activation by sqrt(1e-6): after a dozen layers the outputs are inf/NaN. Mean 0 /
+     * variance 1 keeps random weights numerically sane. */
     for (int i = 0; i < net->n; i++) {
         layer *l = &net->layers[i];
         if (l->type == CONVOLUTIONAL && l->batch_normalize && l->rolling_variance != NULL)
@@ -185,11 +281,11 @@ int be_model_gen_weights(const char *cfg, const char *out, unsigned seed, char *
     FILE *f = fopen(out, "wb");
     if (f == NULL) {
         snprintf(err, errcap, "cannot write %s", out);
-        free_network(net);
+        free_net(net);
         return PROTO_EMODEL;
     }
     fclose(f);
     save_weights(net, (char *)out);
-    free_network(net);
+    free_net(net);
     return 0;
 }

@@ -1,5 +1,6 @@
 #include "serve.h"
 
+#include <errno.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 #include <stdio.h>
@@ -59,35 +60,64 @@ static void send_error(server_t *s, uint64_t id, int status, const char *detail)
     send_rep(s, &rep);
 }
 
+/* Copies s into out as the inside of a JSON string (quotes, backslashes and control
+ * characters escaped), truncating to fit. */
+static void json_escape(char *out, size_t cap, const char *s)
+{
+    size_t o = 0;
+    for (; *s != '\0' && o + 7 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else if (c < 0x20) {
+            o += (size_t)snprintf(out + o, cap - o, "\\u%04x", c);
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    out[o] = '\0';
+}
+
 static void handle_ping(server_t *s, const proto_req_t *req)
 {
     const be_serve_opts_t *o = s->o;
-    char info[512];
+    char name[256], info[512];
+    json_escape(name, sizeof name, o->model_name);
     int n = snprintf(info, sizeof info,
                      "{\"model\":\"%s\",\"kind\":\"detector\",\"input\":[%d,%d],\"classes\":%d,"
                      "\"pid\":%d,\"simulate_ms\":%d}",
-                     o->model_name, o->model ? be_model_width(o->model) : 0,
+                     name, o->model ? be_model_width(o->model) : 0,
                      o->model ? be_model_height(o->model) : 0,
                      o->model ? be_model_classes(o->model) : 0, (int)getpid(),
-                     o->simulate_ms);
+                     o->model ? 0 : o->simulate_ms);
     proto_rep_t rep = {.type = PROTO_T_PONG, .id = req->id,
                        .payload = (const uint8_t *)info, .payload_len = (uint32_t)n};
     send_rep(s, &rep);
 }
 
+/* Sleeps ms milliseconds even if a signal arrives: SIGTERM finishes the request in hand. */
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
 static void handle_detect(server_t *s, const proto_req_t *req)
 {
     const be_serve_opts_t *o = s->o;
-    uint64_t t0 = now_us(CLOCK_MONOTONIC);
+    uint64_t t0 = now_us(CLOCK_MONOTONIC), t1, t2;
     char err[256] = "";
     int w = 0, h = 0, n = 0, rv;
 
+    /* Past its deadline the gateway has already answered the client: spend nothing. */
     if (req->deadline_ms > 0 && (int64_t)(now_us(CLOCK_REALTIME) / 1000) > req->deadline_ms) {
         send_error(s, req->id, PROTO_EDEADLINE, "skipped: the gateway no longer waits for it");
         return;
     }
-    if (req->output == PROTO_OUT_JPEG) {
-        send_error(s, req->id, PROTO_EINVAL, "format=jpeg is not supported yet");
+    if (req->output > PROTO_OUT_TEXT) {
+        send_error(s, req->id, PROTO_EINVAL, "unknown output format");
         return;
     }
     if (o->model == NULL) {
@@ -95,43 +125,70 @@ static void handle_detect(server_t *s, const proto_req_t *req)
             send_error(s, req->id, rv, NULL);
             return;
         }
-        usleep((useconds_t)o->simulate_ms * 1000);
+        t1 = now_us(CLOCK_MONOTONIC);
+        sleep_ms(o->simulate_ms);
     } else {
         rv = be_image_letterbox(o->image, req->payload, req->payload_len,
                                 be_model_width(o->model), be_model_height(o->model),
-                                be_model_input(o->model), &w, &h, err, sizeof err);
+                                be_model_input(o->model), &w, &h, NULL, NULL, err,
+                                sizeof err);
         if (rv != 0) {
             send_error(s, req->id, rv, err);
             return;
         }
-    }
-    uint64_t t1 = now_us(CLOCK_MONOTONIC);
-    if (o->model != NULL) {
+        t1 = now_us(CLOCK_MONOTONIC);
         n = be_model_detect(o->model, w, h, req->threshold, s->dets, MAX_DETS);
         if (n < 0) {
             send_error(s, req->id, n, NULL);
             return;
         }
     }
-    uint64_t t2 = now_us(CLOCK_MONOTONIC);
-    const char *top = n > 0 ? s->dets[0].label : "none";
+    t2 = now_us(CLOCK_MONOTONIC);
     proto_rep_t rep = {
         .type = PROTO_T_RESULT,
         .id = req->id,
         .width = (uint32_t)w,
         .height = (uint32_t)h,
         .decode_us = (uint32_t)(t1 - t0),
-        .infer_us = (uint32_t)(o->model ? t2 - t1 : t1 - t0),
-        .total_us = (uint32_t)(t2 - t0),
+        .infer_us = (uint32_t)(t2 - t1),
         .ndet = (uint32_t)n,
         .dets = s->dets,
     };
     if (req->output == PROTO_OUT_TEXT) {
+        const char *top = n > 0 ? s->dets[0].label : "none";
         rep.payload = (const uint8_t *)top;
         rep.payload_len = (uint32_t)(n > 0 ? s->dets[0].label_len : strlen(top));
+    } else if (req->output == PROTO_OUT_JPEG && n == 0) {
+        /* Nothing to draw: the frame itself is the annotated frame. */
+        rep.payload = req->payload;
+        rep.payload_len = req->payload_len;
+    } else if (req->output == PROTO_OUT_JPEG) {
+        const uint8_t *jpeg;
+        size_t jlen;
+        if ((rv = be_image_annotate(o->image, req->payload, req->payload_len, s->dets, n,
+                                    &jpeg, &jlen)) != 0 ||
+            jlen > PROTO_PAYLOAD_MAX) {
+            send_error(s, req->id, rv != 0 ? rv : PROTO_ETOOBIG, "annotated output");
+            return;
+        }
+        rep.payload = jpeg;
+        rep.payload_len = (uint32_t)jlen;
     }
+    rep.total_us = (uint32_t)(now_us(CLOCK_MONOTONIC) - t0);
     if ((rv = send_rep(s, &rep)) != 0)
         send_error(s, req->id, rv, NULL);
+}
+
+/* The id of a request that did not decode, if its header and id field are intact, so the
+ * error reply can still be matched in the gateway's logs; else 0. */
+static uint64_t peek_id(const uint8_t *buf, size_t len)
+{
+    uint64_t id = 0;
+    if (len < PROTO_HEADER_SIZE + 8 || proto_peek_type(buf, len) < 0)
+        return 0;
+    for (int i = 7; i >= 0; i--)
+        id = id << 8 | buf[PROTO_HEADER_SIZE + i];
+    return id;
 }
 
 int be_serve_run(const be_serve_opts_t *o)
@@ -150,10 +207,11 @@ int be_serve_run(const be_serve_opts_t *o)
     nng_socket_set_ms(s->sock, NNG_OPT_RECVTIMEO, 200);
     nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, (size_t)PROTO_PAYLOAD_MAX + (1u << 20));
     if ((rv = nng_listen(s->sock, o->listen, NULL, 0)) != 0) {
-        fprintf(stderr, "framegate-backend: listen %s: %s\n", o->listen, nng_strerror(rv));
+        fprintf(stderr, "framegate-backend[%s]: --listen %s: %s\n", o->instance, o->listen,
+                nng_strerror(rv));
         nng_close(s->sock);
         free(s);
-        return PROTO_ENNG;
+        return rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP ? PROTO_EINVAL : PROTO_ENNG;
     }
     fprintf(stderr, "framegate-backend[%s]: ready on %s (pid %d)\n", o->instance, o->listen,
             (int)getpid());
@@ -169,7 +227,8 @@ int be_serve_run(const be_serve_opts_t *o)
         proto_req_t req;
         rv = proto_req_decode(&req, nng_msg_body(msg), nng_msg_len(msg));
         if (rv != 0)
-            send_error(s, 0, rv, "the request could not be decoded");
+            send_error(s, peek_id(nng_msg_body(msg), nng_msg_len(msg)), rv,
+                       "the request could not be decoded");
         else if (req.type == PROTO_T_PING)
             handle_ping(s, &req);
         else

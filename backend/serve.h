@@ -18,8 +18,10 @@ typedef struct {
     volatile sig_atomic_t *stop; /* set by the signal handler */
 } be_serve_opts_t;
 
-/* Listens and serves until *opts->stop is set; the request in progress is finished first.
- * Returns 0, or a negative code if the socket could not be opened (message on stderr). */
+/* Listens on opts->listen and serves on the calling thread until *opts->stop is set (checked
+ * at least every 200 ms); the request in progress is finished and answered first. opts and
+ * everything it points to are borrowed for the whole call. Returns 0, PROTO_EINVAL for an
+ * unusable address, or PROTO_ENNG / PROTO_ENOMEM (message on stderr). */
 int be_serve_run(const be_serve_opts_t *opts);
 
 #endif

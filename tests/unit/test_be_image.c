@@ -61,8 +61,13 @@ static void test_probe_and_errors(void **state)
     for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
         uint8_t *p = malloc(cuts[i]);
         memcpy(p, dog, cuts[i]);
-        assert_true(be_image_letterbox(im, p, cuts[i], 416, 416, input, &w, &h, err,
-                                       sizeof err) < 0);
+        /* Garbage in the outputs first: a cut header must not leave them as they were. */
+        w = h = 0x7fffffff;
+        assert_true(be_image_probe(im, p, cuts[i], &w, &h) != 0 || cuts[i] > 600);
+        w = h = 0x7fffffff;
+        int rv = be_image_letterbox(im, p, cuts[i], 416, 416, input, &w, &h, NULL, NULL, err,
+                                    sizeof err);
+        assert_int_equal(rv, PROTO_EIMAGE);
         free(p);
     }
     /* Random bytes after a JPEG marker. */
@@ -74,7 +79,12 @@ static void test_probe_and_errors(void **state)
             p[j] = (uint8_t)rand();
         p[0] = 0xff;
         p[1] = 0xd8;
-        (void)be_image_letterbox(im, p, n, 416, 416, input, &w, &h, err, sizeof err);
+        int rv = be_image_letterbox(im, p, n, 416, 416, input, &w, &h, NULL, NULL, err,
+                                    sizeof err);
+        assert_true(rv == PROTO_EIMAGE || rv == PROTO_EIMGSIZE);
+        /* Without the SOI marker it is not even looked at. */
+        p[0] = 0x12;
+        assert_int_equal(be_image_probe(im, p, n, &w, &h), PROTO_EIMAGE);
         free(p);
     }
     /* Limits are checked from the header, before decoding. */
@@ -82,7 +92,17 @@ static void test_probe_and_errors(void **state)
     be_image_limits_t lim = {.max_pixels = 1000, .max_side = 16384};
     assert_int_equal(be_image_create(&small, lim), 0);
     assert_int_equal(be_image_probe(small, dog, len, &w, &h), PROTO_EIMGSIZE);
+    assert_int_equal(be_image_letterbox(small, dog, len, 416, 416, input, &w, &h, NULL, NULL,
+                                        err, sizeof err),
+                     PROTO_EIMGSIZE);
     be_image_destroy(small);
+    lim = (be_image_limits_t){.max_pixels = 64000000, .max_side = 767};
+    assert_int_equal(be_image_create(&small, lim), 0);
+    assert_int_equal(be_image_probe(small, dog, len, &w, &h), PROTO_EIMGSIZE);
+    be_image_destroy(small);
+    assert_int_equal(be_image_letterbox(im, NULL, 0, 416, 416, input, &w, &h, NULL, NULL, err,
+                                        sizeof err),
+                     PROTO_EEMPTY);
     free(input);
     free(dog);
     be_image_destroy(im);
@@ -119,20 +139,31 @@ static void test_letterbox_matches_darknet(void **state)
         grey_ref += ref.data[i] == 0.5f;
     }
     double mean = sum / (3 * 416 * 416);
-    print_message("letterbox vs darknet: mean |diff| %.5f, max %.4f\n", mean, maxd);
-    /* Same geometry (the grey bands match) and nearly the same pixels: both are bilinear,
-     * darknet's in two separable passes. */
-    assert_true(abs(grey - grey_ref) < 3 * 416 * 2);
-    assert_true(mean < 0.01);
+    print_message("letterbox vs darknet: mean |diff| %.7f, max %.7f\n", mean, maxd);
+    /* Same geometry (the grey bands match exactly) and the same sampling as darknet's
+     * two-pass resize_image: only float rounding differs. */
+    assert_int_equal(grey, grey_ref);
+    assert_true(grey == 3 * 416 * (416 - 312));
+    assert_true(maxd < 1e-4);
 
     /* The decode path (with DCT scaling) gives the same input as decoding at full size. */
     float *direct = malloc(sizeof(float) * 3 * 416 * 416);
     char err[128];
     int ow, oh;
-    assert_int_equal(be_image_letterbox(im, dog, len, 416, 416, direct, &ow, &oh, err,
+    int dw, dh;
+    assert_int_equal(be_image_letterbox(im, dog, len, 416, 416, direct, &ow, &oh, &dw, &dh, err,
                                         sizeof err), 0);
     assert_int_equal(ow, 768);
     assert_int_equal(oh, 576);
+    /* 768x576 -> 416x312 inside the network: 5/8 (480x360) is the smallest DCT scale that
+     * still covers it; 1/2 (384x288) would be upscaled. */
+    assert_int_equal(dw, 480);
+    assert_int_equal(dh, 360);
+    sum = 0;
+    for (int i = 0; i < 3 * 416 * 416; i++)
+        sum += direct[i] > mine[i] ? direct[i] - mine[i] : mine[i] - direct[i];
+    print_message("scaled decode vs full decode: mean |diff| %.5f\n", sum / (3 * 416 * 416));
+    assert_true(sum / (3 * 416 * 416) < 0.01);
     free(direct);
     free(mine);
     free_image(src);
@@ -142,39 +173,98 @@ static void test_letterbox_matches_darknet(void **state)
     be_image_destroy(im);
 }
 
-/* A large frame is decoded with DCT scaling, and gives the same original size back. */
+/* A large frame (dog.jpg upscaled 4x and re-encoded) is decoded with DCT scaling at 1/4,
+ * gives the original size back, and the network sees nearly what it sees for dog.jpg. */
 static void test_big_frame_scaled(void **state)
 {
     (void)state;
-    int W = 3072, H = 2304;
-    uint8_t *rgb = malloc((size_t)W * H * 3);
+    be_image_t *im = make();
+    size_t len;
+    uint8_t *dog = read_file_all(FG_DARKNET_DATA "/dog.jpg", &len);
+    uint8_t *rgb;
+    int w, h;
+    assert_int_equal(be_image_decode_rgb(im, dog, len, &rgb, &w, &h), 0);
+    int W = w * 4, H = h * 4;
+    uint8_t *big = malloc((size_t)W * H * 3);
     for (int y = 0; y < H; y++)
-        for (int x = 0; x < W; x++) {
-            uint8_t *p = rgb + ((size_t)y * W + x) * 3;
-            p[0] = (uint8_t)(x / 12);
-            p[1] = (uint8_t)(y / 9);
-            p[2] = (uint8_t)((x + y) / 21);
-        }
+        for (int x = 0; x < W; x++)
+            memcpy(big + ((size_t)y * W + x) * 3, rgb + ((size_t)(y / 4) * w + x / 4) * 3, 3);
     tjhandle tj = tjInitCompress();
     unsigned char *jpeg = NULL;
     unsigned long jlen = 0;
-    assert_int_equal(tjCompress2(tj, rgb, W, 0, H, TJPF_RGB, &jpeg, &jlen, TJSAMP_420, 90, 0), 0);
-    be_image_t *im = make();
+    assert_int_equal(tjCompress2(tj, big, W, 0, H, TJPF_RGB, &jpeg, &jlen, TJSAMP_420, 90, 0),
+                     0);
+
+    int sw, sh;
+    be_image_scaled_size(W, H, 416, 312, &sw, &sh);
+    assert_int_equal(sw, 768); /* 1/4; 1/8 = 384 would be too small */
+    assert_int_equal(sh, 576);
+    be_image_scaled_size(100, 80, 416, 312, &sw, &sh); /* small frames: never upscaled */
+    assert_int_equal(sw, 100);
+    assert_int_equal(sh, 80);
+
     float *in = malloc(sizeof(float) * 3 * 416 * 416);
+    float *ref = malloc(sizeof(float) * 3 * 416 * 416);
     char err[128];
-    int w, h;
-    assert_int_equal(be_image_letterbox(im, jpeg, jlen, 416, 416, in, &w, &h, err, sizeof err), 0);
+    int dw, dh;
+    assert_int_equal(be_image_letterbox(im, jpeg, jlen, 416, 416, in, &w, &h, &dw, &dh, err,
+                                        sizeof err),
+                     0);
     assert_int_equal(w, W);
     assert_int_equal(h, H);
-    /* The gradient survives: top-left dark, bottom-right bright in every channel. */
-    int top = (416 - 312) / 2;
-    assert_true(in[top * 416 + 1] < 0.1f);
-    assert_true(in[(top + 310) * 416 + 414] > 0.7f);
+    assert_int_equal(dw, 768);
+    assert_int_equal(dh, 576);
+    assert_int_equal(be_image_letterbox(im, dog, len, 416, 416, ref, &w, &h, NULL, NULL, err,
+                                        sizeof err),
+                     0);
+    double sum = 0;
+    for (int i = 0; i < 3 * 416 * 416; i++)
+        sum += in[i] > ref[i] ? in[i] - ref[i] : ref[i] - in[i];
+    print_message("3072x2304 at 1/4 vs 768x576: mean |diff| %.5f\n", sum / (3 * 416 * 416));
+    assert_true(sum / (3 * 416 * 416) < 0.02);
     free(in);
+    free(ref);
     be_image_destroy(im);
     tjFree(jpeg);
     tjDestroy(tj);
+    free(big);
     free(rgb);
+    free(dog);
+}
+
+/* The annotated output is a JPEG of the original size with the boxes drawn in. */
+static void test_annotate(void **state)
+{
+    (void)state;
+    be_image_t *im = make();
+    size_t len;
+    uint8_t *dog = read_file_all(FG_DARKNET_DATA "/dog.jpg", &len);
+    proto_det_t dets[2] = {
+        {.class_id = 0, .confidence = 0.9f, .x = 100, .y = 100, .w = 200, .h = 150},
+        {.class_id = 1, .confidence = 0.5f, .x = 700, .y = 500, .w = 68, .h = 76},
+    };
+    const uint8_t *out;
+    size_t olen;
+    assert_int_equal(be_image_annotate(im, dog, len, dets, 2, &out, &olen), 0);
+    assert_true(olen > 1000);
+    uint8_t *copy = malloc(olen);
+    memcpy(copy, out, olen);
+    uint8_t *rgb;
+    int w, h;
+    assert_int_equal(be_image_decode_rgb(im, copy, olen, &rgb, &w, &h), 0);
+    assert_int_equal(w, 768);
+    assert_int_equal(h, 576);
+    /* Box 0's top edge is class 0's colour (255, 56, 56), give or take JPEG. */
+    const uint8_t *p = rgb + ((size_t)101 * w + 200) * 3;
+    assert_true(p[0] > 200 && p[1] < 110 && p[2] < 110);
+    /* Box 1's right edge, on the image border, is class 1's colour (56, 255, 56). */
+    p = rgb + ((size_t)540 * w + 766) * 3;
+    assert_true(p[1] > 200 && p[0] < 110 && p[2] < 110);
+    assert_int_equal(be_image_annotate(im, dog, 0, dets, 2, &out, &olen), PROTO_EEMPTY);
+    free(rgb);
+    free(copy);
+    free(dog);
+    be_image_destroy(im);
 }
 
 int main(void)
@@ -183,6 +273,7 @@ int main(void)
         cmocka_unit_test(test_probe_and_errors),
         cmocka_unit_test(test_letterbox_matches_darknet),
         cmocka_unit_test(test_big_frame_scaled),
+        cmocka_unit_test(test_annotate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

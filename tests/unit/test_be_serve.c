@@ -16,10 +16,13 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 
+#include "err.h"
 #include "msg.h"
 
-static pid_t child;
+static pid_t child = -1;
+static char dir[64];
 static char sock_path[128];
+static char weights[128];
 
 static uint8_t *read_file_all(const char *path, size_t *len)
 {
@@ -37,30 +40,82 @@ static uint8_t *read_file_all(const char *path, size_t *len)
 
 static void spawn(const char *extra1, const char *extra2)
 {
-    snprintf(sock_path, sizeof sock_path, "ipc:///tmp/fgbe-%d.sock", (int)getpid());
     child = fork();
     assert_true(child >= 0);
     if (child == 0) {
         char ppid[16];
         snprintf(ppid, sizeof ppid, "%d", (int)getppid());
         execl(FG_BIN_DIR "/framegate-backend", "framegate-backend", "--listen", sock_path,
-              "--parent-pid", ppid, "--cfg", FG_DARKNET_CFG "/yolov3-tiny.cfg", "--names",
-              FG_DARKNET_DATA "/coco.names", extra1, extra2, (char *)NULL);
+              "--parent-pid", ppid, "--instance", "test", "--cfg",
+              FG_DARKNET_CFG "/yolov3-tiny.cfg", "--names", FG_DARKNET_DATA "/coco.names",
+              extra1, extra2, (char *)NULL);
         _exit(127);
     }
 }
 
+/* Runs the backend with argv and waits for its exit status (bounded: SIGKILL after 20 s). */
+static int run_wait(char *const argv[])
+{
+    pid_t pid = fork();
+    int status = -1;
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execv(FG_BIN_DIR "/framegate-backend", argv);
+        _exit(127);
+    }
+    for (int i = 0; i < 400; i++) {
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return status;
+        usleep(50000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return -1;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof dir, "/tmp/fg-be-serve-XXXXXX");
+    if (mkdtemp(dir) == NULL)
+        return -1;
+    snprintf(sock_path, sizeof sock_path, "ipc://%s/be.sock", dir);
+    snprintf(weights, sizeof weights, "%s/yolov3-tiny.weights", dir);
+    return 0;
+}
+
+/* Whatever a failed assertion left running is killed by PID, and the temp dir removed. */
+static int teardown(void **state)
+{
+    (void)state;
+    char path[160];
+    if (child > 0) {
+        kill(child, SIGKILL);
+        waitpid(child, NULL, 0);
+        child = -1;
+    }
+    unlink(weights);
+    snprintf(path, sizeof path, "%s/be.sock", dir);
+    unlink(path);
+    rmdir(dir);
+    return 0;
+}
+
+/* SIGTERM, then the exit status (bounded wait; SIGKILL and -1 if it does not stop). */
 static int stop_child(void)
 {
     int status = -1;
     kill(child, SIGTERM);
-    for (int i = 0; i < 100; i++) {
-        if (waitpid(child, &status, WNOHANG) == child)
+    for (int i = 0; i < 200; i++) {
+        if (waitpid(child, &status, WNOHANG) == child) {
+            child = -1;
             return status;
+        }
         usleep(50000);
     }
     kill(child, SIGKILL);
     waitpid(child, &status, 0);
+    child = -1;
     return -1;
 }
 
@@ -93,10 +148,16 @@ static void run_session(int simulate)
     assert_int_equal(nng_dial(s, sock_path, NULL, NNG_FLAG_NONBLOCK), 0);
 
     proto_req_t ping = {.type = PROTO_T_PING, .id = 1};
-    assert_int_equal(proto_req_encode(&ping, buf, sizeof buf, &len), 0);
-    roundtrip(s, buf, len, &msg, &rep);
+    uint8_t ping_buf[128];
+    size_t ping_len;
+    assert_int_equal(proto_req_encode(&ping, ping_buf, sizeof ping_buf, &ping_len), 0);
+    roundtrip(s, ping_buf, ping_len, &msg, &rep);
     assert_int_equal(rep.type, PROTO_T_PONG);
-    assert_non_null(memmem(rep.payload, rep.payload_len, "\"model\"", 7));
+    assert_true(rep.id == 1);
+    assert_non_null(memmem(rep.payload, rep.payload_len, "\"model\":\"yolov3-tiny\"", 21));
+    assert_non_null(memmem(rep.payload, rep.payload_len, "\"kind\":\"detector\"", 17));
+    const char *input = simulate ? "\"input\":[0,0]" : "\"input\":[416,416]";
+    assert_non_null(memmem(rep.payload, rep.payload_len, input, strlen(input)));
     nng_msg_free(msg);
 
     size_t dlen;
@@ -119,11 +180,31 @@ static void run_session(int simulate)
         assert_true(d.confidence > 0 && d.confidence <= 1);
     }
     assert_true(rep.payload_len > 0); /* the top-1 label or "none" */
+    if (simulate)
+        assert_memory_equal(rep.payload, "none", 4);
+    assert_true(rep.total_us >= rep.decode_us);
+    if (simulate)
+        assert_true(rep.infer_us >= 5000); /* --simulate-ms 5 */
     nng_msg_free(msg);
+
+    /* The annotated frame: a JPEG of the same size. */
+    det.id = 5;
+    det.output = PROTO_OUT_JPEG;
+    assert_int_equal(proto_req_encode(&det, buf, sizeof buf, &len), 0);
+    roundtrip(s, buf, len, &msg, &rep);
+    assert_int_equal(rep.status, 0);
+    assert_true(rep.id == 5);
+    assert_true(rep.payload_len > 1000);
+    assert_true(rep.payload[0] == 0xff && rep.payload[1] == 0xd8);
+    if (simulate)
+        assert_int_equal(rep.payload_len, dlen);
+    nng_msg_free(msg);
+    det.output = PROTO_OUT_TEXT;
 
     /* Garbage: an error reply, then it still serves. */
     roundtrip(s, "garbage!", 8, &msg, &rep);
-    assert_true(rep.status < 0);
+    assert_int_equal(rep.status, PROTO_EMAGIC);
+    assert_true(rep.id == 0);
     assert_true(rep.error_len > 0);
     nng_msg_free(msg);
 
@@ -133,6 +214,14 @@ static void run_session(int simulate)
     assert_int_equal(proto_req_encode(&bad, buf, sizeof buf, &len), 0);
     roundtrip(s, buf, len, &msg, &rep);
     assert_int_equal(rep.status, PROTO_EIMAGE);
+    assert_true(rep.id == 3);
+    nng_msg_free(msg);
+
+    /* A valid header with a broken body: the id is still echoed. */
+    assert_int_equal(proto_req_encode(&bad, buf, sizeof buf, &len), 0);
+    roundtrip(s, buf, len - 1, &msg, &rep);
+    assert_true(rep.status < 0);
+    assert_true(rep.id == 3);
     nng_msg_free(msg);
 
     /* A deadline already past: skipped. */
@@ -141,6 +230,12 @@ static void run_session(int simulate)
     assert_int_equal(proto_req_encode(&det, buf, sizeof buf, &len), 0);
     roundtrip(s, buf, len, &msg, &rep);
     assert_int_equal(rep.status, PROTO_EDEADLINE);
+    assert_int_equal(rep.ndet, 0);
+    nng_msg_free(msg);
+
+    /* It still serves after all that. */
+    roundtrip(s, ping_buf, ping_len, &msg, &rep);
+    assert_int_equal(rep.type, PROTO_T_PONG);
     nng_msg_free(msg);
 
     free(dog);
@@ -159,20 +254,14 @@ static void test_simulated(void **state)
 static void test_real_model(void **state)
 {
     (void)state;
-    char weights[512];
-    const char *cache = getenv("FRAMEGATE_CACHE");
-    const char *home = getenv("HOME");
-    if (cache != NULL && cache[0])
-        snprintf(weights, sizeof weights, "%s/models/yolov3-tiny.weights", cache);
-    else
-        snprintf(weights, sizeof weights, "%s/.cache/framegate/models/yolov3-tiny.weights",
-                 home ? home : "/root");
-    if (access(weights, R_OK) != 0)
-        fail_msg("%s is missing: run scripts/models.sh first", weights);
+    char *gen[] = {"framegate-backend", "--gen-weights", weights, "--cfg",
+                   FG_DARKNET_CFG "/yolov3-tiny.cfg", NULL};
+    int status = run_wait(gen);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     spawn("--weights", weights);
     run_session(0);
-    int status = stop_child();
-    assert_true(WIFEXITED(status));
+    status = stop_child();
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 static void test_bad_model_exits_2(void **state)
@@ -181,15 +270,35 @@ static void test_bad_model_exits_2(void **state)
     spawn("--weights", "/nonexistent/weights");
     int status;
     assert_int_equal(waitpid(child, &status, 0), child);
+    child = -1;
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+    char *bad[] = {"framegate-backend", "--listen", sock_path, "--simulate-ms", "x", NULL};
+    status = run_wait(bad);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+    char *url[] = {"framegate-backend", "--listen", "nope://", "--simulate-ms", "1", NULL};
+    status = run_wait(url);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+}
+
+/* --parent-pid that is not our parent: the gateway is already gone, exit at once. */
+static void test_orphan_exits(void **state)
+{
+    (void)state;
+    char ppid[16];
+    snprintf(ppid, sizeof ppid, "%d", (int)getpid() + 100000);
+    char *argv[] = {"framegate-backend", "--listen", sock_path, "--simulate-ms", "1",
+                    "--parent-pid", ppid, NULL};
+    int status = run_wait(argv);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_simulated),
-        cmocka_unit_test(test_real_model),
-        cmocka_unit_test(test_bad_model_exits_2),
+        cmocka_unit_test_setup_teardown(test_simulated, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_real_model, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_model_exits_2, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_orphan_exits, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
