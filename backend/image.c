@@ -107,8 +107,7 @@ void be_image_scaled_size(int w, int h, int want_w, int want_h, int *sw, int *sh
     }
 }
 
-void be_image_letterbox_rgb(const uint8_t *rgb, int w, int h, int net_w, int net_h,
-                            float *input)
+void be_image_letterbox_rgb(const uint8_t *rgb, int w, int h, int net_w, int net_h, float *input)
 {
     int nw, nh;
     be_image_letterbox_size(w, h, net_w, net_h, &nw, &nh);
@@ -169,10 +168,10 @@ void be_image_letterbox_rgb(const uint8_t *rgb, int w, int h, int net_w, int net
             int i0 = xs[x] * 3, i1 = (xs[x] + 1 < w ? xs[x] + 1 : xs[x]) * 3;
             float a = fs[x], b = 1 - a;
             outr[x] = wy0 * (b * r0[i0] + a * r0[i1]) + wy1 * (b * r1[i0] + a * r1[i1]);
-            outg[x] = wy0 * (b * r0[i0 + 1] + a * r0[i1 + 1]) +
-                      wy1 * (b * r1[i0 + 1] + a * r1[i1 + 1]);
-            outb[x] = wy0 * (b * r0[i0 + 2] + a * r0[i1 + 2]) +
-                      wy1 * (b * r1[i0 + 2] + a * r1[i1 + 2]);
+            outg[x] =
+                wy0 * (b * r0[i0 + 1] + a * r0[i1 + 1]) + wy1 * (b * r1[i0 + 1] + a * r1[i1 + 1]);
+            outb[x] =
+                wy0 * (b * r0[i0 + 2] + a * r0[i1 + 2]) + wy1 * (b * r1[i0 + 2] + a * r1[i1 + 2]);
         }
     }
     if (xs != xs_stack) {
@@ -182,8 +181,8 @@ void be_image_letterbox_rgb(const uint8_t *rgb, int w, int h, int net_w, int net
 }
 
 /* Decodes buf (already probed) at sw x sh into im->rgb. */
-static int decode_into(be_image_t *im, const uint8_t *buf, size_t len, int sw, int sh,
-                       char *err, size_t errcap)
+static int decode_into(be_image_t *im, const uint8_t *buf, size_t len, int sw, int sh, char *err,
+                       size_t errcap)
 {
     size_t need = (size_t)sw * sh * 3;
     if (need > im->rgb_cap) {
@@ -211,8 +210,7 @@ static void probe_error(be_image_t *im, int rv, char *err, size_t errcap)
 }
 
 int be_image_letterbox(be_image_t *im, const uint8_t *buf, size_t len, int net_w, int net_h,
-                       float *input, int *w, int *h, int *dw, int *dh, char *err,
-                       size_t errcap)
+                       float *input, int *w, int *h, int *dw, int *dh, char *err, size_t errcap)
 {
     int ow, oh, nw, nh, sw, sh, rv;
     if ((rv = be_image_probe(im, buf, len, &ow, &oh)) != 0) {
@@ -265,12 +263,15 @@ static void fill_rect(uint8_t *rgb, int w, int x0, int y0, int x1, int y1, const
     }
 }
 
-static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+static int clampi(int v, int lo, int hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
 
 int be_image_annotate(be_image_t *im, const uint8_t *buf, size_t len, const proto_det_t *dets,
                       int n, const uint8_t **out, size_t *outlen)
 {
-    static const uint8_t palette[6][3] = {{255, 56, 56}, {56, 255, 56},  {56, 56, 255},
+    static const uint8_t palette[6][3] = {{255, 56, 56}, {56, 255, 56}, {56, 56, 255},
                                           {255, 255, 0}, {255, 0, 255}, {0, 255, 255}};
     int w, h, rv;
     if ((rv = be_image_probe(im, buf, len, &w, &h)) != 0)

@@ -42,13 +42,11 @@ void be_image_scaled_size(int w, int h, int want_w, int want_h, int *sw, int *sh
  * (PROTO_EIMAGE also for corrupt or truncated scan data) or PROTO_ENOMEM; `err` (may be
  * NULL) gets libjpeg-turbo's message. Caller's thread; `input` is caller-owned. */
 int be_image_letterbox(be_image_t *im, const uint8_t *buf, size_t len, int net_w, int net_h,
-                       float *input, int *w, int *h, int *dw, int *dh, char *err,
-                       size_t errcap);
+                       float *input, int *w, int *h, int *dw, int *dh, char *err, size_t errcap);
 
 /* The fused pass alone, from packed RGB pixels: the same sampling as darknet's
  * resize_image (corner-aligned bilinear), so the network sees what darknet would feed it. */
-void be_image_letterbox_rgb(const uint8_t *rgb, int w, int h, int net_w, int net_h,
-                            float *input);
+void be_image_letterbox_rgb(const uint8_t *rgb, int w, int h, int net_w, int net_h, float *input);
 
 /* Decodes buf to packed RGB at its full size (malloc'd, the caller frees). For tests. */
 int be_image_decode_rgb(be_image_t *im, const uint8_t *buf, size_t len, uint8_t **rgb, int *w,

@@ -104,6 +104,20 @@ static int parse_float(const char *s, float lo, float hi, float *out)
     return 0;
 }
 
+/* Every option but --help/--version takes a value. */
+static int known_option(const char *a)
+{
+    static const char *const opts[] = {
+        "--listen",     "--cfg",         "--weights",       "--names",
+        "--model-name", "--instance",    "--gen-weights",   "--threshold",
+        "--nms",        "--simulate-ms", "--init-delay-ms", "--parent-pid",
+        "--seed",       "--threads",     "--max-pixels",    "--max-side"};
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
+        if (strcmp(a, opts[i]) == 0)
+            return 1;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *listen = NULL, *cfg = NULL, *weights = NULL, *names = NULL;
@@ -123,8 +137,13 @@ int main(int argc, char **argv)
             printf("framegate-backend %s\n", FG_VERSION);
             return 0;
         }
+        if (!known_option(a)) {
+            fprintf(stderr, "framegate-backend: unknown argument '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
         if (v == NULL) {
-            fprintf(stderr, "framegate-backend: %s needs a value (or is unknown)\n", a);
+            fprintf(stderr, "framegate-backend: %s needs a value\n", a);
             return 2;
         }
         i++;
@@ -228,8 +247,8 @@ int main(int argc, char **argv)
     be_model_t *model = NULL;
     if (simulate_ms < 0) {
         char err[512];
-        be_model_opts_t mo = {.cfg = cfg, .weights = weights, .names = names,
-                              .threshold = threshold, .nms = nms};
+        be_model_opts_t mo = {
+            .cfg = cfg, .weights = weights, .names = names, .threshold = threshold, .nms = nms};
         atexit(on_darknet_exit);
         signal(SIGABRT, on_abort);
         darknet_file = cfg;

@@ -163,10 +163,22 @@ void be_model_free(be_model_t *m)
     free(m);
 }
 
-int be_model_width(const be_model_t *m) { return m->net->w; }
-int be_model_height(const be_model_t *m) { return m->net->h; }
-int be_model_classes(const be_model_t *m) { return m->classes; }
-float *be_model_input(be_model_t *m) { return m->net->input; }
+int be_model_width(const be_model_t *m)
+{
+    return m->net->w;
+}
+int be_model_height(const be_model_t *m)
+{
+    return m->net->h;
+}
+int be_model_classes(const be_model_t *m)
+{
+    return m->classes;
+}
+float *be_model_input(be_model_t *m)
+{
+    return m->net->input;
+}
 
 static int by_confidence(const void *a, const void *b)
 {
@@ -181,7 +193,10 @@ static int by_confidence(const void *a, const void *b)
     return (p->x > q->x) - (p->x < q->x);
 }
 
-static float clampf(float v, float lo, float hi) { return v < lo ? lo : v > hi ? hi : v; }
+static float clampf(float v, float lo, float hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
 
 /* The hot path: one forward pass over net->input. Everything model-specific that a faster
  * implementation replaces is in here; the box extraction below only needs the output layers
@@ -252,8 +267,7 @@ int be_model_detect(be_model_t *m, int img_w, int img_h, float threshold, proto_
     return (int)n;
 }
 
-int be_model_gen_weights(const char *cfg, const char *out, unsigned seed, char *err,
-                         size_t errcap)
+int be_model_gen_weights(const char *cfg, const char *out, unsigned seed, char *err, size_t errcap)
 {
     int rv;
     if ((rv = check_readable("cfg", cfg, err, errcap)) != 0 ||

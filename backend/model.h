@@ -14,7 +14,7 @@ typedef struct be_model be_model_t;
 
 typedef struct {
     const char *cfg, *weights, *names; /* borrowed for the call only */
-    float threshold, nms; /* defaults for requests that do not set a threshold */
+    float threshold, nms;              /* defaults for requests that do not set a threshold */
 } be_model_opts_t;
 
 /* Loads the network. Checks that every file is readable and the cfg starts with [net] first
@@ -41,7 +41,6 @@ int be_model_detect(be_model_t *m, int img_w, int img_h, float threshold, proto_
 /* Writes deterministic weights for `cfg` to `out`: darknet's own initialisation after
  * srand(seed), with batch-norm statistics set to mean 0 / variance 1 so activations stay
  * finite. Same (cfg, seed) -> byte-identical file. Returns 0 or PROTO_EMODEL with err set. */
-int be_model_gen_weights(const char *cfg, const char *out, unsigned seed, char *err,
-                         size_t errcap);
+int be_model_gen_weights(const char *cfg, const char *out, unsigned seed, char *err, size_t errcap);
 
 #endif

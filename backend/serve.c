@@ -53,10 +53,13 @@ static int send_rep(server_t *s, const proto_rep_t *rep)
 static void send_error(server_t *s, uint64_t id, int status, const char *detail)
 {
     char text[PROTO_ERROR_MAX];
-    snprintf(text, sizeof text, "%s%s%s", proto_strerror(status),
-             detail && detail[0] ? ": " : "", detail ? detail : "");
-    proto_rep_t rep = {.type = PROTO_T_RESULT, .id = id, .status = status,
-                       .error = text, .error_len = (uint16_t)strlen(text)};
+    snprintf(text, sizeof text, "%s%s%s", proto_strerror(status), detail && detail[0] ? ": " : "",
+             detail ? detail : "");
+    proto_rep_t rep = {.type = PROTO_T_RESULT,
+                       .id = id,
+                       .status = status,
+                       .error = text,
+                       .error_len = (uint16_t)strlen(text)};
     send_rep(s, &rep);
 }
 
@@ -84,15 +87,16 @@ static void handle_ping(server_t *s, const proto_req_t *req)
     const be_serve_opts_t *o = s->o;
     char name[256], info[512];
     json_escape(name, sizeof name, o->model_name);
-    int n = snprintf(info, sizeof info,
-                     "{\"model\":\"%s\",\"kind\":\"detector\",\"input\":[%d,%d],\"classes\":%d,"
-                     "\"pid\":%d,\"simulate_ms\":%d}",
-                     name, o->model ? be_model_width(o->model) : 0,
-                     o->model ? be_model_height(o->model) : 0,
-                     o->model ? be_model_classes(o->model) : 0, (int)getpid(),
-                     o->model ? 0 : o->simulate_ms);
-    proto_rep_t rep = {.type = PROTO_T_PONG, .id = req->id,
-                       .payload = (const uint8_t *)info, .payload_len = (uint32_t)n};
+    int n = snprintf(
+        info, sizeof info,
+        "{\"model\":\"%s\",\"kind\":\"detector\",\"input\":[%d,%d],\"classes\":%d,"
+        "\"pid\":%d,\"simulate_ms\":%d}",
+        name, o->model ? be_model_width(o->model) : 0, o->model ? be_model_height(o->model) : 0,
+        o->model ? be_model_classes(o->model) : 0, (int)getpid(), o->model ? 0 : o->simulate_ms);
+    proto_rep_t rep = {.type = PROTO_T_PONG,
+                       .id = req->id,
+                       .payload = (const uint8_t *)info,
+                       .payload_len = (uint32_t)n};
     send_rep(s, &rep);
 }
 
@@ -128,10 +132,9 @@ static void handle_detect(server_t *s, const proto_req_t *req)
         t1 = now_us(CLOCK_MONOTONIC);
         sleep_ms(o->simulate_ms);
     } else {
-        rv = be_image_letterbox(o->image, req->payload, req->payload_len,
-                                be_model_width(o->model), be_model_height(o->model),
-                                be_model_input(o->model), &w, &h, NULL, NULL, err,
-                                sizeof err);
+        rv = be_image_letterbox(o->image, req->payload, req->payload_len, be_model_width(o->model),
+                                be_model_height(o->model), be_model_input(o->model), &w, &h, NULL,
+                                NULL, err, sizeof err);
         if (rv != 0) {
             send_error(s, req->id, rv, err);
             return;
@@ -165,8 +168,8 @@ static void handle_detect(server_t *s, const proto_req_t *req)
     } else if (req->output == PROTO_OUT_JPEG) {
         const uint8_t *jpeg;
         size_t jlen;
-        if ((rv = be_image_annotate(o->image, req->payload, req->payload_len, s->dets, n,
-                                    &jpeg, &jlen)) != 0 ||
+        if ((rv = be_image_annotate(o->image, req->payload, req->payload_len, s->dets, n, &jpeg,
+                                    &jlen)) != 0 ||
             jlen > PROTO_PAYLOAD_MAX) {
             send_error(s, req->id, rv != 0 ? rv : PROTO_ETOOBIG, "annotated output");
             return;

@@ -9,12 +9,12 @@
 #include "model.h"
 
 typedef struct {
-    const char *listen;     /* NNG address */
+    const char *listen; /* NNG address */
     const char *model_name;
-    const char *instance;   /* for log lines */
-    be_model_t *model;      /* NULL in simulate mode */
+    const char *instance; /* for log lines */
+    be_model_t *model;    /* NULL in simulate mode */
     be_image_t *image;
-    int simulate_ms;        /* >= 0: skip the network, answer after this many ms */
+    int simulate_ms;             /* >= 0: skip the network, answer after this many ms */
     volatile sig_atomic_t *stop; /* set by the signal handler */
 } be_serve_opts_t;
 

@@ -13,7 +13,11 @@ for spec in "$@"; do
     rps+="'$csv' using 1:3 with lines lw 2 title '$label ok/s', "
     fail+="'$csv' using 1:4 with lines lw 2 dt 2 title '$label failed/s', "
     lat+="'$csv' using 1:(\$9/1000) with lines title '$label p50', '$csv' using 1:(\$10/1000) with lines dt 3 title '$label p95', '$csv' using 1:(\$11/1000) with lines dt 2 title '$label p99', "
-    users+="'$csv' using 1:2 with lines title '$label users' axes x1y2, '$csv' using 1:(\$12+\$13) with steps lw 2 title '$label backends (starting+ready)', "
+    users+="'$csv' using 1:2 with lines title '$label users' axes x1y2, "
+    # Backend counts are empty when the bench did not poll /v1/backends (other balancers).
+    if awk -F, 'NR > 1 && $13 != "" {found = 1} END {exit !found}' "$csv"; then
+        users+="'$csv' using 1:(\$12+\$13) with steps lw 2 title '$label backends (starting+ready)', "
+    fi
 done
 gnuplot <<GP
 set terminal pngcairo size 1100,1100 font ",10"

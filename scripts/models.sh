@@ -24,6 +24,7 @@ if [ ! -s "$out" ]; then
         echo "$log" >&2
         exit 1
     fi
+    chmod 644 "$tmp" # mktemp makes it private; the weights are for every user
     mv "$tmp" "$out"
 fi
 echo "$out"

@@ -18,6 +18,19 @@ def boxes_inside(result, w, h):
     return True
 
 
+def jpeg_size(data):
+    """(width, height) from a JPEG's SOF marker, or None."""
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            return None
+        marker, seglen = data[i + 1], int.from_bytes(data[i + 2:i + 4], "big")
+        if marker in (0xC0, 0xC1, 0xC2):
+            return (int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big"))
+        i += 2 + seglen
+    return None
+
+
 with fg.Gateway(settings={"backends": 1}) as gw:
     dog = fg.image("dog.jpg")
     st, hdrs, body = gw.detect(dog, "?camera=front-door&ts=1700000000000")
@@ -37,6 +50,17 @@ with fg.Gateway(settings={"backends": 1}) as gw:
     st2, _, body2 = gw.detect(dog)
     fg.check(st2 == 200 and json.loads(body2)["detections"] == r["detections"],
              "a second run of the same frame gives the same detections")
+
+    # format=text: the most confident label (or "none"); format=jpeg: the annotated frame
+    st, hdrs, body = gw.detect(dog, "?format=text")
+    top = r["detections"][0]["label"] if r["detections"] else "none"
+    fg.check(st == 200 and hdrs["content-type"].startswith("text/plain") and body.decode() == top,
+             f"format=text gives the top label {top!r} (got {body[:40]!r})")
+    st, hdrs, body = gw.detect(dog, "?format=jpeg")
+    fg.check(st == 200 and hdrs["content-type"] == "image/jpeg" and body[:2] == b"\xff\xd8"
+             and body.rstrip(b"\0")[-2:] == b"\xff\xd9", "format=jpeg gives a JPEG")
+    fg.check(jpeg_size(body) == (768, 576), f"the annotated JPEG is 768x576 ({jpeg_size(body)})")
+    fg.check(body != dog, "and it is not the input unchanged")
 
     # base64 in JSON
     st, _, body = gw.detect(fg.b64_json(fg.image("person.jpg"), camera="cam-json", ts=5),

@@ -79,8 +79,7 @@ static void test_probe_and_errors(void **state)
             p[j] = (uint8_t)rand();
         p[0] = 0xff;
         p[1] = 0xd8;
-        int rv = be_image_letterbox(im, p, n, 416, 416, input, &w, &h, NULL, NULL, err,
-                                    sizeof err);
+        int rv = be_image_letterbox(im, p, n, 416, 416, input, &w, &h, NULL, NULL, err, sizeof err);
         assert_true(rv == PROTO_EIMAGE || rv == PROTO_EIMGSIZE);
         /* Without the SOI marker it is not even looked at. */
         p[0] = 0x12;
@@ -92,17 +91,17 @@ static void test_probe_and_errors(void **state)
     be_image_limits_t lim = {.max_pixels = 1000, .max_side = 16384};
     assert_int_equal(be_image_create(&small, lim), 0);
     assert_int_equal(be_image_probe(small, dog, len, &w, &h), PROTO_EIMGSIZE);
-    assert_int_equal(be_image_letterbox(small, dog, len, 416, 416, input, &w, &h, NULL, NULL,
-                                        err, sizeof err),
-                     PROTO_EIMGSIZE);
+    assert_int_equal(
+        be_image_letterbox(small, dog, len, 416, 416, input, &w, &h, NULL, NULL, err, sizeof err),
+        PROTO_EIMGSIZE);
     be_image_destroy(small);
     lim = (be_image_limits_t){.max_pixels = 64000000, .max_side = 767};
     assert_int_equal(be_image_create(&small, lim), 0);
     assert_int_equal(be_image_probe(small, dog, len, &w, &h), PROTO_EIMGSIZE);
     be_image_destroy(small);
-    assert_int_equal(be_image_letterbox(im, NULL, 0, 416, 416, input, &w, &h, NULL, NULL, err,
-                                        sizeof err),
-                     PROTO_EEMPTY);
+    assert_int_equal(
+        be_image_letterbox(im, NULL, 0, 416, 416, input, &w, &h, NULL, NULL, err, sizeof err),
+        PROTO_EEMPTY);
     free(input);
     free(dog);
     be_image_destroy(im);
@@ -151,8 +150,8 @@ static void test_letterbox_matches_darknet(void **state)
     char err[128];
     int ow, oh;
     int dw, dh;
-    assert_int_equal(be_image_letterbox(im, dog, len, 416, 416, direct, &ow, &oh, &dw, &dh, err,
-                                        sizeof err), 0);
+    assert_int_equal(
+        be_image_letterbox(im, dog, len, 416, 416, direct, &ow, &oh, &dw, &dh, err, sizeof err), 0);
     assert_int_equal(ow, 768);
     assert_int_equal(oh, 576);
     /* 768x576 -> 416x312 inside the network: 5/8 (480x360) is the smallest DCT scale that
@@ -192,8 +191,7 @@ static void test_big_frame_scaled(void **state)
     tjhandle tj = tjInitCompress();
     unsigned char *jpeg = NULL;
     unsigned long jlen = 0;
-    assert_int_equal(tjCompress2(tj, big, W, 0, H, TJPF_RGB, &jpeg, &jlen, TJSAMP_420, 90, 0),
-                     0);
+    assert_int_equal(tjCompress2(tj, big, W, 0, H, TJPF_RGB, &jpeg, &jlen, TJSAMP_420, 90, 0), 0);
 
     int sw, sh;
     be_image_scaled_size(W, H, 416, 312, &sw, &sh);
@@ -207,16 +205,14 @@ static void test_big_frame_scaled(void **state)
     float *ref = malloc(sizeof(float) * 3 * 416 * 416);
     char err[128];
     int dw, dh;
-    assert_int_equal(be_image_letterbox(im, jpeg, jlen, 416, 416, in, &w, &h, &dw, &dh, err,
-                                        sizeof err),
-                     0);
+    assert_int_equal(
+        be_image_letterbox(im, jpeg, jlen, 416, 416, in, &w, &h, &dw, &dh, err, sizeof err), 0);
     assert_int_equal(w, W);
     assert_int_equal(h, H);
     assert_int_equal(dw, 768);
     assert_int_equal(dh, 576);
-    assert_int_equal(be_image_letterbox(im, dog, len, 416, 416, ref, &w, &h, NULL, NULL, err,
-                                        sizeof err),
-                     0);
+    assert_int_equal(
+        be_image_letterbox(im, dog, len, 416, 416, ref, &w, &h, NULL, NULL, err, sizeof err), 0);
     double sum = 0;
     for (int i = 0; i < 3 * 416 * 416; i++)
         sum += in[i] > ref[i] ? in[i] - ref[i] : ref[i] - in[i];

@@ -88,8 +88,11 @@ static void test_bad_files(void **state)
     (void)state;
     be_model_t *m = NULL;
     char err[256] = "";
-    be_model_opts_t o = {.cfg = CFG, .weights = "/nonexistent/w.weights", .names = NAMES,
-                         .threshold = 0.25f, .nms = 0.45f};
+    be_model_opts_t o = {.cfg = CFG,
+                         .weights = "/nonexistent/w.weights",
+                         .names = NAMES,
+                         .threshold = 0.25f,
+                         .nms = 0.45f};
     assert_int_equal(be_model_load(&m, &o, err, sizeof err), PROTO_EMODEL);
     assert_non_null(strstr(err, "/nonexistent/w.weights"));
     /* A cfg darknet would assert() on: refused before darknet sees it. */
@@ -111,8 +114,7 @@ static int run_dog(be_model_t *m, be_image_t *im, float thresh, proto_det_t *det
     int w, h;
     char err[128];
     assert_int_equal(be_image_letterbox(im, dog, len, be_model_width(m), be_model_height(m),
-                                        be_model_input(m), &w, &h, NULL, NULL, err,
-                                        sizeof err),
+                                        be_model_input(m), &w, &h, NULL, NULL, err, sizeof err),
                      0);
     free(dog);
     assert_int_equal(w, 768);
@@ -126,8 +128,8 @@ static void test_detect_dog(void **state)
     be_model_t *m = NULL;
     be_image_t *im = NULL;
     char err[256] = "";
-    be_model_opts_t o = {.cfg = CFG, .weights = weights, .names = NAMES, .threshold = 0.25f,
-                         .nms = 0.45f};
+    be_model_opts_t o = {
+        .cfg = CFG, .weights = weights, .names = NAMES, .threshold = 0.25f, .nms = 0.45f};
     assert_int_equal(be_model_load(&m, &o, err, sizeof err), 0);
     assert_int_equal(be_model_width(m), 416);
     assert_int_equal(be_model_height(m), 416);
@@ -148,8 +150,7 @@ static void test_detect_dog(void **state)
     for (int i = 0; i < na; i++) {
         assert_int_equal(a[i].class_id, b[i].class_id);
         assert_true(a[i].confidence == b[i].confidence);
-        assert_true(a[i].x == b[i].x && a[i].y == b[i].y && a[i].w == b[i].w &&
-                    a[i].h == b[i].h);
+        assert_true(a[i].x == b[i].x && a[i].y == b[i].y && a[i].w == b[i].w && a[i].h == b[i].h);
         assert_true(a[i].class_id >= 0 && a[i].class_id < 80);
         assert_true(a[i].confidence > 0.01f && a[i].confidence <= 1.0f);
         assert_true(a[i].x >= 0 && a[i].y >= 0 && a[i].w >= 0 && a[i].h >= 0);

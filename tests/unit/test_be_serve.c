@@ -47,8 +47,8 @@ static void spawn(const char *extra1, const char *extra2)
         snprintf(ppid, sizeof ppid, "%d", (int)getppid());
         execl(FG_BIN_DIR "/framegate-backend", "framegate-backend", "--listen", sock_path,
               "--parent-pid", ppid, "--instance", "test", "--cfg",
-              FG_DARKNET_CFG "/yolov3-tiny.cfg", "--names", FG_DARKNET_DATA "/coco.names",
-              extra1, extra2, (char *)NULL);
+              FG_DARKNET_CFG "/yolov3-tiny.cfg", "--names", FG_DARKNET_DATA "/coco.names", extra1,
+              extra2, (char *)NULL);
         _exit(127);
     }
 }
@@ -162,8 +162,11 @@ static void run_session(int simulate)
 
     size_t dlen;
     uint8_t *dog = read_file_all(FG_DARKNET_DATA "/dog.jpg", &dlen);
-    proto_req_t det = {.type = PROTO_T_DETECT, .id = 2, .payload = dog,
-                       .payload_len = (uint32_t)dlen, .output = PROTO_OUT_TEXT};
+    proto_req_t det = {.type = PROTO_T_DETECT,
+                       .id = 2,
+                       .payload = dog,
+                       .payload_len = (uint32_t)dlen,
+                       .output = PROTO_OUT_TEXT};
     assert_int_equal(proto_req_encode(&det, buf, sizeof buf, &len), 0);
     roundtrip(s, buf, len, &msg, &rep);
     assert_int_equal(rep.type, PROTO_T_RESULT);
@@ -209,8 +212,8 @@ static void run_session(int simulate)
     nng_msg_free(msg);
 
     /* A frame that is not a JPEG. */
-    proto_req_t bad = {.type = PROTO_T_DETECT, .id = 3, .payload = (const uint8_t *)"xyz",
-                       .payload_len = 3};
+    proto_req_t bad = {
+        .type = PROTO_T_DETECT, .id = 3, .payload = (const uint8_t *)"xyz", .payload_len = 3};
     assert_int_equal(proto_req_encode(&bad, buf, sizeof buf, &len), 0);
     roundtrip(s, buf, len, &msg, &rep);
     assert_int_equal(rep.status, PROTO_EIMAGE);
@@ -254,8 +257,12 @@ static void test_simulated(void **state)
 static void test_real_model(void **state)
 {
     (void)state;
-    char *gen[] = {"framegate-backend", "--gen-weights", weights, "--cfg",
-                   FG_DARKNET_CFG "/yolov3-tiny.cfg", NULL};
+    char *gen[] = {"framegate-backend",
+                   "--gen-weights",
+                   weights,
+                   "--cfg",
+                   FG_DARKNET_CFG "/yolov3-tiny.cfg",
+                   NULL};
     int status = run_wait(gen);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     spawn("--weights", weights);
@@ -287,7 +294,7 @@ static void test_orphan_exits(void **state)
     char ppid[16];
     snprintf(ppid, sizeof ppid, "%d", (int)getpid() + 100000);
     char *argv[] = {"framegate-backend", "--listen", sock_path, "--simulate-ms", "1",
-                    "--parent-pid", ppid, NULL};
+                    "--parent-pid",      ppid,       NULL};
     int status = run_wait(argv);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
