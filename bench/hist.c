@@ -39,9 +39,18 @@ static void bounds_of(size_t i, double *lo, double *hi)
     *hi = (double)(base + (1ull << shift) - 1);
 }
 
-bench_hist_t *bench_hist_create(void) { return calloc(1, sizeof(bench_hist_t)); }
-void bench_hist_destroy(bench_hist_t *h) { free(h); }
-void bench_hist_reset(bench_hist_t *h) { memset(h, 0, sizeof *h); }
+bench_hist_t *bench_hist_create(void)
+{
+    return calloc(1, sizeof(bench_hist_t));
+}
+void bench_hist_destroy(bench_hist_t *h)
+{
+    free(h);
+}
+void bench_hist_reset(bench_hist_t *h)
+{
+    memset(h, 0, sizeof *h);
+}
 
 void bench_hist_record(bench_hist_t *h, uint64_t us)
 {
@@ -67,9 +76,18 @@ void bench_hist_merge(bench_hist_t *into, const bench_hist_t *from)
         into->max = from->max;
 }
 
-uint64_t bench_hist_count(const bench_hist_t *h) { return h->total; }
-uint64_t bench_hist_max(const bench_hist_t *h) { return h->max; }
-double bench_hist_mean(const bench_hist_t *h) { return h->total ? h->sum / h->total : 0; }
+uint64_t bench_hist_count(const bench_hist_t *h)
+{
+    return h->total;
+}
+uint64_t bench_hist_max(const bench_hist_t *h)
+{
+    return h->max;
+}
+double bench_hist_mean(const bench_hist_t *h)
+{
+    return h->total ? h->sum / h->total : 0;
+}
 
 double bench_hist_percentile(const bench_hist_t *h, double p)
 {

@@ -1,32 +1,46 @@
 #include "load.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
 #include <cjson/cJSON.h>
 #include <llhttp.h>
+#include <netdb.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
+#include "err.h"
+
+#define MAX_BODY_FILE (64u << 20) /* a frame larger than this is a mistake, not a test */
+#define MAX_POLL_BODY (1u << 20)
+#define OPEN_RETRY_MS 10 /* open loop: pause before reconnecting after a failed connect */
+
 typedef struct engine engine_t;
 
-/* A shared request body piece, built once per file. */
+/* A request body, built once per file for the chosen mode and shared by every client. */
 typedef struct {
     char *data;
     size_t len;
 } piece_t;
 
+/* One simulated camera (closed loop) or one connection (open loop). Preallocated for the
+ * whole run; handles are re-initialised in place after a close, never freed. */
 typedef struct {
-    uv_tcp_t tcp; /* first */
+    uv_tcp_t tcp;
     uv_connect_t connect;
     uv_write_t write;
-    uv_timer_t timer; /* request timeout, reconnect delay, wait time */
+    uv_timer_t timer; /* request timeout, wait time, open-loop reconnect delay */
     llhttp_t parser;
     engine_t *e;
-    int index; /* user / connection number */
-    int connected, busy, closing, handles;
-    int next_file;
-    char head[1024];
-    char suffix[128];
-    uint64_t t_intended, t_sent; /* ns */
+    int index; /* user / connection number: cam-<index> */
+    int connected, busy, closing, writing, handles, idle_listed, connect_failed;
+    int pending; /* closed loop: the next request waits for the previous write to finish */
+    int next_file, built_file;
+    size_t head_len, suffix_len;
+    char head[1024];                /* request line, headers and the per-camera body prefix */
+    char suffix[64];                /* the body's end after the shared JPEG bytes */
+    uint64_t t_intended, t_connect; /* ns */
     int status;
 } client_t;
 
@@ -35,43 +49,77 @@ struct engine {
     uv_loop_t loop;
     struct sockaddr_storage addr;
     client_t *clients;
+    client_t **idle; /* open loop: a stack of connections free for the next arrival */
+    int nidle;
     int nclients, started;
-    piece_t *bodies; /* per file: the body (raw bytes, base64 text, or multipart part data) */
-    uint64_t t0;     /* ns */
-    int stopping;
+    piece_t *bodies;
+    uint64_t t0, t_stop; /* ns */
+    int stopping, interrupted;
     int inflight;
     bench_counts_t second, total;
     bench_hist_t *hist_second, *hist_total;
     int sec;
     uv_timer_t tick;     /* 1 s reports */
     uv_timer_t spawn;    /* closed loop: starts users; open loop: the arrival schedule */
-    uv_timer_t deadline; /* end of the run + grace */
+    uv_timer_t deadline; /* end of the run, then the grace period */
+    uv_signal_t sigint;
     uint64_t next_arrival;
     int backends[4];
-    /* poller */
+    /* The /v1/backends poller: its own short-lived connection, one per second. */
     uv_tcp_t ptcp;
     uv_connect_t pconn;
     uv_write_t pwrite;
     llhttp_t pparser;
+    char pget[400];
     char *pbody;
     size_t plen, pcap;
     int polling;
     llhttp_settings_t settings, psettings;
+    char slab[65536]; /* read buffer: one loop thread, each read is parsed before the next */
 };
-
-static uint64_t now_ns(engine_t *e)
-{
-    (void)e;
-    return uv_hrtime();
-}
 
 static void start_request(client_t *c, uint64_t intended);
 static void client_connect(client_t *c);
+static void dispatch(engine_t *e);
+
+/* ---- addresses ---- */
+
+int bench_resolve(const char *host, int port, struct sockaddr_storage *out)
+{
+    memset(out, 0, sizeof *out);
+    if (strcmp(host, "localhost") == 0)
+        host = "127.0.0.1";
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)out) == 0 ||
+        uv_ip6_addr(host, port, (struct sockaddr_in6 *)out) == 0)
+        return 0;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
+    if (getaddrinfo(host, NULL, &hints, &res) != 0 || res == NULL)
+        return PROTO_EINVAL;
+    memcpy(out, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    if (out->ss_family == AF_INET)
+        ((struct sockaddr_in *)out)->sin_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in6 *)out)->sin6_port = htons((uint16_t)port);
+    return 0;
+}
+
+int bench_addr_is_loopback(const struct sockaddr_storage *a)
+{
+    if (a->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)a)->sin_addr.s_addr) >> 24) == 127;
+    if (a->ss_family == AF_INET6) {
+        const struct in6_addr *s = &((const struct sockaddr_in6 *)a)->sin6_addr;
+        if (IN6_IS_ADDR_LOOPBACK(s))
+            return 1;
+        return IN6_IS_ADDR_V4MAPPED(s) && s->s6_addr[12] == 127;
+    }
+    return 0;
+}
 
 /* ---- bodies ---- */
 
-static const char b64chars[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 static char *base64(const uint8_t *in, size_t n, size_t *outlen)
 {
@@ -90,127 +138,187 @@ static char *base64(const uint8_t *in, size_t n, size_t *outlen)
     return out;
 }
 
+static int read_file(const char *path, uint8_t **data, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return errno > 0 ? -errno : PROTO_EINVAL; /* libuv's codes are negative errnos */
+    long n = -1;
+    if (fseek(f, 0, SEEK_END) == 0)
+        n = ftell(f);
+    /* Check the size before allocating: a device or a huge file is refused. */
+    if (n < 0 || (unsigned long)n > MAX_BODY_FILE || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return PROTO_ETOOBIG;
+    }
+    *data = malloc(n > 0 ? (size_t)n : 1);
+    if (*data == NULL || fread(*data, 1, (size_t)n, f) != (size_t)n) {
+        fclose(f);
+        free(*data);
+        return *data ? PROTO_EINVAL : PROTO_ENOMEM;
+    }
+    fclose(f);
+    *len = (size_t)n;
+    return 0;
+}
+
 static int load_bodies(engine_t *e)
 {
     const bench_opts_t *o = e->o;
-    e->bodies = calloc((size_t)o->nfiles, sizeof *e->bodies);
+    int rv;
+    if ((e->bodies = calloc((size_t)o->nfiles, sizeof *e->bodies)) == NULL)
+        return PROTO_ENOMEM;
     for (int i = 0; i < o->nfiles; i++) {
-        FILE *f = fopen(o->files[i], "rb");
-        if (f == NULL) {
-            fprintf(stderr, "framegate-bench: cannot read %s\n", o->files[i]);
-            return -1;
+        uint8_t *raw;
+        size_t n;
+        if ((rv = read_file(o->files[i], &raw, &n)) != 0) {
+            fprintf(stderr, "framegate-bench: %s: %s\n", o->files[i], proto_strerror(rv));
+            return rv;
         }
-        fseek(f, 0, SEEK_END);
-        long n = ftell(f);
-        fseek(f, 0, SEEK_SET);
-        uint8_t *raw = malloc(n > 0 ? (size_t)n : 1);
-        if (raw == NULL || fread(raw, 1, (size_t)n, f) != (size_t)n) {
-            fclose(f);
-            free(raw);
-            return -1;
-        }
-        fclose(f);
         if (o->body_mode == BODY_BASE64) {
-            e->bodies[i].data = base64(raw, (size_t)n, &e->bodies[i].len);
+            e->bodies[i].data = base64(raw, n, &e->bodies[i].len);
             free(raw);
+            if (e->bodies[i].data == NULL)
+                return PROTO_ENOMEM;
         } else {
             e->bodies[i].data = (char *)raw;
-            e->bodies[i].len = (size_t)n;
+            e->bodies[i].len = n;
         }
     }
     return 0;
 }
 
-/* Per user: head (request line + headers + body prefix) and suffix around the shared body. */
+/* The per-camera head and suffix around the shared body. Rebuilt only when the client
+ * moves to another file (never with one file): a snprintf into the client's own buffers. */
 static void build_request(client_t *c, int file)
 {
     engine_t *e = c->e;
     const bench_opts_t *o = e->o;
-    size_t blen = e->bodies[file].len;
-    char prefix[256] = "", cam[32];
+    char prefix[128] = "", cam[24], host[280];
     const char *ctype = "image/jpeg", *sep = strchr(o->path, '?') ? "&" : "?";
+    if (c->built_file == file)
+        return;
     snprintf(cam, sizeof cam, "cam-%d", c->index);
+    snprintf(host, sizeof host, strchr(o->host, ':') ? "[%s]:%d" : "%s:%d", o->host, o->port);
     c->suffix[0] = '\0';
     if (o->body_mode == BODY_BASE64) {
         ctype = "application/json";
         snprintf(prefix, sizeof prefix, "{\"camera\":\"%s\",\"image\":\"", cam);
         snprintf(c->suffix, sizeof c->suffix, "\"}");
     } else if (o->body_mode == BODY_MULTIPART) {
-        ctype = "multipart/form-data; boundary=fgbench";
+        ctype = "multipart/form-data; boundary=fgbench0boundary";
         snprintf(prefix, sizeof prefix,
-                 "--fgbench\r\nContent-Disposition: form-data; name=\"image\"; "
+                 "--fgbench0boundary\r\nContent-Disposition: form-data; name=\"image\"; "
                  "filename=\"frame.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n");
-        snprintf(c->suffix, sizeof c->suffix, "\r\n--fgbench--\r\n");
+        snprintf(c->suffix, sizeof c->suffix, "\r\n--fgbench0boundary--\r\n");
     }
-    size_t total = strlen(prefix) + blen + strlen(c->suffix);
+    size_t total = strlen(prefix) + e->bodies[file].len + strlen(c->suffix);
+    /* The camera goes in the query for every mode, so a gateway can route on it alike. */
     int n = snprintf(c->head, sizeof c->head,
-                     "POST %s%scamera=%s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: %s\r\n"
-                     "Content-Length: %zu\r\n\r\n",
-                     o->path, sep, cam, o->host, o->port, ctype, total);
-    snprintf(c->head + n, sizeof c->head - (size_t)n, "%s", prefix);
+                     "POST %s%scamera=%s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     o->path, sep, cam, host, ctype, total, prefix);
+    c->head_len = n < (int)sizeof c->head ? (size_t)n : sizeof c->head - 1;
+    c->suffix_len = strlen(c->suffix);
+    c->built_file = file;
 }
 
 /* ---- stats ---- */
 
-static void record(engine_t *e, client_t *c, int status, int kind)
+enum { KIND_HTTP, KIND_CONN, KIND_TIMEOUT };
+
+static void record(engine_t *e, uint64_t since, int status, int kind)
 {
-    uint64_t lat_us = (now_ns(e) - c->t_intended) / 1000;
-    if (kind == 0 && status >= 200 && status < 300) {
+    uint64_t now = uv_hrtime();
+    uint64_t lat_us = now > since ? (now - since) / 1000 : 0;
+    if (kind == KIND_HTTP && status >= 200 && status < 300)
         e->second.ok++;
-    } else if (kind == 0) {
+    else if (kind == KIND_HTTP)
         e->second.http_fail[status > 0 && status < BENCH_MAX_STATUS ? status : 0]++;
-    } else if (kind == 1) {
+    else if (kind == KIND_CONN)
         e->second.conn_errors++;
-    } else {
+    else
         e->second.timeouts++;
-    }
     bench_hist_record(e->hist_second, lat_us);
+}
+
+/* Ends the request in flight, if any, as a failure of `kind`. */
+static void fail_inflight(client_t *c, int kind)
+{
+    if (!c->busy)
+        return;
+    c->busy = 0;
+    c->e->inflight--;
+    record(c->e, c->t_intended, 0, kind);
 }
 
 /* ---- client ---- */
 
+static int usable(const client_t *c)
+{
+    return c->connected && !c->busy && !c->closing && !c->writing;
+}
+
+/* Open loop: offer a free connection to the schedule. */
+static void mark_idle(client_t *c)
+{
+    engine_t *e = c->e;
+    if (e->o->rate <= 0 || c->idle_listed || !usable(c) || e->stopping)
+        return;
+    c->idle_listed = 1;
+    e->idle[e->nidle++] = c;
+    dispatch(e);
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    client_connect(t->data);
+}
+
 static void on_client_closed(uv_handle_t *h)
 {
     client_t *c = h->data;
-    c->handles--;
-    if (c->handles > 0)
+    if (--c->handles > 0)
         return;
     c->closing = 0;
-    if (!c->e->stopping) {
-        /* Reconnect after a short pause so a refusing server is not hammered. */
-        uv_tcp_init(&c->e->loop, &c->tcp);
-        uv_timer_init(&c->e->loop, &c->timer);
-        c->tcp.data = c->timer.data = c;
-        c->handles = 2;
-        c->connected = 0;
+    if (c->e->stopping)
+        return;
+    /* Reconnect in place: the handles are embedded, so they are re-initialised only now
+     * that both close callbacks have run. */
+    uv_tcp_init(&c->e->loop, &c->tcp);
+    uv_timer_init(&c->e->loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
+    c->handles = 2;
+    c->connected = c->writing = c->pending = 0;
+    /* A closed-loop user retries at once, as a Locust user without wait time would; an
+     * open-loop connection pauses so a refusing server does not spin the loop. */
+    if (c->connect_failed && c->e->o->rate > 0)
+        uv_timer_start(&c->timer, on_retry, OPEN_RETRY_MS, 0);
+    else
         client_connect(c);
-    }
 }
 
 static void client_drop(client_t *c, int kind)
 {
     if (c->closing)
         return;
-    if (c->busy) {
-        c->busy = 0;
-        c->e->inflight--;
-        record(c->e, c, 0, kind);
-    }
+    fail_inflight(c, kind);
     c->closing = 1;
     c->connected = 0;
     uv_close((uv_handle_t *)&c->tcp, on_client_closed);
     uv_close((uv_handle_t *)&c->timer, on_client_closed);
 }
 
-static void on_timeout(uv_timer_t *t) { client_drop(t->data, 2); }
-
-static void alloc_cb(uv_handle_t *h, size_t sz, uv_buf_t *buf)
+static void on_timeout(uv_timer_t *t)
 {
-    (void)h;
-    static char slab[65536]; /* one loop thread: reads are handled before the next alloc */
+    client_drop(t->data, KIND_TIMEOUT);
+}
+
+static void client_alloc(uv_handle_t *h, size_t sz, uv_buf_t *buf)
+{
+    client_t *c = h->data;
     (void)sz;
-    buf->base = slab;
-    buf->len = sizeof slab;
+    *buf = uv_buf_init(c->e->slab, sizeof c->e->slab);
 }
 
 static int on_headers_complete(llhttp_t *p)
@@ -223,52 +331,65 @@ static int on_headers_complete(llhttp_t *p)
 static void on_wait_done(uv_timer_t *t)
 {
     client_t *c = t->data;
-    start_request(c, now_ns(c->e));
+    start_request(c, uv_hrtime());
 }
 
 static int on_message_complete(llhttp_t *p)
 {
     client_t *c = p->data;
     engine_t *e = c->e;
+    if (!c->busy)
+        return 0; /* an answer nobody asked for: ignore it */
     uv_timer_stop(&c->timer);
-    if (c->busy) {
-        c->busy = 0;
-        e->inflight--;
-        record(e, c, c->status, 0);
-    }
+    c->busy = 0;
+    e->inflight--;
+    record(e, c->t_intended, c->status, KIND_HTTP);
     if (!llhttp_should_keep_alive(p)) {
-        c->closing = 0;
-        client_drop(c, 1);
+        client_drop(c, KIND_CONN); /* reconnects; nothing is in flight to count */
         return HPE_PAUSED;
     }
-    if (e->stopping || e->o->rate > 0)
+    if (e->stopping)
         return 0;
-    if (e->o->wait_ms > 0)
+    if (e->o->rate > 0)
+        mark_idle(c);
+    else if (e->o->wait_ms > 0)
         uv_timer_start(&c->timer, on_wait_done, (uint64_t)e->o->wait_ms, 0);
     else
-        start_request(c, now_ns(e));
+        start_request(c, uv_hrtime());
     return 0;
 }
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
-    client_t *c = (client_t *)s;
-    if (n < 0) {
-        client_drop(c, 1);
-        return;
-    }
-    if (n > 0) {
+    client_t *c = s->data;
+    if (n == UV_EOF) {
+        /* A response delimited by the close completes here rather than failing. */
+        llhttp_finish(&c->parser);
+        client_drop(c, KIND_CONN);
+    } else if (n < 0) {
+        client_drop(c, KIND_CONN);
+    } else if (n > 0) {
         llhttp_errno_t err = llhttp_execute(&c->parser, buf->base, (size_t)n);
         if (err != HPE_OK && err != HPE_PAUSED)
-            client_drop(c, 1);
+            client_drop(c, KIND_CONN);
     }
 }
 
 static void on_write(uv_write_t *w, int status)
 {
     client_t *c = w->data;
-    if (status < 0)
-        client_drop(c, 1);
+    c->writing = 0;
+    if (status < 0) {
+        client_drop(c, KIND_CONN);
+        return;
+    }
+    /* The server may answer before it has read the whole body (an early 413, say). */
+    if (c->pending) {
+        c->pending = 0;
+        start_request(c, uv_hrtime());
+    } else {
+        mark_idle(c);
+    }
 }
 
 static void start_request(client_t *c, uint64_t intended)
@@ -276,20 +397,25 @@ static void start_request(client_t *c, uint64_t intended)
     engine_t *e = c->e;
     if (!c->connected || c->busy || c->closing || e->stopping)
         return;
+    if (c->writing) {
+        c->pending = 1;
+        return;
+    }
     int file = c->next_file++ % e->o->nfiles;
     build_request(c, file);
     uv_buf_t bufs[3] = {
-        uv_buf_init(c->head, (unsigned)strlen(c->head)),
+        uv_buf_init(c->head, (unsigned)c->head_len),
         uv_buf_init(e->bodies[file].data, (unsigned)e->bodies[file].len),
-        uv_buf_init(c->suffix, (unsigned)strlen(c->suffix)),
+        uv_buf_init(c->suffix, (unsigned)c->suffix_len),
     };
     c->t_intended = intended;
-    c->t_sent = now_ns(e);
     c->busy = 1;
+    c->writing = 1;
     e->inflight++;
     c->write.data = c;
-    if (uv_write(&c->write, (uv_stream_t *)&c->tcp, bufs, c->suffix[0] ? 3 : 2, on_write) != 0) {
-        client_drop(c, 1);
+    if (uv_write(&c->write, (uv_stream_t *)&c->tcp, bufs, c->suffix_len ? 3 : 2, on_write) != 0) {
+        c->writing = 0;
+        client_drop(c, KIND_CONN);
         return;
     }
     uv_timer_start(&c->timer, on_timeout, e->o->timeout_ms, 0);
@@ -300,31 +426,39 @@ static void on_connect(uv_connect_t *req, int status)
     client_t *c = req->data;
     engine_t *e = c->e;
     if (status < 0) {
-        if (!c->closing) {
-            /* A refused connection is a failed request for a closed-loop user (as Locust
-             * counts it); then it retries. */
-            c->t_intended = now_ns(e);
-            e->second.conn_errors++;
-            bench_hist_record(e->hist_second, 0);
-            client_drop(c, 3);
+        if (!c->closing && !e->stopping) {
+            /* A refused connection is a failed request for a closed-loop user, as Locust
+             * counts it; then it retries. */
+            record(e, c->t_connect, 0, KIND_CONN);
+            c->connect_failed = 1;
+            client_drop(c, KIND_CONN);
         }
         return;
     }
     c->connected = 1;
+    c->connect_failed = 0;
     /* One response parser per connection: keep-alive responses follow each other. */
     llhttp_init(&c->parser, HTTP_RESPONSE, &e->settings);
     c->parser.data = c;
     uv_tcp_nodelay(&c->tcp, 1);
-    uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
-    if (e->o->rate <= 0)
-        start_request(c, now_ns(e));
+    uv_read_start((uv_stream_t *)&c->tcp, client_alloc, on_read);
+    if (e->o->rate > 0)
+        mark_idle(c);
+    else
+        start_request(c, uv_hrtime());
 }
 
 static void client_connect(client_t *c)
 {
+    int rv;
     c->connect.data = c;
-    if (uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&c->e->addr, on_connect) != 0)
-        client_drop(c, 3);
+    c->t_connect = uv_hrtime();
+    rv = uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&c->e->addr, on_connect);
+    if (rv != 0) {
+        record(c->e, c->t_connect, 0, KIND_CONN);
+        c->connect_failed = 1;
+        client_drop(c, KIND_CONN);
+    }
 }
 
 static void client_start(engine_t *e, client_t *c, int index)
@@ -332,6 +466,7 @@ static void client_start(engine_t *e, client_t *c, int index)
     c->e = e;
     c->index = index;
     c->next_file = index;
+    c->built_file = -1;
     uv_tcp_init(&e->loop, &c->tcp);
     uv_timer_init(&e->loop, &c->timer);
     c->tcp.data = c->timer.data = c;
@@ -344,7 +479,7 @@ static void client_start(engine_t *e, client_t *c, int index)
 static int on_poll_body(llhttp_t *p, const char *at, size_t len)
 {
     engine_t *e = p->data;
-    if (e->plen + len > 1 << 20)
+    if (e->plen + len > MAX_POLL_BODY)
         return -1;
     if (e->plen + len > e->pcap) {
         size_t cap = (e->plen + len) * 2;
@@ -362,11 +497,11 @@ static int on_poll_body(llhttp_t *p, const char *at, size_t len)
 int bench_count_backends(const char *json, size_t len, int out[4])
 {
     static const char *const states[4] = {"starting", "ready", "draining", "stopping"};
-    cJSON *root = cJSON_ParseWithLength(json, len);
+    cJSON *root = json ? cJSON_ParseWithLength(json, len) : NULL;
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "backends");
     if (!cJSON_IsArray(arr)) {
         cJSON_Delete(root);
-        return -1;
+        return PROTO_EINVAL;
     }
     for (int i = 0; i < 4; i++)
         out[i] = 0;
@@ -386,9 +521,9 @@ static int on_poll_complete(llhttp_t *p)
 {
     engine_t *e = p->data;
     int counts[4];
-    if (bench_count_backends(e->pbody, e->plen, counts) == 0)
+    if (p->status_code == 200 && bench_count_backends(e->pbody, e->plen, counts) == 0)
         memcpy(e->backends, counts, sizeof counts);
-    return 0;
+    return HPE_PAUSED; /* one answer is all we want from this connection */
 }
 
 static void on_poll_closed(uv_handle_t *h)
@@ -403,41 +538,57 @@ static void poll_close(engine_t *e)
         uv_close((uv_handle_t *)&e->ptcp, on_poll_closed);
 }
 
+static void poll_alloc(uv_handle_t *h, size_t sz, uv_buf_t *buf)
+{
+    engine_t *e = h->data;
+    (void)sz;
+    *buf = uv_buf_init(e->slab, sizeof e->slab);
+}
+
 static void on_poll_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     engine_t *e = s->data;
-    if (n > 0 && llhttp_execute(&e->pparser, buf->base, (size_t)n) == HPE_OK)
-        return;
     if (n == 0)
         return;
+    if (n > 0 && llhttp_execute(&e->pparser, buf->base, (size_t)n) == HPE_OK)
+        return;
+    if (n == UV_EOF)
+        llhttp_finish(&e->pparser); /* a body delimited by the close */
     poll_close(e);
 }
 
 static void on_poll_write(uv_write_t *w, int status)
 {
-    (void)w;
-    (void)status;
+    engine_t *e = w->data;
+    if (status < 0)
+        poll_close(e);
 }
 
 static void on_poll_connect(uv_connect_t *req, int status)
 {
     engine_t *e = req->data;
-    static char get[400];
     if (status < 0) {
         poll_close(e);
         return;
     }
-    snprintf(get, sizeof get, "GET /v1/backends HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
-             e->o->host);
-    uv_buf_t b = uv_buf_init(get, (unsigned)strlen(get));
-    uv_write(&e->pwrite, (uv_stream_t *)&e->ptcp, &b, 1, on_poll_write);
-    uv_read_start((uv_stream_t *)&e->ptcp, alloc_cb, on_poll_read);
+    uv_buf_t b = uv_buf_init(e->pget, (unsigned)strlen(e->pget));
+    e->pwrite.data = e;
+    if (uv_write(&e->pwrite, (uv_stream_t *)&e->ptcp, &b, 1, on_poll_write) != 0 ||
+        uv_read_start((uv_stream_t *)&e->ptcp, poll_alloc, on_poll_read) != 0)
+        poll_close(e);
 }
 
+/* Once a second, after the row is written: the next row shows this poll's answer, or empty
+ * fields if the gateway did not answer in time or not with a backends document. */
 static void poll_backends(engine_t *e)
 {
-    if (e->polling || !e->o->poll_backends)
+    if (!e->o->poll_backends || e->stopping)
         return;
+    memset(e->backends, 0xff, sizeof e->backends); /* -1: unknown */
+    if (e->polling) {
+        poll_close(e); /* the previous poll is a second old: give up on it */
+        return;
+    }
     e->polling = 1;
     e->plen = 0;
     uv_tcp_init(&e->loop, &e->ptcp);
@@ -445,13 +596,12 @@ static void poll_backends(engine_t *e)
     llhttp_init(&e->pparser, HTTP_RESPONSE, &e->psettings);
     e->pparser.data = e;
     e->pconn.data = e;
-    if (uv_tcp_connect(&e->pconn, &e->ptcp, (const struct sockaddr *)&e->addr, on_poll_connect) != 0)
+    if (uv_tcp_connect(&e->pconn, &e->ptcp, (const struct sockaddr *)&e->addr, on_poll_connect) !=
+        0)
         poll_close(e);
 }
 
 /* ---- schedule ---- */
-
-static int active_users(engine_t *e) { return e->started; }
 
 static void on_tick(uv_timer_t *t)
 {
@@ -459,7 +609,7 @@ static void on_tick(uv_timer_t *t)
     bench_row_t row;
     memset(&row, 0, sizeof row);
     row.second = ++e->sec;
-    row.users = active_users(e);
+    row.users = e->started;
     row.c = e->second;
     row.p50_ms = bench_hist_percentile(e->hist_second, 50) / 1000;
     row.p95_ms = bench_hist_percentile(e->hist_second, 95) / 1000;
@@ -469,11 +619,14 @@ static void on_tick(uv_timer_t *t)
         bench_report_csv_row(e->o->csv, &row);
         fflush(e->o->csv);
     }
-    if (!e->o->quiet)
-        fprintf(stderr, "t=%3ds users=%d ok=%llu failed=%llu p50=%.0fms p99=%.0fms ready=%d\n",
+    if (!e->o->quiet) {
+        char ready[16] = "-";
+        if (row.backends[1] >= 0)
+            snprintf(ready, sizeof ready, "%d", row.backends[1]);
+        fprintf(stderr, "t=%3ds users=%d ok=%llu failed=%llu p50=%.0fms p99=%.0fms ready=%s\n",
                 row.second, row.users, (unsigned long long)row.c.ok,
-                (unsigned long long)bench_counts_failed(&row.c), row.p50_ms, row.p99_ms,
-                row.backends[1]);
+                (unsigned long long)bench_counts_failed(&row.c), row.p50_ms, row.p99_ms, ready);
+    }
     bench_counts_add(&e->total, &e->second);
     bench_hist_merge(e->hist_total, e->hist_second);
     memset(&e->second, 0, sizeof e->second);
@@ -481,36 +634,37 @@ static void on_tick(uv_timer_t *t)
     poll_backends(e);
 }
 
+/* Open loop: every request has its intended time on the fixed schedule; one that finds no
+ * free connection waits, and its latency still counts from the intended time (wrk2). */
+static void dispatch(engine_t *e)
+{
+    double interval_ns = 1e9 / e->o->rate;
+    uint64_t now = uv_hrtime();
+    while (e->nidle > 0 && !e->stopping) {
+        uint64_t intended = e->t0 + (uint64_t)((double)e->next_arrival * interval_ns);
+        if (intended > now)
+            break;
+        client_t *c = e->idle[--e->nidle];
+        c->idle_listed = 0;
+        if (!usable(c))
+            continue; /* it closed while listed; it is listed again once reconnected */
+        e->next_arrival++;
+        start_request(c, intended);
+    }
+}
+
 static void on_spawn(uv_timer_t *t)
 {
     engine_t *e = t->data;
-    uint64_t elapsed = now_ns(e) - e->t0;
     if (e->stopping)
         return;
     if (e->o->rate > 0) {
-        /* Open loop: every request has its intended time; a request waits for a free
-         * connection and its latency still counts from the intended time. */
-        double interval_ns = 1e9 / e->o->rate;
-        for (;;) {
-            uint64_t intended = e->t0 + (uint64_t)(e->next_arrival * interval_ns);
-            if (intended > now_ns(e))
-                break;
-            client_t *free_c = NULL;
-            for (int i = 0; i < e->started; i++)
-                if (e->clients[i].connected && !e->clients[i].busy && !e->clients[i].closing) {
-                    free_c = &e->clients[i];
-                    break;
-                }
-            if (free_c == NULL)
-                break;
-            start_request(free_c, intended);
-            e->next_arrival++;
-        }
+        dispatch(e);
         return;
     }
-    int want = (int)(e->o->spawn_rate * (double)elapsed / 1e9) + 1;
-    if (want > e->nclients)
-        want = e->nclients;
+    uint64_t elapsed = uv_hrtime() - e->t0;
+    double want_d = e->o->spawn_rate * (double)elapsed / 1e9 + 1;
+    int want = want_d >= e->nclients ? e->nclients : (int)want_d;
     while (e->started < want) {
         client_start(e, &e->clients[e->started], e->started);
         e->started++;
@@ -532,75 +686,105 @@ static void on_deadline(uv_timer_t *t)
     if (!e->stopping) {
         /* Stop sending; give what is in flight up to the timeout to come back. */
         e->stopping = 1;
+        e->t_stop = uv_hrtime();
         uv_timer_stop(&e->spawn);
-        uv_timer_start(t, on_deadline, e->o->timeout_ms, 0);
-        if (e->inflight > 0) {
-            uv_timer_start(t, on_deadline, 50, 0);
-            return;
-        }
     }
-    if (e->inflight > 0 && (now_ns(e) - e->t0) / 1000000 <
-                               (uint64_t)(e->o->duration_s * 1000) + e->o->timeout_ms) {
-        uv_timer_start(t, on_deadline, 50, 0);
+    if (e->inflight > 0 && uv_hrtime() - e->t_stop < e->o->timeout_ms * 1000000) {
+        uv_timer_start(t, on_deadline, 20, 0);
         return;
     }
     for (int i = 0; i < e->started; i++)
-        if (e->clients[i].busy) {
-            e->clients[i].busy = 0;
-            record(e, &e->clients[i], 0, 2);
-        }
-    e->inflight = 0;
+        fail_inflight(&e->clients[i], KIND_TIMEOUT);
     on_tick(&e->tick); /* the last partial second */
-    /* From here on nothing reconnects or records: mark every client closing first, so
-     * callbacks cancelled by the walk below do not close a handle twice. */
-    for (int i = 0; i < e->started; i++)
-        e->clients[i].closing = 1;
+    /* Nothing reconnects or records from here on (stopping is set); close every handle,
+     * including the clients' and the poller's, so the loop ends. */
     uv_walk(&e->loop, close_all, NULL);
+}
+
+static void on_sigint(uv_signal_t *s, int signum)
+{
+    engine_t *e = s->data;
+    (void)signum;
+    e->interrupted = 1;
+    uv_signal_stop(s);
+    if (!e->stopping)
+        uv_timer_start(&e->deadline, on_deadline, 0, 0);
+}
+
+static void engine_free(engine_t *e)
+{
+    if (e->bodies)
+        for (int i = 0; i < e->o->nfiles; i++)
+            free(e->bodies[i].data);
+    free(e->bodies);
+    free(e->clients);
+    free(e->idle);
+    free(e->pbody);
+    bench_hist_destroy(e->hist_second);
+    bench_hist_destroy(e->hist_total);
+    free(e);
 }
 
 int bench_run(const bench_opts_t *o, bench_result_t *out)
 {
-    engine_t *e = calloc(1, sizeof *e);
+    engine_t *e;
     int rv;
-    if (e == NULL)
-        return -1;
+    if (o->users < 1 || o->nfiles < 1 || o->duration_s <= 0 || o->timeout_ms < 1)
+        return PROTO_EINVAL;
+    if ((e = calloc(1, sizeof *e)) == NULL)
+        return PROTO_ENOMEM;
     e->o = o;
     memset(e->backends, 0xff, sizeof e->backends); /* -1: unknown */
-    if (uv_ip4_addr(o->host, o->port, (struct sockaddr_in *)&e->addr) != 0 &&
-        uv_ip6_addr(o->host, o->port, (struct sockaddr_in6 *)&e->addr) != 0) {
-        fprintf(stderr, "framegate-bench: %s is not an IP address\n", o->host);
+    if ((rv = bench_resolve(o->host, o->port, &e->addr)) != 0) {
+        fprintf(stderr, "framegate-bench: cannot resolve %s\n", o->host);
         free(e);
-        return -1;
+        return rv;
     }
-    if (load_bodies(e) != 0) {
-        free(e);
-        return -1;
+    e->nclients = o->users;
+    e->clients = calloc((size_t)o->users, sizeof *e->clients);
+    e->idle = calloc((size_t)o->users, sizeof *e->idle);
+    e->hist_second = bench_hist_create();
+    e->hist_total = bench_hist_create();
+    if (!e->clients || !e->idle || !e->hist_second || !e->hist_total) {
+        engine_free(e);
+        return PROTO_ENOMEM;
     }
-    uv_loop_init(&e->loop);
+    if ((rv = load_bodies(e)) != 0 || (rv = uv_loop_init(&e->loop)) != 0) {
+        engine_free(e);
+        return rv;
+    }
+    snprintf(e->pget, sizeof e->pget,
+             strchr(o->host, ':') ? "GET /v1/backends HTTP/1.1\r\nHost: [%s]:%d\r\n"
+                                    "Connection: close\r\n\r\n"
+                                  : "GET /v1/backends HTTP/1.1\r\nHost: %s:%d\r\n"
+                                    "Connection: close\r\n\r\n",
+             o->host, o->port);
     llhttp_settings_init(&e->settings);
     e->settings.on_headers_complete = on_headers_complete;
     e->settings.on_message_complete = on_message_complete;
     llhttp_settings_init(&e->psettings);
     e->psettings.on_body = on_poll_body;
     e->psettings.on_message_complete = on_poll_complete;
-    e->nclients = o->users;
-    e->clients = calloc((size_t)o->users, sizeof *e->clients);
-    e->hist_second = bench_hist_create();
-    e->hist_total = bench_hist_create();
     if (o->csv)
         bench_report_csv_header(o->csv);
 
-    e->t0 = now_ns(e);
+    e->t0 = uv_hrtime();
     uv_timer_init(&e->loop, &e->tick);
     uv_timer_init(&e->loop, &e->spawn);
     uv_timer_init(&e->loop, &e->deadline);
     e->tick.data = e->spawn.data = e->deadline.data = e;
+    if (o->handle_sigint) {
+        uv_signal_init(&e->loop, &e->sigint);
+        e->sigint.data = e;
+        uv_signal_start(&e->sigint, on_sigint, SIGINT);
+    }
     uv_timer_start(&e->tick, on_tick, 1000, 1000);
     if (o->rate > 0) {
-        /* All connections at once, then the arrival schedule on a 1 ms timer. */
+        /* All connections at once; arrivals are dispatched as connections free up, and a
+         * 1 ms timer catches the schedule up when they are all idle. */
+        e->started = e->nclients;
         for (int i = 0; i < e->nclients; i++)
             client_start(e, &e->clients[i], i);
-        e->started = e->nclients;
         uv_timer_start(&e->spawn, on_spawn, 1, 1);
     } else {
         uv_timer_start(&e->spawn, on_spawn, 0, 10);
@@ -608,21 +792,14 @@ int bench_run(const bench_opts_t *o, bench_result_t *out)
     uv_timer_start(&e->deadline, on_deadline, (uint64_t)(o->duration_s * 1000), 0);
     poll_backends(e);
     uv_run(&e->loop, UV_RUN_DEFAULT);
-    rv = uv_loop_close(&e->loop);
-    (void)rv;
+    uv_loop_close(&e->loop);
 
     out->total = e->total;
     out->hist = e->hist_total;
-    out->elapsed_s = (double)(now_ns(e) - e->t0) / 1e9;
-    if (out->elapsed_s > o->duration_s)
-        out->elapsed_s = o->duration_s; /* rates are over the sending period */
-    bench_hist_destroy(e->hist_second);
-    for (int i = 0; i < o->nfiles; i++)
-        free(e->bodies[i].data);
-    free(e->bodies);
-    free(e->clients);
-    free(e->pbody);
-    free(e);
+    e->hist_total = NULL;
+    out->elapsed_s = (double)(e->t_stop - e->t0) / 1e9; /* rates are over the sending period */
+    out->interrupted = e->interrupted;
+    engine_free(e);
     return 0;
 }
 

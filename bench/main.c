@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "err.h"
 #include "load.h"
 #include "report.h"
 
@@ -10,10 +11,12 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
+    fprintf(
+        out,
         "usage: framegate-bench [options]\n"
         "  --url URL            target, http://HOST:PORT/PATH (default\n"
-        "                       http://127.0.0.1:8080/v1/detect); HOST must be an IP address\n"
+        "                       http://127.0.0.1:8080/v1/detect); HOST is an IP address,\n"
+        "                       [IPv6] or a name; it must be loopback unless --allow-remote\n"
         "  --users N            closed loop: simulated cameras, one request in flight each\n"
         "                       (default 10)\n"
         "  --spawn-rate R       users started per second (default: all at once)\n"
@@ -28,12 +31,16 @@ static void usage(FILE *out)
         "                       /usr/share/darknet/data/dog.jpg)\n"
         "  --body-mode M        raw (image/jpeg), base64 (JSON) or multipart (default raw)\n"
         "  --csv FILE           per-second time series\n"
-        "  --json FILE          final summary as JSON\n"
+        "  --json FILE          final summary as JSON; \"-\" prints it on stdout instead of\n"
+        "                       the text summary\n"
         "  --no-backends        do not poll GET /v1/backends each second\n"
         "  --allow-remote       allow a target outside 127.0.0.0/8 and ::1\n"
         "  --quiet              no per-second progress on stderr\n"
+        "  --version, --help\n"
         "Failures are counted as Locust counts them: non-2xx answers (by status), connection\n"
-        "errors and timeouts, each reported separately.\n");
+        "errors and timeouts, each reported separately. Ctrl-C ends the run early and still\n"
+        "prints the summary. Exit status: 0 after a run (failures included), 1 if it could\n"
+        "not run, 2 for bad arguments.\n");
 }
 
 static int parse_url(const char *url, bench_opts_t *o)
@@ -59,15 +66,10 @@ static int parse_url(const char *url, bench_opts_t *o)
     const char *host = hp[0] == '[' ? hp + 1 : hp;
     if (hp[0] == '[' && colon == NULL)
         hp[strlen(hp) - 1] = '\0';
-    if (strcmp(host, "localhost") == 0)
-        host = "127.0.0.1";
+    if (host[0] == '\0')
+        return -1;
     snprintf(o->host, sizeof o->host, "%.255s", host);
     return o->port > 0 && o->port < 65536 ? 0 : -1;
-}
-
-static int is_loopback(const char *host)
-{
-    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0;
 }
 
 int main(int argc, char **argv)
@@ -151,16 +153,26 @@ int main(int argc, char **argv)
         fprintf(stderr, "framegate-bench: bad --url %s\n", url);
         return 2;
     }
-    if (!is_loopback(o.host) && !allow_remote) {
-        fprintf(stderr, "framegate-bench: %s is not a loopback address; pass --allow-remote "
-                        "to load a remote target\n", o.host);
+    /* The loopback check is on the resolved address, so a name cannot smuggle in a remote
+     * target; --allow-remote is the one way to load another machine. */
+    struct sockaddr_storage addr;
+    if (bench_resolve(o.host, o.port, &addr) != 0) {
+        fprintf(stderr, "framegate-bench: cannot resolve %s\n", o.host);
+        return 2;
+    }
+    if (!bench_addr_is_loopback(&addr) && !allow_remote) {
+        fprintf(stderr,
+                "framegate-bench: %s is not a loopback address (127.0.0.0/8, ::1, "
+                "localhost); pass --allow-remote to load a remote target\n",
+                o.host);
         return 2;
     }
     if (o.rate > 0)
         o.users = connections;
     if (o.users < 1 || o.users > 100000 || o.duration_s <= 0 || o.duration_s > 86400 ||
-        o.timeout_ms < 1) {
-        fprintf(stderr, "framegate-bench: bad --users/--connections, --duration or --timeout-ms\n");
+        o.timeout_ms < 1 || o.timeout_ms > 86400000u || o.wait_ms < 0 || o.rate < 0) {
+        fprintf(stderr, "framegate-bench: bad --users/--connections, --duration, --timeout-ms, "
+                        "--wait-ms or --rate\n");
         return 2;
     }
     if (o.spawn_rate <= 0)
@@ -169,9 +181,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "framegate-bench: cannot write %s\n", csv_path);
         return 2;
     }
+    o.handle_sigint = 1;
     bench_result_t res;
-    if (bench_run(&o, &res) != 0)
+    int rv = bench_run(&o, &res);
+    if (rv != 0) {
+        fprintf(stderr, "framegate-bench: %s\n", proto_strerror(rv));
+        if (o.csv)
+            fclose(o.csv);
         return 1;
+    }
     static const char *const modes[] = {"raw", "base64", "multipart"};
     bench_summary_t s = {
         .mode = o.rate > 0 ? "open" : "closed",
@@ -184,18 +202,24 @@ int main(int argc, char **argv)
         .total = res.total,
         .hist = res.hist,
     };
-    bench_report_text(stdout, &s);
+    int to_stdout = json_path && strcmp(json_path, "-") == 0, status = 0;
+    if (!to_stdout)
+        bench_report_text(stdout, &s);
+    if (res.interrupted)
+        fprintf(stderr, "framegate-bench: interrupted after %.1f s\n", res.elapsed_s);
     if (json_path) {
-        FILE *f = fopen(json_path, "w");
+        FILE *f = to_stdout ? stdout : fopen(json_path, "w");
         char *j = bench_report_json(&s);
-        if (f && j)
-            fprintf(f, "%s\n", j);
-        if (f)
+        if (f == NULL || j == NULL || fprintf(f, "%s\n", j) < 0) {
+            fprintf(stderr, "framegate-bench: cannot write %s\n", json_path);
+            status = 1;
+        }
+        if (f && !to_stdout)
             fclose(f);
         free(j);
     }
     if (o.csv)
         fclose(o.csv);
     bench_result_fini(&res);
-    return 0;
+    return status;
 }

@@ -24,9 +24,13 @@ typedef struct {
     int backends[4]; /* starting, ready, draining, stopping; -1 = unknown */
 } bench_row_t;
 
+/* Pure functions on caller-owned values; any thread. Failed = every non-2xx, connection
+ * error and timeout. */
 uint64_t bench_counts_failed(const bench_counts_t *c);
 void bench_counts_add(bench_counts_t *into, const bench_counts_t *from);
 
+/* Write one line each to the caller's stream (not flushed, not closed). The header never
+ * depends on the run, so CSVs of different runs line up; unknown backend counts are empty. */
 void bench_report_csv_header(FILE *f);
 void bench_report_csv_row(FILE *f, const bench_row_t *row);
 
@@ -40,8 +44,10 @@ typedef struct {
     const bench_hist_t *hist; /* every successful and failed response's latency */
 } bench_summary_t;
 
-/* The JSON summary as a malloc'd string (NULL on ENOMEM). */
+/* The JSON summary as a string the caller frees with free() (NULL on ENOMEM); `s` and its
+ * histogram are only read. Any thread. */
 char *bench_report_json(const bench_summary_t *s);
+/* The same summary as four lines of text on the caller's stream. */
 void bench_report_text(FILE *f, const bench_summary_t *s);
 
 #endif
