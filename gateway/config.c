@@ -94,8 +94,8 @@ void gw_config_defaults(gw_config_t *cfg)
     const char *cache = getenv("FRAMEGATE_CACHE");
     const char *home = getenv("HOME");
     if (cache != NULL && cache[0] != '\0')
-        snprintf(cfg->model_weights, sizeof cfg->model_weights,
-                 "%.900s/models/yolov3-tiny.weights", cache);
+        snprintf(cfg->model_weights, sizeof cfg->model_weights, "%.900s/models/yolov3-tiny.weights",
+                 cache);
     else
         snprintf(cfg->model_weights, sizeof cfg->model_weights,
                  "%.900s/.cache/framegate/models/yolov3-tiny.weights",
@@ -138,20 +138,27 @@ typedef struct {
     double factor;
 } unit_t;
 
-static const unit_t size_units[] = {{"", 1},           {"k", 1024},          {"K", 1024},
-                                    {"m", 1 << 20},    {"M", 1 << 20},       {"g", 1 << 30},
-                                    {"G", 1 << 30},    {"KiB", 1024},        {"MiB", 1 << 20},
-                                    {"GiB", 1 << 30},  {"B", 1},             {NULL, 0}};
-static const unit_t ms_units[] = {{"", 1},  {"ms", 1},     {"s", 1000},
+static const unit_t size_units[] = {{"", 1},          {"k", 1024},    {"K", 1024},
+                                    {"m", 1 << 20},   {"M", 1 << 20}, {"g", 1 << 30},
+                                    {"G", 1 << 30},   {"KiB", 1024},  {"MiB", 1 << 20},
+                                    {"GiB", 1 << 30}, {"B", 1},       {NULL, 0}};
+static const unit_t ms_units[] = {{"", 1},      {"ms", 1},      {"s", 1000},
                                   {"m", 60000}, {"min", 60000}, {NULL, 0}};
 
 static int parse_number(const char *v, const unit_t *units, double *out)
 {
     char *end;
     errno = 0;
+    /* strtod also reads hex ("0x10") and "inf"; a config value is a plain decimal. */
+    if (!isdigit((unsigned char)v[0]) && !(v[0] == '-' && isdigit((unsigned char)v[1])) &&
+        !(v[0] == '.' && isdigit((unsigned char)v[1])))
+        return -1;
     double x = strtod(v, &end);
     if (end == v || errno != 0 || !isfinite(x))
         return -1;
+    for (const char *p = v; p < end; p++)
+        if (*p == 'x' || *p == 'X')
+            return -1;
     while (*end == ' ')
         end++;
     for (const unit_t *u = units; u->suffix != NULL; u++)
@@ -180,9 +187,11 @@ static int parse_listen(gw_config_t *cfg, const char *v)
         memcpy(host, v, (size_t)(colon - v));
         host[colon - v] = '\0';
     }
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end != '\0' || colon[1] == '\0' || port < 0 || port > 65535)
+    if (host[0] == '\0' || strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
+        strlen(colon + 1) > 5 || colon[1] == '\0')
+        return -1;
+    long port = strtol(colon + 1, NULL, 10);
+    if (port > 65535)
         return -1;
     snprintf(cfg->listen_host, sizeof cfg->listen_host, "%s", host);
     cfg->listen_port = (int)port;
@@ -197,7 +206,7 @@ int gw_config_set(gw_config_t *cfg, const char *key, const char *value, const ch
     double x = 0;
 
     if (k == NULL) {
-        snprintf(err, errcap, "%s: unknown key '%s'", origin, key);
+        snprintf(err, errcap, "%s: key '%s': unknown key", origin, key);
         return PROTO_ECONFIG;
     }
     switch (k->type) {
@@ -215,6 +224,11 @@ int gw_config_set(gw_config_t *cfg, const char *key, const char *value, const ch
     case T_STR:
         if (strlen(value) >= k->cap)
             return fail(err, errcap, origin, key, "too long", value);
+        /* A control character (a newline from the environment) could not be printed back
+         * as one "key = value" line, and is never meant in a path or an argument list. */
+        for (const char *p = value; *p; p++)
+            if (iscntrl((unsigned char)*p))
+                return fail(err, errcap, origin, key, "control character in value", value);
         snprintf(base + k->off, k->cap, "%s", value);
         return 0;
     case T_DOUBLE:
@@ -236,9 +250,16 @@ int gw_config_set(gw_config_t *cfg, const char *key, const char *value, const ch
             return fail(err, errcap, origin, key, "expected an integer", value);
         break;
     }
+    /* Sizes and durations are whole bytes and milliseconds once their unit is applied
+     * ("1.5K" and "0.5s" are fine, "1.5" bytes is not). */
+    if ((k->type == T_SIZE || k->type == T_MS) && x != floor(x))
+        return fail(err, errcap, origin, key,
+                    k->type == T_SIZE ? "not a whole number of bytes"
+                                      : "not a whole number of milliseconds",
+                    value);
     if (x < k->min || x > k->max) {
         char why[96];
-        snprintf(why, sizeof why, "out of range %g..%g", k->min, k->max);
+        snprintf(why, sizeof why, "out of range %.15g..%.15g", k->min, k->max);
         return fail(err, errcap, origin, key, why, value);
     }
     switch (k->type) {
@@ -306,8 +327,8 @@ int gw_config_load_file(gw_config_t *cfg, const char *path, char *err, size_t er
             char *close = strchr(value + 1, '"');
             char *rest = close != NULL ? trim(close + 1) : NULL;
             if (close == NULL || (*rest != '\0' && *rest != '#')) {
-                snprintf(err, errcap, "%s: key '%s': unterminated quote or text after it",
-                         origin, key);
+                snprintf(err, errcap, "%s: key '%s': unterminated quote or text after it", origin,
+                         key);
                 rv = PROTO_ECONFIG;
                 break;
             }
@@ -359,6 +380,30 @@ int gw_config_load_env(gw_config_t *cfg, char *const *envp, char *err, size_t er
 
 int gw_config_validate(const gw_config_t *cfg, char *err, size_t errcap)
 {
+    /* Strings every backend start needs; an empty one would only fail later, per backend,
+     * with a less helpful message. backend_command, backend_args and runtime_dir may be
+     * empty (they have documented fallbacks). */
+    const struct {
+        const char *key, *value;
+    } required[] = {
+        {"listen", cfg->listen_host},      {"model_name", cfg->model_name},
+        {"model_cfg", cfg->model_cfg},     {"model_weights", cfg->model_weights},
+        {"model_names", cfg->model_names},
+    };
+    for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
+        if (required[i].value[0] == '\0') {
+            snprintf(err, errcap, "key '%s': must not be empty", required[i].key);
+            return PROTO_ECONFIG;
+        }
+    if (cfg->min_backends < 0 || cfg->max_backends < 1 || cfg->max_backends > 256 ||
+        cfg->max_starting < 1 || cfg->backend_concurrency < 1 ||
+        !(cfg->target_inflight_per_backend > 0) || cfg->log_level < 0 || cfg->log_level > 3 ||
+        cfg->listen_port < 0 || cfg->listen_port > 65535) {
+        /* Only reachable when a caller filled the struct by hand: gw_config_set checks
+         * each of these ranges already. */
+        snprintf(err, errcap, "a value is out of its range (see --print-config)");
+        return PROTO_ECONFIG;
+    }
     if (cfg->min_backends > cfg->max_backends) {
         snprintf(err, errcap, "min_backends (%d) is above max_backends (%d)", cfg->min_backends,
                  cfg->max_backends);
@@ -368,11 +413,27 @@ int gw_config_validate(const gw_config_t *cfg, char *err, size_t errcap)
         snprintf(err, errcap, "backoff_initial_ms is above backoff_max_ms");
         return PROTO_ECONFIG;
     }
-    if (cfg->model_name[0] == '\0') {
-        snprintf(err, errcap, "model_name is empty");
-        return PROTO_ECONFIG;
-    }
     return 0;
+}
+
+/* A quoted value ends at its first closing quote, so a value holding a quote is printed
+ * bare when that reads back the same (no edge spaces, no " #", no leading quote). A value
+ * that fits neither form is printed as a comment, so the output still loads. */
+static void print_string(FILE *out, const char *name, const char *v)
+{
+    size_t n = strlen(v);
+    if (strchr(v, '"') == NULL) {
+        fprintf(out, "%s = \"%s\"\n", name, v);
+        return;
+    }
+    int bare_ok = v[0] != '"' && !isspace((unsigned char)v[0]) && !isspace((unsigned char)v[n - 1]);
+    for (const char *p = v; bare_ok && *p; p++)
+        if (*p == '#' && p > v && isspace((unsigned char)p[-1]))
+            bare_ok = 0;
+    if (bare_ok)
+        fprintf(out, "%s = %s\n", name, v);
+    else
+        fprintf(out, "# %s cannot be written back as one value: %s\n", name, v);
 }
 
 void gw_config_print(const gw_config_t *cfg, FILE *out)
@@ -391,7 +452,7 @@ void gw_config_print(const gw_config_t *cfg, FILE *out)
             fprintf(out, "log_level = %s\n", level_names[cfg->log_level & 3]);
             break;
         case T_STR:
-            fprintf(out, "%s = \"%s\"\n", k->name, base + k->off);
+            print_string(out, k->name, base + k->off);
             break;
         case T_DOUBLE:
             fprintf(out, "%s = %.17g\n", k->name, *(const double *)(base + k->off));

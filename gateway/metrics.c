@@ -1,27 +1,32 @@
+/* Prometheus registry. Everything is sized at declaration (a fixed array of series per
+ * family), so recording a value never allocates; the hot path is one hash of the label
+ * values and a scan of at most GW_METRICS_MAX_SERIES hashes. */
 #include "metrics.h"
 
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "err.h"
 
-#define MAX_FAMILIES 48
-#define LABEL_MAX 64
+#define LABEL_NAME_MAX 32
+#define DROPPED_NAME "framegate_metrics_dropped_series_total"
 
 typedef struct {
-    char l1[LABEL_MAX], l2[LABEL_MAX];
+    uint32_t hash; /* of l1 and l2: compared before the strings */
+    char l1[GW_METRICS_LABEL_MAX + 1], l2[GW_METRICS_LABEL_MAX + 1];
     double value; /* counter/gauge; histogram sum */
     unsigned long long count;
-    unsigned long long buckets[GW_METRICS_MAX_BUCKETS];
+    unsigned long long buckets[GW_METRICS_MAX_BUCKETS]; /* cumulative */
 } series_t;
 
 typedef struct {
     gw_metric_type_t type;
     const char *name, *help;
-    char label1[32], label2[32];
+    char label1[LABEL_NAME_MAX], label2[LABEL_NAME_MAX];
     int nlabels;
     double bounds[GW_METRICS_MAX_BUCKETS];
     int nbuckets;
@@ -30,7 +35,7 @@ typedef struct {
 } family_t;
 
 struct gw_metrics {
-    family_t fam[MAX_FAMILIES];
+    family_t fam[GW_METRICS_MAX_FAMILIES];
     int nfam;
     unsigned long long dropped;
 };
@@ -53,87 +58,169 @@ void gw_metrics_destroy(gw_metrics_t *m)
     free(m);
 }
 
-int gw_metrics_declare(gw_metrics_t *m, gw_metric_type_t type, const char *name,
-                       const char *help, const char *labels, const double *buckets,
-                       int nbuckets)
+/* Metric names: [a-zA-Z_:][a-zA-Z0-9_:]*; label names the same without ':' and not
+ * starting with "__" (reserved by Prometheus). */
+static int valid_name(const char *s, size_t n, int is_label)
 {
-    if (m->nfam >= MAX_FAMILIES || nbuckets > GW_METRICS_MAX_BUCKETS)
+    if (n == 0 || (is_label && n >= 2 && s[0] == '_' && s[1] == '_'))
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+                 (!is_label && c == ':') || (i > 0 && c >= '0' && c <= '9');
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+static int set_label_name(char *dst, const char *src, size_t n, gw_metric_type_t type)
+{
+    if (n >= LABEL_NAME_MAX || !valid_name(src, n, 1) ||
+        (type == GW_HISTOGRAM && n == 2 && memcmp(src, "le", 2) == 0))
+        return PROTO_EINVAL;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+    return 0;
+}
+
+int gw_metrics_declare(gw_metrics_t *m, gw_metric_type_t type, const char *name, const char *help,
+                       const char *labels, const double *buckets, int nbuckets)
+{
+    family_t f;
+    int rv;
+
+    if (m->nfam >= GW_METRICS_MAX_FAMILIES || nbuckets > GW_METRICS_MAX_BUCKETS)
         return PROTO_ETOOBIG;
-    family_t *f = &m->fam[m->nfam];
-    memset(f, 0, sizeof *f);
-    f->series = calloc(GW_METRICS_MAX_SERIES, sizeof *f->series);
-    if (f->series == NULL)
-        return PROTO_ENOMEM;
-    f->type = type;
-    f->name = name;
-    f->help = help;
+    if ((type != GW_COUNTER && type != GW_GAUGE && type != GW_HISTOGRAM) || name == NULL ||
+        help == NULL || !valid_name(name, strlen(name), 0) || strcmp(name, DROPPED_NAME) == 0 ||
+        nbuckets < 0 || (nbuckets > 0 && buckets == NULL))
+        return PROTO_EINVAL;
+    for (int i = 0; i < m->nfam; i++)
+        if (strcmp(m->fam[i].name, name) == 0)
+            return PROTO_EINVAL;
+    memset(&f, 0, sizeof f);
+    f.type = type;
+    f.name = name;
+    f.help = help;
     if (labels != NULL && labels[0] != '\0') {
         const char *comma = strchr(labels, ',');
-        f->nlabels = comma ? 2 : 1;
-        snprintf(f->label1, sizeof f->label1, "%.*s",
-                 (int)(comma ? (size_t)(comma - labels) : strlen(labels)), labels);
-        if (comma)
-            snprintf(f->label2, sizeof f->label2, "%s", comma + 1);
+        size_t n1 = comma != NULL ? (size_t)(comma - labels) : strlen(labels);
+        if ((rv = set_label_name(f.label1, labels, n1, type)) != 0)
+            return rv;
+        f.nlabels = 1;
+        if (comma != NULL) {
+            if ((rv = set_label_name(f.label2, comma + 1, strlen(comma + 1), type)) != 0 ||
+                strcmp(f.label1, f.label2) == 0)
+                return PROTO_EINVAL;
+            f.nlabels = 2;
+        }
     }
-    for (int i = 0; i < nbuckets; i++)
-        f->bounds[i] = buckets[i];
-    f->nbuckets = type == GW_HISTOGRAM ? nbuckets : 0;
+    if (type == GW_HISTOGRAM) {
+        for (int i = 0; i < nbuckets; i++) {
+            if (!isfinite(buckets[i]) || (i > 0 && !(buckets[i] > buckets[i - 1])))
+                return PROTO_EINVAL;
+            f.bounds[i] = buckets[i];
+        }
+        f.nbuckets = nbuckets;
+    }
+    if ((f.series = calloc(GW_METRICS_MAX_SERIES, sizeof *f.series)) == NULL)
+        return PROTO_ENOMEM;
+    m->fam[m->nfam] = f;
     return m->nfam++;
 }
 
-static series_t *get_series(gw_metrics_t *m, int fam, const char *l1, const char *l2)
+/* FNV-1a over both values with a separator, so ("ab","") and ("a","b") differ. */
+static uint32_t hash_labels(const char *l1, const char *l2)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = l1; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    h = (h ^ 0xffu) * 16777619u;
+    for (const char *p = l2; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    return h;
+}
+
+static int get_series(gw_metrics_t *m, int fam, const char *l1, const char *l2, series_t **out)
 {
     if (fam < 0 || fam >= m->nfam)
-        return NULL;
+        return PROTO_EINVAL;
     family_t *f = &m->fam[fam];
-    l1 = f->nlabels >= 1 && l1 ? l1 : "";
-    l2 = f->nlabels >= 2 && l2 ? l2 : "";
-    for (int i = 0; i < f->nseries; i++)
-        if (strncmp(f->series[i].l1, l1, LABEL_MAX - 1) == 0 &&
-            strncmp(f->series[i].l2, l2, LABEL_MAX - 1) == 0)
-            return &f->series[i];
+    l1 = f->nlabels >= 1 && l1 != NULL ? l1 : "";
+    l2 = f->nlabels >= 2 && l2 != NULL ? l2 : "";
+    if (strlen(l1) > GW_METRICS_LABEL_MAX || strlen(l2) > GW_METRICS_LABEL_MAX)
+        return PROTO_ETOOBIG; /* truncating would merge distinct series */
+    uint32_t h = hash_labels(l1, l2);
+    for (int i = 0; i < f->nseries; i++) {
+        series_t *s = &f->series[i];
+        if (s->hash == h && strcmp(s->l1, l1) == 0 && strcmp(s->l2, l2) == 0) {
+            *out = s;
+            return 0;
+        }
+    }
     if (f->nseries >= GW_METRICS_MAX_SERIES) {
         m->dropped++;
-        return NULL;
+        return PROTO_ETOOBIG;
     }
     series_t *s = &f->series[f->nseries++];
     memset(s, 0, sizeof *s);
-    snprintf(s->l1, sizeof s->l1, "%s", l1);
-    snprintf(s->l2, sizeof s->l2, "%s", l2);
-    return s;
+    s->hash = h;
+    strcpy(s->l1, l1);
+    strcpy(s->l2, l2);
+    *out = s;
+    return 0;
 }
 
-void gw_metrics_add(gw_metrics_t *m, int fam, const char *l1, const char *l2, double v)
+int gw_metrics_add(gw_metrics_t *m, int fam, const char *l1, const char *l2, double v)
 {
-    series_t *s = get_series(m, fam, l1, l2);
-    if (s != NULL)
-        s->value += v;
+    series_t *s;
+    int rv;
+    if (fam < 0 || fam >= m->nfam || m->fam[fam].type == GW_HISTOGRAM ||
+        (m->fam[fam].type == GW_COUNTER && !(v >= 0)))
+        return PROTO_EINVAL; /* a counter never goes down */
+    if ((rv = get_series(m, fam, l1, l2, &s)) != 0)
+        return rv;
+    s->value += v;
+    return 0;
 }
 
-void gw_metrics_set(gw_metrics_t *m, int fam, const char *l1, const char *l2, double v)
+int gw_metrics_set(gw_metrics_t *m, int fam, const char *l1, const char *l2, double v)
 {
-    series_t *s = get_series(m, fam, l1, l2);
-    if (s != NULL)
-        s->value = v;
+    series_t *s;
+    int rv;
+    if (fam < 0 || fam >= m->nfam || m->fam[fam].type == GW_HISTOGRAM)
+        return PROTO_EINVAL;
+    if ((rv = get_series(m, fam, l1, l2, &s)) != 0)
+        return rv;
+    s->value = v;
+    return 0;
 }
 
-void gw_metrics_observe(gw_metrics_t *m, int fam, const char *l1, const char *l2, double v)
+int gw_metrics_observe(gw_metrics_t *m, int fam, const char *l1, const char *l2, double v)
 {
-    series_t *s = get_series(m, fam, l1, l2);
-    if (s == NULL)
-        return;
-    family_t *f = &m->fam[fam];
+    series_t *s;
+    int rv;
+    if (fam < 0 || fam >= m->nfam || m->fam[fam].type != GW_HISTOGRAM)
+        return PROTO_EINVAL;
+    if ((rv = get_series(m, fam, l1, l2, &s)) != 0)
+        return rv;
+    const family_t *f = &m->fam[fam];
     s->value += v;
     s->count++;
-    for (int i = 0; i < f->nbuckets; i++)
-        if (v <= f->bounds[i])
-            s->buckets[i]++; /* cumulative: every bucket at or above v */
+    /* Counted in every bucket whose bound is at or above v, so the buckets are cumulative
+     * as stored and render needs no running sum. Buckets are few (<= 24). */
+    for (int i = f->nbuckets - 1; i >= 0 && v <= f->bounds[i]; i--)
+        s->buckets[i]++;
+    return 0;
 }
 
-void gw_metrics_clear(gw_metrics_t *m, int fam)
+int gw_metrics_clear(gw_metrics_t *m, int fam)
 {
-    if (fam >= 0 && fam < m->nfam)
-        m->fam[fam].nseries = 0;
+    if (fam < 0 || fam >= m->nfam || m->fam[fam].type != GW_GAUGE)
+        return PROTO_EINVAL;
+    m->fam[fam].nseries = 0;
+    return 0;
 }
 
 /* ---- rendering ---- */
@@ -174,12 +261,13 @@ static void sb_printf(sb_t *sb, const char *fmt, ...)
     }
 }
 
-/* Label values escape backslash, double quote and newline. */
-static void escape(const char *in, char *out, size_t cap)
+/* Escapes backslash and newline (HELP text), and double quote too (label values). `out`
+ * has room for twice the input. */
+static void escape(const char *in, int quote, char *out)
 {
     size_t o = 0;
-    for (; *in && o + 3 < cap; in++) {
-        if (*in == '\\' || *in == '"') {
+    for (; *in; in++) {
+        if (*in == '\\' || (quote && *in == '"')) {
             out[o++] = '\\';
             out[o++] = *in;
         } else if (*in == '\n') {
@@ -192,24 +280,46 @@ static void escape(const char *in, char *out, size_t cap)
     out[o] = '\0';
 }
 
-static void labels_str(const family_t *f, const series_t *s, const char *extra, char *out,
-                       size_t cap)
+/* The shortest decimal that reads back as the same double ("0.1", not
+ * "0.10000000000000001"), and Prometheus' spelling of the non-finite values. */
+static void fmt_value(double v, char *out, size_t cap)
 {
-    char e1[LABEL_MAX * 2 + 1], e2[LABEL_MAX * 2 + 1];
-    size_t n = 0;
-    out[0] = '\0';
-    if (f->nlabels == 0 && extra == NULL)
+    if (isnan(v)) {
+        snprintf(out, cap, "NaN");
         return;
-    escape(s->l1, e1, sizeof e1);
-    escape(s->l2, e2, sizeof e2);
-    n += (size_t)snprintf(out + n, cap - n, "{");
-    if (f->nlabels >= 1)
-        n += (size_t)snprintf(out + n, cap - n, "%s=\"%s\"", f->label1, e1);
-    if (f->nlabels >= 2)
-        n += (size_t)snprintf(out + n, cap - n, ",%s=\"%s\"", f->label2, e2);
-    if (extra != NULL)
-        n += (size_t)snprintf(out + n, cap - n, "%s%s", f->nlabels ? "," : "", extra);
-    snprintf(out + n, cap - n, "}");
+    }
+    if (isinf(v)) {
+        snprintf(out, cap, v > 0 ? "+Inf" : "-Inf");
+        return;
+    }
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(out, cap, "%.*g", prec, v);
+        if (strtod(out, NULL) == v)
+            return;
+    }
+}
+
+static void labels_str(const family_t *f, const series_t *s, const char *le, char *out, size_t cap)
+{
+    char e1[2 * GW_METRICS_LABEL_MAX + 1], e2[2 * GW_METRICS_LABEL_MAX + 1];
+    int n = 0;
+    out[0] = '\0';
+    if (f->nlabels == 0 && le == NULL)
+        return;
+    escape(s->l1, 1, e1);
+    escape(s->l2, 1, e2);
+    if (f->nlabels == 0)
+        n = snprintf(out, cap, "{le=\"%s\"}", le);
+    else if (f->nlabels == 1)
+        n = snprintf(out, cap, "{%s=\"%s\"", f->label1, e1);
+    else
+        n = snprintf(out, cap, "{%s=\"%s\",%s=\"%s\"", f->label1, e1, f->label2, e2);
+    if (f->nlabels == 0 || n < 0 || (size_t)n >= cap)
+        return;
+    if (le != NULL)
+        snprintf(out + n, cap - (size_t)n, ",le=\"%s\"}", le);
+    else
+        snprintf(out + n, cap - (size_t)n, "}");
 }
 
 static const char *type_name(gw_metric_type_t t)
@@ -220,41 +330,46 @@ static const char *type_name(gw_metric_type_t t)
 char *gw_metrics_render(gw_metrics_t *m, size_t *len)
 {
     sb_t sb = {0};
-    char labels[512], le[64];
-    sb.cap = 4096;
+    /* Two escaped label values, two label names, le and punctuation always fit. */
+    char labels[4 * GW_METRICS_LABEL_MAX + 2 * LABEL_NAME_MAX + 64], val[32], le[32];
+    sb.cap = 8192;
     sb.buf = malloc(sb.cap);
     if (sb.buf == NULL)
         return NULL;
     for (int i = 0; i < m->nfam; i++) {
         const family_t *f = &m->fam[i];
-        sb_printf(&sb, "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help, f->name,
-                  type_name(f->type));
+        char *help = malloc(2 * strlen(f->help) + 1);
+        if (help == NULL) {
+            sb.oom = 1;
+            break;
+        }
+        escape(f->help, 0, help);
+        sb_printf(&sb, "# HELP %s %s\n# TYPE %s %s\n", f->name, help, f->name, type_name(f->type));
+        free(help);
         for (int j = 0; j < f->nseries; j++) {
             const series_t *s = &f->series[j];
             if (f->type != GW_HISTOGRAM) {
                 labels_str(f, s, NULL, labels, sizeof labels);
-                sb_printf(&sb, "%s%s %.17g\n", f->name, labels, s->value);
+                fmt_value(s->value, val, sizeof val);
+                sb_printf(&sb, "%s%s %s\n", f->name, labels, val);
                 continue;
             }
             for (int b = 0; b < f->nbuckets; b++) {
-                /* observe() counts an observation in every bucket whose bound it is under,
-                 * so each count is already cumulative. */
-                snprintf(le, sizeof le, "le=\"%.17g\"", f->bounds[b]);
+                fmt_value(f->bounds[b], le, sizeof le);
                 labels_str(f, s, le, labels, sizeof labels);
                 sb_printf(&sb, "%s_bucket%s %llu\n", f->name, labels, s->buckets[b]);
             }
-            labels_str(f, s, "le=\"+Inf\"", labels, sizeof labels);
+            labels_str(f, s, "+Inf", labels, sizeof labels);
             sb_printf(&sb, "%s_bucket%s %llu\n", f->name, labels, s->count);
             labels_str(f, s, NULL, labels, sizeof labels);
-            sb_printf(&sb, "%s_sum%s %.17g\n%s_count%s %llu\n", f->name, labels, s->value,
-                      f->name, labels, s->count);
+            fmt_value(s->value, val, sizeof val);
+            sb_printf(&sb, "%s_sum%s %s\n%s_count%s %llu\n", f->name, labels, val, f->name, labels,
+                      s->count);
         }
     }
     sb_printf(&sb,
-              "# HELP framegate_metrics_dropped_series_total Label sets dropped at the "
-              "per-family series limit.\n"
-              "# TYPE framegate_metrics_dropped_series_total counter\n"
-              "framegate_metrics_dropped_series_total %llu\n",
+              "# HELP " DROPPED_NAME " Label sets rejected at the per-family series limit.\n"
+              "# TYPE " DROPPED_NAME " counter\n" DROPPED_NAME " %llu\n",
               m->dropped);
     if (sb.oom) {
         free(sb.buf);

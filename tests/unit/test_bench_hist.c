@@ -27,7 +27,10 @@ static uint64_t rng(void)
     rng_state ^= rng_state >> 27;
     return rng_state * 2685821657736338717ull;
 }
-static double uniform01(void) { return (double)(rng() >> 11) / (double)(1ull << 53); }
+static double uniform01(void)
+{
+    return (double)(rng() >> 11) / (double)(1ull << 53);
+}
 
 static void check_against_exact(uint64_t *v, size_t n)
 {
@@ -81,6 +84,13 @@ static void test_constant_and_extremes(void **state)
     check_against_exact(v, 1000);
     bench_hist_t *h = bench_hist_create();
     assert_true(bench_hist_percentile(h, 50) == 0); /* empty */
+    /* The ends of the range the bench needs: 1 us exactly, 1 h within 1%. */
+    bench_hist_record(h, 1);
+    assert_true(bench_hist_percentile(h, 50) == 1);
+    bench_hist_reset(h);
+    bench_hist_record(h, 3600000000ull);
+    assert_true(fabs(bench_hist_percentile(h, 50) - 3.6e9) / 3.6e9 < 0.01);
+    bench_hist_reset(h);
     bench_hist_record(h, 0);
     bench_hist_record(h, 1);
     bench_hist_record(h, UINT64_MAX); /* clamped, never out of range */

@@ -87,10 +87,10 @@ static void test_errors_name_key_and_line(void **state)
     path = write_tmp("no equals sign here\n");
     assert_int_equal(gw_config_load_file(&c, path, err, sizeof err), PROTO_ECONFIG);
     unlink(path);
-    const char *bad[][2] = {{"listen", "nohost"},   {"listen", "h:70000"},
+    const char *bad[][2] = {{"listen", "nohost"},      {"listen", "h:70000"},
                             {"max_body_bytes", "12X"}, {"retries", "1.5"},
-                            {"log_level", "loud"},   {"deadline_ms", "-1"},
-                            {"max_backends", "0"},   {"min_backends", "abc"}};
+                            {"log_level", "loud"},     {"deadline_ms", "-1"},
+                            {"max_backends", "0"},     {"min_backends", "abc"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(gw_config_set(&c, bad[i][0], bad[i][1], "--set", err, sizeof err),
                          PROTO_ECONFIG);
@@ -142,6 +142,169 @@ static void test_print_round_trip(void **state)
     assert_memory_equal(&a, &b, sizeof a);
 }
 
+static void test_strict_values(void **state)
+{
+    (void)state;
+    gw_config_t c;
+    char err[512];
+    gw_config_defaults(&c);
+    /* The error text has the documented shape "ORIGIN: key 'k': why". */
+    assert_int_equal(gw_config_set(&c, "queue_sise", "1", "f.conf:4", err, sizeof err),
+                     PROTO_ECONFIG);
+    assert_non_null(strstr(err, "f.conf:4: key 'queue_sise': "));
+    assert_int_equal(gw_config_set(&c, "retries", "7x", "--set", err, sizeof err), PROTO_ECONFIG);
+    assert_non_null(strstr(err, "--set: key 'retries': "));
+    const char *bad[][2] = {
+        {"max_body_bytes", "0x10"},
+        {"retries", "inf"},
+        {"threshold", "nan"},
+        {"max_body_bytes", "1.5"},
+        {"deadline_ms", "1.5"},
+        {"deadline_ms", "10h"},
+        {"listen", ":8080"},
+        {"listen", "h:"},
+        {"listen", "h:+80"},
+        {"listen", "h: 80"},
+        {"listen", "[::1]8080"},
+        {"listen", "h:123456"},
+        {"nms", "-0.1"},
+        {"min_backends", "-1"},
+        {"max_backends", "257"},
+        {"backends", "0"},
+        {"target_inflight_per_backend", "0"},
+        {"max_starting", "0"},
+        {"backend_concurrency", "0"},
+        {"model_cfg", "a\nb"},
+        {"log_level", "INFO"},
+        {"max_connections", ""},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (gw_config_set(&c, bad[i][0], bad[i][1], "--set", err, sizeof err) != PROTO_ECONFIG)
+            fail_msg("%s = '%s' was accepted", bad[i][0], bad[i][1]);
+        assert_non_null(strstr(err, bad[i][0]));
+    }
+    /* None of the rejected values changed anything. */
+    gw_config_t def;
+    gw_config_defaults(&def);
+    assert_memory_equal(&c, &def, sizeof c);
+
+    const char *good[][2] = {{"max_header_bytes", "1.5K"}, {"idle_timeout_ms", "2m"},
+                             {"body_timeout_ms", "0.5s"},  {"stop_grace_ms", "250ms"},
+                             {"listen", "localhost:0"},    {"max_body_bytes", "64M"}};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        if (gw_config_set(&c, good[i][0], good[i][1], "--set", err, sizeof err) != 0)
+            fail_msg("%s", err);
+    assert_int_equal(c.max_header_bytes, 1536);
+    assert_int_equal(c.idle_timeout_ms, 120000);
+    assert_int_equal(c.body_timeout_ms, 500);
+    assert_int_equal(c.stop_grace_ms, 250);
+    assert_string_equal(c.listen_host, "localhost");
+    assert_int_equal(c.listen_port, 0);
+    assert_int_equal(c.max_body_bytes, (size_t)64 << 20);
+    assert_int_equal(gw_config_set(&c, "max_body_bytes", "1G", "--set", err, sizeof err),
+                     PROTO_ECONFIG);
+    assert_non_null(strstr(err, "out of range 1..67108864"));
+}
+
+static void test_validate(void **state)
+{
+    (void)state;
+    gw_config_t c;
+    char err[512];
+    gw_config_defaults(&c);
+    assert_int_equal(gw_config_set(&c, "model_cfg", "", "--set", err, sizeof err), 0);
+    assert_int_equal(gw_config_validate(&c, err, sizeof err), PROTO_ECONFIG);
+    assert_non_null(strstr(err, "model_cfg"));
+    gw_config_defaults(&c);
+    assert_int_equal(gw_config_set(&c, "backoff_initial_ms", "1m", "--set", err, sizeof err), 0);
+    assert_int_equal(gw_config_validate(&c, err, sizeof err), PROTO_ECONFIG);
+    gw_config_defaults(&c);
+    /* backends = 0 is rejected, but min 0 (scale to zero) with max >= 1 is valid. */
+    assert_int_equal(gw_config_set(&c, "min_backends", "0", "--set", err, sizeof err), 0);
+    assert_int_equal(gw_config_validate(&c, err, sizeof err), 0);
+}
+
+static void test_weights_default_follows_cache(void **state)
+{
+    (void)state;
+    gw_config_t c;
+    char *old = getenv("FRAMEGATE_CACHE") ? strdup(getenv("FRAMEGATE_CACHE")) : NULL;
+    setenv("FRAMEGATE_CACHE", "/var/cache/fg", 1);
+    gw_config_defaults(&c);
+    assert_string_equal(c.model_weights, "/var/cache/fg/models/yolov3-tiny.weights");
+    unsetenv("FRAMEGATE_CACHE");
+    setenv("HOME", "/home/cam", 1);
+    gw_config_defaults(&c);
+    assert_string_equal(c.model_weights, "/home/cam/.cache/framegate/models/yolov3-tiny.weights");
+    if (old != NULL) {
+        setenv("FRAMEGATE_CACHE", old, 1);
+        free(old);
+    }
+}
+
+/* Every key --print-config shows can be set through its FRAMEGATE_<KEY> variable. */
+static void test_every_key_from_env(void **state)
+{
+    (void)state;
+    gw_config_t a, b;
+    char err[512], line[2048], path[] = "/tmp/fgcfgeXXXXXX";
+    gw_config_defaults(&a);
+    int fd = mkstemp(path);
+    FILE *f = fdopen(fd, "w+");
+    gw_config_print(&a, f);
+    rewind(f);
+    static char vars[64][2100];
+    char *env[65];
+    int n = 0;
+    while (n < 64 && fgets(line, sizeof line, f) != NULL) {
+        char *eq = strstr(line, " = ");
+        assert_non_null(eq);
+        *eq = '\0';
+        char *v = eq + 3;
+        v[strcspn(v, "\n")] = '\0';
+        if (v[0] == '"') { /* env values are not quoted */
+            v++;
+            v[strlen(v) - 1] = '\0';
+        }
+        int o = snprintf(vars[n], sizeof vars[n], "FRAMEGATE_");
+        for (char *p = line; *p; p++)
+            vars[n][o++] = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+        snprintf(vars[n] + o, sizeof vars[n] - (size_t)o, "=%s", v);
+        env[n] = vars[n];
+        n++;
+    }
+    env[n] = NULL;
+    fclose(f);
+    unlink(path);
+    assert_int_equal(n, 35); /* every key but the alias "backends" */
+    memset(&b, 0, sizeof b);
+    if (gw_config_load_env(&b, env, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    assert_memory_equal(&a, &b, sizeof a);
+}
+
+static void test_print_quotes(void **state)
+{
+    (void)state;
+    gw_config_t a, b;
+    char err[512], path[] = "/tmp/fgcfgqXXXXXX";
+    gw_config_defaults(&a);
+    assert_int_equal(gw_config_set(&a, "backend_args", "--label a\"b #c", "t", err, sizeof err), 0);
+    assert_int_equal(gw_config_set(&a, "model_name", "x#y", "t", err, sizeof err), 0);
+    int fd = mkstemp(path);
+    FILE *f = fdopen(fd, "w");
+    gw_config_print(&a, f);
+    fclose(f);
+    gw_config_defaults(&b);
+    int rv = gw_config_load_file(&b, path, err, sizeof err);
+    unlink(path);
+    if (rv != 0)
+        fail_msg("%s", err);
+    /* The unrepresentable value became a comment; everything else came back. */
+    assert_string_equal(b.backend_args, "");
+    assert_string_equal(b.model_name, "x#y");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -150,6 +313,11 @@ int main(void)
         cmocka_unit_test(test_errors_name_key_and_line),
         cmocka_unit_test(test_environment),
         cmocka_unit_test(test_print_round_trip),
+        cmocka_unit_test(test_strict_values),
+        cmocka_unit_test(test_validate),
+        cmocka_unit_test(test_weights_default_follows_cache),
+        cmocka_unit_test(test_every_key_from_env),
+        cmocka_unit_test(test_print_quotes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
