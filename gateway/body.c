@@ -48,12 +48,23 @@ int gw_body_param(const char *ct, const char *name, char *out, size_t cap)
             out[n] = '\0';
             return 0;
         }
-        p = strchr(p, ';');
+        /* Next parameter: a ';' inside a quoted value (filename="a;b") is not one. */
+        int quoted = 0;
+        for (; *p && (quoted || *p != ';'); p++) {
+            if (*p == '\\' && quoted && p[1] != '\0')
+                p++;
+            else if (*p == '"')
+                quoted = !quoted;
+        }
+        p = *p == ';' ? p : NULL;
     }
     return PROTO_EINVAL;
 }
 
-size_t gw_body_b64_max(size_t len) { return len / 4 * 3 + 3; }
+size_t gw_body_b64_max(size_t len)
+{
+    return len / 4 * 3 + 3;
+}
 
 static int b64_value(unsigned char c)
 {

@@ -9,6 +9,7 @@
 #include "server.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <llhttp.h>
 #include <math.h>
 #include <stdarg.h>
@@ -44,8 +45,11 @@ struct req {
     uint8_t *body;
     size_t body_len, body_cap;
     uint8_t *decoded; /* base64-decoded image (JSON uploads) */
-    gw_job_t *jobs;
-    int njobs, pending;
+    gw_job_t *jobs;   /* &one, or a malloc'd array for multipart */
+    gw_job_t one;
+    int njobs, jobs_cap, pending;
+    int model_from_path;
+    int continued; /* "100 Continue" sent */
     int multipart;
     int submit_error;
     const char *route;
@@ -73,8 +77,8 @@ struct conn {
     int refs;
     int closing;
     int handles_open;
-    int fatal;      /* stop parsing: the last queued answer closes the connection */
-    int rejecting;  /* over max_connections: one canned 503 then close */
+    int fatal;     /* stop parsing: the last queued answer closes the connection */
+    int rejecting; /* over max_connections: one canned 503 then close */
     int lingering;
     int phase;
     req_t *head, *tail, *cur;
@@ -83,10 +87,12 @@ struct conn {
     char field[64];
     size_t field_len;
     int field_overflow;
-    int capture; /* 0 none, 1 content-type, 2 expect */
+    int capture;      /* 0 none, 1 content-type, 2 expect */
     uint8_t *pending; /* input left unparsed while the pipeline was full */
     size_t pending_len;
     int paused;
+    int parsing; /* inside process_input: flush must not re-enter the parser */
+    int eof;     /* the client half-closed: answer what was asked, then close */
     conn_t *next, *prev;
 };
 
@@ -104,6 +110,7 @@ struct gw_server {
     llhttp_settings_t settings;
     uint64_t next_req;
     int destroying;
+    char rbuf[64 << 10];
 };
 
 static void conn_close(conn_t *c);
@@ -116,22 +123,54 @@ static void process_input(conn_t *c, const char *data, size_t len);
 static const char *reason(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 415: return "Unsupported Media Type";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Unknown";
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Content Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "Unknown";
     }
+}
+
+/* The metrics route of a request answered before routing (timeouts, limits, bad HTTP). */
+static const char *route_of_url(const char *url)
+{
+    size_t n = strcspn(url, "?");
+    static const struct {
+        const char *path, *route;
+    } fixed[] = {{"/v1/detect", "detect"}, {"/healthz", "healthz"},      {"/readyz", "readyz"},
+                 {"/metrics", "metrics"},  {"/v1/backends", "backends"}, {"/v1/models", "models"}};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
+        if (strlen(fixed[i].path) == n && strncmp(url, fixed[i].path, n) == 0)
+            return fixed[i].route;
+    }
+    if (n > 18 && strncmp(url, "/v1/models/", 11) == 0 && strncmp(url + n - 7, "/detect", 7) == 0)
+        return "detect";
+    return "other";
 }
 
 /* Builds the whole response of `r` (head + body) and marks it ready; takes `body` (malloc'd)
@@ -146,8 +185,8 @@ static void respond(req_t *r, int status, const char *ctype, char *body, size_t 
         return;
     }
     /* While stopping, the connection closes after the last answer it owes. */
-    int close = r->close_after || !r->keep_alive ||
-                (srv->stopping && r->next == NULL && c->cur == NULL);
+    int last = r->next == NULL && c->cur == NULL && c->pending == NULL;
+    int close = r->close_after || !r->keep_alive || (srv->stopping && last);
     char head[512];
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
@@ -160,13 +199,15 @@ static void respond(req_t *r, int status, const char *ctype, char *body, size_t 
         if (len)
             memcpy(r->resp + n, body, len);
         r->resp_len = (size_t)n + len;
+    } else {
+        close = 1; /* an answer is missing: the stream cannot stay in step */
     }
     free(body);
     r->close_after = close;
     r->ready = 1;
     if (srv->ops->on_response) {
         double secs = (double)(uv_hrtime() - r->start_ns) / 1e9;
-        srv->ops->on_response(srv->ctx, r->route ? r->route : "other", status, secs);
+        srv->ops->on_response(srv->ctx, r->route ? r->route : route_of_url(r->url), status, secs);
     }
 }
 
@@ -196,12 +237,21 @@ static void respond_error(req_t *r, int status, const char *code, const char *fm
     if (status == 503)
         snprintf(extra, sizeof extra, "Retry-After: %d\r\n", r->conn->srv->cfg->retry_after_s);
     else if (status == 405)
-        snprintf(extra, sizeof extra, "Allow: %s\r\n",
-                 strstr(r->path, "/detect") ? "POST" : "GET");
+        snprintf(extra, sizeof extra, "Allow: %s\r\n", strstr(r->path, "/detect") ? "POST" : "GET");
     respond(r, status, "application/json", body, len, extra);
 }
 
 /* ---- connection lifetime ---- */
+
+static void free_jobs(req_t *r)
+{
+    for (int i = 0; i < r->njobs; i++)
+        gw_job_fini(&r->jobs[i]);
+    if (r->jobs != &r->one)
+        free(r->jobs);
+    r->jobs = NULL;
+    r->njobs = 0;
+}
 
 static void conn_release(conn_t *c)
 {
@@ -211,18 +261,12 @@ static void conn_release(conn_t *c)
     req_t *r = c->head;
     while (r != NULL) {
         req_t *next = r->next;
-        for (int i = 0; i < r->njobs; i++)
-            gw_job_fini(&r->jobs[i]);
-        free(r->jobs);
+        free_jobs(r);
         free(r->body);
         free(r->decoded);
         free(r->resp);
         free(r);
         r = next;
-    }
-    if (c->cur != NULL && c->cur != c->tail) {
-        free(c->cur->body);
-        free(c->cur);
     }
     free(c->pending);
     if (c->prev)
@@ -258,20 +302,26 @@ static void conn_close(conn_t *c)
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
 }
 
-static void on_linger_timeout(uv_timer_t *t) { conn_close(t->data); }
+static void on_linger_timeout(uv_timer_t *t)
+{
+    conn_close(t->data);
+}
 
 static void on_linger_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
-    free(buf->base);
+    (void)buf;
     if (nread < 0)
         conn_close((conn_t *)s);
 }
 
+/* One read buffer for the whole server: libuv calls alloc then read for one read at a time
+ * on the loop thread, and nothing keeps a pointer into it after on_read (bodies, headers
+ * and the unparsed remainder are copied), so no read allocates. */
 static void alloc_buf(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-    (void)h;
-    buf->base = malloc(suggested);
-    buf->len = buf->base ? suggested : 0;
+    conn_t *c = h->data;
+    (void)suggested;
+    *buf = uv_buf_init(c->srv->rbuf, sizeof c->srv->rbuf);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)
@@ -324,9 +374,8 @@ static void on_timer(uv_timer_t *t)
         c->fatal = 1;
         r->close_after = 1;
         respond_error(r, 408, "timeout", "the request was not received within %llu ms",
-                      (unsigned long long)(c->phase == PH_HEADERS
-                                               ? c->srv->cfg->header_timeout_ms
-                                               : c->srv->cfg->body_timeout_ms));
+                      (unsigned long long)(c->phase == PH_HEADERS ? c->srv->cfg->header_timeout_ms
+                                                                  : c->srv->cfg->body_timeout_ms));
         c->phase = PH_IDLE;
         uv_read_stop((uv_stream_t *)&c->tcp);
         flush(c);
@@ -365,6 +414,28 @@ static void on_write(uv_write_t *w, int status)
     conn_release(c);
 }
 
+/* Interim answer to "Expect: 100-continue". Queued like any answer, so it can only follow
+ * the final answers of the requests before r; hence sent once r is the pipeline's head. */
+static void send_continue(conn_t *c, req_t *r)
+{
+    static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    if (r->continued || c->closing || c->lingering)
+        return;
+    write_t *wr = malloc(sizeof *wr);
+    if (wr == NULL)
+        return; /* the client sends the body after its own timeout anyway */
+    r->continued = 1;
+    wr->c = c;
+    wr->buf = NULL;
+    uv_buf_t b = uv_buf_init(cont, sizeof cont - 1);
+    c->refs++;
+    if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+        c->refs--;
+        free(wr);
+        conn_close(c);
+    }
+}
+
 static void try_resume(conn_t *c);
 
 /* Writes every ready answer at the head of the pipeline, in order. */
@@ -396,9 +467,7 @@ static void flush(conn_t *c)
         free(r->resp);
         free(r->body);
         free(r->decoded);
-        for (int i = 0; i < r->njobs; i++)
-            gw_job_fini(&r->jobs[i]);
-        free(r->jobs);
+        free_jobs(r);
         free(r);
         if (close_after) {
             /* Whatever follows on this connection is not answered. */
@@ -406,7 +475,9 @@ static void flush(conn_t *c)
             return;
         }
     }
-    if (c->srv->stopping && c->head == NULL && c->cur == NULL) {
+    if (c->cur != NULL && c->cur == c->head && c->cur->expect_continue && c->phase == PH_BODY)
+        send_continue(c, c->cur);
+    if ((c->srv->stopping || c->eof) && c->head == NULL && c->cur == NULL && c->pending == NULL) {
         close_gracefully(c);
         return;
     }
@@ -481,8 +552,8 @@ static void answer_detect(req_t *r)
         if (job->http_status != 200) {
             char extra[64] = "";
             size_t len;
-            char *body = error_json(job->error_code ? job->error_code : "error",
-                                    job->error_msg, &len);
+            char *body =
+                error_json(job->error_code ? job->error_code : "error", job->error_msg, &len);
             if (job->http_status == 503)
                 snprintf(extra, sizeof extra, "Retry-After: %d\r\n",
                          r->conn->srv->cfg->retry_after_s);
@@ -494,9 +565,9 @@ static void answer_detect(req_t *r)
             char *body = malloc(len + 1);
             if (body != NULL && len)
                 memcpy(body, job->rep.payload, len);
-            respond(r, 200, r->output == PROTO_OUT_TEXT ? "text/plain; charset=utf-8"
-                                                        : "image/jpeg",
-                    body, body ? len : 0, NULL);
+            respond(r, 200,
+                    r->output == PROTO_OUT_TEXT ? "text/plain; charset=utf-8" : "image/jpeg", body,
+                    body ? len : 0, NULL);
             return;
         }
         cJSON *o = job_json(job);
@@ -514,8 +585,10 @@ static void answer_detect(req_t *r)
     }
     char *s = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
-    respond(r, status, "application/json", s, s ? strlen(s) : 0,
-            status == 503 ? "Retry-After: 1\r\n" : NULL); /* multipart: first failure */
+    char extra[64] = "";
+    if (status == 503) /* multipart: the status is the first failure's */
+        snprintf(extra, sizeof extra, "Retry-After: %d\r\n", r->conn->srv->cfg->retry_after_s);
+    respond(r, status, "application/json", s, s ? strlen(s) : 0, extra);
 }
 
 static void on_job_done(gw_job_t *job)
@@ -533,6 +606,23 @@ static int add_job(req_t *r, const uint8_t *img, size_t len)
 {
     if (r->njobs >= MAX_IMAGES)
         return PROTO_ETOOBIG;
+    if (r->njobs == r->jobs_cap) {
+        /* Nothing points into the array before the jobs are submitted, so it may move. */
+        if (r->jobs == NULL) {
+            r->jobs = &r->one;
+            r->jobs_cap = 1;
+        } else {
+            int cap = r->jobs_cap * 2 > MAX_IMAGES ? MAX_IMAGES : r->jobs_cap * 2;
+            gw_job_t *nj = malloc((size_t)cap * sizeof *nj);
+            if (nj == NULL)
+                return PROTO_ENOMEM;
+            memcpy(nj, r->jobs, (size_t)r->njobs * sizeof *nj);
+            if (r->jobs != &r->one)
+                free(r->jobs);
+            r->jobs = nj;
+            r->jobs_cap = cap;
+        }
+    }
     gw_job_t *job = &r->jobs[r->njobs++];
     gw_job_init(job);
     job->image = img;
@@ -567,8 +657,8 @@ static int on_part(void *arg, const gw_part_t *part)
             snprintf(r->jobs[i].camera, sizeof r->jobs[i].camera, "%s", r->camera);
         return 0;
     }
-    if (is_image_type(mt) || strcmp(part->name, "image") == 0 ||
-        strcmp(part->name, "file") == 0 || strcmp(part->name, "image[]") == 0) {
+    if (is_image_type(mt) || strcmp(part->name, "image") == 0 || strcmp(part->name, "file") == 0 ||
+        strcmp(part->name, "image[]") == 0) {
         if (part->len == 0)
             return PROTO_EEMPTY;
         return add_job(r, part->data, part->len);
@@ -611,8 +701,9 @@ static int apply_param(req_t *r, const char *k, const char *v, char *err, size_t
         }
         snprintf(r->camera, sizeof r->camera, "%s", v);
     } else if (strcmp(k, "ts") == 0) {
+        errno = 0;
         long long x = strtoll(v, &end, 10);
-        if (*v == '\0' || *end != '\0') {
+        if (*v == '\0' || *end != '\0' || errno == ERANGE) {
             snprintf(err, cap, "ts must be an integer (milliseconds)");
             return -1;
         }
@@ -642,7 +733,7 @@ static int apply_param(req_t *r, const char *k, const char *v, char *err, size_t
             return -1;
         }
         r->top_k = (uint16_t)x;
-    } else if (strcmp(k, "model") == 0) {
+    } else if (strcmp(k, "model") == 0 && !r->model_from_path) {
         if (strlen(v) >= sizeof r->model) {
             snprintf(err, cap, "model name too long");
             return -1;
@@ -690,11 +781,6 @@ static void handle_detect(req_t *r)
                       "Content-Type must be image/jpeg, application/json or multipart/form-data");
         return;
     }
-    r->jobs = calloc(MAX_IMAGES, sizeof *r->jobs);
-    if (r->jobs == NULL) {
-        respond_error(r, 503, "overloaded", "out of memory");
-        return;
-    }
     if (is_image_type(mt)) {
         if (r->body_len == 0) {
             respond_error(r, 400, "empty_image", "the request body is empty");
@@ -713,15 +799,20 @@ static void handle_detect(req_t *r)
         const cJSON *ts = cJSON_GetObjectItemCaseSensitive(root, "ts");
         const cJSON *th = cJSON_GetObjectItemCaseSensitive(root, "threshold");
         const char *bad = NULL;
+        if (image == NULL) {
+            cJSON_Delete(root);
+            respond_error(r, 400, "no_image", "the JSON object has no \"image\"");
+            return;
+        }
         if (!cJSON_IsString(image))
             bad = "\"image\" must be a base64 string";
-        else if (camera != NULL && (!cJSON_IsString(camera) ||
-                                    strlen(camera->valuestring) > PROTO_CAMERA_MAX))
+        else if (camera != NULL &&
+                 (!cJSON_IsString(camera) || strlen(camera->valuestring) > PROTO_CAMERA_MAX))
             bad = "\"camera\" must be a string of at most 128 bytes";
         else if (ts != NULL && !cJSON_IsNumber(ts))
             bad = "\"ts\" must be a number";
-        else if (th != NULL && (!cJSON_IsNumber(th) || !(th->valuedouble >= 0) ||
-                                !(th->valuedouble <= 1)))
+        else if (th != NULL &&
+                 (!cJSON_IsNumber(th) || !(th->valuedouble >= 0) || !(th->valuedouble <= 1)))
             bad = "\"threshold\" must be a number in [0, 1]";
         if (bad != NULL) {
             cJSON_Delete(root);
@@ -760,9 +851,15 @@ static void handle_detect(req_t *r)
             respond_error(r, 400, "empty_image", "an image part is empty");
             return;
         }
+        if (rv == PROTO_ENOMEM) {
+            respond_error(r, 503, "overloaded", "out of memory");
+            return;
+        }
         if (rv == PROTO_ETOOBIG) {
-            respond_error(r, 400, "bad_multipart", "more than %d image parts, or a camera part "
-                                                   "over 128 bytes", MAX_IMAGES);
+            respond_error(r, 400, "bad_multipart",
+                          "more than %d image parts, or a camera part "
+                          "over 128 bytes",
+                          MAX_IMAGES);
             return;
         }
         if (rv < 0) {
@@ -776,7 +873,8 @@ static void handle_detect(req_t *r)
     } else {
         respond_error(r, 415, "unsupported_media_type",
                       "Content-Type %s is not supported: use image/jpeg, application/json or "
-                      "multipart/form-data", mt);
+                      "multipart/form-data",
+                      mt);
         return;
     }
     /* Submit every job; each one out holds a reference on the connection. If one is
@@ -799,9 +897,9 @@ static void handle_request(req_t *r)
     gw_server_t *srv = r->conn->srv;
     const char *p = r->path;
     size_t plen = strlen(p);
-    int is_detect = strcmp(p, "/v1/detect") == 0 ||
-                    (strncmp(p, "/v1/models/", 11) == 0 && plen > 18 &&
-                     strcmp(p + plen - 7, "/detect") == 0);
+    int is_detect =
+        strcmp(p, "/v1/detect") == 0 ||
+        (strncmp(p, "/v1/models/", 11) == 0 && plen > 18 && strcmp(p + plen - 7, "/detect") == 0);
     if (is_detect) {
         r->route = "detect";
         if (r->method != HTTP_POST) {
@@ -816,14 +914,18 @@ static void handle_request(req_t *r)
             }
             memcpy(r->model, p + 11, n);
             r->model[n] = '\0';
+            r->model_from_path = 1;
         }
         handle_detect(r);
         return;
     }
     static const struct {
         const char *path, *route;
-    } gets[] = {{"/healthz", "healthz"},   {"/readyz", "readyz"}, {"/metrics", "metrics"},
-                {"/v1/backends", "backends"}, {"/v1/models", "models"}};
+    } gets[] = {{"/healthz", "healthz"},
+                {"/readyz", "readyz"},
+                {"/metrics", "metrics"},
+                {"/v1/backends", "backends"},
+                {"/v1/models", "models"}};
     for (size_t i = 0; i < sizeof gets / sizeof gets[0]; i++) {
         if (strcmp(p, gets[i].path) != 0)
             continue;
@@ -846,8 +948,8 @@ static void handle_request(req_t *r)
         char extra[64] = "";
         if (out.retry_after_s > 0)
             snprintf(extra, sizeof extra, "Retry-After: %d\r\n", out.retry_after_s);
-        respond(r, out.status, out.content_type ? out.content_type : "application/json",
-                out.body, out.body ? out.body_len : 0, extra);
+        respond(r, out.status, out.content_type ? out.content_type : "application/json", out.body,
+                out.body ? out.body_len : 0, extra);
         return;
     }
     r->route = "other";
@@ -856,7 +958,10 @@ static void handle_request(req_t *r)
 
 /* ---- llhttp callbacks ---- */
 
-static conn_t *conn_of(llhttp_t *p) { return p->data; }
+static conn_t *conn_of(llhttp_t *p)
+{
+    return p->data;
+}
 
 static int on_message_begin(llhttp_t *p)
 {
@@ -908,8 +1013,7 @@ static int on_url(llhttp_t *p, const char *at, size_t len)
         r->close_after = 1;
         c->cur = NULL;
         c->phase = PH_IDLE;
-        respond_error(r, 431, "headers_too_large", "the URL is longer than %d bytes",
-                      MAX_PATH - 1);
+        respond_error(r, 431, "headers_too_large", "the URL is longer than %d bytes", MAX_PATH - 1);
         return -1;
     }
     memcpy(r->url + r->url_len, at, len);
@@ -988,7 +1092,6 @@ static int on_headers_complete(llhttp_t *p)
         r->close_after = 1;
         c->cur = NULL;
         c->phase = PH_IDLE;
-        r->route = "detect";
         respond_error(r, 411, "length_required",
                       "POST needs Content-Length or Transfer-Encoding: chunked");
         return -1;
@@ -999,7 +1102,6 @@ static int on_headers_complete(llhttp_t *p)
         r->close_after = 1;
         c->cur = NULL;
         c->phase = PH_IDLE;
-        r->route = "detect";
         respond_error(r, 413, "too_large", "the body (%llu bytes) exceeds %zu bytes",
                       (unsigned long long)p->content_length, cfg->max_body_bytes);
         return -1;
@@ -1016,12 +1118,9 @@ static int on_headers_complete(llhttp_t *p)
         }
         r->body_cap = (size_t)p->content_length;
     }
-    if (r->expect_continue && c->head == r && !c->closing) {
-        static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        uv_buf_t b = uv_buf_init(cont, sizeof cont - 1);
-        uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-    }
     c->phase = PH_BODY;
+    if (r->expect_continue && c->head == r)
+        send_continue(c, r);
     uv_timer_start(&c->timer, on_timer, cfg->body_timeout_ms, 0);
     return 0;
 }
@@ -1082,7 +1181,7 @@ static int on_message_complete(llhttp_t *p)
 
 static void try_resume(conn_t *c)
 {
-    if (!c->paused || c->closing || c->lingering || c->fatal ||
+    if (!c->paused || c->parsing || c->closing || c->lingering || c->fatal ||
         c->nreqs >= c->srv->cfg->max_pipelined)
         return;
     c->paused = 0;
@@ -1094,40 +1193,59 @@ static void try_resume(conn_t *c)
     if (len > 0)
         process_input(c, (const char *)data, len);
     free(data);
-    if (!c->paused && !c->closing && !c->lingering && !c->fatal)
+    if (!c->paused && !c->closing && !c->lingering && !c->fatal && !c->eof)
         uv_read_start((uv_stream_t *)&c->tcp, alloc_buf, on_read);
 }
 
 static void process_input(conn_t *c, const char *data, size_t len)
 {
     c->refs++; /* callbacks below may flush and close */
-    llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
-    if (err == HPE_PAUSED) {
+    c->parsing = 1;
+    llhttp_errno_t err;
+    /* A loop, not recursion through flush(): a read full of tiny pipelined requests pauses
+     * the parser every max_pipelined requests. */
+    while ((err = llhttp_execute(&c->parser, data, len)) == HPE_PAUSED) {
         const char *pos = llhttp_get_error_pos(&c->parser);
-        size_t used = pos != NULL && pos >= data ? (size_t)(pos - data) : len;
-        if (!c->fatal && used < len) {
-            c->pending = malloc(len - used);
-            if (c->pending != NULL) {
-                memcpy(c->pending, data + used, len - used);
-                c->pending_len = len - used;
-            }
-        }
+        size_t used = pos != NULL && pos >= data && pos <= data + len ? (size_t)(pos - data) : len;
+        data += used;
+        len -= used;
         c->paused = 1;
+        flush(c); /* answers already built (errors, GETs) free pipeline room at once */
+        if (c->closing || c->lingering || c->fatal)
+            break;
+        if (c->nreqs < c->srv->cfg->max_pipelined) {
+            c->paused = 0;
+            llhttp_resume(&c->parser);
+            if (len == 0)
+                break;
+            continue;
+        }
+        if (len > 0) { /* kept until answers go out; see try_resume() */
+            c->pending = malloc(len);
+            if (c->pending == NULL) {
+                c->fatal = 1;
+                break;
+            }
+            memcpy(c->pending, data, len);
+            c->pending_len = len;
+        }
         uv_read_stop((uv_stream_t *)&c->tcp);
-    } else if (err != HPE_OK && !c->fatal) {
+        break;
+    }
+    c->parsing = 0;
+    if (err != HPE_OK && err != HPE_PAUSED && !c->fatal) {
         /* A malformed request: answer 400 in its place and stop reading. */
         req_t *r = c->cur;
-        if (r == NULL) {
-            on_message_begin(&c->parser);
+        if (r == NULL && on_message_begin(&c->parser) == 0)
             r = c->cur;
-        }
         c->cur = NULL;
         c->phase = PH_IDLE;
         c->fatal = 1;
-        r->close_after = 1;
-        if (r != NULL)
+        if (r != NULL) {
+            r->close_after = 1;
             respond_error(r, 400, "bad_request", "malformed HTTP: %s",
                           llhttp_get_error_reason(&c->parser));
+        }
     }
     if (c->fatal)
         uv_read_stop((uv_stream_t *)&c->tcp);
@@ -1136,20 +1254,49 @@ static void process_input(conn_t *c, const char *data, size_t len)
     conn_release(c);
 }
 
+/* Unlinks the request being received (always the tail) when it can never complete. */
+static void drop_partial(conn_t *c)
+{
+    req_t *r = c->cur, **pp = &c->head, *prev = NULL;
+    if (r == NULL)
+        return;
+    c->cur = NULL;
+    c->phase = PH_IDLE;
+    while (*pp != NULL && *pp != r) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (*pp == r) {
+        *pp = r->next;
+        if (c->tail == r)
+            c->tail = prev;
+        c->nreqs--;
+    }
+    free(r->body);
+    free(r);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     conn_t *c = (conn_t *)s;
-    if (nread > 0 && !c->closing && !c->fatal)
+    if (nread > 0 && !c->closing && !c->fatal) {
         process_input(c, buf->base, (size_t)nread);
-    else if (nread < 0) {
-        /* EOF or error. Jobs still out keep the connection (not the socket) alive. */
-        if (c->cur != NULL) {
-            c->cur = NULL;
-            c->phase = PH_IDLE;
-        }
+    } else if (nread == UV_EOF && !c->closing && !c->lingering) {
+        /* A client that half-closes after its requests still expects the answers; a
+         * request cut in the middle is dropped. */
+        uv_read_stop(s);
+        c->eof = 1;
+        drop_partial(c);
+        uv_timer_stop(&c->timer);
+        if (c->head == NULL && c->pending == NULL)
+            conn_close(c);
+        else
+            flush(c);
+    } else if (nread < 0) {
+        /* Reset or error. Jobs still out keep the connection (not the socket) alive. */
+        drop_partial(c);
         conn_close(c);
     }
-    free(buf->base);
 }
 
 /* ---- accepting ---- */
@@ -1194,8 +1341,7 @@ static void on_connection(uv_stream_t *listener, int status)
         c->nreqs = 1;
         c->fatal = 1;
         r->close_after = 1;
-        respond_error(r, 503, "overloaded", "too many connections (%d)",
-                      srv->cfg->max_connections);
+        respond_error(r, 503, "overloaded", "too many connections (%d)", srv->cfg->max_connections);
         flush(c);
         return;
     }
@@ -1232,8 +1378,8 @@ int gw_server_start(gw_server_t *srv)
 {
     struct sockaddr_storage addr;
     int rv;
-    if (uv_ip4_addr(srv->cfg->listen_host, srv->cfg->listen_port,
-                    (struct sockaddr_in *)&addr) != 0 &&
+    if (uv_ip4_addr(srv->cfg->listen_host, srv->cfg->listen_port, (struct sockaddr_in *)&addr) !=
+            0 &&
         (rv = uv_ip6_addr(srv->cfg->listen_host, srv->cfg->listen_port,
                           (struct sockaddr_in6 *)&addr)) != 0)
         return rv;
@@ -1256,7 +1402,10 @@ int gw_server_port(const gw_server_t *srv)
     return ntohs(((struct sockaddr_in *)&addr)->sin_port);
 }
 
-int gw_server_connections(const gw_server_t *srv) { return srv->nconns; }
+int gw_server_connections(const gw_server_t *srv)
+{
+    return srv->nconns;
+}
 
 void gw_server_stop(gw_server_t *srv)
 {

@@ -23,12 +23,21 @@ static void test_media_type(void **state)
     assert_int_equal(gw_body_media_type("", mt, sizeof mt), PROTO_EINVAL);
     assert_int_equal(gw_body_media_type(NULL, mt, sizeof mt), PROTO_EINVAL);
     assert_int_equal(gw_body_media_type("a/bbbbbbbbbbbbbbbbbbbbbbbbbb", mt, 8), PROTO_EINVAL);
-    assert_int_equal(gw_body_param("multipart/form-data; boundary=abc", "boundary", b, sizeof b), 0);
+    assert_int_equal(gw_body_param("multipart/form-data; boundary=abc", "boundary", b, sizeof b),
+                     0);
     assert_string_equal(b, "abc");
-    assert_int_equal(gw_body_param("multipart/form-data; charset=x; BOUNDARY=\"a b\"", "boundary",
-                                   b, sizeof b), 0);
+    assert_int_equal(
+        gw_body_param("multipart/form-data; charset=x; BOUNDARY=\"a b\"", "boundary", b, sizeof b),
+        0);
     assert_string_equal(b, "a b");
     assert_int_equal(gw_body_param("multipart/form-data", "boundary", b, sizeof b), PROTO_EINVAL);
+    /* a ';' or a parameter look-alike inside a quoted value is not a parameter */
+    assert_int_equal(
+        gw_body_param("form-data; filename=\"a;name=evil\"; name=\"img\"", "name", b, sizeof b), 0);
+    assert_string_equal(b, "img");
+    assert_int_equal(gw_body_param("form-data; filename=\"x.jpg\"", "name", b, sizeof b),
+                     PROTO_EINVAL);
+    assert_int_equal(gw_body_param("a/b; boundary=0123456789", "boundary", b, 8), PROTO_EINVAL);
     assert_int_equal(gw_body_param("multipart/form-data; boundary=", "boundary", b, sizeof b),
                      PROTO_EINVAL);
 }
@@ -154,12 +163,67 @@ static void test_multipart(void **state)
     assert_int_equal(ps.n, 8);
 }
 
+static int count_parts(void *arg, const gw_part_t *p)
+{
+    (void)p;
+    ++*(int *)arg;
+    return 0;
+}
+
+static void test_multipart_more(void **state)
+{
+    (void)state;
+    parts_t ps;
+    /* Many parts, each with its own filename and type. */
+    size_t cap = 200 * 128, len = 0;
+    char *many = malloc(cap);
+    for (int i = 0; i < 200; i++)
+        len += (size_t)snprintf(many + len, cap - len,
+                                "--XyZ\r\nContent-Disposition: form-data; name=\"f%d\"; "
+                                "filename=\"%d.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n%d\r\n",
+                                i, i, i);
+    len += (size_t)snprintf(many + len, cap - len, "--XyZ--");
+    int n = 0;
+    assert_int_equal(gw_body_multipart((const uint8_t *)many, len, "XyZ", count_parts, &n), 200);
+    assert_int_equal(n, 200);
+    free(many);
+    /* A part without headers, transport padding after a delimiter, names and filenames. */
+    assert_int_equal(mp("--XyZ  \r\n\r\nraw\r\n--XyZ\r\nContent-Disposition: form-data; "
+                        "filename=\"a;b.jpg\"; name=\"image\"\r\n\r\nimg\r\n--XyZ--",
+                        &ps),
+                     2);
+    assert_string_equal(ps.names[0], "");
+    assert_string_equal(ps.first, "raw");
+    assert_string_equal(ps.names[1], "image");
+    assert_int_equal(ps.lens[1], 3);
+    /* An empty part is a part of length 0. */
+    assert_int_equal(mp("--XyZ\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\n"
+                        "\r\n--XyZ--",
+                        &ps),
+                     1);
+    assert_int_equal(ps.lens[0], 0);
+    /* Part headers over 8 KiB; a boundary over 70 characters; garbage after a delimiter. */
+    char *big = malloc(10000);
+    int bl = snprintf(big, 10000, "--XyZ\r\nX-Pad: ");
+    memset(big + bl, 'p', 9000);
+    snprintf(big + bl + 9000, 10000 - (size_t)bl - 9000, "\r\n\r\nx\r\n--XyZ--");
+    assert_int_equal(mp(big, &ps), PROTO_EINVAL);
+    free(big);
+    char longb[80];
+    memset(longb, 'b', 71);
+    longb[71] = '\0';
+    assert_int_equal(gw_body_multipart((const uint8_t *)"x", 1, longb, collect, &ps), PROTO_EINVAL);
+    assert_int_equal(gw_body_multipart((const uint8_t *)"x", 1, "", collect, &ps), PROTO_EINVAL);
+    assert_int_equal(mp("--XyZjunk\r\n\r\nx\r\n--XyZ--", &ps), PROTO_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_media_type),
         cmocka_unit_test(test_base64),
         cmocka_unit_test(test_multipart),
+        cmocka_unit_test(test_multipart_more),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
