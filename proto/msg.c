@@ -237,7 +237,7 @@ int proto_req_decode(proto_req_t *req, const uint8_t *buf, size_t len)
 
 /* ---- reply ---- */
 
-#define REP_FIXED (PROTO_HEADER_SIZE + 8 + 4 + 4 * 5 + 2 + 4 + 4)
+#define REP_FIXED (PROTO_HEADER_SIZE + 8 + 4 + 4 * 5 + 1 + 2 + 4 + 4)
 #define DET_FIXED (4 + 4 * 5 + 1)
 
 int64_t proto_rep_size(const proto_rep_t *rep)
@@ -247,6 +247,8 @@ int64_t proto_rep_size(const proto_rep_t *rep)
     if (rep->error_len > PROTO_ERROR_MAX || rep->ndet > PROTO_DETS_MAX ||
         rep->payload_len > PROTO_PAYLOAD_MAX)
         return PROTO_ETOOBIG;
+    if (rep->kind > PROTO_KIND_CLASSES)
+        return PROTO_EINVAL;
     if ((rep->error_len > 0 && rep->error == NULL) || (rep->ndet > 0 && rep->dets == NULL) ||
         (rep->payload_len > 0 && rep->payload == NULL))
         return PROTO_EINVAL;
@@ -276,6 +278,7 @@ int proto_rep_encode(const proto_rep_t *rep, uint8_t *buf, size_t cap, size_t *l
     wr_uint(&w, rep->decode_us, 4);
     wr_uint(&w, rep->infer_us, 4);
     wr_uint(&w, rep->total_us, 4);
+    wr_uint(&w, rep->kind, 1);
     wr_uint(&w, rep->error_len, 2);
     wr_bytes(&w, rep->error, rep->error_len);
     wr_uint(&w, rep->ndet, 4);
@@ -336,10 +339,10 @@ int proto_rep_decode(proto_rep_t *rep, const uint8_t *buf, size_t len)
     if ((rv = rd_u32(&r, &status)) != 0 || (rv = rd_u32(&r, &rep->width)) != 0 ||
         (rv = rd_u32(&r, &rep->height)) != 0 || (rv = rd_u32(&r, &rep->decode_us)) != 0 ||
         (rv = rd_u32(&r, &rep->infer_us)) != 0 || (rv = rd_u32(&r, &rep->total_us)) != 0 ||
-        (rv = rd_u16(&r, &rep->error_len)) != 0)
+        (rv = rd_u8(&r, &rep->kind)) != 0 || (rv = rd_u16(&r, &rep->error_len)) != 0)
         return rv;
     rep->status = (int32_t)status;
-    if (rep->status > 0)
+    if (rep->status > 0 || rep->kind > PROTO_KIND_CLASSES)
         return PROTO_ECORRUPT;
     if (rep->error_len > PROTO_ERROR_MAX)
         return PROTO_ETOOBIG;

@@ -13,9 +13,13 @@
  *
  *   reply (PROTO_T_RESULT, PROTO_T_PONG):
  *     header | id u64 | status i32 | width u32 | height u32 | decode_us u32 |
- *     infer_us u32 | total_us u32 | error_len u16 | error | ndet u32 |
+ *     infer_us u32 | total_us u32 | kind u8 | error_len u16 | error | ndet u32 |
  *     ndet x (class_id i32 | confidence f32 | x f32 | y f32 | w f32 | h f32 |
  *             label_len u8 | label) | payload_len u32 | payload
+ *
+ *   kind says what the records are: PROTO_KIND_DETECT boxes of a detector, or
+ *   PROTO_KIND_CLASSES the top-k classes of a classifier (x, y, w, h are 0; most confident
+ *   first).
  *
  * A PING is answered with a PONG once the backend is ready (model loaded, warm-up run);
  * its payload is a small JSON object describing the backend and its model. */
@@ -28,7 +32,7 @@
 #include "err.h"
 
 #define PROTO_MAGIC 0x4d574746u /* "FGWM" read as little-endian u32 */
-#define PROTO_VERSION 1
+#define PROTO_VERSION 2
 #define PROTO_HEADER_SIZE 8
 
 #define PROTO_CAMERA_MAX 128              /* bytes of camera id */
@@ -65,6 +69,11 @@ typedef struct {
     uint32_t payload_len;
 } proto_req_t;
 
+typedef enum {
+    PROTO_KIND_DETECT = 0,  /* records are boxes */
+    PROTO_KIND_CLASSES = 1, /* records are classes, the box fields are 0 */
+} proto_kind_t;
+
 typedef struct {
     int32_t class_id;
     float confidence;
@@ -79,6 +88,7 @@ typedef struct {
     int32_t status; /* 0 or a negative proto_err_t */
     uint32_t width, height;
     uint32_t decode_us, infer_us, total_us;
+    uint8_t kind; /* proto_kind_t */
     const char *error; /* not NUL-terminated */
     uint16_t error_len;
     uint32_t ndet;

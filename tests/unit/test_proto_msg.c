@@ -92,7 +92,7 @@ static void test_req_header_errors(void **state)
     buf[0] ^= 0xff;
     assert_int_equal(proto_req_decode(&out, buf, len), PROTO_EMAGIC);
     buf[0] ^= 0xff;
-    buf[4] = 2; /* version 2 */
+    buf[4] = PROTO_VERSION + 1; /* a version from the future */
     assert_int_equal(proto_req_decode(&out, buf, len), PROTO_EVERSION);
     assert_int_equal(proto_peek_type(buf, len), PROTO_EVERSION);
     buf[4] = PROTO_VERSION;
@@ -218,6 +218,29 @@ static void test_rep_roundtrip(void **state)
     assert_int_equal(proto_rep_det_next(&out, &cursor, &d), 0);
     assert_int_equal(out.payload_len, 3);
     assert_memory_equal(out.payload, "dog", 3);
+    assert_int_equal(out.kind, PROTO_KIND_DETECT);
+}
+
+/* The kind byte survives a round trip; an unknown kind is refused both ways. */
+static void test_rep_kind(void **state)
+{
+    (void)state;
+    uint8_t buf[512];
+    proto_rep_t in = sample_rep(), out;
+    in.kind = PROTO_KIND_CLASSES;
+    size_t len = encode_rep(&in, buf, sizeof buf);
+    assert_int_equal(proto_rep_decode(&out, buf, len), 0);
+    assert_int_equal(out.kind, PROTO_KIND_CLASSES);
+
+    /* kind is the byte after the six fixed u32 fields that follow the header and id. */
+    size_t at = PROTO_HEADER_SIZE + 8 + 4 * 6;
+    assert_int_equal(buf[at], PROTO_KIND_CLASSES);
+    buf[at] = 2;
+    assert_int_equal(proto_rep_decode(&out, buf, len), PROTO_ECORRUPT);
+
+    in.kind = 7;
+    size_t n = 0;
+    assert_int_equal(proto_rep_encode(&in, buf, sizeof buf, &n), PROTO_EINVAL);
 }
 
 static void test_rep_error_roundtrip(void **state)
@@ -260,7 +283,7 @@ static void test_rep_lying_counts(void **state)
     uint8_t buf[512];
     proto_rep_t in = sample_rep(), out;
     size_t len = encode_rep(&in, buf, sizeof buf);
-    size_t ndet_off = PROTO_HEADER_SIZE + 8 + 4 + 4 * 5 + 2;
+    size_t ndet_off = PROTO_HEADER_SIZE + 8 + 4 + 4 * 5 + 1 + 2;
 
     buf[ndet_off] = 4; /* one detection more than present */
     assert_true(proto_rep_decode(&out, buf, len) < 0);
@@ -332,6 +355,7 @@ int main(void)
         cmocka_unit_test(test_req_lying_lengths),
         cmocka_unit_test(test_req_encode_checks),
         cmocka_unit_test(test_rep_roundtrip),
+        cmocka_unit_test(test_rep_kind),
         cmocka_unit_test(test_rep_error_roundtrip),
         cmocka_unit_test(test_rep_truncated_everywhere),
         cmocka_unit_test(test_rep_lying_counts),
