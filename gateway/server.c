@@ -56,7 +56,9 @@ struct req {
     uint64_t start_ns;
     int ready;
     int close_after;
-    char *resp;
+    char resp_head[512]; /* status line and headers */
+    size_t resp_head_len;
+    char *resp; /* body, malloc'd; handed to the write request */
     size_t resp_len;
     /* query/JSON options shared by the request's jobs */
     char camera[PROTO_CAMERA_MAX + 1];
@@ -91,8 +93,10 @@ struct conn {
     uint8_t *pending; /* input left unparsed while the pipeline was full */
     size_t pending_len;
     int paused;
-    int parsing; /* inside process_input: flush must not re-enter the parser */
-    int eof;     /* the client half-closed: answer what was asked, then close */
+    int parsing;  /* inside process_input: flush must not re-enter the parser */
+    int eof;      /* the client half-closed: answer what was asked, then close */
+    req_t *spare; /* one recycled request: keep-alive traffic allocates none */
+    struct write *spare_wr;
     conn_t *next, *prev;
 };
 
@@ -186,23 +190,27 @@ static void respond(req_t *r, int status, const char *ctype, char *body, size_t 
     }
     /* While stopping, the connection closes after the last answer it owes. */
     int last = r->next == NULL && c->cur == NULL && c->pending == NULL;
+    if (body == NULL)
+        len = 0;
     int close = r->close_after || !r->keep_alive || (srv->stopping && last);
-    char head[512];
-    int n = snprintf(head, sizeof head,
+    int n = snprintf(r->resp_head, sizeof r->resp_head,
                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                      "Connection: %s\r\n%s\r\n",
                      status, reason(status), ctype, len, close ? "close" : "keep-alive",
                      extra ? extra : "");
-    r->resp = malloc((size_t)n + len);
-    if (r->resp != NULL) {
-        memcpy(r->resp, head, (size_t)n);
-        if (len)
-            memcpy(r->resp + n, body, len);
-        r->resp_len = (size_t)n + len;
-    } else {
-        close = 1; /* an answer is missing: the stream cannot stay in step */
+    if (n < 0 || (size_t)n >= sizeof r->resp_head) {
+        /* Only a getter's absurd content type can get here; the answer would be cut. */
+        free(body);
+        body = NULL;
+        len = 0;
+        n = snprintf(r->resp_head, sizeof r->resp_head,
+                     "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n"
+                     "Content-Length: 0\r\nConnection: close\r\n\r\n");
+        close = 1;
     }
-    free(body);
+    r->resp_head_len = (size_t)n;
+    r->resp = body; /* the body is sent as a second buffer, not copied */
+    r->resp_len = body != NULL ? len : 0;
     r->close_after = close;
     r->ready = 1;
     if (srv->ops->on_response) {
@@ -253,6 +261,35 @@ static void free_jobs(req_t *r)
     r->njobs = 0;
 }
 
+/* A zeroed request for c, the recycled one if there is one. */
+static req_t *req_get(conn_t *c)
+{
+    req_t *r = c->spare;
+    if (r != NULL) {
+        c->spare = NULL;
+        memset(r, 0, sizeof *r);
+    } else if ((r = calloc(1, sizeof *r)) == NULL) {
+        return NULL;
+    }
+    r->conn = c;
+    r->start_ns = uv_hrtime();
+    return r;
+}
+
+/* Frees what r owns and keeps r itself for the next request (or frees it). */
+static void req_put(conn_t *c, req_t *r)
+{
+    free_jobs(r);
+    free(r->body);
+    free(r->decoded);
+    free(r->resp);
+    if (c->spare == NULL) {
+        c->spare = r;
+    } else {
+        free(r);
+    }
+}
+
 static void conn_release(conn_t *c)
 {
     if (--c->refs > 0)
@@ -261,13 +298,11 @@ static void conn_release(conn_t *c)
     req_t *r = c->head;
     while (r != NULL) {
         req_t *next = r->next;
-        free_jobs(r);
-        free(r->body);
-        free(r->decoded);
-        free(r->resp);
-        free(r);
+        req_put(c, r);
         r = next;
     }
+    free(c->spare);
+    free(c->spare_wr);
     free(c->pending);
     if (c->prev)
         c->prev->next = c->next;
@@ -300,6 +335,18 @@ static void conn_close(conn_t *c)
     uv_read_stop((uv_stream_t *)&c->tcp);
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
+static void close_gracefully(conn_t *c);
+
+/* Closes a connection that owes nothing; an answer still in the socket's write queue would
+ * be cancelled by uv_close, so then it shuts down after the write instead. */
+static void close_idle(conn_t *c)
+{
+    if (c->tcp.write_queue_size > 0)
+        close_gracefully(c);
+    else
+        conn_close(c);
 }
 
 static void on_linger_timeout(uv_timer_t *t)
@@ -382,7 +429,7 @@ static void on_timer(uv_timer_t *t)
         return;
     }
     if (c->head == NULL)
-        conn_close(c); /* idle keep-alive connection */
+        close_idle(c); /* idle keep-alive connection */
 }
 
 static void arm_idle(conn_t *c)
@@ -397,43 +444,74 @@ static void arm_idle(conn_t *c)
 
 /* ---- writing ---- */
 
-typedef struct {
+/* One answer on its way out: the head is copied in (the request is recycled at once), the
+ * body is handed over. */
+typedef struct write {
     uv_write_t w;
     conn_t *c;
-    char *buf;
+    char *body;
+    char head[512];
 } write_t;
+
+static write_t *write_get(conn_t *c)
+{
+    write_t *wr = c->spare_wr;
+    if (wr != NULL)
+        c->spare_wr = NULL;
+    else if ((wr = malloc(sizeof *wr)) == NULL)
+        return NULL;
+    wr->c = c;
+    wr->body = NULL;
+    return wr;
+}
+
+static void write_put(conn_t *c, write_t *wr)
+{
+    free(wr->body);
+    if (c->spare_wr == NULL)
+        c->spare_wr = wr;
+    else
+        free(wr);
+}
 
 static void on_write(uv_write_t *w, int status)
 {
     write_t *wr = (write_t *)w;
     conn_t *c = wr->c;
-    free(wr->buf);
-    free(wr);
+    write_put(c, wr);
     if (status < 0 && !c->closing)
         conn_close(c);
     conn_release(c);
+}
+
+/* Queues head + body; the write holds a reference on the connection until on_write. */
+static void write_bufs(conn_t *c, write_t *wr, size_t head_len, size_t body_len)
+{
+    uv_buf_t b[2] = {uv_buf_init(wr->head, (unsigned)head_len),
+                     uv_buf_init(wr->body, (unsigned)body_len)};
+    c->refs++;
+    if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, b, body_len > 0 ? 2 : 1, on_write) != 0) {
+        c->refs--;
+        write_put(c, wr);
+        conn_close(c);
+    }
 }
 
 /* Interim answer to "Expect: 100-continue". Queued like any answer, so it can only follow
  * the final answers of the requests before r; hence sent once r is the pipeline's head. */
 static void send_continue(conn_t *c, req_t *r)
 {
-    static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
     if (r->continued || c->closing || c->lingering)
         return;
-    write_t *wr = malloc(sizeof *wr);
+    r->continued = 1;
+    /* The body clock starts now: until the 100 goes out the client is waiting on us. */
+    uv_timer_start(&c->timer, on_timer, c->srv->cfg->body_timeout_ms, 0);
+    write_t *wr = write_get(c);
     if (wr == NULL)
         return; /* the client sends the body after its own timeout anyway */
-    r->continued = 1;
-    wr->c = c;
-    wr->buf = NULL;
-    uv_buf_t b = uv_buf_init(cont, sizeof cont - 1);
-    c->refs++;
-    if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
-        c->refs--;
-        free(wr);
-        conn_close(c);
-    }
+    memcpy(wr->head, cont, sizeof cont - 1);
+    write_bufs(c, wr, sizeof cont - 1, 0);
 }
 
 static void try_resume(conn_t *c);
@@ -448,27 +526,18 @@ static void flush(conn_t *c)
         if (c->head == NULL)
             c->tail = NULL;
         c->nreqs--;
-        if (!c->closing && !c->lingering && r->resp != NULL) {
-            write_t *wr = malloc(sizeof *wr);
+        if (!c->closing && !c->lingering) {
+            write_t *wr = write_get(c);
             if (wr != NULL) {
-                wr->c = c;
-                wr->buf = r->resp;
+                memcpy(wr->head, r->resp_head, r->resp_head_len);
+                wr->body = r->resp;
                 r->resp = NULL;
-                uv_buf_t b = uv_buf_init(wr->buf, (unsigned)r->resp_len);
-                c->refs++;
-                if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
-                    c->refs--;
-                    free(wr->buf);
-                    free(wr);
-                    conn_close(c);
-                }
+                write_bufs(c, wr, r->resp_head_len, r->resp_len);
+            } else {
+                close_after = 1; /* an answer is missing: the stream is out of step */
             }
         }
-        free(r->resp);
-        free(r->body);
-        free(r->decoded);
-        free_jobs(r);
-        free(r);
+        req_put(c, r);
         if (close_after) {
             /* Whatever follows on this connection is not answered. */
             close_gracefully(c);
@@ -666,6 +735,7 @@ static int on_part(void *arg, const gw_part_t *part)
     return 0;
 }
 
+/* Percent-decodes in[0..len) into out: its length, -1 for a bad escape, -2 if over cap. */
 static int url_decode(const char *in, size_t len, char *out, size_t cap)
 {
     size_t o = 0;
@@ -683,7 +753,7 @@ static int url_decode(const char *in, size_t len, char *out, size_t cap)
             i += 2;
         }
         if (o + 1 >= cap)
-            return -1;
+            return -2;
         out[o++] = ch;
     }
     out[o] = '\0';
@@ -752,13 +822,17 @@ static int parse_query(req_t *r, char *err, size_t cap)
         const char *eq = memchr(q, '=', len);
         char k[64], v[MAX_PATH];
         size_t klen = eq ? (size_t)(eq - q) : len;
-        if (url_decode(q, klen, k, sizeof k) < 0 ||
-            url_decode(eq ? eq + 1 : q + len, eq ? len - klen - 1 : 0, v, sizeof v) < 0) {
-            snprintf(err, cap, "malformed query string");
-            return -1;
+        int kn = url_decode(q, klen, k, sizeof k);
+        /* A key too long for k is none we know: ignored like any unknown parameter. */
+        if (kn != -2) {
+            if (kn < 0 ||
+                url_decode(eq ? eq + 1 : q + len, eq ? len - klen - 1 : 0, v, sizeof v) < 0) {
+                snprintf(err, cap, "malformed query string");
+                return -1;
+            }
+            if (apply_param(r, k, v, err, cap) != 0)
+                return -1;
         }
-        if (apply_param(r, k, v, err, cap) != 0)
-            return -1;
         q += len;
         if (*q == '&')
             q++;
@@ -809,8 +883,9 @@ static void handle_detect(req_t *r)
         else if (camera != NULL &&
                  (!cJSON_IsString(camera) || strlen(camera->valuestring) > PROTO_CAMERA_MAX))
             bad = "\"camera\" must be a string of at most 128 bytes";
-        else if (ts != NULL && !cJSON_IsNumber(ts))
-            bad = "\"ts\" must be a number";
+        else if (ts != NULL && (!cJSON_IsNumber(ts) || !(fabs(ts->valuedouble) < 9e18) ||
+                                ts->valuedouble != floor(ts->valuedouble)))
+            bad = "\"ts\" must be an integer (milliseconds)"; /* and fit an int64_t */
         else if (th != NULL &&
                  (!cJSON_IsNumber(th) || !(th->valuedouble >= 0) || !(th->valuedouble <= 1)))
             bad = "\"threshold\" must be a number in [0, 1]";
@@ -966,11 +1041,9 @@ static conn_t *conn_of(llhttp_t *p)
 static int on_message_begin(llhttp_t *p)
 {
     conn_t *c = conn_of(p);
-    req_t *r = calloc(1, sizeof *r);
+    req_t *r = req_get(c);
     if (r == NULL)
         return -1;
-    r->conn = c;
-    r->start_ns = uv_hrtime();
     /* Appended now so that answers keep arrival order, whatever finishes first. */
     if (c->tail)
         c->tail->next = r;
@@ -1079,7 +1152,9 @@ static int on_headers_complete(llhttp_t *p)
     req_t *r = c->cur;
     const gw_config_t *cfg = c->srv->cfg;
     r->method = p->method;
-    r->keep_alive = llhttp_should_keep_alive(p);
+    /* After gw_server_stop() every request is the connection's last, so busy connections
+     * still drain when clients keep pipelining. */
+    r->keep_alive = llhttp_should_keep_alive(p) && !c->srv->stopping;
     char *q = strchr(r->url, '?');
     size_t plen = q ? (size_t)(q - r->url) : strlen(r->url);
     memcpy(r->path, r->url, plen);
@@ -1119,9 +1194,12 @@ static int on_headers_complete(llhttp_t *p)
         r->body_cap = (size_t)p->content_length;
     }
     c->phase = PH_BODY;
-    if (r->expect_continue && c->head == r)
-        send_continue(c, r);
-    uv_timer_start(&c->timer, on_timer, cfg->body_timeout_ms, 0);
+    if (!r->expect_continue)
+        uv_timer_start(&c->timer, on_timer, cfg->body_timeout_ms, 0);
+    else if (c->head == r)
+        send_continue(c, r); /* starts the body clock */
+    else
+        uv_timer_stop(&c->timer); /* the 100 waits for earlier answers; so does the clock */
     return 0;
 }
 
@@ -1150,6 +1228,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
             c->fatal = 1;
             r->close_after = 1;
             c->cur = NULL;
+            c->phase = PH_IDLE;
             respond_error(r, 503, "overloaded", "out of memory");
             return -1;
         }
@@ -1272,8 +1351,7 @@ static void drop_partial(conn_t *c)
             c->tail = prev;
         c->nreqs--;
     }
-    free(r->body);
-    free(r);
+    req_put(c, r);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -1329,13 +1407,11 @@ static void on_connection(uv_stream_t *listener, int status)
     c->parser.data = c;
     if (srv->nconns > srv->cfg->max_connections || srv->stopping) {
         /* Over the limit: one short answer instead of a silent drop. */
-        req_t *r = calloc(1, sizeof *r);
+        req_t *r = req_get(c);
         if (r == NULL) {
             conn_close(c);
             return;
         }
-        r->conn = c;
-        r->start_ns = uv_hrtime();
         r->route = "other";
         c->head = c->tail = r;
         c->nreqs = 1;
@@ -1420,7 +1496,7 @@ void gw_server_stop(gw_server_t *srv)
     while (c != NULL) {
         conn_t *next = c->next;
         if (c->head == NULL && c->cur == NULL)
-            conn_close(c);
+            close_idle(c);
         c = next;
     }
     if (srv->nconns == 0 && !srv->drained_sent) {
