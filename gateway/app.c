@@ -7,6 +7,8 @@
 #include <string.h>
 #include <uv.h>
 
+#include <cjson/cJSON.h>
+
 #include "err.h"
 #include "log.h"
 #include "metrics.h"
@@ -14,11 +16,23 @@
 #include "provider.h"
 #include "server.h"
 
+typedef struct app app_t;
+
+/* One served model: its pool, and the context its pool hooks get back. */
 typedef struct {
+    app_t *app;
+    const gw_model_t *model;
+    gw_pool_t *pool;
+    int is_default;
+} model_t;
+
+struct app {
     uv_loop_t loop;
     const gw_config_t *cfg;
     gw_server_t *server;
-    gw_pool_t *pool;
+    model_t models[GW_MODELS_MAX];
+    int nmodels;
+    model_t *def; /* the default model */
     gw_metrics_t *metrics;
     struct {
         int requests, duration, queue_wait, scale, backends, desired, min, max, inflight, queued,
@@ -27,16 +41,29 @@ typedef struct {
     uv_signal_t sigterm, sigint;
     uv_timer_t exit_timer;
     int stopping;
-    int pool_done, server_drained;
+    int pools_done, pool_done, server_drained;
     int exit_code;
-} app_t;
+};
+
+static model_t *find_model(app_t *app, const char *name)
+{
+    if (name == NULL || name[0] == '\0')
+        return app->def;
+    for (int i = 0; i < app->nmodels; i++)
+        if (strcmp(app->models[i].model->name, name) == 0)
+            return &app->models[i];
+    return NULL;
+}
 
 /* ---- server ops ---- */
 
 static int app_submit(void *ctx, gw_job_t *job)
 {
     app_t *app = ctx;
-    return gw_pool_submit(app->pool, job);
+    model_t *m = find_model(app, job->model);
+    if (m == NULL)
+        return PROTO_EINVAL; /* 404 unknown_model */
+    return gw_pool_submit(m->pool, job);
 }
 
 static char *dup_printf(size_t *len, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -75,6 +102,102 @@ static char *json_escape_dup(const char *s)
 
 static char *render_metrics(app_t *app, size_t *len);
 
+/* GET /v1/models: every model with its settings and its pool's state. */
+static char *models_json(app_t *app)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "default", app->def->model->name);
+    cJSON *arr = cJSON_AddArrayToObject(root, "models");
+    for (int i = 0; i < app->nmodels; i++) {
+        const model_t *m = &app->models[i];
+        gw_pool_stats_t st;
+        gw_pool_stats(m->pool, &st);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", m->model->name);
+        cJSON_AddBoolToObject(o, "default", m->is_default);
+        if (st.kind[0] != '\0')
+            cJSON_AddStringToObject(o, "kind", st.kind);
+        else
+            cJSON_AddNullToObject(o, "kind"); /* known once a backend has answered */
+        cJSON_AddStringToObject(o, "preprocess",
+                                m->model->preprocess == GW_PRE_FACEAPI ? "faceapi" : "darknet");
+        cJSON_AddNumberToObject(o, "input_size", m->model->input_size);
+        cJSON_AddNumberToObject(o, "threshold", m->model->threshold);
+        cJSON_AddBoolToObject(o, "ready", st.ready > 0);
+        cJSON_AddNumberToObject(o, "backends_ready", st.ready);
+        cJSON_AddNumberToObject(o, "starting", st.starting);
+        cJSON_AddNumberToObject(o, "min", st.min);
+        cJSON_AddNumberToObject(o, "max", st.max);
+        cJSON_AddNumberToObject(o, "desired", st.desired);
+        cJSON_AddNumberToObject(o, "queued", st.queued);
+        cJSON_AddNumberToObject(o, "in_flight", st.inflight);
+        cJSON_AddItemToArray(arr, o);
+    }
+    char *text = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return text;
+}
+
+/* GET /v1/backends: the totals over every pool (the shape bench/ and the tests read), each
+ * model's own pool document under "models", and every backend (each names its model). */
+static char *backends_json(app_t *app)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON *models = cJSON_CreateArray(), *all = cJSON_CreateArray();
+    int desired = 0, min = 0, max = 0, queued = 0, inflight = 0, failures = 0;
+    const char *provider = "local";
+    for (int i = 0; i < app->nmodels; i++) {
+        char *doc = gw_pool_backends_json(app->models[i].pool);
+        cJSON *p = doc != NULL ? cJSON_Parse(doc) : NULL;
+        free(doc);
+        if (p == NULL)
+            continue;
+        desired += cJSON_GetObjectItem(p, "desired")->valueint;
+        min += cJSON_GetObjectItem(p, "min")->valueint;
+        max += cJSON_GetObjectItem(p, "max")->valueint;
+        queued += cJSON_GetObjectItem(p, "queued")->valueint;
+        inflight += cJSON_GetObjectItem(p, "inflight")->valueint;
+        failures += cJSON_GetObjectItem(p, "consecutive_start_failures")->valueint;
+        cJSON *bes = cJSON_DetachItemFromObject(p, "backends");
+        cJSON *be;
+        while (bes != NULL && (be = cJSON_DetachItemFromArray(bes, 0)) != NULL)
+            cJSON_AddItemToArray(all, be);
+        cJSON_Delete(bes);
+        cJSON_AddStringToObject(p, "model", app->models[i].model->name);
+        cJSON_AddItemToArray(models, p);
+    }
+    cJSON_AddNumberToObject(root, "desired", desired);
+    cJSON_AddNumberToObject(root, "min", min);
+    cJSON_AddNumberToObject(root, "max", max);
+    cJSON_AddNumberToObject(root, "queued", queued);
+    cJSON_AddNumberToObject(root, "inflight", inflight);
+    cJSON_AddStringToObject(root, "provider", provider);
+    cJSON_AddNumberToObject(root, "consecutive_start_failures", failures);
+    cJSON_AddItemToObject(root, "models", models);
+    cJSON_AddItemToObject(root, "backends", all);
+    char *text = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return text;
+}
+
+/* Ready when the default model can answer now. Other models do not block it: a model that
+ * scales to zero has no backend most of the time, and one that fails to start must not take
+ * the default model's traffic away from a load balancer. */
+static int app_readyz(app_t *app, char *why, size_t cap)
+{
+    char inner[400];
+    if (gw_pool_readyz(app->def->pool, inner, sizeof inner))
+        return 1;
+    gw_pool_stats_t st;
+    gw_pool_stats(app->def->pool, &st);
+    /* A default model that scales to zero is ready to take a request (it starts a backend),
+     * unless starts are failing. */
+    if (st.min == 0 && st.starting == 0 && st.failed_starts == 0 && !app->stopping)
+        return 1;
+    snprintf(why, cap, "default model '%s': %s", app->def->model->name, inner);
+    return 0;
+}
+
 static int app_get(void *ctx, const char *path, const char *query, gw_reply_t *out)
 {
     app_t *app = ctx;
@@ -82,12 +205,13 @@ static int app_get(void *ctx, const char *path, const char *query, gw_reply_t *o
     if (strcmp(path, "/readyz") == 0) {
         char why[512];
         out->content_type = "application/json";
-        if (gw_pool_readyz(app->pool, why, sizeof why)) {
+        if (app_readyz(app, why, sizeof why)) {
             gw_pool_stats_t st;
-            gw_pool_stats(app->pool, &st);
+            gw_pool_stats(app->def->pool, &st);
             out->status = 200;
-            out->body = dup_printf(&out->body_len, "{\"ready\":true,\"backends_ready\":%d}",
-                                   st.ready);
+            out->body = dup_printf(&out->body_len,
+                                   "{\"ready\":true,\"model\":\"%s\",\"backends_ready\":%d}",
+                                   app->def->model->name, st.ready);
         } else {
             char *esc = json_escape_dup(why);
             out->status = 503;
@@ -98,25 +222,11 @@ static int app_get(void *ctx, const char *path, const char *query, gw_reply_t *o
         }
         return 0;
     }
-    if (strcmp(path, "/v1/backends") == 0) {
+    if (strcmp(path, "/v1/backends") == 0 || strcmp(path, "/v1/models") == 0) {
         out->status = 200;
         out->content_type = "application/json";
-        out->body = gw_pool_backends_json(app->pool);
+        out->body = path[4] == 'b' ? backends_json(app) : models_json(app);
         out->body_len = out->body != NULL ? strlen(out->body) : 0;
-        return 0;
-    }
-    if (strcmp(path, "/v1/models") == 0) {
-        gw_pool_stats_t st;
-        gw_pool_stats(app->pool, &st);
-        char *name = json_escape_dup(app->cfg->model_name);
-        out->status = 200;
-        out->content_type = "application/json";
-        out->body = dup_printf(&out->body_len,
-                               "{\"default\":\"%s\",\"models\":[{\"name\":\"%s\",\"ready\":%s,"
-                               "\"backends_ready\":%d,\"min\":%d,\"max\":%d}]}",
-                               name ? name : "", name ? name : "", st.ready > 0 ? "true" : "false",
-                               st.ready, st.min, st.max);
-        free(name);
         return 0;
     }
     if (strcmp(path, "/metrics") == 0) {
@@ -165,21 +275,22 @@ static const double latency_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 
 static void on_queue_wait(void *ctx, double seconds)
 {
-    app_t *app = ctx;
-    gw_metrics_observe(app->metrics, app->fam.queue_wait, NULL, NULL, seconds);
+    model_t *m = ctx;
+    gw_metrics_observe(m->app->metrics, m->app->fam.queue_wait, m->model->name, NULL, seconds);
 }
 
 static void on_scale(void *ctx, const char *direction, const char *reason)
 {
-    app_t *app = ctx;
-    gw_metrics_add(app->metrics, app->fam.scale, direction, reason, 1);
+    model_t *m = ctx;
+    gw_metrics_add3(m->app->metrics, m->app->fam.scale, m->model->name, direction, reason, 1);
 }
 
 static void on_job_done(void *ctx, const gw_job_t *job)
 {
-    app_t *app = ctx;
+    model_t *m = ctx;
     if (job->http_status == 200)
-        gw_metrics_observe(app->metrics, app->fam.infer, NULL, NULL, job->infer_ms / 1000.0);
+        gw_metrics_observe(m->app->metrics, m->app->fam.infer, m->model->name, NULL,
+                           job->infer_ms / 1000.0);
 }
 
 static int declare_metrics(app_t *app)
@@ -191,58 +302,68 @@ static int declare_metrics(app_t *app)
         return app->fam.field;
     D(requests, GW_COUNTER, "framegate_requests_total", "HTTP requests answered, by route and status code.", "route,code", NULL, 0)
     D(duration, GW_HISTOGRAM, "framegate_request_duration_seconds", "Time from the end of a request to its answer.", "route", latency_buckets, nb)
-    D(queue_wait, GW_HISTOGRAM, "framegate_queue_wait_seconds", "Time frames waited in the queue for a backend.", NULL, latency_buckets, nb)
-    D(infer, GW_HISTOGRAM, "framegate_inference_seconds", "Network time reported by the backends (forward pass + boxes + NMS).", NULL, latency_buckets, nb)
-    D(scale, GW_COUNTER, "framegate_scale_events_total", "Autoscaler actions, by direction and reason.", "direction,reason", NULL, 0)
-    D(backends, GW_GAUGE, "framegate_backends", "Backends by state.", "state", NULL, 0)
-    D(desired, GW_GAUGE, "framegate_backends_desired", "Backends the autoscaler wants.", NULL, NULL, 0)
-    D(min, GW_GAUGE, "framegate_backends_min", "Configured minimum backends.", NULL, NULL, 0)
-    D(max, GW_GAUGE, "framegate_backends_max", "Configured maximum backends.", NULL, NULL, 0)
-    D(inflight, GW_GAUGE, "framegate_inflight", "Frames being processed by a backend.", NULL, NULL, 0)
-    D(queued, GW_GAUGE, "framegate_queue_depth", "Frames waiting for a backend.", NULL, NULL, 0)
-    D(be_inflight, GW_GAUGE, "framegate_backend_inflight", "Frames in flight per backend.", "backend,state", NULL, 0)
-    D(be_served, GW_GAUGE, "framegate_backend_served", "Frames answered by each running backend.", "backend", NULL, 0)
-    D(be_failures, GW_GAUGE, "framegate_backend_failures", "Frames each running backend failed.", "backend", NULL, 0)
-    D(retried, GW_COUNTER, "framegate_retries_total", "Frames re-dispatched after a backend failure.", NULL, NULL, 0)
-    D(crashes, GW_COUNTER, "framegate_backend_crashes_total", "Ready backends lost (exit or broken connection).", NULL, NULL, 0)
-    D(failed_starts, GW_COUNTER, "framegate_backend_failed_starts_total", "Backends that failed before becoming ready.", NULL, NULL, 0)
+    D(queue_wait, GW_HISTOGRAM, "framegate_queue_wait_seconds", "Time frames waited in the queue for a backend.", "model", latency_buckets, nb)
+    D(infer, GW_HISTOGRAM, "framegate_inference_seconds", "Network time reported by the backends (forward pass + boxes + NMS).", "model", latency_buckets, nb)
+    D(scale, GW_COUNTER, "framegate_scale_events_total", "Autoscaler actions, by model, direction and reason.", "model,direction,reason", NULL, 0)
+    D(backends, GW_GAUGE, "framegate_backends", "Backends by model and state.", "model,state", NULL, 0)
+    D(desired, GW_GAUGE, "framegate_backends_desired", "Backends the autoscaler wants.", "model", NULL, 0)
+    D(min, GW_GAUGE, "framegate_backends_min", "Configured minimum backends.", "model", NULL, 0)
+    D(max, GW_GAUGE, "framegate_backends_max", "Configured maximum backends.", "model", NULL, 0)
+    D(inflight, GW_GAUGE, "framegate_inflight", "Frames being processed by a backend.", "model", NULL, 0)
+    D(queued, GW_GAUGE, "framegate_queue_depth", "Frames waiting for a backend.", "model", NULL, 0)
+    D(be_inflight, GW_GAUGE, "framegate_backend_inflight", "Frames in flight per backend.", "model,backend,state", NULL, 0)
+    D(be_served, GW_GAUGE, "framegate_backend_served", "Frames answered by each running backend.", "model,backend", NULL, 0)
+    D(be_failures, GW_GAUGE, "framegate_backend_failures", "Frames each running backend failed.", "model,backend", NULL, 0)
+    D(retried, GW_COUNTER, "framegate_retries_total", "Frames re-dispatched after a backend failure.", "model", NULL, 0)
+    D(crashes, GW_COUNTER, "framegate_backend_crashes_total", "Ready backends lost (exit or broken connection).", "model", NULL, 0)
+    D(failed_starts, GW_COUNTER, "framegate_backend_failed_starts_total", "Backends that failed before becoming ready.", "model", NULL, 0)
     D(connections, GW_GAUGE, "framegate_http_connections", "Open client connections.", NULL, NULL, 0)
 #undef D
     return 0;
 }
 
+typedef struct {
+    app_t *app;
+    const char *model;
+} per_backend_t;
+
 static void per_backend(void *arg, const char *name, const char *state, int inflight,
                         uint64_t served, uint64_t failures)
 {
-    app_t *app = arg;
-    gw_metrics_set(app->metrics, app->fam.be_inflight, name, state, inflight);
-    gw_metrics_set(app->metrics, app->fam.be_served, name, NULL, (double)served);
-    gw_metrics_set(app->metrics, app->fam.be_failures, name, NULL, (double)failures);
+    per_backend_t *pb = arg;
+    gw_metrics_t *m = pb->app->metrics;
+    gw_metrics_set3(m, pb->app->fam.be_inflight, pb->model, name, state, inflight);
+    gw_metrics_set(m, pb->app->fam.be_served, pb->model, name, (double)served);
+    gw_metrics_set(m, pb->app->fam.be_failures, pb->model, name, (double)failures);
 }
 
 static char *render_metrics(app_t *app, size_t *len)
 {
     gw_metrics_t *m = app->metrics;
-    gw_pool_stats_t st;
-    gw_pool_stats(app->pool, &st);
-    gw_metrics_set(m, app->fam.backends, "starting", NULL, st.starting);
-    gw_metrics_set(m, app->fam.backends, "ready", NULL, st.ready);
-    gw_metrics_set(m, app->fam.backends, "draining", NULL, st.draining);
-    gw_metrics_set(m, app->fam.backends, "stopping", NULL, st.stopping);
-    gw_metrics_set(m, app->fam.desired, NULL, NULL, st.desired);
-    gw_metrics_set(m, app->fam.min, NULL, NULL, st.min);
-    gw_metrics_set(m, app->fam.max, NULL, NULL, st.max);
-    gw_metrics_set(m, app->fam.inflight, NULL, NULL, st.inflight);
-    gw_metrics_set(m, app->fam.queued, NULL, NULL, st.queued);
-    gw_metrics_set(m, app->fam.retried, NULL, NULL, (double)st.retried);
-    gw_metrics_set(m, app->fam.crashes, NULL, NULL, (double)st.crashes);
-    gw_metrics_set(m, app->fam.failed_starts, NULL, NULL, (double)st.failed_starts);
-    gw_metrics_set(m, app->fam.connections, NULL, NULL, gw_server_connections(app->server));
     /* Backends come and go: their series are rebuilt at every scrape. */
     gw_metrics_clear(m, app->fam.be_inflight);
     gw_metrics_clear(m, app->fam.be_served);
     gw_metrics_clear(m, app->fam.be_failures);
-    gw_pool_foreach(app->pool, per_backend, app);
+    for (int i = 0; i < app->nmodels; i++) {
+        const char *name = app->models[i].model->name;
+        gw_pool_stats_t st;
+        gw_pool_stats(app->models[i].pool, &st);
+        gw_metrics_set(m, app->fam.backends, name, "starting", st.starting);
+        gw_metrics_set(m, app->fam.backends, name, "ready", st.ready);
+        gw_metrics_set(m, app->fam.backends, name, "draining", st.draining);
+        gw_metrics_set(m, app->fam.backends, name, "stopping", st.stopping);
+        gw_metrics_set(m, app->fam.desired, name, NULL, st.desired);
+        gw_metrics_set(m, app->fam.min, name, NULL, st.min);
+        gw_metrics_set(m, app->fam.max, name, NULL, st.max);
+        gw_metrics_set(m, app->fam.inflight, name, NULL, st.inflight);
+        gw_metrics_set(m, app->fam.queued, name, NULL, st.queued);
+        gw_metrics_set(m, app->fam.retried, name, NULL, (double)st.retried);
+        gw_metrics_set(m, app->fam.crashes, name, NULL, (double)st.crashes);
+        gw_metrics_set(m, app->fam.failed_starts, name, NULL, (double)st.failed_starts);
+        per_backend_t pb = {app, name};
+        gw_pool_foreach(app->models[i].pool, per_backend, &pb);
+    }
+    gw_metrics_set(m, app->fam.connections, NULL, NULL, gw_server_connections(app->server));
     return gw_metrics_render(m, len);
 }
 
@@ -256,7 +377,9 @@ static void on_exit_timer(uv_timer_t *t)
 
 static void on_pool_done(void *arg)
 {
-    app_t *app = arg;
+    app_t *app = ((model_t *)arg)->app;
+    if (++app->pools_done < app->nmodels)
+        return;
     app->pool_done = 1;
     GW_LOG_I("backends_stopped", "%s", "");
     maybe_exit(app);
@@ -275,7 +398,8 @@ static void begin_shutdown(app_t *app, int signum)
     GW_LOG_I("shutdown", "signal=%d grace_ms=%llu", signum,
              (unsigned long long)app->cfg->shutdown_grace_ms);
     gw_server_stop(app->server);
-    gw_pool_shutdown(app->pool, on_pool_done, app);
+    for (int i = 0; i < app->nmodels; i++)
+        gw_pool_shutdown(app->models[i].pool, on_pool_done, &app->models[i]);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -299,7 +423,6 @@ static const gw_pool_hooks_t pool_hooks = {
 int gw_app_run(const gw_config_t *cfg, const char *argv0)
 {
     app_t app;
-    gw_provider_t *provider = NULL;
     int rv;
 
     memset(&app, 0, sizeof app);
@@ -309,10 +432,32 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
         GW_LOG_E("start", "error=\"%s\"", uv_strerror(rv));
         return 1;
     }
-    if ((rv = gw_provider_local_create(&provider, &app.loop, cfg, argv0, NULL)) != 0 ||
-        (rv = gw_metrics_create(&app.metrics)) != 0 || (rv = declare_metrics(&app)) != 0 ||
-        (rv = gw_pool_create(&app.pool, &app.loop, cfg, provider, &pool_hooks, &app)) != 0 ||
-        (rv = gw_server_create(&app.server, &app.loop, cfg, &server_ops, &app)) != 0) {
+    if ((rv = gw_metrics_create(&app.metrics)) != 0 || (rv = declare_metrics(&app)) != 0) {
+        GW_LOG_E("start", "error=\"%s\"", proto_strerror(rv));
+        return 1;
+    }
+    for (int i = 0; i < cfg->nmodels; i++) {
+        model_t *m = &app.models[i];
+        gw_provider_t *provider = NULL;
+        m->app = &app;
+        m->model = &cfg->models[i];
+        m->is_default = strcmp(m->model->name, cfg->default_model) == 0;
+        if (m->is_default)
+            app.def = m;
+        if ((rv = gw_provider_local_create(&provider, &app.loop, cfg, m->model, argv0, NULL)) !=
+                0 ||
+            (rv = gw_pool_create(&m->pool, &app.loop, cfg, m->model, provider, &pool_hooks, m)) !=
+                0) {
+            GW_LOG_E("start", "model=%s error=\"%s\"", m->model->name, proto_strerror(rv));
+            return 1;
+        }
+        app.nmodels++;
+    }
+    if (app.def == NULL) { /* gw_config_validate makes sure of it */
+        GW_LOG_E("start", "error=\"no default model\"");
+        return 1;
+    }
+    if ((rv = gw_server_create(&app.server, &app.loop, cfg, &server_ops, &app)) != 0) {
         GW_LOG_E("start", "error=\"%s\"", proto_strerror(rv));
         return 1;
     }
@@ -329,15 +474,21 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
     uv_timer_init(&app.loop, &app.exit_timer);
     app.exit_timer.data = &app;
 
-    GW_LOG_I("listening", "host=%s port=%d min_backends=%d max_backends=%d model=%s",
-             cfg->listen_host, gw_server_port(app.server), cfg->min_backends, cfg->max_backends,
-             cfg->model_name);
-    gw_pool_start(app.pool);
+    GW_LOG_I("listening", "host=%s port=%d models=%d default_model=%s", cfg->listen_host,
+             gw_server_port(app.server), app.nmodels, cfg->default_model);
+    for (int i = 0; i < app.nmodels; i++) {
+        const gw_model_t *m = app.models[i].model;
+        GW_LOG_I("model", "name=%s min_backends=%d max_backends=%d preprocess=%s input_size=%d",
+                 m->name, m->min_backends, m->max_backends,
+                 m->preprocess == GW_PRE_FACEAPI ? "faceapi" : "darknet", m->input_size);
+        gw_pool_start(app.models[i].pool);
+    }
 
     uv_run(&app.loop, UV_RUN_DEFAULT);
 
     gw_server_destroy(app.server);
-    gw_pool_destroy(app.pool);
+    for (int i = 0; i < app.nmodels; i++)
+        gw_pool_destroy(app.models[i].pool);
     uv_walk(&app.loop, close_walk, NULL);
     uv_run(&app.loop, UV_RUN_DEFAULT);
     uv_loop_close(&app.loop);

@@ -12,13 +12,15 @@ typedef struct {
 
 struct gw_autoscale {
     const gw_config_t *cfg;
+    int min, max;  /* the model's bounds (or the top-level ones) */
+    double target;
     sample_t *ring; /* samples newer than the stable window, oldest first */
     size_t cap, head, len;
     uint64_t panic_until;
     int desired;
 };
 
-int gw_autoscale_create(gw_autoscale_t **out, const gw_config_t *cfg)
+int gw_autoscale_create(gw_autoscale_t **out, const gw_config_t *cfg, const gw_model_t *model)
 {
     gw_autoscale_t *a = calloc(1, sizeof *a);
     if (a == NULL)
@@ -35,7 +37,11 @@ int gw_autoscale_create(gw_autoscale_t **out, const gw_config_t *cfg)
         return PROTO_ENOMEM;
     }
     a->cfg = cfg;
-    a->desired = cfg->min_backends;
+    a->min = model != NULL ? model->min_backends : cfg->min_backends;
+    a->max = model != NULL ? model->max_backends : cfg->max_backends;
+    a->target = model != NULL ? model->target_inflight_per_backend
+                              : cfg->target_inflight_per_backend;
+    a->desired = a->min;
     *out = a;
     return 0;
 }
@@ -61,16 +67,16 @@ static double peak_since(const gw_autoscale_t *a, uint64_t since)
     return peak;
 }
 
-static int clamp_count(const gw_config_t *cfg, double load)
+static int clamp_count(const gw_autoscale_t *a, double load)
 {
-    double want = ceil(load / cfg->target_inflight_per_backend - 1e-9);
-    int n = want > cfg->max_backends ? cfg->max_backends : (int)want;
+    double want = ceil(load / a->target - 1e-9);
+    int n = want > a->max ? a->max : (int)want;
     if (load > 0 && n < 1)
         n = 1;
-    if (n < cfg->min_backends)
-        n = cfg->min_backends;
-    if (n > cfg->max_backends)
-        n = cfg->max_backends;
+    if (n < a->min)
+        n = a->min;
+    if (n > a->max)
+        n = a->max;
     return n;
 }
 
@@ -95,8 +101,8 @@ gw_scale_decision_t gw_autoscale_tick(gw_autoscale_t *a, uint64_t now_ms, double
     a->len++;
 
     uint64_t panic_since = now_ms > cfg->panic_window_ms ? now_ms - cfg->panic_window_ms : 0;
-    int up = clamp_count(cfg, peak_since(a, panic_since));
-    int down = clamp_count(cfg, peak_since(a, stable_since));
+    int up = clamp_count(a, peak_since(a, panic_since));
+    int down = clamp_count(a, peak_since(a, stable_since));
 
     if (queued > 0 || up > current)
         a->panic_until = now_ms + cfg->panic_window_ms;
@@ -106,7 +112,7 @@ gw_scale_decision_t gw_autoscale_tick(gw_autoscale_t *a, uint64_t now_ms, double
         /* Never shrink while panicking; grow to what the short window asks for. */
         d.desired = up > a->desired ? up : a->desired;
         if (d.desired < current)
-            d.desired = current > cfg->max_backends ? cfg->max_backends : current;
+            d.desired = current > a->max ? a->max : current;
         d.reason = queued > 0 ? "queue" : "load";
     } else {
         d.desired = down;

@@ -25,8 +25,10 @@ typedef struct {
     const char *reason; /* static: "queue", "load", "idle", "steady" */
 } gw_scale_decision_t;
 
-/* cfg must outlive the policy. Returns 0 or PROTO_ENOMEM. */
-int gw_autoscale_create(gw_autoscale_t **out, const gw_config_t *cfg);
+/* The policy for one model's pool: min/max/target from `model` (after gw_config_validate
+ * resolved what it inherits), or from cfg's top-level keys when model is NULL. cfg and model
+ * must outlive the policy. Returns 0 or PROTO_ENOMEM. */
+int gw_autoscale_create(gw_autoscale_t **out, const gw_config_t *cfg, const gw_model_t *model);
 void gw_autoscale_destroy(gw_autoscale_t *a);
 
 /* Records the sample for the tick at `now_ms` (monotonic) and decides. `peak_load` is the

@@ -16,7 +16,17 @@
 #include "msg.h"
 #include "log.h"
 
-typedef enum { T_INT, T_SIZE, T_MS, T_DOUBLE, T_STR, T_LISTEN, T_LEVEL, T_BACKENDS } key_type_t;
+typedef enum {
+    T_INT,
+    T_SIZE,
+    T_MS,
+    T_DOUBLE,
+    T_STR,
+    T_LISTEN,
+    T_LEVEL,
+    T_BACKENDS,
+    T_PREPROCESS,
+} key_type_t;
 
 typedef struct {
     const char *name;
@@ -24,51 +34,125 @@ typedef struct {
     size_t off;
     size_t cap; /* strings: buffer size */
     double min, max;
+    unsigned bit; /* model keys: the GW_MODEL_SET_* bit a value sets (pool keys only) */
 } key_t_;
 
 #define F(field) offsetof(gw_config_t, field)
 #define S(field) sizeof(((gw_config_t *)0)->field)
 
 static const key_t_ keys[] = {
-    {"listen", T_LISTEN, 0, 0, 0, 0},
-    {"max_connections", T_INT, F(max_connections), 0, 1, 1000000},
-    {"max_header_bytes", T_SIZE, F(max_header_bytes), 0, 256, 1 << 20},
-    {"max_body_bytes", T_SIZE, F(max_body_bytes), 0, 1, (double)PROTO_PAYLOAD_MAX},
-    {"max_pipelined", T_INT, F(max_pipelined), 0, 1, 1024},
-    {"header_timeout_ms", T_MS, F(header_timeout_ms), 0, 1, 3600000},
-    {"body_timeout_ms", T_MS, F(body_timeout_ms), 0, 1, 3600000},
-    {"idle_timeout_ms", T_MS, F(idle_timeout_ms), 0, 1, 86400000},
-    {"queue_size", T_INT, F(queue_size), 0, 0, 1000000},
-    {"deadline_ms", T_MS, F(deadline_ms), 0, 1, 3600000},
-    {"retries", T_INT, F(retries), 0, 0, 100},
-    {"retry_after_s", T_INT, F(retry_after_s), 0, 1, 3600},
-    {"backend_command", T_STR, F(backend_command), S(backend_command), 0, 0},
-    {"backend_args", T_STR, F(backend_args), S(backend_args), 0, 0},
-    {"backend_concurrency", T_INT, F(backend_concurrency), 0, 1, 256},
-    {"runtime_dir", T_STR, F(runtime_dir), S(runtime_dir), 0, 0},
-    {"model_name", T_STR, F(model_name), S(model_name), 0, 0},
-    {"model_cfg", T_STR, F(model_cfg), S(model_cfg), 0, 0},
-    {"model_weights", T_STR, F(model_weights), S(model_weights), 0, 0},
-    {"model_names", T_STR, F(model_names), S(model_names), 0, 0},
-    {"threshold", T_DOUBLE, F(threshold), 0, 0, 1},
-    {"nms", T_DOUBLE, F(nms), 0, 0, 1},
-    {"backends", T_BACKENDS, 0, 0, 1, 256},
-    {"min_backends", T_INT, F(min_backends), 0, 0, 256},
-    {"max_backends", T_INT, F(max_backends), 0, 1, 256},
-    {"target_inflight_per_backend", T_DOUBLE, F(target_inflight_per_backend), 0, 0.001, 1e6},
-    {"scale_interval_ms", T_MS, F(scale_interval_ms), 0, 10, 3600000},
-    {"stable_window_ms", T_MS, F(stable_window_ms), 0, 0, 86400000},
-    {"panic_window_ms", T_MS, F(panic_window_ms), 0, 0, 86400000},
-    {"max_starting", T_INT, F(max_starting), 0, 1, 256},
-    {"start_timeout_ms", T_MS, F(start_timeout_ms), 0, 1, 86400000},
-    {"stop_grace_ms", T_MS, F(stop_grace_ms), 0, 0, 3600000},
-    {"backoff_initial_ms", T_MS, F(backoff_initial_ms), 0, 1, 3600000},
-    {"backoff_max_ms", T_MS, F(backoff_max_ms), 0, 1, 86400000},
-    {"shutdown_grace_ms", T_MS, F(shutdown_grace_ms), 0, 0, 3600000},
-    {"log_level", T_LEVEL, F(log_level), 0, 0, 0},
+    {"listen", T_LISTEN, 0, 0, 0, 0, 0},
+    {"max_connections", T_INT, F(max_connections), 0, 1, 1000000, 0},
+    {"max_header_bytes", T_SIZE, F(max_header_bytes), 0, 256, 1 << 20, 0},
+    {"max_body_bytes", T_SIZE, F(max_body_bytes), 0, 1, (double)PROTO_PAYLOAD_MAX, 0},
+    {"max_pipelined", T_INT, F(max_pipelined), 0, 1, 1024, 0},
+    {"header_timeout_ms", T_MS, F(header_timeout_ms), 0, 1, 3600000, 0},
+    {"body_timeout_ms", T_MS, F(body_timeout_ms), 0, 1, 3600000, 0},
+    {"idle_timeout_ms", T_MS, F(idle_timeout_ms), 0, 1, 86400000, 0},
+    {"queue_size", T_INT, F(queue_size), 0, 0, 1000000, 0},
+    {"deadline_ms", T_MS, F(deadline_ms), 0, 1, 3600000, 0},
+    {"retries", T_INT, F(retries), 0, 0, 100, 0},
+    {"retry_after_s", T_INT, F(retry_after_s), 0, 1, 3600, 0},
+    {"backend_command", T_STR, F(backend_command), S(backend_command), 0, 0, 0},
+    {"backend_args", T_STR, F(backend_args), S(backend_args), 0, 0, 0},
+    {"backend_concurrency", T_INT, F(backend_concurrency), 0, 1, 256, 0},
+    {"runtime_dir", T_STR, F(runtime_dir), S(runtime_dir), 0, 0, 0},
+    {"models", T_STR, F(serve), S(serve), 0, 0, 0},
+    {"default_model", T_STR, F(default_model), S(default_model), 0, 0, 0},
+    {"backends", T_BACKENDS, 0, 0, 1, 256, 0},
+    {"min_backends", T_INT, F(min_backends), 0, 0, 256, 0},
+    {"max_backends", T_INT, F(max_backends), 0, 1, 256, 0},
+    {"target_inflight_per_backend", T_DOUBLE, F(target_inflight_per_backend), 0, 0.001, 1e6, 0},
+    {"scale_interval_ms", T_MS, F(scale_interval_ms), 0, 10, 3600000, 0},
+    {"stable_window_ms", T_MS, F(stable_window_ms), 0, 0, 86400000, 0},
+    {"panic_window_ms", T_MS, F(panic_window_ms), 0, 0, 86400000, 0},
+    {"max_starting", T_INT, F(max_starting), 0, 1, 256, 0},
+    {"start_timeout_ms", T_MS, F(start_timeout_ms), 0, 1, 86400000, 0},
+    {"stop_grace_ms", T_MS, F(stop_grace_ms), 0, 0, 3600000, 0},
+    {"backoff_initial_ms", T_MS, F(backoff_initial_ms), 0, 1, 3600000, 0},
+    {"backoff_max_ms", T_MS, F(backoff_max_ms), 0, 1, 86400000, 0},
+    {"shutdown_grace_ms", T_MS, F(shutdown_grace_ms), 0, 0, 3600000, 0},
+    {"log_level", T_LEVEL, F(log_level), 0, 0, 0, 0},
+};
+
+#define M(field) offsetof(gw_model_t, field)
+#define MS(field) sizeof(((gw_model_t *)0)->field)
+
+/* Keys of a "[model NAME]" section (or "model.NAME.KEY"). The last four are pool keys that a
+ * model inherits from the top-level key of the same name unless it sets its own. */
+static const key_t_ model_keys[] = {
+    {"cfg", T_STR, M(cfg), MS(cfg), 0, 0, 0},
+    {"weights", T_STR, M(weights), MS(weights), 0, 0, 0},
+    {"names", T_STR, M(names), MS(names), 0, 0, 0},
+    {"input_size", T_INT, M(input_size), 0, 0, 8192, 0},
+    {"preprocess", T_PREPROCESS, M(preprocess), 0, 0, 0, 0},
+    {"threshold", T_DOUBLE, M(threshold), 0, 0, 1, 0},
+    {"nms", T_DOUBLE, M(nms), 0, 0, 1, 0},
+    {"top_k", T_INT, M(top_k), 0, 0, 1000, 0},
+    {"backends", T_BACKENDS, 0, 0, 1, 256, GW_MODEL_SET_MIN | GW_MODEL_SET_MAX},
+    {"min_backends", T_INT, M(min_backends), 0, 0, 256, GW_MODEL_SET_MIN},
+    {"max_backends", T_INT, M(max_backends), 0, 1, 256, GW_MODEL_SET_MAX},
+    {"target_inflight_per_backend", T_DOUBLE, M(target_inflight_per_backend), 0, 0.001, 1e6,
+     GW_MODEL_SET_TARGET},
+    {"backend_args", T_STR, M(backend_args), MS(backend_args), 0, 0, GW_MODEL_SET_ARGS},
 };
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
+static const char *const preprocess_names[] = {"darknet", "faceapi"};
+
+/* A new model: darknet's own defaults, pool keys inherited. */
+static void init_model(gw_model_t *m, const char *name)
+{
+    memset(m, 0, sizeof *m);
+    snprintf(m->name, sizeof m->name, "%s", name);
+    m->preprocess = GW_PRE_DARKNET;
+    m->threshold = 0.25;
+    m->nms = 0.45;
+}
+
+/* Appends a new model (the caller checked there is room). */
+static gw_model_t *add_model(gw_config_t *cfg, const char *name)
+{
+    gw_model_t *m = &cfg->models[cfg->nmodels++];
+    init_model(m, name);
+    return m;
+}
+
+/* The embedded models: the face detector converted from face-api at setup (the default,
+ * listed first) and yolov3-tiny with the weights scripts/models.sh generates; both in the
+ * cache directory, resolved here at start. yolov3-tiny scales to zero when idle. */
+static void default_models(gw_config_t *cfg)
+{
+    const char *cache = getenv("FRAMEGATE_CACHE");
+    const char *home = getenv("HOME");
+    char dir[900];
+    if (cache != NULL && cache[0] != '\0')
+        snprintf(dir, sizeof dir, "%.880s/models", cache);
+    else
+        snprintf(dir, sizeof dir, "%.850s/.cache/framegate/models",
+                 home != NULL && home[0] != '\0' ? home : "/root");
+
+    gw_model_t *m = &cfg->models[0];
+    init_model(m, "face");
+    snprintf(m->cfg, sizeof m->cfg, "%s/face-tiny.cfg", dir);
+    snprintf(m->weights, sizeof m->weights, "%s/face-tiny.weights", dir);
+    snprintf(m->names, sizeof m->names, "%s/face.names", dir);
+    m->preprocess = GW_PRE_FACEAPI;
+    m->input_size = 416;
+    m->threshold = 0.5;
+    m->nms = 0.4;
+
+    m = &cfg->models[1];
+    init_model(m, "yolov3-tiny");
+    snprintf(m->cfg, sizeof m->cfg, "/usr/share/darknet/cfg/yolov3-tiny.cfg");
+    snprintf(m->weights, sizeof m->weights, "%s/yolov3-tiny.weights", dir);
+    snprintf(m->names, sizeof m->names, "/usr/share/darknet/data/coco.names");
+    m->threshold = 0.25;
+    m->nms = 0.45;
+    m->min_backends = 0;
+    m->set = GW_MODEL_SET_MIN;
+    cfg->nmodels = 2;
+}
 
 void gw_config_defaults(gw_config_t *cfg)
 {
@@ -87,21 +171,7 @@ void gw_config_defaults(gw_config_t *cfg)
     cfg->retries = 2;
     cfg->retry_after_s = 1;
     cfg->backend_concurrency = 1;
-    snprintf(cfg->model_name, sizeof cfg->model_name, "yolov3-tiny");
-    snprintf(cfg->model_cfg, sizeof cfg->model_cfg, "/usr/share/darknet/cfg/yolov3-tiny.cfg");
-    snprintf(cfg->model_names, sizeof cfg->model_names, "/usr/share/darknet/data/coco.names");
-    /* The generated default weights live in the cache scripts/models.sh writes. */
-    const char *cache = getenv("FRAMEGATE_CACHE");
-    const char *home = getenv("HOME");
-    if (cache != NULL && cache[0] != '\0')
-        snprintf(cfg->model_weights, sizeof cfg->model_weights, "%.900s/models/yolov3-tiny.weights",
-                 cache);
-    else
-        snprintf(cfg->model_weights, sizeof cfg->model_weights,
-                 "%.900s/.cache/framegate/models/yolov3-tiny.weights",
-                 home != NULL && home[0] != '\0' ? home : "/root");
-    cfg->threshold = 0.25;
-    cfg->nms = 0.45;
+    default_models(cfg);
     cfg->min_backends = 1;
     cfg->max_backends = 2;
     cfg->target_inflight_per_backend = 1;
@@ -198,21 +268,18 @@ static int parse_listen(gw_config_t *cfg, const char *v)
     return 0;
 }
 
-int gw_config_set(gw_config_t *cfg, const char *key, const char *value, const char *origin,
-                  char *err, size_t errcap)
+/* Parses `value` for key k into base + k->off. `shown` is the key as the user wrote it (for
+ * messages); `model` is the model being set, NULL for a top-level key. */
+static int set_key(gw_config_t *cfg, gw_model_t *model, const key_t_ *k, const char *shown,
+                   const char *value, const char *origin, char *err, size_t errcap)
 {
-    const key_t_ *k = find_key(key);
-    char *base = (char *)cfg;
+    char *base = model != NULL ? (char *)model : (char *)cfg;
     double x = 0;
 
-    if (k == NULL) {
-        snprintf(err, errcap, "%s: key '%s': unknown key", origin, key);
-        return PROTO_ECONFIG;
-    }
     switch (k->type) {
     case T_LISTEN:
         if (parse_listen(cfg, value) != 0)
-            return fail(err, errcap, origin, key, "expected HOST:PORT with port 0..65535", value);
+            return fail(err, errcap, origin, shown, "expected HOST:PORT with port 0..65535", value);
         return 0;
     case T_LEVEL:
         for (int i = 0; i < 4; i++)
@@ -220,47 +287,56 @@ int gw_config_set(gw_config_t *cfg, const char *key, const char *value, const ch
                 cfg->log_level = i;
                 return 0;
             }
-        return fail(err, errcap, origin, key, "expected error, warn, info or debug", value);
+        return fail(err, errcap, origin, shown, "expected error, warn, info or debug", value);
+    case T_PREPROCESS:
+        for (int i = 0; i < 2; i++)
+            if (strcmp(value, preprocess_names[i]) == 0) {
+                *(int *)(base + k->off) = i;
+                return 0;
+            }
+        return fail(err, errcap, origin, shown, "expected darknet or faceapi", value);
     case T_STR:
         if (strlen(value) >= k->cap)
-            return fail(err, errcap, origin, key, "too long", value);
+            return fail(err, errcap, origin, shown, "too long", value);
         /* A control character (a newline from the environment) could not be printed back
          * as one "key = value" line, and is never meant in a path or an argument list. */
         for (const char *p = value; *p; p++)
             if (iscntrl((unsigned char)*p))
-                return fail(err, errcap, origin, key, "control character in value", value);
+                return fail(err, errcap, origin, shown, "control character in value", value);
         snprintf(base + k->off, k->cap, "%s", value);
+        if (model != NULL)
+            model->set |= k->bit;
         return 0;
     case T_DOUBLE:
         if (parse_number(value, (const unit_t[]){{"", 1}, {NULL, 0}}, &x) != 0)
-            return fail(err, errcap, origin, key, "expected a number", value);
+            return fail(err, errcap, origin, shown, "expected a number", value);
         break;
     case T_SIZE:
         if (parse_number(value, size_units, &x) != 0)
-            return fail(err, errcap, origin, key, "expected bytes, optionally with K/M/G", value);
+            return fail(err, errcap, origin, shown, "expected bytes, optionally with K/M/G", value);
         break;
     case T_MS:
         if (parse_number(value, ms_units, &x) != 0)
-            return fail(err, errcap, origin, key, "expected milliseconds, or a ms/s/m suffix",
+            return fail(err, errcap, origin, shown, "expected milliseconds, or a ms/s/m suffix",
                         value);
         break;
     case T_INT:
     case T_BACKENDS:
         if (parse_number(value, (const unit_t[]){{"", 1}, {NULL, 0}}, &x) != 0 || x != floor(x))
-            return fail(err, errcap, origin, key, "expected an integer", value);
+            return fail(err, errcap, origin, shown, "expected an integer", value);
         break;
     }
     /* Sizes and durations are whole bytes and milliseconds once their unit is applied
      * ("1.5K" and "0.5s" are fine, "1.5" bytes is not). */
     if ((k->type == T_SIZE || k->type == T_MS) && x != floor(x))
-        return fail(err, errcap, origin, key,
+        return fail(err, errcap, origin, shown,
                     k->type == T_SIZE ? "not a whole number of bytes"
                                       : "not a whole number of milliseconds",
                     value);
     if (x < k->min || x > k->max) {
         char why[96];
         snprintf(why, sizeof why, "out of range %.15g..%.15g", k->min, k->max);
-        return fail(err, errcap, origin, key, why, value);
+        return fail(err, errcap, origin, shown, why, value);
     }
     switch (k->type) {
     case T_DOUBLE:
@@ -276,12 +352,95 @@ int gw_config_set(gw_config_t *cfg, const char *key, const char *value, const ch
         *(int *)(base + k->off) = (int)x;
         break;
     case T_BACKENDS: /* a fixed pool: min = max */
-        cfg->min_backends = cfg->max_backends = (int)x;
+        if (model != NULL)
+            model->min_backends = model->max_backends = (int)x;
+        else
+            cfg->min_backends = cfg->max_backends = (int)x;
         break;
     default:
         break;
     }
+    if (model != NULL)
+        model->set |= k->bit;
     return 0;
+}
+
+static int valid_model_name(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n >= GW_MODEL_NAME_MAX || name[0] == '-')
+        return 0;
+    for (const char *p = name; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_')
+            return 0;
+    return 1;
+}
+
+const gw_model_t *gw_config_model(const gw_config_t *cfg, const char *name)
+{
+    for (int i = 0; i < cfg->nmodels; i++)
+        if (strcmp(cfg->models[i].name, name) == 0)
+            return &cfg->models[i];
+    return NULL;
+}
+
+int gw_config_set_model(gw_config_t *cfg, const char *model, const char *key, const char *value,
+                        const char *origin, char *err, size_t errcap)
+{
+    char shown[GW_MODEL_NAME_MAX + 160];
+    snprintf(shown, sizeof shown, "model.%.*s.%.100s", GW_MODEL_NAME_MAX, model, key);
+    const key_t_ *k = NULL;
+    for (size_t i = 0; i < sizeof model_keys / sizeof model_keys[0]; i++)
+        if (strcmp(model_keys[i].name, key) == 0)
+            k = &model_keys[i];
+    if (k == NULL) {
+        snprintf(err, errcap, "%s: key '%s': unknown model key", origin, shown);
+        return PROTO_ECONFIG;
+    }
+    if (!valid_model_name(model)) {
+        snprintf(err, errcap,
+                 "%s: key '%s': a model name is 1..%d of A-Z a-z 0-9 - _, not starting with -",
+                 origin, shown, GW_MODEL_NAME_MAX - 1);
+        return PROTO_ECONFIG;
+    }
+    gw_model_t *m = (gw_model_t *)gw_config_model(cfg, model);
+    if (m == NULL) {
+        /* Parse into a scratch model first: a bad value must not declare the model. */
+        gw_model_t scratch;
+        if (cfg->nmodels >= GW_MODELS_MAX) {
+            snprintf(err, errcap, "%s: key '%s': more than %d models", origin, shown,
+                     GW_MODELS_MAX);
+            return PROTO_ECONFIG;
+        }
+        init_model(&scratch, model);
+        int rv = set_key(cfg, &scratch, k, shown, value, origin, err, errcap);
+        if (rv != 0)
+            return rv;
+        cfg->models[cfg->nmodels++] = scratch;
+        return 0;
+    }
+    return set_key(cfg, m, k, shown, value, origin, err, errcap);
+}
+
+int gw_config_set(gw_config_t *cfg, const char *key, const char *value, const char *origin,
+                  char *err, size_t errcap)
+{
+    const key_t_ *k = find_key(key);
+
+    if (k == NULL && strncmp(key, "model.", 6) == 0) {
+        const char *dot = strchr(key + 6, '.');
+        if (dot != NULL && (size_t)(dot - key - 6) < GW_MODEL_NAME_MAX) {
+            char name[GW_MODEL_NAME_MAX];
+            memcpy(name, key + 6, (size_t)(dot - key - 6));
+            name[dot - key - 6] = '\0';
+            return gw_config_set_model(cfg, name, dot + 1, value, origin, err, errcap);
+        }
+    }
+    if (k == NULL) {
+        snprintf(err, errcap, "%s: key '%s': unknown key", origin, key);
+        return PROTO_ECONFIG;
+    }
+    return set_key(cfg, NULL, k, key, value, origin, err, errcap);
 }
 
 static char *trim(char *s)
@@ -297,7 +456,7 @@ static char *trim(char *s)
 int gw_config_load_file(gw_config_t *cfg, const char *path, char *err, size_t errcap)
 {
     FILE *f = fopen(path, "r");
-    char line[4096], origin[1200];
+    char line[4096], origin[1200], section[GW_MODEL_NAME_MAX] = "";
     int lineno = 0, rv = 0;
 
     if (f == NULL) {
@@ -315,6 +474,38 @@ int gw_config_load_file(gw_config_t *cfg, const char *path, char *err, size_t er
         char *s = trim(line);
         if (*s == '\0' || *s == '#')
             continue;
+        if (*s == '[') {
+            /* "[model NAME]": the keys that follow, up to the next section, are NAME's. */
+            char *close = strchr(s, ']');
+            char *rest = close != NULL ? trim(close + 1) : NULL;
+            if (close == NULL || (*rest != '\0' && *rest != '#') || strncmp(s, "[model", 6) != 0 ||
+                !isspace((unsigned char)s[6])) {
+                snprintf(err, errcap, "%s: expected a section '[model NAME]'", origin);
+                rv = PROTO_ECONFIG;
+                break;
+            }
+            *close = '\0';
+            char *name = trim(s + 6);
+            if (!valid_model_name(name)) {
+                snprintf(err, errcap,
+                         "%s: section '[model %s]': a model name is 1..%d of A-Z a-z 0-9 - _, "
+                         "not starting with -",
+                         origin, name, GW_MODEL_NAME_MAX - 1);
+                rv = PROTO_ECONFIG;
+                break;
+            }
+            if (gw_config_model(cfg, name) == NULL) {
+                if (cfg->nmodels >= GW_MODELS_MAX) {
+                    snprintf(err, errcap, "%s: section '[model %s]': more than %d models",
+                             origin, name, GW_MODELS_MAX);
+                    rv = PROTO_ECONFIG;
+                    break;
+                }
+                add_model(cfg, name);
+            }
+            snprintf(section, sizeof section, "%s", name);
+            continue;
+        }
         char *eq = strchr(s, '=');
         if (eq == NULL) {
             snprintf(err, errcap, "%s: expected 'key = value'", origin);
@@ -343,10 +534,50 @@ int gw_config_load_file(gw_config_t *cfg, const char *path, char *err, size_t er
                     break;
                 }
         }
-        rv = gw_config_set(cfg, key, value, origin, err, errcap);
+        if (section[0] != '\0')
+            rv = gw_config_set_model(cfg, section, key, value, origin, err, errcap);
+        else
+            rv = gw_config_set(cfg, key, value, origin, err, errcap);
     }
     fclose(f);
     return rv;
+}
+
+/* "face_max_backends" (from FRAMEGATE_MODEL_FACE_MAX_BACKENDS): the longest model key that
+ * ends it names the key, the rest the model, matched against the declared models with '_'
+ * standing for '-' too; a new model keeps the name as written (lower case). */
+static int env_model(gw_config_t *cfg, const char *rest, const char *value, const char *origin,
+                     char *err, size_t errcap)
+{
+    const key_t_ *best = NULL;
+    size_t n = strlen(rest);
+    for (size_t i = 0; i < sizeof model_keys / sizeof model_keys[0]; i++) {
+        size_t kn = strlen(model_keys[i].name);
+        if (n > kn + 1 && rest[n - kn - 1] == '_' && strcmp(rest + n - kn, model_keys[i].name) == 0 &&
+            (best == NULL || kn > strlen(best->name)))
+            best = &model_keys[i];
+    }
+    if (best == NULL || n - strlen(best->name) - 1 >= GW_MODEL_NAME_MAX) {
+        snprintf(err, errcap, "%s: unknown key (model keys are FRAMEGATE_MODEL_<NAME>_<KEY>)",
+                 origin);
+        return PROTO_ECONFIG;
+    }
+    char name[GW_MODEL_NAME_MAX];
+    size_t nn = n - strlen(best->name) - 1;
+    memcpy(name, rest, nn);
+    name[nn] = '\0';
+    for (int i = 0; i < cfg->nmodels; i++) {
+        const char *a = cfg->models[i].name;
+        size_t j = 0;
+        for (; a[j] && j < nn; j++)
+            if (tolower((unsigned char)a[j]) != name[j] && !(a[j] == '-' && name[j] == '_'))
+                break;
+        if (j == nn && a[j] == '\0') {
+            snprintf(name, sizeof name, "%s", a);
+            break;
+        }
+    }
+    return gw_config_set_model(cfg, name, best->name, value, origin, err, errcap);
 }
 
 int gw_config_load_env(gw_config_t *cfg, char *const *envp, char *err, size_t errcap)
@@ -371,34 +602,66 @@ int gw_config_load_env(gw_config_t *cfg, char *const *envp, char *err, size_t er
         for (const char *p = name + sizeof prefix - 1; *p && i < sizeof key - 1; p++)
             key[i++] = (char)tolower((unsigned char)*p);
         key[i] = '\0';
-        int rv = gw_config_set(cfg, key, eq + 1, name, err, errcap);
+        int rv;
+        if (find_key(key) == NULL && strncmp(key, "model_", 6) == 0)
+            rv = env_model(cfg, key + 6, eq + 1, name, err, errcap);
+        else
+            rv = gw_config_set(cfg, key, eq + 1, name, err, errcap);
         if (rv != 0)
             return rv;
     }
     return 0;
 }
 
-int gw_config_validate(const gw_config_t *cfg, char *err, size_t errcap)
+/* Keeps only the models `serve` names, in its order. */
+static int select_models(gw_config_t *cfg, char *err, size_t errcap)
 {
-    /* Strings every backend start needs; an empty one would only fail later, per backend,
-     * with a less helpful message. backend_command, backend_args and runtime_dir may be
-     * empty (they have documented fallbacks). */
-    const struct {
-        const char *key, *value;
-    } required[] = {
-        {"listen", cfg->listen_host},      {"model_name", cfg->model_name},
-        {"model_cfg", cfg->model_cfg},     {"model_weights", cfg->model_weights},
-        {"model_names", cfg->model_names},
-    };
-    for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
-        if (required[i].value[0] == '\0') {
-            snprintf(err, errcap, "key '%s': must not be empty", required[i].key);
+    gw_model_t *keep;
+    int n = 0;
+    char list[GW_CONFIG_STR_MAX];
+
+    if (cfg->serve[0] == '\0')
+        return 0;
+    if ((keep = malloc(sizeof cfg->models)) == NULL) {
+        snprintf(err, errcap, "out of memory");
+        return PROTO_ECONFIG;
+    }
+    snprintf(list, sizeof list, "%s", cfg->serve);
+    for (char *save = NULL, *w = strtok_r(list, ", \t", &save); w != NULL;
+         w = strtok_r(NULL, ", \t", &save)) {
+        const gw_model_t *m = gw_config_model(cfg, w);
+        int dup = 0;
+        for (int i = 0; i < n; i++)
+            dup |= strcmp(keep[i].name, w) == 0;
+        if (m == NULL || dup) {
+            snprintf(err, errcap,
+                     m == NULL ? "key 'models': no model named '%s' (declare it with "
+                                 "[model %s] or model.%s.cfg = ...)"
+                               : "key 'models': '%s' is listed twice",
+                     w, w, w);
+            free(keep);
             return PROTO_ECONFIG;
         }
+        keep[n++] = *m;
+    }
+    memcpy(cfg->models, keep, (size_t)n * sizeof *keep);
+    cfg->nmodels = n;
+    free(keep);
+    return 0;
+}
+
+int gw_config_validate(gw_config_t *cfg, char *err, size_t errcap)
+{
+    int rv;
+    if (cfg->listen_host[0] == '\0') {
+        snprintf(err, errcap, "key 'listen': must not be empty");
+        return PROTO_ECONFIG;
+    }
     if (cfg->min_backends < 0 || cfg->max_backends < 1 || cfg->max_backends > 256 ||
         cfg->max_starting < 1 || cfg->backend_concurrency < 1 ||
         !(cfg->target_inflight_per_backend > 0) || cfg->log_level < 0 || cfg->log_level > 3 ||
-        cfg->listen_port < 0 || cfg->listen_port > 65535) {
+        cfg->listen_port < 0 || cfg->listen_port > 65535 || cfg->nmodels < 0 ||
+        cfg->nmodels > GW_MODELS_MAX) {
         /* Only reachable when a caller filled the struct by hand: gw_config_set checks
          * each of these ranges already. */
         snprintf(err, errcap, "a value is out of its range (see --print-config)");
@@ -412,6 +675,57 @@ int gw_config_validate(const gw_config_t *cfg, char *err, size_t errcap)
     if (cfg->backoff_initial_ms > cfg->backoff_max_ms) {
         snprintf(err, errcap, "backoff_initial_ms is above backoff_max_ms");
         return PROTO_ECONFIG;
+    }
+    if ((rv = select_models(cfg, err, errcap)) != 0)
+        return rv;
+    if (cfg->nmodels == 0) {
+        snprintf(err, errcap, "no model is declared (add a [model NAME] section)");
+        return PROTO_ECONFIG;
+    }
+    if (cfg->default_model[0] == '\0')
+        snprintf(cfg->default_model, sizeof cfg->default_model, "%s", cfg->models[0].name);
+    if (gw_config_model(cfg, cfg->default_model) == NULL) {
+        snprintf(err, errcap, "key 'default_model': no model named '%s' is served",
+                 cfg->default_model);
+        return PROTO_ECONFIG;
+    }
+    for (int i = 0; i < cfg->nmodels; i++) {
+        gw_model_t *m = &cfg->models[i];
+        /* Inheritance is resolved here, once every source is loaded, so that a top-level
+         * --set max_backends reaches every model that did not set its own. */
+        if (!(m->set & GW_MODEL_SET_MIN))
+            m->min_backends = cfg->min_backends;
+        if (!(m->set & GW_MODEL_SET_MAX))
+            m->max_backends = cfg->max_backends;
+        if (!(m->set & GW_MODEL_SET_TARGET))
+            m->target_inflight_per_backend = cfg->target_inflight_per_backend;
+        if (!(m->set & GW_MODEL_SET_ARGS))
+            snprintf(m->backend_args, sizeof m->backend_args, "%s", cfg->backend_args);
+        /* Paths every backend start needs; an empty one would only fail later, per
+         * backend, with a less helpful message. */
+        const struct {
+            const char *key, *value;
+        } required[] = {{"cfg", m->cfg}, {"weights", m->weights}, {"names", m->names}};
+        for (size_t j = 0; j < sizeof required / sizeof required[0]; j++)
+            if (required[j].value[0] == '\0') {
+                snprintf(err, errcap, "key 'model.%s.%s': must not be empty", m->name,
+                         required[j].key);
+                return PROTO_ECONFIG;
+            }
+        if (!valid_model_name(m->name) || m->min_backends < 0 || m->max_backends < 1 ||
+            m->max_backends > 256 || !(m->target_inflight_per_backend > 0)) {
+            snprintf(err, errcap, "model '%s': a value is out of its range", m->name);
+            return PROTO_ECONFIG;
+        }
+        if (m->min_backends > m->max_backends) {
+            snprintf(err, errcap, "model '%s': min_backends (%d) is above max_backends (%d)%s",
+                     m->name, m->min_backends, m->max_backends,
+                     (m->set & (GW_MODEL_SET_MIN | GW_MODEL_SET_MAX)) !=
+                             (GW_MODEL_SET_MIN | GW_MODEL_SET_MAX)
+                         ? " (one of them inherited from the top-level key)"
+                         : "");
+            return PROTO_ECONFIG;
+        }
     }
     return 0;
 }
@@ -436,39 +750,68 @@ static void print_string(FILE *out, const char *name, const char *v)
         fprintf(out, "# %s cannot be written back as one value: %s\n", name, v);
 }
 
+static void print_key(FILE *out, const key_t_ *k, const char *base, const char *prefix)
+{
+    char name[160];
+    snprintf(name, sizeof name, "%s%s", prefix, k->name);
+    switch (k->type) {
+    case T_LISTEN: {
+        const gw_config_t *cfg = (const gw_config_t *)base;
+        if (strchr(cfg->listen_host, ':') != NULL)
+            fprintf(out, "listen = [%s]:%d\n", cfg->listen_host, cfg->listen_port);
+        else
+            fprintf(out, "listen = %s:%d\n", cfg->listen_host, cfg->listen_port);
+        break;
+    }
+    case T_LEVEL:
+        fprintf(out, "%s = %s\n", name, level_names[*(const int *)(base + k->off) & 3]);
+        break;
+    case T_PREPROCESS:
+        fprintf(out, "%s = %s\n", name, preprocess_names[*(const int *)(base + k->off) & 1]);
+        break;
+    case T_STR:
+        print_string(out, name, base + k->off);
+        break;
+    case T_DOUBLE: {
+        /* The shortest text that reads back as the same double: 0.4, not 0.40000000000000002. */
+        double v = *(const double *)(base + k->off);
+        char text[40];
+        for (int prec = 1; prec <= 17; prec++) {
+            snprintf(text, sizeof text, "%.*g", prec, v);
+            if (strtod(text, NULL) == v)
+                break;
+        }
+        fprintf(out, "%s = %s\n", name, text);
+        break;
+    }
+    case T_SIZE:
+        fprintf(out, "%s = %zu\n", name, *(const size_t *)(base + k->off));
+        break;
+    case T_MS:
+        fprintf(out, "%s = %llu\n", name, (unsigned long long)*(const uint64_t *)(base + k->off));
+        break;
+    case T_INT:
+        fprintf(out, "%s = %d\n", name, *(const int *)(base + k->off));
+        break;
+    case T_BACKENDS: /* an alias: min/max are printed */
+        break;
+    }
+}
+
 void gw_config_print(const gw_config_t *cfg, FILE *out)
 {
-    const char *base = (const char *)cfg;
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-        const key_t_ *k = &keys[i];
-        switch (k->type) {
-        case T_LISTEN:
-            if (strchr(cfg->listen_host, ':') != NULL)
-                fprintf(out, "listen = [%s]:%d\n", cfg->listen_host, cfg->listen_port);
-            else
-                fprintf(out, "listen = %s:%d\n", cfg->listen_host, cfg->listen_port);
-            break;
-        case T_LEVEL:
-            fprintf(out, "log_level = %s\n", level_names[cfg->log_level & 3]);
-            break;
-        case T_STR:
-            print_string(out, k->name, base + k->off);
-            break;
-        case T_DOUBLE:
-            fprintf(out, "%s = %.17g\n", k->name, *(const double *)(base + k->off));
-            break;
-        case T_SIZE:
-            fprintf(out, "%s = %zu\n", k->name, *(const size_t *)(base + k->off));
-            break;
-        case T_MS:
-            fprintf(out, "%s = %llu\n", k->name,
-                    (unsigned long long)*(const uint64_t *)(base + k->off));
-            break;
-        case T_INT:
-            fprintf(out, "%s = %d\n", k->name, *(const int *)(base + k->off));
-            break;
-        case T_BACKENDS: /* an alias: min/max are printed */
-            break;
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        print_key(out, &keys[i], (const char *)cfg, "");
+    for (int i = 0; i < cfg->nmodels; i++) {
+        const gw_model_t *m = &cfg->models[i];
+        fprintf(out, "\n[model %s]\n", m->name);
+        for (size_t j = 0; j < sizeof model_keys / sizeof model_keys[0]; j++) {
+            const key_t_ *k = &model_keys[j];
+            /* An inherited pool key is shown as a comment: written back, it must stay
+             * inherited. */
+            if (k->bit != 0 && k->type != T_BACKENDS && !(m->set & k->bit))
+                fprintf(out, "# inherited: ");
+            print_key(out, k, (const char *)m, "");
         }
     }
 }

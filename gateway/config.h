@@ -12,6 +12,39 @@
 #include <stdio.h>
 
 #define GW_CONFIG_STR_MAX 1024
+#define GW_MODELS_MAX 16
+#define GW_MODEL_NAME_MAX 48 /* bytes of a model name, NUL included (backend names and
+                              * metric labels derive from it) */
+
+typedef enum { GW_PRE_DARKNET = 0, GW_PRE_FACEAPI = 1 } gw_preprocess_t;
+
+/* gw_model_t.set: pool keys a model gave itself; the others follow the top-level key of the
+ * same name (resolved by gw_config_validate). */
+enum {
+    GW_MODEL_SET_MIN = 1u << 0,
+    GW_MODEL_SET_MAX = 1u << 1,
+    GW_MODEL_SET_TARGET = 1u << 2,
+    GW_MODEL_SET_ARGS = 1u << 3,
+};
+
+/* One named model: what its backends load, and its own pool's bounds. A plain value. */
+typedef struct {
+    char name[GW_MODEL_NAME_MAX]; /* [A-Za-z0-9_-], not starting with '-' */
+    char cfg[GW_CONFIG_STR_MAX];
+    char weights[GW_CONFIG_STR_MAX];
+    char names[GW_CONFIG_STR_MAX];
+    int input_size;             /* network input side in pixels; 0 = the cfg's */
+    int preprocess;             /* gw_preprocess_t */
+    double threshold;           /* default detection threshold, 0..1 */
+    double nms;                 /* NMS IoU, 0..1 */
+    int top_k;                  /* classifiers: classes answered; 0 = the backend's default */
+    /* pool: inherited from the top-level keys unless the bit in `set` says otherwise */
+    int min_backends;
+    int max_backends;
+    double target_inflight_per_backend;
+    char backend_args[GW_CONFIG_STR_MAX];
+    unsigned set;               /* GW_MODEL_SET_* */
+} gw_model_t;
 
 typedef struct {
     /* HTTP front */
@@ -37,15 +70,14 @@ typedef struct {
     int backend_concurrency;    /* requests in flight per backend */
     char runtime_dir[GW_CONFIG_STR_MAX];     /* ipc:// sockets; "" = $TMPDIR/framegate-PID */
 
-    /* model (passed to each backend) */
-    char model_name[128];
-    char model_cfg[GW_CONFIG_STR_MAX];
-    char model_weights[GW_CONFIG_STR_MAX];
-    char model_names[GW_CONFIG_STR_MAX];
-    double threshold;           /* default detection threshold, 0..1 */
-    double nms;                 /* NMS IoU, 0..1 */
+    /* models: definitions in declaration order; `serve` picks some (comma-separated names,
+     * "" = all); gw_config_validate drops the others and resolves default_model. */
+    char serve[GW_CONFIG_STR_MAX];          /* key "models" */
+    char default_model[GW_MODEL_NAME_MAX];  /* "" = the first model served */
+    gw_model_t models[GW_MODELS_MAX];
+    int nmodels;
 
-    /* autoscaler */
+    /* autoscaler (min/max/target are the defaults every model inherits) */
     int min_backends;
     int max_backends;
     double target_inflight_per_backend;
@@ -71,19 +103,32 @@ void gw_config_defaults(gw_config_t *cfg);
 int gw_config_load_file(gw_config_t *cfg, const char *path, char *err, size_t errcap);
 
 /* Sets one key from its text form ("max_backends", "4"). `origin` names where it came from
- * for the error text ("--set", "FRAMEGATE_MAX_BACKENDS", "file.conf:12"). Returns 0 or
+ * for the error text ("--set", "FRAMEGATE_MAX_BACKENDS", "file.conf:12"). A key
+ * "model.NAME.KEY" sets KEY of model NAME, declaring the model if it is new. Returns 0 or
  * PROTO_ECONFIG with the message in err. */
 int gw_config_set(gw_config_t *cfg, const char *key, const char *value, const char *origin,
                   char *err, size_t errcap);
 
-/* Applies every FRAMEGATE_<KEY> environment variable that names a known key. Unknown
- * FRAMEGATE_ variables are an error too (a typo must not be silently ignored). */
+/* Sets KEY of model `model` (declared if new), as a "[model NAME]" section line does. */
+int gw_config_set_model(gw_config_t *cfg, const char *model, const char *key, const char *value,
+                        const char *origin, char *err, size_t errcap);
+
+/* The model named `name`, or NULL. */
+const gw_model_t *gw_config_model(const gw_config_t *cfg, const char *name);
+
+/* Applies every FRAMEGATE_<KEY> environment variable that names a known key, and
+ * FRAMEGATE_MODEL_<NAME>_<KEY> for model keys (NAME upper-case with '-' written '_'; the
+ * longest matching KEY wins). Unknown FRAMEGATE_ variables are an error too (a typo must
+ * not be silently ignored). */
 int gw_config_load_env(gw_config_t *cfg, char *const *envp, char *err, size_t errcap);
 
-/* Cross-key checks after everything is loaded (min <= max, ...). */
-int gw_config_validate(const gw_config_t *cfg, char *err, size_t errcap);
+/* After everything is loaded: keeps only the models named by `models` (if set), resolves
+ * default_model and the pool keys models inherit, then checks across keys (min <= max,
+ * required paths, ...). Idempotent. Returns 0 or PROTO_ECONFIG with the message in err. */
+int gw_config_validate(gw_config_t *cfg, char *err, size_t errcap);
 
-/* Writes the effective configuration as "key = value" lines (for --print-config). */
+/* Writes the effective configuration as "key = value" lines, then one "[model NAME]"
+ * section per model; inherited pool keys are shown as comments (for --print-config). */
 void gw_config_print(const gw_config_t *cfg, FILE *out);
 
 #endif

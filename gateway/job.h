@@ -33,7 +33,7 @@ struct gw_job {
     int http_status;           /* 200, or 502 / 503 / 504 (and 400 for a bad image) */
     const char *error_code;    /* static string, e.g. "bad_image", "deadline"; NULL on 200 */
     char error_msg[PROTO_ERROR_MAX + 64];
-    char backend[64];          /* name of the backend that answered, "" if none */
+    char backend[80];          /* name of the backend that answered, "" if none */
     char model_name[128];
     uint64_t id;               /* request id sent to the backend */
     double queue_ms, infer_ms, total_ms;

@@ -15,9 +15,11 @@
 #define LABEL_NAME_MAX 32
 #define DROPPED_NAME "framegate_metrics_dropped_series_total"
 
+#define MAX_LABELS 3
+
 typedef struct {
-    uint32_t hash; /* of l1 and l2: compared before the strings */
-    char l1[GW_METRICS_LABEL_MAX + 1], l2[GW_METRICS_LABEL_MAX + 1];
+    uint32_t hash; /* of the label values: compared before the strings */
+    char l[MAX_LABELS][GW_METRICS_LABEL_MAX + 1];
     double value; /* counter/gauge; histogram sum */
     unsigned long long count;
     unsigned long long buckets[GW_METRICS_MAX_BUCKETS]; /* cumulative */
@@ -26,7 +28,7 @@ typedef struct {
 typedef struct {
     gw_metric_type_t type;
     const char *name, *help;
-    char label1[LABEL_NAME_MAX], label2[LABEL_NAME_MAX];
+    char label[MAX_LABELS][LABEL_NAME_MAX];
     int nlabels;
     double bounds[GW_METRICS_MAX_BUCKETS];
     int nbuckets;
@@ -103,18 +105,20 @@ int gw_metrics_declare(gw_metrics_t *m, gw_metric_type_t type, const char *name,
     f.type = type;
     f.name = name;
     f.help = help;
-    if (labels != NULL && labels[0] != '\0') {
-        const char *comma = strchr(labels, ',');
-        size_t n1 = comma != NULL ? (size_t)(comma - labels) : strlen(labels);
-        if ((rv = set_label_name(f.label1, labels, n1, type)) != 0)
+    for (const char *p = labels; p != NULL && p[0] != '\0';) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma != NULL ? (size_t)(comma - p) : strlen(p);
+        if (f.nlabels >= MAX_LABELS)
+            return PROTO_EINVAL;
+        if ((rv = set_label_name(f.label[f.nlabels], p, n, type)) != 0)
             return rv;
-        f.nlabels = 1;
-        if (comma != NULL) {
-            if ((rv = set_label_name(f.label2, comma + 1, strlen(comma + 1), type)) != 0 ||
-                strcmp(f.label1, f.label2) == 0)
+        for (int i = 0; i < f.nlabels; i++)
+            if (strcmp(f.label[i], f.label[f.nlabels]) == 0)
                 return PROTO_EINVAL;
-            f.nlabels = 2;
-        }
+        f.nlabels++;
+        if (comma != NULL && comma[1] == '\0')
+            return PROTO_EINVAL;
+        p = comma != NULL ? comma + 1 : NULL;
     }
     if (type == GW_HISTOGRAM) {
         for (int i = 0; i < nbuckets; i++) {
@@ -130,31 +134,34 @@ int gw_metrics_declare(gw_metrics_t *m, gw_metric_type_t type, const char *name,
     return m->nfam++;
 }
 
-/* FNV-1a over both values with a separator, so ("ab","") and ("a","b") differ. */
-static uint32_t hash_labels(const char *l1, const char *l2)
+/* FNV-1a over the values with a separator, so ("ab","") and ("a","b") differ. */
+static uint32_t hash_labels(const char *const *l)
 {
     uint32_t h = 2166136261u;
-    for (const char *p = l1; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    h = (h ^ 0xffu) * 16777619u;
-    for (const char *p = l2; *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
+    for (int i = 0; i < MAX_LABELS; i++) {
+        for (const char *p = l[i]; *p; p++)
+            h = (h ^ (unsigned char)*p) * 16777619u;
+        h = (h ^ 0xffu) * 16777619u;
+    }
     return h;
 }
 
-static int get_series(gw_metrics_t *m, int fam, const char *l1, const char *l2, series_t **out)
+static int get_series(gw_metrics_t *m, int fam, const char *const *in, series_t **out)
 {
+    const char *l[MAX_LABELS];
     if (fam < 0 || fam >= m->nfam)
         return PROTO_EINVAL;
     family_t *f = &m->fam[fam];
-    l1 = f->nlabels >= 1 && l1 != NULL ? l1 : "";
-    l2 = f->nlabels >= 2 && l2 != NULL ? l2 : "";
-    if (strlen(l1) > GW_METRICS_LABEL_MAX || strlen(l2) > GW_METRICS_LABEL_MAX)
-        return PROTO_ETOOBIG; /* truncating would merge distinct series */
-    uint32_t h = hash_labels(l1, l2);
+    for (int i = 0; i < MAX_LABELS; i++) {
+        l[i] = f->nlabels > i && in[i] != NULL ? in[i] : "";
+        if (strlen(l[i]) > GW_METRICS_LABEL_MAX)
+            return PROTO_ETOOBIG; /* truncating would merge distinct series */
+    }
+    uint32_t h = hash_labels(l);
     for (int i = 0; i < f->nseries; i++) {
         series_t *s = &f->series[i];
-        if (s->hash == h && strcmp(s->l1, l1) == 0 && strcmp(s->l2, l2) == 0) {
+        if (s->hash == h && strcmp(s->l[0], l[0]) == 0 && strcmp(s->l[1], l[1]) == 0 &&
+            strcmp(s->l[2], l[2]) == 0) {
             *out = s;
             return 0;
         }
@@ -166,44 +173,65 @@ static int get_series(gw_metrics_t *m, int fam, const char *l1, const char *l2, 
     series_t *s = &f->series[f->nseries++];
     memset(s, 0, sizeof *s);
     s->hash = h;
-    strcpy(s->l1, l1);
-    strcpy(s->l2, l2);
+    for (int i = 0; i < MAX_LABELS; i++)
+        strcpy(s->l[i], l[i]);
     *out = s;
     return 0;
 }
 
 int gw_metrics_add(gw_metrics_t *m, int fam, const char *l1, const char *l2, double v)
 {
+    return gw_metrics_add3(m, fam, l1, l2, NULL, v);
+}
+
+int gw_metrics_set(gw_metrics_t *m, int fam, const char *l1, const char *l2, double v)
+{
+    return gw_metrics_set3(m, fam, l1, l2, NULL, v);
+}
+
+int gw_metrics_observe(gw_metrics_t *m, int fam, const char *l1, const char *l2, double v)
+{
+    return gw_metrics_observe3(m, fam, l1, l2, NULL, v);
+}
+
+int gw_metrics_add3(gw_metrics_t *m, int fam, const char *l1, const char *l2, const char *l3,
+                    double v)
+{
+    const char *l[MAX_LABELS] = {l1, l2, l3};
     series_t *s;
     int rv;
     if (fam < 0 || fam >= m->nfam || m->fam[fam].type == GW_HISTOGRAM ||
         (m->fam[fam].type == GW_COUNTER && !(v >= 0)))
         return PROTO_EINVAL; /* a counter never goes down */
-    if ((rv = get_series(m, fam, l1, l2, &s)) != 0)
+    if ((rv = get_series(m, fam, l, &s)) != 0)
         return rv;
     s->value += v;
     return 0;
 }
 
-int gw_metrics_set(gw_metrics_t *m, int fam, const char *l1, const char *l2, double v)
+int gw_metrics_set3(gw_metrics_t *m, int fam, const char *l1, const char *l2, const char *l3,
+                    double v)
 {
+    const char *l[MAX_LABELS] = {l1, l2, l3};
     series_t *s;
     int rv;
     if (fam < 0 || fam >= m->nfam || m->fam[fam].type == GW_HISTOGRAM)
         return PROTO_EINVAL;
-    if ((rv = get_series(m, fam, l1, l2, &s)) != 0)
+    if ((rv = get_series(m, fam, l, &s)) != 0)
         return rv;
     s->value = v;
     return 0;
 }
 
-int gw_metrics_observe(gw_metrics_t *m, int fam, const char *l1, const char *l2, double v)
+int gw_metrics_observe3(gw_metrics_t *m, int fam, const char *l1, const char *l2,
+                        const char *l3, double v)
 {
+    const char *l[MAX_LABELS] = {l1, l2, l3};
     series_t *s;
     int rv;
     if (fam < 0 || fam >= m->nfam || m->fam[fam].type != GW_HISTOGRAM)
         return PROTO_EINVAL;
-    if ((rv = get_series(m, fam, l1, l2, &s)) != 0)
+    if ((rv = get_series(m, fam, l, &s)) != 0)
         return rv;
     const family_t *f = &m->fam[fam];
     s->value += v;
@@ -301,25 +329,21 @@ static void fmt_value(double v, char *out, size_t cap)
 
 static void labels_str(const family_t *f, const series_t *s, const char *le, char *out, size_t cap)
 {
-    char e1[2 * GW_METRICS_LABEL_MAX + 1], e2[2 * GW_METRICS_LABEL_MAX + 1];
-    int n = 0;
+    char e[2 * GW_METRICS_LABEL_MAX + 1];
+    size_t n = 0;
     out[0] = '\0';
     if (f->nlabels == 0 && le == NULL)
         return;
-    escape(s->l1, 1, e1);
-    escape(s->l2, 1, e2);
-    if (f->nlabels == 0)
-        n = snprintf(out, cap, "{le=\"%s\"}", le);
-    else if (f->nlabels == 1)
-        n = snprintf(out, cap, "{%s=\"%s\"", f->label1, e1);
-    else
-        n = snprintf(out, cap, "{%s=\"%s\",%s=\"%s\"", f->label1, e1, f->label2, e2);
-    if (f->nlabels == 0 || n < 0 || (size_t)n >= cap)
-        return;
-    if (le != NULL)
-        snprintf(out + n, cap - (size_t)n, ",le=\"%s\"}", le);
-    else
-        snprintf(out + n, cap - (size_t)n, "}");
+    /* `out` is sized for every label at its longest, escaped: nothing is cut. */
+    n += (size_t)snprintf(out + n, cap - n, "{");
+    for (int i = 0; i < f->nlabels && n < cap; i++) {
+        escape(s->l[i], 1, e);
+        n += (size_t)snprintf(out + n, cap - n, "%s%s=\"%s\"", i > 0 ? "," : "", f->label[i], e);
+    }
+    if (le != NULL && n < cap)
+        n += (size_t)snprintf(out + n, cap - n, "%sle=\"%s\"", f->nlabels > 0 ? "," : "", le);
+    if (n < cap)
+        snprintf(out + n, cap - n, "}");
 }
 
 static const char *type_name(gw_metric_type_t t)
@@ -330,8 +354,9 @@ static const char *type_name(gw_metric_type_t t)
 char *gw_metrics_render(gw_metrics_t *m, size_t *len)
 {
     sb_t sb = {0};
-    /* Two escaped label values, two label names, le and punctuation always fit. */
-    char labels[4 * GW_METRICS_LABEL_MAX + 2 * LABEL_NAME_MAX + 64], val[32], le[32];
+    /* Every escaped label value and name, le and punctuation always fit. */
+    char labels[MAX_LABELS * (2 * GW_METRICS_LABEL_MAX + LABEL_NAME_MAX + 4) + 64], val[32],
+        le[32];
     sb.cap = 8192;
     sb.buf = malloc(sb.cap);
     if (sb.buf == NULL)

@@ -1,4 +1,4 @@
-/* A small Prometheus registry: counters, gauges and histograms with up to two labels,
+/* A small Prometheus registry: counters, gauges and histograms with up to three labels,
  * rendered in the text exposition format 0.0.4. Loop thread only (no locks).
  *
  * Families are declared once at start and addressed by the id the declaration returns.
@@ -24,7 +24,7 @@ typedef enum { GW_COUNTER, GW_GAUGE, GW_HISTOGRAM } gw_metric_type_t;
 int gw_metrics_create(gw_metrics_t **out);
 void gw_metrics_destroy(gw_metrics_t *m);
 
-/* Declares a family. `labels` is NULL, "a" or "a,b" (Prometheus label names; "le" is
+/* Declares a family. `labels` is NULL, "a", "a,b" or "a,b,c" (Prometheus label names; "le" is
  * reserved for histograms). For histograms, `buckets` are finite upper bounds in strictly
  * increasing order (+Inf is implicit). name/help/labels are referenced, not copied: they must
  * outlive the registry (string literals). Returns the family id (>= 0), PROTO_EINVAL for a bad
@@ -43,6 +43,14 @@ int gw_metrics_declare(gw_metrics_t *m, gw_metric_type_t type, const char *name,
 int gw_metrics_add(gw_metrics_t *m, int fam, const char *l1, const char *l2, double v);
 int gw_metrics_set(gw_metrics_t *m, int fam, const char *l1, const char *l2, double v);
 int gw_metrics_observe(gw_metrics_t *m, int fam, const char *l1, const char *l2, double v);
+
+/* The same for families with a third label (l3). */
+int gw_metrics_add3(gw_metrics_t *m, int fam, const char *l1, const char *l2, const char *l3,
+                    double v);
+int gw_metrics_set3(gw_metrics_t *m, int fam, const char *l1, const char *l2, const char *l3,
+                    double v);
+int gw_metrics_observe3(gw_metrics_t *m, int fam, const char *l1, const char *l2,
+                        const char *l3, double v);
 
 /* Drops every series of a gauge family (e.g. per-backend gauges, before the backends that
  * still exist are set again). Returns 0 or PROTO_EINVAL (unknown family, not a gauge). */

@@ -43,7 +43,7 @@ typedef struct {
 
 struct backend {
     gw_pool_t *pool;
-    char name[32];
+    char name[GW_MODEL_NAME_MAX + 32];
     int index;
     be_state_t state;
     gw_instance_t *inst; /* NULL once the provider reported the exit */
@@ -67,6 +67,10 @@ struct backend {
 struct gw_pool {
     uv_loop_t *loop;
     const gw_config_t *cfg;
+    const gw_model_t *model; /* NULL: one anonymous pool on the top-level keys */
+    char name[GW_MODEL_NAME_MAX]; /* the model's name, "app" for the anonymous pool */
+    int min, max;
+    char kind[32]; /* from the last PONG: "detector", "classifier"; "" until one came */
     gw_provider_t *provider;
     gw_pool_hooks_t hooks;
     void *hooks_ctx;
@@ -471,8 +475,8 @@ static backend_t *backend_start(gw_pool_t *pool)
         free(be);
         return NULL;
     }
-    snprintf(be->name, sizeof be->name, "app-instance%d", be->index);
-    snprintf(be->model, sizeof be->model, "%s", cfg->model_name);
+    snprintf(be->name, sizeof be->name, "%s-instance%d", pool->name, be->index);
+    snprintf(be->model, sizeof be->model, "%s", pool->model != NULL ? pool->name : "");
     be->ping.is_ping = 1;
     be->state = BE_STARTING;
     be->started_unix_ms = unix_ms();
@@ -653,8 +657,11 @@ static void handle_pong(gw_pool_t *pool, backend_t *be, nng_msg *msg)
     /* The PONG payload is JSON describing the backend; keep the model name. */
     cJSON *info = cJSON_ParseWithLength((const char *)rep.payload, rep.payload_len);
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(info, "model");
+    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(info, "kind");
     if (cJSON_IsString(model))
         snprintf(be->model, sizeof be->model, "%s", model->valuestring);
+    if (cJSON_IsString(kind))
+        snprintf(pool->kind, sizeof pool->kind, "%s", kind->valuestring);
     cJSON_Delete(info);
 
     uv_timer_stop(&be->timer);
@@ -879,7 +886,8 @@ static void on_tick(uv_timer_t *t)
 /* ---- public ---- */
 
 int gw_pool_create(gw_pool_t **out, uv_loop_t *loop, const gw_config_t *cfg,
-                   gw_provider_t *provider, const gw_pool_hooks_t *hooks, void *hooks_ctx)
+                   const gw_model_t *model, gw_provider_t *provider, const gw_pool_hooks_t *hooks,
+                   void *hooks_ctx)
 {
     gw_pool_t *pool = calloc(1, sizeof *pool);
     int rv;
@@ -891,13 +899,17 @@ int gw_pool_create(gw_pool_t **out, uv_loop_t *loop, const gw_config_t *cfg,
     }
     pool->loop = loop;
     pool->cfg = cfg;
+    pool->model = model;
+    snprintf(pool->name, sizeof pool->name, "%s", model != NULL ? model->name : "app");
+    pool->min = model != NULL ? model->min_backends : cfg->min_backends;
+    pool->max = model != NULL ? model->max_backends : cfg->max_backends;
     pool->provider = provider;
     provider->on_exit = on_provider_exit;
     if (hooks != NULL)
         pool->hooks = *hooks;
     pool->hooks_ctx = hooks_ctx;
     pthread_mutex_init(&pool->cancel_mu, NULL);
-    if ((rv = gw_autoscale_create(&pool->scaler, cfg)) != 0) {
+    if ((rv = gw_autoscale_create(&pool->scaler, cfg, model)) != 0) {
         free(pool);
         return rv;
     }
@@ -916,7 +928,7 @@ int gw_pool_create(gw_pool_t **out, uv_loop_t *loop, const gw_config_t *cfg,
 
 int gw_pool_start(gw_pool_t *pool)
 {
-    reconcile(pool, pool->cfg->min_backends, "min");
+    reconcile(pool, pool->min, "min");
     uv_timer_start(&pool->tick_timer, on_tick, pool->cfg->scale_interval_ms,
                    pool->cfg->scale_interval_ms);
     return 0;
@@ -927,7 +939,8 @@ int gw_pool_submit(gw_pool_t *pool, gw_job_t *job)
     const gw_config_t *cfg = pool->cfg;
     if (pool->shutting_down)
         return PROTO_EDEADLINE;
-    if (job->model != NULL && job->model[0] != '\0' && strcmp(job->model, cfg->model_name) != 0)
+    if (job->model != NULL && job->model[0] != '\0' &&
+        (pool->model == NULL || strcmp(job->model, pool->name) != 0))
         return PROTO_EINVAL;
     if (pool->queued >= cfg->queue_size)
         return PROTO_EQUEUEFULL;
@@ -983,12 +996,11 @@ static void iso_time(uint64_t ms, char *buf, size_t cap)
 
 char *gw_pool_backends_json(gw_pool_t *pool)
 {
-    const gw_config_t *cfg = pool->cfg;
     cJSON *root = cJSON_CreateObject();
     char when[40], why[300];
     cJSON_AddNumberToObject(root, "desired", gw_autoscale_desired(pool->scaler));
-    cJSON_AddNumberToObject(root, "min", cfg->min_backends);
-    cJSON_AddNumberToObject(root, "max", cfg->max_backends);
+    cJSON_AddNumberToObject(root, "min", pool->min);
+    cJSON_AddNumberToObject(root, "max", pool->max);
     cJSON_AddNumberToObject(root, "queued", pool->queued);
     cJSON_AddNumberToObject(root, "inflight", pool->inflight);
     cJSON_AddStringToObject(root, "provider", pool->provider->ops->kind);
@@ -1031,8 +1043,9 @@ void gw_pool_stats(gw_pool_t *pool, gw_pool_stats_t *out)
 {
     *out = pool->st;
     out->desired = gw_autoscale_desired(pool->scaler);
-    out->min = pool->cfg->min_backends;
-    out->max = pool->cfg->max_backends;
+    out->min = pool->min;
+    out->max = pool->max;
+    snprintf(out->kind, sizeof out->kind, "%s", pool->kind);
     out->starting = pool->count[BE_STARTING];
     out->ready = pool->count[BE_READY];
     out->draining = pool->count[BE_DRAINING];

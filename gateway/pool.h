@@ -32,12 +32,17 @@ typedef struct {
     int starting, ready, draining, stopping;
     int queued, inflight;
     uint64_t submitted, completed, retried, failed_starts, crashes;
+    char kind[32]; /* the model's kind as its backends report it ("detector", ...), or "" */
 } gw_pool_stats_t;
 
-/* Creates the pool; it takes over `provider` (sets its on_exit, destroys it in
- * gw_pool_destroy). cfg must outlive the pool. */
+/* Creates the pool of one model: its backends are named "<model>-instance<N>", it scales
+ * between the model's min and max, and it takes only jobs for that model (or for none). With
+ * model NULL it is one anonymous pool named "app" on the top-level keys, taking only jobs
+ * that name no model. It takes over `provider` (sets its on_exit, destroys it in
+ * gw_pool_destroy). cfg and model must outlive the pool. */
 int gw_pool_create(gw_pool_t **out, uv_loop_t *loop, const gw_config_t *cfg,
-                   gw_provider_t *provider, const gw_pool_hooks_t *hooks, void *hooks_ctx);
+                   const gw_model_t *model, gw_provider_t *provider, const gw_pool_hooks_t *hooks,
+                   void *hooks_ctx);
 
 /* Starts min_backends and the autoscaler's timer. */
 int gw_pool_start(gw_pool_t *pool);

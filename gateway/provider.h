@@ -44,10 +44,13 @@ struct gw_provider {
     gw_provider_exit_cb on_exit;
 };
 
-/* The local provider: backends are child processes of the gateway (uv_spawn), dialled over
- * ipc:// sockets in cfg->runtime_dir (created if needed). `argv0` is the gateway's own path,
- * used to find framegate-backend when cfg->backend_command is empty. cfg must outlive it. */
+/* The local provider for one model: backends are child processes of the gateway (uv_spawn)
+ * running `model` (its files, thresholds and backend_args, resolved by gw_config_validate),
+ * dialled over ipc:// sockets in cfg->runtime_dir (created if needed; the providers of
+ * several models share it). `argv0` is the gateway's own path, used to find framegate-backend
+ * when cfg->backend_command is empty. cfg and model must outlive it. */
 int gw_provider_local_create(gw_provider_t **out, uv_loop_t *loop, const gw_config_t *cfg,
-                             const char *argv0, gw_provider_exit_cb on_exit);
+                             const gw_model_t *model, const char *argv0,
+                             gw_provider_exit_cb on_exit);
 
 #endif

@@ -32,6 +32,7 @@ typedef struct {
     gw_provider_t super;
     uv_loop_t *loop;
     const gw_config_t *cfg;
+    const gw_model_t *model;
     char command[GW_CONFIG_STR_MAX];
     char dir[GW_CONFIG_STR_MAX];
     int made_dir;
@@ -94,9 +95,10 @@ static int local_start(gw_provider_t *p, const char *name, void *owner, gw_insta
                        char *addr, size_t addr_cap)
 {
     local_t *lp = (local_t *)p;
-    const gw_config_t *cfg = lp->cfg;
+    const gw_model_t *m = lp->model;
     gw_instance_t *inst = calloc(1, sizeof *inst);
-    char *argv[MAX_ARGS + 32], extra[GW_CONFIG_STR_MAX], ppid[32], thr[32], nms[32];
+    char *argv[MAX_ARGS + 32], extra[GW_CONFIG_STR_MAX], ppid[32], thr[32], nms[32], size[16],
+        topk[16];
     int argc = 0, rv, n;
 
     if (inst == NULL)
@@ -111,8 +113,10 @@ static int local_start(gw_provider_t *p, const char *name, void *owner, gw_insta
     }
     snprintf(addr, addr_cap, "ipc://%s", inst->path);
     snprintf(ppid, sizeof ppid, "%d", (int)getpid());
-    snprintf(thr, sizeof thr, "%g", cfg->threshold);
-    snprintf(nms, sizeof nms, "%g", cfg->nms);
+    snprintf(thr, sizeof thr, "%g", m->threshold);
+    snprintf(nms, sizeof nms, "%g", m->nms);
+    snprintf(size, sizeof size, "%d", m->input_size);
+    snprintf(topk, sizeof topk, "%d", m->top_k);
 
     argv[argc++] = lp->command;
     argv[argc++] = "--listen";
@@ -122,18 +126,32 @@ static int local_start(gw_provider_t *p, const char *name, void *owner, gw_insta
     argv[argc++] = "--instance";
     argv[argc++] = inst->name;
     argv[argc++] = "--model-name";
-    argv[argc++] = (char *)cfg->model_name;
+    argv[argc++] = (char *)m->name;
     argv[argc++] = "--cfg";
-    argv[argc++] = (char *)cfg->model_cfg;
+    argv[argc++] = (char *)m->cfg;
     argv[argc++] = "--weights";
-    argv[argc++] = (char *)cfg->model_weights;
+    argv[argc++] = (char *)m->weights;
     argv[argc++] = "--names";
-    argv[argc++] = (char *)cfg->model_names;
+    argv[argc++] = (char *)m->names;
     argv[argc++] = "--threshold";
     argv[argc++] = thr;
     argv[argc++] = "--nms";
     argv[argc++] = nms;
-    if ((n = split_args(cfg->backend_args, extra, sizeof extra, argv + argc, MAX_ARGS)) < 0) {
+    /* Only what differs from the backend's defaults, so a backend that predates these flags
+     * still runs the models that do not need them. */
+    if (m->preprocess != GW_PRE_DARKNET) {
+        argv[argc++] = "--preprocess";
+        argv[argc++] = m->preprocess == GW_PRE_FACEAPI ? "faceapi" : "darknet";
+    }
+    if (m->input_size != 0) {
+        argv[argc++] = "--input-size";
+        argv[argc++] = size;
+    }
+    if (m->top_k != 0) {
+        argv[argc++] = "--top-k";
+        argv[argc++] = topk;
+    }
+    if ((n = split_args(m->backend_args, extra, sizeof extra, argv + argc, MAX_ARGS)) < 0) {
         free(inst);
         return n;
     }
@@ -205,7 +223,8 @@ static const gw_provider_ops_t local_ops = {
 };
 
 int gw_provider_local_create(gw_provider_t **out, uv_loop_t *loop, const gw_config_t *cfg,
-                             const char *argv0, gw_provider_exit_cb on_exit)
+                             const gw_model_t *model, const char *argv0,
+                             gw_provider_exit_cb on_exit)
 {
     local_t *lp = calloc(1, sizeof *lp);
     if (lp == NULL)
@@ -214,6 +233,7 @@ int gw_provider_local_create(gw_provider_t **out, uv_loop_t *loop, const gw_conf
     lp->super.on_exit = on_exit;
     lp->loop = loop;
     lp->cfg = cfg;
+    lp->model = model;
 
     if (cfg->backend_command[0] != '\0') {
         snprintf(lp->command, sizeof lp->command, "%s", cfg->backend_command);

@@ -576,7 +576,9 @@ static cJSON *job_json(const gw_job_t *job)
     cJSON_AddStringToObject(o, "model", job->model_name);
     cJSON_AddNumberToObject(o, "width", job->rep.width);
     cJSON_AddNumberToObject(o, "height", job->rep.height);
-    cJSON *arr = cJSON_AddArrayToObject(o, "detections");
+    /* A classifier's records are its top-k classes (most confident first, no boxes). */
+    int classes = job->rep.kind == PROTO_KIND_CLASSES;
+    cJSON *arr = cJSON_AddArrayToObject(o, classes ? "classes" : "detections");
     size_t cursor = 0;
     proto_det_t d;
     while (proto_rep_det_next(&job->rep, &cursor, &d)) {
@@ -584,6 +586,13 @@ static cJSON *job_json(const gw_job_t *job)
         memcpy(label, d.label, d.label_len);
         label[d.label_len] = '\0';
         cJSON *x = cJSON_CreateObject();
+        if (classes) {
+            cJSON_AddNumberToObject(x, "class_id", d.class_id);
+            cJSON_AddStringToObject(x, "label", label);
+            cJSON_AddNumberToObject(x, "confidence", round(d.confidence * 1e4) / 1e4);
+            cJSON_AddItemToArray(arr, x);
+            continue;
+        }
         cJSON_AddStringToObject(x, "label", label);
         cJSON_AddNumberToObject(x, "class_id", d.class_id);
         cJSON_AddNumberToObject(x, "confidence", round(d.confidence * 1e4) / 1e4);

@@ -28,7 +28,7 @@ static void test_burst_scales_up_next_tick(void **state)
     (void)state;
     gw_config_t cfg = base_cfg();
     gw_autoscale_t *a;
-    assert_int_equal(gw_autoscale_create(&a, &cfg), 0);
+    assert_int_equal(gw_autoscale_create(&a, &cfg, NULL), 0);
     assert_int_equal(gw_autoscale_desired(a), 1);
 
     gw_scale_decision_t d = gw_autoscale_tick(a, 1000, 0, 0, 1);
@@ -48,7 +48,7 @@ static void test_target_divides_load(void **state)
     cfg.max_backends = 100;
     cfg.target_inflight_per_backend = 4;
     gw_autoscale_t *a;
-    assert_int_equal(gw_autoscale_create(&a, &cfg), 0);
+    assert_int_equal(gw_autoscale_create(&a, &cfg, NULL), 0);
     /* ceil(10 / 4) = 3 */
     assert_int_equal(gw_autoscale_tick(a, 1000, 10, 0, 1).desired, 3);
     /* exactly 12 / 4 = 3, no float rounding up to 4 */
@@ -62,7 +62,7 @@ static void test_short_lull_does_not_reap(void **state)
     gw_config_t cfg = base_cfg();
     gw_autoscale_t *a;
     uint64_t t = 0;
-    assert_int_equal(gw_autoscale_create(&a, &cfg), 0);
+    assert_int_equal(gw_autoscale_create(&a, &cfg, NULL), 0);
     for (int i = 0; i < 10; i++)
         gw_autoscale_tick(a, t += 1000, 4, 0, 4);
     /* 10 s of nothing: inside the 30 s stable window, so still 4. */
@@ -87,7 +87,7 @@ static void test_scale_to_zero(void **state)
     cfg.stable_window_ms = 5000;
     gw_autoscale_t *a;
     uint64_t t = 0;
-    assert_int_equal(gw_autoscale_create(&a, &cfg), 0);
+    assert_int_equal(gw_autoscale_create(&a, &cfg, NULL), 0);
     assert_int_equal(gw_autoscale_desired(a), 0);
     /* Any load at all wants one backend, even below the target. */
     cfg.target_inflight_per_backend = 10;
@@ -109,7 +109,7 @@ static void test_clamps_and_panic_holds(void **state)
     cfg.panic_window_ms = 3000;
     gw_autoscale_t *a;
     uint64_t t = 0;
-    assert_int_equal(gw_autoscale_create(&a, &cfg), 0);
+    assert_int_equal(gw_autoscale_create(&a, &cfg, NULL), 0);
     assert_int_equal(gw_autoscale_tick(a, t += 1000, 0, 0, 2).desired, 2);
     assert_int_equal(gw_autoscale_tick(a, t += 1000, 1000, 900, 2).desired, 3);
     /* While the queue is non-empty the policy panics and never shrinks. */
@@ -130,7 +130,7 @@ static void test_ring_is_bounded(void **state)
     cfg.scale_interval_ms = 1000;
     gw_autoscale_t *a;
     uint64_t t = 0;
-    assert_int_equal(gw_autoscale_create(&a, &cfg), 0);
+    assert_int_equal(gw_autoscale_create(&a, &cfg, NULL), 0);
     /* Ticks far faster than configured must not overflow anything. */
     for (int i = 0; i < 100000; i++)
         gw_autoscale_tick(a, t += 1, (double)(i % 7), 0, 1);

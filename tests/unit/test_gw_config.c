@@ -50,19 +50,19 @@ static void test_values_and_units(void **state)
     char err[512];
     gw_config_defaults(&c);
     char *path = write_tmp("# comment\n\nmax_body_bytes = 2M\ndeadline_ms = 1.5s # trailing\n"
-                           "listen = 127.0.0.1:9000\nmodel_name = \"a # b\"\n"
-                           "log_level = debug\nbackends = 3\nthreshold=0.5\n");
+                           "listen = 127.0.0.1:9000\nbackend_args = \"a # b\"\n"
+                           "log_level = debug\nbackends = 3\n[model face]\nthreshold=0.75\n");
     assert_int_equal(gw_config_load_file(&c, path, err, sizeof err), 0);
     unlink(path);
     assert_int_equal(c.max_body_bytes, 2u << 20);
     assert_int_equal(c.deadline_ms, 1500);
     assert_string_equal(c.listen_host, "127.0.0.1");
     assert_int_equal(c.listen_port, 9000);
-    assert_string_equal(c.model_name, "a # b");
+    assert_string_equal(c.backend_args, "a # b");
     assert_int_equal(c.log_level, 3);
     assert_int_equal(c.min_backends, 3);
     assert_int_equal(c.max_backends, 3);
-    assert_true(c.threshold == 0.5);
+    assert_true(c.models[0].threshold == 0.75);
     assert_int_equal(gw_config_set(&c, "listen", "[::1]:8081", "--set", err, sizeof err), 0);
     assert_string_equal(c.listen_host, "::1");
     assert_int_equal(c.listen_port, 8081);
@@ -79,10 +79,10 @@ static void test_errors_name_key_and_line(void **state)
     assert_non_null(strstr(err, ":3:"));
     assert_non_null(strstr(err, "queue_sise"));
     unlink(path);
-    path = write_tmp("threshold = 1.5\n");
+    path = write_tmp("[model face]\nthreshold = 1.5\n");
     assert_int_equal(gw_config_load_file(&c, path, err, sizeof err), PROTO_ECONFIG);
-    assert_non_null(strstr(err, ":1:"));
-    assert_non_null(strstr(err, "threshold"));
+    assert_non_null(strstr(err, ":2:"));
+    assert_non_null(strstr(err, "model.face.threshold"));
     unlink(path);
     path = write_tmp("no equals sign here\n");
     assert_int_equal(gw_config_load_file(&c, path, err, sizeof err), PROTO_ECONFIG);
@@ -126,7 +126,12 @@ static void test_print_round_trip(void **state)
     char err[512], path[] = "/tmp/fgcfgpXXXXXX";
     gw_config_defaults(&a);
     assert_int_equal(gw_config_set(&a, "backend_args", "--simulate-ms 5", "t", err, sizeof err), 0);
-    assert_int_equal(gw_config_set(&a, "nms", "0.3", "t", err, sizeof err), 0);
+    assert_int_equal(gw_config_set(&a, "model.face.nms", "0.3", "t", err, sizeof err), 0);
+    assert_int_equal(gw_config_set(&a, "model.cls.cfg", "/c", "t", err, sizeof err), 0);
+    assert_int_equal(gw_config_set(&a, "model.cls.weights", "/w", "t", err, sizeof err), 0);
+    assert_int_equal(gw_config_set(&a, "model.cls.names", "/n", "t", err, sizeof err), 0);
+    assert_int_equal(gw_config_set(&a, "model.cls.max_backends", "5", "t", err, sizeof err), 0);
+    assert_int_equal(gw_config_validate(&a, err, sizeof err), 0);
     int fd = mkstemp(path);
     FILE *f = fdopen(fd, "w");
     gw_config_print(&a, f);
@@ -134,11 +139,13 @@ static void test_print_round_trip(void **state)
     memset(&b, 0, sizeof b);
     gw_config_defaults(&b);
     b.max_connections = 1;
-    b.nms = 0;
+    b.models[0].nms = 0;
     int rv = gw_config_load_file(&b, path, err, sizeof err);
     unlink(path);
     if (rv != 0)
         fail_msg("%s", err);
+    /* Inherited keys came back as comments: still inherited once validated. */
+    assert_int_equal(gw_config_validate(&b, err, sizeof err), 0);
     assert_memory_equal(&a, &b, sizeof a);
 }
 
@@ -157,7 +164,7 @@ static void test_strict_values(void **state)
     const char *bad[][2] = {
         {"max_body_bytes", "0x10"},
         {"retries", "inf"},
-        {"threshold", "nan"},
+        {"model.face.threshold", "nan"},
         {"max_body_bytes", "1.5"},
         {"deadline_ms", "1.5"},
         {"deadline_ms", "10h"},
@@ -167,14 +174,23 @@ static void test_strict_values(void **state)
         {"listen", "h: 80"},
         {"listen", "[::1]8080"},
         {"listen", "h:123456"},
-        {"nms", "-0.1"},
+        {"model.face.nms", "-0.1"},
+        {"model.face.preprocess", "letterbox"},
+        {"model.face.input_size", "-32"},
+        {"model.face.top_k", "1.5"},
+        {"model.face.max_backends", "0"},
+        {"model.face.colour", "red"},
+        {"model.bad name.cfg", "x"},
+        {"model.-x.cfg", "x"},
+        {"model.new.threshold", "2"},
         {"min_backends", "-1"},
         {"max_backends", "257"},
         {"backends", "0"},
         {"target_inflight_per_backend", "0"},
         {"max_starting", "0"},
         {"backend_concurrency", "0"},
-        {"model_cfg", "a\nb"},
+        {"model.face.cfg", "a\nb"},
+        {"model_cfg", "/x"},
         {"log_level", "INFO"},
         {"max_connections", ""},
     };
@@ -212,9 +228,9 @@ static void test_validate(void **state)
     gw_config_t c;
     char err[512];
     gw_config_defaults(&c);
-    assert_int_equal(gw_config_set(&c, "model_cfg", "", "--set", err, sizeof err), 0);
+    assert_int_equal(gw_config_set(&c, "model.face.cfg", "", "--set", err, sizeof err), 0);
     assert_int_equal(gw_config_validate(&c, err, sizeof err), PROTO_ECONFIG);
-    assert_non_null(strstr(err, "model_cfg"));
+    assert_non_null(strstr(err, "model.face.cfg"));
     gw_config_defaults(&c);
     assert_int_equal(gw_config_set(&c, "backoff_initial_ms", "1m", "--set", err, sizeof err), 0);
     assert_int_equal(gw_config_validate(&c, err, sizeof err), PROTO_ECONFIG);
@@ -231,42 +247,56 @@ static void test_weights_default_follows_cache(void **state)
     char *old = getenv("FRAMEGATE_CACHE") ? strdup(getenv("FRAMEGATE_CACHE")) : NULL;
     setenv("FRAMEGATE_CACHE", "/var/cache/fg", 1);
     gw_config_defaults(&c);
-    assert_string_equal(c.model_weights, "/var/cache/fg/models/yolov3-tiny.weights");
+    assert_string_equal(c.models[1].weights, "/var/cache/fg/models/yolov3-tiny.weights");
+    assert_string_equal(c.models[0].cfg, "/var/cache/fg/models/face-tiny.cfg");
     unsetenv("FRAMEGATE_CACHE");
     setenv("HOME", "/home/cam", 1);
     gw_config_defaults(&c);
-    assert_string_equal(c.model_weights, "/home/cam/.cache/framegate/models/yolov3-tiny.weights");
+    assert_string_equal(c.models[1].weights,
+                        "/home/cam/.cache/framegate/models/yolov3-tiny.weights");
+    assert_string_equal(c.models[0].names, "/home/cam/.cache/framegate/models/face.names");
     if (old != NULL) {
         setenv("FRAMEGATE_CACHE", old, 1);
         free(old);
     }
 }
 
-/* Every key --print-config shows can be set through its FRAMEGATE_<KEY> variable. */
+/* Every key --print-config shows can be set through its FRAMEGATE_<KEY> variable, model keys
+ * through FRAMEGATE_MODEL_<NAME>_<KEY>. */
 static void test_every_key_from_env(void **state)
 {
     (void)state;
     gw_config_t a, b;
-    char err[512], line[2048], path[] = "/tmp/fgcfgeXXXXXX";
+    char err[512], line[2048], section[64] = "", path[] = "/tmp/fgcfgeXXXXXX";
     gw_config_defaults(&a);
     int fd = mkstemp(path);
     FILE *f = fdopen(fd, "w+");
     gw_config_print(&a, f);
     rewind(f);
-    static char vars[64][2100];
+    static char vars[64][2200];
     char *env[65];
     int n = 0;
     while (n < 64 && fgets(line, sizeof line, f) != NULL) {
+        line[strcspn(line, "\n")] = '\0';
+        if (line[0] == '\0' || line[0] == '#')
+            continue; /* inherited pool keys are comments: they stay inherited */
+        if (sscanf(line, "[model %63[^]]]", section) == 1)
+            continue;
         char *eq = strstr(line, " = ");
         assert_non_null(eq);
         *eq = '\0';
         char *v = eq + 3;
-        v[strcspn(v, "\n")] = '\0';
         if (v[0] == '"') { /* env values are not quoted */
             v++;
             v[strlen(v) - 1] = '\0';
         }
         int o = snprintf(vars[n], sizeof vars[n], "FRAMEGATE_");
+        if (section[0] != '\0') {
+            o += snprintf(vars[n] + o, sizeof vars[n] - (size_t)o, "MODEL_");
+            for (char *p = section; *p; p++)
+                vars[n][o++] = *p == '-' ? '_' : (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+            vars[n][o++] = '_';
+        }
         for (char *p = line; *p; p++)
             vars[n][o++] = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
         snprintf(vars[n] + o, sizeof vars[n] - (size_t)o, "=%s", v);
@@ -276,11 +306,132 @@ static void test_every_key_from_env(void **state)
     env[n] = NULL;
     fclose(f);
     unlink(path);
-    assert_int_equal(n, 35); /* every key but the alias "backends" */
+    /* every top-level key but the alias "backends"; 8 keys per model and yolov3-tiny's own
+     * min_backends */
+    assert_int_equal(n, 31 + 8 + 9);
+    /* The models exist, empty: the environment fills them ("YOLOV3_TINY" finds
+     * "yolov3-tiny"). */
     memset(&b, 0, sizeof b);
+    b.nmodels = 2;
+    strcpy(b.models[0].name, "face");
+    strcpy(b.models[1].name, "yolov3-tiny");
     if (gw_config_load_env(&b, env, err, sizeof err) != 0)
         fail_msg("%s", err);
+    assert_int_equal(gw_config_validate(&a, err, sizeof err), 0);
+    assert_int_equal(gw_config_validate(&b, err, sizeof err), 0);
     assert_memory_equal(&a, &b, sizeof a);
+}
+
+/* Models: sections and flat keys, what they inherit, --set over the file, `models` and
+ * default_model, errors with their line. */
+static void test_models(void **state)
+{
+    (void)state;
+    gw_config_t c;
+    char err[512];
+    gw_config_defaults(&c);
+    /* The embedded models. */
+    assert_int_equal(c.nmodels, 2);
+    assert_string_equal(c.models[0].name, "face");
+    assert_int_equal(c.models[0].preprocess, GW_PRE_FACEAPI);
+    assert_int_equal(c.models[0].input_size, 416);
+    assert_string_equal(c.models[1].name, "yolov3-tiny");
+    assert_true(c.models[1].threshold == 0.25);
+
+    char *path = write_tmp("max_backends = 6\nbackend_args = --simulate-ms 5\n"
+                           "[model face]\nmax_backends = 3\n"
+                           "[model cls]   # a classifier\ncfg = /usr/share/darknet/cfg/tiny.cfg\n"
+                           "weights = /w\nnames = /usr/share/darknet/data/imagenet.shortnames.list\n"
+                           "top_k = 5\ntarget_inflight_per_backend = 2\n");
+    assert_int_equal(gw_config_load_file(&c, path, err, sizeof err), 0);
+    unlink(path);
+    char *env[] = {"FRAMEGATE_MODEL_YOLOV3_TINY_BACKEND_ARGS=--simulate-ms 7",
+                   "FRAMEGATE_MODEL_CLS_MAX_BACKENDS=4", NULL};
+    assert_int_equal(gw_config_load_env(&c, env, err, sizeof err), 0);
+    /* --set after the file: a top-level key reaches the models that did not set it. */
+    assert_int_equal(gw_config_set(&c, "min_backends", "2", "--set", err, sizeof err), 0);
+    assert_int_equal(gw_config_set(&c, "model.face.preprocess", "darknet", "--set", err,
+                                   sizeof err), 0);
+    assert_int_equal(gw_config_set(&c, "default_model", "cls", "--set", err, sizeof err), 0);
+    assert_int_equal(gw_config_validate(&c, err, sizeof err), 0);
+    assert_int_equal(c.nmodels, 3);
+    const gw_model_t *face = gw_config_model(&c, "face"), *yolo = gw_config_model(&c, "yolov3-tiny");
+    const gw_model_t *cls = gw_config_model(&c, "cls");
+    assert_non_null(cls);
+    assert_int_equal(face->min_backends, 2);
+    assert_int_equal(face->max_backends, 3);
+    assert_int_equal(face->preprocess, GW_PRE_DARKNET);
+    assert_string_equal(face->backend_args, "--simulate-ms 5");
+    assert_int_equal(yolo->min_backends, 0); /* its own */
+    assert_int_equal(yolo->max_backends, 6);
+    assert_string_equal(yolo->backend_args, "--simulate-ms 7");
+    assert_int_equal(cls->min_backends, 2);
+    assert_int_equal(cls->max_backends, 4);
+    assert_int_equal(cls->top_k, 5);
+    assert_true(cls->target_inflight_per_backend == 2);
+    assert_true(cls->threshold == 0.25); /* a new model starts from darknet's defaults */
+    assert_string_equal(c.default_model, "cls");
+
+    /* `models` keeps some, in its order; default_model "" is the first of them. */
+    gw_config_defaults(&c);
+    assert_int_equal(gw_config_set(&c, "models", "yolov3-tiny", "--set", err, sizeof err), 0);
+    assert_int_equal(gw_config_validate(&c, err, sizeof err), 0);
+    assert_int_equal(c.nmodels, 1);
+    assert_string_equal(c.default_model, "yolov3-tiny");
+    assert_int_equal(gw_config_validate(&c, err, sizeof err), 0); /* idempotent */
+    gw_config_defaults(&c);
+    assert_int_equal(gw_config_set(&c, "models", "face, nope", "--set", err, sizeof err), 0);
+    assert_int_equal(gw_config_validate(&c, err, sizeof err), PROTO_ECONFIG);
+    assert_non_null(strstr(err, "'nope'"));
+    gw_config_defaults(&c);
+    assert_int_equal(gw_config_set(&c, "default_model", "nope", "--set", err, sizeof err), 0);
+    assert_int_equal(gw_config_validate(&c, err, sizeof err), PROTO_ECONFIG);
+    assert_non_null(strstr(err, "default_model"));
+    /* A model's min above what it inherits as max. */
+    gw_config_defaults(&c);
+    assert_int_equal(gw_config_set(&c, "model.face.min_backends", "3", "--set", err, sizeof err),
+                     0);
+    assert_int_equal(gw_config_validate(&c, err, sizeof err), PROTO_ECONFIG);
+    assert_non_null(strstr(err, "face"));
+    assert_non_null(strstr(err, "inherited"));
+    /* A new model without its files. */
+    gw_config_defaults(&c);
+    assert_int_equal(gw_config_set(&c, "model.x.cfg", "/c", "--set", err, sizeof err), 0);
+    assert_int_equal(gw_config_validate(&c, err, sizeof err), PROTO_ECONFIG);
+    assert_non_null(strstr(err, "model.x.weights"));
+
+    /* File errors name the line. */
+    const char *bad[][3] = {
+        {"[model face]\ncfg = /a\nbogus = 1\n", ":3:", "model.face.bogus"},
+        {"listen = 127.0.0.1:1\n[modle face]\n", ":2:", "[model NAME]"},
+        {"[model a b]\n", ":1:", "a b"},
+        {"[model face\n", ":1:", "[model NAME]"},
+        {"[model face]\nmax_connections = 5\n", ":2:", "model.face.max_connections"},
+        {"\n[model face]\npreprocess = yolo\n", ":3:", "model.face.preprocess"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        gw_config_defaults(&c);
+        path = write_tmp(bad[i][0]);
+        assert_int_equal(gw_config_load_file(&c, path, err, sizeof err), PROTO_ECONFIG);
+        unlink(path);
+        if (strstr(err, bad[i][1]) == NULL || strstr(err, bad[i][2]) == NULL)
+            fail_msg("case %zu: %s", i, err);
+    }
+    char *typo[] = {"FRAMEGATE_MODEL_FACE_MAX_BACKEND=2", NULL};
+    gw_config_defaults(&c);
+    assert_int_equal(gw_config_load_env(&c, typo, err, sizeof err), PROTO_ECONFIG);
+    assert_non_null(strstr(err, "FRAMEGATE_MODEL_FACE_MAX_BACKEND"));
+
+    /* More than GW_MODELS_MAX models. */
+    gw_config_defaults(&c);
+    int rv = 0;
+    for (int i = 0; i < GW_MODELS_MAX && rv == 0; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "model.m%d.cfg", i);
+        rv = gw_config_set(&c, key, "/c", "--set", err, sizeof err);
+    }
+    assert_int_equal(rv, PROTO_ECONFIG);
+    assert_non_null(strstr(err, "more than"));
 }
 
 static void test_print_quotes(void **state)
@@ -290,7 +441,7 @@ static void test_print_quotes(void **state)
     char err[512], path[] = "/tmp/fgcfgqXXXXXX";
     gw_config_defaults(&a);
     assert_int_equal(gw_config_set(&a, "backend_args", "--label a\"b #c", "t", err, sizeof err), 0);
-    assert_int_equal(gw_config_set(&a, "model_name", "x#y", "t", err, sizeof err), 0);
+    assert_int_equal(gw_config_set(&a, "model.face.cfg", "x#y", "t", err, sizeof err), 0);
     int fd = mkstemp(path);
     FILE *f = fdopen(fd, "w");
     gw_config_print(&a, f);
@@ -302,7 +453,7 @@ static void test_print_quotes(void **state)
         fail_msg("%s", err);
     /* The unrepresentable value became a comment; everything else came back. */
     assert_string_equal(b.backend_args, "");
-    assert_string_equal(b.model_name, "x#y");
+    assert_string_equal(b.models[0].cfg, "x#y");
 }
 
 int main(void)
@@ -318,6 +469,7 @@ int main(void)
         cmocka_unit_test(test_weights_default_follows_cache),
         cmocka_unit_test(test_every_key_from_env),
         cmocka_unit_test(test_print_quotes),
+        cmocka_unit_test(test_models),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -160,7 +160,6 @@ static env_t E;
 static void base_config(gw_config_t *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
-    snprintf(cfg->model_name, sizeof cfg->model_name, "m");
     cfg->queue_size = 100;
     cfg->deadline_ms = 5000;
     cfg->retries = 2;
@@ -191,7 +190,7 @@ static void setup_env(void)
 
 static void start_pool(void)
 {
-    assert_int_equal(gw_pool_create(&E.pool, &E.loop, &E.cfg, &E.fake.super, NULL, NULL), 0);
+    assert_int_equal(gw_pool_create(&E.pool, &E.loop, &E.cfg, NULL, &E.fake.super, NULL, NULL), 0);
     assert_int_equal(gw_pool_start(E.pool), 0);
 }
 

@@ -37,6 +37,7 @@ typedef struct {
     uv_timer_t timer;
     gw_job_t *job;
     int status;
+    int classes; /* answer as a classifier */
 } fake_t;
 
 static struct {
@@ -83,6 +84,10 @@ static void on_fake_timer(uv_timer_t *t)
                            .h = 40,
                            .label = "dog",
                            .label_len = 3};
+        /* An image that says "classes" gets a classifier's answer: top-2, no boxes. */
+        proto_det_t cls[2] = {
+            {.class_id = 435, .confidence = 0.7f, .label = "bathtub", .label_len = 7},
+            {.class_id = 876, .confidence = 0.2f, .label = "tub", .label_len = 3}};
         proto_rep_t rep = {.type = PROTO_T_RESULT,
                            .id = 77,
                            .width = 768,
@@ -91,6 +96,13 @@ static void on_fake_timer(uv_timer_t *t)
                            .dets = &det,
                            .payload = (const uint8_t *)"dog",
                            .payload_len = 3};
+        if (f->classes) {
+            rep.kind = PROTO_KIND_CLASSES;
+            rep.ndet = 2;
+            rep.dets = cls;
+            rep.payload = (const uint8_t *)"bathtub";
+            rep.payload_len = 7;
+        }
         size_t cap = (size_t)proto_rep_size(&rep), len = 0;
         job->rep_buf = malloc(cap);
         assert_non_null(job->rep_buf);
@@ -133,6 +145,7 @@ static int fake_submit(void *ctx, gw_job_t *job)
     assert_non_null(f);
     f->job = job;
     f->status = status;
+    f->classes = strstr(script, "classes") != NULL;
     uv_timer_init(&S.loop, &f->timer);
     f->timer.data = f;
     uv_timer_start(&f->timer, on_fake_timer, (uint64_t)delay, 0);
@@ -545,6 +558,31 @@ static void test_detect_json(void **state)
     assert_int_equal(r.status, 200);
     assert_string_equal(S.last_model, "yolo"); /* the path wins over ?model= */
     assert_non_null(strstr(r.body, "\"model\":\"yolo\""));
+    resp_free(&r);
+    /* A classifier's reply (kind CLASSES) is rendered as "classes", without boxes, in the
+     * backend's order; format=text still passes its payload through. */
+    post(c, "/v1/models/cls/detect", "image/jpeg", "classes", 7);
+    assert_int_equal(read_resp(c, &r), 0);
+    assert_int_equal(r.status, 200);
+    root = cJSON_Parse(r.body);
+    assert_non_null(root);
+    assert_null(cJSON_GetObjectItem(root, "detections"));
+    const cJSON *cls = cJSON_GetObjectItem(root, "classes");
+    assert_int_equal(cJSON_GetArraySize(cls), 2);
+    d = cJSON_GetArrayItem(cls, 0);
+    assert_string_equal(cJSON_GetObjectItem(d, "label")->valuestring, "bathtub");
+    assert_int_equal(cJSON_GetObjectItem(d, "class_id")->valueint, 435);
+    assert_true(cJSON_GetObjectItem(d, "confidence")->valuedouble > 0.699);
+    assert_null(cJSON_GetObjectItem(d, "box"));
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(cls, 1), "label")->valuestring,
+                        "tub");
+    assert_string_equal(cJSON_GetObjectItem(root, "model")->valuestring, "cls");
+    cJSON_Delete(root);
+    resp_free(&r);
+    post(c, "/v1/detect?model=cls&format=text", "image/jpeg", "classes", 7);
+    assert_int_equal(read_resp(c, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "bathtub");
     resp_free(&r);
     /* An unknown parameter is ignored, however long its name. */
     post(c,
