@@ -102,6 +102,8 @@ static char *json_escape_dup(const char *s)
 
 static char *render_metrics(app_t *app, size_t *len);
 
+static int app_readyz(app_t *app, char *why, size_t cap);
+
 /* GET /v1/models: every model with its settings and its pool's state. */
 static char *models_json(app_t *app)
 {
@@ -146,6 +148,7 @@ static char *backends_json(app_t *app)
     cJSON *models = cJSON_CreateArray(), *all = cJSON_CreateArray();
     int desired = 0, min = 0, max = 0, queued = 0, inflight = 0, failures = 0;
     const char *provider = "local";
+    cJSON *last_error = NULL; /* the default model's, else the first model's that has one */
     for (int i = 0; i < app->nmodels; i++) {
         char *doc = gw_pool_backends_json(app->models[i].pool);
         cJSON *p = doc != NULL ? cJSON_Parse(doc) : NULL;
@@ -158,6 +161,11 @@ static char *backends_json(app_t *app)
         queued += cJSON_GetObjectItem(p, "queued")->valueint;
         inflight += cJSON_GetObjectItem(p, "inflight")->valueint;
         failures += cJSON_GetObjectItem(p, "consecutive_start_failures")->valueint;
+        const cJSON *le = cJSON_GetObjectItem(p, "last_error");
+        if (cJSON_IsString(le) && (last_error == NULL || app->models[i].is_default)) {
+            cJSON_Delete(last_error);
+            last_error = cJSON_CreateString(le->valuestring);
+        }
         cJSON *bes = cJSON_DetachItemFromObject(p, "backends");
         cJSON *be;
         while (bes != NULL && (be = cJSON_DetachItemFromArray(bes, 0)) != NULL)
@@ -172,7 +180,13 @@ static char *backends_json(app_t *app)
     cJSON_AddNumberToObject(root, "queued", queued);
     cJSON_AddNumberToObject(root, "inflight", inflight);
     cJSON_AddStringToObject(root, "provider", provider);
+    char why[512];
+    if (app_readyz(app, why, sizeof why))
+        cJSON_AddNullToObject(root, "not_ready_reason");
+    else
+        cJSON_AddStringToObject(root, "not_ready_reason", why);
     cJSON_AddNumberToObject(root, "consecutive_start_failures", failures);
+    cJSON_AddItemToObject(root, "last_error", last_error != NULL ? last_error : cJSON_CreateNull());
     cJSON_AddItemToObject(root, "models", models);
     cJSON_AddItemToObject(root, "backends", all);
     char *text = cJSON_PrintUnformatted(root);
@@ -180,19 +194,14 @@ static char *backends_json(app_t *app)
     return text;
 }
 
-/* Ready when the default model can answer now. Other models do not block it: a model that
- * scales to zero has no backend most of the time, and one that fails to start must not take
- * the default model's traffic away from a load balancer. */
+/* Ready when the default model has a ready backend (scaled to zero, it is not: as before,
+ * the reason says so). Other models never block it: one that scales to zero has no backend
+ * most of the time, and one that fails to start must not take the default model's traffic
+ * away behind a load balancer. */
 static int app_readyz(app_t *app, char *why, size_t cap)
 {
     char inner[400];
     if (gw_pool_readyz(app->def->pool, inner, sizeof inner))
-        return 1;
-    gw_pool_stats_t st;
-    gw_pool_stats(app->def->pool, &st);
-    /* A default model that scales to zero is ready to take a request (it starts a backend),
-     * unless starts are failing. */
-    if (st.min == 0 && st.starting == 0 && st.failed_starts == 0 && !app->stopping)
         return 1;
     snprintf(why, cap, "default model '%s': %s", app->def->model->name, inner);
     return 0;

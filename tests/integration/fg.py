@@ -105,11 +105,26 @@ def pids_with_arg(text):
     return out
 
 
+def cache_dir():
+    return os.environ.get("FRAMEGATE_CACHE") or os.path.join(
+        os.environ.get("HOME") or "/root", ".cache", "framegate")
+
+
+def app_model_settings(name="app"):
+    """--set keys declaring the one model `name` served, on yolov3-tiny's files."""
+    return {
+        "models": name,
+        f"model.{name}.cfg": "/usr/share/darknet/cfg/yolov3-tiny.cfg",
+        f"model.{name}.weights": os.path.join(cache_dir(), "models", "yolov3-tiny.weights"),
+        f"model.{name}.names": os.path.join(DATA, "coco.names"),
+    }
+
+
 class Gateway:
     """A running framegate with its backends. Use as a context manager."""
 
     def __init__(self, settings=None, simulate_ms=None, init_delay_ms=None, extra_args=None,
-                 env=None, wait_ready=True, backend_args=""):
+                 env=None, wait_ready=True, backend_args="", app_model=True):
         self.port = free_port()
         self.rundir = tempfile.mkdtemp(prefix="fgt-")
         self.settings = {
@@ -117,6 +132,11 @@ class Gateway:
             "runtime_dir": self.rundir,
             "log_level": "info",
         }
+        if app_model:
+            # The tests serve one model, "app" (Debian's yolov3-tiny with the generated
+            # weights), which follows the top-level pool keys: its backends are
+            # app-instance1, ... Tests about several models pass app_model=False.
+            self.settings.update(app_model_settings())
         args = backend_args
         if simulate_ms is not None:
             args += f" --simulate-ms {simulate_ms}"
