@@ -22,7 +22,8 @@ static void usage(FILE *out)
             "                      $FRAMEGATE_CONFIG); see config/framegate.conf for every key\n"
             "  --listen HOST:PORT  where to accept HTTP (default 0.0.0.0:8080)\n"
             "  --set KEY=VALUE     override one key; repeatable; applied after the file and\n"
-            "                      the FRAMEGATE_<KEY> environment variables\n"
+            "                      the FRAMEGATE_<KEY> environment variables; a model's keys\n"
+            "                      are model.NAME.KEY (e.g. model.face.max_backends=4)\n"
             "  --print-config      print the effective configuration and exit\n"
             "  --help, --version\n");
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Scenario 3: the real default network (stock libdarknet) with a few cameras: frames/s end
+# Scenario 3: the real yolov3-tiny network (stock libdarknet) with a few cameras: frames/s end
 # to end next to the backends' own inference time (framegate_inference_seconds).
 source "$(dirname "$0")/common.sh"
 out=$repo/bench/results/3_real_network
@@ -7,7 +7,10 @@ mkdir -p "$out"
 machine_info "$out"
 "$repo/scripts/models.sh" "$build" > /dev/null
 backends=${BACKENDS:-2} users=${USERS:-4} dur=${DURATION:-30}
-start_gateway 18183 "$out/gateway.log" --set backends="$backends"
+# Only yolov3-tiny, on a fixed pool (its own min is 0, so the top-level backends= would not
+# pin it).
+start_gateway 18183 "$out/gateway.log" --set models=yolov3-tiny \
+    --set model.yolov3-tiny.backends="$backends"
 "$bin/framegate-bench" --url http://127.0.0.1:18183/v1/detect --users "$users" \
     --duration "$dur" --body-mode raw --timeout-ms 60000 \
     --csv "$out/real.csv" --json "$out/real.json" --quiet | tee "$out/real.txt"

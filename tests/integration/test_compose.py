@@ -107,13 +107,23 @@ if check(os.access(framegate, os.X_OK), f"{framegate} is built") and env:
                         "--print-config"], capture_output=True, text=True, timeout=30,
                        env=run_env)
     check(r.returncode == 0, f"the gateway accepts that configuration {r.stderr.strip()[:300]}")
-    eff = dict(l.split(" = ", 1) for l in r.stdout.splitlines() if " = " in l)
+    # Top-level keys, then "[model NAME]" sections: their keys are read as model.NAME.KEY.
+    eff, section = {}, ""
+    for l in r.stdout.splitlines():
+        if l.startswith("[model ") and l.endswith("]"):
+            section = f"model.{l[7:-1]}."
+        elif " = " in l and not l.startswith("#"):
+            k, v = l.split(" = ", 1)
+            eff[section + k] = v
     check(eff.get("listen") == "0.0.0.0:8080", f"it listens on 0.0.0.0:8080 ({eff.get('listen')})")
     check(eff.get("max_backends") == env.get("FRAMEGATE_MAX_BACKENDS"),
           f"max_backends comes from the environment ({eff.get('max_backends')})")
-    check(eff.get("model_weights")
+    check(eff.get("model.yolov3-tiny.weights")
           == '"/var/lib/framegate/cache/models/yolov3-tiny.weights"',
-          f"weights resolve into the image's cache ({eff.get('model_weights')})")
+          f"weights resolve into the image's cache ({eff.get('model.yolov3-tiny.weights')})")
+    check(eff.get("model.face.cfg") == '"/var/lib/framegate/cache/models/face-tiny.cfg"'
+          and eff.get("default_model") == '"face"',
+          f"the default model is face, in the image's cache ({eff.get('model.face.cfg')})")
 
 if failures:
     print(f"{len(failures)} check(s) failed: {failures}")
