@@ -138,6 +138,24 @@ static void test_ring_is_bounded(void **state)
     gw_autoscale_destroy(a);
 }
 
+/* A model's pool uses the model's bounds and target, not the top-level ones. */
+static void test_model_bounds(void **state)
+{
+    (void)state;
+    gw_config_t cfg = base_cfg();
+    gw_model_t model;
+    memset(&model, 0, sizeof model);
+    model.min_backends = 0;
+    model.max_backends = 2;
+    model.target_inflight_per_backend = 2;
+    gw_autoscale_t *a;
+    assert_int_equal(gw_autoscale_create(&a, &cfg, &model), 0);
+    assert_int_equal(gw_autoscale_desired(a), 0);
+    assert_int_equal(gw_autoscale_tick(a, 1000, 3, 0, 0).desired, 2); /* ceil(3 / 2) */
+    assert_int_equal(gw_autoscale_tick(a, 2000, 40, 30, 2).desired, 2); /* clamped to 2 */
+    gw_autoscale_destroy(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -147,6 +165,7 @@ int main(void)
         cmocka_unit_test(test_scale_to_zero),
         cmocka_unit_test(test_clamps_and_panic_holds),
         cmocka_unit_test(test_ring_is_bounded),
+        cmocka_unit_test(test_model_bounds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

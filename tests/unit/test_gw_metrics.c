@@ -239,6 +239,35 @@ static void test_declare_and_type_checks(void **state)
     gw_metrics_destroy(m);
 }
 
+/* Three labels (model, backend, state): rendered in declaration order; a fourth is refused. */
+static void test_three_labels(void **state)
+{
+    (void)state;
+    gw_metrics_t *m;
+    assert_int_equal(gw_metrics_create(&m), 0);
+    assert_int_equal(gw_metrics_declare(m, GW_GAUGE, "x", "X.", "a,b,c,d", NULL, 0), PROTO_EINVAL);
+    assert_int_equal(gw_metrics_declare(m, GW_GAUGE, "x", "X.", "a,b,a", NULL, 0), PROTO_EINVAL);
+    int g = gw_metrics_declare(m, GW_GAUGE, "g", "G.", "model,backend,state", NULL, 0);
+    const double b[] = {1};
+    int h = gw_metrics_declare(m, GW_HISTOGRAM, "h", "H.", "model,x,y", b, 1);
+    assert_true(g >= 0 && h >= 0);
+    assert_int_equal(gw_metrics_set3(m, g, "face", "face-instance1", "ready", 2), 0);
+    assert_int_equal(gw_metrics_set3(m, g, "face", "face-instance1", "draining", 1), 0);
+    assert_int_equal(gw_metrics_set3(m, g, "face", "face-instance1", "ready", 3), 0);
+    assert_int_equal(gw_metrics_observe3(m, h, "m", "1", "2", 0.5), 0);
+    /* A series differs by its third label alone. */
+    assert_int_equal(gw_metrics_add3(m, g, "a", "b", "c\"", 1), 0);
+    char *text = render(m);
+    assert_non_null(strstr(text, "g{model=\"face\",backend=\"face-instance1\",state=\"ready\"} 3\n"));
+    assert_non_null(
+        strstr(text, "g{model=\"face\",backend=\"face-instance1\",state=\"draining\"} 1\n"));
+    assert_non_null(strstr(text, "g{model=\"a\",backend=\"b\",state=\"c\\\"\"} 1\n"));
+    assert_non_null(strstr(text, "h_bucket{model=\"m\",x=\"1\",y=\"2\",le=\"1\"} 1\n"));
+    assert_non_null(strstr(text, "h_count{model=\"m\",x=\"1\",y=\"2\"} 1\n"));
+    free(text);
+    gw_metrics_destroy(m);
+}
+
 static void test_promtool(void **state)
 {
     (void)state;
@@ -305,6 +334,7 @@ int main(void)
         cmocka_unit_test(test_escaping),
         cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_declare_and_type_checks),
+        cmocka_unit_test(test_three_labels),
         cmocka_unit_test(test_promtool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
