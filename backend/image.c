@@ -1,14 +1,32 @@
 #include "image.h"
 
+#include <darknet.h>
+#include <spng.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <turbojpeg.h>
+#include <unistd.h>
 
 #include "err.h"
 
+#ifndef FG_DARKNET_SHARE
+#define FG_DARKNET_SHARE "/usr/share/darknet"
+#endif
+
 /* Column taps up to this width live on the stack: no allocation per frame. */
 #define TAPS_STACK 4096
+
+/* darknet ships its label font as one PNG per printable ASCII character and size. */
+#define GLYPH_SIZES 8
+#define GLYPH_FIRST 32
+#define GLYPH_COUNT 95
+
+/* A PNG's compressed chunks are bounded too, so a hostile file cannot make libspng buffer
+ * more than a frame's worth of metadata. */
+#define PNG_CHUNK_MAX (8u << 20)
+
+enum { FMT_JPEG = 1, FMT_PNG = 2 };
 
 struct be_image {
     tjhandle tj;  /* decompressor */
@@ -17,7 +35,25 @@ struct be_image {
     uint8_t *rgb; /* decode buffer, grown as needed and kept */
     size_t rgb_cap;
     unsigned char *jpeg; /* last annotated output (tjAlloc'd) */
+    image glyphs[GLYPH_SIZES][GLYPH_COUNT]; /* darknet's label font, loaded per size on use */
+    signed char glyphs_state[GLYPH_SIZES];  /* 0 not tried, 1 loaded, -1 missing */
 };
+
+int be_prep_parse(const char *s)
+{
+    if (s == NULL)
+        return -1;
+    if (strcmp(s, "darknet") == 0)
+        return BE_PREP_DARKNET;
+    if (strcmp(s, "faceapi") == 0)
+        return BE_PREP_FACEAPI;
+    return -1;
+}
+
+const char *be_prep_name(be_prep_t mode)
+{
+    return mode == BE_PREP_FACEAPI ? "faceapi" : "darknet";
+}
 
 int be_image_create(be_image_t **out, be_image_limits_t limits)
 {
@@ -43,29 +79,83 @@ void be_image_destroy(be_image_t *im)
         tjDestroy(im->tjc);
     tjFree(im->jpeg);
     free(im->rgb);
+    for (int z = 0; z < GLYPH_SIZES; z++)
+        if (im->glyphs_state[z] == 1)
+            for (int i = 0; i < GLYPH_COUNT; i++)
+                free_image(im->glyphs[z][i]);
     free(im);
+}
+
+static int sniff(const uint8_t *buf, size_t len)
+{
+    static const uint8_t png_magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    if (len >= 8 && memcmp(buf, png_magic, 8) == 0)
+        return FMT_PNG;
+    if (len >= 2 && buf[0] == 0xff && buf[1] == 0xd8) /* SOI */
+        return FMT_JPEG;
+    return 0;
+}
+
+/* A libspng context over buf with the limits applied; NULL on allocation failure. */
+static spng_ctx *png_open(const be_image_t *im, const uint8_t *buf, size_t len)
+{
+    spng_ctx *ctx = spng_ctx_new(0);
+    if (ctx == NULL)
+        return NULL;
+    uint32_t side = im->limits.max_side > 0 ? (uint32_t)im->limits.max_side : 1;
+    if (spng_set_image_limits(ctx, side, side) != 0 ||
+        spng_set_chunk_limits(ctx, PNG_CHUNK_MAX, PNG_CHUNK_MAX) != 0 ||
+        spng_set_png_buffer(ctx, buf, len) != 0) {
+        spng_ctx_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+static int png_probe(be_image_t *im, const uint8_t *buf, size_t len, int *w, int *h)
+{
+    spng_ctx *ctx = png_open(im, buf, len);
+    if (ctx == NULL)
+        return PROTO_ENOMEM;
+    struct spng_ihdr ihdr;
+    int e = spng_get_ihdr(ctx, &ihdr);
+    spng_ctx_free(ctx);
+    if (e == SPNG_EUSER_WIDTH || e == SPNG_EUSER_HEIGHT)
+        return PROTO_EIMGSIZE; /* over max_side: refused from the IHDR alone */
+    if (e != 0 || ihdr.width == 0 || ihdr.height == 0 || ihdr.width > 0x7fffffff ||
+        ihdr.height > 0x7fffffff)
+        return PROTO_EIMAGE;
+    *w = (int)ihdr.width;
+    *h = (int)ihdr.height;
+    return 0;
 }
 
 int be_image_probe(be_image_t *im, const uint8_t *buf, size_t len, int *w, int *h)
 {
-    static const uint8_t png_magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-    int subsamp, colorspace;
+    int subsamp, colorspace, rv;
     if (len == 0 || buf == NULL)
         return PROTO_EEMPTY;
-    if (len >= 8 && memcmp(buf, png_magic, 8) == 0)
+    int fmt = sniff(buf, len);
+    /* Signature first: anything else is not ours to hand to a decoder. */
+    if (fmt == 0)
         return PROTO_EFORMAT;
-    /* SOI marker first: anything else is not ours to hand to libjpeg. */
-    if (len < 4 || buf[0] != 0xff || buf[1] != 0xd8)
-        return PROTO_EIMAGE;
-    /* TurboJPEG answers a header cut short before its SOF ("tables only") with success and
-     * leaves the size untouched: start from 0 so that is rejected below. */
     *w = 0;
     *h = 0;
+    if (fmt == FMT_PNG) {
+        if ((rv = png_probe(im, buf, len, w, h)) != 0)
+            return rv;
+        goto limits;
+    }
+    if (len < 4)
+        return PROTO_EIMAGE;
+    /* TurboJPEG answers a header cut short before its SOF ("tables only") with success and
+     * leaves the size untouched: *w, *h start from 0 so that is rejected below. */
     if (len > (size_t)0x7fffffff ||
         tjDecompressHeader3(im->tj, buf, (unsigned long)len, w, h, &subsamp, &colorspace) != 0)
         return PROTO_EIMAGE;
     if (*w <= 0 || *h <= 0)
         return PROTO_EIMAGE;
+limits:
     if (*w > im->limits.max_side || *h > im->limits.max_side ||
         (uint64_t)*w * (uint64_t)*h > im->limits.max_pixels)
         return PROTO_EIMGSIZE;
@@ -180,11 +270,8 @@ void be_image_letterbox_rgb(const uint8_t *rgb, int w, int h, int net_w, int net
     }
 }
 
-/* Decodes buf (already probed) at sw x sh into im->rgb. */
-static int decode_into(be_image_t *im, const uint8_t *buf, size_t len, int sw, int sh, char *err,
-                       size_t errcap)
+static int reserve_rgb(be_image_t *im, size_t need)
 {
-    size_t need = (size_t)sw * sh * 3;
     if (need > im->rgb_cap) {
         uint8_t *p = realloc(im->rgb, need);
         if (p == NULL)
@@ -192,6 +279,57 @@ static int decode_into(be_image_t *im, const uint8_t *buf, size_t len, int sw, i
         im->rgb = p;
         im->rgb_cap = need;
     }
+    return 0;
+}
+
+/* TODO(merge faceapi): replaced by the converter branch's exact version. */
+void be_image_faceapi_unmap(int w, int h, int net_w, int net_h, float *x, float *y, float *bw,
+                            float *bh)
+{
+    float s = (float)(w > h ? w : h);
+    float cx = *x * net_w / net_w * s, cy = *y * net_h / net_h * s;
+    *bw *= s;
+    *bh *= s;
+    *x = cx - *bw / 2;
+    *y = cy - *bh / 2;
+}
+
+/* Decodes a probed PNG (w x h) to packed RGB8 in im->rgb; alpha is dropped, palette and
+ * 16-bit samples are converted by libspng. */
+static int png_decode(be_image_t *im, const uint8_t *buf, size_t len, int w, int h, char *err,
+                      size_t errcap)
+{
+    spng_ctx *ctx = png_open(im, buf, len);
+    size_t need = 0;
+    int e, rv;
+    if (ctx == NULL)
+        return PROTO_ENOMEM;
+    if ((e = spng_decoded_image_size(ctx, SPNG_FMT_RGB8, &need)) != 0 ||
+        need != (size_t)w * h * 3) {
+        rv = PROTO_EIMAGE;
+        goto out;
+    }
+    if ((rv = reserve_rgb(im, need)) != 0)
+        goto out;
+    e = spng_decode_image(ctx, im->rgb, need, SPNG_FMT_RGB8, 0);
+    rv = e == 0 ? 0 : PROTO_EIMAGE;
+out:
+    if (rv == PROTO_EIMAGE && err != NULL)
+        snprintf(err, errcap, "PNG: %s", e != 0 ? spng_strerror(e) : "unexpected size");
+    spng_ctx_free(ctx);
+    return rv;
+}
+
+/* Decodes buf (already probed) at sw x sh into im->rgb. A PNG is always decoded at its full
+ * size (sw x sh must be that size). */
+static int decode_into(be_image_t *im, const uint8_t *buf, size_t len, int sw, int sh, char *err,
+                       size_t errcap)
+{
+    if (sniff(buf, len) == FMT_PNG)
+        return png_decode(im, buf, len, sw, sh, err, errcap);
+    int rv = reserve_rgb(im, (size_t)sw * sh * 3);
+    if (rv != 0)
+        return rv;
     if (tjDecompress2(im->tj, buf, (unsigned long)len, im->rgb, sw, 0, sh, TJPF_RGB,
                       TJFLAG_FASTDCT) != 0) {
         /* TurboJPEG reports truncated or corrupt scan data too (as a warning it would
@@ -203,26 +341,44 @@ static int decode_into(be_image_t *im, const uint8_t *buf, size_t len, int sw, i
     return 0;
 }
 
-static void probe_error(be_image_t *im, int rv, char *err, size_t errcap)
+static void probe_error(be_image_t *im, const uint8_t *buf, size_t len, int rv, char *err,
+                        size_t errcap)
 {
-    if (err != NULL)
-        snprintf(err, errcap, "%s", rv == PROTO_EIMAGE ? tjGetErrorStr2(im->tj) : "");
+    if (err == NULL)
+        return;
+    if (rv == PROTO_EIMAGE && sniff(buf, len) == FMT_JPEG)
+        snprintf(err, errcap, "%s", tjGetErrorStr2(im->tj));
+    else if (rv == PROTO_EIMAGE)
+        snprintf(err, errcap, "PNG: invalid header");
+    else if (rv == PROTO_EFORMAT)
+        snprintf(err, errcap, "only JPEG and PNG images are accepted");
+    else
+        err[0] = '\0';
 }
 
-int be_image_letterbox(be_image_t *im, const uint8_t *buf, size_t len, int net_w, int net_h,
-                       float *input, int *w, int *h, int *dw, int *dh, char *err, size_t errcap)
+int be_image_letterbox(be_image_t *im, const uint8_t *buf, size_t len, be_prep_t mode,
+                       int net_w, int net_h, float *input, int *w, int *h, int *dw, int *dh,
+                       char *err, size_t errcap)
 {
-    int ow, oh, nw, nh, sw, sh, rv;
+    int ow, oh, nw, nh, sw = 0, sh = 0, rv;
     if ((rv = be_image_probe(im, buf, len, &ow, &oh)) != 0) {
-        probe_error(im, rv, err, errcap);
+        probe_error(im, buf, len, rv, err, errcap);
         return rv;
     }
     /* DCT scaling: a 4K frame for a 416x416 network is decoded at 1/4 of its size, which
-     * is most of the decode time saved; the bilinear pass then only shrinks a little. */
+     * is most of the decode time saved; the bilinear pass then only shrinks a little. Both
+     * modes shrink to the same size: the longer side to the network's. */
     be_image_letterbox_size(ow, oh, net_w, net_h, &nw, &nh);
-    be_image_scaled_size(ow, oh, nw, nh, &sw, &sh);
+    if (sniff(buf, len) == FMT_JPEG)
+        be_image_scaled_size(ow, oh, nw, nh, &sw, &sh);
+    else {
+        sw = ow;
+        sh = oh;
+    }
     if ((rv = decode_into(im, buf, len, sw, sh, err, errcap)) != 0)
         return rv;
+    if (mode == BE_PREP_FACEAPI)
+        return PROTO_EINVAL; /* TODO(merge faceapi): be_image_faceapi_rgb */
     be_image_letterbox_rgb(im->rgb, sw, sh, net_w, net_h, input);
     *w = ow;
     *h = oh;
@@ -268,6 +424,82 @@ static int clampi(int v, int lo, int hi)
     return v < lo ? lo : v > hi ? hi : v;
 }
 
+/* Loads darknet's glyphs of one size (0..7) once; 1 if they are there, 0 if not. darknet's
+ * loader exit()s on a missing file, so every file is checked before it is handed over. */
+static int glyphs_ready(be_image_t *im, int z)
+{
+    if (im->glyphs_state[z] != 0)
+        return im->glyphs_state[z] == 1;
+    char path[512];
+    im->glyphs_state[z] = -1;
+    for (int i = 0; i < GLYPH_COUNT; i++) {
+        snprintf(path, sizeof path, "%s/data/labels/%d_%d.png", FG_DARKNET_SHARE, GLYPH_FIRST + i,
+                 z);
+        if (access(path, R_OK) != 0)
+            return 0;
+    }
+    for (int i = 0; i < GLYPH_COUNT; i++) {
+        snprintf(path, sizeof path, "%s/data/labels/%d_%d.png", FG_DARKNET_SHARE, GLYPH_FIRST + i,
+                 z);
+        im->glyphs[z][i] = load_image_color(path, 0, 0);
+    }
+    im->glyphs_state[z] = 1;
+    return 1;
+}
+
+/* Draws `text` at (x, y) (top-left of the label, moved inside the image) the way darknet's
+ * draw_label does: the glyphs are black on white, so each pixel is colour * glyph value,
+ * which gives black text on a box of the class colour. Returns the label's height. */
+static int glyph_size(int h)
+{
+    /* darknet picks the glyph size from the image height: size = h * 0.03 / 10. */
+    int z = (int)(h * .03f) / 10;
+    return z < 0 ? 0 : z >= GLYPH_SIZES ? GLYPH_SIZES - 1 : z;
+}
+
+/* Height of a label drawn on an image h pixels high; 0 without glyphs. */
+static int label_height(be_image_t *im, int h)
+{
+    int z = glyph_size(h);
+    if (!glyphs_ready(im, z))
+        return 0;
+    int gh = im->glyphs[z][0].h;
+    return gh + 2 * (gh / 4);
+}
+
+static int draw_text(be_image_t *im, int w, int h, int x, int y, const char *text,
+                     const uint8_t *c)
+{
+    int z = glyph_size(h);
+    if (!glyphs_ready(im, z))
+        return 0;
+    int gh = im->glyphs[z][0].h, pad = gh / 4, tw = 2 * pad;
+    for (const char *p = text; *p; p++) {
+        int g = (unsigned char)*p - GLYPH_FIRST;
+        tw += im->glyphs[z][g >= 0 && g < GLYPH_COUNT ? g : 0].w;
+    }
+    int th = gh + 2 * pad;
+    x = clampi(x, 0, w > tw ? w - tw : 0);
+    y = clampi(y, 0, h > th ? h - th : 0);
+    fill_rect(im->rgb, w, x, y, clampi(x + tw, x, w), clampi(y + th, y, h), c);
+    int cx = x + pad;
+    for (const char *p = text; *p; p++) {
+        int g = (unsigned char)*p - GLYPH_FIRST;
+        const image *gl = &im->glyphs[z][g >= 0 && g < GLYPH_COUNT ? g : 0];
+        for (int j = 0; j < gl->h && y + pad + j < h; j++) {
+            uint8_t *row = im->rgb + ((size_t)(y + pad + j) * w) * 3;
+            for (int i = 0; i < gl->w && cx + i < w; i++)
+                for (int k = 0; k < 3; k++) {
+                    float v = gl->data[(size_t)k * gl->w * gl->h + (size_t)j * gl->w + i];
+                    v = v < 0 ? 0 : v > 1 ? 1 : v;
+                    row[(size_t)(cx + i) * 3 + k] = (uint8_t)(c[k] * v + 0.5f);
+                }
+        }
+        cx += gl->w;
+    }
+    return th;
+}
+
 int be_image_annotate(be_image_t *im, const uint8_t *buf, size_t len, const proto_det_t *dets,
                       int n, const uint8_t **out, size_t *outlen)
 {
@@ -281,8 +513,16 @@ int be_image_annotate(be_image_t *im, const uint8_t *buf, size_t len, const prot
     int t = (w < h ? w : h) / 250;
     if (t < 2)
         t = 2;
+    int line_y = 0; /* next free line for classifier labels */
     for (int i = 0; i < n; i++) {
         const uint8_t *c = palette[(unsigned)dets[i].class_id % 6];
+        char text[PROTO_LABEL_MAX + 16];
+        snprintf(text, sizeof text, "%.*s %d%%", (int)dets[i].label_len,
+                 dets[i].label != NULL ? dets[i].label : "", (int)(dets[i].confidence * 100 + 0.5f));
+        if (dets[i].w <= 0 && dets[i].h <= 0) {
+            line_y += draw_text(im, w, h, 0, line_y, text, c);
+            continue;
+        }
         /* Boxes are already clamped to the image; clamp again as ints so no rounding can
          * step outside the buffer. */
         int x0 = clampi((int)dets[i].x, 0, w), y0 = clampi((int)dets[i].y, 0, h);
@@ -294,6 +534,8 @@ int be_image_annotate(be_image_t *im, const uint8_t *buf, size_t len, const prot
         fill_rect(im->rgb, w, x0, clampi(y1 - t, y0, y1), x1, y1, c);
         fill_rect(im->rgb, w, x0, y0, clampi(x0 + t, x0, x1), y1, c);
         fill_rect(im->rgb, w, clampi(x1 - t, x0, x1), y0, x1, y1, c);
+        /* The label sits on the box's top edge, above it when there is room (as darknet). */
+        draw_text(im, w, h, x0, y0 - label_height(im, h), text, c);
     }
     if (im->tjc == NULL && (im->tjc = tjInitCompress()) == NULL)
         return PROTO_ENOMEM;

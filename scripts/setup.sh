@@ -11,12 +11,16 @@ fi
 pkgs=(
     build-essential cmake pkg-config git ca-certificates curl
     libuv1-dev node-llhttp libnng-dev libmbedtls-dev libturbojpeg0-dev
-    darknet libcjson-dev libcurl4-openssl-dev libcmocka-dev
+    darknet libcjson-dev libcurl4-openssl-dev libcmocka-dev libopenblas-dev libspng-dev
     python3
 )
 # Test-only tools (compose validation, promtool); a container image skips them (--image).
 if [ "${1:-}" != "--image" ]; then
     pkgs+=(docker-compose prometheus python3-locust gnuplot-nox)
+fi
+# The inference bench compares against OpenCV's DNN module (scripts/bench-inference.sh).
+if [ "${1:-}" = "--bench" ]; then
+    pkgs+=(libopencv-dev)
 fi
 
 missing=()
