@@ -197,6 +197,37 @@ void be_image_scaled_size(int w, int h, int want_w, int want_h, int *sw, int *sh
     }
 }
 
+/* Fills the parts of the network input the resized image does not cover with `v`. */
+static void fill_border(float *input, int net_w, int net_h, int ox, int oy, int nw, int nh,
+                        float v)
+{
+    size_t plane = (size_t)net_w * net_h;
+    for (int c = 0; c < 3; c++) {
+        float *p = input + c * plane;
+        for (int y = 0; y < net_h; y++) {
+            float *row = p + (size_t)y * net_w;
+            if (y < oy || y >= oy + nh) {
+                for (int x = 0; x < net_w; x++)
+                    row[x] = v;
+                continue;
+            }
+            for (int x = 0; x < ox; x++)
+                row[x] = v;
+            for (int x = ox + nw; x < net_w; x++)
+                row[x] = v;
+        }
+    }
+}
+
+/* Blends two source rows (packed RGB bytes, n values) into one float row: contiguous, so
+ * the compiler vectorises it. */
+static void vblend(const uint8_t *restrict p, const uint8_t *restrict q, float w0, float w1,
+                   size_t n, float *restrict out)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = w0 * p[i] + w1 * q[i];
+}
+
 void be_image_letterbox_rgb(const uint8_t *rgb, int w, int h, int net_w, int net_h, float *input)
 {
     int nw, nh;
@@ -205,27 +236,23 @@ void be_image_letterbox_rgb(const uint8_t *rgb, int w, int h, int net_w, int net
         nw = net_w;
     if (nh > net_h)
         nh = net_h;
-    size_t plane = (size_t)net_w * net_h;
-    for (size_t i = 0; i < plane * 3; i++)
-        input[i] = 0.5f;
     int ox = (net_w - nw) / 2, oy = (net_h - nh) / 2;
+    fill_border(input, net_w, net_h, ox, oy, nw, nh, 0.5f);
 
-    int xs_stack[TAPS_STACK];
-    float fs_stack[TAPS_STACK];
-    int *xs = xs_stack;
-    float *fs = fs_stack;
-    if (nw > TAPS_STACK) {
-        xs = malloc(sizeof(int) * (size_t)nw);
-        fs = malloc(sizeof(float) * (size_t)nw);
-        if (xs == NULL || fs == NULL) {
-            free(xs);
-            free(fs);
-            return; /* grey frame: detects nothing, never crashes */
-        }
+    /* Scratch: two tap tables, the fractions, and one blended source row. */
+    size_t n = (size_t)nw, row = (size_t)w * 3;
+    void *mem = malloc(n * (2 * sizeof(int) + sizeof(float)) + row * sizeof(float));
+    if (mem == NULL) {
+        fill_border(input, net_w, net_h, 0, 0, 0, 0, 0.5f);
+        return; /* grey frame: detects nothing, never crashes */
     }
-    /* darknet's resize_image maps corners to corners: src = dst * (src_n - 1) / (dst_n - 1),
-     * the last column/row taking the last source pixel. Taps are clamped so float rounding
-     * can never read one pixel past the row. */
+    int *x0 = mem, *x1 = x0 + n;
+    float *fx = (float *)(x1 + n), *v = fx + n;
+    /* darknet's resize_image is bilinear and maps corners to corners: src = dst * (w - 1) /
+     * (nw - 1), the last column/row taking the last source pixel. Bilinear is separable:
+     * blending the two source rows first (contiguous bytes, vectorised) and then sampling
+     * that row horizontally gives the same values up to float rounding (~1e-7), and the
+     * gather, which does not vectorise, runs once per output pixel only. */
     float ws = nw > 1 ? (float)(w - 1) / (nw - 1) : 0;
     float hs = nh > 1 ? (float)(h - 1) / (nh - 1) : 0;
     for (int x = 0; x < nw; x++) {
@@ -236,11 +263,12 @@ void be_image_letterbox_rgb(const uint8_t *rgb, int w, int h, int net_w, int net
             ix = w - 1;
             dx = 0;
         }
-        xs[x] = ix;
-        fs[x] = dx;
+        x0[x] = ix * 3;
+        x1[x] = (ix + 1 < w ? ix + 1 : ix) * 3;
+        fx[x] = dx;
     }
     const float k = 1.0f / 255.0f;
-    const size_t stride = (size_t)w * 3;
+    const size_t plane = (size_t)net_w * net_h;
     for (int y = 0; y < nh; y++) {
         float sy = y * hs;
         int iy = (int)sy;
@@ -249,25 +277,20 @@ void be_image_letterbox_rgb(const uint8_t *rgb, int w, int h, int net_w, int net
             iy = h - 1;
             dy = 0;
         }
-        const uint8_t *r0 = rgb + (size_t)iy * stride;
-        const uint8_t *r1 = iy + 1 < h ? r0 + stride : r0;
-        size_t o = (size_t)(y + oy) * net_w + ox;
-        float *outr = input + o, *outg = outr + plane, *outb = outg + plane;
-        float wy0 = (1 - dy) * k, wy1 = dy * k;
+        const uint8_t *r0 = rgb + (size_t)iy * row;
+        const uint8_t *r1 = iy + 1 < h ? r0 + row : r0;
+        vblend(r0, r1, (1 - dy) * k, dy * k, row, v);
+        float *outr = input + (size_t)(y + oy) * net_w + ox;
+        float *outg = outr + plane, *outb = outg + plane;
         for (int x = 0; x < nw; x++) {
-            int i0 = xs[x] * 3, i1 = (xs[x] + 1 < w ? xs[x] + 1 : xs[x]) * 3;
-            float a = fs[x], b = 1 - a;
-            outr[x] = wy0 * (b * r0[i0] + a * r0[i1]) + wy1 * (b * r1[i0] + a * r1[i1]);
-            outg[x] =
-                wy0 * (b * r0[i0 + 1] + a * r0[i1 + 1]) + wy1 * (b * r1[i0 + 1] + a * r1[i1 + 1]);
-            outb[x] =
-                wy0 * (b * r0[i0 + 2] + a * r0[i1 + 2]) + wy1 * (b * r1[i0 + 2] + a * r1[i1 + 2]);
+            const float *p = v + x0[x], *q = v + x1[x];
+            float a = fx[x], na = 1 - a;
+            outr[x] = na * p[0] + a * q[0];
+            outg[x] = na * p[1] + a * q[1];
+            outb[x] = na * p[2] + a * q[2];
         }
     }
-    if (xs != xs_stack) {
-        free(xs);
-        free(fs);
-    }
+    free(mem);
 }
 
 static int reserve_rgb(be_image_t *im, size_t need)
