@@ -1,7 +1,10 @@
 /* framegate-bench-inference: one process, the same cfg + weights + frames through stock
  * libdarknet (network_predict), framegate's fast path (be_fast_predict) and OpenCV DNN, at 1
  * and 2 threads; plus OpenBLAS's large square sgemm as the ceiling and the decode + letterbox
- * cost of dog.jpg. Prints a table and writes <out>/latest.{json,txt}.
+ * cost of dog.jpg. "framegate e2e" is the backend's whole per-frame path as it serves a
+ * request (be_image_letterbox from the JPEG bytes + be_model_detect: network, boxes, NMS),
+ * and fg/opencv compares that against OpenCV's forward alone. Prints a table and writes
+ * <out>/latest.{json,txt}.
  *
  * Timing: warm-up runs first, then the median of N. framegate and OpenCV alternate frame by
  * frame (and swap who goes first), so a noisy neighbour on this 2-core machine hits both. */
@@ -118,6 +121,8 @@ static int load_frames(frames_t *fr, const char *dir)
     return 0;
 }
 
+static be_prep_t prep_mode = BE_PREP_DARKNET; /* of the model being benchmarked */
+
 static int letterbox_frames(frames_t *fr, be_image_t *im, int w, int h)
 {
     char err[256];
@@ -126,7 +131,7 @@ static int letterbox_frames(frames_t *fr, be_image_t *im, int w, int h)
         free(fr->input[i]);
         if ((fr->input[i] = malloc((size_t)3 * w * h * sizeof(float))) == NULL)
             return PROTO_ENOMEM;
-        if ((rv = be_image_letterbox(im, fr->jpeg[i], fr->len[i], BE_PREP_DARKNET, w, h, fr->input[i], &ow, &oh,
+        if ((rv = be_image_letterbox(im, fr->jpeg[i], fr->len[i], prep_mode, w, h, fr->input[i], &ow, &oh,
                                      NULL, NULL, err, sizeof err)) != 0) {
             fprintf(stderr, "frame %d: %s\n", i, err);
             return rv;
@@ -143,7 +148,7 @@ static double preprocess_ms(be_image_t *im, const frames_t *fr, int w, int h, fl
     reps = reps > 64 ? 64 : reps;
     for (int r = -3; r < reps; r++) {
         double t0 = now_ms();
-        be_image_letterbox(im, fr->jpeg[0], fr->len[0], BE_PREP_DARKNET, w, h, buf, &ow, &oh, NULL, NULL, err,
+        be_image_letterbox(im, fr->jpeg[0], fr->len[0], prep_mode, w, h, buf, &ow, &oh, NULL, NULL, err,
                            sizeof err);
         if (r >= 0)
             t[r] = now_ms() - t0;
@@ -189,8 +194,29 @@ static void say(const char *fmt, ...)
     fflush(stdout);
 }
 
+/* The backend's per-frame path: JPEG bytes -> boxes, median ms over reps frames. */
+static double e2e_ms(be_model_t *m, be_image_t *im, const frames_t *fr, int reps, int warmup)
+{
+    double t[256];
+    proto_det_t dets[256];
+    char err[256];
+    reps = reps > 256 ? 256 : reps;
+    for (int r = -warmup; r < reps; r++) {
+        int i = (r + warmup) % fr->n, ow, oh;
+        double t0 = now_ms();
+        be_image_letterbox(im, fr->jpeg[i], fr->len[i], be_model_prep(m), be_model_width(m),
+                           be_model_height(m), be_model_input(m), &ow, &oh, NULL, NULL, err,
+                           sizeof err);
+        be_model_detect(m, ow, oh, 0, 0, dets, 256);
+        if (r >= 0)
+            t[r] = now_ms() - t0;
+    }
+    return median(t, reps);
+}
+
 static void bench_model(const opts_t *o, const char *name, const char *cfg, const char *weights,
-                        frames_t *fr, be_image_t *im, const double *sgemm, cJSON *models)
+                        const char *names, frames_t *fr, be_image_t *im, const double *sgemm,
+                        cJSON *models)
 {
     char err[512];
     cJSON *m = cJSON_AddObjectToObject(models, name);
@@ -239,7 +265,7 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
         cJSON_AddStringToObject(m, "opencv_error", err);
     }
     cJSON *runs = cJSON_AddArrayToObject(m, "runs");
-    say("%-7s %-10s %10s %9s %9s %12s %13s %13s %12s\n", "threads", "engine", "ms/frame",
+    say("%-7s %-14s %10s %9s %9s %12s %13s %13s %12s\n", "threads", "engine", "ms/frame",
         "frames/s", "GFLOP/s", "% of sgemm", "fg/opencv", "fg/darknet", "pre % net");
     for (int th = 1; th <= o->max_threads; th++) {
         be_fast_t *f = NULL;
@@ -272,6 +298,18 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
         double rel = rel_diff(net->output, ref, net->outputs);
         be_fast_destroy(f);
 
+        /* The whole backend path, through the same model object the server uses. */
+        double e2e = NAN;
+        be_model_t *bm = NULL;
+        be_model_opts_t mo = {.cfg = cfg, .weights = weights, .names = names,
+                              .threshold = 0.5f, .nms = 0.45f, .prep = prep_mode, .threads = th};
+        if (be_model_load(&bm, &mo, err, sizeof err) == 0) {
+            e2e = e2e_ms(bm, im, fr, reps, o->warmup);
+            be_model_free(bm);
+        } else {
+            say("be_model_load: %s\n", err);
+        }
+
         cJSON *run = cJSON_CreateObject();
         cJSON_AddNumberToObject(run, "threads", th);
         cJSON *jf = timing(fast, flops);
@@ -279,16 +317,20 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
         cJSON_AddItemToObject(run, "framegate", jf);
         if (ocv != NULL)
             cJSON_AddItemToObject(run, "opencv", timing(cv, flops));
+        cJSON_AddItemToObject(run, "framegate_e2e", timing(e2e, flops));
+        cJSON_AddNumberToObject(run, "framegate_e2e_over_opencv", e2e / cv);
         cJSON_AddNumberToObject(run, "framegate_over_opencv", fast / cv);
         cJSON_AddNumberToObject(run, "framegate_over_darknet", fast / stock);
         cJSON_AddNumberToObject(run, "preprocess_pct_of_network", 100 * pre / fast);
         cJSON_AddNumberToObject(run, "output_rel_diff_vs_darknet", rel);
         cJSON_AddItemToArray(runs, run);
-        say("%-7d %-10s %10.1f %9.2f %9.2f %11.1f%% %13.3f %13.3f %11.1f%%\n", th, "framegate",
-            fast, 1e3 / fast, flops / (fast * 1e6), 100 * flops / (fast * 1e6) / sgemm[th - 1],
-            fast / cv, fast / stock, 100 * pre / fast);
+        say("%-7d %-14s %10.1f %9.2f %9.2f %11.1f%% %13.3f %13.3f %11.1f%%\n", th,
+            "framegate net", fast, 1e3 / fast, flops / (fast * 1e6),
+            100 * flops / (fast * 1e6) / sgemm[th - 1], fast / cv, fast / stock, 100 * pre / fast);
+        say("%-7d %-14s %10.1f %9.2f %9s %12s %13.3f %13.3f\n", th, "framegate e2e", e2e,
+            1e3 / e2e, "", "", e2e / cv, e2e / stock);
         if (ocv != NULL)
-            say("%-7d %-10s %10.1f %9.2f %9.2f %11.1f%%\n", th, "opencv", cv, 1e3 / cv,
+            say("%-7d %-14s %10.1f %9.2f %9.2f %11.1f%%\n", th, "opencv", cv, 1e3 / cv,
                 flops / (cv * 1e6), 100 * flops / (cv * 1e6) / sgemm[th - 1]);
         say("        output vs stock darknet: rel %.2g (max|a-b| / max|b|)\n", rel);
     }
@@ -331,7 +373,7 @@ static void usage(void)
     fprintf(stderr, "usage: framegate-bench-inference [--reps N] [--stock-reps N] [--warmup N]\n"
                     "       [--threads MAX] [--sgemm-n N] [--cfg yolov3-tiny.cfg] [--data DIR]\n"
                     "       [--out DIR]\n"
-                    "Env: FRAMEGATE_CACHE (default ~/.cache/framegate): models/face.{cfg,weights}\n"
+                    "Env: FRAMEGATE_CACHE (default ~/.cache/framegate): models/face-tiny.{cfg,weights}\n"
                     "are benchmarked too when present.\n");
 }
 
@@ -418,22 +460,28 @@ int main(int argc, char **argv)
         return 1;
     }
     const char *base = strrchr(o.cfg, '/') ? strrchr(o.cfg, '/') + 1 : o.cfg;
-    bench_model(&o, base, o.cfg, weights, &fr, im, sgemm, models);
+    bench_model(&o, base, o.cfg, weights, FG_DARKNET_SHARE "/data/coco.names", &fr, im, sgemm,
+                models);
     unlink(weights);
     rmdir(tmpdir);
 
     const char *cache = getenv("FRAMEGATE_CACHE"), *home = getenv("HOME");
-    char fcfg[1100], fweights[1100];
+    char fcfg[1100], fweights[1100], fnames[1100];
     if (cache != NULL && cache[0] != '\0')
         snprintf(path, sizeof path, "%s/models", cache);
     else
         snprintf(path, sizeof path, "%s/.cache/framegate/models", home ? home : "/root");
-    snprintf(fcfg, sizeof fcfg, "%s/face.cfg", path);
-    snprintf(fweights, sizeof fweights, "%s/face.weights", path);
-    if (access(fcfg, R_OK) == 0 && access(fweights, R_OK) == 0) {
-        bench_model(&o, "face", fcfg, fweights, &fr, im, sgemm, models);
+    snprintf(fcfg, sizeof fcfg, "%s/face-tiny.cfg", path);
+    snprintf(fweights, sizeof fweights, "%s/face-tiny.weights", path);
+    snprintf(fnames, sizeof fnames, "%s/face.names", path);
+    if (access(fcfg, R_OK) == 0 && access(fweights, R_OK) == 0 && access(fnames, R_OK) == 0) {
+        /* face-api's own pre-processing: the converted model is only right with it. */
+        prep_mode = BE_PREP_FACEAPI;
+        bench_model(&o, "face-tiny (default model)", fcfg, fweights, fnames, &fr, im, sgemm,
+                    models);
+        prep_mode = BE_PREP_DARKNET;
     } else {
-        say("\n== face: skipped, %s / face.weights not found ==\n", fcfg);
+        say("\n== face: skipped, %s / face-tiny.weights / face.names not found ==\n", fcfg);
         cJSON_AddStringToObject(models, "face", "skipped: model files not found");
     }
 
