@@ -1,6 +1,7 @@
 #include "image.h"
 
 #include <darknet.h>
+#include <math.h>
 #include <spng.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -305,16 +306,71 @@ static int reserve_rgb(be_image_t *im, size_t need)
     return 0;
 }
 
-/* TODO(merge faceapi): replaced by the converter branch's exact version. */
+/* face-api (NetInput.toBatchTensor with isCenterInputs false, then the TinyYolov2 input
+ * normalisation) in node: the image is padded with zeros at the bottom/right to a square of
+ * side S = max(w, h), and that square is resized to the network's size with tf's
+ * resizeBilinear(alignCorners = false, halfPixelCenters = false): src = dst * S / n, taps
+ * floor and min(ceil, S - 1), lerp across then down. The same arithmetic here (in double, as
+ * JavaScript does), so a frame reaches the network as face-api hands it to its own.
+ * Values are pixel / 255: the converter folded face-api's mean into the first layer. */
+void be_image_faceapi_rgb(const uint8_t *rgb, int w, int h, int net_w, int net_h, float *input)
+{
+    int side = w > h ? w : h;
+    size_t plane = (size_t)net_w * net_h;
+    int *cx = malloc(sizeof(int) * 2 * (size_t)net_w);
+    double *fx = malloc(sizeof(double) * (size_t)net_w);
+    if (cx == NULL || fx == NULL) {
+        free(cx);
+        free(fx);
+        for (size_t i = 0; i < plane * 3; i++)
+            input[i] = 0;
+        return; /* black frame: detects nothing, never crashes */
+    }
+    double xs = (double)side / net_w, ys = (double)side / net_h;
+    for (int x = 0; x < net_w; x++) {
+        double sx = xs * x;
+        int x0 = (int)floor(sx), x1 = (int)ceil(sx);
+        cx[2 * x] = x0 < side - 1 ? x0 : side - 1;
+        cx[2 * x + 1] = x1 < side - 1 ? x1 : side - 1;
+        fx[x] = sx - x0;
+    }
+    const double k = 1.0 / 255.0;
+    for (int y = 0; y < net_h; y++) {
+        double sy = ys * y;
+        int y0 = (int)floor(sy), y1 = (int)ceil(sy);
+        y0 = y0 < side - 1 ? y0 : side - 1;
+        y1 = y1 < side - 1 ? y1 : side - 1;
+        double fy = sy - floor(sy);
+        /* Rows past the image are padding (0). */
+        const uint8_t *r0 = y0 < h ? rgb + (size_t)y0 * w * 3 : NULL;
+        const uint8_t *r1 = y1 < h ? rgb + (size_t)y1 * w * 3 : NULL;
+        for (int x = 0; x < net_w; x++) {
+            int a = cx[2 * x], b = cx[2 * x + 1];
+            for (int c = 0; c < 3; c++) {
+                double tl = r0 && a < w ? r0[a * 3 + c] : 0, tr = r0 && b < w ? r0[b * 3 + c] : 0;
+                double bl = r1 && a < w ? r1[a * 3 + c] : 0, br = r1 && b < w ? r1[b * 3 + c] : 0;
+                double top = tl + (tr - tl) * fx[x], bot = bl + (br - bl) * fx[x];
+                input[c * plane + (size_t)y * net_w + x] = (float)(top + (bot - top) * fy) * k;
+            }
+        }
+    }
+    free(cx);
+    free(fx);
+}
+
 void be_image_faceapi_unmap(int w, int h, int net_w, int net_h, float *x, float *y, float *bw,
                             float *bh)
 {
-    float s = (float)(w > h ? w : h);
-    float cx = *x * net_w / net_w * s, cy = *y * net_h / net_h * s;
-    *bw *= s;
-    *bh *= s;
-    *x = cx - *bw / 2;
-    *y = cy - *bh / 2;
+    /* face-api's computeReshapedDimensions and extractBoxes' correction factors: boxes are
+     * relative to the resized image inside the square, then scaled by the image size. */
+    double sx = (double)net_w / (w > h ? w : h), sy = (double)net_h / (w > h ? w : h);
+    double rw = round(w * sx), rh = round(h * sy);
+    double kx = net_w / (rw > 0 ? rw : 1) * w, ky = net_h / (rh > 0 ? rh : 1) * h;
+    float cx = *x, cy = *y;
+    *x = (float)((cx - *bw / 2) * kx);
+    *y = (float)((cy - *bh / 2) * ky);
+    *bw = (float)(*bw * kx);
+    *bh = (float)(*bh * ky);
 }
 
 /* Decodes a probed PNG (w x h) to packed RGB8 in im->rgb; alpha is dropped, palette and
@@ -401,8 +457,9 @@ int be_image_letterbox(be_image_t *im, const uint8_t *buf, size_t len, be_prep_t
     if ((rv = decode_into(im, buf, len, sw, sh, err, errcap)) != 0)
         return rv;
     if (mode == BE_PREP_FACEAPI)
-        return PROTO_EINVAL; /* TODO(merge faceapi): be_image_faceapi_rgb */
-    be_image_letterbox_rgb(im->rgb, sw, sh, net_w, net_h, input);
+        be_image_faceapi_rgb(im->rgb, sw, sh, net_w, net_h, input);
+    else
+        be_image_letterbox_rgb(im->rgb, sw, sh, net_w, net_h, input);
     *w = ow;
     *h = oh;
     if (dw != NULL)

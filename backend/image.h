@@ -62,6 +62,10 @@ int be_image_letterbox(be_image_t *im, const uint8_t *buf, size_t len, be_prep_t
  * resize_image (corner-aligned bilinear), so the network sees what darknet would feed it. */
 void be_image_letterbox_rgb(const uint8_t *rgb, int w, int h, int net_w, int net_h, float *input);
 
+/* face-api's pre-processing from packed RGB: zero-padded at the bottom/right to a square,
+ * resized with tf's resizeBilinear (no align-corners, no half-pixel centres), pixel / 255. */
+void be_image_faceapi_rgb(const uint8_t *rgb, int w, int h, int net_w, int net_h, float *input);
+
 /* face-api's placement: boxes relative to the network input (centre x/y, w/h in [0,1], as
  * darknet returns them for w, h = the network's) -> top-left x/y and w/h in pixels of the
  * original w x h image. Pure function. */
