@@ -58,6 +58,15 @@ struct be_fast {
 /* ---- vectorised bias + activation ----
  * GCC/clang vector extensions rather than intrinsics: one source for every x86-64 (and ARM)
  * target. 4 lanes: baseline x86-64 is SSE2, and wider vectors would change the ABI. */
+/* The hand-written loops are compiled twice, for the baseline x86-64 (SSE2) and for AVX2 +
+ * FMA, and the loader picks the one the CPU runs (GCC target_clones, an ifunc): the package
+ * stays portable and a modern core gets 8-wide vectors. OpenBLAS does the same for sgemm. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define FG_CLONES __attribute__((target_clones("arch=haswell", "default")))
+#else
+#define FG_CLONES
+#endif
+
 typedef float v4f __attribute__((vector_size(16)));
 typedef int32_t v4i __attribute__((vector_size(16)));
 
@@ -124,7 +133,7 @@ static int act_vectorised(ACTIVATION a)
 
 /* x[0..n) = act(x + b). The tail goes through a padded copy so that every element takes the
  * same code path (and the same rounding). */
-static void bias_act(float *x, int n, float b, ACTIVATION a)
+FG_CLONES static void bias_act(float *x, int n, float b, ACTIVATION a)
 {
     if (!act_vectorised(a)) {
         for (int i = 0; i < n; i++)
@@ -149,7 +158,7 @@ static void bias_act(float *x, int n, float b, ACTIVATION a)
 /* Same layout as darknet's im2col_cpu (row (ch, ky, kx), column (oy, ox)), for output rows
  * [oy0, oy1) only, and with one memcpy per valid span of a row when stride is 1 instead of a
  * bounds check per element. */
-static void im2col_rows(const float *im, const layer *l, int oy0, int oy1, float *col)
+FG_CLONES static void im2col_rows(const float *im, const layer *l, int oy0, int oy1, float *col)
 {
     int c = l->c, h = l->h, w = l->w, size = l->size, stride = l->stride, pad = l->pad;
     int ow = l->out_w;
@@ -232,10 +241,45 @@ static void forward_conv(be_fast_t *f, const op_t *op, const layer *l, const flo
 
 /* One output row at a time, so the row being accumulated stays in L1 while the kernel taps
  * sweep over it. */
-static void forward_depthwise(const op_t *op, const layer *l, const float *in)
+/* 3x3, stride 1, padding 1 (every separable convolution of the face model): each output row
+ * in one pass over its three input rows, nine taps per pixel, one store. */
+static inline void depthwise3_row(const float *restrict up, const float *restrict mid,
+                           const float *restrict down, const float *restrict k, int w,
+                           float *restrict o)
+{
+    /* Missing rows (the top and bottom padding) come in as NULL. */
+    float k0 = up ? k[0] : 0, k1 = up ? k[1] : 0, k2 = up ? k[2] : 0;
+    float k6 = down ? k[6] : 0, k7 = down ? k[7] : 0, k8 = down ? k[8] : 0;
+    up = up ? up : mid;
+    down = down ? down : mid;
+    if (w == 1) {
+        o[0] = k1 * up[0] + k[4] * mid[0] + k7 * down[0];
+        return;
+    }
+    o[0] = k1 * up[0] + k2 * up[1] + k[4] * mid[0] + k[5] * mid[1] + k7 * down[0] + k8 * down[1];
+    for (int x = 1; x < w - 1; x++)
+        o[x] = k0 * up[x - 1] + k1 * up[x] + k2 * up[x + 1] + k[3] * mid[x - 1] + k[4] * mid[x] +
+               k[5] * mid[x + 1] + k6 * down[x - 1] + k7 * down[x] + k8 * down[x + 1];
+    o[w - 1] = k0 * up[w - 2] + k1 * up[w - 1] + k[3] * mid[w - 2] + k[4] * mid[w - 1] +
+               k6 * down[w - 2] + k7 * down[w - 1];
+}
+
+FG_CLONES static void forward_depthwise(const op_t *op, const layer *l, const float *in)
 {
     int h = l->h, w = l->w, oh = l->out_h, ow = l->out_w;
     int size = l->size, s = l->stride, pad = l->pad;
+    if (size == 3 && s == 1 && pad == 1 && oh == h && ow == w) {
+        for (int ch = 0; ch < l->c; ch++) {
+            const float *src = in + (size_t)ch * h * w;
+            float *out = l->output + (size_t)ch * oh * ow;
+            for (int y = 0; y < h; y++)
+                depthwise3_row(y > 0 ? src + (size_t)(y - 1) * w : NULL, src + (size_t)y * w,
+                               y + 1 < h ? src + (size_t)(y + 1) * w : NULL,
+                               op->w + (size_t)ch * 9, w, out + (size_t)y * w);
+            bias_act(out, oh * ow, op->b[ch], l->activation);
+        }
+        return;
+    }
     for (int ch = 0; ch < l->c; ch++) {
         const float *src = in + (size_t)ch * h * w;
         const float *wk = op->w + (size_t)ch * size * size;
@@ -272,7 +316,7 @@ static void forward_depthwise(const op_t *op, const layer *l, const float *in)
 
 /* darknet's max-pool: window origin at -pad/2, cells outside the input are -FLT_MAX (so they
  * never win unless the whole window is outside). l->indexes is only for backward: not set. */
-static void forward_maxpool(const layer *l, const float *in)
+FG_CLONES static void forward_maxpool(const layer *l, const float *in, float *rowmax)
 {
     int h = l->h, w = l->w, oh = l->out_h, ow = l->out_w;
     int size = l->size, s = l->stride, off = -l->pad / 2;
@@ -288,14 +332,25 @@ static void forward_maxpool(const layer *l, const float *in)
             float *o = out + (size_t)oy * ow;
             int ox = 0;
             if (size == 2 && off == 0 && y1 - y0 == 2) {
-                /* The common case (2x2, any stride), without per-cell bounds checks. */
+                /* The common case (2x2, any stride), without per-cell bounds checks: the
+                 * max of the two rows first (contiguous, vectorised), then of neighbours. */
                 const float *r0 = src + (size_t)y0 * w, *r1 = r0 + w;
-                for (; ox < ow && ox * s + 1 < w; ox++) {
-                    int x = ox * s;
-                    float a = r0[x] > r0[x + 1] ? r0[x] : r0[x + 1];
-                    float b = r1[x] > r1[x + 1] ? r1[x] : r1[x + 1];
-                    o[ox] = a > b ? a : b;
-                }
+                int lim = ow;
+                while (lim > 0 && (lim - 1) * s + 1 >= w)
+                    lim--;
+                int span = lim > 0 ? (lim - 1) * s + 2 : 0;
+                for (int x = 0; x < span; x++)
+                    rowmax[x] = r0[x] > r1[x] ? r0[x] : r1[x];
+                if (s == 2)
+                    for (; ox < lim; ox++) {
+                        float a = rowmax[2 * ox], b = rowmax[2 * ox + 1];
+                        o[ox] = a > b ? a : b;
+                    }
+                else
+                    for (; ox < lim; ox++) {
+                        float a = rowmax[ox * s], b = rowmax[ox * s + 1];
+                        o[ox] = a > b ? a : b;
+                    }
             }
             for (; ox < ow; ox++) {
                 int x0 = off + ox * s, x1 = x0 + size;
@@ -539,6 +594,8 @@ int be_fast_create(be_fast_t **out, network *net, int threads)
                 return rv;
             }
         }
+        if (op->kind == OP_MAXPOOL && (size_t)l->w + 2 > col)
+            col = (size_t)l->w + 2; /* the row-max scratch (shared with im2col) */
         if (op->kind == OP_CONV && !is_pointwise(l)) {
             op->rows = chunk_rows(l);
             size_t need = (size_t)l->size * l->size * l->c * op->rows * l->out_w;
@@ -579,7 +636,7 @@ float *be_fast_predict(be_fast_t *f, const float *input)
             forward_depthwise(op, &l, net.input);
             break;
         case OP_MAXPOOL:
-            forward_maxpool(&l, net.input);
+            forward_maxpool(&l, net.input, f->col);
             break;
         case OP_WINOGRAD:
             forward_winograd(f, op, &l, net.input);

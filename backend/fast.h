@@ -17,8 +17,11 @@
  *   activations go through darknet's activate_array.
  * - Depthwise convolutions (groups == c == n) run a direct kernel instead of darknet's one tiny
  *   im2col + gemm per channel.
- * - Max-pool has its own loops (darknet's padding rule, including size=2 stride=1), and [yolo]
- *   its own inference forward (copy + vectorised logistic, as forward_yolo_layer).
+ * - Max-pool has its own loops (darknet's padding rule, including size=2 stride=1; 2x2 takes
+ *   the max of two rows first, vectorised), and [yolo] its own inference forward (copy +
+ *   vectorised logistic, as forward_yolo_layer).
+ * - The hand-written loops are built twice, baseline x86-64 and AVX2+FMA, and the CPU picks
+ *   (GCC target_clones); OpenBLAS dispatches its sgemm kernels the same way.
  * - Every other layer type (route, upsample, shortcut, region, softmax, avgpool, ...) and
  *   every convolution this file does not handle (xnor/binary, 1 < groups < c, 1x1 with stride
  *   or padding) runs darknet's own l.forward(l, net), with net.input/net.train set as

@@ -310,52 +310,62 @@ static int reserve_rgb(be_image_t *im, size_t need)
  * normalisation) in node: the image is padded with zeros at the bottom/right to a square of
  * side S = max(w, h), and that square is resized to the network's size with tf's
  * resizeBilinear(alignCorners = false, halfPixelCenters = false): src = dst * S / n, taps
- * floor and min(ceil, S - 1), lerp across then down. The same arithmetic here (in double, as
- * JavaScript does), so a frame reaches the network as face-api hands it to its own.
+ * floor and min(ceil, S - 1). Taps and fractions are computed in double as JavaScript does;
+ * the blend is separable (two source rows blended first, vectorised, then one gather per
+ * output pixel), equal to tf's across-then-down order up to float rounding (~1e-6).
  * Values are pixel / 255: the converter folded face-api's mean into the first layer. */
 void be_image_faceapi_rgb(const uint8_t *rgb, int w, int h, int net_w, int net_h, float *input)
 {
     int side = w > h ? w : h;
-    size_t plane = (size_t)net_w * net_h;
-    int *cx = malloc(sizeof(int) * 2 * (size_t)net_w);
-    double *fx = malloc(sizeof(double) * (size_t)net_w);
-    if (cx == NULL || fx == NULL) {
-        free(cx);
-        free(fx);
+    size_t plane = (size_t)net_w * net_h, row = (size_t)w * 3;
+    /* x taps (byte offsets into a blended row), fractions, and the blended row; a row
+     * reaches one pixel past the image, always 0: the padding. */
+    void *mem = malloc(sizeof(int) * 2 * (size_t)net_w + sizeof(float) * (size_t)net_w +
+                       sizeof(float) * (row + 3));
+    if (mem == NULL) {
         for (size_t i = 0; i < plane * 3; i++)
             input[i] = 0;
         return; /* black frame: detects nothing, never crashes */
     }
+    int *cx = mem;
+    float *fx = (float *)(cx + 2 * net_w), *v = fx + net_w;
+    v[row] = v[row + 1] = v[row + 2] = 0;
     double xs = (double)side / net_w, ys = (double)side / net_h;
     for (int x = 0; x < net_w; x++) {
         double sx = xs * x;
         int x0 = (int)floor(sx), x1 = (int)ceil(sx);
-        cx[2 * x] = x0 < side - 1 ? x0 : side - 1;
-        cx[2 * x + 1] = x1 < side - 1 ? x1 : side - 1;
-        fx[x] = sx - x0;
+        x0 = x0 < side - 1 ? x0 : side - 1;
+        x1 = x1 < side - 1 ? x1 : side - 1;
+        cx[2 * x] = (x0 < w ? x0 : w) * 3; /* w: the zero pixel */
+        cx[2 * x + 1] = (x1 < w ? x1 : w) * 3;
+        fx[x] = (float)(sx - floor(sx));
     }
-    const double k = 1.0 / 255.0;
+    const float k = 1.0f / 255.0f;
     for (int y = 0; y < net_h; y++) {
         double sy = ys * y;
         int y0 = (int)floor(sy), y1 = (int)ceil(sy);
         y0 = y0 < side - 1 ? y0 : side - 1;
         y1 = y1 < side - 1 ? y1 : side - 1;
-        double fy = sy - floor(sy);
-        /* Rows past the image are padding (0). */
-        const uint8_t *r0 = y0 < h ? rgb + (size_t)y0 * w * 3 : NULL;
-        const uint8_t *r1 = y1 < h ? rgb + (size_t)y1 * w * 3 : NULL;
+        float fy = (float)(sy - floor(sy));
+        float *outr = input + (size_t)y * net_w, *outg = outr + plane, *outb = outg + plane;
+        if (y0 >= h) { /* wholly inside the bottom padding */
+            for (int x = 0; x < net_w; x++)
+                outr[x] = outg[x] = outb[x] = 0;
+            continue;
+        }
+        /* A row below the image is padding: its weight goes to zeros. */
+        const uint8_t *r0 = rgb + (size_t)y0 * row;
+        const uint8_t *r1 = y1 < h ? rgb + (size_t)y1 * row : r0;
+        vblend(r0, r1, (1 - fy) * k, y1 < h ? fy * k : 0, row, v);
         for (int x = 0; x < net_w; x++) {
-            int a = cx[2 * x], b = cx[2 * x + 1];
-            for (int c = 0; c < 3; c++) {
-                double tl = r0 && a < w ? r0[a * 3 + c] : 0, tr = r0 && b < w ? r0[b * 3 + c] : 0;
-                double bl = r1 && a < w ? r1[a * 3 + c] : 0, br = r1 && b < w ? r1[b * 3 + c] : 0;
-                double top = tl + (tr - tl) * fx[x], bot = bl + (br - bl) * fx[x];
-                input[c * plane + (size_t)y * net_w + x] = (float)(top + (bot - top) * fy) * k;
-            }
+            const float *p = v + cx[2 * x], *q = v + cx[2 * x + 1];
+            float a = fx[x], na = 1 - a;
+            outr[x] = na * p[0] + a * q[0];
+            outg[x] = na * p[1] + a * q[1];
+            outb[x] = na * p[2] + a * q[2];
         }
     }
-    free(cx);
-    free(fx);
+    free(mem);
 }
 
 void be_image_faceapi_unmap(int w, int h, int net_w, int net_h, float *x, float *y, float *bw,

@@ -31,6 +31,8 @@ struct be_model {
     float threshold, nms;
     proto_det_t *all; /* every candidate of the last frame, kept to avoid a malloc per frame */
     size_t all_cap;
+    void *order; /* NMS scratch */
+    size_t order_cap; /* bytes */
 };
 
 /* free_network() of Debian's darknet leaves the scratch workspace (~25 MB for yolov3-tiny),
@@ -294,6 +296,7 @@ void be_model_free(be_model_t *m)
     free(m->labels);
     free(m->label_store);
     free(m->all);
+    free(m->order);
     free(m);
 }
 
@@ -381,6 +384,79 @@ static int classify(be_model_t *m, int top_k, proto_det_t *dets, int cap)
     return n;
 }
 
+typedef struct {
+    float p;  /* the class's probability */
+    int rank; /* position in the order the previous class's sort left */
+    int idx;  /* detection index */
+} nms_key_t;
+
+static int by_prob_then_rank(const void *a, const void *b)
+{
+    const nms_key_t *x = a, *y = b;
+    if (x->p != y->p)
+        return x->p < y->p ? 1 : -1;
+    return x->rank - y->rank;
+}
+
+/* darknet's do_nms_sort, with the same result, boxes and ties included, at a fraction of the
+ * cost. darknet drops the boxes without objectness (by swapping them to the end), then per
+ * class stable-sorts every remaining box by that class's probability (glibc's qsort is a merge
+ * sort) and lets each box remove the later ones that overlap it by IoU > thresh. Boxes whose
+ * probability is 0 only move, keeping their order, to the back; so the same order comes out
+ * of partitioning those off and sorting only the others by (probability, previous position).
+ * darknet's version sorts all boxes (by value: 40+ bytes each) 80 times, 16 ms for 500 boxes
+ * of yolov3-tiny; this one sorts a few keys per class. Returns 0 or PROTO_ENOMEM. */
+static int nms(be_model_t *m, detection *d, int n, float thresh)
+{
+    if (n <= 0)
+        return 0;
+    size_t need = (size_t)n * (2 * sizeof(int) + sizeof(nms_key_t));
+    if (need > m->order_cap) {
+        void *p = realloc(m->order, need);
+        if (p == NULL)
+            return PROTO_ENOMEM;
+        m->order = p;
+        m->order_cap = need;
+    }
+    int *perm = m->order, *zero = perm + n;
+    nms_key_t *keys = (nms_key_t *)(zero + n);
+    for (int i = 0; i < n; i++)
+        perm[i] = i;
+    int total = n - 1; /* darknet's partition, swap for swap */
+    for (int i = 0; i <= total; i++)
+        if (d[perm[i]].objectness == 0) {
+            int t = perm[i];
+            perm[i] = perm[total];
+            perm[total] = t;
+            total--;
+            i--;
+        }
+    total++;
+    for (int k = 0; k < m->classes; k++) {
+        int c = 0, z = 0;
+        for (int i = 0; i < total; i++) {
+            float p = d[perm[i]].prob[k];
+            if (p != 0)
+                keys[c++] = (nms_key_t){p, i, perm[i]};
+            else
+                zero[z++] = perm[i];
+        }
+        qsort(keys, (size_t)c, sizeof *keys, by_prob_then_rank);
+        for (int i = 0; i < c; i++)
+            perm[i] = keys[i].idx;
+        memcpy(perm + c, zero, (size_t)z * sizeof *perm);
+        for (int i = 0; i < c; i++) {
+            detection *a = &d[perm[i]];
+            if (a->prob[k] == 0)
+                continue;
+            for (int j = i + 1; j < c; j++)
+                if (box_iou(a->bbox, d[perm[j]].bbox) > thresh)
+                    d[perm[j]].prob[k] = 0;
+        }
+    }
+    return 0;
+}
+
 int be_model_detect(be_model_t *m, int img_w, int img_h, float threshold, int top_k,
                     proto_det_t *dets, int cap)
 {
@@ -398,8 +474,10 @@ int be_model_detect(be_model_t *m, int img_w, int img_h, float threshold, int to
                                      faceapi ? m->net->h : img_h, thresh, 0.5f, NULL, 1, &nboxes);
     if (d == NULL)
         return 0;
-    if (m->nms > 0)
-        do_nms_sort(d, nboxes, m->classes, m->nms);
+    if (m->nms > 0 && nms(m, d, nboxes, m->nms) != 0) {
+        free_detections(d, nboxes);
+        return PROTO_ENOMEM;
+    }
     for (int i = 0; i < nboxes; i++) {
         box b = d[i].bbox;
         if (!isfinite(b.x) || !isfinite(b.y) || !isfinite(b.w) || !isfinite(b.h))

@@ -322,6 +322,9 @@ static void test_depthwise_and_edges(void **state)
         "[net]\nbatch=1\nsubdivisions=1\nwidth=67\nheight=45\nchannels=3\n"
         "[convolutional]\nbatch_normalize=1\nfilters=16\nsize=3\nstride=1\npad=1\n"
         "activation=leaky\n"
+        /* The face model's separable 3x3 stride 1 (its own one-pass kernel), on an odd size. */
+        "[convolutional]\nbatch_normalize=1\nfilters=16\ngroups=16\nsize=3\nstride=1\npad=1\n"
+        "activation=leaky\n"
         "[convolutional]\nbatch_normalize=1\nfilters=16\ngroups=16\nsize=3\nstride=2\npad=1\n"
         "activation=relu\n"
         "[convolutional]\nfilters=64\nsize=1\nstride=1\npad=1\nactivation=linear\n"
@@ -336,7 +339,9 @@ static void test_depthwise_and_edges(void **state)
         "[maxpool]\nsize=3\nstride=2\n"
         "[convolutional]\nfilters=8\nsize=1\nstride=2\npad=0\nactivation=leaky\n"
         "[convolutional]\nfilters=12\nsize=3\nstride=2\npad=1\nactivation=logistic\n"
-        "[convolutional]\nfilters=12\ngroups=12\nsize=3\nstride=1\npad=0\nactivation=tanh\n";
+        "[convolutional]\nfilters=12\ngroups=12\nsize=3\nstride=1\npad=0\nactivation=tanh\n"
+        /* ... and on a 2x1 input (one row: both padding rows missing). */
+        "[convolutional]\nfilters=12\ngroups=12\nsize=3\nstride=1\npad=1\nactivation=leaky\n";
     char cfg[160];
     network *net = make_net(write_cfg("dw.cfg", cfg_text, cfg, sizeof cfg), 4);
     image im = load_image_color(DOG, 0, 0);

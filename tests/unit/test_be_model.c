@@ -15,6 +15,8 @@
 
 #include <cmocka.h>
 
+#include <darknet.h>
+
 #include "err.h"
 #include "image.h"
 #include "model.h"
@@ -231,6 +233,65 @@ static void test_fast_equals_stock(void **state)
     be_model_free(stock);
 }
 
+/* The backend's NMS gives exactly darknet's do_nms_sort boxes: the same frame through darknet's
+ * own network_predict + get_network_boxes + do_nms_sort, compared box for box. */
+static void test_nms_equals_darknet(void **state)
+{
+    (void)state;
+    be_model_t *m = NULL;
+    be_image_t *im = NULL;
+    char err[256] = "";
+    be_model_opts_t o = {.cfg = CFG, .weights = weights, .names = NAMES, .threshold = 0.25f,
+                         .nms = 0.45f, .stock = 1};
+    assert_int_equal(be_model_load(&m, &o, err, sizeof err), 0);
+    assert_int_equal(be_image_create(&im, (be_image_limits_t){64000000, 16384}), 0);
+    enum { CAP = PROTO_DETS_MAX };
+    proto_det_t *a = calloc(CAP, sizeof *a);
+    const float th = 0.5f;
+    int na = run_dog(m, im, th, a, CAP);
+    assert_true(na > 0 && na < CAP);
+
+    network *net = load_network((char *)CFG, weights, 0);
+    set_batch_network(net, 1);
+    size_t len;
+    uint8_t *dog = read_file_all(FG_DARKNET_DATA "/dog.jpg", &len);
+    int w, h;
+    assert_int_equal(be_image_letterbox(im, dog, len, BE_PREP_DARKNET, 416, 416, net->input, &w,
+                                        &h, NULL, NULL, err, sizeof err),
+                     0);
+    free(dog);
+    network_predict(net, net->input);
+    int nb = 0;
+    detection *d = get_network_boxes(net, w, h, th, 0.5f, NULL, 1, &nb);
+    do_nms_sort(d, nb, 80, 0.45f);
+    int count = 0;
+    char *used = calloc((size_t)na, 1);
+    for (int i = 0; i < nb; i++)
+        for (int k = 0; k < 80; k++) {
+            if (!(d[i].prob[k] > th))
+                continue;
+            count++;
+            /* Boxes are clamped into the image, as the backend answers them. */
+            float x0 = fminf(fmaxf((d[i].bbox.x - d[i].bbox.w / 2) * w, 0), (float)w);
+            float y0 = fminf(fmaxf((d[i].bbox.y - d[i].bbox.h / 2) * h, 0), (float)h);
+            int found = 0;
+            for (int j = 0; j < na && !found; j++)
+                if (!used[j] && a[j].class_id == k && a[j].confidence == fminf(d[i].prob[k], 1) &&
+                    fabsf(a[j].x - x0) < 1e-3f && fabsf(a[j].y - y0) < 1e-3f)
+                    used[j] = 1, found = 1;
+            assert_true(found);
+        }
+    print_message("dog.jpg over %.2f: darknet's do_nms_sort %d boxes, framegate's %d\n", th,
+                  count, na);
+    assert_int_equal(count, na);
+    free(used);
+    free_detections(d, nb);
+    free_network(net);
+    free(a);
+    be_image_destroy(im);
+    be_model_free(m);
+}
+
 /* --input-size: the network is built at that size (the cfg's batch is forced to 1 too). */
 static void test_input_size(void **state)
 {
@@ -311,6 +372,7 @@ int main(void)
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_detect_dog),
         cmocka_unit_test(test_fast_equals_stock),
+        cmocka_unit_test(test_nms_equals_darknet),
         cmocka_unit_test(test_input_size),
         cmocka_unit_test(test_classifier),
     };
