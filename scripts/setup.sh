@@ -20,7 +20,7 @@ command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 # Test-only tools (compose validation, promtool); a container image skips them (--image).
 if [ "${1:-}" != "--image" ]; then
-    pkgs+=(docker-compose prometheus python3-locust gnuplot-nox)
+    pkgs+=(docker-compose prometheus python3-locust gnuplot-nox python3-pil)
 fi
 # The inference bench compares against OpenCV's DNN module (scripts/bench-inference.sh).
 if [ "${1:-}" = "--bench" ]; then
