@@ -1,6 +1,6 @@
 /* Frame decoding and pre-processing for the network: libjpeg-turbo decode (with DCT scaling
- * straight to near the network size) and one fused letterbox + bilinear resize + normalise
- * pass into the network's CHW float input; plus the annotated-JPEG output.
+ * straight to near the network size) or libspng decode, and one fused letterbox + bilinear
+ * resize + normalise pass into the network's CHW float input; plus the annotated-JPEG output.
  * A be_image_t keeps its buffers between frames and is not thread-safe: one per serving
  * thread (the backend has exactly one). */
 #ifndef BE_IMAGE_H
@@ -13,6 +13,17 @@
 
 typedef struct be_image be_image_t;
 
+/* How a frame is fitted into the network input: a per-model setting, because a model only
+ * gives the right answers on inputs prepared the way it was trained. */
+typedef enum {
+    BE_PREP_DARKNET = 0, /* darknet's letterbox_image: centred on 0.5 grey, corner-aligned */
+    BE_PREP_FACEAPI = 1, /* face-api: top-left, zero padding bottom/right, half-open resize */
+} be_prep_t;
+
+/* "darknet" / "faceapi" -> mode; -1 for anything else. */
+int be_prep_parse(const char *s);
+const char *be_prep_name(be_prep_t mode);
+
 typedef struct {
     uint64_t max_pixels; /* width * height above this: PROTO_EIMGSIZE */
     int max_side;        /* either side above this: PROTO_EIMGSIZE */
@@ -23,9 +34,10 @@ typedef struct {
 int be_image_create(be_image_t **out, be_image_limits_t limits);
 void be_image_destroy(be_image_t *im);
 
-/* Reads only the header of buf[0..len): the original size, or PROTO_EEMPTY (len 0),
- * PROTO_EFORMAT (a PNG), PROTO_EIMAGE (not a decodable JPEG), PROTO_EIMGSIZE (over the
- * limits). The pixels are not touched, so a decompression bomb costs nothing. */
+/* Reads only the header of buf[0..len) (JPEG or PNG): the original size, or PROTO_EEMPTY
+ * (len 0), PROTO_EFORMAT (neither JPEG nor PNG), PROTO_EIMAGE (a JPEG/PNG signature but no
+ * valid header), PROTO_EIMGSIZE (over the limits). The pixels are not touched, so a
+ * decompression bomb costs nothing. */
 int be_image_probe(be_image_t *im, const uint8_t *buf, size_t len, int *w, int *h);
 
 /* darknet's letterbox geometry: the size (*nw x *nh) an image of w x h is resized to inside
@@ -36,25 +48,40 @@ void be_image_letterbox_size(int w, int h, int net_w, int net_h, int *nw, int *n
  * the smallest DCT scaling factor (1/8 .. 1) that does, else full size. Pure function. */
 void be_image_scaled_size(int w, int h, int want_w, int want_h, int *sw, int *sh);
 
-/* Decodes buf (DCT-scaled to just cover the letterboxed size) and letterboxes it into `input`
- * (3 x net_h x net_w floats in [0,1], CHW, RGB). Stores the ORIGINAL size in *w, *h and, if
- * dw/dh are not NULL, the decoded size. Returns 0 or the errors of be_image_probe
- * (PROTO_EIMAGE also for corrupt or truncated scan data) or PROTO_ENOMEM; `err` (may be
- * NULL) gets libjpeg-turbo's message. Caller's thread; `input` is caller-owned. */
-int be_image_letterbox(be_image_t *im, const uint8_t *buf, size_t len, int net_w, int net_h,
-                       float *input, int *w, int *h, int *dw, int *dh, char *err, size_t errcap);
+/* Decodes buf (a JPEG DCT-scaled to just cover the letterboxed size; a PNG at full size) and
+ * fits it into `input` (3 x net_h x net_w floats in [0,1], CHW, RGB) the way `mode` says.
+ * Stores the ORIGINAL size in *w, *h and, if dw/dh are not NULL, the decoded size. Returns 0
+ * or the errors of be_image_probe (PROTO_EIMAGE also for corrupt or truncated data) or
+ * PROTO_ENOMEM; `err` (may be NULL) gets the decoder's message. Caller's thread; `input` is
+ * caller-owned. */
+int be_image_letterbox(be_image_t *im, const uint8_t *buf, size_t len, be_prep_t mode,
+                       int net_w, int net_h, float *input, int *w, int *h, int *dw, int *dh,
+                       char *err, size_t errcap);
 
 /* The fused pass alone, from packed RGB pixels: the same sampling as darknet's
  * resize_image (corner-aligned bilinear), so the network sees what darknet would feed it. */
 void be_image_letterbox_rgb(const uint8_t *rgb, int w, int h, int net_w, int net_h, float *input);
 
+/* face-api's pre-processing from packed RGB: zero-padded at the bottom/right to a square,
+ * resized with tf's resizeBilinear (no align-corners, no half-pixel centres), pixel / 255. */
+void be_image_faceapi_rgb(const uint8_t *rgb, int w, int h, int net_w, int net_h, float *input);
+
+/* face-api's placement: boxes relative to the network input (centre x/y, w/h in [0,1], as
+ * darknet returns them for w, h = the network's) -> top-left x/y and w/h in pixels of the
+ * original w x h image. Pure function. */
+void be_image_faceapi_unmap(int w, int h, int net_w, int net_h, float *x, float *y, float *bw,
+                            float *bh);
+
 /* Decodes buf to packed RGB at its full size (malloc'd, the caller frees). For tests. */
 int be_image_decode_rgb(be_image_t *im, const uint8_t *buf, size_t len, uint8_t **rgb, int *w,
                         int *h);
 
-/* Decodes buf at full size, draws the n detections (original-image pixels) as coloured
- * rectangles and re-encodes it as a JPEG (quality 85). *out points into storage owned by
- * `im`, valid until the next call on `im`. Returns 0 or the decode errors / PROTO_ENOMEM. */
+/* Decodes buf at full size, draws the n records and re-encodes it as a JPEG (quality 85):
+ * a box (w, h > 0, original-image pixels) as a coloured rectangle with "label 87%" on it; a
+ * classifier's class (w = h = 0) as "label 87%" lines at the top-left, one per record. The
+ * glyphs are darknet's own (data/labels under FG_DARKNET_SHARE), loaded on first use; without
+ * them only the rectangles are drawn. *out points into storage owned by `im`, valid until
+ * the next call on `im`. Returns 0 or the decode errors / PROTO_ENOMEM. */
 int be_image_annotate(be_image_t *im, const uint8_t *buf, size_t len, const proto_det_t *dets,
                       int n, const uint8_t **out, size_t *outlen);
 

@@ -70,6 +70,8 @@ static void usage(FILE *out)
             "           [--model-name NAME] [--threshold F] [--nms F] [--simulate-ms N]\n"
             "           [--init-delay-ms N] [--parent-pid PID] [--instance NAME]\n"
             "           [--max-pixels N] [--max-side N] [--threads N]\n"
+            "           [--input-size N|WxH] [--preprocess darknet|faceapi] [--top-k K]\n"
+            "           [--stock-darknet]\n"
             "       framegate-backend --gen-weights OUT --cfg PATH [--seed N]\n"
             "       framegate-backend --help | --version\n"
             "\n"
@@ -78,6 +80,12 @@ static void usage(FILE *out)
             "loaded and one warm-up inference has run: that is its readiness.\n"
             "  --simulate-ms N    skip the network: read the JPEG header, answer after N ms\n"
             "  --init-delay-ms N  sleep N ms before loading (simulates a slow model load)\n"
+            "  --input-size N     run the network at N x N (or WxH) instead of the cfg's size\n"
+            "  --preprocess MODE  how frames are fitted into the input: darknet (centred\n"
+            "                     letterbox, default) or faceapi (top-left, zero padding)\n"
+            "  --top-k K          classifiers: classes per answer (default 5)\n"
+            "  --threads N        OpenBLAS threads of the forward pass (default 1)\n"
+            "  --stock-darknet    run libdarknet's own forward pass instead of the fast one\n"
             "  --parent-pid PID   exit when that process (the gateway) dies\n"
             "  --gen-weights OUT  write deterministic weights for --cfg (darknet's own random\n"
             "                     initialisation after srand(seed)) and exit\n");
@@ -104,14 +112,30 @@ static int parse_float(const char *s, float lo, float hi, float *out)
     return 0;
 }
 
-/* Every option but --help/--version takes a value. */
+/* "416" or "416x320": 32..4096 each (a multiple of 32 is checked by darknet's layers). */
+static int parse_size(const char *s, int *w, int *h)
+{
+    char *end;
+    errno = 0;
+    long a = strtol(s, &end, 10), b = a;
+    if (errno == 0 && end != s && *end == 'x')
+        b = strtol(end + 1, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || a < 32 || a > 4096 || b < 32 || b > 4096)
+        return -1;
+    *w = (int)a;
+    *h = (int)b;
+    return 0;
+}
+
+/* Every option but --help/--version/--stock-darknet takes a value. */
 static int known_option(const char *a)
 {
     static const char *const opts[] = {
         "--listen",     "--cfg",         "--weights",       "--names",
         "--model-name", "--instance",    "--gen-weights",   "--threshold",
         "--nms",        "--simulate-ms", "--init-delay-ms", "--parent-pid",
-        "--seed",       "--threads",     "--max-pixels",    "--max-side"};
+        "--seed",       "--threads",     "--max-pixels",    "--max-side",
+        "--input-size", "--preprocess",  "--top-k"};
     for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
         if (strcmp(a, opts[i]) == 0)
             return 1;
@@ -124,7 +148,8 @@ int main(int argc, char **argv)
     const char *model_name = NULL, *instance = "backend", *gen_out = NULL;
     float threshold = 0.25f, nms = 0.45f;
     long simulate_ms = -1, init_delay_ms = 0, parent_pid = 0, seed = 1, threads = 1;
-    long max_pixels = 64000000, max_side = 16384;
+    long max_pixels = 64000000, max_side = 16384, top_k = 0;
+    int stock = 0, input_w = 0, input_h = 0, prep = BE_PREP_DARKNET;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -136,6 +161,10 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--version") == 0) {
             printf("framegate-backend %s\n", FG_VERSION);
             return 0;
+        }
+        if (strcmp(a, "--stock-darknet") == 0) { /* the one flag without a value */
+            stock = 1;
+            continue;
         }
         if (!known_option(a)) {
             fprintf(stderr, "framegate-backend: unknown argument '%s'\n", a);
@@ -179,6 +208,12 @@ int main(int argc, char **argv)
             bad = parse_long(v, 1, 1L << 40, &max_pixels);
         else if (strcmp(a, "--max-side") == 0)
             bad = parse_long(v, 1, 1 << 20, &max_side);
+        else if (strcmp(a, "--input-size") == 0)
+            bad = parse_size(v, &input_w, &input_h);
+        else if (strcmp(a, "--preprocess") == 0)
+            bad = (prep = be_prep_parse(v)) < 0;
+        else if (strcmp(a, "--top-k") == 0)
+            bad = parse_long(v, 1, 1000, &top_k);
         else {
             fprintf(stderr, "framegate-backend: unknown argument '%s'\n", a);
             usage(stderr);
@@ -189,8 +224,6 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    (void)threads; /* stock libdarknet has no threads (no OpenMP, no BLAS): accepted for
-                      the faster model that replaces model.c's forward pass */
     char derived_name[128];
     if (model_name == NULL) {
         name_from_cfg(cfg != NULL ? cfg : "simulated", derived_name, sizeof derived_name);
@@ -247,8 +280,17 @@ int main(int argc, char **argv)
     be_model_t *model = NULL;
     if (simulate_ms < 0) {
         char err[512];
-        be_model_opts_t mo = {
-            .cfg = cfg, .weights = weights, .names = names, .threshold = threshold, .nms = nms};
+        be_model_opts_t mo = {.cfg = cfg,
+                              .weights = weights,
+                              .names = names,
+                              .threshold = threshold,
+                              .nms = nms,
+                              .input_w = input_w,
+                              .input_h = input_h,
+                              .prep = (be_prep_t)prep,
+                              .top_k = (int)top_k,
+                              .threads = (int)threads,
+                              .stock = stock};
         atexit(on_darknet_exit);
         signal(SIGABRT, on_abort);
         darknet_file = cfg;
@@ -266,7 +308,7 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < n; i++)
             in[i] = 0.5f;
         proto_det_t dets[16];
-        be_model_detect(model, be_model_width(model), be_model_height(model), 0, dets, 16);
+        be_model_detect(model, be_model_width(model), be_model_height(model), 0, 0, dets, 16);
         darknet_file = NULL;
         signal(SIGABRT, SIG_DFL);
     }

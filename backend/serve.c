@@ -89,10 +89,15 @@ static void handle_ping(server_t *s, const proto_req_t *req)
     json_escape(name, sizeof name, o->model_name);
     int n = snprintf(
         info, sizeof info,
-        "{\"model\":\"%s\",\"kind\":\"detector\",\"input\":[%d,%d],\"classes\":%d,"
-        "\"pid\":%d,\"simulate_ms\":%d}",
-        name, o->model ? be_model_width(o->model) : 0, o->model ? be_model_height(o->model) : 0,
-        o->model ? be_model_classes(o->model) : 0, (int)getpid(), o->model ? 0 : o->simulate_ms);
+        "{\"model\":\"%s\",\"kind\":\"%s\",\"input\":[%d,%d],\"classes\":%d,"
+        "\"preprocess\":\"%s\",\"fast\":%s,\"pid\":%d,\"simulate_ms\":%d}",
+        name,
+        o->model && be_model_kind(o->model) == BE_MODEL_CLASSIFIER ? "classifier" : "detector",
+        o->model ? be_model_width(o->model) : 0, o->model ? be_model_height(o->model) : 0,
+        o->model ? be_model_classes(o->model) : 0,
+        be_prep_name(o->model ? be_model_prep(o->model) : BE_PREP_DARKNET),
+        o->model && be_model_fast(o->model) ? "true" : "false", (int)getpid(),
+        o->model ? 0 : o->simulate_ms);
     proto_rep_t rep = {.type = PROTO_T_PONG,
                        .id = req->id,
                        .payload = (const uint8_t *)info,
@@ -132,7 +137,8 @@ static void handle_detect(server_t *s, const proto_req_t *req)
         t1 = now_us(CLOCK_MONOTONIC);
         sleep_ms(o->simulate_ms);
     } else {
-        rv = be_image_letterbox(o->image, req->payload, req->payload_len, be_model_width(o->model),
+        rv = be_image_letterbox(o->image, req->payload, req->payload_len,
+                                be_model_prep(o->model), be_model_width(o->model),
                                 be_model_height(o->model), be_model_input(o->model), &w, &h, NULL,
                                 NULL, err, sizeof err);
         if (rv != 0) {
@@ -140,7 +146,7 @@ static void handle_detect(server_t *s, const proto_req_t *req)
             return;
         }
         t1 = now_us(CLOCK_MONOTONIC);
-        n = be_model_detect(o->model, w, h, req->threshold, s->dets, MAX_DETS);
+        n = be_model_detect(o->model, w, h, req->threshold, req->top_k, s->dets, MAX_DETS);
         if (n < 0) {
             send_error(s, req->id, n, NULL);
             return;
@@ -156,6 +162,8 @@ static void handle_detect(server_t *s, const proto_req_t *req)
         .infer_us = (uint32_t)(t2 - t1),
         .ndet = (uint32_t)n,
         .dets = s->dets,
+        .kind = o->model && be_model_kind(o->model) == BE_MODEL_CLASSIFIER ? PROTO_KIND_CLASSES
+                                                                          : PROTO_KIND_DETECT,
     };
     if (req->output == PROTO_OUT_TEXT) {
         const char *top = n > 0 ? s->dets[0].label : "none";

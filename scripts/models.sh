@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Generates the default model's weights, deterministically, if they are not there yet:
-# Debian's yolov3-tiny.cfg with darknet's own random initialisation (seed 1), saved to
-# ${FRAMEGATE_CACHE:-$HOME/.cache/framegate}/models/yolov3-tiny.weights, and prints the path.
-# No pretrained weights can be downloaded here: these detect nothing meaningful (README
-# "Models"). Idempotent. Usage: models.sh [BUILD_DIR]   (default: <repo>/build)
+# Prepares the models in ${FRAMEGATE_CACHE:-$HOME/.cache/framegate}, once (idempotent); part
+# of setting up, run by scripts/run.sh and scripts/test.sh after the build:
+#  - faceapi/: the npm packages pinned by scripts/faceapi/package-lock.json (npm ci: the one
+#    download, at setup, never at build or run time);
+#  - models/face-tiny.{cfg,weights}, models/face.names: face-api's Tiny Face Detector
+#    converted to darknet by framegate-convert (the default model);
+#  - faceapi-ref/: the agreement test's photos and face-api's own answers on them;
+#  - models/yolov3-tiny.weights: Debian's yolov3-tiny.cfg with darknet's own random
+#    initialisation (seed 1): no pretrained darknet weights can be downloaded here, so these
+#    detect nothing meaningful (README "Models").
+# Prints the default model's weights path. Usage: models.sh [BUILD_DIR] (default <repo>/build)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$repo/build}
@@ -26,5 +32,36 @@ if [ ! -s "$out" ]; then
     fi
     chmod 644 "$tmp" # mktemp makes it private; the weights are for every user
     mv "$tmp" "$out"
+fi
+
+# ---- face-api -> darknet ----
+fa="$cache/faceapi"
+pkg="$repo/scripts/faceapi"
+if [ ! -s "$fa/node_modules/@vladmandic/face-api/model/tiny_face_detector_model.bin" ] ||
+    ! cmp -s "$pkg/package-lock.json" "$fa/package-lock.json"; then
+    rm -rf "$fa.tmp"
+    mkdir -p "$fa.tmp"
+    cp "$pkg/package.json" "$pkg/package-lock.json" "$fa.tmp/"
+    (cd "$fa.tmp" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error) >&2
+    rm -rf "$fa"
+    mv "$fa.tmp" "$fa"
+fi
+manifest="$fa/node_modules/@vladmandic/face-api/model/tiny_face_detector_model-weights_manifest.json"
+if [ ! -s "$cache/models/face-tiny.weights" ] || [ "$manifest" -nt "$cache/models/face-tiny.weights" ]; then
+    conv="$(dirname "$bin")/framegate-convert"
+    if [ ! -x "$conv" ]; then
+        echo "models.sh: $conv not found: build first" >&2
+        exit 1
+    fi
+    "$conv" --manifest "$manifest" --out-dir "$cache/models" >&2
+fi
+ref="$cache/faceapi-ref"
+astronaut=/usr/lib/python3/dist-packages/skimage/data/astronaut.png
+if [ ! -s "$ref/reference.json" ] || [ "$pkg/reference.mjs" -nt "$ref/reference.json" ]; then
+    cp "$pkg/reference.mjs" "$fa/"
+    rm -rf "$ref.tmp"
+    (cd "$fa" && node reference.mjs "$astronaut" "$ref.tmp") >&2
+    rm -rf "$ref"
+    mv "$ref.tmp" "$ref"
 fi
 echo "$out"

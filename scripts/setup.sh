@@ -11,12 +11,20 @@ fi
 pkgs=(
     build-essential cmake pkg-config git ca-certificates curl
     libuv1-dev node-llhttp libnng-dev libmbedtls-dev libturbojpeg0-dev
-    darknet libcjson-dev libcurl4-openssl-dev libcmocka-dev
+    darknet libcjson-dev libcurl4-openssl-dev libcmocka-dev libopenblas-dev libspng-dev
     python3
+    python3-skimage-lib # astronaut.png: the face model's test photo
 )
+# node + npm fetch face-api at setup (scripts/models.sh); Debian's, unless one is installed.
+command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 # Test-only tools (compose validation, promtool); a container image skips them (--image).
 if [ "${1:-}" != "--image" ]; then
-    pkgs+=(docker-compose prometheus python3-locust gnuplot-nox)
+    pkgs+=(docker-compose prometheus python3-locust gnuplot-nox python3-pil)
+fi
+# The inference bench compares against OpenCV's DNN module (scripts/bench-inference.sh).
+if [ "${1:-}" = "--bench" ]; then
+    pkgs+=(libopencv-dev)
 fi
 
 missing=()

@@ -51,7 +51,9 @@ with fg.Gateway(settings=settings, simulate_ms=5) as gw:
     fg.check(st == 200, "a good frame -> 200")
 
     cases = [
-        ("garbage bytes as image/jpeg", b"this is not a jpeg at all", "image/jpeg", "", 400, "bad_image"),
+        ("garbage bytes as image/jpeg", b"this is not a jpeg at all", "image/jpeg", "", 415, "unsupported_media_type"),
+        ("a GIF", b"GIF89a\x01\x00\x01\x00\x00\x00\x00;", "image/gif", "", 415, "unsupported_media_type"),
+        ("PNG signature, broken header", b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDX", "image/png", "", 400, "bad_image"),
         ("truncated JPEG", dog[:200], "image/jpeg", "", 400, "bad_image"),
         ("empty body", b"", "image/jpeg", "", 400, "empty_image"),
         ("bad JSON", b"{\"image\": ", "application/json", "", 400, "bad_json"),

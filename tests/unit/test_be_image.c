@@ -1,5 +1,6 @@
 /* Frame decoding: sizes, DCT-scaled decode of large frames, letterbox geometry against
  * darknet's own letterbox_image, and every kind of bad input. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,7 @@
 
 #include <cmocka.h>
 #include <darknet.h>
+#include <spng.h>
 #include <turbojpeg.h>
 
 #include "err.h"
@@ -48,16 +50,20 @@ static void test_probe_and_errors(void **state)
     assert_int_equal(w, 768);
     assert_int_equal(h, 576);
     assert_int_equal(be_image_probe(im, dog, 0, &w, &h), PROTO_EEMPTY);
+    /* A PNG signature with a broken header is a bad image; anything that is neither JPEG
+     * nor PNG is an unsupported format. */
     const uint8_t png[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0};
-    assert_int_equal(be_image_probe(im, png, sizeof png, &w, &h), PROTO_EFORMAT);
+    assert_int_equal(be_image_probe(im, png, sizeof png, &w, &h), PROTO_EIMAGE);
     const uint8_t junk[] = "definitely not an image";
-    assert_int_equal(be_image_probe(im, junk, sizeof junk, &w, &h), PROTO_EIMAGE);
+    assert_int_equal(be_image_probe(im, junk, sizeof junk, &w, &h), PROTO_EFORMAT);
+    const uint8_t gif[] = "GIF89a\x01\x00\x01\x00";
+    assert_int_equal(be_image_probe(im, gif, sizeof gif, &w, &h), PROTO_EFORMAT);
 
     float *input = malloc(sizeof(float) * 3 * 416 * 416);
     char err[256];
     /* Truncated anywhere: an error, never a crash; a heap copy of exactly `cut` bytes lets
      * ASan see any over-read. */
-    size_t cuts[] = {1, 2, 3, 10, 100, 600, 2000, len / 2, len - 10, len - 2};
+    size_t cuts[] = {2, 3, 10, 100, 600, 2000, len / 2, len - 10, len - 2};
     for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
         uint8_t *p = malloc(cuts[i]);
         memcpy(p, dog, cuts[i]);
@@ -65,7 +71,7 @@ static void test_probe_and_errors(void **state)
         w = h = 0x7fffffff;
         assert_true(be_image_probe(im, p, cuts[i], &w, &h) != 0 || cuts[i] > 600);
         w = h = 0x7fffffff;
-        int rv = be_image_letterbox(im, p, cuts[i], 416, 416, input, &w, &h, NULL, NULL, err,
+        int rv = be_image_letterbox(im, p, cuts[i], BE_PREP_DARKNET, 416, 416, input, &w, &h, NULL, NULL, err,
                                     sizeof err);
         assert_int_equal(rv, PROTO_EIMAGE);
         free(p);
@@ -79,11 +85,11 @@ static void test_probe_and_errors(void **state)
             p[j] = (uint8_t)rand();
         p[0] = 0xff;
         p[1] = 0xd8;
-        int rv = be_image_letterbox(im, p, n, 416, 416, input, &w, &h, NULL, NULL, err, sizeof err);
+        int rv = be_image_letterbox(im, p, n, BE_PREP_DARKNET, 416, 416, input, &w, &h, NULL, NULL, err, sizeof err);
         assert_true(rv == PROTO_EIMAGE || rv == PROTO_EIMGSIZE);
         /* Without the SOI marker it is not even looked at. */
         p[0] = 0x12;
-        assert_int_equal(be_image_probe(im, p, n, &w, &h), PROTO_EIMAGE);
+        assert_int_equal(be_image_probe(im, p, n, &w, &h), PROTO_EFORMAT);
         free(p);
     }
     /* Limits are checked from the header, before decoding. */
@@ -92,7 +98,7 @@ static void test_probe_and_errors(void **state)
     assert_int_equal(be_image_create(&small, lim), 0);
     assert_int_equal(be_image_probe(small, dog, len, &w, &h), PROTO_EIMGSIZE);
     assert_int_equal(
-        be_image_letterbox(small, dog, len, 416, 416, input, &w, &h, NULL, NULL, err, sizeof err),
+        be_image_letterbox(small, dog, len, BE_PREP_DARKNET, 416, 416, input, &w, &h, NULL, NULL, err, sizeof err),
         PROTO_EIMGSIZE);
     be_image_destroy(small);
     lim = (be_image_limits_t){.max_pixels = 64000000, .max_side = 767};
@@ -100,7 +106,7 @@ static void test_probe_and_errors(void **state)
     assert_int_equal(be_image_probe(small, dog, len, &w, &h), PROTO_EIMGSIZE);
     be_image_destroy(small);
     assert_int_equal(
-        be_image_letterbox(im, NULL, 0, 416, 416, input, &w, &h, NULL, NULL, err, sizeof err),
+        be_image_letterbox(im, NULL, 0, BE_PREP_DARKNET, 416, 416, input, &w, &h, NULL, NULL, err, sizeof err),
         PROTO_EEMPTY);
     free(input);
     free(dog);
@@ -151,7 +157,7 @@ static void test_letterbox_matches_darknet(void **state)
     int ow, oh;
     int dw, dh;
     assert_int_equal(
-        be_image_letterbox(im, dog, len, 416, 416, direct, &ow, &oh, &dw, &dh, err, sizeof err), 0);
+        be_image_letterbox(im, dog, len, BE_PREP_DARKNET, 416, 416, direct, &ow, &oh, &dw, &dh, err, sizeof err), 0);
     assert_int_equal(ow, 768);
     assert_int_equal(oh, 576);
     /* 768x576 -> 416x312 inside the network: 5/8 (480x360) is the smallest DCT scale that
@@ -206,13 +212,13 @@ static void test_big_frame_scaled(void **state)
     char err[128];
     int dw, dh;
     assert_int_equal(
-        be_image_letterbox(im, jpeg, jlen, 416, 416, in, &w, &h, &dw, &dh, err, sizeof err), 0);
+        be_image_letterbox(im, jpeg, jlen, BE_PREP_DARKNET, 416, 416, in, &w, &h, &dw, &dh, err, sizeof err), 0);
     assert_int_equal(w, W);
     assert_int_equal(h, H);
     assert_int_equal(dw, 768);
     assert_int_equal(dh, 576);
     assert_int_equal(
-        be_image_letterbox(im, dog, len, 416, 416, ref, &w, &h, NULL, NULL, err, sizeof err), 0);
+        be_image_letterbox(im, dog, len, BE_PREP_DARKNET, 416, 416, ref, &w, &h, NULL, NULL, err, sizeof err), 0);
     double sum = 0;
     for (int i = 0; i < 3 * 416 * 416; i++)
         sum += in[i] > ref[i] ? in[i] - ref[i] : ref[i] - in[i];
@@ -263,6 +269,141 @@ static void test_annotate(void **state)
     be_image_destroy(im);
 }
 
+/* Encodes packed pixels (channels 1, 3 or 4, 8-bit) as a PNG with libspng. The caller frees. */
+static uint8_t *encode_png(const uint8_t *px, int w, int h, int channels, size_t *len)
+{
+    static const uint8_t color[5] = {0, SPNG_COLOR_TYPE_GRAYSCALE, 0, SPNG_COLOR_TYPE_TRUECOLOR,
+                                     SPNG_COLOR_TYPE_TRUECOLOR_ALPHA};
+    spng_ctx *ctx = spng_ctx_new(SPNG_CTX_ENCODER);
+    assert_non_null(ctx);
+    spng_set_option(ctx, SPNG_ENCODE_TO_BUFFER, 1);
+    struct spng_ihdr ihdr = {.width = (uint32_t)w, .height = (uint32_t)h, .bit_depth = 8,
+                             .color_type = color[channels]};
+    assert_int_equal(spng_set_ihdr(ctx, &ihdr), 0);
+    assert_int_equal(spng_encode_image(ctx, px, (size_t)w * h * channels, SPNG_FMT_PNG,
+                                       SPNG_ENCODE_FINALIZE),
+                     0);
+    int err = 0;
+    uint8_t *out = spng_get_png_buffer(ctx, len, &err);
+    assert_int_equal(err, 0);
+    spng_ctx_free(ctx);
+    return out;
+}
+
+/* PNG input: the lossless copy of a decoded JPEG decodes to exactly the same pixels; grey
+ * and RGBA become RGB; letterboxing it gives the JPEG's input within the JPEG path's DCT
+ * scaling; a header over the limits is refused before the pixels are touched; a truncated
+ * or corrupted file is a bad image, never a crash. */
+static void test_png(void **state)
+{
+    (void)state;
+    be_image_t *im = make();
+    size_t len, plen;
+    uint8_t *dog = read_file_all(FG_DARKNET_DATA "/dog.jpg", &len);
+    uint8_t *rgb, *back;
+    int w, h, pw, ph;
+    assert_int_equal(be_image_decode_rgb(im, dog, len, &rgb, &w, &h), 0);
+    uint8_t *png = encode_png(rgb, w, h, 3, &plen);
+    assert_int_equal(be_image_probe(im, png, plen, &pw, &ph), 0);
+    assert_int_equal(pw, 768);
+    assert_int_equal(ph, 576);
+    assert_int_equal(be_image_decode_rgb(im, png, plen, &back, &pw, &ph), 0);
+    assert_memory_equal(back, rgb, (size_t)w * h * 3);
+    free(back);
+
+    float *a = malloc(sizeof(float) * 3 * 416 * 416), *b = malloc(sizeof(float) * 3 * 416 * 416);
+    char err[256];
+    assert_int_equal(be_image_letterbox(im, png, plen, BE_PREP_DARKNET, 416, 416, a, &pw, &ph,
+                                        NULL, NULL, err, sizeof err),
+                     0);
+    assert_int_equal(be_image_letterbox(im, dog, len, BE_PREP_DARKNET, 416, 416, b, &w, &h, NULL,
+                                        NULL, err, sizeof err),
+                     0);
+    assert_int_equal(pw, w);
+    assert_int_equal(ph, h);
+    double sum = 0;
+    for (size_t i = 0; i < 3 * 416 * 416; i++)
+        sum += fabs((double)a[i] - b[i]);
+    printf("PNG vs DCT-scaled JPEG letterbox: mean |diff| %.5f\n", sum / (3 * 416 * 416));
+    assert_true(sum / (3 * 416 * 416) < 0.02);
+
+    /* Grey and RGBA sources: grey is replicated, alpha dropped. */
+    uint8_t *grey = malloc((size_t)w * h), *rgba = malloc((size_t)w * h * 4);
+    for (size_t i = 0; i < (size_t)w * h; i++) {
+        grey[i] = rgb[i * 3 + 1];
+        memcpy(rgba + i * 4, rgb + i * 3, 3);
+        rgba[i * 4 + 3] = (uint8_t)i;
+    }
+    size_t glen, alen;
+    uint8_t *gpng = encode_png(grey, w, h, 1, &glen), *apng = encode_png(rgba, w, h, 4, &alen);
+    assert_int_equal(be_image_decode_rgb(im, gpng, glen, &back, &pw, &ph), 0);
+    for (size_t i = 0; i < (size_t)w * h; i++)
+        assert_true(back[i * 3] == grey[i] && back[i * 3 + 2] == grey[i]);
+    free(back);
+    assert_int_equal(be_image_decode_rgb(im, apng, alen, &back, &pw, &ph), 0);
+    assert_memory_equal(back, rgb, (size_t)w * h * 3);
+    free(back);
+
+    /* Limits from the IHDR alone: a 100000 x 100000 header with no pixel data at all. */
+    uint8_t bomb[64];
+    memcpy(bomb, png, 33); /* signature + IHDR chunk */
+    bomb[16] = bomb[20] = 0;
+    bomb[17] = bomb[21] = 0x01;
+    bomb[18] = bomb[22] = 0x86;
+    bomb[19] = bomb[23] = 0xa0; /* 100000 */
+    /* The IHDR CRC must be right for libspng to read the size: recompute it. */
+    uint32_t crc = 0xffffffffu;
+    for (int i = 12; i < 29; i++) {
+        crc ^= bomb[i];
+        for (int k = 0; k < 8; k++)
+            crc = crc & 1 ? (crc >> 1) ^ 0xedb88320u : crc >> 1;
+    }
+    crc ^= 0xffffffffu;
+    bomb[29] = (uint8_t)(crc >> 24);
+    bomb[30] = (uint8_t)(crc >> 16);
+    bomb[31] = (uint8_t)(crc >> 8);
+    bomb[32] = (uint8_t)crc;
+    assert_int_equal(be_image_probe(im, bomb, 33, &pw, &ph), PROTO_EIMGSIZE);
+    be_image_t *small;
+    assert_int_equal(be_image_create(&small, (be_image_limits_t){.max_pixels = 1000,
+                                                                  .max_side = 16384}),
+                     0);
+    assert_int_equal(be_image_probe(small, png, plen, &pw, &ph), PROTO_EIMGSIZE);
+    be_image_destroy(small);
+
+    /* Truncated anywhere in the header or pixel data, or flipped bytes: an error, never a
+     * crash (heap copies for ASan). (Losing only the trailing CRC/IEND leaves every pixel
+     * there: libspng then decodes it, which is fine.) */
+    size_t cuts[] = {8, 9, 20, 33, 40, 100, plen / 2, plen - 40};
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        uint8_t *p = malloc(cuts[i]);
+        memcpy(p, png, cuts[i]);
+        int rv = be_image_letterbox(im, p, cuts[i], BE_PREP_DARKNET, 416, 416, a, &pw, &ph, NULL,
+                                    NULL, err, sizeof err);
+        assert_int_equal(rv, PROTO_EIMAGE);
+        free(p);
+    }
+    uint8_t *p = malloc(plen);
+    memcpy(p, png, plen);
+    p[plen / 2] ^= 0x55; /* a corrupt deflate stream or CRC */
+    assert_int_equal(be_image_letterbox(im, p, plen, BE_PREP_DARKNET, 416, 416, a, &pw, &ph,
+                                        NULL, NULL, err, sizeof err),
+                     PROTO_EIMAGE);
+    assert_non_null(strstr(err, "PNG"));
+    free(p);
+
+    free(gpng);
+    free(apng);
+    free(grey);
+    free(rgba);
+    free(a);
+    free(b);
+    free(png);
+    free(rgb);
+    free(dog);
+    be_image_destroy(im);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -270,6 +411,7 @@ int main(void)
         cmocka_unit_test(test_letterbox_matches_darknet),
         cmocka_unit_test(test_big_frame_scaled),
         cmocka_unit_test(test_annotate),
+        cmocka_unit_test(test_png),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

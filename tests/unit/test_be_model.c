@@ -1,6 +1,9 @@
 /* The darknet model: yolov3-tiny with generated weights (no pretrained weights exist on these
  * machines) runs on dog.jpg, every box lies inside the image, runs are repeatable, weights
- * generation is deterministic, and bad files are errors, not exits. */
+ * generation is deterministic, and bad files are errors, not exits. The fast forward pass
+ * gives stock darknet's boxes; the network runs at another input size on request; a darknet
+ * classifier (Debian's darknet.cfg with the ImageNet names) answers its top-k classes. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +14,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include <darknet.h>
 
 #include "err.h"
 #include "image.h"
@@ -52,7 +57,8 @@ static int teardown(void **state)
 {
     (void)state;
     char path[160];
-    const char *files[] = {"yolov3-tiny.weights", "again.weights", "seed2.weights"};
+    const char *files[] = {"yolov3-tiny.weights", "again.weights", "seed2.weights",
+                           "darknet.weights"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
         unlink(path);
@@ -113,13 +119,13 @@ static int run_dog(be_model_t *m, be_image_t *im, float thresh, proto_det_t *det
     uint8_t *dog = read_file_all(FG_DARKNET_DATA "/dog.jpg", &len);
     int w, h;
     char err[128];
-    assert_int_equal(be_image_letterbox(im, dog, len, be_model_width(m), be_model_height(m),
+    assert_int_equal(be_image_letterbox(im, dog, len, BE_PREP_DARKNET, be_model_width(m), be_model_height(m),
                                         be_model_input(m), &w, &h, NULL, NULL, err, sizeof err),
                      0);
     free(dog);
     assert_int_equal(w, 768);
     assert_int_equal(h, 576);
-    return be_model_detect(m, w, h, thresh, dets, cap);
+    return be_model_detect(m, w, h, thresh, 0, dets, cap);
 }
 
 static void test_detect_dog(void **state)
@@ -176,12 +182,199 @@ static void test_detect_dog(void **state)
     be_model_free(m);
 }
 
+/* The fast path (the default) and stock darknet (--stock-darknet) give the same boxes. */
+static void test_fast_equals_stock(void **state)
+{
+    (void)state;
+    be_model_t *fast = NULL, *stock = NULL;
+    be_image_t *im = NULL;
+    char err[256] = "";
+    be_model_opts_t o = {
+        .cfg = CFG, .weights = weights, .names = NAMES, .threshold = 0.25f, .nms = 0.45f};
+    assert_int_equal(be_model_load(&fast, &o, err, sizeof err), 0);
+    o.stock = 1;
+    assert_int_equal(be_model_load(&stock, &o, err, sizeof err), 0);
+    assert_int_equal(be_model_fast(fast), 1);
+    assert_int_equal(be_model_fast(stock), 0);
+    assert_int_equal(be_image_create(&im, (be_image_limits_t){64000000, 16384}), 0);
+    /* No cap (the wire's maximum), so both sides hold every box over the threshold: random
+     * weights give many near-equal scores, whose order may differ by float rounding. */
+    enum { CAP = PROTO_DETS_MAX };
+    proto_det_t *a = calloc(CAP, sizeof *a), *b = calloc(CAP, sizeof *b);
+    /* The generated weights score most boxes high: the lowest threshold that leaves fewer
+     * than CAP boxes is used. */
+    static const float ths[] = {0.3f, 0.5f, 0.7f, 0.9f, 0.95f, 0.99f, 0.999f};
+    int na = CAP, nb = 0;
+    float th = 0;
+    for (size_t t = 0; t < sizeof ths / sizeof ths[0] && na >= CAP; t++) {
+        th = ths[t];
+        na = run_dog(fast, im, th, a, CAP);
+    }
+    nb = run_dog(stock, im, th, b, CAP);
+    print_message("dog.jpg over %.3f: fast %d, stock %d boxes\n", th, na, nb);
+    assert_true(na > 0 && na < CAP);
+    assert_int_equal(na, nb);
+    char *used = calloc((size_t)nb, 1);
+    for (int i = 0; i < na; i++) {
+        int found = 0;
+        for (int j = 0; j < nb && !found; j++)
+            if (!used[j] && a[i].class_id == b[j].class_id &&
+                fabsf(a[i].confidence - b[j].confidence) <= 1e-4f &&
+                fabsf(a[i].x - b[j].x) <= 0.05f && fabsf(a[i].y - b[j].y) <= 0.05f &&
+                fabsf(a[i].w - b[j].w) <= 0.05f && fabsf(a[i].h - b[j].h) <= 0.05f)
+                used[j] = 1, found = 1;
+        assert_true(found);
+    }
+    free(used);
+    free(a);
+    free(b);
+    be_image_destroy(im);
+    be_model_free(fast);
+    be_model_free(stock);
+}
+
+/* The backend's NMS gives exactly darknet's do_nms_sort boxes: the same frame through darknet's
+ * own network_predict + get_network_boxes + do_nms_sort, compared box for box. */
+static void test_nms_equals_darknet(void **state)
+{
+    (void)state;
+    be_model_t *m = NULL;
+    be_image_t *im = NULL;
+    char err[256] = "";
+    be_model_opts_t o = {.cfg = CFG, .weights = weights, .names = NAMES, .threshold = 0.25f,
+                         .nms = 0.45f, .stock = 1};
+    assert_int_equal(be_model_load(&m, &o, err, sizeof err), 0);
+    assert_int_equal(be_image_create(&im, (be_image_limits_t){64000000, 16384}), 0);
+    enum { CAP = PROTO_DETS_MAX };
+    proto_det_t *a = calloc(CAP, sizeof *a);
+    const float th = 0.5f;
+    int na = run_dog(m, im, th, a, CAP);
+    assert_true(na > 0 && na < CAP);
+
+    network *net = load_network((char *)CFG, weights, 0);
+    set_batch_network(net, 1);
+    size_t len;
+    uint8_t *dog = read_file_all(FG_DARKNET_DATA "/dog.jpg", &len);
+    int w, h;
+    assert_int_equal(be_image_letterbox(im, dog, len, BE_PREP_DARKNET, 416, 416, net->input, &w,
+                                        &h, NULL, NULL, err, sizeof err),
+                     0);
+    free(dog);
+    network_predict(net, net->input);
+    int nb = 0;
+    detection *d = get_network_boxes(net, w, h, th, 0.5f, NULL, 1, &nb);
+    do_nms_sort(d, nb, 80, 0.45f);
+    int count = 0;
+    char *used = calloc((size_t)na, 1);
+    for (int i = 0; i < nb; i++)
+        for (int k = 0; k < 80; k++) {
+            if (!(d[i].prob[k] > th))
+                continue;
+            count++;
+            /* Boxes are clamped into the image, as the backend answers them. */
+            float x0 = fminf(fmaxf((d[i].bbox.x - d[i].bbox.w / 2) * w, 0), (float)w);
+            float y0 = fminf(fmaxf((d[i].bbox.y - d[i].bbox.h / 2) * h, 0), (float)h);
+            int found = 0;
+            for (int j = 0; j < na && !found; j++)
+                if (!used[j] && a[j].class_id == k && a[j].confidence == fminf(d[i].prob[k], 1) &&
+                    fabsf(a[j].x - x0) < 1e-3f && fabsf(a[j].y - y0) < 1e-3f)
+                    used[j] = 1, found = 1;
+            assert_true(found);
+        }
+    print_message("dog.jpg over %.2f: darknet's do_nms_sort %d boxes, framegate's %d\n", th,
+                  count, na);
+    assert_int_equal(count, na);
+    free(used);
+    free_detections(d, nb);
+    free_network(net);
+    free(a);
+    be_image_destroy(im);
+    be_model_free(m);
+}
+
+/* --input-size: the network is built at that size (the cfg's batch is forced to 1 too). */
+static void test_input_size(void **state)
+{
+    (void)state;
+    be_model_t *m = NULL;
+    be_image_t *im = NULL;
+    char err[256] = "";
+    be_model_opts_t o = {.cfg = CFG, .weights = weights, .names = NAMES, .threshold = 0.25f,
+                         .nms = 0.45f, .input_w = 320, .input_h = 256};
+    assert_int_equal(be_model_load(&m, &o, err, sizeof err), 0);
+    assert_int_equal(be_model_width(m), 320);
+    assert_int_equal(be_model_height(m), 256);
+    assert_int_equal(be_image_create(&im, (be_image_limits_t){64000000, 16384}), 0);
+    proto_det_t dets[64];
+    int n = run_dog(m, im, 0.05f, dets, 64);
+    assert_true(n > 0);
+    for (int i = 0; i < n; i++)
+        assert_true(dets[i].x + dets[i].w <= 768.0f && dets[i].y + dets[i].h <= 576.0f);
+    be_image_destroy(im);
+    be_model_free(m);
+    o.input_w = 320;
+    o.input_h = 0; /* one side only */
+    assert_int_equal(be_model_load(&m, &o, err, sizeof err), PROTO_EINVAL);
+}
+
+/* A classifier: k classes, most probable first, probabilities of a softmax (positive, summing
+ * to at most 1), ImageNet labels; the fast path and stock darknet agree on them. */
+static void test_classifier(void **state)
+{
+    (void)state;
+    char err[256] = "", w[160];
+    snprintf(w, sizeof w, "%s/darknet.weights", dir);
+    assert_int_equal(be_model_gen_weights(FG_DARKNET_CFG "/darknet.cfg", w, 1, err, sizeof err),
+                     0);
+    be_model_t *m = NULL, *stock = NULL;
+    be_image_t *im = NULL;
+    be_model_opts_t o = {.cfg = FG_DARKNET_CFG "/darknet.cfg",
+                         .weights = w,
+                         .names = FG_DARKNET_DATA "/imagenet.shortnames.list",
+                         .top_k = 5};
+    assert_int_equal(be_model_load(&m, &o, err, sizeof err), 0);
+    o.stock = 1;
+    assert_int_equal(be_model_load(&stock, &o, err, sizeof err), 0);
+    assert_int_equal(be_model_kind(m), BE_MODEL_CLASSIFIER);
+    assert_int_equal(be_model_classes(m), 1000);
+    assert_int_equal(be_image_create(&im, (be_image_limits_t){64000000, 16384}), 0);
+    proto_det_t a[10], b[10];
+    int na = run_dog(m, im, 0, a, 10);
+    int nb = run_dog(stock, im, 0, b, 10);
+    assert_int_equal(na, 5);
+    assert_int_equal(nb, 5);
+    double sum = 0;
+    for (int i = 0; i < na; i++) {
+        print_message("class %d %.*s %.5f\n", a[i].class_id, a[i].label_len, a[i].label,
+                      a[i].confidence);
+        assert_true(a[i].confidence > 0 && a[i].confidence <= 1);
+        assert_true(a[i].w == 0 && a[i].h == 0 && a[i].x == 0 && a[i].y == 0);
+        assert_true(a[i].label_len > 0);
+        if (i > 0)
+            assert_true(a[i - 1].confidence >= a[i].confidence);
+        assert_int_equal(a[i].class_id, b[i].class_id);
+        assert_float_equal(a[i].confidence, b[i].confidence, 1e-4);
+        sum += a[i].confidence;
+    }
+    assert_true(sum <= 1.0 + 1e-4);
+    /* top_k per request, capped by the caller's room. */
+    assert_int_equal(be_model_detect(m, 768, 576, 0, 3, a, 10), 3);
+    assert_int_equal(be_model_detect(m, 768, 576, 0, 50, a, 10), 10);
+    be_image_destroy(im);
+    be_model_free(m);
+    be_model_free(stock);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gen_weights_deterministic),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_detect_dog),
+        cmocka_unit_test(test_fast_equals_stock),
+        cmocka_unit_test(test_nms_equals_darknet),
+        cmocka_unit_test(test_input_size),
+        cmocka_unit_test(test_classifier),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -211,12 +211,12 @@ static void run_session(int simulate)
     assert_true(rep.error_len > 0);
     nng_msg_free(msg);
 
-    /* A frame that is not a JPEG. */
+    /* A frame that is neither JPEG nor PNG. */
     proto_req_t bad = {
         .type = PROTO_T_DETECT, .id = 3, .payload = (const uint8_t *)"xyz", .payload_len = 3};
     assert_int_equal(proto_req_encode(&bad, buf, sizeof buf, &len), 0);
     roundtrip(s, buf, len, &msg, &rep);
-    assert_int_equal(rep.status, PROTO_EIMAGE);
+    assert_int_equal(rep.status, PROTO_EFORMAT);
     assert_true(rep.id == 3);
     nng_msg_free(msg);
 

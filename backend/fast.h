@@ -1,0 +1,68 @@
+/* A fast CPU forward pass for a darknet network that is still darknet: the same cfg, the same
+ * weights, the same layer semantics, and every layer's `output` buffer left as stock darknet's
+ * forward_network would leave it, so get_network_boxes(), do_nms_sort() and classifiers work
+ * unchanged afterwards.
+ *
+ * How it is fast (choices made here, measured by bench/inference):
+ * - Convolutions (groups == 1) run on OpenBLAS cblas_sgemm, not darknet's naive gemm:
+ *   1x1 stride-1 ones feed the input to sgemm directly (no im2col); 3x3 stride-1 ones with
+ *   >= 64 input channels use Winograd F(2x2, 3x3) (2.25x fewer multiplies, 16 sgemms over
+ *   the transformed tiles; kernels transformed once at create time); the rest use im2col in
+ *   blocks of output rows sized to stay in L2 (memcpy of each valid span, no per-pixel bounds
+ *   check), with bias + activation applied to each block while it is still in cache.
+ * - Batch-norm is folded into private copies of the weights and biases once, at create time
+ *   (w' = w * scale / (sqrt(var) + 1e-6), b' = bias - mean * scale / (sqrt(var) + 1e-6): the
+ *   same epsilon placement as darknet's normalize_cpu). The network's own arrays are untouched.
+ * - Bias + activation run as one vectorised pass (leaky, linear, relu, logistic); other
+ *   activations go through darknet's activate_array.
+ * - Depthwise convolutions (groups == c == n) run a direct kernel instead of darknet's one tiny
+ *   im2col + gemm per channel.
+ * - Max-pool has its own loops (darknet's padding rule, including size=2 stride=1; 2x2 takes
+ *   the max of two rows first, vectorised), and [yolo] its own inference forward (copy +
+ *   vectorised logistic, as forward_yolo_layer).
+ * - The hand-written loops are built twice, baseline x86-64 and AVX2+FMA, and the CPU picks
+ *   (GCC target_clones); OpenBLAS dispatches its sgemm kernels the same way.
+ * - Every other layer type (route, upsample, shortcut, region, softmax, avgpool, ...) and
+ *   every convolution this file does not handle (xnor/binary, 1 < groups < c, 1x1 with stride
+ *   or padding) runs darknet's own l.forward(l, net), with net.input/net.train set as
+ *   forward_network does; those use net->workspace as usual.
+ * - No batching: batch must be 1. With one frame the sgemms already run at 75-100% of
+ *   OpenBLAS's large-square speed except on the 13x13 layers, so batching would buy little
+ *   throughput for a frame of latency (not measured with a batched path: none was built).
+ * - Threads: `threads` (default 1: framegate scales out with processes) is handed to
+ *   openblas_set_num_threads(), which is process-wide. The other kernels are single-threaded.
+ */
+#ifndef BE_FAST_H
+#define BE_FAST_H
+
+#include <stddef.h>
+
+#include <darknet.h>
+
+typedef struct be_fast be_fast_t;
+
+/* Whether the fast path can run `net`: 0, or PROTO_EINVAL with a reason in `why` (may be
+ * NULL; cap bytes, NUL-terminated), e.g. batch != 1. Pure function, any thread. */
+int be_fast_check(const network *net, char *why, size_t whycap);
+
+/* Prepares the fast path for `net` (from load_network or parse_network_cfg, batch 1). Copies
+ * and folds the weights, so later changes to net's weights need a new be_fast_t. `net` stays
+ * owned by the caller and must outlive *out; the caller owns *out (be_fast_destroy).
+ * threads <= 0 means 1. Returns 0, PROTO_EINVAL (be_fast_check says why; the caller should
+ * fall back to network_predict) or PROTO_ENOMEM. Any thread, but not during a predict. */
+int be_fast_create(be_fast_t **out, network *net, int threads);
+
+/* One forward pass over `input` (net->inputs floats, CHW, as network_predict takes; it is
+ * read, never written, and must stay valid until the call returns). Returns net's output
+ * (owned by the network, valid until the next pass), like network_predict. Blocks the
+ * calling thread for the whole pass; one caller at a time per network. */
+float *be_fast_predict(be_fast_t *f, const float *input);
+
+/* Frees the private weight copies and buffers; not the network. NULL is a no-op. */
+void be_fast_destroy(be_fast_t *f);
+
+/* Multiply-add FLOPs of one forward pass over the convolutional layers of `net`
+ * (2 * n * size * size * c / groups * out_h * out_w per layer). Pure function. */
+double be_fast_flops(const network *net);
+
+#endif

@@ -1,0 +1,506 @@
+/* framegate-bench-inference: one process, the same cfg + weights + frames through stock
+ * libdarknet (network_predict), framegate's fast path (be_fast_predict) and OpenCV DNN, at 1
+ * and 2 threads; plus OpenBLAS's large square sgemm as the ceiling and the decode + letterbox
+ * cost of dog.jpg. "framegate e2e" is the backend's whole per-frame path as it serves a
+ * request (be_image_letterbox from the JPEG bytes + be_model_detect: network, boxes, NMS),
+ * and fg/opencv compares that against OpenCV's forward alone. Prints a table and writes
+ * <out>/latest.{json,txt}.
+ *
+ * Timing: warm-up runs first, then the median of N. framegate and OpenCV alternate frame by
+ * frame (and swap who goes first), so a noisy neighbour on this 2-core machine hits both. */
+#include <cblas.h>
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "err.h"
+#include "fast.h"
+#include "image.h"
+#include "model.h"
+#include "ocv.h"
+
+#define MAX_FRAMES 8
+
+typedef struct {
+    int reps, stock_reps, warmup, sgemm_n, max_threads;
+    const char *out, *cfg, *data;
+} opts_t;
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int by_value(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, by_value);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static unsigned char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *buf = n > 0 ? malloc((size_t)n) : NULL;
+    if (buf != NULL && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+/* OpenBLAS's own speed on an n x n x n sgemm: what the convolutions could reach at best. */
+static double sgemm_gflops(int n, int threads)
+{
+    size_t sz = (size_t)n * n;
+    float *a = malloc(sz * sizeof(float)), *b = malloc(sz * sizeof(float)),
+          *c = malloc(sz * sizeof(float));
+    if (a == NULL || b == NULL || c == NULL) {
+        free(a), free(b), free(c);
+        return 0;
+    }
+    for (size_t i = 0; i < sz; i++) {
+        a[i] = (float)(i % 17) / 17.0f;
+        b[i] = (float)(i % 13) / 13.0f;
+    }
+    openblas_set_num_threads(threads);
+    double t[5];
+    for (int r = -1; r < 5; r++) {
+        double t0 = now_ms();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c,
+                    n);
+        if (r >= 0)
+            t[r] = now_ms() - t0;
+    }
+    free(a), free(b), free(c);
+    return 2.0 * n * (double)n * n / (median(t, 5) * 1e6);
+}
+
+/* The frames: darknet's sample photos, decoded and letterboxed once per network size. */
+typedef struct {
+    int n;
+    unsigned char *jpeg[MAX_FRAMES];
+    size_t len[MAX_FRAMES];
+    float *input[MAX_FRAMES];
+} frames_t;
+
+static int load_frames(frames_t *fr, const char *dir)
+{
+    static const char *names[] = {"dog.jpg",    "person.jpg", "eagle.jpg", "giraffe.jpg",
+                                  "horses.jpg", "kite.jpg",   "scream.jpg"};
+    char path[512];
+    memset(fr, 0, sizeof *fr);
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        if ((fr->jpeg[fr->n] = slurp(path, &fr->len[fr->n])) != NULL)
+            fr->n++;
+        else if (i == 0)
+            return -1; /* dog.jpg is frame 0: the pre-processing and accuracy reference */
+    }
+    return 0;
+}
+
+static be_prep_t prep_mode = BE_PREP_DARKNET; /* of the model being benchmarked */
+
+static int letterbox_frames(frames_t *fr, be_image_t *im, int w, int h)
+{
+    char err[256];
+    for (int i = 0; i < fr->n; i++) {
+        int ow, oh, rv;
+        free(fr->input[i]);
+        if ((fr->input[i] = malloc((size_t)3 * w * h * sizeof(float))) == NULL)
+            return PROTO_ENOMEM;
+        if ((rv = be_image_letterbox(im, fr->jpeg[i], fr->len[i], prep_mode, w, h, fr->input[i], &ow, &oh,
+                                     NULL, NULL, err, sizeof err)) != 0) {
+            fprintf(stderr, "frame %d: %s\n", i, err);
+            return rv;
+        }
+    }
+    return 0;
+}
+
+static double preprocess_ms(be_image_t *im, const frames_t *fr, int w, int h, float *buf, int reps)
+{
+    double t[64];
+    char err[128];
+    int ow, oh;
+    reps = reps > 64 ? 64 : reps;
+    for (int r = -3; r < reps; r++) {
+        double t0 = now_ms();
+        be_image_letterbox(im, fr->jpeg[0], fr->len[0], prep_mode, w, h, buf, &ow, &oh, NULL, NULL, err,
+                           sizeof err);
+        if (r >= 0)
+            t[r] = now_ms() - t0;
+    }
+    return median(t, reps);
+}
+
+static double rel_diff(const float *a, const float *b, int n)
+{
+    double num = 0, den = 0;
+    for (int i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        num = d > num || isnan(d) ? (isnan(d) ? INFINITY : d) : num;
+        den = fabs(b[i]) > den ? fabs(b[i]) : den;
+    }
+    return num / (den > 1e-6 ? den : 1e-6);
+}
+
+static cJSON *timing(double ms, double flops)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "ms_per_frame", ms);
+    cJSON_AddNumberToObject(o, "frames_per_s", 1e3 / ms);
+    cJSON_AddNumberToObject(o, "gflops", flops / (ms * 1e6));
+    return o;
+}
+
+/* Output text goes to stdout and the .txt file alike. */
+static FILE *txt;
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    if (txt != NULL) {
+        va_start(ap, fmt);
+        vfprintf(txt, fmt, ap);
+        va_end(ap);
+    }
+    fflush(stdout);
+}
+
+/* The backend's per-frame path: JPEG bytes -> boxes, median ms over reps frames. */
+static double e2e_ms(be_model_t *m, be_image_t *im, const frames_t *fr, int reps, int warmup)
+{
+    double t[256];
+    proto_det_t dets[256];
+    char err[256];
+    reps = reps > 256 ? 256 : reps;
+    for (int r = -warmup; r < reps; r++) {
+        int i = (r + warmup) % fr->n, ow, oh;
+        double t0 = now_ms();
+        be_image_letterbox(im, fr->jpeg[i], fr->len[i], be_model_prep(m), be_model_width(m),
+                           be_model_height(m), be_model_input(m), &ow, &oh, NULL, NULL, err,
+                           sizeof err);
+        be_model_detect(m, ow, oh, 0, 0, dets, 256);
+        if (r >= 0)
+            t[r] = now_ms() - t0;
+    }
+    return median(t, reps);
+}
+
+static void bench_model(const opts_t *o, const char *name, const char *cfg, const char *weights,
+                        const char *names, frames_t *fr, be_image_t *im, const double *sgemm,
+                        cJSON *models)
+{
+    char err[512];
+    cJSON *m = cJSON_AddObjectToObject(models, name);
+    cJSON_AddStringToObject(m, "cfg", cfg);
+    network *net = load_network((char *)cfg, (char *)weights, 0);
+    set_batch_network(net, 1);
+    int w = net->w, h = net->h;
+    double flops = be_fast_flops(net);
+    cJSON_AddNumberToObject(m, "width", w);
+    cJSON_AddNumberToObject(m, "height", h);
+    cJSON_AddNumberToObject(m, "gflop_per_frame", flops / 1e9);
+    if (letterbox_frames(fr, im, w, h) != 0) {
+        cJSON_AddStringToObject(m, "error", "letterbox failed");
+        free_network(net);
+        return;
+    }
+    float *scratch = malloc((size_t)3 * w * h * sizeof(float));
+    double pre = preprocess_ms(im, fr, w, h, scratch, 30);
+    free(scratch);
+    say("\n== %s (%dx%d, %.3f GFLOP/frame, %d frames) ==\n", name, w, h, flops / 1e9, fr->n);
+    say("pre-processing (decode + letterbox dog.jpg): %.2f ms\n", pre);
+    say("GFLOP/s = direct-convolution FLOPs / time (Winograd layers do fewer real FLOPs)\n");
+    cJSON_AddNumberToObject(m, "preprocess_ms", pre);
+
+    /* Stock darknet is single-threaded: measured once, and the reference output. */
+    double t[256];
+    for (int r = 0; r < 1; r++)
+        network_predict(net, fr->input[0]);
+    for (int r = 0; r < o->stock_reps; r++) {
+        double t0 = now_ms();
+        network_predict(net, fr->input[r % fr->n]);
+        t[r] = now_ms() - t0;
+    }
+    double stock = median(t, o->stock_reps);
+    network_predict(net, fr->input[0]);
+    float *ref = malloc((size_t)net->outputs * sizeof(float));
+    memcpy(ref, net->output, (size_t)net->outputs * sizeof(float));
+    cJSON_AddItemToObject(m, "stock_darknet", timing(stock, flops));
+    say("stock darknet (1 thread, it has no threading): %8.1f ms/frame %6.2f frames/s %6.2f "
+        "GFLOP/s\n",
+        stock, 1e3 / stock, flops / (stock * 1e6));
+
+    ocv_net_t *ocv = ocv_create(cfg, weights, err, sizeof err);
+    if (ocv == NULL) {
+        say("OpenCV DNN could not load %s: %s\n", cfg, err);
+        cJSON_AddStringToObject(m, "opencv_error", err);
+    }
+    cJSON *runs = cJSON_AddArrayToObject(m, "runs");
+    say("%-7s %-14s %10s %9s %9s %12s %13s %13s %12s\n", "threads", "engine", "ms/frame",
+        "frames/s", "GFLOP/s", "% of sgemm", "fg/opencv", "fg/darknet", "pre % net");
+    for (int th = 1; th <= o->max_threads; th++) {
+        be_fast_t *f = NULL;
+        int rv = be_fast_create(&f, net, th);
+        if (rv != 0) {
+            be_fast_check(net, err, sizeof err);
+            say("be_fast_create: %s (%s)\n", proto_strerror(rv), err);
+            break;
+        }
+        if (ocv != NULL)
+            ocv_set_threads(th);
+        double tf[256], to[256];
+        int reps = o->reps > 256 ? 256 : o->reps;
+        for (int r = -o->warmup; r < reps; r++) {
+            const float *in = fr->input[(r + o->warmup) % fr->n];
+            for (int k = 0; k < 2; k++) {
+                int fast_turn = (k == 0) == (r % 2 == 0);
+                double t0 = now_ms();
+                if (fast_turn)
+                    be_fast_predict(f, in);
+                else if (ocv != NULL && ocv_predict(ocv, in, w, h, err, sizeof err) < 0)
+                    say("OpenCV: %s\n", err);
+                double dt = now_ms() - t0;
+                if (r >= 0)
+                    *(fast_turn ? &tf[r] : &to[r]) = dt;
+            }
+        }
+        double fast = median(tf, reps), cv = ocv != NULL ? median(to, reps) : NAN;
+        be_fast_predict(f, fr->input[0]);
+        double rel = rel_diff(net->output, ref, net->outputs);
+        be_fast_destroy(f);
+
+        /* The whole backend path, through the same model object the server uses. */
+        double e2e = NAN;
+        be_model_t *bm = NULL;
+        be_model_opts_t mo = {.cfg = cfg, .weights = weights, .names = names,
+                              .threshold = 0.5f, .nms = 0.45f, .prep = prep_mode, .threads = th};
+        if (be_model_load(&bm, &mo, err, sizeof err) == 0) {
+            e2e = e2e_ms(bm, im, fr, reps, o->warmup);
+            be_model_free(bm);
+        } else {
+            say("be_model_load: %s\n", err);
+        }
+
+        cJSON *run = cJSON_CreateObject();
+        cJSON_AddNumberToObject(run, "threads", th);
+        cJSON *jf = timing(fast, flops);
+        cJSON_AddNumberToObject(jf, "pct_of_sgemm", 100 * flops / (fast * 1e6) / sgemm[th - 1]);
+        cJSON_AddItemToObject(run, "framegate", jf);
+        if (ocv != NULL)
+            cJSON_AddItemToObject(run, "opencv", timing(cv, flops));
+        cJSON_AddItemToObject(run, "framegate_e2e", timing(e2e, flops));
+        cJSON_AddNumberToObject(run, "framegate_e2e_over_opencv", e2e / cv);
+        cJSON_AddNumberToObject(run, "framegate_over_opencv", fast / cv);
+        cJSON_AddNumberToObject(run, "framegate_over_darknet", fast / stock);
+        cJSON_AddNumberToObject(run, "preprocess_pct_of_network", 100 * pre / fast);
+        cJSON_AddNumberToObject(run, "output_rel_diff_vs_darknet", rel);
+        cJSON_AddItemToArray(runs, run);
+        say("%-7d %-14s %10.1f %9.2f %9.2f %11.1f%% %13.3f %13.3f %11.1f%%\n", th,
+            "framegate net", fast, 1e3 / fast, flops / (fast * 1e6),
+            100 * flops / (fast * 1e6) / sgemm[th - 1], fast / cv, fast / stock, 100 * pre / fast);
+        say("%-7d %-14s %10.1f %9.2f %9s %12s %13.3f %13.3f\n", th, "framegate e2e", e2e,
+            1e3 / e2e, "", "", e2e / cv, e2e / stock);
+        if (ocv != NULL)
+            say("%-7d %-14s %10.1f %9.2f %9.2f %11.1f%%\n", th, "opencv", cv, 1e3 / cv,
+                flops / (cv * 1e6), 100 * flops / (cv * 1e6) / sgemm[th - 1]);
+        say("        output vs stock darknet: rel %.2g (max|a-b| / max|b|)\n", rel);
+    }
+    free(ref);
+    if (ocv != NULL)
+        ocv_destroy(ocv);
+    free_network(net);
+}
+
+static void machine(cJSON *root)
+{
+    char line[512], model[256] = "unknown";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+        char *colon = strchr(line, ':');
+        if (strncmp(line, "model name", 10) == 0 && colon != NULL) {
+            snprintf(model, sizeof model, "%s", colon + 2);
+            model[strcspn(model, "\n")] = '\0';
+            break;
+        }
+    }
+    if (f != NULL)
+        fclose(f);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    cJSON *m = cJSON_AddObjectToObject(root, "machine");
+    cJSON_AddStringToObject(m, "cpu", model);
+    cJSON_AddNumberToObject(m, "cores", (double)cores);
+    cJSON_AddStringToObject(m, "openblas_core", openblas_get_corename());
+    cJSON_AddStringToObject(m, "openblas_config", openblas_get_config());
+    time_t now = time(NULL);
+    char when[64];
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    cJSON_AddStringToObject(root, "date", when);
+    say("machine: %s, %ld cores, OpenBLAS %s (%s)\n", model, cores, openblas_get_corename(),
+        openblas_get_config());
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: framegate-bench-inference [--reps N] [--stock-reps N] [--warmup N]\n"
+                    "       [--threads MAX] [--sgemm-n N] [--cfg yolov3-tiny.cfg] [--data DIR]\n"
+                    "       [--out DIR]\n"
+                    "Env: FRAMEGATE_CACHE (default ~/.cache/framegate): models/face-tiny.{cfg,weights}\n"
+                    "are benchmarked too when present.\n");
+}
+
+int main(int argc, char **argv)
+{
+    opts_t o = {.reps = 21,
+                .stock_reps = 5,
+                .warmup = 3,
+                .sgemm_n = 2048,
+                .max_threads = 2,
+                .out = "bench/results/inference",
+                .cfg = FG_DARKNET_SHARE "/cfg/yolov3-tiny.cfg",
+                .data = FG_DARKNET_SHARE "/data"};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (v == NULL) {
+            usage();
+            return 2;
+        }
+        if (strcmp(a, "--reps") == 0)
+            o.reps = atoi(v);
+        else if (strcmp(a, "--stock-reps") == 0)
+            o.stock_reps = atoi(v);
+        else if (strcmp(a, "--warmup") == 0)
+            o.warmup = atoi(v);
+        else if (strcmp(a, "--threads") == 0)
+            o.max_threads = atoi(v);
+        else if (strcmp(a, "--sgemm-n") == 0)
+            o.sgemm_n = atoi(v);
+        else if (strcmp(a, "--cfg") == 0)
+            o.cfg = v;
+        else if (strcmp(a, "--data") == 0)
+            o.data = v;
+        else if (strcmp(a, "--out") == 0)
+            o.out = v;
+        else {
+            usage();
+            return 2;
+        }
+        i++;
+    }
+    if (o.reps < 1 || o.stock_reps < 1 || o.stock_reps > 256 || o.warmup < 0 || o.max_threads < 1 ||
+        o.max_threads > 2 || o.sgemm_n < 64) {
+        usage();
+        return 2;
+    }
+
+    char path[1024], tmpdir[] = "/tmp/fg-bench-inference-XXXXXX", weights[128], err[256];
+    snprintf(path, sizeof path, "%s/latest.txt", o.out);
+    if (mkdir(o.out, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "cannot create %s: %s\n", o.out, strerror(errno));
+        return 1;
+    }
+    if ((txt = fopen(path, "w")) == NULL || mkdtemp(tmpdir) == NULL) {
+        fprintf(stderr, "cannot write %s or a temp dir\n", path);
+        return 1;
+    }
+    cJSON *root = cJSON_CreateObject();
+    machine(root);
+
+    double sgemm[2] = {0, 0};
+    cJSON *js = cJSON_AddObjectToObject(root, "sgemm_gflops");
+    for (int th = 1; th <= o.max_threads; th++) {
+        sgemm[th - 1] = sgemm_gflops(o.sgemm_n, th);
+        snprintf(err, sizeof err, "%d", th);
+        cJSON_AddNumberToObject(js, err, sgemm[th - 1]);
+        say("OpenBLAS sgemm %dx%dx%d, %d thread(s): %.1f GFLOP/s\n", o.sgemm_n, o.sgemm_n,
+            o.sgemm_n, th, sgemm[th - 1]);
+    }
+
+    frames_t fr;
+    be_image_t *im = NULL;
+    if (load_frames(&fr, o.data) != 0 ||
+        be_image_create(&im, (be_image_limits_t){.max_pixels = 1u << 26, .max_side = 16384}) != 0) {
+        fprintf(stderr, "no frames in %s\n", o.data);
+        return 1;
+    }
+    cJSON *models = cJSON_AddObjectToObject(root, "models");
+
+    /* Generated weights (no pretrained ones here): the backend's own generator, seed 1. */
+    snprintf(weights, sizeof weights, "%s/net.weights", tmpdir);
+    if (be_model_gen_weights(o.cfg, weights, 1, err, sizeof err) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    const char *base = strrchr(o.cfg, '/') ? strrchr(o.cfg, '/') + 1 : o.cfg;
+    bench_model(&o, base, o.cfg, weights, FG_DARKNET_SHARE "/data/coco.names", &fr, im, sgemm,
+                models);
+    unlink(weights);
+    rmdir(tmpdir);
+
+    const char *cache = getenv("FRAMEGATE_CACHE"), *home = getenv("HOME");
+    char fcfg[1100], fweights[1100], fnames[1100];
+    if (cache != NULL && cache[0] != '\0')
+        snprintf(path, sizeof path, "%s/models", cache);
+    else
+        snprintf(path, sizeof path, "%s/.cache/framegate/models", home ? home : "/root");
+    snprintf(fcfg, sizeof fcfg, "%s/face-tiny.cfg", path);
+    snprintf(fweights, sizeof fweights, "%s/face-tiny.weights", path);
+    snprintf(fnames, sizeof fnames, "%s/face.names", path);
+    if (access(fcfg, R_OK) == 0 && access(fweights, R_OK) == 0 && access(fnames, R_OK) == 0) {
+        /* face-api's own pre-processing: the converted model is only right with it. */
+        prep_mode = BE_PREP_FACEAPI;
+        bench_model(&o, "face-tiny (default model)", fcfg, fweights, fnames, &fr, im, sgemm,
+                    models);
+        prep_mode = BE_PREP_DARKNET;
+    } else {
+        say("\n== face: skipped, %s / face-tiny.weights / face.names not found ==\n", fcfg);
+        cJSON_AddStringToObject(models, "face", "skipped: model files not found");
+    }
+
+    char *json = cJSON_Print(root);
+    snprintf(path, sizeof path, "%s/latest.json", o.out);
+    FILE *jf = fopen(path, "w");
+    if (jf != NULL) {
+        fputs(json, jf);
+        fputc('\n', jf);
+        fclose(jf);
+    }
+    say("\nwrote %s/latest.{json,txt}\n", o.out);
+    free(json);
+    cJSON_Delete(root);
+    fclose(txt);
+    for (int i = 0; i < fr.n; i++) {
+        free(fr.jpeg[i]);
+        free(fr.input[i]);
+    }
+    be_image_destroy(im);
+    return 0;
+}
