@@ -9,21 +9,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 if [ "$(id -u)" -eq 0 ]; then "$root/scripts/setup.sh" --bench; else sudo "$root/scripts/setup.sh" --bench; fi
 build=${FG_BENCH_BUILD:-$root/build-inference}
 
-if grep -q 'add_subdirectory(inference)' "$root/bench/CMakeLists.txt"; then
-    src=$root
-else
-    # bench/CMakeLists.txt does not include bench/inference yet: build it through a generated
-    # top-level project that adds the tree and then the bench directory.
-    src=$build/wrap
-    mkdir -p "$src"
-    cat >"$src/CMakeLists.txt" <<WRAP
-cmake_minimum_required(VERSION 3.25)
-project(framegate_inference_bench C)
-add_subdirectory($root framegate)
-add_subdirectory($root/bench/inference inference)
-WRAP
-fi
-cmake -S "$src" -B "$build" -DFG_BENCH_INFERENCE=ON >/dev/null
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFG_BENCH_INFERENCE=ON >/dev/null
 cmake --build "$build" -j2 --target framegate-bench-inference >/dev/null
 bin=$(find "$build" -name framegate-bench-inference -type f -perm -u+x | head -n 1)
 mkdir -p "$root/bench/results/inference"
