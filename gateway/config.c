@@ -56,6 +56,8 @@ static const key_t_ keys[] = {
     {"backend_command", T_STR, F(backend_command), S(backend_command), 0, 0, 0},
     {"backend_args", T_STR, F(backend_args), S(backend_args), 0, 0, 0},
     {"backend_concurrency", T_INT, F(backend_concurrency), 0, 1, 256, 0},
+    {"max_image_side", T_INT, F(max_image_side), 0, 16, 1 << 20, 0},
+    {"max_image_pixels", T_INT, F(max_image_pixels), 0, 256, 2147483647.0, 0},
     {"runtime_dir", T_STR, F(runtime_dir), S(runtime_dir), 0, 0, 0},
     {"models", T_STR, F(serve), S(serve), 0, 0, 0},
     {"default_model", T_STR, F(default_model), S(default_model), 0, 0, 0},
@@ -171,6 +173,8 @@ void gw_config_defaults(gw_config_t *cfg)
     cfg->retries = 2;
     cfg->retry_after_s = 1;
     cfg->backend_concurrency = 1;
+    cfg->max_image_side = 16384;
+    cfg->max_image_pixels = 64000000;
     default_models(cfg);
     cfg->min_backends = 1;
     cfg->max_backends = 2;

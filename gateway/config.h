@@ -68,6 +68,8 @@ typedef struct {
     char backend_command[GW_CONFIG_STR_MAX]; /* path of framegate-backend; "" = next to us */
     char backend_args[GW_CONFIG_STR_MAX];    /* extra arguments, split on spaces */
     int backend_concurrency;    /* requests in flight per backend */
+    int max_image_side;         /* either side of a frame above this: 413, before decoding */
+    int max_image_pixels;       /* width x height above this: 413, before decoding */
     char runtime_dir[GW_CONFIG_STR_MAX];     /* ipc:// sockets; "" = $TMPDIR/framegate-PID */
 
     /* models: definitions in declaration order; `serve` picks some (comma-separated names,

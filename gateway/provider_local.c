@@ -98,7 +98,7 @@ static int local_start(gw_provider_t *p, const char *name, void *owner, gw_insta
     const gw_model_t *m = lp->model;
     gw_instance_t *inst = calloc(1, sizeof *inst);
     char *argv[MAX_ARGS + 32], extra[GW_CONFIG_STR_MAX], ppid[32], thr[32], nms[32], size[16],
-        topk[16];
+        topk[16], side[16], pixels[24];
     int argc = 0, rv, n;
 
     if (inst == NULL)
@@ -117,6 +117,8 @@ static int local_start(gw_provider_t *p, const char *name, void *owner, gw_insta
     snprintf(nms, sizeof nms, "%g", m->nms);
     snprintf(size, sizeof size, "%d", m->input_size);
     snprintf(topk, sizeof topk, "%d", m->top_k);
+    snprintf(side, sizeof side, "%d", lp->cfg->max_image_side);
+    snprintf(pixels, sizeof pixels, "%d", lp->cfg->max_image_pixels);
 
     argv[argc++] = lp->command;
     argv[argc++] = "--listen";
@@ -137,6 +139,10 @@ static int local_start(gw_provider_t *p, const char *name, void *owner, gw_insta
     argv[argc++] = thr;
     argv[argc++] = "--nms";
     argv[argc++] = nms;
+    argv[argc++] = "--max-side";
+    argv[argc++] = side;
+    argv[argc++] = "--max-pixels";
+    argv[argc++] = pixels;
     /* Only what differs from the backend's defaults, so a backend that predates these flags
      * still runs the models that do not need them. */
     if (m->preprocess != GW_PRE_DARKNET) {

@@ -4,8 +4,10 @@ gateway and real (simulated-inference) backends; and the gateway keeps serving a
 # ctest-timeout: 180
 import json
 import socket
+import struct
 import threading
 import time
+import zlib
 
 import fg
 
@@ -45,7 +47,15 @@ def status_of(resp):
 
 dog = fg.image("dog.jpg")
 settings = {"backends": 2, "max_body_bytes": "1M", "max_header_bytes": "4K",
-            "header_timeout_ms": 1000, "body_timeout_ms": 1000}
+            "header_timeout_ms": 1000, "body_timeout_ms": 1000, "max_image_side": 4000}
+
+
+def png_header(w, h):
+    """A PNG's signature and IHDR (valid CRC) claiming w x h, and nothing else."""
+    ihdr = b"IHDR" + struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + ihdr +
+            struct.pack(">I", zlib.crc32(ihdr)))
+
 with fg.Gateway(settings=settings, simulate_ms=5) as gw:
     st, _, body = gw.detect(dog)
     fg.check(st == 200, "a good frame -> 200")
@@ -53,6 +63,8 @@ with fg.Gateway(settings=settings, simulate_ms=5) as gw:
     cases = [
         ("garbage bytes as image/jpeg", b"this is not a jpeg at all", "image/jpeg", "", 415, "unsupported_media_type"),
         ("a GIF", b"GIF89a\x01\x00\x01\x00\x00\x00\x00;", "image/gif", "", 415, "unsupported_media_type"),
+        ("PNG header claiming 100000 x 100000 (a decompression bomb)", png_header(100000, 100000), "image/png", "", 413, "image_too_large"),
+        ("PNG wider than max_image_side", png_header(4001, 10), "image/png", "", 413, "image_too_large"),
         ("PNG signature, broken header", b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDX", "image/png", "", 400, "bad_image"),
         ("truncated JPEG", dog[:200], "image/jpeg", "", 400, "bad_image"),
         ("empty body", b"", "image/jpeg", "", 400, "empty_image"),
