@@ -23,7 +23,6 @@ typedef enum {
     OP_DARKNET = 0, /* darknet's own l.forward */
     OP_CONV,        /* im2col (or none for 1x1 s1) + sgemm + bias/activation */
     OP_DEPTHWISE,   /* direct kernel, groups == c == n */
-    OP_RGB,         /* direct kernel for a first layer over few channels: 3x3, stride 1 */
     OP_MAXPOOL,
     OP_WINOGRAD, /* 3x3 stride 1: Winograd F(2x2, 3x3), 16 sgemms */
     OP_YOLO,     /* darknet's [yolo] forward for inference, vectorised logistic */
@@ -315,114 +314,6 @@ FG_CLONES static void forward_depthwise(const op_t *op, const layer *l, const fl
     }
 }
 
-static int act_fusable(ACTIVATION a)
-{
-    return a == LEAKY || a == RELU || a == LINEAR;
-}
-
-static float act1(float v, ACTIVATION a)
-{
-    return a == LEAKY ? (v > 0 ? v : v * 0.1f) : a == RELU ? (v > 0 ? v : 0) : v;
-}
-
-/* One output pixel of every channel of an OP_RGB layer, any position (the edges); with the
- * bias and activation applied when forward_rgb fuses them. */
-static void rgb_pixel(const op_t *op, const layer *l, const float *in, int oy, int ox)
-{
-    int h = l->h, w = l->w, c = l->c, pad = l->pad, plane = l->out_h * l->out_w;
-    for (int o = 0; o < l->n; o++) {
-        const float *wk = op->w + (size_t)o * c * 9;
-        float sum = 0;
-        for (int ch = 0; ch < c; ch++)
-            for (int ky = 0; ky < 3; ky++) {
-                int iy = oy - pad + ky;
-                if (iy < 0 || iy >= h)
-                    continue;
-                for (int kx = 0; kx < 3; kx++) {
-                    int ix = ox - pad + kx;
-                    if (ix >= 0 && ix < w)
-                        sum += wk[(ch * 3 + ky) * 3 + kx] * in[((size_t)ch * h + iy) * w + ix];
-                }
-            }
-        if (act_fusable(l->activation))
-            sum = act1(sum + op->b[o], l->activation);
-        l->output[(size_t)o * plane + (size_t)oy * l->out_w + ox] = sum;
-    }
-}
-
-/* A first layer over RGB has k = 27: im2col would write a 27-row copy of the whole image for
- * an sgemm with almost no depth. Instead, 8 output channels x 8 pixels are accumulated in
- * registers over the 27 taps (each input vector loaded once for 8 channels); the edges that
- * touch the padding go through rgb_pixel. Leaky/ReLU/linear are applied before the store;
- * other activations in a pass per channel afterwards. */
-FG_CLONES static void forward_rgb(const op_t *op, const layer *l, const float *in)
-{
-    int h = l->h, w = l->w, oh = l->out_h, ow = l->out_w, c = l->c, pad = l->pad;
-    size_t plane = (size_t)oh * ow;
-    ACTIVATION act = l->activation;
-    int fuse = act_fusable(act);
-    /* Pixels ox with every tap inside the row: pad <= ox and ox + 2 - pad < w (at least 8 of
-     * them: classify() checked the width). */
-    int x_lo = pad, x_hi = w - 2 + pad < ow ? w - 2 + pad : ow;
-    for (int oy = 0; oy < oh; oy++) {
-        for (int ox = 0; ox < ow; ox++)
-            if (ox < x_lo || ox >= x_hi)
-                rgb_pixel(op, l, in, oy, ox);
-        /* The last block is moved back to end at x_hi: it overlaps the one before and writes
-         * the same values there, instead of leaving a scalar tail. */
-        for (int ox = x_lo, last = 0; !last && ox < x_hi; ox += 8) {
-            if (ox + 8 >= x_hi) {
-                ox = x_hi - 8;
-                last = 1;
-            }
-            for (int o0 = 0; o0 < l->n; o0 += 8) {
-                /* GCC vectors, local to this function (never passed by value: no ABI
-                 * change): 8 accumulators of 8 pixels stay in registers on AVX2. */
-                typedef float v8f __attribute__((vector_size(32)));
-                typedef int32_t v8i __attribute__((vector_size(32)));
-                v8f acc[8];
-#pragma GCC unroll 8
-                for (int j = 0; j < 8; j++)
-                    acc[j] = (v8f){0};
-                for (int ch = 0; ch < c; ch++)
-                    for (int ky = 0; ky < 3; ky++) {
-                        int iy = oy - pad + ky;
-                        if (iy < 0 || iy >= h)
-                            continue;
-                        const float *row = in + ((size_t)ch * h + iy) * w + ox - pad;
-                        for (int kx = 0; kx < 3; kx++) {
-                            v8f x;
-                            memcpy(&x, row + kx, sizeof x);
-                            const float *wk = op->w + (size_t)o0 * c * 9 + (ch * 3 + ky) * 3 + kx;
-#pragma GCC unroll 8
-                            for (int j = 0; j < 8; j++)
-                                acc[j] += x * wk[(size_t)j * c * 9];
-                        }
-                    }
-                if (fuse) { /* bias + activation while the values are in registers */
-#pragma GCC unroll 8
-                    for (int j = 0; j < 8; j++) {
-                        v8f v = acc[j] + op->b[o0 + j];
-                        if (act != LINEAR) {
-                            v8i pos = v > (v8f){0};
-                            v8f neg = act == LEAKY ? v * 0.1f : (v8f){0};
-                            v = (v8f)((pos & (v8i)v) | (~pos & (v8i)neg));
-                        }
-                        acc[j] = v;
-                    }
-                }
-#pragma GCC unroll 8
-                for (int j = 0; j < 8; j++)
-                    memcpy(l->output + (size_t)(o0 + j) * plane + (size_t)oy * ow + ox, &acc[j],
-                           sizeof acc[j]);
-            }
-        }
-    }
-    if (!fuse)
-        for (int o = 0; o < l->n; o++)
-            bias_act(l->output + (size_t)o * plane, (int)plane, op->b[o], act);
-}
-
 /* darknet's max-pool: window origin at -pad/2, cells outside the input are -FLT_MAX (so they
  * never win unless the whole window is outside). l->indexes is only for backward: not set. */
 FG_CLONES static void forward_maxpool(const layer *l, const float *in, float *rowmax)
@@ -618,9 +509,6 @@ static op_kind_t classify(const layer *l)
     if (l->groups <= 1) {
         if (l->size == 3 && l->stride == 1 && l->c >= WINO_MIN_C)
             return OP_WINOGRAD;
-        if (l->size == 3 && l->stride == 1 && l->c <= 4 && l->n % 8 == 0 && l->pad <= 1 &&
-            l->w - 2 >= 8)
-            return OP_RGB;
         /* darknet treats every 1x1 as "no im2col" even with a stride or padding, which reads
          * the input with the wrong geometry; keep that behaviour by running darknet's code. */
         return l->size != 1 || is_pointwise(l) ? OP_CONV : OP_DARKNET;
@@ -700,7 +588,7 @@ int be_fast_create(be_fast_t **out, network *net, int threads)
                 return rv;
             }
         }
-        if (op->kind == OP_CONV || op->kind == OP_DEPTHWISE || op->kind == OP_RGB) {
+        if (op->kind == OP_CONV || op->kind == OP_DEPTHWISE) {
             if ((rv = fold(op, l)) != 0) {
                 be_fast_destroy(f);
                 return rv;
@@ -746,9 +634,6 @@ float *be_fast_predict(be_fast_t *f, const float *input)
             break;
         case OP_DEPTHWISE:
             forward_depthwise(op, &l, net.input);
-            break;
-        case OP_RGB:
-            forward_rgb(op, &l, net.input);
             break;
         case OP_MAXPOOL:
             forward_maxpool(&l, net.input, f->col);
