@@ -13,7 +13,7 @@ pkgs=(
     libuv1-dev node-llhttp libnng-dev libmbedtls-dev libturbojpeg0-dev
     darknet libcjson-dev libcurl4-openssl-dev libcmocka-dev libopenblas-dev libspng-dev
     python3
-    python3-skimage-lib # astronaut.png: the face model's test photo
+    python3-skimage # astronaut.png (skimage/data): the face model's test photo
 )
 # node + npm fetch face-api at setup (scripts/models.sh); Debian's, unless one is installed.
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
