@@ -60,9 +60,9 @@ static model_t *find_model(app_t *app, const char *name)
 static int app_submit(void *ctx, gw_job_t *job)
 {
     app_t *app = ctx;
-    model_t *m = find_model(app, job->model);
+    model_t *m = find_model(app, job->opts.model);
     if (m == NULL)
-        return PROTO_EINVAL; /* 404 unknown_model */
+        return PROTO_ENOMODEL;
     return gw_pool_submit(m->pool, job);
 }
 
@@ -180,8 +180,10 @@ static char *backends_json(app_t *app)
     cJSON_AddNumberToObject(root, "queued", queued);
     cJSON_AddNumberToObject(root, "inflight", inflight);
     cJSON_AddStringToObject(root, "provider", provider);
-    char why[512];
-    if (app_readyz(app, why, sizeof why))
+    char why[600];
+    gw_pool_stats_t def;
+    gw_pool_stats(app->def->pool, &def);
+    if (app_readyz(app, why, sizeof why) && def.ready > 0)
         cJSON_AddNullToObject(root, "not_ready_reason");
     else
         cJSON_AddStringToObject(root, "not_ready_reason", why);
@@ -194,17 +196,16 @@ static char *backends_json(app_t *app)
     return text;
 }
 
-/* Ready when the default model has a ready backend (scaled to zero, it is not: as before,
- * the reason says so). Other models never block it: one that scales to zero has no backend
- * most of the time, and one that fails to start must not take the default model's traffic
- * away behind a load balancer. */
+/* Ready when a frame for the default model sent now will be served (gw_pool_readyz: a
+ * backend ready or starting, or scaled to zero and able to start one). Other models never
+ * block it: one that fails to start must not take the default model's traffic away behind
+ * a load balancer. */
 static int app_readyz(app_t *app, char *why, size_t cap)
 {
-    char inner[400];
-    if (gw_pool_readyz(app->def->pool, inner, sizeof inner))
-        return 1;
+    char inner[512];
+    int ok = gw_pool_readyz(app->def->pool, inner, sizeof inner);
     snprintf(why, cap, "default model '%s': %s", app->def->model->name, inner);
-    return 0;
+    return ok;
 }
 
 static int app_get(void *ctx, const char *path, const char *query, gw_reply_t *out)
@@ -212,23 +213,20 @@ static int app_get(void *ctx, const char *path, const char *query, gw_reply_t *o
     app_t *app = ctx;
     (void)query;
     if (strcmp(path, "/readyz") == 0) {
-        char why[512];
+        char why[600];
+        gw_pool_stats_t st;
+        int ok = app_readyz(app, why, sizeof why);
+        gw_pool_stats(app->def->pool, &st);
+        char *esc = json_escape_dup(why);
         out->content_type = "application/json";
-        if (app_readyz(app, why, sizeof why)) {
-            gw_pool_stats_t st;
-            gw_pool_stats(app->def->pool, &st);
-            out->status = 200;
-            out->body = dup_printf(&out->body_len,
-                                   "{\"ready\":true,\"model\":\"%s\",\"backends_ready\":%d}",
-                                   app->def->model->name, st.ready);
-        } else {
-            char *esc = json_escape_dup(why);
-            out->status = 503;
-            out->retry_after_s = app->cfg->retry_after_s;
-            out->body = dup_printf(&out->body_len, "{\"ready\":false,\"reason\":\"%s\"}",
-                                   esc != NULL ? esc : "");
-            free(esc);
-        }
+        out->status = ok ? 200 : 503;
+        out->retry_after_s = ok ? 0 : app->cfg->retry_after_s;
+        out->body = dup_printf(&out->body_len,
+                               "{\"ready\":%s,\"model\":\"%s\",\"backends_ready\":%d,"
+                               "\"starting\":%d,\"reason\":\"%s\"}",
+                               ok ? "true" : "false", app->def->model->name, st.ready,
+                               st.starting, esc != NULL ? esc : "");
+        free(esc);
         return 0;
     }
     if (strcmp(path, "/v1/backends") == 0 || strcmp(path, "/v1/models") == 0) {
@@ -297,7 +295,7 @@ static void on_scale(void *ctx, const char *direction, const char *reason)
 static void on_job_done(void *ctx, const gw_job_t *job)
 {
     model_t *m = ctx;
-    if (job->http_status == 200)
+    if (job->err == 0)
         gw_metrics_observe(m->app->metrics, m->app->fam.infer, m->model->name, NULL,
                            job->infer_ms / 1000.0);
 }

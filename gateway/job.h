@@ -1,6 +1,6 @@
 /* A job: one image on its way to a backend and back. The HTTP front creates one per image
- * (a multipart upload makes several), the dispatcher runs it, and calls job->on_done exactly
- * once, on the loop thread, never before gw_dispatch_submit() has returned.
+ * (a multipart upload makes several), the pool runs it, and calls job->on_done exactly
+ * once, on the loop thread, never before gw_pool_submit() has returned.
  *
  * Ownership: the HTTP front owns the job struct and the image bytes; both must stay valid
  * until on_done has run (the connection holds a reference while any job is out). Once
@@ -11,38 +11,45 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "msg.h"
 
 typedef struct gw_job gw_job_t;
 typedef void (*gw_job_cb)(gw_job_t *job);
 
+/* What a client asked for with a frame: parsed once by the HTTP layer (query string, JSON
+ * fields, multipart parts), then carried unchanged by the job to the wire (proto_req_t).
+ * A new option is one field here, one line in the parser and one in the encoder. */
+typedef struct {
+    char camera[PROTO_CAMERA_MAX + 1]; /* "" = none */
+    int64_t ts_ms;                     /* the client's timestamp; 0 = none */
+    float threshold;                   /* 0 = the model's */
+    uint8_t output;                    /* proto_output_t */
+    uint16_t top_k;                    /* 0 = the model's */
+    char model[GW_MODEL_NAME_MAX];     /* "" = the default model */
+} gw_req_opts_t;
+
 struct gw_job {
     /* ---- input, set by the front before submit ---- */
     const uint8_t *image;
     size_t image_len;
-    char camera[PROTO_CAMERA_MAX + 1];
-    int64_t client_ts_ms;
-    float threshold;    /* 0 = model default */
-    uint8_t output;     /* proto_output_t */
-    uint16_t top_k;
-    const char *model;  /* NULL or "" = the default model */
+    gw_req_opts_t opts;
     gw_job_cb on_done;
-    void *data;         /* the front's own pointer */
+    void *data; /* the front's own pointer */
 
     /* ---- result, valid in on_done ---- */
-    int http_status;           /* 200, or 502 / 503 / 504 (and 400 for a bad image) */
-    const char *error_code;    /* static string, e.g. "bad_image", "deadline"; NULL on 200 */
-    char error_msg[PROTO_ERROR_MAX + 64];
-    char backend[80];          /* name of the backend that answered, "" if none */
-    char model_name[128];
-    uint64_t id;               /* request id sent to the backend */
+    int err;       /* 0, or a negative code from proto/err.h (the HTTP layer maps it) */
+    char error_msg[PROTO_ERROR_MAX + 64]; /* human text for err, "" on success */
+    char backend[80];                     /* name of the backend that answered, "" if none */
+    char model_name[GW_MODEL_NAME_MAX];
+    uint64_t id; /* request id sent to the backend */
     double queue_ms, infer_ms, total_ms;
     int attempts;
-    proto_rep_t rep;           /* decoded reply; views into rep_buf */
-    uint8_t *rep_buf;          /* owned by the job after on_done; freed by gw_job_fini */
+    proto_rep_t rep;  /* decoded reply; views into rep_buf */
+    uint8_t *rep_buf; /* owned by the job after on_done; freed by gw_job_fini */
     size_t rep_len;
 
-    /* ---- dispatcher-private ---- */
+    /* ---- pool-private ---- */
     uint64_t arrival_ms, dispatch_ms, deadline_ms;
     int state;
     void *priv;
@@ -52,7 +59,7 @@ struct gw_job {
 /* Zeroes a job before use. */
 void gw_job_init(gw_job_t *job);
 
-/* Frees what the dispatcher attached to a finished job (the reply buffer). */
+/* Frees what the pool attached to a finished job (the reply buffer). */
 void gw_job_fini(gw_job_t *job);
 
 #endif

@@ -60,7 +60,7 @@ struct backend {
     uint64_t started_unix_ms, ready_unix_ms, started_mono;
     uv_timer_t timer; /* start timeout, then stop grace */
     int timer_closing;
-    char model[128];
+    char model[GW_MODEL_NAME_MAX]; /* as the backend reported it at readiness */
     backend_t *next, *prev;
 };
 
@@ -168,15 +168,16 @@ static void queue_remove(gw_pool_t *pool, gw_job_t *job)
     pool->queued--;
 }
 
-static void finish_job(gw_pool_t *pool, gw_job_t *job, int status, const char *code,
-                       const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Ends a job with err (0 or a code from proto/err.h; the HTTP layer picks the status) and
+ * a human message. */
+static void finish_job(gw_pool_t *pool, gw_job_t *job, int err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
-static void finish_job(gw_pool_t *pool, gw_job_t *job, int status, const char *code,
-                       const char *fmt, ...)
+static void finish_job(gw_pool_t *pool, gw_job_t *job, int err, const char *fmt, ...)
 {
     job->state = J_DONE;
-    job->http_status = status;
-    job->error_code = code;
+    job->err = err;
+    job->error_msg[0] = '\0';
     if (fmt != NULL) {
         va_list ap;
         va_start(ap, fmt);
@@ -213,7 +214,7 @@ static void on_deadline(uv_timer_t *t)
         gw_job_t *next = j->next;
         if (j->deadline_ms <= now) {
             queue_remove(pool, j);
-            finish_job(pool, j, 504, "deadline",
+            finish_job(pool, j, PROTO_EDEADLINE,
                        "no backend answered within %llu ms (waited in the queue)",
                        (unsigned long long)pool->cfg->deadline_ms);
         }
@@ -564,37 +565,10 @@ static void backend_stop(backend_t *be, const char *reason)
 
 /* ---- completions (loop thread) ---- */
 
-static int status_for_backend_error(int status, const char **code)
-{
-    switch (status) {
-    case PROTO_EIMAGE:
-        *code = "bad_image";
-        return 400;
-    case PROTO_EEMPTY:
-        *code = "empty_image";
-        return 400;
-    case PROTO_EFORMAT:
-        *code = "unsupported_media_type";
-        return 415;
-    case PROTO_EIMGSIZE:
-        *code = "image_too_large";
-        return 413;
-    case PROTO_EDEADLINE:
-        *code = "deadline";
-        return 504;
-    case PROTO_EINVAL:
-        *code = "bad_request";
-        return 400;
-    default:
-        *code = "backend_error";
-        return 502;
-    }
-}
-
 static void retry_or_fail(gw_pool_t *pool, gw_job_t *job, backend_t *be, const char *why)
 {
     if (pool->shutting_down && pool->count[BE_READY] == 0) {
-        finish_job(pool, job, 503, "shutting_down", "the gateway is shutting down");
+        finish_job(pool, job, PROTO_ESHUTDOWN, "the gateway is shutting down");
         return;
     }
     if (job->attempts <= pool->cfg->retries) {
@@ -605,7 +579,7 @@ static void retry_or_fail(gw_pool_t *pool, gw_job_t *job, backend_t *be, const c
         arm_deadline_timer(pool);
         return;
     }
-    finish_job(pool, job, 502, "backend_failed", "%s failed after %d attempts: %s", be->name,
+    finish_job(pool, job, PROTO_EBACKEND, "%s failed after %d attempts: %s", be->name,
                job->attempts, why);
 }
 
@@ -615,7 +589,7 @@ static void handle_reply(gw_pool_t *pool, backend_t *be, gw_job_t *job, nng_msg 
     uint8_t *buf = malloc(len > 0 ? len : 1);
     int rv;
     if (buf == NULL) {
-        finish_job(pool, job, 503, "overloaded", "out of memory");
+        finish_job(pool, job, PROTO_ENOMEM, "out of memory");
         return;
     }
     memcpy(buf, nng_msg_body(msg), len);
@@ -625,23 +599,30 @@ static void handle_reply(gw_pool_t *pool, backend_t *be, gw_job_t *job, nng_msg 
         job->rep.id != job->id) {
         be->failures++;
         gw_job_fini(job);
-        finish_job(pool, job, 502, "backend_error", "%s sent a corrupt reply: %s", be->name,
+        finish_job(pool, job, PROTO_ECORRUPT, "%s sent a corrupt reply: %s", be->name,
                    rv != 0 ? proto_strerror(rv) : "wrong type or id");
         return;
     }
     job->infer_ms = job->rep.infer_us / 1000.0;
     if (job->rep.status != 0) {
-        const char *code;
-        int http = status_for_backend_error(job->rep.status, &code);
-        if (http >= 500)
-            be->failures++;
-        else
+        /* The client's frame was at fault (it is answered 4xx): the backend served it. Any
+         * other code is the backend failing. A code we do not know (a newer backend) is
+         * reported as a backend error, never passed through. */
+        int err = job->rep.status;
+        int client_fault = err == PROTO_EIMAGE || err == PROTO_EEMPTY || err == PROTO_EFORMAT ||
+                           err == PROTO_EIMGSIZE || err == PROTO_EINVAL || err == PROTO_ETOOBIG;
+        if (client_fault) {
             be->served++;
-        finish_job(pool, job, http, code, "%.*s", (int)job->rep.error_len, job->rep.error);
+        } else {
+            be->failures++;
+            if (err != PROTO_EDEADLINE)
+                err = PROTO_EMODEL;
+        }
+        finish_job(pool, job, err, "%.*s", (int)job->rep.error_len, job->rep.error);
         return;
     }
     be->served++;
-    finish_job(pool, job, 200, NULL, NULL);
+    finish_job(pool, job, 0, NULL);
 }
 
 static void handle_pong(gw_pool_t *pool, backend_t *be, nng_msg *msg)
@@ -697,7 +678,7 @@ static void on_slot_done(gw_bridge_node_t *node)
             handle_reply(pool, be, job, msg);
         } else if (rv == NNG_ETIMEDOUT) {
             be->failures++;
-            finish_job(pool, job, 504, "deadline", "%s did not answer within the deadline",
+            finish_job(pool, job, PROTO_EDEADLINE, "%s did not answer within the deadline",
                        be->name);
         } else {
             be->failures++;
@@ -751,7 +732,7 @@ static void try_dispatch(gw_pool_t *pool)
         queue_remove(pool, job);
         uint64_t now = uv_now(pool->loop);
         if (job->deadline_ms <= now) {
-            finish_job(pool, job, 504, "deadline", "the deadline passed in the queue");
+            finish_job(pool, job, PROTO_EDEADLINE, "the deadline passed in the queue");
             continue;
         }
         if (job->attempts == 0) {
@@ -765,16 +746,17 @@ static void try_dispatch(gw_pool_t *pool)
         snprintf(job->backend, sizeof job->backend, "%s", be->name);
         snprintf(job->model_name, sizeof job->model_name, "%s", be->model);
         uint64_t remaining = job->deadline_ms - now;
-        size_t cam_len = strnlen(job->camera, sizeof job->camera - 1);
+        const gw_req_opts_t *o = &job->opts;
+        size_t cam_len = strnlen(o->camera, sizeof o->camera - 1);
         proto_req_t req = {
             .type = PROTO_T_DETECT,
             .id = job->id,
-            .client_ts_ms = job->client_ts_ms,
+            .client_ts_ms = o->ts_ms,
             .deadline_ms = (int64_t)(unix_ms() + remaining),
-            .threshold = job->threshold,
-            .output = job->output,
-            .top_k = job->top_k,
-            .camera = job->camera,
+            .threshold = o->threshold,
+            .output = o->output,
+            .top_k = o->top_k,
+            .camera = o->camera,
             .camera_len = (uint16_t)cam_len,
             .payload = job->image,
             .payload_len = (uint32_t)job->image_len,
@@ -789,8 +771,7 @@ static void try_dispatch(gw_pool_t *pool)
             s->job = NULL;
             be->inflight--;
             pool->inflight--;
-            finish_job(pool, job, rv == PROTO_ETOOBIG ? 413 : 503,
-                       rv == PROTO_ETOOBIG ? "too_large" : "overloaded", "%s",
+            finish_job(pool, job, rv == PROTO_ETOOBIG ? rv : PROTO_ENOMEM, "%s",
                        proto_strerror(rv));
         }
     }
@@ -938,20 +919,20 @@ int gw_pool_submit(gw_pool_t *pool, gw_job_t *job)
 {
     const gw_config_t *cfg = pool->cfg;
     if (pool->shutting_down)
-        return PROTO_EDEADLINE;
-    if (job->model != NULL && job->model[0] != '\0' &&
-        (pool->model == NULL || strcmp(job->model, pool->name) != 0))
-        return PROTO_EINVAL;
+        return PROTO_ESHUTDOWN;
+    if (job->opts.model[0] != '\0' &&
+        (pool->model == NULL || strcmp(job->opts.model, pool->name) != 0))
+        return PROTO_ENOMODEL;
     if (pool->queued >= cfg->queue_size)
         return PROTO_EQUEUEFULL;
     /* Nothing runs and starts keep failing: say so now instead of queueing into a 504. */
     if (capacity(pool) == 0 && pool->count[BE_DRAINING] == 0 && pool->consecutive_failures > 0)
-        return PROTO_EBACKEND;
+        return PROTO_ENOBACKEND;
 
     job->arrival_ms = uv_now(pool->loop);
     job->deadline_ms = job->arrival_ms + cfg->deadline_ms;
     job->attempts = 0;
-    job->http_status = 0;
+    job->err = 0;
     pool->st.submitted++;
     queue_push(pool, job, 0);
     try_dispatch(pool);
@@ -967,22 +948,32 @@ int gw_pool_submit(gw_pool_t *pool, gw_job_t *job)
 
 int gw_pool_readyz(gw_pool_t *pool, char *why, size_t cap)
 {
-    if (pool->count[BE_READY] > 0)
-        return 1;
-    if (pool->shutting_down)
+    if (pool->shutting_down) {
         snprintf(why, cap, "shutting down");
-    else if (pool->consecutive_failures > 0)
-        snprintf(why, cap, "no backend is ready: %s; %d failed start(s) in a row, next try in "
-                           "%llu ms",
-                 pool->last_error, pool->consecutive_failures,
-                 (unsigned long long)(pool->backoff_until > uv_now(pool->loop)
-                                          ? pool->backoff_until - uv_now(pool->loop)
-                                          : 0));
-    else if (pool->count[BE_STARTING] > 0)
+        return 0;
+    }
+    if (pool->count[BE_READY] > 0) {
+        snprintf(why, cap, "%d backend(s) ready", pool->count[BE_READY]);
+        return 1;
+    }
+    /* Nothing runs and starts keep failing: a frame sent now gets 503 (gw_pool_submit). */
+    if (capacity(pool) == 0 && pool->count[BE_DRAINING] == 0 && pool->consecutive_failures > 0) {
+        uint64_t now = uv_now(pool->loop);
+        snprintf(why, cap,
+                     "no backend can start: %s; %d failed start(s) in a row, next try in %llu ms",
+                     pool->last_error, pool->consecutive_failures,
+                     (unsigned long long)(pool->backoff_until > now ? pool->backoff_until - now
+                                                                    : 0));
+        return 0;
+    }
+    /* Ready in the sense that matters to a load balancer: a frame sent now is served (it
+     * waits for the backend that is starting, or starts one). Answering 503 here would
+     * deadlock a pool scaled to zero: nothing would ever send the frame that wakes it. */
+    if (pool->count[BE_STARTING] > 0)
         snprintf(why, cap, "no backend is ready yet: %d starting", pool->count[BE_STARTING]);
     else
-        snprintf(why, cap, "no backend is running (scaled to zero; a request starts one)");
-    return 0;
+        snprintf(why, cap, "scaled to zero: the next frame starts a backend");
+    return 1;
 }
 
 static void iso_time(uint64_t ms, char *buf, size_t cap)
@@ -997,14 +988,14 @@ static void iso_time(uint64_t ms, char *buf, size_t cap)
 char *gw_pool_backends_json(gw_pool_t *pool)
 {
     cJSON *root = cJSON_CreateObject();
-    char when[40], why[300];
+    char when[40], why[512]; /* holds last_error (256) and the text around it */
     cJSON_AddNumberToObject(root, "desired", gw_autoscale_desired(pool->scaler));
     cJSON_AddNumberToObject(root, "min", pool->min);
     cJSON_AddNumberToObject(root, "max", pool->max);
     cJSON_AddNumberToObject(root, "queued", pool->queued);
     cJSON_AddNumberToObject(root, "inflight", pool->inflight);
     cJSON_AddStringToObject(root, "provider", pool->provider->ops->kind);
-    if (gw_pool_readyz(pool, why, sizeof why))
+    if (gw_pool_readyz(pool, why, sizeof why) && pool->count[BE_READY] > 0)
         cJSON_AddNullToObject(root, "not_ready_reason");
     else
         cJSON_AddStringToObject(root, "not_ready_reason", why);
@@ -1098,7 +1089,7 @@ static void on_shutdown_grace(uv_timer_t *t)
     while (pool->qhead != NULL) {
         gw_job_t *job = pool->qhead;
         queue_remove(pool, job);
-        finish_job(pool, job, 503, "shutting_down", "the gateway is shutting down");
+        finish_job(pool, job, PROTO_ESHUTDOWN, "the gateway is shutting down");
     }
     /* In-flight jobs: cancelling them brings their completions back; with no backend left
      * ready they are answered 503 instead of being retried. */

@@ -47,12 +47,20 @@ int gw_pool_create(gw_pool_t **out, uv_loop_t *loop, const gw_config_t *cfg,
 /* Starts min_backends and the autoscaler's timer. */
 int gw_pool_start(gw_pool_t *pool);
 
-/* Queues a job (see job.h). Returns 0, PROTO_EQUEUEFULL (queue at cfg->queue_size),
- * PROTO_EBACKEND (no backend is running and starting them keeps failing; the reason is in
- * gw_pool_readyz), PROTO_EINVAL (unknown model) or PROTO_EDEADLINE (shutting down). */
+/* Queues a job (see job.h). Returns 0 (on_done runs later, never before this returns), or
+ * without calling on_done: PROTO_EQUEUEFULL (queue at cfg->queue_size), PROTO_ENOBACKEND (no
+ * backend is running and starting them keeps failing; the reason is in gw_pool_readyz),
+ * PROTO_ENOMODEL (the job names another model) or PROTO_ESHUTDOWN. A finished job's err is
+ * 0 or: PROTO_EDEADLINE, PROTO_EBACKEND (failed cfg->retries + 1 times), PROTO_ESHUTDOWN,
+ * PROTO_ENOMEM, PROTO_ETOOBIG, PROTO_ECORRUPT (a corrupt reply), PROTO_EMODEL (the backend
+ * failed), or the backend's verdict on the frame (PROTO_EIMAGE, EEMPTY, EFORMAT, EIMGSIZE,
+ * EINVAL). Never an HTTP status: the HTTP layer maps codes (status.h). */
 int gw_pool_submit(gw_pool_t *pool, gw_job_t *job);
 
-/* 1 if at least one backend is ready; else 0 and a reason in why[0..cap). */
+/* 1 if a frame submitted now will be served: a backend is ready or starting, or none is
+ * running because the pool scaled to zero and the next frame starts one. 0 while it cannot:
+ * shutting down, or backing off after failed starts with nothing running. Either way
+ * why[0..cap) gets the state in words (512 bytes hold every message). */
 int gw_pool_readyz(gw_pool_t *pool, char *why, size_t cap);
 
 /* GET /v1/backends as a malloc'd NUL-terminated JSON document (NULL on ENOMEM). */

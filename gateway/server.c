@@ -23,6 +23,7 @@
 #include "body.h"
 #include "err.h"
 #include "log.h"
+#include "status.h"
 
 #define MAX_PATH 1024
 #define MAX_IMAGES 16 /* image parts in one multipart upload */
@@ -60,13 +61,7 @@ struct req {
     size_t resp_head_len;
     char *resp; /* body, malloc'd; handed to the write request */
     size_t resp_len;
-    /* query/JSON options shared by the request's jobs */
-    char camera[PROTO_CAMERA_MAX + 1];
-    int64_t ts;
-    float threshold;
-    uint8_t output;
-    uint16_t top_k;
-    char model[128];
+    gw_req_opts_t opts; /* query/JSON/multipart options, copied into each job */
 };
 
 enum { PH_IDLE, PH_HEADERS, PH_BODY };
@@ -124,42 +119,6 @@ static void process_input(conn_t *c, const char *data, size_t len);
 
 /* ---- responses ---- */
 
-static const char *reason(int status)
-{
-    switch (status) {
-    case 100:
-        return "Continue";
-    case 200:
-        return "OK";
-    case 400:
-        return "Bad Request";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 408:
-        return "Request Timeout";
-    case 411:
-        return "Length Required";
-    case 413:
-        return "Content Too Large";
-    case 415:
-        return "Unsupported Media Type";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 500:
-        return "Internal Server Error";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    default:
-        return "Unknown";
-    }
-}
-
 /* The metrics route of a request answered before routing (timeouts, limits, bad HTTP). */
 static const char *route_of_url(const char *url)
 {
@@ -196,7 +155,7 @@ static void respond(req_t *r, int status, const char *ctype, char *body, size_t 
     int n = snprintf(r->resp_head, sizeof r->resp_head,
                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                      "Connection: %s\r\n%s\r\n",
-                     status, reason(status), ctype, len, close ? "close" : "keep-alive",
+                     status, gw_status_reason(status), ctype, len, close ? "close" : "keep-alive",
                      extra ? extra : "");
     if (n < 0 || (size_t)n >= sizeof r->resp_head) {
         /* Only a getter's absurd content type can get here; the answer would be cut. */
@@ -247,6 +206,25 @@ static void respond_error(req_t *r, int status, const char *code, const char *fm
     else if (status == 405)
         snprintf(extra, sizeof extra, "Allow: %s\r\n", strstr(r->path, "/detect") ? "POST" : "GET");
     respond(r, status, "application/json", body, len, extra);
+}
+
+/* Answers r with the error `err` (proto/err.h), its status and code from gw_status_of. */
+static void respond_err(req_t *r, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void respond_err(req_t *r, int err, const char *fmt, ...)
+{
+    char msg[PROTO_ERROR_MAX + 128];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    gw_status_t st = gw_status_of(err);
+    size_t len;
+    char *body = error_json(st.code, msg, &len);
+    char extra[64] = "";
+    if (st.retry_after)
+        snprintf(extra, sizeof extra, "Retry-After: %d\r\n", r->conn->srv->cfg->retry_after_s);
+    respond(r, st.status, "application/json", body, len, extra);
 }
 
 /* ---- connection lifetime ---- */
@@ -559,19 +537,21 @@ static void flush(conn_t *c)
 static cJSON *job_json(const gw_job_t *job)
 {
     cJSON *o = cJSON_CreateObject();
-    if (job->http_status != 200) {
+    if (job->err != 0) {
+        gw_status_t st = gw_status_of(job->err);
         cJSON *e = cJSON_AddObjectToObject(o, "error");
-        cJSON_AddStringToObject(e, "code", job->error_code ? job->error_code : "error");
-        cJSON_AddStringToObject(e, "message", job->error_msg);
-        cJSON_AddNumberToObject(o, "status", job->http_status);
+        cJSON_AddStringToObject(e, "code", st.code);
+        cJSON_AddStringToObject(e, "message",
+                                job->error_msg[0] ? job->error_msg : proto_strerror(job->err));
+        cJSON_AddNumberToObject(o, "status", st.status);
         return o;
     }
     char id[32];
     snprintf(id, sizeof id, "%llu", (unsigned long long)job->id);
     cJSON_AddStringToObject(o, "id", id);
-    cJSON_AddStringToObject(o, "camera", job->camera);
-    if (job->client_ts_ms != 0)
-        cJSON_AddNumberToObject(o, "ts", (double)job->client_ts_ms);
+    cJSON_AddStringToObject(o, "camera", job->opts.camera);
+    if (job->opts.ts_ms != 0)
+        cJSON_AddNumberToObject(o, "ts", (double)job->opts.ts_ms);
     cJSON_AddStringToObject(o, "backend", job->backend);
     cJSON_AddStringToObject(o, "model", job->model_name);
     cJSON_AddNumberToObject(o, "width", job->rep.width);
@@ -615,36 +595,29 @@ static void answer_detect(req_t *r)
     if (r->submit_error != 0) {
         int e = r->submit_error;
         if (e == PROTO_EQUEUEFULL)
-            respond_error(r, 503, "queue_full", "the queue is full; retry later");
-        else if (e == PROTO_EINVAL)
-            respond_error(r, 404, "unknown_model", "no model named '%s'", r->model);
-        else if (e == PROTO_EBACKEND)
-            respond_error(r, 503, "overloaded",
-                          "no backend can start right now; see /readyz for why");
+            respond_err(r, e, "the queue is full; retry later");
+        else if (e == PROTO_ENOMODEL)
+            respond_err(r, e, "no model named '%s'", r->opts.model);
+        else if (e == PROTO_ENOBACKEND)
+            respond_err(r, e, "no backend can start right now; see /readyz for why");
         else
-            respond_error(r, 503, "overloaded", "%s", proto_strerror(e));
+            respond_err(r, e, "%s", proto_strerror(e));
         return;
     }
     if (!r->multipart) {
         gw_job_t *job = &r->jobs[0];
-        if (job->http_status != 200) {
-            char extra[64] = "";
-            size_t len;
-            char *body =
-                error_json(job->error_code ? job->error_code : "error", job->error_msg, &len);
-            if (job->http_status == 503)
-                snprintf(extra, sizeof extra, "Retry-After: %d\r\n",
-                         r->conn->srv->cfg->retry_after_s);
-            respond(r, job->http_status, "application/json", body, len, extra);
+        if (job->err != 0) {
+            respond_err(r, job->err, "%s",
+                        job->error_msg[0] ? job->error_msg : proto_strerror(job->err));
             return;
         }
-        if (r->output == PROTO_OUT_TEXT || r->output == PROTO_OUT_JPEG) {
+        if (r->opts.output == PROTO_OUT_TEXT || r->opts.output == PROTO_OUT_JPEG) {
             size_t len = job->rep.payload_len;
             char *body = malloc(len + 1);
             if (body != NULL && len)
                 memcpy(body, job->rep.payload, len);
             respond(r, 200,
-                    r->output == PROTO_OUT_TEXT ? "text/plain; charset=utf-8" : "image/jpeg", body,
+                    r->opts.output == PROTO_OUT_TEXT ? "text/plain; charset=utf-8" : "image/jpeg", body,
                     body ? len : 0, NULL);
             return;
         }
@@ -654,17 +627,20 @@ static void answer_detect(req_t *r)
         respond(r, 200, "application/json", s, s ? strlen(s) : 0, NULL);
         return;
     }
-    int status = 200;
+    /* multipart: the status is the first failure's */
+    int first_err = 0;
     cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "results");
     for (int i = 0; i < r->njobs; i++) {
-        if (status == 200 && r->jobs[i].http_status != 200)
-            status = r->jobs[i].http_status;
+        if (first_err == 0)
+            first_err = r->jobs[i].err;
         cJSON_AddItemToArray(arr, job_json(&r->jobs[i]));
     }
     char *s = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
+    gw_status_t st = gw_status_of(first_err);
+    int status = st.status;
     char extra[64] = "";
-    if (status == 503) /* multipart: the status is the first failure's */
+    if (st.retry_after)
         snprintf(extra, sizeof extra, "Retry-After: %d\r\n", r->conn->srv->cfg->retry_after_s);
     respond(r, status, "application/json", s, s ? strlen(s) : 0, extra);
 }
@@ -705,12 +681,7 @@ static int add_job(req_t *r, const uint8_t *img, size_t len)
     gw_job_init(job);
     job->image = img;
     job->image_len = len;
-    snprintf(job->camera, sizeof job->camera, "%s", r->camera);
-    job->client_ts_ms = r->ts;
-    job->threshold = r->threshold;
-    job->output = r->output;
-    job->top_k = r->top_k;
-    job->model = r->model[0] ? r->model : NULL;
+    job->opts = r->opts;
     job->on_done = on_job_done;
     job->data = r;
     return 0;
@@ -729,10 +700,10 @@ static int on_part(void *arg, const gw_part_t *part)
     if (strcmp(part->name, "camera") == 0 && !is_image_type(mt)) {
         if (part->len > PROTO_CAMERA_MAX)
             return PROTO_ETOOBIG;
-        memcpy(r->camera, part->data, part->len);
-        r->camera[part->len] = '\0';
+        memcpy(r->opts.camera, part->data, part->len);
+        r->opts.camera[part->len] = '\0';
         for (int i = 0; i < r->njobs; i++)
-            snprintf(r->jobs[i].camera, sizeof r->jobs[i].camera, "%s", r->camera);
+            memcpy(r->jobs[i].opts.camera, r->opts.camera, sizeof r->opts.camera);
         return 0;
     }
     if (is_image_type(mt) || strcmp(part->name, "image") == 0 || strcmp(part->name, "file") == 0 ||
@@ -778,7 +749,7 @@ static int apply_param(req_t *r, const char *k, const char *v, char *err, size_t
             snprintf(err, cap, "camera is longer than %d bytes", PROTO_CAMERA_MAX);
             return -1;
         }
-        snprintf(r->camera, sizeof r->camera, "%s", v);
+        snprintf(r->opts.camera, sizeof r->opts.camera, "%s", v);
     } else if (strcmp(k, "ts") == 0) {
         errno = 0;
         long long x = strtoll(v, &end, 10);
@@ -786,21 +757,21 @@ static int apply_param(req_t *r, const char *k, const char *v, char *err, size_t
             snprintf(err, cap, "ts must be an integer (milliseconds)");
             return -1;
         }
-        r->ts = x;
+        r->opts.ts_ms = x;
     } else if (strcmp(k, "threshold") == 0) {
         double x = strtod(v, &end);
         if (*v == '\0' || *end != '\0' || !(x >= 0 && x <= 1)) {
             snprintf(err, cap, "threshold must be a number in [0, 1]");
             return -1;
         }
-        r->threshold = (float)x;
+        r->opts.threshold = (float)x;
     } else if (strcmp(k, "format") == 0) {
         if (strcmp(v, "json") == 0)
-            r->output = PROTO_OUT_JSON;
+            r->opts.output = PROTO_OUT_JSON;
         else if (strcmp(v, "jpeg") == 0)
-            r->output = PROTO_OUT_JPEG;
+            r->opts.output = PROTO_OUT_JPEG;
         else if (strcmp(v, "text") == 0)
-            r->output = PROTO_OUT_TEXT;
+            r->opts.output = PROTO_OUT_TEXT;
         else {
             snprintf(err, cap, "format must be json, jpeg or text");
             return -1;
@@ -811,13 +782,13 @@ static int apply_param(req_t *r, const char *k, const char *v, char *err, size_t
             snprintf(err, cap, "top_k must be an integer in [1, 100]");
             return -1;
         }
-        r->top_k = (uint16_t)x;
+        r->opts.top_k = (uint16_t)x;
     } else if (strcmp(k, "model") == 0 && !r->model_from_path) {
-        if (strlen(v) >= sizeof r->model) {
+        if (strlen(v) >= sizeof r->opts.model) {
             snprintf(err, cap, "model name too long");
             return -1;
         }
-        snprintf(r->model, sizeof r->model, "%s", v);
+        snprintf(r->opts.model, sizeof r->opts.model, "%s", v);
     }
     return 0;
 }
@@ -904,11 +875,11 @@ static void handle_detect(req_t *r)
             return;
         }
         if (camera != NULL)
-            snprintf(r->camera, sizeof r->camera, "%s", camera->valuestring);
+            snprintf(r->opts.camera, sizeof r->opts.camera, "%s", camera->valuestring);
         if (ts != NULL)
-            r->ts = (int64_t)ts->valuedouble;
+            r->opts.ts_ms = (int64_t)ts->valuedouble;
         if (th != NULL)
-            r->threshold = (float)th->valuedouble;
+            r->opts.threshold = (float)th->valuedouble;
         size_t in_len = strlen(image->valuestring), out_len = 0;
         r->decoded = malloc(gw_body_b64_max(in_len) + 1);
         rv = r->decoded ? gw_body_b64_decode(image->valuestring, in_len, r->decoded, &out_len)
@@ -992,12 +963,12 @@ static void handle_request(req_t *r)
         }
         if (strncmp(p, "/v1/models/", 11) == 0) {
             size_t n = plen - 11 - 7;
-            if (n == 0 || n >= sizeof r->model || memchr(p + 11, '/', n) != NULL) {
+            if (n == 0 || n >= sizeof r->opts.model || memchr(p + 11, '/', n) != NULL) {
                 respond_error(r, 404, "not_found", "no such path");
                 return;
             }
-            memcpy(r->model, p + 11, n);
-            r->model[n] = '\0';
+            memcpy(r->opts.model, p + 11, n);
+            r->opts.model[n] = '\0';
             r->model_from_path = 1;
         }
         handle_detect(r);

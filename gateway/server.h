@@ -23,9 +23,9 @@ typedef struct {
 } gw_reply_t;
 
 typedef struct {
-    /* Starts a job. Returns 0 (on_done will run later) or a negative code, in which case
-     * on_done never runs: PROTO_EQUEUEFULL -> 503 + Retry-After, PROTO_EINVAL (unknown model)
-     * -> 404, anything else -> 503. */
+    /* Starts a job. Returns 0 (on_done will run later, never before submit returns) or a
+     * negative code from proto/err.h, in which case on_done never runs. A finished job
+     * reports its own code in job->err. The server maps codes to HTTP (status.h). */
     int (*submit)(void *ctx, gw_job_t *job);
     /* Answers GET `path` (no query string) into *out. Returns 0, or -1 for 404. */
     int (*get)(void *ctx, const char *path, const char *query, gw_reply_t *out);

@@ -2,7 +2,10 @@
  *
  * Every function in framegate returns 0 on success or a negative code. libuv's codes
  * (negative errno) pass through unchanged; our own codes live above them in this list,
- * generated with an X-macro so the enum and proto_strerror() never drift apart. */
+ * generated with an X-macro so the enum and proto_strerror() never drift apart. A backend
+ * sends its code on the wire (proto_rep_t.status), so codes are only ever appended: the
+ * values of the existing ones never change. Each code has one meaning; the gateway's HTTP
+ * layer maps codes to statuses in one place (gateway/status.c). */
 #ifndef PROTO_ERR_H
 #define PROTO_ERR_H
 
@@ -25,7 +28,10 @@
     XX(ECONFIG, "invalid configuration")                                     \
     XX(EBACKEND, "backend failed")                                           \
     XX(EQUEUEFULL, "queue full")                                             \
-    XX(ENNG, "transport error")
+    XX(ENNG, "transport error")                                              \
+    XX(ESHUTDOWN, "shutting down")                                           \
+    XX(ENOMODEL, "no such model")                                            \
+    XX(ENOBACKEND, "no backend can take the frame")
 
 typedef enum {
     PROTO_ERR_BASE_ = -5000,

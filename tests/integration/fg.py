@@ -171,9 +171,11 @@ class Gateway:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                st, _, _ = self.request("GET", "/readyz" if self.wait_ready else "/healthz",
-                                        timeout=2)
-                if st == 200:
+                st, _, body = self.request("GET", "/readyz" if self.wait_ready else "/healthz",
+                                           timeout=2)
+                # /readyz is 200 as soon as a frame would be served (a backend starting
+                # counts); the tests want a backend actually ready.
+                if st == 200 and (not self.wait_ready or json.loads(body)["backends_ready"] > 0):
                     return
             except OSError:
                 pass

@@ -197,8 +197,8 @@ static void start_pool(void)
 static void on_done(gw_job_t *job)
 {
     E.done++;
-    E.last_status = job->http_status;
-    if (job->http_status == 200) {
+    E.last_status = job->err;
+    if (job->err == 0) {
         E.status_200++;
         assert_int_equal(job->rep.width, 10);
         assert_int_equal(job->rep.ndet, 1);
@@ -251,7 +251,7 @@ static gw_job_t *make_jobs(int n)
         jobs[i].image = img;
         jobs[i].image_len = sizeof img;
         jobs[i].on_done = on_done;
-        snprintf(jobs[i].camera, sizeof jobs[i].camera, "c%d", i);
+        snprintf(jobs[i].opts.camera, sizeof jobs[i].opts.camera, "c%d", i);
     }
     return jobs;
 }
@@ -336,7 +336,7 @@ static void test_queue_full_and_deadline(void **state)
     assert_int_equal(E.done, 4);
     int s504 = 0;
     for (int i = 0; i < 4; i++)
-        s504 += jobs[i].http_status == 504;
+        s504 += jobs[i].err == PROTO_EDEADLINE;
     assert_true(s504 >= 2);
     free_jobs(jobs, 6);
     teardown_env();
@@ -385,9 +385,40 @@ static void test_failed_starts_back_off(void **state)
     assert_int_equal(gw_pool_readyz(E.pool, why, sizeof why), 0);
     assert_non_null(strstr(why, "could not be started"));
     gw_job_t *jobs = make_jobs(1);
-    assert_int_equal(gw_pool_submit(E.pool, &jobs[0]), PROTO_EBACKEND);
+    assert_int_equal(gw_pool_submit(E.pool, &jobs[0]), PROTO_ENOBACKEND);
     free_jobs(jobs, 1);
     teardown_env();
+}
+
+/* Ready means "a frame sent now is served": a pool scaled to zero is ready (the frame
+ * starts a backend); a shutting-down one is not. */
+static void test_readyz_scaled_to_zero(void **state)
+{
+    (void)state;
+    setup_env();
+    E.cfg.min_backends = 0;
+    E.cfg.max_backends = 1;
+    start_pool();
+    run_for(50);
+    char why[512];
+    assert_int_equal(gw_pool_readyz(E.pool, why, sizeof why), 1);
+    assert_non_null(strstr(why, "scaled to zero"));
+    gw_job_t *jobs = make_jobs(1);
+    assert_int_equal(gw_pool_submit(E.pool, &jobs[0]), 0);
+    assert_int_equal(gw_pool_readyz(E.pool, why, sizeof why), 1); /* starting or ready */
+    run_until(&E.done, 1, 3000);
+    assert_int_equal(E.status_200, 1);
+    int done = 0;
+    gw_pool_shutdown(E.pool, pool_done_cb, &done);
+    assert_int_equal(gw_pool_readyz(E.pool, why, sizeof why), 0);
+    assert_non_null(strstr(why, "shutting down"));
+    run_until(&done, 1, 5000);
+    assert_int_equal(done, 1);
+    assert_int_equal(E.fake.live, 0);
+    gw_pool_destroy(E.pool);
+    uv_run(&E.loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&E.loop), 0);
+    free_jobs(jobs, 1);
 }
 
 static void test_shutdown_answers_everything(void **state)
@@ -402,7 +433,7 @@ static void test_shutdown_answers_everything(void **state)
         assert_int_equal(gw_pool_submit(E.pool, &jobs[i]), 0);
     int done = 0;
     gw_pool_shutdown(E.pool, pool_done_cb, &done);
-    assert_int_equal(gw_pool_submit(E.pool, &jobs[0]), PROTO_EDEADLINE);
+    assert_int_equal(gw_pool_submit(E.pool, &jobs[0]), PROTO_ESHUTDOWN);
     run_until(&done, 1, 5000);
     assert_int_equal(done, 1);
     assert_int_equal(E.status_200, 10);
@@ -419,6 +450,7 @@ int main(void)
         cmocka_unit_test(test_dispatch_spreads_and_answers),
         cmocka_unit_test(test_not_ready_gets_nothing),
         cmocka_unit_test(test_queue_full_and_deadline),
+        cmocka_unit_test(test_readyz_scaled_to_zero),
         cmocka_unit_test(test_backend_exit_retries_elsewhere),
         cmocka_unit_test(test_failed_starts_back_off),
         cmocka_unit_test(test_shutdown_answers_everything),

@@ -71,9 +71,12 @@ static void on_fake_timer(uv_timer_t *t)
 {
     fake_t *f = t->data;
     gw_job_t *job = f->job;
-    job->http_status = f->status;
+    /* The fake fails with the code a real pool would use for that status. */
+    job->err = f->status == 200   ? 0
+               : f->status == 504 ? PROTO_EDEADLINE
+               : f->status == 503 ? PROTO_ESHUTDOWN
+                                  : PROTO_EBACKEND;
     if (f->status != 200) {
-        job->error_code = f->status == 504 ? "deadline" : "backend_failed";
         snprintf(job->error_msg, sizeof job->error_msg, "fake failure %d", f->status);
     } else {
         proto_det_t det = {.class_id = 16,
@@ -111,7 +114,7 @@ static void on_fake_timer(uv_timer_t *t)
         assert_int_equal(proto_rep_decode(&job->rep, job->rep_buf, len), 0);
         snprintf(job->backend, sizeof job->backend, "fake-1");
         snprintf(job->model_name, sizeof job->model_name, "%s",
-                 job->model ? job->model : "default");
+                 job->opts.model[0] ? job->opts.model : "default");
         job->id = 77;
         job->queue_ms = 1.5;
         job->infer_ms = 2.5;
@@ -129,12 +132,12 @@ static int fake_submit(void *ctx, gw_job_t *job)
     size_t n = job->image_len < sizeof script - 1 ? job->image_len : sizeof script - 1;
     memcpy(script, job->image, n);
     atomic_store(&S.last_image_len, (int)job->image_len);
-    snprintf(S.last_model, sizeof S.last_model, "%s", job->model ? job->model : "");
-    snprintf(S.last_camera, sizeof S.last_camera, "%s", job->camera);
+    snprintf(S.last_model, sizeof S.last_model, "%s", job->opts.model);
+    snprintf(S.last_camera, sizeof S.last_camera, "%s", job->opts.camera);
     if (strstr(script, "qfull") != NULL)
         return PROTO_EQUEUEFULL;
-    if (job->model != NULL && strcmp(job->model, "nope") == 0)
-        return PROTO_EINVAL;
+    if (strcmp(job->opts.model, "nope") == 0)
+        return PROTO_ENOMODEL;
     int delay = 1, status = 200;
     const char *d = strstr(script, "delay="), *s = strstr(script, "status=");
     if (d != NULL)
@@ -634,7 +637,8 @@ static void test_detect_errors(void **state)
         {"/v1/detect", "image/jpeg", "qfull", 503, "queue_full", NULL},
         {"/v1/models/nope/detect", "image/jpeg", "x", 404, "unknown_model", NULL},
         {"/v1/detect", "image/jpeg", "status=504", 504, "deadline", "fake failure 504"},
-        {"/v1/detect", "image/jpeg", "status=503", 503, "backend_failed", NULL},
+        {"/v1/detect", "image/jpeg", "status=503", 503, "shutting_down", NULL},
+        {"/v1/detect", "image/jpeg", "status=502", 502, "backend_failed", NULL},
         {"/v1/detect", "application/json", "{\"image\":", 400, "bad_json", NULL},
         {"/v1/detect", "application/json", "{\"image\":5}", 400, "bad_json", "image"},
         {"/v1/detect", "application/json", "{\"camera\":\"x\"}", 400, "no_image", "image"},
