@@ -488,11 +488,12 @@ static void test_poison_then_valid(void **state)
     long sof = find_segment(dog, len, 0xc0);
     assert_true(sof > 0);
 
-    enum { NPOISON = 9 };
+    enum { NPOISON = 10 };
     uint8_t *poison[NPOISON];
     size_t plen[NPOISON];
     const char *what[NPOISON];
-    static const uint8_t four[] = {0xff, 0xd8, 0xff, 0xc0, 0x00}; /* base64 "/9j/wA==" */
+    /* The probe's base64 "/9j/wA==" is FF D8 FF C0; the brief's FF D8 FF C0 00 is one more. */
+    static const uint8_t four[] = {0xff, 0xd8, 0xff, 0xc0, 0x00};
     poison[0] = malloc(sizeof four);
     memcpy(poison[0], four, sizeof four);
     plen[0] = sizeof four;
@@ -525,6 +526,10 @@ static void test_poison_then_valid(void **state)
     what[7] = "scan bomb (10000 scans, no warnings)";
     poison[8] = scan_bomb(50, 0, &plen[8]);
     what[8] = "50 inconsistent scans";
+    poison[9] = malloc(4);
+    memcpy(poison[9], four, 4);
+    plen[9] = 4;
+    what[9] = "FF D8 FF C0 (base64 /9j/wA==)";
 
     float *input = malloc(sizeof(float) * 3 * 416 * 416);
     char err[256];

@@ -251,13 +251,13 @@ static void run_session(int simulate)
     nng_msg_free(msg);
     det.deadline_ms = 0;
 
-    /* issue 11, item 1: a 4-byte JPEG header (FF D8 FF C0 00) broke the backend's decoder for
+    /* issue 11, item 1: a 4-byte JPEG header (FF D8 FF C0, base64 "/9j/wA==") broke the backend's decoder for
      * every later frame. It is a bad image, and the next frame is served. */
-    static const uint8_t four[] = {0xff, 0xd8, 0xff, 0xc0, 0x00};
-    for (int round = 0; round < 3; round++) {
+    static const uint8_t four[] = {0xff, 0xd8, 0xff, 0xc0, 0x00}; /* base64 "/9j/wA==" + 00 */
+    for (int round = 0; round < 4; round++) {
         bad.id = 7;
         bad.payload = four;
-        bad.payload_len = sizeof four;
+        bad.payload_len = round % 2 == 0 ? 4 : 5;
         assert_int_equal(proto_req_encode(&bad, buf, sizeof buf, &len), 0);
         roundtrip(s, buf, len, &msg, &rep);
         assert_int_equal(rep.status, PROTO_EIMAGE);
