@@ -228,4 +228,8 @@ with fg.Gateway(settings=settings, app_model=False) as gw:
             st, _, body = gw.detect(img)
             fg.check(st == 200, f"{name} after all the poison -> 200 ({st} {body[:80]!r})")
 
+# The backends' own reports at exit (ASan, LSan, UBSan print into the gateway's log).
+log = gw.log()
+fg.check("Sanitizer" not in log and "runtime error" not in log,
+         "no sanitizer report from the gateway or the backends")
 fg.finish()
