@@ -58,6 +58,15 @@ int be_fast_create(be_fast_t **out, network *net, int threads);
  * calling thread for the whole pass; one caller at a time per network. */
 float *be_fast_predict(be_fast_t *f, const float *input);
 
+/* Asked before every layer of a pass; nonzero stops the pass. Runs on the predicting thread,
+ * inside be_fast_predict_stop(). */
+typedef int (*be_fast_stop_cb)(void *arg);
+
+/* be_fast_predict, with `stop` (may be NULL) called before each layer with `arg`: when it
+ * answers nonzero the pass ends there and NULL is returned. The layers' outputs are then a mix
+ * of this pass and the previous one (do not read them); the next pass is unaffected. */
+float *be_fast_predict_stop(be_fast_t *f, const float *input, be_fast_stop_cb stop, void *arg);
+
 /* Frees the private weight copies and buffers; not the network. NULL is a no-op. */
 void be_fast_destroy(be_fast_t *f);
 

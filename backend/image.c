@@ -1,6 +1,10 @@
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* malloc_trim */
+#endif
 #include "image.h"
 
 #include <darknet.h>
+#include <malloc.h>
 #include <math.h>
 #include <spng.h>
 #include <stdio.h>
@@ -27,15 +31,23 @@
  * more than a frame's worth of metadata. */
 #define PNG_CHUNK_MAX (8u << 20)
 
+/* A progressive JPEG is decoded scan by scan, each scan a pass over every block of the image:
+ * a "scan bomb" (thousands of tiny scans) costs seconds of CPU for a small file. Encoders
+ * write about 10 scans (libjpeg's default script) and rarely more than 20, so this many is
+ * never a real camera frame; libjpeg-turbo's own TJFLAG_LIMITSCANS (500) stays as a backstop. */
+#define JPEG_SCANS_MAX 100
+
 enum { FMT_JPEG = 1, FMT_PNG = 2 };
 
 struct be_image {
-    tjhandle tj;  /* decompressor */
+    tjhandle tj;  /* decompressor; NULL after a failed reset (recreated on the next call) */
     tjhandle tjc; /* compressor, created on the first annotated output */
     be_image_limits_t limits;
-    uint8_t *rgb; /* decode buffer, grown as needed and kept */
+    uint8_t *rgb; /* decode buffer, grown as needed and kept up to BE_IMAGE_KEEP_MAX */
     size_t rgb_cap;
     unsigned char *jpeg; /* last annotated output (tjAlloc'd) */
+    size_t jpeg_len;
+    char err[200]; /* the last JPEG error, saved before the handle that reported it is reset */
     image glyphs[GLYPH_SIZES][GLYPH_COUNT]; /* darknet's label font, loaded per size on use */
     signed char glyphs_state[GLYPH_SIZES];  /* 0 not tried, 1 loaded, -1 missing */
 };
@@ -75,7 +87,8 @@ void be_image_destroy(be_image_t *im)
 {
     if (im == NULL)
         return;
-    tjDestroy(im->tj);
+    if (im->tj != NULL)
+        tjDestroy(im->tj);
     if (im->tjc != NULL)
         tjDestroy(im->tjc);
     tjFree(im->jpeg);
@@ -85,6 +98,64 @@ void be_image_destroy(be_image_t *im)
             for (int i = 0; i < GLYPH_COUNT; i++)
                 free_image(im->glyphs[z][i]);
     free(im);
+}
+
+/* libjpeg-turbo 2.1's tjDecompressHeader3() returns from its error longjmp without aborting
+ * the decompressor, so the next header is read as the continuation of the broken one ("Bogus
+ * marker length" for every later frame). Nothing short of a new handle is known to be clean:
+ * after ANY error the handle is replaced, keeping its message first. A failed re-creation
+ * leaves NULL, which jpeg_handle() retries on the next frame. */
+static void jpeg_reset(be_image_t *im)
+{
+    if (im->tj != NULL) {
+        snprintf(im->err, sizeof im->err, "%s", tjGetErrorStr2(im->tj));
+        tjDestroy(im->tj);
+    }
+    im->tj = tjInitDecompress();
+}
+
+static tjhandle jpeg_handle(be_image_t *im)
+{
+    if (im->tj == NULL)
+        im->tj = tjInitDecompress();
+    return im->tj;
+}
+
+size_t be_image_retained(const be_image_t *im)
+{
+    return im->rgb_cap + im->jpeg_len;
+}
+
+/* A frame's buffers above BE_IMAGE_KEEP_MAX are not kept for the next frame: one PNG bomb
+ * inside the limits would otherwise pin ~190 MB for the life of the backend. `big` says the
+ * frame itself was large (libjpeg's and libspng's own working memory was too), so the heap is
+ * trimmed even when our buffer stayed small (a DCT-scaled JPEG). */
+static void release_large(be_image_t *im, int big)
+{
+    if (im->rgb_cap > BE_IMAGE_KEEP_MAX) {
+        free(im->rgb);
+        im->rgb = NULL;
+        im->rgb_cap = 0;
+        big = 1;
+    }
+    if (big)
+        malloc_trim(0); /* glibc keeps freed heap memory below its mmap threshold otherwise */
+}
+
+/* The annotated output of the previous call, if large: its validity ended with this call. */
+static void release_output(be_image_t *im)
+{
+    if (im->jpeg_len > BE_IMAGE_KEEP_MAX) {
+        tjFree(im->jpeg);
+        im->jpeg = NULL;
+        im->jpeg_len = 0;
+        malloc_trim(0);
+    }
+}
+
+static int is_big(int w, int h)
+{
+    return (uint64_t)w * (uint64_t)h * 3 > BE_IMAGE_KEEP_MAX;
 }
 
 static int sniff(const uint8_t *buf, size_t len)
@@ -147,15 +218,23 @@ int be_image_probe(be_image_t *im, const uint8_t *buf, size_t len, int *w, int *
             return rv;
         goto limits;
     }
-    if (len < 4)
+    if (len < 4 || len > (size_t)0x7fffffff) {
+        snprintf(im->err, sizeof im->err, "JPEG: %s", len < 4 ? "too short" : "too long");
         return PROTO_EIMAGE;
+    }
+    if (jpeg_handle(im) == NULL)
+        return PROTO_ENOMEM;
+    if (tjDecompressHeader3(im->tj, buf, (unsigned long)len, w, h, &subsamp, &colorspace) != 0) {
+        jpeg_reset(im);
+        return PROTO_EIMAGE;
+    }
     /* TurboJPEG answers a header cut short before its SOF ("tables only") with success and
-     * leaves the size untouched: *w, *h start from 0 so that is rejected below. */
-    if (len > (size_t)0x7fffffff ||
-        tjDecompressHeader3(im->tj, buf, (unsigned long)len, w, h, &subsamp, &colorspace) != 0)
+     * leaves the size untouched: *w, *h start from 0 so that is rejected here. */
+    if (*w <= 0 || *h <= 0) {
+        jpeg_reset(im);
+        snprintf(im->err, sizeof im->err, "JPEG: no frame header (SOF) in the data");
         return PROTO_EIMAGE;
-    if (*w <= 0 || *h <= 0)
-        return PROTO_EIMAGE;
+    }
 limits:
     if (*w > im->limits.max_side || *h > im->limits.max_side ||
         (uint64_t)*w * (uint64_t)*h > im->limits.max_pixels)
@@ -409,6 +488,53 @@ out:
     return rv;
 }
 
+/* Counts the scans (SOS markers) of the JPEG in buf, stopping once past `limit`: the marker
+ * segments are skipped by their lengths and the entropy-coded data by looking for the next
+ * 0xFF that starts a marker (0xFF00 is a stuffed byte, 0xFFD0..D7 a restart marker), so this
+ * is one memchr pass over the file. Malformed structure ends the count early; the decoder then
+ * rejects the file itself. Pure function. */
+static int jpeg_count_scans(const uint8_t *buf, size_t len, int limit)
+{
+    size_t i = 2; /* after SOI */
+    int scans = 0;
+    while (i + 4 <= len && scans <= limit) {
+        if (buf[i] != 0xff)
+            break;
+        uint8_t m = buf[i + 1];
+        if (m == 0xff) { /* fill byte before a marker */
+            i++;
+            continue;
+        }
+        if (m == 0xd9) /* EOI */
+            break;
+        if (m == 0x01 || (m >= 0xd0 && m <= 0xd7)) { /* markers without a length */
+            i += 2;
+            continue;
+        }
+        size_t seg = (size_t)buf[i + 2] << 8 | buf[i + 3];
+        if (seg < 2)
+            break;
+        i += 2 + seg;
+        if (m != 0xda)
+            continue;
+        scans++;
+        while (i + 1 < len) {
+            const uint8_t *p = memchr(buf + i, 0xff, len - i - 1);
+            if (p == NULL)
+                return scans;
+            i = (size_t)(p - buf);
+            uint8_t n = buf[i + 1];
+            if (n == 0x00 || (n >= 0xd0 && n <= 0xd7))
+                i += 2;
+            else if (n == 0xff)
+                i++;
+            else
+                break;
+        }
+    }
+    return scans;
+}
+
 /* Decodes buf (already probed) at sw x sh into im->rgb. A PNG is always decoded at its full
  * size (sw x sh must be that size). */
 static int decode_into(be_image_t *im, const uint8_t *buf, size_t len, int sw, int sh, char *err,
@@ -416,15 +542,28 @@ static int decode_into(be_image_t *im, const uint8_t *buf, size_t len, int sw, i
 {
     if (sniff(buf, len) == FMT_PNG)
         return png_decode(im, buf, len, sw, sh, err, errcap);
+    /* Counted before any decoding: a scan bomb then costs one pass over its bytes. */
+    int scans = jpeg_count_scans(buf, len, JPEG_SCANS_MAX);
+    if (scans > JPEG_SCANS_MAX) {
+        if (err != NULL)
+            snprintf(err, errcap, "JPEG: more than %d progressive scans (a scan bomb?)",
+                     JPEG_SCANS_MAX);
+        return PROTO_EIMAGE;
+    }
     int rv = reserve_rgb(im, (size_t)sw * sh * 3);
     if (rv != 0)
         return rv;
+    if (jpeg_handle(im) == NULL)
+        return PROTO_ENOMEM;
+    /* TurboJPEG reports truncated or corrupt scan data as a warning it would otherwise paper
+     * over with grey: stop at the first one (a half-missing frame is rejected, not detected,
+     * and a corrupt stream costs no more than the bytes before the damage). LIMITSCANS is
+     * libjpeg-turbo's own 500-scan limit, behind ours. */
     if (tjDecompress2(im->tj, buf, (unsigned long)len, im->rgb, sw, 0, sh, TJPF_RGB,
-                      TJFLAG_FASTDCT) != 0) {
-        /* TurboJPEG reports truncated or corrupt scan data too (as a warning it would
-         * otherwise paper over with grey): a half-missing frame is rejected, not detected. */
+                      TJFLAG_FASTDCT | TJFLAG_STOPONWARNING | TJFLAG_LIMITSCANS) != 0) {
+        jpeg_reset(im);
         if (err != NULL)
-            snprintf(err, errcap, "%s", tjGetErrorStr2(im->tj));
+            snprintf(err, errcap, "%s", im->err);
         return PROTO_EIMAGE;
     }
     return 0;
@@ -436,7 +575,7 @@ static void probe_error(be_image_t *im, const uint8_t *buf, size_t len, int rv, 
     if (err == NULL)
         return;
     if (rv == PROTO_EIMAGE && sniff(buf, len) == FMT_JPEG)
-        snprintf(err, errcap, "%s", tjGetErrorStr2(im->tj));
+        snprintf(err, errcap, "%s", im->err);
     else if (rv == PROTO_EIMAGE)
         snprintf(err, errcap, "PNG: invalid header");
     else if (rv == PROTO_EFORMAT)
@@ -450,6 +589,7 @@ int be_image_letterbox(be_image_t *im, const uint8_t *buf, size_t len, be_prep_t
                        char *err, size_t errcap)
 {
     int ow, oh, nw, nh, sw = 0, sh = 0, rv;
+    release_output(im);
     if ((rv = be_image_probe(im, buf, len, &ow, &oh)) != 0) {
         probe_error(im, buf, len, rv, err, errcap);
         return rv;
@@ -464,12 +604,14 @@ int be_image_letterbox(be_image_t *im, const uint8_t *buf, size_t len, be_prep_t
         sw = ow;
         sh = oh;
     }
-    if ((rv = decode_into(im, buf, len, sw, sh, err, errcap)) != 0)
-        return rv;
-    if (mode == BE_PREP_FACEAPI)
+    rv = decode_into(im, buf, len, sw, sh, err, errcap);
+    if (rv == 0 && mode == BE_PREP_FACEAPI)
         be_image_faceapi_rgb(im->rgb, sw, sh, net_w, net_h, input);
-    else
+    else if (rv == 0)
         be_image_letterbox_rgb(im->rgb, sw, sh, net_w, net_h, input);
+    release_large(im, is_big(ow, oh));
+    if (rv != 0)
+        return rv;
     *w = ow;
     *h = oh;
     if (dw != NULL)
@@ -483,15 +625,19 @@ int be_image_decode_rgb(be_image_t *im, const uint8_t *buf, size_t len, uint8_t 
                         int *h)
 {
     int ow, oh, rv;
+    release_output(im);
     if ((rv = be_image_probe(im, buf, len, &ow, &oh)) != 0)
         return rv;
-    if ((rv = decode_into(im, buf, len, ow, oh, NULL, 0)) != 0)
+    if ((rv = decode_into(im, buf, len, ow, oh, NULL, 0)) == 0) {
+        size_t n = (size_t)ow * oh * 3;
+        if ((*rgb = malloc(n)) != NULL)
+            memcpy(*rgb, im->rgb, n);
+        else
+            rv = PROTO_ENOMEM;
+    }
+    release_large(im, is_big(ow, oh));
+    if (rv != 0)
         return rv;
-    size_t n = (size_t)ow * oh * 3;
-    *rgb = malloc(n);
-    if (*rgb == NULL)
-        return PROTO_ENOMEM;
-    memcpy(*rgb, im->rgb, n);
     *w = ow;
     *h = oh;
     return 0;
@@ -596,10 +742,13 @@ int be_image_annotate(be_image_t *im, const uint8_t *buf, size_t len, const prot
     static const uint8_t palette[6][3] = {{255, 56, 56}, {56, 255, 56}, {56, 56, 255},
                                           {255, 255, 0}, {255, 0, 255}, {0, 255, 255}};
     int w, h, rv;
+    release_output(im);
     if ((rv = be_image_probe(im, buf, len, &w, &h)) != 0)
         return rv;
-    if ((rv = decode_into(im, buf, len, w, h, NULL, 0)) != 0)
+    if ((rv = decode_into(im, buf, len, w, h, NULL, 0)) != 0) {
+        release_large(im, is_big(w, h));
         return rv;
+    }
     int t = (w < h ? w : h) / 250;
     if (t < 2)
         t = 2;
@@ -627,14 +776,27 @@ int be_image_annotate(be_image_t *im, const uint8_t *buf, size_t len, const prot
         /* The label sits on the box's top edge, above it when there is room (as darknet). */
         draw_text(im, w, h, x0, y0 - label_height(im, h), text, c);
     }
-    if (im->tjc == NULL && (im->tjc = tjInitCompress()) == NULL)
-        return PROTO_ENOMEM;
     tjFree(im->jpeg);
     im->jpeg = NULL;
+    im->jpeg_len = 0;
     unsigned long jlen = 0;
-    if (tjCompress2(im->tjc, im->rgb, w, 0, h, TJPF_RGB, &im->jpeg, &jlen, TJSAMP_420, 85,
-                    TJFLAG_FASTDCT) != 0)
-        return PROTO_ENOMEM;
+    if (im->tjc == NULL)
+        im->tjc = tjInitCompress();
+    if (im->tjc == NULL) {
+        rv = PROTO_ENOMEM;
+    } else if (tjCompress2(im->tjc, im->rgb, w, 0, h, TJPF_RGB, &im->jpeg, &jlen, TJSAMP_420,
+                           85, TJFLAG_FASTDCT) != 0) {
+        /* The same rule as for the decompressor: a handle that failed is not reused. */
+        tjDestroy(im->tjc);
+        im->tjc = NULL;
+        tjFree(im->jpeg);
+        im->jpeg = NULL;
+        rv = PROTO_ENOMEM;
+    }
+    release_large(im, is_big(w, h));
+    if (rv != 0)
+        return rv;
+    im->jpeg_len = jlen;
     *out = im->jpeg;
     *outlen = jlen;
     return 0;

@@ -29,10 +29,17 @@ typedef struct {
     int max_side;        /* either side above this: PROTO_EIMGSIZE */
 } be_image_limits_t;
 
+/* Buffers a be_image_t keeps between frames are at most this large: a frame that needed more
+ * (a large PNG, an annotated full-size frame) has them freed and the heap trimmed after it. */
+#define BE_IMAGE_KEEP_MAX ((size_t)32 << 20)
+
 /* Allocates a decoder with its own turbojpeg handles. Returns 0 or PROTO_ENOMEM. The caller
  * owns *out and releases it with be_image_destroy(). */
 int be_image_create(be_image_t **out, be_image_limits_t limits);
 void be_image_destroy(be_image_t *im);
+
+/* Bytes of decode and output buffers `im` holds between calls (for tests and metrics). */
+size_t be_image_retained(const be_image_t *im);
 
 /* Reads only the header of buf[0..len) (JPEG or PNG): the original size, or PROTO_EEMPTY
  * (len 0), PROTO_EFORMAT (neither JPEG nor PNG), PROTO_EIMAGE (a JPEG/PNG signature but no
@@ -51,9 +58,10 @@ void be_image_scaled_size(int w, int h, int want_w, int want_h, int *sw, int *sh
 /* Decodes buf (a JPEG DCT-scaled to just cover the letterboxed size; a PNG at full size) and
  * fits it into `input` (3 x net_h x net_w floats in [0,1], CHW, RGB) the way `mode` says.
  * Stores the ORIGINAL size in *w, *h and, if dw/dh are not NULL, the decoded size. Returns 0
- * or the errors of be_image_probe (PROTO_EIMAGE also for corrupt or truncated data) or
- * PROTO_ENOMEM; `err` (may be NULL) gets the decoder's message. Caller's thread; `input` is
- * caller-owned. */
+ * or the errors of be_image_probe (PROTO_EIMAGE also for corrupt or truncated data, for any
+ * libjpeg warning, and for a JPEG of more than 100 scans: a progressive "scan bomb") or
+ * PROTO_ENOMEM; `err` (may be NULL) gets the decoder's message. After any error `im` is as
+ * good as new for the next frame. Caller's thread; `input` is caller-owned. */
 int be_image_letterbox(be_image_t *im, const uint8_t *buf, size_t len, be_prep_t mode,
                        int net_w, int net_h, float *input, int *w, int *h, int *dw, int *dh,
                        char *err, size_t errcap);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "err.h"
@@ -347,14 +348,35 @@ static float clampf(float v, float lo, float hi)
     return v < lo ? lo : v > hi ? hi : v;
 }
 
-/* The hot path: one forward pass over net->input. Both leave every layer's output as
- * darknet's forward_network would, so the box extraction below works on either. */
-static void forward(be_model_t *m)
+static int64_t now_ms(void)
 {
-    if (m->fast != NULL)
-        be_fast_predict(m->fast, m->net->input);
-    else /* network_predict copies its argument into net->input: here the same buffer. */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* 1 once `*(int64_t *)arg` (unix epoch ms, as the gateway's deadlines) has passed. */
+static int past_deadline(void *arg)
+{
+    return now_ms() > *(const int64_t *)arg;
+}
+
+/* The hot path: one forward pass over net->input. Both leave every layer's output as
+ * darknet's forward_network would, so the box extraction below works on either. Returns 0, or
+ * PROTO_EDEADLINE when deadline_ms (0 = none) passed before or during the pass (between layers
+ * on the fast path; stock darknet's pass cannot be cut short). */
+static int forward(be_model_t *m, int64_t deadline_ms)
+{
+    if (deadline_ms > 0 && past_deadline(&deadline_ms))
+        return PROTO_EDEADLINE;
+    if (m->fast != NULL) {
+        if (be_fast_predict_stop(m->fast, m->net->input, deadline_ms > 0 ? past_deadline : NULL,
+                                 &deadline_ms) == NULL)
+            return PROTO_EDEADLINE;
+    } else { /* network_predict copies its argument into net->input: here the same buffer. */
         network_predict(m->net, m->net->input);
+    }
+    return 0;
 }
 
 /* A classifier's top_k classes, most probable first, box fields 0. */
@@ -460,10 +482,17 @@ static int nms(be_model_t *m, detection *d, int n, float thresh)
 int be_model_detect(be_model_t *m, int img_w, int img_h, float threshold, int top_k,
                     proto_det_t *dets, int cap)
 {
+    return be_model_detect_until(m, img_w, img_h, threshold, top_k, 0, dets, cap);
+}
+
+int be_model_detect_until(be_model_t *m, int img_w, int img_h, float threshold, int top_k,
+                          int64_t deadline_ms, proto_det_t *dets, int cap)
+{
     float thresh = threshold > 0 ? threshold : m->threshold;
-    int nboxes = 0;
+    int nboxes = 0, rv;
     size_t n = 0;
-    forward(m);
+    if ((rv = forward(m, deadline_ms)) != 0)
+        return rv;
     if (m->kind == BE_MODEL_CLASSIFIER)
         return classify(m, top_k, dets, cap);
     /* relative=1: darknet undoes its letterbox and returns boxes relative to the image. For

@@ -7,6 +7,7 @@
 #define BE_MODEL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "image.h"
 #include "msg.h"
@@ -57,6 +58,13 @@ float *be_model_input(be_model_t *m);
  * inference. */
 int be_model_detect(be_model_t *m, int img_w, int img_h, float threshold, int top_k,
                     proto_det_t *dets, int cap);
+
+/* be_model_detect with a deadline (unix epoch ms, as the gateway sets it; 0 = none): returns
+ * PROTO_EDEADLINE, leaving dets untouched, when it has passed before the forward pass or
+ * between two of its layers (the fast path checks before every layer; stock darknet only
+ * before the pass). A frame nobody waits for any more then costs at most one layer. */
+int be_model_detect_until(be_model_t *m, int img_w, int img_h, float threshold, int top_k,
+                          int64_t deadline_ms, proto_det_t *dets, int cap);
 
 /* Writes deterministic weights for `cfg` to `out`: darknet's own initialisation after
  * srand(seed), with batch-norm statistics set to mean 0 / variance 1 so activations stay

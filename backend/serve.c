@@ -113,6 +113,23 @@ static void sleep_ms(int ms)
         ;
 }
 
+/* 1 when the request's deadline (0 = none) has passed: the gateway has already answered the
+ * client, so whatever is left of the work is dropped, at every stage. */
+static int past_deadline(const proto_req_t *req)
+{
+    return req->deadline_ms > 0 && (int64_t)(now_us(CLOCK_REALTIME) / 1000) > req->deadline_ms;
+}
+
+/* Milliseconds until the request's deadline (>= 0), or `cap` if that is sooner or there is
+ * none. */
+static int ms_left(const proto_req_t *req, int cap)
+{
+    if (req->deadline_ms <= 0)
+        return cap;
+    int64_t left = req->deadline_ms - (int64_t)(now_us(CLOCK_REALTIME) / 1000);
+    return left < 0 ? 0 : left < cap ? (int)left : cap;
+}
+
 static void handle_detect(server_t *s, const proto_req_t *req)
 {
     const be_serve_opts_t *o = s->o;
@@ -120,8 +137,7 @@ static void handle_detect(server_t *s, const proto_req_t *req)
     char err[256] = "";
     int w = 0, h = 0, n = 0, rv;
 
-    /* Past its deadline the gateway has already answered the client: spend nothing. */
-    if (req->deadline_ms > 0 && (int64_t)(now_us(CLOCK_REALTIME) / 1000) > req->deadline_ms) {
+    if (past_deadline(req)) {
         send_error(s, req->id, PROTO_EDEADLINE, "skipped: the gateway no longer waits for it");
         return;
     }
@@ -135,7 +151,13 @@ static void handle_detect(server_t *s, const proto_req_t *req)
             return;
         }
         t1 = now_us(CLOCK_MONOTONIC);
-        sleep_ms(o->simulate_ms);
+        /* The simulated pass stops at the deadline like the real one does between layers. */
+        int ms = ms_left(req, o->simulate_ms);
+        sleep_ms(ms);
+        if (ms < o->simulate_ms || past_deadline(req)) {
+            send_error(s, req->id, PROTO_EDEADLINE, "dropped during inference");
+            return;
+        }
     } else {
         rv = be_image_letterbox(o->image, req->payload, req->payload_len,
                                 be_model_prep(o->model), be_model_width(o->model),
@@ -146,9 +168,15 @@ static void handle_detect(server_t *s, const proto_req_t *req)
             return;
         }
         t1 = now_us(CLOCK_MONOTONIC);
-        n = be_model_detect(o->model, w, h, req->threshold, req->top_k, s->dets, MAX_DETS);
+        /* A decode can take long (a large frame): look again before the forward pass. */
+        if (past_deadline(req)) {
+            send_error(s, req->id, PROTO_EDEADLINE, "dropped after decoding");
+            return;
+        }
+        n = be_model_detect_until(o->model, w, h, req->threshold, req->top_k, req->deadline_ms,
+                                  s->dets, MAX_DETS);
         if (n < 0) {
-            send_error(s, req->id, n, NULL);
+            send_error(s, req->id, n, n == PROTO_EDEADLINE ? "dropped during inference" : NULL);
             return;
         }
     }
@@ -176,6 +204,11 @@ static void handle_detect(server_t *s, const proto_req_t *req)
     } else if (req->output == PROTO_OUT_JPEG) {
         const uint8_t *jpeg;
         size_t jlen;
+        /* The annotated output decodes and encodes the frame at full size: not for nobody. */
+        if (past_deadline(req)) {
+            send_error(s, req->id, PROTO_EDEADLINE, "dropped before the annotated output");
+            return;
+        }
         if ((rv = be_image_annotate(o->image, req->payload, req->payload_len, s->dets, n, &jpeg,
                                     &jlen)) != 0 ||
             jlen > PROTO_PAYLOAD_MAX) {

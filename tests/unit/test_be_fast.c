@@ -37,7 +37,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    const char *files[] = {"yolov3-tiny.cfg", "yolov2-tiny.cfg", "tiny.cfg", "dw.cfg", "b4.cfg"};
+    const char *files[] = {"yolov3-tiny.cfg", "yolov2-tiny.cfg", "tiny.cfg", "dw.cfg", "b4.cfg",
+                           "stop.cfg"};
     char path[160];
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
@@ -386,12 +387,69 @@ static void test_flops(void **state)
     free_network(net);
 }
 
+typedef struct {
+    int calls;
+    int stop_at; /* answer 1 on this call (1-based); 0 never */
+} stopper_t;
+
+static int on_stop(void *arg)
+{
+    stopper_t *s = arg;
+    return ++s->calls == s->stop_at;
+}
+
+/* The deadline hook (issue 11: drop work whose deadline passed at every stage): asked before
+ * every layer; a stop before layer k leaves layers k.. unrun (their outputs keep a NaN
+ * sentinel), returns NULL, and the next full pass gives the same output as before. */
+static void test_stop_between_layers(void **state)
+{
+    (void)state;
+    static const char cfg_text[] =
+        "[net]\nbatch=1\nsubdivisions=1\nwidth=32\nheight=32\nchannels=3\n"
+        "[convolutional]\nbatch_normalize=1\nfilters=8\nsize=3\nstride=1\npad=1\n"
+        "activation=leaky\n"
+        "[maxpool]\nsize=2\nstride=2\n"
+        "[convolutional]\nfilters=16\nsize=3\nstride=1\npad=1\nactivation=leaky\n"
+        "[convolutional]\nfilters=4\nsize=1\nstride=1\npad=1\nactivation=linear\n";
+    char cfg[160];
+    network *net = make_net(write_cfg("stop.cfg", cfg_text, cfg, sizeof cfg), 5);
+    assert_int_equal(net->n, 4);
+    float input[3 * 32 * 32];
+    for (int i = 0; i < 3 * 32 * 32; i++)
+        input[i] = (float)(i % 97) / 97.0f;
+    be_fast_t *f = NULL;
+    assert_int_equal(be_fast_create(&f, net, 1), 0);
+
+    float full[4 * 16 * 16];
+    assert_int_equal(net->outputs, 4 * 16 * 16);
+    stopper_t never = {0, 0};
+    assert_ptr_equal(be_fast_predict_stop(f, input, on_stop, &never), net->output);
+    assert_int_equal(never.calls, net->n); /* once per layer */
+    memcpy(full, net->output, sizeof full);
+
+    for (int k = 0; k < net->n; k++) {
+        for (int i = 0; i < net->n; i++)
+            memset(net->layers[i].output, 0xff, (size_t)net->layers[i].outputs * sizeof(float));
+        stopper_t st = {0, k + 1};
+        assert_null(be_fast_predict_stop(f, input, on_stop, &st));
+        assert_int_equal(st.calls, k + 1);
+        for (int i = 0; i < net->n; i++)
+            assert_true(isnan(net->layers[i].output[0]) == (i >= k)); /* ran iff before k */
+        /* Nothing of the stopped pass leaks into the next one. */
+        assert_ptr_equal(be_fast_predict(f, input), net->output);
+        assert_memory_equal(net->output, full, sizeof full);
+    }
+    be_fast_destroy(f);
+    free_network(net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_yolov3_tiny),   cmocka_unit_test(test_yolov2_tiny),
         cmocka_unit_test(test_classifier),    cmocka_unit_test(test_depthwise_and_edges),
         cmocka_unit_test(test_refuses_batch), cmocka_unit_test(test_flops),
+        cmocka_unit_test(test_stop_between_layers),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

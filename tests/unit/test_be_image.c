@@ -404,6 +404,274 @@ static void test_png(void **state)
     be_image_destroy(im);
 }
 
+/* Offset of the first marker segment `marker` (0xFF marker) before the first scan of a JPEG,
+ * walking the segments by their lengths; -1 if there is none. */
+static long find_segment(const uint8_t *b, size_t len, uint8_t marker)
+{
+    size_t i = 2;
+    while (i + 4 <= len && b[i] == 0xff) {
+        if (b[i + 1] == marker)
+            return (long)i;
+        if (b[i + 1] == 0xda)
+            return -1;
+        i += 2 + ((size_t)b[i + 2] << 8 | b[i + 3]);
+    }
+    return -1;
+}
+
+/* End of the entropy-coded data that starts at i: the next 0xFF that is neither a stuffed
+ * byte (FF 00) nor a restart marker. */
+static size_t scan_end(const uint8_t *b, size_t len, size_t i)
+{
+    while (i + 1 < len) {
+        if (b[i] == 0xff && b[i + 1] != 0x00 && !(b[i + 1] >= 0xd0 && b[i + 1] <= 0xd7))
+            return i;
+        i++;
+    }
+    return len;
+}
+
+/* A progressive JPEG "scan bomb", built by hand: a 64x64 progressive JPEG (TurboJPEG's
+ * TJFLAG_PROGRESSIVE: libjpeg's standard script, whose first scan is the interleaved DC
+ * scan, Ss = Se = 0, Ah = 0, Al = 1), then its headers followed by that first scan `n` times
+ * and EOI. With `al0` the scan's Al is patched to 0: every copy then is a legal first DC scan
+ * (libjpeg sets the DC coefficients again, no warning at all), so only counting scans stops it;
+ * without, each copy after the first is an "inconsistent progression" warning. The caller
+ * frees the result. */
+static uint8_t *scan_bomb(int n, int al0, size_t *len)
+{
+    enum { S = 64 };
+    uint8_t px[S * S * 3];
+    for (int i = 0; i < S * S * 3; i++)
+        px[i] = (uint8_t)(i * 7 % 251);
+    tjhandle tj = tjInitCompress();
+    unsigned char *jpeg = NULL;
+    unsigned long jlen = 0;
+    assert_int_equal(tjCompress2(tj, px, S, 0, S, TJPF_RGB, &jpeg, &jlen, TJSAMP_420, 90,
+                                 TJFLAG_PROGRESSIVE),
+                     0);
+    tjDestroy(tj);
+    long sos = find_segment(jpeg, jlen, 0xda);
+    assert_true(sos > 0);
+    size_t hdr = 2 + ((size_t)jpeg[sos + 2] << 8 | jpeg[sos + 3]);
+    assert_int_equal(jpeg[sos + hdr - 3], 0); /* Ss */
+    assert_int_equal(jpeg[sos + hdr - 2], 0); /* Se */
+    assert_int_equal(jpeg[sos + hdr - 1], 0x01); /* Ah = 0, Al = 1 */
+    if (al0)
+        jpeg[sos + hdr - 1] = 0x00;
+    size_t end = scan_end(jpeg, jlen, (size_t)sos + hdr);
+    size_t one = end - (size_t)sos;
+    *len = (size_t)sos + (size_t)n * one + 2;
+    uint8_t *out = malloc(*len);
+    assert_non_null(out);
+    memcpy(out, jpeg, (size_t)sos);
+    for (int i = 0; i < n; i++)
+        memcpy(out + sos + (size_t)i * one, jpeg + sos, one);
+    out[*len - 2] = 0xff;
+    out[*len - 1] = 0xd9;
+    tjFree(jpeg);
+    return out;
+}
+
+/* One be_image_t must stay good after ANY bad frame (issue 11, item 1): libjpeg-turbo 2.1
+ * leaves a decompressor that failed inside tjDecompressHeader3 half-way through the broken
+ * header, and every later JPEG then failed with "Bogus marker length". Each poison frame is
+ * followed by dog.jpg through the same be_image_t: probe, letterbox, annotate. The poison
+ * frames are dog.jpg with bytes patched: its SOF0 segment (FF C0, length, precision, height,
+ * width, ...) gets height = width = 0, precision 12, or the marker C3 (lossless). */
+static void test_poison_then_valid(void **state)
+{
+    (void)state;
+    be_image_t *im = make();
+    size_t len;
+    uint8_t *dog = read_file_all(FG_DARKNET_DATA "/dog.jpg", &len);
+    long sof = find_segment(dog, len, 0xc0);
+    assert_true(sof > 0);
+
+    enum { NPOISON = 10 };
+    uint8_t *poison[NPOISON];
+    size_t plen[NPOISON];
+    const char *what[NPOISON];
+    /* The probe's base64 "/9j/wA==" is FF D8 FF C0; the brief's FF D8 FF C0 00 is one more. */
+    static const uint8_t four[] = {0xff, 0xd8, 0xff, 0xc0, 0x00};
+    poison[0] = malloc(sizeof four);
+    memcpy(poison[0], four, sizeof four);
+    plen[0] = sizeof four;
+    what[0] = "FF D8 FF C0 00";
+    poison[1] = malloc(160);
+    memcpy(poison[1], dog, 160);
+    plen[1] = 160;
+    what[1] = "cut at 160 bytes";
+    for (int i = 2; i < 5; i++) {
+        poison[i] = malloc(len);
+        memcpy(poison[i], dog, len);
+        plen[i] = len;
+    }
+    memset(poison[2] + sof + 5, 0, 4);
+    what[2] = "SOF says 0x0";
+    poison[3][sof + 4] = 12;
+    what[3] = "12-bit precision";
+    poison[4][sof + 1] = 0xc3;
+    what[4] = "lossless (SOF3)";
+    poison[5] = malloc(len / 2);
+    memcpy(poison[5], dog, len / 2);
+    plen[5] = len / 2;
+    what[5] = "cut inside the scan";
+    poison[6] = malloc(len);
+    memcpy(poison[6], dog, len);
+    memset(poison[6] + len / 2, 0xff, 64); /* corrupt entropy-coded data */
+    plen[6] = len;
+    what[6] = "corrupt scan data";
+    poison[7] = scan_bomb(10000, 1, &plen[7]);
+    what[7] = "scan bomb (10000 scans, no warnings)";
+    poison[8] = scan_bomb(50, 0, &plen[8]);
+    what[8] = "50 inconsistent scans";
+    poison[9] = malloc(4);
+    memcpy(poison[9], four, 4);
+    plen[9] = 4;
+    what[9] = "FF D8 FF C0 (base64 /9j/wA==)";
+
+    float *input = malloc(sizeof(float) * 3 * 416 * 416);
+    char err[256];
+    proto_det_t det = {.class_id = 0, .confidence = 0.9f, .x = 10, .y = 10, .w = 50, .h = 50};
+    for (int i = 0; i < NPOISON; i++) {
+        int w, h;
+        err[0] = '\0';
+        int rv = be_image_letterbox(im, poison[i], plen[i], BE_PREP_DARKNET, 416, 416, input, &w,
+                                    &h, NULL, NULL, err, sizeof err);
+        print_message("%-40s -> %s: %s\n", what[i], proto_errname(rv), err);
+        assert_true(rv == PROTO_EIMAGE);
+        assert_true(err[0] != '\0');
+        const uint8_t *out;
+        size_t olen;
+        assert_int_equal(be_image_annotate(im, poison[i], plen[i], &det, 1, &out, &olen),
+                         PROTO_EIMAGE);
+        /* The probe of the poison may pass (a header that is fine, data that is not). */
+        (void)be_image_probe(im, poison[i], plen[i], &w, &h);
+
+        /* And the very next valid frame decodes, every way. */
+        w = h = 0;
+        assert_int_equal(be_image_probe(im, dog, len, &w, &h), 0);
+        assert_int_equal(w, 768);
+        rv = be_image_letterbox(im, dog, len, BE_PREP_DARKNET, 416, 416, input, &w, &h, NULL, NULL,
+                                err, sizeof err);
+        if (rv != 0)
+            print_message("after %s: dog.jpg -> %s: %s\n", what[i], proto_errname(rv), err);
+        assert_int_equal(rv, 0);
+        assert_int_equal(h, 576);
+        assert_int_equal(be_image_annotate(im, dog, len, &det, 1, &out, &olen), 0);
+        assert_true(olen > 1000);
+        /* The poison again, this time through the probe first. */
+        (void)be_image_probe(im, poison[i], plen[i], &w, &h);
+        assert_int_equal(be_image_probe(im, dog, len, &w, &h), 0);
+        uint8_t *rgb;
+        assert_int_equal(be_image_decode_rgb(im, dog, len, &rgb, &w, &h), 0);
+        free(rgb);
+    }
+    /* Specific messages for the causes an operator has to recognise. */
+    int w, h;
+    assert_int_equal(be_image_letterbox(im, poison[7], plen[7], BE_PREP_DARKNET, 416, 416, input,
+                                        &w, &h, NULL, NULL, err, sizeof err),
+                     PROTO_EIMAGE);
+    assert_non_null(strstr(err, "scans"));
+    assert_int_equal(be_image_letterbox(im, poison[3], plen[3], BE_PREP_DARKNET, 416, 416, input,
+                                        &w, &h, NULL, NULL, err, sizeof err),
+                     PROTO_EIMAGE);
+    assert_non_null(strstr(err, "precision"));
+    for (int i = 0; i < NPOISON; i++)
+        free(poison[i]);
+    free(input);
+    free(dog);
+    be_image_destroy(im);
+}
+
+/* The scan limit counts exactly: the crafted bomb is a valid JPEG with up to 100 scans (it
+ * decodes), and is refused from 101 on, with libjpeg-turbo never asked to decode it. */
+static void test_scan_limit(void **state)
+{
+    (void)state;
+    be_image_t *im = make();
+    float *input = malloc(sizeof(float) * 3 * 416 * 416);
+    char err[256];
+    int w, h;
+    static const int n[] = {1, 5, 100, 101, 501, 20000};
+    for (size_t i = 0; i < sizeof n / sizeof n[0]; i++) {
+        size_t len;
+        uint8_t *b = scan_bomb(n[i], 1, &len);
+        err[0] = '\0';
+        int rv = be_image_letterbox(im, b, len, BE_PREP_DARKNET, 416, 416, input, &w, &h, NULL,
+                                    NULL, err, sizeof err);
+        print_message("%5d scans, %7zu bytes -> %s %s\n", n[i], len, rv == 0 ? "ok" : proto_errname(rv), err);
+        if (n[i] <= 100) {
+            assert_int_equal(rv, 0);
+            assert_int_equal(w, 64);
+        } else {
+            assert_int_equal(rv, PROTO_EIMAGE);
+            assert_non_null(strstr(err, "more than 100 progressive scans"));
+        }
+        free(b);
+    }
+    free(input);
+    be_image_destroy(im);
+}
+
+/* A large frame inside the limits (a 4000 x 3000 PNG: 36 MB of pixels) does not leave its
+ * buffers behind (issue 11: a PNG bomb left the backend 184 MB larger); a normal frame's
+ * buffer is kept for the next one. */
+static void test_large_frame_released(void **state)
+{
+    (void)state;
+    be_image_t *im = make();
+    size_t len;
+    uint8_t *dog = read_file_all(FG_DARKNET_DATA "/dog.jpg", &len);
+    float *input = malloc(sizeof(float) * 3 * 416 * 416);
+    char err[256];
+    int w, h;
+    assert_int_equal(be_image_retained(im), 0);
+    assert_int_equal(be_image_letterbox(im, dog, len, BE_PREP_DARKNET, 416, 416, input, &w, &h,
+                                        NULL, NULL, err, sizeof err),
+                     0);
+    size_t normal = be_image_retained(im);
+    assert_true(normal >= (size_t)480 * 360 * 3 && normal <= BE_IMAGE_KEEP_MAX);
+
+    enum { W = 4000, H = 3000 };
+    uint8_t *px = calloc((size_t)W * H, 3);
+    for (int y = 0; y < H; y++)
+        px[((size_t)y * W + y) * 3] = 255; /* a diagonal line: not all zeros */
+    size_t plen;
+    uint8_t *png = encode_png(px, W, H, 3, &plen);
+    free(px);
+    assert_int_equal(be_image_letterbox(im, png, plen, BE_PREP_DARKNET, 416, 416, input, &w, &h,
+                                        NULL, NULL, err, sizeof err),
+                     0);
+    assert_int_equal(w, W);
+    assert_true(be_image_retained(im) <= BE_IMAGE_KEEP_MAX);
+    uint8_t *rgb;
+    assert_int_equal(be_image_decode_rgb(im, png, plen, &rgb, &w, &h), 0);
+    assert_int_equal(rgb[0], 255); /* the pixels came out, from a buffer no longer held */
+    free(rgb);
+    assert_true(be_image_retained(im) <= BE_IMAGE_KEEP_MAX);
+    proto_det_t det = {.class_id = 0, .confidence = 0.9f, .x = 10, .y = 10, .w = 50, .h = 50};
+    const uint8_t *out;
+    size_t olen;
+    assert_int_equal(be_image_annotate(im, png, plen, &det, 1, &out, &olen), 0);
+    assert_true(be_image_retained(im) <= BE_IMAGE_KEEP_MAX);
+    /* A truncated large PNG: the error path releases too. */
+    assert_int_equal(be_image_letterbox(im, png, plen - 100, BE_PREP_DARKNET, 416, 416, input, &w,
+                                        &h, NULL, NULL, err, sizeof err),
+                     PROTO_EIMAGE);
+    assert_true(be_image_retained(im) <= BE_IMAGE_KEEP_MAX);
+    /* And normal frames go on reusing their buffer. */
+    assert_int_equal(be_image_letterbox(im, dog, len, BE_PREP_DARKNET, 416, 416, input, &w, &h,
+                                        NULL, NULL, err, sizeof err),
+                     0);
+    assert_true(be_image_retained(im) >= (size_t)480 * 360 * 3);
+    free(png);
+    free(input);
+    free(dog);
+    be_image_destroy(im);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -412,6 +680,9 @@ int main(void)
         cmocka_unit_test(test_big_frame_scaled),
         cmocka_unit_test(test_annotate),
         cmocka_unit_test(test_png),
+        cmocka_unit_test(test_poison_then_valid),
+        cmocka_unit_test(test_scan_limit),
+        cmocka_unit_test(test_large_frame_released),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -176,6 +177,23 @@ static void test_detect_dog(void **state)
         assert_true(top[i].confidence == a[i].confidence);
     for (int i = 0; i < nd; i++)
         assert_true(b[i].confidence > 0.25f);
+
+    /* A deadline (issue 11) already past when the forward pass would start: PROTO_EDEADLINE,
+     * nothing written; one far away: the same answer as without. (Stops between layers:
+     * test_be_fast's test_stop_between_layers; end to end: test_be_serve.) */
+    assert_int_equal(be_model_fast(m), 1);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    memset(b, 0x5a, CAP * sizeof *b);
+    assert_int_equal(be_model_detect_until(m, 768, 576, 0.01f, 0, now - 1, b, CAP),
+                     PROTO_EDEADLINE);
+    for (size_t i = 0; i < CAP * sizeof *b; i++)
+        assert_int_equal(((const uint8_t *)b)[i], 0x5a); /* untouched */
+    /* The input buffer still holds the letterboxed dog.jpg: the same boxes as before. */
+    assert_int_equal(be_model_detect_until(m, 768, 576, 0.01f, 0, now + 600000, b, CAP), na);
+    for (int i = 0; i < na; i++)
+        assert_true(a[i].confidence == b[i].confidence && a[i].x == b[i].x);
     free(a);
     free(b);
     be_image_destroy(im);

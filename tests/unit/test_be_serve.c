@@ -236,6 +236,40 @@ static void run_session(int simulate)
     assert_int_equal(rep.ndet, 0);
     nng_msg_free(msg);
 
+    /* A deadline that passes while the frame is being worked on (2 ms: less than the 5 ms
+     * simulated pass, far less than a real forward pass): dropped, not answered with results,
+     * whichever stage notices it first. */
+    det.id = 6;
+    det.deadline_ms = now_ms() + 2;
+    assert_int_equal(proto_req_encode(&det, buf, sizeof buf, &len), 0);
+    roundtrip(s, buf, len, &msg, &rep);
+    assert_true(rep.id == 6);
+    assert_int_equal(rep.status, PROTO_EDEADLINE);
+    assert_int_equal(rep.ndet, 0);
+    assert_true(rep.error_len > 0);
+    print_message("deadline in 2 ms: %.*s\n", (int)rep.error_len, rep.error);
+    nng_msg_free(msg);
+    det.deadline_ms = 0;
+
+    /* issue 11, item 1: a 4-byte JPEG header (FF D8 FF C0, base64 "/9j/wA==") broke the backend's decoder for
+     * every later frame. It is a bad image, and the next frame is served. */
+    static const uint8_t four[] = {0xff, 0xd8, 0xff, 0xc0, 0x00}; /* base64 "/9j/wA==" + 00 */
+    for (int round = 0; round < 4; round++) {
+        bad.id = 7;
+        bad.payload = four;
+        bad.payload_len = round % 2 == 0 ? 4 : 5;
+        assert_int_equal(proto_req_encode(&bad, buf, sizeof buf, &len), 0);
+        roundtrip(s, buf, len, &msg, &rep);
+        assert_int_equal(rep.status, PROTO_EIMAGE);
+        nng_msg_free(msg);
+        det.id = 8;
+        assert_int_equal(proto_req_encode(&det, buf, sizeof buf, &len), 0);
+        roundtrip(s, buf, len, &msg, &rep);
+        assert_int_equal(rep.status, 0);
+        assert_int_equal(rep.width, 768);
+        nng_msg_free(msg);
+    }
+
     /* It still serves after all that. */
     roundtrip(s, ping_buf, ping_len, &msg, &rep);
     assert_int_equal(rep.type, PROTO_T_PONG);
