@@ -14,6 +14,8 @@
 #include "metrics.h"
 #include "pool.h"
 #include "provider.h"
+#include "detect.h"
+#include "response.h"
 #include "server.h"
 
 typedef struct app app_t;
@@ -30,6 +32,9 @@ struct app {
     uv_loop_t loop;
     const gw_config_t *cfg;
     gw_server_t *server;
+    gw_detect_t detect; /* ctx of the detect routes */
+    gw_route_t routes[8];
+    gw_server_ops_t server_ops;
     model_t models[GW_MODELS_MAX];
     int nmodels;
     model_t *def; /* the default model */
@@ -208,41 +213,45 @@ static int app_readyz(app_t *app, char *why, size_t cap)
     return ok;
 }
 
-static int app_get(void *ctx, const char *path, const char *query, gw_reply_t *out)
+static void on_readyz(void *ctx, gw_req_t *req)
 {
     app_t *app = ctx;
-    (void)query;
-    if (strcmp(path, "/readyz") == 0) {
-        char why[600];
-        gw_pool_stats_t st;
-        int ok = app_readyz(app, why, sizeof why);
-        gw_pool_stats(app->def->pool, &st);
-        char *esc = json_escape_dup(why);
-        out->content_type = "application/json";
-        out->status = ok ? 200 : 503;
-        out->retry_after_s = ok ? 0 : app->cfg->retry_after_s;
-        out->body = dup_printf(&out->body_len,
-                               "{\"ready\":%s,\"model\":\"%s\",\"backends_ready\":%d,"
-                               "\"starting\":%d,\"reason\":\"%s\"}",
-                               ok ? "true" : "false", app->def->model->name, st.ready,
-                               st.starting, esc != NULL ? esc : "");
-        free(esc);
-        return 0;
-    }
-    if (strcmp(path, "/v1/backends") == 0 || strcmp(path, "/v1/models") == 0) {
-        out->status = 200;
-        out->content_type = "application/json";
-        out->body = path[4] == 'b' ? backends_json(app) : models_json(app);
-        out->body_len = out->body != NULL ? strlen(out->body) : 0;
-        return 0;
-    }
-    if (strcmp(path, "/metrics") == 0) {
-        out->status = 200;
-        out->content_type = "text/plain; version=0.0.4; charset=utf-8";
-        out->body = render_metrics(app, &out->body_len);
-        return 0;
-    }
-    return -1;
+    char why[600], retry[64];
+    gw_pool_stats_t st;
+    int ok = app_readyz(app, why, sizeof why);
+    gw_pool_stats(app->def->pool, &st);
+    char *esc = json_escape_dup(why);
+    size_t len = 0;
+    char *body = dup_printf(&len,
+                            "{\"ready\":%s,\"model\":\"%s\",\"backends_ready\":%d,"
+                            "\"starting\":%d,\"reason\":\"%s\"}",
+                            ok ? "true" : "false", app->def->model->name, st.ready, st.starting,
+                            esc != NULL ? esc : "");
+    free(esc);
+    gw_respond(req, ok ? 200 : 503, "application/json", body, len,
+               gw_retry_after(req, !ok, retry, sizeof retry));
+}
+
+static void respond_json(gw_req_t *req, char *text)
+{
+    gw_respond(req, 200, "application/json", text, text != NULL ? strlen(text) : 0, NULL);
+}
+
+static void on_backends(void *ctx, gw_req_t *req)
+{
+    respond_json(req, backends_json(ctx));
+}
+
+static void on_models(void *ctx, gw_req_t *req)
+{
+    respond_json(req, models_json(ctx));
+}
+
+static void on_metrics(void *ctx, gw_req_t *req)
+{
+    size_t len = 0;
+    char *text = render_metrics(ctx, &len);
+    gw_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, NULL);
 }
 
 static void app_on_response(void *ctx, const char *route, int status, double seconds)
@@ -268,12 +277,29 @@ static void app_on_drained(void *ctx)
     maybe_exit(app);
 }
 
-static const gw_server_ops_t server_ops = {
-    .submit = app_submit,
-    .get = app_get,
-    .on_response = app_on_response,
-    .on_drained = app_on_drained,
-};
+
+/* The HTTP API: every route but the server's own /healthz. */
+static const gw_server_ops_t *app_server_ops(app_t *app)
+{
+    const gw_route_t routes[] = {
+        {"POST", "/v1/detect", "detect", gw_detect_handle, &app->detect},
+        {"POST", "/v1/models/*/detect", "detect", gw_detect_handle, &app->detect},
+        {"GET", "/readyz", "readyz", on_readyz, app},
+        {"GET", "/metrics", "metrics", on_metrics, app},
+        {"GET", "/v1/backends", "backends", on_backends, app},
+        {"GET", "/v1/models", "models", on_models, app},
+    };
+    _Static_assert(sizeof routes <= sizeof app->routes, "app_t.routes is too small");
+    app->detect = (gw_detect_t){.submit = app_submit, .ctx = app};
+    memcpy(app->routes, routes, sizeof routes);
+    app->server_ops = (gw_server_ops_t){
+        .routes = app->routes,
+        .nroutes = sizeof routes / sizeof routes[0],
+        .on_response = app_on_response,
+        .on_drained = app_on_drained,
+    };
+    return &app->server_ops;
+}
 
 /* ---- metrics ---- */
 
@@ -464,7 +490,7 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
         GW_LOG_E("start", "error=\"no default model\"");
         return 1;
     }
-    if ((rv = gw_server_create(&app.server, &app.loop, cfg, &server_ops, &app)) != 0) {
+    if ((rv = gw_server_create(&app.server, &app.loop, cfg, app_server_ops(&app), &app)) != 0) {
         GW_LOG_E("start", "error=\"%s\"", proto_strerror(rv));
         return 1;
     }

@@ -37,4 +37,11 @@ typedef int (*gw_part_cb)(void *arg, const gw_part_t *part);
 int gw_body_multipart(const uint8_t *body, size_t len, const char *boundary, gw_part_cb cb,
                       void *arg);
 
+/* True if s[0..len) is well-formed UTF-8 (no overlong forms, surrogates or code points
+ * above U+10FFFF) without NUL bytes. */
+int gw_body_utf8_valid(const char *s, size_t len);
+
+/* Replaces every byte of s[0..len) that is not part of well-formed UTF-8 with '?'. */
+void gw_body_utf8_sanitize(char *s, size_t len);
+
 #endif

@@ -1,41 +1,51 @@
-/* The HTTP/1.1 front: listens, parses with llhttp, answers the HTTP API.
+/* The HTTP/1.1 front: listens, and serves a route table.
  *
- * It knows nothing of backends: images become gw_job_t's handed to ops->submit, and every
- * other GET is handed to ops->get. That keeps it testable on its own with fake ops. All
- * calls and callbacks run on the loop thread. */
+ * It knows nothing of backends or of what a path means: the caller registers its routes
+ * (router.h: method, path pattern, metrics label, handler) and the server answers GET
+ * /healthz itself. That keeps it testable on its own with fake handlers. All calls and
+ * callbacks run on the loop thread.
+ *
+ * Files: server.c (listener, lifecycle), http.c (connections), router.c (the route table),
+ * response.c (answers and errors), detect.c (the detect handler). */
 #ifndef GW_SERVER_H
 #define GW_SERVER_H
 
+#include <stddef.h>
 #include <uv.h>
 
 #include "config.h"
 #include "job.h"
 
 typedef struct gw_server gw_server_t;
+typedef struct gw_req gw_req_t;
 
-/* A complete non-detect answer produced by ops->get. body is malloc'd; the server frees it. */
-typedef struct {
-    int status;
-    const char *content_type;
-    char *body;
-    size_t body_len;
-    int retry_after_s; /* > 0: add a Retry-After header */
-} gw_reply_t;
+/* A route handler: answers req with response.h (gw_respond*), at once or later (then it
+ * takes gw_req_hold until it has answered). Runs on the loop thread. */
+typedef void (*gw_handler_cb)(void *ctx, gw_req_t *req);
 
 typedef struct {
-    /* Starts a job. Returns 0 (on_done will run later, never before submit returns) or a
-     * negative code from proto/err.h, in which case on_done never runs. A finished job
-     * reports its own code in job->err. The server maps codes to HTTP (status.h). */
-    int (*submit)(void *ctx, gw_job_t *job);
-    /* Answers GET `path` (no query string) into *out. Returns 0, or -1 for 404. */
-    int (*get)(void *ctx, const char *path, const char *query, gw_reply_t *out);
+    const char *method;  /* "GET" (which also answers HEAD), "POST", ... */
+    /* "/readyz"; a '*' matches one non-empty segment (as in "/v1/models/" "*" "/detect"), a
+     * final "**" any rest (a prefix pattern) */
+    const char *pattern;
+    const char *label;   /* the metrics route label */
+    gw_handler_cb handler;
+    void *ctx; /* handed to handler */
+} gw_route_t;
+
+typedef struct {
+    /* Tried in order after the built-in GET /healthz. The array is copied; what the routes
+     * point at (strings, ctx) must outlive the server. */
+    const gw_route_t *routes;
+    size_t nroutes;
     /* Called once per answered HTTP request (for metrics); may be NULL. */
     void (*on_response)(void *ctx, const char *route, int status, double seconds);
     /* Called when the server has no more connections after gw_server_stop(); may be NULL. */
     void (*on_drained)(void *ctx);
 } gw_server_ops_t;
 
-/* Creates a server on `loop`; cfg and ops must outlive it. Returns 0 or a negative code. */
+/* Creates a server on `loop`; cfg and ops must outlive it; ctx goes to ops' callbacks.
+ * Returns 0 or a negative code. */
 int gw_server_create(gw_server_t **out, uv_loop_t *loop, const gw_config_t *cfg,
                      const gw_server_ops_t *ops, void *ctx);
 

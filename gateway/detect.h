@@ -1,0 +1,39 @@
+/* The detect handler: POST /v1/detect and POST /v1/models/NAME/detect. Parses the request's
+ * options (query string, JSON fields, multipart parts) once into gw_req_opts_t, turns each
+ * image into a gw_job_t, submits the jobs and answers when the last one is back (JSON, or
+ * the backend's text/JPEG payload). A jobs API, stored results or a camera stream reuse the
+ * parsers and gw_detect_job_json. Loop thread only. */
+#ifndef GW_DETECT_H
+#define GW_DETECT_H
+
+#include <stddef.h>
+
+#include <cjson/cJSON.h>
+
+#include "job.h"
+#include "server.h"
+
+#define GW_DETECT_MAX_IMAGES 16 /* image parts in one multipart upload */
+
+/* What the detect routes need: a plain value, the ctx of their gw_route_t. */
+typedef struct {
+    /* Starts a job. Returns 0 (job->on_done will run later, never before submit returns) or a
+     * negative code from proto/err.h, in which case on_done never runs. A finished job
+     * reports its own code in job->err; status.h maps codes to HTTP. */
+    int (*submit)(void *ctx, gw_job_t *job);
+    void *ctx;
+} gw_detect_t;
+
+/* The route handler; `detect` is a gw_detect_t that outlives the server. A route whose
+ * pattern has a '*' takes the model name from what it matched. */
+void gw_detect_handle(void *detect, gw_req_t *req);
+
+/* Applies a query string ("camera=x&ts=1", not yet decoded) to *opts; unknown keys are
+ * ignored, `model` too when model_fixed. 0, or -1 with a message in err. */
+int gw_detect_parse_query(const char *query, gw_req_opts_t *opts, int model_fixed, char *err,
+                          size_t cap);
+
+/* One finished job as the JSON object of an answer (its result, or its error). */
+cJSON *gw_detect_job_json(const gw_job_t *job);
+
+#endif

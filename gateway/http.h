@@ -1,0 +1,144 @@
+/* The HTTP/1.1 connection core (http.c) and the request as handlers see it.
+ *
+ * http.c accepts, reads, parses with llhttp, keeps each connection's pipeline in arrival
+ * order, runs its timers and writes its answers. It knows no paths: a complete request goes
+ * to the router (router.h), and a handler answers it with response.h, at once or later.
+ * Everything here runs on the loop thread.
+ *
+ * Lifetime: a connection holds one reference for itself, one per write in flight and one per
+ * gw_req_hold(); it is freed when its handles are closed and the last reference is gone, so
+ * a client that hangs up never leaves a handler with a dangling request. */
+#ifndef GW_HTTP_H
+#define GW_HTTP_H
+
+#include <llhttp.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "server.h"
+
+#define GW_HTTP_MAX_URL 1024
+
+typedef struct gw_conn gw_conn_t;
+
+struct gw_req {
+    /* ---- the request, for handlers (read-only); valid until its answer is written ---- */
+    gw_conn_t *conn;
+    int method;                   /* llhttp_method_t */
+    char path[GW_HTTP_MAX_URL];   /* the URL up to '?' */
+    char query[GW_HTTP_MAX_URL];  /* after '?', not decoded; "" if none */
+    char content_type[256];       /* "" if none */
+    uint8_t *body;                /* body_len bytes, owned by the request */
+    size_t body_len;
+    const char *param;            /* what a route's '*' matched (points into path), or NULL */
+    size_t param_len;
+    const char *route;            /* metrics label, set by the router */
+    /* A handler's per-request state: state_free(state) runs when the request is freed. */
+    void *state;
+    void (*state_free)(void *state);
+
+    /* ---- private to http.c and response.c ---- */
+    gw_req_t *next;
+    char url[GW_HTTP_MAX_URL];
+    size_t url_len;
+    size_t body_cap;
+    int expect_continue;
+    int keep_alive;
+    int continued;   /* "100 Continue" sent */
+    int head_only;   /* HEAD: the answer's headers without its body */
+    uint64_t start_ns;
+    int ready;       /* the answer is built */
+    int close_after; /* the connection closes after this answer */
+    char resp_head[512];
+    size_t resp_head_len;
+    char *resp; /* body, malloc'd; handed to the write */
+    size_t resp_len;
+};
+
+/* ---- for handlers ---- */
+
+/* Keeps req (and its connection's memory) valid until gw_req_release, e.g. while a job or a
+ * threadpool work item is out. The socket may close meanwhile; answering is still safe. */
+void gw_req_hold(gw_req_t *req);
+
+/* Drops one gw_req_hold and writes the answers that became ready. May free req. */
+void gw_req_release(gw_req_t *req);
+
+/* The loop and the configuration the request's server runs with. */
+uv_loop_t *gw_req_loop(const gw_req_t *req);
+const gw_config_t *gw_req_config(const gw_req_t *req);
+
+/* ---- internal to http.c, server.c and response.c ---- */
+
+enum { GW_PH_IDLE, GW_PH_HEADERS, GW_PH_BODY };
+
+struct gw_server {
+    uv_loop_t *loop;
+    const gw_config_t *cfg;
+    const gw_server_ops_t *ops;
+    void *ctx;
+    gw_route_t *routes; /* the built-in ones, then ops->routes (a copy) */
+    size_t nroutes;
+    uv_tcp_t listener;
+    int listening;
+    int stopping;
+    int drained_sent;
+    int destroying;
+    int nconns;
+    gw_conn_t *conns;
+    llhttp_settings_t settings;
+    char rbuf[64 << 10]; /* one read buffer for every connection; see alloc_buf() */
+};
+
+struct gw_write;
+
+struct gw_conn {
+    uv_tcp_t tcp; /* first: a handle pointer is a conn pointer */
+    uv_timer_t timer;
+    llhttp_t parser;
+    gw_server_t *srv;
+    int refs;
+    int closing;
+    int handles_open;
+    int fatal; /* stop parsing: the last queued answer closes the connection */
+    int lingering;
+    int phase; /* GW_PH_* of the request being received */
+    gw_req_t *head, *tail, *cur;
+    int nreqs;
+    size_t header_bytes;
+    char field[64];
+    size_t field_len;
+    int capture;      /* header value wanted: 0 none, 1 content-type, 2 expect */
+    uint8_t *pending; /* input left unparsed while the pipeline was full */
+    size_t pending_len;
+    int paused;
+    int parsing;       /* inside process_input: flush must not re-enter the parser */
+    int eof;           /* the client half-closed: answer what was asked, then close */
+    gw_req_t *spare;   /* one recycled request: keep-alive traffic allocates none */
+    struct gw_write *spare_wr;
+    gw_conn_t *next, *prev;
+};
+
+/* Accepts one connection from srv's listener and starts reading it (or answers 503 and
+ * closes it when over max_connections or stopping). */
+void gw__http_accept(gw_server_t *srv);
+
+/* Closes c if it owes nothing, else lets it finish its answers first (gw_server_stop). */
+void gw__http_close_idle(gw_conn_t *c);
+
+/* Closes c's handles now; memory goes when the last reference does. */
+void gw__http_close(gw_conn_t *c);
+
+/* A zeroed request for c, appended to its pipeline (answers keep arrival order). NULL when
+ * out of memory. */
+gw_req_t *gw__http_req_begin(gw_conn_t *c);
+
+/* Fills the llhttp callbacks of http.c into s (once per server). */
+void gw__http_settings(llhttp_settings_t *s);
+
+/* Called by http.c when the server may have no more connections. */
+void gw__server_check_drained(gw_server_t *srv);
+
+#endif
