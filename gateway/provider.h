@@ -31,8 +31,10 @@ typedef struct {
     /* Asks the instance to stop: gracefully (SIGTERM for a process) or, with force, at once
      * (SIGKILL). on_exit still reports the end. Safe to call more than once. */
     void (*stop)(gw_provider_t *p, gw_instance_t *inst, int force);
-    /* A short id for /v1/backends: a pid, an instance id. */
-    void (*describe)(gw_provider_t *p, gw_instance_t *inst, char *buf, size_t cap);
+    /* The instance's id in the provider's own terms, for /v1/backends ("instance") and the
+     * logs: unique among the provider's live instances; for the local provider, the
+     * process id. NUL-terminated, truncated to cap. */
+    void (*instance_id)(gw_provider_t *p, gw_instance_t *inst, char *buf, size_t cap);
     /* Instances still alive (not yet reported through on_exit). */
     int (*live)(gw_provider_t *p);
     /* Frees the provider; every instance must have exited (live() == 0). */

@@ -3,6 +3,7 @@
  * gating, least-loaded dispatch, retries after a backend "dies" with requests in flight,
  * deadlines, queue limits and the drain path, counting callbacks as libuv's tests do. */
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -28,8 +29,9 @@ struct gw_instance {
     pthread_t thread;
     int delay_ms;
     int ready_after_ms;
-    volatile int stop;
+    atomic_int stop; /* set on the loop, read by the serving thread */
     int served;
+    char pong[128]; /* the PONG's JSON payload, "" = none */
     uv_timer_t exit_timer;
     char name[64];
 };
@@ -39,6 +41,7 @@ typedef struct {
     uv_loop_t *loop;
     int live, started, seq;
     int delay_ms, ready_after_ms, fail_start;
+    const char *model; /* reported in the PONG's JSON ("model"); NULL = no payload */
     gw_instance_t *last;
 } fake_t;
 
@@ -46,7 +49,7 @@ static void *serve(void *arg)
 {
     gw_instance_t *in = arg;
     usleep((useconds_t)in->ready_after_ms * 1000);
-    while (!in->stop) {
+    while (!atomic_load(&in->stop)) {
         nng_msg *msg;
         if (nng_recvmsg(in->sock, &msg, 0) != 0)
             break;
@@ -57,7 +60,7 @@ static void *serve(void *arg)
         }
         if (req.type == PROTO_T_DETECT)
             usleep((useconds_t)in->delay_ms * 1000);
-        if (in->stop) {
+        if (atomic_load(&in->stop)) {
             nng_msg_free(msg);
             break;
         }
@@ -66,6 +69,10 @@ static void *serve(void *arg)
         proto_rep_t rep = {.type = req.type == PROTO_T_PING ? PROTO_T_PONG : PROTO_T_RESULT,
                            .id = req.id, .width = 10, .height = 20, .infer_us = 1000,
                            .ndet = req.type == PROTO_T_DETECT ? 1 : 0, .dets = &det};
+        if (req.type == PROTO_T_PING) {
+            rep.payload = (const uint8_t *)in->pong;
+            rep.payload_len = (uint32_t)strlen(in->pong);
+        }
         uint8_t buf[512];
         size_t len;
         assert_int_equal(proto_rep_encode(&rep, buf, sizeof buf, &len), 0);
@@ -89,7 +96,7 @@ static void on_fake_exit_closed(uv_handle_t *h)
 static void on_fake_exit(uv_timer_t *t)
 {
     gw_instance_t *in = t->data;
-    in->stop = 1;
+    atomic_store(&in->stop, 1);
     nng_close(in->sock); /* unblocks the thread */
     pthread_join(in->thread, NULL);
     uv_close((uv_handle_t *)&in->exit_timer, on_fake_exit_closed);
@@ -107,6 +114,9 @@ static int fake_start(gw_provider_t *p, const char *name, void *owner, gw_instan
     in->delay_ms = f->delay_ms;
     in->ready_after_ms = f->ready_after_ms;
     snprintf(in->name, sizeof in->name, "%s", name);
+    if (f->model != NULL)
+        snprintf(in->pong, sizeof in->pong, "{\"model\":\"%s\",\"kind\":\"detector\"}",
+                 f->model);
     static int seq; /* unique across tests: inproc names outlive a failed test */
     snprintf(addr, cap, "inproc://fake-%d-%d", (int)getpid(), ++seq);
     f->seq++;
@@ -130,7 +140,7 @@ static void fake_stop(gw_provider_t *p, gw_instance_t *in, int force)
         uv_timer_start(&in->exit_timer, on_fake_exit, 1, 0);
 }
 
-static void fake_describe(gw_provider_t *p, gw_instance_t *in, char *buf, size_t cap)
+static void fake_instance_id(gw_provider_t *p, gw_instance_t *in, char *buf, size_t cap)
 {
     (void)p;
     snprintf(buf, cap, "fake:%s", in->name);
@@ -140,7 +150,7 @@ static int fake_live(gw_provider_t *p) { return ((fake_t *)p)->live; }
 static void fake_destroy(gw_provider_t *p) { (void)p; }
 
 static const gw_provider_ops_t fake_ops = {
-    .kind = "fake", .start = fake_start, .stop = fake_stop, .describe = fake_describe,
+    .kind = "fake", .start = fake_start, .stop = fake_stop, .instance_id = fake_instance_id,
     .live = fake_live, .destroy = fake_destroy,
 };
 
@@ -444,6 +454,46 @@ static void test_shutdown_answers_everything(void **state)
     free_jobs(jobs, 10);
 }
 
+/* A backend must report the model of its pool at readiness: one that loaded another model
+ * is a failed start with a clear reason, and gets no frame. */
+static void test_model_checked_at_readiness(void **state)
+{
+    (void)state;
+    setup_env();
+    gw_model_t m;
+    memset(&m, 0, sizeof m);
+    snprintf(m.name, sizeof m.name, "yolo");
+    m.min_backends = m.max_backends = 1;
+    m.target_inflight_per_backend = 1;
+    E.fake.model = "other";
+    assert_int_equal(gw_pool_create(&E.pool, &E.loop, &E.cfg, &m, &E.fake.super, NULL, NULL), 0);
+    assert_int_equal(gw_pool_start(E.pool), 0);
+    gw_pool_stats_t st;
+    uint64_t end = uv_now(&E.loop) + 3000;
+    do {
+        run_for(10);
+        gw_pool_stats(E.pool, &st);
+    } while (st.failed_starts == 0 && uv_now(&E.loop) < end);
+    assert_true(st.failed_starts >= 1);
+    assert_int_equal(st.ready, 0);
+    char why[512];
+    run_for(20); /* the failed backend's exit is reported */
+    gw_pool_readyz(E.pool, why, sizeof why);
+    assert_non_null(strstr(why, "reported model 'other', not 'yolo'"));
+    char *doc = gw_pool_backends_json(E.pool);
+    assert_non_null(strstr(doc, "reported model 'other', not 'yolo'"));
+    free(doc);
+    /* The right model: ready, and /v1/backends names the provider and the instance. */
+    E.fake.model = "yolo";
+    wait_ready(1);
+    doc = gw_pool_backends_json(E.pool);
+    assert_non_null(strstr(doc, "\"provider\":\"fake\""));
+    assert_non_null(strstr(doc, "\"instance\":\"fake:yolo-instance"));
+    assert_null(strstr(doc, "\"pid\""));
+    free(doc);
+    teardown_env();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -454,6 +504,7 @@ int main(void)
         cmocka_unit_test(test_backend_exit_retries_elsewhere),
         cmocka_unit_test(test_failed_starts_back_off),
         cmocka_unit_test(test_shutdown_answers_everything),
+        cmocka_unit_test(test_model_checked_at_readiness),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
