@@ -4,6 +4,7 @@
  * deadlines, queue limits and the drain path, counting callbacks as libuv's tests do. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,7 +29,7 @@ struct gw_instance {
     pthread_t thread;
     int delay_ms;
     int ready_after_ms;
-    volatile int stop;
+    atomic_int stop; /* set on the loop, read by the serving thread */
     int served;
     uv_timer_t exit_timer;
     char name[64];
