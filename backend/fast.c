@@ -60,8 +60,11 @@ struct be_fast {
  * target. 4 lanes: baseline x86-64 is SSE2, and wider vectors would change the ABI. */
 /* The hand-written loops are compiled twice, for the baseline x86-64 (SSE2) and for AVX2 +
  * and the loader picks the one the CPU runs (GCC target_clones, an ifunc on the CPU's features): the package
- * stays portable and a modern core gets 8-wide vectors. OpenBLAS does the same for sgemm. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+ * stays portable and a modern core gets 8-wide vectors. OpenBLAS does the same for sgemm.
+ * Not under a sanitizer: the ifunc resolvers run at relocation, before the sanitizer's runtime
+ * is up, and an instrumented one crashes the process (TSan: SIGSEGV before main). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                        \
+    !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 #define FG_CLONES __attribute__((target_clones("fma", "default")))
 #else
 #define FG_CLONES

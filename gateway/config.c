@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "err.h"
 #include "health.h"
@@ -669,9 +671,42 @@ static int select_models(gw_config_t *cfg, char *err, size_t errcap)
     return 0;
 }
 
+int gw_config_check_runtime_dir(const char *path, char *err, size_t errcap)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT)
+            return 0;
+        snprintf(err, errcap, "key 'runtime_dir': %s: %s", path, strerror(errno));
+        return PROTO_ECONFIG;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(err, errcap, "key 'runtime_dir': %s is not a directory", path);
+        return PROTO_ECONFIG;
+    }
+    if (st.st_uid != geteuid()) {
+        snprintf(err, errcap,
+                 "key 'runtime_dir': %s is owned by uid %u, not by this user (uid %u); "
+                 "use a directory of your own (mode 0700)",
+                 path, (unsigned)st.st_uid, (unsigned)geteuid());
+        return PROTO_ECONFIG;
+    }
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+        snprintf(err, errcap,
+                 "key 'runtime_dir': %s is writable by group or others (mode %04o); "
+                 "use a private directory (chmod 700)",
+                 path, (unsigned)(st.st_mode & 07777));
+        return PROTO_ECONFIG;
+    }
+    return 0;
+}
+
 int gw_config_validate(gw_config_t *cfg, char *err, size_t errcap)
 {
     int rv;
+    if (cfg->runtime_dir[0] != '\0' &&
+        (rv = gw_config_check_runtime_dir(cfg->runtime_dir, err, errcap)) != 0)
+        return rv;
     if (cfg->listen_host[0] == '\0') {
         snprintf(err, errcap, "key 'listen': must not be empty");
         return PROTO_ECONFIG;

@@ -70,7 +70,7 @@ typedef struct {
     int backend_concurrency;    /* requests in flight per backend */
     int max_image_side;         /* either side of a frame above this: 413, before decoding */
     int max_image_pixels;       /* width x height above this: 413, before decoding */
-    char runtime_dir[GW_CONFIG_STR_MAX];     /* ipc:// sockets; "" = $TMPDIR/framegate-PID */
+    char runtime_dir[GW_CONFIG_STR_MAX];     /* ipc:// sockets; "" = a private mkdtemp dir */
 
     /* models: definitions in declaration order; `serve` picks some (comma-separated names,
      * "" = all); gw_config_validate drops the others and resolves default_model. */
@@ -137,6 +137,13 @@ int gw_config_load_env(gw_config_t *cfg, char *const *envp, char *err, size_t er
  * default_model and the pool keys models inherit, then checks across keys (min <= max,
  * required paths, ...). Idempotent. Returns 0 or PROTO_ECONFIG with the message in err. */
 int gw_config_validate(gw_config_t *cfg, char *err, size_t errcap);
+
+/* Checks that `path`, a configured runtime_dir, is safe to put the backends' sockets in: a
+ * directory owned by this user that neither group nor others can write (another local user
+ * could otherwise plant or replace sockets there). A path that does not exist passes: the
+ * provider creates it 0700 and checks again. Returns 0, or PROTO_ECONFIG with a message
+ * naming the key in err. Any thread; reads the file system only. */
+int gw_config_check_runtime_dir(const char *path, char *err, size_t errcap);
 
 /* Writes the effective configuration as "key = value" lines, then one "[model NAME]"
  * section per model; inherited pool keys are shown as comments (for --print-config). */

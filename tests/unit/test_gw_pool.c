@@ -5,6 +5,7 @@
 #include <setjmp.h>
 #include <stdatomic.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
