@@ -13,7 +13,7 @@
 #include "model.h"
 #include "serve.h"
 
-static volatile sig_atomic_t stop_flag;
+static atomic_int stop_flag; /* lock-free, so a handler may set it on any thread */
 
 /* The file darknet is reading while it may exit()/abort() on us; NULL otherwise. */
 static const char *volatile darknet_file;
@@ -60,7 +60,7 @@ static void name_from_cfg(const char *cfg, char *out, size_t cap)
 static void on_signal(int sig)
 {
     (void)sig;
-    stop_flag = 1;
+    atomic_store(&stop_flag, 1);
 }
 
 static void usage(FILE *out)
@@ -265,10 +265,10 @@ int main(int argc, char **argv)
 
     if (init_delay_ms > 0) {
         struct timespec ts = {init_delay_ms / 1000, (init_delay_ms % 1000) * 1000000};
-        while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !stop_flag)
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !atomic_load(&stop_flag))
             ;
     }
-    if (stop_flag)
+    if (atomic_load(&stop_flag))
         return 0;
 
     be_image_t *image = NULL;
@@ -312,7 +312,7 @@ int main(int argc, char **argv)
         darknet_file = NULL;
         signal(SIGABRT, SIG_DFL);
     }
-    if (stop_flag) { /* asked to stop while loading: never listen */
+    if (atomic_load(&stop_flag)) { /* asked to stop while loading: never listen */
         be_model_free(model);
         be_image_destroy(image);
         return 0;

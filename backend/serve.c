@@ -259,7 +259,7 @@ int be_serve_run(const be_serve_opts_t *o)
     }
     fprintf(stderr, "framegate-backend[%s]: ready on %s (pid %d)\n", o->instance, o->listen,
             (int)getpid());
-    while (!*o->stop) {
+    while (!atomic_load(o->stop)) {
         nng_msg *msg;
         rv = nng_recvmsg(s->sock, &msg, 0);
         if (rv == NNG_ETIMEDOUT || rv == NNG_EINTR)

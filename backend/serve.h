@@ -4,6 +4,7 @@
 #define BE_SERVE_H
 
 #include <signal.h>
+#include <stdatomic.h>
 
 #include "image.h"
 #include "model.h"
@@ -15,7 +16,8 @@ typedef struct {
     be_model_t *model;    /* NULL in simulate mode */
     be_image_t *image;
     int simulate_ms;             /* >= 0: skip the network, answer after this many ms */
-    volatile sig_atomic_t *stop; /* set by the signal handler */
+    atomic_int *stop; /* set by the signal handler (lock-free: safe there, and race-free
+                       * when the signal lands on several NNG threads at once) */
 } be_serve_opts_t;
 
 /* Listens on opts->listen and serves on the calling thread until *opts->stop is set (checked

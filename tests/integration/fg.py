@@ -1,10 +1,13 @@
 """Shared helpers for framegate's integration tests: start the real gateway (which spawns
 the real backends) on a free loopback port, talk HTTP to it, and clean up every process by
 PID. Standard library only; runs under Debian's /usr/bin/python3."""
+import atexit
 import base64
+import ctypes
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -120,6 +123,28 @@ def app_model_settings(name="app"):
     }
 
 
+_rundirs = []
+
+
+@atexit.register
+def _remove_rundirs():
+    """Every run directory goes when the test process exits (logs were printed by then)."""
+    if os.environ.get("FG_KEEP_RUNDIR"):
+        return
+    for d in _rundirs:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _die_with_parent():
+    """Runs in the child before exec: the gateway gets SIGKILL when this test process dies,
+    even by ctest's timeout SIGKILL, and its backends follow it (--parent-pid)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 class Gateway:
     """A running framegate with its backends. Use as a context manager."""
 
@@ -127,6 +152,7 @@ class Gateway:
                  env=None, wait_ready=True, backend_args="", app_model=True):
         self.port = free_port()
         self.rundir = tempfile.mkdtemp(prefix="fgt-")
+        _rundirs.append(self.rundir)
         self.settings = {
             "listen": f"127.0.0.1:{self.port}",
             "runtime_dir": self.rundir,
@@ -165,7 +191,7 @@ class Gateway:
             cmd += ["--set", f"{k}={v}"]
         cmd += self.extra_args
         self.proc = subprocess.Popen(cmd, stdout=self.logfile, stderr=subprocess.STDOUT,
-                                     env=self.env)
+                                     env=self.env, preexec_fn=_die_with_parent)
         deadline = time.time() + 60 * SLOW
         while time.time() < deadline:
             if self.proc.poll() is not None:
