@@ -30,6 +30,7 @@ struct gw_instance {
     int delay_ms;
     int ready_after_ms;
     atomic_int stop; /* set on the loop, read by the serving thread */
+    atomic_int hang; /* set by a test: holds the message in hand, answers nothing (SIGSTOP) */
     int served;
     char pong[128]; /* the PONG's JSON payload, "" = none */
     int status;     /* != 0: every frame is answered with it, without delay */
@@ -61,6 +62,8 @@ static void *serve(void *arg)
             nng_msg_free(msg);
             continue;
         }
+        while (atomic_load(&in->hang) && !atomic_load(&in->stop))
+            usleep(1000);
         /* A frame that is not a JPEG is a client's bad image: every backend rejects it. */
         int status = 0;
         if (req.type == PROTO_T_DETECT) {
@@ -629,6 +632,96 @@ static void test_outlier_consecutive_failures(void **state)
     teardown_env();
 }
 
+/* ---- hung backends (issue 11, item 7) ---- */
+
+static void hung_config(uint64_t grace_ms)
+{
+    E.cfg.hung_factor = 5;
+    E.cfg.hung_min_ms = 200;
+    E.cfg.hung_grace_ms = grace_ms;
+}
+
+static gw_instance_t *hang_newest(void)
+{
+    gw_instance_t *in = E.fake.last;
+    atomic_store(&in->hang, 1);
+    return in;
+}
+
+/* A backend that stops answering (as under SIGSTOP) is suspected once a frame waits past
+ * the bound, its frames are retried elsewhere, it is pinged, and when the ping goes
+ * unanswered for the grace it is killed and replaced. Every frame is answered 200. */
+static void test_hung_backend_suspected_then_replaced(void **state)
+{
+    (void)state;
+    setup_env();
+    hung_config(300);
+    start_pool();
+    wait_ready(2);
+    gw_job_t *warm = make_jobs(6);
+    submit_paced(warm, 6); /* the model's service time is observed */
+    hang_newest();
+    const int n = 10;
+    gw_job_t *jobs = make_jobs(n);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(gw_pool_submit(E.pool, &jobs[i]), 0);
+    run_until(&E.done, 6 + n, 5000);
+    assert_int_equal(E.done, 6 + n);
+    assert_int_equal(E.status_200, 6 + n);
+    int retried = 0;
+    for (int i = 0; i < n; i++)
+        retried += jobs[i].attempts > 1;
+    assert_int_equal(retried, 1); /* the one it held */
+    gw_pool_stats_t st;
+    uint64_t end = uv_now(&E.loop) + 3000;
+    do {
+        run_for(10);
+        gw_pool_stats(E.pool, &st);
+    } while (st.ejections[GW_HEALTH_HUNG] == 0 && uv_now(&E.loop) < end);
+    assert_int_equal(st.suspected, 1);
+    assert_int_equal(st.ejections[GW_HEALTH_HUNG], 1);
+    wait_ready(2); /* replaced */
+    assert_int_equal(E.fake.started, 3);
+    free_jobs(warm, 6);
+    free_jobs(jobs, n);
+    teardown_env();
+}
+
+/* A suspect that answers its ping within the grace is only slow: it comes back. */
+static void test_hung_backend_recovers(void **state)
+{
+    (void)state;
+    setup_env();
+    hung_config(5000);
+    start_pool();
+    wait_ready(2);
+    gw_job_t *warm = make_jobs(6);
+    submit_paced(warm, 6);
+    gw_instance_t *in = hang_newest();
+    const int n = 10;
+    gw_job_t *jobs = make_jobs(n);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(gw_pool_submit(E.pool, &jobs[i]), 0);
+    gw_pool_stats_t st;
+    uint64_t end = uv_now(&E.loop) + 3000;
+    do {
+        run_for(10);
+        gw_pool_stats(E.pool, &st);
+    } while (st.suspected == 0 && uv_now(&E.loop) < end);
+    assert_int_equal(st.suspected, 1);
+    assert_int_equal(st.suspect, 1);
+    atomic_store(&in->hang, 0);
+    wait_ready(2);
+    run_until(&E.done, 6 + n, 5000);
+    assert_int_equal(E.status_200, 6 + n);
+    gw_pool_stats(E.pool, &st);
+    assert_int_equal(st.ejections[GW_HEALTH_HUNG], 0);
+    assert_int_equal(E.fake.started, 2);
+    free_jobs(warm, 6);
+    free_jobs(jobs, n);
+    teardown_env();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -643,6 +736,8 @@ int main(void)
         cmocka_unit_test(test_outlier_poisoned_backend_ejected),
         cmocka_unit_test(test_outlier_bad_client_ejects_nothing),
         cmocka_unit_test(test_outlier_consecutive_failures),
+        cmocka_unit_test(test_hung_backend_suspected_then_replaced),
+        cmocka_unit_test(test_hung_backend_recovers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
