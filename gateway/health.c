@@ -91,3 +91,12 @@ uint64_t gw_svctime_bound(const gw_svctime_t *s, const gw_config_t *cfg)
         b = (double)cfg->hung_min_ms;
     return (uint64_t)b;
 }
+
+gw_health_verdict_t gw_health_timeout_verdict(const gw_svctime_t *s, const gw_config_t *cfg,
+                                              uint64_t given_ms)
+{
+    uint64_t bound = gw_svctime_bound(s, cfg);
+    if (bound == UINT64_MAX)
+        bound = cfg->hung_min_ms;
+    return given_ms >= bound ? GW_HEALTH_FAILED : GW_HEALTH_REJECTED;
+}

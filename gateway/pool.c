@@ -343,7 +343,7 @@ void gw__pool_on_answer(gw_pool_t *pool, gw__backend_t *be, int slot, gw_link_st
         be->failures++;
         finish_job(pool, job, PROTO_EDEADLINE, "%s did not answer within the deadline",
                    be->name);
-        gw__backend_verdict(be, GW_HEALTH_FAILED);
+        gw__backend_verdict(be, gw_health_timeout_verdict(&pool->svctime, pool->cfg, elapsed));
     } else {
         be->failures++;
         /* A broken connection means the backend is lost even if its exit has not been
