@@ -339,6 +339,16 @@ void gw__backend_eject(gw__backend_t *be, gw_health_reason_t reason, const char 
     gw_pool_t *pool = be->pool;
     if (be->state == GW__BE_STOPPING || be->state == GW__BE_STARTING)
         return;
+    /* Envoy's max_ejection_percent, in small: when every backend fails alike (a broken model
+     * file), ejecting them all would leave nothing serving while the replacements load. The
+     * last ready backend stays while a replacement is starting; it is judged again at its
+     * next answer. A hung one goes regardless: it serves nothing anyway. */
+    if (reason != GW_HEALTH_HUNG && be->state == GW__BE_READY && pool->count[GW__BE_READY] == 1 &&
+        pool->count[GW__BE_STARTING] > 0) {
+        GW_LOG_D("backend_ejection_deferred", "backend=%s reason=%s why=\"%s\"", be->name,
+                 gw_health_reason_name(reason), detail);
+        return;
+    }
     pool->st.ejections[reason]++;
     GW_LOG_W("backend_ejected", "backend=%s reason=%s inflight=%d served=%llu failures=%llu "
                                 "why=\"%s\"",
