@@ -64,12 +64,12 @@ void gw_health_record(gw_health_t *h, const gw_config_t *cfg, gw_health_verdict_
  * sqrt(n-1) deviations below it, so Envoy's test with self included could never fire.
  * On a verdict, detail[0..cap) gets the figures in words. */
 gw_health_reason_t gw_health_check(const gw_health_t *self, const gw_health_t *const *peers,
-                                   int npeers, const gw_config_t *cfg, char *detail,
-                                   size_t cap);
+                                   int npeers, const gw_config_t *cfg, char *detail, size_t cap);
 
-#define GW_HEALTH_MIN_SPREAD 0.05 /* the deviation used at least: next to perfect peers a rate
-                                  * within 0.05 x outlier_stdev_factor of theirs is tolerated
-                                  * (small windows are noisy: keep outlier_window large) */
+/* The deviation used at least: next to perfect peers, a rate within 0.05 x
+ * outlier_stdev_factor of theirs is tolerated (small windows are noisy: keep outlier_window
+ * large). */
+#define GW_HEALTH_MIN_SPREAD 0.05
 
 /* Adds one observed service time. */
 void gw_svctime_add(gw_svctime_t *s, double ms);

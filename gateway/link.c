@@ -101,10 +101,10 @@ static void on_slot_done(gw_bridge_node_t *node)
     s->in_use = 0;
     l->busy--;
 
-    gw_link_status_t st = rv == 0                 ? GW_LINK_OK
-                          : rv == NNG_ECANCELED   ? GW_LINK_CANCELLED
-                          : rv == NNG_ETIMEDOUT   ? GW_LINK_TIMEDOUT
-                                                  : GW_LINK_BROKEN;
+    gw_link_status_t st = rv == 0               ? GW_LINK_OK
+                          : rv == NNG_ECANCELED ? GW_LINK_CANCELLED
+                          : rv == NNG_ETIMEDOUT ? GW_LINK_TIMEDOUT
+                                                : GW_LINK_BROKEN;
     /* The callback may destroy the link: touch nothing of it afterwards. */
     l->cb(l->owner, s->index, st, rv == 0 ? "" : nng_strerror(rv),
           msg != NULL ? nng_msg_body(msg) : NULL, msg != NULL ? nng_msg_len(msg) : 0);

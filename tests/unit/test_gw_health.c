@@ -31,8 +31,7 @@ static void feed(gw_health_t *h, gw_health_verdict_t v, int n)
         gw_health_record(h, &cfg, v);
 }
 
-static gw_health_reason_t check(const gw_health_t *self, const gw_health_t *a,
-                                const gw_health_t *b)
+static gw_health_reason_t check(const gw_health_t *self, const gw_health_t *a, const gw_health_t *b)
 {
     const gw_health_t *peers[2] = {a, b};
     char detail[160];
