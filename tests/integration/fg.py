@@ -206,7 +206,9 @@ class Gateway:
             except OSError:
                 pass
             time.sleep(0.05)
-        raise RuntimeError("gateway not ready in time:\n" + self.log())
+        log = self.log()
+        self.stop(sig=signal.SIGKILL, timeout=5)  # never leave it running behind a failure
+        raise RuntimeError("gateway not ready in time:\n" + log)
 
     def log(self):
         self.logfile.flush()
