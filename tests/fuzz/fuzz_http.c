@@ -15,7 +15,12 @@
  *    parser), plus one for a malformed tail: every answer belongs to a request.
  *
  * Everything that depends on gateway/server.h and gateway/job.h is in the adapter section
- * below, so a change of gw_server_ops_t touches only that. */
+ * below, so a change of gw_server_ops_t touches only that. It uses: gw_server_create, _start,
+ * _port, _connections, _stop, _destroy; gw_server_ops_t's submit, get, on_response (and
+ * on_drained = NULL); gw_reply_t; of gw_job_t the inputs image, image_len, opts.model,
+ * on_done and the results err, error_msg, backend, model_name, id, attempts, queue_ms,
+ * infer_ms, total_ms, rep, rep_buf, rep_len; and the gw_config_t HTTP keys. The driver
+ * below it uses only the socket, the loop and adapter_*(). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -50,6 +55,8 @@ static gw_server_t *srv;
 static gw_job_t *pending[PENDING_MAX];
 static int npending;
 
+/* Refuses by the image's first byte or the model's name (the codes a pool returns), else
+ * queues the job for adapter_complete_jobs(): on_done never runs inside submit. */
 static int fake_submit(void *ctx, gw_job_t *job)
 {
     (void)ctx;
@@ -57,9 +64,9 @@ static int fake_submit(void *ctx, gw_job_t *job)
     if (job->image[0] == 'Q' || npending == PENDING_MAX)
         return PROTO_EQUEUEFULL;
     if (job->image[0] == 'B')
-        return PROTO_EBACKEND;
-    if (job->model != NULL && strcmp(job->model, "nope") == 0)
-        return PROTO_EINVAL;
+        return PROTO_ENOBACKEND;
+    if (strcmp(job->opts.model, "nope") == 0)
+        return PROTO_ENOMODEL;
     pending[npending++] = job;
     return 0;
 }
@@ -107,10 +114,12 @@ static void complete(gw_job_t *job)
         {.class_id = 16, .confidence = 0.91f, .x = 10, .y = 20, .w = 30, .h = 40, .label = "dog",
          .label_len = 3},
         {.class_id = 1, .confidence = 0.5f, .label = "\xff\xfe\x01\"\\", .label_len = 5}};
+    static const int failures[] = {PROTO_EIMAGE, PROTO_EIMGSIZE, PROTO_EFORMAT, PROTO_ECORRUPT};
     int outcome = job->image[0] & 7;
     if (outcome >= 5) {
-        job->http_status = outcome == 5 ? 502 : outcome == 6 ? 504 : 400;
-        job->error_code = outcome == 5 ? "backend_failed" : outcome == 6 ? "deadline" : "bad_image";
+        job->err = outcome == 5   ? PROTO_EBACKEND
+                   : outcome == 6 ? PROTO_EDEADLINE
+                                  : failures[job->image_len % 4];
         /* Raw image bytes in the message: the answer must escape them. */
         size_t n = job->image_len < 40 ? job->image_len : 40;
         memcpy(job->error_msg, job->image, n);
@@ -131,9 +140,9 @@ static void complete(gw_job_t *job)
         FUZZ_CHECK(proto_rep_encode(&rep, job->rep_buf, cap, &len) == 0);
         job->rep_len = len;
         FUZZ_CHECK(proto_rep_decode(&job->rep, job->rep_buf, len) == 0);
-        job->http_status = 200;
+        job->err = 0;
         snprintf(job->model_name, sizeof job->model_name, "%s",
-                 job->model != NULL ? job->model : "face");
+                 job->opts.model[0] != '\0' ? job->opts.model : "face");
     }
     snprintf(job->backend, sizeof job->backend, "fake-1");
     job->id = 77;
@@ -217,22 +226,37 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-/* Waits a little for the client socket or the loop when nothing moved. */
+/* Waits a little for the client socket or the loop when nothing moved; not at all while
+ * the loop has work that needs no I/O (close callbacks, pending writes' callbacks). */
 static void idle_wait(int fd, int want_write)
 {
+    if (uv_backend_timeout(&loop) == 0)
+        return;
     struct pollfd p[2] = {{.fd = fd, .events = (short)(POLLIN | (want_write ? POLLOUT : 0))},
                           {.fd = uv_backend_fd(&loop), .events = POLLIN}};
-    poll(p, 2, 1);
+    poll(p, 2, 1); /* a negative fd is ignored */
 }
 
 /* ---- counting the requests in the input, as llhttp sees them ---- */
 
+#define METHODS_MAX 256
+
 static int begun;
+static int methods[METHODS_MAX]; /* of the requests in order, -1 until their headers end */
 
 static int count_begin(llhttp_t *p)
 {
     (void)p;
+    if (begun < METHODS_MAX)
+        methods[begun] = -1;
     begun++;
+    return 0;
+}
+
+static int note_method(llhttp_t *p)
+{
+    if (begun > 0 && begun <= METHODS_MAX)
+        methods[begun - 1] = llhttp_get_method(p);
     return 0;
 }
 
@@ -244,6 +268,7 @@ static int requests_in(const uint8_t *data, size_t size, int *malformed)
     llhttp_t p;
     llhttp_settings_init(&s);
     s.on_message_begin = count_begin;
+    s.on_headers_complete = note_method;
     llhttp_init(&p, HTTP_REQUEST, &s);
     begun = 0;
     llhttp_errno_t e = llhttp_execute(&p, (const char *)data, size);
@@ -316,6 +341,9 @@ static void check_answers(const char *r, size_t len, int complete, int requests,
         const char *conn = header(head, hlen, "Connection", &vlen);
         FUZZ_CHECK(conn != NULL);
         closed = vlen == 5 && memcmp(conn, "close", 5) == 0;
+        /* The answer to HEAD has the length of the body it does not send. */
+        if (finals <= METHODS_MAX && finals <= begun && methods[finals - 1] == HTTP_HEAD)
+            body = 0;
         if (body > len - off) {
             FUZZ_CHECK(!complete);
             break;
@@ -336,10 +364,22 @@ static int connect_client(void)
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     FUZZ_CHECK(fd >= 0);
+    /* A new source address per input (127.1.0.1 .. 127.1.255.254, all loopback): the client
+     * closes last, so each input leaves a socket in TIME_WAIT, and one source address has
+     * only ~28k ports for them. */
+    static uint32_t n;
+    struct sockaddr_in src = {.sin_family = AF_INET};
+    n = n % (255u * 254u) + 1;
+    src.sin_addr.s_addr = htonl(0x7f010000u | (n / 254) << 8 | (n % 254 + 1));
+    FUZZ_CHECK(bind(fd, (struct sockaddr *)&src, sizeof src) == 0);
     /* Blocking connect: on loopback the kernel completes it from the listen backlog. */
-    FUZZ_CHECK(connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        fprintf(stderr, "connect to 127.0.0.1:%d: %s\n", port, strerror(errno));
+        FUZZ_CHECK(!"connect");
+    }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+
     FUZZ_CHECK(fcntl(fd, F_SETFL, O_NONBLOCK) == 0);
     return fd;
 }
@@ -406,8 +446,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             last = now_ns();
         if (now_ns() - last > HANG_NS)
             FUZZ_CHECK(!"the server keeps a closed connection");
-        struct pollfd p = {.fd = uv_backend_fd(&loop), .events = POLLIN};
-        poll(&p, 1, 1);
+        idle_wait(-1, 0);
     }
     FUZZ_CHECK(npending == 0);
 
