@@ -232,6 +232,9 @@ def config():
         "FRAMEGATE_CACHE=/tmp\n")
     put("config", "errors", 'listen = 0.0.0.0\nbackend_args = "unterminated\n[model]\n')
     put("config", "quotes", 'backend_args = a"b\nruntime_dir = "x #y" # c\n')
+    # Regressions: listen hosts that --print-config wrote back as text that did not load.
+    put("config", "listen_hash", 'listen = "a #b:80"\n')
+    put("config", "listen_bracket", 'listen = "a]:b:80"\n')
 
 
 # ---------------------------------------------------------------- http (gateway/server.h)
