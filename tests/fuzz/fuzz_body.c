@@ -171,13 +171,13 @@ static void fuzz_json(const uint8_t *body, size_t len)
     const cJSON *camera = cJSON_GetObjectItemCaseSensitive(root, "camera");
     const cJSON *ts = cJSON_GetObjectItemCaseSensitive(root, "ts");
     const cJSON *th = cJSON_GetObjectItemCaseSensitive(root, "threshold");
-    int bad = image == NULL || !cJSON_IsString(image) ||
-              (camera != NULL &&
-               (!cJSON_IsString(camera) || strlen(camera->valuestring) > PROTO_CAMERA_MAX)) ||
-              (ts != NULL && (!cJSON_IsNumber(ts) || !(fabs(ts->valuedouble) < 9e18) ||
-                              ts->valuedouble != floor(ts->valuedouble))) ||
-              (th != NULL &&
-               (!cJSON_IsNumber(th) || !(th->valuedouble >= 0) || !(th->valuedouble <= 1)));
+    int bad =
+        image == NULL || !cJSON_IsString(image) ||
+        (camera != NULL &&
+         (!cJSON_IsString(camera) || strlen(camera->valuestring) > PROTO_CAMERA_MAX)) ||
+        (ts != NULL && (!cJSON_IsNumber(ts) || !(fabs(ts->valuedouble) < 9e18) ||
+                        ts->valuedouble != floor(ts->valuedouble))) ||
+        (th != NULL && (!cJSON_IsNumber(th) || !(th->valuedouble >= 0) || !(th->valuedouble <= 1)));
     if (!bad) {
         uint8_t *out;
         size_t outlen;

@@ -111,7 +111,13 @@ static const gw_server_ops_t fake_ops = {
 static void complete(gw_job_t *job)
 {
     static const proto_det_t dets[2] = {
-        {.class_id = 16, .confidence = 0.91f, .x = 10, .y = 20, .w = 30, .h = 40, .label = "dog",
+        {.class_id = 16,
+         .confidence = 0.91f,
+         .x = 10,
+         .y = 20,
+         .w = 30,
+         .h = 40,
+         .label = "dog",
          .label_len = 3},
         {.class_id = 1, .confidence = 0.5f, .label = "\xff\xfe\x01\"\\", .label_len = 5}};
     static const int failures[] = {PROTO_EIMAGE, PROTO_EIMGSIZE, PROTO_EFORMAT, PROTO_ECORRUPT};
@@ -379,7 +385,6 @@ static int connect_client(void)
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-
     FUZZ_CHECK(fcntl(fd, F_SETFL, O_NONBLOCK) == 0);
     return fd;
 }
@@ -428,8 +433,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             last = now_ns();
         } else {
             if (now_ns() - last > HANG_NS) {
-                fprintf(stderr, "hang: no answer or close for 5 s (sent %zu of %zu bytes, "
-                                "%zu answer bytes)\n",
+                fprintf(stderr,
+                        "hang: no answer or close for 5 s (sent %zu of %zu bytes, "
+                        "%zu answer bytes)\n",
                         sent, size, rlen);
                 FUZZ_CHECK(!"the server neither answers nor closes a half-closed connection");
             }

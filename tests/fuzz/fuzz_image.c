@@ -40,8 +40,8 @@ static int letterbox(be_image_t *dec, const uint8_t *buf, size_t len, be_prep_t 
 {
     char err[256];
     err[0] = '\0';
-    int rv = be_image_letterbox(dec, buf, len, mode, NET_W, NET_H, input, w, h, dw, dh, err,
-                                sizeof err);
+    int rv =
+        be_image_letterbox(dec, buf, len, mode, NET_W, NET_H, input, w, h, dw, dh, err, sizeof err);
     FUZZ_CHECK(memchr(err, '\0', sizeof err) != NULL);
     return rv;
 }
@@ -81,20 +81,40 @@ static void annotate(const uint8_t *buf, size_t len, int w, int h)
                                      "of any small image \x01\x7f\xff";
     float fw = (float)w, fh = (float)h;
     proto_det_t dets[] = {
-        {.class_id = 1, .confidence = 0.9f, .x = 0, .y = 0, .w = fw, .h = fh, .label = "all",
+        {.class_id = 1,
+         .confidence = 0.9f,
+         .x = 0,
+         .y = 0,
+         .w = fw,
+         .h = fh,
+         .label = "all",
          .label_len = 3},
-        {.class_id = -7, .confidence = 1.0f, .x = fw - 1, .y = fh - 1, .w = 1, .h = 1,
-         .label = long_label, .label_len = sizeof long_label - 1},
-        {.class_id = 2, .confidence = 0.5f, .x = fw / 3, .y = fh / 3, .w = fw / 3, .h = fh / 3,
-         .label = NULL, .label_len = 0},
-        {.class_id = 3, .confidence = 0.25f, .label = long_label,
+        {.class_id = -7,
+         .confidence = 1.0f,
+         .x = fw - 1,
+         .y = fh - 1,
+         .w = 1,
+         .h = 1,
+         .label = long_label,
+         .label_len = sizeof long_label - 1},
+        {.class_id = 2,
+         .confidence = 0.5f,
+         .x = fw / 3,
+         .y = fh / 3,
+         .w = fw / 3,
+         .h = fh / 3,
+         .label = NULL,
+         .label_len = 0},
+        {.class_id = 3,
+         .confidence = 0.25f,
+         .label = long_label,
          .label_len = sizeof long_label - 1},
         {.class_id = 4, .confidence = 0.0f, .label = "cls", .label_len = 3},
     };
     const uint8_t *out = NULL;
     size_t outlen = 0;
-    int rv = be_image_annotate(im, buf, len, dets, (int)(sizeof dets / sizeof dets[0]), &out,
-                               &outlen);
+    int rv =
+        be_image_annotate(im, buf, len, dets, (int)(sizeof dets / sizeof dets[0]), &out, &outlen);
     /* Letterbox decoded this frame (scaled); at full size it may still be corrupt. */
     FUZZ_CHECK(rv == 0 || rv == PROTO_EIMAGE || rv == PROTO_ENOMEM);
     if (rv == 0)
