@@ -15,12 +15,14 @@
  *    parser), plus one for a malformed tail: every answer belongs to a request.
  *
  * Everything that depends on gateway/server.h and gateway/job.h is in the adapter section
- * below, so a change of gw_server_ops_t touches only that. It uses: gw_server_create, _start,
- * _port, _connections, _stop, _destroy; gw_server_ops_t's submit, get, on_response (and
- * on_drained = NULL); gw_reply_t; of gw_job_t the inputs image, image_len, opts.model,
- * on_done and the results err, error_msg, backend, model_name, id, attempts, queue_ms,
- * infer_ms, total_ms, rep, rep_buf, rep_len; and the gw_config_t HTTP keys. The driver
- * below it uses only the socket, the loop and adapter_*(). */
+ * below, so a change of the server API touches only that. It uses: gw_server_create, _start,
+ * _port, _connections, _stop, _destroy; gw_server_ops_t's routes, nroutes, on_response (and
+ * on_drained = NULL); gw_route_t; gw_respond (response.h) for the fake GET routes;
+ * gw_detect_t and gw_detect_handle (detect.h), the real detect handler, over a fake submit;
+ * of gw_job_t the inputs image, image_len, opts.model, on_done and the results err,
+ * error_msg, backend, model_name, id, attempts, queue_ms, infer_ms, total_ms, rep, rep_buf,
+ * rep_len; and the gw_config_t HTTP keys. The driver below it uses only the socket, the loop
+ * and adapter_*(). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -39,6 +41,8 @@
 #include "err.h"
 #include "fuzz.h"
 #include "msg.h"
+#include "detect.h"
+#include "response.h"
 #include "server.h"
 
 #define RESP_KEEP (1u << 20) /* answer bytes kept for the checks */
@@ -71,27 +75,29 @@ static int fake_submit(void *ctx, gw_job_t *job)
     return 0;
 }
 
-static int fake_get(void *ctx, const char *path, const char *query, gw_reply_t *out)
+/* GET routes besides the built-in /healthz: fixed answers, one with Retry-After. */
+static void fake_metrics(void *ctx, gw_req_t *req)
 {
     (void)ctx;
-    (void)query;
-    if (strcmp(path, "/metrics") == 0) {
-        out->status = 200;
-        out->content_type = "text/plain; version=0.0.4";
-        out->body = strdup("fake_metric 1\n");
-    } else if (strcmp(path, "/readyz") == 0) {
-        out->status = 503;
-        out->retry_after_s = 3;
-        out->body = strdup("{\"ready\":false}");
-    } else if (strcmp(path, "/v1/models") == 0) {
-        out->status = 200;
-        out->body = strdup("{\"models\":[\"face\"]}");
-    } else {
-        return -1;
-    }
-    FUZZ_CHECK(out->body != NULL);
-    out->body_len = strlen(out->body);
-    return 0;
+    char *body = strdup("fake_metric 1\n");
+    FUZZ_CHECK(body != NULL);
+    gw_respond(req, 200, "text/plain; version=0.0.4", body, strlen(body), NULL);
+}
+
+static void fake_readyz(void *ctx, gw_req_t *req)
+{
+    (void)ctx;
+    char *body = strdup("{\"ready\":false}");
+    FUZZ_CHECK(body != NULL);
+    gw_respond(req, 503, "application/json", body, strlen(body), "Retry-After: 3\r\n");
+}
+
+static void fake_models(void *ctx, gw_req_t *req)
+{
+    (void)ctx;
+    char *body = strdup("{\"models\":[\"face\"]}");
+    FUZZ_CHECK(body != NULL);
+    gw_respond(req, 200, "application/json", body, strlen(body), NULL);
 }
 
 static void fake_on_response(void *ctx, const char *route, int status, double seconds)
@@ -100,9 +106,20 @@ static void fake_on_response(void *ctx, const char *route, int status, double se
     FUZZ_CHECK(route != NULL && status >= 100 && status <= 599 && seconds >= 0);
 }
 
+/* The real detect handler over the fake submit. */
+static const gw_detect_t fake_detect = {.submit = fake_submit, .ctx = NULL};
+
+static const gw_route_t fake_routes[] = {
+    {"POST", "/v1/detect", "detect", gw_detect_handle, (void *)&fake_detect},
+    {"POST", "/v1/models/*/detect", "detect", gw_detect_handle, (void *)&fake_detect},
+    {"GET", "/metrics", "metrics", fake_metrics, NULL},
+    {"GET", "/readyz", "readyz", fake_readyz, NULL},
+    {"GET", "/v1/models", "models", fake_models, NULL},
+};
+
 static const gw_server_ops_t fake_ops = {
-    .submit = fake_submit,
-    .get = fake_get,
+    .routes = fake_routes,
+    .nroutes = sizeof fake_routes / sizeof fake_routes[0],
     .on_response = fake_on_response,
     .on_drained = NULL,
 };
