@@ -278,8 +278,13 @@ static int parse_listen(gw_config_t *cfg, const char *v)
         memcpy(host, v, (size_t)(colon - v));
         host[colon - v] = '\0';
     }
-    if (host[0] == '\0' || strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
-        strlen(colon + 1) > 5 || colon[1] == '\0')
+    /* An IP address or a host name (an IPv6 zone after '%'): nothing else, so that
+     * --print-config writes it back as one value (a space, '#', '"' or ']' would not read
+     * back the same; fuzz_config found them). */
+    if (host[0] == '\0' || strspn(host, "0123456789abcdefghijklmnopqrstuvwxyz"
+                                         "ABCDEFGHIJKLMNOPQRSTUVWXYZ.-_:%") != strlen(host) ||
+        strspn(colon + 1, "0123456789") != strlen(colon + 1) || strlen(colon + 1) > 5 ||
+        colon[1] == '\0')
         return -1;
     long port = strtol(colon + 1, NULL, 10);
     if (port > 65535)

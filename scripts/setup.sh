@@ -21,6 +21,8 @@ command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 # Test-only tools (compose validation, promtool); a container image skips them (--image).
 if [ "${1:-}" != "--image" ]; then
     pkgs+=(docker-compose prometheus python3-locust gnuplot-nox python3-pil)
+    # scripts/fuzz.sh: libFuzzer and the sanitizer runtimes come with Debian's clang.
+    pkgs+=(clang libclang-rt-14-dev)
 fi
 # The inference bench compares against OpenCV's DNN module (scripts/bench-inference.sh).
 if [ "${1:-}" = "--bench" ]; then

@@ -3,7 +3,9 @@
 # package the project reads, builds every build type the README and the benches use (any
 # warning is an error in each), prepares models, runs the whole ctest suite, runs the pool and
 # load tests under ThreadSanitizer, then the whole suite again under ASan + UBSan.
-# FG_TEST_SANITIZE=0 skips the ASan + UBSan pass, FG_TEST_TSAN=0 the TSan one.
+# Last, libFuzzer on every parser for FG_FUZZ_SECONDS per target (scripts/fuzz.sh).
+# FG_TEST_SANITIZE=0 skips the ASan + UBSan pass, FG_TEST_TSAN=0 the TSan one,
+# FG_FUZZ_SECONDS=0 the fuzzing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -57,4 +59,7 @@ if [ "${FG_TEST_SANITIZE:-1}" != 0 ]; then
     BUILD_DIR=build-asan BUILD_TYPE=Debug scripts/build.sh -DFG_SANITIZE=ON
     run_suite build-asan
 fi
+# libFuzzer on every parser (tests/fuzz) under ASan + UBSan, FG_FUZZ_SECONDS per target
+# (default 60; 0 skips); any crash fails, its input kept in build-fuzz/crashes/.
+scripts/fuzz.sh
 echo "framegate: all test suites passed"
