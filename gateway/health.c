@@ -63,8 +63,18 @@ gw_health_reason_t gw_health_check(const gw_health_t *self, const gw_health_t *c
     double var = sq / k - mean * mean;
     double sd = sqrt(var > 0 ? var : 0);
     double spread = sd > GW_HEALTH_MIN_SPREAD ? sd : GW_HEALTH_MIN_SPREAD;
+    /* self's own window is a sample: with n answers at the peers' rate its rate still
+     * varies by sqrt(p(1-p)/n), and a client that sends some bad frames spreads them
+     * unevenly. And whatever the statistics say, a gap under GW_HEALTH_MIN_GAP is not
+     * worth a restart: a broken decoder fails nearly every frame. */
+    double se = sqrt(mean * (1 - mean) / self->n);
+    if (se > spread)
+        spread = se;
+    double gap = cfg->outlier_stdev_factor * spread;
+    if (gap < GW_HEALTH_MIN_GAP)
+        gap = GW_HEALTH_MIN_GAP;
     double rate = (double)self->ok / self->n;
-    if (rate < mean - cfg->outlier_stdev_factor * spread) {
+    if (rate < mean - gap) {
         snprintf(detail, cap,
                  "success rate %.3f over %d answers, peers' %.3f (sd %.3f, %d peer(s))", rate,
                  self->n, mean, sd, k);

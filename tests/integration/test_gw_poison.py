@@ -219,7 +219,8 @@ with fg.Gateway(settings=settings, app_model=False) as gw:
     fg.check(len(after) == 2 and all(b["state"] == "ready" for b in after),
              f"both backends ready at the end ({[b['state'] for b in after]})")
     fg.check(sorted(gw.backend_pids()) == pids,
-             f"the same two backend processes: none crashed or was replaced ({pids})")
+             f"the same two backend processes: none crashed or was replaced ({pids}); "
+             f"{[l for l in gw.log().splitlines() if 'eject' in l or 'suspect' in l][:4]}")
     st, _, _ = gw.request("GET", "/readyz")
     fg.check(st == 200, "/readyz 200 at the end")
     # And one more of each valid frame, now that every poison has been seen by both.
