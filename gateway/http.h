@@ -44,6 +44,11 @@ struct gw_req {
     char url[GW_HTTP_MAX_URL];
     size_t url_len;
     size_t body_cap;
+    size_t reserved;  /* bytes of the server's max_buffered_bytes this request holds */
+    size_t ext_bytes; /* chunk extensions received */
+    char te[64];      /* Transfer-Encoding, all its header lines joined by ',' */
+    char ce[64];      /* Content-Encoding, likewise */
+    int te_over;      /* te or ce did not fit: not a coding we know */
     int expect_continue;
     int keep_alive;
     int continued;   /* "100 Continue" sent */
@@ -66,13 +71,28 @@ void gw_req_hold(gw_req_t *req);
 /* Drops one gw_req_hold and writes the answers that became ready. May free req. */
 void gw_req_release(gw_req_t *req);
 
+/* Takes n bytes of the server's budget for buffered request bytes (max_buffered_bytes), given
+ * back when req is freed. 0, or PROTO_ENOMEM when the budget cannot cover them. */
+int gw_req_reserve(gw_req_t *req, size_t n);
+
+/* True once req's connection is closed: nobody will read its answer. */
+int gw_req_orphaned(const gw_req_t *req);
+
 /* The loop and the configuration the request's server runs with. */
 uv_loop_t *gw_req_loop(const gw_req_t *req);
 const gw_config_t *gw_req_config(const gw_req_t *req);
 
 /* ---- internal to http.c, server.c and response.c ---- */
 
-enum { GW_PH_IDLE, GW_PH_HEADERS, GW_PH_BODY };
+/* GW_PH_START: bytes arrived that began no request yet (llhttp skips empty lines before a
+ * request line); the header clock runs from the first of them. */
+enum { GW_PH_IDLE, GW_PH_START, GW_PH_HEADERS, GW_PH_BODY };
+
+/* Unsent answer bytes a connection may have queued in its socket; past it, ready answers
+ * wait in the pipeline, the pipeline fills, and the connection stops being read. */
+#define GW_HTTP_MAX_QUEUED (1u << 20)
+/* Chunk extensions of one request (RFC 9112 7.1.1: nobody needs them; they are skipped). */
+#define GW_HTTP_MAX_CHUNK_EXT 1024
 
 struct gw_server {
     uv_loop_t *loop;
@@ -88,6 +108,7 @@ struct gw_server {
     int destroying;
     int nconns;
     gw_conn_t *conns;
+    size_t buffered; /* request bytes held by every connection (gw_req_reserve) */
     llhttp_settings_t settings;
     char rbuf[64 << 10]; /* one read buffer for every connection; see alloc_buf() */
 };
@@ -96,10 +117,12 @@ struct gw_write;
 
 struct gw_conn {
     uv_tcp_t tcp; /* first: a handle pointer is a conn pointer */
-    uv_timer_t timer;
+    uv_timer_t timer;  /* header, body, idle or linger clock */
+    uv_timer_t wtimer; /* write clock: runs while writes are queued */
     llhttp_t parser;
     gw_server_t *srv;
     int refs;
+    int writes; /* uv_write requests in flight */
     int closing;
     int handles_open;
     int fatal; /* stop parsing: the last queued answer closes the connection */
@@ -110,7 +133,7 @@ struct gw_conn {
     size_t header_bytes;
     char field[64];
     size_t field_len;
-    int capture;      /* header value wanted: 0 none, 1 content-type, 2 expect */
+    int capture;      /* header value wanted: CAP_* in http.c */
     uint8_t *pending; /* input left unparsed while the pipeline was full */
     size_t pending_len;
     int paused;
@@ -134,6 +157,37 @@ void gw__http_close(gw_conn_t *c);
 /* A zeroed request for c, appended to its pipeline (answers keep arrival order). NULL when
  * out of memory. */
 gw_req_t *gw__http_req_begin(gw_conn_t *c);
+
+/* http.c: the way in. */
+
+/* libuv's alloc callback: the server's one read buffer. */
+void gw__http_alloc_buf(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+
+/* Frees what r owns (its handler state too) and gives back its budget; keeps r for reuse. */
+void gw__http_req_put(gw_conn_t *c, gw_req_t *r);
+
+/* Parses input held back while the pipeline was full, once it has room, and reads again. */
+void gw__http_try_resume(gw_conn_t *c);
+
+/* The connection clock's callback: 408 for a request too slow to arrive, closes an idle
+ * connection. */
+void gw__http_on_timer(uv_timer_t *t);
+
+/* Starts the idle clock of a connection with nothing in progress (stops it while answers
+ * are owed: handlers have their own deadlines). */
+void gw__http_arm_idle(gw_conn_t *c);
+
+/* http_write.c: the way out. */
+
+/* Writes every ready answer at the head of the pipeline, in order, while under
+ * GW_HTTP_MAX_QUEUED; then resumes reading and re-arms the clocks. May close c. */
+void gw__http_flush(gw_conn_t *c);
+
+/* Queues "100 Continue" for r (the pipeline's head) and starts its body clock. */
+void gw__http_send_continue(gw_conn_t *c, gw_req_t *r);
+
+/* Drops one reference; the last one frees c and its requests. */
+void gw__http_release(gw_conn_t *c);
 
 /* Fills the llhttp callbacks of http.c into s (once per server). */
 void gw__http_settings(llhttp_settings_t *s);

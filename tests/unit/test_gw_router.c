@@ -46,6 +46,18 @@ static void test_labels(void **state)
     assert_string_equal(gw_router_label(routes, 3, ""), "other");
 }
 
+/* Client bytes echoed in an error message never break the JSON (they become '?'). */
+static void test_error_json(void **state)
+{
+    (void)state;
+    size_t len;
+    char *s = gw_error_json("not_found", "no such path: /a\xff\xfe" "b", &len);
+    assert_non_null(s);
+    assert_int_equal(len, strlen(s));
+    assert_string_equal(s, "{\"error\":{\"code\":\"not_found\",\"message\":\"no such path: /a??b\"}}");
+    free(s);
+}
+
 static void test_dispatch(void **state)
 {
     (void)state;
@@ -123,6 +135,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_match),
         cmocka_unit_test(test_labels),
+        cmocka_unit_test(test_error_json),
         cmocka_unit_test_teardown(test_dispatch, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
