@@ -354,6 +354,7 @@ static int on_headers_complete(llhttp_t *p)
     gw_req_t *r = c->cur;
     const gw_config_t *cfg = c->srv->cfg;
     r->method = p->method;
+    r->head_only = r->method == HTTP_HEAD; /* whatever answers it: headers only */
     /* After gw_server_stop() every request is the connection's last, so busy connections
      * still drain when clients keep pipelining. */
     r->keep_alive = llhttp_should_keep_alive(p) && !c->srv->stopping;

@@ -61,7 +61,7 @@ void gw_respond(gw_req_t *r, int status, const char *ctype, char *body, size_t l
 
 char *gw_error_json(const char *code, const char *msg, size_t *len)
 {
-    char clean[1024];
+    char clean[2048];
     size_t n = strlen(msg);
     if (n >= sizeof clean)
         n = sizeof clean - 1;

@@ -69,7 +69,6 @@ void gw_router_dispatch(const gw_route_t *routes, size_t n, gw_req_t *req)
         req->route = routes[i].label;
         req->param = param;
         req->param_len = param_len;
-        req->head_only = head;
         routes[i].handler(routes[i].ctx, req);
         return;
     }

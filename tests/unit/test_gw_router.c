@@ -104,10 +104,17 @@ static void test_dispatch(void **state)
     assert_int_equal(r.status, 200);
     assert_string_equal(r.body, "{\"status\":\"ok\"}");
     resp_free(&r);
-    /* HEAD on a POST-only route is 405. */
-    send_str(c, "HEAD /v1/detect HTTP/1.1\r\nHost: t\r\n\r\n");
+    /* HEAD on a POST-only route is 405, on no route 404: without their bodies either. */
+    send_str(c, "HEAD /v1/detect HTTP/1.1\r\nHost: t\r\n\r\nHEAD /nope HTTP/1.1\r\n\r\n"
+                "GET /healthz HTTP/1.1\r\n\r\n");
     assert_int_equal(read_resp_ex(c, &r, 1), 0);
     assert_int_equal(r.status, 405);
+    assert_true(r.body_len > 0);
+    assert_int_equal(read_resp_ex(c, &r, 1), 0);
+    assert_int_equal(r.status, 404);
+    assert_int_equal(read_resp(c, &r), 0);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
     client_close(c);
     /* An answer given before routing counts under its path's label. */
     client_open(c);
@@ -122,11 +129,11 @@ static void test_dispatch(void **state)
     assert_true(closed_by_server(c));
     client_close(c);
     free(c);
-    wait_until(&S.responses, 9, 2);
+    wait_until(&S.responses, 11, 2);
     assert_int_equal(atomic_load(&S.metrics_responses), 4); /* GET, POST 405, HEAD, 431 */
-    assert_int_equal(atomic_load(&S.other_responses), 1);
+    assert_int_equal(atomic_load(&S.other_responses), 2);
     assert_int_equal(atomic_load(&S.detect_responses), 2);
-    assert_int_equal(atomic_load(&S.healthz_responses), 2);
+    assert_int_equal(atomic_load(&S.healthz_responses), 3);
 }
 
 int main(void)
