@@ -525,6 +525,20 @@ static void process_input(gw_conn_t *c, const char *data, size_t len)
         c->phase = GW_PH_START;
         uv_timer_start(&c->timer, gw__http_on_timer, c->srv->cfg->header_timeout_ms, 0);
     }
+    if (c->cur != NULL) {
+        /* Counted per read, so a read that also holds the next requests counts against this
+         * one: the slack covers one read. */
+        const gw_config_t *cfg = c->srv->cfg;
+        size_t limit = cfg->max_header_bytes + 2 * cfg->max_body_bytes + GW_HTTP_WIRE_SLACK;
+        c->cur->wire += len;
+        if (c->cur->wire > limit) {
+            gw__reject(c->cur, 400, "bad_request",
+                       "the request's framing exceeds %zu bytes on the wire", limit);
+            uv_read_stop((uv_stream_t *)&c->tcp);
+            gw__http_flush(c);
+            return;
+        }
+    }
     c->refs++; /* callbacks below may flush and close */
     c->parsing = 1;
     llhttp_errno_t err;

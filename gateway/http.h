@@ -46,6 +46,7 @@ struct gw_req {
     size_t body_cap;
     size_t reserved;  /* bytes of the server's max_buffered_bytes this request holds */
     size_t ext_bytes; /* chunk extensions received */
+    size_t wire;      /* bytes read while this request was being received */
     char te[64];      /* Transfer-Encoding, all its header lines joined by ',' */
     char ce[64];      /* Content-Encoding, likewise */
     int te_over;      /* te or ce did not fit: not a coding we know */
@@ -93,6 +94,9 @@ enum { GW_PH_IDLE, GW_PH_START, GW_PH_HEADERS, GW_PH_BODY };
 #define GW_HTTP_MAX_QUEUED (1u << 20)
 /* Chunk extensions of one request (RFC 9112 7.1.1: nobody needs them; they are skipped). */
 #define GW_HTTP_MAX_CHUNK_EXT 1024
+/* Bytes a request may take on the wire beyond max_header_bytes + 2 x max_body_bytes: chunk
+ * framing that carries no data (a chunk size of a million leading zeros) must end somewhere. */
+#define GW_HTTP_WIRE_SLACK (128u << 10)
 
 struct gw_server {
     uv_loop_t *loop;

@@ -595,6 +595,22 @@ static void test_chunk_extensions(void **state)
     resp_free(&r);
     assert_true(closed_by_server(c));
     client_close(c);
+    /* The same without extensions: a chunk size with endless leading zeros. The request's
+     * bytes on the wire are bounded (here 4 KiB + 2 x 1 MiB + 128 KiB). */
+    client_open(c);
+    send_str(c, "POST /v1/detect HTTP/1.1\r\nHost: t\r\nContent-Type: image/jpeg\r\n"
+                "Transfer-Encoding: chunked\r\n\r\n");
+    static char zeros[64 << 10];
+    memset(zeros, '0', sizeof zeros);
+    for (int i = 0; i < 128; i++)
+        if (send(c->fd, zeros, sizeof zeros, MSG_NOSIGNAL) <= 0)
+            break;
+    assert_int_equal(read_resp(c, &r), 0);
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr(r.body, "on the wire"));
+    resp_free(&r);
+    assert_true(closed_by_server(c));
+    client_close(c);
     /* Many small ones add up per request. */
     client_open(c);
     send_str(c, "POST /v1/detect HTTP/1.1\r\nHost: t\r\nContent-Type: image/jpeg\r\n"
