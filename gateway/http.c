@@ -170,7 +170,6 @@ void gw__http_on_timer(uv_timer_t *t)
         }
         gw__reject(r, 408, "timeout", "no request within %llu ms of the first byte",
                    (unsigned long long)c->srv->cfg->header_timeout_ms);
-        uv_read_stop((uv_stream_t *)&c->tcp);
         gw__http_flush(c);
         return;
     }
@@ -180,7 +179,6 @@ void gw__http_on_timer(uv_timer_t *t)
         unsigned long long ms =
             c->phase == GW_PH_HEADERS ? cfg->header_timeout_ms : cfg->body_timeout_ms;
         gw__reject(c->cur, 408, "timeout", "the request was not received within %llu ms", ms);
-        uv_read_stop((uv_stream_t *)&c->tcp);
         gw__http_flush(c);
         return;
     }
@@ -534,7 +532,6 @@ static void process_input(gw_conn_t *c, const char *data, size_t len)
         if (c->cur->wire > limit) {
             gw__reject(c->cur, 400, "bad_request",
                        "the request's framing exceeds %zu bytes on the wire", limit);
-            uv_read_stop((uv_stream_t *)&c->tcp);
             gw__http_flush(c);
             return;
         }
