@@ -55,6 +55,68 @@ static void dreq_free(void *arg)
     free(q);
 }
 
+static int add_job(dreq_t *q, const uint8_t *img, size_t len);
+static int is_image_type(const char *mt);
+static int parse_json(dreq_t *q);
+static int parse_multipart(dreq_t *q);
+static void submit_all(dreq_t *q);
+static void answer(dreq_t *q);
+
+/* ---- the request in ---- */
+
+void gw_detect_handle(void *detect, gw_req_t *r)
+{
+    char err[256], mt[128];
+    dreq_t *q = calloc(1, sizeof *q);
+    if (q == NULL) {
+        gw_respond_error(r, 503, "overloaded", "out of memory");
+        return;
+    }
+    q->req = r;
+    q->d = detect;
+    r->state = q;
+    r->state_free = dreq_free;
+    if (r->param != NULL) {
+        if (r->param_len >= sizeof q->opts.model) {
+            gw_respond_error(r, 404, "not_found", "no such path");
+            return;
+        }
+        memcpy(q->opts.model, r->param, r->param_len);
+        q->opts.model[r->param_len] = '\0';
+        q->model_fixed = 1;
+    }
+    if (gw_detect_parse_query(r->query, &q->opts, q->model_fixed, err, sizeof err) != 0) {
+        gw_respond_error(r, 400, "bad_query", "%s", err);
+        return;
+    }
+    if (gw_body_media_type(r->content_type, mt, sizeof mt) != 0) {
+        gw_respond_error(
+            r, 415, "unsupported_media_type",
+            "Content-Type must be image/jpeg, application/json or multipart/form-data");
+        return;
+    }
+    if (is_image_type(mt)) {
+        if (r->body_len == 0) {
+            gw_respond_error(r, 400, "empty_image", "the request body is empty");
+            return;
+        }
+        add_job(q, r->body, r->body_len);
+    } else if (strcmp(mt, "application/json") == 0) {
+        if (parse_json(q) != 0)
+            return; /* answered, or decoding off the loop */
+    } else if (strcmp(mt, "multipart/form-data") == 0) {
+        if (parse_multipart(q) != 0)
+            return;
+    } else {
+        gw_respond_error(r, 415, "unsupported_media_type",
+                         "Content-Type %s is not supported: use image/jpeg, application/json or "
+                         "multipart/form-data",
+                         mt);
+        return;
+    }
+    submit_all(q);
+}
+
 /* ---- options ---- */
 
 /* Percent-decodes in[0..len) into out: its length, -1 for a bad escape, -2 if over cap. */
@@ -152,9 +214,9 @@ int gw_detect_parse_query(const char *q, gw_req_opts_t *opts, int model_fixed, c
         int kn = url_decode(q, klen, k, sizeof k);
         /* A key too long for k is none we know: ignored like any unknown parameter. */
         if (kn != -2) {
-            int vn = kn < 0 ? -1
-                            : url_decode(eq ? eq + 1 : q + len, eq ? len - klen - 1 : 0, v,
-                                         sizeof v);
+            int vn = kn < 0
+                         ? -1
+                         : url_decode(eq ? eq + 1 : q + len, eq ? len - klen - 1 : 0, v, sizeof v);
             /* %00 would cut a value short without anyone noticing. */
             if (vn < 0 || strlen(v) != (size_t)vn || strlen(k) != (size_t)kn) {
                 snprintf(err, cap, "malformed query string");
@@ -184,8 +246,8 @@ static int add_job(dreq_t *q, const uint8_t *img, size_t len)
             q->jobs = &q->one;
             q->jobs_cap = 1;
         } else {
-            int cap = q->jobs_cap * 2 > GW_DETECT_MAX_IMAGES ? GW_DETECT_MAX_IMAGES
-                                                              : q->jobs_cap * 2;
+            int cap =
+                q->jobs_cap * 2 > GW_DETECT_MAX_IMAGES ? GW_DETECT_MAX_IMAGES : q->jobs_cap * 2;
             gw_job_t *nj = malloc((size_t)cap * sizeof *nj);
             if (nj == NULL)
                 return PROTO_ENOMEM;
@@ -338,8 +400,6 @@ static int json_apply(dreq_t *q)
     return rv == 0 ? 0 : -1;
 }
 
-static void submit_all(dreq_t *q);
-
 /* On a threadpool thread: only the body (unchanged while the request is held), the decode
  * buffer and q->json are touched. */
 static void on_json_work(uv_work_t *w)
@@ -425,8 +485,6 @@ static int parse_multipart(dreq_t *q)
     return 0;
 }
 
-static void answer(dreq_t *q);
-
 /* Submits every job; each one out holds the request. If one is refused, the answer waits for
  * those already out. */
 static void submit_all(dreq_t *q)
@@ -444,58 +502,6 @@ static void submit_all(dreq_t *q)
         answer(q);
 }
 
-void gw_detect_handle(void *detect, gw_req_t *r)
-{
-    char err[256], mt[128];
-    dreq_t *q = calloc(1, sizeof *q);
-    if (q == NULL) {
-        gw_respond_error(r, 503, "overloaded", "out of memory");
-        return;
-    }
-    q->req = r;
-    q->d = detect;
-    r->state = q;
-    r->state_free = dreq_free;
-    if (r->param != NULL) {
-        if (r->param_len >= sizeof q->opts.model) {
-            gw_respond_error(r, 404, "not_found", "no such path");
-            return;
-        }
-        memcpy(q->opts.model, r->param, r->param_len);
-        q->opts.model[r->param_len] = '\0';
-        q->model_fixed = 1;
-    }
-    if (gw_detect_parse_query(r->query, &q->opts, q->model_fixed, err, sizeof err) != 0) {
-        gw_respond_error(r, 400, "bad_query", "%s", err);
-        return;
-    }
-    if (gw_body_media_type(r->content_type, mt, sizeof mt) != 0) {
-        gw_respond_error(r, 415, "unsupported_media_type",
-                         "Content-Type must be image/jpeg, application/json or multipart/form-data");
-        return;
-    }
-    if (is_image_type(mt)) {
-        if (r->body_len == 0) {
-            gw_respond_error(r, 400, "empty_image", "the request body is empty");
-            return;
-        }
-        add_job(q, r->body, r->body_len);
-    } else if (strcmp(mt, "application/json") == 0) {
-        if (parse_json(q) != 0)
-            return; /* answered, or decoding off the loop */
-    } else if (strcmp(mt, "multipart/form-data") == 0) {
-        if (parse_multipart(q) != 0)
-            return;
-    } else {
-        gw_respond_error(r, 415, "unsupported_media_type",
-                         "Content-Type %s is not supported: use image/jpeg, application/json or "
-                         "multipart/form-data",
-                         mt);
-        return;
-    }
-    submit_all(q);
-}
-
 /* ---- jobs back, one answer ---- */
 
 static void on_job_done(gw_job_t *job)
@@ -505,6 +511,61 @@ static void on_job_done(gw_job_t *job)
     if (--q->pending == 0)
         answer(q);
     gw_req_release(r);
+}
+
+static void answer(dreq_t *q)
+{
+    gw_req_t *r = q->req;
+    if (q->submit_error != 0) {
+        int e = q->submit_error;
+        if (e == PROTO_EQUEUEFULL)
+            gw_respond_err(r, e, "the queue is full; retry later");
+        else if (e == PROTO_ENOMODEL)
+            gw_respond_err(r, e, "no model named '%s'", q->opts.model);
+        else if (e == PROTO_ENOBACKEND)
+            gw_respond_err(r, e, "no backend can start right now; see /readyz for why");
+        else
+            gw_respond_err(r, e, "%s", proto_strerror(e));
+        return;
+    }
+    if (!q->multipart) {
+        gw_job_t *job = &q->jobs[0];
+        if (job->err != 0) {
+            gw_respond_err(r, job->err, "%s",
+                           job->error_msg[0] ? job->error_msg : proto_strerror(job->err));
+            return;
+        }
+        if (q->opts.output == PROTO_OUT_TEXT || q->opts.output == PROTO_OUT_JPEG) {
+            size_t len = job->rep.payload_len;
+            char *body = malloc(len + 1);
+            if (body != NULL && len)
+                memcpy(body, job->rep.payload, len);
+            gw_respond(r, 200,
+                       q->opts.output == PROTO_OUT_TEXT ? "text/plain; charset=utf-8"
+                                                        : "image/jpeg",
+                       body, body ? len : 0, NULL);
+            return;
+        }
+        cJSON *o = gw_detect_job_json(job);
+        char *s = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        gw_respond(r, 200, "application/json", s, s ? strlen(s) : 0, NULL);
+        return;
+    }
+    /* multipart: the status is the first failure's */
+    int first_err = 0;
+    cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "results");
+    for (int i = 0; i < q->njobs; i++) {
+        if (first_err == 0)
+            first_err = q->jobs[i].err;
+        cJSON_AddItemToArray(arr, gw_detect_job_json(&q->jobs[i]));
+    }
+    char *s = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    gw_status_t st = gw_status_of(first_err);
+    char retry[64];
+    gw_respond(r, st.status, "application/json", s, s ? strlen(s) : 0,
+               gw_retry_after(r, st.retry_after, retry, sizeof retry));
 }
 
 cJSON *gw_detect_job_json(const gw_job_t *job)
@@ -565,59 +626,4 @@ cJSON *gw_detect_job_json(const gw_job_t *job)
     cJSON_AddNumberToObject(t, "infer_ms", round(job->infer_ms * 100) / 100);
     cJSON_AddNumberToObject(t, "total_ms", round(job->total_ms * 100) / 100);
     return o;
-}
-
-static void answer(dreq_t *q)
-{
-    gw_req_t *r = q->req;
-    if (q->submit_error != 0) {
-        int e = q->submit_error;
-        if (e == PROTO_EQUEUEFULL)
-            gw_respond_err(r, e, "the queue is full; retry later");
-        else if (e == PROTO_ENOMODEL)
-            gw_respond_err(r, e, "no model named '%s'", q->opts.model);
-        else if (e == PROTO_ENOBACKEND)
-            gw_respond_err(r, e, "no backend can start right now; see /readyz for why");
-        else
-            gw_respond_err(r, e, "%s", proto_strerror(e));
-        return;
-    }
-    if (!q->multipart) {
-        gw_job_t *job = &q->jobs[0];
-        if (job->err != 0) {
-            gw_respond_err(r, job->err, "%s",
-                           job->error_msg[0] ? job->error_msg : proto_strerror(job->err));
-            return;
-        }
-        if (q->opts.output == PROTO_OUT_TEXT || q->opts.output == PROTO_OUT_JPEG) {
-            size_t len = job->rep.payload_len;
-            char *body = malloc(len + 1);
-            if (body != NULL && len)
-                memcpy(body, job->rep.payload, len);
-            gw_respond(r, 200,
-                       q->opts.output == PROTO_OUT_TEXT ? "text/plain; charset=utf-8"
-                                                        : "image/jpeg",
-                       body, body ? len : 0, NULL);
-            return;
-        }
-        cJSON *o = gw_detect_job_json(job);
-        char *s = cJSON_PrintUnformatted(o);
-        cJSON_Delete(o);
-        gw_respond(r, 200, "application/json", s, s ? strlen(s) : 0, NULL);
-        return;
-    }
-    /* multipart: the status is the first failure's */
-    int first_err = 0;
-    cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "results");
-    for (int i = 0; i < q->njobs; i++) {
-        if (first_err == 0)
-            first_err = q->jobs[i].err;
-        cJSON_AddItemToArray(arr, gw_detect_job_json(&q->jobs[i]));
-    }
-    char *s = cJSON_PrintUnformatted(root);
-    cJSON_Delete(root);
-    gw_status_t st = gw_status_of(first_err);
-    char retry[64];
-    gw_respond(r, st.status, "application/json", s, s ? strlen(s) : 0,
-               gw_retry_after(r, st.retry_after, retry, sizeof retry));
 }

@@ -1,11 +1,12 @@
 /* The HTTP/1.1 connection core, the way in (http_write.c is the way out). One gw_conn per
- * client connection embeds its uv_tcp_t, llhttp_t and timers. Requests are kept in a per-connection pipeline in arrival order; each
- * becomes ready when its answer is built (at once for errors and GETs, later for handlers
- * that wait on jobs), and answers leave strictly from the head of the pipeline.
+ * client connection embeds its uv_tcp_t, llhttp_t and timers. Requests are kept in a
+ * per-connection pipeline in arrival order; each becomes ready when its answer is built (at
+ * once for errors and GETs, later for handlers that wait on jobs), and answers leave
+ * strictly from the head of the pipeline.
  *
  * This file knows no paths: a complete request goes to gw_router_dispatch. Read top to
- * bottom it follows a connection: accept, requests, clocks, parse (llhttp callbacks), hand
- * over, read. */
+ * bottom it follows a connection: accept, requests, clocks, read, parse (llhttp callbacks),
+ * hand over. */
 #include "http.h"
 
 #include <stdio.h>
@@ -197,6 +198,145 @@ void gw__http_arm_idle(gw_conn_t *c)
         uv_timer_stop(&c->timer); /* waiting for handlers: their own deadlines apply */
 }
 
+/* ---- reading ---- */
+
+void gw__http_try_resume(gw_conn_t *c)
+{
+    if (!c->paused || c->parsing || c->closing || c->lingering || c->fatal ||
+        c->nreqs >= c->srv->cfg->max_pipelined)
+        return;
+    c->paused = 0;
+    llhttp_resume(&c->parser);
+    uint8_t *data = c->pending;
+    size_t len = c->pending_len;
+    c->pending = NULL;
+    c->pending_len = 0;
+    if (len > 0)
+        process_input(c, (const char *)data, len);
+    free(data);
+    if (!c->paused && !c->closing && !c->lingering && !c->fatal && !c->eof)
+        uv_read_start((uv_stream_t *)&c->tcp, gw__http_alloc_buf, on_read);
+}
+
+static void process_input(gw_conn_t *c, const char *data, size_t len)
+{
+    if (c->cur == NULL && c->phase == GW_PH_IDLE && len > 0) {
+        /* The header clock starts at the first byte of anything: bytes that begin no
+         * request (empty lines) are not progress and must not keep the connection. */
+        c->phase = GW_PH_START;
+        uv_timer_start(&c->timer, gw__http_on_timer, c->srv->cfg->header_timeout_ms, 0);
+    }
+    if (c->cur != NULL) {
+        /* Counted per read, so a read that also holds the next requests counts against this
+         * one: the slack covers one read. */
+        const gw_config_t *cfg = c->srv->cfg;
+        size_t limit = cfg->max_header_bytes + 2 * cfg->max_body_bytes + GW_HTTP_WIRE_SLACK;
+        c->cur->wire += len;
+        if (c->cur->wire > limit) {
+            gw__reject(c->cur, 400, "bad_request",
+                       "the request's framing exceeds %zu bytes on the wire", limit);
+            gw__http_flush(c);
+            return;
+        }
+    }
+    c->refs++; /* callbacks below may flush and close */
+    c->parsing = 1;
+    llhttp_errno_t err;
+    /* A loop, not recursion through gw__http_flush(): a read full of tiny pipelined requests pauses
+     * the parser every max_pipelined requests. */
+    while ((err = llhttp_execute(&c->parser, data, len)) == HPE_PAUSED) {
+        const char *pos = llhttp_get_error_pos(&c->parser);
+        size_t used = pos != NULL && pos >= data && pos <= data + len ? (size_t)(pos - data) : len;
+        data += used;
+        len -= used;
+        c->paused = 1;
+        gw__http_flush(c); /* answers already built (errors, GETs) free pipeline room at once */
+        if (c->closing || c->lingering || c->fatal)
+            break;
+        if (c->nreqs < c->srv->cfg->max_pipelined) {
+            c->paused = 0;
+            llhttp_resume(&c->parser);
+            if (len == 0)
+                break;
+            continue;
+        }
+        if (len > 0) { /* kept until answers go out; see gw__http_try_resume() */
+            c->pending = malloc(len);
+            if (c->pending == NULL) {
+                c->fatal = 1;
+                break;
+            }
+            memcpy(c->pending, data, len);
+            c->pending_len = len;
+        }
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        break;
+    }
+    c->parsing = 0;
+    if (err != HPE_OK && err != HPE_PAUSED && !c->fatal) {
+        /* A malformed request: answer 400 in its place and stop reading. */
+        gw_req_t *r = c->cur;
+        if (r == NULL)
+            r = gw__http_req_begin(c);
+        if (r != NULL)
+            gw__reject(r, 400, "bad_request", "malformed HTTP: %s",
+                       llhttp_get_error_reason(&c->parser));
+        c->cur = NULL;
+        c->phase = GW_PH_IDLE;
+        c->fatal = 1;
+    }
+    if (c->fatal)
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    if (!c->closing)
+        gw__http_flush(c);
+    gw__http_release(c);
+}
+
+/* Unlinks the request being received (always the tail) when it can never complete. */
+static void drop_partial(gw_conn_t *c)
+{
+    gw_req_t *r = c->cur, **pp = &c->head, *prev = NULL;
+    if (r == NULL)
+        return;
+    c->cur = NULL;
+    c->phase = GW_PH_IDLE;
+    while (*pp != NULL && *pp != r) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (*pp == r) {
+        *pp = r->next;
+        if (c->tail == r)
+            c->tail = prev;
+        c->nreqs--;
+    }
+    gw__http_req_put(c, r);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    gw_conn_t *c = (gw_conn_t *)s;
+    if (nread > 0 && !c->closing && !c->fatal) {
+        process_input(c, buf->base, (size_t)nread);
+    } else if (nread == UV_EOF && !c->closing && !c->lingering) {
+        /* A client that half-closes after its requests still expects the answers; a
+         * request cut in the middle is dropped. */
+        uv_read_stop(s);
+        c->eof = 1;
+        drop_partial(c);
+        uv_timer_stop(&c->timer);
+        if (c->head == NULL && c->pending == NULL)
+            gw__http_close(c);
+        else
+            gw__http_flush(c);
+    } else if (nread < 0) {
+        /* Reset or error. Handlers still holding requests keep the connection (not the
+         * socket) alive. */
+        drop_partial(c);
+        gw__http_close(c);
+    }
+}
+
 /* ---- llhttp callbacks: one request arriving ---- */
 
 static gw_conn_t *conn_of(llhttp_t *p)
@@ -381,8 +521,7 @@ static int on_headers_complete(llhttp_t *p)
     }
     if (!codings_are(r->ce, "identity", &coding)) {
         gw__reject(r, 415, "unsupported_content_encoding",
-                   "Content-Encoding '%s' is not supported: send the body as it is",
-                   coding);
+                   "Content-Encoding '%s' is not supported: send the body as it is", coding);
         return -1;
     }
     if (has_len && p->content_length > cfg->max_body_bytes) {
@@ -493,143 +632,4 @@ void gw__http_settings(llhttp_settings_t *s)
     s->on_chunk_extension_name = on_chunk_extension;
     s->on_chunk_extension_value = on_chunk_extension;
     s->on_message_complete = on_message_complete;
-}
-
-/* ---- reading ---- */
-
-void gw__http_try_resume(gw_conn_t *c)
-{
-    if (!c->paused || c->parsing || c->closing || c->lingering || c->fatal ||
-        c->nreqs >= c->srv->cfg->max_pipelined)
-        return;
-    c->paused = 0;
-    llhttp_resume(&c->parser);
-    uint8_t *data = c->pending;
-    size_t len = c->pending_len;
-    c->pending = NULL;
-    c->pending_len = 0;
-    if (len > 0)
-        process_input(c, (const char *)data, len);
-    free(data);
-    if (!c->paused && !c->closing && !c->lingering && !c->fatal && !c->eof)
-        uv_read_start((uv_stream_t *)&c->tcp, gw__http_alloc_buf, on_read);
-}
-
-static void process_input(gw_conn_t *c, const char *data, size_t len)
-{
-    if (c->cur == NULL && c->phase == GW_PH_IDLE && len > 0) {
-        /* The header clock starts at the first byte of anything: bytes that begin no
-         * request (empty lines) are not progress and must not keep the connection. */
-        c->phase = GW_PH_START;
-        uv_timer_start(&c->timer, gw__http_on_timer, c->srv->cfg->header_timeout_ms, 0);
-    }
-    if (c->cur != NULL) {
-        /* Counted per read, so a read that also holds the next requests counts against this
-         * one: the slack covers one read. */
-        const gw_config_t *cfg = c->srv->cfg;
-        size_t limit = cfg->max_header_bytes + 2 * cfg->max_body_bytes + GW_HTTP_WIRE_SLACK;
-        c->cur->wire += len;
-        if (c->cur->wire > limit) {
-            gw__reject(c->cur, 400, "bad_request",
-                       "the request's framing exceeds %zu bytes on the wire", limit);
-            gw__http_flush(c);
-            return;
-        }
-    }
-    c->refs++; /* callbacks below may flush and close */
-    c->parsing = 1;
-    llhttp_errno_t err;
-    /* A loop, not recursion through gw__http_flush(): a read full of tiny pipelined requests pauses
-     * the parser every max_pipelined requests. */
-    while ((err = llhttp_execute(&c->parser, data, len)) == HPE_PAUSED) {
-        const char *pos = llhttp_get_error_pos(&c->parser);
-        size_t used = pos != NULL && pos >= data && pos <= data + len ? (size_t)(pos - data) : len;
-        data += used;
-        len -= used;
-        c->paused = 1;
-        gw__http_flush(c); /* answers already built (errors, GETs) free pipeline room at once */
-        if (c->closing || c->lingering || c->fatal)
-            break;
-        if (c->nreqs < c->srv->cfg->max_pipelined) {
-            c->paused = 0;
-            llhttp_resume(&c->parser);
-            if (len == 0)
-                break;
-            continue;
-        }
-        if (len > 0) { /* kept until answers go out; see gw__http_try_resume() */
-            c->pending = malloc(len);
-            if (c->pending == NULL) {
-                c->fatal = 1;
-                break;
-            }
-            memcpy(c->pending, data, len);
-            c->pending_len = len;
-        }
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        break;
-    }
-    c->parsing = 0;
-    if (err != HPE_OK && err != HPE_PAUSED && !c->fatal) {
-        /* A malformed request: answer 400 in its place and stop reading. */
-        gw_req_t *r = c->cur;
-        if (r == NULL)
-            r = gw__http_req_begin(c);
-        if (r != NULL)
-            gw__reject(r, 400, "bad_request", "malformed HTTP: %s",
-                       llhttp_get_error_reason(&c->parser));
-        c->cur = NULL;
-        c->phase = GW_PH_IDLE;
-        c->fatal = 1;
-    }
-    if (c->fatal)
-        uv_read_stop((uv_stream_t *)&c->tcp);
-    if (!c->closing)
-        gw__http_flush(c);
-    gw__http_release(c);
-}
-
-/* Unlinks the request being received (always the tail) when it can never complete. */
-static void drop_partial(gw_conn_t *c)
-{
-    gw_req_t *r = c->cur, **pp = &c->head, *prev = NULL;
-    if (r == NULL)
-        return;
-    c->cur = NULL;
-    c->phase = GW_PH_IDLE;
-    while (*pp != NULL && *pp != r) {
-        prev = *pp;
-        pp = &(*pp)->next;
-    }
-    if (*pp == r) {
-        *pp = r->next;
-        if (c->tail == r)
-            c->tail = prev;
-        c->nreqs--;
-    }
-    gw__http_req_put(c, r);
-}
-
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-    gw_conn_t *c = (gw_conn_t *)s;
-    if (nread > 0 && !c->closing && !c->fatal) {
-        process_input(c, buf->base, (size_t)nread);
-    } else if (nread == UV_EOF && !c->closing && !c->lingering) {
-        /* A client that half-closes after its requests still expects the answers; a
-         * request cut in the middle is dropped. */
-        uv_read_stop(s);
-        c->eof = 1;
-        drop_partial(c);
-        uv_timer_stop(&c->timer);
-        if (c->head == NULL && c->pending == NULL)
-            gw__http_close(c);
-        else
-            gw__http_flush(c);
-    } else if (nread < 0) {
-        /* Reset or error. Handlers still holding requests keep the connection (not the
-         * socket) alive. */
-        drop_partial(c);
-        gw__http_close(c);
-    }
 }

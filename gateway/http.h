@@ -26,15 +26,15 @@ typedef struct gw_conn gw_conn_t;
 struct gw_req {
     /* ---- the request, for handlers (read-only); valid until its answer is written ---- */
     gw_conn_t *conn;
-    int method;                   /* llhttp_method_t */
-    char path[GW_HTTP_MAX_URL];   /* the URL up to '?' */
-    char query[GW_HTTP_MAX_URL];  /* after '?', not decoded; "" if none */
-    char content_type[256];       /* "" if none */
-    uint8_t *body;                /* body_len bytes, owned by the request */
+    int method;                  /* llhttp_method_t */
+    char path[GW_HTTP_MAX_URL];  /* the URL up to '?' */
+    char query[GW_HTTP_MAX_URL]; /* after '?', not decoded; "" if none */
+    char content_type[256];      /* "" if none */
+    uint8_t *body;               /* body_len bytes, owned by the request */
     size_t body_len;
-    const char *param;            /* what a route's '*' matched (points into path), or NULL */
+    const char *param; /* what a route's '*' matched (points into path), or NULL */
     size_t param_len;
-    const char *route;            /* metrics label, set by the router */
+    const char *route; /* metrics label, set by the router */
     /* A handler's per-request state: state_free(state) runs when the request is freed. */
     void *state;
     void (*state_free)(void *state);
@@ -52,8 +52,8 @@ struct gw_req {
     int te_over;      /* te or ce did not fit: not a coding we know */
     int expect_continue;
     int keep_alive;
-    int continued;   /* "100 Continue" sent */
-    int head_only;   /* HEAD: the answer's headers without its body */
+    int continued; /* "100 Continue" sent */
+    int head_only; /* HEAD: the answer's headers without its body */
     uint64_t start_ns;
     int ready;       /* the answer is built */
     int close_after; /* the connection closes after this answer */
@@ -120,7 +120,7 @@ struct gw_server {
 struct gw_write;
 
 struct gw_conn {
-    uv_tcp_t tcp; /* first: a handle pointer is a conn pointer */
+    uv_tcp_t tcp;      /* first: a handle pointer is a conn pointer */
     uv_timer_t timer;  /* header, body, idle or linger clock */
     uv_timer_t wtimer; /* write clock: runs while writes are queued */
     llhttp_t parser;
@@ -141,9 +141,9 @@ struct gw_conn {
     uint8_t *pending; /* input left unparsed while the pipeline was full */
     size_t pending_len;
     int paused;
-    int parsing;       /* inside process_input: flush must not re-enter the parser */
-    int eof;           /* the client half-closed: answer what was asked, then close */
-    gw_req_t *spare;   /* one recycled request: keep-alive traffic allocates none */
+    int parsing;     /* inside process_input: flush must not re-enter the parser */
+    int eof;         /* the client half-closed: answer what was asked, then close */
+    gw_req_t *spare; /* one recycled request: keep-alive traffic allocates none */
     struct gw_write *spare_wr;
     gw_conn_t *next, *prev;
 };

@@ -139,8 +139,7 @@ void gw__http_flush(gw_conn_t *c)
             return;
         }
     }
-    if (c->cur != NULL && c->cur == c->head && c->cur->expect_continue &&
-        c->phase == GW_PH_BODY)
+    if (c->cur != NULL && c->cur == c->head && c->cur->expect_continue && c->phase == GW_PH_BODY)
         gw__http_send_continue(c, c->cur);
     if ((c->srv->stopping || c->eof) && c->head == NULL && c->cur == NULL && c->pending == NULL) {
         close_gracefully(c);

@@ -233,7 +233,8 @@ static inline void work_release(void)
     pthread_mutex_unlock(&S.work_mu);
 }
 
-static const gw_detect_t fake_detect = {.submit = fake_submit, .ctx = NULL, .on_work = fake_on_work};
+static const gw_detect_t fake_detect = {
+    .submit = fake_submit, .ctx = NULL, .on_work = fake_on_work};
 
 static const gw_route_t fake_routes[] = {
     {"POST", "/v1/detect", "detect", gw_detect_handle, (void *)&fake_detect},
@@ -484,7 +485,8 @@ static inline int closed_by_server(client_t *c)
     }
 }
 
-static inline void post(client_t *c, const char *target, const char *ctype, const char *body, size_t len)
+static inline void post(client_t *c, const char *target, const char *ctype, const char *body,
+                        size_t len)
 {
     char head[1024];
     snprintf(head, sizeof head,

@@ -268,8 +268,8 @@ static void test_camera_must_be_utf8(void **state)
         const char *target, *ctype, *body, *code;
     } cases[] = {
         {"/v1/detect?camera=%ff%fe", "image/jpeg", "x", "bad_query"},
-        {"/v1/detect?camera=%c0%af", "image/jpeg", "x", "bad_query"},     /* overlong '/' */
-        {"/v1/detect?camera=%ed%a0%80", "image/jpeg", "x", "bad_query"},  /* a surrogate */
+        {"/v1/detect?camera=%c0%af", "image/jpeg", "x", "bad_query"},    /* overlong '/' */
+        {"/v1/detect?camera=%ed%a0%80", "image/jpeg", "x", "bad_query"}, /* a surrogate */
         {"/v1/detect?camera=a%00b", "image/jpeg", "x", "bad_query"},
         {"/v1/detect", "application/json", "{\"image\":\"eA==\",\"camera\":\"\xff\"}", "bad_json"},
         {"/v1/detect", "multipart/form-data; boundary=XyZ",
@@ -305,8 +305,8 @@ static void test_ts_exact(void **state)
     client_open(c);
     resp_t r;
     char code[64];
-    static const char *exact[] = {"9007199254740993", "9223372036854775807",
-                                  "-9223372036854775807", "1700000000123"};
+    static const char *exact[] = {"9007199254740993", "9223372036854775807", "-9223372036854775807",
+                                  "1700000000123"};
     for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++) {
         char target[128], want[64];
         snprintf(target, sizeof target, "/v1/detect?ts=%s", exact[i]);
@@ -383,8 +383,7 @@ static void test_large_json_off_loop(void **state)
     uint8_t *img = malloc(IMG);
     memset(img, 'p', IMG);
     memcpy(img, "delay=1 ", 8);
-    static const char b64[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     size_t cap = 64 + (IMG + 2) / 3 * 4, n = 0;
     char *body = malloc(cap);
     n += (size_t)snprintf(body, cap, "{\"camera\":\"big\",\"image\":\"");
@@ -426,7 +425,7 @@ static void test_large_json_off_loop(void **state)
     wait_until(&S.work_started, 2, 3);
     struct linger lg = {.l_onoff = 1, .l_linger = 0};
     setsockopt(c[1].fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-    client_close(&c[1]); /* RST */
+    client_close(&c[1]);                              /* RST */
     send_str(&c[0], "GET /healthz HTTP/1.1\r\n\r\n"); /* the loop has moved on */
     assert_int_equal(read_resp(&c[0], &r), 0);
     resp_free(&r);
@@ -440,7 +439,6 @@ static void test_large_json_off_loop(void **state)
     free(body);
     free(img);
 }
-
 
 int main(void)
 {

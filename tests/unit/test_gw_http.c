@@ -842,7 +842,6 @@ static void test_buffered_bytes_budget(void **state)
     free(body);
 }
 
-
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* as the gateway does: a write to a gone client is EPIPE */

@@ -51,10 +51,14 @@ static void test_error_json(void **state)
 {
     (void)state;
     size_t len;
-    char *s = gw_error_json("not_found", "no such path: /a\xff\xfe" "b", &len);
+    char *s = gw_error_json("not_found",
+                            "no such path: /a\xff\xfe"
+                            "b",
+                            &len);
     assert_non_null(s);
     assert_int_equal(len, strlen(s));
-    assert_string_equal(s, "{\"error\":{\"code\":\"not_found\",\"message\":\"no such path: /a??b\"}}");
+    assert_string_equal(s,
+                        "{\"error\":{\"code\":\"not_found\",\"message\":\"no such path: /a??b\"}}");
     free(s);
 }
 
