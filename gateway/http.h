@@ -92,6 +92,9 @@ enum { GW_PH_IDLE, GW_PH_START, GW_PH_HEADERS, GW_PH_BODY };
 /* Unsent answer bytes a connection may have queued in its socket; past it, ready answers
  * wait in the pipeline, the pipeline fills, and the connection stops being read. */
 #define GW_HTTP_MAX_QUEUED (1u << 20)
+/* Writes in flight per connection: tiny answers cost a write each (~700 bytes with its head),
+ * which the byte cap alone would let add up to megabytes. */
+#define GW_HTTP_MAX_WRITES 64
 /* Chunk extensions of one request (RFC 9112 7.1.1: nobody needs them; they are skipped). */
 #define GW_HTTP_MAX_CHUNK_EXT 1024
 /* Bytes a request may take on the wire beyond max_header_bytes + 2 x max_body_bytes: chunk

@@ -111,10 +111,11 @@ void gw__http_send_continue(gw_conn_t *c, gw_req_t *r)
 /* Writes every ready answer at the head of the pipeline, in order. */
 void gw__http_flush(gw_conn_t *c)
 {
-    /* Past GW_HTTP_MAX_QUEUED unsent bytes ready answers wait here (on_write flushes again):
-     * a client that does not read fills its pipeline, and then it is not read either. */
+    /* Past GW_HTTP_MAX_QUEUED unsent bytes or GW_HTTP_MAX_WRITES writes, ready answers wait
+     * here (on_write flushes again): a client that does not read fills its pipeline, and then
+     * it is not read either. */
     while (c->head != NULL && c->head->ready && c->head != c->cur &&
-           c->tcp.write_queue_size <= GW_HTTP_MAX_QUEUED) {
+           c->tcp.write_queue_size <= GW_HTTP_MAX_QUEUED && c->writes < GW_HTTP_MAX_WRITES) {
         gw_req_t *r = c->head;
         int close_after = r->close_after;
         c->head = r->next;
