@@ -52,6 +52,8 @@ static const key_t_ keys[] = {
     {"header_timeout_ms", T_MS, F(header_timeout_ms), 0, 1, 3600000, 0},
     {"body_timeout_ms", T_MS, F(body_timeout_ms), 0, 1, 3600000, 0},
     {"idle_timeout_ms", T_MS, F(idle_timeout_ms), 0, 1, 86400000, 0},
+    {"write_timeout_ms", T_MS, F(write_timeout_ms), 0, 1, 3600000, 0},
+    {"max_buffered_bytes", T_SIZE, F(max_buffered_bytes), 0, 1, 1e15, 0},
     {"queue_size", T_INT, F(queue_size), 0, 0, 1000000, 0},
     {"deadline_ms", T_MS, F(deadline_ms), 0, 1, 3600000, 0},
     {"retries", T_INT, F(retries), 0, 0, 100, 0},
@@ -178,6 +180,8 @@ void gw_config_defaults(gw_config_t *cfg)
     cfg->header_timeout_ms = 10000;
     cfg->body_timeout_ms = 60000;
     cfg->idle_timeout_ms = 60000;
+    cfg->write_timeout_ms = 30000;
+    cfg->max_buffered_bytes = 256u << 20;
     cfg->queue_size = 1024;
     cfg->deadline_ms = 30000;
     cfg->retries = 2;
@@ -733,6 +737,11 @@ int gw_config_validate(gw_config_t *cfg, char *err, size_t errcap)
     }
     if (cfg->outlier_min_requests > cfg->outlier_window) {
         snprintf(err, errcap, "outlier_min_requests is above outlier_window");
+        return PROTO_ECONFIG;
+    }
+    if (cfg->max_buffered_bytes < cfg->max_body_bytes) {
+        snprintf(err, errcap, "max_buffered_bytes (%zu) is below max_body_bytes (%zu)",
+                 cfg->max_buffered_bytes, cfg->max_body_bytes);
         return PROTO_ECONFIG;
     }
     if (cfg->backoff_initial_ms > cfg->backoff_max_ms) {

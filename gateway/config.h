@@ -57,6 +57,8 @@ typedef struct {
     uint64_t header_timeout_ms; /* first byte of a request to end of its headers */
     uint64_t body_timeout_ms;   /* end of headers to end of body */
     uint64_t idle_timeout_ms;   /* keep-alive connection with no request in progress */
+    uint64_t write_timeout_ms;  /* answers queued and none written completely: close */
+    size_t max_buffered_bytes;  /* request bodies held, all connections together; then 503 */
 
     /* dispatch */
     int queue_size;             /* requests waiting for a backend; beyond it: 503 */

@@ -15,6 +15,18 @@
 #include "response.h"
 #include "status.h"
 
+/* What a JSON upload says; filled by json_decode, on the threadpool for a large body. */
+typedef struct {
+    int status;       /* 0, or the HTTP status of the error */
+    const char *code; /* static strings */
+    const char *msg;
+    int has_camera, has_ts, has_threshold;
+    char camera[PROTO_CAMERA_MAX + 1];
+    int64_t ts;
+    float threshold;
+    size_t image_len; /* bytes decoded into dreq_t.decoded */
+} json_res_t;
+
 /* One detect request's own state (gw_req_t.state). */
 typedef struct {
     gw_req_t *req;
@@ -26,7 +38,10 @@ typedef struct {
     gw_job_t one;
     int njobs, jobs_cap, pending;
     int multipart;
+    int bad_camera; /* a multipart camera part that is not UTF-8 */
     int submit_error;
+    uv_work_t work; /* a large JSON body being decoded off the loop */
+    json_res_t json;
 } dreq_t;
 
 static void dreq_free(void *arg)
@@ -38,6 +53,68 @@ static void dreq_free(void *arg)
         free(q->jobs);
     free(q->decoded);
     free(q);
+}
+
+static int add_job(dreq_t *q, const uint8_t *img, size_t len);
+static int is_image_type(const char *mt);
+static int parse_json(dreq_t *q);
+static int parse_multipart(dreq_t *q);
+static void submit_all(dreq_t *q);
+static void answer(dreq_t *q);
+
+/* ---- the request in ---- */
+
+void gw_detect_handle(void *detect, gw_req_t *r)
+{
+    char err[256], mt[128];
+    dreq_t *q = calloc(1, sizeof *q);
+    if (q == NULL) {
+        gw_respond_error(r, 503, "overloaded", "out of memory");
+        return;
+    }
+    q->req = r;
+    q->d = detect;
+    r->state = q;
+    r->state_free = dreq_free;
+    if (r->param != NULL) {
+        if (r->param_len >= sizeof q->opts.model) {
+            gw_respond_error(r, 404, "not_found", "no such path");
+            return;
+        }
+        memcpy(q->opts.model, r->param, r->param_len);
+        q->opts.model[r->param_len] = '\0';
+        q->model_fixed = 1;
+    }
+    if (gw_detect_parse_query(r->query, &q->opts, q->model_fixed, err, sizeof err) != 0) {
+        gw_respond_error(r, 400, "bad_query", "%s", err);
+        return;
+    }
+    if (gw_body_media_type(r->content_type, mt, sizeof mt) != 0) {
+        gw_respond_error(
+            r, 415, "unsupported_media_type",
+            "Content-Type must be image/jpeg, application/json or multipart/form-data");
+        return;
+    }
+    if (is_image_type(mt)) {
+        if (r->body_len == 0) {
+            gw_respond_error(r, 400, "empty_image", "the request body is empty");
+            return;
+        }
+        add_job(q, r->body, r->body_len);
+    } else if (strcmp(mt, "application/json") == 0) {
+        if (parse_json(q) != 0)
+            return; /* answered, or decoding off the loop */
+    } else if (strcmp(mt, "multipart/form-data") == 0) {
+        if (parse_multipart(q) != 0)
+            return;
+    } else {
+        gw_respond_error(r, 415, "unsupported_media_type",
+                         "Content-Type %s is not supported: use image/jpeg, application/json or "
+                         "multipart/form-data",
+                         mt);
+        return;
+    }
+    submit_all(q);
 }
 
 /* ---- options ---- */
@@ -75,6 +152,10 @@ static int apply_param(gw_req_opts_t *opts, int model_fixed, const char *k, cons
     if (strcmp(k, "camera") == 0) {
         if (strlen(v) > PROTO_CAMERA_MAX) {
             snprintf(err, cap, "camera is longer than %d bytes", PROTO_CAMERA_MAX);
+            return -1;
+        }
+        if (!gw_body_utf8_valid(v, strlen(v))) {
+            snprintf(err, cap, "camera must be UTF-8 text");
             return -1;
         }
         snprintf(opts->camera, sizeof opts->camera, "%s", v);
@@ -133,8 +214,11 @@ int gw_detect_parse_query(const char *q, gw_req_opts_t *opts, int model_fixed, c
         int kn = url_decode(q, klen, k, sizeof k);
         /* A key too long for k is none we know: ignored like any unknown parameter. */
         if (kn != -2) {
-            if (kn < 0 ||
-                url_decode(eq ? eq + 1 : q + len, eq ? len - klen - 1 : 0, v, sizeof v) < 0) {
+            int vn = kn < 0
+                         ? -1
+                         : url_decode(eq ? eq + 1 : q + len, eq ? len - klen - 1 : 0, v, sizeof v);
+            /* %00 would cut a value short without anyone noticing. */
+            if (vn < 0 || strlen(v) != (size_t)vn || strlen(k) != (size_t)kn) {
                 snprintf(err, cap, "malformed query string");
                 return -1;
             }
@@ -162,8 +246,8 @@ static int add_job(dreq_t *q, const uint8_t *img, size_t len)
             q->jobs = &q->one;
             q->jobs_cap = 1;
         } else {
-            int cap = q->jobs_cap * 2 > GW_DETECT_MAX_IMAGES ? GW_DETECT_MAX_IMAGES
-                                                              : q->jobs_cap * 2;
+            int cap =
+                q->jobs_cap * 2 > GW_DETECT_MAX_IMAGES ? GW_DETECT_MAX_IMAGES : q->jobs_cap * 2;
             gw_job_t *nj = malloc((size_t)cap * sizeof *nj);
             if (nj == NULL)
                 return PROTO_ENOMEM;
@@ -197,6 +281,10 @@ static int on_part(void *arg, const gw_part_t *part)
     if (strcmp(part->name, "camera") == 0 && !is_image_type(mt)) {
         if (part->len > PROTO_CAMERA_MAX)
             return PROTO_ETOOBIG;
+        if (!gw_body_utf8_valid((const char *)part->data, part->len)) {
+            q->bad_camera = 1;
+            return PROTO_EINVAL;
+        }
         memcpy(q->opts.camera, part->data, part->len);
         q->opts.camera[part->len] = '\0';
         for (int i = 0; i < q->njobs; i++)
@@ -212,64 +300,149 @@ static int on_part(void *arg, const gw_part_t *part)
     return 0;
 }
 
-/* A JSON upload: {"image": base64, "camera", "ts", "threshold"}. 0, or -1 once answered. */
-static int parse_json(dreq_t *q)
+/* A JSON upload: {"image": base64, "camera", "ts", "threshold"}. Pure: reads body, writes
+ * the image into out (gw_body_b64_max(len) bytes) and the rest into *res. Any thread. */
+static void json_decode(const uint8_t *body, size_t len, uint8_t *out, json_res_t *res)
 {
-    gw_req_t *r = q->req;
-    int rv;
-    cJSON *root = cJSON_ParseWithLength((const char *)r->body, r->body_len);
+    const char *end = NULL;
+    memset(res, 0, sizeof *res);
+    res->status = 400;
+    res->code = "bad_json";
+    cJSON *root = cJSON_ParseWithLengthOpts((const char *)body, len, &end, 0);
+    if (root != NULL) {
+        /* One JSON value and nothing after it but white space. */
+        size_t used = (size_t)(end - (const char *)body);
+        while (used < len && strchr(" \t\r\n", body[used]) != NULL && body[used] != '\0')
+            used++;
+        if (used != len) {
+            cJSON_Delete(root);
+            res->msg = "the body has more than one JSON value";
+            return;
+        }
+    }
     if (root == NULL || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        gw_respond_error(r, 400, "bad_json", "the body is not a JSON object");
-        return -1;
+        res->msg = "the body is not a JSON object";
+        return;
     }
     const cJSON *image = cJSON_GetObjectItemCaseSensitive(root, "image");
     const cJSON *camera = cJSON_GetObjectItemCaseSensitive(root, "camera");
     const cJSON *ts = cJSON_GetObjectItemCaseSensitive(root, "ts");
     const cJSON *th = cJSON_GetObjectItemCaseSensitive(root, "threshold");
-    const char *bad = NULL;
     if (image == NULL) {
         cJSON_Delete(root);
-        gw_respond_error(r, 400, "no_image", "the JSON object has no \"image\"");
-        return -1;
+        res->code = "no_image";
+        res->msg = "the JSON object has no \"image\"";
+        return;
     }
     if (!cJSON_IsString(image))
-        bad = "\"image\" must be a base64 string";
+        res->msg = "\"image\" must be a base64 string";
     else if (camera != NULL &&
-             (!cJSON_IsString(camera) || strlen(camera->valuestring) > PROTO_CAMERA_MAX))
-        bad = "\"camera\" must be a string of at most 128 bytes";
-    else if (ts != NULL && (!cJSON_IsNumber(ts) || !(fabs(ts->valuedouble) < 9e18) ||
+             (!cJSON_IsString(camera) || strlen(camera->valuestring) > PROTO_CAMERA_MAX ||
+              !gw_body_utf8_valid(camera->valuestring, strlen(camera->valuestring))))
+        res->msg = "\"camera\" must be a UTF-8 string of at most 128 bytes";
+    else if (ts != NULL && (!cJSON_IsNumber(ts) || !(fabs(ts->valuedouble) < 9007199254740992.0) ||
                             ts->valuedouble != floor(ts->valuedouble)))
-        bad = "\"ts\" must be an integer (milliseconds)"; /* and fit an int64_t */
+        /* A JSON number is a double here: beyond 2^53 it is not the client's integer any
+         * more (the query string takes any int64). */
+        res->msg = "\"ts\" must be an integer (milliseconds) below 2^53 in magnitude; use "
+                   "?ts= for larger values";
     else if (th != NULL &&
              (!cJSON_IsNumber(th) || !(th->valuedouble >= 0) || !(th->valuedouble <= 1)))
-        bad = "\"threshold\" must be a number in [0, 1]";
-    if (bad != NULL) {
+        res->msg = "\"threshold\" must be a number in [0, 1]";
+    if (res->msg != NULL) {
         cJSON_Delete(root);
-        gw_respond_error(r, 400, "bad_json", "%s", bad);
-        return -1;
+        return;
     }
-    if (camera != NULL)
-        snprintf(q->opts.camera, sizeof q->opts.camera, "%s", camera->valuestring);
-    if (ts != NULL)
-        q->opts.ts_ms = (int64_t)ts->valuedouble;
-    if (th != NULL)
-        q->opts.threshold = (float)th->valuedouble;
-    size_t in_len = strlen(image->valuestring), out_len = 0;
-    q->decoded = malloc(gw_body_b64_max(in_len) + 1);
-    rv = q->decoded ? gw_body_b64_decode(image->valuestring, in_len, q->decoded, &out_len)
-                    : PROTO_ENOMEM;
+    if (camera != NULL) {
+        res->has_camera = 1;
+        snprintf(res->camera, sizeof res->camera, "%s", camera->valuestring);
+    }
+    if (ts != NULL) {
+        res->has_ts = 1;
+        res->ts = (int64_t)ts->valuedouble;
+    }
+    if (th != NULL) {
+        res->has_threshold = 1;
+        res->threshold = (float)th->valuedouble;
+    }
+    size_t in_len = strlen(image->valuestring);
+    int rv = gw_body_b64_decode(image->valuestring, in_len, out, &res->image_len);
     cJSON_Delete(root);
     if (rv != 0) {
-        gw_respond_error(r, 400, "bad_base64", "\"image\" is not valid base64");
+        res->code = "bad_base64";
+        res->msg = "\"image\" is not valid base64";
+    } else if (res->image_len == 0) {
+        res->code = "empty_image";
+        res->msg = "\"image\" is empty";
+    } else {
+        res->status = 0;
+    }
+}
+
+/* Takes what json_decode found into the request: 0, or -1 once answered. */
+static int json_apply(dreq_t *q)
+{
+    const json_res_t *res = &q->json;
+    if (res->status != 0) {
+        gw_respond_error(q->req, res->status, res->code, "%s", res->msg);
         return -1;
     }
-    if (out_len == 0) {
-        gw_respond_error(r, 400, "empty_image", "\"image\" is empty");
+    if (res->has_camera)
+        memcpy(q->opts.camera, res->camera, sizeof q->opts.camera);
+    if (res->has_ts)
+        q->opts.ts_ms = res->ts;
+    if (res->has_threshold)
+        q->opts.threshold = res->threshold;
+    int rv = add_job(q, q->decoded, res->image_len);
+    if (rv != 0)
+        gw_respond_err(q->req, rv, "%s", proto_strerror(rv));
+    return rv == 0 ? 0 : -1;
+}
+
+/* On a threadpool thread: only the body (unchanged while the request is held), the decode
+ * buffer and q->json are touched. */
+static void on_json_work(uv_work_t *w)
+{
+    dreq_t *q = w->data;
+    if (q->d->on_work != NULL)
+        q->d->on_work(q->d->ctx);
+    json_decode(q->req->body, q->req->body_len, q->decoded, &q->json);
+}
+
+static void on_json_done(uv_work_t *w, int status)
+{
+    dreq_t *q = w->data;
+    gw_req_t *r = q->req;
+    (void)status; /* never cancelled */
+    if (gw_req_orphaned(r))
+        gw_respond_error(r, 503, "shutting_down", "the client is gone"); /* never sent */
+    else if (json_apply(q) == 0)
+        submit_all(q);
+    gw_req_release(r);
+}
+
+/* 0: decoded, the job is added; 1: decoding on the threadpool (on_json_done goes on);
+ * -1: answered. */
+static int parse_json(dreq_t *q)
+{
+    gw_req_t *r = q->req;
+    size_t cap = gw_body_b64_max(r->body_len) + 1;
+    /* The decoded image is held as long as the body: it counts in the same budget. */
+    if (gw_req_reserve(r, cap) != 0 || (q->decoded = malloc(cap)) == NULL) {
+        gw_respond_error(r, 503, "overloaded",
+                         "too many request bytes held (max_buffered_bytes); retry later");
         return -1;
     }
-    add_job(q, q->decoded, out_len);
-    return 0;
+    if (r->body_len >= GW_DETECT_JSON_INLINE_MAX) {
+        q->work.data = q;
+        gw_req_hold(r);
+        if (uv_queue_work(gw_req_loop(r), &q->work, on_json_work, on_json_done) == 0)
+            return 1;
+        gw_req_release(r);
+    }
+    json_decode(r->body, r->body_len, q->decoded, &q->json);
+    return json_apply(q);
 }
 
 /* A multipart/form-data upload: every image part a job. 0, or -1 once answered. */
@@ -283,6 +456,10 @@ static int parse_multipart(dreq_t *q)
     }
     q->multipart = 1;
     int rv = gw_body_multipart(r->body, r->body_len, boundary, on_part, q);
+    if (q->bad_camera) {
+        gw_respond_error(r, 400, "bad_multipart", "the camera part must be UTF-8 text");
+        return -1;
+    }
     if (rv == PROTO_EEMPTY) {
         gw_respond_error(r, 400, "empty_image", "an image part is empty");
         return -1;
@@ -308,8 +485,6 @@ static int parse_multipart(dreq_t *q)
     return 0;
 }
 
-static void answer(dreq_t *q);
-
 /* Submits every job; each one out holds the request. If one is refused, the answer waits for
  * those already out. */
 static void submit_all(dreq_t *q)
@@ -327,58 +502,6 @@ static void submit_all(dreq_t *q)
         answer(q);
 }
 
-void gw_detect_handle(void *detect, gw_req_t *r)
-{
-    char err[256], mt[128];
-    dreq_t *q = calloc(1, sizeof *q);
-    if (q == NULL) {
-        gw_respond_error(r, 503, "overloaded", "out of memory");
-        return;
-    }
-    q->req = r;
-    q->d = detect;
-    r->state = q;
-    r->state_free = dreq_free;
-    if (r->param != NULL) {
-        if (r->param_len >= sizeof q->opts.model) {
-            gw_respond_error(r, 404, "not_found", "no such path");
-            return;
-        }
-        memcpy(q->opts.model, r->param, r->param_len);
-        q->opts.model[r->param_len] = '\0';
-        q->model_fixed = 1;
-    }
-    if (gw_detect_parse_query(r->query, &q->opts, q->model_fixed, err, sizeof err) != 0) {
-        gw_respond_error(r, 400, "bad_query", "%s", err);
-        return;
-    }
-    if (gw_body_media_type(r->content_type, mt, sizeof mt) != 0) {
-        gw_respond_error(r, 415, "unsupported_media_type",
-                         "Content-Type must be image/jpeg, application/json or multipart/form-data");
-        return;
-    }
-    if (is_image_type(mt)) {
-        if (r->body_len == 0) {
-            gw_respond_error(r, 400, "empty_image", "the request body is empty");
-            return;
-        }
-        add_job(q, r->body, r->body_len);
-    } else if (strcmp(mt, "application/json") == 0) {
-        if (parse_json(q) != 0)
-            return;
-    } else if (strcmp(mt, "multipart/form-data") == 0) {
-        if (parse_multipart(q) != 0)
-            return;
-    } else {
-        gw_respond_error(r, 415, "unsupported_media_type",
-                         "Content-Type %s is not supported: use image/jpeg, application/json or "
-                         "multipart/form-data",
-                         mt);
-        return;
-    }
-    submit_all(q);
-}
-
 /* ---- jobs back, one answer ---- */
 
 static void on_job_done(gw_job_t *job)
@@ -388,62 +511,6 @@ static void on_job_done(gw_job_t *job)
     if (--q->pending == 0)
         answer(q);
     gw_req_release(r);
-}
-
-cJSON *gw_detect_job_json(const gw_job_t *job)
-{
-    cJSON *o = cJSON_CreateObject();
-    if (job->err != 0) {
-        gw_status_t st = gw_status_of(job->err);
-        cJSON *e = cJSON_AddObjectToObject(o, "error");
-        cJSON_AddStringToObject(e, "code", st.code);
-        cJSON_AddStringToObject(e, "message",
-                                job->error_msg[0] ? job->error_msg : proto_strerror(job->err));
-        cJSON_AddNumberToObject(o, "status", st.status);
-        return o;
-    }
-    char id[32];
-    snprintf(id, sizeof id, "%llu", (unsigned long long)job->id);
-    cJSON_AddStringToObject(o, "id", id);
-    cJSON_AddStringToObject(o, "camera", job->opts.camera);
-    if (job->opts.ts_ms != 0)
-        cJSON_AddNumberToObject(o, "ts", (double)job->opts.ts_ms);
-    cJSON_AddStringToObject(o, "backend", job->backend);
-    cJSON_AddStringToObject(o, "model", job->model_name);
-    cJSON_AddNumberToObject(o, "width", job->rep.width);
-    cJSON_AddNumberToObject(o, "height", job->rep.height);
-    /* A classifier's records are its top-k classes (most confident first, no boxes). */
-    int classes = job->rep.kind == PROTO_KIND_CLASSES;
-    cJSON *arr = cJSON_AddArrayToObject(o, classes ? "classes" : "detections");
-    size_t cursor = 0;
-    proto_det_t d;
-    while (proto_rep_det_next(&job->rep, &cursor, &d)) {
-        char label[PROTO_LABEL_MAX + 1];
-        memcpy(label, d.label, d.label_len);
-        label[d.label_len] = '\0';
-        cJSON *x = cJSON_CreateObject();
-        if (classes) {
-            cJSON_AddNumberToObject(x, "class_id", d.class_id);
-            cJSON_AddStringToObject(x, "label", label);
-            cJSON_AddNumberToObject(x, "confidence", round(d.confidence * 1e4) / 1e4);
-            cJSON_AddItemToArray(arr, x);
-            continue;
-        }
-        cJSON_AddStringToObject(x, "label", label);
-        cJSON_AddNumberToObject(x, "class_id", d.class_id);
-        cJSON_AddNumberToObject(x, "confidence", round(d.confidence * 1e4) / 1e4);
-        cJSON *b = cJSON_AddObjectToObject(x, "box");
-        cJSON_AddNumberToObject(b, "x", round(d.x * 10) / 10);
-        cJSON_AddNumberToObject(b, "y", round(d.y * 10) / 10);
-        cJSON_AddNumberToObject(b, "w", round(d.w * 10) / 10);
-        cJSON_AddNumberToObject(b, "h", round(d.h * 10) / 10);
-        cJSON_AddItemToArray(arr, x);
-    }
-    cJSON *t = cJSON_AddObjectToObject(o, "timing");
-    cJSON_AddNumberToObject(t, "queue_ms", round(job->queue_ms * 100) / 100);
-    cJSON_AddNumberToObject(t, "infer_ms", round(job->infer_ms * 100) / 100);
-    cJSON_AddNumberToObject(t, "total_ms", round(job->total_ms * 100) / 100);
-    return o;
 }
 
 static void answer(dreq_t *q)
@@ -499,4 +566,64 @@ static void answer(dreq_t *q)
     char retry[64];
     gw_respond(r, st.status, "application/json", s, s ? strlen(s) : 0,
                gw_retry_after(r, st.retry_after, retry, sizeof retry));
+}
+
+cJSON *gw_detect_job_json(const gw_job_t *job)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (job->err != 0) {
+        gw_status_t st = gw_status_of(job->err);
+        cJSON *e = cJSON_AddObjectToObject(o, "error");
+        cJSON_AddStringToObject(e, "code", st.code);
+        cJSON_AddStringToObject(e, "message",
+                                job->error_msg[0] ? job->error_msg : proto_strerror(job->err));
+        cJSON_AddNumberToObject(o, "status", st.status);
+        return o;
+    }
+    char id[32];
+    snprintf(id, sizeof id, "%llu", (unsigned long long)job->id);
+    cJSON_AddStringToObject(o, "id", id);
+    cJSON_AddStringToObject(o, "camera", job->opts.camera);
+    if (job->opts.ts_ms != 0) {
+        /* As an integer, exactly: a double would round ts beyond 2^53. */
+        char ts[32];
+        snprintf(ts, sizeof ts, "%lld", (long long)job->opts.ts_ms);
+        cJSON_AddRawToObject(o, "ts", ts);
+    }
+    cJSON_AddStringToObject(o, "backend", job->backend);
+    cJSON_AddStringToObject(o, "model", job->model_name);
+    cJSON_AddNumberToObject(o, "width", job->rep.width);
+    cJSON_AddNumberToObject(o, "height", job->rep.height);
+    /* A classifier's records are its top-k classes (most confident first, no boxes). */
+    int classes = job->rep.kind == PROTO_KIND_CLASSES;
+    cJSON *arr = cJSON_AddArrayToObject(o, classes ? "classes" : "detections");
+    size_t cursor = 0;
+    proto_det_t d;
+    while (proto_rep_det_next(&job->rep, &cursor, &d)) {
+        char label[PROTO_LABEL_MAX + 1];
+        memcpy(label, d.label, d.label_len);
+        label[d.label_len] = '\0';
+        cJSON *x = cJSON_CreateObject();
+        if (classes) {
+            cJSON_AddNumberToObject(x, "class_id", d.class_id);
+            cJSON_AddStringToObject(x, "label", label);
+            cJSON_AddNumberToObject(x, "confidence", round(d.confidence * 1e4) / 1e4);
+            cJSON_AddItemToArray(arr, x);
+            continue;
+        }
+        cJSON_AddStringToObject(x, "label", label);
+        cJSON_AddNumberToObject(x, "class_id", d.class_id);
+        cJSON_AddNumberToObject(x, "confidence", round(d.confidence * 1e4) / 1e4);
+        cJSON *b = cJSON_AddObjectToObject(x, "box");
+        cJSON_AddNumberToObject(b, "x", round(d.x * 10) / 10);
+        cJSON_AddNumberToObject(b, "y", round(d.y * 10) / 10);
+        cJSON_AddNumberToObject(b, "w", round(d.w * 10) / 10);
+        cJSON_AddNumberToObject(b, "h", round(d.h * 10) / 10);
+        cJSON_AddItemToArray(arr, x);
+    }
+    cJSON *t = cJSON_AddObjectToObject(o, "timing");
+    cJSON_AddNumberToObject(t, "queue_ms", round(job->queue_ms * 100) / 100);
+    cJSON_AddNumberToObject(t, "infer_ms", round(job->infer_ms * 100) / 100);
+    cJSON_AddNumberToObject(t, "total_ms", round(job->total_ms * 100) / 100);
+    return o;
 }

@@ -22,7 +22,14 @@ typedef struct {
      * reports its own code in job->err; status.h maps codes to HTTP. */
     int (*submit)(void *ctx, gw_job_t *job);
     void *ctx;
+    /* Tests only (NULL otherwise): runs on the libuv threadpool thread that is about to parse
+     * and decode a large JSON body, so a test can hold it there and see the loop go on. */
+    void (*on_work)(void *ctx);
 } gw_detect_t;
+
+/* JSON bodies from this size on are parsed and decoded on the libuv threadpool, not on the
+ * loop (a 16 MB base64 image would stall every connection for a fraction of a second). */
+#define GW_DETECT_JSON_INLINE_MAX (64u << 10)
 
 /* The route handler; `detect` is a gw_detect_t that outlives the server. A route whose
  * pattern has a '*' takes the model name from what it matched. */

@@ -1,11 +1,12 @@
-/* The HTTP/1.1 connection core. One gw_conn per client connection embeds its uv_tcp_t,
- * llhttp_t and timer. Requests are kept in a per-connection pipeline in arrival order; each
- * becomes ready when its answer is built (at once for errors and GETs, later for handlers
- * that wait on jobs), and answers leave strictly from the head of the pipeline.
+/* The HTTP/1.1 connection core, the way in (http_write.c is the way out). One gw_conn per
+ * client connection embeds its uv_tcp_t, llhttp_t and timers. Requests are kept in a
+ * per-connection pipeline in arrival order; each becomes ready when its answer is built (at
+ * once for errors and GETs, later for handlers that wait on jobs), and answers leave
+ * strictly from the head of the pipeline.
  *
  * This file knows no paths: a complete request goes to gw_router_dispatch. Read top to
- * bottom it follows a connection: accept, read, parse (llhttp callbacks), hand over, write,
- * close. */
+ * bottom it follows a connection: accept, requests, clocks, read, parse (llhttp callbacks),
+ * hand over. */
 #include "http.h"
 
 #include <stdio.h>
@@ -17,20 +18,15 @@
 #include "response.h"
 #include "router.h"
 
-#define LINGER_MS 1000
+enum { CAP_NONE, CAP_CTYPE, CAP_EXPECT, CAP_TE, CAP_CE };
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
-static void on_timer(uv_timer_t *t);
 static void process_input(gw_conn_t *c, const char *data, size_t len);
-static void flush(gw_conn_t *c);
-static void arm_idle(gw_conn_t *c);
-static void conn_release(gw_conn_t *c);
-static void req_put(gw_conn_t *c, gw_req_t *r);
 
 /* One read buffer for the whole server: libuv calls alloc then read for one read at a time
  * on the loop thread, and nothing keeps a pointer into it after on_read (bodies, headers
  * and the unparsed remainder are copied), so no read allocates. */
-static void alloc_buf(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+void gw__http_alloc_buf(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     gw_conn_t *c = h->data;
     (void)suggested;
@@ -38,13 +34,6 @@ static void alloc_buf(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 }
 
 /* ---- accepting ---- */
-
-static void on_handle_closed(uv_handle_t *h)
-{
-    gw_conn_t *c = h->data;
-    if (--c->handles_open == 0)
-        conn_release(c);
-}
 
 void gw__http_accept(gw_server_t *srv)
 {
@@ -55,8 +44,9 @@ void gw__http_accept(gw_server_t *srv)
     c->refs = 1;
     uv_tcp_init(srv->loop, &c->tcp);
     uv_timer_init(srv->loop, &c->timer);
-    c->tcp.data = c->timer.data = c;
-    c->handles_open = 2;
+    uv_timer_init(srv->loop, &c->wtimer);
+    c->tcp.data = c->timer.data = c->wtimer.data = c;
+    c->handles_open = 3;
     c->next = srv->conns;
     if (srv->conns)
         srv->conns->prev = c;
@@ -79,11 +69,11 @@ void gw__http_accept(gw_server_t *srv)
         r->route = "other";
         c->cur = NULL;
         gw__reject(r, 503, "overloaded", "too many connections (%d)", srv->cfg->max_connections);
-        flush(c);
+        gw__http_flush(c);
         return;
     }
-    uv_read_start((uv_stream_t *)&c->tcp, alloc_buf, on_read);
-    arm_idle(c);
+    uv_read_start((uv_stream_t *)&c->tcp, gw__http_alloc_buf, on_read);
+    gw__http_arm_idle(c);
 }
 
 /* ---- requests ---- */
@@ -111,10 +101,11 @@ gw_req_t *gw__http_req_begin(gw_conn_t *c)
 }
 
 /* Frees what r owns and keeps r itself for the next request (or frees it). */
-static void req_put(gw_conn_t *c, gw_req_t *r)
+void gw__http_req_put(gw_conn_t *c, gw_req_t *r)
 {
     if (r->state_free != NULL)
         r->state_free(r->state);
+    c->srv->buffered -= r->reserved;
     free(r->body);
     free(r->resp);
     if (c->spare == NULL) {
@@ -134,8 +125,23 @@ void gw_req_release(gw_req_t *r)
     gw_conn_t *c = r->conn;
     /* Inside the parser the caller flushes when the callback returns. */
     if (!c->closing && !c->parsing)
-        flush(c);
-    conn_release(c);
+        gw__http_flush(c);
+    gw__http_release(c);
+}
+
+int gw_req_reserve(gw_req_t *r, size_t n)
+{
+    gw_server_t *srv = r->conn->srv;
+    if (n > srv->cfg->max_buffered_bytes - srv->buffered)
+        return PROTO_ENOMEM;
+    srv->buffered += n;
+    r->reserved += n;
+    return 0;
+}
+
+int gw_req_orphaned(const gw_req_t *r)
+{
+    return r->conn->closing;
 }
 
 uv_loop_t *gw_req_loop(const gw_req_t *r)
@@ -150,33 +156,185 @@ const gw_config_t *gw_req_config(const gw_req_t *r)
 
 /* ---- timers ---- */
 
-static void on_timer(uv_timer_t *t)
+void gw__http_on_timer(uv_timer_t *t)
 {
     gw_conn_t *c = t->data;
     if (c->closing || c->lingering)
         return;
+    if (c->cur == NULL && c->phase == GW_PH_START) {
+        /* Only empty lines (or nothing llhttp could start a request with) since the first
+         * byte: a request that never began is as late as one that never ends. */
+        gw_req_t *r = gw__http_req_begin(c);
+        if (r == NULL) {
+            gw__http_close(c);
+            return;
+        }
+        gw__reject(r, 408, "timeout", "no request within %llu ms of the first byte",
+                   (unsigned long long)c->srv->cfg->header_timeout_ms);
+        gw__http_flush(c);
+        return;
+    }
     if (c->cur != NULL && c->phase != GW_PH_IDLE) {
         /* A request that is not arriving fast enough: answer 408 and cut the client. */
         const gw_config_t *cfg = c->srv->cfg;
         unsigned long long ms =
             c->phase == GW_PH_HEADERS ? cfg->header_timeout_ms : cfg->body_timeout_ms;
         gw__reject(c->cur, 408, "timeout", "the request was not received within %llu ms", ms);
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        flush(c);
+        gw__http_flush(c);
         return;
     }
     if (c->head == NULL)
         gw__http_close_idle(c); /* idle keep-alive connection */
 }
 
-static void arm_idle(gw_conn_t *c)
+void gw__http_arm_idle(gw_conn_t *c)
 {
-    if (c->closing || c->lingering)
+    /* A request on its way (or bytes that may start one) has its own clock. */
+    if (c->closing || c->lingering || c->phase != GW_PH_IDLE)
         return;
     if (c->cur == NULL && c->head == NULL)
-        uv_timer_start(&c->timer, on_timer, c->srv->cfg->idle_timeout_ms, 0);
+        uv_timer_start(&c->timer, gw__http_on_timer, c->srv->cfg->idle_timeout_ms, 0);
     else if (c->cur == NULL)
         uv_timer_stop(&c->timer); /* waiting for handlers: their own deadlines apply */
+}
+
+/* ---- reading ---- */
+
+void gw__http_try_resume(gw_conn_t *c)
+{
+    if (!c->paused || c->parsing || c->closing || c->lingering || c->fatal ||
+        c->nreqs >= c->srv->cfg->max_pipelined)
+        return;
+    c->paused = 0;
+    llhttp_resume(&c->parser);
+    uint8_t *data = c->pending;
+    size_t len = c->pending_len;
+    c->pending = NULL;
+    c->pending_len = 0;
+    if (len > 0)
+        process_input(c, (const char *)data, len);
+    free(data);
+    if (!c->paused && !c->closing && !c->lingering && !c->fatal && !c->eof)
+        uv_read_start((uv_stream_t *)&c->tcp, gw__http_alloc_buf, on_read);
+}
+
+static void process_input(gw_conn_t *c, const char *data, size_t len)
+{
+    if (c->cur == NULL && c->phase == GW_PH_IDLE && len > 0) {
+        /* The header clock starts at the first byte of anything: bytes that begin no
+         * request (empty lines) are not progress and must not keep the connection. */
+        c->phase = GW_PH_START;
+        uv_timer_start(&c->timer, gw__http_on_timer, c->srv->cfg->header_timeout_ms, 0);
+    }
+    if (c->cur != NULL) {
+        /* Counted per read, so a read that also holds the next requests counts against this
+         * one: the slack covers one read. */
+        const gw_config_t *cfg = c->srv->cfg;
+        size_t limit = cfg->max_header_bytes + 2 * cfg->max_body_bytes + GW_HTTP_WIRE_SLACK;
+        c->cur->wire += len;
+        if (c->cur->wire > limit) {
+            gw__reject(c->cur, 400, "bad_request",
+                       "the request's framing exceeds %zu bytes on the wire", limit);
+            gw__http_flush(c);
+            return;
+        }
+    }
+    c->refs++; /* callbacks below may flush and close */
+    c->parsing = 1;
+    llhttp_errno_t err;
+    /* A loop, not recursion through gw__http_flush(): a read full of tiny pipelined requests pauses
+     * the parser every max_pipelined requests. */
+    while ((err = llhttp_execute(&c->parser, data, len)) == HPE_PAUSED) {
+        const char *pos = llhttp_get_error_pos(&c->parser);
+        size_t used = pos != NULL && pos >= data && pos <= data + len ? (size_t)(pos - data) : len;
+        data += used;
+        len -= used;
+        c->paused = 1;
+        gw__http_flush(c); /* answers already built (errors, GETs) free pipeline room at once */
+        if (c->closing || c->lingering || c->fatal)
+            break;
+        if (c->nreqs < c->srv->cfg->max_pipelined) {
+            c->paused = 0;
+            llhttp_resume(&c->parser);
+            if (len == 0)
+                break;
+            continue;
+        }
+        if (len > 0) { /* kept until answers go out; see gw__http_try_resume() */
+            c->pending = malloc(len);
+            if (c->pending == NULL) {
+                c->fatal = 1;
+                break;
+            }
+            memcpy(c->pending, data, len);
+            c->pending_len = len;
+        }
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        break;
+    }
+    c->parsing = 0;
+    if (err != HPE_OK && err != HPE_PAUSED && !c->fatal) {
+        /* A malformed request: answer 400 in its place and stop reading. */
+        gw_req_t *r = c->cur;
+        if (r == NULL)
+            r = gw__http_req_begin(c);
+        if (r != NULL)
+            gw__reject(r, 400, "bad_request", "malformed HTTP: %s",
+                       llhttp_get_error_reason(&c->parser));
+        c->cur = NULL;
+        c->phase = GW_PH_IDLE;
+        c->fatal = 1;
+    }
+    if (c->fatal)
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    if (!c->closing)
+        gw__http_flush(c);
+    gw__http_release(c);
+}
+
+/* Unlinks the request being received (always the tail) when it can never complete. */
+static void drop_partial(gw_conn_t *c)
+{
+    gw_req_t *r = c->cur, **pp = &c->head, *prev = NULL;
+    if (r == NULL)
+        return;
+    c->cur = NULL;
+    c->phase = GW_PH_IDLE;
+    while (*pp != NULL && *pp != r) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (*pp == r) {
+        *pp = r->next;
+        if (c->tail == r)
+            c->tail = prev;
+        c->nreqs--;
+    }
+    gw__http_req_put(c, r);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    gw_conn_t *c = (gw_conn_t *)s;
+    if (nread > 0 && !c->closing && !c->fatal) {
+        process_input(c, buf->base, (size_t)nread);
+    } else if (nread == UV_EOF && !c->closing && !c->lingering) {
+        /* A client that half-closes after its requests still expects the answers; a
+         * request cut in the middle is dropped. */
+        uv_read_stop(s);
+        c->eof = 1;
+        drop_partial(c);
+        uv_timer_stop(&c->timer);
+        if (c->head == NULL && c->pending == NULL)
+            gw__http_close(c);
+        else
+            gw__http_flush(c);
+    } else if (nread < 0) {
+        /* Reset or error. Handlers still holding requests keep the connection (not the
+         * socket) alive. */
+        drop_partial(c);
+        gw__http_close(c);
+    }
 }
 
 /* ---- llhttp callbacks: one request arriving ---- */
@@ -191,11 +349,13 @@ static int on_message_begin(llhttp_t *p)
     gw_conn_t *c = conn_of(p);
     if (gw__http_req_begin(c) == NULL)
         return -1;
+    /* After leading empty lines the header clock is already running: it is not reset. */
+    if (c->phase != GW_PH_START)
+        uv_timer_start(&c->timer, gw__http_on_timer, c->srv->cfg->header_timeout_ms, 0);
     c->phase = GW_PH_HEADERS;
     c->header_bytes = 0;
     c->field_len = 0;
-    c->capture = 0;
-    uv_timer_start(&c->timer, on_timer, c->srv->cfg->header_timeout_ms, 0);
+    c->capture = CAP_NONE;
     return 0;
 }
 
@@ -247,15 +407,34 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+/* Appends at[0..len) to the string buf; what does not fit marks the request te_over. */
+static void append_value(gw_req_t *r, char *buf, size_t cap, const char *at, size_t len)
+{
+    size_t have = strlen(buf);
+    if (have + len >= cap) {
+        r->te_over = 1;
+        return;
+    }
+    memcpy(buf + have, at, len);
+    buf[have + len] = '\0';
+}
+
 static int on_header_field_complete(llhttp_t *p)
 {
     gw_conn_t *c = conn_of(p);
-    c->capture = 0;
+    gw_req_t *r = c->cur;
+    c->capture = CAP_NONE;
     if (strcasecmp(c->field, "content-type") == 0) {
-        c->capture = 1;
-        c->cur->content_type[0] = '\0';
+        c->capture = CAP_CTYPE;
+        r->content_type[0] = '\0';
     } else if (strcasecmp(c->field, "expect") == 0) {
-        c->capture = 2;
+        c->capture = CAP_EXPECT;
+    } else if (strcasecmp(c->field, "transfer-encoding") == 0) {
+        c->capture = CAP_TE;
+        append_value(r, r->te, sizeof r->te, ",", 1); /* several lines make one list */
+    } else if (strcasecmp(c->field, "content-encoding") == 0) {
+        c->capture = CAP_CE;
+        append_value(r, r->ce, sizeof r->ce, ",", 1);
     }
     c->field_len = 0;
     c->field[0] = '\0';
@@ -268,20 +447,44 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     gw_req_t *r = c->cur;
     if (header_limit(c, len) != 0)
         return -1;
-    if (c->capture == 1) {
+    if (c->capture == CAP_CTYPE) {
         size_t have = strlen(r->content_type);
         if (have + len < sizeof r->content_type) {
             memcpy(r->content_type + have, at, len);
             r->content_type[have + len] = '\0';
         }
-    } else if (c->capture == 2) {
+    } else if (c->capture == CAP_EXPECT) {
         if (len >= 12 && strncasecmp(at, "100-continue", 12) == 0)
             r->expect_continue = 1;
+    } else if (c->capture == CAP_TE) {
+        append_value(r, r->te, sizeof r->te, at, len);
+    } else if (c->capture == CAP_CE) {
+        append_value(r, r->ce, sizeof r->ce, at, len);
     }
     return 0;
 }
 
-static void send_continue(gw_conn_t *c, gw_req_t *r);
+/* True if every token of the comma-separated list is `want` (case-insensitive, spaces
+ * around); else *bad is the first other token (in a static buffer). An empty list is fine. */
+static int codings_are(const char *list, const char *want, const char **bad)
+{
+    static char tok[64];
+    const char *s = list;
+    while (*s != '\0') {
+        s += strspn(s, " \t,");
+        size_t n = strcspn(s, ",");
+        size_t m = n;
+        while (m > 0 && (s[m - 1] == ' ' || s[m - 1] == '\t'))
+            m--;
+        if (m > 0 && !(m == strlen(want) && strncasecmp(s, want, m) == 0)) {
+            snprintf(tok, sizeof tok, "%.*s", (int)m, s);
+            *bad = tok;
+            return 0;
+        }
+        s += n;
+    }
+    return 1;
+}
 
 static int on_headers_complete(llhttp_t *p)
 {
@@ -289,9 +492,14 @@ static int on_headers_complete(llhttp_t *p)
     gw_req_t *r = c->cur;
     const gw_config_t *cfg = c->srv->cfg;
     r->method = p->method;
+    r->head_only = r->method == HTTP_HEAD; /* whatever answers it: headers only */
     /* After gw_server_stop() every request is the connection's last, so busy connections
      * still drain when clients keep pipelining. */
     r->keep_alive = llhttp_should_keep_alive(p) && !c->srv->stopping;
+    /* CONNECT and Upgrade: what follows this request is another protocol, which we do not
+     * speak. The request gets its one answer, then the connection closes. */
+    if (p->upgrade)
+        r->keep_alive = 0;
     const char *q = strchr(r->url, '?');
     snprintf(r->query, sizeof r->query, "%s", q ? q + 1 : "");
 
@@ -301,10 +509,31 @@ static int on_headers_complete(llhttp_t *p)
                    "POST needs Content-Length or Transfer-Encoding: chunked");
         return -1;
     }
+    const char *coding = NULL;
+    if (r->te_over || !codings_are(r->te, "chunked", &coding)) {
+        /* llhttp checks that chunked comes last; anything before it (gzip, ...) we would
+         * not decode, so the body would be taken for what it is not. */
+        gw__reject(r, 501, "unsupported_transfer_encoding",
+                   "Transfer-Encoding '%s' is not supported: send the body as it is, with "
+                   "Content-Length or Transfer-Encoding: chunked",
+                   r->te_over ? r->te : coding);
+        return -1;
+    }
+    if (!codings_are(r->ce, "identity", &coding)) {
+        gw__reject(r, 415, "unsupported_content_encoding",
+                   "Content-Encoding '%s' is not supported: send the body as it is", coding);
+        return -1;
+    }
     if (has_len && p->content_length > cfg->max_body_bytes) {
         /* Answered from the headers: the body is never read. */
         gw__reject(r, 413, "too_large", "the body (%llu bytes) exceeds %zu bytes",
                    (unsigned long long)p->content_length, cfg->max_body_bytes);
+        return -1;
+    }
+    if (has_len && p->content_length > 0 && gw_req_reserve(r, (size_t)p->content_length) != 0) {
+        /* Answered from the headers too: the body would not fit the memory budget. */
+        gw__reject(r, 503, "overloaded",
+                   "too many request bytes held (max_buffered_bytes); retry later");
         return -1;
     }
     if (has_len && p->content_length > 0) {
@@ -317,9 +546,9 @@ static int on_headers_complete(llhttp_t *p)
     }
     c->phase = GW_PH_BODY;
     if (!r->expect_continue)
-        uv_timer_start(&c->timer, on_timer, cfg->body_timeout_ms, 0);
+        uv_timer_start(&c->timer, gw__http_on_timer, cfg->body_timeout_ms, 0);
     else if (c->head == r)
-        send_continue(c, r); /* starts the body clock */
+        gw__http_send_continue(c, r); /* starts the body clock */
     else
         uv_timer_stop(&c->timer); /* the 100 waits for earlier answers; so does the clock */
     return 0;
@@ -341,6 +570,11 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
             cap *= 2;
         if (cap > limit)
             cap = limit;
+        if (gw_req_reserve(r, cap - r->body_cap) != 0) {
+            gw__reject(r, 503, "overloaded",
+                       "too many request bytes held (max_buffered_bytes); retry later");
+            return -1;
+        }
         uint8_t *nb = realloc(r->body, cap);
         if (nb == NULL) {
             gw__reject(r, 503, "overloaded", "out of memory");
@@ -352,6 +586,20 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
     memcpy(r->body + r->body_len, at, len);
     r->body_len += len;
     return 0;
+}
+
+/* Chunk extensions are skipped, but counted: without a bound a client could send gigabytes
+ * of them with no body at all. */
+static int on_chunk_extension(llhttp_t *p, const char *at, size_t len)
+{
+    gw_conn_t *c = conn_of(p);
+    gw_req_t *r = c->cur;
+    (void)at;
+    r->ext_bytes += len;
+    if (r->ext_bytes <= GW_HTTP_MAX_CHUNK_EXT)
+        return 0;
+    gw__reject(r, 400, "bad_request", "chunk extensions exceed %u bytes", GW_HTTP_MAX_CHUNK_EXT);
+    return -1;
 }
 
 static int on_message_complete(llhttp_t *p)
@@ -381,334 +629,7 @@ void gw__http_settings(llhttp_settings_t *s)
     s->on_header_value = on_header_value;
     s->on_headers_complete = on_headers_complete;
     s->on_body = on_body;
+    s->on_chunk_extension_name = on_chunk_extension;
+    s->on_chunk_extension_value = on_chunk_extension;
     s->on_message_complete = on_message_complete;
-}
-
-/* ---- reading ---- */
-
-static void try_resume(gw_conn_t *c)
-{
-    if (!c->paused || c->parsing || c->closing || c->lingering || c->fatal ||
-        c->nreqs >= c->srv->cfg->max_pipelined)
-        return;
-    c->paused = 0;
-    llhttp_resume(&c->parser);
-    uint8_t *data = c->pending;
-    size_t len = c->pending_len;
-    c->pending = NULL;
-    c->pending_len = 0;
-    if (len > 0)
-        process_input(c, (const char *)data, len);
-    free(data);
-    if (!c->paused && !c->closing && !c->lingering && !c->fatal && !c->eof)
-        uv_read_start((uv_stream_t *)&c->tcp, alloc_buf, on_read);
-}
-
-static void process_input(gw_conn_t *c, const char *data, size_t len)
-{
-    c->refs++; /* callbacks below may flush and close */
-    c->parsing = 1;
-    llhttp_errno_t err;
-    /* A loop, not recursion through flush(): a read full of tiny pipelined requests pauses
-     * the parser every max_pipelined requests. */
-    while ((err = llhttp_execute(&c->parser, data, len)) == HPE_PAUSED) {
-        const char *pos = llhttp_get_error_pos(&c->parser);
-        size_t used = pos != NULL && pos >= data && pos <= data + len ? (size_t)(pos - data) : len;
-        data += used;
-        len -= used;
-        c->paused = 1;
-        flush(c); /* answers already built (errors, GETs) free pipeline room at once */
-        if (c->closing || c->lingering || c->fatal)
-            break;
-        if (c->nreqs < c->srv->cfg->max_pipelined) {
-            c->paused = 0;
-            llhttp_resume(&c->parser);
-            if (len == 0)
-                break;
-            continue;
-        }
-        if (len > 0) { /* kept until answers go out; see try_resume() */
-            c->pending = malloc(len);
-            if (c->pending == NULL) {
-                c->fatal = 1;
-                break;
-            }
-            memcpy(c->pending, data, len);
-            c->pending_len = len;
-        }
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        break;
-    }
-    c->parsing = 0;
-    if (err != HPE_OK && err != HPE_PAUSED && !c->fatal) {
-        /* A malformed request: answer 400 in its place and stop reading. */
-        gw_req_t *r = c->cur;
-        if (r == NULL)
-            r = gw__http_req_begin(c);
-        if (r != NULL)
-            gw__reject(r, 400, "bad_request", "malformed HTTP: %s",
-                       llhttp_get_error_reason(&c->parser));
-        c->cur = NULL;
-        c->phase = GW_PH_IDLE;
-        c->fatal = 1;
-    }
-    if (c->fatal)
-        uv_read_stop((uv_stream_t *)&c->tcp);
-    if (!c->closing)
-        flush(c);
-    conn_release(c);
-}
-
-/* Unlinks the request being received (always the tail) when it can never complete. */
-static void drop_partial(gw_conn_t *c)
-{
-    gw_req_t *r = c->cur, **pp = &c->head, *prev = NULL;
-    if (r == NULL)
-        return;
-    c->cur = NULL;
-    c->phase = GW_PH_IDLE;
-    while (*pp != NULL && *pp != r) {
-        prev = *pp;
-        pp = &(*pp)->next;
-    }
-    if (*pp == r) {
-        *pp = r->next;
-        if (c->tail == r)
-            c->tail = prev;
-        c->nreqs--;
-    }
-    req_put(c, r);
-}
-
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-    gw_conn_t *c = (gw_conn_t *)s;
-    if (nread > 0 && !c->closing && !c->fatal) {
-        process_input(c, buf->base, (size_t)nread);
-    } else if (nread == UV_EOF && !c->closing && !c->lingering) {
-        /* A client that half-closes after its requests still expects the answers; a
-         * request cut in the middle is dropped. */
-        uv_read_stop(s);
-        c->eof = 1;
-        drop_partial(c);
-        uv_timer_stop(&c->timer);
-        if (c->head == NULL && c->pending == NULL)
-            gw__http_close(c);
-        else
-            flush(c);
-    } else if (nread < 0) {
-        /* Reset or error. Handlers still holding requests keep the connection (not the
-         * socket) alive. */
-        drop_partial(c);
-        gw__http_close(c);
-    }
-}
-
-/* ---- writing ---- */
-
-/* One answer on its way out: the head is copied in (the request is recycled at once), the
- * body is handed over. */
-typedef struct gw_write {
-    uv_write_t w;
-    gw_conn_t *c;
-    char *body;
-    char head[512];
-} write_t;
-
-static write_t *write_get(gw_conn_t *c)
-{
-    write_t *wr = c->spare_wr;
-    if (wr != NULL)
-        c->spare_wr = NULL;
-    else if ((wr = malloc(sizeof *wr)) == NULL)
-        return NULL;
-    wr->c = c;
-    wr->body = NULL;
-    return wr;
-}
-
-static void write_put(gw_conn_t *c, write_t *wr)
-{
-    free(wr->body);
-    if (c->spare_wr == NULL)
-        c->spare_wr = wr;
-    else
-        free(wr);
-}
-
-static void on_write(uv_write_t *w, int status)
-{
-    write_t *wr = (write_t *)w;
-    gw_conn_t *c = wr->c;
-    write_put(c, wr);
-    if (status < 0 && !c->closing)
-        gw__http_close(c);
-    conn_release(c);
-}
-
-/* Queues head + body; the write holds a reference on the connection until on_write. */
-static void write_bufs(gw_conn_t *c, write_t *wr, size_t head_len, size_t body_len)
-{
-    uv_buf_t b[2] = {uv_buf_init(wr->head, (unsigned)head_len),
-                     uv_buf_init(wr->body, (unsigned)body_len)};
-    c->refs++;
-    if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, b, body_len > 0 ? 2 : 1, on_write) != 0) {
-        c->refs--;
-        write_put(c, wr);
-        gw__http_close(c);
-    }
-}
-
-/* Interim answer to "Expect: 100-continue". Queued like any answer, so it can only follow
- * the final answers of the requests before r; hence sent once r is the pipeline's head. */
-static void send_continue(gw_conn_t *c, gw_req_t *r)
-{
-    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-    if (r->continued || c->closing || c->lingering)
-        return;
-    r->continued = 1;
-    /* The body clock starts now: until the 100 goes out the client is waiting on us. */
-    uv_timer_start(&c->timer, on_timer, c->srv->cfg->body_timeout_ms, 0);
-    write_t *wr = write_get(c);
-    if (wr == NULL)
-        return; /* the client sends the body after its own timeout anyway */
-    memcpy(wr->head, cont, sizeof cont - 1);
-    write_bufs(c, wr, sizeof cont - 1, 0);
-}
-
-static void close_gracefully(gw_conn_t *c);
-
-/* Writes every ready answer at the head of the pipeline, in order. */
-static void flush(gw_conn_t *c)
-{
-    while (c->head != NULL && c->head->ready && c->head != c->cur) {
-        gw_req_t *r = c->head;
-        int close_after = r->close_after;
-        c->head = r->next;
-        if (c->head == NULL)
-            c->tail = NULL;
-        c->nreqs--;
-        if (!c->closing && !c->lingering) {
-            write_t *wr = write_get(c);
-            if (wr != NULL) {
-                memcpy(wr->head, r->resp_head, r->resp_head_len);
-                wr->body = r->resp;
-                r->resp = NULL;
-                write_bufs(c, wr, r->resp_head_len, r->resp_len);
-            } else {
-                close_after = 1; /* an answer is missing: the stream is out of step */
-            }
-        }
-        req_put(c, r);
-        if (close_after) {
-            /* Whatever follows on this connection is not answered. */
-            close_gracefully(c);
-            return;
-        }
-    }
-    if (c->cur != NULL && c->cur == c->head && c->cur->expect_continue &&
-        c->phase == GW_PH_BODY)
-        send_continue(c, c->cur);
-    if ((c->srv->stopping || c->eof) && c->head == NULL && c->cur == NULL && c->pending == NULL) {
-        close_gracefully(c);
-        return;
-    }
-    try_resume(c);
-    arm_idle(c);
-}
-
-/* ---- closing ---- */
-
-static void conn_release(gw_conn_t *c)
-{
-    if (--c->refs > 0)
-        return;
-    gw_server_t *srv = c->srv;
-    gw_req_t *r = c->head;
-    while (r != NULL) {
-        gw_req_t *next = r->next;
-        req_put(c, r);
-        r = next;
-    }
-    free(c->spare);
-    free(c->spare_wr);
-    free(c->pending);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        srv->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    srv->nconns--;
-    free(c);
-    gw__server_check_drained(srv);
-}
-
-void gw__http_close(gw_conn_t *c)
-{
-    if (c->closing)
-        return;
-    c->closing = 1;
-    uv_timer_stop(&c->timer);
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
-    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
-}
-
-/* Closes a connection that owes nothing; an answer still in the socket's write queue would
- * be cancelled by uv_close, so then it shuts down after the write instead. */
-void gw__http_close_idle(gw_conn_t *c)
-{
-    if (c->tcp.write_queue_size > 0)
-        close_gracefully(c);
-    else
-        gw__http_close(c);
-}
-
-static void on_linger_timeout(uv_timer_t *t)
-{
-    gw__http_close(t->data);
-}
-
-static void on_linger_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
-{
-    (void)buf;
-    if (nread < 0)
-        gw__http_close((gw_conn_t *)s);
-}
-
-static void on_shutdown(uv_shutdown_t *req, int status)
-{
-    gw_conn_t *c = req->data;
-    (void)status;
-    free(req);
-    if (c->closing)
-        return;
-    /* Keep reading (and dropping) what the client still sends for a moment, so that it
-     * receives our answer instead of a reset caused by unread data. */
-    c->lingering = 1;
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    if (uv_read_start((uv_stream_t *)&c->tcp, alloc_buf, on_linger_read) != 0) {
-        gw__http_close(c);
-        return;
-    }
-    uv_timer_start(&c->timer, on_linger_timeout, LINGER_MS, 0);
-}
-
-static void close_gracefully(gw_conn_t *c)
-{
-    if (c->closing || c->lingering)
-        return;
-    uv_shutdown_t *sd = malloc(sizeof *sd);
-    c->lingering = 1;
-    uv_timer_stop(&c->timer);
-    if (sd == NULL) {
-        gw__http_close(c);
-        return;
-    }
-    sd->data = c;
-    if (uv_shutdown(sd, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
-        free(sd);
-        gw__http_close(c);
-    }
 }

@@ -26,15 +26,15 @@ typedef struct gw_conn gw_conn_t;
 struct gw_req {
     /* ---- the request, for handlers (read-only); valid until its answer is written ---- */
     gw_conn_t *conn;
-    int method;                   /* llhttp_method_t */
-    char path[GW_HTTP_MAX_URL];   /* the URL up to '?' */
-    char query[GW_HTTP_MAX_URL];  /* after '?', not decoded; "" if none */
-    char content_type[256];       /* "" if none */
-    uint8_t *body;                /* body_len bytes, owned by the request */
+    int method;                  /* llhttp_method_t */
+    char path[GW_HTTP_MAX_URL];  /* the URL up to '?' */
+    char query[GW_HTTP_MAX_URL]; /* after '?', not decoded; "" if none */
+    char content_type[256];      /* "" if none */
+    uint8_t *body;               /* body_len bytes, owned by the request */
     size_t body_len;
-    const char *param;            /* what a route's '*' matched (points into path), or NULL */
+    const char *param; /* what a route's '*' matched (points into path), or NULL */
     size_t param_len;
-    const char *route;            /* metrics label, set by the router */
+    const char *route; /* metrics label, set by the router */
     /* A handler's per-request state: state_free(state) runs when the request is freed. */
     void *state;
     void (*state_free)(void *state);
@@ -44,10 +44,16 @@ struct gw_req {
     char url[GW_HTTP_MAX_URL];
     size_t url_len;
     size_t body_cap;
+    size_t reserved;  /* bytes of the server's max_buffered_bytes this request holds */
+    size_t ext_bytes; /* chunk extensions received */
+    size_t wire;      /* bytes read while this request was being received */
+    char te[64];      /* Transfer-Encoding, all its header lines joined by ',' */
+    char ce[64];      /* Content-Encoding, likewise */
+    int te_over;      /* te or ce did not fit: not a coding we know */
     int expect_continue;
     int keep_alive;
-    int continued;   /* "100 Continue" sent */
-    int head_only;   /* HEAD: the answer's headers without its body */
+    int continued; /* "100 Continue" sent */
+    int head_only; /* HEAD: the answer's headers without its body */
     uint64_t start_ns;
     int ready;       /* the answer is built */
     int close_after; /* the connection closes after this answer */
@@ -66,13 +72,34 @@ void gw_req_hold(gw_req_t *req);
 /* Drops one gw_req_hold and writes the answers that became ready. May free req. */
 void gw_req_release(gw_req_t *req);
 
+/* Takes n bytes of the server's budget for buffered request bytes (max_buffered_bytes), given
+ * back when req is freed. 0, or PROTO_ENOMEM when the budget cannot cover them. */
+int gw_req_reserve(gw_req_t *req, size_t n);
+
+/* True once req's connection is closed: nobody will read its answer. */
+int gw_req_orphaned(const gw_req_t *req);
+
 /* The loop and the configuration the request's server runs with. */
 uv_loop_t *gw_req_loop(const gw_req_t *req);
 const gw_config_t *gw_req_config(const gw_req_t *req);
 
 /* ---- internal to http.c, server.c and response.c ---- */
 
-enum { GW_PH_IDLE, GW_PH_HEADERS, GW_PH_BODY };
+/* GW_PH_START: bytes arrived that began no request yet (llhttp skips empty lines before a
+ * request line); the header clock runs from the first of them. */
+enum { GW_PH_IDLE, GW_PH_START, GW_PH_HEADERS, GW_PH_BODY };
+
+/* Unsent answer bytes a connection may have queued in its socket; past it, ready answers
+ * wait in the pipeline, the pipeline fills, and the connection stops being read. */
+#define GW_HTTP_MAX_QUEUED (1u << 20)
+/* Writes in flight per connection: tiny answers cost a write each (~700 bytes with its head),
+ * which the byte cap alone would let add up to megabytes. */
+#define GW_HTTP_MAX_WRITES 64
+/* Chunk extensions of one request (RFC 9112 7.1.1: nobody needs them; they are skipped). */
+#define GW_HTTP_MAX_CHUNK_EXT 1024
+/* Bytes a request may take on the wire beyond max_header_bytes + 2 x max_body_bytes: chunk
+ * framing that carries no data (a chunk size of a million leading zeros) must end somewhere. */
+#define GW_HTTP_WIRE_SLACK (128u << 10)
 
 struct gw_server {
     uv_loop_t *loop;
@@ -88,6 +115,7 @@ struct gw_server {
     int destroying;
     int nconns;
     gw_conn_t *conns;
+    size_t buffered; /* request bytes held by every connection (gw_req_reserve) */
     llhttp_settings_t settings;
     char rbuf[64 << 10]; /* one read buffer for every connection; see alloc_buf() */
 };
@@ -95,11 +123,13 @@ struct gw_server {
 struct gw_write;
 
 struct gw_conn {
-    uv_tcp_t tcp; /* first: a handle pointer is a conn pointer */
-    uv_timer_t timer;
+    uv_tcp_t tcp;      /* first: a handle pointer is a conn pointer */
+    uv_timer_t timer;  /* header, body, idle or linger clock */
+    uv_timer_t wtimer; /* write clock: runs while writes are queued */
     llhttp_t parser;
     gw_server_t *srv;
     int refs;
+    int writes; /* uv_write requests in flight */
     int closing;
     int handles_open;
     int fatal; /* stop parsing: the last queued answer closes the connection */
@@ -110,13 +140,13 @@ struct gw_conn {
     size_t header_bytes;
     char field[64];
     size_t field_len;
-    int capture;      /* header value wanted: 0 none, 1 content-type, 2 expect */
+    int capture;      /* header value wanted: CAP_* in http.c */
     uint8_t *pending; /* input left unparsed while the pipeline was full */
     size_t pending_len;
     int paused;
-    int parsing;       /* inside process_input: flush must not re-enter the parser */
-    int eof;           /* the client half-closed: answer what was asked, then close */
-    gw_req_t *spare;   /* one recycled request: keep-alive traffic allocates none */
+    int parsing;     /* inside process_input: flush must not re-enter the parser */
+    int eof;         /* the client half-closed: answer what was asked, then close */
+    gw_req_t *spare; /* one recycled request: keep-alive traffic allocates none */
     struct gw_write *spare_wr;
     gw_conn_t *next, *prev;
 };
@@ -134,6 +164,37 @@ void gw__http_close(gw_conn_t *c);
 /* A zeroed request for c, appended to its pipeline (answers keep arrival order). NULL when
  * out of memory. */
 gw_req_t *gw__http_req_begin(gw_conn_t *c);
+
+/* http.c: the way in. */
+
+/* libuv's alloc callback: the server's one read buffer. */
+void gw__http_alloc_buf(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+
+/* Frees what r owns (its handler state too) and gives back its budget; keeps r for reuse. */
+void gw__http_req_put(gw_conn_t *c, gw_req_t *r);
+
+/* Parses input held back while the pipeline was full, once it has room, and reads again. */
+void gw__http_try_resume(gw_conn_t *c);
+
+/* The connection clock's callback: 408 for a request too slow to arrive, closes an idle
+ * connection. */
+void gw__http_on_timer(uv_timer_t *t);
+
+/* Starts the idle clock of a connection with nothing in progress (stops it while answers
+ * are owed: handlers have their own deadlines). */
+void gw__http_arm_idle(gw_conn_t *c);
+
+/* http_write.c: the way out. */
+
+/* Writes every ready answer at the head of the pipeline, in order, while under
+ * GW_HTTP_MAX_QUEUED; then resumes reading and re-arms the clocks. May close c. */
+void gw__http_flush(gw_conn_t *c);
+
+/* Queues "100 Continue" for r (the pipeline's head) and starts its body clock. */
+void gw__http_send_continue(gw_conn_t *c, gw_req_t *r);
+
+/* Drops one reference; the last one frees c and its requests. */
+void gw__http_release(gw_conn_t *c);
 
 /* Fills the llhttp callbacks of http.c into s (once per server). */
 void gw__http_settings(llhttp_settings_t *s);

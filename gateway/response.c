@@ -61,7 +61,7 @@ void gw_respond(gw_req_t *r, int status, const char *ctype, char *body, size_t l
 
 char *gw_error_json(const char *code, const char *msg, size_t *len)
 {
-    char clean[1024];
+    char clean[2048];
     size_t n = strlen(msg);
     if (n >= sizeof clean)
         n = sizeof clean - 1;
@@ -137,6 +137,7 @@ void gw__reject(gw_req_t *r, int status, const char *code, const char *fmt, ...)
     }
     c->fatal = 1;
     r->close_after = 1;
+    uv_read_stop((uv_stream_t *)&c->tcp); /* nothing after this request is read */
     va_list ap;
     va_start(ap, fmt);
     respond_errorv(r, status, code, NULL, fmt, ap);

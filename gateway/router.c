@@ -7,8 +7,7 @@
 #include "http.h"
 #include "response.h"
 
-int gw_router_match(const char *pattern, const char *path, const char **param,
-                    size_t *param_len)
+int gw_router_match(const char *pattern, const char *path, const char **param, size_t *param_len)
 {
     *param = NULL;
     *param_len = 0;
@@ -61,15 +60,13 @@ void gw_router_dispatch(const gw_route_t *routes, size_t n, gw_req_t *req)
             const char *m = routes[i].method;
             int get = strcmp(m, "GET") == 0;
             if (strstr(allow, m) == NULL && allow_len + strlen(m) + 8 < sizeof allow)
-                allow_len += (size_t)snprintf(allow + allow_len, sizeof allow - allow_len,
-                                              "%s%s%s", allow_len ? ", " : "", m,
-                                              get ? ", HEAD" : "");
+                allow_len += (size_t)snprintf(allow + allow_len, sizeof allow - allow_len, "%s%s%s",
+                                              allow_len ? ", " : "", m, get ? ", HEAD" : "");
             continue;
         }
         req->route = routes[i].label;
         req->param = param;
         req->param_len = param_len;
-        req->head_only = head;
         routes[i].handler(routes[i].ctx, req);
         return;
     }

@@ -10,11 +10,11 @@
 
 /* True if `path` matches `pattern` (see gw_route_t); param and param_len get what the first
  * wildcard matched (NULL and 0 if the pattern has none). */
-int gw_router_match(const char *pattern, const char *path, const char **param,
-                    size_t *param_len);
+int gw_router_match(const char *pattern, const char *path, const char **param, size_t *param_len);
 
 /* Hands a complete request to the first route matching its method and path (HEAD takes a GET
- * route and gets no body), or answers 404, or 405 with Allow when only the method differs.
+ * route; http.c sends no body for it), or answers 404, or 405 with Allow when only the method
+ * differs.
  * Sets req->route. */
 void gw_router_dispatch(const gw_route_t *routes, size_t n, gw_req_t *req);
 

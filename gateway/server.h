@@ -24,11 +24,11 @@ typedef struct gw_req gw_req_t;
 typedef void (*gw_handler_cb)(void *ctx, gw_req_t *req);
 
 typedef struct {
-    const char *method;  /* "GET" (which also answers HEAD), "POST", ... */
+    const char *method; /* "GET" (which also answers HEAD), "POST", ... */
     /* "/readyz"; a '*' matches one non-empty segment (as in "/v1/models/" "*" "/detect"), a
      * final "**" any rest (a prefix pattern) */
     const char *pattern;
-    const char *label;   /* the metrics route label */
+    const char *label; /* the metrics route label */
     gw_handler_cb handler;
     void *ctx; /* handed to handler */
 } gw_route_t;

@@ -56,6 +56,13 @@ static struct {
     gw_server_t *srv;
     int port;
     int running, stop_sent;
+    /* fake_on_work: a test sets hold_work to keep the JSON decode on its threadpool thread
+     * until it sets work_release (or 5 s pass). */
+    pthread_mutex_t work_mu;
+    pthread_cond_t work_cv;
+    int hold_work, work_release;
+    atomic_int work_started;
+    pthread_t work_thread;
     atomic_int conns; /* gw_server_connections(), copied on the loop thread */
     atomic_int submitted, done, responses, drained;
     atomic_int healthz_responses, detect_responses, other_responses, metrics_responses;
@@ -192,12 +199,48 @@ static inline void fake_on_drained(void *ctx)
     atomic_store(&S.drained, 1);
 }
 
-static const gw_detect_t fake_detect = {.submit = fake_submit, .ctx = NULL};
+/* GET /big: 32 KiB, so that a client that does not read fills its socket quickly. */
+#define BIG_LEN (32 << 10)
+static inline void fake_big(void *ctx, gw_req_t *req)
+{
+    (void)ctx;
+    char *body = malloc(BIG_LEN);
+    assert_non_null(body);
+    memset(body, 'b', BIG_LEN);
+    gw_respond(req, 200, "application/octet-stream", body, BIG_LEN, NULL);
+}
+
+static inline void fake_on_work(void *ctx)
+{
+    (void)ctx;
+    S.work_thread = pthread_self();
+    atomic_fetch_add(&S.work_started, 1);
+    pthread_mutex_lock(&S.work_mu);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 5;
+    while (S.hold_work && !S.work_release &&
+           pthread_cond_timedwait(&S.work_cv, &S.work_mu, &until) == 0)
+        ;
+    pthread_mutex_unlock(&S.work_mu);
+}
+
+static inline void work_release(void)
+{
+    pthread_mutex_lock(&S.work_mu);
+    S.work_release = 1;
+    pthread_cond_broadcast(&S.work_cv);
+    pthread_mutex_unlock(&S.work_mu);
+}
+
+static const gw_detect_t fake_detect = {
+    .submit = fake_submit, .ctx = NULL, .on_work = fake_on_work};
 
 static const gw_route_t fake_routes[] = {
     {"POST", "/v1/detect", "detect", gw_detect_handle, (void *)&fake_detect},
     {"POST", "/v1/models/*/detect", "detect", gw_detect_handle, (void *)&fake_detect},
     {"GET", "/metrics", "metrics", fake_metrics, NULL},
+    {"GET", "/big", "big", fake_big, NULL},
 };
 
 static const gw_server_ops_t fake_ops = {
@@ -247,6 +290,8 @@ static inline void cfg_defaults(gw_config_t *cfg)
 static inline void server_start(const gw_config_t *cfg)
 {
     memset(&S, 0, sizeof S);
+    pthread_mutex_init(&S.work_mu, NULL);
+    pthread_cond_init(&S.work_cv, NULL);
     S.cfg = *cfg;
     assert_int_equal(uv_loop_init(&S.loop), 0);
     assert_int_equal(gw_server_create(&S.srv, &S.loop, &S.cfg, &fake_ops, NULL), 0);
@@ -273,6 +318,7 @@ static inline int teardown(void **state)
     if (!S.running)
         return 0;
     S.running = 0;
+    work_release(); /* a failed test must not leave a worker waiting */
     if (!S.stop_sent)
         uv_async_send(&S.stop_async);
     pthread_join(S.thread, NULL);
@@ -439,7 +485,8 @@ static inline int closed_by_server(client_t *c)
     }
 }
 
-static inline void post(client_t *c, const char *target, const char *ctype, const char *body, size_t len)
+static inline void post(client_t *c, const char *target, const char *ctype, const char *body,
+                        size_t len)
 {
     char head[1024];
     snprintf(head, sizeof head,

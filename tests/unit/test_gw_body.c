@@ -217,6 +217,36 @@ static void test_multipart_more(void **state)
     assert_int_equal(mp("--XyZjunk\r\n\r\nx\r\n--XyZ--", &ps), PROTO_EINVAL);
 }
 
+static void test_utf8(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *s;
+        size_t len;
+        int ok;
+    } cases[] = {
+        {"", 0, 1},
+        {"plain", 5, 1},
+        {"caf\xc3\xa9", 5, 1},
+        {"\xf0\x9f\x93\xb7", 4, 1},
+        {"\xef\xbf\xbf", 3, 1},      /* U+FFFF */
+        {"\xf4\x8f\xbf\xbf", 4, 1},  /* U+10FFFF */
+        {"\xff", 1, 0},
+        {"\xc3", 1, 0},              /* cut short */
+        {"\xc3\x28", 2, 0},
+        {"\xc0\xaf", 2, 0},          /* overlong */
+        {"\xe0\x80\xaf", 3, 0},      /* overlong */
+        {"\xed\xa0\x80", 3, 0},      /* surrogate */
+        {"\xf4\x90\x80\x80", 4, 0},  /* above U+10FFFF */
+        {"a\0b", 3, 0},              /* NUL */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        assert_int_equal(gw_body_utf8_valid(cases[i].s, cases[i].len), cases[i].ok);
+    char s[] = "a\xff" "b\xc3\xa9\xc3";
+    gw_body_utf8_sanitize(s, strlen(s));
+    assert_string_equal(s, "a?b\xc3\xa9?");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -224,6 +254,7 @@ int main(void)
         cmocka_unit_test(test_base64),
         cmocka_unit_test(test_multipart),
         cmocka_unit_test(test_multipart_more),
+        cmocka_unit_test(test_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -252,6 +252,194 @@ static void test_multipart(void **state)
     free(c);
 }
 
+/* ---- hardening (issue 11, item 10 and item 5's decode) ---- */
+
+/* Invalid UTF-8 in `camera` was echoed into the JSON answer: now 400, from the query, the
+ * JSON body and a multipart part alike; %00 does not cut a value short silently. */
+static void test_camera_must_be_utf8(void **state)
+{
+    (void)state;
+    start_default();
+    client_t *c = malloc(sizeof *c);
+    client_open(c);
+    resp_t r;
+    char code[64];
+    static const struct {
+        const char *target, *ctype, *body, *code;
+    } cases[] = {
+        {"/v1/detect?camera=%ff%fe", "image/jpeg", "x", "bad_query"},
+        {"/v1/detect?camera=%c0%af", "image/jpeg", "x", "bad_query"},    /* overlong '/' */
+        {"/v1/detect?camera=%ed%a0%80", "image/jpeg", "x", "bad_query"}, /* a surrogate */
+        {"/v1/detect?camera=a%00b", "image/jpeg", "x", "bad_query"},
+        {"/v1/detect", "application/json", "{\"image\":\"eA==\",\"camera\":\"\xff\"}", "bad_json"},
+        {"/v1/detect", "multipart/form-data; boundary=XyZ",
+         "--XyZ\r\nContent-Disposition: form-data; name=\"camera\"\r\n\r\n\xc3\x28\r\n"
+         "--XyZ\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\nx\r\n--XyZ--\r\n",
+         "bad_multipart"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        post(c, cases[i].target, cases[i].ctype, cases[i].body, strlen(cases[i].body));
+        assert_int_equal(read_resp(c, &r), 0);
+        assert_int_equal(r.status, 400);
+        assert_string_equal(json_error_code(&r, code, sizeof code), cases[i].code);
+        resp_free(&r);
+    }
+    assert_int_equal(atomic_load(&S.submitted), 0);
+    /* Real UTF-8 goes through and comes back as it was sent. */
+    post(c, "/v1/detect?camera=caf%C3%A9%20%F0%9F%93%B7", "image/jpeg", "x", 1);
+    assert_int_equal(read_resp(c, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"camera\":\"caf\xc3\xa9 \xf0\x9f\x93\xb7\""));
+    resp_free(&r);
+    client_close(c);
+    free(c);
+}
+
+/* ts above 2^53 came back as a float. The query takes any int64 and the answer carries it
+ * exactly; a JSON number is a double, so a JSON ts that a double cannot hold is refused. */
+static void test_ts_exact(void **state)
+{
+    (void)state;
+    start_default();
+    client_t *c = malloc(sizeof *c);
+    client_open(c);
+    resp_t r;
+    char code[64];
+    static const char *exact[] = {"9007199254740993", "9223372036854775807", "-9223372036854775807",
+                                  "1700000000123"};
+    for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++) {
+        char target[128], want[64];
+        snprintf(target, sizeof target, "/v1/detect?ts=%s", exact[i]);
+        snprintf(want, sizeof want, "\"ts\":%s,", exact[i]);
+        post(c, target, "image/jpeg", "x", 1);
+        assert_int_equal(read_resp(c, &r), 0);
+        assert_int_equal(r.status, 200);
+        assert_non_null(strstr(r.body, want));
+        resp_free(&r);
+    }
+    const char *ok = "{\"image\":\"eA==\",\"ts\":9007199254740991}";
+    post(c, "/v1/detect", "application/json", ok, strlen(ok));
+    assert_int_equal(read_resp(c, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"ts\":9007199254740991,"));
+    resp_free(&r);
+    static const char *refused[] = {"{\"image\":\"eA==\",\"ts\":9007199254740993}",
+                                    "{\"image\":\"eA==\",\"ts\":-9007199254740992}",
+                                    "{\"image\":\"eA==\",\"ts\":1e17}"};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        post(c, "/v1/detect", "application/json", refused[i], strlen(refused[i]));
+        assert_int_equal(read_resp(c, &r), 0);
+        assert_int_equal(r.status, 400);
+        assert_string_equal(json_error_code(&r, code, sizeof code), "bad_json");
+        assert_non_null(strstr(r.body, "ts"));
+        resp_free(&r);
+    }
+    client_close(c);
+    free(c);
+}
+
+/* JSON with trailing garbage was accepted: one value, then only white space. */
+static void test_json_trailing(void **state)
+{
+    (void)state;
+    start_default();
+    client_t *c = malloc(sizeof *c);
+    client_open(c);
+    resp_t r;
+    char code[64];
+    static const char *bad[] = {"{\"image\":\"eA==\"}x", "{\"image\":\"eA==\"}{\"image\":\"eA==\"}",
+                                "{\"image\":\"eA==\"}\n]"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        post(c, "/v1/detect", "application/json", bad[i], strlen(bad[i]));
+        assert_int_equal(read_resp(c, &r), 0);
+        assert_int_equal(r.status, 400);
+        assert_string_equal(json_error_code(&r, code, sizeof code), "bad_json");
+        resp_free(&r);
+    }
+    static const char nul[] = "{\"image\":\"eA==\"}\0junk";
+    post(c, "/v1/detect", "application/json", nul, sizeof nul - 1);
+    assert_int_equal(read_resp(c, &r), 0);
+    assert_int_equal(r.status, 400);
+    resp_free(&r);
+    const char *ws = " {\"image\":\"eA==\"} \r\n\t";
+    post(c, "/v1/detect", "application/json", ws, strlen(ws));
+    assert_int_equal(read_resp(c, &r), 0);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    client_close(c);
+    free(c);
+}
+
+/* Item 5: a large base64 JSON body stalled the loop while it was parsed and decoded. It is
+ * decoded on the threadpool: the test holds that thread, and meanwhile another connection
+ * is served; released, the frame is answered with the right image. Pipelined answers keep
+ * their order around it. */
+static void test_large_json_off_loop(void **state)
+{
+    (void)state;
+    start_default();
+    S.hold_work = 1;
+    enum { IMG = 96 << 10 };
+    uint8_t *img = malloc(IMG);
+    memset(img, 'p', IMG);
+    memcpy(img, "delay=1 ", 8);
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t cap = 64 + (IMG + 2) / 3 * 4, n = 0;
+    char *body = malloc(cap);
+    n += (size_t)snprintf(body, cap, "{\"camera\":\"big\",\"image\":\"");
+    for (size_t i = 0; i < IMG; i += 3) {
+        uint32_t v = (uint32_t)img[i] << 16 | (uint32_t)(i + 1 < IMG ? img[i + 1] : 0) << 8 |
+                     (i + 2 < IMG ? img[i + 2] : 0);
+        body[n++] = b64[v >> 18 & 63];
+        body[n++] = b64[v >> 12 & 63];
+        body[n++] = i + 1 < IMG ? b64[v >> 6 & 63] : '=';
+        body[n++] = i + 2 < IMG ? b64[v & 63] : '=';
+    }
+    n += (size_t)snprintf(body + n, cap - n, "\"}");
+    client_t *c = malloc(2 * sizeof *c);
+    client_open(&c[0]);
+    post(&c[0], "/v1/detect", "application/json", body, n);
+    send_str(&c[0], "GET /healthz HTTP/1.1\r\n\r\n"); /* pipelined behind it */
+    wait_until(&S.work_started, 1, 3);
+    assert_false(pthread_equal(S.work_thread, S.thread)); /* not the loop thread */
+    resp_t r;
+    client_open(&c[1]);
+    send_str(&c[1], "GET /healthz HTTP/1.1\r\n\r\n");
+    assert_int_equal(read_resp(&c[1], &r), 0); /* the loop answers while the decode waits */
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    assert_int_equal(atomic_load(&S.submitted), 0);
+    work_release();
+    assert_int_equal(read_resp(&c[0], &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"camera\":\"big\""));
+    assert_int_equal(atomic_load(&S.last_image_len), IMG);
+    resp_free(&r);
+    assert_int_equal(read_resp(&c[0], &r), 0);
+    assert_string_equal(r.body, "{\"status\":\"ok\"}");
+    resp_free(&r);
+    /* A client that resets while its body is being decoded: nothing is submitted, and the
+     * connection goes once the decode is back. */
+    S.work_release = 0;
+    post(&c[1], "/v1/detect", "application/json", body, n);
+    wait_until(&S.work_started, 2, 3);
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(c[1].fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    client_close(&c[1]);                              /* RST */
+    send_str(&c[0], "GET /healthz HTTP/1.1\r\n\r\n"); /* the loop has moved on */
+    assert_int_equal(read_resp(&c[0], &r), 0);
+    resp_free(&r);
+    usleep(50000);
+    assert_int_equal(atomic_load(&S.conns), 2); /* held by the work */
+    work_release();
+    wait_until(&S.conns, 1, 3);
+    assert_int_equal(atomic_load(&S.submitted), 1);
+    client_close(&c[0]);
+    free(c);
+    free(body);
+    free(img);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* as the gateway does: a write to a gone client is EPIPE */
@@ -260,6 +448,10 @@ int main(void)
         cmocka_unit_test_teardown(test_detect_errors, teardown),
         cmocka_unit_test_teardown(test_json_base64, teardown),
         cmocka_unit_test_teardown(test_multipart, teardown),
+        cmocka_unit_test_teardown(test_camera_must_be_utf8, teardown),
+        cmocka_unit_test_teardown(test_ts_exact, teardown),
+        cmocka_unit_test_teardown(test_json_trailing, teardown),
+        cmocka_unit_test_teardown(test_large_json_off_loop, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

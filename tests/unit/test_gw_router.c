@@ -46,6 +46,22 @@ static void test_labels(void **state)
     assert_string_equal(gw_router_label(routes, 3, ""), "other");
 }
 
+/* Client bytes echoed in an error message never break the JSON (they become '?'). */
+static void test_error_json(void **state)
+{
+    (void)state;
+    size_t len;
+    char *s = gw_error_json("not_found",
+                            "no such path: /a\xff\xfe"
+                            "b",
+                            &len);
+    assert_non_null(s);
+    assert_int_equal(len, strlen(s));
+    assert_string_equal(s,
+                        "{\"error\":{\"code\":\"not_found\",\"message\":\"no such path: /a??b\"}}");
+    free(s);
+}
+
 static void test_dispatch(void **state)
 {
     (void)state;
@@ -92,10 +108,17 @@ static void test_dispatch(void **state)
     assert_int_equal(r.status, 200);
     assert_string_equal(r.body, "{\"status\":\"ok\"}");
     resp_free(&r);
-    /* HEAD on a POST-only route is 405. */
-    send_str(c, "HEAD /v1/detect HTTP/1.1\r\nHost: t\r\n\r\n");
+    /* HEAD on a POST-only route is 405, on no route 404: without their bodies either. */
+    send_str(c, "HEAD /v1/detect HTTP/1.1\r\nHost: t\r\n\r\nHEAD /nope HTTP/1.1\r\n\r\n"
+                "GET /healthz HTTP/1.1\r\n\r\n");
     assert_int_equal(read_resp_ex(c, &r, 1), 0);
     assert_int_equal(r.status, 405);
+    assert_true(r.body_len > 0);
+    assert_int_equal(read_resp_ex(c, &r, 1), 0);
+    assert_int_equal(r.status, 404);
+    assert_int_equal(read_resp(c, &r), 0);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
     client_close(c);
     /* An answer given before routing counts under its path's label. */
     client_open(c);
@@ -110,11 +133,11 @@ static void test_dispatch(void **state)
     assert_true(closed_by_server(c));
     client_close(c);
     free(c);
-    wait_until(&S.responses, 9, 2);
+    wait_until(&S.responses, 11, 2);
     assert_int_equal(atomic_load(&S.metrics_responses), 4); /* GET, POST 405, HEAD, 431 */
-    assert_int_equal(atomic_load(&S.other_responses), 1);
+    assert_int_equal(atomic_load(&S.other_responses), 2);
     assert_int_equal(atomic_load(&S.detect_responses), 2);
-    assert_int_equal(atomic_load(&S.healthz_responses), 2);
+    assert_int_equal(atomic_load(&S.healthz_responses), 3);
 }
 
 int main(void)
@@ -123,6 +146,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_match),
         cmocka_unit_test(test_labels),
+        cmocka_unit_test(test_error_json),
         cmocka_unit_test_teardown(test_dispatch, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
