@@ -21,6 +21,9 @@ command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 # Test-only tools (compose validation, promtool); a container image skips them (--image).
 if [ "${1:-}" != "--image" ]; then
     pkgs+=(docker-compose prometheus python3-locust gnuplot-nox python3-pil)
+    # Remote-backend tests: namespace "hosts" (ip netns, veth), partitions (iptables DROP),
+    # certificates (openssl CLI).
+    pkgs+=(iproute2 iptables openssl)
 fi
 # The inference bench compares against OpenCV's DNN module (scripts/bench-inference.sh).
 if [ "${1:-}" = "--bench" ]; then
