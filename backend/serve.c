@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "err.h"
 #include "msg.h"
 
@@ -202,6 +203,41 @@ static uint64_t peek_id(const uint8_t *buf, size_t len)
     return id;
 }
 
+/* nng_listen, with the mutual-TLS configuration set on the listener first for tls+tcp. A
+ * gateway whose certificate does not verify never gets a pipe: the handshake fails inside
+ * nng, which keeps listening. */
+static int listen_on(server_t *s, char *err, size_t errcap)
+{
+    const be_serve_opts_t *o = s->o;
+    proto_addr_t a;
+    nng_listener l;
+    nng_tls_config *tls = NULL;
+    int rv;
+    if (proto_addr_parse(&a, o->listen) != 0) {
+        snprintf(err, errcap, "not an NNG address");
+        return PROTO_EINVAL;
+    }
+    if (a.kind == PROTO_ADDR_TLS) {
+        if (o->tls == NULL) {
+            snprintf(err, errcap, "tls+tcp needs --tls-cert, --tls-key and --tls-ca");
+            return PROTO_EINVAL;
+        }
+        if ((rv = proto_tls_config(&tls, 1, o->tls, NULL, err, errcap)) != 0)
+            return rv;
+    }
+    if ((rv = nng_listener_create(&l, s->sock, o->listen)) == 0 && tls != NULL)
+        rv = nng_listener_set_ptr(l, NNG_OPT_TLS_CONFIG, tls);
+    if (tls != NULL)
+        nng_tls_config_free(tls); /* the listener holds its own reference */
+    if (rv == 0)
+        rv = nng_listener_start(l, 0);
+    if (rv != 0) {
+        snprintf(err, errcap, "%s", nng_strerror(rv));
+        return rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP ? PROTO_EINVAL : PROTO_ENNG;
+    }
+    return 0;
+}
+
 int be_serve_run(const be_serve_opts_t *o)
 {
     server_t *s = calloc(1, sizeof *s);
@@ -217,12 +253,12 @@ int be_serve_run(const be_serve_opts_t *o)
     /* A short receive timeout lets the loop notice SIGTERM between requests. */
     nng_socket_set_ms(s->sock, NNG_OPT_RECVTIMEO, 200);
     nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, (size_t)PROTO_PAYLOAD_MAX + (1u << 20));
-    if ((rv = nng_listen(s->sock, o->listen, NULL, 0)) != 0) {
-        fprintf(stderr, "framegate-backend[%s]: --listen %s: %s\n", o->instance, o->listen,
-                nng_strerror(rv));
+    char err[512];
+    if ((rv = listen_on(s, err, sizeof err)) != 0) {
+        fprintf(stderr, "framegate-backend[%s]: --listen %s: %s\n", o->instance, o->listen, err);
         nng_close(s->sock);
         free(s);
-        return rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP ? PROTO_EINVAL : PROTO_ENNG;
+        return rv;
     }
     fprintf(stderr, "framegate-backend[%s]: ready on %s (pid %d)\n", o->instance, o->listen,
             (int)getpid());

@@ -7,9 +7,11 @@
 
 #include "image.h"
 #include "model.h"
+#include "tls.h"
 
 typedef struct {
     const char *listen; /* NNG address */
+    const proto_tls_files_t *tls; /* for a tls+tcp:// address (mutual TLS); else NULL */
     const char *model_name;
     const char *instance; /* for log lines */
     be_model_t *model;    /* NULL in simulate mode */

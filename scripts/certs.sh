@@ -34,7 +34,7 @@ die() {
 }
 
 usage() {
-    sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
 }
 
 # Writes the openssl ca configuration once per DIR: a serial file and an index make every
