@@ -147,7 +147,7 @@ static char *backends_json(app_t *app)
     cJSON *root = cJSON_CreateObject();
     cJSON *models = cJSON_CreateArray(), *all = cJSON_CreateArray();
     int desired = 0, min = 0, max = 0, queued = 0, inflight = 0, failures = 0;
-    const char *provider = "local";
+    const char *provider = app->def->model->provider; /* the default model's */
     cJSON *last_error = NULL; /* the default model's, else the first model's that has one */
     for (int i = 0; i < app->nmodels; i++) {
         char *doc = gw_pool_backends_json(app->models[i].pool);
@@ -451,8 +451,11 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
         m->is_default = strcmp(m->model->name, cfg->default_model) == 0;
         if (m->is_default)
             app.def = m;
-        if ((rv = gw_provider_local_create(&provider, &app.loop, cfg, m->model, argv0, NULL)) !=
-                0 ||
+        if (strcmp(m->model->provider, "static") == 0)
+            rv = gw_provider_static_create(&provider, &app.loop, m->model, NULL);
+        else
+            rv = gw_provider_local_create(&provider, &app.loop, cfg, m->model, argv0, NULL);
+        if (rv != 0 ||
             (rv = gw_pool_create(&m->pool, &app.loop, cfg, m->model, provider, &pool_hooks, m)) !=
                 0) {
             GW_LOG_E("start", "model=%s error=\"%s\"", m->model->name, proto_strerror(rv));

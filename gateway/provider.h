@@ -53,4 +53,12 @@ int gw_provider_local_create(gw_provider_t **out, uv_loop_t *loop, const gw_conf
                              const gw_model_t *model, const char *argv0,
                              gw_provider_exit_cb on_exit);
 
+/* The static provider for one model: its backends were started elsewhere, at the addresses
+ * in model->backends_static (checked and counted by gw_config_validate). start() hands out
+ * the next address no instance holds (PROTO_ENOBACKEND when all are held); stop() forgets
+ * the instance, whose on_exit follows on the loop (the backend keeps running); describe()
+ * is "static-N", N the address's place in the list. model must outlive it. */
+int gw_provider_static_create(gw_provider_t **out, uv_loop_t *loop, const gw_model_t *model,
+                              gw_provider_exit_cb on_exit);
+
 #endif
