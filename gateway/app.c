@@ -36,7 +36,8 @@ struct app {
     gw_metrics_t *metrics;
     struct {
         int requests, duration, queue_wait, scale, backends, desired, min, max, inflight, queued,
-            be_inflight, be_served, infer, be_failures, retried, crashes, failed_starts, connections;
+            be_inflight, be_served, infer, be_failures, retried, crashes, failed_starts, connections,
+            ejections;
     } fam;
     uv_signal_t sigterm, sigint;
     uv_timer_t exit_timer;
@@ -324,6 +325,7 @@ static int declare_metrics(app_t *app)
     D(retried, GW_COUNTER, "framegate_retries_total", "Frames re-dispatched after a backend failure.", "model", NULL, 0)
     D(crashes, GW_COUNTER, "framegate_backend_crashes_total", "Ready backends lost (exit or broken connection).", "model", NULL, 0)
     D(failed_starts, GW_COUNTER, "framegate_backend_failed_starts_total", "Backends that failed before becoming ready.", "model", NULL, 0)
+    D(ejections, GW_COUNTER, "framegate_backend_ejections_total", "Backends ejected and replaced: answers departing from their peers' (consecutive_failures, success_rate) or silence (hung).", "model,reason", NULL, 0)
     D(connections, GW_GAUGE, "framegate_http_connections", "Open client connections.", NULL, NULL, 0)
 #undef D
     return 0;
@@ -367,6 +369,9 @@ static char *render_metrics(app_t *app, size_t *len)
         gw_metrics_set(m, app->fam.retried, name, NULL, (double)st.retried);
         gw_metrics_set(m, app->fam.crashes, name, NULL, (double)st.crashes);
         gw_metrics_set(m, app->fam.failed_starts, name, NULL, (double)st.failed_starts);
+        for (int r = GW_HEALTH_NONE + 1; r < GW_HEALTH_NREASONS; r++)
+            gw_metrics_set(m, app->fam.ejections, name, gw_health_reason_name(r),
+                           (double)st.ejections[r]);
         per_backend_t pb = {app, name};
         gw_pool_foreach(app->models[i].pool, per_backend, &pb);
     }
@@ -496,6 +501,16 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
 
     uv_run(&app.loop, UV_RUN_DEFAULT);
 
+    /* Frames answered 503 because the shutdown grace ran out: say so in the exit status. */
+    for (int i = 0; i < app.nmodels; i++) {
+        gw_pool_stats_t st;
+        gw_pool_stats(app.models[i].pool, &st);
+        if (st.abandoned > 0) {
+            GW_LOG_W("exit", "model=%s abandoned=%llu note=shutdown_grace_expired",
+                     app.models[i].model->name, (unsigned long long)st.abandoned);
+            app.exit_code = 1;
+        }
+    }
     gw_server_destroy(app.server);
     for (int i = 0; i < app.nmodels; i++)
         gw_pool_destroy(app.models[i].pool);
@@ -503,6 +518,6 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
     uv_run(&app.loop, UV_RUN_DEFAULT);
     uv_loop_close(&app.loop);
     gw_metrics_destroy(app.metrics);
-    GW_LOG_I("exit", "code=0");
-    return 0;
+    GW_LOG_I("exit", "code=%d", app.exit_code);
+    return app.exit_code;
 }

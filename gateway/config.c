@@ -14,6 +14,7 @@
 
 #include "addr.h"
 #include "err.h"
+#include "health.h"
 #include "log.h"
 #include "msg.h"
 
@@ -81,6 +82,13 @@ static const key_t_ keys[] = {
     {"backoff_initial_ms", T_MS, F(backoff_initial_ms), 0, 1, 3600000, 0},
     {"backoff_max_ms", T_MS, F(backoff_max_ms), 0, 1, 86400000, 0},
     {"shutdown_grace_ms", T_MS, F(shutdown_grace_ms), 0, 0, 3600000, 0},
+    {"outlier_consecutive_failures", T_INT, F(outlier_consecutive_failures), 0, 0, 1000000, 0},
+    {"outlier_window", T_INT, F(outlier_window), 0, 1, GW_HEALTH_WINDOW_MAX, 0},
+    {"outlier_min_requests", T_INT, F(outlier_min_requests), 0, 1, GW_HEALTH_WINDOW_MAX, 0},
+    {"outlier_stdev_factor", T_DOUBLE, F(outlier_stdev_factor), 0, 0, 100, 0},
+    {"hung_factor", T_DOUBLE, F(hung_factor), 0, 0, 1e6, 0},
+    {"hung_min_ms", T_MS, F(hung_min_ms), 0, 1, 3600000, 0},
+    {"hung_grace_ms", T_MS, F(hung_grace_ms), 0, 1, 3600000, 0},
     {"log_level", T_LEVEL, F(log_level), 0, 0, 0, 0},
 };
 
@@ -198,6 +206,13 @@ void gw_config_defaults(gw_config_t *cfg)
     cfg->backoff_initial_ms = 1000;
     cfg->backoff_max_ms = 30000;
     cfg->shutdown_grace_ms = 20000;
+    cfg->outlier_consecutive_failures = 5;
+    cfg->outlier_window = 100;
+    cfg->outlier_min_requests = 20;
+    cfg->outlier_stdev_factor = 1.9;
+    cfg->hung_factor = 10;
+    cfg->hung_min_ms = 2000;
+    cfg->hung_grace_ms = 5000;
     cfg->log_level = 2;
 }
 
@@ -768,6 +783,10 @@ int gw_config_validate(gw_config_t *cfg, char *err, size_t errcap)
     if (cfg->min_backends > cfg->max_backends) {
         snprintf(err, errcap, "min_backends (%d) is above max_backends (%d)", cfg->min_backends,
                  cfg->max_backends);
+        return PROTO_ECONFIG;
+    }
+    if (cfg->outlier_min_requests > cfg->outlier_window) {
+        snprintf(err, errcap, "outlier_min_requests is above outlier_window");
         return PROTO_ECONFIG;
     }
     if (cfg->backoff_initial_ms > cfg->backoff_max_ms) {

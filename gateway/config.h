@@ -107,6 +107,15 @@ typedef struct {
     uint64_t backoff_max_ms;
     uint64_t shutdown_grace_ms;   /* gateway SIGTERM: answer in-flight requests within */
 
+    /* backend health (health.h): outlier ejection and hung backends */
+    int outlier_consecutive_failures; /* 5xx-class failures in a row that eject; 0 = off */
+    int outlier_window;               /* last answers per backend its success rate is over */
+    int outlier_min_requests;         /* answers a backend and a peer need for the rate test */
+    double outlier_stdev_factor;      /* eject below the peers' mean by this many sd; 0 = off */
+    double hung_factor;               /* unanswered past factor x service time: suspect; 0 = off */
+    uint64_t hung_min_ms;             /* ... but never sooner than this */
+    uint64_t hung_grace_ms;           /* a suspect that does not answer its ping within: killed */
+
     /* logging */
     int log_level;                /* 0 error, 1 warn, 2 info, 3 debug */
 } gw_config_t;

@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "health.h"
 #include "job.h"
 #include "provider.h"
 
@@ -29,9 +30,12 @@ typedef struct {
 
 typedef struct {
     int desired, min, max;
-    int starting, ready, draining, stopping;
+    int starting, ready, draining, suspect, stopping;
     int queued, inflight;
     uint64_t submitted, completed, retried, failed_starts, crashes;
+    uint64_t ejections[GW_HEALTH_NREASONS]; /* by gw_health_reason_t (health.h) */
+    uint64_t suspected; /* times a backend was suspected of hanging (then ejected or back) */
+    uint64_t abandoned; /* frames answered PROTO_ESHUTDOWN: the shutdown grace ran out */
     char kind[32]; /* the model's kind as its backends report it ("detector", ...), or "" */
 } gw_pool_stats_t;
 

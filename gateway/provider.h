@@ -31,8 +31,10 @@ typedef struct {
     /* Asks the instance to stop: gracefully (SIGTERM for a process) or, with force, at once
      * (SIGKILL). on_exit still reports the end. Safe to call more than once. */
     void (*stop)(gw_provider_t *p, gw_instance_t *inst, int force);
-    /* A short id for /v1/backends: a pid, an instance id. */
-    void (*describe)(gw_provider_t *p, gw_instance_t *inst, char *buf, size_t cap);
+    /* The instance's id in the provider's own terms, for /v1/backends ("instance") and the
+     * logs: unique among the provider's live instances; for the local provider, the
+     * process id. NUL-terminated, truncated to cap. */
+    void (*instance_id)(gw_provider_t *p, gw_instance_t *inst, char *buf, size_t cap);
     /* Instances still alive (not yet reported through on_exit). */
     int (*live)(gw_provider_t *p);
     /* Frees the provider; every instance must have exited (live() == 0). */
@@ -56,7 +58,7 @@ int gw_provider_local_create(gw_provider_t **out, uv_loop_t *loop, const gw_conf
 /* The static provider for one model: its backends were started elsewhere, at the addresses
  * in model->backends_static (checked and counted by gw_config_validate). start() hands out
  * the next address no instance holds (PROTO_ENOBACKEND when all are held); stop() forgets
- * the instance, whose on_exit follows on the loop (the backend keeps running); describe()
+ * the instance, whose on_exit follows on the loop (the backend keeps running); instance_id()
  * is "static-N", N the address's place in the list. model must outlive it. */
 int gw_provider_static_create(gw_provider_t **out, uv_loop_t *loop, const gw_model_t *model,
                               gw_provider_exit_cb on_exit);

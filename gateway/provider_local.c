@@ -203,7 +203,7 @@ static void local_stop(gw_provider_t *p, gw_instance_t *inst, int force)
         uv_process_kill(&inst->proc, force ? SIGKILL : SIGTERM);
 }
 
-static void local_describe(gw_provider_t *p, gw_instance_t *inst, char *buf, size_t cap)
+static void local_instance_id(gw_provider_t *p, gw_instance_t *inst, char *buf, size_t cap)
 {
     (void)p;
     snprintf(buf, cap, "%d", inst->pid);
@@ -223,7 +223,7 @@ static const gw_provider_ops_t local_ops = {
     .kind = "local",
     .start = local_start,
     .stop = local_stop,
-    .describe = local_describe,
+    .instance_id = local_instance_id,
     .live = local_live,
     .destroy = local_destroy,
 };

@@ -84,7 +84,7 @@ static void static_stop(gw_provider_t *p, gw_instance_t *inst, int force)
     uv_timer_start(&inst->exit_timer, on_exit_timer, 0, 0);
 }
 
-static void static_describe(gw_provider_t *p, gw_instance_t *inst, char *buf, size_t cap)
+static void static_instance_id(gw_provider_t *p, gw_instance_t *inst, char *buf, size_t cap)
 {
     (void)p;
     snprintf(buf, cap, "static-%d", inst->slot + 1);
@@ -104,7 +104,7 @@ static const gw_provider_ops_t static_ops = {
     .kind = "static",
     .start = static_start,
     .stop = static_stop,
-    .describe = static_describe,
+    .instance_id = static_instance_id,
     .live = static_live,
     .destroy = static_destroy,
 };

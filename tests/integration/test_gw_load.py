@@ -35,8 +35,11 @@ with fg.Gateway(settings={"backends": 3, "max_connections": 512, "retries": 3},
     while len(load.results) < 150 and time.time() < deadline:
         time.sleep(0.01)
     victim = [b for b in gw.backends()["backends"] if b["state"] == "ready"][0]
-    fg.check(victim["inflight"] >= 0, f"victim {victim['name']} pid {victim['pid']}")
-    os.kill(int(victim["pid"]), signal.SIGKILL)
+    fg.check(victim["inflight"] >= 0, f"victim {victim['name']} instance {victim['instance']}")
+    fg.check(victim.get("provider") == "local" and "pid" not in victim,
+             f"a backend reports its provider and instance, not a pid ({victim})")
+    # The local provider's instance id is the backend's process id.
+    os.kill(int(victim["instance"]), signal.SIGKILL)
     load.join(120)
     st = load.statuses()
     fg.check(len(load.results) == 1000, f"1000 requests answered (got {len(load.results)})")
@@ -52,7 +55,7 @@ with fg.Gateway(settings={"backends": 3, "max_connections": 512, "retries": 3},
     fg.check(sum(1 for b in bs if b["state"] == "ready") == 3,
              f"the killed backend was replaced ({[(b['name'], b['state']) for b in bs]})")
     fg.check(victim["name"] in names, f"its name {victim['name']} is reused ({names})")
-    fg.check(str(victim["pid"]) not in [b["pid"] for b in bs], "by a new process")
+    fg.check(str(victim["instance"]) not in [b["instance"] for b in bs], "by a new process")
     fg.check("reason=crash" in gw.log(), "the crash is logged as a scale event")
 
 fg.finish()

@@ -53,7 +53,7 @@ with fg.Gateway(settings=settings, simulate_ms=2500) as gw:
     while time.time() - t0 < 3 * S:
         bs = {b["name"]: b for b in gw.backends()["backends"]}
         if draining and draining["name"] in bs and bs[draining["name"]]["state"] == "ready":
-            reused = bs[draining["name"]]["pid"] == draining["pid"]
+            reused = bs[draining["name"]]["instance"] == draining["instance"]
             break
         time.sleep(0.02)
     fg.check(reused, "the draining backend is back to ready (same pid)")

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Gateway shutdown: SIGTERM under load answers every request in flight, stops every
-backend and exits 0; a SIGKILLed gateway leaves no backend behind either."""
+backend and exits 0; when the shutdown grace runs out and frames are answered 503 it exits 1;
+a SIGKILLed gateway leaves no backend behind either."""
 # ctest-timeout: 90
 import os
 import signal
@@ -22,6 +23,20 @@ with fg.Gateway(settings={"backends": 3}, simulate_ms=200) as gw:
     fg.check(code == 0, f"gateway exits 0 after SIGTERM (got {code})")
     fg.check(not load.failures(), f"every request in flight answered ({st})")
     fg.check(all(not fg.alive(p) for p in pids), "no backend process left")
+
+# Frames that take longer than the grace: answered 503, and the exit status says so (issue 11,
+# item 10: it used to be 0).
+with fg.Gateway(settings={"backends": 1, "shutdown_grace_ms": 300}, simulate_ms=3000) as gw:
+    load = fg.Load(gw, clients=3).start()
+    time.sleep(0.5 * S)
+    load.stopping.set()
+    code = gw.stop(signal.SIGTERM)
+    load.join(30)
+    st = load.statuses()
+    fg.check(code == 1, f"gateway exits 1 when the shutdown grace expired (got {code})")
+    fg.check(st.get(503, 0) >= 1 and not any(str(k).startswith("exc") for k in st),
+             f"the frames still out were answered 503 ({st})")
+    fg.check("abandoned=" in gw.log(), "the exit logs the frames answered 503")
 
 with fg.Gateway(settings={"backends": 2}, simulate_ms=10) as gw:
     pids = gw.backend_pids()

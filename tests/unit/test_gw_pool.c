@@ -3,6 +3,7 @@
  * gating, least-loaded dispatch, retries after a backend "dies" with requests in flight,
  * deadlines, queue limits and the drain path, counting callbacks as libuv's tests do. */
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -28,8 +29,11 @@ struct gw_instance {
     pthread_t thread;
     int delay_ms;
     int ready_after_ms;
-    volatile int stop;
+    atomic_int stop; /* set on the loop, read by the serving thread */
+    atomic_int hang; /* set by a test: holds the message in hand, answers nothing (SIGSTOP) */
     int served;
+    char pong[128]; /* the PONG's JSON payload, "" = none */
+    int status;     /* != 0: every frame is answered with it, without delay */
     uv_timer_t exit_timer;
     char name[64];
 };
@@ -39,6 +43,9 @@ typedef struct {
     uv_loop_t *loop;
     int live, started, seq;
     int delay_ms, ready_after_ms, fail_start;
+    const char *model; /* reported in the PONG's JSON ("model"); NULL = no payload */
+    int poison_start;  /* the Nth instance started (1-based) answers every frame with... */
+    int poison_status; /* ...this status (PROTO_EIMAGE: a broken decoder), at once */
     gw_instance_t *last;
 } fake_t;
 
@@ -46,7 +53,7 @@ static void *serve(void *arg)
 {
     gw_instance_t *in = arg;
     usleep((useconds_t)in->ready_after_ms * 1000);
-    while (!in->stop) {
+    while (!atomic_load(&in->stop)) {
         nng_msg *msg;
         if (nng_recvmsg(in->sock, &msg, 0) != 0)
             break;
@@ -55,9 +62,18 @@ static void *serve(void *arg)
             nng_msg_free(msg);
             continue;
         }
-        if (req.type == PROTO_T_DETECT)
-            usleep((useconds_t)in->delay_ms * 1000);
-        if (in->stop) {
+        while (atomic_load(&in->hang) && !atomic_load(&in->stop))
+            usleep(1000);
+        /* A frame that is not a JPEG is a client's bad image: every backend rejects it. */
+        int status = 0;
+        if (req.type == PROTO_T_DETECT) {
+            status = in->status != 0                                  ? in->status
+                     : req.payload_len < 1 || req.payload[0] != 0xff ? PROTO_EIMAGE
+                                                                     : 0;
+            if (in->status == 0)
+                usleep((useconds_t)in->delay_ms * 1000);
+        }
+        if (atomic_load(&in->stop)) {
             nng_msg_free(msg);
             break;
         }
@@ -65,7 +81,16 @@ static void *serve(void *arg)
                            .label = "thing", .label_len = 5};
         proto_rep_t rep = {.type = req.type == PROTO_T_PING ? PROTO_T_PONG : PROTO_T_RESULT,
                            .id = req.id, .width = 10, .height = 20, .infer_us = 1000,
-                           .ndet = req.type == PROTO_T_DETECT ? 1 : 0, .dets = &det};
+                           .ndet = req.type == PROTO_T_DETECT && status == 0 ? 1 : 0,
+                           .dets = &det, .status = status};
+        if (status != 0) {
+            rep.error = "bad frame";
+            rep.error_len = 9;
+        }
+        if (req.type == PROTO_T_PING) {
+            rep.payload = (const uint8_t *)in->pong;
+            rep.payload_len = (uint32_t)strlen(in->pong);
+        }
         uint8_t buf[512];
         size_t len;
         assert_int_equal(proto_rep_encode(&rep, buf, sizeof buf, &len), 0);
@@ -89,7 +114,7 @@ static void on_fake_exit_closed(uv_handle_t *h)
 static void on_fake_exit(uv_timer_t *t)
 {
     gw_instance_t *in = t->data;
-    in->stop = 1;
+    atomic_store(&in->stop, 1);
     nng_close(in->sock); /* unblocks the thread */
     pthread_join(in->thread, NULL);
     uv_close((uv_handle_t *)&in->exit_timer, on_fake_exit_closed);
@@ -107,9 +132,14 @@ static int fake_start(gw_provider_t *p, const char *name, void *owner, gw_instan
     in->delay_ms = f->delay_ms;
     in->ready_after_ms = f->ready_after_ms;
     snprintf(in->name, sizeof in->name, "%s", name);
+    if (f->model != NULL)
+        snprintf(in->pong, sizeof in->pong, "{\"model\":\"%s\",\"kind\":\"detector\"}",
+                 f->model);
     static int seq; /* unique across tests: inproc names outlive a failed test */
     snprintf(addr, cap, "inproc://fake-%d-%d", (int)getpid(), ++seq);
     f->seq++;
+    if (f->poison_start == f->seq)
+        in->status = f->poison_status;
     assert_int_equal(nng_rep0_open(&in->sock), 0);
     assert_int_equal(nng_listen(in->sock, addr, NULL, 0), 0);
     uv_timer_init(f->loop, &in->exit_timer);
@@ -130,7 +160,7 @@ static void fake_stop(gw_provider_t *p, gw_instance_t *in, int force)
         uv_timer_start(&in->exit_timer, on_fake_exit, 1, 0);
 }
 
-static void fake_describe(gw_provider_t *p, gw_instance_t *in, char *buf, size_t cap)
+static void fake_instance_id(gw_provider_t *p, gw_instance_t *in, char *buf, size_t cap)
 {
     (void)p;
     snprintf(buf, cap, "fake:%s", in->name);
@@ -140,7 +170,7 @@ static int fake_live(gw_provider_t *p) { return ((fake_t *)p)->live; }
 static void fake_destroy(gw_provider_t *p) { (void)p; }
 
 static const gw_provider_ops_t fake_ops = {
-    .kind = "fake", .start = fake_start, .stop = fake_stop, .describe = fake_describe,
+    .kind = "fake", .start = fake_start, .stop = fake_stop, .instance_id = fake_instance_id,
     .live = fake_live, .destroy = fake_destroy,
 };
 
@@ -444,6 +474,254 @@ static void test_shutdown_answers_everything(void **state)
     free_jobs(jobs, 10);
 }
 
+/* A backend must report the model of its pool at readiness: one that loaded another model
+ * is a failed start with a clear reason, and gets no frame. */
+static void test_model_checked_at_readiness(void **state)
+{
+    (void)state;
+    setup_env();
+    gw_model_t m;
+    memset(&m, 0, sizeof m);
+    snprintf(m.name, sizeof m.name, "yolo");
+    m.min_backends = m.max_backends = 1;
+    m.target_inflight_per_backend = 1;
+    E.fake.model = "other";
+    assert_int_equal(gw_pool_create(&E.pool, &E.loop, &E.cfg, &m, &E.fake.super, NULL, NULL), 0);
+    assert_int_equal(gw_pool_start(E.pool), 0);
+    gw_pool_stats_t st;
+    uint64_t end = uv_now(&E.loop) + 3000;
+    do {
+        run_for(10);
+        gw_pool_stats(E.pool, &st);
+    } while (st.failed_starts == 0 && uv_now(&E.loop) < end);
+    assert_true(st.failed_starts >= 1);
+    assert_int_equal(st.ready, 0);
+    char why[512];
+    run_for(20); /* the failed backend's exit is reported */
+    gw_pool_readyz(E.pool, why, sizeof why);
+    assert_non_null(strstr(why, "reported model 'other', not 'yolo'"));
+    char *doc = gw_pool_backends_json(E.pool);
+    assert_non_null(strstr(doc, "reported model 'other', not 'yolo'"));
+    free(doc);
+    /* The right model: ready, and /v1/backends names the provider and the instance. */
+    E.fake.model = "yolo";
+    wait_ready(1);
+    doc = gw_pool_backends_json(E.pool);
+    assert_non_null(strstr(doc, "\"provider\":\"fake\""));
+    assert_non_null(strstr(doc, "\"instance\":\"fake:yolo-instance"));
+    assert_null(strstr(doc, "\"pid\""));
+    free(doc);
+    teardown_env();
+}
+
+/* ---- outlier ejection ---- */
+
+static uint8_t bad_img[] = {0x00, 0x01, 0x02, 0x03}; /* not a JPEG: every backend rejects it */
+
+static void outlier_config(void)
+{
+    E.cfg.outlier_window = 20;
+    E.cfg.outlier_min_requests = 5;
+    E.cfg.outlier_stdev_factor = 1.9;
+    E.cfg.outlier_consecutive_failures = 5;
+}
+
+/* Submits the jobs one at a time, each once the previous one is answered. */
+static void submit_paced(gw_job_t *jobs, int n)
+{
+    for (int i = 0; i < n; i++) {
+        int want = E.done + 1;
+        assert_int_equal(gw_pool_submit(E.pool, &jobs[i]), 0);
+        run_until(&E.done, want, 3000);
+        assert_int_equal(E.done, want);
+    }
+}
+
+static int count_err(const gw_job_t *jobs, int n, int err)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        k += jobs[i].err == err;
+    return k;
+}
+
+/* Issue 11, item 1: a backend whose decoder broke answers 400 to every good frame, at once.
+ * Its success rate falls below its peer's: it is ejected (counted) and replaced, and from
+ * then on every good frame is answered 200. The frames it rejected before the test had the
+ * volume to judge it stay rejected (a 4xx is final), which is why outlier_min_requests is
+ * the lever: here 5, so at most a handful. */
+static void test_outlier_poisoned_backend_ejected(void **state)
+{
+    (void)state;
+    setup_env();
+    outlier_config();
+    E.fake.poison_start = 2;
+    E.fake.poison_status = PROTO_EIMAGE;
+    start_pool();
+    wait_ready(2);
+    const int n = 60;
+    gw_job_t *jobs = make_jobs(n);
+    submit_paced(jobs, n);
+    gw_pool_stats_t st;
+    gw_pool_stats(E.pool, &st);
+    assert_int_equal(st.ejections[GW_HEALTH_SUCCESS_RATE], 1);
+    assert_int_equal(st.ejections[GW_HEALTH_CONSECUTIVE], 0);
+    int rejected = count_err(jobs, n, PROTO_EIMAGE);
+    assert_true(rejected >= 5 && rejected <= 8);
+    assert_int_equal(E.status_200, n - rejected);
+    /* Every frame after the ejection was served (the rejections are the first ones). */
+    for (int i = 20; i < n; i++)
+        assert_int_equal(jobs[i].err, 0);
+    wait_ready(2); /* replaced */
+    assert_int_equal(E.fake.started, 3);
+    free_jobs(jobs, n);
+    teardown_env();
+}
+
+/* A client that sends only bad images is rejected by every backend alike: the test is
+ * relative, so nothing is ejected, and a rejection is no failure in a row. */
+static void test_outlier_bad_client_ejects_nothing(void **state)
+{
+    (void)state;
+    setup_env();
+    outlier_config();
+    start_pool();
+    wait_ready(2);
+    const int n = 40;
+    gw_job_t *jobs = make_jobs(n);
+    for (int i = 0; i < n; i++) {
+        jobs[i].image = bad_img;
+        jobs[i].image_len = sizeof bad_img;
+    }
+    submit_paced(jobs, n);
+    assert_int_equal(count_err(jobs, n, PROTO_EIMAGE), n);
+    gw_pool_stats_t st;
+    gw_pool_stats(E.pool, &st);
+    for (int r = 0; r < GW_HEALTH_NREASONS; r++)
+        assert_int_equal(st.ejections[r], 0);
+    assert_int_equal(st.ready, 2);
+    assert_int_equal(E.fake.started, 2);
+    free_jobs(jobs, n);
+    teardown_env();
+}
+
+/* A backend whose model fails (5xx-class) on every frame is ejected after
+ * outlier_consecutive_failures in a row, even with the rate test off. */
+static void test_outlier_consecutive_failures(void **state)
+{
+    (void)state;
+    setup_env();
+    outlier_config();
+    E.cfg.outlier_stdev_factor = 0;
+    E.cfg.outlier_consecutive_failures = 3;
+    E.fake.poison_start = 1;
+    E.fake.poison_status = PROTO_EMODEL;
+    start_pool();
+    wait_ready(2);
+    const int n = 30;
+    gw_job_t *jobs = make_jobs(n);
+    submit_paced(jobs, n);
+    gw_pool_stats_t st;
+    gw_pool_stats(E.pool, &st);
+    assert_int_equal(st.ejections[GW_HEALTH_CONSECUTIVE], 1);
+    assert_int_equal(count_err(jobs, n, PROTO_EMODEL), 3);
+    assert_int_equal(E.status_200, n - 3);
+    wait_ready(2);
+    assert_int_equal(E.fake.started, 3);
+    free_jobs(jobs, n);
+    teardown_env();
+}
+
+/* ---- hung backends (issue 11, item 7) ---- */
+
+static void hung_config(uint64_t grace_ms)
+{
+    E.cfg.hung_factor = 5;
+    E.cfg.hung_min_ms = 200;
+    E.cfg.hung_grace_ms = grace_ms;
+}
+
+static gw_instance_t *hang_newest(void)
+{
+    gw_instance_t *in = E.fake.last;
+    atomic_store(&in->hang, 1);
+    return in;
+}
+
+/* A backend that stops answering (as under SIGSTOP) is suspected once a frame waits past
+ * the bound, its frames are retried elsewhere, it is pinged, and when the ping goes
+ * unanswered for the grace it is killed and replaced. Every frame is answered 200. */
+static void test_hung_backend_suspected_then_replaced(void **state)
+{
+    (void)state;
+    setup_env();
+    hung_config(300);
+    start_pool();
+    wait_ready(2);
+    gw_job_t *warm = make_jobs(6);
+    submit_paced(warm, 6); /* the model's service time is observed */
+    hang_newest();
+    const int n = 10;
+    gw_job_t *jobs = make_jobs(n);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(gw_pool_submit(E.pool, &jobs[i]), 0);
+    run_until(&E.done, 6 + n, 5000);
+    assert_int_equal(E.done, 6 + n);
+    assert_int_equal(E.status_200, 6 + n);
+    int retried = 0;
+    for (int i = 0; i < n; i++)
+        retried += jobs[i].attempts > 1;
+    assert_int_equal(retried, 1); /* the one it held */
+    gw_pool_stats_t st;
+    uint64_t end = uv_now(&E.loop) + 3000;
+    do {
+        run_for(10);
+        gw_pool_stats(E.pool, &st);
+    } while (st.ejections[GW_HEALTH_HUNG] == 0 && uv_now(&E.loop) < end);
+    assert_int_equal(st.suspected, 1);
+    assert_int_equal(st.ejections[GW_HEALTH_HUNG], 1);
+    wait_ready(2); /* replaced */
+    assert_int_equal(E.fake.started, 3);
+    free_jobs(warm, 6);
+    free_jobs(jobs, n);
+    teardown_env();
+}
+
+/* A suspect that answers its ping within the grace is only slow: it comes back. */
+static void test_hung_backend_recovers(void **state)
+{
+    (void)state;
+    setup_env();
+    hung_config(5000);
+    start_pool();
+    wait_ready(2);
+    gw_job_t *warm = make_jobs(6);
+    submit_paced(warm, 6);
+    gw_instance_t *in = hang_newest();
+    const int n = 10;
+    gw_job_t *jobs = make_jobs(n);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(gw_pool_submit(E.pool, &jobs[i]), 0);
+    gw_pool_stats_t st;
+    uint64_t end = uv_now(&E.loop) + 3000;
+    do {
+        run_for(10);
+        gw_pool_stats(E.pool, &st);
+    } while (st.suspected == 0 && uv_now(&E.loop) < end);
+    assert_int_equal(st.suspected, 1);
+    assert_int_equal(st.suspect, 1);
+    atomic_store(&in->hang, 0);
+    wait_ready(2);
+    run_until(&E.done, 6 + n, 5000);
+    assert_int_equal(E.status_200, 6 + n);
+    gw_pool_stats(E.pool, &st);
+    assert_int_equal(st.ejections[GW_HEALTH_HUNG], 0);
+    assert_int_equal(E.fake.started, 2);
+    free_jobs(warm, 6);
+    free_jobs(jobs, n);
+    teardown_env();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -454,6 +732,12 @@ int main(void)
         cmocka_unit_test(test_backend_exit_retries_elsewhere),
         cmocka_unit_test(test_failed_starts_back_off),
         cmocka_unit_test(test_shutdown_answers_everything),
+        cmocka_unit_test(test_model_checked_at_readiness),
+        cmocka_unit_test(test_outlier_poisoned_backend_ejected),
+        cmocka_unit_test(test_outlier_bad_client_ejects_nothing),
+        cmocka_unit_test(test_outlier_consecutive_failures),
+        cmocka_unit_test(test_hung_backend_suspected_then_replaced),
+        cmocka_unit_test(test_hung_backend_recovers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -66,7 +66,7 @@ static void test_hand_out_and_forget(void **state)
 
     assert_int_equal(p->ops->start(p, "s-instance1", &owners[0], &a, addr, sizeof addr), 0);
     assert_string_equal(addr, "ipc:///tmp/a");
-    p->ops->describe(p, a, id, sizeof id);
+    p->ops->instance_id(p, a, id, sizeof id);
     assert_string_equal(id, "static-1");
     assert_int_equal(p->ops->start(p, "s-instance2", &owners[1], &b, addr, sizeof addr), 0);
     assert_string_equal(addr, "tcp://127.0.0.1:7001");
@@ -90,7 +90,7 @@ static void test_hand_out_and_forget(void **state)
     assert_int_equal(p->ops->start(p, "s-instance4", &owners[3], &d, addr, 8), PROTO_ETOOBIG);
     assert_int_equal(p->ops->start(p, "s-instance4", &owners[3], &d, addr, sizeof addr), 0);
     assert_string_equal(addr, "tcp://127.0.0.1:7001");
-    p->ops->describe(p, d, id, sizeof id);
+    p->ops->instance_id(p, d, id, sizeof id);
     assert_string_equal(id, "static-2");
 
     stop(p, a);

@@ -1,0 +1,225 @@
+#include "link.h"
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "err.h"
+
+enum { PH_IDLE, PH_SEND, PH_RECV, PH_DONE };
+
+/* One req context. The node is first so a bridge node is a slot.
+ *
+ * Ownership of the fields, by thread:
+ * - set once at create, read anywhere: link, index, ctx, aio;
+ * - loop thread only: in_use (from gw_link_send until the completion has run);
+ * - guarded by link->mu, because the aio callback (an NNG thread) and the loop (send, cancel,
+ *   completion) both touch them: phase, cancelled, rv, msg. */
+typedef struct {
+    gw_bridge_node_t node;
+    gw_link_t *link;
+    int index;
+    nng_ctx ctx;
+    nng_aio *aio;
+    int in_use;
+    int phase;
+    int cancelled;
+    int rv;
+    nng_msg *msg;
+} slot_t;
+
+struct gw_link {
+    nng_socket sock;
+    int sock_open;
+    nng_dialer dialer;
+    pthread_mutex_t mu;
+    gw_bridge_t *bridge;
+    gw_link_done_cb cb;
+    void *owner;
+    int busy; /* loop thread only */
+    int nslots;
+    slot_t slots[];
+};
+
+/* ---- NNG's threads ---- */
+
+static void on_aio(void *arg)
+{
+    slot_t *s = arg;
+    gw_link_t *l = s->link;
+    int rv = nng_aio_result(s->aio);
+
+    pthread_mutex_lock(&l->mu);
+    if (s->phase == PH_SEND) {
+        if (rv == 0 && !s->cancelled) {
+            /* Chain the receive under the lock: a cancel that lands between the two
+             * operations either sees PH_RECV and aborts the receive, or set `cancelled`
+             * before we looked. */
+            s->phase = PH_RECV;
+            nng_ctx_recv(s->ctx, s->aio);
+            pthread_mutex_unlock(&l->mu);
+            return;
+        }
+        if (rv != 0) {
+            nng_msg_free(nng_aio_get_msg(s->aio)); /* a failed send leaves it with us */
+            nng_aio_set_msg(s->aio, NULL);
+        } else {
+            rv = NNG_ECANCELED;
+        }
+    } else if (rv == 0) {
+        s->msg = nng_aio_get_msg(s->aio);
+        nng_aio_set_msg(s->aio, NULL);
+    }
+    s->rv = rv;
+    s->phase = PH_DONE;
+    pthread_mutex_unlock(&l->mu);
+    gw_bridge_post(l->bridge, &s->node);
+}
+
+/* ---- the loop ---- */
+
+static void on_slot_done(gw_bridge_node_t *node)
+{
+    slot_t *s = (slot_t *)node;
+    gw_link_t *l = s->link;
+    nng_msg *msg;
+    int rv;
+
+    pthread_mutex_lock(&l->mu);
+    msg = s->msg;
+    rv = s->rv;
+    s->msg = NULL;
+    s->phase = PH_IDLE;
+    pthread_mutex_unlock(&l->mu);
+    s->in_use = 0;
+    l->busy--;
+
+    gw_link_status_t st = rv == 0                 ? GW_LINK_OK
+                          : rv == NNG_ECANCELED   ? GW_LINK_CANCELLED
+                          : rv == NNG_ETIMEDOUT   ? GW_LINK_TIMEDOUT
+                                                  : GW_LINK_BROKEN;
+    /* The callback may destroy the link: touch nothing of it afterwards. */
+    l->cb(l->owner, s->index, st, rv == 0 ? "" : nng_strerror(rv),
+          msg != NULL ? nng_msg_body(msg) : NULL, msg != NULL ? nng_msg_len(msg) : 0);
+    if (msg != NULL)
+        nng_msg_free(msg);
+}
+
+int gw_link_create(gw_link_t **out, const char *addr, int nslots, gw_bridge_t *bridge,
+                   gw_link_done_cb cb, void *owner)
+{
+    gw_link_t *l = calloc(1, sizeof *l + (size_t)nslots * sizeof(slot_t));
+    int rv;
+
+    if (l == NULL)
+        return PROTO_ENOMEM;
+    l->bridge = bridge;
+    l->cb = cb;
+    l->owner = owner;
+    l->nslots = nslots;
+    pthread_mutex_init(&l->mu, NULL);
+    if ((rv = nng_req0_open(&l->sock)) != 0) {
+        gw_link_destroy(l);
+        return PROTO_ENNG;
+    }
+    l->sock_open = 1;
+    /* We detect dead backends ourselves and retry elsewhere; nng must not resend on its own
+     * timer (a slow inference would run twice). */
+    nng_socket_set_ms(l->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+    nng_socket_set_size(l->sock, NNG_OPT_RECVMAXSZ, (size_t)PROTO_PAYLOAD_MAX + (1u << 20));
+    if ((rv = nng_dialer_create(&l->dialer, l->sock, addr)) != 0) {
+        gw_link_destroy(l);
+        return PROTO_ENNG;
+    }
+    /* Reconnect fast while the model loads. */
+    nng_dialer_set_ms(l->dialer, NNG_OPT_RECONNMINT, 20);
+    nng_dialer_set_ms(l->dialer, NNG_OPT_RECONNMAXT, 250);
+    for (int i = 0; i < nslots; i++) {
+        slot_t *s = &l->slots[i];
+        s->link = l;
+        s->index = i;
+        s->node.cb = on_slot_done;
+        if (nng_ctx_open(&s->ctx, l->sock) != 0 || nng_aio_alloc(&s->aio, on_aio, s) != 0) {
+            gw_link_destroy(l);
+            return PROTO_ENNG;
+        }
+    }
+    *out = l;
+    return 0;
+}
+
+int gw_link_start(gw_link_t *l)
+{
+    return nng_dialer_start(l->dialer, NNG_FLAG_NONBLOCK) == 0 ? 0 : PROTO_ENNG;
+}
+
+int gw_link_send(gw_link_t *l, int slot, const proto_req_t *req, uint64_t timeout_ms)
+{
+    slot_t *s = &l->slots[slot];
+    nng_msg *msg;
+    size_t len;
+    int64_t size = proto_req_size(req);
+    int rv;
+
+    if (size < 0)
+        return (int)size;
+    if (nng_msg_alloc(&msg, (size_t)size) != 0)
+        return PROTO_ENOMEM;
+    if ((rv = proto_req_encode(req, nng_msg_body(msg), (size_t)size, &len)) != 0) {
+        nng_msg_free(msg);
+        return rv;
+    }
+    s->in_use = 1;
+    l->busy++;
+    pthread_mutex_lock(&l->mu);
+    s->cancelled = 0;
+    s->msg = NULL;
+    s->phase = PH_SEND;
+    pthread_mutex_unlock(&l->mu);
+    nng_aio_set_msg(s->aio, msg);
+    nng_aio_set_timeout(s->aio, timeout_ms > 0 ? (nng_duration)timeout_ms : NNG_DURATION_INFINITE);
+    nng_ctx_send(s->ctx, s->aio);
+    return 0;
+}
+
+void gw_link_cancel(gw_link_t *l, int slot)
+{
+    slot_t *s = &l->slots[slot];
+    if (!s->in_use)
+        return;
+    pthread_mutex_lock(&l->mu);
+    s->cancelled = 1;
+    if (s->phase == PH_SEND || s->phase == PH_RECV)
+        nng_aio_cancel(s->aio); /* completes on an NNG thread, never inline */
+    pthread_mutex_unlock(&l->mu);
+}
+
+void gw_link_cancel_all(gw_link_t *l)
+{
+    for (int i = 0; i < l->nslots; i++)
+        gw_link_cancel(l, i);
+}
+
+int gw_link_idle(const gw_link_t *l, int slot)
+{
+    return !l->slots[slot].in_use;
+}
+
+int gw_link_busy(const gw_link_t *l)
+{
+    return l->busy;
+}
+
+void gw_link_destroy(gw_link_t *l)
+{
+    if (l == NULL)
+        return;
+    if (l->sock_open)
+        nng_close(l->sock); /* closes the dialer and the contexts; every aio is idle */
+    for (int i = 0; i < l->nslots; i++)
+        if (l->slots[i].aio != NULL)
+            nng_aio_free(l->slots[i].aio);
+    pthread_mutex_destroy(&l->mu);
+    free(l);
+}
