@@ -14,6 +14,7 @@
 #include "metrics.h"
 #include "pool.h"
 #include "provider.h"
+#include "remote.h"
 #include "server.h"
 
 typedef struct app app_t;
@@ -37,7 +38,7 @@ struct app {
     struct {
         int requests, duration, queue_wait, scale, backends, desired, min, max, inflight, queued,
             be_inflight, be_served, infer, be_failures, retried, crashes, failed_starts, connections,
-            ejections;
+            ejections, suspected, recovered, tls_failures;
     } fam;
     uv_signal_t sigterm, sigint;
     uv_timer_t exit_timer;
@@ -326,6 +327,9 @@ static int declare_metrics(app_t *app)
     D(crashes, GW_COUNTER, "framegate_backend_crashes_total", "Ready backends lost (exit or broken connection).", "model", NULL, 0)
     D(failed_starts, GW_COUNTER, "framegate_backend_failed_starts_total", "Backends that failed before becoming ready.", "model", NULL, 0)
     D(ejections, GW_COUNTER, "framegate_backend_ejections_total", "Backends ejected and replaced: answers departing from their peers' (consecutive_failures, success_rate) or silence (hung).", "model,reason", NULL, 0)
+    D(suspected, GW_COUNTER, "framegate_backend_suspected_total", "Backends suspected of hanging (a frame unanswered past the model's bound): then back to ready or ejected.", "model", NULL, 0)
+    D(recovered, GW_COUNTER, "framegate_backend_recovered_total", "Suspected backends that answered again and went back to ready.", "model", NULL, 0)
+    D(tls_failures, GW_COUNTER, "framegate_tls_handshake_failures_total", "Backend starts that failed on a refused TLS handshake (a certificate that did not verify on either side, or TLS against plain tcp).", "model", NULL, 0)
     D(connections, GW_GAUGE, "framegate_http_connections", "Open client connections.", NULL, NULL, 0)
 #undef D
     return 0;
@@ -369,6 +373,9 @@ static char *render_metrics(app_t *app, size_t *len)
         gw_metrics_set(m, app->fam.retried, name, NULL, (double)st.retried);
         gw_metrics_set(m, app->fam.crashes, name, NULL, (double)st.crashes);
         gw_metrics_set(m, app->fam.failed_starts, name, NULL, (double)st.failed_starts);
+        gw_metrics_set(m, app->fam.suspected, name, NULL, (double)st.suspected);
+        gw_metrics_set(m, app->fam.recovered, name, NULL, (double)st.recovered);
+        gw_metrics_set(m, app->fam.tls_failures, name, NULL, (double)st.tls_failures);
         for (int r = GW_HEALTH_NONE + 1; r < GW_HEALTH_NREASONS; r++)
             gw_metrics_set(m, app->fam.ejections, name, gw_health_reason_name(r),
                            (double)st.ejections[r]);
@@ -446,6 +453,11 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
     }
     if ((rv = gw_metrics_create(&app.metrics)) != 0 || (rv = declare_metrics(&app)) != 0) {
         GW_LOG_E("start", "error=\"%s\"", proto_strerror(rv));
+        return 1;
+    }
+    char err[1200];
+    if (gw_remote_check(cfg, err, sizeof err) != 0) {
+        GW_LOG_E("start", "error=\"%s\"", err);
         return 1;
     }
     for (int i = 0; i < cfg->nmodels; i++) {

@@ -3,7 +3,9 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "err.h"
 
@@ -146,6 +148,42 @@ int gw_link_create(gw_link_t **out, const char *addr, int nslots, gw_bridge_t *b
         }
     }
     *out = l;
+    return 0;
+}
+
+int gw_link_set_tls(gw_link_t *l, nng_tls_config *tls)
+{
+    return nng_dialer_set_ptr(l->dialer, NNG_OPT_TLS_CONFIG, tls) == 0 ? 0 : PROTO_ENNG;
+}
+
+int gw_link_dials(gw_link_t *const *links, int n, gw_link_dials_t *out)
+{
+    nng_stat *all;
+    memset(out, 0, (size_t)n * sizeof *out);
+    if (n == 0)
+        return 0;
+    if (nng_stats_get(&all) != 0)
+        return PROTO_ENNG;
+    static const struct {
+        const char *name;
+        size_t off;
+    } fields[] = {
+        {"connect", offsetof(gw_link_dials_t, connect)},
+        {"refused", offsetof(gw_link_dials_t, refused)},
+        {"timeout", offsetof(gw_link_dials_t, timeout)},
+        {"auth", offsetof(gw_link_dials_t, auth)},
+        {"proto", offsetof(gw_link_dials_t, proto)},
+        {"other", offsetof(gw_link_dials_t, other)},
+        {"disconnect", offsetof(gw_link_dials_t, disconnect)},
+    };
+    for (int i = 0; i < n; i++) {
+        nng_stat *d = nng_stat_find_dialer(all, links[i]->dialer);
+        for (nng_stat *c = d != NULL ? nng_stat_child(d) : NULL; c != NULL; c = nng_stat_next(c))
+            for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++)
+                if (strcmp(nng_stat_name(c), fields[f].name) == 0)
+                    *(uint64_t *)((char *)&out[i] + fields[f].off) = nng_stat_value(c);
+    }
+    nng_stats_free(all);
     return 0;
 }
 

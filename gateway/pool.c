@@ -430,6 +430,7 @@ void gw__pool_reconcile(gw_pool_t *pool, int desired, const char *reason)
 static void on_tick(uv_timer_t *t)
 {
     gw_pool_t *pool = t->data;
+    gw__backend_check_dials(pool);
     note_load(pool);
     gw_scale_decision_t d = gw_autoscale_tick(pool->scaler, uv_now(pool->loop), pool->peak_load,
                                               pool->queued, gw__pool_capacity(pool));

@@ -35,6 +35,8 @@ typedef struct {
     uint64_t submitted, completed, retried, failed_starts, crashes;
     uint64_t ejections[GW_HEALTH_NREASONS]; /* by gw_health_reason_t (health.h) */
     uint64_t suspected; /* times a backend was suspected of hanging (then ejected or back) */
+    uint64_t recovered;    /* suspected backends that answered again and went back to ready */
+    uint64_t tls_failures; /* starts that failed on a refused TLS handshake (remote.h) */
     uint64_t abandoned; /* frames answered PROTO_ESHUTDOWN: the shutdown grace ran out */
     char kind[32]; /* the model's kind as its backends report it ("detector", ...), or "" */
 } gw_pool_stats_t;
