@@ -156,6 +156,27 @@ int gw_link_set_tls(gw_link_t *l, nng_tls_config *tls)
     return nng_dialer_set_ptr(l->dialer, NNG_OPT_TLS_CONFIG, tls) == 0 ? 0 : PROTO_ENNG;
 }
 
+/* The scope of dialer `id` in a statistics snapshot. nng_stat_find_dialer() of NNG 1.5.2
+ * does not match on the id (it returned the first dialer's scope for every dialer), so the
+ * tree is walked here and each dialer scope's "id" child compared. */
+static nng_stat *find_dialer(nng_stat *st, uint64_t id)
+{
+    for (; st != NULL; st = nng_stat_next(st)) {
+        if (nng_stat_type(st) != NNG_STAT_SCOPE)
+            continue;
+        if (strcmp(nng_stat_name(st), "dialer") == 0) {
+            for (nng_stat *c = nng_stat_child(st); c != NULL; c = nng_stat_next(c))
+                if (strcmp(nng_stat_name(c), "id") == 0 && nng_stat_value(c) == id)
+                    return st;
+            continue;
+        }
+        nng_stat *found = find_dialer(nng_stat_child(st), id);
+        if (found != NULL)
+            return found;
+    }
+    return NULL;
+}
+
 int gw_link_dials(gw_link_t *const *links, int n, gw_link_dials_t *out)
 {
     nng_stat *all;
@@ -177,7 +198,7 @@ int gw_link_dials(gw_link_t *const *links, int n, gw_link_dials_t *out)
         {"disconnect", offsetof(gw_link_dials_t, disconnect)},
     };
     for (int i = 0; i < n; i++) {
-        nng_stat *d = nng_stat_find_dialer(all, links[i]->dialer);
+        nng_stat *d = find_dialer(all, (uint64_t)nng_dialer_id(links[i]->dialer));
         for (nng_stat *c = d != NULL ? nng_stat_child(d) : NULL; c != NULL; c = nng_stat_next(c))
             for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++)
                 if (strcmp(nng_stat_name(c), fields[f].name) == 0)
