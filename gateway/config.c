@@ -67,6 +67,7 @@ static const key_t_ keys[] = {
     {"tls_cert", T_STR, F(tls_cert), S(tls_cert), 0, 0, 0},
     {"tls_key", T_STR, F(tls_key), S(tls_key), 0, 0, 0},
     {"allow_insecure_backends", T_BOOL, F(allow_insecure_backends), 0, 0, 1, 0},
+    {"join_listen", T_STR, F(join_listen), S(join_listen), 0, 0, 0},
     {"models", T_STR, F(serve), S(serve), 0, 0, 0},
     {"default_model", T_STR, F(default_model), S(default_model), 0, 0, 0},
     {"backends", T_BACKENDS, 0, 0, 1, 256, 0},
@@ -118,7 +119,7 @@ static const key_t_ model_keys[] = {
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 static const char *const preprocess_names[] = {"darknet", "faceapi"};
-static const char *const provider_names[] = {"", "local", "static"};
+static const char *const provider_names[] = {"", "local", "static", "registered"};
 
 /* A new model: darknet's own defaults, pool keys inherited. */
 static void init_model(gw_model_t *m, const char *name)
@@ -340,7 +341,7 @@ static int set_key(gw_config_t *cfg, gw_model_t *model, const key_t_ *k, const c
                 snprintf(base + k->off, k->cap, "%s", value);
                 return 0;
             }
-        return fail(err, errcap, origin, shown, "expected local or static", value);
+        return fail(err, errcap, origin, shown, "expected local, static or registered", value);
     case T_STR:
         if (strlen(value) >= k->cap)
             return fail(err, errcap, origin, shown, "too long", value);
@@ -707,6 +708,26 @@ static int check_static(gw_config_t *cfg, gw_model_t *m, char *err, size_t errca
     if (m->provider[0] == '\0')
         snprintf(m->provider, sizeof m->provider, "%s",
                  m->backends_static[0] != '\0' ? "static" : "local");
+    if (strcmp(m->provider, "registered") == 0) {
+        /* Backends announce themselves (join_listen): the pool holds every one registered,
+         * up to max_backends (256 unless set). */
+        m->nstatic = 0;
+        if (m->backends_static[0] != '\0') {
+            snprintf(err, errcap, "key 'model.%s.backends_static': set, but the model's "
+                                  "provider is 'registered'", m->name);
+            return PROTO_ECONFIG;
+        }
+        if (cfg->join_listen[0] == '\0') {
+            snprintf(err, errcap, "model '%s': provider registered needs join_listen",
+                     m->name);
+            return PROTO_ECONFIG;
+        }
+        if (!(m->set & GW_MODEL_SET_MAX))
+            m->max_backends = 256;
+        m->min_backends = 0;
+        m->set |= GW_MODEL_SET_MIN | GW_MODEL_SET_MAX;
+        return 0;
+    }
     if (strcmp(m->provider, "static") != 0) {
         m->nstatic = 0;
         if (m->backends_static[0] != '\0') {
@@ -798,6 +819,23 @@ int gw_config_validate(gw_config_t *cfg, char *err, size_t errcap)
         snprintf(err, errcap, "keys 'tls_ca', 'tls_cert', 'tls_key': set all three or none");
         return PROTO_ECONFIG;
     }
+    if (cfg->join_listen[0] != '\0') {
+        proto_addr_t a;
+        const char *why = NULL;
+        if (proto_addr_parse(&a, cfg->join_listen) != 0 ||
+            (a.kind != PROTO_ADDR_TLS && a.kind != PROTO_ADDR_TCP))
+            why = "expected tls+tcp://HOST:PORT (or tcp:// on loopback)";
+        else if (a.kind == PROTO_ADDR_TLS && tls_set == 0)
+            why = "tls+tcp needs the gateway's certificate: set tls_ca, tls_cert and tls_key";
+        else if (a.kind == PROTO_ADDR_TCP && !proto_addr_is_local(&a) &&
+                 !cfg->allow_insecure_backends)
+            why = "plain tcp reachable from other hosts: use tls+tcp://, or set "
+                  "allow_insecure_backends = true";
+        if (why != NULL) {
+            snprintf(err, errcap, "key 'join_listen': '%s': %s", cfg->join_listen, why);
+            return PROTO_ECONFIG;
+        }
+    }
     if ((rv = select_models(cfg, err, errcap)) != 0)
         return rv;
     if (cfg->nmodels == 0) {
@@ -831,7 +869,9 @@ int gw_config_validate(gw_config_t *cfg, char *err, size_t errcap)
             const char *key, *value;
         } required[] = {{"cfg", m->cfg}, {"weights", m->weights}, {"names", m->names}};
         /* A static model's backends were started elsewhere with their own files. */
-        for (size_t j = 0; j < sizeof required / sizeof required[0] && m->nstatic == 0; j++)
+        for (size_t j = 0; j < sizeof required / sizeof required[0] &&
+                           strcmp(m->provider, "local") == 0;
+             j++)
             if (required[j].value[0] == '\0') {
                 snprintf(err, errcap, "key 'model.%s.%s': must not be empty", m->name,
                          required[j].key);

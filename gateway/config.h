@@ -45,9 +45,10 @@ typedef struct {
     double target_inflight_per_backend;
     char backend_args[GW_CONFIG_STR_MAX];
     unsigned set;               /* GW_MODEL_SET_* */
-    /* where its backends run: "local" (child processes) or "static" (the addresses in
-     * backends_static, started by someone else); "" until gw_config_validate resolves it
-     * (static when backends_static is set, else local) */
+    /* where its backends run: "local" (child processes), "static" (the addresses in
+     * backends_static, started by someone else) or "registered" (backends that announced
+     * themselves on join_listen); "" until gw_config_validate resolves it (static when
+     * backends_static is set, else local) */
     char provider[16];
     char backends_static[GW_STATIC_LIST_MAX]; /* NNG addresses, comma- or space-separated */
     int nstatic;                /* addresses in backends_static (gw_config_validate) */
@@ -85,6 +86,7 @@ typedef struct {
     char tls_cert[GW_CONFIG_STR_MAX]; /* PEM: the gateway's certificate, shown to backends */
     char tls_key[GW_CONFIG_STR_MAX];  /* PEM: its key */
     int allow_insecure_backends;      /* 1: tcp:// to a non-loopback address is allowed */
+    char join_listen[GW_CONFIG_STR_MAX]; /* where backends register (--join); "" = off */
 
     /* models: definitions in declaration order; `serve` picks some (comma-separated names,
      * "" = all); gw_config_validate drops the others and resolves default_model. */

@@ -427,6 +427,31 @@ void gw__pool_reconcile(gw_pool_t *pool, int desired, const char *reason)
     }
 }
 
+void gw_pool_set_bounds(gw_pool_t *pool, int min, int max)
+{
+    pool->min = min;
+    pool->max = max;
+    gw_autoscale_set_bounds(pool->scaler, min, max);
+    gw__pool_reconcile(pool, gw_autoscale_desired(pool->scaler), "bounds");
+    gw__pool_dispatch(pool);
+}
+
+int gw_pool_release(gw_pool_t *pool, const char *addr)
+{
+    for (gw__backend_t *be = pool->backends; be != NULL; be = be->next) {
+        if (strcmp(be->addr, addr) != 0 || be->state == GW__BE_STOPPING)
+            continue;
+        if (be->state == GW__BE_STARTING || be->inflight == 0) {
+            gw__backend_stop(be, "released");
+        } else {
+            gw__backend_set_state(be, GW__BE_DRAINING);
+            gw__pool_scale_event(pool, "down", "released", be->name);
+        }
+        return 0;
+    }
+    return PROTO_EINVAL;
+}
+
 static void on_tick(uv_timer_t *t)
 {
     gw_pool_t *pool = t->data;

@@ -53,6 +53,16 @@ int gw_pool_create(gw_pool_t **out, uv_loop_t *loop, const gw_config_t *cfg,
 /* Starts min_backends and the autoscaler's timer. */
 int gw_pool_start(gw_pool_t *pool);
 
+/* Sets the pool's bounds at run time (a model of registered backends holds exactly the ones
+ * registered: min = max = their number) and moves toward them now. Loop thread. */
+void gw_pool_set_bounds(gw_pool_t *pool, int min, int max);
+
+/* Drains the backend dialled at `addr` (a registered backend leaving): no new frames, its
+ * frames in flight finish, then it is stopped (its provider forgets it). Returns 0, or
+ * PROTO_EINVAL when no running backend has that address. Call gw_pool_set_bounds after, so
+ * the pool does not take it back. */
+int gw_pool_release(gw_pool_t *pool, const char *addr);
+
 /* Queues a job (see job.h). Returns 0 (on_done runs later, never before this returns), or
  * without calling on_done: PROTO_EQUEUEFULL (queue at cfg->queue_size), PROTO_ENOBACKEND (no
  * backend is running and starting them keeps failing; the reason is in gw_pool_readyz),

@@ -23,7 +23,7 @@ static void on_exit_cb(void *owner, gw_instance_t *inst, int64_t status, int sig
     assert_false(in_stop);
     assert_int_equal(status, 0);
     assert_int_equal(sig, 0);
-    assert_non_null(strstr(why, "static"));
+    assert_non_null(strstr(why, "forgotten"));
     last_owner = owner;
     exits++;
 }
@@ -129,11 +129,63 @@ static void test_round_robin(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* Registered: addresses come and go; one removed while held stays with its instance (not
+ * handed out again) until forgotten; a re-join is recognised. */
+static void test_registered(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    char addr[256], id[64];
+    gw_instance_t *a, *b;
+    int owner, count;
+    gw_provider_t *p = NULL;
+    uv_loop_init(&loop);
+    exits = 0;
+    assert_int_equal(gw_provider_registered_create(&p, &loop, on_exit_cb), 0);
+    assert_string_equal(p->ops->kind, "registered");
+    assert_int_equal(p->ops->start(p, "x", &owner, &a, addr, sizeof addr), PROTO_ENOBACKEND);
+    assert_int_equal(gw_provider_registered_add(p, "node-a", "tls+tcp://10.0.0.5:7000", &count),
+                     0);
+    assert_int_equal(count, 1);
+    assert_int_equal(gw_provider_registered_add(p, "node-a", "tls+tcp://10.0.0.5:7000", &count),
+                     1);
+    assert_int_equal(gw_provider_registered_add(p, "node-b", "tls+tcp://10.0.0.6:7000", &count),
+                     0);
+    assert_int_equal(count, 2);
+    assert_int_equal(p->ops->start(p, "x", &owner, &a, addr, sizeof addr), 0);
+    assert_string_equal(addr, "tls+tcp://10.0.0.5:7000");
+    p->ops->instance_id(p, a, id, sizeof id);
+    assert_string_equal(id, "node-a");
+    /* node-a leaves while held: counted out now, not handed out, freed once forgotten */
+    assert_int_equal(gw_provider_registered_remove(p, "tls+tcp://10.0.0.5:7000", &count), 0);
+    assert_int_equal(count, 1);
+    assert_int_equal(gw_provider_registered_remove(p, "tls+tcp://10.0.0.5:7000", &count),
+                     PROTO_EINVAL);
+    assert_int_equal(p->ops->start(p, "y", &owner, &b, addr, sizeof addr), 0);
+    assert_string_equal(addr, "tls+tcp://10.0.0.6:7000");
+    gw_instance_t *c;
+    assert_int_equal(p->ops->start(p, "z", &owner, &c, addr, sizeof addr), PROTO_ENOBACKEND);
+    stop(p, a);
+    stop(p, b);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(exits, 2);
+    /* node-b was not removed: handed out again; node-a is gone */
+    assert_int_equal(p->ops->start(p, "y", &owner, &b, addr, sizeof addr), 0);
+    assert_string_equal(addr, "tls+tcp://10.0.0.6:7000");
+    assert_int_equal(p->ops->start(p, "z", &owner, &c, addr, sizeof addr), PROTO_ENOBACKEND);
+    stop(p, b);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(p->ops->live(p), 0);
+    p->ops->destroy(p);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hand_out_and_forget),
         cmocka_unit_test(test_round_robin),
+        cmocka_unit_test(test_registered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
