@@ -9,7 +9,9 @@
 
 #include <cjson/cJSON.h>
 
+#include "addr.h"
 #include "err.h"
+#include "join.h"
 #include "log.h"
 #include "metrics.h"
 #include "pool.h"
@@ -24,6 +26,7 @@ typedef struct {
     app_t *app;
     const gw_model_t *model;
     gw_pool_t *pool;
+    gw_provider_t *provider; /* the pool's (it owns it); registered models add to it */
     int is_default;
 } model_t;
 
@@ -31,6 +34,7 @@ struct app {
     uv_loop_t loop;
     const gw_config_t *cfg;
     gw_server_t *server;
+    gw_join_t *join; /* NULL unless join_listen is set */
     model_t models[GW_MODELS_MAX];
     int nmodels;
     model_t *def; /* the default model */
@@ -417,8 +421,69 @@ static void begin_shutdown(app_t *app, int signum)
     GW_LOG_I("shutdown", "signal=%d grace_ms=%llu", signum,
              (unsigned long long)app->cfg->shutdown_grace_ms);
     gw_server_stop(app->server);
+    gw_join_destroy(app->join); /* no more joins; leaves are not needed any more */
+    app->join = NULL;
     for (int i = 0; i < app->nmodels; i++)
         gw_pool_shutdown(app->models[i].pool, on_pool_done, &app->models[i]);
+}
+
+/* A backend joins or leaves a registered model (join.h), on the loop. */
+static int on_join(void *ctx, const gw_join_req_t *req, char *out, size_t cap)
+{
+    app_t *app = ctx;
+    model_t *m = req->model[0] != '\0' ? find_model(app, req->model) : NULL;
+    int count, rv;
+    if (m == NULL) {
+        snprintf(out, cap, "no model named '%s' is served", req->model);
+        return PROTO_ENOMODEL;
+    }
+    if (strcmp(m->model->provider, "registered") != 0) {
+        snprintf(out, cap, "model '%s' does not take registered backends (its provider is %s)",
+                 req->model, m->model->provider);
+        return PROTO_EINVAL;
+    }
+    if (strcmp(req->op, "leave") == 0) {
+        if (gw_provider_registered_remove(m->provider, req->address, &count) != 0) {
+            snprintf(out, cap, "not registered");
+            return PROTO_EINVAL;
+        }
+        gw_pool_release(m->pool, req->address);
+        gw_pool_set_bounds(m->pool, count, count);
+        GW_LOG_I("backend_left", "model=%s name=%s addr=%s registered=%d", req->model,
+                 req->name, req->address, count);
+        snprintf(out, cap, "left");
+        return 0;
+    }
+    proto_addr_t a;
+    if (proto_addr_parse(&a, req->address) != 0 ||
+        (a.kind != PROTO_ADDR_TLS && a.kind != PROTO_ADDR_TCP)) {
+        snprintf(out, cap, "address must be tls+tcp://HOST:PORT (or tcp://)");
+        return PROTO_EINVAL;
+    }
+    if (gw_remote_allowed(app->cfg, req->address, out, cap) != 0)
+        return PROTO_EINVAL;
+    rv = gw_provider_registered_add(m->provider, req->name[0] ? req->name : req->address,
+                                    req->address, &count);
+    if (rv < 0) {
+        snprintf(out, cap, "%s", rv == PROTO_ETOOBIG ? "256 backends are registered already"
+                                                     : proto_strerror(rv));
+        return rv;
+    }
+    if (count > m->model->max_backends) {
+        gw_provider_registered_remove(m->provider, req->address, &count);
+        snprintf(out, cap, "model '%s' holds at most %d backends (max_backends)", req->model,
+                 m->model->max_backends);
+        return PROTO_ETOOBIG;
+    }
+    if (rv == 1) {
+        snprintf(out, cap, "known");
+        return 0;
+    }
+    gw_pool_set_bounds(m->pool, count, count);
+    GW_LOG_I("backend_joined", "model=%s name=%s addr=%s capacity=%d registered=%d",
+             req->model, req->name, req->address, req->capacity, count);
+    snprintf(out, cap, "joined");
+    return 0;
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -470,6 +535,8 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
             app.def = m;
         if (strcmp(m->model->provider, "static") == 0)
             rv = gw_provider_static_create(&provider, &app.loop, m->model, NULL);
+        else if (strcmp(m->model->provider, "registered") == 0)
+            rv = gw_provider_registered_create(&provider, &app.loop, NULL);
         else
             rv = gw_provider_local_create(&provider, &app.loop, cfg, m->model, argv0, NULL);
         if (rv != 0 ||
@@ -478,6 +545,9 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
             GW_LOG_E("start", "model=%s error=\"%s\"", m->model->name, proto_strerror(rv));
             return 1;
         }
+        m->provider = provider;
+        if (strcmp(m->model->provider, "registered") == 0)
+            gw_pool_set_bounds(m->pool, 0, 0); /* until backends join */
         app.nmodels++;
     }
     if (app.def == NULL) { /* gw_config_validate makes sure of it */
@@ -491,6 +561,11 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
     if ((rv = gw_server_start(app.server)) != 0) {
         GW_LOG_E("listen", "host=%s port=%d error=\"%s\"", cfg->listen_host, cfg->listen_port,
                  uv_strerror(rv));
+        return 1;
+    }
+    if (cfg->join_listen[0] != '\0' &&
+        gw_join_create(&app.join, &app.loop, cfg, on_join, &app, err, sizeof err) != 0) {
+        GW_LOG_E("start", "error=\"%s\"", err);
         return 1;
     }
     uv_signal_init(&app.loop, &app.sigterm);

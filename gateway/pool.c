@@ -43,8 +43,9 @@ int gw__pool_capacity(const gw_pool_t *pool)
 /* Nothing runs and starts keep failing: a frame now would wait for a 504. */
 static int hopeless(const gw_pool_t *pool)
 {
+    /* max 0: a model of registered backends before any registered */
     return gw__pool_capacity(pool) == 0 && pool->count[GW__BE_DRAINING] == 0 &&
-           pool->consecutive_failures > 0;
+           (pool->consecutive_failures > 0 || pool->max == 0);
 }
 
 /* ---- the queue ---- */
@@ -375,6 +376,8 @@ void gw__pool_reconcile(gw_pool_t *pool, int desired, const char *reason)
 {
     if (pool->shutting_down)
         return;
+    if (desired > pool->max) /* scale-from-zero asks for 1 whatever the bounds */
+        desired = pool->max;
     /* Up: first take back backends that are draining (they are warm), then start new ones,
      * no more than max_starting at once and not while backing off after failed starts. */
     int started = 0;

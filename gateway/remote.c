@@ -60,13 +60,11 @@ int gw_remote_check(const gw_config_t *cfg, char *err, size_t errcap)
     return 0;
 }
 
-int gw_remote_prepare(const gw_config_t *cfg, gw_link_t *l, const char *addr, char *peer,
-                      size_t peer_cap, char *err, size_t errcap)
+int gw_remote_allowed(const gw_config_t *cfg, const char *addr, char *err, size_t errcap)
 {
     proto_addr_t a;
-    peer[0] = '\0';
     if (proto_addr_parse(&a, addr) != 0) {
-        snprintf(err, errcap, "not an address to dial");
+        snprintf(err, errcap, "not an address to dial (tls+tcp://HOST:PORT)");
         return PROTO_EINVAL;
     }
     if (a.kind == PROTO_ADDR_TCP && !proto_addr_is_local(&a) && !cfg->allow_insecure_backends) {
@@ -74,18 +72,34 @@ int gw_remote_prepare(const gw_config_t *cfg, gw_link_t *l, const char *addr, ch
                               "allow_insecure_backends = true");
         return PROTO_EINVAL;
     }
-    if (a.kind != PROTO_ADDR_TLS)
-        return 0;
-    if (cfg->tls_ca[0] == '\0') {
+    if (a.kind == PROTO_ADDR_TLS && cfg->tls_ca[0] == '\0') {
         snprintf(err, errcap, "tls+tcp needs the gateway's certificate: set tls_ca, tls_cert "
                               "and tls_key");
         return PROTO_EINVAL;
     }
+    if ((a.kind == PROTO_ADDR_TCP || a.kind == PROTO_ADDR_TLS) &&
+        (a.host[0] == '\0' || strcmp(a.host, "0.0.0.0") == 0 || strcmp(a.host, "::") == 0)) {
+        snprintf(err, errcap, "a wildcard host cannot be dialled");
+        return PROTO_EINVAL;
+    }
+    return 0;
+}
+
+int gw_remote_prepare(const gw_config_t *cfg, gw_link_t *l, const char *addr, char *peer,
+                      size_t peer_cap, char *err, size_t errcap)
+{
+    proto_addr_t a;
+    int rv;
+    peer[0] = '\0';
+    if ((rv = gw_remote_allowed(cfg, addr, err, errcap)) != 0)
+        return rv;
+    if (proto_addr_parse(&a, addr) != 0 || a.kind != PROTO_ADDR_TLS)
+        return 0;
     /* The name checked is the host as dialled: a backend certificate names its host
      * (certs.sh issue --ip / --dns). */
     proto_tls_files_t f = files(cfg);
     nng_tls_config *tls;
-    int rv = proto_tls_config(&tls, 0, &f, a.host, err, errcap);
+    rv = proto_tls_config(&tls, 0, &f, a.host, err, errcap);
     if (rv != 0)
         return rv;
     rv = gw_link_set_tls(l, tls);

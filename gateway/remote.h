@@ -16,6 +16,12 @@
  * that is plain tcp to another host. Returns 0 or PROTO_ECONFIG with the reason in err. */
 int gw_remote_check(const gw_config_t *cfg, char *err, size_t errcap);
 
+/* Whether the gateway may dial `addr` at all: tls+tcp with tls_* set, plain tcp to this
+ * machine (or anywhere with allow_insecure_backends), ipc and NNG's other local transports
+ * (inproc: the unit tests' fakes). Returns 0 or PROTO_EINVAL with
+ * the reason in err. */
+int gw_remote_allowed(const gw_config_t *cfg, const char *addr, char *err, size_t errcap);
+
 /* Before a link to `addr` starts: for tls+tcp://HOST:PORT, sets a client TLS configuration on
  * it (the gateway's certificate; the backend's must chain to tls_ca and name HOST) and
  * copies HOST into peer; for other addresses peer is "". Refuses (PROTO_EINVAL, the reason
