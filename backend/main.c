@@ -11,6 +11,7 @@
 #include "addr.h"
 #include "err.h"
 #include "image.h"
+#include "join.h"
 #include "model.h"
 #include "serve.h"
 
@@ -74,6 +75,7 @@ static void usage(FILE *out)
             "           [--input-size N|WxH] [--preprocess darknet|faceapi] [--top-k K]\n"
             "           [--stock-darknet]\n"
             "           [--tls-cert PEM --tls-key PEM --tls-ca PEM] [--allow-insecure]\n"
+            "           [--join URL [--advertise URL] [--capacity N]]\n"
             "       framegate-backend --gen-weights OUT --cfg PATH [--seed N]\n"
             "       framegate-backend --help | --version\n"
             "\n"
@@ -85,6 +87,12 @@ static void usage(FILE *out)
             "                     signed the gateway's (scripts/certs.sh): tls+tcp:// is mutual\n"
             "                     TLS and accepts only a gateway certificate from that CA\n"
             "  --allow-insecure   allow plain tcp:// on an address other hosts can reach\n"
+            "  --join URL         register with the gateway's join_listen (tls+tcp://GW:PORT,\n"
+            "                     same certificates), again every 5 s; on SIGTERM deregister,\n"
+            "                     answer the frames already sent, then exit\n"
+            "  --advertise URL    the address the gateway dials back (default: --listen,\n"
+            "                     which then must not be a wildcard such as 0.0.0.0)\n"
+            "  --capacity N       frames it takes at once, reported at registration (1)\n"
             "  --simulate-ms N    skip the network: read the JPEG header, answer after N ms\n"
             "  --init-delay-ms N  sleep N ms before loading (simulates a slow model load)\n"
             "  --input-size N     run the network at N x N (or WxH) instead of the cfg's size\n"
@@ -143,7 +151,8 @@ static int known_option(const char *a)
         "--nms",        "--simulate-ms", "--init-delay-ms", "--parent-pid",
         "--seed",       "--threads",     "--max-pixels",    "--max-side",
         "--input-size", "--preprocess",  "--top-k",         "--tls-cert",
-        "--tls-key",    "--tls-ca"};
+        "--tls-key",    "--tls-ca",      "--join",          "--advertise",
+        "--capacity"};
     for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
         if (strcmp(a, opts[i]) == 0)
             return 1;
@@ -198,10 +207,23 @@ static int check_listen(const char *listen, const proto_tls_files_t *tls, int al
     return 0;
 }
 
+/* SIGTERM with --join: deregister first (the gateway sends nothing new), then be_serve_run
+ * answers what was already sent. */
+static void on_stop_leave(void *arg)
+{
+    be_join_t **j = arg;
+    if (*j != NULL) {
+        be_join_leave(*j);
+        *j = NULL;
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *listen = NULL, *cfg = NULL, *weights = NULL, *names = NULL;
     const char *model_name = NULL, *instance = "backend", *gen_out = NULL;
+    const char *join = NULL, *advertise = NULL;
+    long capacity = 1;
     float threshold = 0.25f, nms = 0.45f;
     long simulate_ms = -1, init_delay_ms = 0, parent_pid = 0, seed = 1, threads = 1;
     long max_pixels = 64000000, max_side = 16384, top_k = 0;
@@ -281,6 +303,12 @@ int main(int argc, char **argv)
             tls.key = v;
         else if (strcmp(a, "--tls-ca") == 0)
             tls.ca = v;
+        else if (strcmp(a, "--join") == 0)
+            join = v;
+        else if (strcmp(a, "--advertise") == 0)
+            advertise = v;
+        else if (strcmp(a, "--capacity") == 0)
+            bad = parse_long(v, 1, 256, &capacity);
         else {
             fprintf(stderr, "framegate-backend: unknown argument '%s'\n", a);
             usage(stderr);
@@ -317,6 +345,17 @@ int main(int argc, char **argv)
     }
     if (check_listen(listen, &tls, allow_insecure) != 0)
         return 2;
+    if (join != NULL) {
+        proto_addr_t a;
+        if (advertise == NULL)
+            advertise = listen;
+        if (proto_addr_parse(&a, advertise) != 0 || a.host[0] == '\0' ||
+            strcmp(a.host, "0.0.0.0") == 0 || strcmp(a.host, "::") == 0) {
+            fprintf(stderr, "framegate-backend: --join: the gateway cannot dial %s back; give "
+                            "--advertise tls+tcp://THIS_HOST:PORT\n", advertise);
+            return 2;
+        }
+    }
 
     /* Die with the gateway, even if it is SIGKILLed: no orphans. The getppid() check closes
      * the race where the parent died before prctl ran. */
@@ -386,6 +425,24 @@ int main(int argc, char **argv)
         be_image_destroy(image);
         return 0;
     }
+    be_join_t *joined = NULL;
+    proto_addr_t ja;
+    be_join_opts_t jo = {
+        .url = join,
+        .tls = tls.cert != NULL ? &tls : NULL,
+        .name = instance,
+        .model = model_name,
+        .advertise = advertise,
+        .capacity = (int)capacity,
+    };
+    if (join != NULL && proto_addr_parse(&ja, join) == 0 && ja.kind == PROTO_ADDR_TLS &&
+        tls.cert == NULL) {
+        fprintf(stderr, "framegate-backend: --join %s needs --tls-cert/--tls-key/--tls-ca\n",
+                join);
+        be_model_free(model);
+        be_image_destroy(image);
+        return 2;
+    }
     be_serve_opts_t so = {
         .listen = listen,
         .tls = tls.cert != NULL || tls.key != NULL || tls.ca != NULL ? &tls : NULL,
@@ -395,8 +452,22 @@ int main(int argc, char **argv)
         .image = image,
         .simulate_ms = simulate_ms < 0 ? 0 : (int)simulate_ms,
         .stop = &stop_flag,
+        .on_stop = on_stop_leave,
+        .on_stop_arg = &joined,
+        .drain_ms = 10000,
     };
+    /* Registration starts once the socket listens (be_serve_run's first thing): the
+     * gateway's dial-back then finds it; if it comes first, the gateway's dialer retries. */
+    if (join != NULL && be_join_start(&joined, &jo) != 0) {
+        be_model_free(model);
+        be_image_destroy(image);
+        return 2;
+    }
+    if (joined == NULL)
+        so.on_stop = NULL;
     int rv = be_serve_run(&so);
+    if (joined != NULL) /* the socket could not listen: deregister anyway */
+        be_join_leave(joined);
     be_model_free(model);
     be_image_destroy(image);
     return rv == 0 ? 0 : rv == PROTO_EINVAL ? 2 : 1;

@@ -238,6 +238,13 @@ static int listen_on(server_t *s, char *err, size_t errcap)
     return 0;
 }
 
+/* Gateways connected to the rep socket (NNG's pipe events, on its threads). */
+static void on_pipe(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+    (void)p;
+    __atomic_add_fetch((int *)arg, ev == NNG_PIPE_EV_ADD_POST ? 1 : -1, __ATOMIC_SEQ_CST);
+}
+
 int be_serve_run(const be_serve_opts_t *o)
 {
     server_t *s = calloc(1, sizeof *s);
@@ -250,6 +257,9 @@ int be_serve_run(const be_serve_opts_t *o)
         free(s);
         return PROTO_ENNG;
     }
+    static int pipes;
+    nng_pipe_notify(s->sock, NNG_PIPE_EV_ADD_POST, on_pipe, &pipes);
+    nng_pipe_notify(s->sock, NNG_PIPE_EV_REM_POST, on_pipe, &pipes);
     /* A short receive timeout lets the loop notice SIGTERM between requests. */
     nng_socket_set_ms(s->sock, NNG_OPT_RECVTIMEO, 200);
     nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, (size_t)PROTO_PAYLOAD_MAX + (1u << 20));
@@ -262,7 +272,16 @@ int be_serve_run(const be_serve_opts_t *o)
     }
     fprintf(stderr, "framegate-backend[%s]: ready on %s (pid %d)\n", o->instance, o->listen,
             (int)getpid());
-    while (!*o->stop) {
+    uint64_t drain_until = 0;
+    for (;;) {
+        if (*o->stop && o->on_stop != NULL && drain_until == 0) {
+            o->on_stop(o->on_stop_arg); /* deregistered: no new frames will come */
+            drain_until = now_us(CLOCK_MONOTONIC) / 1000 + (uint64_t)o->drain_ms;
+        }
+        if (*o->stop && (drain_until == 0 ||
+                         __atomic_load_n(&pipes, __ATOMIC_SEQ_CST) <= 0 ||
+                         now_us(CLOCK_MONOTONIC) / 1000 >= drain_until))
+            break;
         nng_msg *msg;
         rv = nng_recvmsg(s->sock, &msg, 0);
         if (rv == NNG_ETIMEDOUT || rv == NNG_EINTR)

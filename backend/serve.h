@@ -18,6 +18,12 @@ typedef struct {
     be_image_t *image;
     int simulate_ms;             /* >= 0: skip the network, answer after this many ms */
     volatile sig_atomic_t *stop; /* set by the signal handler */
+    /* Registered backends (--join): called once when *stop is first seen, before the
+     * socket closes; then frames keep being served until no gateway is connected any more
+     * or drain_ms pass, so the frames the gateway sent before it stopped are answered. */
+    void (*on_stop)(void *arg);
+    void *on_stop_arg;
+    int drain_ms;
 } be_serve_opts_t;
 
 /* Listens on opts->listen and serves on the calling thread until *opts->stop is set (checked

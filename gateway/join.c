@@ -129,9 +129,8 @@ static uint64_t listener_refusals(nng_stat *st, int id)
             const char *name = nng_stat_name(c);
             if (strcmp(name, "id") == 0)
                 mine = nng_stat_value(c) == (uint64_t)id;
-            else if (strcmp(name, "auth") == 0 || strcmp(name, "other") == 0 ||
-                     strcmp(name, "proto") == 0)
-                sum += nng_stat_value(c);
+            else if (strcmp(name, "auth") == 0 || strcmp(name, "proto") == 0)
+                sum += nng_stat_value(c); /* not "other": a peer hanging up counts there */
         }
         if (mine)
             n += sum;

@@ -2,8 +2,10 @@
 # Certificates for framegate's mutual TLS between the gateway and its backends, made with the
 # openssl command-line tool (no other dependency).
 #
-#   certs.sh init DIR [--days N]
+#   certs.sh init DIR [--ip ADDR]... [--dns NAME]... [--days N]
 #       A CA (DIR/ca.crt, DIR/ca.key) and the gateway's certificate (DIR/gateway.crt, .key).
+#       Its names are "gateway", every --dns and every --ip: backends that register
+#       (framegate-backend --join tls+tcp://HOST:PORT) check HOST against them.
 #   certs.sh issue DIR NAME [--ip ADDR]... [--dns NAME]... [--days N]
 #       A backend certificate DIR/NAME.crt + DIR/NAME.key signed by DIR's CA.
 #       Its names (subjectAltName) are NAME, every --dns and every --ip. The gateway checks the
@@ -92,9 +94,11 @@ sign() {
 }
 
 cmd_init() {
-    local dir="" days=825
+    local dir="" days=825 san="DNS:gateway"
     while [ $# -gt 0 ]; do
         case $1 in
+        --ip) san+=",IP:${2:?--ip needs a value},DNS:$2"; shift 2 ;;
+        --dns) san+=",DNS:${2:?--dns needs a value}"; shift 2 ;;
         --days) days=${2:?--days needs a value}; shift 2 ;;
         -*) die "init: unknown option $1" ;;
         *) [ -z "$dir" ] || die "init: one DIR"; dir=$1; shift ;;
@@ -116,13 +120,13 @@ cmd_init() {
 basicConstraints = critical,CA:FALSE
 keyUsage = critical,digitalSignature
 extendedKeyUsage = clientAuth,serverAuth
-subjectAltName = DNS:gateway
+subjectAltName = $san
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 EOF
     sign "$dir" gateway "$dir/gateway.ext" "$days" "" ""
     rm -f "$dir/gateway.ext"
-    echo "certs.sh: CA $dir/ca.crt, gateway $dir/gateway.crt (+ .key)"
+    echo "certs.sh: CA $dir/ca.crt, gateway $dir/gateway.crt (+ .key), names $san"
 }
 
 cmd_issue() {
