@@ -486,6 +486,28 @@ static int on_join(void *ctx, const gw_join_req_t *req, char *out, size_t cap)
     return 0;
 }
 
+/* Backends repeat their join every 5 s; one silent for 3 rounds died without leaving (host
+ * gone, SIGKILL): its registration goes, like a leave. */
+#define JOIN_TTL_MS 15000
+
+static void on_join_tick(void *ctx)
+{
+    app_t *app = ctx;
+    char addr[256];
+    for (int i = 0; i < app->nmodels; i++) {
+        model_t *m = &app->models[i];
+        int count;
+        while (gw_provider_registered_stale(m->provider, JOIN_TTL_MS, addr, sizeof addr) &&
+               gw_provider_registered_remove(m->provider, addr, &count) == 0) {
+            gw_pool_release(m->pool, addr);
+            gw_pool_set_bounds(m->pool, count, count);
+            GW_LOG_W("backend_expired", "model=%s addr=%s registered=%d why=\"no join for "
+                                        "%d ms\"",
+                     m->model->name, addr, count, JOIN_TTL_MS);
+        }
+    }
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     begin_shutdown(h->data, signum);
@@ -564,7 +586,8 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
         return 1;
     }
     if (cfg->join_listen[0] != '\0' &&
-        gw_join_create(&app.join, &app.loop, cfg, on_join, &app, err, sizeof err) != 0) {
+        gw_join_create(&app.join, &app.loop, cfg, on_join, on_join_tick, &app, err,
+                       sizeof err) != 0) {
         GW_LOG_E("start", "error=\"%s\"", err);
         return 1;
     }

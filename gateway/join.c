@@ -24,6 +24,7 @@ struct gw_join {
     uv_timer_t stats_timer;
     const gw_config_t *cfg;
     gw_join_cb cb;
+    gw_join_tick_cb tick;
     void *ctx;
     nng_socket sock;
     nng_listener listener;
@@ -142,6 +143,8 @@ static void on_stats(uv_timer_t *t)
 {
     gw_join_t *j = t->data;
     nng_stat *all;
+    if (j->tick != NULL)
+        j->tick(j->ctx);
     if (nng_stats_get(&all) != 0)
         return;
     uint64_t n = listener_refusals(all, nng_listener_id(j->listener));
@@ -156,7 +159,7 @@ static void on_stats(uv_timer_t *t)
 }
 
 int gw_join_create(gw_join_t **out, uv_loop_t *loop, const gw_config_t *cfg, gw_join_cb cb,
-                   void *ctx, char *err, size_t errcap)
+                   gw_join_tick_cb tick, void *ctx, char *err, size_t errcap)
 {
     proto_addr_t a;
     nng_tls_config *tls = NULL;
@@ -166,6 +169,7 @@ int gw_join_create(gw_join_t **out, uv_loop_t *loop, const gw_config_t *cfg, gw_
         return PROTO_ENOMEM;
     j->cfg = cfg;
     j->cb = cb;
+    j->tick = tick;
     j->ctx = ctx;
     j->node.cb = on_request;
     if (proto_addr_parse(&a, cfg->join_listen) != 0) {

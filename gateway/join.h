@@ -33,10 +33,13 @@ typedef struct {
  * "left") in out, or a negative code with the reason in out (logged by the caller). */
 typedef int (*gw_join_cb)(void *ctx, const gw_join_req_t *req, char *out, size_t cap);
 
+/* Called every second on the loop (to expire registrations that were not repeated). */
+typedef void (*gw_join_tick_cb)(void *ctx);
+
 /* Listens on cfg->join_listen. Returns 0, or PROTO_ECONFIG / PROTO_ENNG with the reason in
  * err. cfg and ctx must outlive it. */
 int gw_join_create(gw_join_t **out, uv_loop_t *loop, const gw_config_t *cfg, gw_join_cb cb,
-                   void *ctx, char *err, size_t errcap);
+                   gw_join_tick_cb tick, void *ctx, char *err, size_t errcap);
 
 /* Stops listening and frees it (its handles close on the next loop run). NULL is a no-op. */
 void gw_join_destroy(gw_join_t *j);

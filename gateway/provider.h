@@ -77,4 +77,8 @@ int gw_provider_registered_add(gw_provider_t *p, const char *name, const char *a
  * stops it. Returns 0 (with *count) or PROTO_EINVAL when it is not registered. */
 int gw_provider_registered_remove(gw_provider_t *p, const char *addr, int *count);
 
+/* One registered address whose backend has not repeated its join for ttl_ms (it died
+ * without deregistering): copies it into addr and returns 1; 0 when there is none. */
+int gw_provider_registered_stale(gw_provider_t *p, uint64_t ttl_ms, char *addr, size_t cap);
+
 #endif

@@ -30,6 +30,7 @@ typedef struct {
     char id[64];            /* instance id: "static-N", or the name a backend registered */
     int used;               /* the slot holds an address */
     int leaving;            /* registered: removed while held; freed once forgotten */
+    uint64_t seen_ms;       /* registered: last join (loop clock) */
     gw_instance_t *holder;  /* the instance holding it, or NULL */
 } entry_t;
 
@@ -190,6 +191,7 @@ int gw_provider_registered_add(gw_provider_t *p, const char *name, const char *a
             } else {
                 rv = 1; /* known: a periodic re-join */
             }
+            e->seen_ms = uv_now(sp->loop);
         } else if (!e->used && free_slot < 0) {
             free_slot = i;
         }
@@ -201,6 +203,7 @@ int gw_provider_registered_add(gw_provider_t *p, const char *name, const char *a
         snprintf(e->addr, sizeof e->addr, "%s", addr);
         snprintf(e->id, sizeof e->id, "%s", name);
         e->used = 1;
+        e->seen_ms = uv_now(sp->loop);
         sp->count++;
     }
     *count = sp->count;
@@ -225,4 +228,20 @@ int gw_provider_registered_remove(gw_provider_t *p, const char *addr, int *count
         return 0;
     }
     return PROTO_EINVAL;
+}
+
+int gw_provider_registered_stale(gw_provider_t *p, uint64_t ttl_ms, char *addr, size_t cap)
+{
+    static_t *sp = (static_t *)p;
+    uint64_t now = uv_now(sp->loop);
+    if (p->ops != &registered_ops)
+        return 0;
+    for (int i = 0; i < MAX_ADDRS; i++) {
+        entry_t *e = &sp->e[i];
+        if (e->used && !e->leaving && now - e->seen_ms > ttl_ms) {
+            snprintf(addr, cap, "%s", e->addr);
+            return 1;
+        }
+    }
+    return 0;
 }

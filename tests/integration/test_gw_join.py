@@ -5,6 +5,7 @@ and the gateway dials them back.
 - one joins under load and gets frames within a second of its registration;
 - one drains on SIGTERM: it deregisters first, answers what it holds, exits 0, and no frame
   is lost;
+- a backend killed without leaving is expired once it stops repeating its join (15 s);
 - a backend of a model the gateway does not serve is refused, with the reason logged on both
   sides; one with a certificate from another CA is refused at the handshake (logged on both
   sides); the gateway keeps serving.
@@ -146,6 +147,16 @@ with netns.Net(3) as net:
                 fg.log("     ", line[line.index("event="):][:200])
         load = fg.Load(gw, clients=2, per_client=10).start().join(60)
         fg.check(load.statuses().get(200, 0) == 20, f"the gateway keeps serving ({load.statuses()})")
+
+        # ---- a backend that dies without leaving: its registration expires
+        b2.kill()
+        b2.wait()
+        fg.check(wait_for(lambda: re.search(rf"event=backend_expired model=reg "
+                                            rf"addr=tls\+tcp://{re.escape(h2.ip)}:{PORT} ",
+                                            gw.log()), 30),
+                 "a backend killed without leaving is expired (no join for 15 s)")
+        fg.check(wait_for(lambda: gw.backends()["backends"] == [], 10),
+                 "and gone from /v1/backends")
         if fg._failures:
             print(gw.log()[-5000:])
 
