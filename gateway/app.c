@@ -368,6 +368,7 @@ static char *render_metrics(app_t *app, size_t *len)
         gw_metrics_set(m, app->fam.backends, name, "starting", st.starting);
         gw_metrics_set(m, app->fam.backends, name, "ready", st.ready);
         gw_metrics_set(m, app->fam.backends, name, "draining", st.draining);
+        gw_metrics_set(m, app->fam.backends, name, "suspect", st.suspect);
         gw_metrics_set(m, app->fam.backends, name, "stopping", st.stopping);
         gw_metrics_set(m, app->fam.desired, name, NULL, st.desired);
         gw_metrics_set(m, app->fam.min, name, NULL, st.min);

@@ -15,8 +15,8 @@
 #include "pool_internal.h"
 #include "remote.h"
 
-const char *const gw__be_state_names[GW__BE_NSTATES] = {"starting", "ready", "draining",
-                                                        "suspect", "stopping"};
+const char *const gw__be_state_names[GW__BE_NSTATES] = {"starting", "ready", "draining", "suspect",
+                                                        "stopping"};
 
 static uint64_t unix_ms(void)
 {
@@ -63,8 +63,9 @@ static void record_start_failure(gw_pool_t *pool, const char *name, const char *
         delay = (double)cfg->backoff_max_ms;
     pool->backoff_until = uv_now(pool->loop) + (uint64_t)delay;
     snprintf(pool->last_error, sizeof pool->last_error, "%s %s before it was ready", name, why);
-    GW_LOG_W("scale", "direction=none reason=backoff backend=%s failures=%d retry_in_ms=%.0f "
-                      "why=\"%s\"",
+    GW_LOG_W("scale",
+             "direction=none reason=backoff backend=%s failures=%d retry_in_ms=%.0f "
+             "why=\"%s\"",
              name, pool->consecutive_failures, delay, why);
     if (pool->hooks.on_scale)
         pool->hooks.on_scale(pool->hooks_ctx, "none", "backoff");
@@ -108,8 +109,7 @@ void gw__backend_stop(gw__backend_t *be, const char *reason)
 void gw__backend_maybe_free(gw__backend_t *be)
 {
     gw_pool_t *pool = be->pool;
-    if (be->inst != NULL || (be->link != NULL && gw_link_busy(be->link) > 0) ||
-        be->timer_closing)
+    if (be->inst != NULL || (be->link != NULL && gw_link_busy(be->link) > 0) || be->timer_closing)
         return;
     gw_link_destroy(be->link);
     be->link = NULL;
@@ -137,8 +137,7 @@ void gw__backend_lost(gw__backend_t *be, const char *why)
     gw__backend_abort(be);
 }
 
-void gw__backend_on_exit(void *owner, gw_instance_t *inst, int64_t status, int sig,
-                         const char *why)
+void gw__backend_on_exit(void *owner, gw_instance_t *inst, int64_t status, int sig, const char *why)
 {
     gw__backend_t *be = owner;
     gw_pool_t *pool = be->pool;
@@ -208,8 +207,7 @@ static void handle_pong(gw__backend_t *be, const uint8_t *body, size_t len)
     const cJSON *kind = cJSON_GetObjectItemCaseSensitive(info, "kind");
     char why[GW_MODEL_NAME_MAX * 2 + 64] = "";
     if (pool->model != NULL && !cJSON_IsString(model))
-        snprintf(why, sizeof why, "did not report its model at readiness (want '%s')",
-                 pool->name);
+        snprintf(why, sizeof why, "did not report its model at readiness (want '%s')", pool->name);
     else if (pool->model != NULL && strcmp(model->valuestring, pool->name) != 0)
         snprintf(why, sizeof why, "reported model '%.*s', not '%s'", GW_MODEL_NAME_MAX,
                  model->valuestring, pool->name);
@@ -380,11 +378,22 @@ void gw__backend_eject(gw__backend_t *be, gw_health_reason_t reason, const char 
     gw_pool_t *pool = be->pool;
     if (be->state == GW__BE_STOPPING || be->state == GW__BE_STARTING)
         return;
+    /* Envoy's max_ejection_percent, in small: when every backend fails alike (a broken model
+     * file), ejecting them all would leave nothing serving while the replacements load. The
+     * last ready backend stays while a replacement is starting; it is judged again at its
+     * next answer. A hung one goes regardless: it serves nothing anyway. */
+    if (reason != GW_HEALTH_HUNG && be->state == GW__BE_READY && pool->count[GW__BE_READY] == 1 &&
+        pool->count[GW__BE_STARTING] > 0) {
+        GW_LOG_D("backend_ejection_deferred", "backend=%s reason=%s why=\"%s\"", be->name,
+                 gw_health_reason_name(reason), detail);
+        return;
+    }
     pool->st.ejections[reason]++;
-    GW_LOG_W("backend_ejected", "backend=%s reason=%s inflight=%d served=%llu failures=%llu "
-                                "why=\"%s\"",
-             be->name, gw_health_reason_name(reason), be->inflight,
-             (unsigned long long)be->served, (unsigned long long)be->failures, detail);
+    GW_LOG_W("backend_ejected",
+             "backend=%s reason=%s inflight=%d served=%llu failures=%llu "
+             "why=\"%s\"",
+             be->name, gw_health_reason_name(reason), be->inflight, (unsigned long long)be->served,
+             (unsigned long long)be->failures, detail);
     if (pool->hooks.on_scale)
         pool->hooks.on_scale(pool->hooks_ctx, "down", "ejected");
     /* A hung process answers neither frames nor SIGTERM: kill it. An outlier still answers:
@@ -410,8 +419,7 @@ void gw__backend_verdict(gw__backend_t *be, gw_health_verdict_t v)
     for (gw__backend_t *o = pool->backends; o != NULL && n < 256; o = o->next)
         if (o != be && (o->state == GW__BE_READY || o->state == GW__BE_DRAINING))
             peers[n++] = &o->health;
-    gw_health_reason_t r = gw_health_check(&be->health, peers, n, pool->cfg, detail,
-                                           sizeof detail);
+    gw_health_reason_t r = gw_health_check(&be->health, peers, n, pool->cfg, detail, sizeof detail);
     if (r != GW_HEALTH_NONE)
         gw__backend_eject(be, r, detail);
 }

@@ -950,6 +950,8 @@ static void print_key(FILE *out, const key_t_ *k, const char *base, const char *
             if (strtod(text, NULL) == v)
                 break;
         }
+        if (v == floor(v) && fabs(v) < 1e15) /* 10, not the shorter "1e+01" */
+            snprintf(text, sizeof text, "%.0f", v);
         fprintf(out, "%s = %s\n", name, text);
         break;
     }

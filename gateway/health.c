@@ -3,8 +3,8 @@
 #include <math.h>
 #include <stdio.h>
 
-static const char *const reason_names[GW_HEALTH_NREASONS] = {
-    "none", "consecutive_failures", "success_rate", "hung"};
+static const char *const reason_names[GW_HEALTH_NREASONS] = {"none", "consecutive_failures",
+                                                             "success_rate", "hung"};
 
 const char *gw_health_reason_name(gw_health_reason_t r)
 {
@@ -37,8 +37,7 @@ void gw_health_record(gw_health_t *h, const gw_config_t *cfg, gw_health_verdict_
 }
 
 gw_health_reason_t gw_health_check(const gw_health_t *self, const gw_health_t *const *peers,
-                                   int npeers, const gw_config_t *cfg, char *detail,
-                                   size_t cap)
+                                   int npeers, const gw_config_t *cfg, char *detail, size_t cap)
 {
     if (cfg->outlier_consecutive_failures > 0 &&
         self->consecutive >= cfg->outlier_consecutive_failures) {
@@ -90,4 +89,13 @@ uint64_t gw_svctime_bound(const gw_svctime_t *s, const gw_config_t *cfg)
     if (b < (double)cfg->hung_min_ms)
         b = (double)cfg->hung_min_ms;
     return (uint64_t)b;
+}
+
+gw_health_verdict_t gw_health_timeout_verdict(const gw_svctime_t *s, const gw_config_t *cfg,
+                                              uint64_t given_ms)
+{
+    uint64_t bound = gw_svctime_bound(s, cfg);
+    if (bound == UINT64_MAX)
+        bound = cfg->hung_min_ms;
+    return given_ms >= bound ? GW_HEALTH_FAILED : GW_HEALTH_REJECTED;
 }

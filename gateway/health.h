@@ -21,8 +21,9 @@ typedef enum {
     GW_HEALTH_REJECTED, /* a 4xx-class verdict (PROTO_EIMAGE, ...): lowers the success rate
                          * only; a broken decoder rejects good frames, but so does every
                          * backend when a client sends bad ones, hence a relative test */
-    GW_HEALTH_FAILED,   /* 5xx-class: PROTO_EMODEL, a corrupt reply, a timeout; also counts
-                         * toward consecutive failures */
+    GW_HEALTH_FAILED,   /* 5xx-class: PROTO_EMODEL, a corrupt reply, a timeout after ample
+                         * time (gw_health_timeout_verdict); also counts toward consecutive
+                         * failures */
 } gw_health_verdict_t;
 
 /* Why a backend is ejected (also the metric label, see gw_health_reason_name). */
@@ -63,10 +64,12 @@ void gw_health_record(gw_health_t *h, const gw_config_t *cfg, gw_health_verdict_
  * sqrt(n-1) deviations below it, so Envoy's test with self included could never fire.
  * On a verdict, detail[0..cap) gets the figures in words. */
 gw_health_reason_t gw_health_check(const gw_health_t *self, const gw_health_t *const *peers,
-                                   int npeers, const gw_config_t *cfg, char *detail,
-                                   size_t cap);
+                                   int npeers, const gw_config_t *cfg, char *detail, size_t cap);
 
-#define GW_HEALTH_MIN_SPREAD 0.05 /* a near-perfect pool does not eject for one failure */
+/* The deviation used at least: next to perfect peers, a rate within 0.05 x
+ * outlier_stdev_factor of theirs is tolerated (small windows are noisy: keep outlier_window
+ * large). */
+#define GW_HEALTH_MIN_SPREAD 0.05
 
 /* Adds one observed service time. */
 void gw_svctime_add(gw_svctime_t *s, double ms);
@@ -75,5 +78,13 @@ void gw_svctime_add(gw_svctime_t *s, double ms);
  * max(hung_min_ms, hung_factor x the EWMA of the service time). UINT64_MAX (never) until a
  * first service time was observed or when hung_factor is 0 (detection off). */
 uint64_t gw_svctime_bound(const gw_svctime_t *s, const gw_config_t *cfg);
+
+/* The verdict on a frame whose backend did not answer within the time it was given
+ * (`given_ms`, what was left of the frame's deadline): GW_HEALTH_FAILED only if that was
+ * at least the hung bound (hung_min_ms while no service time is known). A frame that waited
+ * in the queue until little was left is load, not a failure: every backend of an overloaded
+ * pool would time out alike, and ejecting them for it would cascade. */
+gw_health_verdict_t gw_health_timeout_verdict(const gw_svctime_t *s, const gw_config_t *cfg,
+                                              uint64_t given_ms);
 
 #endif

@@ -2,6 +2,7 @@
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/util/platform.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -17,7 +18,7 @@ enum { PH_IDLE, PH_SEND, PH_RECV, PH_DONE };
  * - set once at create, read anywhere: link, index, ctx, aio;
  * - loop thread only: in_use (from gw_link_send until the completion has run);
  * - guarded by link->mu, because the aio callback (an NNG thread) and the loop (send, cancel,
- *   completion) both touch them: phase, cancelled, rv, msg. */
+ *   completion) both touch them: phase, cancelled, rv, msg, expire. */
 typedef struct {
     gw_bridge_node_t node;
     gw_link_t *link;
@@ -29,6 +30,7 @@ typedef struct {
     int cancelled;
     int rv;
     nng_msg *msg;
+    nng_time expire; /* when the whole operation times out (nng_clock); 0 = never */
 } slot_t;
 
 struct gw_link {
@@ -54,11 +56,15 @@ static void on_aio(void *arg)
 
     pthread_mutex_lock(&l->mu);
     if (s->phase == PH_SEND) {
-        if (rv == 0 && !s->cancelled) {
+        nng_time now = nng_clock();
+        if (rv == 0 && !s->cancelled && (s->expire == 0 || now < s->expire)) {
             /* Chain the receive under the lock: a cancel that lands between the two
              * operations either sees PH_RECV and aborts the receive, or set `cancelled`
-             * before we looked. */
+             * before we looked. The receive gets what is left of the timeout, so the
+             * whole operation ends by its deadline. */
             s->phase = PH_RECV;
+            if (s->expire != 0)
+                nng_aio_set_timeout(s->aio, (nng_duration)(s->expire - now));
             nng_ctx_recv(s->ctx, s->aio);
             pthread_mutex_unlock(&l->mu);
             return;
@@ -67,7 +73,7 @@ static void on_aio(void *arg)
             nng_msg_free(nng_aio_get_msg(s->aio)); /* a failed send leaves it with us */
             nng_aio_set_msg(s->aio, NULL);
         } else {
-            rv = NNG_ECANCELED;
+            rv = s->cancelled ? NNG_ECANCELED : NNG_ETIMEDOUT;
         }
     } else if (rv == 0) {
         s->msg = nng_aio_get_msg(s->aio);
@@ -97,10 +103,10 @@ static void on_slot_done(gw_bridge_node_t *node)
     s->in_use = 0;
     l->busy--;
 
-    gw_link_status_t st = rv == 0                 ? GW_LINK_OK
-                          : rv == NNG_ECANCELED   ? GW_LINK_CANCELLED
-                          : rv == NNG_ETIMEDOUT   ? GW_LINK_TIMEDOUT
-                                                  : GW_LINK_BROKEN;
+    gw_link_status_t st = rv == 0               ? GW_LINK_OK
+                          : rv == NNG_ECANCELED ? GW_LINK_CANCELLED
+                          : rv == NNG_ETIMEDOUT ? GW_LINK_TIMEDOUT
+                                                : GW_LINK_BROKEN;
     /* The callback may destroy the link: touch nothing of it afterwards. */
     l->cb(l->owner, s->index, st, rv == 0 ? "" : nng_strerror(rv),
           msg != NULL ? nng_msg_body(msg) : NULL, msg != NULL ? nng_msg_len(msg) : 0);
@@ -246,6 +252,7 @@ int gw_link_send(gw_link_t *l, int slot, const proto_req_t *req, uint64_t timeou
     s->cancelled = 0;
     s->msg = NULL;
     s->phase = PH_SEND;
+    s->expire = timeout_ms > 0 ? nng_clock() + (nng_time)timeout_ms : 0;
     pthread_mutex_unlock(&l->mu);
     nng_aio_set_msg(s->aio, msg);
     nng_aio_set_timeout(s->aio, timeout_ms > 0 ? (nng_duration)timeout_ms : NNG_DURATION_INFINITE);

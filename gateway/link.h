@@ -66,8 +66,8 @@ int gw_link_dials(gw_link_t *const *links, int n, gw_link_dials_t *out);
  * (a backend listens only once its model is loaded). Returns 0 or PROTO_ENNG. */
 int gw_link_start(gw_link_t *l);
 
-/* Encodes `req` and sends it on an idle slot, then waits for its reply; timeout_ms 0 = none
- * (applies to the send, then to the receive). Returns 0 (the callback follows) or a code
+/* Encodes `req` and sends it on an idle slot, then waits for its reply; the whole
+ * operation times out after timeout_ms (0 = never). Returns 0 (the callback follows) or a code
  * from proto_req_encode / PROTO_ENOMEM (no callback). */
 int gw_link_send(gw_link_t *l, int slot, const proto_req_t *req, uint64_t timeout_ms);
 

@@ -36,8 +36,7 @@ static void note_load(gw_pool_t *pool)
 
 int gw__pool_capacity(const gw_pool_t *pool)
 {
-    return pool->count[GW__BE_STARTING] + pool->count[GW__BE_READY] +
-           pool->count[GW__BE_SUSPECT];
+    return pool->count[GW__BE_STARTING] + pool->count[GW__BE_READY] + pool->count[GW__BE_SUSPECT];
 }
 
 /* Nothing runs and starts keep failing: a frame now would wait for a 504. */
@@ -329,8 +328,8 @@ void gw__pool_on_answer(gw_pool_t *pool, gw__backend_t *be, int slot, gw_link_st
 {
     gw_job_t *job = be->jobs[slot];
     uint64_t elapsed = uv_now(pool->loop) - be->sent_ms[slot];
-    int serving = be->state == GW__BE_READY || be->state == GW__BE_DRAINING ||
-                  be->state == GW__BE_SUSPECT;
+    int serving =
+        be->state == GW__BE_READY || be->state == GW__BE_DRAINING || be->state == GW__BE_SUSPECT;
 
     be->jobs[slot] = NULL;
     be->inflight--;
@@ -342,9 +341,8 @@ void gw__pool_on_answer(gw_pool_t *pool, gw__backend_t *be, int slot, gw_link_st
         gw__backend_verdict(be, v);
     } else if (st == GW_LINK_TIMEDOUT) {
         be->failures++;
-        finish_job(pool, job, PROTO_EDEADLINE, "%s did not answer within the deadline",
-                   be->name);
-        gw__backend_verdict(be, GW_HEALTH_FAILED);
+        finish_job(pool, job, PROTO_EDEADLINE, "%s did not answer within the deadline", be->name);
+        gw__backend_verdict(be, gw_health_timeout_verdict(&pool->svctime, pool->cfg, elapsed));
     } else {
         be->failures++;
         /* A broken connection means the backend is lost even if its exit has not been
@@ -363,11 +361,12 @@ void gw__pool_on_answer(gw_pool_t *pool, gw__backend_t *be, int slot, gw_link_st
 void gw__pool_scale_event(gw_pool_t *pool, const char *direction, const char *reason,
                           const char *name)
 {
-    GW_LOG_I("scale", "direction=%s reason=%s backend=%s desired=%d starting=%d ready=%d "
-                      "draining=%d inflight=%d queued=%d",
+    GW_LOG_I("scale",
+             "direction=%s reason=%s backend=%s desired=%d starting=%d ready=%d "
+             "draining=%d inflight=%d queued=%d",
              direction, reason, name, gw_autoscale_desired(pool->scaler),
-             pool->count[GW__BE_STARTING], pool->count[GW__BE_READY],
-             pool->count[GW__BE_DRAINING], pool->inflight, pool->queued);
+             pool->count[GW__BE_STARTING], pool->count[GW__BE_READY], pool->count[GW__BE_DRAINING],
+             pool->inflight, pool->queued);
     if (pool->hooks.on_scale)
         pool->hooks.on_scale(pool->hooks_ctx, direction, reason);
 }
@@ -492,16 +491,14 @@ int gw_pool_readyz(gw_pool_t *pool, char *why, size_t cap)
         snprintf(why, cap,
                  "no backend can start: %s; %d failed start(s) in a row, next try in %llu ms",
                  pool->last_error, pool->consecutive_failures,
-                 (unsigned long long)(pool->backoff_until > now ? pool->backoff_until - now
-                                                                : 0));
+                 (unsigned long long)(pool->backoff_until > now ? pool->backoff_until - now : 0));
         return 0;
     }
     /* Ready in the sense that matters to a load balancer: a frame sent now is served (it
      * waits for the backend that is starting, or starts one). Answering 503 here would
      * deadlock a pool scaled to zero: nothing would ever send the frame that wakes it. */
     if (pool->count[GW__BE_STARTING] > 0)
-        snprintf(why, cap, "no backend is ready yet: %d starting",
-                 pool->count[GW__BE_STARTING]);
+        snprintf(why, cap, "no backend is ready yet: %d starting", pool->count[GW__BE_STARTING]);
     else if (pool->count[GW__BE_SUSPECT] > 0)
         snprintf(why, cap, "no backend is ready: %d suspected of hanging",
                  pool->count[GW__BE_SUSPECT]);
@@ -559,8 +556,7 @@ void gw_pool_foreach(gw_pool_t *pool,
                      void *arg)
 {
     for (gw__backend_t *be = pool->backends; be != NULL; be = be->next)
-        fn(arg, be->name, gw__be_state_names[be->state], be->inflight, be->served,
-           be->failures);
+        fn(arg, be->name, gw__be_state_names[be->state], be->inflight, be->served, be->failures);
 }
 
 /* ---- life of the pool ---- */

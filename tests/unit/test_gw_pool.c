@@ -44,7 +44,7 @@ typedef struct {
     int live, started, seq;
     int delay_ms, ready_after_ms, fail_start;
     const char *model; /* reported in the PONG's JSON ("model"); NULL = no payload */
-    int poison_start;  /* the Nth instance started (1-based) answers every frame with... */
+    int poison_start;  /* the Nth instance started (1-based; -1 = all) answers every frame... */
     int poison_status; /* ...this status (PROTO_EIMAGE: a broken decoder), at once */
     gw_instance_t *last;
 } fake_t;
@@ -138,7 +138,7 @@ static int fake_start(gw_provider_t *p, const char *name, void *owner, gw_instan
     static int seq; /* unique across tests: inproc names outlive a failed test */
     snprintf(addr, cap, "inproc://fake-%d-%d", (int)getpid(), ++seq);
     f->seq++;
-    if (f->poison_start == f->seq)
+    if (f->poison_start == f->seq || f->poison_start < 0)
         in->status = f->poison_status;
     assert_int_equal(nng_rep0_open(&in->sock), 0);
     assert_int_equal(nng_listen(in->sock, addr, NULL, 0), 0);
@@ -722,6 +722,33 @@ static void test_hung_backend_recovers(void **state)
     teardown_env();
 }
 
+/* Every backend fails alike (a broken model): the first is ejected, but the last one ready
+ * stays while its replacement loads, so the pool never stops answering. */
+static void test_outlier_never_ejects_the_last_ready(void **state)
+{
+    (void)state;
+    setup_env();
+    outlier_config();
+    E.cfg.outlier_stdev_factor = 0;
+    E.cfg.outlier_consecutive_failures = 2;
+    E.fake.poison_start = -1;
+    E.fake.poison_status = PROTO_EMODEL;
+    start_pool();
+    wait_ready(2);
+    E.fake.ready_after_ms = 2000; /* replacements load slowly */
+    const int n = 12;
+    gw_job_t *jobs = make_jobs(n);
+    submit_paced(jobs, n);
+    gw_pool_stats_t st;
+    gw_pool_stats(E.pool, &st);
+    assert_int_equal(st.ejections[GW_HEALTH_CONSECUTIVE], 1);
+    assert_int_equal(st.ready, 1);
+    assert_int_equal(st.starting, 1);
+    assert_int_equal(count_err(jobs, n, PROTO_EMODEL), n); /* answered, none waited */
+    free_jobs(jobs, n);
+    teardown_env();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -736,6 +763,7 @@ int main(void)
         cmocka_unit_test(test_outlier_poisoned_backend_ejected),
         cmocka_unit_test(test_outlier_bad_client_ejects_nothing),
         cmocka_unit_test(test_outlier_consecutive_failures),
+        cmocka_unit_test(test_outlier_never_ejects_the_last_ready),
         cmocka_unit_test(test_hung_backend_suspected_then_replaced),
         cmocka_unit_test(test_hung_backend_recovers),
     };
