@@ -81,29 +81,36 @@ with netns.Net(HOSTS) as net:
         "join_listen": join_url,
         "tls_ca": os.path.join(ca, "ca.crt"), "tls_cert": os.path.join(ca, "gateway.crt"),
         "tls_key": os.path.join(ca, "gateway.key"),
-        "max_starting": 256, "deadline_ms": 30000, "retries": 3, "log_level": "warn",
+        "max_starting": 256, "deadline_ms": 30000, "retries": 3, "log_level": "info",
         "max_connections": 4096,
     }
     with fg.Gateway(settings=settings, app_model=False, wait_ready=False) as gw:
         idle_p99 = healthz_p99(gw)
         rss0 = rss_kb(gw.proc.pid)
         t0 = time.time()
-        per_host = (N + HOSTS - 1) // HOSTS
+
+        def ready_count():
+            return sum(b["state"] == "ready" for b in gw.backends()["backends"])
+        # Batches of 20, and the backends at nice 19: on a small machine the gateway (the
+        # thing measured) must not queue behind 200 processes loading libdarknet; on real
+        # hosts they would not share its cores at all.
         for i in range(N):
             h = net.hosts[i % HOSTS]
             port = PORT0 + i // HOSTS
-            h.spawn([os.path.join(fg.BIN, "framegate-backend"),
+            h.spawn(["nice", "-n", "19", os.path.join(fg.BIN, "framegate-backend"),
                      "--listen", f"tls+tcp://{h.ip}:{port}", "--simulate-ms", str(SIM_MS),
                      "--model-name", "reg", "--instance", f"h{h.idx}-{port}",
                      "--tls-cert", os.path.join(ca, h.name + ".crt"),
                      "--tls-key", os.path.join(ca, h.name + ".key"),
                      "--tls-ca", os.path.join(ca, "ca.crt"), "--join", join_url])
-
-        def ready():
+            if (i + 1) % 20 == 0:
+                wait_for(lambda: ready_count() >= i + 1, 60)
+        ok = wait_for(lambda: ready_count() >= N, 120)
+        fg.check(ok, f"{N} registered backends ready ({time.time() - t0:.0f} s after the first "
+                     f"spawn)")
+        if not ok:
             bs = gw.backends()["backends"]
-            return sum(b["state"] == "ready" for b in bs) >= N
-        ok = wait_for(ready, 240)
-        fg.check(ok, f"{N} registered backends ready ({time.time() - t0:.0f} s after spawning)")
+            fg.log(f"     {len(bs)} known, {sum(b['state'] == 'ready' for b in bs)} ready")
         time.sleep(1)
         rss1 = rss_kb(gw.proc.pid)
 
@@ -127,6 +134,8 @@ with netns.Net(HOSTS) as net:
         fg.log(f"     gateway RSS {rss0} kB idle, {rss1} kB with {N} backends: "
                f"{per:.1f} kB per backend")
         fg.check(rss1 > 0, "memory per backend reported")
+        if fg._failures:
+            print("\n".join(gw.log().splitlines()[-40:]))
 
 shutil.rmtree(tmp, ignore_errors=True)
 fg.finish()
