@@ -90,6 +90,7 @@ static const key_t_ keys[] = {
     {"hung_factor", T_DOUBLE, F(hung_factor), 0, 0, 1e6, 0},
     {"hung_min_ms", T_MS, F(hung_min_ms), 0, 1, 3600000, 0},
     {"hung_grace_ms", T_MS, F(hung_grace_ms), 0, 1, 3600000, 0},
+    {"heartbeat_ms", T_MS, F(heartbeat_ms), 0, 0, 3600000, 0},
     {"log_level", T_LEVEL, F(log_level), 0, 0, 0, 0},
 };
 
@@ -214,6 +215,7 @@ void gw_config_defaults(gw_config_t *cfg)
     cfg->hung_factor = 10;
     cfg->hung_min_ms = 2000;
     cfg->hung_grace_ms = 5000;
+    cfg->heartbeat_ms = 5000;
     cfg->log_level = 2;
 }
 
