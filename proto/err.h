@@ -32,7 +32,7 @@
     XX(ESHUTDOWN, "shutting down")                                           \
     XX(ENOMODEL, "no such model")                                            \
     XX(ENOBACKEND, "no backend can take the frame")                          \
-    XX(EURLFORBIDDEN, "URL refused by the fetch policy")                     \
+    XX(EURLFORBIDDEN, "URL refused: http(s) to public addresses only")      \
     XX(EURLTOOBIG, "URL content over max_body_bytes")                        \
     XX(EURLTIMEOUT, "URL fetch timed out")                                   \
     XX(EURLSTATUS, "URL answered with an error status")                      \
