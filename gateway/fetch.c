@@ -467,10 +467,15 @@ static void on_done(gw_fetch_req_t *r, CURLcode cc)
     snprintf(r->res.content_type, sizeof r->res.content_type, "%s", ct ? ct : "");
     curl_multi_remove_handle(r->f->multi, r->easy);
     if (r->forbidden) {
-        snprintf(r->res.error, sizeof r->res.error,
-                 "%.120s resolves to %s, a loopback, link-local or private address "
-                 "(fetch_allow)",
-                 r->host, r->forbidden_addr);
+        if (strcmp(r->host, r->forbidden_addr) == 0)
+            snprintf(r->res.error, sizeof r->res.error,
+                     "%s is a loopback, link-local or private address (see fetch_allow)",
+                     r->forbidden_addr);
+        else
+            snprintf(r->res.error, sizeof r->res.error,
+                     "%.120s resolves to %s, a loopback, link-local or private address (see "
+                     "fetch_allow)",
+                     r->host, r->forbidden_addr);
         finish(r, PROTO_EURLFORBIDDEN);
         return;
     }
