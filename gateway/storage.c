@@ -35,9 +35,11 @@ typedef struct item {
     int cls;
     uint8_t *data; /* NULL while only on disk */
     size_t len;
-    uint64_t seq;      /* spool file number; 0 = none */
+    uint64_t seq;      /* arrival order, also the spool file's number: oldest = smallest */
+    int has_file;      /* in the spool (written, being written, or found at start) */
     size_t file_bytes; /* spool file size */
     int where;         /* I_* */
+    int evicted;       /* dropped while its spool file was being written: delete it then */
     struct item *next, *prev;
 } item_t;
 
@@ -90,6 +92,27 @@ static void push_front(list_t *l, item_t *it)
     else
         l->tail = it;
     l->head = it;
+    l->n++;
+}
+
+/* The spool list is kept in arrival order: writes fail and spool out of order (a batch in
+ * flight fails after newer writes were queued), and "oldest first" must mean arrival. */
+static void insert_by_seq(list_t *l, item_t *it)
+{
+    item_t *after = l->tail;
+    while (after != NULL && after->seq > it->seq)
+        after = after->prev;
+    if (after == NULL) {
+        push_front(l, it);
+        return;
+    }
+    it->prev = after;
+    it->next = after->next;
+    if (after->next)
+        after->next->prev = it;
+    else
+        l->tail = it;
+    after->next = it;
     l->n++;
 }
 
@@ -317,14 +340,20 @@ static int make_room(gw_storage_t *st, int cls, size_t need)
         item_t *victim = NULL;
         for (int c = 0; c <= cls && victim == NULL; c++)
             for (item_t *it = st->disk.head; it != NULL; it = it->next)
-                if (it->cls == c && it->where == I_DISK) {
+                if (it->cls == c && (it->where == I_DISK || it->where == I_SPOOLING)) {
                     victim = it;
                     break;
                 }
         if (victim == NULL)
             return -1;
         drop(st, victim, "spool full: oldest of its class dropped");
-        spool_forget(st, victim);
+        if (victim->where == I_DISK) {
+            spool_forget(st, victim);
+        } else { /* its write is on a worker: on_spooled deletes the file */
+            unlink_item(&st->disk, victim);
+            st->spool_bytes -= victim->file_bytes;
+            victim->evicted = 1;
+        }
     }
     return 0;
 }
@@ -339,7 +368,12 @@ static void on_spooled(uv_work_t *w, int status)
     gw_storage_t *st = wk->st;
     item_t *it = wk->it;
     st->works--;
-    if (status != 0 || wk->err != 0) {
+    if (it->evicted) { /* dropped (and counted) by make_room meanwhile */
+        if (status == 0 && wk->err == 0 &&
+            queue_work(st, it, on_unlink_work, on_unlink_done) != 0)
+            unlink(wk->path);
+        item_free(st, it);
+    } else if (status != 0 || wk->err != 0) {
         unlink_item(&st->disk, it);
         st->spool_bytes -= it->file_bytes;
         drop(st, it, wk->err ? wk->msg : "cancelled");
@@ -373,9 +407,9 @@ static void spool_put(gw_storage_t *st, item_t *it)
         item_free(st, it);
         return;
     }
-    it->seq = st->next_seq++;
     it->where = I_SPOOLING;
-    push_back(&st->disk, it);
+    it->has_file = 1;
+    insert_by_seq(&st->disk, it);
     st->spool_bytes += it->file_bytes;
     if (queue_work(st, it, on_write_work, on_spooled) != 0) {
         unlink_item(&st->disk, it);
@@ -509,7 +543,7 @@ static void on_put(void *arg, int err, const char *msg)
     item_t *it = arg;
     gw_storage_t *st = it->st;
     st->inflight--;
-    int spooled = it->seq != 0;
+    int spooled = it->has_file;
     if (err == 0) {
         st->written++;
         if (st->state != S_UP) {
@@ -589,6 +623,7 @@ static item_t *new_item(gw_storage_t *st, int cls, const char *stem, uint32_t se
     if (it == NULL)
         return NULL;
     it->st = st;
+    it->seq = st->next_seq++;
     it->cls = cls;
     snprintf(it->key, sizeof it->key, "%s-%06u%s", stem, seq, ext);
     snprintf(it->ctype, sizeof it->ctype, "%s", ctype);
@@ -714,6 +749,7 @@ static int scan_spool(gw_storage_t *st, char *err, size_t cap)
             break;
         it->st = st;
         it->seq = seq;
+        it->has_file = 1;
         it->cls = c;
         it->file_bytes = (size_t)sb.st_size;
         it->where = I_DISK;
@@ -734,26 +770,23 @@ static int scan_spool(gw_storage_t *st, char *err, size_t cap)
     return 0;
 }
 
-int gw_storage_create(gw_storage_t **out, uv_loop_t *loop, const gw_config_t *cfg,
-                      gw_fetch_t *fetch, char *err, size_t cap)
+int gw__storage_create_with(gw_storage_t **out, uv_loop_t *loop, const gw_config_t *cfg,
+                            gw_store_t *store, char *err, size_t cap)
 {
     *out = NULL;
-    if (strcmp(cfg->store, "none") == 0)
-        return 0;
     gw_storage_t *st = calloc(1, sizeof *st);
-    if (st == NULL)
+    if (st == NULL) {
+        store->ops->destroy(store);
         return PROTO_ENOMEM;
+    }
     st->loop = loop;
     st->cfg = cfg;
     st->state = S_UP;
     st->next_seq = 1;
-    gw_store_env_t env = {loop, cfg, fetch};
-    int rv = gw_store_open(&st->store, &env, cfg->store, err, cap);
-    if (rv == 0 && cfg->spool_dir[0] != '\0')
-        rv = scan_spool(st, err, cap);
+    st->store = store;
+    int rv = cfg->spool_dir[0] != '\0' ? scan_spool(st, err, cap) : 0;
     if (rv != 0) {
-        if (st->store != NULL)
-            st->store->ops->destroy(st->store);
+        store->ops->destroy(store);
         while (st->disk.head != NULL) {
             item_t *it = st->disk.head;
             unlink_item(&st->disk, it);
@@ -767,6 +800,20 @@ int gw_storage_create(gw_storage_t **out, uv_loop_t *loop, const gw_config_t *cf
     *out = st;
     pump(st); /* the last run's spool goes first */
     return 0;
+}
+
+int gw_storage_create(gw_storage_t **out, uv_loop_t *loop, const gw_config_t *cfg,
+                      gw_fetch_t *fetch, char *err, size_t cap)
+{
+    *out = NULL;
+    if (strcmp(cfg->store, "none") == 0)
+        return 0;
+    gw_store_t *store = NULL;
+    gw_store_env_t env = {loop, cfg, fetch};
+    int rv = gw_store_open(&store, &env, cfg->store, err, cap);
+    if (rv != 0)
+        return rv;
+    return gw__storage_create_with(out, loop, cfg, store, err, cap);
 }
 
 void gw_storage_stats(const gw_storage_t *st, gw_storage_stats_t *o)
@@ -829,7 +876,6 @@ void gw_storage_destroy(gw_storage_t *st)
         }
         /* the loop is exiting: write it here and now */
         char path[GW_CONFIG_STR_MAX + 64], tmp[GW_CONFIG_STR_MAX + 64], msg[160];
-        it->seq = st->next_seq++;
         spool_path(st, it, path, sizeof path);
         snprintf(tmp, sizeof tmp, "%s/.tmp-%020" PRIu64, st->cfg->spool_dir, it->seq);
         if (spool_write_file(tmp, path, it, msg, sizeof msg) != 0)

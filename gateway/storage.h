@@ -58,6 +58,11 @@ int gw_storage_create(gw_storage_t **out, uv_loop_t *loop, const gw_config_t *cf
  * answer object), then queues copies of the bytes. Returns at once. */
 void gw_storage_keep(gw_storage_t *st, const gw_job_t *job, cJSON *result);
 
+/* As gw_storage_create, with `store` (taken: destroyed with the storage) in place of the one
+ * cfg->store names: for tests, with a fake store (tests/unit/test_gw_storage.c). */
+int gw__storage_create_with(gw_storage_t **out, uv_loop_t *loop, const gw_config_t *cfg,
+                            gw_store_t *store, char *err, size_t cap);
+
 void gw_storage_stats(const gw_storage_t *st, gw_storage_stats_t *out);
 
 /* The store itself (for /v1/results and /v1/objects), or NULL. */
