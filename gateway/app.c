@@ -314,7 +314,10 @@ static const gw_server_ops_t *app_server_ops(app_t *app)
     };
     _Static_assert(sizeof routes <= sizeof app->routes, "app_t.routes is too small");
     app->detect = (gw_detect_t){
-        .submit = app_submit, .ctx = app, .fetch = app_fetch, .keep = app_keep};
+        .submit = app_submit,
+        .ctx = app,
+        .fetch = app_fetch,
+        .keep = app->storage != NULL ? app_keep : NULL};
     memcpy(app->routes, routes, sizeof routes);
     app->server_ops = (gw_server_ops_t){
         .routes = app->routes,

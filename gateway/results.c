@@ -166,7 +166,7 @@ void gw_results_on_list(void *storage, gw_req_t *req)
     }
     l->req = req;
     l->limit = (int)lim;
-    snprintf(l->camera, sizeof l->camera, "%s", camera);
+    snprintf(l->camera, sizeof l->camera, "%.*s", PROTO_CAMERA_MAX, camera);
     /* start after the stem of the first µs of `since`: every key of that µs sorts after it */
     char stem[700], prefix[PROTO_CAMERA_MAX + 8];
     gw_storage_key_stem(camera, since_ms * 1000, stem, sizeof stem);

@@ -756,7 +756,8 @@ static int scan_spool(gw_storage_t *st, char *err, size_t cap)
         found[n++] = it;
     }
     closedir(d);
-    qsort(found, n, sizeof *found, cmp_seq);
+    if (n > 0)
+        qsort(found, n, sizeof *found, cmp_seq);
     st->next_seq = 1;
     for (size_t i = 0; i < n; i++) {
         push_back(&st->disk, found[i]);

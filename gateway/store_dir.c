@@ -34,8 +34,9 @@ typedef struct op {
     int orphan; /* destroy already called back: free only */
     char path[GW_CONFIG_STR_MAX + 600];
     char key[600];
-    /* put */
-    const uint8_t *data;
+    /* put: a copy, so that a put cancelled by destroy never leaves a worker reading
+     * memory its caller has freed */
+    uint8_t *data;
     size_t len;
     /* get */
     size_t max_bytes;
@@ -234,6 +235,7 @@ static void op_free(op_t *o)
         free(o->keys[i]);
     free(o->keys);
     free(o->out);
+    free(o->data);
     free(o);
 }
 
@@ -271,12 +273,12 @@ static void on_after_work(uv_work_t *w, int status)
 static int submit(dir_t *d, op_t *o, const char *key, void *cb, void *arg)
 {
     if (d->destroyed) {
-        free(o);
+        op_free(o);
         return PROTO_ESHUTDOWN;
     }
     if (key != NULL) {
         if (!gw_store_key_valid(key)) {
-            free(o);
+            op_free(o);
             return PROTO_EINVAL;
         }
         snprintf(o->key, sizeof o->key, "%s", key);
@@ -288,7 +290,7 @@ static int submit(dir_t *d, op_t *o, const char *key, void *cb, void *arg)
     o->work.data = o;
     int rv = uv_queue_work(d->loop, &o->work, on_work, on_after_work);
     if (rv != 0) {
-        free(o);
+        op_free(o);
         return rv;
     }
     d->inflight++;
@@ -307,7 +309,11 @@ static int dir_put(gw_store_t *s, const char *key, const uint8_t *data, size_t l
     if (o == NULL)
         return PROTO_ENOMEM;
     o->kind = OP_PUT;
-    o->data = data;
+    if ((o->data = malloc(len ? len : 1)) == NULL) {
+        free(o);
+        return PROTO_ENOMEM;
+    }
+    memcpy(o->data, data, len);
     o->len = len;
     return submit((dir_t *)s, o, key, (void *)cb, arg);
 }

@@ -130,6 +130,19 @@ try:
         r = json.loads(body)
         fg.check(st == 200 and "input" not in r["stored"] and "result" in r["stored"],
                  f"model.app.store_inputs=off keeps the answer only: {r.get('stored')}")
+    # store_annotated: a format=jpeg answer is the annotated frame, kept beside the input
+    with fg.Gateway(settings=dict(settings, store_annotated="on"), simulate_ms=1) as gw:
+        st, h, body = gw.detect(img, "?camera=annot&format=jpeg")
+        fg.check(st == 200 and h["content-type"] == "image/jpeg", f"format=jpeg answered ({st})")
+        s = settle(gw)
+        lst = gw.json("/v1/results?camera=annot")
+        f0 = lst["results"][0] if lst and lst["results"] else {}
+        fg.check(f0.get("annotated", "") and f0["annotated"].endswith(".boxes.jpg")
+                 and f0.get("input") and f0.get("result"),
+                 f"the annotated frame is kept with the input and the answer: {f0}")
+        if f0.get("annotated"):
+            st, h, a = gw.request("GET", "/v1/objects/" + f0["annotated"])
+            fg.check(st == 200 and a == body, "the kept annotated frame is the JPEG answered")
     with fg.Gateway(settings=dict(settings, store_only_detections="on"), simulate_ms=1) as gw:
         st, _, body = gw.detect(img, "?camera=empty-hall")
         r = json.loads(body)
