@@ -131,6 +131,7 @@ static const key_t_ model_keys[] = {
     {"target_inflight_per_backend", T_DOUBLE, M(target_inflight_per_backend), 0, 0.001, 1e6,
      GW_MODEL_SET_TARGET},
     {"backend_args", T_STR, M(backend_args), MS(backend_args), 0, 0, GW_MODEL_SET_ARGS},
+    {"store", T_STR, M(store), MS(store), 0, 0, GW_MODEL_SET_STORE},
     {"store_inputs", T_BOOL, M(store_inputs), 0, 0, 1, GW_MODEL_SET_STORE_INPUTS},
     {"store_results", T_BOOL, M(store_results), 0, 0, 1, GW_MODEL_SET_STORE_RESULTS},
     {"store_annotated", T_BOOL, M(store_annotated), 0, 0, 1, GW_MODEL_SET_STORE_ANNOTATED},
@@ -440,6 +441,12 @@ static int set_key(gw_config_t *cfg, gw_model_t *model, const key_t_ *k, const c
     if (model != NULL)
         model->set |= k->bit;
     return 0;
+}
+
+static int valid_store(const char *v)
+{
+    return strcmp(v, "none") == 0 || strncmp(v, "dir:/", 5) == 0 || strncmp(v, "s3://", 5) == 0 ||
+           strncmp(v, "gs://", 5) == 0;
 }
 
 static int valid_model_name(const char *name)
@@ -759,8 +766,7 @@ int gw_config_validate(gw_config_t *cfg, char *err, size_t errcap)
     }
     if ((rv = select_models(cfg, err, errcap)) != 0)
         return rv;
-    if (strcmp(cfg->store, "none") != 0 && strncmp(cfg->store, "dir:/", 5) != 0 &&
-        strncmp(cfg->store, "s3://", 5) != 0 && strncmp(cfg->store, "gs://", 5) != 0) {
+    if (!valid_store(cfg->store)) {
         snprintf(err, errcap,
                  "key 'store': expected none, dir:/PATH, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX "
                  "(got '%.200s')",
@@ -800,6 +806,14 @@ int gw_config_validate(gw_config_t *cfg, char *err, size_t errcap)
             m->target_inflight_per_backend = cfg->target_inflight_per_backend;
         if (!(m->set & GW_MODEL_SET_ARGS))
             snprintf(m->backend_args, sizeof m->backend_args, "%s", cfg->backend_args);
+        if (!(m->set & GW_MODEL_SET_STORE))
+            snprintf(m->store, sizeof m->store, "%s", cfg->store);
+        if (!valid_store(m->store)) {
+            snprintf(err, errcap, "key 'model.%s.store': expected none, dir:/PATH, "
+                                  "s3://BUCKET/PREFIX or gs://BUCKET/PREFIX (got '%.200s')",
+                     m->name, m->store);
+            return PROTO_ECONFIG;
+        }
         if (!(m->set & GW_MODEL_SET_STORE_INPUTS))
             m->store_inputs = cfg->store_inputs;
         if (!(m->set & GW_MODEL_SET_STORE_RESULTS))

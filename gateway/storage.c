@@ -52,6 +52,8 @@ struct gw_storage {
     uv_loop_t *loop;
     const gw_config_t *cfg;
     gw_store_t *store;
+    char url[GW_CONFIG_STR_MAX];       /* the `store` value it was opened with */
+    char spool_dir[GW_CONFIG_STR_MAX]; /* "" = none */
     list_t queue; /* I_QUEUED, oldest first */
     list_t disk;  /* every item with a spool file (or one being written), by seq */
     size_t queue_bytes;
@@ -155,7 +157,7 @@ static void maybe_free_storage(gw_storage_t *st)
 
 static void spool_path(const gw_storage_t *st, const item_t *it, char *out, size_t cap)
 {
-    snprintf(out, cap, "%s/%020" PRIu64 "-%c.obj", st->cfg->spool_dir, it->seq,
+    snprintf(out, cap, "%s/%020" PRIu64 "-%c.obj", st->spool_dir, it->seq,
              class_char[it->cls]);
 }
 
@@ -299,7 +301,7 @@ static int queue_work(gw_storage_t *st, item_t *it, uv_work_cb fn, uv_after_work
     wk->it = it;
     wk->work.data = wk;
     spool_path(st, it, wk->path, sizeof wk->path);
-    snprintf(wk->tmp, sizeof wk->tmp, "%s/.tmp-%020" PRIu64, st->cfg->spool_dir, it->seq);
+    snprintf(wk->tmp, sizeof wk->tmp, "%s/.tmp-%020" PRIu64, st->spool_dir, it->seq);
     int rv = uv_queue_work(st->loop, &wk->work, fn, done);
     if (rv != 0) {
         free(wk);
@@ -396,7 +398,7 @@ static void on_spooled(uv_work_t *w, int status)
 /* Writes an item to the spool (in the background), or drops it. */
 static void spool_put(gw_storage_t *st, item_t *it)
 {
-    if (st->cfg->spool_dir[0] == '\0') {
+    if (st->spool_dir[0] == '\0') {
         drop(st, it, "store unavailable and no spool_dir");
         item_free(st, it);
         return;
@@ -703,7 +705,7 @@ static int cmp_seq(const void *a, const void *b)
 
 static int scan_spool(gw_storage_t *st, char *err, size_t cap)
 {
-    const char *dir = st->cfg->spool_dir;
+    const char *dir = st->spool_dir;
     char path[GW_CONFIG_STR_MAX + 300];
     snprintf(path, sizeof path, "%s/", dir);
     for (char *p = path + 1; *p; p++)
@@ -772,7 +774,8 @@ static int scan_spool(gw_storage_t *st, char *err, size_t cap)
 }
 
 int gw__storage_create_with(gw_storage_t **out, uv_loop_t *loop, const gw_config_t *cfg,
-                            gw_store_t *store, char *err, size_t cap)
+                            gw_store_t *store, const char *url, const char *spool_dir,
+                            char *err, size_t cap)
 {
     *out = NULL;
     gw_storage_t *st = calloc(1, sizeof *st);
@@ -785,7 +788,9 @@ int gw__storage_create_with(gw_storage_t **out, uv_loop_t *loop, const gw_config
     st->state = S_UP;
     st->next_seq = 1;
     st->store = store;
-    int rv = cfg->spool_dir[0] != '\0' ? scan_spool(st, err, cap) : 0;
+    snprintf(st->url, sizeof st->url, "%s", url);
+    snprintf(st->spool_dir, sizeof st->spool_dir, "%s", spool_dir);
+    int rv = st->spool_dir[0] != '\0' ? scan_spool(st, err, cap) : 0;
     if (rv != 0) {
         store->ops->destroy(store);
         while (st->disk.head != NULL) {
@@ -804,17 +809,28 @@ int gw__storage_create_with(gw_storage_t **out, uv_loop_t *loop, const gw_config
 }
 
 int gw_storage_create(gw_storage_t **out, uv_loop_t *loop, const gw_config_t *cfg,
-                      gw_fetch_t *fetch, char *err, size_t cap)
+                      gw_fetch_t *fetch, const char *url, const char *spool_dir, char *err,
+                      size_t cap)
 {
     *out = NULL;
-    if (strcmp(cfg->store, "none") == 0)
+    if (strcmp(url, "none") == 0)
         return 0;
     gw_store_t *store = NULL;
     gw_store_env_t env = {loop, cfg, fetch};
-    int rv = gw_store_open(&store, &env, cfg->store, err, cap);
+    int rv = gw_store_open(&store, &env, url, err, cap);
     if (rv != 0)
         return rv;
-    return gw__storage_create_with(out, loop, cfg, store, err, cap);
+    return gw__storage_create_with(out, loop, cfg, store, url, spool_dir, err, cap);
+}
+
+const char *gw_storage_url(const gw_storage_t *st)
+{
+    return st != NULL ? st->url : "none";
+}
+
+const char *gw_storage_spool_dir(const gw_storage_t *st)
+{
+    return st != NULL ? st->spool_dir : "";
 }
 
 void gw_storage_stats(const gw_storage_t *st, gw_storage_stats_t *o)
@@ -835,7 +851,7 @@ void gw_storage_stats(const gw_storage_t *st, gw_storage_stats_t *o)
     o->inflight = st->inflight;
     o->spool_objects = st->disk.n;
     o->spool_bytes = st->spool_bytes;
-    o->spool_max_bytes = st->cfg->spool_dir[0] ? st->cfg->spool_max_bytes : 0;
+    o->spool_max_bytes = st->spool_dir[0] ? st->cfg->spool_max_bytes : 0;
     snprintf(o->last_error, sizeof o->last_error, "%s", st->last_error);
 }
 
@@ -864,7 +880,7 @@ void gw_storage_destroy(gw_storage_t *st)
     while ((it = st->queue.head) != NULL) {
         unlink_item(&st->queue, it);
         st->queue_bytes -= it->len;
-        if (st->cfg->spool_dir[0] == '\0') {
+        if (st->spool_dir[0] == '\0') {
             drop(st, it, "shutdown with no spool_dir");
             item_free(st, it);
             continue;
@@ -878,7 +894,7 @@ void gw_storage_destroy(gw_storage_t *st)
         /* the loop is exiting: write it here and now */
         char path[GW_CONFIG_STR_MAX + 64], tmp[GW_CONFIG_STR_MAX + 64], msg[160];
         spool_path(st, it, path, sizeof path);
-        snprintf(tmp, sizeof tmp, "%s/.tmp-%020" PRIu64, st->cfg->spool_dir, it->seq);
+        snprintf(tmp, sizeof tmp, "%s/.tmp-%020" PRIu64, st->spool_dir, it->seq);
         if (spool_write_file(tmp, path, it, msg, sizeof msg) != 0)
             drop(st, it, msg);
         else

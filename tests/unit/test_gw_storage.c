@@ -118,7 +118,9 @@ static gw_storage_t *start(void)
     gw_storage_t *st = NULL;
     char err[256];
     F.super.ops = &fake_ops;
-    assert_int_equal(gw__storage_create_with(&st, &loop, &cfg, &F.super, err, sizeof err), 0);
+    assert_int_equal(gw__storage_create_with(&st, &loop, &cfg, &F.super, "fake://", spool, err,
+                                             sizeof err),
+                     0);
     return st;
 }
 
