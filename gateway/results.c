@@ -30,7 +30,8 @@ static gw_storage_t *pick(const gw_results_t *r, gw_req_t *req)
 {
     char model[GW_MODEL_NAME_MAX + 1] = "";
     gw_storage_t *st = NULL;
-    if (query_param(req->query, "model", model, sizeof model) && strlen(model) >= GW_MODEL_NAME_MAX) {
+    if (query_param(req->query, "model", model, sizeof model) &&
+        strlen(model) >= GW_MODEL_NAME_MAX) {
         gw_respond_err(req, PROTO_ENOMODEL, "no model named '%s'", model);
         return NULL;
     }
@@ -217,7 +218,9 @@ static void on_object(void *arg, int err, const char *msg, uint8_t *data, size_t
     gw_req_t *req = arg;
     if (err != 0) {
         gw_respond_err(req, err == UV_ECANCELED ? PROTO_ESHUTDOWN : err, "%s",
-                       err == PROTO_ENOTFOUND ? "no such object" : msg ? msg : proto_strerror(err));
+                       err == PROTO_ENOTFOUND ? "no such object"
+                       : msg                  ? msg
+                                              : proto_strerror(err));
     } else {
         gw_respond(req, 200, ctype_of(req->param), (char *)data, len, NULL);
     }
@@ -284,7 +287,8 @@ static cJSON *storage_json(gw_storage_t *storage, const gw_config_t *cfg)
     cJSON_AddStringToObject(sp, "dir", gw_storage_spool_dir(storage));
     cJSON_AddNumberToObject(sp, "objects", st.spool_objects);
     cJSON_AddNumberToObject(sp, "bytes", (double)st.spool_bytes);
-    cJSON_AddNumberToObject(sp, "max_bytes", (double)(st.spool_max_bytes ? cfg->spool_max_bytes : 0));
+    cJSON_AddNumberToObject(sp, "max_bytes",
+                            (double)(st.spool_max_bytes ? cfg->spool_max_bytes : 0));
     return o;
 }
 

@@ -54,8 +54,8 @@ struct gw_storage {
     gw_store_t *store;
     char url[GW_CONFIG_STR_MAX];       /* the `store` value it was opened with */
     char spool_dir[GW_CONFIG_STR_MAX]; /* "" = none */
-    list_t queue; /* I_QUEUED, oldest first */
-    list_t disk;  /* every item with a spool file (or one being written), by seq */
+    list_t queue;                      /* I_QUEUED, oldest first */
+    list_t disk; /* every item with a spool file (or one being written), by seq */
     size_t queue_bytes;
     size_t mem_bytes; /* item data held in memory, whatever the state */
     size_t spool_bytes;
@@ -157,8 +157,7 @@ static void maybe_free_storage(gw_storage_t *st)
 
 static void spool_path(const gw_storage_t *st, const item_t *it, char *out, size_t cap)
 {
-    snprintf(out, cap, "%s/%020" PRIu64 "-%c.obj", st->spool_dir, it->seq,
-             class_char[it->cls]);
+    snprintf(out, cap, "%s/%020" PRIu64 "-%c.obj", st->spool_dir, it->seq, class_char[it->cls]);
 }
 
 typedef struct {
@@ -371,8 +370,7 @@ static void on_spooled(uv_work_t *w, int status)
     item_t *it = wk->it;
     st->works--;
     if (it->evicted) { /* dropped (and counted) by make_room meanwhile */
-        if (status == 0 && wk->err == 0 &&
-            queue_work(st, it, on_unlink_work, on_unlink_done) != 0)
+        if (status == 0 && wk->err == 0 && queue_work(st, it, on_unlink_work, on_unlink_done) != 0)
             unlink(wk->path);
         item_free(st, it);
     } else if (status != 0 || wk->err != 0) {
@@ -532,7 +530,7 @@ static void go_down(gw_storage_t *st, const char *msg)
         }
     } else if (st->state == S_PROBING) {
         st->backoff_ms = st->backoff_ms * 2 > cfg->store_retry_max_ms ? cfg->store_retry_max_ms
-                                                                       : st->backoff_ms * 2;
+                                                                      : st->backoff_ms * 2;
     } else {
         return; /* already down, its timer armed */
     }
@@ -618,8 +616,8 @@ int gw_storage_key_stem(const char *camera, uint64_t us, char *out, size_t cap)
                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, cam, us);
 }
 
-static item_t *new_item(gw_storage_t *st, int cls, const char *stem, uint32_t seq,
-                        const char *ext, const char *ctype, const void *data, size_t len)
+static item_t *new_item(gw_storage_t *st, int cls, const char *stem, uint32_t seq, const char *ext,
+                        const char *ctype, const void *data, size_t len)
 {
     item_t *it = calloc(1, sizeof *it);
     if (it == NULL)
@@ -651,8 +649,8 @@ void gw_storage_keep(gw_storage_t *st, const gw_job_t *job, cJSON *result)
         return;
     if (m->store_only_detections && job->rep.ndet == 0)
         return;
-    int annotated = m->store_annotated && job->opts.output == PROTO_OUT_JPEG &&
-                    job->rep.payload_len > 0;
+    int annotated =
+        m->store_annotated && job->opts.output == PROTO_OUT_JPEG && job->rep.payload_len > 0;
     if (!m->store_inputs && !m->store_results && !annotated)
         return;
     struct timespec ts;
@@ -664,13 +662,12 @@ void gw_storage_keep(gw_storage_t *st, const gw_job_t *job, cJSON *result)
     int png = job->image_len >= 4 && memcmp(job->image, "\x89PNG", 4) == 0;
     item_t *items[GW_STORE_NCLASS] = {NULL, NULL, NULL};
     if (m->store_inputs)
-        items[GW_STORE_INPUT] = new_item(st, GW_STORE_INPUT, stem, seq, png ? ".png" : ".jpg",
-                                         png ? "image/png" : "image/jpeg", job->image,
-                                         job->image_len);
+        items[GW_STORE_INPUT] =
+            new_item(st, GW_STORE_INPUT, stem, seq, png ? ".png" : ".jpg",
+                     png ? "image/png" : "image/jpeg", job->image, job->image_len);
     if (annotated)
-        items[GW_STORE_ANNOTATED] =
-            new_item(st, GW_STORE_ANNOTATED, stem, seq, ".boxes.jpg", "image/jpeg",
-                     job->rep.payload, job->rep.payload_len);
+        items[GW_STORE_ANNOTATED] = new_item(st, GW_STORE_ANNOTATED, stem, seq, ".boxes.jpg",
+                                             "image/jpeg", job->rep.payload, job->rep.payload_len);
     /* the keys go into the answer before it is stored, so the stored answer has them too */
     cJSON *stored = cJSON_CreateObject();
     char rkey[KEY_MAX];
@@ -774,8 +771,8 @@ static int scan_spool(gw_storage_t *st, char *err, size_t cap)
 }
 
 int gw__storage_create_with(gw_storage_t **out, uv_loop_t *loop, const gw_config_t *cfg,
-                            gw_store_t *store, const char *url, const char *spool_dir,
-                            char *err, size_t cap)
+                            gw_store_t *store, const char *url, const char *spool_dir, char *err,
+                            size_t cap)
 {
     *out = NULL;
     gw_storage_t *st = calloc(1, sizeof *st);

@@ -32,13 +32,13 @@ typedef struct gw_storage gw_storage_t;
 enum { GW_STORE_INPUT = 0, GW_STORE_ANNOTATED = 1, GW_STORE_RESULT = 2, GW_STORE_NCLASS = 3 };
 
 typedef struct {
-    const char *kind;     /* "none", "dir", "s3" */
-    int up;               /* the last write succeeded (or none was tried) */
-    uint64_t written;     /* objects the store accepted */
-    uint64_t failed;      /* store requests that failed (each is retried) */
-    uint64_t spooled;     /* writes that went to the spool */
+    const char *kind; /* "none", "dir", "s3" */
+    int up;           /* the last write succeeded (or none was tried) */
+    uint64_t written; /* objects the store accepted */
+    uint64_t failed;  /* store requests that failed (each is retried) */
+    uint64_t spooled; /* writes that went to the spool */
     uint64_t dropped[GW_STORE_NCLASS];
-    int queued;           /* in memory, waiting */
+    int queued; /* in memory, waiting */
     size_t queued_bytes;
     int inflight;
     int spool_objects;
@@ -68,8 +68,8 @@ void gw_storage_keep(gw_storage_t *st, const gw_job_t *job, cJSON *result);
 /* As gw_storage_create, with `store` (taken: destroyed with the storage) in place of the one
  * cfg->store names: for tests, with a fake store (tests/unit/test_gw_storage.c). */
 int gw__storage_create_with(gw_storage_t **out, uv_loop_t *loop, const gw_config_t *cfg,
-                            gw_store_t *store, const char *url, const char *spool_dir,
-                            char *err, size_t cap);
+                            gw_store_t *store, const char *url, const char *spool_dir, char *err,
+                            size_t cap);
 
 void gw_storage_stats(const gw_storage_t *st, gw_storage_stats_t *out);
 

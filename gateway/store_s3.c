@@ -20,8 +20,8 @@ typedef struct {
     gw_store_t super;
     gw_fetch_t *fetch;
     const gw_config_t *cfg;
-    char scheme[8];  /* "http" or "https" */
-    char host[300];  /* the Host header: "127.0.0.1:9000", "bucket.s3.us-east-1.amazonaws.com" */
+    char scheme[8]; /* "http" or "https" */
+    char host[300]; /* the Host header: "127.0.0.1:9000", "bucket.s3.us-east-1.amazonaws.com" */
     char bucket[64];
     char prefix[256]; /* "" or "a/b/" */
     char region[64];
@@ -79,8 +79,7 @@ static int start(s3_t *s, op_t *o, const char *method, const char *object, const
     /* S3 encodes the path once and never normalizes it */
     if (gw_sigv4_uri_encode(path, strlen(path), 1, uri, sizeof uri) < 0)
         return PROTO_EINVAL;
-    snprintf(url, sizeof url, "%s://%s%s%s%s", s->scheme, s->host, uri, query[0] ? "?" : "",
-             query);
+    snprintf(url, sizeof url, "%s://%s%s%s%s", s->scheme, s->host, uri, query[0] ? "?" : "", query);
     gw_sigv4_amz_date(time(NULL), amz);
     gw_sigv4_sha256_hex(body, len, hash);
     gw_sigv4_header_t sh[4] = {{"host", s->host},
@@ -143,9 +142,9 @@ static void on_put_done(void *arg, gw_fetch_result_t *res)
 {
     op_t *o = arg;
     char msg[200] = "";
-    int err = res->err == UV_ECANCELED ? UV_ECANCELED
+    int err = res->err == UV_ECANCELED              ? UV_ECANCELED
               : res->err == 0 && res->status == 200 ? 0
-                                                     : PROTO_ESTORE;
+                                                    : PROTO_ESTORE;
     if (err != 0)
         why(res, msg, sizeof msg);
     op_unlink(o);
@@ -157,10 +156,10 @@ static void on_get_done(void *arg, gw_fetch_result_t *res)
 {
     op_t *o = arg;
     char msg[200] = "";
-    int err = res->err == UV_ECANCELED                 ? UV_ECANCELED
-              : res->err == 0 && res->status == 200    ? 0
-              : res->err == 0 && res->status == 404    ? PROTO_ENOTFOUND
-                                                       : PROTO_ESTORE;
+    int err = res->err == UV_ECANCELED              ? UV_ECANCELED
+              : res->err == 0 && res->status == 200 ? 0
+              : res->err == 0 && res->status == 404 ? PROTO_ENOTFOUND
+                                                    : PROTO_ESTORE;
     uint8_t *data = NULL;
     size_t len = 0;
     if (err != 0) {
@@ -214,9 +213,9 @@ static void on_list_done(void *arg, gw_fetch_result_t *res)
 {
     op_t *o = arg;
     char msg[200] = "";
-    int err = res->err == UV_ECANCELED ? UV_ECANCELED
+    int err = res->err == UV_ECANCELED              ? UV_ECANCELED
               : res->err == 0 && res->status == 200 ? 0
-                                                     : PROTO_ESTORE;
+                                                    : PROTO_ESTORE;
     char **keys = NULL;
     int n = 0;
     if (err != 0) {
@@ -260,8 +259,7 @@ static int s3_put(gw_store_t *st, const char *key, const uint8_t *data, size_t l
     o->arg = arg;
     op_link(s, o);
     int rv = start(s, o, "PUT", object, "", data, len,
-                   content_type ? content_type : "application/octet-stream", 64 << 10,
-                   on_put_done);
+                   content_type ? content_type : "application/octet-stream", 64 << 10, on_put_done);
     if (rv != 0) {
         op_unlink(o);
         free(o);
@@ -269,8 +267,7 @@ static int s3_put(gw_store_t *st, const char *key, const uint8_t *data, size_t l
     return rv;
 }
 
-static int s3_get(gw_store_t *st, const char *key, size_t max_bytes, gw_store_get_cb cb,
-                  void *arg)
+static int s3_get(gw_store_t *st, const char *key, size_t max_bytes, gw_store_get_cb cb, void *arg)
 {
     s3_t *s = (s3_t *)st;
     char object[1100];
@@ -317,8 +314,7 @@ static int s3_list(gw_store_t *st, const char *prefix, const char *start_after, 
     o->prefix_len = strlen(s->prefix);
     op_link(s, o);
     /* ~300 bytes of XML per key */
-    int rv = start(s, o, "GET", "", query, NULL, 0, NULL, (size_t)max * 1024 + 65536,
-                   on_list_done);
+    int rv = start(s, o, "GET", "", query, NULL, 0, NULL, (size_t)max * 1024 + 65536, on_list_done);
     if (rv != 0) {
         op_unlink(o);
         free(o);
@@ -371,8 +367,9 @@ static int s3_create(gw_store_t **out, const gw_store_env_t *env, const char *ur
     const char *sk = cfg->s3_secret_key[0] ? cfg->s3_secret_key : getenv("AWS_SECRET_ACCESS_KEY");
     if (ak == NULL || sk == NULL || ak[0] == '\0' || sk[0] == '\0' ||
         strlen(ak) >= sizeof s->access_key || strlen(sk) >= sizeof s->secret_key) {
-        snprintf(err, cap, "store: %s needs s3_access_key and s3_secret_key (or "
-                           "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)",
+        snprintf(err, cap,
+                 "store: %s needs s3_access_key and s3_secret_key (or "
+                 "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)",
                  url);
         free(s);
         return PROTO_ECONFIG;
@@ -388,9 +385,8 @@ static int s3_create(gw_store_t **out, const gw_store_env_t *env, const char *ur
     else
         snprintf(ep, sizeof ep, "https://s3.%s.amazonaws.com", s->region);
     const char *hs = strstr(ep, "://");
-    if (hs == NULL || (size_t)(hs - ep) >= sizeof s->scheme ||
-        (strncmp(ep, "http", 4) != 0) || strchr(hs + 3, '/') != NULL || hs[3] == '\0' ||
-        strlen(hs + 3) + blen + 2 >= 230) {
+    if (hs == NULL || (size_t)(hs - ep) >= sizeof s->scheme || (strncmp(ep, "http", 4) != 0) ||
+        strchr(hs + 3, '/') != NULL || hs[3] == '\0' || strlen(hs + 3) + blen + 2 >= 230) {
         snprintf(err, cap, "s3_endpoint: '%s' must be http(s)://HOST[:PORT] with no path", ep);
         free(s);
         return PROTO_ECONFIG;

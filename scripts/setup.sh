@@ -14,7 +14,6 @@ pkgs=(
     darknet libcjson-dev libcurl4-openssl-dev libcmocka-dev libopenblas-dev libspng-dev
     python3
     python3-skimage # astronaut.png (skimage/data): the face model's test photo
-    python3-botocore # the S3 test server checks SigV4 with an independent signer
 )
 # node + npm fetch face-api at setup (scripts/models.sh); Debian's, unless one is installed.
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
@@ -22,6 +21,8 @@ command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 # Test-only tools (compose validation, promtool); a container image skips them (--image).
 if [ "${1:-}" != "--image" ]; then
     pkgs+=(docker-compose prometheus python3-locust gnuplot-nox python3-pil)
+    # tests/integration/s3fake.py checks SigV4 with botocore, a signer independent of ours
+    pkgs+=(python3-botocore)
 fi
 # The inference bench compares against OpenCV's DNN module (scripts/bench-inference.sh).
 if [ "${1:-}" = "--bench" ]; then
