@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -787,6 +788,10 @@ int gw__storage_create_with(gw_storage_t **out, uv_loop_t *loop, const gw_config
     st->store = store;
     snprintf(st->url, sizeof st->url, "%s", url);
     snprintf(st->spool_dir, sizeof st->spool_dir, "%s", spool_dir);
+    /* Gateways behind one load balancer share a store: a random start of the per-frame
+     * sequence keeps two of them from writing one key in the same microsecond. */
+    if (getrandom(&st->key_seq, sizeof st->key_seq, GRND_NONBLOCK) != sizeof st->key_seq)
+        st->key_seq = (uint32_t)getpid() * 2654435761u;
     int rv = st->spool_dir[0] != '\0' ? scan_spool(st, err, cap) : 0;
     if (rv != 0) {
         store->ops->destroy(store);

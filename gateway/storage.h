@@ -3,6 +3,8 @@
  * A kept job becomes up to three writes (the input frame, the JSON answer, the annotated
  * JPEG) under keys that never collide and sort by time:
  *     CAMERA/YYYY/MM/DD/HH/CAMERA-<16-digit µs since the epoch>-<6-digit seq>.{jpg,png,json}
+ * (seq: a per-process counter from a random start, so that gateways sharing a store do not
+ * collide either)
  * (the annotated frame is ...-<seq>.boxes.jpg). A write never delays an answer: it is queued
  * in memory (bounded: store_queue writes, store_queue_bytes bytes) and sent by up to
  * store_concurrency requests. Beyond the queue, and whenever the store fails, writes go to the
