@@ -25,10 +25,13 @@ typedef struct {
     int64_t ts;
     float threshold;
     size_t image_len; /* bytes decoded into dreq_t.decoded */
+    int nurls;        /* "url" / "urls" instead of "image": the URLs (malloc'd) */
+    char *urls[GW_DETECT_MAX_IMAGES];
+    int url_list; /* "urls": one result per URL */
 } json_res_t;
 
 /* One detect request's own state (gw_req_t.state). */
-typedef struct {
+typedef struct dreq {
     gw_req_t *req;
     const gw_detect_t *d;
     gw_req_opts_t opts; /* query/JSON/multipart options, copied into each job */
@@ -42,6 +45,14 @@ typedef struct {
     int submit_error;
     uv_work_t work; /* a large JSON body being decoded off the loop */
     json_res_t json;
+    /* frames given by URL ({"url"} / {"urls"}): fetched before any job is made */
+    struct url_slot {
+        struct dreq *q;
+        uint8_t *data;
+        size_t len;
+    } urls[GW_DETECT_MAX_IMAGES];
+    int nurls, urls_pending, url_err;
+    char url_msg[300];
 } dreq_t;
 
 static void dreq_free(void *arg)
@@ -52,6 +63,10 @@ static void dreq_free(void *arg)
     if (q->jobs != &q->one)
         free(q->jobs);
     free(q->decoded);
+    for (int i = 0; i < q->nurls; i++)
+        free(q->urls[i].data);
+    for (int i = 0; i < q->json.nurls; i++)
+        free(q->json.urls[i]);
     free(q);
 }
 
@@ -329,13 +344,24 @@ static void json_decode(const uint8_t *body, size_t len, uint8_t *out, json_res_
     const cJSON *camera = cJSON_GetObjectItemCaseSensitive(root, "camera");
     const cJSON *ts = cJSON_GetObjectItemCaseSensitive(root, "ts");
     const cJSON *th = cJSON_GetObjectItemCaseSensitive(root, "threshold");
-    if (image == NULL) {
+    const cJSON *url = cJSON_GetObjectItemCaseSensitive(root, "url");
+    const cJSON *urls = cJSON_GetObjectItemCaseSensitive(root, "urls");
+    if (image == NULL && url == NULL && urls == NULL) {
         cJSON_Delete(root);
         res->code = "no_image";
-        res->msg = "the JSON object has no \"image\"";
+        res->msg = "the JSON object has no \"image\" (nor \"url\" / \"urls\")";
         return;
     }
-    if (!cJSON_IsString(image))
+    if (image != NULL && (url != NULL || urls != NULL))
+        res->msg = "give \"image\", \"url\" or \"urls\", not several";
+    else if (url != NULL && urls != NULL)
+        res->msg = "give \"url\" or \"urls\", not both";
+    else if (url != NULL && !cJSON_IsString(url))
+        res->msg = "\"url\" must be a string";
+    else if (urls != NULL && (!cJSON_IsArray(urls) || cJSON_GetArraySize(urls) < 1 ||
+                              cJSON_GetArraySize(urls) > GW_DETECT_MAX_IMAGES))
+        res->msg = "\"urls\" must be an array of 1 to 16 strings";
+    else if (image != NULL && !cJSON_IsString(image))
         res->msg = "\"image\" must be a base64 string";
     else if (camera != NULL &&
              (!cJSON_IsString(camera) || strlen(camera->valuestring) > PROTO_CAMERA_MAX ||
@@ -366,6 +392,32 @@ static void json_decode(const uint8_t *body, size_t len, uint8_t *out, json_res_
         res->has_threshold = 1;
         res->threshold = (float)th->valuedouble;
     }
+    if (image == NULL) { /* frames given by URL: fetched on the loop (json_apply) */
+        const cJSON *u;
+        res->url_list = urls != NULL;
+        if (url != NULL) {
+            res->urls[res->nurls++] = strdup(url->valuestring);
+        } else {
+            cJSON_ArrayForEach(u, urls)
+            {
+                if (!cJSON_IsString(u)) {
+                    res->msg = "\"urls\" must hold strings";
+                    break;
+                }
+                res->urls[res->nurls++] = strdup(u->valuestring);
+            }
+        }
+        for (int i = 0; res->msg == NULL && i < res->nurls; i++)
+            if (res->urls[i] == NULL) {
+                res->status = 503;
+                res->code = "overloaded";
+                res->msg = "out of memory";
+            }
+        cJSON_Delete(root);
+        if (res->msg == NULL)
+            res->status = 0;
+        return;
+    }
     size_t in_len = strlen(image->valuestring);
     int rv = gw_body_b64_decode(image->valuestring, in_len, out, &res->image_len);
     cJSON_Delete(root);
@@ -380,7 +432,10 @@ static void json_decode(const uint8_t *body, size_t len, uint8_t *out, json_res_
     }
 }
 
-/* Takes what json_decode found into the request: 0, or -1 once answered. */
+static int start_urls(dreq_t *q);
+
+/* Takes what json_decode found into the request: 0, 1 while its URLs are being fetched (the
+ * last fetch submits), or -1 once answered. */
 static int json_apply(dreq_t *q)
 {
     const json_res_t *res = &q->json;
@@ -394,6 +449,8 @@ static int json_apply(dreq_t *q)
         q->opts.ts_ms = res->ts;
     if (res->has_threshold)
         q->opts.threshold = res->threshold;
+    if (res->nurls > 0)
+        return start_urls(q);
     int rv = add_job(q, q->decoded, res->image_len);
     if (rv != 0)
         gw_respond_err(q->req, rv, "%s", proto_strerror(rv));
@@ -418,7 +475,7 @@ static void on_json_done(uv_work_t *w, int status)
     if (gw_req_orphaned(r))
         gw_respond_error(r, 503, "shutting_down", "the client is gone"); /* never sent */
     else if (json_apply(q) == 0)
-        submit_all(q);
+        submit_all(q); /* 1: the URL fetches go on */
     gw_req_release(r);
 }
 
@@ -485,6 +542,69 @@ static int parse_multipart(dreq_t *q)
     return 0;
 }
 
+static void answer(dreq_t *q);
+static void submit_all(dreq_t *q);
+
+/* ---- frames given by URL ---- */
+
+/* One fetch back (or the up-front count): the last one submits the jobs or answers. */
+static void url_settled(dreq_t *q)
+{
+    if (--q->urls_pending > 0)
+        return;
+    if (q->url_err != 0) {
+        gw_respond_err(q->req, q->url_err, "%s", q->url_msg);
+        return;
+    }
+    for (int i = 0; i < q->nurls; i++)
+        add_job(q, q->urls[i].data, q->urls[i].len);
+    submit_all(q);
+}
+
+static void on_url_fetched(void *arg, int err, const char *msg, uint8_t *data, size_t len)
+{
+    struct url_slot *slot = arg;
+    dreq_t *q = slot->q;
+    gw_req_t *r = q->req;
+    if (err != 0 && q->url_err == 0) { /* the first failure answers for all */
+        q->url_err = err;
+        snprintf(q->url_msg, sizeof q->url_msg, "%s", msg ? msg : proto_strerror(err));
+    }
+    slot->data = data;
+    slot->len = len;
+    url_settled(q);
+    gw_req_release(r);
+}
+
+/* Starts one fetch per URL; the request is held while any is out. 1, or -1 once answered. */
+static int start_urls(dreq_t *q)
+{
+    gw_req_t *r = q->req;
+    const json_res_t *res = &q->json;
+    if (q->d->fetch == NULL) {
+        gw_respond_error(r, 400, "bad_json", "frames by URL are not enabled");
+        return -1;
+    }
+    int n = res->nurls;
+    if (res->url_list)
+        q->multipart = 1; /* one result per URL */
+    /* One count more than the fetches, dropped at the end: a fetch that fails at once must
+     * not answer while the others are still being started. */
+    q->nurls = n;
+    q->urls_pending = n + 1;
+    gw_req_hold(r);
+    for (int i = 0; i < n; i++) {
+        q->urls[i].q = q;
+        gw_req_hold(r);
+        int rv = q->d->fetch(q->d->ctx, res->urls[i], on_url_fetched, &q->urls[i]);
+        if (rv != 0)
+            on_url_fetched(&q->urls[i], rv, NULL, NULL, 0);
+    }
+    url_settled(q);
+    gw_req_release(r);
+    return 1;
+}
+
 /* Submits every job; each one out holds the request. If one is refused, the answer waits for
  * those already out. */
 static void submit_all(dreq_t *q)
@@ -536,6 +656,11 @@ static void answer(dreq_t *q)
             return;
         }
         if (q->opts.output == PROTO_OUT_TEXT || q->opts.output == PROTO_OUT_JPEG) {
+            if (q->d->keep != NULL) { /* the answer is not JSON: the stored one still is */
+                cJSON *o = gw_detect_job_json(job);
+                q->d->keep(q->d->ctx, job, o);
+                cJSON_Delete(o);
+            }
             size_t len = job->rep.payload_len;
             char *body = malloc(len + 1);
             if (body != NULL && len)
@@ -547,6 +672,8 @@ static void answer(dreq_t *q)
             return;
         }
         cJSON *o = gw_detect_job_json(job);
+        if (q->d->keep != NULL)
+            q->d->keep(q->d->ctx, job, o); /* adds "stored": the keys it is kept under */
         char *s = cJSON_PrintUnformatted(o);
         cJSON_Delete(o);
         gw_respond(r, 200, "application/json", s, s ? strlen(s) : 0, NULL);
@@ -558,7 +685,10 @@ static void answer(dreq_t *q)
     for (int i = 0; i < q->njobs; i++) {
         if (first_err == 0)
             first_err = q->jobs[i].err;
-        cJSON_AddItemToArray(arr, gw_detect_job_json(&q->jobs[i]));
+        cJSON *o = gw_detect_job_json(&q->jobs[i]);
+        if (q->d->keep != NULL && q->jobs[i].err == 0)
+            q->d->keep(q->d->ctx, &q->jobs[i], o);
+        cJSON_AddItemToArray(arr, o);
     }
     char *s = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);

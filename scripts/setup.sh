@@ -26,6 +26,8 @@ if [ "${1:-}" != "--image" ]; then
     # Remote-backend tests: namespace "hosts" (ip netns, veth), partitions (iptables DROP),
     # certificates (openssl CLI).
     pkgs+=(iproute2 iptables openssl)
+    # tests/integration/s3fake.py checks SigV4 with botocore, a signer independent of ours
+    pkgs+=(python3-botocore)
 fi
 # The inference bench compares against OpenCV's DNN module (scripts/bench-inference.sh).
 if [ "${1:-}" = "--bench" ]; then
