@@ -24,6 +24,7 @@ struct be_model {
     be_fast_t *fast; /* NULL: stock network_predict */
     be_model_kind_t kind;
     be_prep_t prep;
+    be_decode_t decode;
     int top_k;
     const layer *out; /* classifiers: the softmax layer */
     int classes;
@@ -265,6 +266,7 @@ int be_model_load(be_model_t **out, const be_model_opts_t *opts, char *err, size
     m->threshold = opts->threshold;
     m->nms = opts->nms;
     m->prep = opts->prep;
+    m->decode = opts->decode;
     m->top_k = opts->top_k > 0 ? opts->top_k : TOP_K_DEFAULT;
     if ((rv = load_labels(m, opts->names, err, errcap)) != 0) {
         be_model_free(m);
@@ -320,6 +322,10 @@ be_model_kind_t be_model_kind(const be_model_t *m)
 be_prep_t be_model_prep(const be_model_t *m)
 {
     return m->prep;
+}
+be_decode_t be_model_decode(const be_model_t *m)
+{
+    return m->decode;
 }
 int be_model_fast(const be_model_t *m)
 {

@@ -19,6 +19,7 @@ typedef struct {
     float threshold, nms;              /* defaults for requests that do not set a threshold */
     int input_w, input_h;  /* network input size; 0 = the cfg's (multiples of 32 for YOLO) */
     be_prep_t prep;        /* how frames were fitted into the input: boxes are mapped back so */
+    be_decode_t decode;    /* how frames are decoded for this model (kept for the caller) */
     int top_k;             /* classifiers: classes per answer when a request says 0; 0 = 5 */
     int threads;           /* OpenBLAS threads of the fast path; <= 0 = 1 */
     int stock;             /* 1: run stock darknet's network_predict (tests, benchmarks) */
@@ -44,6 +45,7 @@ int be_model_height(const be_model_t *m);
 int be_model_classes(const be_model_t *m);
 be_model_kind_t be_model_kind(const be_model_t *m);
 be_prep_t be_model_prep(const be_model_t *m);
+be_decode_t be_model_decode(const be_model_t *m);
 /* 1 when the fast path runs the network, 0 when stock darknet does. */
 int be_model_fast(const be_model_t *m);
 

@@ -123,6 +123,7 @@ static int load_frames(frames_t *fr, const char *dir)
 }
 
 static be_prep_t prep_mode = BE_PREP_DARKNET; /* of the model being benchmarked */
+static be_decode_t decode_mode = BE_DECODE_EXACT;
 
 static int letterbox_frames(frames_t *fr, be_image_t *im, int w, int h)
 {
@@ -132,7 +133,7 @@ static int letterbox_frames(frames_t *fr, be_image_t *im, int w, int h)
         free(fr->input[i]);
         if ((fr->input[i] = malloc((size_t)3 * w * h * sizeof(float))) == NULL)
             return PROTO_ENOMEM;
-        if ((rv = be_image_letterbox(im, fr->jpeg[i], fr->len[i], prep_mode, w, h, fr->input[i], &ow, &oh,
+        if ((rv = be_image_letterbox(im, fr->jpeg[i], fr->len[i], prep_mode, decode_mode, w, h, fr->input[i], &ow, &oh,
                                      NULL, NULL, err, sizeof err)) != 0) {
             fprintf(stderr, "frame %d: %s\n", i, err);
             return rv;
@@ -149,7 +150,7 @@ static double preprocess_ms(be_image_t *im, const frames_t *fr, int w, int h, fl
     reps = reps > 64 ? 64 : reps;
     for (int r = -3; r < reps; r++) {
         double t0 = now_ms();
-        be_image_letterbox(im, fr->jpeg[0], fr->len[0], prep_mode, w, h, buf, &ow, &oh, NULL, NULL, err,
+        be_image_letterbox(im, fr->jpeg[0], fr->len[0], prep_mode, decode_mode, w, h, buf, &ow, &oh, NULL, NULL, err,
                            sizeof err);
         if (r >= 0)
             t[r] = now_ms() - t0;
@@ -286,12 +287,12 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
                         say("OpenCV: %s\n", err);
                 } else if (turn == 2 && bm != NULL) {
                     int ow, oh;
-                    be_image_letterbox(im, fr->jpeg[i], fr->len[i], prep_mode, w, h,
+                    be_image_letterbox(im, fr->jpeg[i], fr->len[i], prep_mode, decode_mode, w, h,
                                        be_model_input(bm), &ow, &oh, NULL, NULL, err, sizeof err);
                     be_model_detect(bm, ow, oh, 0, 0, dets, 256);
                 } else if (turn == 3 && scratch != NULL) { /* decode + letterbox of dog.jpg */
                     int ow, oh;
-                    be_image_letterbox(im, fr->jpeg[0], fr->len[0], prep_mode, w, h, scratch, &ow,
+                    be_image_letterbox(im, fr->jpeg[0], fr->len[0], prep_mode, decode_mode, w, h, scratch, &ow,
                                        &oh, NULL, NULL, err, sizeof err);
                 }
                 double dt = now_ms() - t0;

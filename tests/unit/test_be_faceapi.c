@@ -80,7 +80,7 @@ static void agree(int stock)
             snprintf(path, sizeof path, "%s/faceapi-ref/%s", cache, img->string);
             uint8_t *png = read_file_all(path, &len);
             int w, h;
-            assert_int_equal(be_image_letterbox(im, png, len, BE_PREP_FACEAPI, sizes[s], sizes[s],
+            assert_int_equal(be_image_letterbox(im, png, len, BE_PREP_FACEAPI, BE_DECODE_EXACT, sizes[s], sizes[s],
                                                 be_model_input(m), &w, &h, NULL, NULL, err,
                                                 sizeof err),
                              0);

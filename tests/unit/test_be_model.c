@@ -120,7 +120,7 @@ static int run_dog(be_model_t *m, be_image_t *im, float thresh, proto_det_t *det
     uint8_t *dog = read_file_all(FG_DARKNET_DATA "/dog.jpg", &len);
     int w, h;
     char err[128];
-    assert_int_equal(be_image_letterbox(im, dog, len, BE_PREP_DARKNET, be_model_width(m), be_model_height(m),
+    assert_int_equal(be_image_letterbox(im, dog, len, BE_PREP_DARKNET, BE_DECODE_EXACT, be_model_width(m), be_model_height(m),
                                         be_model_input(m), &w, &h, NULL, NULL, err, sizeof err),
                      0);
     free(dog);
@@ -274,7 +274,7 @@ static void test_nms_equals_darknet(void **state)
     size_t len;
     uint8_t *dog = read_file_all(FG_DARKNET_DATA "/dog.jpg", &len);
     int w, h;
-    assert_int_equal(be_image_letterbox(im, dog, len, BE_PREP_DARKNET, 416, 416, net->input, &w,
+    assert_int_equal(be_image_letterbox(im, dog, len, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416, net->input, &w,
                                         &h, NULL, NULL, err, sizeof err),
                      0);
     free(dog);
