@@ -27,7 +27,7 @@
 #include "model.h"
 #include "ocv.h"
 
-#define MAX_FRAMES 8
+#define MAX_FRAMES 12
 
 typedef struct {
     int reps, stock_reps, warmup, sgemm_n, max_threads;
@@ -196,9 +196,94 @@ static void say(const char *fmt, ...)
     fflush(stdout);
 }
 
+static float box_iou_xywh(const proto_det_t *a, const proto_det_t *b)
+{
+    float x0 = fmaxf(a->x, b->x), y0 = fmaxf(a->y, b->y);
+    float x1 = fminf(a->x + a->w, b->x + b->w), y1 = fminf(a->y + a->h, b->y + b->h);
+    float inter = fmaxf(0, x1 - x0) * fmaxf(0, y1 - y0);
+    float u = a->w * a->h + b->w * b->h - inter;
+    return u > 0 ? inter / u : 0;
+}
+
+/* What decode = fast costs and saves, per model, on `fr` (JPEG frames of camera sizes): the
+ * decode + pre-processing time of each mode (median, the two modes taking turns frame by
+ * frame), and how far fast's answers are from exact's (exact gives the reference pipeline's
+ * pixels: test_be_image, test_be_faceapi): boxes of the same class paired greedily by IoU,
+ * the smallest IoU of a pair, the largest |score drift|, and boxes found by one mode only. */
+static void decode_cost(const opts_t *o, be_model_t *bm, be_image_t *im, const frames_t *fr,
+                        const char *what, cJSON *m)
+{
+    int w = be_model_width(bm), h = be_model_height(bm);
+    double t[2][256];
+    char err[256];
+    int reps = o->reps > 256 / fr->n ? 256 / fr->n : o->reps, k = 0;
+    for (int r = -1; r < reps; r++)
+        for (int i = 0; i < fr->n; i++, k += r >= 0) {
+            for (int d = 0; d < 2; d++) {
+                be_decode_t dec = (d + i + r) % 2 ? BE_DECODE_FAST : BE_DECODE_EXACT;
+                int ow, oh;
+                double t0 = now_ms();
+                be_image_letterbox(im, fr->jpeg[i], fr->len[i], be_model_prep(bm), dec, w, h,
+                                   be_model_input(bm), &ow, &oh, NULL, NULL, err, sizeof err);
+                if (r >= 0)
+                    t[dec][k] = now_ms() - t0;
+            }
+        }
+    double exact = median(t[BE_DECODE_EXACT], k), fast = median(t[BE_DECODE_FAST], k);
+    float min_iou = 1, max_drift = 0;
+    int pairs = 0, only = 0, boxes = 0;
+    for (int i = 0; i < fr->n; i++) {
+        proto_det_t d[2][64];
+        int n[2], ow = 0, oh = 0;
+        for (int dec = 0; dec < 2; dec++) {
+            be_image_letterbox(im, fr->jpeg[i], fr->len[i], be_model_prep(bm), (be_decode_t)dec,
+                               w, h, be_model_input(bm), &ow, &oh, NULL, NULL, err, sizeof err);
+            n[dec] = be_model_detect(bm, ow, oh, 0, 0, d[dec], 64);
+            n[dec] = n[dec] < 0 ? 0 : n[dec];
+        }
+        char used[64] = {0};
+        for (int a = 0; a < n[0]; a++) {
+            int best = -1;
+            float bi = 0;
+            for (int b = 0; b < n[1]; b++) {
+                float v = box_iou_xywh(&d[0][a], &d[1][b]);
+                if (!used[b] && d[1][b].class_id == d[0][a].class_id && v > bi) {
+                    bi = v;
+                    best = b;
+                }
+            }
+            if (best < 0) {
+                only++;
+                continue;
+            }
+            used[best] = 1;
+            pairs++;
+            min_iou = fminf(min_iou, bi);
+            max_drift = fmaxf(max_drift, fabsf(d[0][a].confidence - d[1][best].confidence));
+        }
+        for (int b = 0; b < n[1]; b++)
+            only += !used[b];
+        boxes += n[0];
+    }
+    say("decode = fast vs exact on %d %s: decode + pre-processing %.2f vs %.2f ms/frame "
+        "(saves %.2f ms); answers: %d boxes (exact), %d paired, min IoU %.3f, max |score drift| "
+        "%.3f, %d found by one mode only\n",
+        fr->n, what, fast, exact, exact - fast, boxes, pairs, min_iou, max_drift, only);
+    cJSON *j = cJSON_AddObjectToObject(m, "decode_fast_vs_exact");
+    cJSON_AddStringToObject(j, "frames", what);
+    cJSON_AddNumberToObject(j, "exact_preprocess_ms", exact);
+    cJSON_AddNumberToObject(j, "fast_preprocess_ms", fast);
+    cJSON_AddNumberToObject(j, "saved_ms", exact - fast);
+    cJSON_AddNumberToObject(j, "boxes_exact", boxes);
+    cJSON_AddNumberToObject(j, "paired", pairs);
+    cJSON_AddNumberToObject(j, "min_iou", min_iou);
+    cJSON_AddNumberToObject(j, "max_score_drift", max_drift);
+    cJSON_AddNumberToObject(j, "one_mode_only", only);
+}
+
 static void bench_model(const opts_t *o, const char *name, const char *cfg, const char *weights,
                         const char *names, frames_t *fr, be_image_t *im, const double *sgemm,
-                        cJSON *models)
+                        const frames_t *dfr, const char *dwhat, cJSON *models)
 {
     char err[512];
     cJSON *m = cJSON_AddObjectToObject(models, name);
@@ -335,6 +420,16 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
         say("        output vs stock darknet: rel %.2g (max|a-b| / max|b|)\n", rel);
     }
     free(ref);
+    if (dfr != NULL && dfr->n > 0) {
+        be_model_t *bm = NULL;
+        be_model_opts_t mo = {.cfg = cfg, .weights = weights, .names = names,
+                              .threshold = prep_mode == BE_PREP_FACEAPI ? 0.5f : 0.25f,
+                              .nms = prep_mode == BE_PREP_FACEAPI ? 0.4f : 0.45f,
+                              .prep = prep_mode, .threads = 1};
+        if (be_model_load(&bm, &mo, err, sizeof err) == 0)
+            decode_cost(o, bm, im, dfr, dwhat, m);
+        be_model_free(bm);
+    }
     if (ocv != NULL)
         ocv_destroy(ocv);
     free_network(net);
@@ -461,7 +556,7 @@ int main(int argc, char **argv)
     }
     const char *base = strrchr(o.cfg, '/') ? strrchr(o.cfg, '/') + 1 : o.cfg;
     bench_model(&o, base, o.cfg, weights, FG_DARKNET_SHARE "/data/coco.names", &fr, im, sgemm,
-                models);
+                &fr, "darknet photos (threshold 0.25)", models);
     unlink(weights);
     rmdir(tmpdir);
 
@@ -477,8 +572,23 @@ int main(int argc, char **argv)
     if (access(fcfg, R_OK) == 0 && access(fweights, R_OK) == 0 && access(fnames, R_OK) == 0) {
         /* face-api's own pre-processing: the converted model is only right with it. */
         prep_mode = BE_PREP_FACEAPI;
+        /* The agreement test's JPEG frames (scripts/models.sh): faces near the threshold. */
+        static const char *const faces[] = {
+            "frame-720p-small-face.jpg", "frame-720p-face.jpg",  "frame-1080p-faces.jpg",
+            "frame-720p-dark.jpg",       "astronaut-gray.jpg",   "astronaut-dark.jpg",
+            "astronaut-edge-top-left.jpg", "astronaut-edge-bottom-right.jpg"};
+        frames_t ffr;
+        memset(&ffr, 0, sizeof ffr);
+        for (size_t i = 0; i < sizeof faces / sizeof faces[0]; i++) {
+            snprintf(fcfg, sizeof fcfg, "%s/../faceapi-ref/%s", path, faces[i]);
+            if ((ffr.jpeg[ffr.n] = slurp(fcfg, &ffr.len[ffr.n])) != NULL)
+                ffr.n++;
+        }
+        snprintf(fcfg, sizeof fcfg, "%s/face-tiny.cfg", path);
         bench_model(&o, "face-tiny (default model)", fcfg, fweights, fnames, &fr, im, sgemm,
-                    models);
+                    &ffr, "face frames (scripts/models.sh; threshold 0.5)", models);
+        for (int i = 0; i < ffr.n; i++)
+            free(ffr.jpeg[i]);
         prep_mode = BE_PREP_DARKNET;
     } else {
         say("\n== face: skipped, %s / face-tiny.weights / face.names not found ==\n", fcfg);
