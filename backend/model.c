@@ -429,10 +429,22 @@ static int by_prob_then_rank(const void *a, const void *b)
 /* The grid that finds a candidate's possible overlaps among the boxes kept so far: NMS_GRID
  * cells a side over the image (relative coordinates 0..1; boxes past the edge go to the edge
  * cells). A kept box is listed in every cell its extent touches, unless that is more than
- * NMS_SPREAD cells (a large box) or its extent is not finite: those go to one list that every
- * candidate checks. */
+ * NMS_SPREAD cells (a large box) or its extent is not finite: those go to the size lists. */
 #define NMS_GRID 16
 #define NMS_SPREAD 16
+/* The large boxes are listed by size (width and height each in one of NMS_SIZES doubling
+ * ranges): IoU <= min(w) / max(w) and <= min(h) / max(h), so a candidate only looks at the
+ * sizes within a factor 1 / thresh of its own. Non-finite sizes go to a last list. */
+#define NMS_SIZES 6
+
+/* Which of the NMS_SIZES ranges (< 1/4, < 1/2, < 1, < 2, < 4, the rest) v falls in. */
+static int size_bucket(float v)
+{
+    int b = 0;
+    for (float e = 0.25f; b < NMS_SIZES - 1 && !(v < e); e *= 2)
+        b++;
+    return b;
+}
 
 typedef struct {
     int kept; /* index into the kept array */
@@ -509,7 +521,7 @@ static int nms(be_model_t *m, detection *d, int n, float thresh)
     nms_key_t *keys = (nms_key_t *)(stamp + n);
     nms_geom_t *geom = (nms_geom_t *)(keys + n);
     nms_node_t *nodes = (nms_node_t *)(geom + n);
-    int head[NMS_GRID * NMS_GRID];
+    int head[NMS_GRID * NMS_GRID], wide[NMS_SIZES * NMS_SIZES + 1];
     for (int i = 0; i < n; i++)
         perm[i] = i;
     int total = n - 1; /* darknet's partition, swap for swap */
@@ -539,7 +551,9 @@ static int nms(be_model_t *m, detection *d, int n, float thresh)
             continue;
         for (int i = 0; i < NMS_GRID * NMS_GRID; i++)
             head[i] = -1;
-        int nkept = 0, nnodes = 0, wide = -1; /* wide: the list of boxes every candidate checks */
+        for (int i = 0; i <= NMS_SIZES * NMS_SIZES; i++)
+            wide[i] = -1;
+        int nkept = 0, nnodes = 0;
         for (int i = 0; i < c; i++) {
             detection *b = &d[perm[i]];
             if (b->prob[k] == 0) /* darknet skips a box an earlier one removed */
@@ -556,9 +570,20 @@ static int nms(be_model_t *m, detection *d, int n, float thresh)
         removed = !cannot_suppress(&geom[q], &g, thresh) &&                                        \
                   box_iou(d[kept[q]].bbox, b->bbox) > thresh;                                      \
     } while (0)
-            /* The wide list first, then the cells; a kept box is compared at most once. */
-            for (int e = wide; e >= 0 && !removed; e = nodes[e].next)
+            /* The large boxes of a size that can matter first, then the cells; a kept box is
+             * compared at most once. The size range is widened by 1e-3 for float rounding. */
+            float bw = b->bbox.w, bh = b->bbox.h;
+            int sized = isfinite(bw) && isfinite(bh) && bw > 0 && bh > 0;
+            int w0 = sized ? size_bucket(bw * thresh * (1 - 1e-3f)) : 0;
+            int w1 = sized ? size_bucket(bw / thresh * (1 + 1e-3f)) : NMS_SIZES - 1;
+            int h0 = sized ? size_bucket(bh * thresh * (1 - 1e-3f)) : 0;
+            int h1 = sized ? size_bucket(bh / thresh * (1 + 1e-3f)) : NMS_SIZES - 1;
+            for (int e = wide[NMS_SIZES * NMS_SIZES]; e >= 0 && !removed; e = nodes[e].next)
                 NMS_TRY(nodes[e].kept);
+            for (int y = h0; y <= h1 && !removed; y++)
+                for (int x = w0; x <= w1 && !removed; x++)
+                    for (int e = wide[y * NMS_SIZES + x]; e >= 0 && !removed; e = nodes[e].next)
+                        NMS_TRY(nodes[e].kept);
             if (!boxed) { /* an extent that is not finite: compared with every kept box */
                 for (int q = 0; q < nkept && !removed; q++)
                     if (stamp[q] != i)
@@ -582,8 +607,11 @@ static int nms(be_model_t *m, detection *d, int n, float thresh)
             geom[q] = g;
             stamp[q] = i;
             if (!boxed || (x1 - x0 + 1) * (y1 - y0 + 1) > NMS_SPREAD) {
-                nodes[nnodes] = (nms_node_t){q, wide};
-                wide = nnodes++;
+                int list = isfinite(bw) && isfinite(bh)
+                               ? size_bucket(bh) * NMS_SIZES + size_bucket(bw)
+                               : NMS_SIZES * NMS_SIZES;
+                nodes[nnodes] = (nms_node_t){q, wide[list]};
+                wide[list] = nnodes++;
                 continue;
             }
             for (int y = y0; y <= y1; y++)
