@@ -22,9 +22,10 @@ command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 if [ "${1:-}" != "--image" ]; then
     pkgs+=(docker-compose prometheus python3-locust gnuplot-nox python3-pil)
 fi
-# The inference bench compares against OpenCV's DNN module (scripts/bench-inference.sh).
+# The inference bench compares against OpenCV's DNN module (scripts/bench-inference.sh);
+# oneDNN for its probe of a faster forward pass (bench/inference/dnnl_probe.c).
 if [ "${1:-}" = "--bench" ]; then
-    pkgs+=(libopencv-dev)
+    pkgs+=(libopencv-dev libdnnl-dev)
 fi
 
 missing=()
