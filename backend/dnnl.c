@@ -150,8 +150,10 @@ static int fold(const layer *l, float **w, float **b)
     return 0;
 }
 
-/* The convolution or max-pool of layer i as a primitive descriptor with src/dst "any". */
-static int layer_pd(be_dnnl_t *d, int i, const layer *l, dnnl_primitive_desc_t *pd)
+/* The convolution or max-pool of layer i as a primitive descriptor with dst "any" and src
+ * "any" (a convolution picks its layout) or `in` (a max-pool takes the layout it is given). */
+static int layer_pd(be_dnnl_t *d, int i, const layer *l, const dnnl_memory_desc_t *in,
+                    dnnl_primitive_desc_t *pd)
 {
     dnnl_dims_t sd = {1, l->c, l->h, l->w}, dd = {1, l->out_c, l->out_h, l->out_w};
     dnnl_memory_desc_t smd, dmd;
@@ -168,7 +170,7 @@ static int layer_pd(be_dnnl_t *d, int i, const layer *l, dnnl_primitive_desc_t *
         dnnl_dims_t pad_l = {pl, pl}, pad_r = {ph, pw};
         dnnl_pooling_v2_desc_t desc;
         TRY(dnnl_pooling_v2_forward_desc_init(&desc, dnnl_forward_inference, dnnl_pooling_max,
-                                              &smd, &dmd, str, k, dil, pad_l, pad_r),
+                                              in, &dmd, str, k, dil, pad_l, pad_r),
             "a max-pool");
         TRY(dnnl_primitive_desc_create(pd, &desc, NULL, d->eng, NULL), "a max-pool");
         return 0;
@@ -222,7 +224,7 @@ static int add_layer(be_dnnl_t *d, int i, const layer *l, int to_nchw, dnnl_memo
 {
     dnnl_primitive_desc_t pd;
     int rv;
-    if ((rv = layer_pd(d, i, l, &pd)) != 0)
+    if ((rv = layer_pd(d, i, l, curmd, &pd)) != 0)
         return rv;
     const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
     const dnnl_memory_desc_t *dst = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
@@ -437,6 +439,14 @@ float *be_dnnl_predict_stop(be_dnnl_t *d, const float *input, be_fast_stop_cb st
     return d->net->output;
 }
 
+int be_dnnl_layers(const be_dnnl_t *d)
+{
+    int k = 0;
+    for (int i = 0; i < d->net->n; i++)
+        k += d->plan[i].onednn;
+    return k;
+}
+
 void be_dnnl_destroy(be_dnnl_t *d)
 {
     if (d == NULL)
@@ -475,6 +485,12 @@ float *be_dnnl_predict_stop(be_dnnl_t *d, const float *input, be_fast_stop_cb st
 {
     (void)d, (void)input, (void)stop, (void)arg;
     return NULL;
+}
+
+int be_dnnl_layers(const be_dnnl_t *d)
+{
+    (void)d;
+    return 0;
 }
 
 void be_dnnl_destroy(be_dnnl_t *d)

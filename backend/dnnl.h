@@ -35,6 +35,9 @@ int be_dnnl_create(be_dnnl_t **out, network *net, int threads, int all_outputs, 
  * returned). Returns net->output (owned by the network). Calling thread. */
 float *be_dnnl_predict_stop(be_dnnl_t *d, const float *input, be_fast_stop_cb stop, void *arg);
 
+/* How many of the network's layers oneDNN runs (the rest are darknet's). Pure function. */
+int be_dnnl_layers(const be_dnnl_t *d);
+
 /* Frees the engine (not the network). NULL is a no-op. */
 void be_dnnl_destroy(be_dnnl_t *d);
 

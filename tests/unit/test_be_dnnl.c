@@ -131,7 +131,7 @@ static double rel_diff(const float *a, const float *b, int n)
 
 /* Stock network_predict's every layer output, then the engine's (every layer written back,
  * buffers poisoned with NaN in between), compared layer by layer; then serving mode's output. */
-static void compare(network *net, const char *name)
+static void compare(network *net, const char *name, int min_onednn)
 {
     image im = load_image_color(DOG, 0, 0);
     image sized = letterbox_image(im, net->w, net->h);
@@ -150,6 +150,8 @@ static void compare(network *net, const char *name)
         be_dnnl_t *d = NULL;
         if (be_dnnl_create(&d, net, 1, all, why, sizeof why) != 0)
             fail_msg("%s: %s", name, why);
+        /* The layers were really oneDNN's (a fallback to darknet everywhere would pass). */
+        assert_true(be_dnnl_layers(d) >= min_onednn);
         float *out = be_dnnl_predict_stop(d, sized.data, NULL, NULL);
         assert_ptr_equal(out, net->output);
         double worst = 0;
@@ -163,8 +165,8 @@ static void compare(network *net, const char *name)
                 fail_msg("%s layer %d (type %d, %dx%dx%d -> %dx%dx%d): rel %g > %g", name, i,
                          l->type, l->w, l->h, l->c, l->out_w, l->out_h, l->out_c, r, TOL);
         }
-        print_message("%s (%s): %d layers, worst rel %.2g\n", name,
-                      all ? "every layer" : "serving", net->n, worst);
+        print_message("%s (%s): %d layers, %d run by oneDNN, worst rel %.2g\n", name,
+                      all ? "every layer" : "serving", net->n, be_dnnl_layers(d), worst);
         be_dnnl_destroy(d);
         for (int i = 0; i < net->n; i++)
             memset(net->layers[i].output, 0xff, (size_t)net->layers[i].outputs * sizeof(float));
@@ -181,7 +183,7 @@ static void test_yolov3_tiny(void **state)
     (void)state;
     char cfg[160];
     network *net = make_net(batch1_cfg("yolov3-tiny.cfg", cfg, sizeof cfg), 1);
-    compare(net, "yolov3-tiny");
+    compare(net, "yolov3-tiny", 19); /* 13 convolutions, 6 max-pools */
     free_network(net);
 }
 
@@ -190,7 +192,7 @@ static void test_yolov2_tiny(void **state)
     (void)state;
     char cfg[160];
     network *net = make_net(batch1_cfg("yolov2-tiny.cfg", cfg, sizeof cfg), 2);
-    compare(net, "yolov2-tiny");
+    compare(net, "yolov2-tiny", 15); /* 9 convolutions, 6 max-pools */
     free_network(net);
 }
 
@@ -223,7 +225,7 @@ static void test_depthwise_and_edges(void **state)
         "[convolutional]\nfilters=12\ngroups=12\nsize=3\nstride=1\npad=1\nactivation=leaky\n";
     char cfg[160];
     network *net = make_net(write_cfg("dw.cfg", cfg_text, cfg, sizeof cfg), 4);
-    compare(net, "edge cases");
+    compare(net, "edge cases", 11); /* all but the strided 1x1 and tanh */
     free_network(net);
 }
 
