@@ -71,7 +71,7 @@ static void usage(FILE *out)
             "           [--init-delay-ms N] [--parent-pid PID] [--instance NAME]\n"
             "           [--max-pixels N] [--max-side N] [--threads N]\n"
             "           [--input-size N|WxH] [--preprocess darknet|faceapi] [--top-k K]\n"
-            "           [--decode exact|fast]\n"
+            "           [--decode exact|fast] [--engine dnnl|blas]\n"
             "           [--stock-darknet]\n"
             "       framegate-backend --gen-weights OUT --cfg PATH [--seed N]\n"
             "       framegate-backend --help | --version\n"
@@ -88,7 +88,9 @@ static void usage(FILE *out)
             "                     pixels; default) or fast (DCT-scaled to near the network\n"
             "                     size: less decode time, answers differ a little)\n"
             "  --top-k K          classifiers: classes per answer (default 5)\n"
-            "  --threads N        OpenBLAS threads of the forward pass (default 1)\n"
+            "  --engine E         the forward pass: dnnl (oneDNN's kernels, default) or blas\n"
+            "                     (framegate's kernels on OpenBLAS)\n"
+            "  --threads N        threads of the forward pass (default 1)\n"
             "  --stock-darknet    run libdarknet's own forward pass instead of the fast one\n"
             "  --parent-pid PID   exit when that process (the gateway) dies\n"
             "  --gen-weights OUT  write deterministic weights for --cfg (darknet's own random\n"
@@ -139,7 +141,8 @@ static int known_option(const char *a)
         "--model-name", "--instance",    "--gen-weights",   "--threshold",
         "--nms",        "--simulate-ms", "--init-delay-ms", "--parent-pid",
         "--seed",       "--threads",     "--max-pixels",    "--max-side",
-        "--input-size", "--preprocess",  "--top-k",         "--decode"};
+        "--input-size", "--preprocess",  "--top-k",         "--decode",
+        "--engine"};
     for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
         if (strcmp(a, opts[i]) == 0)
             return 1;
@@ -154,6 +157,7 @@ int main(int argc, char **argv)
     long simulate_ms = -1, init_delay_ms = 0, parent_pid = 0, seed = 1, threads = 1;
     long max_pixels = 64000000, max_side = 16384, top_k = 0;
     int stock = 0, input_w = 0, input_h = 0, prep = BE_PREP_DARKNET, decode = BE_DECODE_EXACT;
+    int engine = BE_ENGINE_DNNL;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -216,6 +220,8 @@ int main(int argc, char **argv)
             bad = parse_size(v, &input_w, &input_h);
         else if (strcmp(a, "--preprocess") == 0)
             bad = (prep = be_prep_parse(v)) < 0;
+        else if (strcmp(a, "--engine") == 0)
+            bad = (engine = be_engine_parse(v)) < 0;
         else if (strcmp(a, "--decode") == 0)
             bad = (decode = be_decode_parse(v)) < 0;
         else if (strcmp(a, "--top-k") == 0)
@@ -295,6 +301,7 @@ int main(int argc, char **argv)
                               .input_h = input_h,
                               .prep = (be_prep_t)prep,
                               .decode = (be_decode_t)decode,
+                              .engine = (be_engine_t)engine,
                               .top_k = (int)top_k,
                               .threads = (int)threads,
                               .stock = stock};

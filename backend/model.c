@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dnnl.h"
 #include "err.h"
 #include "fast.h"
 
@@ -21,7 +22,8 @@
 
 struct be_model {
     network *net;
-    be_fast_t *fast; /* NULL: stock network_predict */
+    be_fast_t *fast; /* NULL: stock network_predict (or dnnl runs it) */
+    be_dnnl_t *dnnl; /* the oneDNN engine; NULL when not used */
     be_model_kind_t kind;
     be_prep_t prep;
     be_decode_t decode;
@@ -272,7 +274,19 @@ int be_model_load(be_model_t **out, const be_model_opts_t *opts, char *err, size
         be_model_free(m);
         return rv;
     }
-    if (!opts->stock) {
+    if (!opts->stock && opts->engine == BE_ENGINE_DNNL) {
+        char why[160];
+        rv = be_dnnl_create(&m->dnnl, m->net, opts->threads, 0, why, sizeof why);
+        if (rv == PROTO_ENOMEM) {
+            be_model_free(m);
+            return rv;
+        }
+        if (rv != 0) { /* no oneDNN here, or a network it refuses: the BLAS engine runs it */
+            fprintf(stderr, "framegate-backend: %s: BLAS engine (%s)\n", opts->cfg, why);
+            m->dnnl = NULL;
+        }
+    }
+    if (!opts->stock && m->dnnl == NULL) {
         rv = be_fast_create(&m->fast, m->net, opts->threads);
         if (rv == PROTO_ENOMEM) {
             be_model_free(m);
@@ -294,6 +308,7 @@ void be_model_free(be_model_t *m)
     if (m == NULL)
         return;
     be_fast_destroy(m->fast);
+    be_dnnl_destroy(m->dnnl);
     if (m->net != NULL)
         free_net(m->net);
     free(m->labels);
@@ -329,7 +344,25 @@ be_decode_t be_model_decode(const be_model_t *m)
 }
 int be_model_fast(const be_model_t *m)
 {
-    return m->fast != NULL;
+    return m->fast != NULL || m->dnnl != NULL;
+}
+be_engine_t be_model_engine(const be_model_t *m)
+{
+    return m->dnnl != NULL ? BE_ENGINE_DNNL : BE_ENGINE_BLAS;
+}
+
+int be_engine_parse(const char *s)
+{
+    if (s != NULL && strcmp(s, "dnnl") == 0)
+        return BE_ENGINE_DNNL;
+    if (s != NULL && strcmp(s, "blas") == 0)
+        return BE_ENGINE_BLAS;
+    return -1;
+}
+
+const char *be_engine_name(be_engine_t e)
+{
+    return e == BE_ENGINE_DNNL ? "dnnl" : "blas";
 }
 float *be_model_input(be_model_t *m)
 {
@@ -375,7 +408,11 @@ static int forward(be_model_t *m, int64_t deadline_ms)
 {
     if (deadline_ms > 0 && past_deadline(&deadline_ms))
         return PROTO_EDEADLINE;
-    if (m->fast != NULL) {
+    if (m->dnnl != NULL) {
+        if (be_dnnl_predict_stop(m->dnnl, m->net->input, deadline_ms > 0 ? past_deadline : NULL,
+                                 &deadline_ms) == NULL)
+            return PROTO_EDEADLINE;
+    } else if (m->fast != NULL) {
         if (be_fast_predict_stop(m->fast, m->net->input, deadline_ms > 0 ? past_deadline : NULL,
                                  &deadline_ms) == NULL)
             return PROTO_EDEADLINE;

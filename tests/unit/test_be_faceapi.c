@@ -124,8 +124,10 @@ static int ends_with(const char *s, const char *suffix)
  * conversion round differently by a level), where only a face scoring within 0.03 of the
  * threshold may be found on one side alone. The DCT-scaled (fast) decode is measured on the
  * JPEGs and printed, not held to anything: bench/inference reports what it costs. */
-static void agree(int stock)
+/* engine: 0 the default forward pass (oneDNN), 1 stock darknet, 2 the BLAS engine. */
+static void agree(int engine)
 {
+    int stock = engine == 1;
     char path[700], cfg[700], weights[700], names[700], err[512];
     size_t len;
     snprintf(path, sizeof path, "%s/faceapi-ref/reference.json", cache);
@@ -146,11 +148,14 @@ static void agree(int stock)
     for (size_t s = 0; s < 2; s++) {
         be_model_opts_t o = {.cfg = cfg, .weights = weights, .names = names,
                              .threshold = thresh, .nms = 0.4f, .prep = BE_PREP_FACEAPI,
-                             .input_w = sizes[s], .input_h = sizes[s], .stock = stock};
+                             .input_w = sizes[s], .input_h = sizes[s], .stock = stock,
+                             .engine = engine == 2 ? BE_ENGINE_BLAS : BE_ENGINE_DNNL};
         be_model_t *m = NULL;
         if (be_model_load(&m, &o, err, sizeof err) != 0)
             fail_msg("%s", err);
         assert_int_equal(be_model_fast(m), !stock);
+        if (!stock)
+            assert_int_equal(be_model_engine(m), engine == 2 ? BE_ENGINE_BLAS : BE_ENGINE_DNNL);
         cJSON *img;
         cJSON_ArrayForEach(img, images)
         {
@@ -176,7 +181,7 @@ static void agree(int stock)
                 cmp_t c = compare(dets, n, want, w, h, thresh, 0.03f);
                 print_message("%s %-5s %-32s @%d: faces framegate %d, face-api %d (%d missed, "
                               "%d extra); min IoU %.6f, max |score diff| %.6f\n",
-                              stock ? "stock" : "fast ", be_decode_name(dec), img->string,
+                              stock ? "stock" : engine == 2 ? "blas " : "dnnl ", be_decode_name(dec), img->string,
                               sizes[s], n, c.nref, c.missed, c.extra, c.min_iou, c.max_ds);
                 if (dec == BE_DECODE_FAST) {
                     fast_off += c.missed + c.extra + (c.min_iou < 0.97f || c.max_ds > 0.03f);
@@ -207,7 +212,7 @@ static void agree(int stock)
     print_message("%s path: %d faces matched (%d on JPEG frames); the fast decode: %d "
                   "disagreements beyond IoU 0.97 / score 0.03, min IoU %.4f, max |score diff| "
                   "%.4f\n",
-                  stock ? "stock" : "fast", faces, jpeg_faces, fast_off, fast_iou, fast_ds);
+                  stock ? "stock" : engine == 2 ? "blas" : "dnnl", faces, jpeg_faces, fast_off, fast_iou, fast_ds);
     /* The photos were chosen to have faces: an empty agreement would prove nothing. */
     assert_true(faces >= 8);
     assert_true(jpegs >= 2 * 8);
@@ -229,6 +234,12 @@ static void test_stock_darknet_agrees_with_faceapi(void **state)
     agree(1);
 }
 
+static void test_blas_engine_agrees_with_faceapi(void **state)
+{
+    (void)state;
+    agree(2);
+}
+
 int main(void)
 {
     const char *c = getenv("FRAMEGATE_CACHE"), *home = getenv("HOME");
@@ -239,6 +250,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fast_agrees_with_faceapi),
         cmocka_unit_test(test_stock_darknet_agrees_with_faceapi),
+        cmocka_unit_test(test_blas_engine_agrees_with_faceapi),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
