@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "dnnl.h"
 #include "fast.h"
 #include "image.h"
 #include "model.h"
@@ -345,6 +346,11 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
         }
         if (ocv != NULL)
             ocv_set_threads(th);
+        be_dnnl_t *dn = NULL;
+        if (be_dnnl_create(&dn, net, th, 0, err, sizeof err) != 0) {
+            say("oneDNN engine: %s\n", err);
+            dn = NULL;
+        }
         /* The whole backend path runs through the same model object the server uses. */
         be_model_t *bm = NULL;
         be_model_opts_t mo = {.cfg = cfg, .weights = weights, .names = names,
@@ -355,15 +361,15 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
         }
         /* The three engines take turns frame by frame, in a rotating order, so that a noisy
          * neighbour on this VM slows all of them alike and the ratios stay fair. */
-        double tf[256], to[256], te[256], tp[256];
+        double tf[256], to[256], te[256], tp[256], td[256];
         proto_det_t dets[256];
         float *scratch = malloc((size_t)3 * w * h * sizeof(float));
         int reps = o->reps > 256 ? 256 : o->reps;
         for (int r = -o->warmup; r < reps; r++) {
             int i = (r + o->warmup) % fr->n;
             const float *in = fr->input[i];
-            for (int k = 0; k < 4; k++) {
-                int turn = (k + r + 4 * o->warmup) % 4;
+            for (int k = 0; k < 5; k++) {
+                int turn = (k + r + 5 * o->warmup) % 5;
                 double t0 = now_ms();
                 if (turn == 0) {
                     be_fast_predict(f, in);
@@ -379,14 +385,23 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
                     int ow, oh;
                     be_image_letterbox(im, fr->jpeg[0], fr->len[0], prep_mode, decode_mode, w, h, scratch, &ow,
                                        &oh, NULL, NULL, err, sizeof err);
+                } else if (turn == 4 && dn != NULL) {
+                    be_dnnl_predict_stop(dn, in, NULL, NULL);
                 }
                 double dt = now_ms() - t0;
                 if (r >= 0)
-                    (turn == 0 ? tf : turn == 1 ? to : turn == 2 ? te : tp)[r] = dt;
+                    (turn == 0 ? tf : turn == 1 ? to : turn == 2 ? te : turn == 3 ? tp : td)[r] = dt;
             }
         }
         double fast = median(tf, reps), cv = ocv != NULL ? median(to, reps) : NAN;
         double e2e = bm != NULL ? median(te, reps) : NAN;
+        double dnn = dn != NULL ? median(td, reps) : NAN, rel_dnnl = NAN;
+        if (dn != NULL) {
+            be_dnnl_predict_stop(dn, fr->input[0], NULL, NULL);
+            rel_dnnl = rel_diff(net->output, ref, net->outputs);
+            be_dnnl_destroy(dn);
+        }
+        const char *e2e_engine = bm != NULL ? be_engine_name(be_model_engine(bm)) : "-";
         pre = median(tp, reps);
         free(scratch);
         be_model_free(bm);
@@ -408,16 +423,30 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
         cJSON_AddNumberToObject(run, "preprocess_ms", pre);
         cJSON_AddNumberToObject(run, "preprocess_pct_of_network", 100 * pre / fast);
         cJSON_AddNumberToObject(run, "output_rel_diff_vs_darknet", rel);
+        if (dn != NULL) {
+            cJSON *jd = timing(dnn, flops);
+            cJSON_AddNumberToObject(jd, "pct_of_sgemm", 100 * flops / (dnn * 1e6) / sgemm[th - 1]);
+            cJSON_AddNumberToObject(jd, "output_rel_diff_vs_darknet", rel_dnnl);
+            cJSON_AddItemToObject(run, "framegate_dnnl", jd);
+        }
+        cJSON_AddStringToObject(run, "framegate_e2e_engine", e2e_engine);
         cJSON_AddItemToArray(runs, run);
         say("%-7d %-14s %10.1f %9.2f %9.2f %11.1f%% %13.3f %13.3f %11.1f%%\n", th,
-            "framegate net", fast, 1e3 / fast, flops / (fast * 1e6),
+            "fg net (blas)", fast, 1e3 / fast, flops / (fast * 1e6),
             100 * flops / (fast * 1e6) / sgemm[th - 1], fast / cv, fast / stock, 100 * pre / fast);
-        say("%-7d %-14s %10.1f %9.2f %9s %12s %13.3f %13.3f\n", th, "framegate e2e", e2e,
+        if (dn != NULL)
+            say("%-7d %-14s %10.1f %9.2f %9.2f %11.1f%% %13.3f %13.3f %11.1f%%\n", th,
+                "fg net (dnnl)", dnn, 1e3 / dnn, flops / (dnn * 1e6),
+                100 * flops / (dnn * 1e6) / sgemm[th - 1], dnn / cv, dnn / stock, 100 * pre / dnn);
+        char e2e_name[32];
+        snprintf(e2e_name, sizeof e2e_name, "fg e2e (%s)", e2e_engine);
+        say("%-7d %-14s %10.1f %9.2f %9s %12s %13.3f %13.3f\n", th, e2e_name, e2e,
             1e3 / e2e, "", "", e2e / cv, e2e / stock);
         if (ocv != NULL)
             say("%-7d %-14s %10.1f %9.2f %9.2f %11.1f%%\n", th, "opencv", cv, 1e3 / cv,
                 flops / (cv * 1e6), 100 * flops / (cv * 1e6) / sgemm[th - 1]);
-        say("        output vs stock darknet: rel %.2g (max|a-b| / max|b|)\n", rel);
+        say("        output vs stock darknet: rel %.2g blas, %.2g dnnl (max|a-b| / max|b|)\n", rel,
+            rel_dnnl);
     }
     free(ref);
     if (dfr != NULL && dfr->n > 0) {
