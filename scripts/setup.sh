@@ -12,6 +12,7 @@ pkgs=(
     build-essential cmake pkg-config git ca-certificates curl
     libuv1-dev node-llhttp libnng-dev libmbedtls-dev libturbojpeg0-dev
     darknet libcjson-dev libcurl4-openssl-dev libcmocka-dev libopenblas-dev libspng-dev
+    libdnnl-dev # oneDNN: the backend's default forward-pass engine (backend/dnnl.c)
     python3
     python3-skimage # astronaut.png (skimage/data): the face model's test photo
 )
@@ -22,10 +23,9 @@ command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 if [ "${1:-}" != "--image" ]; then
     pkgs+=(docker-compose prometheus python3-locust gnuplot-nox python3-pil)
 fi
-# The inference bench compares against OpenCV's DNN module (scripts/bench-inference.sh);
-# oneDNN for its probe of a faster forward pass (bench/inference/dnnl_probe.c).
+# The inference bench compares against OpenCV's DNN module (scripts/bench-inference.sh).
 if [ "${1:-}" = "--bench" ]; then
-    pkgs+=(libopencv-dev libdnnl-dev)
+    pkgs+=(libopencv-dev)
 fi
 
 missing=()
