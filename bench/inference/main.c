@@ -1,14 +1,15 @@
 /* framegate-bench-inference: one process, the same cfg + weights + frames through stock
- * libdarknet (network_predict), framegate's fast path (be_fast_predict) and OpenCV DNN, at 1
- * and 2 threads; plus OpenBLAS's large square sgemm as the ceiling and the decode + letterbox
- * cost of dog.jpg. "framegate e2e" is the backend's whole per-frame path as it serves a
- * request (be_image_letterbox from the JPEG bytes + be_model_detect: network, boxes, NMS),
- * and fg/opencv compares that against OpenCV's forward alone. Prints a table and writes
- * <out>/latest.{json,txt}.
+ * libdarknet (network_predict), framegate's two engines (the BLAS one, be_fast_predict, and the
+ * oneDNN one, be_dnnl_predict_stop) and OpenCV DNN, at 1 and 2 threads; plus OpenBLAS's large
+ * square sgemm as the ceiling and the decode + letterbox cost of dog.jpg. "fg e2e" is the
+ * backend's whole per-frame path as it serves a request (be_image_letterbox from the JPEG bytes
+ * + be_model_detect with the default engine: network, boxes, NMS), and fg/opencv compares
+ * that against OpenCV's forward alone. Per model it also reports what decode = fast saves and
+ * costs against exact. Prints a table and writes <out>/latest.{json,txt}.
  *
- * Timing: warm-up runs first, then the median of N. framegate's network, OpenCV and
- * framegate's whole path take turns frame by frame (in a rotating order), so a noisy
- * neighbour on this 2-core machine hits all three alike. */
+ * Timing: warm-up runs first, then the median of N. The engines, OpenCV and framegate's whole
+ * path take turns frame by frame (in a rotating order), so a noisy neighbour on this 2-core
+ * machine hits all of them alike. */
 #include <cblas.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
