@@ -169,8 +169,8 @@ static int layer_pd(be_dnnl_t *d, int i, const layer *l, const dnnl_memory_desc_
         dnnl_dims_t str = {l->stride, l->stride}, k = {l->size, l->size}, dil = {0, 0};
         dnnl_dims_t pad_l = {pl, pl}, pad_r = {ph, pw};
         dnnl_pooling_v2_desc_t desc;
-        TRY(dnnl_pooling_v2_forward_desc_init(&desc, dnnl_forward_inference, dnnl_pooling_max,
-                                              in, &dmd, str, k, dil, pad_l, pad_r),
+        TRY(dnnl_pooling_v2_forward_desc_init(&desc, dnnl_forward_inference, dnnl_pooling_max, in,
+                                              &dmd, str, k, dil, pad_l, pad_r),
             "a max-pool");
         TRY(dnnl_primitive_desc_create(pd, &desc, NULL, d->eng, NULL), "a max-pool");
         return 0;
@@ -378,8 +378,8 @@ int be_dnnl_create(be_dnnl_t **out, network *net, int threads, int all_outputs, 
                     const layer *p = &net->layers[i - 1];
                     dnnl_memory_t nm;
                     dnnl_memory_desc_t nmd;
-                    if ((rv = user_mem(d, i, p->out_c, p->out_h, p->out_w, p->output, &nm,
-                                       &nmd)) != 0 ||
+                    if ((rv = user_mem(d, i, p->out_c, p->out_h, p->out_w, p->output, &nm, &nmd)) !=
+                            0 ||
                         (rv = reorder_step(d, i, cur, &curmd, nm, &nmd)) != 0)
                         goto out;
                     d->plan[i - 1].count = d->nsteps - d->plan[i - 1].first;
@@ -390,8 +390,8 @@ int be_dnnl_create(be_dnnl_t **out, network *net, int threads, int all_outputs, 
                 goto out;
             }
         }
-        if (!d->plan[i].onednn && (rv = user_mem(d, i, l->out_c, l->out_h, l->out_w, l->output,
-                                                 &cur, &curmd)) != 0)
+        if (!d->plan[i].onednn &&
+            (rv = user_mem(d, i, l->out_c, l->out_h, l->out_w, l->output, &cur, &curmd)) != 0)
             goto out;
         d->plan[i].count = d->nsteps - d->plan[i].first;
     }

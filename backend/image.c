@@ -616,8 +616,8 @@ static void probe_error(be_image_t *im, const uint8_t *buf, size_t len, int rv, 
 }
 
 int be_image_letterbox(be_image_t *im, const uint8_t *buf, size_t len, be_prep_t mode,
-                       be_decode_t decode, int net_w, int net_h, float *input, int *w, int *h, int *dw, int *dh,
-                       char *err, size_t errcap)
+                       be_decode_t decode, int net_w, int net_h, float *input, int *w, int *h,
+                       int *dw, int *dh, char *err, size_t errcap)
 {
     int ow, oh, nw, nh, sw = 0, sh = 0, rv;
     release_output(im);

@@ -84,8 +84,8 @@ void be_image_scaled_size(int w, int h, int want_w, int want_h, int *sw, int *sh
  * PROTO_ENOMEM; `err` (may be NULL) gets the decoder's message. After any error `im` is as
  * good as new for the next frame. Caller's thread; `input` is caller-owned. */
 int be_image_letterbox(be_image_t *im, const uint8_t *buf, size_t len, be_prep_t mode,
-                       be_decode_t decode, int net_w, int net_h, float *input, int *w, int *h, int *dw, int *dh,
-                       char *err, size_t errcap);
+                       be_decode_t decode, int net_w, int net_h, float *input, int *w, int *h,
+                       int *dw, int *dh, char *err, size_t errcap);
 
 /* The fused pass alone, from packed RGB pixels: the same sampling as darknet's
  * resize_image (corner-aligned bilinear), so the network sees what darknet would feed it. */

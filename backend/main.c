@@ -137,11 +137,10 @@ static int parse_size(const char *s, int *w, int *h)
 static int known_option(const char *a)
 {
     static const char *const opts[] = {
-        "--listen",     "--cfg",         "--weights",       "--names",
-        "--model-name", "--instance",    "--gen-weights",   "--threshold",
-        "--nms",        "--simulate-ms", "--init-delay-ms", "--parent-pid",
-        "--seed",       "--threads",     "--max-pixels",    "--max-side",
-        "--input-size", "--preprocess",  "--top-k",         "--decode",
+        "--listen",        "--cfg",         "--weights",    "--names",   "--model-name",
+        "--instance",      "--gen-weights", "--threshold",  "--nms",     "--simulate-ms",
+        "--init-delay-ms", "--parent-pid",  "--seed",       "--threads", "--max-pixels",
+        "--max-side",      "--input-size",  "--preprocess", "--top-k",   "--decode",
         "--engine"};
     for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
         if (strcmp(a, opts[i]) == 0)

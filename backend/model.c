@@ -604,8 +604,8 @@ static int nms(be_model_t *m, detection *d, int n, float thresh)
 #define NMS_TRY(q)                                                                                 \
     do {                                                                                           \
         stamp[q] = i;                                                                              \
-        removed = !cannot_suppress(&geom[q], &g, thresh) &&                                        \
-                  box_iou(d[kept[q]].bbox, b->bbox) > thresh;                                      \
+        removed =                                                                                  \
+            !cannot_suppress(&geom[q], &g, thresh) && box_iou(d[kept[q]].bbox, b->bbox) > thresh;  \
     } while (0)
             /* The large boxes of a size that can matter first, then the cells; a kept box is
              * compared at most once. The size range is widened by 1e-3 for float rounding. */
@@ -628,8 +628,7 @@ static int nms(be_model_t *m, detection *d, int n, float thresh)
             } else {
                 for (int y = y0; y <= y1 && !removed; y++)
                     for (int x = x0; x <= x1 && !removed; x++)
-                        for (int e = head[y * NMS_GRID + x]; e >= 0 && !removed;
-                             e = nodes[e].next)
+                        for (int e = head[y * NMS_GRID + x]; e >= 0 && !removed; e = nodes[e].next)
                             if (stamp[nodes[e].kept] != i)
                                 NMS_TRY(nodes[e].kept);
             }

@@ -135,8 +135,8 @@ static int letterbox_frames(frames_t *fr, be_image_t *im, int w, int h)
         free(fr->input[i]);
         if ((fr->input[i] = malloc((size_t)3 * w * h * sizeof(float))) == NULL)
             return PROTO_ENOMEM;
-        if ((rv = be_image_letterbox(im, fr->jpeg[i], fr->len[i], prep_mode, decode_mode, w, h, fr->input[i], &ow, &oh,
-                                     NULL, NULL, err, sizeof err)) != 0) {
+        if ((rv = be_image_letterbox(im, fr->jpeg[i], fr->len[i], prep_mode, decode_mode, w, h,
+                                     fr->input[i], &ow, &oh, NULL, NULL, err, sizeof err)) != 0) {
             fprintf(stderr, "frame %d: %s\n", i, err);
             return rv;
         }
@@ -152,8 +152,8 @@ static double preprocess_ms(be_image_t *im, const frames_t *fr, int w, int h, fl
     reps = reps > 64 ? 64 : reps;
     for (int r = -3; r < reps; r++) {
         double t0 = now_ms();
-        be_image_letterbox(im, fr->jpeg[0], fr->len[0], prep_mode, decode_mode, w, h, buf, &ow, &oh, NULL, NULL, err,
-                           sizeof err);
+        be_image_letterbox(im, fr->jpeg[0], fr->len[0], prep_mode, decode_mode, w, h, buf, &ow, &oh,
+                           NULL, NULL, err, sizeof err);
         if (r >= 0)
             t[r] = now_ms() - t0;
     }
@@ -238,8 +238,8 @@ static void decode_cost(const opts_t *o, be_model_t *bm, be_image_t *im, const f
         proto_det_t d[2][64];
         int n[2], ow = 0, oh = 0;
         for (int dec = 0; dec < 2; dec++) {
-            be_image_letterbox(im, fr->jpeg[i], fr->len[i], be_model_prep(bm), (be_decode_t)dec,
-                               w, h, be_model_input(bm), &ow, &oh, NULL, NULL, err, sizeof err);
+            be_image_letterbox(im, fr->jpeg[i], fr->len[i], be_model_prep(bm), (be_decode_t)dec, w,
+                               h, be_model_input(bm), &ow, &oh, NULL, NULL, err, sizeof err);
             n[dec] = be_model_detect(bm, ow, oh, 0, 0, d[dec], 64);
             n[dec] = n[dec] < 0 ? 0 : n[dec];
         }
@@ -384,14 +384,18 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
                     be_model_detect(bm, ow, oh, 0, 0, dets, 256);
                 } else if (turn == 3 && scratch != NULL) { /* decode + letterbox of dog.jpg */
                     int ow, oh;
-                    be_image_letterbox(im, fr->jpeg[0], fr->len[0], prep_mode, decode_mode, w, h, scratch, &ow,
-                                       &oh, NULL, NULL, err, sizeof err);
+                    be_image_letterbox(im, fr->jpeg[0], fr->len[0], prep_mode, decode_mode, w, h,
+                                       scratch, &ow, &oh, NULL, NULL, err, sizeof err);
                 } else if (turn == 4 && dn != NULL) {
                     be_dnnl_predict_stop(dn, in, NULL, NULL);
                 }
                 double dt = now_ms() - t0;
                 if (r >= 0)
-                    (turn == 0 ? tf : turn == 1 ? to : turn == 2 ? te : turn == 3 ? tp : td)[r] = dt;
+                    (turn == 0   ? tf
+                     : turn == 1 ? to
+                     : turn == 2 ? te
+                     : turn == 3 ? tp
+                                 : td)[r] = dt;
             }
         }
         double fast = median(tf, reps), cv = ocv != NULL ? median(to, reps) : NAN;
@@ -432,17 +436,17 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
         }
         cJSON_AddStringToObject(run, "framegate_e2e_engine", e2e_engine);
         cJSON_AddItemToArray(runs, run);
-        say("%-7d %-14s %10.1f %9.2f %9.2f %11.1f%% %13.3f %13.3f %11.1f%%\n", th,
-            "fg net (blas)", fast, 1e3 / fast, flops / (fast * 1e6),
-            100 * flops / (fast * 1e6) / sgemm[th - 1], fast / cv, fast / stock, 100 * pre / fast);
+        say("%-7d %-14s %10.1f %9.2f %9.2f %11.1f%% %13.3f %13.3f %11.1f%%\n", th, "fg net (blas)",
+            fast, 1e3 / fast, flops / (fast * 1e6), 100 * flops / (fast * 1e6) / sgemm[th - 1],
+            fast / cv, fast / stock, 100 * pre / fast);
         if (dn != NULL)
             say("%-7d %-14s %10.1f %9.2f %9.2f %11.1f%% %13.3f %13.3f %11.1f%%\n", th,
                 "fg net (dnnl)", dnn, 1e3 / dnn, flops / (dnn * 1e6),
                 100 * flops / (dnn * 1e6) / sgemm[th - 1], dnn / cv, dnn / stock, 100 * pre / dnn);
         char e2e_name[32];
         snprintf(e2e_name, sizeof e2e_name, "fg e2e (%s)", e2e_engine);
-        say("%-7d %-14s %10.1f %9.2f %9s %12s %13.3f %13.3f\n", th, e2e_name, e2e,
-            1e3 / e2e, "", "", e2e / cv, e2e / stock);
+        say("%-7d %-14s %10.1f %9.2f %9s %12s %13.3f %13.3f\n", th, e2e_name, e2e, 1e3 / e2e, "",
+            "", e2e / cv, e2e / stock);
         if (ocv != NULL)
             say("%-7d %-14s %10.1f %9.2f %9.2f %11.1f%%\n", th, "opencv", cv, 1e3 / cv,
                 flops / (cv * 1e6), 100 * flops / (cv * 1e6) / sgemm[th - 1]);
@@ -452,10 +456,13 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
     free(ref);
     if (dfr != NULL && dfr->n > 0) {
         be_model_t *bm = NULL;
-        be_model_opts_t mo = {.cfg = cfg, .weights = weights, .names = names,
+        be_model_opts_t mo = {.cfg = cfg,
+                              .weights = weights,
+                              .names = names,
                               .threshold = prep_mode == BE_PREP_FACEAPI ? 0.5f : 0.25f,
                               .nms = prep_mode == BE_PREP_FACEAPI ? 0.4f : 0.45f,
-                              .prep = prep_mode, .threads = 1};
+                              .prep = prep_mode,
+                              .threads = 1};
         if (be_model_load(&bm, &mo, err, sizeof err) == 0)
             decode_cost(o, bm, im, dfr, dwhat, m);
         be_model_free(bm);
@@ -585,8 +592,8 @@ int main(int argc, char **argv)
         return 1;
     }
     const char *base = strrchr(o.cfg, '/') ? strrchr(o.cfg, '/') + 1 : o.cfg;
-    bench_model(&o, base, o.cfg, weights, FG_DARKNET_SHARE "/data/coco.names", &fr, im, sgemm,
-                &fr, "darknet photos (threshold 0.25)", models);
+    bench_model(&o, base, o.cfg, weights, FG_DARKNET_SHARE "/data/coco.names", &fr, im, sgemm, &fr,
+                "darknet photos (threshold 0.25)", models);
     unlink(weights);
     rmdir(tmpdir);
 
@@ -604,8 +611,9 @@ int main(int argc, char **argv)
         prep_mode = BE_PREP_FACEAPI;
         /* The agreement test's JPEG frames (scripts/models.sh): faces near the threshold. */
         static const char *const faces[] = {
-            "frame-720p-small-face.jpg", "frame-720p-face.jpg",  "frame-1080p-faces.jpg",
-            "frame-720p-dark.jpg",       "astronaut-gray.jpg",   "astronaut-dark.jpg",
+            "frame-720p-small-face.jpg",   "frame-720p-face.jpg",
+            "frame-1080p-faces.jpg",       "frame-720p-dark.jpg",
+            "astronaut-gray.jpg",          "astronaut-dark.jpg",
             "astronaut-edge-top-left.jpg", "astronaut-edge-bottom-right.jpg"};
         frames_t ffr;
         memset(&ffr, 0, sizeof ffr);
@@ -615,8 +623,8 @@ int main(int argc, char **argv)
                 ffr.n++;
         }
         snprintf(fcfg, sizeof fcfg, "%s/face-tiny.cfg", path);
-        bench_model(&o, "face-tiny (default model)", fcfg, fweights, fnames, &fr, im, sgemm,
-                    &ffr, "face frames (scripts/models.sh; threshold 0.5)", models);
+        bench_model(&o, "face-tiny (default model)", fcfg, fweights, fnames, &fr, im, sgemm, &ffr,
+                    "face frames (scripts/models.sh; threshold 0.5)", models);
         for (int i = 0; i < ffr.n; i++)
             free(ffr.jpeg[i]);
         prep_mode = BE_PREP_DARKNET;

@@ -36,8 +36,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    const char *files[] = {"yolov3-tiny.cfg", "yolov2-tiny.cfg", "tiny.cfg", "dw.cfg", "b4.cfg",
-                           "stop.cfg", "face.cfg"};
+    const char *files[] = {"yolov3-tiny.cfg", "yolov2-tiny.cfg", "tiny.cfg", "dw.cfg",
+                           "b4.cfg",          "stop.cfg",        "face.cfg"};
     char path[160];
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
@@ -127,7 +127,6 @@ static double rel_diff(const float *a, const float *b, int n)
     }
     return num / (den > 1e-6 ? den : 1e-6);
 }
-
 
 /* Stock network_predict's every layer output, then the engine's (every layer written back,
  * buffers poisoned with NaN in between), compared layer by layer; then serving mode's output. */

@@ -146,9 +146,15 @@ static void agree(int engine)
     int faces = 0, jpeg_faces = 0, jpegs = 0, fast_off = 0;
     float fast_iou = 1, fast_ds = 0;
     for (size_t s = 0; s < 2; s++) {
-        be_model_opts_t o = {.cfg = cfg, .weights = weights, .names = names,
-                             .threshold = thresh, .nms = 0.4f, .prep = BE_PREP_FACEAPI,
-                             .input_w = sizes[s], .input_h = sizes[s], .stock = stock,
+        be_model_opts_t o = {.cfg = cfg,
+                             .weights = weights,
+                             .names = names,
+                             .threshold = thresh,
+                             .nms = 0.4f,
+                             .prep = BE_PREP_FACEAPI,
+                             .input_w = sizes[s],
+                             .input_h = sizes[s],
+                             .stock = stock,
                              .engine = engine == 2 ? BE_ENGINE_BLAS : BE_ENGINE_DNNL};
         be_model_t *m = NULL;
         if (be_model_load(&m, &o, err, sizeof err) != 0)
@@ -169,9 +175,9 @@ static void agree(int engine)
             for (int d = 0; d < (is_jpeg ? 2 : 1); d++) {
                 be_decode_t dec = d ? BE_DECODE_FAST : BE_DECODE_EXACT;
                 int w, h;
-                assert_int_equal(be_image_letterbox(im, bytes, len, BE_PREP_FACEAPI, dec,
-                                                    sizes[s], sizes[s], be_model_input(m), &w,
-                                                    &h, NULL, NULL, err, sizeof err),
+                assert_int_equal(be_image_letterbox(im, bytes, len, BE_PREP_FACEAPI, dec, sizes[s],
+                                                    sizes[s], be_model_input(m), &w, &h, NULL, NULL,
+                                                    err, sizeof err),
                                  0);
                 assert_int_equal(w, cJSON_GetObjectItem(img, "width")->valueint);
                 assert_int_equal(h, cJSON_GetObjectItem(img, "height")->valueint);
@@ -181,8 +187,11 @@ static void agree(int engine)
                 cmp_t c = compare(dets, n, want, w, h, thresh, 0.03f);
                 print_message("%s %-5s %-32s @%d: faces framegate %d, face-api %d (%d missed, "
                               "%d extra); min IoU %.6f, max |score diff| %.6f\n",
-                              stock ? "stock" : engine == 2 ? "blas " : "dnnl ", be_decode_name(dec), img->string,
-                              sizes[s], n, c.nref, c.missed, c.extra, c.min_iou, c.max_ds);
+                              stock         ? "stock"
+                              : engine == 2 ? "blas "
+                                            : "dnnl ",
+                              be_decode_name(dec), img->string, sizes[s], n, c.nref, c.missed,
+                              c.extra, c.min_iou, c.max_ds);
                 if (dec == BE_DECODE_FAST) {
                     fast_off += c.missed + c.extra + (c.min_iou < 0.97f || c.max_ds > 0.03f);
                     fast_iou = fminf(fast_iou, c.min_iou);
@@ -212,7 +221,10 @@ static void agree(int engine)
     print_message("%s path: %d faces matched (%d on JPEG frames); the fast decode: %d "
                   "disagreements beyond IoU 0.97 / score 0.03, min IoU %.4f, max |score diff| "
                   "%.4f\n",
-                  stock ? "stock" : engine == 2 ? "blas" : "dnnl", faces, jpeg_faces, fast_off, fast_iou, fast_ds);
+                  stock         ? "stock"
+                  : engine == 2 ? "blas"
+                                : "dnnl",
+                  faces, jpeg_faces, fast_off, fast_iou, fast_ds);
     /* The photos were chosen to have faces: an empty agreement would prove nothing. */
     assert_true(faces >= 8);
     assert_true(jpegs >= 2 * 8);

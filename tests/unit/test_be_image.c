@@ -72,8 +72,8 @@ static void test_probe_and_errors(void **state)
         w = h = 0x7fffffff;
         assert_true(be_image_probe(im, p, cuts[i], &w, &h) != 0 || cuts[i] > 600);
         w = h = 0x7fffffff;
-        int rv = be_image_letterbox(im, p, cuts[i], BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416, input, &w, &h, NULL, NULL, err,
-                                    sizeof err);
+        int rv = be_image_letterbox(im, p, cuts[i], BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416,
+                                    input, &w, &h, NULL, NULL, err, sizeof err);
         assert_int_equal(rv, PROTO_EIMAGE);
         free(p);
     }
@@ -86,7 +86,8 @@ static void test_probe_and_errors(void **state)
             p[j] = (uint8_t)rand();
         p[0] = 0xff;
         p[1] = 0xd8;
-        int rv = be_image_letterbox(im, p, n, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416, input, &w, &h, NULL, NULL, err, sizeof err);
+        int rv = be_image_letterbox(im, p, n, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416, input, &w,
+                                    &h, NULL, NULL, err, sizeof err);
         assert_true(rv == PROTO_EIMAGE || rv == PROTO_EIMGSIZE);
         /* Without the SOI marker it is not even looked at. */
         p[0] = 0x12;
@@ -98,17 +99,17 @@ static void test_probe_and_errors(void **state)
     be_image_limits_t lim = {.max_pixels = 1000, .max_side = 16384};
     assert_int_equal(be_image_create(&small, lim), 0);
     assert_int_equal(be_image_probe(small, dog, len, &w, &h), PROTO_EIMGSIZE);
-    assert_int_equal(
-        be_image_letterbox(small, dog, len, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416, input, &w, &h, NULL, NULL, err, sizeof err),
-        PROTO_EIMGSIZE);
+    assert_int_equal(be_image_letterbox(small, dog, len, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416,
+                                        input, &w, &h, NULL, NULL, err, sizeof err),
+                     PROTO_EIMGSIZE);
     be_image_destroy(small);
     lim = (be_image_limits_t){.max_pixels = 64000000, .max_side = 767};
     assert_int_equal(be_image_create(&small, lim), 0);
     assert_int_equal(be_image_probe(small, dog, len, &w, &h), PROTO_EIMGSIZE);
     be_image_destroy(small);
-    assert_int_equal(
-        be_image_letterbox(im, NULL, 0, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416, input, &w, &h, NULL, NULL, err, sizeof err),
-        PROTO_EEMPTY);
+    assert_int_equal(be_image_letterbox(im, NULL, 0, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416,
+                                        input, &w, &h, NULL, NULL, err, sizeof err),
+                     PROTO_EEMPTY);
     free(input);
     free(dog);
     be_image_destroy(im);
@@ -157,8 +158,9 @@ static void test_letterbox_matches_darknet(void **state)
     char err[128];
     int ow, oh;
     int dw, dh;
-    assert_int_equal(
-        be_image_letterbox(im, dog, len, BE_PREP_DARKNET, BE_DECODE_FAST, 416, 416, direct, &ow, &oh, &dw, &dh, err, sizeof err), 0);
+    assert_int_equal(be_image_letterbox(im, dog, len, BE_PREP_DARKNET, BE_DECODE_FAST, 416, 416,
+                                        direct, &ow, &oh, &dw, &dh, err, sizeof err),
+                     0);
     assert_int_equal(ow, 768);
     assert_int_equal(oh, 576);
     /* 768x576 -> 416x312 inside the network: 5/8 (480x360) is the smallest DCT scale that
@@ -275,14 +277,16 @@ static void test_big_frame_scaled(void **state)
     float *ref = malloc(sizeof(float) * 3 * 416 * 416);
     char err[128];
     int dw, dh;
-    assert_int_equal(
-        be_image_letterbox(im, jpeg, jlen, BE_PREP_DARKNET, BE_DECODE_FAST, 416, 416, in, &w, &h, &dw, &dh, err, sizeof err), 0);
+    assert_int_equal(be_image_letterbox(im, jpeg, jlen, BE_PREP_DARKNET, BE_DECODE_FAST, 416, 416,
+                                        in, &w, &h, &dw, &dh, err, sizeof err),
+                     0);
     assert_int_equal(w, W);
     assert_int_equal(h, H);
     assert_int_equal(dw, 768);
     assert_int_equal(dh, 576);
-    assert_int_equal(
-        be_image_letterbox(im, dog, len, BE_PREP_DARKNET, BE_DECODE_FAST, 416, 416, ref, &w, &h, NULL, NULL, err, sizeof err), 0);
+    assert_int_equal(be_image_letterbox(im, dog, len, BE_PREP_DARKNET, BE_DECODE_FAST, 416, 416,
+                                        ref, &w, &h, NULL, NULL, err, sizeof err),
+                     0);
     double sum = 0;
     for (int i = 0; i < 3 * 416 * 416; i++)
         sum += in[i] > ref[i] ? in[i] - ref[i] : ref[i] - in[i];
@@ -377,11 +381,11 @@ static void test_png(void **state)
 
     float *a = malloc(sizeof(float) * 3 * 416 * 416), *b = malloc(sizeof(float) * 3 * 416 * 416);
     char err[256];
-    assert_int_equal(be_image_letterbox(im, png, plen, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416, a, &pw, &ph,
-                                        NULL, NULL, err, sizeof err),
+    assert_int_equal(be_image_letterbox(im, png, plen, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416,
+                                        a, &pw, &ph, NULL, NULL, err, sizeof err),
                      0);
-    assert_int_equal(be_image_letterbox(im, dog, len, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416, b, &w, &h, NULL,
-                                        NULL, err, sizeof err),
+    assert_int_equal(be_image_letterbox(im, dog, len, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416, b,
+                                        &w, &h, NULL, NULL, err, sizeof err),
                      0);
     assert_int_equal(pw, w);
     assert_int_equal(ph, h);
@@ -442,16 +446,16 @@ static void test_png(void **state)
     for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
         uint8_t *p = malloc(cuts[i]);
         memcpy(p, png, cuts[i]);
-        int rv = be_image_letterbox(im, p, cuts[i], BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416, a, &pw, &ph, NULL,
-                                    NULL, err, sizeof err);
+        int rv = be_image_letterbox(im, p, cuts[i], BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416, a,
+                                    &pw, &ph, NULL, NULL, err, sizeof err);
         assert_int_equal(rv, PROTO_EIMAGE);
         free(p);
     }
     uint8_t *p = malloc(plen);
     memcpy(p, png, plen);
     p[plen / 2] ^= 0x55; /* a corrupt deflate stream or CRC */
-    assert_int_equal(be_image_letterbox(im, p, plen, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416, a, &pw, &ph,
-                                        NULL, NULL, err, sizeof err),
+    assert_int_equal(be_image_letterbox(im, p, plen, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416, a,
+                                        &pw, &ph, NULL, NULL, err, sizeof err),
                      PROTO_EIMAGE);
     assert_non_null(strstr(err, "PNG"));
     free(p);
@@ -601,8 +605,8 @@ static void test_poison_then_valid(void **state)
     for (int i = 0; i < NPOISON; i++) {
         int w, h;
         err[0] = '\0';
-        int rv = be_image_letterbox(im, poison[i], plen[i], BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416, input, &w,
-                                    &h, NULL, NULL, err, sizeof err);
+        int rv = be_image_letterbox(im, poison[i], plen[i], BE_PREP_DARKNET, BE_DECODE_EXACT, 416,
+                                    416, input, &w, &h, NULL, NULL, err, sizeof err);
         print_message("%-40s -> %s: %s\n", what[i], proto_errname(rv), err);
         assert_true(rv == PROTO_EIMAGE);
         assert_true(err[0] != '\0');
@@ -617,8 +621,8 @@ static void test_poison_then_valid(void **state)
         w = h = 0;
         assert_int_equal(be_image_probe(im, dog, len, &w, &h), 0);
         assert_int_equal(w, 768);
-        rv = be_image_letterbox(im, dog, len, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416, input, &w, &h, NULL, NULL,
-                                err, sizeof err);
+        rv = be_image_letterbox(im, dog, len, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416, input, &w,
+                                &h, NULL, NULL, err, sizeof err);
         if (rv != 0)
             print_message("after %s: dog.jpg -> %s: %s\n", what[i], proto_errname(rv), err);
         assert_int_equal(rv, 0);
@@ -634,12 +638,12 @@ static void test_poison_then_valid(void **state)
     }
     /* Specific messages for the causes an operator has to recognise. */
     int w, h;
-    assert_int_equal(be_image_letterbox(im, poison[7], plen[7], BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416, input,
-                                        &w, &h, NULL, NULL, err, sizeof err),
+    assert_int_equal(be_image_letterbox(im, poison[7], plen[7], BE_PREP_DARKNET, BE_DECODE_EXACT,
+                                        416, 416, input, &w, &h, NULL, NULL, err, sizeof err),
                      PROTO_EIMAGE);
     assert_non_null(strstr(err, "scans"));
-    assert_int_equal(be_image_letterbox(im, poison[3], plen[3], BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416, input,
-                                        &w, &h, NULL, NULL, err, sizeof err),
+    assert_int_equal(be_image_letterbox(im, poison[3], plen[3], BE_PREP_DARKNET, BE_DECODE_EXACT,
+                                        416, 416, input, &w, &h, NULL, NULL, err, sizeof err),
                      PROTO_EIMAGE);
     assert_non_null(strstr(err, "precision"));
     for (int i = 0; i < NPOISON; i++)
@@ -663,8 +667,8 @@ static void test_scan_limit(void **state)
         size_t len;
         uint8_t *b = scan_bomb(n[i], 1, &len);
         err[0] = '\0';
-        int rv = be_image_letterbox(im, b, len, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416, input, &w, &h, NULL,
-                                    NULL, err, sizeof err);
+        int rv = be_image_letterbox(im, b, len, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416, input,
+                                    &w, &h, NULL, NULL, err, sizeof err);
         print_message("%5d scans, %7zu bytes -> %s %s\n", n[i], len, rv == 0 ? "ok" : proto_errname(rv), err);
         if (n[i] <= 100) {
             assert_int_equal(rv, 0);
@@ -692,8 +696,8 @@ static void test_large_frame_released(void **state)
     char err[256];
     int w, h;
     assert_int_equal(be_image_retained(im), 0);
-    assert_int_equal(be_image_letterbox(im, dog, len, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416, input, &w, &h,
-                                        NULL, NULL, err, sizeof err),
+    assert_int_equal(be_image_letterbox(im, dog, len, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416,
+                                        input, &w, &h, NULL, NULL, err, sizeof err),
                      0);
     size_t normal = be_image_retained(im);
     assert_true(normal >= (size_t)480 * 360 * 3 && normal <= BE_IMAGE_KEEP_MAX);
@@ -705,8 +709,8 @@ static void test_large_frame_released(void **state)
     size_t plen;
     uint8_t *png = encode_png(px, W, H, 3, &plen);
     free(px);
-    assert_int_equal(be_image_letterbox(im, png, plen, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416, input, &w, &h,
-                                        NULL, NULL, err, sizeof err),
+    assert_int_equal(be_image_letterbox(im, png, plen, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416,
+                                        input, &w, &h, NULL, NULL, err, sizeof err),
                      0);
     assert_int_equal(w, W);
     assert_true(be_image_retained(im) <= BE_IMAGE_KEEP_MAX);
@@ -721,13 +725,13 @@ static void test_large_frame_released(void **state)
     assert_int_equal(be_image_annotate(im, png, plen, &det, 1, &out, &olen), 0);
     assert_true(be_image_retained(im) <= BE_IMAGE_KEEP_MAX);
     /* A truncated large PNG: the error path releases too. */
-    assert_int_equal(be_image_letterbox(im, png, plen - 100, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416, input, &w,
-                                        &h, NULL, NULL, err, sizeof err),
+    assert_int_equal(be_image_letterbox(im, png, plen - 100, BE_PREP_DARKNET, BE_DECODE_EXACT, 416,
+                                        416, input, &w, &h, NULL, NULL, err, sizeof err),
                      PROTO_EIMAGE);
     assert_true(be_image_retained(im) <= BE_IMAGE_KEEP_MAX);
     /* And normal frames go on reusing their buffer. */
-    assert_int_equal(be_image_letterbox(im, dog, len, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416, input, &w, &h,
-                                        NULL, NULL, err, sizeof err),
+    assert_int_equal(be_image_letterbox(im, dog, len, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416,
+                                        input, &w, &h, NULL, NULL, err, sizeof err),
                      0);
     assert_true(be_image_retained(im) >= (size_t)480 * 360 * 3);
     free(png);

@@ -120,8 +120,9 @@ static int run_dog(be_model_t *m, be_image_t *im, float thresh, proto_det_t *det
     uint8_t *dog = read_file_all(FG_DARKNET_DATA "/dog.jpg", &len);
     int w, h;
     char err[128];
-    assert_int_equal(be_image_letterbox(im, dog, len, BE_PREP_DARKNET, BE_DECODE_EXACT, be_model_width(m), be_model_height(m),
-                                        be_model_input(m), &w, &h, NULL, NULL, err, sizeof err),
+    assert_int_equal(be_image_letterbox(im, dog, len, BE_PREP_DARKNET, BE_DECODE_EXACT,
+                                        be_model_width(m), be_model_height(m), be_model_input(m),
+                                        &w, &h, NULL, NULL, err, sizeof err),
                      0);
     free(dog);
     assert_int_equal(w, 768);
@@ -316,10 +317,11 @@ static void test_nms_equals_darknet(void **state)
                         continue;
                     assert_true(count < CAP);
                     /* Boxes are clamped into the image, as the backend answers them. */
-                    b[count++] = (proto_det_t){
-                        .class_id = k, .confidence = fminf(d[i].prob[k], 1),
-                        .x = fminf(fmaxf((bb.x - bb.w / 2) * w, 0), (float)w),
-                        .y = fminf(fmaxf((bb.y - bb.h / 2) * h, 0), (float)h)};
+                    b[count++] =
+                        (proto_det_t){.class_id = k,
+                                      .confidence = fminf(d[i].prob[k], 1),
+                                      .x = fminf(fmaxf((bb.x - bb.w / 2) * w, 0), (float)w),
+                                      .y = fminf(fmaxf((bb.y - bb.h / 2) * h, 0), (float)h)};
                 }
             }
             free_detections(d, nb);
