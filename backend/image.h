@@ -1,6 +1,7 @@
-/* Frame decoding and pre-processing for the network: libjpeg-turbo decode (with DCT scaling
- * straight to near the network size) or libspng decode, and one fused letterbox + bilinear
- * resize + normalise pass into the network's CHW float input; plus the annotated-JPEG output.
+/* Frame decoding and pre-processing for the network: libjpeg-turbo decode (at full size as the
+ * model's reference pipeline does, or, as an opt-in speed option, DCT-scaled straight to near
+ * the network size) or libspng decode, and one fused letterbox + bilinear resize + normalise
+ * pass into the network's CHW float input; plus the annotated-JPEG output.
  * A be_image_t keeps its buffers between frames and is not thread-safe: one per serving
  * thread (the backend has exactly one). */
 #ifndef BE_IMAGE_H
@@ -23,6 +24,26 @@ typedef enum {
 /* "darknet" / "faceapi" -> mode; -1 for anything else. */
 int be_prep_parse(const char *s);
 const char *be_prep_name(be_prep_t mode);
+
+/* How a JPEG is decoded: a per-model setting, because it trades the reference model's
+ * answers for time. PNG is always decoded at full size (it is lossless either way). */
+typedef enum {
+    /* The reference pipeline's pixels: full-size decode with the accurate integer IDCT and the
+     * chroma upsampling of the model's reference decoder (darknet reads JPEGs through OpenCV,
+     * i.e. libjpeg's defaults: smooth "fancy" upsampling; face-api in node through jpeg-js,
+     * which replicates chroma samples), then the model's own resize from full size. Equal to
+     * the reference up to the decoders' own rounding (IDCT, colour conversion: +-1 level). */
+    BE_DECODE_EXACT = 0,
+    /* DCT scaling to the smallest size that still covers the network input (1/8 .. 1), fast
+     * IDCT, then the resize: much less decode work on large frames, but the network sees
+     * different pixels (an area-averaged image, not the bilinear samples of a full-size one),
+     * so near-threshold answers move (bench/inference reports by how much). */
+    BE_DECODE_FAST = 1,
+} be_decode_t;
+
+/* "exact" / "fast" -> mode; -1 for anything else. */
+int be_decode_parse(const char *s);
+const char *be_decode_name(be_decode_t mode);
 
 typedef struct {
     uint64_t max_pixels; /* width * height above this: PROTO_EIMGSIZE */
@@ -55,16 +76,16 @@ void be_image_letterbox_size(int w, int h, int net_w, int net_h, int *nw, int *n
  * the smallest DCT scaling factor (1/8 .. 1) that does, else full size. Pure function. */
 void be_image_scaled_size(int w, int h, int want_w, int want_h, int *sw, int *sh);
 
-/* Decodes buf (a JPEG DCT-scaled to just cover the letterboxed size; a PNG at full size) and
- * fits it into `input` (3 x net_h x net_w floats in [0,1], CHW, RGB) the way `mode` says.
+/* Decodes buf the way `decode` says (a PNG always at full size) and fits it into `input`
+ * (3 x net_h x net_w floats in [0,1], CHW, RGB) the way `mode` says.
  * Stores the ORIGINAL size in *w, *h and, if dw/dh are not NULL, the decoded size. Returns 0
  * or the errors of be_image_probe (PROTO_EIMAGE also for corrupt or truncated data, for any
  * libjpeg warning, and for a JPEG of more than 100 scans: a progressive "scan bomb") or
  * PROTO_ENOMEM; `err` (may be NULL) gets the decoder's message. After any error `im` is as
  * good as new for the next frame. Caller's thread; `input` is caller-owned. */
 int be_image_letterbox(be_image_t *im, const uint8_t *buf, size_t len, be_prep_t mode,
-                       int net_w, int net_h, float *input, int *w, int *h, int *dw, int *dh,
-                       char *err, size_t errcap);
+                       be_decode_t decode, int net_w, int net_h, float *input, int *w, int *h,
+                       int *dw, int *dh, char *err, size_t errcap);
 
 /* The fused pass alone, from packed RGB pixels: the same sampling as darknet's
  * resize_image (corner-aligned bilinear), so the network sees what darknet would feed it. */
@@ -80,7 +101,8 @@ void be_image_faceapi_rgb(const uint8_t *rgb, int w, int h, int net_w, int net_h
 void be_image_faceapi_unmap(int w, int h, int net_w, int net_h, float *x, float *y, float *bw,
                             float *bh);
 
-/* Decodes buf to packed RGB at its full size (malloc'd, the caller frees). For tests. */
+/* Decodes buf to packed RGB at its full size (malloc'd, the caller frees), as darknet's own
+ * loader would (BE_DECODE_EXACT's pixels for BE_PREP_DARKNET). For tests. */
 int be_image_decode_rgb(be_image_t *im, const uint8_t *buf, size_t len, uint8_t **rgb, int *w,
                         int *h);
 

@@ -73,6 +73,7 @@ static void usage(FILE *out)
             "           [--init-delay-ms N] [--parent-pid PID] [--instance NAME]\n"
             "           [--max-pixels N] [--max-side N] [--threads N]\n"
             "           [--input-size N|WxH] [--preprocess darknet|faceapi] [--top-k K]\n"
+            "           [--decode exact|fast] [--engine dnnl|blas]\n"
             "           [--stock-darknet]\n"
             "           [--tls-cert PEM --tls-key PEM --tls-ca PEM] [--allow-insecure]\n"
             "           [--join URL [--advertise URL] [--capacity N]]\n"
@@ -98,8 +99,13 @@ static void usage(FILE *out)
             "  --input-size N     run the network at N x N (or WxH) instead of the cfg's size\n"
             "  --preprocess MODE  how frames are fitted into the input: darknet (centred\n"
             "                     letterbox, default) or faceapi (top-left, zero padding)\n"
+            "  --decode MODE      JPEG decoding: exact (full size, the reference pipeline's\n"
+            "                     pixels; default) or fast (DCT-scaled to near the network\n"
+            "                     size: less decode time, answers differ a little)\n"
             "  --top-k K          classifiers: classes per answer (default 5)\n"
-            "  --threads N        OpenBLAS threads of the forward pass (default 1)\n"
+            "  --engine E         the forward pass: dnnl (oneDNN's kernels, default) or blas\n"
+            "                     (framegate's kernels on OpenBLAS)\n"
+            "  --threads N        threads of the forward pass (default 1)\n"
             "  --stock-darknet    run libdarknet's own forward pass instead of the fast one\n"
             "  --parent-pid PID   exit when that process (the gateway) dies\n"
             "  --gen-weights OUT  write deterministic weights for --cfg (darknet's own random\n"
@@ -146,13 +152,13 @@ static int parse_size(const char *s, int *w, int *h)
 static int known_option(const char *a)
 {
     static const char *const opts[] = {
-        "--listen",     "--cfg",         "--weights",       "--names",
-        "--model-name", "--instance",    "--gen-weights",   "--threshold",
-        "--nms",        "--simulate-ms", "--init-delay-ms", "--parent-pid",
-        "--seed",       "--threads",     "--max-pixels",    "--max-side",
-        "--input-size", "--preprocess",  "--top-k",         "--tls-cert",
-        "--tls-key",    "--tls-ca",      "--join",          "--advertise",
-        "--capacity"};
+        "--listen",      "--cfg",         "--weights",       "--names",
+        "--model-name",  "--instance",    "--gen-weights",   "--threshold",
+        "--nms",         "--simulate-ms", "--init-delay-ms", "--parent-pid",
+        "--seed",        "--threads",     "--max-pixels",    "--max-side",
+        "--input-size",  "--preprocess",  "--top-k",         "--tls-cert",
+        "--tls-key",     "--tls-ca",      "--join",          "--advertise",
+        "--capacity",    "--decode",      "--engine"};
     for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
         if (strcmp(a, opts[i]) == 0)
             return 1;
@@ -228,6 +234,7 @@ int main(int argc, char **argv)
     long simulate_ms = -1, init_delay_ms = 0, parent_pid = 0, seed = 1, threads = 1;
     long max_pixels = 64000000, max_side = 16384, top_k = 0;
     int stock = 0, input_w = 0, input_h = 0, prep = BE_PREP_DARKNET, allow_insecure = 0;
+    int decode = BE_DECODE_EXACT, engine = BE_ENGINE_DNNL;
     proto_tls_files_t tls = {0};
 
     for (int i = 1; i < argc; i++) {
@@ -295,6 +302,10 @@ int main(int argc, char **argv)
             bad = parse_size(v, &input_w, &input_h);
         else if (strcmp(a, "--preprocess") == 0)
             bad = (prep = be_prep_parse(v)) < 0;
+        else if (strcmp(a, "--engine") == 0)
+            bad = (engine = be_engine_parse(v)) < 0;
+        else if (strcmp(a, "--decode") == 0)
+            bad = (decode = be_decode_parse(v)) < 0;
         else if (strcmp(a, "--top-k") == 0)
             bad = parse_long(v, 1, 1000, &top_k);
         else if (strcmp(a, "--tls-cert") == 0)
@@ -396,6 +407,8 @@ int main(int argc, char **argv)
                               .input_w = input_w,
                               .input_h = input_h,
                               .prep = (be_prep_t)prep,
+                              .decode = (be_decode_t)decode,
+                              .engine = (be_engine_t)engine,
                               .top_k = (int)top_k,
                               .threads = (int)threads,
                               .stock = stock};

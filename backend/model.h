@@ -14,14 +14,26 @@
 
 typedef struct be_model be_model_t;
 
+/* Which forward pass runs the network (unless stock darknet is asked for). */
+typedef enum {
+    BE_ENGINE_DNNL = 0, /* backend/dnnl.c: oneDNN's kernels in its blocked layout (default) */
+    BE_ENGINE_BLAS = 1, /* backend/fast.c: framegate's kernels on OpenBLAS */
+} be_engine_t;
+
+/* "dnnl" / "blas" -> engine; -1 for anything else. */
+int be_engine_parse(const char *s);
+const char *be_engine_name(be_engine_t e);
+
 typedef struct {
     const char *cfg, *weights, *names; /* borrowed for the call only */
     float threshold, nms;              /* defaults for requests that do not set a threshold */
     int input_w, input_h;  /* network input size; 0 = the cfg's (multiples of 32 for YOLO) */
     be_prep_t prep;        /* how frames were fitted into the input: boxes are mapped back so */
+    be_decode_t decode;    /* how frames are decoded for this model (kept for the caller) */
     int top_k;             /* classifiers: classes per answer when a request says 0; 0 = 5 */
     int threads;           /* OpenBLAS threads of the fast path; <= 0 = 1 */
     int stock;             /* 1: run stock darknet's network_predict (tests, benchmarks) */
+    be_engine_t engine;    /* the forward pass when not stock: BE_ENGINE_BLAS or _DNNL */
 } be_model_opts_t;
 
 typedef enum {
@@ -44,8 +56,12 @@ int be_model_height(const be_model_t *m);
 int be_model_classes(const be_model_t *m);
 be_model_kind_t be_model_kind(const be_model_t *m);
 be_prep_t be_model_prep(const be_model_t *m);
+be_decode_t be_model_decode(const be_model_t *m);
 /* 1 when the fast path runs the network, 0 when stock darknet does. */
 int be_model_fast(const be_model_t *m);
+/* The engine that runs the network when be_model_fast() (oneDNN falls back to BLAS when this
+ * build or the network cannot use it). */
+be_engine_t be_model_engine(const be_model_t *m);
 
 /* The network's input buffer (3 x h x w floats, CHW), owned by the model. */
 float *be_model_input(be_model_t *m);

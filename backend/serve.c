@@ -91,12 +91,15 @@ static void handle_ping(server_t *s, const proto_req_t *req)
     int n = snprintf(
         info, sizeof info,
         "{\"model\":\"%s\",\"kind\":\"%s\",\"input\":[%d,%d],\"classes\":%d,"
-        "\"preprocess\":\"%s\",\"fast\":%s,\"pid\":%d,\"simulate_ms\":%d}",
+        "\"preprocess\":\"%s\",\"decode\":\"%s\",\"engine\":\"%s\",\"fast\":%s,\"pid\":%d,"
+        "\"simulate_ms\":%d}",
         name,
         o->model && be_model_kind(o->model) == BE_MODEL_CLASSIFIER ? "classifier" : "detector",
         o->model ? be_model_width(o->model) : 0, o->model ? be_model_height(o->model) : 0,
         o->model ? be_model_classes(o->model) : 0,
         be_prep_name(o->model ? be_model_prep(o->model) : BE_PREP_DARKNET),
+        be_decode_name(o->model ? be_model_decode(o->model) : BE_DECODE_EXACT),
+        o->model && be_model_fast(o->model) ? be_engine_name(be_model_engine(o->model)) : "darknet",
         o->model && be_model_fast(o->model) ? "true" : "false", (int)getpid(),
         o->model ? 0 : o->simulate_ms);
     proto_rep_t rep = {.type = PROTO_T_PONG,
@@ -160,8 +163,8 @@ static void handle_detect(server_t *s, const proto_req_t *req)
             return;
         }
     } else {
-        rv = be_image_letterbox(o->image, req->payload, req->payload_len,
-                                be_model_prep(o->model), be_model_width(o->model),
+        rv = be_image_letterbox(o->image, req->payload, req->payload_len, be_model_prep(o->model),
+                                be_model_decode(o->model), be_model_width(o->model),
                                 be_model_height(o->model), be_model_input(o->model), &w, &h, NULL,
                                 NULL, err, sizeof err);
         if (rv != 0) {

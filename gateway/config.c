@@ -34,6 +34,7 @@ typedef enum {
     T_BOOL,
     T_PROVIDER,
     T_SECRET, /* a string never printed back */
+    T_DECODE,
 } key_type_t;
 
 typedef struct {
@@ -134,6 +135,7 @@ static const key_t_ model_keys[] = {
     {"names", T_STR, M(names), MS(names), 0, 0, 0},
     {"input_size", T_INT, M(input_size), 0, 0, 8192, 0},
     {"preprocess", T_PREPROCESS, M(preprocess), 0, 0, 0, 0},
+    {"decode", T_DECODE, M(decode), 0, 0, 0, 0},
     {"threshold", T_DOUBLE, M(threshold), 0, 0, 1, 0},
     {"nms", T_DOUBLE, M(nms), 0, 0, 1, 0},
     {"top_k", T_INT, M(top_k), 0, 0, 1000, 0},
@@ -156,6 +158,7 @@ static const key_t_ model_keys[] = {
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 static const char *const preprocess_names[] = {"darknet", "faceapi"};
 static const char *const provider_names[] = {"", "local", "static", "registered"};
+static const char *const decode_names[] = {"exact", "fast"};
 
 /* A new model: darknet's own defaults, pool keys inherited. */
 static void init_model(gw_model_t *m, const char *name)
@@ -402,6 +405,13 @@ static int set_key(gw_config_t *cfg, gw_model_t *model, const key_t_ *k, const c
                 return 0;
             }
         return fail(err, errcap, origin, shown, "expected local, static or registered", value);
+    case T_DECODE:
+        for (int i = 0; i < 2; i++)
+            if (strcmp(value, decode_names[i]) == 0) {
+                *(int *)(base + k->off) = i;
+                return 0;
+            }
+        return fail(err, errcap, origin, shown, "expected exact or fast", value);
     case T_STR:
     case T_SECRET:
         if (strlen(value) >= k->cap)
@@ -1071,6 +1081,9 @@ static void print_key(FILE *out, const key_t_ *k, const char *base, const char *
         break;
     case T_PREPROCESS:
         fprintf(out, "%s = %s\n", name, preprocess_names[*(const int *)(base + k->off) & 1]);
+        break;
+    case T_DECODE:
+        fprintf(out, "%s = %s\n", name, decode_names[*(const int *)(base + k->off) & 1]);
         break;
     case T_PROVIDER:
     case T_STR:

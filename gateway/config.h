@@ -18,6 +18,8 @@
                               * metric labels derive from it) */
 
 typedef enum { GW_PRE_DARKNET = 0, GW_PRE_FACEAPI = 1 } gw_preprocess_t;
+/* JPEG decoding: exact (the reference pipeline's pixels) or fast (DCT-scaled; backend --decode). */
+typedef enum { GW_DECODE_EXACT = 0, GW_DECODE_FAST = 1 } gw_decode_t;
 
 /* gw_model_t.set: pool keys a model gave itself; the others follow the top-level key of the
  * same name (resolved by gw_config_validate). */
@@ -41,6 +43,7 @@ typedef struct {
     char names[GW_CONFIG_STR_MAX];
     int input_size;             /* network input side in pixels; 0 = the cfg's */
     int preprocess;             /* gw_preprocess_t */
+    int decode;                 /* gw_decode_t */
     double threshold;           /* default detection threshold, 0..1 */
     double nms;                 /* NMS IoU, 0..1 */
     int top_k;                  /* classifiers: classes answered; 0 = the backend's default */

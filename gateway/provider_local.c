@@ -347,6 +347,10 @@ static int local_start(gw_provider_t *p, const char *name, void *owner, gw_insta
         argv[argc++] = "--preprocess";
         argv[argc++] = m->preprocess == GW_PRE_FACEAPI ? "faceapi" : "darknet";
     }
+    if (m->decode == GW_DECODE_FAST) {
+        argv[argc++] = "--decode";
+        argv[argc++] = "fast";
+    }
     if (m->input_size != 0) {
         argv[argc++] = "--input-size";
         argv[argc++] = size;

@@ -1,6 +1,8 @@
 #!/bin/sh
-# Builds and runs bench/inference: stock libdarknet vs framegate's fast path (backend/fast.c)
-# vs OpenCV DNN on yolov3-tiny (and the face model if it is in the cache), at 1 and 2 threads.
+# Builds and runs bench/inference: stock libdarknet vs framegate's engines (backend/dnnl.c,
+# backend/fast.c) vs OpenCV DNN on yolov3-tiny (and the face model if it is in the cache), at
+# 1 and 2 threads, and what decode = fast saves and costs. The oneDNN probe is another target of
+# the same build: cmake --build build-inference --target framegate-dnnl-probe.
 # Results: bench/results/inference/latest.{json,txt}. Extra arguments go to the binary
 # (--reps N, --stock-reps N, --warmup N, --threads MAX, --sgemm-n N, --cfg FILE).
 # Installs what it needs first (scripts/setup.sh --bench adds libopencv-dev).

@@ -5,7 +5,8 @@
 #    download, at setup, never at build or run time);
 #  - models/face-tiny.{cfg,weights}, models/face.names: face-api's Tiny Face Detector
 #    converted to darknet by framegate-convert (the default model);
-#  - faceapi-ref/: the agreement test's photos and face-api's own answers on them;
+#  - faceapi-ref/: the agreement test's photos (PNGs, and JPEG frames made from astronaut.png
+#    and darknet's photos) and face-api's own answers on them (node, JPEGs read by jpeg-js);
 #  - models/yolov3-tiny.weights: Debian's yolov3-tiny.cfg with darknet's own random
 #    initialisation (seed 1): no pretrained darknet weights can be downloaded here, so these
 #    detect nothing meaningful (README "Models").
@@ -60,7 +61,7 @@ astronaut=/usr/lib/python3/dist-packages/skimage/data/astronaut.png
 if [ ! -s "$ref/reference.json" ] || [ "$pkg/reference.mjs" -nt "$ref/reference.json" ]; then
     cp "$pkg/reference.mjs" "$fa/"
     rm -rf "$ref.tmp"
-    (cd "$fa" && node reference.mjs "$astronaut" "$ref.tmp") >&2
+    (cd "$fa" && node reference.mjs "$astronaut" /usr/share/darknet/data "$ref.tmp") >&2
     rm -rf "$ref"
     mv "$ref.tmp" "$ref"
 fi

@@ -12,6 +12,7 @@ pkgs=(
     build-essential cmake pkg-config git ca-certificates curl
     libuv1-dev node-llhttp libnng-dev libmbedtls-dev libturbojpeg0-dev
     darknet libcjson-dev libcurl4-openssl-dev libcmocka-dev libopenblas-dev libspng-dev
+    libdnnl-dev # oneDNN: the backend's default forward-pass engine (backend/dnnl.c)
     python3
     python3-skimage # astronaut.png (skimage/data): the face model's test photo
 )

@@ -1,14 +1,15 @@
 /* framegate-bench-inference: one process, the same cfg + weights + frames through stock
- * libdarknet (network_predict), framegate's fast path (be_fast_predict) and OpenCV DNN, at 1
- * and 2 threads; plus OpenBLAS's large square sgemm as the ceiling and the decode + letterbox
- * cost of dog.jpg. "framegate e2e" is the backend's whole per-frame path as it serves a
- * request (be_image_letterbox from the JPEG bytes + be_model_detect: network, boxes, NMS),
- * and fg/opencv compares that against OpenCV's forward alone. Prints a table and writes
- * <out>/latest.{json,txt}.
+ * libdarknet (network_predict), framegate's two engines (the BLAS one, be_fast_predict, and the
+ * oneDNN one, be_dnnl_predict_stop) and OpenCV DNN, at 1 and 2 threads; plus OpenBLAS's large
+ * square sgemm as the ceiling and the decode + letterbox cost of dog.jpg. "fg e2e" is the
+ * backend's whole per-frame path as it serves a request (be_image_letterbox from the JPEG bytes
+ * + be_model_detect with the default engine: network, boxes, NMS), and fg/opencv compares
+ * that against OpenCV's forward alone. Per model it also reports what decode = fast saves and
+ * costs against exact. Prints a table and writes <out>/latest.{json,txt}.
  *
- * Timing: warm-up runs first, then the median of N. framegate's network, OpenCV and
- * framegate's whole path take turns frame by frame (in a rotating order), so a noisy
- * neighbour on this 2-core machine hits all three alike. */
+ * Timing: warm-up runs first, then the median of N. The engines, OpenCV and framegate's whole
+ * path take turns frame by frame (in a rotating order), so a noisy neighbour on this 2-core
+ * machine hits all of them alike. */
 #include <cblas.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -22,12 +23,13 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "dnnl.h"
 #include "fast.h"
 #include "image.h"
 #include "model.h"
 #include "ocv.h"
 
-#define MAX_FRAMES 8
+#define MAX_FRAMES 12
 
 typedef struct {
     int reps, stock_reps, warmup, sgemm_n, max_threads;
@@ -123,6 +125,7 @@ static int load_frames(frames_t *fr, const char *dir)
 }
 
 static be_prep_t prep_mode = BE_PREP_DARKNET; /* of the model being benchmarked */
+static be_decode_t decode_mode = BE_DECODE_EXACT;
 
 static int letterbox_frames(frames_t *fr, be_image_t *im, int w, int h)
 {
@@ -132,8 +135,8 @@ static int letterbox_frames(frames_t *fr, be_image_t *im, int w, int h)
         free(fr->input[i]);
         if ((fr->input[i] = malloc((size_t)3 * w * h * sizeof(float))) == NULL)
             return PROTO_ENOMEM;
-        if ((rv = be_image_letterbox(im, fr->jpeg[i], fr->len[i], prep_mode, w, h, fr->input[i], &ow, &oh,
-                                     NULL, NULL, err, sizeof err)) != 0) {
+        if ((rv = be_image_letterbox(im, fr->jpeg[i], fr->len[i], prep_mode, decode_mode, w, h,
+                                     fr->input[i], &ow, &oh, NULL, NULL, err, sizeof err)) != 0) {
             fprintf(stderr, "frame %d: %s\n", i, err);
             return rv;
         }
@@ -149,8 +152,8 @@ static double preprocess_ms(be_image_t *im, const frames_t *fr, int w, int h, fl
     reps = reps > 64 ? 64 : reps;
     for (int r = -3; r < reps; r++) {
         double t0 = now_ms();
-        be_image_letterbox(im, fr->jpeg[0], fr->len[0], prep_mode, w, h, buf, &ow, &oh, NULL, NULL, err,
-                           sizeof err);
+        be_image_letterbox(im, fr->jpeg[0], fr->len[0], prep_mode, decode_mode, w, h, buf, &ow, &oh,
+                           NULL, NULL, err, sizeof err);
         if (r >= 0)
             t[r] = now_ms() - t0;
     }
@@ -195,9 +198,94 @@ static void say(const char *fmt, ...)
     fflush(stdout);
 }
 
+static float box_iou_xywh(const proto_det_t *a, const proto_det_t *b)
+{
+    float x0 = fmaxf(a->x, b->x), y0 = fmaxf(a->y, b->y);
+    float x1 = fminf(a->x + a->w, b->x + b->w), y1 = fminf(a->y + a->h, b->y + b->h);
+    float inter = fmaxf(0, x1 - x0) * fmaxf(0, y1 - y0);
+    float u = a->w * a->h + b->w * b->h - inter;
+    return u > 0 ? inter / u : 0;
+}
+
+/* What decode = fast costs and saves, per model, on `fr` (JPEG frames of camera sizes): the
+ * decode + pre-processing time of each mode (median, the two modes taking turns frame by
+ * frame), and how far fast's answers are from exact's (exact gives the reference pipeline's
+ * pixels: test_be_image, test_be_faceapi): boxes of the same class paired greedily by IoU,
+ * the smallest IoU of a pair, the largest |score drift|, and boxes found by one mode only. */
+static void decode_cost(const opts_t *o, be_model_t *bm, be_image_t *im, const frames_t *fr,
+                        const char *what, cJSON *m)
+{
+    int w = be_model_width(bm), h = be_model_height(bm);
+    double t[2][256];
+    char err[256];
+    int reps = o->reps > 256 / fr->n ? 256 / fr->n : o->reps, k = 0;
+    for (int r = -1; r < reps; r++)
+        for (int i = 0; i < fr->n; i++, k += r >= 0) {
+            for (int d = 0; d < 2; d++) {
+                be_decode_t dec = (d + i + r) % 2 ? BE_DECODE_FAST : BE_DECODE_EXACT;
+                int ow, oh;
+                double t0 = now_ms();
+                be_image_letterbox(im, fr->jpeg[i], fr->len[i], be_model_prep(bm), dec, w, h,
+                                   be_model_input(bm), &ow, &oh, NULL, NULL, err, sizeof err);
+                if (r >= 0)
+                    t[dec][k] = now_ms() - t0;
+            }
+        }
+    double exact = median(t[BE_DECODE_EXACT], k), fast = median(t[BE_DECODE_FAST], k);
+    float min_iou = 1, max_drift = 0;
+    int pairs = 0, only = 0, boxes = 0;
+    for (int i = 0; i < fr->n; i++) {
+        proto_det_t d[2][64];
+        int n[2], ow = 0, oh = 0;
+        for (int dec = 0; dec < 2; dec++) {
+            be_image_letterbox(im, fr->jpeg[i], fr->len[i], be_model_prep(bm), (be_decode_t)dec, w,
+                               h, be_model_input(bm), &ow, &oh, NULL, NULL, err, sizeof err);
+            n[dec] = be_model_detect(bm, ow, oh, 0, 0, d[dec], 64);
+            n[dec] = n[dec] < 0 ? 0 : n[dec];
+        }
+        char used[64] = {0};
+        for (int a = 0; a < n[0]; a++) {
+            int best = -1;
+            float bi = 0;
+            for (int b = 0; b < n[1]; b++) {
+                float v = box_iou_xywh(&d[0][a], &d[1][b]);
+                if (!used[b] && d[1][b].class_id == d[0][a].class_id && v > bi) {
+                    bi = v;
+                    best = b;
+                }
+            }
+            if (best < 0) {
+                only++;
+                continue;
+            }
+            used[best] = 1;
+            pairs++;
+            min_iou = fminf(min_iou, bi);
+            max_drift = fmaxf(max_drift, fabsf(d[0][a].confidence - d[1][best].confidence));
+        }
+        for (int b = 0; b < n[1]; b++)
+            only += !used[b];
+        boxes += n[0];
+    }
+    say("decode = fast vs exact on %d %s: decode + pre-processing %.2f vs %.2f ms/frame "
+        "(saves %.2f ms); answers: %d boxes (exact), %d paired, min IoU %.3f, max |score drift| "
+        "%.3f, %d found by one mode only\n",
+        fr->n, what, fast, exact, exact - fast, boxes, pairs, min_iou, max_drift, only);
+    cJSON *j = cJSON_AddObjectToObject(m, "decode_fast_vs_exact");
+    cJSON_AddStringToObject(j, "frames", what);
+    cJSON_AddNumberToObject(j, "exact_preprocess_ms", exact);
+    cJSON_AddNumberToObject(j, "fast_preprocess_ms", fast);
+    cJSON_AddNumberToObject(j, "saved_ms", exact - fast);
+    cJSON_AddNumberToObject(j, "boxes_exact", boxes);
+    cJSON_AddNumberToObject(j, "paired", pairs);
+    cJSON_AddNumberToObject(j, "min_iou", min_iou);
+    cJSON_AddNumberToObject(j, "max_score_drift", max_drift);
+    cJSON_AddNumberToObject(j, "one_mode_only", only);
+}
+
 static void bench_model(const opts_t *o, const char *name, const char *cfg, const char *weights,
                         const char *names, frames_t *fr, be_image_t *im, const double *sgemm,
-                        cJSON *models)
+                        const frames_t *dfr, const char *dwhat, cJSON *models)
 {
     char err[512];
     cJSON *m = cJSON_AddObjectToObject(models, name);
@@ -259,6 +347,11 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
         }
         if (ocv != NULL)
             ocv_set_threads(th);
+        be_dnnl_t *dn = NULL;
+        if (be_dnnl_create(&dn, net, th, 0, err, sizeof err) != 0) {
+            say("oneDNN engine: %s\n", err);
+            dn = NULL;
+        }
         /* The whole backend path runs through the same model object the server uses. */
         be_model_t *bm = NULL;
         be_model_opts_t mo = {.cfg = cfg, .weights = weights, .names = names,
@@ -269,15 +362,15 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
         }
         /* The three engines take turns frame by frame, in a rotating order, so that a noisy
          * neighbour on this VM slows all of them alike and the ratios stay fair. */
-        double tf[256], to[256], te[256], tp[256];
+        double tf[256], to[256], te[256], tp[256], td[256];
         proto_det_t dets[256];
         float *scratch = malloc((size_t)3 * w * h * sizeof(float));
         int reps = o->reps > 256 ? 256 : o->reps;
         for (int r = -o->warmup; r < reps; r++) {
             int i = (r + o->warmup) % fr->n;
             const float *in = fr->input[i];
-            for (int k = 0; k < 4; k++) {
-                int turn = (k + r + 4 * o->warmup) % 4;
+            for (int k = 0; k < 5; k++) {
+                int turn = (k + r + 5 * o->warmup) % 5;
                 double t0 = now_ms();
                 if (turn == 0) {
                     be_fast_predict(f, in);
@@ -286,21 +379,34 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
                         say("OpenCV: %s\n", err);
                 } else if (turn == 2 && bm != NULL) {
                     int ow, oh;
-                    be_image_letterbox(im, fr->jpeg[i], fr->len[i], prep_mode, w, h,
+                    be_image_letterbox(im, fr->jpeg[i], fr->len[i], prep_mode, decode_mode, w, h,
                                        be_model_input(bm), &ow, &oh, NULL, NULL, err, sizeof err);
                     be_model_detect(bm, ow, oh, 0, 0, dets, 256);
                 } else if (turn == 3 && scratch != NULL) { /* decode + letterbox of dog.jpg */
                     int ow, oh;
-                    be_image_letterbox(im, fr->jpeg[0], fr->len[0], prep_mode, w, h, scratch, &ow,
-                                       &oh, NULL, NULL, err, sizeof err);
+                    be_image_letterbox(im, fr->jpeg[0], fr->len[0], prep_mode, decode_mode, w, h,
+                                       scratch, &ow, &oh, NULL, NULL, err, sizeof err);
+                } else if (turn == 4 && dn != NULL) {
+                    be_dnnl_predict_stop(dn, in, NULL, NULL);
                 }
                 double dt = now_ms() - t0;
                 if (r >= 0)
-                    (turn == 0 ? tf : turn == 1 ? to : turn == 2 ? te : tp)[r] = dt;
+                    (turn == 0   ? tf
+                     : turn == 1 ? to
+                     : turn == 2 ? te
+                     : turn == 3 ? tp
+                                 : td)[r] = dt;
             }
         }
         double fast = median(tf, reps), cv = ocv != NULL ? median(to, reps) : NAN;
         double e2e = bm != NULL ? median(te, reps) : NAN;
+        double dnn = dn != NULL ? median(td, reps) : NAN, rel_dnnl = NAN;
+        if (dn != NULL) {
+            be_dnnl_predict_stop(dn, fr->input[0], NULL, NULL);
+            rel_dnnl = rel_diff(net->output, ref, net->outputs);
+            be_dnnl_destroy(dn);
+        }
+        const char *e2e_engine = bm != NULL ? be_engine_name(be_model_engine(bm)) : "-";
         pre = median(tp, reps);
         free(scratch);
         be_model_free(bm);
@@ -322,18 +428,45 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
         cJSON_AddNumberToObject(run, "preprocess_ms", pre);
         cJSON_AddNumberToObject(run, "preprocess_pct_of_network", 100 * pre / fast);
         cJSON_AddNumberToObject(run, "output_rel_diff_vs_darknet", rel);
+        if (dn != NULL) {
+            cJSON *jd = timing(dnn, flops);
+            cJSON_AddNumberToObject(jd, "pct_of_sgemm", 100 * flops / (dnn * 1e6) / sgemm[th - 1]);
+            cJSON_AddNumberToObject(jd, "output_rel_diff_vs_darknet", rel_dnnl);
+            cJSON_AddItemToObject(run, "framegate_dnnl", jd);
+        }
+        cJSON_AddStringToObject(run, "framegate_e2e_engine", e2e_engine);
         cJSON_AddItemToArray(runs, run);
-        say("%-7d %-14s %10.1f %9.2f %9.2f %11.1f%% %13.3f %13.3f %11.1f%%\n", th,
-            "framegate net", fast, 1e3 / fast, flops / (fast * 1e6),
-            100 * flops / (fast * 1e6) / sgemm[th - 1], fast / cv, fast / stock, 100 * pre / fast);
-        say("%-7d %-14s %10.1f %9.2f %9s %12s %13.3f %13.3f\n", th, "framegate e2e", e2e,
-            1e3 / e2e, "", "", e2e / cv, e2e / stock);
+        say("%-7d %-14s %10.1f %9.2f %9.2f %11.1f%% %13.3f %13.3f %11.1f%%\n", th, "fg net (blas)",
+            fast, 1e3 / fast, flops / (fast * 1e6), 100 * flops / (fast * 1e6) / sgemm[th - 1],
+            fast / cv, fast / stock, 100 * pre / fast);
+        if (dn != NULL)
+            say("%-7d %-14s %10.1f %9.2f %9.2f %11.1f%% %13.3f %13.3f %11.1f%%\n", th,
+                "fg net (dnnl)", dnn, 1e3 / dnn, flops / (dnn * 1e6),
+                100 * flops / (dnn * 1e6) / sgemm[th - 1], dnn / cv, dnn / stock, 100 * pre / dnn);
+        char e2e_name[32];
+        snprintf(e2e_name, sizeof e2e_name, "fg e2e (%s)", e2e_engine);
+        say("%-7d %-14s %10.1f %9.2f %9s %12s %13.3f %13.3f\n", th, e2e_name, e2e, 1e3 / e2e, "",
+            "", e2e / cv, e2e / stock);
         if (ocv != NULL)
             say("%-7d %-14s %10.1f %9.2f %9.2f %11.1f%%\n", th, "opencv", cv, 1e3 / cv,
                 flops / (cv * 1e6), 100 * flops / (cv * 1e6) / sgemm[th - 1]);
-        say("        output vs stock darknet: rel %.2g (max|a-b| / max|b|)\n", rel);
+        say("        output vs stock darknet: rel %.2g blas, %.2g dnnl (max|a-b| / max|b|)\n", rel,
+            rel_dnnl);
     }
     free(ref);
+    if (dfr != NULL && dfr->n > 0) {
+        be_model_t *bm = NULL;
+        be_model_opts_t mo = {.cfg = cfg,
+                              .weights = weights,
+                              .names = names,
+                              .threshold = prep_mode == BE_PREP_FACEAPI ? 0.5f : 0.25f,
+                              .nms = prep_mode == BE_PREP_FACEAPI ? 0.4f : 0.45f,
+                              .prep = prep_mode,
+                              .threads = 1};
+        if (be_model_load(&bm, &mo, err, sizeof err) == 0)
+            decode_cost(o, bm, im, dfr, dwhat, m);
+        be_model_free(bm);
+    }
     if (ocv != NULL)
         ocv_destroy(ocv);
     free_network(net);
@@ -459,8 +592,8 @@ int main(int argc, char **argv)
         return 1;
     }
     const char *base = strrchr(o.cfg, '/') ? strrchr(o.cfg, '/') + 1 : o.cfg;
-    bench_model(&o, base, o.cfg, weights, FG_DARKNET_SHARE "/data/coco.names", &fr, im, sgemm,
-                models);
+    bench_model(&o, base, o.cfg, weights, FG_DARKNET_SHARE "/data/coco.names", &fr, im, sgemm, &fr,
+                "darknet photos (threshold 0.25)", models);
     unlink(weights);
     rmdir(tmpdir);
 
@@ -476,8 +609,24 @@ int main(int argc, char **argv)
     if (access(fcfg, R_OK) == 0 && access(fweights, R_OK) == 0 && access(fnames, R_OK) == 0) {
         /* face-api's own pre-processing: the converted model is only right with it. */
         prep_mode = BE_PREP_FACEAPI;
-        bench_model(&o, "face-tiny (default model)", fcfg, fweights, fnames, &fr, im, sgemm,
-                    models);
+        /* The agreement test's JPEG frames (scripts/models.sh): faces near the threshold. */
+        static const char *const faces[] = {
+            "frame-720p-small-face.jpg",   "frame-720p-face.jpg",
+            "frame-1080p-faces.jpg",       "frame-720p-dark.jpg",
+            "astronaut-gray.jpg",          "astronaut-dark.jpg",
+            "astronaut-edge-top-left.jpg", "astronaut-edge-bottom-right.jpg"};
+        frames_t ffr;
+        memset(&ffr, 0, sizeof ffr);
+        for (size_t i = 0; i < sizeof faces / sizeof faces[0]; i++) {
+            snprintf(fcfg, sizeof fcfg, "%s/../faceapi-ref/%s", path, faces[i]);
+            if ((ffr.jpeg[ffr.n] = slurp(fcfg, &ffr.len[ffr.n])) != NULL)
+                ffr.n++;
+        }
+        snprintf(fcfg, sizeof fcfg, "%s/face-tiny.cfg", path);
+        bench_model(&o, "face-tiny (default model)", fcfg, fweights, fnames, &fr, im, sgemm, &ffr,
+                    "face frames (scripts/models.sh; threshold 0.5)", models);
+        for (int i = 0; i < ffr.n; i++)
+            free(ffr.jpeg[i]);
         prep_mode = BE_PREP_DARKNET;
     } else {
         say("\n== face: skipped, %s / face-tiny.weights / face.names not found ==\n", fcfg);

@@ -40,8 +40,11 @@ static int letterbox(be_image_t *dec, const uint8_t *buf, size_t len, be_prep_t 
 {
     char err[256];
     err[0] = '\0';
-    int rv =
-        be_image_letterbox(dec, buf, len, mode, NET_W, NET_H, input, w, h, dw, dh, err, sizeof err);
+    /* Both decode paths get fuzzed: the exact full-size decode with darknet's placement,
+     * the DCT-scaled one with face-api's (each mode keeps its own reference answer). */
+    be_decode_t decode = mode == BE_PREP_DARKNET ? BE_DECODE_EXACT : BE_DECODE_FAST;
+    int rv = be_image_letterbox(dec, buf, len, mode, decode, NET_W, NET_H, input, w, h, dw, dh,
+                                err, sizeof err);
     FUZZ_CHECK(memchr(err, '\0', sizeof err) != NULL);
     return rv;
 }

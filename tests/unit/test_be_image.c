@@ -1,5 +1,6 @@
-/* Frame decoding: sizes, DCT-scaled decode of large frames, letterbox geometry against
- * darknet's own letterbox_image, and every kind of bad input. */
+/* Frame decoding: sizes, the exact decode against darknet's own loader + letterbox, DCT-scaled
+ * (fast) decode of large frames, letterbox geometry against darknet's own letterbox_image, and
+ * every kind of bad input. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -71,8 +72,8 @@ static void test_probe_and_errors(void **state)
         w = h = 0x7fffffff;
         assert_true(be_image_probe(im, p, cuts[i], &w, &h) != 0 || cuts[i] > 600);
         w = h = 0x7fffffff;
-        int rv = be_image_letterbox(im, p, cuts[i], BE_PREP_DARKNET, 416, 416, input, &w, &h, NULL, NULL, err,
-                                    sizeof err);
+        int rv = be_image_letterbox(im, p, cuts[i], BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416,
+                                    input, &w, &h, NULL, NULL, err, sizeof err);
         assert_int_equal(rv, PROTO_EIMAGE);
         free(p);
     }
@@ -85,7 +86,8 @@ static void test_probe_and_errors(void **state)
             p[j] = (uint8_t)rand();
         p[0] = 0xff;
         p[1] = 0xd8;
-        int rv = be_image_letterbox(im, p, n, BE_PREP_DARKNET, 416, 416, input, &w, &h, NULL, NULL, err, sizeof err);
+        int rv = be_image_letterbox(im, p, n, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416, input, &w,
+                                    &h, NULL, NULL, err, sizeof err);
         assert_true(rv == PROTO_EIMAGE || rv == PROTO_EIMGSIZE);
         /* Without the SOI marker it is not even looked at. */
         p[0] = 0x12;
@@ -97,17 +99,17 @@ static void test_probe_and_errors(void **state)
     be_image_limits_t lim = {.max_pixels = 1000, .max_side = 16384};
     assert_int_equal(be_image_create(&small, lim), 0);
     assert_int_equal(be_image_probe(small, dog, len, &w, &h), PROTO_EIMGSIZE);
-    assert_int_equal(
-        be_image_letterbox(small, dog, len, BE_PREP_DARKNET, 416, 416, input, &w, &h, NULL, NULL, err, sizeof err),
-        PROTO_EIMGSIZE);
+    assert_int_equal(be_image_letterbox(small, dog, len, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416,
+                                        input, &w, &h, NULL, NULL, err, sizeof err),
+                     PROTO_EIMGSIZE);
     be_image_destroy(small);
     lim = (be_image_limits_t){.max_pixels = 64000000, .max_side = 767};
     assert_int_equal(be_image_create(&small, lim), 0);
     assert_int_equal(be_image_probe(small, dog, len, &w, &h), PROTO_EIMGSIZE);
     be_image_destroy(small);
-    assert_int_equal(
-        be_image_letterbox(im, NULL, 0, BE_PREP_DARKNET, 416, 416, input, &w, &h, NULL, NULL, err, sizeof err),
-        PROTO_EEMPTY);
+    assert_int_equal(be_image_letterbox(im, NULL, 0, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416,
+                                        input, &w, &h, NULL, NULL, err, sizeof err),
+                     PROTO_EEMPTY);
     free(input);
     free(dog);
     be_image_destroy(im);
@@ -156,8 +158,9 @@ static void test_letterbox_matches_darknet(void **state)
     char err[128];
     int ow, oh;
     int dw, dh;
-    assert_int_equal(
-        be_image_letterbox(im, dog, len, BE_PREP_DARKNET, 416, 416, direct, &ow, &oh, &dw, &dh, err, sizeof err), 0);
+    assert_int_equal(be_image_letterbox(im, dog, len, BE_PREP_DARKNET, BE_DECODE_FAST, 416, 416,
+                                        direct, &ow, &oh, &dw, &dh, err, sizeof err),
+                     0);
     assert_int_equal(ow, 768);
     assert_int_equal(oh, 576);
     /* 768x576 -> 416x312 inside the network: 5/8 (480x360) is the smallest DCT scale that
@@ -178,7 +181,70 @@ static void test_letterbox_matches_darknet(void **state)
     be_image_destroy(im);
 }
 
-/* A large frame (dog.jpg upscaled 4x and re-encoded) is decoded with DCT scaling at 1/4,
+/* The default (exact) decode gives the network what stock darknet's own pipeline gives it:
+ * load_image_color (OpenCV's imread: libjpeg's accurate IDCT and smooth upsampling) then
+ * letterbox_image, on darknet's photos of several sizes; only decoder rounding may differ.
+ * The fast decode (DCT-scaled) is measurably further away on the frames it scales. */
+static void test_exact_is_darknets_pipeline(void **state)
+{
+    (void)state;
+    static const char *const photos[] = {"dog.jpg", "person.jpg", "kite.jpg", "scream.jpg",
+                                         "eagle.jpg"};
+    be_image_t *im = make();
+    float *in = malloc(sizeof(float) * 3 * 416 * 416);
+    assert_non_null(in);
+    char path[512], err[256];
+    for (size_t p = 0; p < sizeof photos / sizeof photos[0]; p++) {
+        snprintf(path, sizeof path, "%s/%s", FG_DARKNET_DATA, photos[p]);
+        size_t len;
+        uint8_t *jpg = read_file_all(path, &len);
+        image src = load_image_color(path, 0, 0);
+        image ref = letterbox_image(src, 416, 416);
+        double mean[2], maxd[2];
+        int dw[2], dh[2], w, h;
+        for (int d = 0; d < 2; d++) {
+            assert_int_equal(be_image_letterbox(im, jpg, len, BE_PREP_DARKNET,
+                                                d ? BE_DECODE_FAST : BE_DECODE_EXACT, 416, 416, in,
+                                                &w, &h, &dw[d], &dh[d], err, sizeof err),
+                             0);
+            assert_int_equal(w, src.w);
+            assert_int_equal(h, src.h);
+            double sum = 0, mx = 0;
+            for (int i = 0; i < 3 * 416 * 416; i++) {
+                double v = fabs((double)in[i] - ref.data[i]);
+                sum += v;
+                mx = v > mx ? v : mx;
+            }
+            mean[d] = sum / (3 * 416 * 416);
+            maxd[d] = mx;
+        }
+        print_message("%-10s %dx%d: exact (decoded %dx%d) vs darknet mean |diff| %.6f max %.4f; "
+                      "fast (decoded %dx%d) mean %.6f max %.4f\n",
+                      photos[p], w, h, dw[0], dh[0], mean[0], maxd[0], dw[1], dh[1], mean[1],
+                      maxd[1]);
+        assert_int_equal(dw[0], w); /* exact: always the full size */
+        assert_int_equal(dh[0], h);
+        /* darknet's imread is OpenCV's, on the same libjpeg-turbo: the same pixels, and the
+         * same resize up to float rounding (darknet's last-row quirk included). */
+        assert_true(maxd[0] < 1e-4);
+        assert_true(mean[0] < 1e-6);
+        if (dw[1] < w) /* a scaled decode sees other pixels */
+            assert_true(mean[1] > 2 * mean[0]);
+        free_image(ref);
+        free_image(src);
+        free(jpg);
+    }
+    assert_int_equal(be_decode_parse("exact"), BE_DECODE_EXACT);
+    assert_int_equal(be_decode_parse("fast"), BE_DECODE_FAST);
+    assert_int_equal(be_decode_parse("Fast"), -1);
+    assert_int_equal(be_decode_parse(NULL), -1);
+    assert_string_equal(be_decode_name(BE_DECODE_FAST), "fast");
+    assert_string_equal(be_decode_name(BE_DECODE_EXACT), "exact");
+    free(in);
+    be_image_destroy(im);
+}
+
+/* A large frame (dog.jpg upscaled 4x and re-encoded) is decoded (fast) with DCT scaling at 1/4,
  * gives the original size back, and the network sees nearly what it sees for dog.jpg. */
 static void test_big_frame_scaled(void **state)
 {
@@ -211,14 +277,16 @@ static void test_big_frame_scaled(void **state)
     float *ref = malloc(sizeof(float) * 3 * 416 * 416);
     char err[128];
     int dw, dh;
-    assert_int_equal(
-        be_image_letterbox(im, jpeg, jlen, BE_PREP_DARKNET, 416, 416, in, &w, &h, &dw, &dh, err, sizeof err), 0);
+    assert_int_equal(be_image_letterbox(im, jpeg, jlen, BE_PREP_DARKNET, BE_DECODE_FAST, 416, 416,
+                                        in, &w, &h, &dw, &dh, err, sizeof err),
+                     0);
     assert_int_equal(w, W);
     assert_int_equal(h, H);
     assert_int_equal(dw, 768);
     assert_int_equal(dh, 576);
-    assert_int_equal(
-        be_image_letterbox(im, dog, len, BE_PREP_DARKNET, 416, 416, ref, &w, &h, NULL, NULL, err, sizeof err), 0);
+    assert_int_equal(be_image_letterbox(im, dog, len, BE_PREP_DARKNET, BE_DECODE_FAST, 416, 416,
+                                        ref, &w, &h, NULL, NULL, err, sizeof err),
+                     0);
     double sum = 0;
     for (int i = 0; i < 3 * 416 * 416; i++)
         sum += in[i] > ref[i] ? in[i] - ref[i] : ref[i] - in[i];
@@ -291,8 +359,8 @@ static uint8_t *encode_png(const uint8_t *px, int w, int h, int channels, size_t
 }
 
 /* PNG input: the lossless copy of a decoded JPEG decodes to exactly the same pixels; grey
- * and RGBA become RGB; letterboxing it gives the JPEG's input within the JPEG path's DCT
- * scaling; a header over the limits is refused before the pixels are touched; a truncated
+ * and RGBA become RGB; letterboxing it gives exactly the JPEG's input (the exact decode is
+ * the same pixels); a header over the limits is refused before the pixels are touched; a truncated
  * or corrupted file is a bad image, never a crash. */
 static void test_png(void **state)
 {
@@ -313,19 +381,19 @@ static void test_png(void **state)
 
     float *a = malloc(sizeof(float) * 3 * 416 * 416), *b = malloc(sizeof(float) * 3 * 416 * 416);
     char err[256];
-    assert_int_equal(be_image_letterbox(im, png, plen, BE_PREP_DARKNET, 416, 416, a, &pw, &ph,
-                                        NULL, NULL, err, sizeof err),
+    assert_int_equal(be_image_letterbox(im, png, plen, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416,
+                                        a, &pw, &ph, NULL, NULL, err, sizeof err),
                      0);
-    assert_int_equal(be_image_letterbox(im, dog, len, BE_PREP_DARKNET, 416, 416, b, &w, &h, NULL,
-                                        NULL, err, sizeof err),
+    assert_int_equal(be_image_letterbox(im, dog, len, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416, b,
+                                        &w, &h, NULL, NULL, err, sizeof err),
                      0);
     assert_int_equal(pw, w);
     assert_int_equal(ph, h);
     double sum = 0;
     for (size_t i = 0; i < 3 * 416 * 416; i++)
         sum += fabs((double)a[i] - b[i]);
-    printf("PNG vs DCT-scaled JPEG letterbox: mean |diff| %.5f\n", sum / (3 * 416 * 416));
-    assert_true(sum / (3 * 416 * 416) < 0.02);
+    printf("PNG vs JPEG letterbox (exact decode): mean |diff| %.5f\n", sum / (3 * 416 * 416));
+    assert_true(sum / (3 * 416 * 416) < 1e-6);
 
     /* Grey and RGBA sources: grey is replicated, alpha dropped. */
     uint8_t *grey = malloc((size_t)w * h), *rgba = malloc((size_t)w * h * 4);
@@ -378,16 +446,16 @@ static void test_png(void **state)
     for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
         uint8_t *p = malloc(cuts[i]);
         memcpy(p, png, cuts[i]);
-        int rv = be_image_letterbox(im, p, cuts[i], BE_PREP_DARKNET, 416, 416, a, &pw, &ph, NULL,
-                                    NULL, err, sizeof err);
+        int rv = be_image_letterbox(im, p, cuts[i], BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416, a,
+                                    &pw, &ph, NULL, NULL, err, sizeof err);
         assert_int_equal(rv, PROTO_EIMAGE);
         free(p);
     }
     uint8_t *p = malloc(plen);
     memcpy(p, png, plen);
     p[plen / 2] ^= 0x55; /* a corrupt deflate stream or CRC */
-    assert_int_equal(be_image_letterbox(im, p, plen, BE_PREP_DARKNET, 416, 416, a, &pw, &ph,
-                                        NULL, NULL, err, sizeof err),
+    assert_int_equal(be_image_letterbox(im, p, plen, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416, a,
+                                        &pw, &ph, NULL, NULL, err, sizeof err),
                      PROTO_EIMAGE);
     assert_non_null(strstr(err, "PNG"));
     free(p);
@@ -537,8 +605,8 @@ static void test_poison_then_valid(void **state)
     for (int i = 0; i < NPOISON; i++) {
         int w, h;
         err[0] = '\0';
-        int rv = be_image_letterbox(im, poison[i], plen[i], BE_PREP_DARKNET, 416, 416, input, &w,
-                                    &h, NULL, NULL, err, sizeof err);
+        int rv = be_image_letterbox(im, poison[i], plen[i], BE_PREP_DARKNET, BE_DECODE_EXACT, 416,
+                                    416, input, &w, &h, NULL, NULL, err, sizeof err);
         print_message("%-40s -> %s: %s\n", what[i], proto_errname(rv), err);
         assert_true(rv == PROTO_EIMAGE);
         assert_true(err[0] != '\0');
@@ -553,8 +621,8 @@ static void test_poison_then_valid(void **state)
         w = h = 0;
         assert_int_equal(be_image_probe(im, dog, len, &w, &h), 0);
         assert_int_equal(w, 768);
-        rv = be_image_letterbox(im, dog, len, BE_PREP_DARKNET, 416, 416, input, &w, &h, NULL, NULL,
-                                err, sizeof err);
+        rv = be_image_letterbox(im, dog, len, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416, input, &w,
+                                &h, NULL, NULL, err, sizeof err);
         if (rv != 0)
             print_message("after %s: dog.jpg -> %s: %s\n", what[i], proto_errname(rv), err);
         assert_int_equal(rv, 0);
@@ -570,12 +638,12 @@ static void test_poison_then_valid(void **state)
     }
     /* Specific messages for the causes an operator has to recognise. */
     int w, h;
-    assert_int_equal(be_image_letterbox(im, poison[7], plen[7], BE_PREP_DARKNET, 416, 416, input,
-                                        &w, &h, NULL, NULL, err, sizeof err),
+    assert_int_equal(be_image_letterbox(im, poison[7], plen[7], BE_PREP_DARKNET, BE_DECODE_EXACT,
+                                        416, 416, input, &w, &h, NULL, NULL, err, sizeof err),
                      PROTO_EIMAGE);
     assert_non_null(strstr(err, "scans"));
-    assert_int_equal(be_image_letterbox(im, poison[3], plen[3], BE_PREP_DARKNET, 416, 416, input,
-                                        &w, &h, NULL, NULL, err, sizeof err),
+    assert_int_equal(be_image_letterbox(im, poison[3], plen[3], BE_PREP_DARKNET, BE_DECODE_EXACT,
+                                        416, 416, input, &w, &h, NULL, NULL, err, sizeof err),
                      PROTO_EIMAGE);
     assert_non_null(strstr(err, "precision"));
     for (int i = 0; i < NPOISON; i++)
@@ -599,8 +667,8 @@ static void test_scan_limit(void **state)
         size_t len;
         uint8_t *b = scan_bomb(n[i], 1, &len);
         err[0] = '\0';
-        int rv = be_image_letterbox(im, b, len, BE_PREP_DARKNET, 416, 416, input, &w, &h, NULL,
-                                    NULL, err, sizeof err);
+        int rv = be_image_letterbox(im, b, len, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416, input,
+                                    &w, &h, NULL, NULL, err, sizeof err);
         print_message("%5d scans, %7zu bytes -> %s %s\n", n[i], len, rv == 0 ? "ok" : proto_errname(rv), err);
         if (n[i] <= 100) {
             assert_int_equal(rv, 0);
@@ -628,8 +696,8 @@ static void test_large_frame_released(void **state)
     char err[256];
     int w, h;
     assert_int_equal(be_image_retained(im), 0);
-    assert_int_equal(be_image_letterbox(im, dog, len, BE_PREP_DARKNET, 416, 416, input, &w, &h,
-                                        NULL, NULL, err, sizeof err),
+    assert_int_equal(be_image_letterbox(im, dog, len, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416,
+                                        input, &w, &h, NULL, NULL, err, sizeof err),
                      0);
     size_t normal = be_image_retained(im);
     assert_true(normal >= (size_t)480 * 360 * 3 && normal <= BE_IMAGE_KEEP_MAX);
@@ -641,8 +709,8 @@ static void test_large_frame_released(void **state)
     size_t plen;
     uint8_t *png = encode_png(px, W, H, 3, &plen);
     free(px);
-    assert_int_equal(be_image_letterbox(im, png, plen, BE_PREP_DARKNET, 416, 416, input, &w, &h,
-                                        NULL, NULL, err, sizeof err),
+    assert_int_equal(be_image_letterbox(im, png, plen, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416,
+                                        input, &w, &h, NULL, NULL, err, sizeof err),
                      0);
     assert_int_equal(w, W);
     assert_true(be_image_retained(im) <= BE_IMAGE_KEEP_MAX);
@@ -657,13 +725,13 @@ static void test_large_frame_released(void **state)
     assert_int_equal(be_image_annotate(im, png, plen, &det, 1, &out, &olen), 0);
     assert_true(be_image_retained(im) <= BE_IMAGE_KEEP_MAX);
     /* A truncated large PNG: the error path releases too. */
-    assert_int_equal(be_image_letterbox(im, png, plen - 100, BE_PREP_DARKNET, 416, 416, input, &w,
-                                        &h, NULL, NULL, err, sizeof err),
+    assert_int_equal(be_image_letterbox(im, png, plen - 100, BE_PREP_DARKNET, BE_DECODE_EXACT, 416,
+                                        416, input, &w, &h, NULL, NULL, err, sizeof err),
                      PROTO_EIMAGE);
     assert_true(be_image_retained(im) <= BE_IMAGE_KEEP_MAX);
     /* And normal frames go on reusing their buffer. */
-    assert_int_equal(be_image_letterbox(im, dog, len, BE_PREP_DARKNET, 416, 416, input, &w, &h,
-                                        NULL, NULL, err, sizeof err),
+    assert_int_equal(be_image_letterbox(im, dog, len, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416,
+                                        input, &w, &h, NULL, NULL, err, sizeof err),
                      0);
     assert_true(be_image_retained(im) >= (size_t)480 * 360 * 3);
     free(png);
@@ -677,6 +745,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_probe_and_errors),
         cmocka_unit_test(test_letterbox_matches_darknet),
+        cmocka_unit_test(test_exact_is_darknets_pipeline),
         cmocka_unit_test(test_big_frame_scaled),
         cmocka_unit_test(test_annotate),
         cmocka_unit_test(test_png),

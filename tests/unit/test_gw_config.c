@@ -398,9 +398,9 @@ static void test_every_key_from_env(void **state)
     fclose(f);
     unlink(path);
     /* every top-level key but the alias "backends" (48, and 22 for storage and frames by
-     * URL); 10 keys per model and yolov3-tiny's own min_backends (the store_* switches a
+     * URL); 11 keys per model and yolov3-tiny's own min_backends (the store_* switches a
      * model inherits are comments) */
-    assert_int_equal(n, 48 + 22 + 10 + 11);
+    assert_int_equal(n, 48 + 22 + 11 + 12);
     /* The models exist, empty: the environment fills them ("YOLOV3_TINY" finds
      * "yolov3-tiny"). */
     memset(&b, 0, sizeof b);
@@ -427,6 +427,7 @@ static void test_models(void **state)
     assert_string_equal(c.models[0].name, "face");
     assert_int_equal(c.models[0].preprocess, GW_PRE_FACEAPI);
     assert_int_equal(c.models[0].input_size, 416);
+    assert_int_equal(c.models[0].decode, GW_DECODE_EXACT);
     assert_string_equal(c.models[1].name, "yolov3-tiny");
     assert_true(c.models[1].threshold == 0.25);
 
@@ -438,7 +439,8 @@ static void test_models(void **state)
     assert_int_equal(gw_config_load_file(&c, path, err, sizeof err), 0);
     unlink(path);
     char *env[] = {"FRAMEGATE_MODEL_YOLOV3_TINY_BACKEND_ARGS=--simulate-ms 7",
-                   "FRAMEGATE_MODEL_CLS_MAX_BACKENDS=4", NULL};
+                   "FRAMEGATE_MODEL_CLS_MAX_BACKENDS=4", "FRAMEGATE_MODEL_YOLOV3_TINY_DECODE=fast",
+                   NULL};
     assert_int_equal(gw_config_load_env(&c, env, err, sizeof err), 0);
     /* --set after the file: a top-level key reaches the models that did not set it. */
     assert_int_equal(gw_config_set(&c, "min_backends", "2", "--set", err, sizeof err), 0);
@@ -457,6 +459,8 @@ static void test_models(void **state)
     assert_int_equal(yolo->min_backends, 0); /* its own */
     assert_int_equal(yolo->max_backends, 6);
     assert_string_equal(yolo->backend_args, "--simulate-ms 7");
+    assert_int_equal(yolo->decode, GW_DECODE_FAST);
+    assert_int_equal(face->decode, GW_DECODE_EXACT);
     assert_int_equal(cls->min_backends, 2);
     assert_int_equal(cls->max_backends, 4);
     assert_int_equal(cls->top_k, 5);
@@ -500,6 +504,7 @@ static void test_models(void **state)
         {"[model face\n", ":1:", "[model NAME]"},
         {"[model face]\nmax_connections = 5\n", ":2:", "model.face.max_connections"},
         {"\n[model face]\npreprocess = yolo\n", ":3:", "model.face.preprocess"},
+        {"[model face]\ndecode = scaled\n", ":2:", "model.face.decode"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         gw_config_defaults(&c);

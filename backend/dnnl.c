@@ -1,0 +1,501 @@
+#include "dnnl.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+
+#ifdef FG_HAVE_DNNL
+#include <oneapi/dnnl/dnnl.h>
+
+/* libgomp's, loaded with libdnnl (its OpenMP runtime); the threads of the calling thread. */
+void omp_set_num_threads(int n) __attribute__((weak));
+
+typedef struct {
+    dnnl_primitive_t prim;
+    int nargs;
+    dnnl_exec_arg_t args[4];
+} step_t;
+
+typedef struct {
+    int onednn;       /* 1: steps[first .. first + count), 0: darknet's l.forward */
+    int first, count; /* its steps */
+} plan_t;
+
+struct be_dnnl {
+    network *net;
+    dnnl_engine_t eng;
+    dnnl_stream_t st;
+    step_t *steps;
+    int nsteps;
+    plan_t *plan;
+    dnnl_memory_t *mems; /* every memory object, for destroy */
+    int nmems;
+    dnnl_memory_t input; /* the network input, NCHW over the caller's buffer (set per pass) */
+    int threads;
+    char *why;
+    size_t whycap;
+};
+
+/* A oneDNN call that failed during set-up: the reason, once. */
+static int failed(be_dnnl_t *d, const char *what, int layer)
+{
+    if (d->why != NULL && d->whycap > 0)
+        snprintf(d->why, d->whycap, "oneDNN refused %s (layer %d)", what, layer);
+    return PROTO_EINVAL;
+}
+
+#define TRY(call, what)                                                                            \
+    do {                                                                                           \
+        if ((call) != dnnl_success)                                                                \
+            return failed(d, what, i);                                                             \
+    } while (0)
+
+static int keep_mem(be_dnnl_t *d, dnnl_memory_t m)
+{
+    d->mems[d->nmems++] = m;
+    return 0;
+}
+
+static step_t *new_step(be_dnnl_t *d)
+{
+    step_t *s = &d->steps[d->nsteps++];
+    memset(s, 0, sizeof *s);
+    return s;
+}
+
+/* darknet's NCHW tensor of c x h x w floats at `data` (not owned) as a oneDNN memory. */
+static int user_mem(be_dnnl_t *d, int i, int c, int h, int w, float *data, dnnl_memory_t *out,
+                    dnnl_memory_desc_t *md)
+{
+    dnnl_dims_t dims = {1, c, h, w};
+    TRY(dnnl_memory_desc_init_by_tag(md, 4, dims, dnnl_f32, dnnl_nchw), "an NCHW tensor");
+    TRY(dnnl_memory_create(out, md, d->eng, data != NULL ? (void *)data : DNNL_MEMORY_NONE),
+        "an NCHW tensor");
+    return keep_mem(d, *out);
+}
+
+/* A step reordering `from` (md `fmd`) into `to` (md `tmd`). */
+static int reorder_step(be_dnnl_t *d, int i, dnnl_memory_t from, const dnnl_memory_desc_t *fmd,
+                        dnnl_memory_t to, const dnnl_memory_desc_t *tmd)
+{
+    dnnl_primitive_desc_t pd;
+    TRY(dnnl_reorder_primitive_desc_create(&pd, fmd, d->eng, tmd, d->eng, NULL), "a reorder");
+    step_t *s = new_step(d);
+    dnnl_status_t rv = dnnl_primitive_create(&s->prim, pd);
+    dnnl_primitive_desc_destroy(pd);
+    if (rv != dnnl_success) {
+        d->nsteps--;
+        return failed(d, "a reorder", i);
+    }
+    s->nargs = 2;
+    s->args[0] = (dnnl_exec_arg_t){DNNL_ARG_FROM, from};
+    s->args[1] = (dnnl_exec_arg_t){DNNL_ARG_TO, to};
+    return 0;
+}
+
+/* Runs a reorder once, now (weights into the layout the convolution chose). */
+static int reorder_now(be_dnnl_t *d, int i, dnnl_memory_t from, const dnnl_memory_desc_t *fmd,
+                       dnnl_memory_t to, const dnnl_memory_desc_t *tmd)
+{
+    int rv;
+    if ((rv = reorder_step(d, i, from, fmd, to, tmd)) != 0)
+        return rv;
+    step_t *s = &d->steps[--d->nsteps];
+    dnnl_status_t e = dnnl_primitive_execute(s->prim, d->st, s->nargs, s->args);
+    dnnl_stream_wait(d->st);
+    dnnl_primitive_destroy(s->prim);
+    return e == dnnl_success ? 0 : failed(d, "a weight reorder", i);
+}
+
+/* Which layers this engine runs: convolutions that fast.c also runs itself (not xnor/binary,
+ * groups 1 or depthwise, not darknet's 1x1-with-stride quirk) with an activation oneDNN has
+ * as a post-op, and max-pools. */
+static int runs(const layer *l)
+{
+    if (l->type == MAXPOOL)
+        return 1;
+    if (l->type != CONVOLUTIONAL || l->xnor || l->binary)
+        return 0;
+    if (l->activation != LEAKY && l->activation != RELU && l->activation != LINEAR &&
+        l->activation != LOGISTIC)
+        return 0;
+    int g = l->groups > 0 ? l->groups : 1;
+    if (g == 1)
+        return l->size != 1 || (l->stride == 1 && l->pad == 0);
+    return g == l->c && l->n == l->c;
+}
+
+/* Batch-norm folded into copies of the weights and biases, as darknet applies it:
+ * (x - mean) / (sqrt(var) + .000001) * scale + bias (fast.c does the same). */
+static int fold(const layer *l, float **w, float **b)
+{
+    size_t nw = (size_t)l->nweights, per = nw / (size_t)l->n;
+    *w = malloc(nw * sizeof(float));
+    *b = malloc((size_t)l->n * sizeof(float));
+    if (*w == NULL || *b == NULL)
+        return PROTO_ENOMEM;
+    for (int i = 0; i < l->n; i++) {
+        float s = 1.0f, bias = l->biases[i];
+        if (l->batch_normalize) {
+            s = l->scales[i] / (sqrtf(l->rolling_variance[i]) + .000001f);
+            bias = l->biases[i] - l->rolling_mean[i] * s;
+        }
+        for (size_t j = 0; j < per; j++)
+            (*w)[i * per + j] = l->weights[i * per + j] * s;
+        (*b)[i] = bias;
+    }
+    return 0;
+}
+
+/* The convolution or max-pool of layer i as a primitive descriptor with dst "any" and src
+ * "any" (a convolution picks its layout) or `in` (a max-pool takes the layout it is given). */
+static int layer_pd(be_dnnl_t *d, int i, const layer *l, const dnnl_memory_desc_t *in,
+                    dnnl_primitive_desc_t *pd)
+{
+    dnnl_dims_t sd = {1, l->c, l->h, l->w}, dd = {1, l->out_c, l->out_h, l->out_w};
+    dnnl_memory_desc_t smd, dmd;
+    TRY(dnnl_memory_desc_init_by_tag(&smd, 4, sd, dnnl_f32, dnnl_format_tag_any), "a tensor");
+    TRY(dnnl_memory_desc_init_by_tag(&dmd, 4, dd, dnnl_f32, dnnl_format_tag_any), "a tensor");
+    if (l->type == MAXPOOL) {
+        /* darknet's window starts at -pad/2; cells outside never win (as oneDNN's padding). */
+        int pl = l->pad / 2;
+        int ph = (l->out_h - 1) * l->stride + l->size - l->h - pl;
+        int pw = (l->out_w - 1) * l->stride + l->size - l->w - pl;
+        if (ph < 0 || pw < 0)
+            return failed(d, "this max-pool's geometry", i);
+        dnnl_dims_t str = {l->stride, l->stride}, k = {l->size, l->size}, dil = {0, 0};
+        dnnl_dims_t pad_l = {pl, pl}, pad_r = {ph, pw};
+        dnnl_pooling_v2_desc_t desc;
+        TRY(dnnl_pooling_v2_forward_desc_init(&desc, dnnl_forward_inference, dnnl_pooling_max, in,
+                                              &dmd, str, k, dil, pad_l, pad_r),
+            "a max-pool");
+        TRY(dnnl_primitive_desc_create(pd, &desc, NULL, d->eng, NULL), "a max-pool");
+        return 0;
+    }
+    int g = l->groups > 0 ? l->groups : 1;
+    dnnl_memory_desc_t wmd, bmd;
+    dnnl_dims_t bd = {l->n};
+    if (g == 1) {
+        dnnl_dims_t wd = {l->n, l->c, l->size, l->size};
+        TRY(dnnl_memory_desc_init_by_tag(&wmd, 4, wd, dnnl_f32, dnnl_format_tag_any), "weights");
+    } else {
+        dnnl_dims_t wd = {g, 1, 1, l->size, l->size};
+        TRY(dnnl_memory_desc_init_by_tag(&wmd, 5, wd, dnnl_f32, dnnl_format_tag_any), "weights");
+    }
+    TRY(dnnl_memory_desc_init_by_tag(&bmd, 1, bd, dnnl_f32, dnnl_x), "biases");
+    int ph = (l->out_h - 1) * l->stride + l->size - l->h - l->pad;
+    int pw = (l->out_w - 1) * l->stride + l->size - l->w - l->pad;
+    if (ph < 0 || pw < 0)
+        return failed(d, "this convolution's geometry", i);
+    dnnl_dims_t str = {l->stride, l->stride}, pad_l = {l->pad, l->pad}, pad_r = {ph, pw};
+    dnnl_convolution_desc_t desc;
+    TRY(dnnl_convolution_forward_desc_init(&desc, dnnl_forward_inference, dnnl_convolution_direct,
+                                           &smd, &wmd, &bmd, &dmd, str, pad_l, pad_r),
+        "a convolution");
+    dnnl_primitive_attr_t attr = NULL;
+    if (l->activation != LINEAR) {
+        dnnl_post_ops_t po;
+        TRY(dnnl_post_ops_create(&po), "a post-op");
+        dnnl_status_t e =
+            l->activation == LOGISTIC
+                ? dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_logistic, 0, 0)
+                : dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu,
+                                               l->activation == LEAKY ? 0.1f : 0.0f, 0);
+        if (e == dnnl_success && (e = dnnl_primitive_attr_create(&attr)) == dnnl_success)
+            e = dnnl_primitive_attr_set_post_ops(attr, po);
+        dnnl_post_ops_destroy(po);
+        if (e != dnnl_success) {
+            dnnl_primitive_attr_destroy(attr);
+            return failed(d, "an activation post-op", i);
+        }
+    }
+    dnnl_status_t e = dnnl_primitive_desc_create(pd, &desc, attr, d->eng, NULL);
+    dnnl_primitive_attr_destroy(attr);
+    return e == dnnl_success ? 0 : failed(d, "a convolution", i);
+}
+
+/* Layer i's steps: src reorder if the layout differs, the primitive, its output to darknet's
+ * buffer if darknet reads it. *cur / *curmd: the tensor coming in, then going out. */
+static int add_layer(be_dnnl_t *d, int i, const layer *l, int to_nchw, dnnl_memory_t *cur,
+                     dnnl_memory_desc_t *curmd)
+{
+    dnnl_primitive_desc_t pd;
+    int rv;
+    if ((rv = layer_pd(d, i, l, curmd, &pd)) != 0)
+        return rv;
+    const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+    const dnnl_memory_desc_t *dst = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+    dnnl_memory_t src = *cur, out = NULL, wm = NULL, bm = NULL;
+    if (!dnnl_memory_desc_equal(want, curmd)) {
+        if (dnnl_memory_create(&src, want, d->eng, DNNL_MEMORY_ALLOCATE) != dnnl_success ||
+            keep_mem(d, src) != 0 || (rv = reorder_step(d, i, *cur, curmd, src, want)) != 0) {
+            dnnl_primitive_desc_destroy(pd);
+            return rv != 0 ? rv : failed(d, "a tensor", i);
+        }
+    }
+    if (dnnl_memory_create(&out, dst, d->eng, DNNL_MEMORY_ALLOCATE) != dnnl_success) {
+        dnnl_primitive_desc_destroy(pd);
+        return failed(d, "a tensor", i);
+    }
+    keep_mem(d, out);
+    if (l->type == CONVOLUTIONAL) {
+        float *w = NULL, *b = NULL;
+        dnnl_memory_t uw = NULL;
+        dnnl_memory_desc_t uwmd, bmd;
+        const dnnl_memory_desc_t *wmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+        int g = l->groups > 0 ? l->groups : 1;
+        dnnl_dims_t wd4 = {l->n, l->c, l->size, l->size}, wd5 = {g, 1, 1, l->size, l->size};
+        dnnl_dims_t bd = {l->n};
+        rv = fold(l, &w, &b);
+        if (rv == 0 &&
+            (dnnl_memory_desc_init_by_tag(&uwmd, g == 1 ? 4 : 5, g == 1 ? wd4 : wd5, dnnl_f32,
+                                          g == 1 ? dnnl_oihw : dnnl_goihw) != dnnl_success ||
+             dnnl_memory_create(&uw, &uwmd, d->eng, w) != dnnl_success ||
+             dnnl_memory_create(&wm, wmd, d->eng, DNNL_MEMORY_ALLOCATE) != dnnl_success ||
+             dnnl_memory_desc_init_by_tag(&bmd, 1, bd, dnnl_f32, dnnl_x) != dnnl_success ||
+             dnnl_memory_create(&bm, &bmd, d->eng, DNNL_MEMORY_ALLOCATE) != dnnl_success))
+            rv = failed(d, "weights", i);
+        if (rv == 0)
+            rv = reorder_now(d, i, uw, &uwmd, wm, wmd);
+        if (rv == 0) {
+            void *p = NULL;
+            dnnl_memory_get_data_handle(bm, &p);
+            memcpy(p, b, (size_t)l->n * sizeof(float));
+        }
+        if (uw != NULL)
+            dnnl_memory_destroy(uw);
+        free(w);
+        free(b);
+        if (wm != NULL)
+            keep_mem(d, wm);
+        if (bm != NULL)
+            keep_mem(d, bm);
+        if (rv != 0) {
+            dnnl_primitive_desc_destroy(pd);
+            return rv;
+        }
+    }
+    step_t *s = new_step(d);
+    dnnl_status_t e = dnnl_primitive_create(&s->prim, pd);
+    dnnl_primitive_desc_destroy(pd);
+    if (e != dnnl_success) {
+        d->nsteps--;
+        return failed(d, "a primitive", i);
+    }
+    s->args[0] = (dnnl_exec_arg_t){DNNL_ARG_SRC, src};
+    s->args[1] = (dnnl_exec_arg_t){DNNL_ARG_DST, out};
+    s->nargs = 2;
+    if (l->type == CONVOLUTIONAL) {
+        s->args[2] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, wm};
+        s->args[3] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, bm};
+        s->nargs = 4;
+    }
+    const dnnl_memory_desc_t *omd = NULL;
+    dnnl_memory_get_memory_desc(out, &omd);
+    *cur = out;
+    *curmd = *omd;
+    if (to_nchw) {
+        dnnl_memory_t nm;
+        dnnl_memory_desc_t nmd;
+        if ((rv = user_mem(d, i, l->out_c, l->out_h, l->out_w, l->output, &nm, &nmd)) != 0 ||
+            (rv = reorder_step(d, i, out, curmd, nm, &nmd)) != 0)
+            return rv;
+    }
+    return 0;
+}
+
+int be_dnnl_available(void)
+{
+    return 1;
+}
+
+int be_dnnl_create(be_dnnl_t **out, network *net, int threads, int all_outputs, char *why,
+                   size_t whycap)
+{
+    int rv, i = -1;
+    if (net == NULL || net->n <= 0 || net->batch != 1) {
+        if (why != NULL && whycap > 0)
+            snprintf(why, whycap, "no network, or batch != 1");
+        return PROTO_EINVAL;
+    }
+    be_dnnl_t *d = calloc(1, sizeof *d);
+    int n = net->n;
+    char *nchw = calloc((size_t)n, 1);
+    if (d == NULL || nchw == NULL ||
+        (d->steps = calloc((size_t)n * 3 + 1, sizeof *d->steps)) == NULL ||
+        (d->plan = calloc((size_t)n, sizeof *d->plan)) == NULL ||
+        (d->mems = calloc((size_t)n * 8 + 2, sizeof *d->mems)) == NULL) {
+        free(nchw);
+        be_dnnl_destroy(d);
+        return PROTO_ENOMEM;
+    }
+    d->net = net;
+    d->threads = threads > 0 ? threads : 1;
+    d->why = why;
+    d->whycap = whycap;
+    /* The tensors darknet's own code reads must be in its buffers: a darknet layer's input,
+     * the layers a route or shortcut reads, the network's output. */
+    for (int j = 0; j < n; j++) {
+        const layer *l = &net->layers[j];
+        d->plan[j].onednn = runs(l);
+        if (!d->plan[j].onednn && j > 0)
+            nchw[j - 1] = 1;
+        if (l->type == ROUTE)
+            for (int k = 0; k < l->n; k++)
+                if (l->input_layers[k] >= 0 && l->input_layers[k] < n)
+                    nchw[l->input_layers[k]] = 1;
+        if (l->type == SHORTCUT && l->index >= 0 && l->index < n)
+            nchw[l->index] = 1;
+    }
+    nchw[n - 1] = 1;
+    if (dnnl_engine_create(&d->eng, dnnl_cpu, 0) != dnnl_success ||
+        dnnl_stream_create(&d->st, d->eng, dnnl_stream_default_flags) != dnnl_success) {
+        rv = failed(d, "the CPU engine", 0);
+        goto out;
+    }
+    if (omp_set_num_threads != NULL)
+        omp_set_num_threads(d->threads);
+    dnnl_memory_t cur;
+    dnnl_memory_desc_t curmd;
+    const layer *l0 = &net->layers[0];
+    if ((rv = user_mem(d, 0, l0->c, l0->h, l0->w, NULL, &d->input, &curmd)) != 0)
+        goto out;
+    cur = d->input;
+    for (i = 0; i < n; i++) {
+        const layer *l = &net->layers[i];
+        d->plan[i].first = d->nsteps;
+        if (d->plan[i].onednn) {
+            rv = add_layer(d, i, l, all_outputs || nchw[i], &cur, &curmd);
+            if (rv == PROTO_EINVAL) { /* a geometry oneDNN does not take: darknet runs it */
+                while (d->nsteps > d->plan[i].first)
+                    dnnl_primitive_destroy(d->steps[--d->nsteps].prim);
+                d->plan[i].onednn = 0;
+                if (i > 0 && d->plan[i - 1].onednn && !(all_outputs || nchw[i - 1])) {
+                    /* its input must now be in darknet's buffer */
+                    const layer *p = &net->layers[i - 1];
+                    dnnl_memory_t nm;
+                    dnnl_memory_desc_t nmd;
+                    if ((rv = user_mem(d, i, p->out_c, p->out_h, p->out_w, p->output, &nm, &nmd)) !=
+                            0 ||
+                        (rv = reorder_step(d, i, cur, &curmd, nm, &nmd)) != 0)
+                        goto out;
+                    d->plan[i - 1].count = d->nsteps - d->plan[i - 1].first;
+                    d->plan[i].first = d->nsteps;
+                }
+                rv = 0;
+            } else if (rv != 0) {
+                goto out;
+            }
+        }
+        if (!d->plan[i].onednn &&
+            (rv = user_mem(d, i, l->out_c, l->out_h, l->out_w, l->output, &cur, &curmd)) != 0)
+            goto out;
+        d->plan[i].count = d->nsteps - d->plan[i].first;
+    }
+    rv = 0;
+out:
+    free(nchw);
+    d->why = NULL;
+    if (rv != 0) {
+        be_dnnl_destroy(d);
+        return rv;
+    }
+    *out = d;
+    return 0;
+}
+
+float *be_dnnl_predict_stop(be_dnnl_t *d, const float *input, be_fast_stop_cb stop, void *arg)
+{
+    network net = *d->net;
+    net.input = (float *)input; /* darknet's type; no layer writes its input */
+    net.truth = 0;
+    net.train = 0;
+    net.delta = 0;
+    if (omp_set_num_threads != NULL)
+        omp_set_num_threads(d->threads);
+    dnnl_memory_set_data_handle(d->input, (void *)input);
+    for (int i = 0; i < net.n; i++) {
+        if (stop != NULL && stop(arg))
+            return NULL;
+        net.index = i;
+        layer l = net.layers[i];
+        const plan_t *p = &d->plan[i];
+        if (p->onednn) {
+            for (int k = p->first; k < p->first + p->count; k++)
+                dnnl_primitive_execute(d->steps[k].prim, d->st, d->steps[k].nargs,
+                                       d->steps[k].args);
+            dnnl_stream_wait(d->st);
+        } else {
+            /* a fallback's input reorder (see be_dnnl_create) was appended to the layer before */
+            l.forward(l, net);
+        }
+        net.input = l.output;
+        if (l.truth)
+            net.truth = l.output;
+    }
+    return d->net->output;
+}
+
+int be_dnnl_layers(const be_dnnl_t *d)
+{
+    int k = 0;
+    for (int i = 0; i < d->net->n; i++)
+        k += d->plan[i].onednn;
+    return k;
+}
+
+void be_dnnl_destroy(be_dnnl_t *d)
+{
+    if (d == NULL)
+        return;
+    for (int i = 0; i < d->nsteps; i++)
+        dnnl_primitive_destroy(d->steps[i].prim);
+    for (int i = 0; i < d->nmems; i++)
+        dnnl_memory_destroy(d->mems[i]);
+    if (d->st != NULL)
+        dnnl_stream_destroy(d->st);
+    if (d->eng != NULL)
+        dnnl_engine_destroy(d->eng);
+    free(d->steps);
+    free(d->plan);
+    free(d->mems);
+    free(d);
+}
+
+#else /* no oneDNN in this build */
+
+int be_dnnl_available(void)
+{
+    return 0;
+}
+
+int be_dnnl_create(be_dnnl_t **out, network *net, int threads, int all_outputs, char *why,
+                   size_t whycap)
+{
+    (void)out, (void)net, (void)threads, (void)all_outputs;
+    if (why != NULL && whycap > 0)
+        snprintf(why, whycap, "this build has no oneDNN (libdnnl-dev)");
+    return PROTO_EINVAL;
+}
+
+float *be_dnnl_predict_stop(be_dnnl_t *d, const float *input, be_fast_stop_cb stop, void *arg)
+{
+    (void)d, (void)input, (void)stop, (void)arg;
+    return NULL;
+}
+
+int be_dnnl_layers(const be_dnnl_t *d)
+{
+    (void)d;
+    return 0;
+}
+
+void be_dnnl_destroy(be_dnnl_t *d)
+{
+    (void)d;
+}
+
+#endif

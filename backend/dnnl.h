@@ -1,0 +1,44 @@
+/* A second forward-pass engine for a darknet network: oneDNN (Debian's libdnnl 2.6), whose JIT
+ * kernels are chosen for the CPU at run time (AVX-512 where present, AVX2 otherwise). The
+ * convolutions (groups 1 and depthwise, batch-norm folded, bias + leaky/relu/logistic as a
+ * post-op) and max-pools run in oneDNN's own blocked layout from one layer to the next; a
+ * tensor is reordered to darknet's NCHW only where darknet's own code reads it (the layers this
+ * engine leaves to darknet: route, upsample, [yolo], [region], ...; their inputs; the network's
+ * output). Every layer darknet runs sees what stock darknet would give it, within float rounding
+ * (tests/unit/test_be_dnnl.c holds every layer's output to stock darknet's within 1e-4).
+ * Batch 1, like backend/fast.h. Not thread-safe: one caller at a time per engine. */
+#ifndef BE_DNNL_H
+#define BE_DNNL_H
+
+#include <stddef.h>
+
+#include <darknet.h>
+
+#include "fast.h"
+
+typedef struct be_dnnl be_dnnl_t;
+
+/* 1 when this build has oneDNN. Pure function. */
+int be_dnnl_available(void);
+
+/* Prepares the engine for `net` (batch 1; the caller keeps owning `net`, which must outlive
+ * *out). threads <= 0 means 1 (oneDNN's OpenMP threads of the calling thread). `all_outputs`
+ * (tests) also writes every layer's output to its darknet buffer, so each can be compared.
+ * Returns 0, PROTO_EINVAL (no oneDNN in this build, batch != 1, or a primitive oneDNN refuses;
+ * `why` says which, may be NULL) or PROTO_ENOMEM. Blocks for the set-up (JIT, weight
+ * reorders): tens of ms. */
+int be_dnnl_create(be_dnnl_t **out, network *net, int threads, int all_outputs, char *why,
+                   size_t whycap);
+
+/* One forward pass over `input` (net->inputs floats, CHW; read only), like be_fast_predict_stop:
+ * `stop` (may be NULL) is asked before every layer and a nonzero answer ends the pass (NULL is
+ * returned). Returns net->output (owned by the network). Calling thread. */
+float *be_dnnl_predict_stop(be_dnnl_t *d, const float *input, be_fast_stop_cb stop, void *arg);
+
+/* How many of the network's layers oneDNN runs (the rest are darknet's). Pure function. */
+int be_dnnl_layers(const be_dnnl_t *d);
+
+/* Frees the engine (not the network). NULL is a no-op. */
+void be_dnnl_destroy(be_dnnl_t *d);
+
+#endif

@@ -1,0 +1,266 @@
+/* The oneDNN engine (backend/dnnl.c) against stock libdarknet on the same network, with the
+ * same contract as the fast path's (test_be_fast.c): Debian's yolov3-tiny and yolov2-tiny and a
+ * network of edge cases (depthwise, strides, odd sizes, logistic/relu/tanh, max-pool geometries)
+ * with deterministic generated weights and batch-norm statistics, dog.jpg letterboxed by
+ * darknet: every layer's output tensor within rel 1e-4 of stock darknet's (the engine writes
+ * every layer back to darknet's buffers for this), and, in serving mode (only what darknet
+ * reads is written back), the network's output too; a pass stops between layers when asked.
+ * A build without oneDNN must refuse it. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "dnnl.h"
+#include "err.h"
+
+#define DOG FG_DARKNET_DATA "/dog.jpg"
+#define TOL 1e-4
+
+static char dir[64];
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof dir, "/tmp/fg-be-dnnl-XXXXXX");
+    return mkdtemp(dir) == NULL ? -1 : 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    const char *files[] = {"yolov3-tiny.cfg", "yolov2-tiny.cfg", "tiny.cfg", "dw.cfg",
+                           "b4.cfg",          "stop.cfg",        "face.cfg"};
+    char path[160];
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+    return 0;
+}
+
+/* Copies a Debian cfg with batch and subdivisions forced to 1 (tiny.cfg says batch=128, which
+ * would make darknet allocate every layer 128 times over). Returns the copy's path. */
+static const char *batch1_cfg(const char *name, char *path, size_t cap)
+{
+    char src[256], line[512];
+    snprintf(src, sizeof src, "%s/%s", FG_DARKNET_CFG, name);
+    snprintf(path, cap, "%s/%s", dir, name);
+    FILE *in = fopen(src, "r"), *out = fopen(path, "w");
+    assert_non_null(in);
+    assert_non_null(out);
+    while (fgets(line, sizeof line, in) != NULL) {
+        if (strncmp(line, "batch=", 6) == 0)
+            fputs("batch=1\n", out);
+        else if (strncmp(line, "subdivisions=", 13) == 0)
+            fputs("subdivisions=1\n", out);
+        else
+            fputs(line, out);
+    }
+    fclose(in);
+    fclose(out);
+    return path;
+}
+
+static const char *write_cfg(const char *name, const char *text, char *path, size_t cap)
+{
+    snprintf(path, cap, "%s/%s", dir, name);
+    FILE *out = fopen(path, "w");
+    assert_non_null(out);
+    fputs(text, out);
+    fclose(out);
+    return path;
+}
+
+static float urand(float lo, float hi)
+{
+    return lo + (hi - lo) * (float)rand() / (float)RAND_MAX;
+}
+
+/* Deterministic weights: darknet's own random init from srand(seed), scaled up so that the
+ * activations neither vanish nor explode over a dozen layers (darknet's uniform init shrinks
+ * them), plus non-trivial biases and batch-norm statistics so the folding is exercised. */
+static network *make_net(const char *cfg, unsigned seed)
+{
+    srand(seed);
+    network *net = parse_network_cfg((char *)cfg);
+    assert_non_null(net);
+    set_batch_network(net, 1);
+    for (int i = 0; i < net->n; i++) {
+        layer *l = &net->layers[i];
+        if (l->type != CONVOLUTIONAL)
+            continue;
+        /* Found by printing each layer's rms on dog.jpg: it stays within 0.5..3 for yolov3-tiny
+         * and yolov2-tiny, so the yolo/region logits (exp'd for box sizes) stay finite. */
+        float gain = l->activation == LINEAR ? 0.3f : 1.3f;
+        for (int j = 0; j < l->nweights; j++)
+            l->weights[j] *= gain;
+        for (int j = 0; j < l->n; j++) {
+            l->biases[j] = urand(-0.2f, 0.2f);
+            if (l->batch_normalize) {
+                l->scales[j] = urand(0.5f, 1.5f);
+                l->rolling_mean[j] = urand(0.0f, 0.3f);
+                l->rolling_variance[j] = urand(0.5f, 2.0f);
+            }
+        }
+    }
+    return net;
+}
+
+static double rel_diff(const float *a, const float *b, int n)
+{
+    double num = 0, den = 0;
+    for (int i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (d > num || isnan(d))
+            num = isnan(d) ? INFINITY : d;
+        if (fabs(b[i]) > den)
+            den = fabs(b[i]);
+    }
+    return num / (den > 1e-6 ? den : 1e-6);
+}
+
+/* Stock network_predict's every layer output, then the engine's (every layer written back,
+ * buffers poisoned with NaN in between), compared layer by layer; then serving mode's output. */
+static void compare(network *net, const char *name, int min_onednn)
+{
+    image im = load_image_color(DOG, 0, 0);
+    image sized = letterbox_image(im, net->w, net->h);
+    network_predict(net, sized.data);
+    float **ref = calloc((size_t)net->n, sizeof *ref);
+    assert_non_null(ref);
+    for (int i = 0; i < net->n; i++) {
+        layer *l = &net->layers[i];
+        ref[i] = malloc((size_t)l->outputs * sizeof(float));
+        assert_non_null(ref[i]);
+        memcpy(ref[i], l->output, (size_t)l->outputs * sizeof(float));
+        memset(l->output, 0xff, (size_t)l->outputs * sizeof(float));
+    }
+    char why[200] = "";
+    for (int all = 1; all >= 0; all--) {
+        be_dnnl_t *d = NULL;
+        if (be_dnnl_create(&d, net, 1, all, why, sizeof why) != 0)
+            fail_msg("%s: %s", name, why);
+        /* The layers were really oneDNN's (a fallback to darknet everywhere would pass). */
+        assert_true(be_dnnl_layers(d) >= min_onednn);
+        float *out = be_dnnl_predict_stop(d, sized.data, NULL, NULL);
+        assert_ptr_equal(out, net->output);
+        double worst = 0;
+        for (int i = 0; i < net->n; i++) {
+            layer *l = &net->layers[i];
+            if (!all && i != net->n - 1)
+                continue;
+            double r = rel_diff(l->output, ref[i], l->outputs);
+            worst = r > worst ? r : worst;
+            if (!(r <= TOL))
+                fail_msg("%s layer %d (type %d, %dx%dx%d -> %dx%dx%d): rel %g > %g", name, i,
+                         l->type, l->w, l->h, l->c, l->out_w, l->out_h, l->out_c, r, TOL);
+        }
+        print_message("%s (%s): %d layers, %d run by oneDNN, worst rel %.2g\n", name,
+                      all ? "every layer" : "serving", net->n, be_dnnl_layers(d), worst);
+        be_dnnl_destroy(d);
+        for (int i = 0; i < net->n; i++)
+            memset(net->layers[i].output, 0xff, (size_t)net->layers[i].outputs * sizeof(float));
+    }
+    for (int i = 0; i < net->n; i++)
+        free(ref[i]);
+    free(ref);
+    free_image(sized);
+    free_image(im);
+}
+
+static void test_yolov3_tiny(void **state)
+{
+    (void)state;
+    char cfg[160];
+    network *net = make_net(batch1_cfg("yolov3-tiny.cfg", cfg, sizeof cfg), 1);
+    compare(net, "yolov3-tiny", 19); /* 13 convolutions, 6 max-pools */
+    free_network(net);
+}
+
+static void test_yolov2_tiny(void **state)
+{
+    (void)state;
+    char cfg[160];
+    network *net = make_net(batch1_cfg("yolov2-tiny.cfg", cfg, sizeof cfg), 2);
+    compare(net, "yolov2-tiny", 15); /* 9 convolutions, 6 max-pools */
+    free_network(net);
+}
+
+static void test_depthwise_and_edges(void **state)
+{
+    (void)state;
+    static const char cfg_text[] =
+        "[net]\nbatch=1\nsubdivisions=1\nwidth=67\nheight=45\nchannels=3\n"
+        "[convolutional]\nbatch_normalize=1\nfilters=16\nsize=3\nstride=1\npad=1\n"
+        "activation=leaky\n"
+        /* The face model's separable 3x3 stride 1 (its own one-pass kernel), on an odd size. */
+        "[convolutional]\nbatch_normalize=1\nfilters=16\ngroups=16\nsize=3\nstride=1\npad=1\n"
+        "activation=leaky\n"
+        "[convolutional]\nbatch_normalize=1\nfilters=16\ngroups=16\nsize=3\nstride=2\npad=1\n"
+        "activation=relu\n"
+        "[convolutional]\nfilters=64\nsize=1\nstride=1\npad=1\nactivation=linear\n"
+        /* Winograd (c >= 64) on 34x23: 'same' padding, then none (-> 32x21). */
+        "[convolutional]\nbatch_normalize=1\nfilters=72\nsize=3\nstride=1\npad=1\n"
+        "activation=leaky\n"
+        "[convolutional]\nbatch_normalize=1\nfilters=24\nsize=3\nstride=1\npad=0\n"
+        "activation=leaky\n"
+        "[maxpool]\nsize=2\nstride=1\n"
+        "[convolutional]\nbatch_normalize=1\nfilters=24\ngroups=24\nsize=5\nstride=1\npad=1\n"
+        "activation=logistic\n"
+        "[maxpool]\nsize=3\nstride=2\n"
+        "[convolutional]\nfilters=8\nsize=1\nstride=2\npad=0\nactivation=leaky\n"
+        "[convolutional]\nfilters=12\nsize=3\nstride=2\npad=1\nactivation=logistic\n"
+        "[convolutional]\nfilters=12\ngroups=12\nsize=3\nstride=1\npad=0\nactivation=tanh\n"
+        /* ... and on a 2x1 input (one row: both padding rows missing). */
+        "[convolutional]\nfilters=12\ngroups=12\nsize=3\nstride=1\npad=1\nactivation=leaky\n";
+    char cfg[160];
+    network *net = make_net(write_cfg("dw.cfg", cfg_text, cfg, sizeof cfg), 4);
+    compare(net, "edge cases", 11); /* all but the strided 1x1 and tanh */
+    free_network(net);
+}
+
+static int stop_after(void *arg)
+{
+    return --*(int *)arg < 0;
+}
+
+static void test_stop_between_layers(void **state)
+{
+    (void)state;
+    char cfg[160], why[200];
+    network *net = make_net(batch1_cfg("yolov3-tiny.cfg", cfg, sizeof cfg), 1);
+    be_dnnl_t *d = NULL;
+    assert_int_equal(be_dnnl_create(&d, net, 1, 0, why, sizeof why), 0);
+    int left = 3;
+    assert_null(be_dnnl_predict_stop(d, net->input, stop_after, &left));
+    assert_int_equal(left, -1); /* asked before layers 0..3, stopped before layer 3 */
+    assert_ptr_equal(be_dnnl_predict_stop(d, net->input, NULL, NULL), net->output);
+    be_dnnl_destroy(d);
+    free_network(net);
+}
+
+int main(void)
+{
+    if (!be_dnnl_available()) { /* the engine must then refuse, never half-run */
+        be_dnnl_t *d = NULL;
+        char why[120];
+        network net = {.n = 1, .batch = 1};
+        return be_dnnl_create(&d, &net, 1, 0, why, sizeof why) == PROTO_EINVAL ? 0 : 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_yolov3_tiny),
+        cmocka_unit_test(test_yolov2_tiny),
+        cmocka_unit_test(test_depthwise_and_edges),
+        cmocka_unit_test(test_stop_between_layers),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
