@@ -56,8 +56,8 @@ static const key_t_ keys[] = {
     {"deadline_ms", T_MS, F(deadline_ms), 0, 1, 3600000, 0},
     {"retries", T_INT, F(retries), 0, 0, 100, 0},
     {"retry_after_s", T_INT, F(retry_after_s), 0, 1, 3600, 0},
-    /* 100: a metrics family holds 128 series; each camera is one, plus "other" */
-    {"max_cameras", T_INT, F(max_cameras), 0, 0, 100, 0},
+    /* 63: a metrics family holds 128 series; two per camera, plus "other" */
+    {"max_cameras", T_INT, F(max_cameras), 0, 0, 63, 0},
     {"camera_queue_depth", T_INT, F(camera_queue_depth), 0, 1, 64, 0},
     {"camera_max_age_ms", T_MS, F(camera_max_age_ms), 0, 0, 3600000, 0},
     {"camera_weight", T_INT, F(camera_weight), 0, 1, 1000, 0},

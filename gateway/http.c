@@ -171,7 +171,7 @@ static void on_timer(uv_timer_t *t)
 
 static void arm_idle(gw_conn_t *c)
 {
-    if (c->closing || c->lingering)
+    if (c->closing || c->lingering || c->streaming)
         return;
     if (c->cur == NULL && c->head == NULL)
         uv_timer_start(&c->timer, on_timer, c->srv->cfg->idle_timeout_ms, 0);
@@ -256,6 +256,9 @@ static int on_header_field_complete(llhttp_t *p)
         c->cur->content_type[0] = '\0';
     } else if (strcasecmp(c->field, "expect") == 0) {
         c->capture = 2;
+    } else if (strcasecmp(c->field, "last-event-id") == 0) {
+        c->capture = 3;
+        c->cur->last_event_id[0] = '\0';
     }
     c->field_len = 0;
     c->field[0] = '\0';
@@ -277,6 +280,12 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
     } else if (c->capture == 2) {
         if (len >= 12 && strncasecmp(at, "100-continue", 12) == 0)
             r->expect_continue = 1;
+    } else if (c->capture == 3) {
+        size_t have = strlen(r->last_event_id); /* longer than any seq: cut, then ignored */
+        if (have + len < sizeof r->last_event_id) {
+            memcpy(r->last_event_id + have, at, len);
+            r->last_event_id[have + len] = '\0';
+        }
     }
     return 0;
 }
@@ -578,6 +587,101 @@ static void send_continue(gw_conn_t *c, gw_req_t *r)
 
 static void close_gracefully(gw_conn_t *c);
 
+/* ---- streaming answers ---- */
+
+/* A streaming connection reads only to notice the client leaving. */
+static void on_stream_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    (void)buf;
+    if (nread < 0)
+        gw__http_close((gw_conn_t *)s);
+}
+
+static void start_streaming(gw_conn_t *c)
+{
+    c->streaming = 1;
+    uv_timer_stop(&c->timer);
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    if (uv_read_start((uv_stream_t *)&c->tcp, alloc_buf, on_stream_read) != 0)
+        gw__http_close(c);
+}
+
+/* The stream's owner hears of the end once, before the connection can be freed. */
+static void stream_gone(gw_conn_t *c)
+{
+    void (*cb)(void *) = c->stream_close;
+    c->stream_close = NULL;
+    c->streaming = 0;
+    if (cb != NULL)
+        cb(c->stream_arg);
+}
+
+gw_conn_t *gw_respond_stream(gw_req_t *r, const char *ctype, const char *extra, char *body,
+                             size_t len, void (*on_close)(void *arg), void *arg)
+{
+    gw_conn_t *c = r->conn;
+    if (r->ready) {
+        free(body);
+        return NULL;
+    }
+    if (r->head_only || c->closing || c->lingering || c->stream_close != NULL) {
+        free(body);
+        gw_respond(r, 200, ctype, NULL, 0, extra);
+        return NULL;
+    }
+    int n = snprintf(r->resp_head, sizeof r->resp_head,
+                     "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nCache-Control: no-cache, no-store\r\n"
+                     "Connection: close\r\n%s\r\n",
+                     ctype, extra ? extra : "");
+    if (n < 0 || (size_t)n >= sizeof r->resp_head) {
+        free(body);
+        gw_respond_error(r, 500, "internal", "stream headers too long");
+        return NULL;
+    }
+    r->resp_head_len = (size_t)n;
+    r->resp = body;
+    r->resp_len = body != NULL ? len : 0;
+    r->stream = 1;
+    r->keep_alive = 0;
+    r->ready = 1;
+    c->fatal = 1; /* nothing after a stream on this connection */
+    c->stream_close = on_close;
+    c->stream_arg = arg;
+    gw_server_t *srv = c->srv;
+    if (srv->ops->on_response) {
+        double secs = (double)(uv_hrtime() - r->start_ns) / 1e9;
+        srv->ops->on_response(srv->ctx, r->route ? r->route : "other", 200, secs);
+    }
+    /* No flush here: the head leaves when the handler returns (process_input flushes), so
+     * on_close cannot run before the caller has the connection. */
+    return c;
+}
+
+int gw_stream_write(gw_conn_t *c, const void *data, size_t len, size_t max_queued)
+{
+    if (!c->streaming || c->closing || c->lingering)
+        return PROTO_ESHUTDOWN;
+    if (c->tcp.write_queue_size > max_queued)
+        return PROTO_EQUEUEFULL;
+    write_t *wr = write_get(c);
+    if (wr == NULL)
+        return PROTO_ENOMEM;
+    if ((wr->body = malloc(len > 0 ? len : 1)) == NULL) {
+        write_put(c, wr);
+        return PROTO_ENOMEM;
+    }
+    memcpy(wr->body, data, len);
+    uv_buf_t b = uv_buf_init(wr->body, (unsigned)len);
+    c->refs++;
+    if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+        c->refs--;
+        write_put(c, wr);
+        gw__http_close(c);
+        return PROTO_ESHUTDOWN;
+    }
+    return 0;
+}
+
 /* Writes every ready answer at the head of the pipeline, in order. */
 static void flush(gw_conn_t *c)
 {
@@ -598,6 +702,12 @@ static void flush(gw_conn_t *c)
             } else {
                 close_after = 1; /* an answer is missing: the stream is out of step */
             }
+        }
+        if (r->stream && !c->closing && !c->lingering) {
+            /* The head of a streaming answer is out: from now on the handler writes. */
+            req_put(c, r);
+            start_streaming(c);
+            return;
         }
         req_put(c, r);
         if (close_after) {
@@ -649,6 +759,7 @@ void gw__http_close(gw_conn_t *c)
     if (c->closing)
         return;
     c->closing = 1;
+    stream_gone(c);
     uv_timer_stop(&c->timer);
     uv_read_stop((uv_stream_t *)&c->tcp);
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
@@ -699,6 +810,7 @@ static void close_gracefully(gw_conn_t *c)
 {
     if (c->closing || c->lingering)
         return;
+    stream_gone(c);
     uv_shutdown_t *sd = malloc(sizeof *sd);
     c->lingering = 1;
     uv_timer_stop(&c->timer);

@@ -580,6 +580,8 @@ int gw_pool_create(gw_pool_t **out, uv_loop_t *loop, const gw_config_t *cfg,
         free(pool);
         return rv;
     }
+    for (int i = 1; i <= cfg->max_cameras; i++)
+        gw_fair_set_camera(pool->fair, i, cfg->camera_weight, cfg->camera_max_age_ms);
     if ((rv = gw_bridge_init(&pool->bridge, loop)) != 0) {
         gw_fair_destroy(pool->fair);
         gw_autoscale_destroy(pool->scaler);
