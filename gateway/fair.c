@@ -5,16 +5,19 @@
 
 #include "err.h"
 
+#define STRIDE_ONE (1u << 20) /* the stride of weight 1 */
+
 typedef struct {
     gw_job_t *head, *tail;
     int n;
     int weight;
     uint64_t max_age_ms;
-    int64_t credit; /* SWRR's current weight */
+    uint64_t pass; /* stride scheduling: the virtual time of this participant's next turn */
 } part_t;
 
 struct gw_fair {
     int ncams, depth, count;
+    uint64_t vtime; /* the pass of the last participant served */
     part_t p[]; /* [0] the FIFO, [1..ncams] the cameras */
 };
 
@@ -80,16 +83,17 @@ static void unlink_job(gw_fair_t *f, part_t *p, gw_job_t *job)
     job->next = job->prev = NULL;
     p->n--;
     f->count--;
-    /* An idle participant forgets its credit: a camera that comes back after a pause starts
-     * level with the others instead of owing or being owed a burst. */
-    if (p->n == 0)
-        p->credit = 0;
 }
 
 gw_job_t *gw_fair_push(gw_fair_t *f, gw_job_t *job, int front)
 {
     part_t *p = &f->p[slot_of(f, job->cam)];
     gw_job_t *old = NULL;
+    /* A participant that had nothing waiting joins at the current virtual time: an idle
+     * camera banks no turns to burst with later. One whose frame is being replaced stays
+     * active and keeps its place, whatever the phase of its frames against the backends'. */
+    if (p->n == 0 && p->pass < f->vtime)
+        p->pass = f->vtime;
     if (!front && p != &f->p[0] && p->n >= f->depth) {
         old = p->head;
         unlink_job(f, p, old);
@@ -137,19 +141,20 @@ gw_job_t *gw_fair_pop(gw_fair_t *f, uint64_t now, uint64_t slack, int *stale)
                 return j;
             }
     }
-    int64_t total = 0;
+    /* Stride scheduling: the active participant with the lowest pass is served and its pass
+     * advances by its stride (inversely proportional to its weight); ties go to the oldest
+     * waiting frame. */
     part_t *best = NULL;
     for (int i = 0; i <= f->ncams; i++) {
         part_t *p = &f->p[i];
         if (p->n == 0)
             continue;
-        p->credit += p->weight;
-        total += p->weight;
-        if (best == NULL || p->credit > best->credit ||
-            (p->credit == best->credit && p->head->arrival_ms < best->head->arrival_ms))
+        if (best == NULL || p->pass < best->pass ||
+            (p->pass == best->pass && p->head->arrival_ms < best->head->arrival_ms))
             best = p;
     }
-    best->credit -= total;
+    f->vtime = best->pass;
+    best->pass += STRIDE_ONE / (uint64_t)best->weight;
     gw_job_t *job = best->head;
     unlink_job(f, best, job);
     return job;

@@ -10,11 +10,13 @@
  *                 answered older than its camera's max_age_ms (its age at pop time plus the
  *                 caller's service-time estimate) is handed back as stale instead of being
  *                 dispatched. Frames in flight are not here: they are never cancelled.
- *   fairness:     pop picks among participants with a waiting frame by smooth weighted
- *                 round-robin (nginx's SWRR: every pick adds each active participant's
- *                 weight to its credit, the highest credit wins and pays the active total;
- *                 ties go to the oldest waiting frame). The FIFO takes part with weight 1,
- *                 so camera-less requests keep their order among themselves.
+ *   fairness:     pop picks among participants with a waiting frame by stride scheduling
+ *                 (weighted round-robin: each participant's pass advances by 1/weight when
+ *                 it is served, the lowest pass goes next, ties to the oldest waiting frame;
+ *                 one that was idle joins at the current pass, so it banks no burst). A
+ *                 camera whose waiting frame is superseded keeps its place. The FIFO takes
+ *                 part with weight 1, so camera-less requests keep their order among
+ *                 themselves.
  * Retries go back to the head of their participant (push with front = 1) and never
  * supersede anything. Loop thread only (not thread-safe); the caller owns every job. */
 #ifndef GW_FAIR_H
