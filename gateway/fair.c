@@ -94,7 +94,10 @@ gw_job_t *gw_fair_push(gw_fair_t *f, gw_job_t *job, int front)
      * active and keeps its place, whatever the phase of its frames against the backends'. */
     if (p->n == 0 && p->pass < f->vtime)
         p->pass = f->vtime;
-    if (!front && p != &f->p[0] && p->n >= f->depth) {
+    /* Frames of one request (one multipart batch) are answered together: none of them
+     * stands for a newer view of the camera than another. */
+    if (!front && p != &f->p[0] && p->n >= f->depth &&
+        (job->data == NULL || p->head->data != job->data)) {
         old = p->head;
         unlink_job(f, p, old);
     }

@@ -18,7 +18,8 @@
  *                 part with weight 1, so camera-less requests keep their order among
  *                 themselves.
  * Retries go back to the head of their participant (push with front = 1) and never
- * supersede anything. Loop thread only (not thread-safe); the caller owns every job. */
+ * supersede anything; nor do frames of the same request (the same non-NULL job->data:
+ * a multipart batch), which may exceed the depth by the size of the batch. Loop thread only (not thread-safe); the caller owns every job. */
 #ifndef GW_FAIR_H
 #define GW_FAIR_H
 
@@ -41,7 +42,8 @@ int gw_fair_count(const gw_fair_t *f);
 int gw_fair_count_of(const gw_fair_t *f, int cam);
 
 /* 1 if a new frame of camera `cam` would take a waiting frame's place (its queue is full),
- * so it does not make the queue any longer. */
+ * so it does not make the queue any longer (a frame of the waiting one's own request would
+ * not: the caller's queue bound may be passed by one batch). */
 int gw_fair_would_replace(const gw_fair_t *f, int cam);
 
 /* Queues job in participant job->cam (0, or > ncams: the FIFO): appended, or at the head

@@ -56,6 +56,25 @@ static void test_newer_frame_supersedes_waiting_one(void **state)
     gw_fair_destroy(f);
 }
 
+static void test_frames_of_one_request_do_not_supersede_each_other(void **state)
+{
+    (void)state;
+    gw_fair_t *f;
+    gw_job_t a, b, c;
+    int batch, other;
+    assert_int_equal(gw_fair_create(&f, 1, 1), 0);
+    mk(&a, 1, 0, 1)->data = &batch;
+    mk(&b, 1, 0, 2)->data = &batch;
+    mk(&c, 1, 1, 3)->data = &other;
+    assert_null(gw_fair_push(f, &a, 0));
+    assert_null(gw_fair_push(f, &b, 0));
+    assert_int_equal(gw_fair_count_of(f, 1), 2);
+    assert_ptr_equal(gw_fair_push(f, &c, 0), &a); /* another request: the oldest goes */
+    assert_ptr_equal(pop(f, 2), &b);
+    assert_ptr_equal(pop(f, 2), &c);
+    gw_fair_destroy(f);
+}
+
 static void test_depth_two_keeps_two_newest(void **state)
 {
     (void)state;
@@ -285,6 +304,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_create_rejects_bad_args),
         cmocka_unit_test(test_newer_frame_supersedes_waiting_one),
+        cmocka_unit_test(test_frames_of_one_request_do_not_supersede_each_other),
         cmocka_unit_test(test_depth_two_keeps_two_newest),
         cmocka_unit_test(test_camera_less_frames_keep_fifo_and_are_never_superseded),
         cmocka_unit_test(test_stale_frames_are_skipped_not_dispatched),

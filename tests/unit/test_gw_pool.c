@@ -480,10 +480,11 @@ static void test_shutdown_answers_everything(void **state)
  * the FIFO's all served; every job's on_done runs exactly once. Then a frame that waits past
  * its camera's max age is skipped, not served. */
 static int cam_done[16];
+static gw_job_t *cam_jobs;
 
 static void on_cam_done(gw_job_t *job)
 {
-    cam_done[job - (gw_job_t *)job->data]++;
+    cam_done[job - cam_jobs]++;
     on_done(job);
 }
 
@@ -500,9 +501,10 @@ static void test_camera_frames_supersede_and_skip(void **state)
     wait_ready(1);
     memset(cam_done, 0, sizeof cam_done);
     gw_job_t *jobs = make_jobs(16);
+    cam_jobs = jobs;
     for (int i = 0; i < 16; i++) {
         jobs[i].on_done = on_cam_done;
-        jobs[i].data = jobs;
+        jobs[i].data = &cam_done[i]; /* one request per frame */
     }
     /* jobs 0..4: camera 1 (job 0 goes to the backend at once); 5..7: no camera */
     for (int i = 0; i < 8; i++) {
