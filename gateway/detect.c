@@ -317,6 +317,7 @@ static void submit_all(dreq_t *q)
 {
     q->pending = 1; /* the guard */
     for (int i = 0; i < q->njobs; i++) {
+        q->jobs[i].batch = q->njobs > 1; /* answered whole: not live frames (fair.h) */
         int rv = q->d->submit(q->d->ctx, &q->jobs[i]);
         if (rv != 0) {
             q->submit_error = rv;

@@ -85,19 +85,23 @@ static void unlink_job(gw_fair_t *f, part_t *p, gw_job_t *job)
     f->count--;
 }
 
+/* A batch frame (several images in one request) is answered with its batch: it waits in
+ * the FIFO, where it is neither superseded nor skipped. */
+static int part_of(const gw_fair_t *f, const gw_job_t *job)
+{
+    return job->batch ? 0 : slot_of(f, job->cam);
+}
+
 gw_job_t *gw_fair_push(gw_fair_t *f, gw_job_t *job, int front)
 {
-    part_t *p = &f->p[slot_of(f, job->cam)];
+    part_t *p = &f->p[part_of(f, job)];
     gw_job_t *old = NULL;
     /* A participant that had nothing waiting joins at the current virtual time: an idle
      * camera banks no turns to burst with later. One whose frame is being replaced stays
      * active and keeps its place, whatever the phase of its frames against the backends'. */
     if (p->n == 0 && p->pass < f->vtime)
         p->pass = f->vtime;
-    /* Frames of one request (one multipart batch) are answered together: none of them
-     * stands for a newer view of the camera than another. */
-    if (!front && p != &f->p[0] && p->n >= f->depth &&
-        (job->data == NULL || p->head->data != job->data)) {
+    if (!front && p != &f->p[0] && p->n >= f->depth) {
         old = p->head;
         unlink_job(f, p, old);
     }
@@ -120,7 +124,7 @@ gw_job_t *gw_fair_push(gw_fair_t *f, gw_job_t *job, int front)
 
 void gw_fair_remove(gw_fair_t *f, gw_job_t *job)
 {
-    unlink_job(f, &f->p[slot_of(f, job->cam)], job);
+    unlink_job(f, &f->p[part_of(f, job)], job);
 }
 
 static int is_stale(const part_t *p, const gw_job_t *job, uint64_t now, uint64_t slack)
@@ -169,7 +173,7 @@ gw_job_t *gw_fair_next(const gw_fair_t *f, const gw_job_t *job)
     if (job != NULL) {
         if (job->next != NULL)
             return job->next;
-        from = slot_of(f, job->cam) + 1;
+        from = part_of(f, job) + 1;
     }
     for (int i = from; i <= f->ncams; i++)
         if (f->p[i].head != NULL)

@@ -18,8 +18,9 @@
  *                 part with weight 1, so camera-less requests keep their order among
  *                 themselves.
  * Retries go back to the head of their participant (push with front = 1) and never
- * supersede anything; nor do frames of the same request (the same non-NULL job->data:
- * a multipart batch), which may exceed the depth by the size of the batch. Loop thread only (not thread-safe); the caller owns every job. */
+ * supersede anything. A batch frame (job->batch: one of
+ * several images of one request) waits in the FIFO whatever its camera: a batch is answered
+ * whole, so none of its frames is superseded or skipped. Loop thread only (not thread-safe); the caller owns every job. */
 #ifndef GW_FAIR_H
 #define GW_FAIR_H
 
@@ -42,11 +43,10 @@ int gw_fair_count(const gw_fair_t *f);
 int gw_fair_count_of(const gw_fair_t *f, int cam);
 
 /* 1 if a new frame of camera `cam` would take a waiting frame's place (its queue is full),
- * so it does not make the queue any longer (a frame of the waiting one's own request would
- * not: the caller's queue bound may be passed by one batch). */
+ * so it does not make the queue any longer. */
 int gw_fair_would_replace(const gw_fair_t *f, int cam);
 
-/* Queues job in participant job->cam (0, or > ncams: the FIFO): appended, or at the head
+/* Queues job in participant job->cam (0, > ncams, or a batch frame: the FIFO): appended, or at the head
  * when front (a retry). For an arrival on a full camera queue, returns the oldest waiting
  * frame, already removed (the caller answers it superseded); otherwise NULL. */
 gw_job_t *gw_fair_push(gw_fair_t *f, gw_job_t *job, int front);

@@ -38,11 +38,12 @@ struct gw_job {
     void *data; /* the front's own pointer */
     /* Live cameras (camera.h), set by the app before submit: the camera's slot (1..max_cameras;
      * 0 = none or beyond max_cameras: the plain FIFO), its sequence number at arrival (0 =
-     * none), and whether the backend should also draw the boxes (output JPEG) for the
+     * none), whether it is part of a batch, and whether the backend should also draw the boxes (output JPEG) for the
      * camera's watchers. */
     int cam;
     uint64_t seq;
     int annotate;
+    int batch; /* one of several images of one request: FIFO, never superseded or skipped */
 
     /* ---- result, valid in on_done ---- */
     int err;       /* 0, or a negative code from proto/err.h (the HTTP layer maps it) */

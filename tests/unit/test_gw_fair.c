@@ -56,22 +56,28 @@ static void test_newer_frame_supersedes_waiting_one(void **state)
     gw_fair_destroy(f);
 }
 
-static void test_frames_of_one_request_do_not_supersede_each_other(void **state)
+static void test_batch_frames_wait_in_the_fifo(void **state)
 {
     (void)state;
     gw_fair_t *f;
     gw_job_t a, b, c;
-    int batch, other;
+    int stale;
     assert_int_equal(gw_fair_create(&f, 1, 1), 0);
-    mk(&a, 1, 0, 1)->data = &batch;
-    mk(&b, 1, 0, 2)->data = &batch;
-    mk(&c, 1, 1, 3)->data = &other;
+    gw_fair_set_camera(f, 1, 1, 100);
+    mk(&a, 1, 0, 1)->batch = 1;
+    mk(&b, 1, 0, 2)->batch = 1;
     assert_null(gw_fair_push(f, &a, 0));
     assert_null(gw_fair_push(f, &b, 0));
-    assert_int_equal(gw_fair_count_of(f, 1), 2);
-    assert_ptr_equal(gw_fair_push(f, &c, 0), &a); /* another request: the oldest goes */
-    assert_ptr_equal(pop(f, 2), &b);
-    assert_ptr_equal(pop(f, 2), &c);
+    assert_int_equal(gw_fair_count_of(f, 0), 2);
+    assert_false(gw_fair_would_replace(f, 1));
+    assert_null(gw_fair_push(f, mk(&c, 1, 0, 3), 0)); /* a live frame: its own queue */
+    /* long past the max age: the live frame is skipped, the batch is not */
+    assert_ptr_equal(gw_fair_pop(f, 1000, 0, &stale), &c);
+    assert_int_equal(stale, 1);
+    assert_ptr_equal(gw_fair_pop(f, 1000, 0, &stale), &a);
+    assert_int_equal(stale, 0);
+    gw_fair_remove(f, &b);
+    assert_int_equal(gw_fair_count(f), 0);
     gw_fair_destroy(f);
 }
 
@@ -304,7 +310,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_create_rejects_bad_args),
         cmocka_unit_test(test_newer_frame_supersedes_waiting_one),
-        cmocka_unit_test(test_frames_of_one_request_do_not_supersede_each_other),
+        cmocka_unit_test(test_batch_frames_wait_in_the_fifo),
         cmocka_unit_test(test_depth_two_keeps_two_newest),
         cmocka_unit_test(test_camera_less_frames_keep_fifo_and_are_never_superseded),
         cmocka_unit_test(test_stale_frames_are_skipped_not_dispatched),
