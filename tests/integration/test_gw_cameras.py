@@ -250,4 +250,50 @@ with fg.Gateway(settings=settings, simulate_ms=int(80 * S)) as gw:
     statuses = {a[2] for c in cams for a in c.answers}
     fg.check(statuses == {200}, f"no failures ({statuses})")
 
+# ---- the picture streams: MJPEG read by curl, latest.jpg, a reader that never reads ----
+import subprocess  # noqa: E402
+
+with fg.Gateway(settings={"backends": 2}, simulate_ms=int(50 * S)) as gw:
+    cam = PushCamera(gw, "door", 10 / S)
+    gw.detect(IMG, "?camera=door")  # registers the camera
+    # A reader that never reads: its frames are dropped once its socket is full.
+    stuck = socket.create_connection(("127.0.0.1", gw.port))
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.sendall(b"GET /v1/cameras/door/stream.mjpeg HTTP/1.1\r\nHost: x\r\n\r\n")
+    cam.start(0)
+    out = subprocess.run(["curl", "-s", "-N", "-D", "-", "--max-time", str(4 * S),
+                          f"http://127.0.0.1:{gw.port}/v1/cameras/door/stream.mjpeg"],
+                         capture_output=True, timeout=30 * S).stdout
+    head, _, body = out.partition(b"\r\n\r\n")
+    fg.check(b"multipart/x-mixed-replace; boundary=framegate" in head,
+             f"stream.mjpeg is multipart/x-mixed-replace ({head[:120]!r})")
+    parts = body.split(b"--framegate\r\n")[1:]
+    frames, seqs = [], []
+    for p in parts:
+        h, _, rest = p.partition(b"\r\n\r\n")
+        hd = dict(l.split(b": ", 1) for l in h.split(b"\r\n") if b": " in l)
+        n = int(hd.get(b"Content-Length", b"-1"))
+        if 0 < n <= len(rest):
+            frames.append(rest[:n])
+            seqs.append(int(hd[b"X-Framegate-Seq"]))
+    fg.check(len(frames) >= 10 and all(f[:2] == b"\xff\xd8" and f[-2:] == b"\xff\xd9"
+                                       for f in frames),
+             f"curl read {len(frames)} whole JPEG frames in 4 s")
+    fg.check(all(a < b for a, b in zip(seqs, seqs[1:])), "MJPEG frames in seq order")
+    st, hdrs, jpg = gw.request("GET", "/v1/cameras/door/latest.jpg")
+    fg.check(st == 200 and jpg[:2] == b"\xff\xd8" and hdrs.get("x-framegate-annotated") == "true",
+             f"latest.jpg is the annotated frame ({st}, {hdrs.get('x-framegate-annotated')})")
+    st, _, _ = gw.request("GET", "/v1/cameras/nope/stream.mjpeg")
+    fg.check(st == 404, f"an unknown camera's stream -> 404 ({st})")
+    time.sleep(1 * S)
+    m = gw.metrics()
+    dropped = fg.metric_value(m, "framegate_stream_dropped_total")
+    fg.check(dropped > 0, f"frames for the reader that never reads were dropped ({dropped})")
+    rss = int(open(f"/proc/{gw.proc.pid}/status").read().split("VmRSS:")[1].split()[0])
+    fg.check(rss < 300 * 1024 * (3 if fg.SANITIZE else 1), f"the gateway stays small ({rss} kB)")
+    cam.stop.set()
+    time.sleep(0.5)
+    cam.close()
+    stuck.close()
+
 fg.finish()
