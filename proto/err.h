@@ -31,7 +31,9 @@
     XX(ENNG, "transport error")                                              \
     XX(ESHUTDOWN, "shutting down")                                           \
     XX(ENOMODEL, "no such model")                                            \
-    XX(ENOBACKEND, "no backend can take the frame")
+    XX(ENOBACKEND, "no backend can take the frame")                          \
+    XX(ESUPERSEDED, "a newer frame of the camera took its place")            \
+    XX(ESTALE, "skipped: too old for the camera's max_age_ms")
 
 typedef enum {
     PROTO_ERR_BASE_ = -5000,

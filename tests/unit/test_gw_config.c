@@ -315,7 +315,7 @@ static void test_every_key_from_env(void **state)
     unlink(path);
     /* every top-level key but the alias "backends"; 8 keys per model and yolov3-tiny's own
      * min_backends */
-    assert_int_equal(n, 42 + 8 + 9);
+    assert_int_equal(n, 46 + 8 + 9);
     /* The models exist, empty: the environment fills them ("YOLOV3_TINY" finds
      * "yolov3-tiny"). */
     memset(&b, 0, sizeof b);
