@@ -1,10 +1,12 @@
 #include "app.h"
 
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <uv.h>
 
 #include <cjson/cJSON.h>
@@ -17,7 +19,9 @@
 #include "metrics.h"
 #include "pool.h"
 #include "provider.h"
+#include "camera.h"
 #include "detect.h"
+#include "stream.h"
 #include "response.h"
 #include "remote.h"
 #include "results.h"
@@ -42,7 +46,9 @@ struct app {
     const gw_config_t *cfg;
     gw_server_t *server;
     gw_detect_t detect; /* ctx of the detect routes */
-    gw_route_t routes[12];
+    gw_cameras_t *cams; /* live cameras: registry, stats, streams (camera.h) */
+    gw_stream_ctx_t streams; /* ctx of the camera stream routes */
+    gw_route_t routes[24];
     gw_server_ops_t server_ops;
     gw_join_t *join; /* NULL unless join_listen is set */
     model_t models[GW_MODELS_MAX];
@@ -57,7 +63,8 @@ struct app {
     struct {
         int requests, duration, queue_wait, scale, backends, desired, min, max, inflight, queued,
             be_inflight, be_served, infer, be_failures, retried, crashes, failed_starts, connections,
-            ejections, suspected, recovered, tls_failures;
+            ejections, suspected, recovered, tls_failures, cam_in, cam_served, cam_skipped, cam_late, cam_age,
+            stream_dropped;
         int store_writes, store_dropped, store_spool_bytes, store_spool_objects, store_queued,
             store_up;
     } fam;
@@ -86,6 +93,9 @@ static int app_submit(void *ctx, gw_job_t *job)
     model_t *m = find_model(app, job->opts.model);
     if (m == NULL)
         return PROTO_ENOMODEL;
+    int created;
+    /* Sequence numbers are given at arrival, before the queue can reorder anything. */
+    gw_cameras_arrive(app->cams, job, uv_now(&app->loop), &created);
     return gw_pool_submit(m->pool, job);
 }
 
@@ -148,6 +158,121 @@ static int open_storages(app_t *app, char *err, size_t cap)
                      spool[0] ? spool : "(none)", m->model->name);
         }
     return 0;
+}
+
+/* ---- live cameras ---- */
+
+static uint64_t unix_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The model a camera's frames go to. */
+static model_t *camera_model(app_t *app, const gw_camera_stats_t *cs)
+{
+    return find_model(app, cs->model);
+}
+
+/* A pool's camera demand in frames in flight: what its cameras offer (fps) times the
+ * model's service time. */
+static double model_demand(app_t *app, const model_t *m, double svc_ms)
+{
+    uint64_t now = uv_now(&app->loop);
+    double d = 0;
+    for (int i = 0; i <= gw_cameras_count(app->cams); i++) {
+        gw_camera_stats_t cs;
+        gw_cameras_stats(app->cams, i, now, &cs);
+        if (camera_model(app, &cs) == m)
+            d += cs.fps_in * svc_ms / 1000.0;
+    }
+    return d;
+}
+
+static double on_demand(void *ctx)
+{
+    model_t *m = ctx;
+    gw_pool_stats_t st;
+    gw_pool_stats(m->pool, &st);
+    return st.svc_ms > 0 ? model_demand(m->app, m, st.svc_ms) : 0;
+}
+
+static cJSON *camera_json(app_t *app, int slot, uint64_t now)
+{
+    const gw_config_t *cfg = app->cfg;
+    gw_camera_stats_t cs;
+    gw_cameras_stats(app->cams, slot, now, &cs);
+    model_t *m = camera_model(app, &cs);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", cs.name);
+    cJSON_AddStringToObject(o, "source", "push");
+    cJSON_AddStringToObject(o, "state", cs.live ? "live" : "idle");
+    cJSON_AddStringToObject(o, "model", m != NULL ? m->model->name : cs.model);
+    cJSON_AddNumberToObject(o, "weight", cfg->camera_weight);
+    cJSON_AddNumberToObject(o, "max_age_ms", (double)cfg->camera_max_age_ms);
+    cJSON_AddNumberToObject(o, "seq", (double)cs.last_seq);
+    cJSON *fps = cJSON_AddObjectToObject(o, "fps");
+    /* A push camera's target is what it offers; the shortfall is what is not served. */
+    cJSON_AddNumberToObject(fps, "target", round(cs.fps_in * 100) / 100);
+    cJSON_AddNumberToObject(fps, "offered", round(cs.fps_in * 100) / 100);
+    cJSON_AddNumberToObject(fps, "served", round(cs.fps_served * 100) / 100);
+    cJSON_AddNumberToObject(fps, "skipped", round(cs.fps_skipped * 100) / 100);
+    double short_fps = cs.fps_in - cs.fps_served;
+    cJSON_AddNumberToObject(fps, "shortfall", short_fps > 0 ? round(short_fps * 100) / 100 : 0);
+    cJSON *fr = cJSON_AddObjectToObject(o, "frames");
+    cJSON_AddNumberToObject(fr, "in", (double)cs.in);
+    cJSON_AddNumberToObject(fr, "served", (double)cs.served);
+    cJSON_AddNumberToObject(fr, "superseded", (double)cs.superseded);
+    cJSON_AddNumberToObject(fr, "skipped", (double)cs.stale);
+    cJSON_AddNumberToObject(fr, "failed", (double)cs.failed);
+    cJSON_AddNumberToObject(fr, "late", (double)cs.late);
+    cJSON *age = cJSON_AddObjectToObject(o, "age_ms");
+    cJSON_AddNumberToObject(age, "p50", round(cs.age_p50_ms * 10) / 10);
+    cJSON_AddNumberToObject(age, "p95", round(cs.age_p95_ms * 10) / 10);
+    cJSON_AddNumberToObject(o, "watchers", cs.watchers);
+    const char *last = slot > 0 ? gw_cameras_last_event(app->cams, slot) : NULL;
+    cJSON *ev = last != NULL ? cJSON_Parse(last) : NULL;
+    cJSON_AddItemToObject(o, "last", ev != NULL ? ev : cJSON_CreateNull());
+    return o;
+}
+
+/* GET /v1/cameras: every camera, "other" (cameras beyond max_cameras) if it saw frames,
+ * and per model the demand against what the pool may grow to. */
+static char *cameras_json(app_t *app)
+{
+    uint64_t now = uv_now(&app->loop);
+    cJSON *root = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(root, "cameras");
+    for (int i = 1; i <= gw_cameras_count(app->cams); i++)
+        cJSON_AddItemToArray(arr, camera_json(app, i, now));
+    gw_camera_stats_t other;
+    gw_cameras_stats(app->cams, 0, now, &other);
+    cJSON_AddItemToObject(root, "other", other.in > 0 ? camera_json(app, 0, now)
+                                                      : cJSON_CreateNull());
+    cJSON *pools = cJSON_AddArrayToObject(root, "models");
+    for (int i = 0; i < app->nmodels; i++) {
+        model_t *m = &app->models[i];
+        gw_pool_stats_t st;
+        gw_pool_stats(m->pool, &st);
+        double demand = st.svc_ms > 0 ? model_demand(app, m, st.svc_ms) : 0;
+        double per_backend = m->model->target_inflight_per_backend;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "model", m->model->name);
+        cJSON_AddNumberToObject(o, "service_ms", round(st.svc_ms * 10) / 10);
+        cJSON_AddNumberToObject(o, "demand_backends", round(demand / per_backend * 100) / 100);
+        cJSON_AddNumberToObject(o, "backends_ready", st.ready);
+        cJSON_AddNumberToObject(o, "max", st.max);
+        /* The cameras want more than max_backends can give: the shortfall stays. */
+        cJSON_AddBoolToObject(o, "limited_by_max_backends", demand / per_backend > st.max);
+        cJSON_AddNumberToObject(o, "superseded", (double)st.superseded);
+        cJSON_AddNumberToObject(o, "skipped", (double)st.stale);
+        cJSON_AddItemToArray(pools, o);
+    }
+    cJSON_AddNumberToObject(root, "stream_dropped", (double)app->streams.dropped);
+    char *text = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return text;
 }
 
 static char *dup_printf(size_t *len, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -321,6 +446,11 @@ static void on_backends(void *ctx, gw_req_t *req)
     respond_json(req, backends_json(ctx));
 }
 
+static void on_cameras(void *ctx, gw_req_t *req)
+{
+    respond_json(req, cameras_json(ctx));
+}
+
 static void on_models(void *ctx, gw_req_t *req)
 {
     respond_json(req, models_json(ctx));
@@ -370,6 +500,10 @@ static const gw_server_ops_t *app_server_ops(app_t *app)
         {"GET", "/v1/results", "results", gw_results_on_list, &app->results},
         {"GET", "/v1/objects/**", "objects", gw_results_on_object, &app->results},
         {"GET", "/v1/storage", "storage", gw_results_on_status, &app->results},
+        {"GET", "/v1/cameras", "cameras", on_cameras, app},
+        {"GET", "/v1/cameras/*/events", "camera_events", gw_stream_events, &app->streams},
+        {"GET", "/v1/cameras/*/latest.jpg", "camera_latest", gw_stream_latest, &app->streams},
+        {"GET", "/v1/cameras/*/stream.mjpeg", "camera_mjpeg", gw_stream_mjpeg, &app->streams},
     };
     _Static_assert(sizeof routes <= sizeof app->routes, "app_t.routes is too small");
     app->detect = (gw_detect_t){
@@ -377,6 +511,7 @@ static const gw_server_ops_t *app_server_ops(app_t *app)
         .ctx = app,
         .fetch = app_fetch,
         .keep = app->nstorages > 0 ? app_keep : NULL};
+    app->streams = (gw_stream_ctx_t){.cams = app->cams};
     app->results = (gw_results_t){
         .storage_of = app_storage_of, .storages = app_storages, .ctx = app};
     memcpy(app->routes, routes, sizeof routes);
@@ -409,6 +544,7 @@ static void on_scale(void *ctx, const char *direction, const char *reason)
 static void on_job_done(void *ctx, const gw_job_t *job)
 {
     model_t *m = ctx;
+    gw_cameras_done(m->app->cams, job, uv_now(&m->app->loop), unix_now_ms());
     if (job->err == 0)
         gw_metrics_observe(m->app->metrics, m->app->fam.infer, m->model->name, NULL,
                            job->infer_ms / 1000.0);
@@ -442,6 +578,12 @@ static int declare_metrics(app_t *app)
     D(suspected, GW_COUNTER, "framegate_backend_suspected_total", "Backends suspected of hanging (a frame unanswered past the model's bound): then back to ready or ejected.", "model", NULL, 0)
     D(recovered, GW_COUNTER, "framegate_backend_recovered_total", "Suspected backends that answered again and went back to ready.", "model", NULL, 0)
     D(tls_failures, GW_COUNTER, "framegate_tls_handshake_failures_total", "Backend starts that failed on a refused TLS handshake (a certificate that did not verify on either side, or TLS against plain tcp).", "model", NULL, 0)
+    D(cam_in, GW_COUNTER, "framegate_camera_frames_total", "Frames that named a camera, by camera (cameras beyond max_cameras: \"other\").", "camera", NULL, 0)
+    D(cam_served, GW_COUNTER, "framegate_camera_frames_served_total", "Camera frames answered with a result.", "camera", NULL, 0)
+    D(cam_skipped, GW_COUNTER, "framegate_camera_frames_skipped_total", "Camera frames answered without a backend: superseded by a newer frame, or stale (older than camera_max_age_ms).", "camera,reason", NULL, 0)
+    D(cam_late, GW_COUNTER, "framegate_camera_results_late_total", "Results dropped from a camera's streams because a newer one was already sent.", "camera", NULL, 0)
+    D(cam_age, GW_GAUGE, "framegate_camera_frame_age_seconds", "Age of a camera's answered frames (arrival to answer), recent quantiles.", "camera,quantile", NULL, 0)
+    D(stream_dropped, GW_COUNTER, "framegate_stream_dropped_total", "Events and frames not sent to slow stream readers.", NULL, NULL, 0)
     D(connections, GW_GAUGE, "framegate_http_connections", "Open client connections.", NULL, NULL, 0)
     D(store_writes, GW_COUNTER, "framegate_store_writes_total", "Store writes, by store and result (ok, failed: each failure is retried from the spool).", "store,result", NULL, 0)
     D(store_dropped, GW_COUNTER, "framegate_store_dropped_total", "Writes dropped (spool full or absent), by store and class (input, annotated, result).", "store,class", NULL, 0)
@@ -501,6 +643,21 @@ static char *render_metrics(app_t *app, size_t *len)
         per_backend_t pb = {app, name};
         gw_pool_foreach(app->models[i].pool, per_backend, &pb);
     }
+    uint64_t now = uv_now(&app->loop);
+    for (int i = 0; i <= gw_cameras_count(app->cams); i++) {
+        gw_camera_stats_t cs;
+        gw_cameras_stats(app->cams, i, now, &cs);
+        if (i == 0 && cs.in == 0)
+            continue;
+        gw_metrics_set(m, app->fam.cam_in, cs.name, NULL, (double)cs.in);
+        gw_metrics_set(m, app->fam.cam_served, cs.name, NULL, (double)cs.served);
+        gw_metrics_set(m, app->fam.cam_skipped, cs.name, "superseded", (double)cs.superseded);
+        gw_metrics_set(m, app->fam.cam_skipped, cs.name, "stale", (double)cs.stale);
+        gw_metrics_set(m, app->fam.cam_late, cs.name, NULL, (double)cs.late);
+        gw_metrics_set(m, app->fam.cam_age, cs.name, "0.5", cs.age_p50_ms / 1000.0);
+        gw_metrics_set(m, app->fam.cam_age, cs.name, "0.95", cs.age_p95_ms / 1000.0);
+    }
+    gw_metrics_set(m, app->fam.stream_dropped, NULL, NULL, (double)app->streams.dropped);
     gw_metrics_set(m, app->fam.connections, NULL, NULL, gw_server_connections(app->server));
     for (int i = 0; i < app->nstorages; i++) {
         gw_storage_stats_t ss;
@@ -656,6 +813,7 @@ static const gw_pool_hooks_t pool_hooks = {
     .on_queue_wait = on_queue_wait,
     .on_scale = on_scale,
     .on_job_done = on_job_done,
+    .demand = on_demand,
 };
 
 int gw_app_run(const gw_config_t *cfg, const char *argv0)
@@ -670,7 +828,8 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
         GW_LOG_E("start", "error=\"%s\"", uv_strerror(rv));
         return 1;
     }
-    if ((rv = gw_metrics_create(&app.metrics)) != 0 || (rv = declare_metrics(&app)) != 0) {
+    if ((rv = gw_metrics_create(&app.metrics)) != 0 || (rv = declare_metrics(&app)) != 0 ||
+        (rv = gw_cameras_create(&app.cams, cfg)) != 0) {
         GW_LOG_E("start", "error=\"%s\"", proto_strerror(rv));
         return 1;
     }
@@ -767,9 +926,10 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
         app.models[i].storage = NULL; /* a late job keeps nothing */
     app.nstorages = 0;
     gw_fetch_destroy(app.fetch);
-    gw_server_destroy(app.server);
+    gw_server_destroy(app.server); /* closes the streams, which leave the cameras' watches */
     for (int i = 0; i < app.nmodels; i++)
         gw_pool_destroy(app.models[i].pool);
+    gw_cameras_destroy(app.cams);
     uv_walk(&app.loop, close_walk, NULL);
     uv_run(&app.loop, UV_RUN_DEFAULT);
     uv_loop_close(&app.loop);

@@ -64,6 +64,11 @@ static const key_t_ keys[] = {
     {"deadline_ms", T_MS, F(deadline_ms), 0, 1, 3600000, 0},
     {"retries", T_INT, F(retries), 0, 0, 100, 0},
     {"retry_after_s", T_INT, F(retry_after_s), 0, 1, 3600, 0},
+    /* 63: a metrics family holds 128 series; two per camera, plus "other" */
+    {"max_cameras", T_INT, F(max_cameras), 0, 0, 63, 0},
+    {"camera_queue_depth", T_INT, F(camera_queue_depth), 0, 1, 64, 0},
+    {"camera_max_age_ms", T_MS, F(camera_max_age_ms), 0, 0, 3600000, 0},
+    {"camera_weight", T_INT, F(camera_weight), 0, 1, 1000, 0},
     {"backend_command", T_STR, F(backend_command), S(backend_command), 0, 0, 0},
     {"backend_args", T_STR, F(backend_args), S(backend_args), 0, 0, 0},
     {"backend_concurrency", T_INT, F(backend_concurrency), 0, 1, 256, 0},
@@ -232,6 +237,10 @@ void gw_config_defaults(gw_config_t *cfg)
     cfg->deadline_ms = 30000;
     cfg->retries = 2;
     cfg->retry_after_s = 1;
+    cfg->max_cameras = 32;
+    cfg->camera_queue_depth = 1;
+    cfg->camera_max_age_ms = 2000;
+    cfg->camera_weight = 1;
     cfg->backend_concurrency = 1;
     cfg->max_image_side = 16384;
     cfg->max_image_pixels = 64000000;

@@ -85,6 +85,12 @@ typedef struct {
     int retries;                /* re-dispatches after a backend failure; then 502 */
     int retry_after_s;          /* Retry-After on 503 */
 
+    /* live cameras (camera.h, fair.h): frames that name a camera */
+    int max_cameras;            /* cameras with their own queue, stats and label; 0 = none */
+    int camera_queue_depth;     /* frames waiting per camera; a newer one supersedes */
+    uint64_t camera_max_age_ms; /* older when answered: skipped at dispatch; 0 = never */
+    int camera_weight;          /* each camera's share in the round-robin */
+
     /* backends */
     char backend_command[GW_CONFIG_STR_MAX]; /* path of framegate-backend; "" = next to us */
     char backend_args[GW_CONFIG_STR_MAX];    /* extra arguments, split on spaces */

@@ -606,10 +606,13 @@ static int start_urls(dreq_t *q)
 }
 
 /* Submits every job; each one out holds the request. If one is refused, the answer waits for
- * those already out. */
+ * those already out. The guard count keeps the answer from going out inside the loop: a
+ * camera frame can supersede an earlier job of this same request during a later submit. */
 static void submit_all(dreq_t *q)
 {
+    q->pending = 1; /* the guard */
     for (int i = 0; i < q->njobs; i++) {
+        q->jobs[i].batch = q->njobs > 1; /* answered whole: not live frames (fair.h) */
         int rv = q->d->submit(q->d->ctx, &q->jobs[i]);
         if (rv != 0) {
             q->submit_error = rv;
@@ -618,7 +621,7 @@ static void submit_all(dreq_t *q)
         q->pending++;
         gw_req_hold(q->req);
     }
-    if (q->pending == 0)
+    if (--q->pending == 0)
         answer(q);
 }
 
@@ -650,12 +653,13 @@ static void answer(dreq_t *q)
     }
     if (!q->multipart) {
         gw_job_t *job = &q->jobs[0];
-        if (job->err != 0) {
+        int verdict = job->err == PROTO_ESUPERSEDED || job->err == PROTO_ESTALE;
+        if (job->err != 0 && !verdict) {
             gw_respond_err(r, job->err, "%s",
                            job->error_msg[0] ? job->error_msg : proto_strerror(job->err));
             return;
         }
-        if (q->opts.output == PROTO_OUT_TEXT || q->opts.output == PROTO_OUT_JPEG) {
+        if (!verdict && (q->opts.output == PROTO_OUT_TEXT || q->opts.output == PROTO_OUT_JPEG)) {
             if (q->d->keep != NULL) { /* the answer is not JSON: the stored one still is */
                 cJSON *o = gw_detect_job_json(job);
                 q->d->keep(q->d->ctx, job, o);
@@ -672,7 +676,7 @@ static void answer(dreq_t *q)
             return;
         }
         cJSON *o = gw_detect_job_json(job);
-        if (q->d->keep != NULL)
+        if (q->d->keep != NULL && job->err == 0)
             q->d->keep(q->d->ctx, job, o); /* adds "stored": the keys it is kept under */
         char *s = cJSON_PrintUnformatted(o);
         cJSON_Delete(o);
@@ -683,8 +687,8 @@ static void answer(dreq_t *q)
     int first_err = 0;
     cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "results");
     for (int i = 0; i < q->njobs; i++) {
-        if (first_err == 0)
-            first_err = q->jobs[i].err;
+        if (first_err == 0 && gw_status_of(q->jobs[i].err).status != 200)
+            first_err = q->jobs[i].err; /* superseded/skipped frames are answers, not failures */
         cJSON *o = gw_detect_job_json(&q->jobs[i]);
         if (q->d->keep != NULL && q->jobs[i].err == 0)
             q->d->keep(q->d->ctx, &q->jobs[i], o);
@@ -701,6 +705,17 @@ static void answer(dreq_t *q)
 cJSON *gw_detect_job_json(const gw_job_t *job)
 {
     cJSON *o = cJSON_CreateObject();
+    if (job->err == PROTO_ESUPERSEDED || job->err == PROTO_ESTALE) {
+        /* Live cameras (fair.h): answered by design, without a backend. "by" is the seq of
+         * the newer frame of the same camera that took this one's place. */
+        cJSON_AddStringToObject(o, "status", gw_status_of(job->err).code);
+        cJSON_AddStringToObject(o, "camera", job->opts.camera);
+        cJSON_AddNumberToObject(o, "seq", (double)job->seq);
+        if (job->err == PROTO_ESUPERSEDED)
+            cJSON_AddNumberToObject(o, "by", (double)job->superseded_by);
+        cJSON_AddNumberToObject(o, "age_ms", round(job->total_ms * 100) / 100);
+        return o;
+    }
     if (job->err != 0) {
         gw_status_t st = gw_status_of(job->err);
         cJSON *e = cJSON_AddObjectToObject(o, "error");
@@ -714,6 +729,8 @@ cJSON *gw_detect_job_json(const gw_job_t *job)
     snprintf(id, sizeof id, "%llu", (unsigned long long)job->id);
     cJSON_AddStringToObject(o, "id", id);
     cJSON_AddStringToObject(o, "camera", job->opts.camera);
+    if (job->seq != 0)
+        cJSON_AddNumberToObject(o, "seq", (double)job->seq);
     if (job->opts.ts_ms != 0) {
         /* As an integer, exactly: a double would round ts beyond 2^53. */
         char ts[32];

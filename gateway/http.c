@@ -18,7 +18,7 @@
 #include "response.h"
 #include "router.h"
 
-enum { CAP_NONE, CAP_CTYPE, CAP_EXPECT, CAP_TE, CAP_CE };
+enum { CAP_NONE, CAP_CTYPE, CAP_EXPECT, CAP_TE, CAP_CE, CAP_LEID };
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void process_input(gw_conn_t *c, const char *data, size_t len);
@@ -190,7 +190,7 @@ void gw__http_on_timer(uv_timer_t *t)
 void gw__http_arm_idle(gw_conn_t *c)
 {
     /* A request on its way (or bytes that may start one) has its own clock. */
-    if (c->closing || c->lingering || c->phase != GW_PH_IDLE)
+    if (c->closing || c->lingering || c->streaming || c->phase != GW_PH_IDLE)
         return;
     if (c->cur == NULL && c->head == NULL)
         uv_timer_start(&c->timer, gw__http_on_timer, c->srv->cfg->idle_timeout_ms, 0);
@@ -435,6 +435,9 @@ static int on_header_field_complete(llhttp_t *p)
     } else if (strcasecmp(c->field, "content-encoding") == 0) {
         c->capture = CAP_CE;
         append_value(r, r->ce, sizeof r->ce, ",", 1);
+    } else if (strcasecmp(c->field, "last-event-id") == 0) {
+        c->capture = CAP_LEID;
+        r->last_event_id[0] = '\0';
     }
     c->field_len = 0;
     c->field[0] = '\0';
@@ -460,6 +463,12 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
         append_value(r, r->te, sizeof r->te, at, len);
     } else if (c->capture == CAP_CE) {
         append_value(r, r->ce, sizeof r->ce, at, len);
+    } else if (c->capture == CAP_LEID) {
+        size_t have = strlen(r->last_event_id); /* longer than any seq: cut, then ignored */
+        if (have + len < sizeof r->last_event_id) {
+            memcpy(r->last_event_id + have, at, len);
+            r->last_event_id[have + len] = '\0';
+        }
     }
     return 0;
 }

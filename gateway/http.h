@@ -30,6 +30,7 @@ struct gw_req {
     char path[GW_HTTP_MAX_URL];  /* the URL up to '?' */
     char query[GW_HTTP_MAX_URL]; /* after '?', not decoded; "" if none */
     char content_type[256];      /* "" if none */
+    char last_event_id[24];      /* the Last-Event-ID header (SSE resume), "" if none */
     uint8_t *body;               /* body_len bytes, owned by the request */
     size_t body_len;
     const char *param; /* what a route's '*' matched (points into path), or NULL */
@@ -57,6 +58,7 @@ struct gw_req {
     uint64_t start_ns;
     int ready;       /* the answer is built */
     int close_after; /* the connection closes after this answer */
+    int stream;      /* the answer is a stream's head (gw_respond_stream) */
     char resp_head[512];
     size_t resp_head_len;
     char *resp; /* body, malloc'd; handed to the write */
@@ -82,6 +84,31 @@ int gw_req_orphaned(const gw_req_t *req);
 /* The loop and the configuration the request's server runs with. */
 uv_loop_t *gw_req_loop(const gw_req_t *req);
 const gw_config_t *gw_req_config(const gw_req_t *req);
+
+/* ---- streaming answers (stream.c: Server-Sent Events, MJPEG) ----
+ * The one exception to "one request, one answer of known length": the answer's body is
+ * written piece by piece until the client goes away. Such an answer is its connection's
+ * last (nothing more is parsed on it; what the client sends is read and dropped so that
+ * its hang-up is seen). */
+
+/* Answers req with status 200, `ctype`, the `extra` header lines (each ending in CRLF, or
+ * NULL), no Content-Length, `body` (malloc'd, taken; may be NULL) right after the head, and
+ * the rest of the body through gw_stream_write. on_close(arg)
+ * runs exactly once, on the loop thread, when the connection goes (the client hung up, a
+ * write failed, the server stops); after it the connection must not be used. Returns the
+ * connection to write to, or NULL if req got an ordinary answer instead (HEAD: the headers
+ * only; then on_close never runs). For route handlers (called while the connection parses):
+ * the head leaves when the handler returns, so on_close never runs before this returns.
+ * Pieces written before the head has left (earlier answers pipelined on the connection)
+ * are refused as for a slow reader. */
+gw_conn_t *gw_respond_stream(gw_req_t *req, const char *ctype, const char *extra, char *body,
+                             size_t len, void (*on_close)(void *arg), void *arg);
+
+/* Queues data[0..len) (copied) on a streaming connection. Returns 0, or without queueing:
+ * PROTO_EQUEUEFULL when more than max_queued bytes wait in the socket already (a slow
+ * reader: the caller drops this piece, so memory stays bounded), PROTO_ESHUTDOWN when the
+ * stream is not (or no longer) writable, PROTO_ENOMEM. */
+int gw_stream_write(gw_conn_t *c, const void *data, size_t len, size_t max_queued);
 
 /* ---- internal to http.c, server.c and response.c ---- */
 
@@ -148,6 +175,10 @@ struct gw_conn {
     int eof;         /* the client half-closed: answer what was asked, then close */
     gw_req_t *spare; /* one recycled request: keep-alive traffic allocates none */
     struct gw_write *spare_wr;
+    /* a streaming answer (gw_respond_stream): its head went out once `streaming` is set */
+    int streaming;
+    void (*stream_close)(void *arg);
+    void *stream_arg;
     gw_conn_t *next, *prev;
 };
 

@@ -3,10 +3,13 @@
  * shutdown with a short linger, or at once). */
 #include "http.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
+#include "err.h"
+#include "response.h"
 
 #define LINGER_MS 1000
 
@@ -108,6 +111,103 @@ void gw__http_send_continue(gw_conn_t *c, gw_req_t *r)
     write_bufs(c, wr, sizeof cont - 1, 0);
 }
 
+/* ---- streaming answers ---- */
+
+/* A streaming connection reads only to notice the client leaving. */
+static void on_stream_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    (void)buf;
+    if (nread < 0)
+        gw__http_close((gw_conn_t *)s);
+}
+
+static void start_streaming(gw_conn_t *c)
+{
+    c->streaming = 1;
+    uv_timer_stop(&c->timer);
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    if (uv_read_start((uv_stream_t *)&c->tcp, gw__http_alloc_buf, on_stream_read) != 0)
+        gw__http_close(c);
+}
+
+/* The stream's owner hears of the end once, before the connection can be freed. */
+static void stream_gone(gw_conn_t *c)
+{
+    void (*cb)(void *) = c->stream_close;
+    c->stream_close = NULL;
+    c->streaming = 0;
+    if (cb != NULL)
+        cb(c->stream_arg);
+}
+
+gw_conn_t *gw_respond_stream(gw_req_t *r, const char *ctype, const char *extra, char *body,
+                             size_t len, void (*on_close)(void *arg), void *arg)
+{
+    gw_conn_t *c = r->conn;
+    if (r->ready) {
+        free(body);
+        return NULL;
+    }
+    if (r->head_only || c->closing || c->lingering || c->stream_close != NULL) {
+        free(body);
+        gw_respond(r, 200, ctype, NULL, 0, extra);
+        return NULL;
+    }
+    int n = snprintf(r->resp_head, sizeof r->resp_head,
+                     "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nCache-Control: no-cache, no-store\r\n"
+                     "Connection: close\r\n%s\r\n",
+                     ctype, extra ? extra : "");
+    if (n < 0 || (size_t)n >= sizeof r->resp_head) {
+        free(body);
+        gw_respond_error(r, 500, "internal", "stream headers too long");
+        return NULL;
+    }
+    r->resp_head_len = (size_t)n;
+    r->resp = body;
+    r->resp_len = body != NULL ? len : 0;
+    r->stream = 1;
+    r->keep_alive = 0;
+    r->ready = 1;
+    c->fatal = 1; /* nothing after a stream on this connection */
+    c->stream_close = on_close;
+    c->stream_arg = arg;
+    gw_server_t *srv = c->srv;
+    if (srv->ops->on_response) {
+        double secs = (double)(uv_hrtime() - r->start_ns) / 1e9;
+        srv->ops->on_response(srv->ctx, r->route ? r->route : "other", 200, secs);
+    }
+    /* No flush here: the head leaves when the handler returns (process_input flushes), so
+     * on_close cannot run before the caller has the connection. */
+    return c;
+}
+
+int gw_stream_write(gw_conn_t *c, const void *data, size_t len, size_t max_queued)
+{
+    if (!c->streaming || c->closing || c->lingering)
+        return PROTO_ESHUTDOWN;
+    if (c->tcp.write_queue_size > max_queued)
+        return PROTO_EQUEUEFULL;
+    write_t *wr = write_get(c);
+    if (wr == NULL)
+        return PROTO_ENOMEM;
+    if ((wr->body = malloc(len > 0 ? len : 1)) == NULL) {
+        write_put(c, wr);
+        return PROTO_ENOMEM;
+    }
+    memcpy(wr->body, data, len);
+    uv_buf_t b = uv_buf_init(wr->body, (unsigned)len);
+    c->refs++;
+    if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+        c->refs--;
+        write_put(c, wr);
+        gw__http_close(c);
+        return PROTO_ESHUTDOWN;
+    }
+    if (c->writes++ == 0) /* the write clock: a reader that stops reading is closed */
+        uv_timer_start(&c->wtimer, on_write_timeout, c->srv->cfg->write_timeout_ms, 0);
+    return 0;
+}
+
 /* Writes every ready answer at the head of the pipeline, in order. */
 void gw__http_flush(gw_conn_t *c)
 {
@@ -132,6 +232,12 @@ void gw__http_flush(gw_conn_t *c)
             } else {
                 close_after = 1; /* an answer is missing: the stream is out of step */
             }
+        }
+        if (r->stream && !c->closing && !c->lingering) {
+            /* The head of a streaming answer is out: from now on the handler writes. */
+            gw__http_req_put(c, r);
+            start_streaming(c);
+            return;
         }
         gw__http_req_put(c, r);
         if (close_after) {
@@ -189,6 +295,7 @@ void gw__http_close(gw_conn_t *c)
     if (c->closing)
         return;
     c->closing = 1;
+    stream_gone(c);
     uv_timer_stop(&c->timer);
     uv_timer_stop(&c->wtimer);
     uv_read_stop((uv_stream_t *)&c->tcp);
@@ -241,6 +348,7 @@ static void close_gracefully(gw_conn_t *c)
 {
     if (c->closing || c->lingering)
         return;
+    stream_gone(c);
     uv_shutdown_t *sd = malloc(sizeof *sd);
     c->lingering = 1;
     uv_timer_stop(&c->timer);

@@ -36,6 +36,14 @@ struct gw_job {
     gw_req_opts_t opts;
     gw_job_cb on_done;
     void *data; /* the front's own pointer */
+    /* Live cameras (camera.h), set by the app before submit: the camera's slot (1..max_cameras;
+     * 0 = none or beyond max_cameras: the plain FIFO), its sequence number at arrival (0 =
+     * none), whether it is part of a batch, and whether the backend should also draw the boxes (output JPEG) for the
+     * camera's watchers. */
+    int cam;
+    uint64_t seq;
+    int annotate;
+    int batch; /* one of several images of one request: FIFO, never superseded or skipped */
 
     /* ---- result, valid in on_done ---- */
     int err;       /* 0, or a negative code from proto/err.h (the HTTP layer maps it) */
@@ -43,6 +51,7 @@ struct gw_job {
     char backend[80];                     /* name of the backend that answered, "" if none */
     char model_name[GW_MODEL_NAME_MAX];
     uint64_t id; /* request id sent to the backend */
+    uint64_t superseded_by; /* err PROTO_ESUPERSEDED: the seq of the newer frame */
     double queue_ms, infer_ms, total_ms;
     int attempts;
     proto_rep_t rep;  /* decoded reply; views into rep_buf */

@@ -49,37 +49,20 @@ static int hopeless(const gw_pool_t *pool)
 
 /* ---- the queue ---- */
 
-static void queue_push(gw_pool_t *pool, gw_job_t *job, int front)
+/* Returns the waiting frame a camera frame took the place of (fair.h), or NULL. */
+static gw_job_t *queue_push(gw_pool_t *pool, gw_job_t *job, int front)
 {
     job->state = GW__J_QUEUED;
-    job->next = job->prev = NULL;
-    if (pool->qhead == NULL) {
-        pool->qhead = pool->qtail = job;
-    } else if (front) {
-        job->next = pool->qhead;
-        pool->qhead->prev = job;
-        pool->qhead = job;
-    } else {
-        job->prev = pool->qtail;
-        pool->qtail->next = job;
-        pool->qtail = job;
-    }
-    pool->queued++;
+    gw_job_t *old = gw_fair_push(pool->fair, job, front);
+    pool->queued = gw_fair_count(pool->fair);
     note_load(pool);
+    return old;
 }
 
 static void queue_remove(gw_pool_t *pool, gw_job_t *job)
 {
-    if (job->prev)
-        job->prev->next = job->next;
-    else
-        pool->qhead = job->next;
-    if (job->next)
-        job->next->prev = job->prev;
-    else
-        pool->qtail = job->prev;
-    job->next = job->prev = NULL;
-    pool->queued--;
+    gw_fair_remove(pool->fair, job);
+    pool->queued = gw_fair_count(pool->fair);
 }
 
 /* Ends a job with err (0 or a code from proto/err.h; the HTTP layer picks the status) and
@@ -110,7 +93,7 @@ static void finish_job(gw_pool_t *pool, gw_job_t *job, int err, const char *fmt,
 static void arm_deadline_timer(gw_pool_t *pool)
 {
     uint64_t earliest = UINT64_MAX;
-    for (gw_job_t *j = pool->qhead; j != NULL; j = j->next)
+    for (gw_job_t *j = gw_fair_next(pool->fair, NULL); j != NULL; j = gw_fair_next(pool->fair, j))
         if (j->deadline_ms < earliest)
             earliest = j->deadline_ms;
     if (earliest == UINT64_MAX) {
@@ -129,7 +112,8 @@ int gw_pool_submit(gw_pool_t *pool, gw_job_t *job)
     if (job->opts.model[0] != '\0' &&
         (pool->model == NULL || strcmp(job->opts.model, pool->name) != 0))
         return PROTO_ENOMODEL;
-    if (pool->queued >= cfg->queue_size)
+    /* A camera frame that takes a waiting frame's place does not lengthen the queue. */
+    if (pool->queued >= cfg->queue_size && !gw_fair_would_replace(pool->fair, job->cam))
         return PROTO_EQUEUEFULL;
     if (hopeless(pool))
         return PROTO_ENOBACKEND;
@@ -139,7 +123,15 @@ int gw_pool_submit(gw_pool_t *pool, gw_job_t *job)
     job->attempts = 0;
     job->err = 0;
     pool->st.submitted++;
-    queue_push(pool, job, 0);
+    gw_job_t *old = queue_push(pool, job, 0);
+    if (old != NULL) {
+        /* Freshness over completeness: the older frame is answered now, not after a wait
+         * that would only make its answer staler. */
+        old->superseded_by = job->seq;
+        pool->st.superseded++;
+        finish_job(pool, old, PROTO_ESUPERSEDED, "frame %llu of camera '%s' took its place",
+                   (unsigned long long)job->seq, job->opts.camera);
+    }
     gw__pool_dispatch(pool);
     if (job->state == GW__J_QUEUED) {
         if (!uv_is_active((uv_handle_t *)&pool->deadline_timer))
@@ -155,9 +147,9 @@ static void on_deadline(uv_timer_t *t)
 {
     gw_pool_t *pool = t->data;
     uint64_t now = uv_now(pool->loop);
-    gw_job_t *j = pool->qhead;
+    gw_job_t *j = gw_fair_next(pool->fair, NULL);
     while (j != NULL) {
-        gw_job_t *next = j->next;
+        gw_job_t *next = gw_fair_next(pool->fair, j);
         if (j->deadline_ms <= now) {
             queue_remove(pool, j);
             finish_job(pool, j, PROTO_EDEADLINE,
@@ -197,13 +189,22 @@ static int free_slot(const gw__backend_t *be)
 void gw__pool_dispatch(gw_pool_t *pool)
 {
     gw__backend_t *be;
-    while (pool->qhead != NULL && (be = pick_backend(pool)) != NULL) {
-        gw_job_t *job = pool->qhead;
+    while (pool->queued > 0 && (be = pick_backend(pool)) != NULL) {
         int slot = free_slot(be);
         if (slot < 0)
             break; /* a cancelled operation has not come back yet */
-        queue_remove(pool, job);
         uint64_t now = uv_now(pool->loop);
+        int stale = 0;
+        /* The service time is the slack: a frame is skipped if its answer would come back
+         * older than its camera's max age, not just if it is that old now. */
+        gw_job_t *job = gw_fair_pop(pool->fair, now, (uint64_t)pool->svctime.ewma_ms, &stale);
+        pool->queued = gw_fair_count(pool->fair);
+        if (stale) {
+            pool->st.stale++;
+            finish_job(pool, job, PROTO_ESTALE, "waited %llu ms; camera '%s' wants fresher frames",
+                       (unsigned long long)(now - job->arrival_ms), job->opts.camera);
+            continue;
+        }
         if (job->deadline_ms <= now) {
             finish_job(pool, job, PROTO_EDEADLINE, "the deadline passed in the queue");
             continue;
@@ -227,7 +228,7 @@ void gw__pool_dispatch(gw_pool_t *pool)
             .client_ts_ms = o->ts_ms,
             .deadline_ms = (int64_t)(unix_ms() + remaining),
             .threshold = o->threshold,
-            .output = o->output,
+            .output = job->annotate && o->output == PROTO_OUT_JSON ? PROTO_OUT_JPEG : o->output,
             .top_k = o->top_k,
             .camera = o->camera,
             .camera_len = (uint16_t)cam_len,
@@ -247,7 +248,7 @@ void gw__pool_dispatch(gw_pool_t *pool)
         pool->inflight++;
         be->last_used = ++pool->use_seq;
     }
-    if (pool->qhead == NULL)
+    if (pool->queued == 0)
         uv_timer_stop(&pool->deadline_timer);
 }
 
@@ -263,7 +264,7 @@ static void retry_or_fail(gw_pool_t *pool, gw_job_t *job, gw__backend_t *be, con
         pool->st.retried++;
         GW_LOG_I("job_retry", "id=%llu backend=%s attempt=%d why=\"%s\"",
                  (unsigned long long)job->id, be->name, job->attempts, why);
-        queue_push(pool, job, 1);
+        queue_push(pool, job, 1); /* a retry supersedes nothing */
         arm_deadline_timer(pool);
         return;
     }
@@ -460,7 +461,15 @@ static void on_tick(uv_timer_t *t)
     gw__backend_check_dials(pool);
     gw__backend_heartbeat(pool);
     note_load(pool);
-    gw_scale_decision_t d = gw_autoscale_tick(pool->scaler, uv_now(pool->loop), pool->peak_load,
+    double load = pool->peak_load;
+    if (pool->hooks.demand != NULL) {
+        /* Live cameras: a pool that supersedes and skips frames keeps a short queue however
+         * far behind it is, so the queue alone understates what the cameras offer. */
+        double demand = pool->hooks.demand(pool->hooks_ctx);
+        if (demand > load)
+            load = demand;
+    }
+    gw_scale_decision_t d = gw_autoscale_tick(pool->scaler, uv_now(pool->loop), load,
                                               pool->queued, gw__pool_capacity(pool));
     pool->peak_load = pool->inflight + pool->queued;
     gw__pool_reconcile(pool, d.desired, d.reason);
@@ -549,6 +558,12 @@ void gw_pool_stats(gw_pool_t *pool, gw_pool_stats_t *out)
     out->stopping = pool->count[GW__BE_STOPPING];
     out->queued = pool->queued;
     out->inflight = pool->inflight;
+    out->svc_ms = pool->svctime.n > 0 ? pool->svctime.ewma_ms : 0;
+}
+
+void gw_pool_set_camera(gw_pool_t *pool, int cam, int weight, uint64_t max_age_ms)
+{
+    gw_fair_set_camera(pool->fair, cam, weight, max_age_ms);
 }
 
 void gw_pool_foreach(gw_pool_t *pool,
@@ -589,7 +604,16 @@ int gw_pool_create(gw_pool_t **out, uv_loop_t *loop, const gw_config_t *cfg,
         free(pool);
         return rv;
     }
+    if ((rv = gw_fair_create(&pool->fair, cfg->max_cameras,
+                             cfg->camera_queue_depth > 0 ? cfg->camera_queue_depth : 1)) != 0) {
+        gw_autoscale_destroy(pool->scaler);
+        free(pool);
+        return rv;
+    }
+    for (int i = 1; i <= cfg->max_cameras; i++)
+        gw_fair_set_camera(pool->fair, i, cfg->camera_weight, cfg->camera_max_age_ms);
     if ((rv = gw_bridge_init(&pool->bridge, loop)) != 0) {
+        gw_fair_destroy(pool->fair);
         gw_autoscale_destroy(pool->scaler);
         free(pool);
         return rv;
@@ -644,8 +668,8 @@ static void on_shutdown_grace(uv_timer_t *t)
 {
     gw_pool_t *pool = t->data;
     GW_LOG_W("shutdown_grace_expired", "queued=%d inflight=%d", pool->queued, pool->inflight);
-    while (pool->qhead != NULL) {
-        gw_job_t *job = pool->qhead;
+    gw_job_t *job;
+    while ((job = gw_fair_next(pool->fair, NULL)) != NULL) {
         queue_remove(pool, job);
         finish_job(pool, job, PROTO_ESHUTDOWN, "the gateway is shutting down");
     }
@@ -694,6 +718,7 @@ void gw_pool_destroy(gw_pool_t *pool)
     if (pool == NULL)
         return;
     gw_autoscale_destroy(pool->scaler);
+    gw_fair_destroy(pool->fair);
     pool->provider->ops->destroy(pool->provider);
     pool->bridge.async.data = pool;
     pool->closing_handles = 5;

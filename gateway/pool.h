@@ -26,6 +26,10 @@ typedef struct {
     void (*on_queue_wait)(void *ctx, double seconds);
     void (*on_scale)(void *ctx, const char *direction, const char *reason);
     void (*on_job_done)(void *ctx, const gw_job_t *job);
+    /* The offered load of the pool's live cameras in frames in flight (sum of arrival fps x
+     * service time), sampled at each autoscaler tick: the autoscaler scales to the larger of
+     * it and the in-flight + queued peak. */
+    double (*demand)(void *ctx);
 } gw_pool_hooks_t;
 
 typedef struct {
@@ -38,6 +42,8 @@ typedef struct {
     uint64_t recovered;    /* suspected backends that answered again and went back to ready */
     uint64_t tls_failures; /* starts that failed on a refused TLS handshake (remote.h) */
     uint64_t abandoned; /* frames answered PROTO_ESHUTDOWN: the shutdown grace ran out */
+    double svc_ms;   /* the observed service time (EWMA), 0 until a frame was served */
+    uint64_t superseded, stale; /* camera frames answered without a backend (fair.h) */
     char kind[32]; /* the model's kind as its backends report it ("detector", ...), or "" */
 } gw_pool_stats_t;
 
@@ -63,12 +69,20 @@ void gw_pool_set_bounds(gw_pool_t *pool, int min, int max);
  * the pool does not take it back. */
 int gw_pool_release(gw_pool_t *pool, const char *addr);
 
-/* Queues a job (see job.h). Returns 0 (on_done runs later, never before this returns), or
+/* Sets the fairness and freshness of camera slot `cam` (1..cfg->max_cameras, job->cam):
+ * its weight in the round-robin and its max age (0 = none). Loop thread. */
+void gw_pool_set_camera(gw_pool_t *pool, int cam, int weight, uint64_t max_age_ms);
+
+/* Queues a job (see job.h). A camera frame (job->cam > 0) waits in its camera's queue of
+ * cfg->camera_queue_depth frames: when full, the oldest waiting frame of that camera is
+ * finished at once with PROTO_ESUPERSEDED (superseded_by = this job's seq), inside this
+ * call; a frame that would be answered older than its camera's max age is finished with
+ * PROTO_ESTALE when a backend frees up (fair.h). Returns 0 (on_done runs later, never before this returns), or
  * without calling on_done: PROTO_EQUEUEFULL (queue at cfg->queue_size), PROTO_ENOBACKEND (no
  * backend is running and starting them keeps failing; the reason is in gw_pool_readyz),
  * PROTO_ENOMODEL (the job names another model) or PROTO_ESHUTDOWN. A finished job's err is
  * 0 or: PROTO_EDEADLINE, PROTO_EBACKEND (failed cfg->retries + 1 times), PROTO_ESHUTDOWN,
- * PROTO_ENOMEM, PROTO_ETOOBIG, PROTO_ECORRUPT (a corrupt reply), PROTO_EMODEL (the backend
+ * PROTO_ENOMEM, PROTO_ESUPERSEDED, PROTO_ESTALE, PROTO_ETOOBIG, PROTO_ECORRUPT (a corrupt reply), PROTO_EMODEL (the backend
  * failed), or the backend's verdict on the frame (PROTO_EIMAGE, EEMPTY, EFORMAT, EIMGSIZE,
  * EINVAL). Never an HTTP status: the HTTP layer maps codes (status.h). */
 int gw_pool_submit(gw_pool_t *pool, gw_job_t *job);

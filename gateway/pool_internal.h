@@ -9,6 +9,7 @@
 
 #include "autoscale.h"
 #include "bridge.h"
+#include "fair.h"
 #include "health.h"
 #include "link.h"
 #include "pool.h"
@@ -75,7 +76,7 @@ struct gw_pool {
     unsigned char names_used[GW__MAX_NAMES + 1];
     int count[GW__BE_NSTATES]; /* backends by state */
 
-    gw_job_t *qhead, *qtail;
+    gw_fair_t *fair; /* the waiting frames: per-camera queues and the FIFO (fair.h) */
     int queued;
     int inflight;
     double peak_load; /* since the last tick */

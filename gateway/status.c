@@ -37,6 +37,11 @@ gw_status_t gw_status_of(int err)
         return (gw_status_t){422, "url_status", 0};
     case PROTO_EURLFETCH:
         return (gw_status_t){422, "url_unreachable", 0};
+    /* live cameras: the frame was answered without a backend, by design (camera.h) */
+    case PROTO_ESUPERSEDED:
+        return (gw_status_t){200, "superseded", 0};
+    case PROTO_ESTALE:
+        return (gw_status_t){200, "skipped", 0};
     /* the service: try again later */
     case PROTO_EQUEUEFULL:
         return (gw_status_t){503, "queue_full", 1};

@@ -32,6 +32,8 @@
     XX(ESHUTDOWN, "shutting down")                                           \
     XX(ENOMODEL, "no such model")                                            \
     XX(ENOBACKEND, "no backend can take the frame")                          \
+    XX(ESUPERSEDED, "a newer frame of the camera took its place")            \
+    XX(ESTALE, "skipped: too old for the camera's max_age_ms")               \
     XX(EURLFORBIDDEN, "URL refused: http(s) to public addresses only")      \
     XX(EURLTOOBIG, "URL content over max_body_bytes")                        \
     XX(EURLTIMEOUT, "URL fetch timed out")                                   \

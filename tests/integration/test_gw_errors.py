@@ -157,7 +157,10 @@ with fg.Gateway(settings=settings, simulate_ms=5) as gw:
     fg.check(gw.proc.poll() is None, "gateway still running")
 
 # Queue full -> 503 + Retry-After; deadline -> 504.
-with fg.Gateway(settings={"backends": 1, "queue_size": 2, "deadline_ms": 1500},
+# camera_max_age_ms = 0: these frames name cameras, which would be skipped (200
+# "skipped") before they could reach their deadline; this checks the deadline itself.
+with fg.Gateway(settings={"backends": 1, "queue_size": 2, "deadline_ms": 1500,
+                          "camera_max_age_ms": 0},
                 simulate_ms=700) as gw:
     results = []
     lock = threading.Lock()

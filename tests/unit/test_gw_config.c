@@ -397,10 +397,9 @@ static void test_every_key_from_env(void **state)
     env[n] = NULL;
     fclose(f);
     unlink(path);
-    /* every top-level key but the alias "backends" (48, and 22 for storage and frames by
-     * URL); 11 keys per model and yolov3-tiny's own min_backends (the store_* switches a
-     * model inherits are comments) */
-    assert_int_equal(n, 48 + 22 + 11 + 12);
+    /* every top-level key but the alias "backends" (73); 11 keys per model and yolov3-tiny's
+     * own min_backends (the store_* switches a model inherits are comments) */
+    assert_int_equal(n, 73 + 11 + 12);
     /* The models exist, empty: the environment fills them ("YOLOV3_TINY" finds
      * "yolov3-tiny"). */
     memset(&b, 0, sizeof b);

@@ -475,6 +475,75 @@ static void test_shutdown_answers_everything(void **state)
     free_jobs(jobs, 10);
 }
 
+/* Live cameras through the pool: one backend busy for 200 ms; camera 1 pushes 5 frames, the
+ * FIFO 3. Camera 1's older waiting frames are superseded at once (each by the next seq),
+ * the FIFO's all served; every job's on_done runs exactly once. Then a frame that waits past
+ * its camera's max age is skipped, not served. */
+static int cam_done[16];
+static gw_job_t *cam_jobs;
+
+static void on_cam_done(gw_job_t *job)
+{
+    cam_done[job - cam_jobs]++;
+    on_done(job);
+}
+
+static void test_camera_frames_supersede_and_skip(void **state)
+{
+    (void)state;
+    setup_env();
+    E.cfg.min_backends = E.cfg.max_backends = 1;
+    E.cfg.max_cameras = 4;
+    E.cfg.camera_queue_depth = 1;
+    E.cfg.camera_max_age_ms = 0;
+    E.fake.delay_ms = 200;
+    start_pool();
+    wait_ready(1);
+    memset(cam_done, 0, sizeof cam_done);
+    gw_job_t *jobs = make_jobs(16);
+    cam_jobs = jobs;
+    for (int i = 0; i < 16; i++) {
+        jobs[i].on_done = on_cam_done;
+        jobs[i].data = &cam_done[i]; /* one request per frame */
+    }
+    /* jobs 0..4: camera 1 (job 0 goes to the backend at once); 5..7: no camera */
+    for (int i = 0; i < 8; i++) {
+        jobs[i].cam = i < 5 ? 1 : 0;
+        jobs[i].seq = i < 5 ? (uint64_t)i + 1 : 0;
+        assert_int_equal(gw_pool_submit(E.pool, &jobs[i]), 0);
+    }
+    /* 1, 2, 3 were superseded inside the submits of 2, 3, 4 */
+    assert_int_equal(E.done, 3);
+    for (int i = 1; i <= 3; i++) {
+        assert_int_equal(jobs[i].err, PROTO_ESUPERSEDED);
+        assert_int_equal(jobs[i].superseded_by, jobs[i + 1].seq);
+    }
+    run_until(&E.done, 8, 5000);
+    assert_int_equal(E.done, 8);
+    assert_int_equal(jobs[0].err, 0);
+    assert_int_equal(jobs[4].err, 0);
+    for (int i = 5; i < 8; i++)
+        assert_int_equal(jobs[i].err, 0);
+    gw_pool_stats_t st;
+    gw_pool_stats(E.pool, &st);
+    assert_int_equal(st.superseded, 3);
+
+    /* max age 100 ms on camera 2: its frame waits behind 200 ms of work and is skipped */
+    gw_pool_set_camera(E.pool, 2, 1, 100);
+    jobs[8].cam = 0;
+    jobs[9].cam = 2;
+    jobs[9].seq = 1;
+    assert_int_equal(gw_pool_submit(E.pool, &jobs[8]), 0);
+    assert_int_equal(gw_pool_submit(E.pool, &jobs[9]), 0);
+    run_until(&E.done, 10, 5000);
+    assert_int_equal(jobs[8].err, 0);
+    assert_int_equal(jobs[9].err, PROTO_ESTALE);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(cam_done[i], 1);
+    free_jobs(jobs, 16);
+    teardown_env();
+}
+
 /* A backend must report the model of its pool at readiness: one that loaded another model
  * is a failed start with a clear reason, and gets no frame. */
 static void test_model_checked_at_readiness(void **state)
@@ -760,6 +829,7 @@ int main(void)
         cmocka_unit_test(test_backend_exit_retries_elsewhere),
         cmocka_unit_test(test_failed_starts_back_off),
         cmocka_unit_test(test_shutdown_answers_everything),
+        cmocka_unit_test(test_camera_frames_supersede_and_skip),
         cmocka_unit_test(test_model_checked_at_readiness),
         cmocka_unit_test(test_outlier_poisoned_backend_ejected),
         cmocka_unit_test(test_outlier_bad_client_ejects_nothing),
