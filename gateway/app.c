@@ -491,7 +491,7 @@ static int declare_metrics(app_t *app)
     D(cam_served, GW_COUNTER, "framegate_camera_frames_served_total", "Camera frames answered with a result.", "camera", NULL, 0)
     D(cam_skipped, GW_COUNTER, "framegate_camera_frames_skipped_total", "Camera frames answered without a backend: superseded by a newer frame, or stale (older than camera_max_age_ms).", "camera,reason", NULL, 0)
     D(cam_late, GW_COUNTER, "framegate_camera_results_late_total", "Results dropped from a camera's streams because a newer one was already sent.", "camera", NULL, 0)
-    D(cam_age, GW_GAUGE, "framegate_camera_frame_age_seconds", "Age of a camera's answered frames (arrival to answer), recent quantiles.", "camera,quantile", NULL, 0)
+    D(cam_age, GW_GAUGE, "framegate_camera_frame_age_seconds", "Age of a camera's answered frames (arrival to answer): the 50th and 95th percentile of the last 256.", "camera,percentile", NULL, 0)
     D(stream_dropped, GW_COUNTER, "framegate_stream_dropped_total", "Events and frames not sent to slow stream readers.", NULL, NULL, 0)
     D(connections, GW_GAUGE, "framegate_http_connections", "Open client connections.", NULL, NULL, 0)
 #undef D
@@ -554,8 +554,8 @@ static char *render_metrics(app_t *app, size_t *len)
         gw_metrics_set(m, app->fam.cam_skipped, cs.name, "superseded", (double)cs.superseded);
         gw_metrics_set(m, app->fam.cam_skipped, cs.name, "stale", (double)cs.stale);
         gw_metrics_set(m, app->fam.cam_late, cs.name, NULL, (double)cs.late);
-        gw_metrics_set(m, app->fam.cam_age, cs.name, "0.5", cs.age_p50_ms / 1000.0);
-        gw_metrics_set(m, app->fam.cam_age, cs.name, "0.95", cs.age_p95_ms / 1000.0);
+        gw_metrics_set(m, app->fam.cam_age, cs.name, "50", cs.age_p50_ms / 1000.0);
+        gw_metrics_set(m, app->fam.cam_age, cs.name, "95", cs.age_p95_ms / 1000.0);
     }
     gw_metrics_set(m, app->fam.stream_dropped, NULL, NULL, (double)app->streams.dropped);
     gw_metrics_set(m, app->fam.connections, NULL, NULL, gw_server_connections(app->server));

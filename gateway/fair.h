@@ -15,8 +15,8 @@
  *                 it is served, the lowest pass goes next, ties to the oldest waiting frame;
  *                 one that was idle joins at the current pass, so it banks no burst). A
  *                 camera whose waiting frame is superseded keeps its place. The FIFO takes
- *                 part with weight 1, so camera-less requests keep their order among
- *                 themselves.
+ *                 part with a weight of the frames waiting in it (each plain request counts
+ *                 like a camera of its own), and keeps their order among themselves.
  * Retries go back to the head of their participant (push with front = 1) and never
  * supersede anything. A batch frame (job->batch: one of
  * several images of one request) waits in the FIFO whatever its camera: a batch is answered
