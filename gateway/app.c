@@ -69,6 +69,17 @@ static model_t *find_model(app_t *app, const char *name)
 
 /* ---- server ops ---- */
 
+/* ---- live cameras ---- */
+
+/* A camera's weight and max age: its [camera NAME] section, else the camera_* keys. */
+static void camera_settings(const app_t *app, const char *name, int *weight, uint64_t *max_age)
+{
+    const gw_camera_cfg_t *cc = gw_config_camera(app->cfg, name);
+    *weight = cc != NULL && cc->weight > 0 ? cc->weight : app->cfg->camera_weight;
+    *max_age = cc != NULL && cc->max_age_ms >= 0 ? (uint64_t)cc->max_age_ms
+                                                  : app->cfg->camera_max_age_ms;
+}
+
 static int app_submit(void *ctx, gw_job_t *job)
 {
     app_t *app = ctx;
@@ -77,11 +88,17 @@ static int app_submit(void *ctx, gw_job_t *job)
         return PROTO_ENOMODEL;
     int created;
     /* Sequence numbers are given at arrival, before the queue can reorder anything. */
-    gw_cameras_arrive(app->cams, job, uv_now(&app->loop), &created);
+    int slot = gw_cameras_arrive(app->cams, job, uv_now(&app->loop), &created);
+    if (created) {
+        /* A camera's first frame: its [camera NAME] settings go to every pool's queue. */
+        int weight;
+        uint64_t max_age;
+        camera_settings(app, job->opts.camera, &weight, &max_age);
+        for (int i = 0; i < app->nmodels; i++)
+            gw_pool_set_camera(app->models[i].pool, slot, weight, max_age);
+    }
     return gw_pool_submit(m->pool, job);
 }
-
-/* ---- live cameras ---- */
 
 static uint64_t unix_now_ms(void)
 {
@@ -121,7 +138,6 @@ static double on_demand(void *ctx)
 
 static cJSON *camera_json(app_t *app, int slot, uint64_t now)
 {
-    const gw_config_t *cfg = app->cfg;
     gw_camera_stats_t cs;
     gw_cameras_stats(app->cams, slot, now, &cs);
     model_t *m = camera_model(app, &cs);
@@ -130,8 +146,11 @@ static cJSON *camera_json(app_t *app, int slot, uint64_t now)
     cJSON_AddStringToObject(o, "source", "push");
     cJSON_AddStringToObject(o, "state", cs.live ? "live" : "idle");
     cJSON_AddStringToObject(o, "model", m != NULL ? m->model->name : cs.model);
-    cJSON_AddNumberToObject(o, "weight", cfg->camera_weight);
-    cJSON_AddNumberToObject(o, "max_age_ms", (double)cfg->camera_max_age_ms);
+    int weight;
+    uint64_t max_age;
+    camera_settings(app, cs.name, &weight, &max_age);
+    cJSON_AddNumberToObject(o, "weight", weight);
+    cJSON_AddNumberToObject(o, "max_age_ms", (double)max_age);
     cJSON_AddNumberToObject(o, "seq", (double)cs.last_seq);
     cJSON *fps = cJSON_AddObjectToObject(o, "fps");
     /* A push camera's target is what it offers; the shortfall is what is not served. */
