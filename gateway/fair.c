@@ -18,7 +18,7 @@ typedef struct {
 struct gw_fair {
     int ncams, depth, count;
     uint64_t vtime; /* the pass of the last participant served */
-    part_t p[]; /* [0] the FIFO, [1..ncams] the cameras */
+    part_t p[];     /* [0] the FIFO, [1..ncams] the cameras */
 };
 
 int gw_fair_create(gw_fair_t **out, int ncams, int depth)
