@@ -19,12 +19,17 @@ runtime_pkgs=(libuv1 libcjson1 libnng1 libturbojpeg0 libspng0 libopenblas0-pthre
 build_pkgs=(
     build-essential cmake pkg-config ca-certificates
     libuv1-dev node-llhttp libnng-dev libmbedtls-dev libturbojpeg0-dev
-    darknet libcjson-dev libcurl4-openssl-dev libcmocka-dev libopenblas-dev libspng-dev
+    libcjson-dev libcurl4-openssl-dev libcmocka-dev libopenblas-dev libspng-dev
 )
 case "$mode" in
 --runtime) pkgs=("${runtime_pkgs[@]}") ;;
+--image)
+    # darknet's package depends on OpenCV (362 packages, 684 MB) for code framegate never
+    # runs: the builder unpacks the package alone (scripts/docker/Dockerfile).
+    pkgs=("${build_pkgs[@]}" nodejs npm)
+    ;;
 *)
-    pkgs=("${build_pkgs[@]}")
+    pkgs=("${build_pkgs[@]}" darknet)
     # node + npm fetch face-api at setup (scripts/models.sh); Debian's, unless one is installed.
     command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
     command -v npm >/dev/null 2>&1 || pkgs+=(npm)
