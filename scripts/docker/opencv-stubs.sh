@@ -5,7 +5,7 @@
 # libdarknet calls OpenCV only in its image I/O and display helpers (imread, imshow,
 # VideoCapture); framegate decodes frames itself (libjpeg-turbo, libspng) and never reaches
 # them. The one darknet loader the backend calls, load_image_color(), reads the label glyphs
-# for ?format=jpeg, and only when /usr/share/darknet/data/labels/ exists: the image does not
+# for ?format=jpeg, and only when /usr/share/darknet/data/labels exists: the image does not
 # ship it, so boxes are drawn without their text there. Each stand-in symbol, if it were ever
 # called, prints what happened and aborts: never a silent wrong answer.
 # The symbol list is read from libdarknet.so itself, so a new darknet package cannot drift.

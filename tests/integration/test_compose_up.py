@@ -102,7 +102,7 @@ def extra_cas():
     npm needs them; PEM text for the NODE_EXTRA_CA_CERTS build argument ('' if none)."""
     pem = re.compile(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", re.S)
     known = set()
-    for f in glob.glob("/usr/share/ca-certificates/**/*.crt", recursive=True):
+    for f in glob.glob(os.path.join("/usr/share/ca-certificates", "**", "*.crt"), recursive=True):
         known.update(c.replace("\n", "") for c in pem.findall(open(f).read()))
     try:
         bundle = open("/etc/ssl/certs/ca-certificates.crt").read()
@@ -219,22 +219,24 @@ try:
     for line in hist.splitlines():
         sz, by = line.split("\t", 1)
         if sz not in ("0B",):
-            fg.log(f"  {sz:>9}  {re.sub(r'^/bin/sh -c (#\(nop\) )?', '', by)[:110]}")
+            step = re.sub(r"^/bin/sh -c (#\(nop\) )?", "", by)[:110]
+            fg.log(f"  {sz:>9}  {step}")
     fg.check(size <= SIZE_LIMIT, f"runtime image {size / 1e6:.1f} MB <= {SIZE_LIMIT / 1e6:.0f} MB")
     fg.check(info["Config"].get("User") not in ("", "root", "0"),
              f"runs as a non-root user ({info['Config'].get('User')!r})")
     r = run(["docker", "run", "--rm", "--entrypoint", "bash", IMAGE, "-c",
-             "command -v cc gcc node npm cmake; ls /usr/lib/darknet /var/lib/framegate/cache/models;"
-             " du -sk /usr/lib/x86_64-linux-gnu/openblas-pthread;"
-             " grep -rl 'BEGIN CERTIFICATE' /opt /tmp /var/lib/framegate 2>/dev/null; true"],
+             "command -v cc gcc node npm cmake curl apt-get; true"], timeout=60)
+    fg.check(r.stdout.split() == ["apt-get"],
+             f"no compiler, node, npm, cmake or curl in the runtime image ({r.stdout.split()})")
+    r = run(["docker", "run", "--rm", "--entrypoint", "bash", IMAGE, "-c",
+             "ls /usr/lib/darknet /usr/local/lib /var/lib/framegate/cache/models;"
+             " du -sh /usr/lib/x86_64-linux-gnu/openblas-pthread /var/lib/framegate/cache/models;"
+             " grep -rlI 'BEGIN CERTIFICATE' /opt /tmp /var/lib/framegate /root 2>/dev/null; true"],
             timeout=60)
     fg.log("in the image:\n" + r.stdout)
     out = r.stdout.split()
-    fg.check(not any(t in out for t in ("/usr/bin/cc", "/usr/bin/gcc", "/usr/bin/node",
-                                        "/usr/bin/npm", "/usr/bin/cmake")),
-             "no compiler, node, npm or cmake in the runtime image")
-    fg.check("face-tiny.weights" in out and "yolov3-tiny.weights" in out and "libdarknet.so" in out,
-             "the models and libdarknet.so are in the image")
+    fg.check(all(f in out for f in ("face-tiny.weights", "face-tiny.cfg", "yolov3-tiny.weights",
+                                    "libdarknet.so")), "the models and libdarknet.so are in the image")
     fg.check("BEGIN" not in r.stdout and not any(p.endswith(".pem") for p in out),
              "no build CA left in the runtime image")
 
