@@ -135,7 +135,9 @@ def built_layers(output):
 
 port = fg.free_port()
 env = {k: v for k, v in os.environ.items() if not k.startswith("FRAMEGATE_")}
-env.update({"FRAMEGATE_PORT": str(port), "FRAMEGATE_BUILD_CA": extra_cas(),
+# The classic builder (docker-compose 1.29's own; `docker build` too, which newer CLIs would
+# hand to BuildKit): one layer cache, and the step-by-step output built_layers() reads.
+env.update({"DOCKER_BUILDKIT": "0", "COMPOSE_DOCKER_CLI_BUILD": "0", "FRAMEGATE_PORT": str(port), "FRAMEGATE_BUILD_CA": extra_cas(),
             "COMPOSE_PROJECT_NAME": PROJECT})
 compose = ["docker-compose", "-f", os.path.join(SRC, "docker-compose.yml"), "-p", PROJECT]
 
@@ -256,7 +258,7 @@ try:
     r = run(["docker", "build", "-f", "scripts/docker/Dockerfile", "-t", f"{IMAGE}-rebuild",
              "--build-arg", f"BASE={base}",
              "--build-arg", f"NODE_EXTRA_CA_CERTS={env['FRAMEGATE_BUILD_CA']}", ctx],
-            timeout=1200, quiet=True)
+            timeout=1200, quiet=True, env={**os.environ, "DOCKER_BUILDKIT": "0"})
     rebuild_s = time.time() - t0
     r_out = r.stdout
     subprocess.run(["docker", "image", "rm", f"{IMAGE}-rebuild"], capture_output=True, timeout=60)
