@@ -196,8 +196,8 @@ try:
         t0 = time.time()
         r = run([os.path.join(SRC, "scripts/docker/base-image.sh"), base], timeout=900)
         fg.log(r.stdout.strip())
-        if not fg.check(r.returncode == 0, f"scripts/docker/base-image.sh made {base} "
-                                           f"({time.time() - t0:.0f} s)"):
+        if not fg.check(r.returncode == 0, f"{base} is there (scripts/docker/base-image.sh, "
+                                           f"{time.time() - t0:.0f} s)"):
             raise RuntimeError("no base image")
     env["FRAMEGATE_BASE"] = base
     fg.log(f"base image: {base}; extra CAs for npm: {env['FRAMEGATE_BUILD_CA'].count('BEGIN')}")
@@ -268,7 +268,8 @@ try:
         subprocess.run(["docker", "image", "rm", iid], capture_output=True, timeout=60)
     fg.log(f"REBUILD after a source change: {rebuild_s:.1f} s ({cached}/{steps} steps from the "
            f"cache)" + ("" if rebuild_s < 60 else "  (over a minute: a loaded machine?)"))
-    fg.check(r.returncode == 0, f"the rebuild succeeds {r.stderr[-500:]}")
+    fg.check(r.returncode == 0,
+             "the rebuild succeeds" + ("" if r.returncode == 0 else f" {r.stderr[-500:]}"))
     lines = r_out.splitlines()
     compile_step = next((i for i, l in enumerate(lines) if re.match(r"Step \d+/\d+ : COPY \. ", l)),
                         None)
