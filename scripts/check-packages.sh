@@ -13,8 +13,9 @@ setup=${1:-$repo/scripts/setup.sh}
 fresh=$repo/scripts/fresh-machine-packages.txt
 
 # Paths the project reads, each with the first file naming it. Generated output
-# (bench/results) and the package list itself are not the project reading anything.
-refs=$(cd "$repo" && git ls-files -z -- . ':!bench/results' ':!scripts/fresh-machine-packages.txt' |
+# (bench/results), the package list itself and base-image.sh (paths inside the image it makes)
+# are not the project reading anything.
+refs=$(cd "$repo" && git ls-files -z -- . ':!bench/results' ':!scripts/fresh-machine-packages.txt' ':!scripts/docker/base-image.sh' |
     xargs -0 -r grep -oHE '/usr/(lib|share|include|bin|sbin|libexec)/[A-Za-z0-9_.+/-]+' 2>/dev/null |
     sed 's/[.,;:)]*$//' | sort -t: -k2,2 -u) || true
 [ -n "$refs" ] || exit 0

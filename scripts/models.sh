@@ -11,6 +11,7 @@
 #    initialisation (seed 1): no pretrained darknet weights can be downloaded here, so these
 #    detect nothing meaningful (README "Models").
 # Prints the default model's weights path. Usage: models.sh [BUILD_DIR] (default <repo>/build)
+# FG_MODELS_REF=0 skips faceapi-ref/ (needs python3-skimage's photo and runs face-api).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$repo/build}
@@ -58,7 +59,9 @@ if [ ! -s "$cache/models/face-tiny.weights" ] || [ "$manifest" -nt "$cache/model
 fi
 ref="$cache/faceapi-ref"
 astronaut=/usr/lib/python3/dist-packages/skimage/data/astronaut.png
-if [ ! -s "$ref/reference.json" ] || [ "$pkg/reference.mjs" -nt "$ref/reference.json" ]; then
+# FG_MODELS_REF=0 skips it (the container image has no use for the test photos).
+if [ "${FG_MODELS_REF:-1}" != 0 ] &&
+    { [ ! -s "$ref/reference.json" ] || [ "$pkg/reference.mjs" -nt "$ref/reference.json" ]; }; then
     cp "$pkg/reference.mjs" "$fa/"
     rm -rf "$ref.tmp"
     (cd "$fa" && node reference.mjs "$astronaut" /usr/share/darknet/data "$ref.tmp") >&2

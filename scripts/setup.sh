@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Installs every build and test dependency of framegate from Debian 12's packages.
 # Idempotent; must run as root. Safe to run again: apt skips what is installed.
+# Usage: setup.sh [--image | --runtime | --bench]
+#   --image    only what builds the binaries and the models (the container's builder stage)
+#   --runtime  only the libraries the binaries load (the container's runtime stage)
+#   --bench    everything, plus OpenCV for scripts/bench-inference.sh
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -8,20 +12,40 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 
-pkgs=(
-    build-essential cmake pkg-config git ca-certificates curl
+mode=${1:-}
+# What the binaries load at run time (the container image's runtime stage: --runtime).
+runtime_pkgs=(libuv1 libcjson1 libnng1 libturbojpeg0 libspng0 libopenblas0-pthread libdnnl2
+    libcurl4 libmbedtls14)
+# What builds them and converts the face model (the image's builder stage: --image).
+build_pkgs=(
+    build-essential cmake pkg-config ca-certificates
     libuv1-dev node-llhttp libnng-dev libmbedtls-dev libturbojpeg0-dev
-    darknet libcjson-dev libcurl4-openssl-dev libcmocka-dev libopenblas-dev libspng-dev
+    libcjson-dev libcurl4-openssl-dev libcmocka-dev libopenblas-dev libspng-dev
     libdnnl-dev # oneDNN: the backend's default forward-pass engine (backend/dnnl.c)
-    python3
-    python3-skimage # astronaut.png (skimage/data): the face model's test photo
 )
-# node + npm fetch face-api at setup (scripts/models.sh); Debian's, unless one is installed.
-command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
-command -v npm >/dev/null 2>&1 || pkgs+=(npm)
-# Test-only tools (compose validation, promtool); a container image skips them (--image).
-if [ "${1:-}" != "--image" ]; then
-    pkgs+=(docker-compose prometheus python3-locust gnuplot-nox python3-pil)
+case "$mode" in
+--runtime) pkgs=("${runtime_pkgs[@]}") ;;
+--image)
+    # darknet's package depends on OpenCV (362 packages, 684 MB) for code framegate never
+    # runs: the builder unpacks the package alone (scripts/docker/Dockerfile).
+    pkgs=("${build_pkgs[@]}" nodejs npm)
+    ;;
+*)
+    pkgs=("${build_pkgs[@]}" darknet)
+    # node + npm fetch face-api at setup (scripts/models.sh); Debian's, unless one is installed.
+    command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+    command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+    ;;
+esac
+# Everything else is for development and tests; a container image skips it.
+if [ "$mode" != "--image" ] && [ "$mode" != "--runtime" ]; then
+    pkgs+=(git curl python3)
+    pkgs+=(python3-skimage) # astronaut.png (skimage/data): the face model's test photo
+    # Test-only tools: compose validation, promtool, load and plots, the Kubernetes manifests'
+    # test (python3-yaml), and the real `docker-compose up` test (a Docker engine, and
+    # debootstrap for scripts/docker/base-image.sh where no registry is reachable).
+    pkgs+=(docker-compose prometheus python3-locust gnuplot-nox python3-pil python3-yaml)
+    pkgs+=(docker.io debootstrap)
     # scripts/fuzz.sh: libFuzzer and the sanitizer runtimes come with Debian's clang.
     pkgs+=(clang libclang-rt-14-dev)
     # Remote-backend tests: namespace "hosts" (ip netns, veth), partitions (iptables DROP),
@@ -31,7 +55,7 @@ if [ "${1:-}" != "--image" ]; then
     pkgs+=(python3-botocore)
 fi
 # The inference bench compares against OpenCV's DNN module (scripts/bench-inference.sh).
-if [ "${1:-}" = "--bench" ]; then
+if [ "$mode" = "--bench" ]; then
     pkgs+=(libopencv-dev)
 fi
 
