@@ -8,8 +8,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "err.h"
 #include "image.h"
+#include "join.h"
 #include "model.h"
 #include "serve.h"
 
@@ -72,12 +74,25 @@ static void usage(FILE *out)
             "           [--max-pixels N] [--max-side N] [--threads N]\n"
             "           [--input-size N|WxH] [--preprocess darknet|faceapi] [--top-k K]\n"
             "           [--stock-darknet]\n"
+            "           [--tls-cert PEM --tls-key PEM --tls-ca PEM] [--allow-insecure]\n"
+            "           [--join URL [--advertise URL] [--capacity N]]\n"
             "       framegate-backend --gen-weights OUT --cfg PATH [--seed N]\n"
             "       framegate-backend --help | --version\n"
             "\n"
-            "Serves one darknet network on an NNG rep socket (URL: ipc:///path or\n"
-            "tcp://127.0.0.1:PORT) for the framegate gateway. It listens only once the model is\n"
-            "loaded and one warm-up inference has run: that is its readiness.\n"
+            "Serves one darknet network on an NNG rep socket (URL: ipc:///path,\n"
+            "tls+tcp://HOST:PORT or tcp://127.0.0.1:PORT) for the framegate gateway. It listens\n"
+            "only once the model is loaded and one warm-up inference has run: that is its\n"
+            "readiness.\n"
+            "  --tls-cert/--tls-key/--tls-ca  this backend's certificate and key, and the CA that\n"
+            "                     signed the gateway's (scripts/certs.sh): tls+tcp:// is mutual\n"
+            "                     TLS and accepts only a gateway certificate from that CA\n"
+            "  --allow-insecure   allow plain tcp:// on an address other hosts can reach\n"
+            "  --join URL         register with the gateway's join_listen (tls+tcp://GW:PORT,\n"
+            "                     same certificates), again every 5 s; on SIGTERM deregister,\n"
+            "                     answer the frames already sent, then exit\n"
+            "  --advertise URL    the address the gateway dials back (default: --listen,\n"
+            "                     which then must not be a wildcard such as 0.0.0.0)\n"
+            "  --capacity N       frames it takes at once, reported at registration (1)\n"
             "  --simulate-ms N    skip the network: read the JPEG header, answer after N ms\n"
             "  --init-delay-ms N  sleep N ms before loading (simulates a slow model load)\n"
             "  --input-size N     run the network at N x N (or WxH) instead of the cfg's size\n"
@@ -135,21 +150,85 @@ static int known_option(const char *a)
         "--model-name", "--instance",    "--gen-weights",   "--threshold",
         "--nms",        "--simulate-ms", "--init-delay-ms", "--parent-pid",
         "--seed",       "--threads",     "--max-pixels",    "--max-side",
-        "--input-size", "--preprocess",  "--top-k"};
+        "--input-size", "--preprocess",  "--top-k",         "--tls-cert",
+        "--tls-key",    "--tls-ca",      "--join",          "--advertise",
+        "--capacity"};
     for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
         if (strcmp(a, opts[i]) == 0)
             return 1;
     return 0;
 }
 
+/* Before loading anything: an address that other hosts can reach is served over mutual TLS
+ * unless --allow-insecure says otherwise, and TLS files go with a tls+tcp:// address only. */
+static int check_listen(const char *listen, const proto_tls_files_t *tls, int allow_insecure)
+{
+    proto_addr_t a;
+    int files = tls->cert != NULL || tls->key != NULL || tls->ca != NULL;
+    if (proto_addr_parse(&a, listen) != 0) {
+        fprintf(stderr, "framegate-backend: --listen %s: not an NNG address\n", listen);
+        return -1;
+    }
+    if (a.kind == PROTO_ADDR_TLS && (tls->cert == NULL || tls->key == NULL || tls->ca == NULL)) {
+        fprintf(stderr, "framegate-backend: --listen %s: tls+tcp needs --tls-cert, --tls-key "
+                        "and --tls-ca\n", listen);
+        return -1;
+    }
+    if (a.kind == PROTO_ADDR_TLS) {
+        proto_tls_cert_info_t ci;
+        char err[512];
+        if (proto_tls_cert_info(tls->cert, &ci, err, sizeof err) != 0) {
+            fprintf(stderr, "framegate-backend: --tls-cert: %s\n", err);
+            return -1;
+        }
+        /* Served anyway: the gateway refuses it with its own log line, but the reason is
+         * plainest here. */
+        fprintf(stderr, "framegate-backend: %scertificate '%s' %s %s\n",
+                ci.expired || ci.not_yet_valid ? "WARNING: " : "", ci.cn,
+                ci.expired ? "EXPIRED on" : ci.not_yet_valid ? "NOT YET VALID, ends" : "valid until",
+                ci.not_after);
+    }
+    if (a.kind != PROTO_ADDR_TLS && files) {
+        fprintf(stderr, "framegate-backend: --tls-* given but --listen %s is not tls+tcp://\n",
+                listen);
+        return -1;
+    }
+    if (a.kind == PROTO_ADDR_TCP && !proto_addr_is_local(&a)) {
+        if (!allow_insecure) {
+            fprintf(stderr,
+                    "framegate-backend: --listen %s: plain tcp on an address other hosts can "
+                    "reach; use tls+tcp:// (mutual TLS) or --allow-insecure\n",
+                    listen);
+            return -1;
+        }
+        fprintf(stderr, "framegate-backend: WARNING: --listen %s is plain tcp, reachable from "
+                        "other hosts, without authentication (--allow-insecure)\n", listen);
+    }
+    return 0;
+}
+
+/* SIGTERM with --join: deregister first (the gateway sends nothing new), then be_serve_run
+ * answers what was already sent. */
+static void on_stop_leave(void *arg)
+{
+    be_join_t **j = arg;
+    if (*j != NULL) {
+        be_join_leave(*j);
+        *j = NULL;
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *listen = NULL, *cfg = NULL, *weights = NULL, *names = NULL;
     const char *model_name = NULL, *instance = "backend", *gen_out = NULL;
+    const char *join = NULL, *advertise = NULL;
+    long capacity = 1;
     float threshold = 0.25f, nms = 0.45f;
     long simulate_ms = -1, init_delay_ms = 0, parent_pid = 0, seed = 1, threads = 1;
     long max_pixels = 64000000, max_side = 16384, top_k = 0;
-    int stock = 0, input_w = 0, input_h = 0, prep = BE_PREP_DARKNET;
+    int stock = 0, input_w = 0, input_h = 0, prep = BE_PREP_DARKNET, allow_insecure = 0;
+    proto_tls_files_t tls = {0};
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -162,8 +241,12 @@ int main(int argc, char **argv)
             printf("framegate-backend %s\n", FG_VERSION);
             return 0;
         }
-        if (strcmp(a, "--stock-darknet") == 0) { /* the one flag without a value */
+        if (strcmp(a, "--stock-darknet") == 0) { /* the flags without a value */
             stock = 1;
+            continue;
+        }
+        if (strcmp(a, "--allow-insecure") == 0) {
+            allow_insecure = 1;
             continue;
         }
         if (!known_option(a)) {
@@ -214,6 +297,18 @@ int main(int argc, char **argv)
             bad = (prep = be_prep_parse(v)) < 0;
         else if (strcmp(a, "--top-k") == 0)
             bad = parse_long(v, 1, 1000, &top_k);
+        else if (strcmp(a, "--tls-cert") == 0)
+            tls.cert = v;
+        else if (strcmp(a, "--tls-key") == 0)
+            tls.key = v;
+        else if (strcmp(a, "--tls-ca") == 0)
+            tls.ca = v;
+        else if (strcmp(a, "--join") == 0)
+            join = v;
+        else if (strcmp(a, "--advertise") == 0)
+            advertise = v;
+        else if (strcmp(a, "--capacity") == 0)
+            bad = parse_long(v, 1, 256, &capacity);
         else {
             fprintf(stderr, "framegate-backend: unknown argument '%s'\n", a);
             usage(stderr);
@@ -247,6 +342,19 @@ int main(int argc, char **argv)
         fprintf(stderr, "framegate-backend: --listen is required\n");
         usage(stderr);
         return 2;
+    }
+    if (check_listen(listen, &tls, allow_insecure) != 0)
+        return 2;
+    if (join != NULL) {
+        proto_addr_t a;
+        if (advertise == NULL)
+            advertise = listen;
+        if (proto_addr_parse(&a, advertise) != 0 || a.host[0] == '\0' ||
+            strcmp(a.host, "0.0.0.0") == 0 || strcmp(a.host, "::") == 0) {
+            fprintf(stderr, "framegate-backend: --join: the gateway cannot dial %s back; give "
+                            "--advertise tls+tcp://THIS_HOST:PORT\n", advertise);
+            return 2;
+        }
     }
 
     /* Die with the gateway, even if it is SIGKILLed: no orphans. The getppid() check closes
@@ -317,16 +425,49 @@ int main(int argc, char **argv)
         be_image_destroy(image);
         return 0;
     }
+    be_join_t *joined = NULL;
+    proto_addr_t ja;
+    be_join_opts_t jo = {
+        .url = join,
+        .tls = tls.cert != NULL ? &tls : NULL,
+        .name = instance,
+        .model = model_name,
+        .advertise = advertise,
+        .capacity = (int)capacity,
+    };
+    if (join != NULL && proto_addr_parse(&ja, join) == 0 && ja.kind == PROTO_ADDR_TLS &&
+        tls.cert == NULL) {
+        fprintf(stderr, "framegate-backend: --join %s needs --tls-cert/--tls-key/--tls-ca\n",
+                join);
+        be_model_free(model);
+        be_image_destroy(image);
+        return 2;
+    }
     be_serve_opts_t so = {
         .listen = listen,
+        .tls = tls.cert != NULL || tls.key != NULL || tls.ca != NULL ? &tls : NULL,
         .model_name = model_name,
         .instance = instance,
         .model = model,
         .image = image,
         .simulate_ms = simulate_ms < 0 ? 0 : (int)simulate_ms,
         .stop = &stop_flag,
+        .on_stop = on_stop_leave,
+        .on_stop_arg = &joined,
+        .drain_ms = 10000,
     };
+    /* Registration starts once the socket listens (be_serve_run's first thing): the
+     * gateway's dial-back then finds it; if it comes first, the gateway's dialer retries. */
+    if (join != NULL && be_join_start(&joined, &jo) != 0) {
+        be_model_free(model);
+        be_image_destroy(image);
+        return 2;
+    }
+    if (joined == NULL)
+        so.on_stop = NULL;
     int rv = be_serve_run(&so);
+    if (joined != NULL) /* the socket could not listen: deregister anyway */
+        be_join_leave(joined);
     be_model_free(model);
     be_image_destroy(image);
     return rv == 0 ? 0 : rv == PROTO_EINVAL ? 2 : 1;

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "err.h"
 #include "msg.h"
 
@@ -235,6 +236,48 @@ static uint64_t peek_id(const uint8_t *buf, size_t len)
     return id;
 }
 
+/* nng_listen, with the mutual-TLS configuration set on the listener first for tls+tcp. A
+ * gateway whose certificate does not verify never gets a pipe: the handshake fails inside
+ * nng, which keeps listening. */
+static int listen_on(server_t *s, char *err, size_t errcap)
+{
+    const be_serve_opts_t *o = s->o;
+    proto_addr_t a;
+    nng_listener l;
+    nng_tls_config *tls = NULL;
+    int rv;
+    if (proto_addr_parse(&a, o->listen) != 0) {
+        snprintf(err, errcap, "not an NNG address");
+        return PROTO_EINVAL;
+    }
+    if (a.kind == PROTO_ADDR_TLS) {
+        if (o->tls == NULL) {
+            snprintf(err, errcap, "tls+tcp needs --tls-cert, --tls-key and --tls-ca");
+            return PROTO_EINVAL;
+        }
+        if ((rv = proto_tls_config(&tls, 1, o->tls, NULL, err, errcap)) != 0)
+            return rv;
+    }
+    if ((rv = nng_listener_create(&l, s->sock, o->listen)) == 0 && tls != NULL)
+        rv = nng_listener_set_ptr(l, NNG_OPT_TLS_CONFIG, tls);
+    if (tls != NULL)
+        nng_tls_config_free(tls); /* the listener holds its own reference */
+    if (rv == 0)
+        rv = nng_listener_start(l, 0);
+    if (rv != 0) {
+        snprintf(err, errcap, "%s", nng_strerror(rv));
+        return rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP ? PROTO_EINVAL : PROTO_ENNG;
+    }
+    return 0;
+}
+
+/* Gateways connected to the rep socket (NNG's pipe events, on its threads). */
+static void on_pipe(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+    (void)p;
+    __atomic_add_fetch((int *)arg, ev == NNG_PIPE_EV_ADD_POST ? 1 : -1, __ATOMIC_SEQ_CST);
+}
+
 int be_serve_run(const be_serve_opts_t *o)
 {
     server_t *s = calloc(1, sizeof *s);
@@ -247,19 +290,31 @@ int be_serve_run(const be_serve_opts_t *o)
         free(s);
         return PROTO_ENNG;
     }
+    static int pipes;
+    nng_pipe_notify(s->sock, NNG_PIPE_EV_ADD_POST, on_pipe, &pipes);
+    nng_pipe_notify(s->sock, NNG_PIPE_EV_REM_POST, on_pipe, &pipes);
     /* A short receive timeout lets the loop notice SIGTERM between requests. */
     nng_socket_set_ms(s->sock, NNG_OPT_RECVTIMEO, 200);
     nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, (size_t)PROTO_PAYLOAD_MAX + (1u << 20));
-    if ((rv = nng_listen(s->sock, o->listen, NULL, 0)) != 0) {
-        fprintf(stderr, "framegate-backend[%s]: --listen %s: %s\n", o->instance, o->listen,
-                nng_strerror(rv));
+    char err[512];
+    if ((rv = listen_on(s, err, sizeof err)) != 0) {
+        fprintf(stderr, "framegate-backend[%s]: --listen %s: %s\n", o->instance, o->listen, err);
         nng_close(s->sock);
         free(s);
-        return rv == NNG_EADDRINVAL || rv == NNG_ENOTSUP ? PROTO_EINVAL : PROTO_ENNG;
+        return rv;
     }
     fprintf(stderr, "framegate-backend[%s]: ready on %s (pid %d)\n", o->instance, o->listen,
             (int)getpid());
-    while (!atomic_load(o->stop)) {
+    uint64_t drain_until = 0;
+    for (;;) {
+        if (atomic_load(o->stop) && o->on_stop != NULL && drain_until == 0) {
+            o->on_stop(o->on_stop_arg); /* deregistered: no new frames will come */
+            drain_until = now_us(CLOCK_MONOTONIC) / 1000 + (uint64_t)o->drain_ms;
+        }
+        if (atomic_load(o->stop) && (drain_until == 0 ||
+                         __atomic_load_n(&pipes, __ATOMIC_SEQ_CST) <= 0 ||
+                         now_us(CLOCK_MONOTONIC) / 1000 >= drain_until))
+            break;
         nng_msg *msg;
         rv = nng_recvmsg(s->sock, &msg, 0);
         if (rv == NNG_ETIMEDOUT || rv == NNG_EINTR)

@@ -8,9 +8,11 @@
 
 #include "image.h"
 #include "model.h"
+#include "tls.h"
 
 typedef struct {
     const char *listen; /* NNG address */
+    const proto_tls_files_t *tls; /* for a tls+tcp:// address (mutual TLS); else NULL */
     const char *model_name;
     const char *instance; /* for log lines */
     be_model_t *model;    /* NULL in simulate mode */
@@ -18,6 +20,12 @@ typedef struct {
     int simulate_ms;             /* >= 0: skip the network, answer after this many ms */
     atomic_int *stop; /* set by the signal handler (lock-free: safe there, and race-free
                        * when the signal lands on several NNG threads at once) */
+    /* Registered backends (--join): called once when *stop is first seen, before the
+     * socket closes; then frames keep being served until no gateway is connected any more
+     * or drain_ms pass, so the frames the gateway sent before it stopped are answered. */
+    void (*on_stop)(void *arg);
+    void *on_stop_arg;
+    int drain_ms;
 } be_serve_opts_t;
 
 /* Listens on opts->listen and serves on the calling thread until *opts->stop is set (checked

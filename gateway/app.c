@@ -9,13 +9,16 @@
 
 #include <cjson/cJSON.h>
 
+#include "addr.h"
 #include "err.h"
+#include "join.h"
 #include "log.h"
 #include "metrics.h"
 #include "pool.h"
 #include "provider.h"
 #include "detect.h"
 #include "response.h"
+#include "remote.h"
 #include "server.h"
 
 typedef struct app app_t;
@@ -25,6 +28,7 @@ typedef struct {
     app_t *app;
     const gw_model_t *model;
     gw_pool_t *pool;
+    gw_provider_t *provider; /* the pool's (it owns it); registered models add to it */
     int is_default;
 } model_t;
 
@@ -35,6 +39,7 @@ struct app {
     gw_detect_t detect; /* ctx of the detect routes */
     gw_route_t routes[8];
     gw_server_ops_t server_ops;
+    gw_join_t *join; /* NULL unless join_listen is set */
     model_t models[GW_MODELS_MAX];
     int nmodels;
     model_t *def; /* the default model */
@@ -42,7 +47,7 @@ struct app {
     struct {
         int requests, duration, queue_wait, scale, backends, desired, min, max, inflight, queued,
             be_inflight, be_served, infer, be_failures, retried, crashes, failed_starts, connections,
-            ejections;
+            ejections, suspected, recovered, tls_failures;
     } fam;
     uv_signal_t sigterm, sigint;
     uv_timer_t exit_timer;
@@ -153,7 +158,7 @@ static char *backends_json(app_t *app)
     cJSON *root = cJSON_CreateObject();
     cJSON *models = cJSON_CreateArray(), *all = cJSON_CreateArray();
     int desired = 0, min = 0, max = 0, queued = 0, inflight = 0, failures = 0;
-    const char *provider = "local";
+    const char *provider = app->def->model->provider; /* the default model's */
     cJSON *last_error = NULL; /* the default model's, else the first model's that has one */
     for (int i = 0; i < app->nmodels; i++) {
         char *doc = gw_pool_backends_json(app->models[i].pool);
@@ -352,6 +357,9 @@ static int declare_metrics(app_t *app)
     D(crashes, GW_COUNTER, "framegate_backend_crashes_total", "Ready backends lost (exit or broken connection).", "model", NULL, 0)
     D(failed_starts, GW_COUNTER, "framegate_backend_failed_starts_total", "Backends that failed before becoming ready.", "model", NULL, 0)
     D(ejections, GW_COUNTER, "framegate_backend_ejections_total", "Backends ejected and replaced: answers departing from their peers' (consecutive_failures, success_rate) or silence (hung).", "model,reason", NULL, 0)
+    D(suspected, GW_COUNTER, "framegate_backend_suspected_total", "Backends suspected of hanging (a frame unanswered past the model's bound): then back to ready or ejected.", "model", NULL, 0)
+    D(recovered, GW_COUNTER, "framegate_backend_recovered_total", "Suspected backends that answered again and went back to ready.", "model", NULL, 0)
+    D(tls_failures, GW_COUNTER, "framegate_tls_handshake_failures_total", "Backend starts that failed on a refused TLS handshake (a certificate that did not verify on either side, or TLS against plain tcp).", "model", NULL, 0)
     D(connections, GW_GAUGE, "framegate_http_connections", "Open client connections.", NULL, NULL, 0)
 #undef D
     return 0;
@@ -396,6 +404,9 @@ static char *render_metrics(app_t *app, size_t *len)
         gw_metrics_set(m, app->fam.retried, name, NULL, (double)st.retried);
         gw_metrics_set(m, app->fam.crashes, name, NULL, (double)st.crashes);
         gw_metrics_set(m, app->fam.failed_starts, name, NULL, (double)st.failed_starts);
+        gw_metrics_set(m, app->fam.suspected, name, NULL, (double)st.suspected);
+        gw_metrics_set(m, app->fam.recovered, name, NULL, (double)st.recovered);
+        gw_metrics_set(m, app->fam.tls_failures, name, NULL, (double)st.tls_failures);
         for (int r = GW_HEALTH_NONE + 1; r < GW_HEALTH_NREASONS; r++)
             gw_metrics_set(m, app->fam.ejections, name, gw_health_reason_name(r),
                            (double)st.ejections[r]);
@@ -437,8 +448,91 @@ static void begin_shutdown(app_t *app, int signum)
     GW_LOG_I("shutdown", "signal=%d grace_ms=%llu", signum,
              (unsigned long long)app->cfg->shutdown_grace_ms);
     gw_server_stop(app->server);
+    gw_join_destroy(app->join); /* no more joins; leaves are not needed any more */
+    app->join = NULL;
     for (int i = 0; i < app->nmodels; i++)
         gw_pool_shutdown(app->models[i].pool, on_pool_done, &app->models[i]);
+}
+
+/* A backend joins or leaves a registered model (join.h), on the loop. */
+static int on_join(void *ctx, const gw_join_req_t *req, char *out, size_t cap)
+{
+    app_t *app = ctx;
+    model_t *m = req->model[0] != '\0' ? find_model(app, req->model) : NULL;
+    int count, rv;
+    if (m == NULL) {
+        snprintf(out, cap, "no model named '%s' is served", req->model);
+        return PROTO_ENOMODEL;
+    }
+    if (strcmp(m->model->provider, "registered") != 0) {
+        snprintf(out, cap, "model '%s' does not take registered backends (its provider is %s)",
+                 req->model, m->model->provider);
+        return PROTO_EINVAL;
+    }
+    if (strcmp(req->op, "leave") == 0) {
+        if (gw_provider_registered_remove(m->provider, req->address, &count) != 0) {
+            snprintf(out, cap, "not registered");
+            return PROTO_EINVAL;
+        }
+        gw_pool_release(m->pool, req->address);
+        gw_pool_set_bounds(m->pool, count, count);
+        GW_LOG_I("backend_left", "model=%s name=%s addr=%s registered=%d", req->model,
+                 req->name, req->address, count);
+        snprintf(out, cap, "left");
+        return 0;
+    }
+    proto_addr_t a;
+    if (proto_addr_parse(&a, req->address) != 0 ||
+        (a.kind != PROTO_ADDR_TLS && a.kind != PROTO_ADDR_TCP)) {
+        snprintf(out, cap, "address must be tls+tcp://HOST:PORT (or tcp://)");
+        return PROTO_EINVAL;
+    }
+    if (gw_remote_allowed(app->cfg, req->address, out, cap) != 0)
+        return PROTO_EINVAL;
+    rv = gw_provider_registered_add(m->provider, req->name[0] ? req->name : req->address,
+                                    req->address, &count);
+    if (rv < 0) {
+        snprintf(out, cap, "%s", rv == PROTO_ETOOBIG ? "256 backends are registered already"
+                                                     : proto_strerror(rv));
+        return rv;
+    }
+    if (count > m->model->max_backends) {
+        gw_provider_registered_remove(m->provider, req->address, &count);
+        snprintf(out, cap, "model '%s' holds at most %d backends (max_backends)", req->model,
+                 m->model->max_backends);
+        return PROTO_ETOOBIG;
+    }
+    if (rv == 1) {
+        snprintf(out, cap, "known");
+        return 0;
+    }
+    gw_pool_set_bounds(m->pool, count, count);
+    GW_LOG_I("backend_joined", "model=%s name=%s addr=%s capacity=%d registered=%d",
+             req->model, req->name, req->address, req->capacity, count);
+    snprintf(out, cap, "joined");
+    return 0;
+}
+
+/* Backends repeat their join every 5 s; one silent for 3 rounds died without leaving (host
+ * gone, SIGKILL): its registration goes, like a leave. */
+#define JOIN_TTL_MS 15000
+
+static void on_join_tick(void *ctx)
+{
+    app_t *app = ctx;
+    char addr[256];
+    for (int i = 0; i < app->nmodels; i++) {
+        model_t *m = &app->models[i];
+        int count;
+        while (gw_provider_registered_stale(m->provider, JOIN_TTL_MS, addr, sizeof addr) &&
+               gw_provider_registered_remove(m->provider, addr, &count) == 0) {
+            gw_pool_release(m->pool, addr);
+            gw_pool_set_bounds(m->pool, count, count);
+            GW_LOG_W("backend_expired", "model=%s addr=%s registered=%d why=\"no join for "
+                                        "%d ms\"",
+                     m->model->name, addr, count, JOIN_TTL_MS);
+        }
+    }
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -475,6 +569,11 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
         GW_LOG_E("start", "error=\"%s\"", proto_strerror(rv));
         return 1;
     }
+    char err[1200];
+    if (gw_remote_check(cfg, err, sizeof err) != 0) {
+        GW_LOG_E("start", "error=\"%s\"", err);
+        return 1;
+    }
     for (int i = 0; i < cfg->nmodels; i++) {
         model_t *m = &app.models[i];
         gw_provider_t *provider = NULL;
@@ -483,13 +582,21 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
         m->is_default = strcmp(m->model->name, cfg->default_model) == 0;
         if (m->is_default)
             app.def = m;
-        if ((rv = gw_provider_local_create(&provider, &app.loop, cfg, m->model, argv0, NULL)) !=
-                0 ||
+        if (strcmp(m->model->provider, "static") == 0)
+            rv = gw_provider_static_create(&provider, &app.loop, m->model, NULL);
+        else if (strcmp(m->model->provider, "registered") == 0)
+            rv = gw_provider_registered_create(&provider, &app.loop, NULL);
+        else
+            rv = gw_provider_local_create(&provider, &app.loop, cfg, m->model, argv0, NULL);
+        if (rv != 0 ||
             (rv = gw_pool_create(&m->pool, &app.loop, cfg, m->model, provider, &pool_hooks, m)) !=
                 0) {
             GW_LOG_E("start", "model=%s error=\"%s\"", m->model->name, proto_strerror(rv));
             return 1;
         }
+        m->provider = provider;
+        if (strcmp(m->model->provider, "registered") == 0)
+            gw_pool_set_bounds(m->pool, 0, 0); /* until backends join */
         app.nmodels++;
     }
     if (app.def == NULL) { /* gw_config_validate makes sure of it */
@@ -503,6 +610,12 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
     if ((rv = gw_server_start(app.server)) != 0) {
         GW_LOG_E("listen", "host=%s port=%d error=\"%s\"", cfg->listen_host, cfg->listen_port,
                  uv_strerror(rv));
+        return 1;
+    }
+    if (cfg->join_listen[0] != '\0' &&
+        gw_join_create(&app.join, &app.loop, cfg, on_join, on_join_tick, &app, err,
+                       sizeof err) != 0) {
+        GW_LOG_E("start", "error=\"%s\"", err);
         return 1;
     }
     uv_signal_init(&app.loop, &app.sigterm);

@@ -56,6 +56,16 @@ void gw_autoscale_destroy(gw_autoscale_t *a)
 
 int gw_autoscale_desired(const gw_autoscale_t *a) { return a->desired; }
 
+void gw_autoscale_set_bounds(gw_autoscale_t *a, int min, int max)
+{
+    a->min = min;
+    a->max = max;
+    if (a->desired < min)
+        a->desired = min;
+    if (a->desired > max)
+        a->desired = max;
+}
+
 static double peak_since(const gw_autoscale_t *a, uint64_t since)
 {
     double peak = 0;

@@ -37,6 +37,10 @@ void gw_autoscale_destroy(gw_autoscale_t *a);
 gw_scale_decision_t gw_autoscale_tick(gw_autoscale_t *a, uint64_t now_ms, double peak_load,
                                       int queued, int current);
 
+/* Changes the bounds (a pool of registered backends follows their number); the desired count
+ * is clamped to them at once. */
+void gw_autoscale_set_bounds(gw_autoscale_t *a, int min, int max);
+
 /* The last decision's desired count (min_backends before the first tick). */
 int gw_autoscale_desired(const gw_autoscale_t *a);
 

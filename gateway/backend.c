@@ -13,6 +13,7 @@
 #include "err.h"
 #include "log.h"
 #include "pool_internal.h"
+#include "remote.h"
 
 const char *const gw__be_state_names[GW__BE_NSTATES] = {"starting", "ready", "draining", "suspect",
                                                         "stopping"};
@@ -195,6 +196,7 @@ static void handle_pong(gw__backend_t *be, const uint8_t *body, size_t len)
         return;
     }
     if (be->state == GW__BE_SUSPECT) {
+        pool->st.recovered++;
         GW_LOG_I("backend_recovered", "backend=%s silent_ms=%llu", be->name,
                  (unsigned long long)(uv_now(pool->loop) - be->suspect_since));
         gw__backend_set_state(be, GW__BE_READY);
@@ -249,6 +251,8 @@ static void on_link_done(void *owner, int slot, gw_link_status_t st, const char 
 {
     gw__backend_t *be = owner;
     gw_pool_t *pool = be->pool;
+    if (st == GW_LINK_OK)
+        be->last_seen_unix_ms = unix_ms();
     if (slot == be->nslots)
         on_ping_done(be, st, why, body, len);
     else
@@ -316,9 +320,16 @@ gw__backend_t *gw__backend_start(gw_pool_t *pool)
 
     /* Readiness: the backend answers PING only once its model is loaded and warmed up (it
      * listens only then; our dialer keeps retrying until it does). */
+    char err[512];
     if ((rv = gw_link_create(&be->link, be->addr, be->nslots + 1, &pool->bridge, on_link_done,
-                             be)) != 0 ||
-        (rv = gw_link_start(be->link)) != 0 || (rv = send_ping(be, 0)) != 0) {
+                             be)) == 0 &&
+        gw_remote_prepare(cfg, be->link, be->addr, be->tls_peer, sizeof be->tls_peer, err,
+                          sizeof err) != 0) {
+        GW_LOG_E("backend_refused", "backend=%s addr=%s why=\"%s\"", be->name, be->addr, err);
+        failed_start(be, err);
+        return be;
+    }
+    if (rv != 0 || (rv = gw_link_start(be->link)) != 0 || (rv = send_ping(be, 0)) != 0) {
         GW_LOG_E("backend_link", "backend=%s addr=%s error=\"%s\"", be->name, be->addr,
                  proto_strerror(rv));
         gw__backend_stop(be, "link");
@@ -328,6 +339,36 @@ gw__backend_t *gw__backend_start(gw_pool_t *pool)
     GW_LOG_I("backend_starting", "backend=%s instance=%s addr=%s", be->name, be->instance_id,
              be->addr);
     return be;
+}
+
+void gw__backend_check_dials(gw_pool_t *pool)
+{
+    gw__backend_t *starting[256];
+    gw_link_t *links[256];
+    gw_link_dials_t now[256];
+    int n = 0;
+    for (gw__backend_t *be = pool->backends; be != NULL && n < 256; be = be->next)
+        if (be->state == GW__BE_STARTING && be->link != NULL &&
+            strncmp(be->addr, "ipc://", 6) != 0) {
+            starting[n] = be;
+            links[n++] = be->link;
+        }
+    if (n == 0 || gw_link_dials(links, n, now) != 0)
+        return;
+    for (int i = 0; i < n; i++) {
+        gw__backend_t *be = starting[i];
+        int tls_refused;
+        const char *why = gw_remote_dial_verdict(be->addr, &now[i], &be->dials_seen,
+                                                 &tls_refused);
+        be->dials_seen = now[i];
+        if (why == NULL || !tls_refused)
+            continue;
+        pool->st.tls_failures++;
+        GW_LOG_W("backend_tls_refused", "backend=%s instance=%s addr=%s peer=%s why=\"%s\"",
+                 be->name, be->instance_id, be->addr, be->tls_peer[0] ? be->tls_peer : "-",
+                 why);
+        failed_start(be, why);
+    }
 }
 
 /* ---- health ---- */
@@ -433,6 +474,11 @@ void gw__backend_json(const gw__backend_t *be, void *arr)
     cJSON_AddStringToObject(o, "provider", be->pool->provider->ops->kind);
     cJSON_AddStringToObject(o, "instance", be->instance_id);
     cJSON_AddStringToObject(o, "address", be->addr);
+    /* tls+tcp: the name the backend's certificate was verified for (the dialled host) */
+    if (be->tls_peer[0] != '\0')
+        cJSON_AddStringToObject(o, "tls_peer", be->tls_peer);
+    else
+        cJSON_AddNullToObject(o, "tls_peer");
     cJSON_AddStringToObject(o, "model", be->model);
     cJSON_AddNumberToObject(o, "inflight", be->inflight);
     cJSON_AddNumberToObject(o, "served", (double)be->served);
@@ -444,6 +490,12 @@ void gw__backend_json(const gw__backend_t *be, void *arr)
         cJSON_AddStringToObject(o, "ready_at", when);
     } else {
         cJSON_AddNullToObject(o, "ready_at");
+    }
+    if (be->last_seen_unix_ms) {
+        iso_time(be->last_seen_unix_ms, when, sizeof when);
+        cJSON_AddStringToObject(o, "last_seen_at", when);
+    } else {
+        cJSON_AddNullToObject(o, "last_seen_at");
     }
     cJSON_AddItemToArray(arr, o);
 }

@@ -14,10 +14,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "err.h"
 #include "health.h"
-#include "msg.h"
 #include "log.h"
+#include "msg.h"
 
 typedef enum {
     T_INT,
@@ -29,6 +30,8 @@ typedef enum {
     T_LEVEL,
     T_BACKENDS,
     T_PREPROCESS,
+    T_BOOL,
+    T_PROVIDER,
 } key_type_t;
 
 typedef struct {
@@ -62,6 +65,11 @@ static const key_t_ keys[] = {
     {"max_image_side", T_INT, F(max_image_side), 0, 16, 1 << 20, 0},
     {"max_image_pixels", T_INT, F(max_image_pixels), 0, 256, 2147483647.0, 0},
     {"runtime_dir", T_STR, F(runtime_dir), S(runtime_dir), 0, 0, 0},
+    {"tls_ca", T_STR, F(tls_ca), S(tls_ca), 0, 0, 0},
+    {"tls_cert", T_STR, F(tls_cert), S(tls_cert), 0, 0, 0},
+    {"tls_key", T_STR, F(tls_key), S(tls_key), 0, 0, 0},
+    {"allow_insecure_backends", T_BOOL, F(allow_insecure_backends), 0, 0, 1, 0},
+    {"join_listen", T_STR, F(join_listen), S(join_listen), 0, 0, 0},
     {"models", T_STR, F(serve), S(serve), 0, 0, 0},
     {"default_model", T_STR, F(default_model), S(default_model), 0, 0, 0},
     {"backends", T_BACKENDS, 0, 0, 1, 256, 0},
@@ -107,10 +115,13 @@ static const key_t_ model_keys[] = {
     {"target_inflight_per_backend", T_DOUBLE, M(target_inflight_per_backend), 0, 0.001, 1e6,
      GW_MODEL_SET_TARGET},
     {"backend_args", T_STR, M(backend_args), MS(backend_args), 0, 0, GW_MODEL_SET_ARGS},
+    {"provider", T_PROVIDER, M(provider), MS(provider), 0, 0, 0},
+    {"backends_static", T_STR, M(backends_static), MS(backends_static), 0, 0, 0},
 };
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 static const char *const preprocess_names[] = {"darknet", "faceapi"};
+static const char *const provider_names[] = {"", "local", "static", "registered"};
 
 /* A new model: darknet's own defaults, pool keys inherited. */
 static void init_model(gw_model_t *m, const char *name)
@@ -321,6 +332,23 @@ static int set_key(gw_config_t *cfg, gw_model_t *model, const key_t_ *k, const c
                 return 0;
             }
         return fail(err, errcap, origin, shown, "expected darknet or faceapi", value);
+    case T_BOOL:
+        if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0 || strcmp(value, "on") == 0 ||
+            strcmp(value, "1") == 0)
+            *(int *)(base + k->off) = 1;
+        else if (strcmp(value, "false") == 0 || strcmp(value, "no") == 0 ||
+                 strcmp(value, "off") == 0 || strcmp(value, "0") == 0)
+            *(int *)(base + k->off) = 0;
+        else
+            return fail(err, errcap, origin, shown, "expected true or false", value);
+        return 0;
+    case T_PROVIDER:
+        for (size_t i = 0; i < sizeof provider_names / sizeof provider_names[0]; i++)
+            if (strcmp(value, provider_names[i]) == 0) {
+                snprintf(base + k->off, k->cap, "%s", value);
+                return 0;
+            }
+        return fail(err, errcap, origin, shown, "expected local, static or registered", value);
     case T_STR:
         if (strlen(value) >= k->cap)
             return fail(err, errcap, origin, shown, "too long", value);
@@ -706,6 +734,93 @@ int gw_config_check_runtime_dir(const char *path, char *err, size_t errcap)
     return 0;
 }
 
+/* A static model: resolves its provider, checks each address in backends_static (a kind
+ * the gateway dials, TLS configured for tls+tcp, plain tcp to another host only when
+ * allowed, no duplicates) and sizes the pool to the list unless min/max were set. */
+static int check_static(gw_config_t *cfg, gw_model_t *m, char *err, size_t errcap)
+{
+    char list[GW_STATIC_LIST_MAX];
+    const char *seen[256];
+    int n = 0;
+    if (m->provider[0] == '\0')
+        snprintf(m->provider, sizeof m->provider, "%s",
+                 m->backends_static[0] != '\0' ? "static" : "local");
+    if (strcmp(m->provider, "registered") == 0) {
+        /* Backends announce themselves (join_listen): the pool holds every one registered,
+         * up to max_backends (256 unless set). */
+        m->nstatic = 0;
+        if (m->backends_static[0] != '\0') {
+            snprintf(err, errcap, "key 'model.%s.backends_static': set, but the model's "
+                                  "provider is 'registered'", m->name);
+            return PROTO_ECONFIG;
+        }
+        if (cfg->join_listen[0] == '\0') {
+            snprintf(err, errcap, "model '%s': provider registered needs join_listen",
+                     m->name);
+            return PROTO_ECONFIG;
+        }
+        if (!(m->set & GW_MODEL_SET_MAX))
+            m->max_backends = 256;
+        m->min_backends = 0;
+        m->set |= GW_MODEL_SET_MIN | GW_MODEL_SET_MAX;
+        return 0;
+    }
+    if (strcmp(m->provider, "static") != 0) {
+        m->nstatic = 0;
+        if (m->backends_static[0] != '\0') {
+            snprintf(err, errcap,
+                     "key 'model.%s.backends_static': set, but the model's provider is '%s'",
+                     m->name, m->provider);
+            return PROTO_ECONFIG;
+        }
+        return 0;
+    }
+    snprintf(list, sizeof list, "%s", m->backends_static);
+    for (char *save = NULL, *w = strtok_r(list, ", \t", &save); w != NULL;
+         w = strtok_r(NULL, ", \t", &save)) {
+        proto_addr_t a;
+        const char *why = NULL;
+        if (proto_addr_parse(&a, w) != 0 || a.kind == PROTO_ADDR_OTHER)
+            why = "not an address to dial (tls+tcp://HOST:PORT, tcp://HOST:PORT or ipc:///PATH)";
+        else if (a.kind == PROTO_ADDR_TLS && cfg->tls_ca[0] == '\0')
+            why = "tls+tcp needs the gateway's certificate: set tls_ca, tls_cert and tls_key";
+        else if (a.kind == PROTO_ADDR_TCP && !proto_addr_is_local(&a) &&
+                 !cfg->allow_insecure_backends)
+            why = "plain tcp to another host: use tls+tcp://, or set allow_insecure_backends = "
+                  "true";
+        else if (++n > 256)
+            why = "more than 256 addresses";
+        /* the same address twice would be two pool members on one backend */
+        for (int i = 0; why == NULL && i < n - 1; i++)
+            if (strcmp(seen[i], w) == 0)
+                why = "listed twice";
+        if (why == NULL)
+            seen[n - 1] = w;
+        if (why != NULL) {
+            snprintf(err, errcap, "key 'model.%s.backends_static': '%s': %s", m->name, w, why);
+            return PROTO_ECONFIG;
+        }
+    }
+    if (n == 0) {
+        snprintf(err, errcap, "key 'model.%s.backends_static': provider static needs at least "
+                              "one address", m->name);
+        return PROTO_ECONFIG;
+    }
+    m->nstatic = n;
+    /* A static pool holds every address unless told otherwise; it cannot hold more. */
+    if (!(m->set & GW_MODEL_SET_MAX))
+        m->max_backends = n;
+    if (!(m->set & GW_MODEL_SET_MIN))
+        m->min_backends = m->max_backends;
+    m->set |= GW_MODEL_SET_MIN | GW_MODEL_SET_MAX;
+    if (m->max_backends > n) {
+        snprintf(err, errcap, "model '%s': max_backends (%d) is above the %d address%s in "
+                              "backends_static", m->name, m->max_backends, n, n > 1 ? "es" : "");
+        return PROTO_ECONFIG;
+    }
+    return 0;
+}
+
 int gw_config_validate(gw_config_t *cfg, char *err, size_t errcap)
 {
     int rv;
@@ -739,6 +854,28 @@ int gw_config_validate(gw_config_t *cfg, char *err, size_t errcap)
         snprintf(err, errcap, "backoff_initial_ms is above backoff_max_ms");
         return PROTO_ECONFIG;
     }
+    int tls_set = (cfg->tls_ca[0] != '\0') + (cfg->tls_cert[0] != '\0') + (cfg->tls_key[0] != '\0');
+    if (tls_set != 0 && tls_set != 3) {
+        snprintf(err, errcap, "keys 'tls_ca', 'tls_cert', 'tls_key': set all three or none");
+        return PROTO_ECONFIG;
+    }
+    if (cfg->join_listen[0] != '\0') {
+        proto_addr_t a;
+        const char *why = NULL;
+        if (proto_addr_parse(&a, cfg->join_listen) != 0 ||
+            (a.kind != PROTO_ADDR_TLS && a.kind != PROTO_ADDR_TCP))
+            why = "expected tls+tcp://HOST:PORT (or tcp:// on loopback)";
+        else if (a.kind == PROTO_ADDR_TLS && tls_set == 0)
+            why = "tls+tcp needs the gateway's certificate: set tls_ca, tls_cert and tls_key";
+        else if (a.kind == PROTO_ADDR_TCP && !proto_addr_is_local(&a) &&
+                 !cfg->allow_insecure_backends)
+            why = "plain tcp reachable from other hosts: use tls+tcp://, or set "
+                  "allow_insecure_backends = true";
+        if (why != NULL) {
+            snprintf(err, errcap, "key 'join_listen': '%s': %s", cfg->join_listen, why);
+            return PROTO_ECONFIG;
+        }
+    }
     if ((rv = select_models(cfg, err, errcap)) != 0)
         return rv;
     if (cfg->nmodels == 0) {
@@ -754,6 +891,8 @@ int gw_config_validate(gw_config_t *cfg, char *err, size_t errcap)
     }
     for (int i = 0; i < cfg->nmodels; i++) {
         gw_model_t *m = &cfg->models[i];
+        if ((rv = check_static(cfg, m, err, errcap)) != 0)
+            return rv;
         /* Inheritance is resolved here, once every source is loaded, so that a top-level
          * --set max_backends reaches every model that did not set its own. */
         if (!(m->set & GW_MODEL_SET_MIN))
@@ -769,7 +908,10 @@ int gw_config_validate(gw_config_t *cfg, char *err, size_t errcap)
         const struct {
             const char *key, *value;
         } required[] = {{"cfg", m->cfg}, {"weights", m->weights}, {"names", m->names}};
-        for (size_t j = 0; j < sizeof required / sizeof required[0]; j++)
+        /* A static model's backends were started elsewhere with their own files. */
+        for (size_t j = 0; j < sizeof required / sizeof required[0] &&
+                           strcmp(m->provider, "local") == 0;
+             j++)
             if (required[j].value[0] == '\0') {
                 snprintf(err, errcap, "key 'model.%s.%s': must not be empty", m->name,
                          required[j].key);
@@ -832,6 +974,10 @@ static void print_key(FILE *out, const key_t_ *k, const char *base, const char *
     case T_PREPROCESS:
         fprintf(out, "%s = %s\n", name, preprocess_names[*(const int *)(base + k->off) & 1]);
         break;
+    case T_BOOL:
+        fprintf(out, "%s = %s\n", name, *(const int *)(base + k->off) ? "true" : "false");
+        break;
+    case T_PROVIDER:
     case T_STR:
         print_string(out, name, base + k->off);
         break;

@@ -13,6 +13,7 @@
 
 #define GW_CONFIG_STR_MAX 1024
 #define GW_MODELS_MAX 16
+#define GW_STATIC_LIST_MAX 8192 /* backends_static: up to 256 addresses */
 #define GW_MODEL_NAME_MAX 48 /* bytes of a model name, NUL included (backend names and
                               * metric labels derive from it) */
 
@@ -44,6 +45,13 @@ typedef struct {
     double target_inflight_per_backend;
     char backend_args[GW_CONFIG_STR_MAX];
     unsigned set;               /* GW_MODEL_SET_* */
+    /* where its backends run: "local" (child processes), "static" (the addresses in
+     * backends_static, started by someone else) or "registered" (backends that announced
+     * themselves on join_listen); "" until gw_config_validate resolves it (static when
+     * backends_static is set, else local) */
+    char provider[16];
+    char backends_static[GW_STATIC_LIST_MAX]; /* NNG addresses, comma- or space-separated */
+    int nstatic;                /* addresses in backends_static (gw_config_validate) */
 } gw_model_t;
 
 typedef struct {
@@ -71,6 +79,14 @@ typedef struct {
     int max_image_side;         /* either side of a frame above this: 413, before decoding */
     int max_image_pixels;       /* width x height above this: 413, before decoding */
     char runtime_dir[GW_CONFIG_STR_MAX];     /* ipc:// sockets; "" = a private mkdtemp dir */
+
+    /* backends on other machines: the gateway's side of mutual TLS for tls+tcp:// backends
+     * (all three or none), and whether plain tcp:// to another host is allowed */
+    char tls_ca[GW_CONFIG_STR_MAX];   /* PEM: the CA a backend's certificate must chain to */
+    char tls_cert[GW_CONFIG_STR_MAX]; /* PEM: the gateway's certificate, shown to backends */
+    char tls_key[GW_CONFIG_STR_MAX];  /* PEM: its key */
+    int allow_insecure_backends;      /* 1: tcp:// to a non-loopback address is allowed */
+    char join_listen[GW_CONFIG_STR_MAX]; /* where backends register (--join); "" = off */
 
     /* models: definitions in declaration order; `serve` picks some (comma-separated names,
      * "" = all); gw_config_validate drops the others and resolves default_model. */

@@ -4,7 +4,9 @@
 #include <nng/protocol/reqrep0/req.h>
 #include <nng/supplemental/util/platform.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "err.h"
 
@@ -152,6 +154,74 @@ int gw_link_create(gw_link_t **out, const char *addr, int nslots, gw_bridge_t *b
         }
     }
     *out = l;
+    return 0;
+}
+
+int gw_link_set_tls(gw_link_t *l, nng_tls_config *tls)
+{
+    return nng_dialer_set_ptr(l->dialer, NNG_OPT_TLS_CONFIG, tls) == 0 ? 0 : PROTO_ENNG;
+}
+
+typedef struct {
+    gw_link_t *const *links;
+    int n;
+    gw_link_dials_t *out;
+} dials_walk_t;
+
+/* Fills the counters of one dialer scope if it belongs to one of the links. */
+static void read_dialer(nng_stat *scope, const dials_walk_t *w)
+{
+    static const struct {
+        const char *name;
+        size_t off;
+    } fields[] = {
+        {"connect", offsetof(gw_link_dials_t, connect)},
+        {"refused", offsetof(gw_link_dials_t, refused)},
+        {"timeout", offsetof(gw_link_dials_t, timeout)},
+        {"auth", offsetof(gw_link_dials_t, auth)},
+        {"proto", offsetof(gw_link_dials_t, proto)},
+        {"other", offsetof(gw_link_dials_t, other)},
+        {"disconnect", offsetof(gw_link_dials_t, disconnect)},
+    };
+    int which = -1;
+    for (nng_stat *c = nng_stat_child(scope); c != NULL && which < 0; c = nng_stat_next(c))
+        if (strcmp(nng_stat_name(c), "id") == 0)
+            for (int i = 0; i < w->n; i++)
+                if ((uint64_t)nng_dialer_id(w->links[i]->dialer) == nng_stat_value(c))
+                    which = i;
+    if (which < 0)
+        return;
+    for (nng_stat *c = nng_stat_child(scope); c != NULL; c = nng_stat_next(c))
+        for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++)
+            if (strcmp(nng_stat_name(c), fields[f].name) == 0)
+                *(uint64_t *)((char *)&w->out[which] + fields[f].off) = nng_stat_value(c);
+}
+
+/* One walk of the snapshot, matching each dialer scope by its "id" child: NNG 1.5.2's
+ * nng_stat_find_dialer() returned the same (first) dialer's scope for every dialer here. */
+static void walk(nng_stat *st, const dials_walk_t *w)
+{
+    for (; st != NULL; st = nng_stat_next(st)) {
+        if (nng_stat_type(st) != NNG_STAT_SCOPE)
+            continue;
+        if (strcmp(nng_stat_name(st), "dialer") == 0)
+            read_dialer(st, w);
+        else
+            walk(nng_stat_child(st), w);
+    }
+}
+
+int gw_link_dials(gw_link_t *const *links, int n, gw_link_dials_t *out)
+{
+    nng_stat *all;
+    memset(out, 0, (size_t)n * sizeof *out);
+    if (n == 0)
+        return 0;
+    if (nng_stats_get(&all) != 0)
+        return PROTO_ENNG;
+    dials_walk_t w = {links, n, out};
+    walk(all, &w);
+    nng_stats_free(all);
     return 0;
 }
 

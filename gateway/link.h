@@ -9,6 +9,8 @@
 #ifndef GW_LINK_H
 #define GW_LINK_H
 
+#include <nng/nng.h>
+#include <nng/supplemental/tls/tls.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,6 +39,28 @@ typedef void (*gw_link_done_cb)(void *owner, int slot, gw_link_status_t st, cons
  * negative code (PROTO_ENNG, PROTO_ENOMEM) and no link. */
 int gw_link_create(gw_link_t **out, const char *addr, int nslots, gw_bridge_t *bridge,
                    gw_link_done_cb cb, void *owner);
+
+/* Sets the dialer's TLS configuration (a tls+tcp:// address: mutual TLS, proto/tls.h);
+ * before gw_link_start. The dialer takes its own reference. Returns 0 or PROTO_ENNG. */
+int gw_link_set_tls(gw_link_t *l, nng_tls_config *tls);
+
+/* The outcomes of the dialer's connection attempts so far (NNG's dialer statistics): a TLS
+ * handshake refused here or by the peer shows up only there, since the dialer keeps
+ * retrying on its own. */
+typedef struct {
+    uint64_t connect;    /* connections made (SP handshake done) */
+    uint64_t refused;    /* nothing listening */
+    uint64_t timeout;    /* no answer */
+    uint64_t auth;       /* TLS: a certificate did not verify, or the peer is not TLS */
+    uint64_t proto;      /* not an SP peer of the right protocol */
+    uint64_t other;      /* anything else: e.g. the peer closed during the handshake */
+    uint64_t disconnect; /* an established connection broke */
+} gw_link_dials_t;
+
+/* Reads the dial counters of n links from one snapshot of NNG's statistics (a snapshot
+ * walks every socket of the process: take one per round, not one per link). A link whose
+ * dialer is not found reads as zeros. Returns 0, or PROTO_ENNG (out zeroed). */
+int gw_link_dials(gw_link_t *const *links, int n, gw_link_dials_t *out);
 
 /* Starts dialing, without waiting: the dialer retries quickly until the backend listens
  * (a backend listens only once its model is loaded). Returns 0 or PROTO_ENNG. */

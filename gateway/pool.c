@@ -42,8 +42,9 @@ int gw__pool_capacity(const gw_pool_t *pool)
 /* Nothing runs and starts keep failing: a frame now would wait for a 504. */
 static int hopeless(const gw_pool_t *pool)
 {
+    /* max 0: a model of registered backends before any registered */
     return gw__pool_capacity(pool) == 0 && pool->count[GW__BE_DRAINING] == 0 &&
-           pool->consecutive_failures > 0;
+           (pool->consecutive_failures > 0 || pool->max == 0);
 }
 
 /* ---- the queue ---- */
@@ -374,6 +375,8 @@ void gw__pool_reconcile(gw_pool_t *pool, int desired, const char *reason)
 {
     if (pool->shutting_down)
         return;
+    if (desired > pool->max) /* scale-from-zero asks for 1 whatever the bounds */
+        desired = pool->max;
     /* Up: first take back backends that are draining (they are warm), then start new ones,
      * no more than max_starting at once and not while backing off after failed starts. */
     int started = 0;
@@ -426,9 +429,35 @@ void gw__pool_reconcile(gw_pool_t *pool, int desired, const char *reason)
     }
 }
 
+void gw_pool_set_bounds(gw_pool_t *pool, int min, int max)
+{
+    pool->min = min;
+    pool->max = max;
+    gw_autoscale_set_bounds(pool->scaler, min, max);
+    gw__pool_reconcile(pool, gw_autoscale_desired(pool->scaler), "bounds");
+    gw__pool_dispatch(pool);
+}
+
+int gw_pool_release(gw_pool_t *pool, const char *addr)
+{
+    for (gw__backend_t *be = pool->backends; be != NULL; be = be->next) {
+        if (strcmp(be->addr, addr) != 0 || be->state == GW__BE_STOPPING)
+            continue;
+        if (be->state == GW__BE_STARTING || be->inflight == 0) {
+            gw__backend_stop(be, "released");
+        } else {
+            gw__backend_set_state(be, GW__BE_DRAINING);
+            gw__pool_scale_event(pool, "down", "released", be->name);
+        }
+        return 0;
+    }
+    return PROTO_EINVAL;
+}
+
 static void on_tick(uv_timer_t *t)
 {
     gw_pool_t *pool = t->data;
+    gw__backend_check_dials(pool);
     note_load(pool);
     gw_scale_decision_t d = gw_autoscale_tick(pool->scaler, uv_now(pool->loop), pool->peak_load,
                                               pool->queued, gw__pool_capacity(pool));

@@ -35,6 +35,8 @@ typedef struct {
     uint64_t submitted, completed, retried, failed_starts, crashes;
     uint64_t ejections[GW_HEALTH_NREASONS]; /* by gw_health_reason_t (health.h) */
     uint64_t suspected; /* times a backend was suspected of hanging (then ejected or back) */
+    uint64_t recovered;    /* suspected backends that answered again and went back to ready */
+    uint64_t tls_failures; /* starts that failed on a refused TLS handshake (remote.h) */
     uint64_t abandoned; /* frames answered PROTO_ESHUTDOWN: the shutdown grace ran out */
     char kind[32]; /* the model's kind as its backends report it ("detector", ...), or "" */
 } gw_pool_stats_t;
@@ -50,6 +52,16 @@ int gw_pool_create(gw_pool_t **out, uv_loop_t *loop, const gw_config_t *cfg,
 
 /* Starts min_backends and the autoscaler's timer. */
 int gw_pool_start(gw_pool_t *pool);
+
+/* Sets the pool's bounds at run time (a model of registered backends holds exactly the ones
+ * registered: min = max = their number) and moves toward them now. Loop thread. */
+void gw_pool_set_bounds(gw_pool_t *pool, int min, int max);
+
+/* Drains the backend dialled at `addr` (a registered backend leaving): no new frames, its
+ * frames in flight finish, then it is stopped (its provider forgets it). Returns 0, or
+ * PROTO_EINVAL when no running backend has that address. Call gw_pool_set_bounds after, so
+ * the pool does not take it back. */
+int gw_pool_release(gw_pool_t *pool, const char *addr);
 
 /* Queues a job (see job.h). Returns 0 (on_done runs later, never before this returns), or
  * without calling on_done: PROTO_EQUEUEFULL (queue at cfg->queue_size), PROTO_ENOBACKEND (no

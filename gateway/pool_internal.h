@@ -50,6 +50,9 @@ struct gw__backend {
     uv_timer_t timer; /* start timeout, then stop grace */
     int timer_closing;
     char model[GW_MODEL_NAME_MAX]; /* as the backend reported it at readiness */
+    char tls_peer[256];            /* tls+tcp: the name its certificate was checked for */
+    gw_link_dials_t dials_seen;    /* dial counters at the last look while starting */
+    uint64_t last_seen_unix_ms;    /* its last answer (a frame or a ping), 0 = none yet */
     gw__backend_t *next, *prev;
 };
 
@@ -136,6 +139,9 @@ void gw__backend_eject(gw__backend_t *be, gw_health_reason_t reason, const char 
 void gw__backend_verdict(gw__backend_t *be, gw_health_verdict_t v);
 /* Frees the backend once its process is gone and no operation is outstanding. */
 void gw__backend_maybe_free(gw__backend_t *be);
+/* Fails the start of backends whose dialer saw a TLS (or plain-vs-TLS) handshake refused:
+ * logged with the reason, counted, backed off (the scaling tick). */
+void gw__backend_check_dials(gw_pool_t *pool);
 /* Suspects backends whose oldest frame is older than the model's bound (watch timer). */
 void gw__backend_watch(gw_pool_t *pool);
 /* Appends the backend's /v1/backends object to `arr` (a cJSON array). */

@@ -55,4 +55,30 @@ int gw_provider_local_create(gw_provider_t **out, uv_loop_t *loop, const gw_conf
                              const gw_model_t *model, const char *argv0,
                              gw_provider_exit_cb on_exit);
 
+/* The static provider for one model: its backends were started elsewhere, at the addresses
+ * in model->backends_static (checked and counted by gw_config_validate). start() hands out
+ * the next address no instance holds (PROTO_ENOBACKEND when all are held); stop() forgets
+ * the instance, whose on_exit follows on the loop (the backend keeps running); instance_id()
+ * is "static-N", N the address's place in the list. */
+int gw_provider_static_create(gw_provider_t **out, uv_loop_t *loop, const gw_model_t *model,
+                              gw_provider_exit_cb on_exit);
+
+/* The registered provider for one model: like the static one, over the addresses backends
+ * announced on the join listener (join.h). Starts empty. */
+int gw_provider_registered_create(gw_provider_t **out, uv_loop_t *loop,
+                                  gw_provider_exit_cb on_exit);
+
+/* Registers `addr` (instance id `name`). Returns 0 when added, 1 when it was registered
+ * already (a periodic re-join), PROTO_ETOOBIG when 256 are, PROTO_EINVAL for a provider of
+ * another kind; *count is then the number registered. */
+int gw_provider_registered_add(gw_provider_t *p, const char *name, const char *addr, int *count);
+
+/* Deregisters `addr`: no longer handed out; an instance holding it keeps it until the pool
+ * stops it. Returns 0 (with *count) or PROTO_EINVAL when it is not registered. */
+int gw_provider_registered_remove(gw_provider_t *p, const char *addr, int *count);
+
+/* One registered address whose backend has not repeated its join for ttl_ms (it died
+ * without deregistering): copies it into addr and returns 1; 0 when there is none. */
+int gw_provider_registered_stale(gw_provider_t *p, uint64_t ttl_ms, char *addr, size_t cap);
+
 #endif

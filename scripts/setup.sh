@@ -23,6 +23,9 @@ if [ "${1:-}" != "--image" ]; then
     pkgs+=(docker-compose prometheus python3-locust gnuplot-nox python3-pil)
     # scripts/fuzz.sh: libFuzzer and the sanitizer runtimes come with Debian's clang.
     pkgs+=(clang libclang-rt-14-dev)
+    # Remote-backend tests: namespace "hosts" (ip netns, veth), partitions (iptables DROP),
+    # certificates (openssl CLI).
+    pkgs+=(iproute2 iptables openssl)
 fi
 # The inference bench compares against OpenCV's DNN module (scripts/bench-inference.sh).
 if [ "${1:-}" = "--bench" ]; then

@@ -247,6 +247,90 @@ static void test_validate(void **state)
     assert_int_equal(gw_config_validate(&c, err, sizeof err), 0);
 }
 
+/* Remote backends: TLS keys go together, a static model's addresses are checked one by one
+ * and size its pool, and the provider follows backends_static unless set. */
+static void test_remote_backends(void **state)
+{
+    (void)state;
+    gw_config_t c;
+    char err[512];
+#define SET(k, v) assert_int_equal(gw_config_set(&c, k, v, "--set", err, sizeof err), 0)
+    gw_config_defaults(&c);
+    SET("tls_ca", "/etc/fg/ca.crt");
+    assert_int_equal(gw_config_validate(&c, err, sizeof err), PROTO_ECONFIG);
+    assert_non_null(strstr(err, "tls_cert"));
+    SET("tls_cert", "/etc/fg/gateway.crt");
+    SET("tls_key", "/etc/fg/gateway.key");
+    SET("model.cam.backends_static", "tls+tcp://10.0.0.5:7000, tls+tcp://10.0.0.6:7000 "
+                                     "tcp://127.0.0.1:7001,ipc:///run/fg/b.sock");
+    SET("models", "cam");
+    assert_int_equal(gw_config_validate(&c, err, sizeof err), 0);
+    const gw_model_t *m = gw_config_model(&c, "cam");
+    assert_string_equal(m->provider, "static");
+    assert_int_equal(m->nstatic, 4);
+    assert_int_equal(m->min_backends, 4);
+    assert_int_equal(m->max_backends, 4);
+    assert_int_equal(gw_config_validate(&c, err, sizeof err), 0); /* idempotent */
+    assert_int_equal(m->max_backends, 4);
+    /* an explicit bound below the list is kept; above it is an error */
+    SET("model.cam.min_backends", "1");
+    SET("model.cam.max_backends", "2");
+    assert_int_equal(gw_config_validate(&c, err, sizeof err), 0);
+    assert_int_equal(m->min_backends, 1);
+    assert_int_equal(m->max_backends, 2);
+    SET("model.cam.max_backends", "5");
+    assert_int_equal(gw_config_validate(&c, err, sizeof err), PROTO_ECONFIG);
+    assert_non_null(strstr(err, "max_backends"));
+
+    static const struct {
+        const char *list, *why;
+    } bad[] = {
+        {"tcp://10.0.0.5:7000", "allow_insecure_backends"},
+        {"tls+tcp://10.0.0.5", "not an address"},
+        {"10.0.0.5:7000", "not an address"},
+        {"inproc://x", "not an address"},
+        {"tls+tcp://a:1, tls+tcp://b:1,tls+tcp://a:1", "listed twice"},
+        {" , ", "at least one"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        gw_config_defaults(&c);
+        SET("tls_ca", "x");
+        SET("tls_cert", "y");
+        SET("tls_key", "z");
+        SET("models", "cam");
+        SET("model.cam.provider", "static");
+        SET("model.cam.backends_static", bad[i].list);
+        assert_int_equal(gw_config_validate(&c, err, sizeof err), PROTO_ECONFIG);
+        if (strstr(err, bad[i].why) == NULL || strstr(err, "model.cam.backends_static") == NULL)
+            fail_msg("'%s': %s", bad[i].list, err);
+    }
+    /* plain tcp to another host, when allowed; tls without the gateway's certificate, not */
+    gw_config_defaults(&c);
+    SET("models", "cam");
+    SET("model.cam.backends_static", "tcp://10.0.0.5:7000");
+    SET("allow_insecure_backends", "true");
+    assert_int_equal(gw_config_validate(&c, err, sizeof err), 0);
+    assert_int_equal(c.allow_insecure_backends, 1);
+    SET("model.cam.backends_static", "tls+tcp://10.0.0.5:7000");
+    assert_int_equal(gw_config_validate(&c, err, sizeof err), PROTO_ECONFIG);
+    assert_non_null(strstr(err, "tls_ca"));
+    /* provider and list must agree; bad values are named */
+    gw_config_defaults(&c);
+    SET("model.face.provider", "local");
+    SET("model.face.backends_static", "ipc:///tmp/a");
+    assert_int_equal(gw_config_validate(&c, err, sizeof err), PROTO_ECONFIG);
+    assert_non_null(strstr(err, "provider"));
+    assert_int_equal(gw_config_set(&c, "model.face.provider", "ec2", "--set", err, sizeof err),
+                     PROTO_ECONFIG);
+    assert_int_equal(gw_config_set(&c, "allow_insecure_backends", "maybe", "--set", err,
+                                   sizeof err),
+                     PROTO_ECONFIG);
+    gw_config_defaults(&c);
+    assert_int_equal(gw_config_validate(&c, err, sizeof err), 0);
+    assert_string_equal(c.models[0].provider, "local");
+#undef SET
+}
+
 static void test_weights_default_follows_cache(void **state)
 {
     (void)state;
@@ -280,10 +364,10 @@ static void test_every_key_from_env(void **state)
     FILE *f = fdopen(fd, "w+");
     gw_config_print(&a, f);
     rewind(f);
-    static char vars[64][2200];
-    char *env[65];
+    static char vars[96][2200];
+    char *env[97];
     int n = 0;
-    while (n < 64 && fgets(line, sizeof line, f) != NULL) {
+    while (n < 96 && fgets(line, sizeof line, f) != NULL) {
         line[strcspn(line, "\n")] = '\0';
         if (line[0] == '\0' || line[0] == '#')
             continue; /* inherited pool keys are comments: they stay inherited */
@@ -313,9 +397,9 @@ static void test_every_key_from_env(void **state)
     env[n] = NULL;
     fclose(f);
     unlink(path);
-    /* every top-level key but the alias "backends"; 8 keys per model and yolov3-tiny's own
+    /* every top-level key but the alias "backends"; 10 keys per model and yolov3-tiny's own
      * min_backends */
-    assert_int_equal(n, 40 + 8 + 9);
+    assert_int_equal(n, 45 + 10 + 11);
     /* The models exist, empty: the environment fills them ("YOLOV3_TINY" finds
      * "yolov3-tiny"). */
     memset(&b, 0, sizeof b);
@@ -558,6 +642,7 @@ int main(void)
         cmocka_unit_test(test_print_round_trip),
         cmocka_unit_test(test_strict_values),
         cmocka_unit_test(test_validate),
+        cmocka_unit_test(test_remote_backends),
         cmocka_unit_test(test_weights_default_follows_cache),
         cmocka_unit_test(test_every_key_from_env),
         cmocka_unit_test(test_print_quotes),
