@@ -12,6 +12,7 @@
 #include "addr.h"
 #include "err.h"
 #include "join.h"
+#include "fetch.h"
 #include "log.h"
 #include "metrics.h"
 #include "pool.h"
@@ -19,7 +20,10 @@
 #include "detect.h"
 #include "response.h"
 #include "remote.h"
+#include "results.h"
 #include "server.h"
+#include "storage.h"
+#include "urlframe.h"
 
 typedef struct app app_t;
 
@@ -37,17 +41,22 @@ struct app {
     const gw_config_t *cfg;
     gw_server_t *server;
     gw_detect_t detect; /* ctx of the detect routes */
-    gw_route_t routes[8];
+    gw_route_t routes[12];
     gw_server_ops_t server_ops;
     gw_join_t *join; /* NULL unless join_listen is set */
     model_t models[GW_MODELS_MAX];
     int nmodels;
     model_t *def; /* the default model */
     gw_metrics_t *metrics;
+    gw_fetch_t *fetch;       /* the loop's HTTP client: the S3 store and frames by URL */
+    gw_urlframe_t urlframe;  /* frames by URL */
+    gw_storage_t *storage;   /* NULL with store = none */
     struct {
         int requests, duration, queue_wait, scale, backends, desired, min, max, inflight, queued,
             be_inflight, be_served, infer, be_failures, retried, crashes, failed_starts, connections,
             ejections, suspected, recovered, tls_failures;
+        int store_writes, store_dropped, store_spool_bytes, store_spool_objects, store_queued,
+            store_up;
     } fam;
     uv_signal_t sigterm, sigint;
     uv_timer_t exit_timer;
@@ -75,6 +84,17 @@ static int app_submit(void *ctx, gw_job_t *job)
     if (m == NULL)
         return PROTO_ENOMODEL;
     return gw_pool_submit(m->pool, job);
+}
+
+static int app_fetch(void *ctx, const char *url, gw_detect_fetch_cb cb, void *arg)
+{
+    app_t *app = ctx;
+    return gw_urlframe_get(&app->urlframe, url, cb, arg);
+}
+
+static void app_keep(void *ctx, const gw_job_t *job, cJSON *result)
+{
+    gw_storage_keep(((app_t *)ctx)->storage, job, result);
 }
 
 static char *dup_printf(size_t *len, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -294,9 +314,16 @@ static const gw_server_ops_t *app_server_ops(app_t *app)
         {"GET", "/metrics", "metrics", on_metrics, app},
         {"GET", "/v1/backends", "backends", on_backends, app},
         {"GET", "/v1/models", "models", on_models, app},
+        {"GET", "/v1/results", "results", gw_results_on_list, app->storage},
+        {"GET", "/v1/objects/**", "objects", gw_results_on_object, app->storage},
+        {"GET", "/v1/storage", "storage", gw_results_on_status, app->storage},
     };
     _Static_assert(sizeof routes <= sizeof app->routes, "app_t.routes is too small");
-    app->detect = (gw_detect_t){.submit = app_submit, .ctx = app};
+    app->detect = (gw_detect_t){
+        .submit = app_submit,
+        .ctx = app,
+        .fetch = app_fetch,
+        .keep = app->storage != NULL ? app_keep : NULL};
     memcpy(app->routes, routes, sizeof routes);
     app->server_ops = (gw_server_ops_t){
         .routes = app->routes,
@@ -361,6 +388,12 @@ static int declare_metrics(app_t *app)
     D(recovered, GW_COUNTER, "framegate_backend_recovered_total", "Suspected backends that answered again and went back to ready.", "model", NULL, 0)
     D(tls_failures, GW_COUNTER, "framegate_tls_handshake_failures_total", "Backend starts that failed on a refused TLS handshake (a certificate that did not verify on either side, or TLS against plain tcp).", "model", NULL, 0)
     D(connections, GW_GAUGE, "framegate_http_connections", "Open client connections.", NULL, NULL, 0)
+    D(store_writes, GW_COUNTER, "framegate_store_writes_total", "Store writes, by result (ok, failed: each failure is retried from the spool).", "result", NULL, 0)
+    D(store_dropped, GW_COUNTER, "framegate_store_dropped_total", "Writes dropped (spool full or absent), by class (input, annotated, result).", "class", NULL, 0)
+    D(store_spool_bytes, GW_GAUGE, "framegate_store_spool_bytes", "Bytes in the spool directory.", NULL, NULL, 0)
+    D(store_spool_objects, GW_GAUGE, "framegate_store_spool_objects", "Writes waiting in the spool directory.", NULL, NULL, 0)
+    D(store_queued, GW_GAUGE, "framegate_store_queue_depth", "Writes waiting in memory.", NULL, NULL, 0)
+    D(store_up, GW_GAUGE, "framegate_store_up", "1 while the store takes writes, 0 while they spool.", NULL, NULL, 0)
 #undef D
     return 0;
 }
@@ -414,6 +447,21 @@ static char *render_metrics(app_t *app, size_t *len)
         gw_pool_foreach(app->models[i].pool, per_backend, &pb);
     }
     gw_metrics_set(m, app->fam.connections, NULL, NULL, gw_server_connections(app->server));
+    if (app->storage != NULL) {
+        gw_storage_stats_t ss;
+        gw_storage_stats(app->storage, &ss);
+        gw_metrics_set(m, app->fam.store_writes, "ok", NULL, (double)ss.written);
+        gw_metrics_set(m, app->fam.store_writes, "failed", NULL, (double)ss.failed);
+        gw_metrics_set(m, app->fam.store_dropped, "input", NULL, (double)ss.dropped[GW_STORE_INPUT]);
+        gw_metrics_set(m, app->fam.store_dropped, "annotated", NULL,
+                       (double)ss.dropped[GW_STORE_ANNOTATED]);
+        gw_metrics_set(m, app->fam.store_dropped, "result", NULL,
+                       (double)ss.dropped[GW_STORE_RESULT]);
+        gw_metrics_set(m, app->fam.store_spool_bytes, NULL, NULL, (double)ss.spool_bytes);
+        gw_metrics_set(m, app->fam.store_spool_objects, NULL, NULL, ss.spool_objects);
+        gw_metrics_set(m, app->fam.store_queued, NULL, NULL, ss.queued);
+        gw_metrics_set(m, app->fam.store_up, NULL, NULL, ss.up);
+    }
     return gw_metrics_render(m, len);
 }
 
@@ -603,6 +651,12 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
         GW_LOG_E("start", "error=\"no default model\"");
         return 1;
     }
+    if ((rv = gw_fetch_create(&app.fetch, &app.loop)) != 0 ||
+        (rv = gw_urlframe_init(&app.urlframe, app.fetch, cfg, err, sizeof err)) != 0 ||
+        (rv = gw_storage_create(&app.storage, &app.loop, cfg, app.fetch, err, sizeof err)) != 0) {
+        GW_LOG_E("start", "error=\"%s\"", rv == PROTO_ECONFIG ? err : proto_strerror(rv));
+        return 1;
+    }
     if ((rv = gw_server_create(&app.server, &app.loop, cfg, app_server_ops(&app), &app)) != 0) {
         GW_LOG_E("start", "error=\"%s\"", proto_strerror(rv));
         return 1;
@@ -628,6 +682,8 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
 
     GW_LOG_I("listening", "host=%s port=%d models=%d default_model=%s", cfg->listen_host,
              gw_server_port(app.server), app.nmodels, cfg->default_model);
+    GW_LOG_I("store", "store=%s spool_dir=%s", cfg->store,
+             cfg->spool_dir[0] ? cfg->spool_dir : "(none)");
     for (int i = 0; i < app.nmodels; i++) {
         const gw_model_t *m = app.models[i].model;
         GW_LOG_I("model", "name=%s min_backends=%d max_backends=%d preprocess=%s input_size=%d",
@@ -648,6 +704,11 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
             app.exit_code = 1;
         }
     }
+    /* the writer first (what is still in memory goes to the spool), then the HTTP client,
+     * whose cancelled URL fetches still answer their requests on the live server */
+    gw_storage_destroy(app.storage);
+    app.storage = NULL;
+    gw_fetch_destroy(app.fetch);
     gw_server_destroy(app.server);
     for (int i = 0; i < app.nmodels; i++)
         gw_pool_destroy(app.models[i].pool);

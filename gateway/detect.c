@@ -16,7 +16,7 @@
 #include "status.h"
 
 /* One detect request's own state (gw_req_t.state). */
-typedef struct {
+typedef struct dreq {
     gw_req_t *req;
     const gw_detect_t *d;
     gw_req_opts_t opts; /* query/JSON/multipart options, copied into each job */
@@ -27,6 +27,14 @@ typedef struct {
     int njobs, jobs_cap, pending;
     int multipart;
     int submit_error;
+    /* frames given by URL ({"url"} / {"urls"}): fetched before any job is made */
+    struct url_slot {
+        struct dreq *q;
+        uint8_t *data;
+        size_t len;
+    } urls[GW_DETECT_MAX_IMAGES];
+    int nurls, urls_pending, url_err;
+    char url_msg[300];
 } dreq_t;
 
 static void dreq_free(void *arg)
@@ -37,6 +45,8 @@ static void dreq_free(void *arg)
     if (q->jobs != &q->one)
         free(q->jobs);
     free(q->decoded);
+    for (int i = 0; i < q->nurls; i++)
+        free(q->urls[i].data);
     free(q);
 }
 
@@ -212,7 +222,10 @@ static int on_part(void *arg, const gw_part_t *part)
     return 0;
 }
 
-/* A JSON upload: {"image": base64, "camera", "ts", "threshold"}. 0, or -1 once answered. */
+static int start_urls(dreq_t *q, const cJSON *url, const cJSON *urls);
+
+/* A JSON upload: {"image": base64, "camera", "ts", "threshold"}, or "url"/"urls" in place of
+ * "image". 0, -1 once answered, 1 while URLs are being fetched. */
 static int parse_json(dreq_t *q)
 {
     gw_req_t *r = q->req;
@@ -227,13 +240,27 @@ static int parse_json(dreq_t *q)
     const cJSON *camera = cJSON_GetObjectItemCaseSensitive(root, "camera");
     const cJSON *ts = cJSON_GetObjectItemCaseSensitive(root, "ts");
     const cJSON *th = cJSON_GetObjectItemCaseSensitive(root, "threshold");
+    const cJSON *url = cJSON_GetObjectItemCaseSensitive(root, "url");
+    const cJSON *urls = cJSON_GetObjectItemCaseSensitive(root, "urls");
     const char *bad = NULL;
+    if (image == NULL && (url != NULL || urls != NULL)) {
+        image = url != NULL ? url : urls; /* for the checks of the other fields below */
+        if (url != NULL && urls != NULL)
+            bad = "give \"url\" or \"urls\", not both";
+        else if (url != NULL && !cJSON_IsString(url))
+            bad = "\"url\" must be a string";
+        else if (urls != NULL && (!cJSON_IsArray(urls) || cJSON_GetArraySize(urls) < 1 ||
+                                  cJSON_GetArraySize(urls) > GW_DETECT_MAX_IMAGES))
+            bad = "\"urls\" must be an array of 1 to 16 strings";
+    }
     if (image == NULL) {
         cJSON_Delete(root);
         gw_respond_error(r, 400, "no_image", "the JSON object has no \"image\"");
         return -1;
     }
-    if (!cJSON_IsString(image))
+    if (bad != NULL)
+        ;
+    else if (image != url && image != urls && !cJSON_IsString(image))
         bad = "\"image\" must be a base64 string";
     else if (camera != NULL &&
              (!cJSON_IsString(camera) || strlen(camera->valuestring) > PROTO_CAMERA_MAX))
@@ -255,6 +282,11 @@ static int parse_json(dreq_t *q)
         q->opts.ts_ms = (int64_t)ts->valuedouble;
     if (th != NULL)
         q->opts.threshold = (float)th->valuedouble;
+    if (image == url || image == urls) {
+        rv = start_urls(q, url, urls);
+        cJSON_Delete(root);
+        return rv;
+    }
     size_t in_len = strlen(image->valuestring), out_len = 0;
     q->decoded = malloc(gw_body_b64_max(in_len) + 1);
     rv = q->decoded ? gw_body_b64_decode(image->valuestring, in_len, q->decoded, &out_len)
@@ -309,6 +341,79 @@ static int parse_multipart(dreq_t *q)
 }
 
 static void answer(dreq_t *q);
+static void submit_all(dreq_t *q);
+
+/* ---- frames given by URL ---- */
+
+/* One fetch back (or the up-front count): the last one submits the jobs or answers. */
+static void url_settled(dreq_t *q)
+{
+    if (--q->urls_pending > 0)
+        return;
+    if (q->url_err != 0) {
+        gw_respond_err(q->req, q->url_err, "%s", q->url_msg);
+        return;
+    }
+    for (int i = 0; i < q->nurls; i++)
+        add_job(q, q->urls[i].data, q->urls[i].len);
+    submit_all(q);
+}
+
+static void on_url_fetched(void *arg, int err, const char *msg, uint8_t *data, size_t len)
+{
+    struct url_slot *slot = arg;
+    dreq_t *q = slot->q;
+    gw_req_t *r = q->req;
+    if (err != 0 && q->url_err == 0) { /* the first failure answers for all */
+        q->url_err = err;
+        snprintf(q->url_msg, sizeof q->url_msg, "%s", msg ? msg : proto_strerror(err));
+    }
+    slot->data = data;
+    slot->len = len;
+    url_settled(q);
+    gw_req_release(r);
+}
+
+/* Starts one fetch per URL; the request is held while any is out. 1, or -1 once answered. */
+static int start_urls(dreq_t *q, const cJSON *url, const cJSON *urls)
+{
+    gw_req_t *r = q->req;
+    if (q->d->fetch == NULL) {
+        gw_respond_error(r, 400, "bad_json", "frames by URL are not enabled");
+        return -1;
+    }
+    const cJSON *list[GW_DETECT_MAX_IMAGES];
+    int n = 0;
+    if (url != NULL) {
+        list[n++] = url;
+    } else {
+        const cJSON *u;
+        cJSON_ArrayForEach(u, urls)
+        {
+            if (!cJSON_IsString(u)) {
+                gw_respond_error(r, 400, "bad_json", "\"urls\" must hold strings");
+                return -1;
+            }
+            list[n++] = u;
+        }
+        q->multipart = 1; /* one result per URL */
+    }
+    /* One count more than the fetches, dropped at the end: a fetch that fails at once must
+     * not answer while the others are still being started. */
+    q->nurls = n;
+    q->urls_pending = n + 1;
+    gw_req_hold(r);
+    for (int i = 0; i < n; i++) {
+        q->urls[i].q = q;
+        gw_req_hold(r);
+        int rv = q->d->fetch(q->d->ctx, list[i]->valuestring, on_url_fetched, &q->urls[i]);
+        if (rv != 0)
+            on_url_fetched(&q->urls[i], rv, NULL, NULL, 0);
+    }
+    url_settled(q);
+    gw_req_release(r);
+    return 1;
+}
 
 /* Submits every job; each one out holds the request. If one is refused, the answer waits for
  * those already out. */
@@ -469,6 +574,11 @@ static void answer(dreq_t *q)
             return;
         }
         if (q->opts.output == PROTO_OUT_TEXT || q->opts.output == PROTO_OUT_JPEG) {
+            if (q->d->keep != NULL) { /* the answer is not JSON: the stored one still is */
+                cJSON *o = gw_detect_job_json(job);
+                q->d->keep(q->d->ctx, job, o);
+                cJSON_Delete(o);
+            }
             size_t len = job->rep.payload_len;
             char *body = malloc(len + 1);
             if (body != NULL && len)
@@ -480,6 +590,8 @@ static void answer(dreq_t *q)
             return;
         }
         cJSON *o = gw_detect_job_json(job);
+        if (q->d->keep != NULL)
+            q->d->keep(q->d->ctx, job, o); /* adds "stored": the keys it is kept under */
         char *s = cJSON_PrintUnformatted(o);
         cJSON_Delete(o);
         gw_respond(r, 200, "application/json", s, s ? strlen(s) : 0, NULL);
@@ -491,7 +603,10 @@ static void answer(dreq_t *q)
     for (int i = 0; i < q->njobs; i++) {
         if (first_err == 0)
             first_err = q->jobs[i].err;
-        cJSON_AddItemToArray(arr, gw_detect_job_json(&q->jobs[i]));
+        cJSON *o = gw_detect_job_json(&q->jobs[i]);
+        if (q->d->keep != NULL && q->jobs[i].err == 0)
+            q->d->keep(q->d->ctx, &q->jobs[i], o);
+        cJSON_AddItemToArray(arr, o);
     }
     char *s = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
