@@ -512,6 +512,22 @@ static int on_join(void *ctx, const gw_join_req_t *req, char *out, size_t cap)
         snprintf(out, cap, "no model named '%s' is served", req->model);
         return PROTO_ENOMODEL;
     }
+    if (m->provider->ops->joined != NULL) { /* a cloud instance we started, booted */
+        if (strcmp(req->op, "leave") == 0) {
+            gw_pool_release(m->pool, req->address); /* drained, then terminated */
+            snprintf(out, cap, "left");
+            return 0;
+        }
+        if (gw_remote_allowed(app->cfg, req->address, out, cap) != 0)
+            return PROTO_EINVAL;
+        if (m->provider->ops->joined(m->provider, req->name, req->address) != 0) {
+            snprintf(out, cap, "'%s' is not an instance this gateway started for model '%s'",
+                     req->name, req->model);
+            return PROTO_EINVAL;
+        }
+        snprintf(out, cap, "joined");
+        return 0;
+    }
     if (strcmp(m->model->provider, "registered") != 0) {
         snprintf(out, cap, "model '%s' does not take registered backends (its provider is %s)",
                  req->model, m->model->provider);
@@ -622,6 +638,11 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
         GW_LOG_E("start", "error=\"%s\"", err);
         return 1;
     }
+    /* the loop's HTTP client: cloud providers need it from their creation */
+    if ((rv = gw_fetch_create(&app.fetch, &app.loop)) != 0) {
+        GW_LOG_E("start", "error=\"%s\"", proto_strerror(rv));
+        return 1;
+    }
     for (int i = 0; i < cfg->nmodels; i++) {
         model_t *m = &app.models[i];
         gw_provider_t *provider = NULL;
@@ -634,6 +655,14 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
             rv = gw_provider_static_create(&provider, &app.loop, m->model, NULL);
         else if (strcmp(m->model->provider, "registered") == 0)
             rv = gw_provider_registered_create(&provider, &app.loop, NULL);
+        else if (strcmp(m->model->provider, "ec2") == 0) {
+            rv = gw_provider_ec2_create(&provider, &app.loop, app.fetch, cfg, m->model, NULL,
+                                        err, sizeof err);
+            if (rv == PROTO_ECONFIG) {
+                GW_LOG_E("start", "model=%s error=\"%s\"", m->model->name, err);
+                return 1;
+            }
+        }
         else
             rv = gw_provider_local_create(&provider, &app.loop, cfg, m->model, argv0, NULL);
         if (rv != 0 ||
@@ -651,8 +680,7 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
         GW_LOG_E("start", "error=\"no default model\"");
         return 1;
     }
-    if ((rv = gw_fetch_create(&app.fetch, &app.loop)) != 0 ||
-        (rv = gw_urlframe_init(&app.urlframe, app.fetch, cfg, err, sizeof err)) != 0 ||
+    if ((rv = gw_urlframe_init(&app.urlframe, app.fetch, cfg, err, sizeof err)) != 0 ||
         (rv = gw_storage_create(&app.storage, &app.loop, cfg, app.fetch, err, sizeof err)) != 0) {
         GW_LOG_E("start", "error=\"%s\"", rv == PROTO_ECONFIG ? err : proto_strerror(rv));
         return 1;

@@ -72,6 +72,24 @@ static const key_t_ keys[] = {
     {"tls_key", T_STR, F(tls_key), S(tls_key), 0, 0, 0},
     {"allow_insecure_backends", T_BOOL, F(allow_insecure_backends), 0, 0, 1, 0},
     {"join_listen", T_STR, F(join_listen), S(join_listen), 0, 0, 0},
+    {"cloud_cluster", T_STR, F(cloud_cluster), S(cloud_cluster), 0, 0, 0},
+    {"cloud_join_url", T_STR, F(cloud_join_url), S(cloud_join_url), 0, 0, 0},
+    {"cloud_backend_cert", T_STR, F(cloud_backend_cert), S(cloud_backend_cert), 0, 0, 0},
+    {"cloud_backend_key", T_STR, F(cloud_backend_key), S(cloud_backend_key), 0, 0, 0},
+    {"cloud_backend_command", T_STR, F(cloud_backend_command), S(cloud_backend_command), 0, 0,
+     0},
+    {"cloud_backend_port", T_INT, F(cloud_backend_port), 0, 1, 65535, 0},
+    {"cloud_api_timeout_ms", T_MS, F(cloud_api_timeout_ms), 0, 100, 600000, 0},
+    {"cloud_reap_interval_ms", T_MS, F(cloud_reap_interval_ms), 0, 100, 86400000, 0},
+    {"cloud_max_starts_per_hour", T_INT, F(cloud_max_starts_per_hour), 0, 1, 100000, 0},
+    {"ec2_region", T_STR, F(ec2_region), S(ec2_region), 0, 0, 0},
+    {"ec2_endpoint", T_STR, F(ec2_endpoint), S(ec2_endpoint), 0, 0, 0},
+    {"ec2_ca_file", T_STR, F(ec2_ca_file), S(ec2_ca_file), 0, 0, 0},
+    {"ec2_image", T_STR, F(ec2_image), S(ec2_image), 0, 0, 0},
+    {"ec2_instance_type", T_STR, F(ec2_instance_type), S(ec2_instance_type), 0, 0, 0},
+    {"ec2_subnet", T_STR, F(ec2_subnet), S(ec2_subnet), 0, 0, 0},
+    {"ec2_security_groups", T_STR, F(ec2_security_groups), S(ec2_security_groups), 0, 0, 0},
+    {"ec2_instance_profile", T_STR, F(ec2_instance_profile), S(ec2_instance_profile), 0, 0, 0},
     {"models", T_STR, F(serve), S(serve), 0, 0, 0},
     {"default_model", T_STR, F(default_model), S(default_model), 0, 0, 0},
     {"backends", T_BACKENDS, 0, 0, 1, 256, 0},
@@ -151,7 +169,7 @@ static const key_t_ model_keys[] = {
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 static const char *const preprocess_names[] = {"darknet", "faceapi"};
-static const char *const provider_names[] = {"", "local", "static", "registered"};
+static const char *const provider_names[] = {"", "local", "static", "registered", "ec2"};
 
 /* A new model: darknet's own defaults, pool keys inherited. */
 static void init_model(gw_model_t *m, const char *name)
@@ -217,6 +235,12 @@ void gw_config_defaults(gw_config_t *cfg)
     cfg->max_body_bytes = 16 << 20;
     cfg->max_pipelined = 16;
     cfg->header_timeout_ms = 10000;
+    snprintf(cfg->cloud_cluster, sizeof cfg->cloud_cluster, "framegate");
+    cfg->cloud_backend_port = 7000;
+    cfg->cloud_api_timeout_ms = 15000;
+    cfg->cloud_reap_interval_ms = 60000;
+    cfg->cloud_max_starts_per_hour = 60;
+    snprintf(cfg->ec2_region, sizeof cfg->ec2_region, "us-east-1");
     cfg->body_timeout_ms = 60000;
     cfg->idle_timeout_ms = 60000;
     cfg->queue_size = 1024;
@@ -394,7 +418,7 @@ static int set_key(gw_config_t *cfg, gw_model_t *model, const key_t_ *k, const c
                 snprintf(base + k->off, k->cap, "%s", value);
                 return 0;
             }
-        return fail(err, errcap, origin, shown, "expected local, static or registered", value);
+        return fail(err, errcap, origin, shown, "expected local, static, registered or ec2", value);
     case T_STR:
     case T_SECRET:
         if (strlen(value) >= k->cap)
@@ -868,6 +892,31 @@ static int check_static(gw_config_t *cfg, gw_model_t *m, char *err, size_t errca
     return 0;
 }
 
+/* A cloud model (provider ec2): its instances run framegate-backend, which joins back over
+ * mutual TLS, so the join listener, the certificates and the image must be set. */
+static int check_cloud(gw_config_t *cfg, gw_model_t *m, char *err, size_t errcap)
+{
+    const char *why = NULL;
+    if (strcmp(m->provider, "ec2") != 0)
+        return 0;
+    if (cfg->join_listen[0] == '\0')
+        why = "needs join_listen (instances register there)";
+    else if (cfg->cloud_join_url[0] == '\0' && strstr(cfg->join_listen, "0.0.0.0") != NULL)
+        why = "join_listen listens on every address: set cloud_join_url to the one instances "
+              "reach";
+    else if (cfg->tls_ca[0] == '\0')
+        why = "needs tls_ca, tls_cert and tls_key (instances are dialled over mutual TLS)";
+    else if (cfg->cloud_backend_cert[0] == '\0' || cfg->cloud_backend_key[0] == '\0')
+        why = "needs cloud_backend_cert and cloud_backend_key (the instances' certificate)";
+    else if (cfg->ec2_image[0] == '\0' || cfg->ec2_instance_type[0] == '\0')
+        why = "needs ec2_image and ec2_instance_type";
+    if (why != NULL) {
+        snprintf(err, errcap, "model '%s': provider ec2 %s", m->name, why);
+        return PROTO_ECONFIG;
+    }
+    return 0;
+}
+
 int gw_config_validate(gw_config_t *cfg, char *err, size_t errcap)
 {
     int rv;
@@ -956,7 +1005,8 @@ int gw_config_validate(gw_config_t *cfg, char *err, size_t errcap)
     }
     for (int i = 0; i < cfg->nmodels; i++) {
         gw_model_t *m = &cfg->models[i];
-        if ((rv = check_static(cfg, m, err, errcap)) != 0)
+        if ((rv = check_static(cfg, m, err, errcap)) != 0 ||
+            (rv = check_cloud(cfg, m, err, errcap)) != 0)
             return rv;
         /* Inheritance is resolved here, once every source is loaded, so that a top-level
          * --set max_backends reaches every model that did not set its own. */

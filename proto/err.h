@@ -38,7 +38,8 @@
     XX(EURLSTATUS, "URL answered with an error status")                      \
     XX(EURLFETCH, "URL could not be fetched")                                \
     XX(ESTORE, "store request failed")                                       \
-    XX(ENOTFOUND, "no such object")
+    XX(ENOTFOUND, "no such object")                                          \
+    XX(ECLOUD, "cloud provider API call failed")
 
 typedef enum {
     PROTO_ERR_BASE_ = -5000,
