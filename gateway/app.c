@@ -54,7 +54,7 @@ struct app {
     struct {
         int requests, duration, queue_wait, scale, backends, desired, min, max, inflight, queued,
             be_inflight, be_served, infer, be_failures, retried, crashes, failed_starts, connections,
-            ejections, suspected, recovered, tls_failures;
+            ejections, suspected, recovered, tls_failures, cloud_errors;
         int store_writes, store_dropped, store_spool_bytes, store_spool_objects, store_queued,
             store_up;
     } fam;
@@ -180,6 +180,7 @@ static char *backends_json(app_t *app)
     int desired = 0, min = 0, max = 0, queued = 0, inflight = 0, failures = 0;
     const char *provider = app->def->model->provider; /* the default model's */
     cJSON *last_error = NULL; /* the default model's, else the first model's that has one */
+    cJSON *provider_error = NULL; /* a cloud provider's last API error, chosen the same way */
     for (int i = 0; i < app->nmodels; i++) {
         char *doc = gw_pool_backends_json(app->models[i].pool);
         cJSON *p = doc != NULL ? cJSON_Parse(doc) : NULL;
@@ -193,6 +194,11 @@ static char *backends_json(app_t *app)
         inflight += cJSON_GetObjectItem(p, "inflight")->valueint;
         failures += cJSON_GetObjectItem(p, "consecutive_start_failures")->valueint;
         const cJSON *le = cJSON_GetObjectItem(p, "last_error");
+        const cJSON *pe = cJSON_GetObjectItem(p, "provider_error");
+        if (cJSON_IsString(pe) && (provider_error == NULL || app->models[i].is_default)) {
+            cJSON_Delete(provider_error);
+            provider_error = cJSON_CreateString(pe->valuestring);
+        }
         if (cJSON_IsString(le) && (last_error == NULL || app->models[i].is_default)) {
             cJSON_Delete(last_error);
             last_error = cJSON_CreateString(le->valuestring);
@@ -220,6 +226,8 @@ static char *backends_json(app_t *app)
         cJSON_AddStringToObject(root, "not_ready_reason", why);
     cJSON_AddNumberToObject(root, "consecutive_start_failures", failures);
     cJSON_AddItemToObject(root, "last_error", last_error != NULL ? last_error : cJSON_CreateNull());
+    cJSON_AddItemToObject(root, "provider_error",
+                          provider_error != NULL ? provider_error : cJSON_CreateNull());
     cJSON_AddItemToObject(root, "models", models);
     cJSON_AddItemToObject(root, "backends", all);
     char *text = cJSON_PrintUnformatted(root);
@@ -386,6 +394,7 @@ static int declare_metrics(app_t *app)
     D(ejections, GW_COUNTER, "framegate_backend_ejections_total", "Backends ejected and replaced: answers departing from their peers' (consecutive_failures, success_rate) or silence (hung).", "model,reason", NULL, 0)
     D(suspected, GW_COUNTER, "framegate_backend_suspected_total", "Backends suspected of hanging (a frame unanswered past the model's bound): then back to ready or ejected.", "model", NULL, 0)
     D(recovered, GW_COUNTER, "framegate_backend_recovered_total", "Suspected backends that answered again and went back to ready.", "model", NULL, 0)
+    D(cloud_errors, GW_COUNTER, "framegate_cloud_api_errors_total", "Cloud provider API calls that failed (each retry counts; the last error is provider_error in /v1/backends).", "model", NULL, 0)
     D(tls_failures, GW_COUNTER, "framegate_tls_handshake_failures_total", "Backend starts that failed on a refused TLS handshake (a certificate that did not verify on either side, or TLS against plain tcp).", "model", NULL, 0)
     D(connections, GW_GAUGE, "framegate_http_connections", "Open client connections.", NULL, NULL, 0)
     D(store_writes, GW_COUNTER, "framegate_store_writes_total", "Store writes, by result (ok, failed: each failure is retried from the spool).", "result", NULL, 0)
@@ -440,6 +449,11 @@ static char *render_metrics(app_t *app, size_t *len)
         gw_metrics_set(m, app->fam.suspected, name, NULL, (double)st.suspected);
         gw_metrics_set(m, app->fam.recovered, name, NULL, (double)st.recovered);
         gw_metrics_set(m, app->fam.tls_failures, name, NULL, (double)st.tls_failures);
+        if (app->models[i].provider->ops->api_error != NULL) {
+            uint64_t errors = 0;
+            app->models[i].provider->ops->api_error(app->models[i].provider, &errors);
+            gw_metrics_set(m, app->fam.cloud_errors, name, NULL, (double)errors);
+        }
         for (int r = GW_HEALTH_NONE + 1; r < GW_HEALTH_NREASONS; r++)
             gw_metrics_set(m, app->fam.ejections, name, gw_health_reason_name(r),
                            (double)st.ejections[r]);

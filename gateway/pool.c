@@ -534,8 +534,6 @@ char *gw_pool_backends_json(gw_pool_t *pool)
         else
             cJSON_AddNullToObject(root, "provider_error");
         cJSON_AddNumberToObject(root, "provider_errors", (double)errors);
-        if (pool->last_error[0] == '\0' && e[0] != '\0')
-            cJSON_ReplaceItemInObject(root, "last_error", cJSON_CreateString(e));
     }
     cJSON *arr = cJSON_AddArrayToObject(root, "backends");
     for (gw__backend_t *be = pool->backends; be != NULL; be = be->next)

@@ -135,6 +135,8 @@ try:
     pe = gw.backends().get("provider_error") or ""
     fg.check("RequestLimitExceeded" in pe, f"the throttling shows in /v1/backends ({pe!r})")
     fg.check(fake.throttle == 0, "every throttled call was retried")
+    errs = fg.metric_value(gw.metrics(), "framegate_cloud_api_errors_total", {"model": "app"})
+    fg.check(errs is not None and errs >= 4, f"API errors counted in /metrics ({errs})")
 
     # Scale to 4 again, then SIGKILL: the instances survive the gateway.
     load = fg.Load(gw, clients=12).start()
