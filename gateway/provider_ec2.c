@@ -291,6 +291,13 @@ struct ec2 {
     const gw_config_t *cfg;
     const gw_model_t *model;
     gw_ec2_creds_t creds;
+    int imds;            /* credentials come from the instance metadata service (IMDSv2) */
+    int imds_busy;       /* a refresh is under way */
+    time_t creds_expire; /* IMDS credentials: their Expiration (0 = unknown) */
+    char imds_url[256];
+    char imds_token[256];
+    char imds_role[256];
+    gw_fetch_req_t *imds_req; /* the IMDS request in flight, or NULL */
     char endpoint[1024];
     char host[256];
     char join_url[1024];
@@ -385,10 +392,172 @@ static void on_fetched(void *arg, gw_fetch_result_t *res)
     call_done(c);
 }
 
+/* ---- IMDSv2: a session token (PUT), the role's name, then its credentials ---- */
+
+static void imds_get(ec2_t *p, const char *path, gw_fetch_cb cb);
+
+static time_t parse_iso8601(const char *s)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    if (sscanf(s, "%d-%d-%dT%d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+               &tm.tm_min, &tm.tm_sec) != 6)
+        return 0;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return timegm(&tm);
+}
+
+static int imds_failed(ec2_t *p, gw_fetch_result_t *res, const char *what)
+{
+    p->imds_req = NULL;
+    if (res->err == 0 && res->status == 200 && res->body != NULL)
+        return 0;
+    char e[300];
+    if (res->err != 0)
+        snprintf(e, sizeof e, "%s", res->error[0] ? res->error : proto_strerror(res->err));
+    else
+        snprintf(e, sizeof e, "HTTP %ld", res->status);
+    if (res->err != UV_ECANCELED)
+        set_error(p, what, e);
+    p->imds_busy = 0;
+    return 1;
+}
+
+/* The JSON string value of "key" in a flat JSON object, into out; 0 or -1. */
+static int json_str(const char *json, const char *key, char *out, size_t cap)
+{
+    char k[64];
+    snprintf(k, sizeof k, "\"%s\"", key);
+    const char *at = strstr(json, k);
+    if (at == NULL || (at = strchr(at + strlen(k), '"')) == NULL)
+        return -1;
+    const char *end = strchr(at + 1, '"');
+    if (end == NULL || (size_t)(end - at - 1) >= cap)
+        return -1;
+    snprintf(out, cap, "%.*s", (int)(end - at - 1), at + 1);
+    return 0;
+}
+
+static void on_imds_creds(void *arg, gw_fetch_result_t *res)
+{
+    ec2_t *p = arg;
+    if (imds_failed(p, res, "IMDS credentials"))
+        return;
+    char *json = malloc(res->len + 1), exp[64] = "";
+    gw_ec2_creds_t c;
+    memset(&c, 0, sizeof c);
+    if (json == NULL)
+        return (void)(p->imds_busy = 0);
+    memcpy(json, res->body, res->len);
+    json[res->len] = '\0';
+    if (json_str(json, "AccessKeyId", c.access_key, sizeof c.access_key) != 0 ||
+        json_str(json, "SecretAccessKey", c.secret_key, sizeof c.secret_key) != 0 ||
+        json_str(json, "Token", c.token, sizeof c.token) != 0) {
+        set_error(p, "IMDS credentials", "answer without AccessKeyId/SecretAccessKey/Token");
+    } else {
+        json_str(json, "Expiration", exp, sizeof exp);
+        p->creds = c;
+        p->creds_expire = parse_iso8601(exp);
+        GW_LOG_I("cloud_credentials", "provider=ec2 source=imds role=%s expires=%s",
+                 p->imds_role, exp[0] ? exp : "?");
+    }
+    free(json);
+    p->imds_busy = 0;
+}
+
+static void on_imds_role(void *arg, gw_fetch_result_t *res)
+{
+    ec2_t *p = arg;
+    if (imds_failed(p, res, "IMDS role"))
+        return;
+    size_t n = strcspn((const char *)res->body, "\r\n");
+    if (n > res->len)
+        n = res->len;
+    if (n == 0 || n >= sizeof p->imds_role) {
+        set_error(p, "IMDS role", "no instance profile attached");
+        p->imds_busy = 0;
+        return;
+    }
+    snprintf(p->imds_role, sizeof p->imds_role, "%.*s", (int)n, (const char *)res->body);
+    char path[400];
+    snprintf(path, sizeof path, "/latest/meta-data/iam/security-credentials/%s", p->imds_role);
+    imds_get(p, path, on_imds_creds);
+}
+
+static void on_imds_token(void *arg, gw_fetch_result_t *res)
+{
+    ec2_t *p = arg;
+    if (imds_failed(p, res, "IMDS token"))
+        return;
+    if (res->len == 0 || res->len >= sizeof p->imds_token) {
+        set_error(p, "IMDS token", "empty or oversized token");
+        p->imds_busy = 0;
+        return;
+    }
+    snprintf(p->imds_token, sizeof p->imds_token, "%.*s", (int)res->len,
+             (const char *)res->body);
+    imds_get(p, "/latest/meta-data/iam/security-credentials/", on_imds_role);
+}
+
+static void imds_get(ec2_t *p, const char *path, gw_fetch_cb cb)
+{
+    char url[700], hdr[300];
+    snprintf(url, sizeof url, "%s%s", p->imds_url, path);
+    snprintf(hdr, sizeof hdr, "X-aws-ec2-metadata-token: %s", p->imds_token);
+    const char *headers[] = {hdr};
+    gw_fetch_opts_t o = {.url = url,
+                         .headers = headers,
+                         .nheaders = 1,
+                         .max_bytes = 16384,
+                         .connect_timeout_ms = 2000,
+                         .timeout_ms = p->cfg->cloud_api_timeout_ms};
+    if (gw_fetch_start(p->fetch, &o, cb, p, &p->imds_req) != 0) {
+        set_error(p, "IMDS", "request could not be started");
+        p->imds_busy = 0;
+    }
+}
+
+/* Starts a refresh when there are no credentials yet or they expire within 5 minutes. */
+static void imds_refresh(ec2_t *p)
+{
+    if (!p->imds || p->imds_busy || p->destroying)
+        return;
+    if (p->creds.access_key[0] && (p->creds_expire == 0 || p->creds_expire - time(NULL) > 300))
+        return;
+    p->imds_busy = 1;
+    char url[400];
+    const char *hdrs[] = {"X-aws-ec2-metadata-token-ttl-seconds: 21600"};
+    snprintf(url, sizeof url, "%s/latest/api/token", p->imds_url);
+    gw_fetch_opts_t o = {.method = "PUT",
+                         .url = url,
+                         .headers = hdrs,
+                         .nheaders = 1,
+                         .body = (const uint8_t *)"",
+                         .body_len = 0,
+                         .max_bytes = 4096,
+                         .connect_timeout_ms = 2000,
+                         .timeout_ms = p->cfg->cloud_api_timeout_ms};
+    if (gw_fetch_start(p->fetch, &o, on_imds_token, p, &p->imds_req) != 0) {
+        set_error(p, "IMDS token", "request could not be started");
+        p->imds_busy = 0;
+    }
+}
+
 static void call_send(call_t *c)
 {
     ec2_t *p = c->p;
     char amz[17], auth[512], hdr_auth[600], hdr_date[64], hdr_tok[2100];
+    imds_refresh(p);
+    if (p->creds.access_key[0] == '\0') { /* IMDS has not answered yet: try again soon */
+        if (++c->attempts > 50) {
+            c->cb(p, c, 0, NULL, 0, "no credentials from the instance metadata service");
+            call_done(c);
+            return;
+        }
+        uv_timer_start(&c->timer, on_backoff, 200, 0);
+        return;
+    }
     gw_sigv4_amz_date(time(NULL), amz);
     int rv = gw_ec2_authorization(&p->creds, p->cfg->ec2_region, p->host, c->body, c->body_len,
                                   amz, auth, sizeof auth);
@@ -775,6 +944,8 @@ static void ec2_destroy(gw_provider_t *gp)
     ec2_t *p = (ec2_t *)gp;
     p->destroying = 1;
     uv_timer_stop(&p->sweep);
+    if (p->imds_req != NULL)
+        gw_fetch_cancel(p->imds_req); /* its callback runs now, cancelled */
     /* calls in flight or waiting (a sweep, orphan terminations): cancel; each callback
      * (cancelled) unlinks its call */
     while (p->calls != NULL) {
@@ -835,11 +1006,13 @@ int gw_provider_ec2_create(gw_provider_t **out, uv_loop_t *loop, gw_fetch_t *fet
     p->cfg = cfg;
     p->model = model;
     if (gw_ec2_creds_load(&p->creds) != 0) {
-        /* IMDSv2 is not implemented yet: on an instance, export the role's credentials. */
-        snprintf(err, errcap, "provider ec2: no AWS credentials (AWS_ACCESS_KEY_ID and "
-                              "AWS_SECRET_ACCESS_KEY, or ~/.aws/credentials)");
-        free(p);
-        return PROTO_ECONFIG;
+        /* on an instance: its role's credentials, from IMDSv2 (refreshed before expiry) */
+        const char *e = getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT");
+        p->imds = 1;
+        snprintf(p->imds_url, sizeof p->imds_url, "%s", e && *e ? e : "http://169.254.169.254");
+        size_t l = strlen(p->imds_url);
+        if (l > 0 && p->imds_url[l - 1] == '/')
+            p->imds_url[l - 1] = '\0';
     }
     if (cfg->ec2_endpoint[0])
         snprintf(p->endpoint, sizeof p->endpoint, "%s", cfg->ec2_endpoint);

@@ -68,6 +68,7 @@ class Ec2Fake:
     def __init__(self, certfile, keyfile, workdir, access_key, secret_key, region="us-east-1",
                  boot_delay=0.2):
         self.access_key, self.secret_key, self.region = access_key, secret_key, region
+        self.keys = {access_key: (secret_key, None)}  # access key -> (secret, session token)
         self.workdir = workdir
         self.boot_delay = boot_delay
         self.lock = threading.Lock()
@@ -128,8 +129,9 @@ class Ec2Fake:
         cred = parts.get("Credential", "").split("/")
         if len(cred) != 5 or cred[4] != "aws4_request":
             return 401, "AuthFailure", "malformed Credential"
-        if cred[0] != self.access_key:
+        if cred[0] not in self.keys:
             return 401, "AuthFailure", "AWS was not able to validate the provided access credentials"
+        secret, want_token = self.keys[cred[0]]
         if cred[2] != self.region or cred[3] != "ec2":
             return 401, "AuthFailure", f"wrong scope region/service {cred[2]}/{cred[3]}"
         amz = headers.get("X-Amz-Date", "")
@@ -147,10 +149,14 @@ class Ec2Fake:
             if need not in signed:
                 return 401, "AuthFailure", f"{need} is not signed"
         token = headers.get("X-Amz-Security-Token")
+        if token != want_token:
+            return 401, "AuthFailure", "The security token included in the request is invalid"
+        if token is not None and "x-amz-security-token" not in signed:
+            return 401, "AuthFailure", "x-amz-security-token is not signed"
         req = AWSRequest(method="POST", url=f"https://{headers.get('Host')}/", data=body,
                          headers={h: headers.get(h, "") for h in signed})
         req.context["timestamp"] = amz
-        sv = SigV4Auth(Credentials(self.access_key, self.secret_key, token), "ec2", self.region)
+        sv = SigV4Auth(Credentials(cred[0], secret, token), "ec2", self.region)
         creq = sv.canonical_request(req)
         sts = sv.string_to_sign(req, creq)
         want = sv.signature(sts, req)
@@ -311,3 +317,67 @@ class Ec2Fake:
                     except OSError:
                         pass
                     i.proc.wait()
+
+
+class Imds:
+    """The instance metadata service, IMDSv2 only: PUT /latest/api/token (with
+    X-aws-ec2-metadata-token-ttl-seconds) gives a token that every GET must carry
+    (X-aws-ec2-metadata-token), else 401; the role's temporary credentials are registered with
+    the Ec2Fake, so requests signed with them (and their session token) are accepted."""
+
+    def __init__(self, ec2, role="framegate-role"):
+        self.token = secrets.token_hex(16)
+        self.role = role
+        self.gets = 0
+        self.refused = 0
+        ak, sk, st = "ASIA" + secrets.token_hex(8).upper(), secrets.token_hex(20), \
+            secrets.token_hex(32)
+        ec2.keys[ak] = (sk, st)
+        exp = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=6))
+        self.creds = ('{"Code":"Success","Type":"AWS-HMAC","AccessKeyId":"%s",'
+                      '"SecretAccessKey":"%s","Token":"%s","Expiration":"%s"}'
+                      % (ak, sk, st, exp.strftime("%Y-%m-%dT%H:%M:%SZ")))
+        imds = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def reply(self, status, text):
+                data = text.encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_PUT(self):
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if self.path != "/latest/api/token" or \
+                        not self.headers.get("X-aws-ec2-metadata-token-ttl-seconds"):
+                    imds.refused += 1
+                    return self.reply(400, "")
+                self.reply(200, imds.token)
+
+            def do_GET(self):
+                if self.headers.get("X-aws-ec2-metadata-token") != imds.token:
+                    imds.refused += 1
+                    return self.reply(401, "")
+                imds.gets += 1
+                base = "/latest/meta-data/iam/security-credentials/"
+                if self.path == base:
+                    return self.reply(200, imds.role)
+                if self.path == base + imds.role:
+                    return self.reply(200, imds.creds)
+                self.reply(404, "")
+
+        self.port = free_port()
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -25,7 +25,7 @@ import time
 import fg
 
 sys.path.insert(0, os.path.dirname(__file__))
-from ec2fake import Ec2Fake  # noqa: E402
+from ec2fake import Ec2Fake, Imds  # noqa: E402
 
 S = fg.SLOW
 CERTS = os.path.join(fg.SRC, "scripts", "certs.sh")
@@ -57,7 +57,7 @@ atexit.register(fake.close)
 cluster = "test-" + secrets.token_hex(4)
 
 
-def gateway(secret=SK, join_port=None, **extra):
+def gateway(secret=SK, join_port=None, imds=None, **extra):
     join_port = join_port or fg.free_port()
     settings = {
         "model.app.provider": "ec2", "min_backends": 1, "max_backends": 4,
@@ -79,6 +79,10 @@ def gateway(secret=SK, join_port=None, **extra):
     settings.update(extra)
     env = {"AWS_ACCESS_KEY_ID": AK, "AWS_SECRET_ACCESS_KEY": secret,
            "AWS_SHARED_CREDENTIALS_FILE": os.path.join(tmp, "none")}
+    if imds is not None:  # no key anywhere: the role's, from the metadata service
+        env = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
+               "AWS_SHARED_CREDENTIALS_FILE": os.path.join(tmp, "none"),
+               "AWS_EC2_METADATA_SERVICE_ENDPOINT": imds.url}
     return fg.Gateway(settings=settings, env=env, wait_ready=False)
 
 
@@ -181,6 +185,39 @@ try:
     fg.check(fake.alive() == [], "no instance was started with a bad signature")
 finally:
     gw.stop(sig=signal.SIGTERM, timeout=20)
+
+# An instance that never boots is terminated after start_timeout_ms.
+fake.boot = False
+gw = gateway(start_timeout_ms=3000)
+gw.start()
+try:
+    t0 = time.time()
+    err = wait_for(lambda: "was not ready within" in (gw.backends().get("last_error") or ""), 20)
+    fg.check(err, f"never booted: last_error says so ({gw.backends().get('last_error')!r})")
+    dead = wait_for(lambda: any(i.state == "terminated" for i in fake.instances.values()
+                                if i.proc is None), 10)
+    fg.check(dead, "the instance that never booted was terminated at the cloud")
+finally:
+    gw.stop(sig=signal.SIGTERM, timeout=20)
+fg.check(fake.alive() == [], f"nothing left after SIGTERM ({[i.id for i in fake.alive()]})")
+fake.boot = True
+
+# Credentials from IMDSv2 (token PUT, role, credentials): requests signed with the role's
+# temporary key and its session token, which the fake checks.
+imds = Imds(fake)
+atexit.register(imds.close)
+gw = gateway(imds=imds)
+gw.start()
+try:
+    ok = wait_for(lambda: ready(gw) >= 1, 30)
+    fg.check(ok, f"IMDSv2 credentials: an instance launched and ready "
+                 f"({gw.backends().get('provider_error')!r})")
+    fg.check(imds.gets >= 2 and imds.refused == 0, f"IMDS asked with its token ({imds.gets} GETs)")
+    fg.check("source=imds" in gw.log(), "credentials logged as from imds")
+finally:
+    gw.stop(sig=signal.SIGTERM, timeout=20)
+fg.check(fake.alive() == [], "SIGTERM terminated the instance")
+imds.close()
 
 fake.close()
 fg.finish()
