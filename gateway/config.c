@@ -90,6 +90,12 @@ static const key_t_ keys[] = {
     {"ec2_subnet", T_STR, F(ec2_subnet), S(ec2_subnet), 0, 0, 0},
     {"ec2_security_groups", T_STR, F(ec2_security_groups), S(ec2_security_groups), 0, 0, 0},
     {"ec2_instance_profile", T_STR, F(ec2_instance_profile), S(ec2_instance_profile), 0, 0, 0},
+    {"k8s_server", T_STR, F(k8s_server), S(k8s_server), 0, 0, 0},
+    {"k8s_token_file", T_STR, F(k8s_token_file), S(k8s_token_file), 0, 0, 0},
+    {"k8s_ca_file", T_STR, F(k8s_ca_file), S(k8s_ca_file), 0, 0, 0},
+    {"k8s_namespace", T_STR, F(k8s_namespace), S(k8s_namespace), 0, 0, 0},
+    {"k8s_pod_template", T_STR, F(k8s_pod_template), S(k8s_pod_template), 0, 0, 0},
+    {"k8s_tls_dir", T_STR, F(k8s_tls_dir), S(k8s_tls_dir), 0, 0, 0},
     {"models", T_STR, F(serve), S(serve), 0, 0, 0},
     {"default_model", T_STR, F(default_model), S(default_model), 0, 0, 0},
     {"backends", T_BACKENDS, 0, 0, 1, 256, 0},
@@ -169,7 +175,7 @@ static const key_t_ model_keys[] = {
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 static const char *const preprocess_names[] = {"darknet", "faceapi"};
-static const char *const provider_names[] = {"", "local", "static", "registered", "ec2"};
+static const char *const provider_names[] = {"", "local", "static", "registered", "ec2", "kubernetes"};
 
 /* A new model: darknet's own defaults, pool keys inherited. */
 static void init_model(gw_model_t *m, const char *name)
@@ -241,6 +247,11 @@ void gw_config_defaults(gw_config_t *cfg)
     cfg->cloud_reap_interval_ms = 60000;
     cfg->cloud_max_starts_per_hour = 60;
     snprintf(cfg->ec2_region, sizeof cfg->ec2_region, "us-east-1");
+    snprintf(cfg->k8s_token_file, sizeof cfg->k8s_token_file,
+             "/var/run/secrets/kubernetes.io/serviceaccount/token");
+    snprintf(cfg->k8s_ca_file, sizeof cfg->k8s_ca_file,
+             "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt");
+    snprintf(cfg->k8s_tls_dir, sizeof cfg->k8s_tls_dir, "/etc/framegate/tls");
     cfg->body_timeout_ms = 60000;
     cfg->idle_timeout_ms = 60000;
     cfg->queue_size = 1024;
@@ -418,7 +429,7 @@ static int set_key(gw_config_t *cfg, gw_model_t *model, const key_t_ *k, const c
                 snprintf(base + k->off, k->cap, "%s", value);
                 return 0;
             }
-        return fail(err, errcap, origin, shown, "expected local, static, registered or ec2", value);
+        return fail(err, errcap, origin, shown, "expected local, static, registered, ec2 or kubernetes", value);
     case T_STR:
     case T_SECRET:
         if (strlen(value) >= k->cap)
@@ -897,7 +908,8 @@ static int check_static(gw_config_t *cfg, gw_model_t *m, char *err, size_t errca
 static int check_cloud(gw_config_t *cfg, gw_model_t *m, char *err, size_t errcap)
 {
     const char *why = NULL;
-    if (strcmp(m->provider, "ec2") != 0)
+    int ec2 = strcmp(m->provider, "ec2") == 0, k8s = strcmp(m->provider, "kubernetes") == 0;
+    if (!ec2 && !k8s)
         return 0;
     if (cfg->join_listen[0] == '\0')
         why = "needs join_listen (instances register there)";
@@ -906,12 +918,14 @@ static int check_cloud(gw_config_t *cfg, gw_model_t *m, char *err, size_t errcap
               "reach";
     else if (cfg->tls_ca[0] == '\0')
         why = "needs tls_ca, tls_cert and tls_key (instances are dialled over mutual TLS)";
-    else if (cfg->cloud_backend_cert[0] == '\0' || cfg->cloud_backend_key[0] == '\0')
+    else if (ec2 && (cfg->cloud_backend_cert[0] == '\0' || cfg->cloud_backend_key[0] == '\0'))
         why = "needs cloud_backend_cert and cloud_backend_key (the instances' certificate)";
-    else if (cfg->ec2_image[0] == '\0' || cfg->ec2_instance_type[0] == '\0')
+    else if (ec2 && (cfg->ec2_image[0] == '\0' || cfg->ec2_instance_type[0] == '\0'))
         why = "needs ec2_image and ec2_instance_type";
+    else if (k8s && cfg->k8s_pod_template[0] == '\0')
+        why = "needs k8s_pod_template (a Pod as JSON)";
     if (why != NULL) {
-        snprintf(err, errcap, "model '%s': provider ec2 %s", m->name, why);
+        snprintf(err, errcap, "model '%s': provider %s %s", m->name, m->provider, why);
         return PROTO_ECONFIG;
     }
     return 0;

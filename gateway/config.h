@@ -112,6 +112,12 @@ typedef struct {
     char ec2_subnet[128];
     char ec2_security_groups[512]; /* comma-separated sg-ids */
     char ec2_instance_profile[256]; /* name or ARN; "" = none */
+    char k8s_server[512];      /* "" = https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT */
+    char k8s_token_file[GW_CONFIG_STR_MAX]; /* bearer token, re-read at every call */
+    char k8s_ca_file[GW_CONFIG_STR_MAX];    /* the API server's CA */
+    char k8s_namespace[128];   /* "" = the pod's own namespace, else "default" */
+    char k8s_pod_template[GW_CONFIG_STR_MAX]; /* a Pod as JSON: image, resources, volumes */
+    char k8s_tls_dir[GW_CONFIG_STR_MAX]; /* where the template mounts ca.crt, tls.crt, tls.key */
 
     /* models: definitions in declaration order; `serve` picks some (comma-separated names,
      * "" = all); gw_config_validate drops the others and resolves default_model. */
