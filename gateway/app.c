@@ -670,9 +670,11 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
         else if (strcmp(m->model->provider, "registered") == 0)
             rv = gw_provider_registered_create(&provider, &app.loop, NULL);
         else if (strcmp(m->model->provider, "ec2") == 0 ||
+                 strcmp(m->model->provider, "gce") == 0 ||
                  strcmp(m->model->provider, "kubernetes") == 0) {
-            rv = (strcmp(m->model->provider, "ec2") == 0 ? gw_provider_ec2_create
-                                                         : gw_provider_kubernetes_create)(
+            rv = (strcmp(m->model->provider, "ec2") == 0   ? gw_provider_ec2_create
+                  : strcmp(m->model->provider, "gce") == 0 ? gw_provider_gce_create
+                                                           : gw_provider_kubernetes_create)(
                 &provider, &app.loop, app.fetch, cfg, m->model, NULL, err, sizeof err);
             if (rv == PROTO_ECONFIG) {
                 GW_LOG_E("start", "model=%s error=\"%s\"", m->model->name, err);

@@ -90,6 +90,16 @@ static const key_t_ keys[] = {
     {"ec2_subnet", T_STR, F(ec2_subnet), S(ec2_subnet), 0, 0, 0},
     {"ec2_security_groups", T_STR, F(ec2_security_groups), S(ec2_security_groups), 0, 0, 0},
     {"ec2_instance_profile", T_STR, F(ec2_instance_profile), S(ec2_instance_profile), 0, 0, 0},
+    {"gce_project", T_STR, F(gce_project), S(gce_project), 0, 0, 0},
+    {"gce_zone", T_STR, F(gce_zone), S(gce_zone), 0, 0, 0},
+    {"gce_machine_type", T_STR, F(gce_machine_type), S(gce_machine_type), 0, 0, 0},
+    {"gce_image", T_STR, F(gce_image), S(gce_image), 0, 0, 0},
+    {"gce_network", T_STR, F(gce_network), S(gce_network), 0, 0, 0},
+    {"gce_subnetwork", T_STR, F(gce_subnetwork), S(gce_subnetwork), 0, 0, 0},
+    {"gce_service_account", T_STR, F(gce_service_account), S(gce_service_account), 0, 0, 0},
+    {"gce_key_file", T_STR, F(gce_key_file), S(gce_key_file), 0, 0, 0},
+    {"gce_endpoint", T_STR, F(gce_endpoint), S(gce_endpoint), 0, 0, 0},
+    {"gce_ca_file", T_STR, F(gce_ca_file), S(gce_ca_file), 0, 0, 0},
     {"k8s_server", T_STR, F(k8s_server), S(k8s_server), 0, 0, 0},
     {"k8s_token_file", T_STR, F(k8s_token_file), S(k8s_token_file), 0, 0, 0},
     {"k8s_ca_file", T_STR, F(k8s_ca_file), S(k8s_ca_file), 0, 0, 0},
@@ -175,7 +185,7 @@ static const key_t_ model_keys[] = {
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 static const char *const preprocess_names[] = {"darknet", "faceapi"};
-static const char *const provider_names[] = {"", "local", "static", "registered", "ec2", "kubernetes"};
+static const char *const provider_names[] = {"", "local", "static", "registered", "ec2", "gce", "kubernetes"};
 
 /* A new model: darknet's own defaults, pool keys inherited. */
 static void init_model(gw_model_t *m, const char *name)
@@ -252,6 +262,7 @@ void gw_config_defaults(gw_config_t *cfg)
     snprintf(cfg->k8s_ca_file, sizeof cfg->k8s_ca_file,
              "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt");
     snprintf(cfg->k8s_tls_dir, sizeof cfg->k8s_tls_dir, "/etc/framegate/tls");
+    snprintf(cfg->gce_network, sizeof cfg->gce_network, "global/networks/default");
     cfg->body_timeout_ms = 60000;
     cfg->idle_timeout_ms = 60000;
     cfg->queue_size = 1024;
@@ -429,7 +440,7 @@ static int set_key(gw_config_t *cfg, gw_model_t *model, const key_t_ *k, const c
                 snprintf(base + k->off, k->cap, "%s", value);
                 return 0;
             }
-        return fail(err, errcap, origin, shown, "expected local, static, registered, ec2 or kubernetes", value);
+        return fail(err, errcap, origin, shown, "expected local, static, registered, ec2, gce or kubernetes", value);
     case T_STR:
     case T_SECRET:
         if (strlen(value) >= k->cap)
@@ -909,7 +920,8 @@ static int check_cloud(gw_config_t *cfg, gw_model_t *m, char *err, size_t errcap
 {
     const char *why = NULL;
     int ec2 = strcmp(m->provider, "ec2") == 0, k8s = strcmp(m->provider, "kubernetes") == 0;
-    if (!ec2 && !k8s)
+    int gce = strcmp(m->provider, "gce") == 0;
+    if (!ec2 && !k8s && !gce)
         return 0;
     if (cfg->join_listen[0] == '\0')
         why = "needs join_listen (instances register there)";
@@ -918,10 +930,14 @@ static int check_cloud(gw_config_t *cfg, gw_model_t *m, char *err, size_t errcap
               "reach";
     else if (cfg->tls_ca[0] == '\0')
         why = "needs tls_ca, tls_cert and tls_key (instances are dialled over mutual TLS)";
-    else if (ec2 && (cfg->cloud_backend_cert[0] == '\0' || cfg->cloud_backend_key[0] == '\0'))
+    else if ((ec2 || gce) &&
+             (cfg->cloud_backend_cert[0] == '\0' || cfg->cloud_backend_key[0] == '\0'))
         why = "needs cloud_backend_cert and cloud_backend_key (the instances' certificate)";
     else if (ec2 && (cfg->ec2_image[0] == '\0' || cfg->ec2_instance_type[0] == '\0'))
         why = "needs ec2_image and ec2_instance_type";
+    else if (gce && (cfg->gce_project[0] == '\0' || cfg->gce_zone[0] == '\0' ||
+                     cfg->gce_machine_type[0] == '\0' || cfg->gce_image[0] == '\0'))
+        why = "needs gce_project, gce_zone, gce_machine_type and gce_image";
     else if (k8s && cfg->k8s_pod_template[0] == '\0')
         why = "needs k8s_pod_template (a Pod as JSON)";
     if (why != NULL) {

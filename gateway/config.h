@@ -112,6 +112,16 @@ typedef struct {
     char ec2_subnet[128];
     char ec2_security_groups[512]; /* comma-separated sg-ids */
     char ec2_instance_profile[256]; /* name or ARN; "" = none */
+    char gce_project[128];
+    char gce_zone[64];
+    char gce_machine_type[64];
+    char gce_image[512];       /* sourceImage: projects/P/global/images/family/F */
+    char gce_network[256];     /* "global/networks/default" */
+    char gce_subnetwork[256];  /* "" = the network's */
+    char gce_service_account[256]; /* the instances' (email); "" = none */
+    char gce_key_file[GW_CONFIG_STR_MAX]; /* "" = GOOGLE_APPLICATION_CREDENTIALS, else metadata */
+    char gce_endpoint[512];    /* "" = https://compute.googleapis.com/compute/v1/ */
+    char gce_ca_file[GW_CONFIG_STR_MAX];
     char k8s_server[512];      /* "" = https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT */
     char k8s_token_file[GW_CONFIG_STR_MAX]; /* bearer token, re-read at every call */
     char k8s_ca_file[GW_CONFIG_STR_MAX];    /* the API server's CA */

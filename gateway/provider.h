@@ -109,6 +109,12 @@ int gw_provider_ec2_create(gw_provider_t **out, uv_loop_t *loop, gw_fetch_t *fet
                            const gw_config_t *cfg, const gw_model_t *model,
                            gw_provider_exit_cb on_exit, char *err, size_t errcap);
 
+/* The GCE provider for one model (provider_gce.c): one Compute Engine instance per backend,
+ * its startup script the EC2 user data's. Same contract as the EC2 one. */
+int gw_provider_gce_create(gw_provider_t **out, uv_loop_t *loop, gw_fetch_t *fetch,
+                           const gw_config_t *cfg, const gw_model_t *model,
+                           gw_provider_exit_cb on_exit, char *err, size_t errcap);
+
 /* The Kubernetes provider for one model (provider_kubernetes.c): one Pod per backend from
  * cfg->k8s_pod_template, joining like an EC2 instance. Same contract as the EC2 one. */
 int gw_provider_kubernetes_create(gw_provider_t **out, uv_loop_t *loop, gw_fetch_t *fetch,
