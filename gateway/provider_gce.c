@@ -150,6 +150,7 @@ struct gce {
     time_t token_expire;
     int token_busy;
     gw_fetch_req_t *token_req;
+    char token_body[2600]; /* the token request's body: fetch borrows it until done */
     gw_instance_t *insts;
     int live;
     call_t *calls;
@@ -241,7 +242,10 @@ static void call_send(call_t *c)
     token_refresh(p);
     if (p->access_token[0] == '\0' || (p->token_expire != 0 && p->token_expire <= time(NULL))) {
         if (++c->attempts > 50) { /* no token within ~10 s */
-            c->cb(p, c, 0, 0, NULL, "no access token");
+            char why[600];
+            snprintf(why, sizeof why, "no access token (%s)",
+                     p->last_error[0] ? p->last_error : "the token endpoint did not answer");
+            c->cb(p, c, 0, 0, NULL, why);
             call_done(c);
             return;
         }
@@ -365,7 +369,7 @@ static void token_refresh(gce_t *p)
     p->token_busy = 1;
     int rv;
     if (p->sa_key != NULL) {
-        char jwt[2400], body[2600];
+        char jwt[2400], *body = p->token_body;
         rv = gw_gce_jwt(p->sa_key, p->sa_kid, p->sa_email, SCOPE, AUD, (long long)time(NULL),
                         jwt, sizeof jwt);
         if (rv != 0) {
@@ -373,7 +377,7 @@ static void token_refresh(gce_t *p)
             p->token_busy = 0;
             return;
         }
-        snprintf(body, sizeof body,
+        snprintf(body, sizeof p->token_body,
                  "grant_type=urn%%3Aietf%%3Aparams%%3Aoauth%%3Agrant-type%%3Ajwt-bearer&"
                  "assertion=%s", jwt);
         const char *headers[] = {"Content-Type: application/x-www-form-urlencoded"};

@@ -14,7 +14,8 @@ pkgs=(
     darknet libcjson-dev libcurl4-openssl-dev libcmocka-dev libopenblas-dev libspng-dev
     python3
     python3-skimage # astronaut.png (skimage/data): the face model's test photo
-    python3-botocore # the S3 test server checks SigV4 with an independent signer
+    python3-botocore # the S3 and EC2 test servers check SigV4 with an independent signer
+    python3-jwt python3-cryptography # the GCE test server verifies the RS256 JWT
 )
 # node + npm fetch face-api at setup (scripts/models.sh); Debian's, unless one is installed.
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
