@@ -141,8 +141,7 @@ int gw_ec2_authorization(const gw_ec2_creds_t *c, const char *region, const char
 }
 
 /* The text of the first <tag> in [p, end), or NULL. */
-static const char *xml_find(const char *p, const char *end, const char *tag, char *out,
-                            size_t cap)
+static const char *xml_find(const char *p, const char *end, const char *tag, char *out, size_t cap)
 {
     char open[64], close[64];
     snprintf(open, sizeof open, "<%s>", tag);
@@ -207,9 +206,9 @@ int gw_ec2_parse_error(const char *xml, size_t len, char *out, size_t cap)
 
 int gw_ec2_retryable(long status, const char *code_message)
 {
-    static const char *const codes[] = {"RequestLimitExceeded", "Throttling",
-                                        "InsufficientInstanceCapacity", "InternalError",
-                                        "Unavailable", "ServiceUnavailable"};
+    static const char *const codes[] = {
+        "RequestLimitExceeded", "Throttling",  "InsufficientInstanceCapacity",
+        "InternalError",        "Unavailable", "ServiceUnavailable"};
     if (status == 0 || status == 429 || status >= 500)
         return 1;
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
@@ -222,8 +221,8 @@ int gw_ec2_user_data(const gw_config_t *cfg, const gw_model_t *model, const char
                      const char *join_url, const char *ca, const char *cert, const char *key,
                      char *out, size_t cap)
 {
-    const char *cmd = cfg->cloud_backend_command[0] ? cfg->cloud_backend_command
-                                                    : "framegate-backend";
+    const char *cmd =
+        cfg->cloud_backend_command[0] ? cfg->cloud_backend_command : "framegate-backend";
     /* FG_* variables let a test host (or an image with several backends) override the
      * defaults; on EC2 none is set: the first address of the host, port cloud_backend_port. */
     int n = snprintf(
@@ -262,14 +261,13 @@ struct gw_instance {
     char id[32];    /* i-...; "" until RunInstances answered */
     inst_state_t state;
     int stop_wanted;
-    int reported;   /* on_exit was called */
+    int reported; /* on_exit was called */
     gw_instance_t *next;
 };
 
 /* One API call with its retries. */
 typedef struct call call_t;
-typedef void (*call_cb)(ec2_t *p, call_t *c, int ok, const char *xml, size_t len,
-                        const char *err);
+typedef void (*call_cb)(ec2_t *p, call_t *c, int ok, const char *xml, size_t len, const char *err);
 struct call {
     ec2_t *p;
     char *body;
@@ -349,7 +347,10 @@ static void call_done(call_t *c)
 
 static void call_send(call_t *c);
 
-static void on_backoff(uv_timer_t *t) { call_send(t->data); }
+static void on_backoff(uv_timer_t *t)
+{
+    call_send(t->data);
+}
 
 static void on_fetched(void *arg, gw_fetch_result_t *res)
 {
@@ -459,8 +460,8 @@ static void on_imds_creds(void *arg, gw_fetch_result_t *res)
         json_str(json, "Expiration", exp, sizeof exp);
         p->creds = c;
         p->creds_expire = parse_iso8601(exp);
-        GW_LOG_I("cloud_credentials", "provider=ec2 source=imds role=%s expires=%s",
-                 p->imds_role, exp[0] ? exp : "?");
+        GW_LOG_I("cloud_credentials", "provider=ec2 source=imds role=%s expires=%s", p->imds_role,
+                 exp[0] ? exp : "?");
     }
     free(json);
     p->imds_busy = 0;
@@ -495,8 +496,7 @@ static void on_imds_token(void *arg, gw_fetch_result_t *res)
         p->imds_busy = 0;
         return;
     }
-    snprintf(p->imds_token, sizeof p->imds_token, "%.*s", (int)res->len,
-             (const char *)res->body);
+    snprintf(p->imds_token, sizeof p->imds_token, "%.*s", (int)res->len, (const char *)res->body);
     imds_get(p, "/latest/meta-data/iam/security-credentials/", on_imds_role);
 }
 
@@ -559,8 +559,8 @@ static void call_send(call_t *c)
         return;
     }
     gw_sigv4_amz_date(time(NULL), amz);
-    int rv = gw_ec2_authorization(&p->creds, p->cfg->ec2_region, p->host, c->body, c->body_len,
-                                  amz, auth, sizeof auth);
+    int rv = gw_ec2_authorization(&p->creds, p->cfg->ec2_region, p->host, c->body, c->body_len, amz,
+                                  auth, sizeof auth);
     if (rv == 0) {
         snprintf(hdr_auth, sizeof hdr_auth, "Authorization: %s", auth);
         snprintf(hdr_date, sizeof hdr_date, "X-Amz-Date: %s", amz);
@@ -676,8 +676,7 @@ static void report_exit(ec2_t *p, gw_instance_t *inst, const char *why)
     free(inst);
 }
 
-static void on_terminated(ec2_t *p, call_t *c, int ok, const char *xml, size_t len,
-                          const char *err)
+static void on_terminated(ec2_t *p, call_t *c, int ok, const char *xml, size_t len, const char *err)
 {
     (void)xml;
     (void)len;
@@ -686,8 +685,7 @@ static void on_terminated(ec2_t *p, call_t *c, int ok, const char *xml, size_t l
         return;
     char why[700];
     if (ok) {
-        GW_LOG_I("cloud_terminated", "provider=ec2 backend=%s instance=%s", inst->name,
-                 inst->id);
+        GW_LOG_I("cloud_terminated", "provider=ec2 backend=%s instance=%s", inst->name, inst->id);
         report_exit(p, inst, "instance terminated");
     } else {
         /* The sweep terminates it later (it carries our cluster tag and nobody owns it
@@ -727,8 +725,8 @@ static void on_run(ec2_t *p, call_t *c, int ok, const char *xml, size_t len, con
         return;
     }
     snprintf(inst->id, sizeof inst->id, "%s", got[0].id);
-    GW_LOG_I("cloud_launched", "provider=ec2 backend=%s instance=%s token=%s", inst->name,
-             inst->id, inst->token);
+    GW_LOG_I("cloud_launched", "provider=ec2 backend=%s instance=%s token=%s", inst->name, inst->id,
+             inst->token);
     if (inst->state == I_LAUNCHING)
         inst->state = I_PENDING;
     if (inst->stop_wanted) {
@@ -765,8 +763,8 @@ static int ec2_start(gw_provider_t *gp, const char *name, void *owner, gw_instan
     snprintf(inst->name, sizeof inst->name, "%s", name);
     snprintf(inst->token, sizeof inst->token, "%s-%08x%08x", name, (unsigned)rand(),
              (unsigned)rand());
-    int n = gw_ec2_user_data(p->cfg, p->model, inst->token, p->join_url, p->ca, p->cert,
-                             p->key, ud, MAX_BODY / 2);
+    int n = gw_ec2_user_data(p->cfg, p->model, inst->token, p->join_url, p->ca, p->cert, p->key, ud,
+                             MAX_BODY / 2);
     if (n < 0 || mbedtls_base64_encode((unsigned char *)b64, MAX_BODY - 1, &b64_len,
                                        (const unsigned char *)ud, (size_t)n) != 0) {
         free(inst), free(ud), free(b64);
@@ -792,9 +790,9 @@ static int ec2_start(gw_provider_t *gp, const char *name, void *owner, gw_instan
         form_add(&f, k, w);
     }
     if (p->cfg->ec2_instance_profile[0])
-        form_add(&f, strncmp(p->cfg->ec2_instance_profile, "arn:", 4) == 0
-                         ? "IamInstanceProfile.Arn"
-                         : "IamInstanceProfile.Name",
+        form_add(&f,
+                 strncmp(p->cfg->ec2_instance_profile, "arn:", 4) == 0 ? "IamInstanceProfile.Arn"
+                                                                       : "IamInstanceProfile.Name",
                  p->cfg->ec2_instance_profile);
     form_add(&f, "UserData", b64);
     form_add(&f, "TagSpecification.1.ResourceType", "instance");
@@ -827,8 +825,8 @@ static int ec2_start(gw_provider_t *gp, const char *name, void *owner, gw_instan
         free(inst);
         return PROTO_ENOMEM;
     }
-    GW_LOG_I("cloud_launch", "provider=ec2 backend=%s token=%s type=%s image=%s", name,
-             inst->token, p->cfg->ec2_instance_type, p->cfg->ec2_image);
+    GW_LOG_I("cloud_launch", "provider=ec2 backend=%s token=%s type=%s image=%s", name, inst->token,
+             p->cfg->ec2_instance_type, p->cfg->ec2_image);
     return 0;
 }
 
@@ -851,7 +849,10 @@ static void ec2_instance_id(gw_provider_t *gp, gw_instance_t *inst, char *buf, s
     snprintf(buf, cap, "%s", inst->id[0] ? inst->id : "launching");
 }
 
-static int ec2_live(gw_provider_t *gp) { return ((ec2_t *)gp)->live; }
+static int ec2_live(gw_provider_t *gp)
+{
+    return ((ec2_t *)gp)->live;
+}
 
 static int ec2_joined(gw_provider_t *gp, const char *name, const char *addr)
 {
@@ -902,16 +903,17 @@ static void on_swept(ec2_t *p, call_t *c, int ok, const char *xml, size_t len, c
         }
         /* Tagged with our cluster, owned by no live instance here: a crashed gateway's, or
          * one whose termination failed. */
-        GW_LOG_W("cloud_orphan", "provider=ec2 model=%s instance=%s state=%s token=%s "
-                                 "action=terminate",
+        GW_LOG_W("cloud_orphan",
+                 "provider=ec2 model=%s instance=%s state=%s token=%s "
+                 "action=terminate",
                  p->model->name, f->id, f->state, f->client_token);
         terminate_id(p, f->id, NULL);
         orphans++;
     }
     free(found);
     if (orphans > 0)
-        GW_LOG_I("cloud_sweep", "provider=ec2 model=%s instances=%d orphans=%d", p->model->name,
-                 n, orphans);
+        GW_LOG_I("cloud_sweep", "provider=ec2 model=%s instances=%d orphans=%d", p->model->name, n,
+                 orphans);
 }
 
 static void on_sweep(uv_timer_t *t)
@@ -1017,8 +1019,7 @@ int gw_provider_ec2_create(gw_provider_t **out, uv_loop_t *loop, gw_fetch_t *fet
     if (cfg->ec2_endpoint[0])
         snprintf(p->endpoint, sizeof p->endpoint, "%s", cfg->ec2_endpoint);
     else
-        snprintf(p->endpoint, sizeof p->endpoint, "https://ec2.%s.amazonaws.com/",
-                 cfg->ec2_region);
+        snprintf(p->endpoint, sizeof p->endpoint, "https://ec2.%s.amazonaws.com/", cfg->ec2_region);
     const char *h = strstr(p->endpoint, "://");
     h = h ? h + 3 : p->endpoint;
     size_t hl = strcspn(h, "/?");

@@ -34,8 +34,8 @@ int gw_ec2_authorization(const gw_ec2_creds_t *c, const char *region, const char
 /* One instance in a RunInstances or DescribeInstances answer. */
 typedef struct {
     char id[32];
-    char state[24];       /* pending, running, shutting-down, terminated, stopping, stopped */
-    char private_ip[64];  /* "" until it has one */
+    char state[24];      /* pending, running, shutting-down, terminated, stopping, stopped */
+    char private_ip[64]; /* "" until it has one */
     char client_token[96];
 } gw_ec2_instance_t;
 

@@ -69,8 +69,8 @@ int gw_gce_rs256(const char *key_pem, const char *input, char *out, size_t cap)
     mbedtls_ctr_drbg_init(&drbg);
     /* the RNG only blinds the RSA operation: PKCS#1 v1.5 signatures are deterministic */
     if (mbedtls_ctr_drbg_seed(&drbg, mbedtls_entropy_func, &ent, NULL, 0) == 0 &&
-        mbedtls_pk_parse_key(&pk, (const unsigned char *)key_pem, strlen(key_pem) + 1, NULL,
-                             0) == 0 &&
+        mbedtls_pk_parse_key(&pk, (const unsigned char *)key_pem, strlen(key_pem) + 1, NULL, 0) ==
+            0 &&
         mbedtls_pk_can_do(&pk, MBEDTLS_PK_RSA) && mbedtls_pk_get_len(&pk) <= sizeof sig &&
         mbedtls_sha256_ret((const unsigned char *)input, strlen(input), hash, 0) == 0 &&
         mbedtls_pk_sign(&pk, MBEDTLS_MD_SHA256, hash, sizeof hash, sig, &siglen,
@@ -142,9 +142,9 @@ struct gce {
     const gw_model_t *model;
     char endpoint[600]; /* .../compute/v1/projects/P/zones/Z */
     char join_url[1024];
-    char *ca, *cert, *key;      /* PEM texts for the startup script */
+    char *ca, *cert, *key; /* PEM texts for the startup script */
     /* auth: a service-account key (JWT -> token) or the metadata server */
-    char *sa_key;               /* PEM private key; NULL = metadata server */
+    char *sa_key; /* PEM private key; NULL = metadata server */
     char sa_email[256], sa_kid[128], token_url[512], metadata_url[256];
     char access_token[2048];
     time_t token_expire;
@@ -164,8 +164,8 @@ static void set_error(gce_t *p, const char *action, const char *err)
 {
     p->errors++;
     snprintf(p->last_error, sizeof p->last_error, "%s: %s", action, err);
-    GW_LOG_W("cloud_api_error", "provider=gce model=%s action=%s error=\"%s\"",
-             p->model->name, action, err);
+    GW_LOG_W("cloud_api_error", "provider=gce model=%s action=%s error=\"%s\"", p->model->name,
+             action, err);
 }
 
 static void on_call_closed(uv_handle_t *h)
@@ -186,7 +186,10 @@ static void call_done(call_t *c)
 }
 
 static void call_send(call_t *c);
-static void on_backoff(uv_timer_t *t) { call_send(t->data); }
+static void on_backoff(uv_timer_t *t)
+{
+    call_send(t->data);
+}
 
 static void on_fetched(void *arg, gw_fetch_result_t *res)
 {
@@ -297,7 +300,6 @@ static int call_start(gce_t *p, const char *method, const char *path, char *body
     return 0;
 }
 
-
 static gw_instance_t *find_vm(gce_t *p, const char *vm)
 {
     for (gw_instance_t *i = p->insts; i; i = i->next)
@@ -370,8 +372,8 @@ static void token_refresh(gce_t *p)
     int rv;
     if (p->sa_key != NULL) {
         char jwt[2400], *body = p->token_body;
-        rv = gw_gce_jwt(p->sa_key, p->sa_kid, p->sa_email, SCOPE, AUD, (long long)time(NULL),
-                        jwt, sizeof jwt);
+        rv = gw_gce_jwt(p->sa_key, p->sa_kid, p->sa_email, SCOPE, AUD, (long long)time(NULL), jwt,
+                        sizeof jwt);
         if (rv != 0) {
             set_error(p, "token", "the JWT could not be signed (private_key)");
             p->token_busy = 0;
@@ -379,7 +381,8 @@ static void token_refresh(gce_t *p)
         }
         snprintf(body, sizeof p->token_body,
                  "grant_type=urn%%3Aietf%%3Aparams%%3Aoauth%%3Agrant-type%%3Ajwt-bearer&"
-                 "assertion=%s", jwt);
+                 "assertion=%s",
+                 jwt);
         const char *headers[] = {"Content-Type: application/x-www-form-urlencoded"};
         gw_fetch_opts_t o = {.method = "POST",
                              .url = p->token_url,
@@ -394,8 +397,7 @@ static void token_refresh(gce_t *p)
         rv = gw_fetch_start(p->fetch, &o, on_token, p, &p->token_req);
     } else {
         char url[400];
-        snprintf(url, sizeof url,
-                 "%s/computeMetadata/v1/instance/service-accounts/default/token",
+        snprintf(url, sizeof url, "%s/computeMetadata/v1/instance/service-accounts/default/token",
                  p->metadata_url);
         const char *headers[] = {"Metadata-Flavor: Google"};
         gw_fetch_opts_t o = {.url = url,
@@ -455,7 +457,9 @@ static void on_deleted(gce_t *p, call_t *c, int ok, long status, cJSON *doc, con
     } else {
         char why[800];
         snprintf(why, sizeof why, "instance delete failed (%s); the orphan sweep retries",
-                 ok ? oerr : err ? err : "?");
+                 ok    ? oerr
+                 : err ? err
+                       : "?");
         report_exit(p, inst, why);
     }
 }
@@ -522,9 +526,8 @@ static void poll_op(gce_t *p, const char *op, gw_instance_t *inst, call_cb cb)
 static char *build_instance(gce_t *p, const gw_instance_t *inst)
 {
     char *script = malloc(65536);
-    if (script == NULL ||
-        gw_ec2_user_data(p->cfg, p->model, inst->vm, p->join_url, p->ca, p->cert, p->key,
-                         script, 65536) < 0) {
+    if (script == NULL || gw_ec2_user_data(p->cfg, p->model, inst->vm, p->join_url, p->ca, p->cert,
+                                           p->key, script, 65536) < 0) {
         free(script);
         return NULL;
     }
@@ -605,8 +608,8 @@ static int gce_start(gw_provider_t *gp, const char *name, void *owner, gw_instan
     }
     addr[0] = '\0';
     *out = inst;
-    GW_LOG_I("cloud_launch", "provider=gce backend=%s instance=%s machine_type=%s", name,
-             inst->vm, p->cfg->gce_machine_type);
+    GW_LOG_I("cloud_launch", "provider=gce backend=%s instance=%s machine_type=%s", name, inst->vm,
+             p->cfg->gce_machine_type);
     return 0;
 }
 
@@ -627,7 +630,10 @@ static void gce_instance_id(gw_provider_t *gp, gw_instance_t *inst, char *buf, s
     snprintf(buf, cap, "%s", inst->vm);
 }
 
-static int gce_live(gw_provider_t *gp) { return ((gce_t *)gp)->live; }
+static int gce_live(gw_provider_t *gp)
+{
+    return ((gce_t *)gp)->live;
+}
 
 static int gce_joined(gw_provider_t *gp, const char *name, const char *addr)
 {
@@ -673,14 +679,14 @@ static void on_listed(gce_t *p, call_t *c, int ok, long status, cJSON *doc, cons
             !cJSON_IsString(model) || strcmp(model->valuestring, p->model->name) != 0 ||
             (cJSON_IsString(st) && strcmp(st->valuestring, "STOPPING") == 0))
             continue;
-        GW_LOG_W("cloud_orphan", "provider=gce model=%s instance=%s action=delete",
-                 p->model->name, name->valuestring);
+        GW_LOG_W("cloud_orphan", "provider=gce model=%s instance=%s action=delete", p->model->name,
+                 name->valuestring);
         delete_vm(p, name->valuestring, NULL);
         orphans++;
     }
     if (orphans > 0)
-        GW_LOG_I("cloud_sweep", "provider=gce model=%s instances=%d orphans=%d", p->model->name,
-                 n, orphans);
+        GW_LOG_I("cloud_sweep", "provider=gce model=%s instances=%d orphans=%d", p->model->name, n,
+                 orphans);
 }
 
 static void on_sweep(uv_timer_t *t)
@@ -766,8 +772,8 @@ int gw_provider_gce_create(gw_provider_t **out, uv_loop_t *loop, gw_fetch_t *fet
     p->cfg = cfg;
     p->model = model;
     const char *why = NULL;
-    const char *keyfile = cfg->gce_key_file[0] ? cfg->gce_key_file
-                                               : getenv("GOOGLE_APPLICATION_CREDENTIALS");
+    const char *keyfile =
+        cfg->gce_key_file[0] ? cfg->gce_key_file : getenv("GOOGLE_APPLICATION_CREDENTIALS");
     if (keyfile != NULL && keyfile[0]) {
         char *text = read_file(keyfile, 65536);
         cJSON *k = text ? cJSON_Parse(text) : NULL;
@@ -794,11 +800,11 @@ int gw_provider_gce_create(gw_provider_t **out, uv_loop_t *loop, gw_fetch_t *fet
         snprintf(p->metadata_url, sizeof p->metadata_url, "http://%s",
                  h && *h ? h : "metadata.google.internal");
     }
-    snprintf(p->endpoint, sizeof p->endpoint, "%s%sprojects/%s/zones/%s",
-             cfg->gce_endpoint[0] ? cfg->gce_endpoint : "https://compute.googleapis.com/compute/v1/",
-             cfg->gce_endpoint[0] && cfg->gce_endpoint[strlen(cfg->gce_endpoint) - 1] != '/' ? "/"
-                                                                                         : "",
-             cfg->gce_project, cfg->gce_zone);
+    snprintf(
+        p->endpoint, sizeof p->endpoint, "%s%sprojects/%s/zones/%s",
+        cfg->gce_endpoint[0] ? cfg->gce_endpoint : "https://compute.googleapis.com/compute/v1/",
+        cfg->gce_endpoint[0] && cfg->gce_endpoint[strlen(cfg->gce_endpoint) - 1] != '/' ? "/" : "",
+        cfg->gce_project, cfg->gce_zone);
     snprintf(p->join_url, sizeof p->join_url, "%s",
              cfg->cloud_join_url[0] ? cfg->cloud_join_url : cfg->join_listen);
     if (why == NULL && ((p->ca = read_file(cfg->tls_ca, 16384)) == NULL ||
@@ -818,9 +824,8 @@ int gw_provider_gce_create(gw_provider_t **out, uv_loop_t *loop, gw_fetch_t *fet
     uv_timer_init(loop, &p->sweep);
     p->sweep.data = p;
     uv_timer_start(&p->sweep, on_sweep, 0, cfg->cloud_reap_interval_ms);
-    GW_LOG_I("cloud_provider", "provider=gce model=%s endpoint=%s auth=%s cluster=%s",
-             model->name, p->endpoint, p->sa_key ? "service_account" : "metadata",
-             cfg->cloud_cluster);
+    GW_LOG_I("cloud_provider", "provider=gce model=%s endpoint=%s auth=%s cluster=%s", model->name,
+             p->endpoint, p->sa_key ? "service_account" : "metadata", cfg->cloud_cluster);
     *out = &p->super;
     return 0;
 }

@@ -105,7 +105,10 @@ static void call_done(call_t *c)
 }
 
 static void call_send(call_t *c);
-static void on_backoff(uv_timer_t *t) { call_send(t->data); }
+static void on_backoff(uv_timer_t *t)
+{
+    call_send(t->data);
+}
 
 static void on_fetched(void *arg, gw_fetch_result_t *res)
 {
@@ -349,9 +352,10 @@ static char *build_pod(k8s_t *p, const gw_instance_t *inst)
     snprintf(f[0], sizeof f[0], "%s/ca.crt", p->cfg->k8s_tls_dir);
     snprintf(f[1], sizeof f[1], "%s/tls.crt", p->cfg->k8s_tls_dir);
     snprintf(f[2], sizeof f[2], "%s/tls.key", p->cfg->k8s_tls_dir);
-    const char *args[] = {"--model-name", p->model->name, "--instance", inst->pod,
-                          "--listen", listen, "--advertise", advertise, "--join", p->join_url,
-                          "--tls-ca", f[0], "--tls-cert", f[1], "--tls-key", f[2]};
+    const char *args[] = {"--model-name", p->model->name, "--instance",  inst->pod,
+                          "--listen",     listen,         "--advertise", advertise,
+                          "--join",       p->join_url,    "--tls-ca",    f[0],
+                          "--tls-cert",   f[1],           "--tls-key",   f[2]};
     cJSON_DeleteItemFromObject(ctr, "args");
     cJSON *a = cJSON_AddArrayToObject(ctr, "args");
     for (size_t i = 0; i < sizeof args / sizeof args[0]; i++)
@@ -401,8 +405,8 @@ static int k8s_start(gw_provider_t *gp, const char *name, void *owner, gw_instan
     }
     addr[0] = '\0'; /* known when its backend joins */
     *out = inst;
-    GW_LOG_I("cloud_launch", "provider=kubernetes backend=%s pod=%s namespace=%s", name,
-             inst->pod, p->ns);
+    GW_LOG_I("cloud_launch", "provider=kubernetes backend=%s pod=%s namespace=%s", name, inst->pod,
+             p->ns);
     return 0;
 }
 
@@ -425,7 +429,10 @@ static void k8s_instance_id(gw_provider_t *gp, gw_instance_t *inst, char *buf, s
     snprintf(buf, cap, "%s", inst->pod);
 }
 
-static int k8s_live(gw_provider_t *gp) { return ((k8s_t *)gp)->live; }
+static int k8s_live(gw_provider_t *gp)
+{
+    return ((k8s_t *)gp)->live;
+}
 
 static int k8s_joined(gw_provider_t *gp, const char *name, const char *addr)
 {
@@ -474,8 +481,8 @@ static void on_listed(k8s_t *p, call_t *c, int ok, long status, cJSON *doc, cons
         orphans++;
     }
     if (orphans > 0)
-        GW_LOG_I("cloud_sweep", "provider=kubernetes model=%s pods=%d orphans=%d",
-                 p->model->name, n, orphans);
+        GW_LOG_I("cloud_sweep", "provider=kubernetes model=%s pods=%d orphans=%d", p->model->name,
+                 n, orphans);
 }
 
 static void on_sweep(uv_timer_t *t)
@@ -544,9 +551,9 @@ int gw_provider_kubernetes_create(gw_provider_t **out, uv_loop_t *loop, gw_fetch
     if (cfg->k8s_server[0])
         snprintf(p->server, sizeof p->server, "%s", cfg->k8s_server);
     else if (host && *host)
-        snprintf(p->server, sizeof p->server, strchr(host, ':') ? "https://[%s]:%s"
-                                                                : "https://%s:%s",
-                 host, port && *port ? port : "443");
+        snprintf(p->server, sizeof p->server,
+                 strchr(host, ':') ? "https://[%s]:%s" : "https://%s:%s", host,
+                 port && *port ? port : "443");
     size_t l = strlen(p->server);
     if (l > 0 && p->server[l - 1] == '/')
         p->server[l - 1] = '\0';

@@ -22,8 +22,8 @@
 #define SECRET "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 #define DATE "20150830T123600Z"
 #define HOST "ec2.us-east-1.amazonaws.com"
-#define PREFIX                                                                                \
-    "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/ec2/aws4_request, "           \
+#define PREFIX                                                                                     \
+    "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/ec2/aws4_request, "                \
     "SignedHeaders=content-type;host;x-amz-date, Signature="
 
 static gw_ec2_creds_t creds(void)
@@ -62,7 +62,8 @@ static void test_vectors(void **state)
     /* one byte of the body changed: another signature */
     gw_ec2_creds_t c = creds();
     char auth[512];
-    const char *body = "Action=TerminateInstances&InstanceId.1=i-1234567890abcdef1&Version=2016-11-15";
+    const char *body =
+        "Action=TerminateInstances&InstanceId.1=i-1234567890abcdef1&Version=2016-11-15";
     gw_ec2_authorization(&c, "us-east-1", HOST, body, strlen(body), DATE, auth, sizeof auth);
     assert_null(strstr(auth, "ed23b2003665ee96"));
 }
@@ -77,7 +78,8 @@ static void test_session_token_signed(void **state)
     assert_int_equal(
         gw_ec2_authorization(&c, "us-east-1", HOST, body, strlen(body), DATE, auth, sizeof auth),
         0);
-    assert_non_null(strstr(auth, "SignedHeaders=content-type;host;x-amz-date;x-amz-security-token,"));
+    assert_non_null(
+        strstr(auth, "SignedHeaders=content-type;host;x-amz-date;x-amz-security-token,"));
 }
 
 static void test_credentials_file(void **state)
@@ -187,12 +189,12 @@ static void test_user_data_runs(void **state)
     strcpy(m.name, "face");
     strcpy(m.backend_args, "--simulate-ms 5");
     char ud[16384];
-    int n = gw_ec2_user_data(&cfg, &m, "face-instance2-0011", "tls+tcp://10.0.0.1:7700",
-                             "CA PEM\n", "CERT PEM\n", "KEY PEM\n", ud, sizeof ud);
+    int n = gw_ec2_user_data(&cfg, &m, "face-instance2-0011", "tls+tcp://10.0.0.1:7700", "CA PEM\n",
+                             "CERT PEM\n", "KEY PEM\n", ud, sizeof ud);
     assert_true(n > 0);
     assert_int_equal(gw_ec2_user_data(&cfg, &m, "t", "j", "a", "b", "c", ud, 100), -1);
-    n = gw_ec2_user_data(&cfg, &m, "face-instance2-0011", "tls+tcp://10.0.0.1:7700",
-                         "CA PEM\n", "CERT PEM\n", "KEY PEM\n", ud, sizeof ud);
+    n = gw_ec2_user_data(&cfg, &m, "face-instance2-0011", "tls+tcp://10.0.0.1:7700", "CA PEM\n",
+                         "CERT PEM\n", "KEY PEM\n", ud, sizeof ud);
     char script[300], cmd[1200];
     snprintf(script, sizeof script, "%s/ud.sh", dir);
     f = fopen(script, "w");
