@@ -53,8 +53,8 @@ struct app {
     gw_storage_t *storage;   /* NULL with store = none */
     struct {
         int requests, duration, queue_wait, scale, backends, desired, min, max, inflight, queued,
-            be_inflight, be_served, infer, be_failures, retried, crashes, failed_starts, connections,
-            ejections, suspected, recovered, tls_failures, cloud_errors;
+            be_inflight, be_served, infer, be_failures, retried, crashes, failed_starts,
+            connections, ejections, suspected, recovered, tls_failures, cloud_errors;
         int store_writes, store_dropped, store_spool_bytes, store_spool_objects, store_queued,
             store_up;
     } fam;
@@ -669,8 +669,7 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
             rv = gw_provider_static_create(&provider, &app.loop, m->model, NULL);
         else if (strcmp(m->model->provider, "registered") == 0)
             rv = gw_provider_registered_create(&provider, &app.loop, NULL);
-        else if (strcmp(m->model->provider, "ec2") == 0 ||
-                 strcmp(m->model->provider, "gce") == 0 ||
+        else if (strcmp(m->model->provider, "ec2") == 0 || strcmp(m->model->provider, "gce") == 0 ||
                  strcmp(m->model->provider, "kubernetes") == 0) {
             rv = (strcmp(m->model->provider, "ec2") == 0   ? gw_provider_ec2_create
                   : strcmp(m->model->provider, "gce") == 0 ? gw_provider_gce_create
@@ -680,8 +679,7 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
                 GW_LOG_E("start", "model=%s error=\"%s\"", m->model->name, err);
                 return 1;
             }
-        }
-        else
+        } else
             rv = gw_provider_local_create(&provider, &app.loop, cfg, m->model, argv0, NULL);
         if (rv != 0 ||
             (rv = gw_pool_create(&m->pool, &app.loop, cfg, m->model, provider, &pool_hooks, m)) !=

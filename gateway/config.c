@@ -76,8 +76,7 @@ static const key_t_ keys[] = {
     {"cloud_join_url", T_STR, F(cloud_join_url), S(cloud_join_url), 0, 0, 0},
     {"cloud_backend_cert", T_STR, F(cloud_backend_cert), S(cloud_backend_cert), 0, 0, 0},
     {"cloud_backend_key", T_STR, F(cloud_backend_key), S(cloud_backend_key), 0, 0, 0},
-    {"cloud_backend_command", T_STR, F(cloud_backend_command), S(cloud_backend_command), 0, 0,
-     0},
+    {"cloud_backend_command", T_STR, F(cloud_backend_command), S(cloud_backend_command), 0, 0, 0},
     {"cloud_backend_port", T_INT, F(cloud_backend_port), 0, 1, 65535, 0},
     {"cloud_api_timeout_ms", T_MS, F(cloud_api_timeout_ms), 0, 100, 600000, 0},
     {"cloud_reap_interval_ms", T_MS, F(cloud_reap_interval_ms), 0, 100, 86400000, 0},
@@ -185,7 +184,8 @@ static const key_t_ model_keys[] = {
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 static const char *const preprocess_names[] = {"darknet", "faceapi"};
-static const char *const provider_names[] = {"", "local", "static", "registered", "ec2", "gce", "kubernetes"};
+static const char *const provider_names[] = {"",    "local", "static",    "registered",
+                                             "ec2", "gce",   "kubernetes"};
 
 /* A new model: darknet's own defaults, pool keys inherited. */
 static void init_model(gw_model_t *m, const char *name)
@@ -440,7 +440,8 @@ static int set_key(gw_config_t *cfg, gw_model_t *model, const key_t_ *k, const c
                 snprintf(base + k->off, k->cap, "%s", value);
                 return 0;
             }
-        return fail(err, errcap, origin, shown, "expected local, static, registered, ec2, gce or kubernetes", value);
+        return fail(err, errcap, origin, shown,
+                    "expected local, static, registered, ec2, gce or kubernetes", value);
     case T_STR:
     case T_SECRET:
         if (strlen(value) >= k->cap)

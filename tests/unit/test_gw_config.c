@@ -320,12 +320,10 @@ static void test_remote_backends(void **state)
     SET("model.face.backends_static", "ipc:///tmp/a");
     assert_int_equal(gw_config_validate(&c, err, sizeof err), PROTO_ECONFIG);
     assert_non_null(strstr(err, "provider"));
-    assert_int_equal(gw_config_set(&c, "model.face.provider", "nowhere", "--set", err,
-                                   sizeof err),
+    assert_int_equal(gw_config_set(&c, "model.face.provider", "nowhere", "--set", err, sizeof err),
                      PROTO_ECONFIG);
     /* ec2 needs the join listener, the certificates and the image */
-    assert_int_equal(gw_config_set(&c, "model.face.provider", "ec2", "--set", err, sizeof err),
-                     0);
+    assert_int_equal(gw_config_set(&c, "model.face.provider", "ec2", "--set", err, sizeof err), 0);
     SET("model.face.backends_static", "");
     assert_int_equal(gw_config_validate(&c, err, sizeof err), PROTO_ECONFIG);
     assert_non_null(strstr(err, "join_listen"));
