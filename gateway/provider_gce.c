@@ -140,7 +140,7 @@ struct gce {
     gw_fetch_t *fetch;
     const gw_config_t *cfg;
     const gw_model_t *model;
-    char endpoint[600]; /* .../compute/v1/projects/P/zones/Z */
+    char endpoint[1024]; /* .../compute/v1/projects/P/zones/Z */
     char join_url[1024];
     char *ca, *cert, *key; /* PEM texts for the startup script */
     /* auth: a service-account key (JWT -> token) or the metadata server */
@@ -158,6 +158,8 @@ struct gce {
     int sweeping, destroying;
     char last_error[512];
     uint64_t errors;
+    uint64_t starts[1024]; /* ring of launch times (loop clock): cloud_max_starts_per_hour */
+    int nstarts;
 };
 
 static void set_error(gce_t *p, const char *action, const char *err)
@@ -575,6 +577,19 @@ static int gce_start(gw_provider_t *gp, const char *name, void *owner, gw_instan
 {
     gce_t *p = (gce_t *)gp;
     (void)addr_cap;
+    uint64_t now = uv_now(p->loop);
+    int recent = 0;
+    for (int i = 0; i < p->nstarts && i < 1024; i++)
+        recent += now - p->starts[i] < 3600000;
+    if (recent >= p->cfg->cloud_max_starts_per_hour) { /* a runaway-bill guard */
+        snprintf(p->last_error, sizeof p->last_error,
+                 "cloud_max_starts_per_hour (%d) reached: no new instance for now",
+                 p->cfg->cloud_max_starts_per_hour);
+        return PROTO_ENOBACKEND;
+    }
+    p->starts[p->nstarts++ % 1024] = now;
+    if (p->nstarts >= 2048)
+        p->nstarts -= 1024;
     gw_instance_t *inst = calloc(1, sizeof *inst);
     if (inst == NULL)
         return PROTO_ENOMEM;

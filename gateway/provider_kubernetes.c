@@ -77,6 +77,8 @@ struct k8s {
     int sweeping, destroying;
     char last_error[512];
     uint64_t errors;
+    uint64_t starts[1024]; /* ring of launch times (loop clock): cloud_max_starts_per_hour */
+    int nstarts;
 };
 
 static void set_error(k8s_t *p, const char *action, const char *err)
@@ -374,6 +376,19 @@ static int k8s_start(gw_provider_t *gp, const char *name, void *owner, gw_instan
 {
     k8s_t *p = (k8s_t *)gp;
     (void)addr_cap;
+    uint64_t now = uv_now(p->loop);
+    int recent = 0;
+    for (int i = 0; i < p->nstarts && i < 1024; i++)
+        recent += now - p->starts[i] < 3600000;
+    if (recent >= p->cfg->cloud_max_starts_per_hour) { /* a runaway-bill guard */
+        snprintf(p->last_error, sizeof p->last_error,
+                 "cloud_max_starts_per_hour (%d) reached: no new instance for now",
+                 p->cfg->cloud_max_starts_per_hour);
+        return PROTO_ENOBACKEND;
+    }
+    p->starts[p->nstarts++ % 1024] = now;
+    if (p->nstarts >= 2048)
+        p->nstarts -= 1024;
     gw_instance_t *inst = calloc(1, sizeof *inst);
     if (inst == NULL)
         return PROTO_ENOMEM;
