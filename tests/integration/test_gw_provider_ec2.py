@@ -133,7 +133,9 @@ try:
 
     # Throttling: the API answers 503 for a while; retries, frames keep flowing.
     fake.throttle = 4
-    time.sleep(2.5 * S)
+    # the retries back off (jittered, doubling): wait for them, not for a fixed time
+    wait_for(lambda: fake.throttle == 0, 20)
+    time.sleep(0.3)
     st, _, body = gw.detect(img)
     fg.check(st == 200, f"frames answered while the API throttles ({st})")
     pe = gw.backends().get("provider_error") or ""

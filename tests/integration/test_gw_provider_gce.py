@@ -110,7 +110,9 @@ try:
              f"idle: back to 1 instance ({fake.alive()})")
 
     fake.throttle = 4
-    time.sleep(2.5 * S)
+    # the retries back off (jittered, doubling): wait for them, not for a fixed time
+    wait_for(lambda: fake.throttle == 0, 20)
+    time.sleep(0.3)
     st, _, _ = gw.detect(img)
     fg.check(st == 200, "frames answered while the API answers 503")
     pe = gw.backends().get("provider_error") or ""
