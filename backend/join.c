@@ -8,13 +8,22 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
 #include "addr.h"
 #include "err.h"
 
-#define REJOIN_S 5
+#define REJOIN_MS 5000
+
+/* ms to wait before the next join: REJOIN_MS after a success, 1-3 s after a failure, with
+ * jitter, so 200 backends started together do not knock on the gateway in step. */
+static long next_wait_ms(unsigned *seed, int ok)
+{
+    long base = ok ? REJOIN_MS - 1000 : 1000;
+    return base + (long)(rand_r(seed) % 2001);
+}
 
 struct be_join {
     const be_join_opts_t *o;
@@ -104,6 +113,7 @@ static void *run(void *arg)
     be_join_t *j = arg;
     const be_join_opts_t *o = j->o;
     char last[600] = "", msg[600];
+    unsigned seed = (unsigned)getpid() ^ (unsigned)time(NULL);
     for (;;) {
         pthread_mutex_lock(&j->mu);
         int stop = j->stop;
@@ -122,20 +132,29 @@ static void *run(void *arg)
                 snprintf(msg, sizeof msg, "registered with %s as %s for model %s (%s)", o->url,
                          o->advertise, o->model, state);
         } else {
-            snprintf(msg, sizeof msg, "the gateway at %s refused the registration: %s", o->url,
-                     state);
-            if (rv != PROTO_EBACKEND) { /* transport trouble: reconnect next time */
-                nng_close(j->sock);
-                j->connected = 0;
-            }
+            if (rv == PROTO_EBACKEND)
+                snprintf(msg, sizeof msg, "the gateway at %s refused the registration: %s",
+                         o->url, state);
+            else
+                snprintf(msg, sizeof msg, "no answer from the gateway at %s to the "
+                                          "registration: %s", o->url, state);
+            /* Once connected, the socket stays: NNG's dialer reconnects by itself, and a new
+             * socket per failure would be a TLS handshake per retry for a gateway that is
+             * only slow. */
         }
         if (strcmp(msg, last) != 0) { /* say each new state once */
             fprintf(stderr, "framegate-backend[%s]: %s\n", o->name, msg);
             snprintf(last, sizeof last, "%s", msg);
         }
         struct timespec until;
+        long wait_ms = next_wait_ms(&seed, rv == 0);
         clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += rv == 0 ? REJOIN_S : 1;
+        until.tv_sec += wait_ms / 1000;
+        until.tv_nsec += (wait_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
         pthread_mutex_lock(&j->mu);
         while (!j->stop && pthread_cond_timedwait(&j->cv, &j->mu, &until) != ETIMEDOUT)
             ;

@@ -88,7 +88,7 @@ static void usage(FILE *out)
             "                     TLS and accepts only a gateway certificate from that CA\n"
             "  --allow-insecure   allow plain tcp:// on an address other hosts can reach\n"
             "  --join URL         register with the gateway's join_listen (tls+tcp://GW:PORT,\n"
-            "                     same certificates), again every 5 s; on SIGTERM deregister,\n"
+            "                     same certificates), again every 4-6 s; on SIGTERM deregister,\n"
             "                     answer the frames already sent, then exit\n"
             "  --advertise URL    the address the gateway dials back (default: --listen,\n"
             "                     which then must not be a wildcard such as 0.0.0.0)\n"

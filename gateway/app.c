@@ -591,9 +591,10 @@ static int on_join(void *ctx, const gw_join_req_t *req, char *out, size_t cap)
     return 0;
 }
 
-/* Backends repeat their join every 5 s; one silent for 3 rounds died without leaving (host
- * gone, SIGKILL): its registration goes, like a leave. */
-#define JOIN_TTL_MS 15000
+/* Backends repeat their join every 4-6 s; one silent for 30 s died without leaving (host
+ * gone, SIGKILL): its registration goes, like a leave. A busy gateway answers joins late, so
+ * the margin is wide. */
+#define JOIN_TTL_MS 30000
 
 static void on_join_tick(void *ctx)
 {

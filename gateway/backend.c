@@ -234,9 +234,16 @@ static void handle_pong(gw__backend_t *be, const uint8_t *body, size_t len)
 static void on_ping_done(gw__backend_t *be, gw_link_status_t st, const char *why,
                          const uint8_t *body, size_t len)
 {
-    be->ping_out = 0;
+    int heartbeat = be->heartbeat_out;
+    be->ping_out = be->heartbeat_out = 0;
     if (st == GW_LINK_OK && (be->state == GW__BE_STARTING || be->state == GW__BE_SUSPECT)) {
         handle_pong(be, body, len);
+    } else if (heartbeat && st != GW_LINK_OK && st != GW_LINK_CANCELLED &&
+               (be->state == GW__BE_READY || be->state == GW__BE_DRAINING)) {
+        char detail[160];
+        snprintf(detail, sizeof detail, "no answer to a heartbeat ping within %llu ms (%s)",
+                 (unsigned long long)be->pool->cfg->hung_grace_ms, why);
+        gw__backend_eject(be, GW_HEALTH_HUNG, detail);
     } else if (be->state == GW__BE_SUSPECT) {
         char detail[160];
         snprintf(detail, sizeof detail, "no answer to a ping within %llu ms (%s)",
@@ -366,6 +373,25 @@ void gw__backend_on_address(void *owner, gw_instance_t *inst, const char *addr)
     pool->provider->ops->instance_id(pool->provider, be->inst, be->instance_id,
                                      sizeof be->instance_id);
     dial(be);
+}
+
+void gw__backend_heartbeat(gw_pool_t *pool)
+{
+    const gw_config_t *cfg = pool->cfg;
+    uint64_t now = unix_ms();
+    if (cfg->heartbeat_ms == 0)
+        return;
+    for (gw__backend_t *be = pool->backends; be != NULL; be = be->next) {
+        /* Only an idle link: a backend with frames in flight is watched by the per-frame
+         * bound, and a ping would queue behind its frames. */
+        if (be->state != GW__BE_READY || be->inflight > 0 || be->ping_out)
+            continue;
+        uint64_t last = be->last_seen_unix_ms ? be->last_seen_unix_ms : be->ready_unix_ms;
+        if (now - last < cfg->heartbeat_ms)
+            continue;
+        if (send_ping(be, cfg->hung_grace_ms) == 0)
+            be->heartbeat_out = 1;
+    }
 }
 
 void gw__backend_check_dials(gw_pool_t *pool)

@@ -149,6 +149,7 @@ static const key_t_ keys[] = {
     {"fetch_connect_timeout_ms", T_MS, F(fetch_connect_timeout_ms), 0, 1, 3600000, 0},
     {"fetch_timeout_ms", T_MS, F(fetch_timeout_ms), 0, 1, 3600000, 0},
     {"fetch_max_redirects", T_INT, F(fetch_max_redirects), 0, 0, 20, 0},
+    {"heartbeat_ms", T_MS, F(heartbeat_ms), 0, 0, 3600000, 0},
     {"log_level", T_LEVEL, F(log_level), 0, 0, 0, 0},
 };
 
@@ -306,6 +307,7 @@ void gw_config_defaults(gw_config_t *cfg)
     cfg->fetch_connect_timeout_ms = 3000;
     cfg->fetch_timeout_ms = 10000;
     cfg->fetch_max_redirects = 3;
+    cfg->heartbeat_ms = 5000;
     cfg->log_level = 2;
 }
 

@@ -158,6 +158,7 @@ typedef struct {
     double hung_factor;               /* unanswered past factor x service time: suspect; 0 = off */
     uint64_t hung_min_ms;             /* ... but never sooner than this */
     uint64_t hung_grace_ms;           /* a suspect that does not answer its ping within: killed */
+    uint64_t heartbeat_ms;            /* a ready backend idle this long is pinged; 0 = never */
 
     /* keeping frames and answers (storage.h, store.h) */
     char store[GW_CONFIG_STR_MAX]; /* "none", "dir:/PATH", "s3://BUCKET/PREFIX", "gs://..." */

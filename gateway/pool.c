@@ -458,6 +458,7 @@ static void on_tick(uv_timer_t *t)
 {
     gw_pool_t *pool = t->data;
     gw__backend_check_dials(pool);
+    gw__backend_heartbeat(pool);
     note_load(pool);
     gw_scale_decision_t d = gw_autoscale_tick(pool->scaler, uv_now(pool->loop), pool->peak_load,
                                               pool->queued, gw__pool_capacity(pool));

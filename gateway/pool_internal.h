@@ -43,6 +43,7 @@ struct gw__backend {
     gw_job_t **jobs;      /* jobs[slot]: the frame in flight there, or NULL */
     uint64_t *sent_ms;    /* sent_ms[slot]: when it was sent (loop clock) */
     int ping_out;         /* a ping is outstanding */
+    int heartbeat_out;    /* ... and it is an idle-link heartbeat */
     int inflight;
     uint64_t served, failures, last_used;
     uint64_t started_unix_ms, ready_unix_ms, started_mono, suspect_since;
@@ -142,6 +143,9 @@ void gw__backend_maybe_free(gw__backend_t *be);
 /* Fails the start of backends whose dialer saw a TLS (or plain-vs-TLS) handshake refused:
  * logged with the reason, counted, backed off (the scaling tick). */
 void gw__backend_check_dials(gw_pool_t *pool);
+/* Pings ready backends that answered nothing for cfg->heartbeat_ms (scaling tick); one that
+ * does not answer within hung_grace_ms is ejected (reason hung). */
+void gw__backend_heartbeat(gw_pool_t *pool);
 /* Suspects backends whose oldest frame is older than the model's bound (watch timer). */
 void gw__backend_watch(gw_pool_t *pool);
 /* Appends the backend's /v1/backends object to `arr` (a cJSON array). */

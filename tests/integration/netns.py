@@ -90,7 +90,9 @@ def _free_subnet():
     """A 10.77.X.0/24 that no address in the root namespace is in."""
     used = sh("ip", "-o", "-4", "addr", "show", check=False, capture=True) or ""
     taken = set(int(x) for x in re.findall(r"inet 10\.77\.(\d+)\.", used))
-    for x in range(1, 255):
+    # Start from the PID, so two tests started at once (ctest -j) do not pick the same one.
+    for i in range(254):
+        x = (os.getpid() + i) % 254 + 1
         if x not in taken:
             return ipaddress.ip_network(f"10.77.{x}.0/24")
     raise RuntimeError("no free 10.77.X.0/24")

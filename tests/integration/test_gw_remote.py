@@ -34,6 +34,7 @@ S = fg.SLOW
 SIM_MS = 20
 HUNG_MIN_MS = 1000
 GRACE_MS = 2000
+HEARTBEAT_MS = 1000
 PORT = 7000
 
 why = netns.available()
@@ -109,6 +110,7 @@ with netns.Net(3) as net:
         "tls_key": os.path.join(ca, "gateway.key"),
         "allow_insecure_backends": "true",  # for the plain tcp:// dial in "bad" only
         "hung_factor": 10, "hung_min_ms": HUNG_MIN_MS, "hung_grace_ms": GRACE_MS,
+        "heartbeat_ms": HEARTBEAT_MS,
         "start_timeout_ms": 4000, "backoff_initial_ms": 500, "backoff_max_ms": 2000,
         "deadline_ms": 20000, "retries": 3,
     }
@@ -215,6 +217,28 @@ with netns.Net(3) as net:
         m = gw.metrics()
         fg.check(fg.metric_value(m, "framegate_backend_suspected_total", {"model": "cam"}) >= 1,
                  "framegate_backend_suspected_total counts the partition")
+
+        # ---- a host cut off while idle: found by the heartbeat before any frame goes there
+        time.sleep(1.5)
+        idle = [b for b in cam_backends(gw) if b["address"] == f"tls+tcp://{h1.ip}:{PORT}"][0]
+        t_cut = time.time()
+        h1.partition()
+        pat = rf"event=backend_ejected backend={idle['name']} reason=hung .*heartbeat"
+        hit = wait_for(lambda: re.search(pat, gw.log()), 15)
+        took = None
+        if hit:
+            line = [l for l in gw.log().splitlines() if re.search(pat, l)][0]
+            took = log_time(line) - t_cut
+        fg.check(hit is not None and took < (HEARTBEAT_MS + GRACE_MS + 2500) / 1000 * S,
+                 f"an idle partitioned host is ejected by the heartbeat "
+                 f"(after {took if took is None else round(took, 2)} s; heartbeat "
+                 f"{HEARTBEAT_MS} ms + grace {GRACE_MS} ms)")
+        h1.heal()
+        back = wait_for(lambda: any(b["address"] == idle["address"] and b["state"] == "ready"
+                                    for b in cam_backends(gw)), 40)
+        fg.check(back, "and back once healed")
+        st, _, _ = gw.detect(fg.image())
+        fg.check(st == 200, f"frames answered after ({st})")
         if fg._failures:
             print(gw.log()[-6000:])
 

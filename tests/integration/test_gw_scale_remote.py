@@ -3,8 +3,8 @@
 mutual TLS) spread over 4 network-namespace hosts, under steady load: every backend gets
 frames, GET /healthz p99 stays within 5 ms of the idle gateway's, and the gateway's memory
 per backend is reported. Heavy for a small machine (200 processes): run on its own.
-Skipped (exit 0 with a message) without root, ip or iptables; FG_SCALE_BACKENDS=50 for a
-lighter run. Each framegate-backend start costs ~0.6 s of CPU just loading Debian's
+Runs only with FG_SCALE=1 (or FG_SCALE_BACKENDS=N for another count); skipped (exit 0 with a
+message) without root, ip or iptables. Each framegate-backend start costs ~0.6 s of CPU just loading Debian's
 libdarknet (264 shared libraries: OpenCV, Qt, GStreamer...), so 200 take minutes to start on
 2 cores."""
 # ctest-timeout: 400
@@ -28,6 +28,10 @@ PORT0, JOIN_PORT = 7000, 7700
 why = netns.available()
 if why:
     print("skip:", why)
+    sys.exit(0)
+if not os.environ.get("FG_SCALE") and not os.environ.get("FG_SCALE_BACKENDS"):
+    # 200 processes for minutes: on when asked (CI sets FG_SCALE=1), never by accident.
+    print("skip: set FG_SCALE=1 (or FG_SCALE_BACKENDS=N) to run the scale test")
     sys.exit(0)
 
 CERTS = os.path.join(fg.SRC, "scripts", "certs.sh")
@@ -81,29 +85,36 @@ with netns.Net(HOSTS) as net:
         "join_listen": join_url,
         "tls_ca": os.path.join(ca, "ca.crt"), "tls_cert": os.path.join(ca, "gateway.crt"),
         "tls_key": os.path.join(ca, "gateway.key"),
-        "max_starting": 256, "deadline_ms": 30000, "retries": 3, "log_level": "warn",
+        "max_starting": 256, "deadline_ms": 30000, "retries": 3, "log_level": "info",
         "max_connections": 4096,
     }
     with fg.Gateway(settings=settings, app_model=False, wait_ready=False) as gw:
         idle_p99 = healthz_p99(gw)
         rss0 = rss_kb(gw.proc.pid)
         t0 = time.time()
-        per_host = (N + HOSTS - 1) // HOSTS
+
+        def ready_count():
+            return sum(b["state"] == "ready" for b in gw.backends()["backends"])
+        # Batches of 20, and the backends at nice 19: on a small machine the gateway (the
+        # thing measured) must not queue behind 200 processes loading libdarknet; on real
+        # hosts they would not share its cores at all.
         for i in range(N):
             h = net.hosts[i % HOSTS]
             port = PORT0 + i // HOSTS
-            h.spawn([os.path.join(fg.BIN, "framegate-backend"),
+            h.spawn(["nice", "-n", "19", os.path.join(fg.BIN, "framegate-backend"),
                      "--listen", f"tls+tcp://{h.ip}:{port}", "--simulate-ms", str(SIM_MS),
                      "--model-name", "reg", "--instance", f"h{h.idx}-{port}",
                      "--tls-cert", os.path.join(ca, h.name + ".crt"),
                      "--tls-key", os.path.join(ca, h.name + ".key"),
                      "--tls-ca", os.path.join(ca, "ca.crt"), "--join", join_url])
-
-        def ready():
+            if (i + 1) % 20 == 0:
+                wait_for(lambda: ready_count() >= i + 1, 60)
+        ok = wait_for(lambda: ready_count() >= N, 120)
+        fg.check(ok, f"{N} registered backends ready ({time.time() - t0:.0f} s after the first "
+                     f"spawn)")
+        if not ok:
             bs = gw.backends()["backends"]
-            return sum(b["state"] == "ready" for b in bs) >= N
-        ok = wait_for(ready, 240)
-        fg.check(ok, f"{N} registered backends ready ({time.time() - t0:.0f} s after spawning)")
+            fg.log(f"     {len(bs)} known, {sum(b['state'] == 'ready' for b in bs)} ready")
         time.sleep(1)
         rss1 = rss_kb(gw.proc.pid)
 
@@ -127,6 +138,8 @@ with netns.Net(HOSTS) as net:
         fg.log(f"     gateway RSS {rss0} kB idle, {rss1} kB with {N} backends: "
                f"{per:.1f} kB per backend")
         fg.check(rss1 > 0, "memory per backend reported")
+        if fg._failures:
+            print("\n".join(gw.log().splitlines()[-40:]))
 
 shutil.rmtree(tmp, ignore_errors=True)
 fg.finish()
