@@ -176,6 +176,7 @@ static const key_t_ model_keys[] = {
     {"backend_args", T_STR, M(backend_args), MS(backend_args), 0, 0, GW_MODEL_SET_ARGS},
     {"provider", T_PROVIDER, M(provider), MS(provider), 0, 0, 0},
     {"backends_static", T_STR, M(backends_static), MS(backends_static), 0, 0, 0},
+    {"store", T_STR, M(store), MS(store), 0, 0, GW_MODEL_SET_STORE},
     {"store_inputs", T_BOOL, M(store_inputs), 0, 0, 1, GW_MODEL_SET_STORE_INPUTS},
     {"store_results", T_BOOL, M(store_results), 0, 0, 1, GW_MODEL_SET_STORE_RESULTS},
     {"store_annotated", T_BOOL, M(store_annotated), 0, 0, 1, GW_MODEL_SET_STORE_ANNOTATED},
@@ -513,6 +514,12 @@ static int set_key(gw_config_t *cfg, gw_model_t *model, const key_t_ *k, const c
     if (model != NULL)
         model->set |= k->bit;
     return 0;
+}
+
+static int valid_store(const char *v)
+{
+    return strcmp(v, "none") == 0 || strncmp(v, "dir:/", 5) == 0 || strncmp(v, "s3://", 5) == 0 ||
+           strncmp(v, "gs://", 5) == 0;
 }
 
 static int valid_model_name(const char *name)
@@ -1007,8 +1014,7 @@ int gw_config_validate(gw_config_t *cfg, char *err, size_t errcap)
     }
     if ((rv = select_models(cfg, err, errcap)) != 0)
         return rv;
-    if (strcmp(cfg->store, "none") != 0 && strncmp(cfg->store, "dir:/", 5) != 0 &&
-        strncmp(cfg->store, "s3://", 5) != 0 && strncmp(cfg->store, "gs://", 5) != 0) {
+    if (!valid_store(cfg->store)) {
         snprintf(err, errcap,
                  "key 'store': expected none, dir:/PATH, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX "
                  "(got '%.200s')",
@@ -1051,6 +1057,14 @@ int gw_config_validate(gw_config_t *cfg, char *err, size_t errcap)
             m->target_inflight_per_backend = cfg->target_inflight_per_backend;
         if (!(m->set & GW_MODEL_SET_ARGS))
             snprintf(m->backend_args, sizeof m->backend_args, "%s", cfg->backend_args);
+        if (!(m->set & GW_MODEL_SET_STORE))
+            snprintf(m->store, sizeof m->store, "%s", cfg->store);
+        if (!valid_store(m->store)) {
+            snprintf(err, errcap, "key 'model.%s.store': expected none, dir:/PATH, "
+                                  "s3://BUCKET/PREFIX or gs://BUCKET/PREFIX (got '%.200s')",
+                     m->name, m->store);
+            return PROTO_ECONFIG;
+        }
         if (!(m->set & GW_MODEL_SET_STORE_INPUTS))
             m->store_inputs = cfg->store_inputs;
         if (!(m->set & GW_MODEL_SET_STORE_RESULTS))

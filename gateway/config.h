@@ -30,6 +30,7 @@ enum {
     GW_MODEL_SET_STORE_RESULTS = 1u << 5,
     GW_MODEL_SET_STORE_ANNOTATED = 1u << 6,
     GW_MODEL_SET_STORE_ONLY_DETECTIONS = 1u << 7,
+    GW_MODEL_SET_STORE = 1u << 8,
 };
 
 /* One named model: what its backends load, and its own pool's bounds. A plain value. */
@@ -48,7 +49,8 @@ typedef struct {
     int max_backends;
     double target_inflight_per_backend;
     char backend_args[GW_CONFIG_STR_MAX];
-    /* what to keep (storage.h): inherited from the top-level keys unless set */
+    /* where and what to keep (storage.h): inherited from the top-level keys unless set */
+    char store[GW_CONFIG_STR_MAX];
     int store_inputs, store_results, store_annotated, store_only_detections;
     unsigned set;               /* GW_MODEL_SET_* */
     /* where its backends run: "local" (child processes), "static" (the addresses in

@@ -259,7 +259,7 @@ static int parse_json(dreq_t *q)
         return -1;
     }
     if (bad != NULL)
-        ;
+        ; /* a "url"/"urls" problem, found above */
     else if (image != url && image != urls && !cJSON_IsString(image))
         bad = "\"image\" must be a base64 string";
     else if (camera != NULL &&

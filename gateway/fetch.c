@@ -69,14 +69,14 @@ typedef struct {
 /* Not reachable from a client's URL unless allow-listed (RFC 6890 special-purpose blocks that
  * are not global, plus multicast). */
 static const range_t blocked[] = {
-    {AF_INET, "0.0.0.0", 8},       {AF_INET, "10.0.0.0", 8},      {AF_INET, "100.64.0.0", 10},
-    {AF_INET, "127.0.0.0", 8},     {AF_INET, "169.254.0.0", 16},  {AF_INET, "172.16.0.0", 12},
-    {AF_INET, "192.0.0.0", 24},    {AF_INET, "192.0.2.0", 24},    {AF_INET, "192.168.0.0", 16},
-    {AF_INET, "198.18.0.0", 15},   {AF_INET, "198.51.100.0", 24}, {AF_INET, "203.0.113.0", 24},
-    {AF_INET, "224.0.0.0", 4},     {AF_INET, "240.0.0.0", 4},     {AF_INET6, "::", 128},
-    {AF_INET6, "::1", 128},        {AF_INET6, "64:ff9b::", 96},   {AF_INET6, "100::", 64},
-    {AF_INET6, "2001:db8::", 32},  {AF_INET6, "fc00::", 7},       {AF_INET6, "fe80::", 10},
-    {AF_INET6, "fec0::", 10},      {AF_INET6, "ff00::", 8},       {AF_INET6, "2002::", 16},
+    {AF_INET, "0.0.0.0", 8},      {AF_INET, "10.0.0.0", 8},      {AF_INET, "100.64.0.0", 10},
+    {AF_INET, "127.0.0.0", 8},    {AF_INET, "169.254.0.0", 16},  {AF_INET, "172.16.0.0", 12},
+    {AF_INET, "192.0.0.0", 24},   {AF_INET, "192.0.2.0", 24},    {AF_INET, "192.168.0.0", 16},
+    {AF_INET, "198.18.0.0", 15},  {AF_INET, "198.51.100.0", 24}, {AF_INET, "203.0.113.0", 24},
+    {AF_INET, "224.0.0.0", 4},    {AF_INET, "240.0.0.0", 4},     {AF_INET6, "::", 128},
+    {AF_INET6, "::1", 128},       {AF_INET6, "64:ff9b::", 96},   {AF_INET6, "100::", 64},
+    {AF_INET6, "2001:db8::", 32}, {AF_INET6, "fc00::", 7},       {AF_INET6, "fe80::", 10},
+    {AF_INET6, "fec0::", 10},     {AF_INET6, "ff00::", 8},       {AF_INET6, "2002::", 16},
 };
 
 static int prefix_match(const uint8_t *a, const uint8_t *net, int bits)
@@ -98,8 +98,7 @@ static int in_range(int family, const uint8_t *a, const range_t *r)
     return prefix_match(a, net, r->bits);
 }
 
-int gw_fetch_addr_allowed(const gw_fetch_policy_t *p, const struct sockaddr *sa,
-                          const char *host)
+int gw_fetch_addr_allowed(const gw_fetch_policy_t *p, const struct sockaddr *sa, const char *host)
 {
     uint8_t a[16];
     int family = sa->sa_family;
@@ -186,8 +185,7 @@ int gw_fetch_policy_parse(gw_fetch_policy_t *p, const char *allow, char *err, si
         }
         for (const char *c = item; *c; c++)
             if (!isalnum((unsigned char)*c) && *c != '-' && *c != '.') {
-                snprintf(err, cap, "fetch_allow: '%s' is neither a network nor a host name",
-                         item);
+                snprintf(err, cap, "fetch_allow: '%s' is neither a network nor a host name", item);
                 return PROTO_ECONFIG;
             }
         if (p->nhosts == GW_FETCH_ALLOW_MAX) {
@@ -498,15 +496,14 @@ static void on_done(gw_fetch_req_t *r, CURLcode cc)
         finish(r, PROTO_EURLFETCH);
         return;
     }
-    int redirect = status == 301 || status == 302 || status == 303 || status == 307 ||
-                   status == 308;
+    int redirect =
+        status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
     if (!redirect || r->o.max_redirects == 0) {
         finish(r, 0);
         return;
     }
     if (r->hops >= r->o.max_redirects) {
-        snprintf(r->res.error, sizeof r->res.error, "more than %d redirects",
-                 r->o.max_redirects);
+        snprintf(r->res.error, sizeof r->res.error, "more than %d redirects", r->o.max_redirects);
         finish(r, PROTO_EURLSTATUS);
         return;
     }

@@ -42,22 +42,21 @@ int gw_fetch_policy_parse(gw_fetch_policy_t *p, const char *allow, char *err, si
 
 /* True if a URL whose host is `host` may connect to `sa`: a public unicast address, or one
  * the policy allows (by network, or because `host` is an allowed name). Pure. */
-int gw_fetch_addr_allowed(const gw_fetch_policy_t *p, const struct sockaddr *sa,
-                          const char *host);
+int gw_fetch_addr_allowed(const gw_fetch_policy_t *p, const struct sockaddr *sa, const char *host);
 
 /* One request. Every pointer is borrowed until the callback has run (headers only until
  * gw_fetch_start returns). */
 typedef struct {
-    const char *method;          /* NULL = GET */
+    const char *method; /* NULL = GET */
     const char *url;
-    const char *const *headers;  /* "Name: value" lines */
+    const char *const *headers; /* "Name: value" lines */
     size_t nheaders;
-    const uint8_t *body;         /* request body (PUT/POST), body_len bytes */
+    const uint8_t *body; /* request body (PUT/POST), body_len bytes */
     size_t body_len;
-    size_t max_bytes;            /* answer bodies over this fail with PROTO_EURLTOOBIG */
-    uint64_t connect_timeout_ms; /* per connection */
-    uint64_t timeout_ms;         /* the whole request, every redirect included */
-    int max_redirects;           /* 0: a 3xx answer is returned as it is */
+    size_t max_bytes;                /* answer bodies over this fail with PROTO_EURLTOOBIG */
+    uint64_t connect_timeout_ms;     /* per connection */
+    uint64_t timeout_ms;             /* the whole request, every redirect included */
+    int max_redirects;               /* 0: a 3xx answer is returned as it is */
     const gw_fetch_policy_t *policy; /* NULL: any address (endpoints the operator configured) */
     const char *ca_file;             /* PEM CAs for https (a private endpoint); NULL = system's */
 } gw_fetch_opts_t;

@@ -23,12 +23,26 @@ static void respond_json(gw_req_t *req, cJSON *o)
     gw_respond(req, 200, "application/json", s, s ? strlen(s) : 0, NULL);
 }
 
-static int no_store(void *storage, gw_req_t *req)
+static int query_param(const char *q, const char *name, char *out, size_t cap);
+
+/* The storage ?model= names (default: the default model's); NULL once answered. */
+static gw_storage_t *pick(const gw_results_t *r, gw_req_t *req)
 {
-    if (storage != NULL && gw_storage_store(storage) != NULL)
-        return 0;
-    gw_respond_error(req, 404, "no_store", "nothing is stored: the gateway runs with store = none");
-    return 1;
+    char model[GW_MODEL_NAME_MAX + 1] = "";
+    gw_storage_t *st = NULL;
+    if (query_param(req->query, "model", model, sizeof model) &&
+        strlen(model) >= GW_MODEL_NAME_MAX) {
+        gw_respond_err(req, PROTO_ENOMODEL, "no model named '%s'", model);
+        return NULL;
+    }
+    if (r->storage_of(r->ctx, model, &st) != 0) {
+        gw_respond_err(req, PROTO_ENOMODEL, "no model named '%s'", model);
+        return NULL;
+    }
+    if (st == NULL)
+        gw_respond_error(req, 404, "no_store", "nothing is stored for %s (store = none)",
+                         model[0] ? model : "the default model");
+    return st;
 }
 
 /* ---- GET /v1/results ---- */
@@ -133,9 +147,10 @@ static void on_listed(void *arg, int err, const char *msg, char **keys, int n)
     free(l);
 }
 
-void gw_results_on_list(void *storage, gw_req_t *req)
+void gw_results_on_list(void *results, gw_req_t *req)
 {
-    if (no_store(storage, req))
+    gw_storage_t *storage = pick(results, req);
+    if (storage == NULL)
         return;
     char camera[PROTO_CAMERA_MAX + 2], since[32] = "0", limit[16] = "100";
     if (!query_param(req->query, "camera", camera, sizeof camera) || camera[0] == '\0' ||
@@ -203,16 +218,19 @@ static void on_object(void *arg, int err, const char *msg, uint8_t *data, size_t
     gw_req_t *req = arg;
     if (err != 0) {
         gw_respond_err(req, err == UV_ECANCELED ? PROTO_ESHUTDOWN : err, "%s",
-                       err == PROTO_ENOTFOUND ? "no such object" : msg ? msg : proto_strerror(err));
+                       err == PROTO_ENOTFOUND ? "no such object"
+                       : msg                  ? msg
+                                              : proto_strerror(err));
     } else {
         gw_respond(req, 200, ctype_of(req->param), (char *)data, len, NULL);
     }
     gw_req_release(req);
 }
 
-void gw_results_on_object(void *storage, gw_req_t *req)
+void gw_results_on_object(void *results, gw_req_t *req)
 {
-    if (no_store(storage, req))
+    gw_storage_t *storage = pick(results, req);
+    if (storage == NULL)
         return;
     char key[600];
     if (req->param == NULL || req->param_len == 0 || req->param_len >= sizeof key) {
@@ -237,18 +255,15 @@ void gw_results_on_object(void *storage, gw_req_t *req)
 
 /* ---- GET /v1/storage ---- */
 
-void gw_results_on_status(void *storage, gw_req_t *req)
+static cJSON *storage_json(gw_storage_t *storage, const gw_config_t *cfg)
 {
     gw_storage_stats_t st;
     gw_storage_stats(storage, &st);
-    const gw_config_t *cfg = gw_req_config(req);
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "store", cfg->store);
+    cJSON_AddStringToObject(o, "store", gw_storage_url(storage));
     cJSON_AddStringToObject(o, "kind", st.kind);
-    if (storage == NULL) {
-        respond_json(req, o);
-        return;
-    }
+    if (storage == NULL)
+        return o;
     cJSON_AddBoolToObject(o, "up", st.up);
     /* why writes are not reaching the store, or null */
     if (!st.up)
@@ -269,9 +284,26 @@ void gw_results_on_status(void *storage, gw_req_t *req)
     cJSON_AddNumberToObject(o, "queued_bytes", (double)st.queued_bytes);
     cJSON_AddNumberToObject(o, "inflight", st.inflight);
     cJSON *sp = cJSON_AddObjectToObject(o, "spool");
-    cJSON_AddStringToObject(sp, "dir", cfg->spool_dir);
+    cJSON_AddStringToObject(sp, "dir", gw_storage_spool_dir(storage));
     cJSON_AddNumberToObject(sp, "objects", st.spool_objects);
     cJSON_AddNumberToObject(sp, "bytes", (double)st.spool_bytes);
-    cJSON_AddNumberToObject(sp, "max_bytes", (double)st.spool_max_bytes);
+    cJSON_AddNumberToObject(sp, "max_bytes",
+                            (double)(st.spool_max_bytes ? cfg->spool_max_bytes : 0));
+    return o;
+}
+
+/* The default model's storage at the top level (what most deployments have), every
+ * storage under "stores". */
+void gw_results_on_status(void *results, gw_req_t *req)
+{
+    const gw_results_t *r = results;
+    const gw_config_t *cfg = gw_req_config(req);
+    gw_storage_t *def = NULL, *all[GW_MODELS_MAX];
+    r->storage_of(r->ctx, "", &def);
+    cJSON *o = storage_json(def, cfg);
+    cJSON *arr = cJSON_AddArrayToObject(o, "stores");
+    int n = r->storages(r->ctx, all, GW_MODELS_MAX);
+    for (int i = 0; i < n; i++)
+        cJSON_AddItemToArray(arr, storage_json(all[i], cfg));
     respond_json(req, o);
 }

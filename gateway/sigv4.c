@@ -72,8 +72,8 @@ int gw_sigv4_uri_encode(const char *in, size_t len, int keep_slash, char *out, s
     size_t o = 0;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)in[i];
-        int plain = isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' ||
-                    (keep_slash && c == '/');
+        int plain =
+            isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || (keep_slash && c == '/');
         if (o + (plain ? 1 : 3) + 1 > cap)
             return -1;
         if (plain) {
@@ -307,7 +307,7 @@ int gw_sigv4_authorization(const gw_sigv4_req_t *r, char *out, size_t cap)
     int rv;
     if ((rv = gw_sigv4_string_to_sign(r, sts, sizeof sts)) != 0)
         return rv == PROTO_ENOSPC ? PROTO_EINVAL : rv; /* region/service absurdly long */
-    sort_headers(r, idx); /* checked by the call above */
+    sort_headers(r, idx);                              /* checked by the call above */
     int n = snprintf(kbuf, sizeof kbuf, "AWS4%s", r->secret_key);
     if (n < 0 || (size_t)n >= sizeof kbuf)
         return PROTO_EINVAL;

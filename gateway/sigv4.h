@@ -19,10 +19,10 @@ typedef struct {
 
 /* One request to sign. Every string is borrowed for the call only. */
 typedef struct {
-    const char *method;        /* "GET", "PUT", ... */
-    const char *uri;           /* canonical URI, already URI-encoded ("/bucket/a%20b.jpg") */
-    const char *query;         /* the query as sent, its names and values already encoded
-                                * ("b=2&a=1", "lifecycle"); sorted here. "" or NULL = none */
+    const char *method;               /* "GET", "PUT", ... */
+    const char *uri;                  /* canonical URI, already URI-encoded ("/bucket/a%20b.jpg") */
+    const char *query;                /* the query as sent, its names and values already encoded
+                                       * ("b=2&a=1", "lifecycle"); sorted here. "" or NULL = none */
     const gw_sigv4_header_t *headers; /* every header to sign; must include host and
                                        * x-amz-date (see gw_sigv4_amz_date) */
     size_t nheaders;
@@ -31,7 +31,7 @@ typedef struct {
     const char *service;        /* "s3", "ec2", ... */
     const char *access_key;
     const char *secret_key;
-    const char *amz_date;       /* "YYYYMMDDTHHMMSSZ": the x-amz-date header's value */
+    const char *amz_date; /* "YYYYMMDDTHHMMSSZ": the x-amz-date header's value */
 } gw_sigv4_req_t;
 
 /* Writes the Authorization header's value ("AWS4-HMAC-SHA256 Credential=..., SignedHeaders=...,

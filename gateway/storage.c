@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -52,8 +53,10 @@ struct gw_storage {
     uv_loop_t *loop;
     const gw_config_t *cfg;
     gw_store_t *store;
-    list_t queue; /* I_QUEUED, oldest first */
-    list_t disk;  /* every item with a spool file (or one being written), by seq */
+    char url[GW_CONFIG_STR_MAX];       /* the `store` value it was opened with */
+    char spool_dir[GW_CONFIG_STR_MAX]; /* "" = none */
+    list_t queue;                      /* I_QUEUED, oldest first */
+    list_t disk; /* every item with a spool file (or one being written), by seq */
     size_t queue_bytes;
     size_t mem_bytes; /* item data held in memory, whatever the state */
     size_t spool_bytes;
@@ -155,8 +158,7 @@ static void maybe_free_storage(gw_storage_t *st)
 
 static void spool_path(const gw_storage_t *st, const item_t *it, char *out, size_t cap)
 {
-    snprintf(out, cap, "%s/%020" PRIu64 "-%c.obj", st->cfg->spool_dir, it->seq,
-             class_char[it->cls]);
+    snprintf(out, cap, "%s/%020" PRIu64 "-%c.obj", st->spool_dir, it->seq, class_char[it->cls]);
 }
 
 typedef struct {
@@ -299,7 +301,7 @@ static int queue_work(gw_storage_t *st, item_t *it, uv_work_cb fn, uv_after_work
     wk->it = it;
     wk->work.data = wk;
     spool_path(st, it, wk->path, sizeof wk->path);
-    snprintf(wk->tmp, sizeof wk->tmp, "%s/.tmp-%020" PRIu64, st->cfg->spool_dir, it->seq);
+    snprintf(wk->tmp, sizeof wk->tmp, "%s/.tmp-%020" PRIu64, st->spool_dir, it->seq);
     int rv = uv_queue_work(st->loop, &wk->work, fn, done);
     if (rv != 0) {
         free(wk);
@@ -369,8 +371,7 @@ static void on_spooled(uv_work_t *w, int status)
     item_t *it = wk->it;
     st->works--;
     if (it->evicted) { /* dropped (and counted) by make_room meanwhile */
-        if (status == 0 && wk->err == 0 &&
-            queue_work(st, it, on_unlink_work, on_unlink_done) != 0)
+        if (status == 0 && wk->err == 0 && queue_work(st, it, on_unlink_work, on_unlink_done) != 0)
             unlink(wk->path);
         item_free(st, it);
     } else if (status != 0 || wk->err != 0) {
@@ -396,7 +397,7 @@ static void on_spooled(uv_work_t *w, int status)
 /* Writes an item to the spool (in the background), or drops it. */
 static void spool_put(gw_storage_t *st, item_t *it)
 {
-    if (st->cfg->spool_dir[0] == '\0') {
+    if (st->spool_dir[0] == '\0') {
         drop(st, it, "store unavailable and no spool_dir");
         item_free(st, it);
         return;
@@ -530,7 +531,7 @@ static void go_down(gw_storage_t *st, const char *msg)
         }
     } else if (st->state == S_PROBING) {
         st->backoff_ms = st->backoff_ms * 2 > cfg->store_retry_max_ms ? cfg->store_retry_max_ms
-                                                                       : st->backoff_ms * 2;
+                                                                      : st->backoff_ms * 2;
     } else {
         return; /* already down, its timer armed */
     }
@@ -616,8 +617,8 @@ int gw_storage_key_stem(const char *camera, uint64_t us, char *out, size_t cap)
                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, cam, us);
 }
 
-static item_t *new_item(gw_storage_t *st, int cls, const char *stem, uint32_t seq,
-                        const char *ext, const char *ctype, const void *data, size_t len)
+static item_t *new_item(gw_storage_t *st, int cls, const char *stem, uint32_t seq, const char *ext,
+                        const char *ctype, const void *data, size_t len)
 {
     item_t *it = calloc(1, sizeof *it);
     if (it == NULL)
@@ -649,8 +650,8 @@ void gw_storage_keep(gw_storage_t *st, const gw_job_t *job, cJSON *result)
         return;
     if (m->store_only_detections && job->rep.ndet == 0)
         return;
-    int annotated = m->store_annotated && job->opts.output == PROTO_OUT_JPEG &&
-                    job->rep.payload_len > 0;
+    int annotated =
+        m->store_annotated && job->opts.output == PROTO_OUT_JPEG && job->rep.payload_len > 0;
     if (!m->store_inputs && !m->store_results && !annotated)
         return;
     struct timespec ts;
@@ -662,13 +663,12 @@ void gw_storage_keep(gw_storage_t *st, const gw_job_t *job, cJSON *result)
     int png = job->image_len >= 4 && memcmp(job->image, "\x89PNG", 4) == 0;
     item_t *items[GW_STORE_NCLASS] = {NULL, NULL, NULL};
     if (m->store_inputs)
-        items[GW_STORE_INPUT] = new_item(st, GW_STORE_INPUT, stem, seq, png ? ".png" : ".jpg",
-                                         png ? "image/png" : "image/jpeg", job->image,
-                                         job->image_len);
+        items[GW_STORE_INPUT] =
+            new_item(st, GW_STORE_INPUT, stem, seq, png ? ".png" : ".jpg",
+                     png ? "image/png" : "image/jpeg", job->image, job->image_len);
     if (annotated)
-        items[GW_STORE_ANNOTATED] =
-            new_item(st, GW_STORE_ANNOTATED, stem, seq, ".boxes.jpg", "image/jpeg",
-                     job->rep.payload, job->rep.payload_len);
+        items[GW_STORE_ANNOTATED] = new_item(st, GW_STORE_ANNOTATED, stem, seq, ".boxes.jpg",
+                                             "image/jpeg", job->rep.payload, job->rep.payload_len);
     /* the keys go into the answer before it is stored, so the stored answer has them too */
     cJSON *stored = cJSON_CreateObject();
     char rkey[KEY_MAX];
@@ -703,7 +703,7 @@ static int cmp_seq(const void *a, const void *b)
 
 static int scan_spool(gw_storage_t *st, char *err, size_t cap)
 {
-    const char *dir = st->cfg->spool_dir;
+    const char *dir = st->spool_dir;
     char path[GW_CONFIG_STR_MAX + 300];
     snprintf(path, sizeof path, "%s/", dir);
     for (char *p = path + 1; *p; p++)
@@ -772,7 +772,8 @@ static int scan_spool(gw_storage_t *st, char *err, size_t cap)
 }
 
 int gw__storage_create_with(gw_storage_t **out, uv_loop_t *loop, const gw_config_t *cfg,
-                            gw_store_t *store, char *err, size_t cap)
+                            gw_store_t *store, const char *url, const char *spool_dir, char *err,
+                            size_t cap)
 {
     *out = NULL;
     gw_storage_t *st = calloc(1, sizeof *st);
@@ -785,7 +786,13 @@ int gw__storage_create_with(gw_storage_t **out, uv_loop_t *loop, const gw_config
     st->state = S_UP;
     st->next_seq = 1;
     st->store = store;
-    int rv = cfg->spool_dir[0] != '\0' ? scan_spool(st, err, cap) : 0;
+    snprintf(st->url, sizeof st->url, "%s", url);
+    snprintf(st->spool_dir, sizeof st->spool_dir, "%s", spool_dir);
+    /* Gateways behind one load balancer share a store: a random start of the per-frame
+     * sequence keeps two of them from writing one key in the same microsecond. */
+    if (getrandom(&st->key_seq, sizeof st->key_seq, GRND_NONBLOCK) != sizeof st->key_seq)
+        st->key_seq = (uint32_t)getpid() * 2654435761u;
+    int rv = st->spool_dir[0] != '\0' ? scan_spool(st, err, cap) : 0;
     if (rv != 0) {
         store->ops->destroy(store);
         while (st->disk.head != NULL) {
@@ -804,17 +811,28 @@ int gw__storage_create_with(gw_storage_t **out, uv_loop_t *loop, const gw_config
 }
 
 int gw_storage_create(gw_storage_t **out, uv_loop_t *loop, const gw_config_t *cfg,
-                      gw_fetch_t *fetch, char *err, size_t cap)
+                      gw_fetch_t *fetch, const char *url, const char *spool_dir, char *err,
+                      size_t cap)
 {
     *out = NULL;
-    if (strcmp(cfg->store, "none") == 0)
+    if (strcmp(url, "none") == 0)
         return 0;
     gw_store_t *store = NULL;
     gw_store_env_t env = {loop, cfg, fetch};
-    int rv = gw_store_open(&store, &env, cfg->store, err, cap);
+    int rv = gw_store_open(&store, &env, url, err, cap);
     if (rv != 0)
         return rv;
-    return gw__storage_create_with(out, loop, cfg, store, err, cap);
+    return gw__storage_create_with(out, loop, cfg, store, url, spool_dir, err, cap);
+}
+
+const char *gw_storage_url(const gw_storage_t *st)
+{
+    return st != NULL ? st->url : "none";
+}
+
+const char *gw_storage_spool_dir(const gw_storage_t *st)
+{
+    return st != NULL ? st->spool_dir : "";
 }
 
 void gw_storage_stats(const gw_storage_t *st, gw_storage_stats_t *o)
@@ -835,7 +853,7 @@ void gw_storage_stats(const gw_storage_t *st, gw_storage_stats_t *o)
     o->inflight = st->inflight;
     o->spool_objects = st->disk.n;
     o->spool_bytes = st->spool_bytes;
-    o->spool_max_bytes = st->cfg->spool_dir[0] ? st->cfg->spool_max_bytes : 0;
+    o->spool_max_bytes = st->spool_dir[0] ? st->cfg->spool_max_bytes : 0;
     snprintf(o->last_error, sizeof o->last_error, "%s", st->last_error);
 }
 
@@ -864,7 +882,7 @@ void gw_storage_destroy(gw_storage_t *st)
     while ((it = st->queue.head) != NULL) {
         unlink_item(&st->queue, it);
         st->queue_bytes -= it->len;
-        if (st->cfg->spool_dir[0] == '\0') {
+        if (st->spool_dir[0] == '\0') {
             drop(st, it, "shutdown with no spool_dir");
             item_free(st, it);
             continue;
@@ -878,7 +896,7 @@ void gw_storage_destroy(gw_storage_t *st)
         /* the loop is exiting: write it here and now */
         char path[GW_CONFIG_STR_MAX + 64], tmp[GW_CONFIG_STR_MAX + 64], msg[160];
         spool_path(st, it, path, sizeof path);
-        snprintf(tmp, sizeof tmp, "%s/.tmp-%020" PRIu64, st->cfg->spool_dir, it->seq);
+        snprintf(tmp, sizeof tmp, "%s/.tmp-%020" PRIu64, st->spool_dir, it->seq);
         if (spool_write_file(tmp, path, it, msg, sizeof msg) != 0)
             drop(st, it, msg);
         else

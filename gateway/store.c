@@ -16,8 +16,10 @@ int gw_store_open(gw_store_t **out, const gw_store_env_t *env, const char *url, 
     else if (strncmp(url, "s3://", 5) == 0 || strncmp(url, "gs://", 5) == 0)
         ops = &gw_store_s3_ops;
     if (ops == NULL) {
-        snprintf(err, cap, "store: '%s' is none of none, dir:/PATH, s3://BUCKET/PREFIX, "
-                           "gs://BUCKET/PREFIX", url);
+        snprintf(err, cap,
+                 "store: '%s' is none of none, dir:/PATH, s3://BUCKET/PREFIX, "
+                 "gs://BUCKET/PREFIX",
+                 url);
         return PROTO_ECONFIG;
     }
     return ops->create(out, env, url, err, cap);

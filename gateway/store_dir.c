@@ -118,8 +118,7 @@ static void do_get(op_t *o)
     }
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > o->max_bytes) {
         o->err = S_ISREG(st.st_mode) ? PROTO_ESTORE : PROTO_ENOTFOUND;
-        snprintf(o->msg, sizeof o->msg, "not a readable object of at most %zu bytes",
-                 o->max_bytes);
+        snprintf(o->msg, sizeof o->msg, "not a readable object of at most %zu bytes", o->max_bytes);
         close(fd);
         return;
     }
@@ -318,8 +317,7 @@ static int dir_put(gw_store_t *s, const char *key, const uint8_t *data, size_t l
     return submit((dir_t *)s, o, key, (void *)cb, arg);
 }
 
-static int dir_get(gw_store_t *s, const char *key, size_t max_bytes, gw_store_get_cb cb,
-                   void *arg)
+static int dir_get(gw_store_t *s, const char *key, size_t max_bytes, gw_store_get_cb cb, void *arg)
 {
     op_t *o = calloc(1, sizeof *o);
     if (o == NULL)

@@ -14,8 +14,6 @@ pkgs=(
     darknet libcjson-dev libcurl4-openssl-dev libcmocka-dev libopenblas-dev libspng-dev
     python3
     python3-skimage # astronaut.png (skimage/data): the face model's test photo
-    python3-botocore # the S3 and EC2 test servers check SigV4 with an independent signer
-    python3-jwt python3-cryptography # the GCE test server verifies the RS256 JWT
 )
 # node + npm fetch face-api at setup (scripts/models.sh); Debian's, unless one is installed.
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
@@ -28,6 +26,9 @@ if [ "${1:-}" != "--image" ]; then
     # Remote-backend tests: namespace "hosts" (ip netns, veth), partitions (iptables DROP),
     # certificates (openssl CLI).
     pkgs+=(iproute2 iptables openssl)
+    # tests/integration/{s3,ec2}fake.py check SigV4 with botocore, a signer independent of ours;
+    # gcefake.py verifies the RS256 JWT with PyJWT
+    pkgs+=(python3-botocore python3-jwt python3-cryptography)
 fi
 # The inference bench compares against OpenCV's DNN module (scripts/bench-inference.sh).
 if [ "${1:-}" = "--bench" ]; then

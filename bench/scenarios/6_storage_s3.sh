@@ -24,7 +24,7 @@ start_s3() {
     for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$s3port/" && return 0; sleep 0.1; done
     echo "s3fake not up" >&2; return 1
 }
-stop_s3() { kill -TERM "$s3pid"; wait "$s3pid" 2>/dev/null || true; }
+stop_s3() { kill -TERM "$s3pid" 2>/dev/null || true; wait "$s3pid" 2>/dev/null || true; }
 storage() { curl -s "http://127.0.0.1:$port/v1/storage"; }
 field() { python3 -c "import json,sys; d=json.load(sys.stdin); print(eval('d' + sys.argv[1]))" "$1"; }
 : > "$out/s3fake.log"
@@ -40,7 +40,8 @@ start_gateway_pinned() {
         --set s3_path_style=on --set s3_access_key=S3RVER --set s3_secret_key=S3RVER \
         --set "spool_dir=$work/spool" --set spool_max_bytes=4G --set store_concurrency=16 \
         --set store_retry_max_ms=1000 > "$out/gateway.log" 2>&1 &
-    pids+=($!)
+    gwpid=$!
+    pids+=($gwpid)
     for _ in $(seq 600); do curl -sf "http://127.0.0.1:$port/readyz" > /dev/null && return 0; sleep 0.1; done
     echo "gateway not ready" >&2; return 1
 }
@@ -53,7 +54,8 @@ w0=$(storage | field '["written"]'); t0=$(date +%s.%N)
 for _ in $(seq 600); do [ "$(storage | field '["queued"]+d["inflight"]+d["spool"]["objects"]')" = 0 ] && break; sleep 0.1; done
 w1=$(storage | field '["written"]'); t1=$(date +%s.%N)
 write_rate=$(python3 -c "print(f'{($w1-$w0)/($t1-$t0):.0f}')")
-echo "A. write rate: $((w1 - w0)) objects in $(python3 -c "print(f'{$t1-$t0:.1f}')") s = $write_rate objects/s (gateway on 1 core, $users clients, S3 server: Python s3fake with SigV4 checks)" | tee "$out/summary.txt"
+fps=$(python3 -c "import json; print(json.load(open('$out/write.json'))['rps'])")
+echo "A. write rate: $((w1 - w0)) objects in $(python3 -c "print(f'{$t1-$t0:.1f}')") s until all were written = $write_rate objects/s (frames answered: $fps/s for ${dur} s; gateway on 1 core, $users clients, S3 server: Python s3fake with SigV4 checks)" | tee "$out/summary.txt"
 
 # B. outage
 stop_s3
@@ -61,7 +63,7 @@ stop_s3
     --connections 16 --duration "$outage" --body-file "$img" --quiet --json "$out/outage.json" > "$out/outage.txt"
 spooled=$(storage | field '["spool"]["objects"]')
 bytes=$(storage | field '["spool"]["bytes"]')
-failed=$(python3 -c "import json; d=json.load(open('$out/outage.json')); print(d.get('failures', d.get('failed', '?')))" 2>/dev/null || echo '?')
+failed=$(python3 -c "import json; d=json.load(open('$out/outage.json')); print(f\"{d['failures']} of {d['requests']}\")")
 w0=$(storage | field '["written"]')
 start_s3
 t0=$(date +%s.%N)
@@ -70,6 +72,6 @@ t1=$(date +%s.%N)
 w1=$(storage | field '["written"]')
 dropped=$(storage | field '["dropped"]')
 echo "B. ${outage} s outage at $rate frames/s: $spooled objects ($((bytes / 1048576)) MiB) spooled, answer failures: $failed; drained in $(python3 -c "print(f'{$t1-$t0:.1f}')") s after the store returned ($(python3 -c "print(f'{($w1-$w0)/($t1-$t0):.0f}')") objects/s), dropped: $dropped" | tee -a "$out/summary.txt"
-stop_gateway
-stop_s3 || true
+kill -TERM "$gwpid"; wait "$gwpid" 2>/dev/null || true
+stop_s3
 rm -rf "$work"

@@ -150,6 +150,34 @@ try:
                  "store_only_detections: a frame with nothing found is not kept")
         fg.check(not os.path.exists(os.path.join(objects, "empty-hall")),
                  "and nothing is written for its camera")
+
+    # a model with its own store: its frames go there, the default model's stay put
+    two = dict(settings)
+    two.update(fg.app_model_settings("cams2"))
+    two.update(fg.app_model_settings("app"))
+    two.update({"models": "app,cams2", "default_model": "app",
+                "model.cams2.store": f"dir:{root}/objects2"})
+    with fg.Gateway(settings=two, simulate_ms=1) as gw:
+        st, _, body = gw.detect(img, "?camera=split&model=cams2")
+        r2 = json.loads(body)
+        st1, _, body = gw.detect(img, "?camera=split")
+        r1 = json.loads(body)
+        fg.check(st == 200 and st1 == 200, f"both models answer ({st}, {st1})")
+        settle(gw)
+        fg.check(os.path.exists(os.path.join(root, "objects2", r2["stored"]["input"]))
+                 and not os.path.exists(os.path.join(objects, r2["stored"]["input"])),
+                 "model.cams2.store: its frame is kept in its own store")
+        fg.check(os.path.exists(os.path.join(objects, r1["stored"]["input"])),
+                 "the default model's frame in the top-level store")
+        lst = gw.json("/v1/results?camera=split&model=cams2")
+        fg.check(lst is not None and [f["input"] for f in lst["results"]] == [r2["stored"]["input"]],
+                 "/v1/results?model=cams2 reads that model's store")
+        s = gw.json("/v1/storage")
+        fg.check(len(s["stores"]) == 2 and s["stores"][1]["spool"]["dir"].endswith("/cams2"),
+                 f"/v1/storage lists both stores; the second spools in spool_dir/cams2: "
+                 f"{[x['spool']['dir'] for x in s['stores']]}")
+        st, _, _ = gw.request("GET", "/v1/results?camera=split&model=nope")
+        fg.check(st == 404, f"an unknown model is 404 (got {st})")
 finally:
     shutil.rmtree(root, ignore_errors=True)
 fg.finish()

@@ -686,6 +686,16 @@ static void test_storage_keys(void **state)
     assert_non_null(strstr(buf, "store_annotated = on"));
 
     gw_config_defaults(&c);
+    assert_int_equal(gw_config_set(&c, "store", "dir:/srv/fg", "--set", err, sizeof err), 0);
+    assert_int_equal(gw_config_set(&c, "model.face.store", "s3://faces/x", "--set", err, sizeof err),
+                     0);
+    assert_int_equal(gw_config_validate(&c, err, sizeof err), 0);
+    assert_string_equal(gw_config_model(&c, "face")->store, "s3://faces/x");
+    assert_string_equal(gw_config_model(&c, "yolov3-tiny")->store, "dir:/srv/fg"); /* inherited */
+    assert_int_equal(gw_config_set(&c, "model.face.store", "nfs:/x", "--set", err, sizeof err), 0);
+    assert_int_equal(gw_config_validate(&c, err, sizeof err), PROTO_ECONFIG);
+    assert_non_null(strstr(err, "model.face.store"));
+    gw_config_defaults(&c);
     assert_int_equal(gw_config_set(&c, "store", "ftp://x", "--set", err, sizeof err), 0);
     assert_int_equal(gw_config_validate(&c, err, sizeof err), PROTO_ECONFIG);
     assert_non_null(strstr(err, "'store'"));

@@ -118,7 +118,8 @@ static gw_storage_t *start(void)
     gw_storage_t *st = NULL;
     char err[256];
     F.super.ops = &fake_ops;
-    assert_int_equal(gw__storage_create_with(&st, &loop, &cfg, &F.super, err, sizeof err), 0);
+    assert_int_equal(
+        gw__storage_create_with(&st, &loop, &cfg, &F.super, "fake://", spool, err, sizeof err), 0);
     return st;
 }
 
@@ -307,10 +308,25 @@ static void test_fetch_policy(void **state)
     gw_fetch_policy_t p;
     char err[200];
     assert_int_equal(gw_fetch_policy_parse(&p, "", err, sizeof err), 0);
-    const char *refused[] = {"127.0.0.1", "127.1.2.3", "10.1.2.3", "172.16.0.1", "172.31.255.255",
-                             "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
-                             "224.0.0.1", "255.255.255.255", "::1", "::", "fe80::1", "fc00::1",
-                             "fd12::1", "ff02::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254",
+    const char *refused[] = {"127.0.0.1",
+                             "127.1.2.3",
+                             "10.1.2.3",
+                             "172.16.0.1",
+                             "172.31.255.255",
+                             "192.168.1.1",
+                             "169.254.169.254",
+                             "100.64.0.1",
+                             "0.0.0.0",
+                             "224.0.0.1",
+                             "255.255.255.255",
+                             "::1",
+                             "::",
+                             "fe80::1",
+                             "fc00::1",
+                             "fd12::1",
+                             "ff02::1",
+                             "::ffff:127.0.0.1",
+                             "::ffff:169.254.169.254",
                              "64:ff9b::a00:1"};
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
         if (allowed(&p, refused[i], refused[i]))
@@ -320,8 +336,7 @@ static void test_fetch_policy(void **state)
         if (!allowed(&p, ok[i], ok[i]))
             fail_msg("%s should be allowed", ok[i]);
     assert_int_equal(
-        gw_fetch_policy_parse(&p, "10.0.0.0/8, 127.0.0.1,cam.local ,fd00::/8", err, sizeof err),
-        0);
+        gw_fetch_policy_parse(&p, "10.0.0.0/8, 127.0.0.1,cam.local ,fd00::/8", err, sizeof err), 0);
     assert_true(allowed(&p, "10.200.0.1", "x"));
     assert_true(allowed(&p, "127.0.0.1", "x"));
     assert_false(allowed(&p, "127.0.0.2", "x"));
@@ -339,8 +354,8 @@ static void test_key_rule(void **state)
     (void)state;
     assert_true(gw_store_key_valid("cam/2026/11/27/16/cam-1-000001.jpg"));
     assert_true(gw_store_key_valid("a.b-c_d"));
-    const char *bad[] = {"", "/abs", "trail/", "a//b", "../x", "a/../b", "a/./b", ".", "a b",
-                         "a\\b", "a%2F", "ü"};
+    const char *bad[] = {"",      "/abs", "trail/", "a//b", "../x", "a/../b",
+                         "a/./b", ".",    "a b",    "a\\b", "a%2F", "ü"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         if (gw_store_key_valid(bad[i]))
             fail_msg("'%s' should be invalid", bad[i]);
