@@ -38,8 +38,7 @@
     XX(EURLSTATUS, "URL answered with an error status")                      \
     XX(EURLFETCH, "URL could not be fetched")                                \
     XX(ESTORE, "store request failed")                                       \
-    XX(ENOTFOUND, "no such object")                                          \
-    XX(ECLOUD, "cloud provider API call failed")
+    XX(ENOTFOUND, "no such object")
 
 typedef enum {
     PROTO_ERR_BASE_ = -5000,
