@@ -64,7 +64,7 @@ struct app {
         int requests, duration, queue_wait, scale, backends, desired, min, max, inflight, queued,
             be_inflight, be_served, infer, be_failures, retried, crashes, failed_starts, connections,
             ejections, suspected, recovered, tls_failures, cam_in, cam_served, cam_skipped, cam_late, cam_age,
-            stream_dropped;
+            stream_dropped, cloud_errors;
         int store_writes, store_dropped, store_spool_bytes, store_spool_objects, store_queued,
             store_up;
     } fam;
@@ -379,6 +379,7 @@ static char *backends_json(app_t *app)
     int desired = 0, min = 0, max = 0, queued = 0, inflight = 0, failures = 0;
     const char *provider = app->def->model->provider; /* the default model's */
     cJSON *last_error = NULL; /* the default model's, else the first model's that has one */
+    cJSON *provider_error = NULL; /* a cloud provider's last API error, chosen the same way */
     for (int i = 0; i < app->nmodels; i++) {
         char *doc = gw_pool_backends_json(app->models[i].pool);
         cJSON *p = doc != NULL ? cJSON_Parse(doc) : NULL;
@@ -392,6 +393,11 @@ static char *backends_json(app_t *app)
         inflight += cJSON_GetObjectItem(p, "inflight")->valueint;
         failures += cJSON_GetObjectItem(p, "consecutive_start_failures")->valueint;
         const cJSON *le = cJSON_GetObjectItem(p, "last_error");
+        const cJSON *pe = cJSON_GetObjectItem(p, "provider_error");
+        if (cJSON_IsString(pe) && (provider_error == NULL || app->models[i].is_default)) {
+            cJSON_Delete(provider_error);
+            provider_error = cJSON_CreateString(pe->valuestring);
+        }
         if (cJSON_IsString(le) && (last_error == NULL || app->models[i].is_default)) {
             cJSON_Delete(last_error);
             last_error = cJSON_CreateString(le->valuestring);
@@ -419,6 +425,8 @@ static char *backends_json(app_t *app)
         cJSON_AddStringToObject(root, "not_ready_reason", why);
     cJSON_AddNumberToObject(root, "consecutive_start_failures", failures);
     cJSON_AddItemToObject(root, "last_error", last_error != NULL ? last_error : cJSON_CreateNull());
+    cJSON_AddItemToObject(root, "provider_error",
+                          provider_error != NULL ? provider_error : cJSON_CreateNull());
     cJSON_AddItemToObject(root, "models", models);
     cJSON_AddItemToObject(root, "backends", all);
     char *text = cJSON_PrintUnformatted(root);
@@ -598,6 +606,7 @@ static int declare_metrics(app_t *app)
     D(ejections, GW_COUNTER, "framegate_backend_ejections_total", "Backends ejected and replaced: answers departing from their peers' (consecutive_failures, success_rate) or silence (hung).", "model,reason", NULL, 0)
     D(suspected, GW_COUNTER, "framegate_backend_suspected_total", "Backends suspected of hanging (a frame unanswered past the model's bound): then back to ready or ejected.", "model", NULL, 0)
     D(recovered, GW_COUNTER, "framegate_backend_recovered_total", "Suspected backends that answered again and went back to ready.", "model", NULL, 0)
+    D(cloud_errors, GW_COUNTER, "framegate_cloud_api_errors_total", "Cloud provider API calls that failed (each retry counts; the last error is provider_error in /v1/backends).", "model", NULL, 0)
     D(tls_failures, GW_COUNTER, "framegate_tls_handshake_failures_total", "Backend starts that failed on a refused TLS handshake (a certificate that did not verify on either side, or TLS against plain tcp).", "model", NULL, 0)
     D(cam_in, GW_COUNTER, "framegate_camera_frames_total", "Frames that named a camera, by camera (cameras beyond max_cameras: \"other\").", "camera", NULL, 0)
     D(cam_served, GW_COUNTER, "framegate_camera_frames_served_total", "Camera frames answered with a result.", "camera", NULL, 0)
@@ -658,6 +667,11 @@ static char *render_metrics(app_t *app, size_t *len)
         gw_metrics_set(m, app->fam.suspected, name, NULL, (double)st.suspected);
         gw_metrics_set(m, app->fam.recovered, name, NULL, (double)st.recovered);
         gw_metrics_set(m, app->fam.tls_failures, name, NULL, (double)st.tls_failures);
+        if (app->models[i].provider->ops->api_error != NULL) {
+            uint64_t errors = 0;
+            app->models[i].provider->ops->api_error(app->models[i].provider, &errors);
+            gw_metrics_set(m, app->fam.cloud_errors, name, NULL, (double)errors);
+        }
         for (int r = GW_HEALTH_NONE + 1; r < GW_HEALTH_NREASONS; r++)
             gw_metrics_set(m, app->fam.ejections, name, gw_health_reason_name(r),
                            (double)st.ejections[r]);
@@ -745,6 +759,22 @@ static int on_join(void *ctx, const gw_join_req_t *req, char *out, size_t cap)
     if (m == NULL) {
         snprintf(out, cap, "no model named '%s' is served", req->model);
         return PROTO_ENOMODEL;
+    }
+    if (m->provider->ops->joined != NULL) { /* a cloud instance we started, booted */
+        if (strcmp(req->op, "leave") == 0) {
+            gw_pool_release(m->pool, req->address); /* drained, then terminated */
+            snprintf(out, cap, "left");
+            return 0;
+        }
+        if (gw_remote_allowed(app->cfg, req->address, out, cap) != 0)
+            return PROTO_EINVAL;
+        if (m->provider->ops->joined(m->provider, req->name, req->address) != 0) {
+            snprintf(out, cap, "'%s' is not an instance this gateway started for model '%s'",
+                     req->name, req->model);
+            return PROTO_EINVAL;
+        }
+        snprintf(out, cap, "joined");
+        return 0;
     }
     if (strcmp(m->model->provider, "registered") != 0) {
         snprintf(out, cap, "model '%s' does not take registered backends (its provider is %s)",
@@ -859,6 +889,11 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
         GW_LOG_E("start", "error=\"%s\"", err);
         return 1;
     }
+    /* the loop's HTTP client: cloud providers need it from their creation */
+    if ((rv = gw_fetch_create(&app.fetch, &app.loop)) != 0) {
+        GW_LOG_E("start", "error=\"%s\"", proto_strerror(rv));
+        return 1;
+    }
     for (int i = 0; i < cfg->nmodels; i++) {
         model_t *m = &app.models[i];
         gw_provider_t *provider = NULL;
@@ -871,7 +906,17 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
             rv = gw_provider_static_create(&provider, &app.loop, m->model, NULL);
         else if (strcmp(m->model->provider, "registered") == 0)
             rv = gw_provider_registered_create(&provider, &app.loop, NULL);
-        else
+        else if (strcmp(m->model->provider, "ec2") == 0 || strcmp(m->model->provider, "gce") == 0 ||
+                 strcmp(m->model->provider, "kubernetes") == 0) {
+            rv = (strcmp(m->model->provider, "ec2") == 0   ? gw_provider_ec2_create
+                  : strcmp(m->model->provider, "gce") == 0 ? gw_provider_gce_create
+                                                           : gw_provider_kubernetes_create)(
+                &provider, &app.loop, app.fetch, cfg, m->model, NULL, err, sizeof err);
+            if (rv == PROTO_ECONFIG) {
+                GW_LOG_E("start", "model=%s error=\"%s\"", m->model->name, err);
+                return 1;
+            }
+        } else
             rv = gw_provider_local_create(&provider, &app.loop, cfg, m->model, argv0, NULL);
         if (rv != 0 ||
             (rv = gw_pool_create(&m->pool, &app.loop, cfg, m->model, provider, &pool_hooks, m)) !=
@@ -888,8 +933,7 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
         GW_LOG_E("start", "error=\"no default model\"");
         return 1;
     }
-    if ((rv = gw_fetch_create(&app.fetch, &app.loop)) != 0 ||
-        (rv = gw_urlframe_init(&app.urlframe, app.fetch, cfg, err, sizeof err)) != 0 ||
+    if ((rv = gw_urlframe_init(&app.urlframe, app.fetch, cfg, err, sizeof err)) != 0 ||
         (rv = open_storages(&app, err, sizeof err)) != 0) {
         GW_LOG_E("start", "error=\"%s\"", rv == PROTO_ECONFIG ? err : proto_strerror(rv));
         return 1;

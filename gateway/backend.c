@@ -277,6 +277,33 @@ static int send_ping(gw__backend_t *be, uint64_t timeout_ms)
     return rv;
 }
 
+/* Opens the link to be->addr and sends the readiness ping (the start timer is running). */
+static void dial(gw__backend_t *be)
+{
+    gw_pool_t *pool = be->pool;
+    const gw_config_t *cfg = pool->cfg;
+    int rv;
+    /* Readiness: the backend answers PING only once its model is loaded and warmed up (it
+     * listens only then; our dialer keeps retrying until it does). */
+    char err[512];
+    if ((rv = gw_link_create(&be->link, be->addr, be->nslots + 1, &pool->bridge, on_link_done,
+                             be)) == 0 &&
+        gw_remote_prepare(cfg, be->link, be->addr, be->tls_peer, sizeof be->tls_peer, err,
+                          sizeof err) != 0) {
+        GW_LOG_E("backend_refused", "backend=%s addr=%s why=\"%s\"", be->name, be->addr, err);
+        failed_start(be, err);
+        return;
+    }
+    if (rv != 0 || (rv = gw_link_start(be->link)) != 0 || (rv = send_ping(be, 0)) != 0) {
+        GW_LOG_E("backend_link", "backend=%s addr=%s error=\"%s\"", be->name, be->addr,
+                 proto_strerror(rv));
+        gw__backend_stop(be, "link");
+        return;
+    }
+    GW_LOG_I("backend_starting", "backend=%s instance=%s addr=%s", be->name, be->instance_id,
+             be->addr);
+}
+
 gw__backend_t *gw__backend_start(gw_pool_t *pool)
 {
     const gw_config_t *cfg = pool->cfg;
@@ -325,27 +352,27 @@ gw__backend_t *gw__backend_start(gw_pool_t *pool)
     pool->backends = be;
     pool->count[GW__BE_STARTING]++;
 
-    /* Readiness: the backend answers PING only once its model is loaded and warmed up (it
-     * listens only then; our dialer keeps retrying until it does). */
-    char err[512];
-    if ((rv = gw_link_create(&be->link, be->addr, be->nslots + 1, &pool->bridge, on_link_done,
-                             be)) == 0 &&
-        gw_remote_prepare(cfg, be->link, be->addr, be->tls_peer, sizeof be->tls_peer, err,
-                          sizeof err) != 0) {
-        GW_LOG_E("backend_refused", "backend=%s addr=%s why=\"%s\"", be->name, be->addr, err);
-        failed_start(be, err);
-        return be;
-    }
-    if (rv != 0 || (rv = gw_link_start(be->link)) != 0 || (rv = send_ping(be, 0)) != 0) {
-        GW_LOG_E("backend_link", "backend=%s addr=%s error=\"%s\"", be->name, be->addr,
-                 proto_strerror(rv));
-        gw__backend_stop(be, "link");
-        return be;
-    }
     uv_timer_start(&be->timer, on_start_timeout, cfg->start_timeout_ms, 0);
-    GW_LOG_I("backend_starting", "backend=%s instance=%s addr=%s", be->name, be->instance_id,
-             be->addr);
+    if (be->addr[0] == '\0') { /* a cloud instance: its address comes with on_address */
+        GW_LOG_I("backend_starting", "backend=%s instance=%s addr=pending", be->name,
+                 be->instance_id);
+        return be;
+    }
+    dial(be);
     return be;
+}
+
+void gw__backend_on_address(void *owner, gw_instance_t *inst, const char *addr)
+{
+    gw__backend_t *be = owner;
+    gw_pool_t *pool = be->pool;
+    if (be->inst != inst || be->state != GW__BE_STARTING || be->link != NULL ||
+        strlen(addr) >= sizeof be->addr)
+        return;
+    snprintf(be->addr, sizeof be->addr, "%s", addr);
+    pool->provider->ops->instance_id(pool->provider, be->inst, be->instance_id,
+                                     sizeof be->instance_id);
+    dial(be);
 }
 
 void gw__backend_heartbeat(gw_pool_t *pool)

@@ -80,6 +80,39 @@ static const key_t_ keys[] = {
     {"tls_key", T_STR, F(tls_key), S(tls_key), 0, 0, 0},
     {"allow_insecure_backends", T_BOOL, F(allow_insecure_backends), 0, 0, 1, 0},
     {"join_listen", T_STR, F(join_listen), S(join_listen), 0, 0, 0},
+    {"cloud_cluster", T_STR, F(cloud_cluster), S(cloud_cluster), 0, 0, 0},
+    {"cloud_join_url", T_STR, F(cloud_join_url), S(cloud_join_url), 0, 0, 0},
+    {"cloud_backend_cert", T_STR, F(cloud_backend_cert), S(cloud_backend_cert), 0, 0, 0},
+    {"cloud_backend_key", T_STR, F(cloud_backend_key), S(cloud_backend_key), 0, 0, 0},
+    {"cloud_backend_command", T_STR, F(cloud_backend_command), S(cloud_backend_command), 0, 0, 0},
+    {"cloud_backend_port", T_INT, F(cloud_backend_port), 0, 1, 65535, 0},
+    {"cloud_api_timeout_ms", T_MS, F(cloud_api_timeout_ms), 0, 100, 600000, 0},
+    {"cloud_reap_interval_ms", T_MS, F(cloud_reap_interval_ms), 0, 100, 86400000, 0},
+    {"cloud_max_starts_per_hour", T_INT, F(cloud_max_starts_per_hour), 0, 1, 100000, 0},
+    {"ec2_region", T_STR, F(ec2_region), S(ec2_region), 0, 0, 0},
+    {"ec2_endpoint", T_STR, F(ec2_endpoint), S(ec2_endpoint), 0, 0, 0},
+    {"ec2_ca_file", T_STR, F(ec2_ca_file), S(ec2_ca_file), 0, 0, 0},
+    {"ec2_image", T_STR, F(ec2_image), S(ec2_image), 0, 0, 0},
+    {"ec2_instance_type", T_STR, F(ec2_instance_type), S(ec2_instance_type), 0, 0, 0},
+    {"ec2_subnet", T_STR, F(ec2_subnet), S(ec2_subnet), 0, 0, 0},
+    {"ec2_security_groups", T_STR, F(ec2_security_groups), S(ec2_security_groups), 0, 0, 0},
+    {"ec2_instance_profile", T_STR, F(ec2_instance_profile), S(ec2_instance_profile), 0, 0, 0},
+    {"gce_project", T_STR, F(gce_project), S(gce_project), 0, 0, 0},
+    {"gce_zone", T_STR, F(gce_zone), S(gce_zone), 0, 0, 0},
+    {"gce_machine_type", T_STR, F(gce_machine_type), S(gce_machine_type), 0, 0, 0},
+    {"gce_image", T_STR, F(gce_image), S(gce_image), 0, 0, 0},
+    {"gce_network", T_STR, F(gce_network), S(gce_network), 0, 0, 0},
+    {"gce_subnetwork", T_STR, F(gce_subnetwork), S(gce_subnetwork), 0, 0, 0},
+    {"gce_service_account", T_STR, F(gce_service_account), S(gce_service_account), 0, 0, 0},
+    {"gce_key_file", T_STR, F(gce_key_file), S(gce_key_file), 0, 0, 0},
+    {"gce_endpoint", T_STR, F(gce_endpoint), S(gce_endpoint), 0, 0, 0},
+    {"gce_ca_file", T_STR, F(gce_ca_file), S(gce_ca_file), 0, 0, 0},
+    {"k8s_server", T_STR, F(k8s_server), S(k8s_server), 0, 0, 0},
+    {"k8s_token_file", T_STR, F(k8s_token_file), S(k8s_token_file), 0, 0, 0},
+    {"k8s_ca_file", T_STR, F(k8s_ca_file), S(k8s_ca_file), 0, 0, 0},
+    {"k8s_namespace", T_STR, F(k8s_namespace), S(k8s_namespace), 0, 0, 0},
+    {"k8s_pod_template", T_STR, F(k8s_pod_template), S(k8s_pod_template), 0, 0, 0},
+    {"k8s_tls_dir", T_STR, F(k8s_tls_dir), S(k8s_tls_dir), 0, 0, 0},
     {"models", T_STR, F(serve), S(serve), 0, 0, 0},
     {"default_model", T_STR, F(default_model), S(default_model), 0, 0, 0},
     {"backends", T_BACKENDS, 0, 0, 1, 256, 0},
@@ -162,7 +195,8 @@ static const key_t_ model_keys[] = {
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 static const char *const preprocess_names[] = {"darknet", "faceapi"};
-static const char *const provider_names[] = {"", "local", "static", "registered"};
+static const char *const provider_names[] = {"",    "local", "static",    "registered",
+                                             "ec2", "gce",   "kubernetes"};
 static const char *const decode_names[] = {"exact", "fast"};
 
 /* A new model: darknet's own defaults, pool keys inherited. */
@@ -229,6 +263,18 @@ void gw_config_defaults(gw_config_t *cfg)
     cfg->max_body_bytes = 16 << 20;
     cfg->max_pipelined = 16;
     cfg->header_timeout_ms = 10000;
+    snprintf(cfg->cloud_cluster, sizeof cfg->cloud_cluster, "framegate");
+    cfg->cloud_backend_port = 7000;
+    cfg->cloud_api_timeout_ms = 15000;
+    cfg->cloud_reap_interval_ms = 60000;
+    cfg->cloud_max_starts_per_hour = 60;
+    snprintf(cfg->ec2_region, sizeof cfg->ec2_region, "us-east-1");
+    snprintf(cfg->k8s_token_file, sizeof cfg->k8s_token_file,
+             "/var/run/secrets/kubernetes.io/serviceaccount/token");
+    snprintf(cfg->k8s_ca_file, sizeof cfg->k8s_ca_file,
+             "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt");
+    snprintf(cfg->k8s_tls_dir, sizeof cfg->k8s_tls_dir, "/etc/framegate/tls");
+    snprintf(cfg->gce_network, sizeof cfg->gce_network, "global/networks/default");
     cfg->body_timeout_ms = 60000;
     cfg->idle_timeout_ms = 60000;
     cfg->write_timeout_ms = 30000;
@@ -413,7 +459,8 @@ static int set_key(gw_config_t *cfg, gw_model_t *model, const key_t_ *k, const c
                 snprintf(base + k->off, k->cap, "%s", value);
                 return 0;
             }
-        return fail(err, errcap, origin, shown, "expected local, static or registered", value);
+        return fail(err, errcap, origin, shown,
+                    "expected local, static, registered, ec2, gce or kubernetes", value);
     case T_DECODE:
         for (int i = 0; i < 2; i++)
             if (strcmp(value, decode_names[i]) == 0) {
@@ -996,6 +1043,39 @@ static int check_static(gw_config_t *cfg, gw_model_t *m, char *err, size_t errca
     return 0;
 }
 
+/* A cloud model (provider ec2): its instances run framegate-backend, which joins back over
+ * mutual TLS, so the join listener, the certificates and the image must be set. */
+static int check_cloud(gw_config_t *cfg, gw_model_t *m, char *err, size_t errcap)
+{
+    const char *why = NULL;
+    int ec2 = strcmp(m->provider, "ec2") == 0, k8s = strcmp(m->provider, "kubernetes") == 0;
+    int gce = strcmp(m->provider, "gce") == 0;
+    if (!ec2 && !k8s && !gce)
+        return 0;
+    if (cfg->join_listen[0] == '\0')
+        why = "needs join_listen (instances register there)";
+    else if (cfg->cloud_join_url[0] == '\0' && strstr(cfg->join_listen, "0.0.0.0") != NULL)
+        why = "join_listen listens on every address: set cloud_join_url to the one instances "
+              "reach";
+    else if (cfg->tls_ca[0] == '\0')
+        why = "needs tls_ca, tls_cert and tls_key (instances are dialled over mutual TLS)";
+    else if ((ec2 || gce) &&
+             (cfg->cloud_backend_cert[0] == '\0' || cfg->cloud_backend_key[0] == '\0'))
+        why = "needs cloud_backend_cert and cloud_backend_key (the instances' certificate)";
+    else if (ec2 && (cfg->ec2_image[0] == '\0' || cfg->ec2_instance_type[0] == '\0'))
+        why = "needs ec2_image and ec2_instance_type";
+    else if (gce && (cfg->gce_project[0] == '\0' || cfg->gce_zone[0] == '\0' ||
+                     cfg->gce_machine_type[0] == '\0' || cfg->gce_image[0] == '\0'))
+        why = "needs gce_project, gce_zone, gce_machine_type and gce_image";
+    else if (k8s && cfg->k8s_pod_template[0] == '\0')
+        why = "needs k8s_pod_template (a Pod as JSON)";
+    if (why != NULL) {
+        snprintf(err, errcap, "model '%s': provider %s %s", m->name, m->provider, why);
+        return PROTO_ECONFIG;
+    }
+    return 0;
+}
+
 int gw_config_validate(gw_config_t *cfg, char *err, size_t errcap)
 {
     int rv;
@@ -1088,7 +1168,8 @@ int gw_config_validate(gw_config_t *cfg, char *err, size_t errcap)
     }
     for (int i = 0; i < cfg->nmodels; i++) {
         gw_model_t *m = &cfg->models[i];
-        if ((rv = check_static(cfg, m, err, errcap)) != 0)
+        if ((rv = check_static(cfg, m, err, errcap)) != 0 ||
+            (rv = check_cloud(cfg, m, err, errcap)) != 0)
             return rv;
         /* Inheritance is resolved here, once every source is loaded, so that a top-level
          * --set max_backends reaches every model that did not set its own. */

@@ -118,6 +118,41 @@ typedef struct {
     int allow_insecure_backends;      /* 1: tcp:// to a non-loopback address is allowed */
     char join_listen[GW_CONFIG_STR_MAX]; /* where backends register (--join); "" = off */
 
+    /* cloud providers (provider = ec2): instances run framegate-backend, which joins back */
+    char cloud_cluster[64]; /* tag value naming this gateway's instances (orphan reaping) */
+    char cloud_join_url[GW_CONFIG_STR_MAX];     /* what instances --join; "" = join_listen */
+    char cloud_backend_cert[GW_CONFIG_STR_MAX]; /* PEM cert+key given to every instance */
+    char cloud_backend_key[GW_CONFIG_STR_MAX];
+    char cloud_backend_command[GW_CONFIG_STR_MAX]; /* in the image; "" = framegate-backend */
+    int cloud_backend_port;                        /* instances listen on tls+tcp://0.0.0.0:PORT */
+    uint64_t cloud_api_timeout_ms;                 /* one API call, retries apart */
+    uint64_t cloud_reap_interval_ms;               /* orphan sweep period */
+    int cloud_max_starts_per_hour;                 /* per provider: a runaway-bill guard */
+    char ec2_region[32];
+    char ec2_endpoint[GW_CONFIG_STR_MAX]; /* "" = https://ec2.REGION.amazonaws.com/ */
+    char ec2_ca_file[GW_CONFIG_STR_MAX];  /* "" = the system's CAs (tests: the fake's CA) */
+    char ec2_image[128];
+    char ec2_instance_type[64];
+    char ec2_subnet[128];
+    char ec2_security_groups[512];  /* comma-separated sg-ids */
+    char ec2_instance_profile[256]; /* name or ARN; "" = none */
+    char gce_project[128];
+    char gce_zone[64];
+    char gce_machine_type[64];
+    char gce_image[512];                  /* sourceImage: projects/P/global/images/family/F */
+    char gce_network[256];                /* "global/networks/default" */
+    char gce_subnetwork[256];             /* "" = the network's */
+    char gce_service_account[256];        /* the instances' (email); "" = none */
+    char gce_key_file[GW_CONFIG_STR_MAX]; /* "" = GOOGLE_APPLICATION_CREDENTIALS, else metadata */
+    char gce_endpoint[512];               /* "" = https://compute.googleapis.com/compute/v1/ */
+    char gce_ca_file[GW_CONFIG_STR_MAX];
+    char k8s_server[512]; /* "" = https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT */
+    char k8s_token_file[GW_CONFIG_STR_MAX];   /* bearer token, re-read at every call */
+    char k8s_ca_file[GW_CONFIG_STR_MAX];      /* the API server's CA */
+    char k8s_namespace[128];                  /* "" = the pod's own namespace, else "default" */
+    char k8s_pod_template[GW_CONFIG_STR_MAX]; /* a Pod as JSON: image, resources, volumes */
+    char k8s_tls_dir[GW_CONFIG_STR_MAX]; /* where the template mounts ca.crt, tls.crt, tls.key */
+
     /* models: definitions in declaration order; `serve` picks some (comma-separated names,
      * "" = all); gw_config_validate drops the others and resolves default_model. */
     char serve[GW_CONFIG_STR_MAX];          /* key "models" */

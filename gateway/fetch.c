@@ -407,6 +407,8 @@ static int start_hop(gw_fetch_req_t *r)
     curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, r);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "framegate/" FG_VERSION);
+    if (r->o.ca_file != NULL && r->o.ca_file[0] != '\0')
+        curl_easy_setopt(e, CURLOPT_CAINFO, r->o.ca_file);
     const char *m = r->o.method != NULL && r->hops == 0 ? r->o.method : "GET";
     if (strcmp(m, "GET") == 0) {
         curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);

@@ -58,6 +58,7 @@ typedef struct {
     uint64_t timeout_ms;             /* the whole request, every redirect included */
     int max_redirects;               /* 0: a 3xx answer is returned as it is */
     const gw_fetch_policy_t *policy; /* NULL: any address (endpoints the operator configured) */
+    const char *ca_file;             /* PEM CAs for https (a private endpoint); NULL = system's */
 } gw_fetch_opts_t;
 
 /* What came back. body is malloc'd and owned by the fetch; a callback may take it by setting

@@ -536,6 +536,15 @@ char *gw_pool_backends_json(gw_pool_t *pool)
         cJSON_AddStringToObject(root, "last_error", pool->last_error);
     else
         cJSON_AddNullToObject(root, "last_error");
+    if (pool->provider->ops->api_error != NULL) { /* a cloud provider's API trouble */
+        uint64_t errors = 0;
+        const char *e = pool->provider->ops->api_error(pool->provider, &errors);
+        if (e[0] != '\0')
+            cJSON_AddStringToObject(root, "provider_error", e);
+        else
+            cJSON_AddNullToObject(root, "provider_error");
+        cJSON_AddNumberToObject(root, "provider_errors", (double)errors);
+    }
     cJSON *arr = cJSON_AddArrayToObject(root, "backends");
     for (gw__backend_t *be = pool->backends; be != NULL; be = be->next)
         gw__backend_json(be, arr);
@@ -597,6 +606,7 @@ int gw_pool_create(gw_pool_t **out, uv_loop_t *loop, const gw_config_t *cfg,
     pool->max = model != NULL ? model->max_backends : cfg->max_backends;
     pool->provider = provider;
     provider->on_exit = gw__backend_on_exit;
+    provider->on_address = gw__backend_on_address;
     if (hooks != NULL)
         pool->hooks = *hooks;
     pool->hooks_ctx = hooks_ctx;

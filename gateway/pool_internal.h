@@ -154,5 +154,7 @@ void gw__backend_json(const gw__backend_t *be, void *arr);
 /* The provider's exit report (loop thread). */
 void gw__backend_on_exit(void *owner, gw_instance_t *inst, int64_t status, int sig,
                          const char *why);
+/* The provider's on_address (a cloud instance's address, known once it runs). */
+void gw__backend_on_address(void *owner, gw_instance_t *inst, const char *addr);
 
 #endif

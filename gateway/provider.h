@@ -21,11 +21,19 @@ typedef struct gw_instance gw_instance_t; /* one started backend, owned by the p
 typedef void (*gw_provider_exit_cb)(void *owner, gw_instance_t *inst, int64_t status, int signal,
                                     const char *why);
 
+/* Reports the address to dial for an instance whose start() gave an empty address (a cloud
+ * instance: known once it runs and its backend has joined). Loop thread, never from inside
+ * start(); at most once per instance, before on_exit. */
+typedef void (*gw_provider_addr_cb)(void *owner, gw_instance_t *inst, const char *addr);
+
 typedef struct {
     const char *kind; /* "local", ... */
     /* Starts backend `name`. On success stores the instance and the NNG address to dial
      * (NUL-terminated, at most addr_cap bytes) and returns 0; `owner` is passed back to
-     * on_exit. Returns a negative code (and no instance) if it could not even start. */
+     * on_exit. Returns a negative code (and no instance) if it could not even start.
+     * A cloud provider returns at once with addr "" (its API calls run on the loop) and
+     * reports the address later through on_address, or the failure through on_exit; the
+     * pool's start_timeout_ms covers the whole boot. */
     int (*start)(gw_provider_t *p, const char *name, void *owner, gw_instance_t **inst,
                  char *addr, size_t addr_cap);
     /* Asks the instance to stop: gracefully (SIGTERM for a process) or, with force, at once
@@ -39,11 +47,19 @@ typedef struct {
     int (*live)(gw_provider_t *p);
     /* Frees the provider; every instance must have exited (live() == 0). */
     void (*destroy)(gw_provider_t *p);
+    /* Cloud providers (else NULL): a backend announced itself on the join listener as
+     * `name` at `addr`. Returns 0 when it is one of this provider's instances (its address
+     * is then reported through on_address), PROTO_EINVAL when it is not. */
+    int (*joined)(gw_provider_t *p, const char *name, const char *addr);
+    /* Cloud providers (else NULL): the last API error in words ("" if none), for
+     * /v1/backends and /readyz; and the count of API errors since start (metrics). */
+    const char *(*api_error)(gw_provider_t *p, uint64_t *errors);
 } gw_provider_ops_t;
 
 struct gw_provider {
     const gw_provider_ops_t *ops;
     gw_provider_exit_cb on_exit;
+    gw_provider_addr_cb on_address;
 };
 
 /* The local provider for one model: backends are child processes of the gateway (uv_spawn)
@@ -80,5 +96,29 @@ int gw_provider_registered_remove(gw_provider_t *p, const char *addr, int *count
 /* One registered address whose backend has not repeated its join for ttl_ms (it died
  * without deregistering): copies it into addr and returns 1; 0 when there is none. */
 int gw_provider_registered_stale(gw_provider_t *p, uint64_t ttl_ms, char *addr, size_t cap);
+
+typedef struct gw_fetch gw_fetch_t;
+
+/* The EC2 provider for one model (provider_ec2.c): each backend is an EC2 instance that
+ * boots framegate-backend from its user data and joins cfg->join_listen; start() returns
+ * with the address pending (reported by on_address once the backend has joined: pass joins
+ * to ops->joined). API calls go through `fetch` (which must outlive it, or be destroyed
+ * after every call was cancelled). Returns 0, PROTO_ECONFIG (no credentials, unreadable
+ * certificates; reason in err) or PROTO_ENOMEM. */
+int gw_provider_ec2_create(gw_provider_t **out, uv_loop_t *loop, gw_fetch_t *fetch,
+                           const gw_config_t *cfg, const gw_model_t *model,
+                           gw_provider_exit_cb on_exit, char *err, size_t errcap);
+
+/* The GCE provider for one model (provider_gce.c): one Compute Engine instance per backend,
+ * its startup script the EC2 user data's. Same contract as the EC2 one. */
+int gw_provider_gce_create(gw_provider_t **out, uv_loop_t *loop, gw_fetch_t *fetch,
+                           const gw_config_t *cfg, const gw_model_t *model,
+                           gw_provider_exit_cb on_exit, char *err, size_t errcap);
+
+/* The Kubernetes provider for one model (provider_kubernetes.c): one Pod per backend from
+ * cfg->k8s_pod_template, joining like an EC2 instance. Same contract as the EC2 one. */
+int gw_provider_kubernetes_create(gw_provider_t **out, uv_loop_t *loop, gw_fetch_t *fetch,
+                                  const gw_config_t *cfg, const gw_model_t *model,
+                                  gw_provider_exit_cb on_exit, char *err, size_t errcap);
 
 #endif

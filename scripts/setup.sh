@@ -51,8 +51,9 @@ if [ "$mode" != "--image" ] && [ "$mode" != "--runtime" ]; then
     # Remote-backend tests: namespace "hosts" (ip netns, veth), partitions (iptables DROP),
     # certificates (openssl CLI).
     pkgs+=(iproute2 iptables openssl)
-    # tests/integration/s3fake.py checks SigV4 with botocore, a signer independent of ours
-    pkgs+=(python3-botocore)
+    # tests/integration/{s3,ec2}fake.py check SigV4 with botocore, a signer independent of ours;
+    # gcefake.py verifies the RS256 JWT with PyJWT
+    pkgs+=(python3-botocore python3-jwt python3-cryptography)
 fi
 # The inference bench compares against OpenCV's DNN module (scripts/bench-inference.sh).
 if [ "$mode" = "--bench" ]; then

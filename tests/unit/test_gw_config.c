@@ -363,8 +363,26 @@ static void test_remote_backends(void **state)
     SET("model.face.backends_static", "ipc:///tmp/a");
     assert_int_equal(gw_config_validate(&c, err, sizeof err), PROTO_ECONFIG);
     assert_non_null(strstr(err, "provider"));
-    assert_int_equal(gw_config_set(&c, "model.face.provider", "ec2", "--set", err, sizeof err),
+    assert_int_equal(gw_config_set(&c, "model.face.provider", "nowhere", "--set", err, sizeof err),
                      PROTO_ECONFIG);
+    /* ec2 needs the join listener, the certificates and the image */
+    assert_int_equal(gw_config_set(&c, "model.face.provider", "ec2", "--set", err, sizeof err), 0);
+    SET("model.face.backends_static", "");
+    assert_int_equal(gw_config_validate(&c, err, sizeof err), PROTO_ECONFIG);
+    assert_non_null(strstr(err, "join_listen"));
+    SET("join_listen", "tls+tcp://10.0.0.1:7700");
+    SET("tls_ca", "/ca");
+    SET("tls_cert", "/c");
+    SET("tls_key", "/k");
+    assert_int_equal(gw_config_validate(&c, err, sizeof err), PROTO_ECONFIG);
+    assert_non_null(strstr(err, "cloud_backend_cert"));
+    SET("cloud_backend_cert", "/bc");
+    SET("cloud_backend_key", "/bk");
+    assert_int_equal(gw_config_validate(&c, err, sizeof err), PROTO_ECONFIG);
+    assert_non_null(strstr(err, "ec2_image"));
+    SET("ec2_image", "ami-1");
+    SET("ec2_instance_type", "t3.micro");
+    assert_int_equal(gw_config_validate(&c, err, sizeof err), 0);
     assert_int_equal(gw_config_set(&c, "allow_insecure_backends", "maybe", "--set", err,
                                    sizeof err),
                      PROTO_ECONFIG);
@@ -407,10 +425,10 @@ static void test_every_key_from_env(void **state)
     FILE *f = fdopen(fd, "w+");
     gw_config_print(&a, f);
     rewind(f);
-    static char vars[96][2200];
-    char *env[97];
+    static char vars[128][2200];
+    char *env[129];
     int n = 0;
-    while (n < 96 && fgets(line, sizeof line, f) != NULL) {
+    while (n < 128 && fgets(line, sizeof line, f) != NULL) {
         line[strcspn(line, "\n")] = '\0';
         if (line[0] == '\0' || line[0] == '#')
             continue; /* inherited pool keys are comments: they stay inherited */
@@ -440,9 +458,10 @@ static void test_every_key_from_env(void **state)
     env[n] = NULL;
     fclose(f);
     unlink(path);
-    /* every top-level key but the alias "backends" (73); 11 keys per model and yolov3-tiny's
-     * own min_backends (the store_* switches a model inherits are comments) */
-    assert_int_equal(n, 73 + 11 + 12);
+    /* every top-level key but the alias "backends" (105, the secrets among them printed as
+     * comments); 11 keys per model and yolov3-tiny's own min_backends (the store_* switches
+     * a model inherits are comments) */
+    assert_int_equal(n, 105 + 11 + 12);
     /* The models exist, empty: the environment fills them ("YOLOV3_TINY" finds
      * "yolov3-tiny"). */
     memset(&b, 0, sizeof b);
