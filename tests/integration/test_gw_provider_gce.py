@@ -94,7 +94,9 @@ try:
     fg.check(b["provider"] == "gce" and vm["labels"]["framegate-cluster"] == cluster and
              vm["labels"]["framegate-backend"] == "app-instance1",
              f"labels on the instance ({vm['labels']})")
-    fg.check(fake.requests.get("GET operations", 0) >= 1, "the insert operation was polled")
+    # Polled once a second while RUNNING: an instance can join before the first poll.
+    fg.check(wait_for(lambda: fake.requests.get("GET operations", 0) >= 1, 10),
+             "the insert operation was polled")
     st, _, _ = gw.detect(img)
     fg.check(st == 200, f"a frame is answered by the GCE instance ({st})")
 
