@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "err.h"
+#include "fetch.h"
 #include "log.h"
 #include "metrics.h"
 #include "pool.h"
@@ -20,7 +21,10 @@
 #include "detect.h"
 #include "stream.h"
 #include "response.h"
+#include "results.h"
 #include "server.h"
+#include "storage.h"
+#include "urlframe.h"
 
 typedef struct app app_t;
 
@@ -29,6 +33,7 @@ typedef struct {
     app_t *app;
     const gw_model_t *model;
     gw_pool_t *pool;
+    gw_storage_t *storage; /* where its frames are kept (shared by models with one store) */
     int is_default;
 } model_t;
 
@@ -39,16 +44,23 @@ struct app {
     gw_detect_t detect; /* ctx of the detect routes */
     gw_cameras_t *cams; /* live cameras: registry, stats, streams (camera.h) */
     gw_stream_ctx_t streams; /* ctx of the camera stream routes */
-    gw_route_t routes[12];
+    gw_route_t routes[24];
     gw_server_ops_t server_ops;
     model_t models[GW_MODELS_MAX];
     int nmodels;
     model_t *def; /* the default model */
     gw_metrics_t *metrics;
+    gw_fetch_t *fetch;       /* the loop's HTTP client: the S3 store and frames by URL */
+    gw_urlframe_t urlframe;  /* frames by URL */
+    gw_storage_t *storages[GW_MODELS_MAX]; /* one per distinct store of the models */
+    int nstorages;
+    gw_results_t results;    /* ctx of /v1/results, /v1/objects, /v1/storage */
     struct {
         int requests, duration, queue_wait, scale, backends, desired, min, max, inflight, queued,
             be_inflight, be_served, infer, be_failures, retried, crashes, failed_starts, connections,
             ejections, cam_in, cam_served, cam_skipped, cam_late, cam_age, stream_dropped;
+        int store_writes, store_dropped, store_spool_bytes, store_spool_objects, store_queued,
+            store_up;
     } fam;
     uv_signal_t sigterm, sigint;
     uv_timer_t exit_timer;
@@ -194,6 +206,67 @@ static char *cameras_json(app_t *app)
     char *text = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     return text;
+}
+
+static int app_fetch(void *ctx, const char *url, gw_detect_fetch_cb cb, void *arg)
+{
+    app_t *app = ctx;
+    return gw_urlframe_get(&app->urlframe, url, cb, arg);
+}
+
+static void app_keep(void *ctx, const gw_job_t *job, cJSON *result)
+{
+    model_t *m = find_model(ctx, job->model_name);
+    if (m != NULL)
+        gw_storage_keep(m->storage, job, result);
+}
+
+static int app_storage_of(void *ctx, const char *model, gw_storage_t **out)
+{
+    model_t *m = find_model(ctx, model);
+    *out = m != NULL ? m->storage : NULL;
+    return m != NULL ? 0 : PROTO_ENOMODEL;
+}
+
+static int app_storages(void *ctx, gw_storage_t **out, int cap)
+{
+    app_t *app = ctx;
+    int n = 0;
+    for (int i = 0; i < app->nstorages && n < cap; i++)
+        out[n++] = app->storages[i];
+    return n;
+}
+
+/* One storage per distinct `store` of the served models, the default model's first. A store
+ * other than the top-level one spools into its own subdirectory of spool_dir (named after
+ * the first model that uses it): two writers never share a spool. */
+static int open_storages(app_t *app, char *err, size_t cap)
+{
+    const gw_config_t *cfg = app->cfg;
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < app->nmodels; i++) {
+            model_t *m = &app->models[i];
+            if (m->is_default != (pass == 0) || strcmp(m->model->store, "none") == 0)
+                continue;
+            for (int j = 0; j < app->nstorages && m->storage == NULL; j++)
+                if (strcmp(gw_storage_url(app->storages[j]), m->model->store) == 0)
+                    m->storage = app->storages[j];
+            if (m->storage != NULL)
+                continue;
+            char spool[GW_CONFIG_STR_MAX + GW_MODEL_NAME_MAX + 2] = "";
+            if (cfg->spool_dir[0] != '\0' && strcmp(m->model->store, cfg->store) == 0)
+                snprintf(spool, sizeof spool, "%s", cfg->spool_dir);
+            else if (cfg->spool_dir[0] != '\0')
+                snprintf(spool, sizeof spool, "%s/%s", cfg->spool_dir, m->model->name);
+            int rv = gw_storage_create(&m->storage, &app->loop, cfg, app->fetch, m->model->store,
+                                       spool, err, cap);
+            if (rv != 0)
+                return rv;
+            app->storages[app->nstorages++] = m->storage;
+            GW_LOG_I("store", "store=%s spool_dir=%s models_from=%s", m->model->store,
+                     spool[0] ? spool : "(none)", m->model->name);
+        }
+    return 0;
 }
 
 static char *dup_printf(size_t *len, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -422,10 +495,19 @@ static const gw_server_ops_t *app_server_ops(app_t *app)
         {"GET", "/v1/cameras/*/events", "camera_events", gw_stream_events, &app->streams},
         {"GET", "/v1/cameras/*/latest.jpg", "camera_latest", gw_stream_latest, &app->streams},
         {"GET", "/v1/cameras/*/stream.mjpeg", "camera_mjpeg", gw_stream_mjpeg, &app->streams},
+        {"GET", "/v1/results", "results", gw_results_on_list, &app->results},
+        {"GET", "/v1/objects/**", "objects", gw_results_on_object, &app->results},
+        {"GET", "/v1/storage", "storage", gw_results_on_status, &app->results},
     };
     _Static_assert(sizeof routes <= sizeof app->routes, "app_t.routes is too small");
-    app->detect = (gw_detect_t){.submit = app_submit, .ctx = app};
+    app->detect = (gw_detect_t){
+        .submit = app_submit,
+        .ctx = app,
+        .fetch = app_fetch,
+        .keep = app->nstorages > 0 ? app_keep : NULL};
     app->streams = (gw_stream_ctx_t){.cams = app->cams};
+    app->results = (gw_results_t){
+        .storage_of = app_storage_of, .storages = app_storages, .ctx = app};
     memcpy(app->routes, routes, sizeof routes);
     app->server_ops = (gw_server_ops_t){
         .routes = app->routes,
@@ -494,6 +576,12 @@ static int declare_metrics(app_t *app)
     D(cam_age, GW_GAUGE, "framegate_camera_frame_age_seconds", "Age of a camera's answered frames (arrival to answer), recent quantiles.", "camera,quantile", NULL, 0)
     D(stream_dropped, GW_COUNTER, "framegate_stream_dropped_total", "Events and frames not sent to slow stream readers.", NULL, NULL, 0)
     D(connections, GW_GAUGE, "framegate_http_connections", "Open client connections.", NULL, NULL, 0)
+    D(store_writes, GW_COUNTER, "framegate_store_writes_total", "Store writes, by store and result (ok, failed: each failure is retried from the spool).", "store,result", NULL, 0)
+    D(store_dropped, GW_COUNTER, "framegate_store_dropped_total", "Writes dropped (spool full or absent), by store and class (input, annotated, result).", "store,class", NULL, 0)
+    D(store_spool_bytes, GW_GAUGE, "framegate_store_spool_bytes", "Bytes in the spool directory, by store.", "store", NULL, 0)
+    D(store_spool_objects, GW_GAUGE, "framegate_store_spool_objects", "Writes waiting in the spool directory, by store.", "store", NULL, 0)
+    D(store_queued, GW_GAUGE, "framegate_store_queue_depth", "Writes waiting in memory, by store.", "store", NULL, 0)
+    D(store_up, GW_GAUGE, "framegate_store_up", "1 while the store takes writes, 0 while they spool.", "store", NULL, 0)
 #undef D
     return 0;
 }
@@ -559,6 +647,22 @@ static char *render_metrics(app_t *app, size_t *len)
     }
     gw_metrics_set(m, app->fam.stream_dropped, NULL, NULL, (double)app->streams.dropped);
     gw_metrics_set(m, app->fam.connections, NULL, NULL, gw_server_connections(app->server));
+    for (int i = 0; i < app->nstorages; i++) {
+        gw_storage_stats_t ss;
+        const char *url = gw_storage_url(app->storages[i]);
+        gw_storage_stats(app->storages[i], &ss);
+        gw_metrics_set(m, app->fam.store_writes, url, "ok", (double)ss.written);
+        gw_metrics_set(m, app->fam.store_writes, url, "failed", (double)ss.failed);
+        gw_metrics_set(m, app->fam.store_dropped, url, "input", (double)ss.dropped[GW_STORE_INPUT]);
+        gw_metrics_set(m, app->fam.store_dropped, url, "annotated",
+                       (double)ss.dropped[GW_STORE_ANNOTATED]);
+        gw_metrics_set(m, app->fam.store_dropped, url, "result",
+                       (double)ss.dropped[GW_STORE_RESULT]);
+        gw_metrics_set(m, app->fam.store_spool_bytes, url, NULL, (double)ss.spool_bytes);
+        gw_metrics_set(m, app->fam.store_spool_objects, url, NULL, ss.spool_objects);
+        gw_metrics_set(m, app->fam.store_queued, url, NULL, ss.queued);
+        gw_metrics_set(m, app->fam.store_up, url, NULL, ss.up);
+    }
     return gw_metrics_render(m, len);
 }
 
@@ -654,6 +758,13 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
         GW_LOG_E("start", "error=\"no default model\"");
         return 1;
     }
+    char err[512];
+    if ((rv = gw_fetch_create(&app.fetch, &app.loop)) != 0 ||
+        (rv = gw_urlframe_init(&app.urlframe, app.fetch, cfg, err, sizeof err)) != 0 ||
+        (rv = open_storages(&app, err, sizeof err)) != 0) {
+        GW_LOG_E("start", "error=\"%s\"", rv == PROTO_ECONFIG ? err : proto_strerror(rv));
+        return 1;
+    }
     if ((rv = gw_server_create(&app.server, &app.loop, cfg, app_server_ops(&app), &app)) != 0) {
         GW_LOG_E("start", "error=\"%s\"", proto_strerror(rv));
         return 1;
@@ -693,6 +804,14 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
             app.exit_code = 1;
         }
     }
+    /* the writer first (what is still in memory goes to the spool), then the HTTP client,
+     * whose cancelled URL fetches still answer their requests on the live server */
+    for (int i = 0; i < app.nstorages; i++)
+        gw_storage_destroy(app.storages[i]);
+    for (int i = 0; i < app.nmodels; i++)
+        app.models[i].storage = NULL; /* a late job keeps nothing */
+    app.nstorages = 0;
+    gw_fetch_destroy(app.fetch);
     gw_server_destroy(app.server); /* closes the streams, which leave the cameras' watches */
     for (int i = 0; i < app.nmodels; i++)
         gw_pool_destroy(app.models[i].pool);

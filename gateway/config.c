@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "fetch.h"
 #include "health.h"
 #include "msg.h"
 #include "log.h"
@@ -29,6 +30,8 @@ typedef enum {
     T_LEVEL,
     T_BACKENDS,
     T_PREPROCESS,
+    T_BOOL,
+    T_SECRET, /* a string never printed back */
 } key_type_t;
 
 typedef struct {
@@ -91,14 +94,37 @@ static const key_t_ keys[] = {
     {"hung_factor", T_DOUBLE, F(hung_factor), 0, 0, 1e6, 0},
     {"hung_min_ms", T_MS, F(hung_min_ms), 0, 1, 3600000, 0},
     {"hung_grace_ms", T_MS, F(hung_grace_ms), 0, 1, 3600000, 0},
+    {"store", T_STR, F(store), S(store), 0, 0, 0},
+    {"store_inputs", T_BOOL, F(store_inputs), 0, 0, 1, 0},
+    {"store_results", T_BOOL, F(store_results), 0, 0, 1, 0},
+    {"store_annotated", T_BOOL, F(store_annotated), 0, 0, 1, 0},
+    {"store_only_detections", T_BOOL, F(store_only_detections), 0, 0, 1, 0},
+    {"store_queue", T_INT, F(store_queue), 0, 0, 1000000, 0},
+    {"store_queue_bytes", T_SIZE, F(store_queue_bytes), 0, 0, 1e12, 0},
+    {"store_concurrency", T_INT, F(store_concurrency), 0, 1, 1024, 0},
+    {"store_timeout_ms", T_MS, F(store_timeout_ms), 0, 1, 3600000, 0},
+    {"store_retry_initial_ms", T_MS, F(store_retry_initial_ms), 0, 1, 3600000, 0},
+    {"store_retry_max_ms", T_MS, F(store_retry_max_ms), 0, 1, 86400000, 0},
+    {"spool_dir", T_STR, F(spool_dir), S(spool_dir), 0, 0, 0},
+    {"spool_max_bytes", T_SIZE, F(spool_max_bytes), 0, 0, 1e15, 0},
+    {"s3_endpoint", T_STR, F(s3_endpoint), S(s3_endpoint), 0, 0, 0},
+    {"s3_region", T_STR, F(s3_region), S(s3_region), 0, 0, 0},
+    {"s3_access_key", T_STR, F(s3_access_key), S(s3_access_key), 0, 0, 0},
+    {"s3_secret_key", T_SECRET, F(s3_secret_key), S(s3_secret_key), 0, 0, 0},
+    {"s3_path_style", T_BOOL, F(s3_path_style), 0, 0, 1, 0},
+    {"fetch_allow", T_STR, F(fetch_allow), S(fetch_allow), 0, 0, 0},
+    {"fetch_connect_timeout_ms", T_MS, F(fetch_connect_timeout_ms), 0, 1, 3600000, 0},
+    {"fetch_timeout_ms", T_MS, F(fetch_timeout_ms), 0, 1, 3600000, 0},
+    {"fetch_max_redirects", T_INT, F(fetch_max_redirects), 0, 0, 20, 0},
     {"log_level", T_LEVEL, F(log_level), 0, 0, 0, 0},
 };
 
 #define M(field) offsetof(gw_model_t, field)
 #define MS(field) sizeof(((gw_model_t *)0)->field)
 
-/* Keys of a "[model NAME]" section (or "model.NAME.KEY"). The last four are pool keys that a
- * model inherits from the top-level key of the same name unless it sets its own. */
+/* Keys of a "[model NAME]" section (or "model.NAME.KEY"). Those with a bit (the pool keys and
+ * what to store) are inherited from the top-level key of the same name unless the model sets
+ * its own. */
 static const key_t_ model_keys[] = {
     {"cfg", T_STR, M(cfg), MS(cfg), 0, 0, 0},
     {"weights", T_STR, M(weights), MS(weights), 0, 0, 0},
@@ -114,6 +140,12 @@ static const key_t_ model_keys[] = {
     {"target_inflight_per_backend", T_DOUBLE, M(target_inflight_per_backend), 0, 0.001, 1e6,
      GW_MODEL_SET_TARGET},
     {"backend_args", T_STR, M(backend_args), MS(backend_args), 0, 0, GW_MODEL_SET_ARGS},
+    {"store", T_STR, M(store), MS(store), 0, 0, GW_MODEL_SET_STORE},
+    {"store_inputs", T_BOOL, M(store_inputs), 0, 0, 1, GW_MODEL_SET_STORE_INPUTS},
+    {"store_results", T_BOOL, M(store_results), 0, 0, 1, GW_MODEL_SET_STORE_RESULTS},
+    {"store_annotated", T_BOOL, M(store_annotated), 0, 0, 1, GW_MODEL_SET_STORE_ANNOTATED},
+    {"store_only_detections", T_BOOL, M(store_only_detections), 0, 0, 1,
+     GW_MODEL_SET_STORE_ONLY_DETECTIONS},
 };
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
@@ -218,6 +250,20 @@ void gw_config_defaults(gw_config_t *cfg)
     cfg->hung_factor = 10;
     cfg->hung_min_ms = 2000;
     cfg->hung_grace_ms = 5000;
+    snprintf(cfg->store, sizeof cfg->store, "none");
+    cfg->store_inputs = 1;
+    cfg->store_results = 1;
+    cfg->store_queue = 1000;
+    cfg->store_queue_bytes = 64u << 20;
+    cfg->store_concurrency = 8;
+    cfg->store_timeout_ms = 10000;
+    cfg->store_retry_initial_ms = 500;
+    cfg->store_retry_max_ms = 30000;
+    cfg->spool_max_bytes = (size_t)1 << 30;
+    cfg->s3_path_style = 0;
+    cfg->fetch_connect_timeout_ms = 3000;
+    cfg->fetch_timeout_ms = 10000;
+    cfg->fetch_max_redirects = 3;
     cfg->log_level = 2;
 }
 
@@ -334,7 +380,20 @@ static int set_key(gw_config_t *cfg, gw_model_t *model, const key_t_ *k, const c
                 return 0;
             }
         return fail(err, errcap, origin, shown, "expected darknet or faceapi", value);
+    case T_BOOL:
+        if (strcmp(value, "on") == 0 || strcmp(value, "true") == 0 ||
+            strcmp(value, "yes") == 0 || strcmp(value, "1") == 0)
+            *(int *)(base + k->off) = 1;
+        else if (strcmp(value, "off") == 0 || strcmp(value, "false") == 0 ||
+                 strcmp(value, "no") == 0 || strcmp(value, "0") == 0)
+            *(int *)(base + k->off) = 0;
+        else
+            return fail(err, errcap, origin, shown, "expected on or off", value);
+        if (model != NULL)
+            model->set |= k->bit;
+        return 0;
     case T_STR:
+    case T_SECRET:
         if (strlen(value) >= k->cap)
             return fail(err, errcap, origin, shown, "too long", value);
         /* A control character (a newline from the environment) could not be printed back
@@ -402,6 +461,12 @@ static int set_key(gw_config_t *cfg, gw_model_t *model, const key_t_ *k, const c
     if (model != NULL)
         model->set |= k->bit;
     return 0;
+}
+
+static int valid_store(const char *v)
+{
+    return strcmp(v, "none") == 0 || strncmp(v, "dir:/", 5) == 0 || strncmp(v, "s3://", 5) == 0 ||
+           strncmp(v, "gs://", 5) == 0;
 }
 
 static int valid_model_name(const char *name)
@@ -759,6 +824,23 @@ int gw_config_validate(gw_config_t *cfg, char *err, size_t errcap)
     }
     if ((rv = select_models(cfg, err, errcap)) != 0)
         return rv;
+    if (!valid_store(cfg->store)) {
+        snprintf(err, errcap,
+                 "key 'store': expected none, dir:/PATH, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX "
+                 "(got '%.200s')",
+                 cfg->store);
+        return PROTO_ECONFIG;
+    }
+    if (cfg->spool_dir[0] != '\0' && cfg->spool_dir[0] != '/') {
+        snprintf(err, errcap, "key 'spool_dir': must be an absolute path");
+        return PROTO_ECONFIG;
+    }
+    gw_fetch_policy_t policy;
+    char why[300];
+    if (gw_fetch_policy_parse(&policy, cfg->fetch_allow, why, sizeof why) != 0) {
+        snprintf(err, errcap, "key 'fetch_allow': %s", why + strlen("fetch_allow: "));
+        return PROTO_ECONFIG;
+    }
     if (cfg->nmodels == 0) {
         snprintf(err, errcap, "no model is declared (add a [model NAME] section)");
         return PROTO_ECONFIG;
@@ -782,6 +864,22 @@ int gw_config_validate(gw_config_t *cfg, char *err, size_t errcap)
             m->target_inflight_per_backend = cfg->target_inflight_per_backend;
         if (!(m->set & GW_MODEL_SET_ARGS))
             snprintf(m->backend_args, sizeof m->backend_args, "%s", cfg->backend_args);
+        if (!(m->set & GW_MODEL_SET_STORE))
+            snprintf(m->store, sizeof m->store, "%s", cfg->store);
+        if (!valid_store(m->store)) {
+            snprintf(err, errcap, "key 'model.%s.store': expected none, dir:/PATH, "
+                                  "s3://BUCKET/PREFIX or gs://BUCKET/PREFIX (got '%.200s')",
+                     m->name, m->store);
+            return PROTO_ECONFIG;
+        }
+        if (!(m->set & GW_MODEL_SET_STORE_INPUTS))
+            m->store_inputs = cfg->store_inputs;
+        if (!(m->set & GW_MODEL_SET_STORE_RESULTS))
+            m->store_results = cfg->store_results;
+        if (!(m->set & GW_MODEL_SET_STORE_ANNOTATED))
+            m->store_annotated = cfg->store_annotated;
+        if (!(m->set & GW_MODEL_SET_STORE_ONLY_DETECTIONS))
+            m->store_only_detections = cfg->store_only_detections;
         /* Paths every backend start needs; an empty one would only fail later, per
          * backend, with a less helpful message. */
         const struct {
@@ -852,6 +950,15 @@ static void print_key(FILE *out, const key_t_ *k, const char *base, const char *
         break;
     case T_STR:
         print_string(out, name, base + k->off);
+        break;
+    case T_SECRET: /* --print-config output ends up in tickets and logs */
+        if (*(base + k->off) != '\0')
+            fprintf(out, "# %s = (set, not printed)\n", name);
+        else
+            print_string(out, name, "");
+        break;
+    case T_BOOL:
+        fprintf(out, "%s = %s\n", name, *(const int *)(base + k->off) ? "on" : "off");
         break;
     case T_DOUBLE: {
         /* The shortest text that reads back as the same double: 0.4, not 0.40000000000000002. */

@@ -25,6 +25,11 @@ enum {
     GW_MODEL_SET_MAX = 1u << 1,
     GW_MODEL_SET_TARGET = 1u << 2,
     GW_MODEL_SET_ARGS = 1u << 3,
+    GW_MODEL_SET_STORE_INPUTS = 1u << 4,
+    GW_MODEL_SET_STORE_RESULTS = 1u << 5,
+    GW_MODEL_SET_STORE_ANNOTATED = 1u << 6,
+    GW_MODEL_SET_STORE_ONLY_DETECTIONS = 1u << 7,
+    GW_MODEL_SET_STORE = 1u << 8,
 };
 
 /* One named model: what its backends load, and its own pool's bounds. A plain value. */
@@ -43,6 +48,9 @@ typedef struct {
     int max_backends;
     double target_inflight_per_backend;
     char backend_args[GW_CONFIG_STR_MAX];
+    /* where and what to keep (storage.h): inherited from the top-level keys unless set */
+    char store[GW_CONFIG_STR_MAX];
+    int store_inputs, store_results, store_annotated, store_only_detections;
     unsigned set;               /* GW_MODEL_SET_* */
 } gw_model_t;
 
@@ -109,6 +117,32 @@ typedef struct {
     double hung_factor;               /* unanswered past factor x service time: suspect; 0 = off */
     uint64_t hung_min_ms;             /* ... but never sooner than this */
     uint64_t hung_grace_ms;           /* a suspect that does not answer its ping within: killed */
+
+    /* keeping frames and answers (storage.h, store.h) */
+    char store[GW_CONFIG_STR_MAX]; /* "none", "dir:/PATH", "s3://BUCKET/PREFIX", "gs://..." */
+    int store_inputs;              /* the uploaded frame */
+    int store_results;             /* the JSON answer */
+    int store_annotated;           /* the JPEG with boxes (answers asked as format=jpeg) */
+    int store_only_detections;     /* keep a frame only when something was found */
+    int store_queue;               /* writes waiting in memory; beyond: the spool */
+    size_t store_queue_bytes;      /* ... and their bytes */
+    int store_concurrency;         /* writes in flight to the store */
+    uint64_t store_timeout_ms;     /* one store request */
+    uint64_t store_retry_initial_ms; /* after a failed write; doubles up to the max */
+    uint64_t store_retry_max_ms;
+    char spool_dir[GW_CONFIG_STR_MAX]; /* "" = no spool: writes the store cannot take drop */
+    size_t spool_max_bytes;
+    char s3_endpoint[GW_CONFIG_STR_MAX]; /* "" = AWS's regional endpoint, or Google's for gs:// */
+    char s3_region[64];                  /* "" = us-east-1 (gs://: auto) */
+    char s3_access_key[256];             /* "" = $AWS_ACCESS_KEY_ID */
+    char s3_secret_key[256];             /* "" = $AWS_SECRET_ACCESS_KEY; never printed */
+    int s3_path_style;                   /* 1: http://HOST/BUCKET/KEY; 0: BUCKET.HOST */
+
+    /* frames given by URL (fetch.h) */
+    char fetch_allow[GW_CONFIG_STR_MAX]; /* private networks/hosts a URL may reach */
+    uint64_t fetch_connect_timeout_ms;
+    uint64_t fetch_timeout_ms;           /* the whole fetch, redirects included */
+    int fetch_max_redirects;
 
     /* logging */
     int log_level;                /* 0 error, 1 warn, 2 info, 3 debug */

@@ -25,10 +25,11 @@ typedef struct {
     int64_t ts;
     float threshold;
     size_t image_len; /* bytes decoded into dreq_t.decoded */
+    int by_url;       /* "url"/"urls" instead of "image": json_apply starts the fetches */
 } json_res_t;
 
 /* One detect request's own state (gw_req_t.state). */
-typedef struct {
+typedef struct dreq {
     gw_req_t *req;
     const gw_detect_t *d;
     gw_req_opts_t opts; /* query/JSON/multipart options, copied into each job */
@@ -42,6 +43,14 @@ typedef struct {
     int submit_error;
     uv_work_t work; /* a large JSON body being decoded off the loop */
     json_res_t json;
+    /* frames given by URL ({"url"} / {"urls"}): fetched before any job is made */
+    struct url_slot {
+        struct dreq *q;
+        uint8_t *data;
+        size_t len;
+    } urls[GW_DETECT_MAX_IMAGES];
+    int nurls, urls_pending, url_err;
+    char url_msg[300];
 } dreq_t;
 
 static void dreq_free(void *arg)
@@ -52,6 +61,8 @@ static void dreq_free(void *arg)
     if (q->jobs != &q->one)
         free(q->jobs);
     free(q->decoded);
+    for (int i = 0; i < q->nurls; i++)
+        free(q->urls[i].data);
     free(q);
 }
 
@@ -329,13 +340,28 @@ static void json_decode(const uint8_t *body, size_t len, uint8_t *out, json_res_
     const cJSON *camera = cJSON_GetObjectItemCaseSensitive(root, "camera");
     const cJSON *ts = cJSON_GetObjectItemCaseSensitive(root, "ts");
     const cJSON *th = cJSON_GetObjectItemCaseSensitive(root, "threshold");
-    if (image == NULL) {
+    const cJSON *url = cJSON_GetObjectItemCaseSensitive(root, "url");
+    const cJSON *urls = cJSON_GetObjectItemCaseSensitive(root, "urls");
+    int by_url = 0;
+    if (image == NULL && (url != NULL || urls != NULL)) {
+        by_url = 1;
+        if (url != NULL && urls != NULL)
+            res->msg = "give \"url\" or \"urls\", not both";
+        else if (url != NULL && !cJSON_IsString(url))
+            res->msg = "\"url\" must be a string";
+        else if (urls != NULL && (!cJSON_IsArray(urls) || cJSON_GetArraySize(urls) < 1 ||
+                                  cJSON_GetArraySize(urls) > GW_DETECT_MAX_IMAGES))
+            res->msg = "\"urls\" must be an array of 1 to 16 strings";
+    }
+    if (image == NULL && !by_url) {
         cJSON_Delete(root);
         res->code = "no_image";
         res->msg = "the JSON object has no \"image\"";
         return;
     }
-    if (!cJSON_IsString(image))
+    if (res->msg != NULL)
+        ; /* a "url"/"urls" problem, found above */
+    else if (!by_url && !cJSON_IsString(image))
         res->msg = "\"image\" must be a base64 string";
     else if (camera != NULL &&
              (!cJSON_IsString(camera) || strlen(camera->valuestring) > PROTO_CAMERA_MAX ||
@@ -366,6 +392,12 @@ static void json_decode(const uint8_t *body, size_t len, uint8_t *out, json_res_
         res->has_threshold = 1;
         res->threshold = (float)th->valuedouble;
     }
+    if (by_url) { /* fetched on the loop: json_apply starts them */
+        res->by_url = 1;
+        res->status = 0;
+        cJSON_Delete(root);
+        return;
+    }
     size_t in_len = strlen(image->valuestring);
     int rv = gw_body_b64_decode(image->valuestring, in_len, out, &res->image_len);
     cJSON_Delete(root);
@@ -380,7 +412,10 @@ static void json_decode(const uint8_t *body, size_t len, uint8_t *out, json_res_
     }
 }
 
-/* Takes what json_decode found into the request: 0, or -1 once answered. */
+static int start_urls(dreq_t *q, const cJSON *url, const cJSON *urls);
+
+/* Takes what json_decode found into the request: 0, -1 once answered, 1 while URLs are
+ * being fetched. */
 static int json_apply(dreq_t *q)
 {
     const json_res_t *res = &q->json;
@@ -394,6 +429,18 @@ static int json_apply(dreq_t *q)
         q->opts.ts_ms = res->ts;
     if (res->has_threshold)
         q->opts.threshold = res->threshold;
+    if (res->by_url) {
+        /* The checks passed on the decoded tree; the URLs are read again here, on the loop
+         * (a URL body is small, and a tree cannot cross threads cheaply). */
+        cJSON *root = cJSON_ParseWithLength((const char *)q->req->body, q->req->body_len);
+        int rv = root != NULL ? start_urls(q, cJSON_GetObjectItemCaseSensitive(root, "url"),
+                                           cJSON_GetObjectItemCaseSensitive(root, "urls"))
+                              : -1;
+        if (root == NULL)
+            gw_respond_error(q->req, 400, "bad_json", "the body is not a JSON object");
+        cJSON_Delete(root);
+        return rv;
+    }
     int rv = add_job(q, q->decoded, res->image_len);
     if (rv != 0)
         gw_respond_err(q->req, rv, "%s", proto_strerror(rv));
@@ -485,6 +532,79 @@ static int parse_multipart(dreq_t *q)
     return 0;
 }
 
+
+/* ---- frames given by URL ---- */
+
+/* One fetch back (or the up-front count): the last one submits the jobs or answers. */
+static void url_settled(dreq_t *q)
+{
+    if (--q->urls_pending > 0)
+        return;
+    if (q->url_err != 0) {
+        gw_respond_err(q->req, q->url_err, "%s", q->url_msg);
+        return;
+    }
+    for (int i = 0; i < q->nurls; i++)
+        add_job(q, q->urls[i].data, q->urls[i].len);
+    submit_all(q);
+}
+
+static void on_url_fetched(void *arg, int err, const char *msg, uint8_t *data, size_t len)
+{
+    struct url_slot *slot = arg;
+    dreq_t *q = slot->q;
+    gw_req_t *r = q->req;
+    if (err != 0 && q->url_err == 0) { /* the first failure answers for all */
+        q->url_err = err;
+        snprintf(q->url_msg, sizeof q->url_msg, "%s", msg ? msg : proto_strerror(err));
+    }
+    slot->data = data;
+    slot->len = len;
+    url_settled(q);
+    gw_req_release(r);
+}
+
+/* Starts one fetch per URL; the request is held while any is out. 1, or -1 once answered. */
+static int start_urls(dreq_t *q, const cJSON *url, const cJSON *urls)
+{
+    gw_req_t *r = q->req;
+    if (q->d->fetch == NULL) {
+        gw_respond_error(r, 400, "bad_json", "frames by URL are not enabled");
+        return -1;
+    }
+    const cJSON *list[GW_DETECT_MAX_IMAGES];
+    int n = 0;
+    if (url != NULL) {
+        list[n++] = url;
+    } else {
+        const cJSON *u;
+        cJSON_ArrayForEach(u, urls)
+        {
+            if (!cJSON_IsString(u)) {
+                gw_respond_error(r, 400, "bad_json", "\"urls\" must hold strings");
+                return -1;
+            }
+            list[n++] = u;
+        }
+        q->multipart = 1; /* one result per URL */
+    }
+    /* One count more than the fetches, dropped at the end: a fetch that fails at once must
+     * not answer while the others are still being started. */
+    q->nurls = n;
+    q->urls_pending = n + 1;
+    gw_req_hold(r);
+    for (int i = 0; i < n; i++) {
+        q->urls[i].q = q;
+        gw_req_hold(r);
+        int rv = q->d->fetch(q->d->ctx, list[i]->valuestring, on_url_fetched, &q->urls[i]);
+        if (rv != 0)
+            on_url_fetched(&q->urls[i], rv, NULL, NULL, 0);
+    }
+    url_settled(q);
+    gw_req_release(r);
+    return 1;
+}
+
 /* Submits every job; each one out holds the request. If one is refused, the answer waits for
  * those already out. The guard count keeps the answer from going out inside the loop: a
  * camera frame can supersede an earlier job of this same request during a later submit. */
@@ -540,6 +660,11 @@ static void answer(dreq_t *q)
             return;
         }
         if (!verdict && (q->opts.output == PROTO_OUT_TEXT || q->opts.output == PROTO_OUT_JPEG)) {
+            if (q->d->keep != NULL) { /* the answer is not JSON: the stored one still is */
+                cJSON *o = gw_detect_job_json(job);
+                q->d->keep(q->d->ctx, job, o);
+                cJSON_Delete(o);
+            }
             size_t len = job->rep.payload_len;
             char *body = malloc(len + 1);
             if (body != NULL && len)
@@ -551,6 +676,8 @@ static void answer(dreq_t *q)
             return;
         }
         cJSON *o = gw_detect_job_json(job);
+        if (q->d->keep != NULL && job->err == 0)
+            q->d->keep(q->d->ctx, job, o); /* adds "stored": the keys it is kept under */
         char *s = cJSON_PrintUnformatted(o);
         cJSON_Delete(o);
         gw_respond(r, 200, "application/json", s, s ? strlen(s) : 0, NULL);
@@ -562,7 +689,10 @@ static void answer(dreq_t *q)
     for (int i = 0; i < q->njobs; i++) {
         if (first_err == 0 && gw_status_of(q->jobs[i].err).status != 200)
             first_err = q->jobs[i].err; /* superseded/skipped frames are answers, not failures */
-        cJSON_AddItemToArray(arr, gw_detect_job_json(&q->jobs[i]));
+        cJSON *o = gw_detect_job_json(&q->jobs[i]);
+        if (q->d->keep != NULL && q->jobs[i].err == 0)
+            q->d->keep(q->d->ctx, &q->jobs[i], o);
+        cJSON_AddItemToArray(arr, o);
     }
     char *s = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);

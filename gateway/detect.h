@@ -15,6 +15,11 @@
 
 #define GW_DETECT_MAX_IMAGES 16 /* image parts in one multipart upload */
 
+/* A frame fetched from a URL: the bytes (malloc'd, now the callee's) or err (proto/err.h)
+ * with a message. Loop thread. */
+typedef void (*gw_detect_fetch_cb)(void *arg, int err, const char *msg, uint8_t *data,
+                                   size_t len);
+
 /* What the detect routes need: a plain value, the ctx of their gw_route_t. */
 typedef struct {
     /* Starts a job. Returns 0 (job->on_done will run later, never before submit returns) or a
@@ -25,6 +30,12 @@ typedef struct {
     /* Tests only (NULL otherwise): runs on the libuv threadpool thread that is about to parse
      * and decode a large JSON body, so a test can hold it there and see the loop go on. */
     void (*on_work)(void *ctx);
+    /* Optional (NULL: JSON "url"/"urls" are refused). Fetches a frame given by URL; cb runs
+     * later, never before fetch returns. 0, or a code (cb never runs). */
+    int (*fetch)(void *ctx, const char *url, gw_detect_fetch_cb cb, void *arg);
+    /* Optional (NULL: nothing kept). Hands a successful job to the store once its JSON
+     * answer object is built; may add a "stored" member to `result`. Returns at once. */
+    void (*keep)(void *ctx, const gw_job_t *job, cJSON *result);
 } gw_detect_t;
 
 /* JSON bodies from this size on are parsed and decoded on the libuv threadpool, not on the

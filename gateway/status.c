@@ -29,6 +29,19 @@ gw_status_t gw_status_of(int err)
         return (gw_status_t){200, "superseded", 0};
     case PROTO_ESTALE:
         return (gw_status_t){200, "skipped", 0};
+    case PROTO_ENOTFOUND:
+        return (gw_status_t){404, "not_found", 0};
+    /* a frame given by URL: which fetch rule refused it */
+    case PROTO_EURLFORBIDDEN:
+        return (gw_status_t){403, "url_forbidden", 0};
+    case PROTO_EURLTOOBIG:
+        return (gw_status_t){413, "url_too_large", 0};
+    case PROTO_EURLTIMEOUT:
+        return (gw_status_t){408, "url_timeout", 0};
+    case PROTO_EURLSTATUS:
+        return (gw_status_t){422, "url_status", 0};
+    case PROTO_EURLFETCH:
+        return (gw_status_t){422, "url_unreachable", 0};
     /* the service: try again later */
     case PROTO_EQUEUEFULL:
         return (gw_status_t){503, "queue_full", 1};
@@ -43,6 +56,9 @@ gw_status_t gw_status_of(int err)
     /* the backends */
     case PROTO_EBACKEND:
         return (gw_status_t){502, "backend_failed", 0};
+    /* the object store (GET /v1/objects, /v1/results) */
+    case PROTO_ESTORE:
+        return (gw_status_t){502, "store_failed", 0};
     case PROTO_ETRUNC:
     case PROTO_EMAGIC:
     case PROTO_EVERSION:
@@ -85,6 +101,8 @@ const char *gw_status_reason(int status)
         return "Content Too Large";
     case 415:
         return "Unsupported Media Type";
+    case 422:
+        return "Unprocessable Content";
     case 429:
         return "Too Many Requests";
     case 431:

@@ -33,7 +33,14 @@
     XX(ENOMODEL, "no such model")                                            \
     XX(ENOBACKEND, "no backend can take the frame")                          \
     XX(ESUPERSEDED, "a newer frame of the camera took its place")            \
-    XX(ESTALE, "skipped: too old for the camera's max_age_ms")
+    XX(ESTALE, "skipped: too old for the camera's max_age_ms")           \
+    XX(EURLFORBIDDEN, "URL refused: http(s) to public addresses only")      \
+    XX(EURLTOOBIG, "URL content over max_body_bytes")                        \
+    XX(EURLTIMEOUT, "URL fetch timed out")                                   \
+    XX(EURLSTATUS, "URL answered with an error status")                      \
+    XX(EURLFETCH, "URL could not be fetched")                                \
+    XX(ESTORE, "store request failed")                                       \
+    XX(ENOTFOUND, "no such object")
 
 typedef enum {
     PROTO_ERR_BASE_ = -5000,

@@ -23,6 +23,8 @@ if [ "${1:-}" != "--image" ]; then
     pkgs+=(docker-compose prometheus python3-locust gnuplot-nox python3-pil)
     # scripts/fuzz.sh: libFuzzer and the sanitizer runtimes come with Debian's clang.
     pkgs+=(clang libclang-rt-14-dev)
+    # tests/integration/s3fake.py checks SigV4 with botocore, a signer independent of ours
+    pkgs+=(python3-botocore)
 fi
 # The inference bench compares against OpenCV's DNN module (scripts/bench-inference.sh).
 if [ "${1:-}" = "--bench" ]; then

@@ -280,10 +280,10 @@ static void test_every_key_from_env(void **state)
     FILE *f = fdopen(fd, "w+");
     gw_config_print(&a, f);
     rewind(f);
-    static char vars[64][2200];
-    char *env[65];
+    static char vars[96][2200];
+    char *env[97];
     int n = 0;
-    while (n < 64 && fgets(line, sizeof line, f) != NULL) {
+    while (n < 96 && fgets(line, sizeof line, f) != NULL) {
         line[strcspn(line, "\n")] = '\0';
         if (line[0] == '\0' || line[0] == '#')
             continue; /* inherited pool keys are comments: they stay inherited */
@@ -313,9 +313,10 @@ static void test_every_key_from_env(void **state)
     env[n] = NULL;
     fclose(f);
     unlink(path);
-    /* every top-level key but the alias "backends"; 8 keys per model and yolov3-tiny's own
-     * min_backends */
-    assert_int_equal(n, 46 + 8 + 9);
+    /* every top-level key but the alias "backends" (46, and 22 for storage and frames by URL);
+     * 8 keys per model and yolov3-tiny's own min_backends (the store_* switches a model
+     * inherits are comments) */
+    assert_int_equal(n, 46 + 22 + 8 + 9);
     /* The models exist, empty: the environment fills them ("YOLOV3_TINY" finds
      * "yolov3-tiny"). */
     memset(&b, 0, sizeof b);
@@ -548,6 +549,68 @@ static void test_listen_prints_back(void **state)
     }
 }
 
+/* Storage and fetch keys: on/off switches, a secret never printed, the store URL and the
+ * allow-list checked by validate, per-model switches inherited unless set. */
+static void test_storage_keys(void **state)
+{
+    (void)state;
+    gw_config_t c;
+    char err[512];
+    gw_config_defaults(&c);
+    assert_string_equal(c.store, "none");
+    assert_int_equal(gw_config_set(&c, "store_annotated", "on", "--set", err, sizeof err), 0);
+    assert_int_equal(c.store_annotated, 1);
+    assert_int_equal(gw_config_set(&c, "store_inputs", "false", "--set", err, sizeof err), 0);
+    assert_int_equal(c.store_inputs, 0);
+    assert_int_equal(gw_config_set(&c, "store_inputs", "maybe", "--set", err, sizeof err),
+                     PROTO_ECONFIG);
+    assert_non_null(strstr(err, "store_inputs"));
+    assert_int_equal(gw_config_set(&c, "spool_max_bytes", "2G", "--set", err, sizeof err), 0);
+    assert_true(c.spool_max_bytes == (size_t)2 << 30);
+    assert_int_equal(gw_config_set(&c, "s3_secret_key", "hunter2", "--set", err, sizeof err), 0);
+    assert_int_equal(
+        gw_config_set(&c, "model.yolov3-tiny.store_inputs", "on", "--set", err, sizeof err), 0);
+    assert_int_equal(gw_config_validate(&c, err, sizeof err), 0);
+    const gw_model_t *y = gw_config_model(&c, "yolov3-tiny"), *f = gw_config_model(&c, "face");
+    assert_int_equal(y->store_inputs, 1); /* its own */
+    assert_int_equal(f->store_inputs, 0); /* inherited */
+    assert_int_equal(f->store_annotated, 1);
+    char buf[16384];
+    FILE *m = fmemopen(buf, sizeof buf, "w");
+    gw_config_print(&c, m);
+    fclose(m);
+    assert_null(strstr(buf, "hunter2"));
+    assert_non_null(strstr(buf, "# s3_secret_key = (set, not printed)"));
+    assert_non_null(strstr(buf, "store_annotated = on"));
+
+    gw_config_defaults(&c);
+    assert_int_equal(gw_config_set(&c, "store", "dir:/srv/fg", "--set", err, sizeof err), 0);
+    assert_int_equal(gw_config_set(&c, "model.face.store", "s3://faces/x", "--set", err, sizeof err),
+                     0);
+    assert_int_equal(gw_config_validate(&c, err, sizeof err), 0);
+    assert_string_equal(gw_config_model(&c, "face")->store, "s3://faces/x");
+    assert_string_equal(gw_config_model(&c, "yolov3-tiny")->store, "dir:/srv/fg"); /* inherited */
+    assert_int_equal(gw_config_set(&c, "model.face.store", "nfs:/x", "--set", err, sizeof err), 0);
+    assert_int_equal(gw_config_validate(&c, err, sizeof err), PROTO_ECONFIG);
+    assert_non_null(strstr(err, "model.face.store"));
+    gw_config_defaults(&c);
+    assert_int_equal(gw_config_set(&c, "store", "ftp://x", "--set", err, sizeof err), 0);
+    assert_int_equal(gw_config_validate(&c, err, sizeof err), PROTO_ECONFIG);
+    assert_non_null(strstr(err, "'store'"));
+    gw_config_defaults(&c);
+    assert_int_equal(gw_config_set(&c, "fetch_allow", "10.0.0.0/8, 127.0.0.1, cam.local",
+                                   "--set", err, sizeof err),
+                     0);
+    assert_int_equal(gw_config_validate(&c, err, sizeof err), 0);
+    assert_int_equal(gw_config_set(&c, "fetch_allow", "10.0.0.0/33", "--set", err, sizeof err), 0);
+    assert_int_equal(gw_config_validate(&c, err, sizeof err), PROTO_ECONFIG);
+    assert_non_null(strstr(err, "fetch_allow"));
+    gw_config_defaults(&c);
+    assert_int_equal(gw_config_set(&c, "spool_dir", "relative/dir", "--set", err, sizeof err), 0);
+    assert_int_equal(gw_config_validate(&c, err, sizeof err), PROTO_ECONFIG);
+    assert_non_null(strstr(err, "spool_dir"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -564,6 +627,7 @@ int main(void)
         cmocka_unit_test(test_runtime_dir_must_be_private),
         cmocka_unit_test(test_listen_prints_back),
         cmocka_unit_test(test_models),
+        cmocka_unit_test(test_storage_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
