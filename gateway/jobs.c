@@ -319,11 +319,18 @@ int gw_jobs_create(gw_jobs_t **out, uv_loop_t *loop, const gw_config_t *cfg,
     js->cfg = cfg;
     js->submit = submit;
     js->ctx = ctx;
-    /* A small window: enough to keep every backend busy between two completions, few
-     * enough that the pools' queues never fill with batch frames. */
-    js->window = cfg->queue_size / 4;
-    if (js->window > 64)
-        js->window = 64;
+    /* A small window: twice what the largest pool can run at once keeps every backend busy
+     * between two completions; no more, so the pools' queues never fill with batch frames
+     * and a cancel leaves little to finish. */
+    int most = cfg->max_backends;
+    for (int i = 0; i < cfg->nmodels; i++)
+        if (cfg->models[i].max_backends > most)
+            most = cfg->models[i].max_backends;
+    js->window = 2 * most * cfg->backend_concurrency;
+    if (js->window > cfg->queue_size / 4)
+        js->window = cfg->queue_size / 4;
+    if (js->window > 256)
+        js->window = 256;
     if (js->window < 2)
         js->window = 2;
     if (cfg->jobs_dir[0] != '\0') {
@@ -870,10 +877,17 @@ void gw_jobs_on_get(void *arg, gw_req_t *r)
         size_t len;
         uint8_t *img = read_file(path, js->cfg->max_body_bytes * 4, &len);
         if (img == NULL) {
+            /* No drawing came back (a backend that does not draw): the image as uploaded. */
+            snprintf(rel, sizeof rel, "in/%ld", idx);
+            job_path(js, j, rel, path, sizeof path);
+            img = read_file(path, js->cfg->max_body_bytes, &len);
+        }
+        if (img == NULL) {
             gw_respond_error(r, 404, "not_found", "no annotated image %s", tail);
             return;
         }
-        gw_respond(r, 200, "image/jpeg", (char *)img, len,
+        gw_respond(r, 200, len > 4 && memcmp(img, "\x89PNG", 4) == 0 ? "image/png" : "image/jpeg",
+                   (char *)img, len,
                    "Cache-Control: max-age=3600\r\n");
         return;
     }
