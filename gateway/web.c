@@ -29,11 +29,6 @@ static const char *ctype_of(const char *name)
 
 static void web_dir(char *out, size_t cap)
 {
-    const char *env = getenv("FRAMEGATE_WEB_DIR");
-    if (env != NULL && env[0] != '\0') {
-        snprintf(out, cap, "%s", env);
-        return;
-    }
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n <= 0) {

@@ -1,6 +1,6 @@
 /* The page (GET /) and its static files, served from the web/ directory installed with the
- * gateway: FRAMEGATE_WEB_DIR, else <the binary's directory>/../share/framegate/web (the
- * build tree mirrors the installed layout). Nothing is fetched at run time. Loop thread. */
+ * gateway: <the binary's directory>/../share/framegate/web (the build tree mirrors the
+ * installed layout). Nothing is fetched at run time. Loop thread. */
 #ifndef GW_WEB_H
 #define GW_WEB_H
 

@@ -21,6 +21,9 @@ command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 # Test-only tools (compose validation, promtool); a container image skips them (--image).
 if [ "${1:-}" != "--image" ]; then
     pkgs+=(docker-compose prometheus python3-locust gnuplot-nox python3-pil)
+    # tests/integration/test_gw_web.py: the page in a real browser (driven by playwright-core
+    # from scripts/webtest, installed by npm ci from its lockfile at test time)
+    pkgs+=(chromium)
     # scripts/fuzz.sh: libFuzzer and the sanitizer runtimes come with Debian's clang.
     pkgs+=(clang libclang-rt-14-dev)
     # tests/integration/s3fake.py checks SigV4 with botocore, a signer independent of ours

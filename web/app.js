@@ -118,8 +118,8 @@ function quantile(bk, q) {
 }
 function buckets(m) {
   const by = new Map();
-  for (const x of m.get("framegate_request_duration_seconds_bucket") || []) {
-    if (!/route="detect"|route="jobs"/.test(x.labels) && !/route="detect"/.test(x.labels)) continue;
+  // inference time of every frame, live or batch
+  for (const x of m.get("framegate_inference_seconds_bucket") || []) {
     const le = /le="([^"]+)"/.exec(x.labels)[1];
     const k = le === "+Inf" ? Infinity : parseFloat(le);
     by.set(k, (by.get(k) || 0) + x.v);
@@ -153,25 +153,32 @@ async function live() {
     const box = $("backends");
     box.textContent = "";
     let ready = 0;
-    for (const p of b.models || [b]) {
-      const st = {};
-      for (const x of p.backends || []) st[x.state] = (st[x.state] || 0) + 1;
-      ready += st.ready || 0;
+    const per = new Map(); // model -> {state: n}
+    for (const p of b.models || []) per.set(p.model, {});
+    for (const x of b.backends || []) {
+      const st = per.get(x.model || "app") || {};
+      st[x.state] = (st[x.state] || 0) + 1;
+      per.set(x.model || "app", st);
+      if (x.state === "ready") ready++;
+    }
+    for (const [model, st] of per) {
       const d = document.createElement("div");
       d.className = "model";
-      d.textContent = `${p.model || "app"}: ` + (Object.entries(st).map(([k, v]) => `${v} ${k}`).join(", ") || "no backends");
+      d.textContent = `${model}: ` + (Object.entries(st).map(([k, v]) => `${v} ${k}`).join(", ") || "no backends");
       box.append(d);
     }
     const m = parseMetrics(await (await fetch("/metrics")).text());
     const now = { t: Date.now(), req: sum(m, "framegate_requests_total", (l) => /route="detect"/.test(l)),
                   fail: sum(m, "framegate_requests_total", (l) => /status="5/.test(l)),
-                  done: sum(m, "framegate_backend_requests_total"), bk: buckets(m) };
+                  done: sum(m, "framegate_backend_served"),
+                  bfail: sum(m, "framegate_backend_failures"), bk: buckets(m) };
     push("backends", ready);
     push("queue", sum(m, "framegate_queue_depth"));
     if (prev) {
       const dt = (now.t - prev.t) / 1000;
-      push("rps", Math.max(0, (now.req - prev.req + now.done - prev.done) / 2 / dt));
-      push("fail", Math.max(0, (now.fail - prev.fail) / dt));
+      // frames served by backends (detect requests and batch frames alike)
+      push("rps", Math.max(0, (now.done - prev.done) / dt));
+      push("fail", Math.max(0, (now.fail - prev.fail + now.bfail - prev.bfail) / dt));
       const d = now.bk.map(([le, c], i) => [le, c - (prev.bk[i] ? prev.bk[i][1] : 0)]);
       push("p50", quantile(d, 0.5)); push("p95", quantile(d, 0.95));
     }
