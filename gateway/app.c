@@ -84,6 +84,17 @@ static model_t *find_model(app_t *app, const char *name)
 
 /* ---- server ops ---- */
 
+/* ---- live cameras ---- */
+
+/* A camera's weight and max age: its [camera NAME] section, else the camera_* keys. */
+static void camera_settings(const app_t *app, const char *name, int *weight, uint64_t *max_age)
+{
+    const gw_camera_cfg_t *cc = gw_config_camera(app->cfg, name);
+    *weight = cc != NULL && cc->weight > 0 ? cc->weight : app->cfg->camera_weight;
+    *max_age = cc != NULL && cc->max_age_ms >= 0 ? (uint64_t)cc->max_age_ms
+                                                  : app->cfg->camera_max_age_ms;
+}
+
 static int app_submit(void *ctx, gw_job_t *job)
 {
     app_t *app = ctx;
@@ -92,11 +103,17 @@ static int app_submit(void *ctx, gw_job_t *job)
         return PROTO_ENOMODEL;
     int created;
     /* Sequence numbers are given at arrival, before the queue can reorder anything. */
-    gw_cameras_arrive(app->cams, job, uv_now(&app->loop), &created);
+    int slot = gw_cameras_arrive(app->cams, job, uv_now(&app->loop), &created);
+    if (created) {
+        /* A camera's first frame: its [camera NAME] settings go to every pool's queue. */
+        int weight;
+        uint64_t max_age;
+        camera_settings(app, job->opts.camera, &weight, &max_age);
+        for (int i = 0; i < app->nmodels; i++)
+            gw_pool_set_camera(app->models[i].pool, slot, weight, max_age);
+    }
     return gw_pool_submit(m->pool, job);
 }
-
-/* ---- live cameras ---- */
 
 static uint64_t unix_now_ms(void)
 {
@@ -138,7 +155,6 @@ static double on_demand(void *ctx)
 
 static cJSON *camera_json(app_t *app, int slot, uint64_t now)
 {
-    const gw_config_t *cfg = app->cfg;
     gw_camera_stats_t cs;
     gw_cameras_stats(app->cams, slot, now, &cs);
     model_t *m = camera_model(app, &cs);
@@ -147,8 +163,11 @@ static cJSON *camera_json(app_t *app, int slot, uint64_t now)
     cJSON_AddStringToObject(o, "source", "push");
     cJSON_AddStringToObject(o, "state", cs.live ? "live" : "idle");
     cJSON_AddStringToObject(o, "model", m != NULL ? m->model->name : cs.model);
-    cJSON_AddNumberToObject(o, "weight", cfg->camera_weight);
-    cJSON_AddNumberToObject(o, "max_age_ms", (double)cfg->camera_max_age_ms);
+    int weight;
+    uint64_t max_age;
+    camera_settings(app, cs.name, &weight, &max_age);
+    cJSON_AddNumberToObject(o, "weight", weight);
+    cJSON_AddNumberToObject(o, "max_age_ms", (double)max_age);
     cJSON_AddNumberToObject(o, "seq", (double)cs.last_seq);
     cJSON *fps = cJSON_AddObjectToObject(o, "fps");
     /* A push camera's target is what it offers; the shortfall is what is not served. */
@@ -585,7 +604,7 @@ static int declare_metrics(app_t *app)
     D(cam_served, GW_COUNTER, "framegate_camera_frames_served_total", "Camera frames answered with a result.", "camera", NULL, 0)
     D(cam_skipped, GW_COUNTER, "framegate_camera_frames_skipped_total", "Camera frames answered without a backend: superseded by a newer frame, or stale (older than camera_max_age_ms).", "camera,reason", NULL, 0)
     D(cam_late, GW_COUNTER, "framegate_camera_results_late_total", "Results dropped from a camera's streams because a newer one was already sent.", "camera", NULL, 0)
-    D(cam_age, GW_GAUGE, "framegate_camera_frame_age_seconds", "Age of a camera's answered frames (arrival to answer), recent quantiles.", "camera,quantile", NULL, 0)
+    D(cam_age, GW_GAUGE, "framegate_camera_frame_age_seconds", "Age of a camera's answered frames (arrival to answer): the 50th and 95th percentile of the last 256.", "camera,percentile", NULL, 0)
     D(stream_dropped, GW_COUNTER, "framegate_stream_dropped_total", "Events and frames not sent to slow stream readers.", NULL, NULL, 0)
     D(connections, GW_GAUGE, "framegate_http_connections", "Open client connections.", NULL, NULL, 0)
     D(store_writes, GW_COUNTER, "framegate_store_writes_total", "Store writes, by store and result (ok, failed: each failure is retried from the spool).", "store,result", NULL, 0)
@@ -654,8 +673,8 @@ static char *render_metrics(app_t *app, size_t *len)
         gw_metrics_set(m, app->fam.cam_skipped, cs.name, "superseded", (double)cs.superseded);
         gw_metrics_set(m, app->fam.cam_skipped, cs.name, "stale", (double)cs.stale);
         gw_metrics_set(m, app->fam.cam_late, cs.name, NULL, (double)cs.late);
-        gw_metrics_set(m, app->fam.cam_age, cs.name, "0.5", cs.age_p50_ms / 1000.0);
-        gw_metrics_set(m, app->fam.cam_age, cs.name, "0.95", cs.age_p95_ms / 1000.0);
+        gw_metrics_set(m, app->fam.cam_age, cs.name, "50", cs.age_p50_ms / 1000.0);
+        gw_metrics_set(m, app->fam.cam_age, cs.name, "95", cs.age_p95_ms / 1000.0);
     }
     gw_metrics_set(m, app->fam.stream_dropped, NULL, NULL, (double)app->streams.dropped);
     gw_metrics_set(m, app->fam.connections, NULL, NULL, gw_server_connections(app->server));

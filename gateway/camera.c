@@ -9,8 +9,8 @@
 #include "detect.h"
 #include "err.h"
 
-#define RING_S 8                    /* seconds of counters kept (> GW_CAMERA_WINDOW_S) */
-#define ANNOTATE_FOR_MS 10000       /* latest.jpg asks for annotated frames this long */
+#define RING_S 8              /* seconds of counters kept (> GW_CAMERA_WINDOW_S) */
+#define ANNOTATE_FOR_MS 10000 /* latest.jpg asks for annotated frames this long */
 
 typedef struct {
     uint64_t sec; /* which second the counts belong to */
@@ -134,8 +134,8 @@ static void keep_latest(cam_t *k, const gw_job_t *job)
     size_t len = job->image_len;
     int annotated = 0;
     /* The backend drew the boxes when asked for JPEG output, by us or by the client. */
-    int wire_jpeg = job->opts.output == PROTO_OUT_JPEG ||
-                    (job->annotate && job->opts.output == PROTO_OUT_JSON);
+    int wire_jpeg =
+        job->opts.output == PROTO_OUT_JPEG || (job->annotate && job->opts.output == PROTO_OUT_JSON);
     if (wire_jpeg && job->rep.payload_len > 2 && job->rep.payload[0] == 0xFF &&
         job->rep.payload[1] == 0xD8) {
         img = job->rep.payload;
@@ -157,8 +157,7 @@ static void keep_latest(cam_t *k, const gw_job_t *job)
     k->latest_seq = job->seq;
 }
 
-void gw_cameras_done(gw_cameras_t *c, const gw_job_t *job, uint64_t now_ms,
-                     uint64_t now_unix_ms)
+void gw_cameras_done(gw_cameras_t *c, const gw_job_t *job, uint64_t now_ms, uint64_t now_unix_ms)
 {
     if (job->seq == 0)
         return;

@@ -17,9 +17,9 @@
 #include "config.h"
 #include "job.h"
 
-#define GW_CAMERA_EVENTS 64   /* results kept per camera for SSE Last-Event-ID resume */
-#define GW_CAMERA_AGES 256    /* frame ages kept per camera for p50/p95 */
-#define GW_CAMERA_WINDOW_S 5  /* fps are averaged over the last whole seconds */
+#define GW_CAMERA_EVENTS 64  /* results kept per camera for SSE Last-Event-ID resume */
+#define GW_CAMERA_AGES 256   /* frame ages kept per camera for p50/p95 */
+#define GW_CAMERA_WINDOW_S 5 /* fps are averaged over the last whole seconds */
 
 typedef struct gw_cameras gw_cameras_t;
 typedef struct gw_camera_watch gw_camera_watch_t;
@@ -39,7 +39,7 @@ struct gw_camera_watch {
 /* One camera's figures at `now`, for /v1/cameras, metrics and the autoscaler. */
 typedef struct {
     const char *name;
-    const char *model; /* "" = the default model */
+    const char *model;                                    /* "" = the default model */
     uint64_t in, served, superseded, stale, failed, late; /* totals */
     double fps_in, fps_served, fps_skipped;               /* over GW_CAMERA_WINDOW_S */
     double age_p50_ms, age_p95_ms;                        /* of answered frames, recent */
@@ -63,8 +63,7 @@ int gw_cameras_arrive(gw_cameras_t *c, gw_job_t *job, uint64_t now_ms, int *crea
  * ignored): counts it and, for a result newer than the last one sent, delivers it to the
  * camera's watchers and keeps it for resume and latest.jpg. An older result is dropped
  * from the streams and counted as late. `now_unix_ms` stamps the event. */
-void gw_cameras_done(gw_cameras_t *c, const gw_job_t *job, uint64_t now_ms,
-                     uint64_t now_unix_ms);
+void gw_cameras_done(gw_cameras_t *c, const gw_job_t *job, uint64_t now_ms, uint64_t now_unix_ms);
 
 /* The slot of a registered camera, or 0. */
 int gw_cameras_find(const gw_cameras_t *c, const char *name);

@@ -534,10 +534,85 @@ int gw_config_set_model(gw_config_t *cfg, const char *model, const char *key, co
     return set_key(cfg, m, k, shown, value, origin, err, errcap);
 }
 
+/* ---- [camera NAME] ---- */
+
+/* Camera ids as clients send them; no ']' or spaces, so a section line stays one token. */
+static int valid_camera_name(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n >= GW_CAMERA_NAME_MAX)
+        return 0;
+    for (const char *p = name; *p; p++)
+        if (!isalnum((unsigned char)*p) && strchr("-_.:@", *p) == NULL)
+            return 0;
+    return 1;
+}
+
+const gw_camera_cfg_t *gw_config_camera(const gw_config_t *cfg, const char *name)
+{
+    for (int i = 0; i < cfg->ncameras; i++)
+        if (strcmp(cfg->cameras[i].name, name) == 0)
+            return &cfg->cameras[i];
+    return NULL;
+}
+
+int gw_config_set_camera(gw_config_t *cfg, const char *camera, const char *key,
+                         const char *value, const char *origin, char *err, size_t errcap)
+{
+    char shown[GW_CAMERA_NAME_MAX + 120];
+    double x;
+    snprintf(shown, sizeof shown, "camera.%s.%.100s", camera, key);
+    if (!valid_camera_name(camera)) {
+        snprintf(err, errcap, "%s: key '%s': a camera name is 1..%d of A-Z a-z 0-9 - _ . : @",
+                 origin, shown, GW_CAMERA_NAME_MAX - 1);
+        return PROTO_ECONFIG;
+    }
+    gw_camera_cfg_t c = {.weight = 0, .max_age_ms = -1}, *dst;
+    dst = (gw_camera_cfg_t *)gw_config_camera(cfg, camera);
+    if (dst != NULL)
+        c = *dst;
+    snprintf(c.name, sizeof c.name, "%s", camera);
+    if (strcmp(key, "weight") == 0) {
+        if (parse_number(value, (const unit_t[]){{"", 1}, {NULL, 0}}, &x) != 0 || x != floor(x) ||
+            x < 1 || x > 1000)
+            return fail(err, errcap, origin, shown, "expected an integer in [1, 1000]", value);
+        c.weight = (int)x;
+    } else if (strcmp(key, "max_age_ms") == 0) {
+        if (parse_number(value, ms_units, &x) != 0 || x != floor(x) || x < 0 || x > 3600000)
+            return fail(err, errcap, origin, shown, "expected a duration in [0, 3600000] ms",
+                        value);
+        c.max_age_ms = (int64_t)x;
+    } else {
+        snprintf(err, errcap, "%s: key '%s': unknown camera key (weight, max_age_ms)", origin,
+                 shown);
+        return PROTO_ECONFIG;
+    }
+    if (dst == NULL) {
+        if (cfg->ncameras >= GW_CAMERAS_CFG_MAX) {
+            snprintf(err, errcap, "%s: key '%s': more than %d cameras", origin, shown,
+                     GW_CAMERAS_CFG_MAX);
+            return PROTO_ECONFIG;
+        }
+        dst = &cfg->cameras[cfg->ncameras++];
+    }
+    *dst = c;
+    return 0;
+}
+
 int gw_config_set(gw_config_t *cfg, const char *key, const char *value, const char *origin,
                   char *err, size_t errcap)
 {
     const key_t_ *k = find_key(key);
+
+    if (k == NULL && strncmp(key, "camera.", 7) == 0) {
+        const char *dot = strrchr(key + 7, '.'); /* camera names may hold dots, keys do not */
+        if (dot != NULL && (size_t)(dot - key - 7) < GW_CAMERA_NAME_MAX) {
+            char name[GW_CAMERA_NAME_MAX];
+            memcpy(name, key + 7, (size_t)(dot - key - 7));
+            name[dot - key - 7] = '\0';
+            return gw_config_set_camera(cfg, name, dot + 1, value, origin, err, errcap);
+        }
+    }
 
     if (k == NULL && strncmp(key, "model.", 6) == 0) {
         const char *dot = strchr(key + 6, '.');
@@ -569,6 +644,7 @@ int gw_config_load_file(gw_config_t *cfg, const char *path, char *err, size_t er
 {
     FILE *f = fopen(path, "r");
     char line[4096], origin[1200], section[GW_MODEL_NAME_MAX] = "";
+    char camera[GW_CAMERA_NAME_MAX] = ""; /* inside a [camera NAME] section */
     int lineno = 0, rv = 0;
 
     if (f == NULL) {
@@ -590,9 +666,26 @@ int gw_config_load_file(gw_config_t *cfg, const char *path, char *err, size_t er
             /* "[model NAME]": the keys that follow, up to the next section, are NAME's. */
             char *close = strchr(s, ']');
             char *rest = close != NULL ? trim(close + 1) : NULL;
+            if (close != NULL && (*rest == '\0' || *rest == '#') &&
+                strncmp(s, "[camera", 7) == 0 && isspace((unsigned char)s[7])) {
+                *close = '\0';
+                char *name = trim(s + 7);
+                if (!valid_camera_name(name)) {
+                    snprintf(err, errcap,
+                             "%s: section '[camera %s]': a camera name is 1..%d of A-Z a-z 0-9 "
+                             "- _ . : @",
+                             origin, name, GW_CAMERA_NAME_MAX - 1);
+                    rv = PROTO_ECONFIG;
+                    break;
+                }
+                snprintf(camera, sizeof camera, "%s", name);
+                section[0] = '\0';
+                continue;
+            }
             if (close == NULL || (*rest != '\0' && *rest != '#') || strncmp(s, "[model", 6) != 0 ||
                 !isspace((unsigned char)s[6])) {
-                snprintf(err, errcap, "%s: expected a section '[model NAME]'", origin);
+                snprintf(err, errcap, "%s: expected a section '[model NAME]' or '[camera NAME]'",
+                         origin);
                 rv = PROTO_ECONFIG;
                 break;
             }
@@ -616,6 +709,7 @@ int gw_config_load_file(gw_config_t *cfg, const char *path, char *err, size_t er
                 add_model(cfg, name);
             }
             snprintf(section, sizeof section, "%s", name);
+            camera[0] = '\0';
             continue;
         }
         char *eq = strchr(s, '=');
@@ -646,7 +740,9 @@ int gw_config_load_file(gw_config_t *cfg, const char *path, char *err, size_t er
                     break;
                 }
         }
-        if (section[0] != '\0')
+        if (camera[0] != '\0')
+            rv = gw_config_set_camera(cfg, camera, key, value, origin, err, errcap);
+        else if (section[0] != '\0')
             rv = gw_config_set_model(cfg, section, key, value, origin, err, errcap);
         else
             rv = gw_config_set(cfg, key, value, origin, err, errcap);
@@ -1011,5 +1107,13 @@ void gw_config_print(const gw_config_t *cfg, FILE *out)
                 fprintf(out, "# inherited: ");
             print_key(out, k, (const char *)m, "");
         }
+    }
+    for (int i = 0; i < cfg->ncameras; i++) {
+        const gw_camera_cfg_t *c = &cfg->cameras[i];
+        fprintf(out, "\n[camera %s]\n", c->name);
+        if (c->weight > 0)
+            fprintf(out, "weight = %d\n", c->weight);
+        if (c->max_age_ms >= 0)
+            fprintf(out, "max_age_ms = %lld\n", (long long)c->max_age_ms);
     }
 }

@@ -54,6 +54,15 @@ typedef struct {
     unsigned set;               /* GW_MODEL_SET_* */
 } gw_model_t;
 
+/* A "[camera NAME]" section: one live camera's own fairness and freshness (camera.h). */
+#define GW_CAMERAS_CFG_MAX 64
+#define GW_CAMERA_NAME_MAX 129 /* PROTO_CAMERA_MAX + 1 */
+typedef struct {
+    char name[GW_CAMERA_NAME_MAX];
+    int weight;         /* 0 = camera_weight */
+    int64_t max_age_ms; /* -1 = camera_max_age_ms; 0 = never skipped */
+} gw_camera_cfg_t;
+
 typedef struct {
     /* HTTP front */
     char listen_host[256];      /* listen = HOST:PORT, default 0.0.0.0:8080 */
@@ -79,6 +88,8 @@ typedef struct {
     int camera_queue_depth;     /* frames waiting per camera; a newer one supersedes */
     uint64_t camera_max_age_ms; /* older when answered: skipped at dispatch; 0 = never */
     int camera_weight;          /* each camera's share in the round-robin */
+    gw_camera_cfg_t cameras[GW_CAMERAS_CFG_MAX]; /* [camera NAME] sections */
+    int ncameras;
 
     /* backends */
     char backend_command[GW_CONFIG_STR_MAX]; /* path of framegate-backend; "" = next to us */
@@ -171,6 +182,14 @@ int gw_config_set(gw_config_t *cfg, const char *key, const char *value, const ch
 /* Sets KEY of model `model` (declared if new), as a "[model NAME]" section line does. */
 int gw_config_set_model(gw_config_t *cfg, const char *model, const char *key, const char *value,
                         const char *origin, char *err, size_t errcap);
+
+/* Sets KEY (weight, max_age_ms) of camera `camera` (declared if new), as a "[camera NAME]"
+ * section line or a "camera.NAME.KEY" key does. 0 or PROTO_ECONFIG with the message. */
+int gw_config_set_camera(gw_config_t *cfg, const char *camera, const char *key,
+                         const char *value, const char *origin, char *err, size_t errcap);
+
+/* The [camera NAME] section of `name`, or NULL. */
+const gw_camera_cfg_t *gw_config_camera(const gw_config_t *cfg, const char *name);
 
 /* The model named `name`, or NULL. */
 const gw_model_t *gw_config_model(const gw_config_t *cfg, const char *name);

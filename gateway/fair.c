@@ -19,7 +19,7 @@ struct gw_fair {
     int ncams, depth, count;
     uint64_t vtime; /* the pass of the last participant served */
     part_t bulk;    /* batch jobs' frames (job->bulk): served only when nothing else waits */
-    part_t p[]; /* [0] the FIFO, [1..ncams] the cameras */
+    part_t p[];     /* [0] the FIFO, [1..ncams] the cameras */
 };
 
 int gw_fair_create(gw_fair_t **out, int ncams, int depth)
@@ -179,7 +179,11 @@ gw_job_t *gw_fair_pop(gw_fair_t *f, uint64_t now, uint64_t slack, int *stale)
         return job;
     }
     f->vtime = best->pass;
-    best->pass += STRIDE_ONE / (uint64_t)best->weight;
+    /* The FIFO weighs as much as the frames waiting in it: each camera-less request (or
+     * frame of a camera past max_cameras, or of a batch) competes like a camera of its own,
+     * so many cameras cannot starve plain requests, nor plain requests the cameras. */
+    uint64_t weight = best == &f->p[0] ? (uint64_t)best->n : (uint64_t)best->weight;
+    best->pass += STRIDE_ONE / (weight > 0 ? weight : 1);
     gw_job_t *job = best->head;
     unlink_job(f, best, job);
     return job;

@@ -15,12 +15,13 @@
  *                 it is served, the lowest pass goes next, ties to the oldest waiting frame;
  *                 one that was idle joins at the current pass, so it banks no burst). A
  *                 camera whose waiting frame is superseded keeps its place. The FIFO takes
- *                 part with weight 1, so camera-less requests keep their order among
- *                 themselves.
+ *                 part with a weight of the frames waiting in it (each plain request counts
+ *                 like a camera of its own), and keeps their order among themselves.
  * Retries go back to the head of their participant (push with front = 1) and never
  * supersede anything. A batch frame (job->batch: one of
  * several images of one request) waits in the FIFO whatever its camera: a batch is answered
- * whole, so none of its frames is superseded or skipped. Loop thread only (not thread-safe); the caller owns every job. */
+ * whole, so none of its frames is superseded or skipped. Loop thread only (not thread-safe); the
+ * caller owns every job. */
 #ifndef GW_FAIR_H
 #define GW_FAIR_H
 
@@ -49,8 +50,8 @@ int gw_fair_count_bulk(const gw_fair_t *f);
  * so it does not make the queue any longer. */
 int gw_fair_would_replace(const gw_fair_t *f, int cam);
 
-/* Queues job in participant job->cam (0, > ncams, or a batch frame: the FIFO): appended, or at the head
- * when front (a retry). For an arrival on a full camera queue, returns the oldest waiting
+/* Queues job in participant job->cam (0, > ncams, or a batch frame: the FIFO): appended, or at the
+ * head when front (a retry). For an arrival on a full camera queue, returns the oldest waiting
  * frame, already removed (the caller answers it superseded); otherwise NULL. */
 gw_job_t *gw_fair_push(gw_fair_t *f, gw_job_t *job, int front);
 

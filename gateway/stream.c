@@ -52,7 +52,7 @@ static void on_conn_close(void *arg)
 static int sse_format(char *out, size_t cap, uint64_t seq, const char *json, size_t len)
 {
     return snprintf(out, cap, "id: %" PRIu64 "\nevent: result\ndata: %.*s\n\n", seq, (int)len,
-                     json);
+                    json);
 }
 
 /* Replay: appended to the initial body, bounded like the socket queue. */
@@ -202,8 +202,8 @@ void gw_stream_mjpeg(void *arg, gw_req_t *r)
     size_t len = 0;
     int annotated;
     uint64_t seq;
-    const uint8_t *jpeg = gw_cameras_latest(ctx->cams, slot, uv_now(gw_req_loop(r)), &len,
-                                            &annotated, &seq);
+    const uint8_t *jpeg =
+        gw_cameras_latest(ctx->cams, slot, uv_now(gw_req_loop(r)), &len, &annotated, &seq);
     char *body = NULL, head[160];
     size_t blen = 0;
     if (jpeg != NULL) {
@@ -238,8 +238,8 @@ void gw_stream_latest(void *arg, gw_req_t *r)
     size_t len = 0;
     int annotated;
     uint64_t seq;
-    const uint8_t *jpeg = gw_cameras_latest(ctx->cams, slot, uv_now(gw_req_loop(r)), &len,
-                                            &annotated, &seq);
+    const uint8_t *jpeg =
+        gw_cameras_latest(ctx->cams, slot, uv_now(gw_req_loop(r)), &len, &annotated, &seq);
     if (jpeg == NULL) {
         gw_respond_error(r, 404, "no_frame", "the camera has no answered frame yet");
         return;

@@ -132,6 +132,7 @@ static void test_print_round_trip(void **state)
     assert_int_equal(gw_config_set(&a, "model.cls.weights", "/w", "t", err, sizeof err), 0);
     assert_int_equal(gw_config_set(&a, "model.cls.names", "/n", "t", err, sizeof err), 0);
     assert_int_equal(gw_config_set(&a, "model.cls.max_backends", "5", "t", err, sizeof err), 0);
+    assert_int_equal(gw_config_set(&a, "camera.gate.2.weight", "4", "t", err, sizeof err), 0);
     assert_int_equal(gw_config_validate(&a, err, sizeof err), 0);
     int fd = mkstemp(path);
     FILE *f = fdopen(fd, "w");
@@ -148,6 +149,48 @@ static void test_print_round_trip(void **state)
     /* Inherited keys came back as comments: still inherited once validated. */
     assert_int_equal(gw_config_validate(&b, err, sizeof err), 0);
     assert_memory_equal(&a, &b, sizeof a);
+}
+
+/* [camera NAME] sections and camera.NAME.KEY: a camera's own weight and max age. */
+static void test_cameras(void **state)
+{
+    (void)state;
+    gw_config_t c;
+    char err[512];
+    gw_config_defaults(&c);
+    const char *path = write_tmp("camera_weight = 2\n"
+                                 "[camera door]\nweight = 3\nmax_age_ms = 1.5s\n"
+                                 "[camera lot-2.east]\nmax_age_ms = 0\n");
+    int rv = gw_config_load_file(&c, path, err, sizeof err);
+    unlink(path);
+    if (rv != 0)
+        fail_msg("%s", err);
+    assert_int_equal(c.ncameras, 2);
+    const gw_camera_cfg_t *d = gw_config_camera(&c, "door");
+    assert_non_null(d);
+    assert_int_equal(d->weight, 3);
+    assert_int_equal(d->max_age_ms, 1500);
+    const gw_camera_cfg_t *e = gw_config_camera(&c, "lot-2.east");
+    assert_non_null(e);
+    assert_int_equal(e->weight, 0); /* unset: camera_weight applies */
+    assert_int_equal(e->max_age_ms, 0);
+    assert_null(gw_config_camera(&c, "yard"));
+    /* flat keys, a dotted name */
+    assert_int_equal(gw_config_set(&c, "camera.lot-2.east.weight", "7", "t", err, sizeof err), 0);
+    assert_int_equal(gw_config_camera(&c, "lot-2.east")->weight, 7);
+    /* errors name the key */
+    assert_int_equal(gw_config_set(&c, "camera.door.fps", "5", "--set", err, sizeof err),
+                     PROTO_ECONFIG);
+    assert_non_null(strstr(err, "camera.door.fps"));
+    assert_int_equal(gw_config_set(&c, "camera.door.weight", "0", "--set", err, sizeof err),
+                     PROTO_ECONFIG);
+    assert_int_equal(gw_config_set(&c, "camera.a b.weight", "1", "--set", err, sizeof err),
+                     PROTO_ECONFIG);
+    assert_int_equal(gw_config_camera(&c, "door")->weight, 3); /* a bad value changes nothing */
+    path = write_tmp("[camera bad]\nweight = 2000\n");
+    assert_int_equal(gw_config_load_file(&c, path, err, sizeof err), PROTO_ECONFIG);
+    unlink(path);
+    assert_non_null(strstr(err, ":2: key 'camera.bad.weight'"));
 }
 
 static void test_strict_values(void **state)
@@ -620,6 +663,7 @@ int main(void)
         cmocka_unit_test(test_environment),
         cmocka_unit_test(test_print_round_trip),
         cmocka_unit_test(test_strict_values),
+        cmocka_unit_test(test_cameras),
         cmocka_unit_test(test_validate),
         cmocka_unit_test(test_weights_default_follows_cache),
         cmocka_unit_test(test_every_key_from_env),

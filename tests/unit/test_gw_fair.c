@@ -122,7 +122,7 @@ static void test_stale_frames_are_skipped_not_dispatched(void **state)
     assert_int_equal(gw_fair_create(&f, 2, 1), 0);
     gw_fair_set_camera(f, 1, 1, 500);
     gw_fair_push(f, mk(&a, 1, 1000, 1), 0);
-    gw_fair_push(f, mk(&b, 2, 1000, 1), 0);   /* camera 2 has no max age */
+    gw_fair_push(f, mk(&b, 2, 1000, 1), 0);    /* camera 2 has no max age */
     gw_fair_push(f, mk(&fifo, 0, 1000, 0), 0); /* nor has the FIFO */
     /* At 1400 with 50 ms of service expected, a is answered at 1450: still fresh. */
     for (int k = 0; k < 3; k++) {
