@@ -18,6 +18,7 @@
 
 typedef struct {
     gw_store_t super;
+    uv_loop_t *loop;
     gw_fetch_t *fetch;
     const gw_config_t *cfg;
     char scheme[8]; /* "http" or "https" */
@@ -39,6 +40,15 @@ typedef struct op {
     void *cb, *arg;
     int max;
     size_t prefix_len; /* of the store's own prefix, stripped from listed keys */
+    /* a put: its own copy of the body, hashed on the threadpool before it is signed */
+    uv_work_t work;
+    int hashing; /* the work is out: no request yet */
+    int orphan;  /* destroyed while hashing: the work frees the op */
+    char object[1100];
+    char ctype[64];
+    uint8_t *body;
+    size_t len;
+    char hash[65];
     struct op *next, *prev;
 } op_t;
 
@@ -67,8 +77,8 @@ static void op_unlink(op_t *o)
 /* Signs and starts one request. `object` is the object name (unencoded; "" for the bucket),
  * `query` already encoded. */
 static int start(s3_t *s, op_t *o, const char *method, const char *object, const char *query,
-                 const uint8_t *body, size_t len, const char *ctype, size_t max_bytes,
-                 gw_fetch_cb cb)
+                 const uint8_t *body, size_t len, const char *body_hash, const char *ctype,
+                 size_t max_bytes, gw_fetch_cb cb)
 {
     char path[1200], uri[3700], url[4200], amz[17], hash[65], auth[600];
     char h_host[320], h_date[40], h_hash[100], h_ctype[200], h_auth[640];
@@ -81,7 +91,10 @@ static int start(s3_t *s, op_t *o, const char *method, const char *object, const
         return PROTO_EINVAL;
     snprintf(url, sizeof url, "%s://%s%s%s%s", s->scheme, s->host, uri, query[0] ? "?" : "", query);
     gw_sigv4_amz_date(time(NULL), amz);
-    gw_sigv4_sha256_hex(body, len, hash);
+    if (body_hash != NULL)
+        snprintf(hash, sizeof hash, "%s", body_hash);
+    else
+        gw_sigv4_sha256_hex(body, len, hash);
     gw_sigv4_header_t sh[4] = {{"host", s->host},
                                {"x-amz-content-sha256", hash},
                                {"x-amz-date", amz},
@@ -149,6 +162,7 @@ static void on_put_done(void *arg, gw_fetch_result_t *res)
         why(res, msg, sizeof msg);
     op_unlink(o);
     ((gw_store_done_cb)o->cb)(o->arg, err, err ? msg : NULL);
+    free(o->body);
     free(o);
 }
 
@@ -243,28 +257,66 @@ static void on_list_done(void *arg, gw_fetch_result_t *res)
 
 /* ---- ops ---- */
 
+/* SHA-256 of a frame takes about half a millisecond: on the threadpool, not the loop. */
+static void on_hash_work(uv_work_t *w)
+{
+    op_t *o = w->data;
+    gw_sigv4_sha256_hex(o->body, o->len, o->hash);
+}
+
+static void on_hashed(uv_work_t *w, int status)
+{
+    op_t *o = w->data;
+    o->hashing = 0;
+    if (o->orphan) { /* destroy already called back */
+        free(o->body);
+        free(o);
+        return;
+    }
+    int rv = status != 0 ? PROTO_ESTORE
+                         : start(o->s, o, "PUT", o->object, "", o->body, o->len, o->hash, o->ctype,
+                                 64 << 10, on_put_done);
+    if (rv != 0) {
+        op_unlink(o);
+        ((gw_store_done_cb)o->cb)(o->arg, PROTO_ESTORE, proto_strerror(rv));
+        free(o->body);
+        free(o);
+    }
+}
+
 static int s3_put(gw_store_t *st, const char *key, const uint8_t *data, size_t len,
                   const char *content_type, gw_store_done_cb cb, void *arg)
 {
     s3_t *s = (s3_t *)st;
-    char object[1100];
     if (!gw_store_key_valid(key))
         return PROTO_EINVAL;
-    snprintf(object, sizeof object, "%s%s", s->prefix, key);
     op_t *o = calloc(1, sizeof *o);
     if (o == NULL)
         return PROTO_ENOMEM;
+    /* a copy: the caller may free its bytes once destroy has called back, while the hash
+     * work may still be reading them */
+    if ((o->body = malloc(len ? len : 1)) == NULL) {
+        free(o);
+        return PROTO_ENOMEM;
+    }
+    memcpy(o->body, data, len);
+    o->len = len;
     o->kind = OP_PUT;
     o->cb = (void *)cb;
     o->arg = arg;
-    op_link(s, o);
-    int rv = start(s, o, "PUT", object, "", data, len,
-                   content_type ? content_type : "application/octet-stream", 64 << 10, on_put_done);
+    snprintf(o->object, sizeof o->object, "%s%s", s->prefix, key);
+    snprintf(o->ctype, sizeof o->ctype, "%s",
+             content_type ? content_type : "application/octet-stream");
+    o->work.data = o;
+    int rv = uv_queue_work(s->loop, &o->work, on_hash_work, on_hashed);
     if (rv != 0) {
-        op_unlink(o);
+        free(o->body);
         free(o);
+        return rv;
     }
-    return rv;
+    o->hashing = 1;
+    op_link(s, o);
+    return 0;
 }
 
 static int s3_get(gw_store_t *st, const char *key, size_t max_bytes, gw_store_get_cb cb, void *arg)
@@ -281,7 +333,8 @@ static int s3_get(gw_store_t *st, const char *key, size_t max_bytes, gw_store_ge
     o->cb = (void *)cb;
     o->arg = arg;
     op_link(s, o);
-    int rv = start(s, o, "GET", object, "", NULL, 0, NULL, max_bytes, on_get_done);
+    int rv = start(s, o, "GET", object, "", NULL, 0, GW_SIGV4_EMPTY_SHA256, NULL, max_bytes,
+                   on_get_done);
     if (rv != 0) {
         op_unlink(o);
         free(o);
@@ -314,7 +367,8 @@ static int s3_list(gw_store_t *st, const char *prefix, const char *start_after, 
     o->prefix_len = strlen(s->prefix);
     op_link(s, o);
     /* ~300 bytes of XML per key */
-    int rv = start(s, o, "GET", "", query, NULL, 0, NULL, (size_t)max * 1024 + 65536, on_list_done);
+    int rv = start(s, o, "GET", "", query, NULL, 0, GW_SIGV4_EMPTY_SHA256, NULL,
+                   (size_t)max * 1024 + 65536, on_list_done);
     if (rv != 0) {
         op_unlink(o);
         free(o);
@@ -333,6 +387,7 @@ static int s3_create(gw_store_t **out, const gw_store_env_t *env, const char *ur
     if (s == NULL)
         return PROTO_ENOMEM;
     s->super.ops = &gw_store_s3_ops;
+    s->loop = env->loop;
     s->fetch = env->fetch;
     s->cfg = cfg;
     if (blen == 0 || blen >= sizeof s->bucket) {
@@ -404,8 +459,16 @@ static int s3_create(gw_store_t **out, const gw_store_env_t *env, const char *ur
 static void s3_destroy(gw_store_t *st)
 {
     s3_t *s = (s3_t *)st;
-    while (s->ops != NULL)
-        gw_fetch_cancel(s->ops->req); /* its callback unlinks and frees it */
+    while (s->ops != NULL) {
+        op_t *o = s->ops;
+        if (o->hashing) { /* no request yet: call back now, the work frees it */
+            op_unlink(o);
+            o->orphan = 1;
+            ((gw_store_done_cb)o->cb)(o->arg, UV_ECANCELED, "store closed");
+        } else {
+            gw_fetch_cancel(o->req); /* its callback unlinks and frees it */
+        }
+    }
     free(s);
 }
 
