@@ -21,6 +21,8 @@
 #include "provider.h"
 #include "camera.h"
 #include "detect.h"
+#include "jobs.h"
+#include "web.h"
 #include "stream.h"
 #include "response.h"
 #include "remote.h"
@@ -60,6 +62,7 @@ struct app {
     gw_storage_t *storages[GW_MODELS_MAX]; /* one per distinct store of the models */
     int nstorages;
     gw_results_t results;    /* ctx of /v1/results, /v1/objects, /v1/storage */
+    gw_jobs_t *jobs;         /* batch jobs (jobs.h) */
     struct {
         int requests, duration, queue_wait, scale, backends, desired, min, max, inflight, queued,
             be_inflight, be_served, infer, be_failures, retried, crashes, failed_starts, connections,
@@ -214,7 +217,9 @@ static double on_demand(void *ctx)
     model_t *m = ctx;
     gw_pool_stats_t st;
     gw_pool_stats(m->pool, &st);
-    return st.svc_ms > 0 ? model_demand(m->app, m, st.svc_ms) : 0;
+    double cams = st.svc_ms > 0 ? model_demand(m->app, m, st.svc_ms) : 0;
+    /* A batch's frames not yet done are demand too: a big upload scales the pool out. */
+    return cams + gw_jobs_pending(m->app->jobs, m->model->name, m->is_default);
 }
 
 static cJSON *camera_json(app_t *app, int slot, uint64_t now)
@@ -533,6 +538,13 @@ static const gw_server_ops_t *app_server_ops(app_t *app)
         {"GET", "/v1/cameras/*/events", "camera_events", gw_stream_events, &app->streams},
         {"GET", "/v1/cameras/*/latest.jpg", "camera_latest", gw_stream_latest, &app->streams},
         {"GET", "/v1/cameras/*/stream.mjpeg", "camera_mjpeg", gw_stream_mjpeg, &app->streams},
+        {"POST", "/v1/jobs", "jobs", gw_jobs_on_create, app->jobs},
+        {"GET", "/v1/jobs", "jobs", gw_jobs_on_list, app->jobs},
+        {"GET", "/v1/jobs/**", "job", gw_jobs_on_get, app->jobs},
+        {"DELETE", "/v1/jobs/*", "job", gw_jobs_on_delete, app->jobs},
+        {"POST", "/v1/reset", "reset", gw_jobs_on_reset, app->jobs},
+        {"GET", "/", "web", gw_web_on_file, NULL},
+        {"GET", "/static/*", "web", gw_web_on_file, NULL},
     };
     _Static_assert(sizeof routes <= sizeof app->routes, "app_t.routes is too small");
     app->detect = (gw_detect_t){
@@ -850,6 +862,8 @@ static void on_join_tick(void *ctx)
 
 static void on_signal(uv_signal_t *h, int signum)
 {
+    app_t *app = h->data;
+    gw_jobs_stop(app->jobs); /* what is not done stays pending on disk */
     begin_shutdown(h->data, signum);
 }
 
@@ -938,6 +952,10 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
         GW_LOG_E("start", "error=\"%s\"", rv == PROTO_ECONFIG ? err : proto_strerror(rv));
         return 1;
     }
+    if ((rv = gw_jobs_create(&app.jobs, &app.loop, cfg, app_submit, &app, err, sizeof err)) != 0) {
+        GW_LOG_E("start", "error=\"%s\"", rv == PROTO_ECONFIG ? err : proto_strerror(rv));
+        return 1;
+    }
     if ((rv = gw_server_create(&app.server, &app.loop, cfg, app_server_ops(&app), &app)) != 0) {
         GW_LOG_E("start", "error=\"%s\"", proto_strerror(rv));
         return 1;
@@ -970,6 +988,7 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
                  m->preprocess == GW_PRE_FACEAPI ? "faceapi" : "darknet", m->input_size);
         gw_pool_start(app.models[i].pool);
     }
+    gw_jobs_start(app.jobs);
 
     uv_run(&app.loop, UV_RUN_DEFAULT);
 
@@ -994,6 +1013,7 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
     gw_server_destroy(app.server); /* closes the streams, which leave the cameras' watches */
     for (int i = 0; i < app.nmodels; i++)
         gw_pool_destroy(app.models[i].pool);
+    gw_jobs_destroy(app.jobs); /* after the pools: every frame is back */
     gw_cameras_destroy(app.cams);
     uv_walk(&app.loop, close_walk, NULL);
     uv_run(&app.loop, UV_RUN_DEFAULT);

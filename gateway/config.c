@@ -148,6 +148,11 @@ static const key_t_ keys[] = {
     {"store_retry_initial_ms", T_MS, F(store_retry_initial_ms), 0, 1, 3600000, 0},
     {"store_retry_max_ms", T_MS, F(store_retry_max_ms), 0, 1, 86400000, 0},
     {"spool_dir", T_STR, F(spool_dir), S(spool_dir), 0, 0, 0},
+    {"jobs_dir", T_STR, F(jobs_dir), S(jobs_dir), 0, 0, 0},
+    {"max_jobs", T_INT, F(max_jobs), 0, 0, 10000, 0},
+    {"max_job_images", T_INT, F(max_job_images), 0, 1, 1000000, 0},
+    {"max_job_bytes", T_SIZE, F(max_job_bytes), 0, 1, 1e13, 0},
+    {"admin_token", T_SECRET, F(admin_token), S(admin_token), 0, 0, 0},
     {"spool_max_bytes", T_SIZE, F(spool_max_bytes), 0, 0, 1e15, 0},
     {"s3_endpoint", T_STR, F(s3_endpoint), S(s3_endpoint), 0, 0, 0},
     {"s3_region", T_STR, F(s3_region), S(s3_region), 0, 0, 0},
@@ -321,6 +326,9 @@ void gw_config_defaults(gw_config_t *cfg)
     cfg->store_retry_initial_ms = 500;
     cfg->store_retry_max_ms = 30000;
     cfg->spool_max_bytes = (size_t)1 << 30;
+    cfg->max_jobs = 16;
+    cfg->max_job_images = 2000;
+    cfg->max_job_bytes = (size_t)512 << 20;
     cfg->s3_path_style = 0;
     cfg->fetch_connect_timeout_ms = 3000;
     cfg->fetch_timeout_ms = 10000;

@@ -197,6 +197,12 @@ typedef struct {
     uint64_t store_retry_initial_ms; /* after a failed write; doubles up to the max */
     uint64_t store_retry_max_ms;
     char spool_dir[GW_CONFIG_STR_MAX]; /* "" = no spool: writes the store cannot take drop */
+    /* batch jobs (jobs.h) */
+    char jobs_dir[GW_CONFIG_STR_MAX]; /* job state + pending frames; "" = runtime_dir/jobs */
+    int max_jobs;                     /* jobs kept (any state); 0 = the jobs API is off */
+    int max_job_images;               /* images in one job */
+    size_t max_job_bytes;             /* bytes of images not yet done, all jobs together */
+    char admin_token[GW_CONFIG_STR_MAX]; /* "" = admin routes open (POST /v1/reset) */
     size_t spool_max_bytes;
     char s3_endpoint[GW_CONFIG_STR_MAX]; /* "" = AWS's regional endpoint, or Google's for gs:// */
     char s3_region[64];                  /* "" = us-east-1 (gs://: auto) */

@@ -18,6 +18,7 @@ typedef struct {
 struct gw_fair {
     int ncams, depth, count;
     uint64_t vtime; /* the pass of the last participant served */
+    part_t bulk;    /* batch jobs' frames (job->bulk): served only when nothing else waits */
     part_t p[];     /* [0] the FIFO, [1..ncams] the cameras */
 };
 
@@ -59,6 +60,11 @@ int gw_fair_count(const gw_fair_t *f)
     return f->count;
 }
 
+int gw_fair_count_bulk(const gw_fair_t *f)
+{
+    return f->bulk.n;
+}
+
 int gw_fair_count_of(const gw_fair_t *f, int cam)
 {
     return f->p[slot_of(f, cam)].n;
@@ -92,16 +98,23 @@ static int part_of(const gw_fair_t *f, const gw_job_t *job)
     return job->batch ? 0 : slot_of(f, job->cam);
 }
 
+/* A batch job's frame (jobs.h) waits behind every live one, whatever its camera: a batch
+ * can never starve a camera or a detect request, and never counts as a camera's. */
+static part_t *part_ptr(gw_fair_t *f, const gw_job_t *job)
+{
+    return job->bulk ? &f->bulk : &f->p[part_of(f, job)];
+}
+
 gw_job_t *gw_fair_push(gw_fair_t *f, gw_job_t *job, int front)
 {
-    part_t *p = &f->p[part_of(f, job)];
+    part_t *p = part_ptr(f, job);
     gw_job_t *old = NULL;
     /* A participant that had nothing waiting joins at the current virtual time: an idle
      * camera banks no turns to burst with later. One whose frame is being replaced stays
      * active and keeps its place, whatever the phase of its frames against the backends'. */
     if (p->n == 0 && p->pass < f->vtime)
         p->pass = f->vtime;
-    if (!front && p != &f->p[0] && p->n >= f->depth) {
+    if (!front && p != &f->p[0] && p != &f->bulk && p->n >= f->depth) {
         old = p->head;
         unlink_job(f, p, old);
     }
@@ -124,7 +137,7 @@ gw_job_t *gw_fair_push(gw_fair_t *f, gw_job_t *job, int front)
 
 void gw_fair_remove(gw_fair_t *f, gw_job_t *job)
 {
-    unlink_job(f, &f->p[part_of(f, job)], job);
+    unlink_job(f, part_ptr(f, job), job);
 }
 
 static int is_stale(const part_t *p, const gw_job_t *job, uint64_t now, uint64_t slack)
@@ -160,6 +173,11 @@ gw_job_t *gw_fair_pop(gw_fair_t *f, uint64_t now, uint64_t slack, int *stale)
             (p->pass == best->pass && p->head->arrival_ms < best->head->arrival_ms))
             best = p;
     }
+    if (best == NULL) { /* only batch frames wait: they take no turn in the round */
+        gw_job_t *job = f->bulk.head;
+        unlink_job(f, &f->bulk, job);
+        return job;
+    }
     f->vtime = best->pass;
     /* The FIFO weighs as much as the frames waiting in it: each camera-less request (or
      * frame of a camera past max_cameras, or of a batch) competes like a camera of its own,
@@ -177,10 +195,12 @@ gw_job_t *gw_fair_next(const gw_fair_t *f, const gw_job_t *job)
     if (job != NULL) {
         if (job->next != NULL)
             return job->next;
+        if (job->bulk)
+            return NULL;
         from = part_of(f, job) + 1;
     }
     for (int i = from; i <= f->ncams; i++)
         if (f->p[i].head != NULL)
             return f->p[i].head;
-    return NULL;
+    return f->bulk.head;
 }

@@ -42,6 +42,9 @@ void gw_fair_set_camera(gw_fair_t *f, int cam, int weight, uint64_t max_age_ms);
 /* Frames waiting, in all participants / for camera `cam` (0 = the FIFO). */
 int gw_fair_count(const gw_fair_t *f);
 int gw_fair_count_of(const gw_fair_t *f, int cam);
+/* Batch jobs' frames waiting (job->bulk): the lowest class, popped only when no other frame
+ * waits; never superseded or skipped. */
+int gw_fair_count_bulk(const gw_fair_t *f);
 
 /* 1 if a new frame of camera `cam` would take a waiting frame's place (its queue is full),
  * so it does not make the queue any longer. */

@@ -44,6 +44,7 @@ struct gw_job {
     uint64_t seq;
     int annotate;
     int batch; /* one of several images of one request: FIFO, never superseded or skipped */
+    int bulk;  /* a batch job's frame (jobs.h): waits behind every live frame (fair.h) */
 
     /* ---- result, valid in on_done ---- */
     int err;       /* 0, or a negative code from proto/err.h (the HTTP layer maps it) */

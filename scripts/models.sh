@@ -48,6 +48,17 @@ if [ ! -s "$fa/node_modules/@vladmandic/face-api/model/tiny_face_detector_model.
     rm -rf "$fa"
     mv "$fa.tmp" "$fa"
 fi
+# webtest/: playwright-core for the browser test (drives Debian's chromium; downloads nothing)
+wt="$cache/webtest"
+wpkg="$repo/scripts/webtest"
+if [ ! -d "$wt/node_modules/playwright-core" ] || ! cmp -s "$wpkg/package-lock.json" "$wt/package-lock.json"; then
+    rm -rf "$wt.tmp"
+    mkdir -p "$wt.tmp"
+    cp "$wpkg/package.json" "$wpkg/package-lock.json" "$wt.tmp/"
+    (cd "$wt.tmp" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error) >&2
+    rm -rf "$wt"
+    mv "$wt.tmp" "$wt"
+fi
 manifest="$fa/node_modules/@vladmandic/face-api/model/tiny_face_detector_model-weights_manifest.json"
 if [ ! -s "$cache/models/face-tiny.weights" ] || [ "$manifest" -nt "$cache/models/face-tiny.weights" ]; then
     conv="$(dirname "$bin")/framegate-convert"

@@ -46,6 +46,9 @@ if [ "$mode" != "--image" ] && [ "$mode" != "--runtime" ]; then
     # debootstrap for scripts/docker/base-image.sh where no registry is reachable).
     pkgs+=(docker-compose prometheus python3-locust gnuplot-nox python3-pil python3-yaml)
     pkgs+=(docker.io debootstrap)
+    # tests/integration/test_gw_web.py: the page in a real browser (driven by playwright-core
+    # from scripts/webtest, installed by npm ci from its lockfile at test time)
+    pkgs+=(chromium)
     # scripts/fuzz.sh: libFuzzer and the sanitizer runtimes come with Debian's clang.
     pkgs+=(clang libclang-rt-14-dev)
     # Remote-backend tests: namespace "hosts" (ip netns, veth), partitions (iptables DROP),

@@ -305,6 +305,41 @@ static void test_iteration_and_remove(void **state)
     gw_fair_destroy(f);
 }
 
+/* Batch jobs' frames (job->bulk) are the lowest class: older ones wait while any live frame
+ * (camera or camera-less) waits, never supersede or count as a camera's, and come out in
+ * order when nothing else waits; iteration and remove see them. */
+static void test_bulk_frames_wait_behind_live_ones(void **state)
+{
+    (void)state;
+    gw_fair_t *f;
+    gw_job_t b[3], cam, plain;
+    assert_int_equal(gw_fair_create(&f, 4, 1), 0);
+    for (int i = 0; i < 3; i++) {
+        mk(&b[i], 1, (uint64_t)i, 0);
+        b[i].bulk = 1;
+        assert_null(gw_fair_push(f, &b[i], 0));
+    }
+    assert_int_equal(gw_fair_count_bulk(f), 3);
+    assert_int_equal(gw_fair_count_of(f, 1), 0); /* not the camera's */
+    assert_false(gw_fair_would_replace(f, 1));
+    assert_null(gw_fair_push(f, mk(&cam, 1, 50, 1), 0));
+    assert_null(gw_fair_push(f, mk(&plain, 0, 60, 0), 0));
+    assert_int_equal(gw_fair_count(f), 5);
+    gw_job_t *first = pop(f, 70), *second = pop(f, 70);
+    assert_true((first == &cam && second == &plain) || (first == &plain && second == &cam));
+    assert_ptr_equal(pop(f, 70), &b[0]);
+    assert_null(gw_fair_push(f, mk(&cam, 1, 80, 2), 0)); /* a live frame arrives: it goes next */
+    assert_ptr_equal(pop(f, 80), &cam);
+    assert_ptr_equal(gw_fair_next(f, NULL), &b[1]);
+    assert_ptr_equal(gw_fair_next(f, &b[1]), &b[2]);
+    assert_null(gw_fair_next(f, &b[2]));
+    gw_fair_remove(f, &b[1]);
+    assert_ptr_equal(pop(f, 90), &b[2]);
+    assert_null(pop(f, 90));
+    assert_int_equal(gw_fair_count(f), 0);
+    gw_fair_destroy(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -320,6 +355,7 @@ int main(void)
         cmocka_unit_test(test_weights_share_in_proportion),
         cmocka_unit_test(test_retry_goes_to_the_head_and_supersedes_nothing),
         cmocka_unit_test(test_iteration_and_remove),
+        cmocka_unit_test(test_bulk_frames_wait_behind_live_ones),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,64 @@
+/* Batch jobs: many images uploaded at once, run behind live traffic, every result kept.
+ *
+ *   POST   /v1/jobs[?model=]     multipart images, or JSON {"images": [base64 | {"name",
+ *                                "image"}]}: 202 {"id", "images"} at once
+ *   GET    /v1/jobs              every job with its state and counts
+ *   GET    /v1/jobs/ID[?offset=&limit=&format=text]
+ *                                state (queued, running, done, cancelled), counts (done,
+ *                                failed, pending) and results in upload order; format=text
+ *                                gives `name,label` lines
+ *   GET    /v1/jobs/ID/images/N  the annotated JPEG of image N
+ *   DELETE /v1/jobs/ID           cancels: nothing more is dispatched
+ *   POST   /v1/reset             drops every job and its files (admin_token when set)
+ *
+ * Frames go to the pool as the lowest class (job->bulk, fair.h): at most a small window of
+ * them waits there at once, live frames always go first, and a frame refused or expired for
+ * want of capacity goes back to pending (only a backend's verdict is a result).
+ *
+ * Durable: a job's images and its results are files under jobs_dir (ID/meta, ID/in/N,
+ * ID/results, ID/out/N.jpg, ID/cancelled). A result line is appended once per image index
+ * and read back by index, so a gateway killed mid-job resumes where it stopped: an image in
+ * flight at the kill is sent again, and no index is ever counted twice.
+ * Bounded: max_jobs, max_job_images, max_job_bytes (bytes of images not yet done).
+ * Loop thread only. */
+#ifndef GW_JOBS_H
+#define GW_JOBS_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "config.h"
+#include "http.h"
+#include "job.h"
+
+typedef struct gw_jobs gw_jobs_t;
+
+/* Creates the registry and loads every job found under cfg->jobs_dir (created if missing);
+ * unfinished ones resume once gw_jobs_start runs. `submit` queues one frame (app_submit:
+ * same contract as gw_detect_t.submit); it and ctx must outlive the registry. 0, or
+ * PROTO_ECONFIG with a message naming jobs_dir. */
+int gw_jobs_create(gw_jobs_t **out, uv_loop_t *loop, const gw_config_t *cfg,
+                   int (*submit)(void *ctx, gw_job_t *job), void *ctx, char *err, size_t cap);
+
+/* Starts dispatching (after the pools are started). */
+void gw_jobs_start(gw_jobs_t *jobs);
+
+/* Stops dispatching: frames still out come back (the pools answer them) and stay pending on
+ * disk for the next start. Call before the pools are destroyed. */
+void gw_jobs_stop(gw_jobs_t *jobs);
+
+/* Frees everything; every frame must be back (after the pools are destroyed). */
+void gw_jobs_destroy(gw_jobs_t *jobs);
+
+/* Frames of unfinished, uncancelled jobs for `model` (pending + in flight); a job naming no
+ * model counts for the default one. The autoscaler's demand. */
+int gw_jobs_pending(const gw_jobs_t *jobs, const char *model, int is_default);
+
+/* Route handlers; `jobs` is the gw_jobs_t. */
+void gw_jobs_on_create(void *jobs, gw_req_t *req);
+void gw_jobs_on_list(void *jobs, gw_req_t *req);
+void gw_jobs_on_get(void *jobs, gw_req_t *req);    /* GET /v1/jobs/ID[/images/N] */
+void gw_jobs_on_delete(void *jobs, gw_req_t *req); /* DELETE /v1/jobs/ID */
+void gw_jobs_on_reset(void *jobs, gw_req_t *req);
+
+#endif

@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""The page in a real browser: Debian's chromium, headless, driven by playwright-core
+(scripts/webtest, installed by scripts/models.sh from its lockfile into the cache). Uploads 20
+images through the page, waits for 20 thumbnails and the count "20", checks the live chart
+shows a ready backend, saves screenshots into bench/results/web/, presses Reset (confirmed)
+and sees the list empty. The backend runs the real yolov3-tiny, so thumbnails are annotated."""
+# ctest-timeout: 180
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import fg
+
+node_modules = os.path.join(fg.cache_dir(), "webtest", "node_modules")
+if not os.path.isdir(os.path.join(node_modules, "playwright-core")) or \
+        not os.path.exists("/usr/bin/chromium"):
+    fg.log("SKIP: needs /usr/bin/chromium (scripts/setup.sh) and playwright-core "
+           "(scripts/models.sh)")
+    sys.exit(77)
+
+root = tempfile.mkdtemp(prefix="fgt-web-")
+names = ["dog.jpg", "eagle.jpg", "horses.jpg", "person.jpg"]
+files = []
+for i in range(20):
+    p = os.path.join(root, f"photo_{i:02d}.jpg")
+    shutil.copy(os.path.join(fg.DATA, names[i % 4]), p)
+    files.append(p)
+out = os.path.join(fg.SRC, "bench", "results", "web")
+env = dict(os.environ, NODE_PATH=node_modules)
+drive = os.path.join(root, "drive.mjs")
+# An ES module resolves packages from its own directory: run it beside node_modules.
+shutil.copy(os.path.join(fg.SRC, "scripts", "webtest", "drive.mjs"),
+            os.path.join(fg.cache_dir(), "webtest", "drive.mjs"))
+drive = os.path.join(fg.cache_dir(), "webtest", "drive.mjs")
+settings = {"backends": 1, "max_body_bytes": 32 << 20, "jobs_dir": os.path.join(root, "jobs"),
+            "admin_token": ""}
+with fg.Gateway(settings=settings) as gw:
+    st, hdr, body = gw.request("GET", "/")
+    fg.check(st == 200 and b"<form" in body and hdr["content-type"].startswith("text/html"),
+             "GET / serves the page (a form that works without JS)")
+    p = subprocess.run(["node", drive, f"http://127.0.0.1:{gw.port}/", out] + files,
+                       capture_output=True, text=True, timeout=150, env=env)
+    line = (p.stdout.strip().splitlines() or ["{}"])[-1]
+    r = json.loads(line) if line.startswith("{") else {}
+    fg.check(r.get("ok") is True, f"the browser run completed: {r} {p.stderr[-2000:]}")
+    fg.check(r.get("thumbs") == 20, f"20 thumbnails ({r.get('thumbs')})")
+    fg.check(r.get("count") == "20" and r.get("lines") == 20,
+             f"the count says 20 and the list has 20 lines ({r.get('count')}, {r.get('lines')})")
+    fg.check((r.get("ready") or 0) >= 1, f"the live chart shows a backend ({r.get('ready')})")
+    fg.check(r.get("after_reset") == {"thumbs": 0, "count": "0"},
+             f"Reset empties the list ({r.get('after_reset')})")
+    fg.check(gw.json("/v1/jobs")["jobs"] == [], "the gateway has no jobs after Reset")
+    for f in ("page-1280x800.png", "page-phone.png"):
+        fg.check(os.path.getsize(os.path.join(out, f)) > 1000, f"screenshot {f}")
+shutil.rmtree(root, ignore_errors=True)
+fg.finish()
