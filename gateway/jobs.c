@@ -181,8 +181,8 @@ static void append_result(gw_jobs_t *js, job_t *j, int idx)
     job_path(js, j, "results", path, sizeof path);
     img_t *im = &j->imgs[idx];
     char *line = NULL;
-    int n = asprintf(&line, "%d\t%d\t%s\t%s\n", idx, im->st, im->label,
-                     im->result ? im->result : "{}");
+    int n =
+        asprintf(&line, "%d\t%d\t%s\t%s\n", idx, im->st, im->label, im->result ? im->result : "{}");
     if (n < 0)
         return;
     int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
@@ -353,7 +353,7 @@ int gw_jobs_create(gw_jobs_t **out, uv_loop_t *loop, const gw_config_t *cfg,
     DIR *d = opendir(js->dir);
     struct dirent *e;
     while (d != NULL && (e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.' && strlen(e->d_name) < sizeof ((job_t *)0)->id)
+        if (e->d_name[0] != '.' && strlen(e->d_name) < sizeof((job_t *)0)->id)
             load_job(js, e->d_name);
     if (d != NULL)
         closedir(d);
@@ -373,6 +373,11 @@ void gw_jobs_stop(gw_jobs_t *js)
     uv_timer_stop(&js->retry);
 }
 
+static void on_retry_closed(uv_handle_t *h)
+{
+    free(h->data); /* the registry */
+}
+
 void gw_jobs_destroy(gw_jobs_t *js)
 {
     if (js == NULL)
@@ -385,7 +390,7 @@ void gw_jobs_destroy(gw_jobs_t *js)
     }
     /* The registry is the timer's memory: freed by the close callback, on the loop run
      * that follows (the app runs the loop once more to close every handle). */
-    uv_close((uv_handle_t *)&js->retry, (uv_close_cb)free);
+    uv_close((uv_handle_t *)&js->retry, on_retry_closed);
 }
 
 int gw_jobs_pending(const gw_jobs_t *js, const char *model, int is_default)
@@ -631,8 +636,9 @@ static void parse_json_images(upload_t *u, const gw_req_t *r)
     cJSON *root = cJSON_ParseWithLength((const char *)r->body, r->body_len);
     const cJSON *imgs = root ? cJSON_GetObjectItemCaseSensitive(root, "images") : NULL;
     if (!cJSON_IsArray(imgs)) {
-        snprintf(u->msg, sizeof u->msg, "the body must be {\"images\": [base64 or {\"name\", "
-                                        "\"image\"}]}");
+        snprintf(u->msg, sizeof u->msg,
+                 "the body must be {\"images\": [base64 or {\"name\", "
+                 "\"image\"}]}");
         u->err = PROTO_EINVAL;
         cJSON_Delete(root);
         return;
@@ -701,8 +707,8 @@ void gw_jobs_on_create(void *arg, gw_req_t *r)
     if (live >= cfg->max_jobs) {
         /* Finished jobs make room: the oldest done or cancelled one goes. */
         job_t **pp = &js->head;
-        while (*pp != NULL && !(((*pp)->state == JOB_DONE || (*pp)->state == JOB_CANCELLED) &&
-                                (*pp)->nout == 0))
+        while (*pp != NULL &&
+               !(((*pp)->state == JOB_DONE || (*pp)->state == JOB_CANCELLED) && (*pp)->nout == 0))
             pp = &(*pp)->next;
         if (*pp == NULL) {
             gw_respond_error(r, 503, "too_many_jobs", "max_jobs (%d) jobs are running; retry later",
@@ -718,7 +724,8 @@ void gw_jobs_on_create(void *arg, gw_req_t *r)
         job_free(old);
     }
     char model[GW_MODEL_NAME_MAX] = "";
-    if (query_get(r->query, "model", model, sizeof model) && !gw_body_utf8_valid(model, strlen(model))) {
+    if (query_get(r->query, "model", model, sizeof model) &&
+        !gw_body_utf8_valid(model, strlen(model))) {
         gw_respond_error(r, 400, "bad_query", "model must be UTF-8");
         return;
     }
@@ -887,8 +894,7 @@ void gw_jobs_on_get(void *arg, gw_req_t *r)
             return;
         }
         gw_respond(r, 200, len > 4 && memcmp(img, "\x89PNG", 4) == 0 ? "image/png" : "image/jpeg",
-                   (char *)img, len,
-                   "Cache-Control: max-age=3600\r\n");
+                   (char *)img, len, "Cache-Control: max-age=3600\r\n");
         return;
     }
     char v[32];

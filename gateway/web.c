@@ -17,10 +17,12 @@
 static const char *ctype_of(const char *name)
 {
     const char *dot = strrchr(name, '.');
-    static const char *const map[][2] = {
-        {".html", "text/html; charset=utf-8"}, {".css", "text/css; charset=utf-8"},
-        {".js", "text/javascript; charset=utf-8"}, {".svg", "image/svg+xml"},
-        {".png", "image/png"}, {".ico", "image/x-icon"}};
+    static const char *const map[][2] = {{".html", "text/html; charset=utf-8"},
+                                         {".css", "text/css; charset=utf-8"},
+                                         {".js", "text/javascript; charset=utf-8"},
+                                         {".svg", "image/svg+xml"},
+                                         {".png", "image/png"},
+                                         {".ico", "image/x-icon"}};
     for (size_t i = 0; dot != NULL && i < sizeof map / sizeof map[0]; i++)
         if (strcmp(dot, map[i][0]) == 0)
             return map[i][1];

@@ -93,6 +93,8 @@ with fg.Gateway(settings=dict(base, jobs_dir=os.path.join(root, "a")), simulate_
                              headers={"Content-Type": "application/json"})
     fg.check(st == 200 and gw.json("/v1/jobs")["jobs"] == [], f"reset empties the list ({st})")
     fg.check(os.listdir(os.path.join(root, "a")) == [], "reset removes the jobs' files")
+    code = gw.stop()
+    fg.check(code == 0, f"the gateway exits 0 on SIGTERM (got {code})")
 
 # ---- cancel stops dispatch ----
 with fg.Gateway(settings=dict(base, max_backends=1, jobs_dir=os.path.join(root, "b")),

@@ -53,6 +53,8 @@ with fg.Gateway(settings=settings) as gw:
     fg.check(r.get("after_reset") == {"thumbs": 0, "count": "0"},
              f"Reset empties the list ({r.get('after_reset')})")
     fg.check(gw.json("/v1/jobs")["jobs"] == [], "the gateway has no jobs after Reset")
+    code = gw.stop()
+    fg.check(code == 0, f"the gateway exits 0 on SIGTERM (got {code})")
     for f in ("page-1280x800.png", "page-phone.png"):
         fg.check(os.path.getsize(os.path.join(out, f)) > 1000, f"screenshot {f}")
 shutil.rmtree(root, ignore_errors=True)
