@@ -15,6 +15,8 @@
 #include "err.h"
 #include "join.h"
 #include "fetch.h"
+#include "frontdoor.h"
+#include "auth.h"
 #include "log.h"
 #include "metrics.h"
 #include "pool.h"
@@ -63,6 +65,7 @@ struct app {
     int nstorages;
     gw_results_t results;    /* ctx of /v1/results, /v1/objects, /v1/storage */
     gw_jobs_t *jobs;         /* batch jobs (jobs.h) */
+    gw_frontdoor_t *door;    /* tokens, rate limits (frontdoor.h) */
     struct {
         int requests, duration, queue_wait, scale, backends, desired, min, max, inflight, queued,
             be_inflight, be_served, infer, be_failures, retried, crashes, failed_starts, connections,
@@ -71,7 +74,7 @@ struct app {
         int store_writes, store_dropped, store_spool_bytes, store_spool_objects, store_queued,
             store_up;
     } fam;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
     uv_timer_t exit_timer;
     int stopping;
     int pools_done, pool_done, server_drained;
@@ -462,9 +465,12 @@ static void on_readyz(void *ctx, gw_req_t *req)
     size_t len = 0;
     char *body = dup_printf(&len,
                             "{\"ready\":%s,\"model\":\"%s\",\"backends_ready\":%d,"
-                            "\"starting\":%d,\"reason\":\"%s\"}",
+                            "\"starting\":%d,\"reason\":\"%s\",\"auth\":\"%s\"}",
                             ok ? "true" : "false", app->def->model->name, st.ready, st.starting,
-                            esc != NULL ? esc : "");
+                            esc != NULL ? esc : "",
+                            gw_frontdoor_open(app->door) ? "open: no tokens_file, every route "
+                                                           "is open"
+                                                         : "tokens");
     free(esc);
     gw_respond(req, ok ? 200 : 503, "application/json", body, len,
                gw_retry_after(req, !ok, retry, sizeof retry));
@@ -525,26 +531,29 @@ static void app_on_drained(void *ctx)
 static const gw_server_ops_t *app_server_ops(app_t *app)
 {
     const gw_route_t routes[] = {
-        {"POST", "/v1/detect", "detect", gw_detect_handle, &app->detect},
-        {"POST", "/v1/models/*/detect", "detect", gw_detect_handle, &app->detect},
-        {"GET", "/readyz", "readyz", on_readyz, app},
-        {"GET", "/metrics", "metrics", on_metrics, app},
-        {"GET", "/v1/backends", "backends", on_backends, app},
-        {"GET", "/v1/models", "models", on_models, app},
-        {"GET", "/v1/results", "results", gw_results_on_list, &app->results},
-        {"GET", "/v1/objects/**", "objects", gw_results_on_object, &app->results},
-        {"GET", "/v1/storage", "storage", gw_results_on_status, &app->results},
-        {"GET", "/v1/cameras", "cameras", on_cameras, app},
-        {"GET", "/v1/cameras/*/events", "camera_events", gw_stream_events, &app->streams},
-        {"GET", "/v1/cameras/*/latest.jpg", "camera_latest", gw_stream_latest, &app->streams},
-        {"GET", "/v1/cameras/*/stream.mjpeg", "camera_mjpeg", gw_stream_mjpeg, &app->streams},
-        {"POST", "/v1/jobs", "jobs", gw_jobs_on_create, app->jobs},
-        {"GET", "/v1/jobs", "jobs", gw_jobs_on_list, app->jobs},
-        {"GET", "/v1/jobs/**", "job", gw_jobs_on_get, app->jobs},
-        {"DELETE", "/v1/jobs/*", "job", gw_jobs_on_delete, app->jobs},
-        {"POST", "/v1/reset", "reset", gw_jobs_on_reset, app->jobs},
-        {"GET", "/", "web", gw_web_on_file, NULL},
-        {"GET", "/static/*", "web", gw_web_on_file, NULL},
+        {"POST", "/v1/detect", "detect", gw_detect_handle, &app->detect, GW_ROLE_CAMERA},
+        {"POST", "/v1/models/*/detect", "detect", gw_detect_handle, &app->detect, GW_ROLE_CAMERA},
+        {"GET", "/readyz", "readyz", on_readyz, app, 0},
+        {"GET", "/metrics", "metrics", on_metrics, app, GW_ROLE_ADMIN},
+        {"GET", "/v1/backends", "backends", on_backends, app, GW_ROLE_ADMIN},
+        {"GET", "/v1/models", "models", on_models, app, GW_ROLE_ADMIN},
+        {"GET", "/v1/results", "results", gw_results_on_list, &app->results, GW_ROLE_VIEWER},
+        {"GET", "/v1/objects/**", "objects", gw_results_on_object, &app->results, GW_ROLE_VIEWER},
+        {"GET", "/v1/storage", "storage", gw_results_on_status, &app->results, GW_ROLE_VIEWER},
+        {"GET", "/v1/cameras", "cameras", on_cameras, app, GW_ROLE_VIEWER},
+        {"GET", "/v1/cameras/*/events", "camera_events", gw_stream_events, &app->streams,
+         GW_ROLE_VIEWER | GW_ALLOW_OWN_CAMERA},
+        {"GET", "/v1/cameras/*/latest.jpg", "camera_latest", gw_stream_latest, &app->streams,
+         GW_ROLE_VIEWER | GW_ALLOW_OWN_CAMERA},
+        {"GET", "/v1/cameras/*/stream.mjpeg", "camera_mjpeg", gw_stream_mjpeg, &app->streams,
+         GW_ROLE_VIEWER | GW_ALLOW_OWN_CAMERA},
+        {"POST", "/v1/jobs", "jobs", gw_jobs_on_create, app->jobs, GW_ROLE_CAMERA},
+        {"GET", "/v1/jobs", "jobs", gw_jobs_on_list, app->jobs, GW_ROLE_VIEWER | GW_ROLE_CAMERA},
+        {"GET", "/v1/jobs/**", "job", gw_jobs_on_get, app->jobs, GW_ROLE_VIEWER | GW_ROLE_CAMERA},
+        {"DELETE", "/v1/jobs/*", "job", gw_jobs_on_delete, app->jobs, GW_ROLE_ADMIN},
+        {"POST", "/v1/reset", "reset", gw_jobs_on_reset, app->jobs, GW_ROLE_ADMIN},
+        {"GET", "/", "web", gw_web_on_file, NULL, GW_ROLE_VIEWER},
+        {"GET", "/static/*", "web", gw_web_on_file, NULL, 0},
     };
     _Static_assert(sizeof routes <= sizeof app->routes, "app_t.routes is too small");
     app->detect = (gw_detect_t){
@@ -561,6 +570,10 @@ static const gw_server_ops_t *app_server_ops(app_t *app)
         .nroutes = sizeof routes / sizeof routes[0],
         .on_response = app_on_response,
         .on_drained = app_on_drained,
+        .admit = gw_frontdoor_admit,
+        .connect = gw_frontdoor_connect,
+        .disconnect = gw_frontdoor_disconnect,
+        .door = app->door,
     };
     return &app->server_ops;
 }
@@ -867,6 +880,14 @@ static void on_signal(uv_signal_t *h, int signum)
     begin_shutdown(h->data, signum);
 }
 
+/* SIGHUP: the token file (and the HTTPS certificate) again, without dropping anything. */
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    app_t *app = h->data;
+    (void)signum;
+    gw_frontdoor_reload(app->door);
+}
+
 static void close_walk(uv_handle_t *h, void *arg)
 {
     (void)arg;
@@ -956,6 +977,10 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
         GW_LOG_E("start", "error=\"%s\"", rv == PROTO_ECONFIG ? err : proto_strerror(rv));
         return 1;
     }
+    if ((rv = gw_frontdoor_create(&app.door, &app.loop, cfg, app.metrics, err, sizeof err)) != 0) {
+        GW_LOG_E("start", "error=\"%s\"", rv == PROTO_ECONFIG ? err : proto_strerror(rv));
+        return 1;
+    }
     if ((rv = gw_server_create(&app.server, &app.loop, cfg, app_server_ops(&app), &app)) != 0) {
         GW_LOG_E("start", "error=\"%s\"", proto_strerror(rv));
         return 1;
@@ -976,6 +1001,10 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
     app.sigterm.data = app.sigint.data = &app;
     uv_signal_start(&app.sigterm, on_signal, SIGTERM);
     uv_signal_start(&app.sigint, on_signal, SIGINT);
+    uv_signal_init(&app.loop, &app.sighup);
+    app.sighup.data = &app;
+    uv_signal_start(&app.sighup, on_sighup, SIGHUP);
+    uv_unref((uv_handle_t *)&app.sighup);
     uv_timer_init(&app.loop, &app.exit_timer);
     app.exit_timer.data = &app;
 
@@ -1011,6 +1040,7 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
     app.nstorages = 0;
     gw_fetch_destroy(app.fetch);
     gw_server_destroy(app.server); /* closes the streams, which leave the cameras' watches */
+    gw_frontdoor_destroy(app.door);
     for (int i = 0; i < app.nmodels; i++)
         gw_pool_destroy(app.models[i].pool);
     gw_jobs_destroy(app.jobs); /* after the pools: every frame is back */

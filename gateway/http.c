@@ -18,7 +18,7 @@
 #include "response.h"
 #include "router.h"
 
-enum { CAP_NONE, CAP_CTYPE, CAP_EXPECT, CAP_TE, CAP_CE, CAP_LEID };
+enum { CAP_NONE, CAP_CTYPE, CAP_EXPECT, CAP_TE, CAP_CE, CAP_LEID, CAP_AUTH };
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void process_input(gw_conn_t *c, const char *data, size_t len);
@@ -34,6 +34,26 @@ void gw__http_alloc_buf(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 }
 
 /* ---- accepting ---- */
+
+static void peer_key(gw_conn_t *c)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    memset(c->peer, 0, sizeof c->peer);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    if (ss.ss_family == AF_INET6) {
+        memcpy(c->peer, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+    } else if (ss.ss_family == AF_INET) {
+        c->peer[10] = c->peer[11] = 0xff; /* ::ffff:a.b.c.d, as a dual-stack socket sees it */
+        memcpy(c->peer + 12, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+    }
+}
+
+const uint8_t *gw_req_peer(const gw_req_t *r)
+{
+    return r->conn->peer;
+}
 
 void gw__http_accept(gw_server_t *srv)
 {
@@ -59,6 +79,15 @@ void gw__http_accept(gw_server_t *srv)
     uv_tcp_nodelay(&c->tcp, 1);
     llhttp_init(&c->parser, HTTP_REQUEST, &srv->settings);
     c->parser.data = c;
+    peer_key(c);
+    if (srv->ops->connect != NULL) {
+        if (srv->ops->connect(srv->ops->door, c->peer) != 0) {
+            /* At its per-address cap: closed at once, so it costs the others nothing. */
+            gw__http_close(c);
+            return;
+        }
+        c->counted = 1;
+    }
     if (srv->nconns > srv->cfg->max_connections || srv->stopping) {
         /* Over the limit: one short answer instead of a silent drop. */
         gw_req_t *r = gw__http_req_begin(c);
@@ -438,6 +467,10 @@ static int on_header_field_complete(llhttp_t *p)
     } else if (strcasecmp(c->field, "last-event-id") == 0) {
         c->capture = CAP_LEID;
         r->last_event_id[0] = '\0';
+    } else if (strcasecmp(c->field, "authorization") == 0) {
+        c->capture = CAP_AUTH;
+        if (r->authorization[0] != '\0')
+            r->authorization_over = 1; /* two of them: which one counts is ambiguous */
     }
     c->field_len = 0;
     c->field[0] = '\0';
@@ -463,6 +496,14 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
         append_value(r, r->te, sizeof r->te, at, len);
     } else if (c->capture == CAP_CE) {
         append_value(r, r->ce, sizeof r->ce, at, len);
+    } else if (c->capture == CAP_AUTH) {
+        size_t have = strlen(r->authorization);
+        if (have + len < sizeof r->authorization) {
+            memcpy(r->authorization + have, at, len);
+            r->authorization[have + len] = '\0';
+        } else {
+            r->authorization_over = 1;
+        }
     } else if (c->capture == CAP_LEID) {
         size_t have = strlen(r->last_event_id); /* longer than any seq: cut, then ignored */
         if (have + len < sizeof r->last_event_id) {

@@ -20,6 +20,7 @@
 #include "server.h"
 
 #define GW_HTTP_MAX_URL 1024
+#define GW_HTTP_MAX_AUTH 300 /* "Bearer " and a token of auth.h's GW_AUTH_TOKEN_MAX */
 
 typedef struct gw_conn gw_conn_t;
 
@@ -31,7 +32,9 @@ struct gw_req {
     char query[GW_HTTP_MAX_URL]; /* after '?', not decoded; "" if none */
     char content_type[256];      /* "" if none */
     char last_event_id[24];      /* the Last-Event-ID header (SSE resume), "" if none */
-    uint8_t *body;               /* body_len bytes, owned by the request */
+    char authorization[GW_HTTP_MAX_AUTH]; /* the Authorization header, "" if none */
+    int authorization_over;               /* ... it did not fit: no token we know */
+    uint8_t *body;                        /* body_len bytes, owned by the request */
     size_t body_len;
     const char *param; /* what a route's '*' matched (points into path), or NULL */
     size_t param_len;
@@ -80,6 +83,9 @@ int gw_req_reserve(gw_req_t *req, size_t n);
 
 /* True once req's connection is closed: nobody will read its answer. */
 int gw_req_orphaned(const gw_req_t *req);
+
+/* The client's address as a 16-byte key (IPv6, or IPv4 mapped; zeros if unknown). */
+const uint8_t *gw_req_peer(const gw_req_t *req);
 
 /* The loop and the configuration the request's server runs with. */
 uv_loop_t *gw_req_loop(const gw_req_t *req);
@@ -179,6 +185,8 @@ struct gw_conn {
     int streaming;
     void (*stream_close)(void *arg);
     void *stream_arg;
+    uint8_t peer[16]; /* the client's address (gw_req_peer) */
+    int counted;      /* ops->connect said yes: ops->disconnect when freed */
     gw_conn_t *next, *prev;
 };
 

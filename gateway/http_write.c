@@ -279,6 +279,8 @@ void gw__http_release(gw_conn_t *c)
     free(c->spare);
     free(c->spare_wr);
     free(c->pending);
+    if (c->counted)
+        srv->ops->disconnect(srv->ops->door, c->peer);
     if (c->prev)
         c->prev->next = c->next;
     else

@@ -18,7 +18,7 @@ static void on_healthz(void *ctx, gw_req_t *req)
 }
 
 static const gw_route_t builtin_routes[] = {
-    {"GET", "/healthz", "healthz", on_healthz, NULL},
+    {"GET", "/healthz", "healthz", on_healthz, NULL, 0},
 };
 
 static void on_connection(uv_stream_t *listener, int status)

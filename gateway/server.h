@@ -11,6 +11,7 @@
 #define GW_SERVER_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "config.h"
@@ -31,6 +32,9 @@ typedef struct {
     const char *label; /* the metrics route label */
     gw_handler_cb handler;
     void *ctx; /* handed to handler */
+    /* who may use it: a mask of auth.h's GW_ROLE_* (admin may use every route), 0 = public;
+     * enforced by ops->admit, so only when the server has a front door */
+    unsigned allow;
 } gw_route_t;
 
 typedef struct {
@@ -42,6 +46,14 @@ typedef struct {
     void (*on_response)(void *ctx, const char *route, int status, double seconds);
     /* Called when the server has no more connections after gw_server_stop(); may be NULL. */
     void (*on_drained)(void *ctx);
+    /* The front door (frontdoor.h), all NULL for none. admit runs after routing, before the
+     * route's handler: 0 lets the request through, else admit has answered it. connect runs
+     * at accept with the client's address (16 bytes: IPv6, or IPv4 mapped): non-zero closes
+     * the connection; each 0 is paired with one disconnect when it closes. */
+    int (*admit)(void *door, gw_req_t *req, const gw_route_t *route);
+    int (*connect)(void *door, const uint8_t peer[16]);
+    void (*disconnect)(void *door, const uint8_t peer[16]);
+    void *door;
 } gw_server_ops_t;
 
 /* Creates a server on `loop`; cfg and ops must outlive it; ctx goes to ops' callbacks.

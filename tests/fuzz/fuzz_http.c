@@ -110,11 +110,11 @@ static void fake_on_response(void *ctx, const char *route, int status, double se
 static const gw_detect_t fake_detect = {.submit = fake_submit, .ctx = NULL};
 
 static const gw_route_t fake_routes[] = {
-    {"POST", "/v1/detect", "detect", gw_detect_handle, (void *)&fake_detect},
-    {"POST", "/v1/models/*/detect", "detect", gw_detect_handle, (void *)&fake_detect},
-    {"GET", "/metrics", "metrics", fake_metrics, NULL},
-    {"GET", "/readyz", "readyz", fake_readyz, NULL},
-    {"GET", "/v1/models", "models", fake_models, NULL},
+    {"POST", "/v1/detect", "detect", gw_detect_handle, (void *)&fake_detect, 0},
+    {"POST", "/v1/models/*/detect", "detect", gw_detect_handle, (void *)&fake_detect, 0},
+    {"GET", "/metrics", "metrics", fake_metrics, NULL, 0},
+    {"GET", "/readyz", "readyz", fake_readyz, NULL, 0},
+    {"GET", "/v1/models", "models", fake_models, NULL, 0},
 };
 
 static const gw_server_ops_t fake_ops = {
