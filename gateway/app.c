@@ -985,9 +985,9 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
         GW_LOG_E("start", "error=\"%s\"", proto_strerror(rv));
         return 1;
     }
-    if ((rv = gw_server_start(app.server)) != 0) {
-        GW_LOG_E("listen", "host=%s port=%d error=\"%s\"", cfg->listen_host, cfg->listen_port,
-                 uv_strerror(rv));
+    if ((rv = gw_frontdoor_listen(app.door, app.server, err, sizeof err)) != 0 ||
+        (rv = gw_frontdoor_metrics(app.door, on_metrics, &app, err, sizeof err)) != 0) {
+        GW_LOG_E("listen", "error=\"%s\"", err);
         return 1;
     }
     if (cfg->join_listen[0] != '\0' &&
@@ -1008,7 +1008,7 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
     uv_timer_init(&app.loop, &app.exit_timer);
     app.exit_timer.data = &app;
 
-    GW_LOG_I("listening", "host=%s port=%d models=%d default_model=%s", cfg->listen_host,
+    GW_LOG_I("started", "host=%s port=%d models=%d default_model=%s", cfg->listen_host,
              gw_server_port(app.server), app.nmodels, cfg->default_model);
     for (int i = 0; i < app.nmodels; i++) {
         const gw_model_t *m = app.models[i].model;

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "response.h"
 #include "status.h"
+#include "tls_conn.h"
 
 #define CHECK_MS 1000
 #define SETS 1024 /* x GW_LIMIT_WAYS entries per table: above max_connections' default */
@@ -26,6 +27,11 @@ struct gw_frontdoor {
     gw_rate_t addr_rate, token_rate;
     gw_metrics_t *metrics;
     int fam_limited, fam_refused;
+    uv_loop_t *loop;
+    gw_tls_t *tls;              /* NULL: plain HTTP */
+    gw_server_t *metrics_srv;   /* metrics_listen's */
+    gw_route_t metrics_route;   /* its one route */
+    gw_server_ops_t metrics_ops;
 };
 
 static void on_check(uv_timer_t *t)
@@ -47,6 +53,76 @@ void gw_frontdoor_reload(gw_frontdoor_t *fd)
         GW_LOG_I("tokens_reloaded", "tokens=%d", gw_auth_count(fd->auth));
     else if (rv < 0)
         GW_LOG_E("tokens_reload", "error=\"%s\"", err);
+    if (fd->tls != NULL) {
+        if (gw_tls_reload(fd->tls, err, sizeof err) == 0)
+            GW_LOG_I("https_reloaded", "cert=%s", fd->cfg->https_cert);
+        else
+            GW_LOG_E("https_reload", "error=\"%s\" note=\"the previous certificate stays\"", err);
+    }
+}
+
+int gw_frontdoor_listen(gw_frontdoor_t *fd, gw_server_t *srv, char *err, size_t errcap)
+{
+    const gw_config_t *cfg = fd->cfg;
+    int rv = gw_server_listen(srv, cfg->listen_host, cfg->listen_port, fd->tls);
+    if (rv != 0) {
+        snprintf(err, errcap, "listen: %s:%d: %s", cfg->listen_host, cfg->listen_port,
+                 proto_strerror(rv));
+        return rv;
+    }
+    GW_LOG_I("listening", "host=%s port=%d scheme=%s", cfg->listen_host, gw_server_port(srv),
+             fd->tls != NULL ? "https" : "http");
+    if (cfg->listen_plain[0] != '\0') {
+        char host[256];
+        int port;
+        if (gw_hostport_parse(cfg->listen_plain, host, sizeof host, &port) != 0) {
+            snprintf(err, errcap, "listen_plain: '%s' is not HOST:PORT", cfg->listen_plain);
+            return PROTO_ECONFIG;
+        }
+        if ((rv = gw_server_listen(srv, host, port, NULL)) != 0) {
+            snprintf(err, errcap, "listen_plain: %s: %s", cfg->listen_plain, proto_strerror(rv));
+            return rv;
+        }
+        GW_LOG_I("listening", "host=%s port=%d scheme=http key=listen_plain", host,
+                 gw_server_port_of(srv, 1));
+    }
+    return 0;
+}
+
+static int loopback(const char *host)
+{
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
+           strcmp(host, "localhost") == 0;
+}
+
+int gw_frontdoor_metrics(gw_frontdoor_t *fd, gw_handler_cb handler, void *ctx, char *err,
+                         size_t errcap)
+{
+    const char *v = fd->cfg->metrics_listen;
+    char host[256];
+    int port, rv;
+    if (v[0] == '\0')
+        return 0;
+    if (gw_hostport_parse(v, host, sizeof host, &port) != 0) {
+        snprintf(err, errcap, "metrics_listen: '%s' is not HOST:PORT", v);
+        return PROTO_ECONFIG;
+    }
+    if (!loopback(host)) {
+        snprintf(err, errcap, "metrics_listen: '%s' is not a loopback address (it serves "
+                              "/metrics with no token)", v);
+        return PROTO_ECONFIG;
+    }
+    fd->metrics_route = (gw_route_t){"GET", "/metrics", "metrics", handler, ctx, 0};
+    fd->metrics_ops = (gw_server_ops_t){.routes = &fd->metrics_route, .nroutes = 1};
+    if ((rv = gw_server_create(&fd->metrics_srv, fd->loop, fd->cfg, &fd->metrics_ops, NULL)) !=
+            0 ||
+        (rv = gw_server_listen(fd->metrics_srv, host, port, NULL)) != 0) {
+        snprintf(err, errcap, "metrics_listen: %s: %s", v, proto_strerror(rv));
+        return rv;
+    }
+    GW_LOG_I("listening", "host=%s port=%d scheme=http key=metrics_listen", host,
+             gw_server_port(fd->metrics_srv));
+    return 0;
 }
 
 static int parse_rate(const char *key, const char *text, gw_rate_t *out, char *err, size_t cap)
@@ -67,6 +143,7 @@ int gw_frontdoor_create(gw_frontdoor_t **out, uv_loop_t *loop, const gw_config_t
         return PROTO_ENOMEM;
     fd->cfg = cfg;
     fd->metrics = metrics;
+    fd->loop = loop;
     uint64_t seed = uv_hrtime() ^ ((uint64_t)(uintptr_t)fd << 16);
     if ((rv = parse_rate("rate_limit", cfg->rate_limit, &fd->token_rate, err, errcap)) != 0 ||
         (rv = parse_rate("rate_limit_address", cfg->rate_limit_address, &fd->addr_rate, err,
@@ -78,7 +155,23 @@ int gw_frontdoor_create(gw_frontdoor_t **out, uv_loop_t *loop, const gw_config_t
         return rv;
     }
     char why[1200];
+    if ((cfg->https_cert[0] != '\0') != (cfg->https_key[0] != '\0') ||
+        (cfg->https_client_ca[0] != '\0' && cfg->https_cert[0] == '\0')) {
+        snprintf(err, errcap, "https_cert, https_key: both or neither (https_client_ca needs "
+                              "them)");
+        rv = PROTO_ECONFIG;
+    } else if (cfg->https_cert[0] != '\0') {
+        rv = gw_tls_create(&fd->tls, cfg->https_cert, cfg->https_key, cfg->https_client_ca, err,
+                           errcap);
+    }
+    if (rv != 0) {
+        gw_limit_destroy(fd->by_addr);
+        gw_limit_destroy(fd->by_token);
+        free(fd);
+        return rv;
+    }
     if ((rv = gw_auth_create(&fd->auth, cfg->tokens_file, why, sizeof why)) != 0) {
+        gw_tls_destroy(fd->tls);
         snprintf(err, errcap, "tokens_file: %s", why);
         gw_limit_destroy(fd->by_addr);
         gw_limit_destroy(fd->by_token);
@@ -97,6 +190,7 @@ int gw_frontdoor_create(gw_frontdoor_t **out, uv_loop_t *loop, const gw_config_t
             0);
         if (fd->fam_limited < 0 || fd->fam_refused < 0) {
             snprintf(err, errcap, "metrics: %s", proto_strerror(PROTO_EINVAL));
+            gw_tls_destroy(fd->tls);
             gw_auth_destroy(fd->auth);
             gw_limit_destroy(fd->by_addr);
             gw_limit_destroy(fd->by_token);
@@ -133,6 +227,10 @@ void gw_frontdoor_destroy(gw_frontdoor_t *fd)
 {
     if (fd == NULL)
         return;
+    gw_server_destroy(fd->metrics_srv);
+    fd->metrics_srv = NULL;
+    gw_tls_destroy(fd->tls);
+    fd->tls = NULL;
     uv_timer_stop(&fd->timer);
     uv_close((uv_handle_t *)&fd->timer, on_closed);
 }

@@ -22,11 +22,24 @@ typedef struct gw_frontdoor gw_frontdoor_t;
 int gw_frontdoor_create(gw_frontdoor_t **out, uv_loop_t *loop, const gw_config_t *cfg,
                         gw_metrics_t *metrics, char *err, size_t errcap);
 
-/* Stops its timer; the memory goes in the timer's close callback (run the loop after). */
+/* Stops its timer and its metrics listener, frees the HTTPS state (call after the server
+ * that uses it is destroyed); the rest goes in the timer's close callback (run the loop
+ * after). */
 void gw_frontdoor_destroy(gw_frontdoor_t *fd);
 
-/* Re-reads the token file now (SIGHUP); logs the outcome. */
+/* Re-reads the token file and the HTTPS certificate now (SIGHUP); logs the outcome. Open
+ * connections keep their certificate; new ones get the new one. */
 void gw_frontdoor_reload(gw_frontdoor_t *fd);
+
+/* Opens srv's listeners: `listen` (HTTPS when https_cert is set) and listen_plain. 0, or a
+ * negative code with "key: why" in err. */
+int gw_frontdoor_listen(gw_frontdoor_t *fd, gw_server_t *srv, char *err, size_t errcap);
+
+/* With metrics_listen set, a server of its own there answering GET /metrics with `handler`
+ * (ctx) and no token: loopback addresses only. 0 (also when unset), or a negative code with
+ * "metrics_listen: why" in err. */
+int gw_frontdoor_metrics(gw_frontdoor_t *fd, gw_handler_cb handler, void *ctx, char *err,
+                         size_t errcap);
 
 /* 1 when no tokens_file is configured: every route is open. */
 int gw_frontdoor_open(const gw_frontdoor_t *fd);

@@ -18,6 +18,10 @@
 #include "job.h"
 
 typedef struct gw_server gw_server_t;
+typedef struct gw_listener gw_listener_t;
+typedef struct gw_tls gw_tls_t; /* tls_conn.h */
+
+#define GW_SERVER_MAX_LISTENERS 4
 typedef struct gw_req gw_req_t;
 
 /* A route handler: answers req with response.h (gw_respond*), at once or later (then it
@@ -61,11 +65,21 @@ typedef struct {
 int gw_server_create(gw_server_t **out, uv_loop_t *loop, const gw_config_t *cfg,
                      const gw_server_ops_t *ops, void *ctx);
 
-/* Binds and listens on cfg->listen_host:listen_port. Returns 0 or a libuv code. */
+/* Binds and listens on cfg->listen_host:listen_port, plain HTTP. Returns 0 or a libuv code. */
 int gw_server_start(gw_server_t *srv);
 
-/* The port actually bound (useful when the configured port was 0). */
+/* Adds a listener on host:port serving the same routes: HTTPS when tls is not NULL (it must
+ * outlive the server). Returns 0, a libuv code, or PROTO_ETOOBIG past
+ * GW_SERVER_MAX_LISTENERS. */
+int gw_server_listen(gw_server_t *srv, const char *host, int port, gw_tls_t *tls);
+
+/* Splits "HOST:PORT" or "[V6]:PORT". 0 or PROTO_EINVAL. */
+int gw_hostport_parse(const char *text, char *host, size_t hostcap, int *port);
+
+/* The port actually bound by the first listener (useful when the configured port was 0),
+ * and by listener i. */
 int gw_server_port(const gw_server_t *srv);
+int gw_server_port_of(const gw_server_t *srv, int i);
 
 /* Stops accepting; idle keep-alive connections are closed, busy ones are closed after
  * their in-flight requests are answered. ops->on_drained fires when none are left. */
