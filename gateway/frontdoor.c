@@ -28,9 +28,9 @@ struct gw_frontdoor {
     gw_metrics_t *metrics;
     int fam_limited, fam_refused;
     uv_loop_t *loop;
-    gw_tls_t *tls;              /* NULL: plain HTTP */
-    gw_server_t *metrics_srv;   /* metrics_listen's */
-    gw_route_t metrics_route;   /* its one route */
+    gw_tls_t *tls;            /* NULL: plain HTTP */
+    gw_server_t *metrics_srv; /* metrics_listen's */
+    gw_route_t metrics_route; /* its one route */
     gw_server_ops_t metrics_ops;
 };
 
@@ -108,14 +108,15 @@ int gw_frontdoor_metrics(gw_frontdoor_t *fd, gw_handler_cb handler, void *ctx, c
         return PROTO_ECONFIG;
     }
     if (!loopback(host)) {
-        snprintf(err, errcap, "metrics_listen: '%s' is not a loopback address (it serves "
-                              "/metrics with no token)", v);
+        snprintf(err, errcap,
+                 "metrics_listen: '%s' is not a loopback address (it serves "
+                 "/metrics with no token)",
+                 v);
         return PROTO_ECONFIG;
     }
     fd->metrics_route = (gw_route_t){"GET", "/metrics", "metrics", handler, ctx, 0};
     fd->metrics_ops = (gw_server_ops_t){.routes = &fd->metrics_route, .nroutes = 1};
-    if ((rv = gw_server_create(&fd->metrics_srv, fd->loop, fd->cfg, &fd->metrics_ops, NULL)) !=
-            0 ||
+    if ((rv = gw_server_create(&fd->metrics_srv, fd->loop, fd->cfg, &fd->metrics_ops, NULL)) != 0 ||
         (rv = gw_server_listen(fd->metrics_srv, host, port, NULL)) != 0) {
         snprintf(err, errcap, "metrics_listen: %s: %s", v, proto_strerror(rv));
         return rv;
@@ -157,8 +158,9 @@ int gw_frontdoor_create(gw_frontdoor_t **out, uv_loop_t *loop, const gw_config_t
     char why[1200];
     if ((cfg->https_cert[0] != '\0') != (cfg->https_key[0] != '\0') ||
         (cfg->https_client_ca[0] != '\0' && cfg->https_cert[0] == '\0')) {
-        snprintf(err, errcap, "https_cert, https_key: both or neither (https_client_ca needs "
-                              "them)");
+        snprintf(err, errcap,
+                 "https_cert, https_key: both or neither (https_client_ca needs "
+                 "them)");
         rv = PROTO_ECONFIG;
     } else if (cfg->https_cert[0] != '\0') {
         rv = gw_tls_create(&fd->tls, cfg->https_cert, cfg->https_key, cfg->https_client_ca, err,

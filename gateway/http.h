@@ -28,11 +28,11 @@ typedef struct gw_conn gw_conn_t;
 struct gw_req {
     /* ---- the request, for handlers (read-only); valid until its answer is written ---- */
     gw_conn_t *conn;
-    int method;                  /* llhttp_method_t */
-    char path[GW_HTTP_MAX_URL];  /* the URL up to '?' */
-    char query[GW_HTTP_MAX_URL]; /* after '?', not decoded; "" if none */
-    char content_type[256];      /* "" if none */
-    char last_event_id[24];      /* the Last-Event-ID header (SSE resume), "" if none */
+    int method;                           /* llhttp_method_t */
+    char path[GW_HTTP_MAX_URL];           /* the URL up to '?' */
+    char query[GW_HTTP_MAX_URL];          /* after '?', not decoded; "" if none */
+    char content_type[256];               /* "" if none */
+    char last_event_id[24];               /* the Last-Event-ID header (SSE resume), "" if none */
     char authorization[GW_HTTP_MAX_AUTH]; /* the Authorization header, "" if none */
     int authorization_over;               /* ... it did not fit: no token we know */
     uint8_t *body;                        /* body_len bytes, owned by the request */
@@ -195,9 +195,9 @@ struct gw_conn {
     int streaming;
     void (*stream_close)(void *arg);
     void *stream_arg;
-    uint8_t peer[16]; /* the client's address (gw_req_peer) */
+    uint8_t peer[16];   /* the client's address (gw_req_peer) */
     gw_tls_conn_t *tls; /* HTTPS: the session every byte passes through; NULL for plain */
-    int counted;      /* ops->connect said yes: ops->disconnect when freed */
+    int counted;        /* ops->connect said yes: ops->disconnect when freed */
     gw_conn_t *next, *prev;
 };
 

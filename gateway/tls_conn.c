@@ -17,7 +17,7 @@
 
 #include "err.h"
 
-#define SESSION_CACHE 4096          /* sessions kept for clients without tickets */
+#define SESSION_CACHE 4096 /* sessions kept for clients without tickets */
 #define TICKET_LIFETIME_S (12 * 3600)
 #define INPUT_MAX (256u << 10) /* input held unread: a parser that waits need not hold more */
 
