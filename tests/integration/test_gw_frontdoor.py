@@ -230,6 +230,8 @@ try:
         time.sleep(0.3)
         st, _, _ = gw.request("GET", "/healthz")
         fg.check(st == 200, "after they close, the address connects again")
+        code = gw.stop()
+        fg.check(code == 0, f"the gateway exits 0 on SIGTERM ({code})")
 finally:
     for p in (tokens_path, tokens_path + ".new"):
         if os.path.exists(p):
