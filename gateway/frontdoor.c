@@ -256,7 +256,9 @@ static int hexval(char c)
 size_t gw_frontdoor_token(const gw_req_t *r, char *buf, size_t cap)
 {
     const char *a = r->authorization;
-    if (a[0] != '\0' && !r->authorization_over) {
+    if (r->authorization_over)
+        return 0; /* two of them, or too long: no token, rather than a guess */
+    if (a[0] != '\0') {
         while (*a == ' ')
             a++;
         if (strncasecmp(a, "Bearer ", 7) != 0)

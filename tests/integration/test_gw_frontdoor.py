@@ -97,6 +97,15 @@ try:
         fg.check(st == 200, "?token= is percent-decoded, after other parameters")
         st, _, _ = gw.request("GET", "/v1/cameras", headers={"Authorization": "Basic " + TOK["viewer"]})
         fg.check(st == 401, "a token not given as Bearer is no token")
+        c = gw.conn(10)
+        c.putrequest("GET", "/v1/cameras?token=" + TOK["viewer"])
+        c.putheader("Authorization", "Bearer " + TOK["viewer"])
+        c.putheader("Authorization", "Bearer " + TOK["admin"])
+        c.endheaders()
+        r = c.getresponse()
+        r.read()
+        c.close()
+        fg.check(r.status == 401, "two Authorization headers are no token (not a guess)")
         st, _, data = req(gw, "GET", "/metrics", TOK["admin"])
         fg.check(fg.metric_value(data.decode(), "framegate_auth_refused_total", {"code": "403"}) > 0
                  and fg.metric_value(data.decode(), "framegate_auth_refused_total", {"code": "401"}) > 0,
