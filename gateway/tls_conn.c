@@ -272,7 +272,8 @@ int gw_tls_conn_keep(gw_tls_conn_t *tc)
     uint8_t *nb = malloc(have + tc->in_len);
     if (nb == NULL)
         return PROTO_ENOMEM;
-    memcpy(nb, tc->own + tc->own_off, have);
+    if (have > 0) /* own may be NULL: no arithmetic on it then */
+        memcpy(nb, tc->own + tc->own_off, have);
     memcpy(nb + have, tc->in, tc->in_len);
     free(tc->own);
     tc->own = nb;
