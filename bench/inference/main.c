@@ -511,53 +511,71 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
         ort_peer_t *ort = have_onnx ? ort_ready(onnx, th, fr, net->inputs, heads, nheads, o->tmpdir,
                                                 ort_version, sizeof ort_version, &rel_ort)
                                     : NULL;
-        /* The engines take turns frame by frame, in a rotating order, so that a noisy
-         * neighbour on this VM slows all of them alike and the ratios stay fair. */
+        /* The engines take turns frame by frame, in a shuffled order, so that a noisy
+         * neighbour on this VM slows all of them alike and the ratios stay fair. Two groups,
+         * one after the other: the ones the issue compares (oneDNN net, framegate's whole path,
+         * ONNX Runtime), then OpenBLAS's engine, OpenCV and the pre-processing alone. Apart,
+         * because OpenBLAS's idle threads keep spinning for ~2^28 cycles after a call (its
+         * THREAD_TIMEOUT) and OpenCV's pool spins too: at 2 threads on 2 cores whatever ran
+         * next lost its second core (framegate's whole path measured 5x its network). Shuffled,
+         * because in a fixed cycle each engine always follows the same one and inherits its
+         * spinning threads (libgomp's, ONNX Runtime's) alone. */
         double tf[256], to[256], te[256], tp[256], td[256], tx[256];
         proto_det_t dets[256];
         float *scratch = malloc((size_t)3 * w * h * sizeof(float));
         int reps = o->reps > 256 ? 256 : o->reps;
-        for (int r = -o->warmup; r < reps; r++) {
-            int i = (r + o->warmup) % fr->n;
-            const float *in = fr->input[i];
-            for (int k = 0; k < 6; k++) {
-                int turn = (k + r + 6 * o->warmup) % 6;
-                double ort_ms = NAN;
-                double t0 = now_ms();
-                if (turn == 0) {
-                    be_fast_predict(f, in);
-                } else if (turn == 1) {
-                    if (ocv != NULL && ocv_predict(ocv, in, w, h, err, sizeof err) < 0)
-                        say("OpenCV: %s\n", err);
-                } else if (turn == 2 && bm != NULL) {
-                    int ow, oh;
-                    be_image_letterbox(im, fr->jpeg[i], fr->len[i], prep_mode, decode_mode, w, h,
-                                       be_model_input(bm), &ow, &oh, NULL, NULL, err, sizeof err);
-                    be_model_detect(bm, ow, oh, 0, 0, dets, 256);
-                } else if (turn == 3 && scratch != NULL) { /* decode + letterbox of dog.jpg */
-                    int ow, oh;
-                    be_image_letterbox(im, fr->jpeg[0], fr->len[0], prep_mode, decode_mode, w, h,
-                                       scratch, &ow, &oh, NULL, NULL, err, sizeof err);
-                } else if (turn == 4 && dn != NULL) {
-                    be_dnnl_predict_stop(dn, in, NULL, NULL);
-                } else if (turn == 5 && ort != NULL &&
-                           ort_peer_run(ort, i, &ort_ms, err, sizeof err) != 0) {
-                    say("%s\n", err);
-                    ort_peer_stop(ort);
-                    ort = NULL;
+        static const int groups[2][3] = {{4, 2, 5}, {0, 1, 3}};
+        unsigned lcg = 12345u + (unsigned)th;
+        for (int gi = 0; gi < 2; gi++)
+            for (int r = -o->warmup; r < reps; r++) {
+                int i = (r + o->warmup) % fr->n;
+                const float *in = fr->input[i];
+                int order[3] = {groups[gi][0], groups[gi][1], groups[gi][2]};
+                for (int k = 2; k > 0; k--) { /* Fisher-Yates with a fixed-seed LCG */
+                    lcg = lcg * 1103515245u + 12345u;
+                    int j = (int)((lcg >> 16) % (unsigned)(k + 1)), t = order[k];
+                    order[k] = order[j];
+                    order[j] = t;
                 }
-                /* ONNX Runtime's own time of the run: the pipe and the process switch are not
-                 * its cost */
-                double dt = turn == 5 ? ort_ms : now_ms() - t0;
-                if (r >= 0)
-                    (turn == 0   ? tf
-                     : turn == 1 ? to
-                     : turn == 2 ? te
-                     : turn == 3 ? tp
-                     : turn == 4 ? td
-                                 : tx)[r] = dt;
+                for (int k = 0; k < 3; k++) {
+                    int turn = order[k];
+                    double ort_ms = NAN;
+                    double t0 = now_ms();
+                    if (turn == 0) {
+                        be_fast_predict(f, in);
+                    } else if (turn == 1) {
+                        if (ocv != NULL && ocv_predict(ocv, in, w, h, err, sizeof err) < 0)
+                            say("OpenCV: %s\n", err);
+                    } else if (turn == 2 && bm != NULL) {
+                        int ow, oh;
+                        be_image_letterbox(im, fr->jpeg[i], fr->len[i], prep_mode, decode_mode, w,
+                                           h, be_model_input(bm), &ow, &oh, NULL, NULL, err,
+                                           sizeof err);
+                        be_model_detect(bm, ow, oh, 0, 0, dets, 256);
+                    } else if (turn == 3 && scratch != NULL) { /* decode + letterbox of dog.jpg */
+                        int ow, oh;
+                        be_image_letterbox(im, fr->jpeg[0], fr->len[0], prep_mode, decode_mode, w,
+                                           h, scratch, &ow, &oh, NULL, NULL, err, sizeof err);
+                    } else if (turn == 4 && dn != NULL) {
+                        be_dnnl_predict_stop(dn, in, NULL, NULL);
+                    } else if (turn == 5 && ort != NULL &&
+                               ort_peer_run(ort, i, &ort_ms, err, sizeof err) != 0) {
+                        say("%s\n", err);
+                        ort_peer_stop(ort);
+                        ort = NULL;
+                    }
+                    /* ONNX Runtime's own time of the run: the pipe and the process switch are not
+                     * its cost */
+                    double dt = turn == 5 ? ort_ms : now_ms() - t0;
+                    if (r >= 0)
+                        (turn == 0   ? tf
+                         : turn == 1 ? to
+                         : turn == 2 ? te
+                         : turn == 3 ? tp
+                         : turn == 4 ? td
+                                     : tx)[r] = dt;
+                }
             }
-        }
         double fast = median(tf, reps), cv = ocv != NULL ? median(to, reps) : NAN;
         double e2e = bm != NULL ? median(te, reps) : NAN;
         double dnn = dn != NULL ? median(td, reps) : NAN, rel_dnnl = NAN;
