@@ -20,6 +20,11 @@ const session = await ort.InferenceSession.create(model, {
   interOpNumThreads: 1,
   executionMode: 'sequential',
   graphOptimizationLevel: 'all',
+  // FG_ORT_SPIN=0: the intra-op threads block when idle instead of spinning (ONNX Runtime's
+  // default spins, which costs whatever runs next on a 2-core machine). Unset: the default.
+  ...(process.env.FG_ORT_SPIN !== undefined
+    ? { extra: { session: { intra_op: { allow_spinning: process.env.FG_ORT_SPIN } } } }
+    : {}),
 });
 const inputName = session.inputNames[0];
 const frames = [];
