@@ -5,7 +5,8 @@
 # threads, and what decode = fast saves and costs. The oneDNN probe is another target of
 # the same build: cmake --build build-inference --target framegate-dnnl-probe.
 # Results: bench/results/inference/latest.{json,txt}. Extra arguments go to the binary
-# (--reps N, --stock-reps N, --warmup N, --threads MAX, --sgemm-n N, --cfg FILE, --ort 0|1).
+# (--reps N, --stock-reps N, --warmup N, --threads MAX, --sgemm-n N, --cfg FILE, --ort 0|1,
+# --gap-ms N).
 # Installs what it needs first (scripts/setup.sh --bench adds libopencv-dev, python3-onnx and
 # bench/inference/ort/node_modules).
 set -eu

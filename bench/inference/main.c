@@ -36,7 +36,7 @@
 #define MAX_FRAMES 12
 
 typedef struct {
-    int reps, stock_reps, warmup, sgemm_n, max_threads, ort;
+    int reps, stock_reps, warmup, sgemm_n, max_threads, ort, gap_ms;
     const char *out, *cfg, *data, *tmpdir;
 } opts_t;
 
@@ -574,6 +574,15 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
                          : turn == 3 ? tp
                          : turn == 4 ? td
                                      : tx)[r] = dt;
+                    /* --gap-ms: a pause between turns, so that each engine starts with the
+                     * previous one's idle threads asleep (libgomp's spin for ~300k pauses, ONNX
+                     * Runtime's pool too), as in a backend that runs one engine. Off by default
+                     * (the committed runs had none); on a loaded machine 10 ms changed nothing
+                     * visible. */
+                    if (o->gap_ms > 0)
+                        nanosleep(&(struct timespec){.tv_sec = o->gap_ms / 1000,
+                                                     .tv_nsec = (o->gap_ms % 1000) * 1000000L},
+                                  NULL);
                 }
             }
         double fast = median(tf, reps), cv = ocv != NULL ? median(to, reps) : NAN;
@@ -721,7 +730,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: framegate-bench-inference [--reps N] [--stock-reps N] [--warmup N]\n"
             "       [--threads MAX] [--sgemm-n N] [--cfg yolov3-tiny.cfg] [--data DIR]\n"
-            "       [--out DIR] [--ort 0|1]\n"
+            "       [--out DIR] [--ort 0|1] [--gap-ms N (idle between turns)]\n"
             "Env: FRAMEGATE_CACHE (default ~/.cache/framegate): models/face-tiny.{cfg,weights}\n"
             "are benchmarked too when present. --ort 0 leaves ONNX Runtime out (it needs\n"
             "bench/inference/ort/node_modules and python3-onnx: scripts/setup.sh --bench).\n");
@@ -735,6 +744,7 @@ int main(int argc, char **argv)
                 .sgemm_n = 2048,
                 .max_threads = 2,
                 .ort = 1,
+                .gap_ms = 0,
                 .out = "bench/results/inference",
                 .cfg = FG_DARKNET_SHARE "/cfg/yolov3-tiny.cfg",
                 .data = FG_DARKNET_SHARE "/data"};
@@ -762,6 +772,8 @@ int main(int argc, char **argv)
             o.out = v;
         else if (strcmp(a, "--ort") == 0)
             o.ort = atoi(v);
+        else if (strcmp(a, "--gap-ms") == 0)
+            o.gap_ms = atoi(v);
         else {
             usage();
             return 2;
@@ -769,7 +781,7 @@ int main(int argc, char **argv)
         i++;
     }
     if (o.reps < 1 || o.stock_reps < 1 || o.stock_reps > 256 || o.warmup < 0 || o.max_threads < 1 ||
-        o.max_threads > 2 || o.sgemm_n < 64) {
+        o.max_threads > 2 || o.sgemm_n < 64 || o.gap_ms < 0 || o.gap_ms > 1000) {
         usage();
         return 2;
     }
