@@ -91,8 +91,8 @@ def convert(cfg_path, weights_path, out_path):
             if bn:
                 scale, mean, var = wts.take(n), wts.take(n), wts.take(n)
             weight = wts.take(n * (c // groups) * size * size).reshape(n, c // groups, size, size)
-            if bn:  # darknet's normalize_cpu: (x - mean) / sqrt(var + .000001) * scale + bias
-                k = scale / np.sqrt(var + 0.000001, dtype=np.float32)
+            if bn:  # darknet's normalize_cpu: (x - mean) / (sqrt(var) + .000001) * scale + bias
+                k = scale / (np.sqrt(var, dtype=np.float32) + np.float32(0.000001))
                 weight = weight * k[:, None, None, None]
                 bias = bias - mean * k
             conv_out = name + "_conv" if act != "linear" else name
