@@ -89,6 +89,7 @@ static const key_t_ keys[] = {
     {"cloud_api_timeout_ms", T_MS, F(cloud_api_timeout_ms), 0, 100, 600000, 0},
     {"cloud_reap_interval_ms", T_MS, F(cloud_reap_interval_ms), 0, 100, 86400000, 0},
     {"cloud_max_starts_per_hour", T_INT, F(cloud_max_starts_per_hour), 0, 1, 100000, 0},
+    {"keep_instances_on_exit", T_BOOL, F(keep_instances_on_exit), 0, 0, 1, 0},
     {"ec2_region", T_STR, F(ec2_region), S(ec2_region), 0, 0, 0},
     {"ec2_endpoint", T_STR, F(ec2_endpoint), S(ec2_endpoint), 0, 0, 0},
     {"ec2_ca_file", T_STR, F(ec2_ca_file), S(ec2_ca_file), 0, 0, 0},

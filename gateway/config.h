@@ -128,6 +128,7 @@ typedef struct {
     uint64_t cloud_api_timeout_ms;                 /* one API call, retries apart */
     uint64_t cloud_reap_interval_ms;               /* orphan sweep period */
     int cloud_max_starts_per_hour;                 /* per provider: a runaway-bill guard */
+    int keep_instances_on_exit; /* 1: on exit leave cloud instances running (to be adopted) */
     char ec2_region[32];
     char ec2_endpoint[GW_CONFIG_STR_MAX]; /* "" = https://ec2.REGION.amazonaws.com/ */
     char ec2_ca_file[GW_CONFIG_STR_MAX];  /* "" = the system's CAs (tests: the fake's CA) */
