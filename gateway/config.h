@@ -62,6 +62,13 @@ typedef struct {
      * backends_static is set, else local) */
     char provider[16];
     char backends_static[GW_STATIC_LIST_MAX]; /* NNG addresses, comma- or space-separated */
+    /* "local:2, ec2:18": providers in tiers, cheapest first, each with its maximum ("" = the
+     * one `provider`); gw_config_validate parses it into tier_kind/tier_max, sets provider
+     * to the first tier's and max_backends (unless set) to the sum */
+    char providers[128];
+    int ntiers;
+    char tier_kind[4][16];
+    int tier_max[4];
     int nstatic;                /* addresses in backends_static (gw_config_validate) */
 } gw_model_t;
 

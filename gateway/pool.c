@@ -372,6 +372,14 @@ void gw__pool_scale_event(gw_pool_t *pool, const char *direction, const char *re
         pool->hooks.on_scale(pool->hooks_ctx, direction, reason);
 }
 
+/* A backend's provider tier (0 without tiers, or once its instance is gone). */
+static int tier(const gw_pool_t *pool, const gw__backend_t *be)
+{
+    if (pool->provider->ops->tier == NULL || be->inst == NULL)
+        return 0;
+    return pool->provider->ops->tier(pool->provider, be->inst);
+}
+
 void gw__pool_reconcile(gw_pool_t *pool, int desired, const char *reason)
 {
     if (pool->shutting_down)
@@ -405,21 +413,23 @@ void gw__pool_reconcile(gw_pool_t *pool, int desired, const char *reason)
         gw__pool_scale_event(pool, "up", reason, be->name);
     }
     /* Down: cancel starting backends first (newest first), then drain the ready backend
-     * with the fewest requests in flight. */
+     * with the fewest requests in flight; with provider tiers, the most expensive tier
+     * first. */
     while (gw__pool_capacity(pool) > desired) {
         gw__backend_t *victim = NULL;
         for (gw__backend_t *be = pool->backends; be != NULL; be = be->next)
-            if (be->state == GW__BE_STARTING) {
-                victim = be;
-                break; /* the list is newest first */
-            }
+            if (be->state == GW__BE_STARTING &&
+                (victim == NULL || tier(pool, be) > tier(pool, victim)))
+                victim = be; /* the list is newest first */
         if (victim != NULL) {
             gw__pool_scale_event(pool, "down", "start_cancelled", victim->name);
             gw__backend_stop(victim, "start_cancelled");
             continue;
         }
         for (gw__backend_t *be = pool->backends; be != NULL; be = be->next)
-            if (be->state == GW__BE_READY && (victim == NULL || be->inflight < victim->inflight))
+            if (be->state == GW__BE_READY &&
+                (victim == NULL || tier(pool, be) > tier(pool, victim) ||
+                 (tier(pool, be) == tier(pool, victim) && be->inflight < victim->inflight)))
                 victim = be;
         if (victim == NULL)
             break;
