@@ -232,6 +232,8 @@ void gw_cloud_terminated(gw_cloud_t *c, gw_instance_t *inst, int ok, const char 
     gw_cloud_exit(c, inst, why);
 }
 
+static int claim_or_launch(gw_cloud_t *c, gw_instance_t *inst);
+
 int gw_cloud_start(gw_provider_t *p, const char *name, void *owner, gw_instance_t **out, char *addr,
                    size_t addr_cap)
 {
@@ -259,7 +261,15 @@ int gw_cloud_start(gw_provider_t *p, const char *name, void *owner, gw_instance_
     inst->next = c->insts;
     c->insts = inst;
     c->live++;
-    int rv = c->ops->launch(c, inst);
+    /* Before the first sweep, a leftover of an earlier gateway may be waiting to be adopted:
+     * that one serves this start, and nothing is launched (gw_cloud_listed). */
+    int rv = 0;
+    if (c->super.on_adopt == NULL)
+        rv = c->ops->launch(c, inst);
+    else if (!c->swept)
+        inst->deferred = 1;
+    else
+        rv = claim_or_launch(c, inst);
     if (rv != 0) {
         c->insts = inst->next;
         c->live--;
@@ -282,6 +292,10 @@ void gw_cloud_stop(gw_provider_t *p, gw_instance_t *inst, int force)
     if (inst->stop_wanted)
         return;
     inst->stop_wanted = 1;
+    if (inst->deferred) {
+        gw_cloud_exit(c, inst, "stopped before it was launched");
+        return;
+    }
     if (c->shutdown && c->cfg->keep_instances_on_exit) {
         /* left running, tagged, for the next gateway to adopt */
         GW_LOG_I("cloud_kept", "provider=%s backend=%s instance=%s key=%s", c->ops->kind,
@@ -311,7 +325,7 @@ int gw_cloud_joined(gw_provider_t *p, const char *name, const char *addr)
     gw_instance_t *inst = gw_cloud_find(c, name);
     if (inst == NULL)
         return PROTO_EINVAL;
-    if (inst->adopting) {
+    if (inst->owner == NULL) { /* a leftover no start has claimed */
         if (inst->terminating)
             return 0;
         void *owner = NULL;
@@ -367,16 +381,72 @@ void gw_cloud_shutdown(gw_provider_t *p)
 
 /* ---- the sweep ---- */
 
-void gw_cloud_listed(gw_cloud_t *c, int ok, const gw_cloud_found_t *found, int n)
+/* Serves a start with a leftover waiting to be adopted (its backend's join then completes
+ * the start, nothing is launched), else launches a new instance. 0 or a negative code. */
+static int claim_or_launch(gw_cloud_t *c, gw_instance_t *inst)
+{
+    gw_instance_t *cand = c->insts;
+    while (cand != NULL && !(cand->owner == NULL && cand->adopting && !cand->terminating))
+        cand = cand->next;
+    if (cand == NULL)
+        return c->ops->launch(c, inst);
+    snprintf(inst->key, sizeof inst->key, "%s", cand->key);
+    snprintf(inst->id, sizeof inst->id, "%s", cand->id);
+    inst->created = 1;
+    GW_LOG_I("cloud_adopted", "provider=%s model=%s backend=%s instance=%s how=start", c->ops->kind,
+             c->model->name, inst->name, inst->id);
+    for (gw_instance_t **pp = &c->insts; *pp; pp = &(*pp)->next)
+        if (*pp == cand) {
+            *pp = cand->next;
+            break;
+        }
+    c->live--;
+    free(cand);
+    return 0;
+}
+
+/* After the first list: the starts made before it are served now. */
+static void launch_deferred(gw_cloud_t *c)
+{
+    for (;;) {
+        gw_instance_t *i = c->insts;
+        while (i != NULL && !i->deferred)
+            i = i->next;
+        if (i == NULL)
+            return;
+        i->deferred = 0;
+        if (claim_or_launch(c, i) != 0)
+            gw_cloud_exit(c, i, "the create could not be sent");
+    }
+}
+
+void gw_cloud_listed(gw_cloud_t *c, int ok, const gw_cloud_found_t *found, int n, const char *err)
 {
     c->sweeping = 0;
-    if (!ok || c->destroying)
+    if (c->destroying)
         return;
+    if (!ok) {
+        /* The API is not usable (credentials, throttling past the retries): the starts
+         * waiting on this list fail with its reason; the pool backs off and asks again. */
+        char why[700];
+        snprintf(why, sizeof why, "the first instance list failed: %s", err ? err : "?");
+        for (gw_instance_t *i = c->insts; i; i = i->next)
+            if (i->deferred)
+                i->deferred = 2; /* these; not those the pool starts again in on_exit */
+        for (;;) { /* from the head each time: the pool may start or stop in on_exit */
+            gw_instance_t *i = c->insts;
+            while (i != NULL && i->deferred != 2)
+                i = i->next;
+            if (i == NULL)
+                return;
+            gw_cloud_exit(c, i, why);
+        }
+    }
     int first = !c->swept, orphans = 0, candidates = 0;
     c->swept = 1;
     for (int i = 0; i < n; i++) {
         const gw_cloud_found_t *f = &found[i];
-        gw_instance_t *mine = gw_cloud_find(c, f->key);
+        gw_instance_t *mine = f->key[0] ? gw_cloud_find(c, f->key) : NULL;
         if (mine != NULL) {
             if (mine->id[0] == '\0') /* its create's answer not back yet */
                 snprintf(mine->id, sizeof mine->id, "%s", f->id);
@@ -407,6 +477,7 @@ void gw_cloud_listed(gw_cloud_t *c, int ok, const gw_cloud_found_t *found, int n
         c->ops->terminate(c, f->id, NULL);
         orphans++;
     }
+    launch_deferred(c);
     if (orphans > 0 || candidates > 0)
         GW_LOG_I("cloud_sweep", "provider=%s model=%s instances=%d orphans=%d candidates=%d",
                  c->ops->kind, c->model->name, n, orphans, candidates);

@@ -29,7 +29,8 @@ struct gw_instance {
     char id[96];  /* the cloud's id; "" until known */
     int created;  /* the create was accepted: a stop from now on terminates it */
     int joined, stop_wanted, terminating, reported;
-    int adopting;            /* left by an earlier gateway: waits for its backend's join */
+    int deferred; /* started before the first sweep: launched (or given a leftover) after it */
+    int adopting; /* left by an earlier gateway: waits for its backend's join */
     uint64_t adopt_deadline; /* loop clock: terminated if it has not joined by then */
     gw_instance_t *next;
 };
@@ -158,9 +159,10 @@ void gw_cloud_exit(gw_cloud_t *c, gw_instance_t *inst, const char *why);
 /* A termination answered (inst NULL for an orphan's). */
 void gw_cloud_terminated(gw_cloud_t *c, gw_instance_t *inst, int ok, const char *err);
 
-/* A list answered (ok 0: it failed): the live instances of the cluster and model. The first
- * one after start makes the unknown ones adoption candidates; later ones terminate them. */
-void gw_cloud_listed(gw_cloud_t *c, int ok, const gw_cloud_found_t *found, int n);
+/* A list answered (ok 0: it failed, err says why): the live instances of the cluster and
+ * model. The first one after start makes the unknown ones adoption candidates and serves the
+ * starts made before it; later ones terminate what nobody owns. */
+void gw_cloud_listed(gw_cloud_t *c, int ok, const gw_cloud_found_t *found, int n, const char *err);
 
 /* For a JSON API: transport errors, 429 and 5xx are retried. */
 int gw_cloud_http_retryable(long status, const char *err);

@@ -586,7 +586,7 @@ static int ec2_launch(gw_cloud_t *c, gw_instance_t *inst)
 static void on_listed(gw_cloud_t *c, gw_cloud_call_t *call, int ok, long status, const char *xml,
                       size_t len, const char *err)
 {
-    (void)call, (void)status, (void)err;
+    (void)call, (void)status;
     gw_ec2_instance_t *got = ok ? calloc(MAX_INSTANCES * 4, sizeof *got) : NULL;
     gw_cloud_found_t *found = ok ? calloc(MAX_INSTANCES * 4, sizeof *found) : NULL;
     int n = got && found ? gw_ec2_parse_instances(xml, len, got, MAX_INSTANCES * 4) : 0, m = 0;
@@ -597,7 +597,7 @@ static void on_listed(gw_cloud_t *c, gw_cloud_call_t *call, int ok, long status,
         snprintf(found[m].key, sizeof found[m].key, "%s", got[i].client_token);
         m++;
     }
-    gw_cloud_listed(c, ok && got && found, found, m);
+    gw_cloud_listed(c, ok && got && found, found, m, err);
     free(got);
     free(found);
 }

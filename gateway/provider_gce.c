@@ -383,7 +383,7 @@ static int gce_launch(gw_cloud_t *c, gw_instance_t *inst)
 static void on_listed(gw_cloud_t *c, gw_cloud_call_t *call, int ok, long status, const char *body,
                       size_t len, const char *err)
 {
-    (void)call, (void)status, (void)err;
+    (void)call, (void)status;
     cJSON *doc = ok ? gw_cloud_json(body, len) : NULL;
     const cJSON *items = cJSON_GetObjectItemCaseSensitive(doc, "items");
     int n = 0, max = cJSON_GetArraySize(items);
@@ -404,7 +404,7 @@ static void on_listed(gw_cloud_t *c, gw_cloud_call_t *call, int ok, long status,
         snprintf(found[n].key, sizeof found[n].key, "%s", name->valuestring);
         n++;
     }
-    gw_cloud_listed(c, ok && found != NULL, found, n);
+    gw_cloud_listed(c, ok && found != NULL, found, n, err);
     free(found);
     cJSON_Delete(doc);
 }
