@@ -24,20 +24,6 @@ fake, pki, tmp = ec2fake.setup("fgt-burst-", fg.SRC)
 atexit.register(fake.close)
 
 
-def wait_for(cond, timeout, step=0.1):
-    end = time.time() + timeout * S
-    while time.time() < end:
-        v = cond()
-        if v:
-            return v
-        time.sleep(step)
-    return None
-
-
-def ready(gw):
-    return sum(1 for b in gw.backends()["backends"] if b["state"] == "ready")
-
-
 settings, env = ec2fake.gateway_settings(fake, pki, "burst-" + secrets.token_hex(4),
                                          os.path.join(fg.BIN, "framegate-backend"),
                                          fg.free_port())
@@ -49,7 +35,7 @@ settings.update({
 gw = fg.Gateway(settings=settings, env=env, wait_ready=False)
 gw.start()
 try:
-    fg.check(wait_for(lambda: ready(gw) == 1, 30), "min_backends=1: one instance ready")
+    fg.check(fg.wait_for(lambda: fg.ready_count(gw) == 1, 30), "min_backends=1: one instance ready")
     first = gw.backends()["backends"][0]["name"]
 
     t0 = time.time()
@@ -87,7 +73,7 @@ try:
 
     # Load stops: back to min_backends, the others terminated at the cloud, bounded in time.
     t1 = time.time()
-    back = wait_for(lambda: len(gw.backends()["backends"]) == 1 and len(fake.alive()) == 1, 90)
+    back = fg.wait_for(lambda: len(gw.backends()["backends"]) == 1 and len(fake.alive()) == 1, 90)
     took = time.time() - t1
     fg.check(back and took < 90 * S, f"back to 1 backend and 1 live instance in {took:.1f} s")
     st, _, _ = gw.detect(fg.image())

@@ -19,19 +19,8 @@ import fg
 sys.path.insert(0, os.path.dirname(__file__))
 import ec2fake  # noqa: E402
 
-S = fg.SLOW
 fake, pki, tmp = ec2fake.setup("fgt-tiers-", fg.SRC)
 atexit.register(fake.close)
-
-
-def wait_for(cond, timeout, step=0.1):
-    end = time.time() + timeout * S
-    while time.time() < end:
-        v = cond()
-        if v:
-            return v
-        time.sleep(step)
-    return None
 
 
 def kinds(gw):
@@ -58,8 +47,7 @@ try:
              "nothing launched at the cloud while the local tier suffices")
 
     load = fg.Load(gw, clients=12).start()
-    full = wait_for(lambda: sum(1 for b in gw.backends()["backends"]
-                                if b["state"] == "ready") == 4, 60)
+    full = fg.wait_for(lambda: fg.ready_count(gw) == 4, 60)
     k = kinds(gw)
     load.stop()
     fg.check(full and k == (1, 3), f"burst: the local tier, then 3 EC2 instances ({k})")
@@ -67,7 +55,7 @@ try:
     fg.check(not load.failures(), f"0 failed frames in the burst ({load.statuses()})")
 
     # Idle: the cloud tier goes first; the local backend stays.
-    back = wait_for(lambda: kinds(gw) == (1, 0) and not fake.alive(), 40)
+    back = fg.wait_for(lambda: kinds(gw) == (1, 0) and not fake.alive(), 40)
     fg.check(back, f"idle: back to the one local backend, the instances terminated "
                    f"({kinds(gw)}, {len(fake.alive())} alive at the fake)")
     fg.check("tier_burst" in gw.log(), "the burst into the next tier is logged (tier_burst)")
