@@ -461,7 +461,7 @@ void gw_cloud_listed(gw_cloud_t *c, int ok, const gw_cloud_found_t *found, int n
             cand->adopt_deadline = uv_now(c->loop) + c->cfg->start_timeout_ms;
             snprintf(cand->key, sizeof cand->key, "%s", f->key);
             snprintf(cand->id, sizeof cand->id, "%s", f->id);
-            snprintf(cand->name, sizeof cand->name, "%s", f->key);
+            snprintf(cand->name, sizeof cand->name, "%.60s", f->key);
             cand->next = c->insts;
             c->insts = cand;
             c->live++;
