@@ -1,0 +1,96 @@
+/* What jobs.c (the registry: its files, restart, dispatch to the pools) and jobs_http.c (the
+ * routes: uploads, JSON answers, cancel, reset) share. Not a public interface: loop thread
+ * only. jobs_http.c never touches a file; every change to a job's state goes through a
+ * gw__jobs_* function here, which keeps the files and the counters in step. */
+#ifndef GW_JOBS_INTERNAL_H
+#define GW_JOBS_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "jobs.h"
+
+#define GW__JOB_NAME_MAX 120
+#define GW__JOB_LABEL_MAX 64
+
+enum { GW__IMG_PENDING, GW__IMG_OUT, GW__IMG_DONE, GW__IMG_FAILED };
+enum { GW__JOB_QUEUED, GW__JOB_RUNNING, GW__JOB_DONE, GW__JOB_CANCELLED };
+extern const char *const gw__job_state_names[];
+
+/* One image of a job: a small record, the bytes stay in the job's files. */
+typedef struct {
+    char name[GW__JOB_NAME_MAX + 1];
+    char label[GW__JOB_LABEL_MAX + 1];
+    size_t len;
+    uint8_t st;
+    char *result; /* the result's JSON (done or failed), malloc'd */
+} gw__img_t;
+
+typedef struct gw__batch gw__batch_t;
+struct gw__batch {
+    gw__batch_t *next;
+    char id[32];
+    char model[GW_MODEL_NAME_MAX];
+    int state;
+    int n, ndone, nfailed, nout;
+    int cap;                          /* imgs allocated (while uploading) */
+    int cursor;                       /* no pending image before it */
+    int dead;                         /* reset: freed when its last frame is back */
+    uint64_t created_ms, finished_ms; /* loop clock */
+    uint64_t created_unix_ms;         /* for the meta */
+    gw__img_t *imgs;
+};
+
+struct gw_jobs {
+    uv_loop_t *loop;
+    const gw_config_t *cfg;
+    int (*submit)(void *ctx, gw_job_t *job);
+    void *ctx;
+    char dir[GW_CONFIG_STR_MAX + 16];
+    gw__batch_t *head; /* in creation order (ids sort the same way) */
+    int njobs;
+    int out;      /* frames in the pools */
+    int window;   /* at most this many out: the pools' queues stay free for live frames */
+    size_t bytes; /* bytes of images not yet done */
+    int started, stopping;
+    unsigned counter;
+    uv_timer_t retry;
+};
+
+/* The job with this id, or NULL. */
+gw__batch_t *gw__jobs_find(gw_jobs_t *js, const char *id, size_t len);
+
+/* Makes room for one more job under max_jobs by dropping the oldest finished one (done or
+ * cancelled, nothing out). 0, or -1 when every job is still running. */
+int gw__jobs_evict(gw_jobs_t *js);
+
+/* A new, empty job for `model` ("" = default) with its directory made; not yet in the
+ * registry. NULL with *err set (PROTO_ENOMEM, PROTO_ESTORE with msg) on failure. */
+gw__batch_t *gw__jobs_begin(gw_jobs_t *js, const char *model, char *msg, size_t cap, int *err);
+
+/* Appends one image to a job being uploaded: checks max_job_images and max_job_bytes (with
+ * `uploading` bytes already taken by this upload), keeps the bytes. 0, or a code with msg. */
+int gw__jobs_add(gw_jobs_t *js, gw__batch_t *j, size_t uploading, const char *name,
+                 const uint8_t *data, size_t len, char *msg, size_t cap);
+
+/* Ends an upload: writes the job's meta (what makes it a job after a restart), puts it in the
+ * registry with `bytes` pending and starts dispatching. 0, or PROTO_ESTORE / PROTO_ENOMEM with
+ * msg; on error the job is still the caller's (gw__jobs_abort). */
+int gw__jobs_commit(gw_jobs_t *js, gw__batch_t *j, size_t bytes, char *msg, size_t cap);
+
+/* Drops a job that was never committed, and its files. */
+void gw__jobs_abort(gw_jobs_t *js, gw__batch_t *j);
+
+/* The annotated image `idx` of a done job, or the image as uploaded when no drawing came back
+ * (malloc'd, *len set), or NULL. */
+uint8_t *gw__jobs_output(gw_jobs_t *js, const gw__batch_t *j, int idx, size_t *len);
+
+/* Cancels a queued or running job: nothing more is dispatched, also after a restart. */
+void gw__jobs_cancel(gw_jobs_t *js, gw__batch_t *j);
+
+/* Drops every job and its files (frames still out are let go when they come back). Returns
+ * how many jobs there were. */
+int gw__jobs_reset(gw_jobs_t *js);
+
+#endif
