@@ -21,6 +21,8 @@
 #include "log.h"
 #include "response.h"
 #include "status.h"
+#include "storage.h"
+#include "store.h"
 
 #define RETRY_MS 200
 /* a file under jobs_dir: DIR/ID/out/N.jpg */
@@ -161,8 +163,10 @@ static void append_result(gw_jobs_t *js, gw__batch_t *j, int idx)
 
 static void job_free(gw__batch_t *j)
 {
-    for (int i = 0; i < j->n; i++)
+    for (int i = 0; i < j->n; i++) {
         free(j->imgs[i].result);
+        free(j->imgs[i].ref);
+    }
     free(j->imgs);
     free(j);
 }
@@ -223,8 +227,17 @@ static int load_job(gw_jobs_t *js, const char *id)
             char *tab = line ? strchr(line, '\t') : NULL;
             ok = tab != NULL;
             if (ok) {
-                j->imgs[i].len = strtoull(line, NULL, 10);
-                snprintf(j->imgs[i].name, sizeof j->imgs[i].name, "%s", tab + 1);
+                /* "LEN\tNAME", or "0\tNAME\tu\tURL" / "0\tNAME\tk\tKEY" */
+                gw__img_t *im = &j->imgs[i];
+                im->len = strtoull(line, NULL, 10);
+                char *tab2 = strchr(tab + 1, '\t');
+                if (tab2 != NULL) {
+                    *tab2 = '\0';
+                    im->src = tab2[1] == 'u' ? GW__SRC_URL : GW__SRC_KEY;
+                    ok = tab2[1] != '\0' && tab2[2] == '\t' && tab2[3] != '\0' &&
+                         (im->ref = strdup(tab2 + 3)) != NULL;
+                }
+                snprintf(im->name, sizeof im->name, "%s", tab + 1);
             }
         }
     }
@@ -272,16 +285,15 @@ static int load_job(gw_jobs_t *js, const char *id)
     return 0;
 }
 
-int gw_jobs_create(gw_jobs_t **out, uv_loop_t *loop, const gw_config_t *cfg,
-                   int (*submit)(void *ctx, gw_job_t *job), void *ctx, char *err, size_t cap)
+int gw_jobs_create(gw_jobs_t **out, uv_loop_t *loop, const gw_config_t *cfg, const gw_jobs_io_t *io,
+                   char *err, size_t cap)
 {
     gw_jobs_t *js = calloc(1, sizeof *js);
     if (js == NULL)
         return PROTO_ENOMEM;
     js->loop = loop;
     js->cfg = cfg;
-    js->submit = submit;
-    js->ctx = ctx;
+    js->io = *io;
     /* A small window: twice what the largest pool can run at once keeps every backend busy
      * between two completions; no more, so the pools' queues never fill with batch frames
      * and a cancel leaves little to finish. */
@@ -398,24 +410,64 @@ static void top_label(const gw_job_t *g, char *out, size_t cap)
             *p = ' ';
 }
 
+/* An image's end: its result kept in memory and appended to the job's results file. */
+static void finish_image(gw_jobs_t *js, gw__batch_t *j, int idx, int failed)
+{
+    gw__img_t *im = &j->imgs[idx];
+    im->st = failed ? GW__IMG_FAILED : GW__IMG_DONE;
+    if (failed) {
+        snprintf(im->label, sizeof im->label, "error");
+        j->nfailed++;
+    } else {
+        j->ndone++;
+    }
+    append_result(js, j, idx);
+    js->bytes -= im->len;
+    job_settle(js, j);
+}
+
+static void fail_image(gw_jobs_t *js, gw__batch_t *j, int idx, int err, const char *msg)
+{
+    size_t len;
+    j->imgs[idx].result = gw_error_json(gw_status_of(err).code, msg, &len);
+    finish_image(js, j, idx, 1);
+}
+
+/* A frame comes back without a verdict (refused, expired, cancelled): the image waits again. */
+static void requeue(gw_jobs_t *js, gw__batch_t *j, int idx)
+{
+    gw__img_t *im = &j->imgs[idx];
+    im->st = GW__IMG_PENDING;
+    if (j->state == GW__JOB_CANCELLED)
+        js->bytes -= im->len; /* never sent again */
+    if (idx < j->cursor)
+        j->cursor = idx;
+}
+
+/* Frees a frame once it is back; the last frame of a job reset meanwhile frees the job. */
+static void frame_free(gw_jobs_t *js, frame_t *f)
+{
+    gw__batch_t *j = f->job;
+    js->out--;
+    j->nout--;
+    gw_job_fini(&f->g);
+    free(f->buf);
+    free(f);
+    if (j->dead && j->nout == 0)
+        job_free(j);
+}
+
 static void on_frame_done(gw_job_t *g)
 {
     frame_t *f = (frame_t *)g;
     gw_jobs_t *js = f->jobs;
     gw__batch_t *j = f->job;
     gw__img_t *im = &j->imgs[f->idx];
-    js->out--;
-    j->nout--;
     if (j->dead) {
         /* reset while it was out */
     } else if (transient(g->err)) {
-        im->st = GW__IMG_PENDING;
-        if (j->state == GW__JOB_CANCELLED)
-            js->bytes -= im->len; /* never sent again */
-        if (f->idx < j->cursor)
-            j->cursor = f->idx;
+        requeue(js, j, f->idx);
     } else {
-        im->st = g->err == 0 ? GW__IMG_DONE : GW__IMG_FAILED;
         cJSON *o = gw_detect_job_json(g);
         cJSON_AddStringToObject(o, "name", im->name);
         im->result = cJSON_PrintUnformatted(o);
@@ -428,24 +480,88 @@ static void on_frame_done(gw_job_t *g)
                 job_path(js, j, rel, path, sizeof path);
                 write_file(path, g->rep.payload, g->rep.payload_len);
             }
-            j->ndone++;
-        } else {
-            snprintf(im->label, sizeof im->label, "error");
-            j->nfailed++;
         }
-        append_result(js, j, f->idx);
-        js->bytes -= im->len;
-        job_settle(js, j);
+        finish_image(js, j, f->idx, g->err != 0);
     }
-    gw_job_fini(g);
-    free(f->buf);
-    free(f);
-    if (j->dead && j->nout == 0)
-        job_free(j);
+    frame_free(js, f);
     pump(js);
 }
 
-/* Sends pending frames, oldest job first, until the window is full. */
+/* Hands a frame whose bytes are in f->buf to the pool. 0, or -1 when the pools refused it
+ * for want of room (the image waits again and the retry timer runs: stop pumping). */
+static int send_frame(gw_jobs_t *js, frame_t *f, size_t len)
+{
+    gw__batch_t *j = f->job;
+    f->g.image = f->buf;
+    f->g.image_len = len;
+    f->g.bulk = 1;
+    f->g.on_done = on_frame_done;
+    f->g.opts.output = PROTO_OUT_JPEG; /* the boxes and the annotated image */
+    snprintf(f->g.opts.model, sizeof f->g.opts.model, "%s", j->model);
+    int rv = js->io.submit(js->io.ctx, &f->g);
+    if (rv == 0)
+        return 0;
+    int idx = f->idx;
+    frame_free(js, f);
+    if (transient(rv)) {
+        requeue(js, j, idx);
+        uv_timer_start(&js->retry, on_retry, RETRY_MS, 0);
+        return -1;
+    }
+    fail_image(js, j, idx, rv, proto_strerror(rv));
+    return 0;
+}
+
+/* The bytes of an image given as a URL or a stored key, fetched by pump(). */
+static void on_input(void *arg, int err, const char *msg, uint8_t *data, size_t len)
+{
+    frame_t *f = arg;
+    gw_jobs_t *js = f->jobs;
+    gw__batch_t *j = f->job;
+    if (j->dead || err == UV_ECANCELED ||
+        (err == 0 && (js->stopping || j->state == GW__JOB_CANCELLED))) {
+        /* reset, cancelled (nothing more is dispatched), or the gateway is stopping (fetched
+         * again after the restart) */
+        free(data);
+        if (!j->dead)
+            requeue(js, j, f->idx);
+        frame_free(js, f);
+        return;
+    }
+    if (err != 0) {
+        int idx = f->idx;
+        frame_free(js, f);
+        fail_image(js, j, idx, err, msg != NULL ? msg : proto_strerror(err));
+        pump(js);
+        return;
+    }
+    /* Kept as if uploaded: a restart does not fetch it again, and the thumbnail falls back
+     * to it when no drawing comes back. */
+    char path[FPATH], rel[32];
+    snprintf(rel, sizeof rel, "in/%d", f->idx);
+    job_path(js, j, rel, path, sizeof path);
+    write_file(path, data, len);
+    f->buf = data;
+    if (send_frame(js, f, len) == 0)
+        pump(js);
+}
+
+/* Starts fetching the bytes of image idx from where it was given. 0, or a code (no callback). */
+static int fetch_input(gw_jobs_t *js, frame_t *f)
+{
+    const gw__img_t *im = &f->job->imgs[f->idx];
+    if (im->src == GW__SRC_URL)
+        return js->io.fetch != NULL ? js->io.fetch(js->io.ctx, im->ref, on_input, f) : PROTO_EINVAL;
+    gw_storage_t *st = NULL;
+    if (js->io.storage_of == NULL || js->io.storage_of(js->io.ctx, f->job->model, &st) != 0 ||
+        st == NULL)
+        return PROTO_ENOTFOUND;
+    gw_store_t *s = gw_storage_store(st);
+    return s->ops->get(s, im->ref, js->cfg->max_body_bytes, on_input, f);
+}
+
+/* Sends pending frames, oldest job first, until the window is full. An image given by URL
+ * or key counts in the window while it is fetched, so at most a window of them is. */
 static void pump(gw_jobs_t *js)
 {
     if (!js->started || js->stopping)
@@ -464,20 +580,15 @@ static void pump(gw_jobs_t *js)
             snprintf(rel, sizeof rel, "in/%d", i);
             job_path(js, j, rel, path, sizeof path);
             frame_t *f = calloc(1, sizeof *f);
+            if (f == NULL)
+                return;
             size_t len = 0;
-            uint8_t *buf = f ? read_file(path, js->cfg->max_body_bytes, &len) : NULL;
-            if (buf == NULL) {
+            f->buf = read_file(path, js->cfg->max_body_bytes, &len);
+            if (f->buf == NULL && im->src == GW__SRC_BYTES) {
                 free(f);
-                if (f == NULL)
-                    return;
                 /* the input is gone: a failed image, not a lost one */
-                im->st = GW__IMG_FAILED;
-                snprintf(im->label, sizeof im->label, "error");
                 im->result = strdup("{\"error\":{\"code\":\"input_missing\"}}");
-                j->nfailed++;
-                js->bytes -= im->len;
-                append_result(js, j, i);
-                job_settle(js, j);
+                finish_image(js, j, i, 1);
                 j->cursor++;
                 continue;
             }
@@ -485,40 +596,23 @@ static void pump(gw_jobs_t *js)
             f->jobs = js;
             f->job = j;
             f->idx = i;
-            f->buf = buf;
-            f->g.image = buf;
-            f->g.image_len = len;
-            f->g.bulk = 1;
-            f->g.on_done = on_frame_done;
-            f->g.opts.output = PROTO_OUT_JPEG; /* the boxes and the annotated image */
-            snprintf(f->g.opts.model, sizeof f->g.opts.model, "%s", j->model);
             im->st = GW__IMG_OUT;
             js->out++;
             j->nout++;
             j->cursor++;
             if (j->state == GW__JOB_QUEUED)
                 j->state = GW__JOB_RUNNING;
-            int rv = js->submit(js->ctx, &f->g);
-            if (rv != 0) {
-                js->out--;
-                j->nout--;
-                gw_job_fini(&f->g);
-                free(buf);
-                free(f);
-                if (transient(rv)) {
-                    im->st = GW__IMG_PENDING;
-                    j->cursor = i;
-                    uv_timer_start(&js->retry, on_retry, RETRY_MS, 0);
+            if (f->buf != NULL) {
+                if (send_frame(js, f, len) != 0)
                     return;
-                }
-                im->st = GW__IMG_FAILED;
-                snprintf(im->label, sizeof im->label, "error");
-                char *s = gw_error_json(gw_status_of(rv).code, proto_strerror(rv), &len);
-                im->result = s;
-                j->nfailed++;
-                js->bytes -= im->len;
-                append_result(js, j, i);
-                job_settle(js, j);
+                continue;
+            }
+            int rv = fetch_input(js, f);
+            if (rv != 0) {
+                frame_free(js, f);
+                fail_image(js, j, i, rv,
+                           rv == PROTO_ENOTFOUND ? "no store for the job's model"
+                                                 : proto_strerror(rv));
             }
         }
     }
@@ -574,26 +668,23 @@ gw__batch_t *gw__jobs_begin(gw_jobs_t *js, const char *model, char *msg, size_t 
     return j;
 }
 
-int gw__jobs_add(gw_jobs_t *js, gw__batch_t *j, size_t uploading, const char *name,
-                 const uint8_t *data, size_t len, char *msg, size_t cap)
+/* A new record at the end of a job being uploaded, named `name` or image_N. NULL with a
+ * code in *err and msg set. */
+static gw__img_t *add_slot(gw_jobs_t *js, gw__batch_t *j, const char *name, char *msg, size_t cap,
+                           int *err)
 {
-    if (len == 0) {
-        snprintf(msg, cap, "image %d is empty", j->n);
-        return PROTO_EEMPTY;
-    }
     if (j->n >= js->cfg->max_job_images) {
         snprintf(msg, cap, "more than max_job_images (%d) images", js->cfg->max_job_images);
-        return PROTO_ETOOBIG;
-    }
-    if (js->bytes + uploading + len > js->cfg->max_job_bytes) {
-        snprintf(msg, cap, "pending images over max_job_bytes; retry later");
-        return PROTO_EQUEUEFULL;
+        *err = PROTO_ETOOBIG;
+        return NULL;
     }
     if (j->n == j->cap) {
         int nc = j->cap ? j->cap * 2 : 64;
         gw__img_t *n = realloc(j->imgs, (size_t)nc * sizeof *n);
-        if (n == NULL)
-            return PROTO_ENOMEM;
+        if (n == NULL) {
+            *err = PROTO_ENOMEM;
+            return NULL;
+        }
         j->imgs = n;
         j->cap = nc;
     }
@@ -607,6 +698,24 @@ int gw__jobs_add(gw_jobs_t *js, gw__batch_t *j, size_t uploading, const char *na
         if (*p == '\n' || *p == '\r' || *p == '\t' || *p == ',')
             *p = '_';
     gw_body_utf8_sanitize(im->name, strlen(im->name));
+    return im;
+}
+
+int gw__jobs_add(gw_jobs_t *js, gw__batch_t *j, size_t uploading, const char *name,
+                 const uint8_t *data, size_t len, char *msg, size_t cap)
+{
+    if (len == 0) {
+        snprintf(msg, cap, "image %d is empty", j->n);
+        return PROTO_EEMPTY;
+    }
+    if (j->n < js->cfg->max_job_images && js->bytes + uploading + len > js->cfg->max_job_bytes) {
+        snprintf(msg, cap, "pending images over max_job_bytes; retry later");
+        return PROTO_EQUEUEFULL;
+    }
+    int err = 0;
+    gw__img_t *im = add_slot(js, j, name, msg, cap, &err);
+    if (im == NULL)
+        return err;
     im->len = len;
     char path[FPATH], rel[32];
     snprintf(rel, sizeof rel, "in/%d", j->n);
@@ -615,6 +724,48 @@ int gw__jobs_add(gw_jobs_t *js, gw__batch_t *j, size_t uploading, const char *na
         snprintf(msg, cap, "cannot keep the image: %s", strerror(errno));
         return PROTO_ESTORE;
     }
+    j->n++;
+    return 0;
+}
+
+int gw__jobs_add_ref(gw_jobs_t *js, gw__batch_t *j, const char *name, int src, const char *ref,
+                     char *msg, size_t cap)
+{
+    size_t rl = strlen(ref);
+    if (src == GW__SRC_URL) {
+        int ok =
+            rl <= 2048 && (strncmp(ref, "http://", 7) == 0 || strncmp(ref, "https://", 8) == 0);
+        for (size_t i = 0; ok && i < rl; i++)
+            ok = (unsigned char)ref[i] > 0x20 && ref[i] != 0x7f; /* one line of meta */
+        if (!ok) {
+            snprintf(msg, cap,
+                     "image %d: url must be an http or https URL of at most 2048 "
+                     "bytes, without spaces",
+                     j->n);
+            return PROTO_EINVAL;
+        }
+    } else if (!gw_store_key_valid(ref)) {
+        snprintf(msg, cap, "image %d: a key is [A-Za-z0-9._-] segments joined by '/'", j->n);
+        return PROTO_EINVAL;
+    }
+    int err = 0;
+    /* named after the last segment of its path unless a name is given */
+    char base[GW__JOB_NAME_MAX + 1] = "";
+    if (name == NULL || name[0] == '\0') {
+        size_t end = strcspn(ref, "?#");
+        const char *b = ref + end;
+        while (b > ref && b[-1] != '/')
+            b--;
+        size_t bl = (size_t)(ref + end - b);
+        snprintf(base, sizeof base, "%.*s", (int)(bl < sizeof base ? bl : sizeof base - 1), b);
+        name = base;
+    }
+    gw__img_t *im = add_slot(js, j, name, msg, cap, &err);
+    if (im == NULL)
+        return err;
+    im->src = (uint8_t)src;
+    if ((im->ref = strdup(ref)) == NULL)
+        return PROTO_ENOMEM;
     j->n++;
     return 0;
 }
@@ -629,8 +780,13 @@ int gw__jobs_commit(gw_jobs_t *js, gw__batch_t *j, size_t bytes, char *msg, size
         return PROTO_ENOMEM;
     fprintf(m, "framegate-job 1\n%s\n%d\n%llu\n", j->model[0] ? j->model : "-", j->n,
             (unsigned long long)j->created_unix_ms);
-    for (int i = 0; i < j->n; i++)
-        fprintf(m, "%zu\t%s\n", j->imgs[i].len, j->imgs[i].name);
+    for (int i = 0; i < j->n; i++) {
+        const gw__img_t *im = &j->imgs[i];
+        if (im->src == GW__SRC_BYTES)
+            fprintf(m, "%zu\t%s\n", im->len, im->name);
+        else
+            fprintf(m, "0\t%s\t%c\t%s\n", im->name, im->src == GW__SRC_URL ? 'u' : 'k', im->ref);
+    }
     fclose(m);
     char path[FPATH];
     job_path(js, j, "meta", path, sizeof path);

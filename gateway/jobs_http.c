@@ -45,23 +45,66 @@ static int on_part(void *arg, const gw_part_t *part)
     return rv;
 }
 
+/* A "key" item needs a store to read it from: the job's model's. */
+static int has_store(const upload_t *u)
+{
+    gw_storage_t *st = NULL;
+    const gw_jobs_io_t *io = &u->js->io;
+    return io->storage_of != NULL && io->storage_of(io->ctx, u->j->model, &st) == 0 && st != NULL;
+}
+
+static int add_ref(upload_t *u, const cJSON *name, int src, const cJSON *ref)
+{
+    if (!cJSON_IsString(ref)) {
+        snprintf(u->msg, sizeof u->msg, "image %d: %s must be a string", u->j->n,
+                 src == GW__SRC_URL ? "url" : "key");
+        return u->err = PROTO_EINVAL;
+    }
+    if (src == GW__SRC_URL && u->js->io.fetch == NULL) {
+        snprintf(u->msg, sizeof u->msg, "images by URL are not served here");
+        return u->err = PROTO_EINVAL;
+    }
+    if (src == GW__SRC_KEY && !has_store(u)) {
+        snprintf(u->msg, sizeof u->msg,
+                 "image %d: a key needs a store for the job's model "
+                 "(key 'store')",
+                 u->j->n);
+        return u->err = PROTO_EINVAL;
+    }
+    int rv = gw__jobs_add_ref(u->js, u->j, cJSON_IsString(name) ? name->valuestring : NULL, src,
+                              ref->valuestring, u->msg, sizeof u->msg);
+    return rv != 0 ? (u->err = rv) : 0;
+}
+
+/* {"images": [base64 | {"name", "image"} | {"url", "name"} | {"key", "name"}], "urls": [URL],
+ * "keys": [KEY]}: the images in that order (images, then urls, then keys). */
 static void parse_json_images(upload_t *u, const gw_req_t *r)
 {
     cJSON *root = cJSON_ParseWithLength((const char *)r->body, r->body_len);
     const cJSON *imgs = root ? cJSON_GetObjectItemCaseSensitive(root, "images") : NULL;
-    if (!cJSON_IsArray(imgs)) {
+    const cJSON *urls = root ? cJSON_GetObjectItemCaseSensitive(root, "urls") : NULL;
+    const cJSON *keys = root ? cJSON_GetObjectItemCaseSensitive(root, "keys") : NULL;
+    if (!cJSON_IsArray(imgs) && !cJSON_IsArray(urls) && !cJSON_IsArray(keys)) {
         snprintf(u->msg, sizeof u->msg,
-                 "the body must be {\"images\": [base64 or {\"name\", "
-                 "\"image\"}]}");
+                 "the body must be {\"images\": [base64, {\"name\", \"image\"}, {\"url\"} or "
+                 "{\"key\"}]}, {\"urls\": [...]} or {\"keys\": [...]}");
         u->err = PROTO_EINVAL;
         cJSON_Delete(root);
         return;
     }
-    const cJSON *it;
-    cJSON_ArrayForEach(it, imgs)
+    const cJSON *it, *list = cJSON_IsArray(imgs) ? imgs : NULL;
+    cJSON_ArrayForEach(it, list)
     {
-        const cJSON *data = cJSON_IsString(it) ? it : cJSON_GetObjectItemCaseSensitive(it, "image");
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(it, "name");
+        const cJSON *url = cJSON_GetObjectItemCaseSensitive(it, "url");
+        const cJSON *key = cJSON_GetObjectItemCaseSensitive(it, "key");
+        if (url != NULL || key != NULL) {
+            if (add_ref(u, name, url != NULL ? GW__SRC_URL : GW__SRC_KEY,
+                        url != NULL ? url : key) != 0)
+                break;
+            continue;
+        }
+        const cJSON *data = cJSON_IsString(it) ? it : cJSON_GetObjectItemCaseSensitive(it, "image");
         if (!cJSON_IsString(data)) {
             snprintf(u->msg, sizeof u->msg, "image %d is not a base64 string", u->j->n);
             u->err = PROTO_EINVAL;
@@ -78,6 +121,18 @@ static void parse_json_images(upload_t *u, const gw_req_t *r)
         int rv = add_image(u, cJSON_IsString(name) ? name->valuestring : NULL, buf, len);
         free(buf);
         if (rv != 0)
+            break;
+    }
+    list = u->err == 0 && cJSON_IsArray(urls) ? urls : NULL;
+    cJSON_ArrayForEach(it, list)
+    {
+        if (add_ref(u, NULL, GW__SRC_URL, it) != 0)
+            break;
+    }
+    list = u->err == 0 && cJSON_IsArray(keys) ? keys : NULL;
+    cJSON_ArrayForEach(it, list)
+    {
+        if (add_ref(u, NULL, GW__SRC_KEY, it) != 0)
             break;
     }
     cJSON_Delete(root);

@@ -15,6 +15,9 @@
 #define GW__JOB_LABEL_MAX 64
 
 enum { GW__IMG_PENDING, GW__IMG_OUT, GW__IMG_DONE, GW__IMG_FAILED };
+/* Where an image's bytes come from: uploaded (kept in the job's files), or fetched when it
+ * is dispatched, from a URL (fetch policy) or a key of the job's model's store. */
+enum { GW__SRC_BYTES, GW__SRC_URL, GW__SRC_KEY };
 enum { GW__JOB_QUEUED, GW__JOB_RUNNING, GW__JOB_DONE, GW__JOB_CANCELLED };
 extern const char *const gw__job_state_names[];
 
@@ -22,8 +25,10 @@ extern const char *const gw__job_state_names[];
 typedef struct {
     char name[GW__JOB_NAME_MAX + 1];
     char label[GW__JOB_LABEL_MAX + 1];
-    size_t len;
+    size_t len; /* of the uploaded bytes; 0 for a URL or key */
     uint8_t st;
+    uint8_t src;  /* GW__SRC_* */
+    char *ref;    /* the URL or key, malloc'd; NULL for uploaded bytes */
     char *result; /* the result's JSON (done or failed), malloc'd */
 } gw__img_t;
 
@@ -45,8 +50,7 @@ struct gw__batch {
 struct gw_jobs {
     uv_loop_t *loop;
     const gw_config_t *cfg;
-    int (*submit)(void *ctx, gw_job_t *job);
-    void *ctx;
+    gw_jobs_io_t io;
     char dir[GW_CONFIG_STR_MAX + 16];
     gw__batch_t *head; /* in creation order (ids sort the same way) */
     int njobs;
@@ -73,6 +77,12 @@ gw__batch_t *gw__jobs_begin(gw_jobs_t *js, const char *model, char *msg, size_t 
  * `uploading` bytes already taken by this upload), keeps the bytes. 0, or a code with msg. */
 int gw__jobs_add(gw_jobs_t *js, gw__batch_t *j, size_t uploading, const char *name,
                  const uint8_t *data, size_t len, char *msg, size_t cap);
+
+/* Appends one image given as a URL or a key (src GW__SRC_URL / GW__SRC_KEY): checks
+ * max_job_images and the reference's form (http(s) URL of at most 2 KB without controls or
+ * spaces; gw_store_key_valid). Fetched when dispatched. 0, or a code with msg. */
+int gw__jobs_add_ref(gw_jobs_t *js, gw__batch_t *j, const char *name, int src, const char *ref,
+                     char *msg, size_t cap);
 
 /* Ends an upload: writes the job's meta (what makes it a job after a restart), puts it in the
  * registry with `bytes` pending and starts dispatching. 0, or PROTO_ESTORE / PROTO_ENOMEM with

@@ -7,6 +7,7 @@ camera at 10 fps raises the camera's p95 by at most about one service time (batc
 the lowest class of the fair queue); POST /v1/reset needs the admin token and empties the
 list. Backends simulate inference (--simulate-ms): this is about the gateway."""
 # ctest-timeout: 240
+import http.server
 import json
 import os
 import signal
@@ -53,11 +54,35 @@ def all_results(gw, jid):
 
 
 root = tempfile.mkdtemp(prefix="fgt-jobs-")
+objects = os.path.join(root, "objects")
+
+
+class Images(http.server.BaseHTTPRequestHandler):
+    """Images by URL for the JSON upload (on 127.0.0.1, which fetch_allow lists)."""
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        body, ctype = {"/dog.jpg": (IMGS[0], "image/jpeg"), "/eagle.jpg": (IMGS[1], "image/jpeg"),
+                       "/page.html": (b"<html>cat</html>", "text/html")}.get(
+                           self.path, (b"no", "text/plain"))
+        self.send_response(200 if body != b"no" else 404)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Images)
+threading.Thread(target=httpd.serve_forever, daemon=True).start()
 token = "s3cret-admin"
 base = {"max_body_bytes": 48 << 20, "max_buffered_bytes": 128 << 20, "min_backends": 1, "max_backends": 3, "backend_concurrency": 1, "admin_token": token}
 
 # ---- 200 images: 202 at once, 200 results in order ----
-with fg.Gateway(settings=dict(base, jobs_dir=os.path.join(root, "a")), simulate_ms=5) as gw:
+with fg.Gateway(settings=dict(base, jobs_dir=os.path.join(root, "a"), store=f"dir:{objects}",
+                              fetch_allow="127.0.0.1"), simulate_ms=5) as gw:
     st, r, secs = upload(gw, 200)
     fg.check(st == 202 and r.get("images") == 200, f"202 with images=200 (got {st} {r})")
     fg.check(secs < 5 * fg.SLOW, f"answered at once ({secs:.2f} s)")
@@ -85,6 +110,44 @@ with fg.Gateway(settings=dict(base, jobs_dir=os.path.join(root, "a")), simulate_
     st, _, data = gw.request("POST", "/v1/jobs", body=body,
                              headers={"Content-Type": "application/json"})
     fg.check(st == 202 and json.loads(data)["images"] == 2, f"JSON upload: 202 ({st} {data[:80]})")
+    # items given by URL (fetch policy: only 127.0.0.1 allow-listed) and by stored key
+    os.makedirs(os.path.join(objects, "in"))
+    with open(os.path.join(objects, "in", "k0.jpg"), "wb") as f:
+        f.write(IMGS[2])
+    srv = f"http://127.0.0.1:{httpd.server_address[1]}"
+    body = json.dumps({"images": [{"url": f"{srv}/dog.jpg", "name": "by-url"},
+                                  {"key": "in/k0.jpg"}],
+                       "urls": [f"{srv}/eagle.jpg", f"{srv}/page.html",
+                                "http://10.0.0.1/x.jpg", "http://169.254.169.254/latest"],
+                       "keys": ["in/missing.jpg"]}).encode()
+    st, _, data = gw.request("POST", "/v1/jobs", body=body,
+                             headers={"Content-Type": "application/json"})
+    fg.check(st == 202 and json.loads(data)["images"] == 7, f"URL/key upload: 202 ({st} {data[:80]})")
+    rid = json.loads(data)["id"]
+    j = wait_state(gw, rid, ("done",), 30)
+    fg.check(j is not None and j["counts"] == {"done": 3, "failed": 4, "pending": 0},
+             f"3 fetched and done, 4 refused or missing: {j and j['counts']}")
+    res = {x["name"]: x for x in all_results(gw, rid)}
+    fg.check(list(res) == ["by-url", "k0.jpg", "eagle.jpg", "page.html", "x.jpg", "latest",
+                           "missing.jpg"], f"named by 'name' or the path's last segment: {list(res)}")
+    fg.check(all(res[n]["status"] == "done" for n in ("by-url", "k0.jpg", "eagle.jpg")),
+             "the URLs and the key are classified")
+
+    def ecode(n):
+        return res[n].get("result", {}).get("error", {}).get("code")
+    fg.check(ecode("page.html") == "unsupported_media_type",
+             f"HTML is a failed image ({ecode('page.html')})")
+    fg.check(ecode("x.jpg") == "url_forbidden" and ecode("latest") == "url_forbidden",
+             f"private and metadata addresses refused: {ecode('x.jpg')}, {ecode('latest')}")
+    fg.check(ecode("missing.jpg") == "not_found", f"a missing key: {ecode('missing.jpg')}")
+    st, _, img = gw.request("GET", f"/v1/jobs/{rid}/images/0")
+    fg.check(st == 200 and img[:2] == b"\xff\xd8", f"a URL image is served back ({st})")
+    for bad, why in (({"urls": ["ftp://127.0.0.1/x.jpg"]}, "ftp URL"),
+                     ({"keys": ["../etc/passwd"]}, "key with .."),
+                     ({"images": [{"url": 5}]}, "url not a string")):
+        st, _, data = gw.request("POST", "/v1/jobs", body=json.dumps(bad).encode(),
+                                 headers={"Content-Type": "application/json"})
+        fg.check(st == 400, f"{why}: 400 ({st} {data[:100]})")
     # reset: the token is required
     st, _, _ = gw.request("POST", "/v1/reset", body=b'{"token":"wrong"}',
                           headers={"Content-Type": "application/json"})
