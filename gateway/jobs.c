@@ -1,17 +1,13 @@
-/* See jobs.h and jobs_internal.h. The files are the truth for what survives a restart; memory holds
- * one small record per image (state, label, the result's JSON) and only the window of frames out.
- */
+/* See jobs.h and jobs_internal.h: the registry and dispatch. The files (jobs_files.c) are the
+ * truth for what survives a restart; memory holds one small record per image (state, label,
+ * the result's JSON) and only the window of frames out. */
 #include "jobs.h"
 #include "jobs_internal.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -25,8 +21,6 @@
 #include "store.h"
 
 #define RETRY_MS 200
-/* a file under jobs_dir: DIR/ID/out/N.jpg */
-#define FPATH (GW_CONFIG_STR_MAX + 128)
 
 const char *const gw__job_state_names[] = {"queued", "running", "done", "cancelled"};
 
@@ -41,127 +35,9 @@ typedef struct {
 
 static void pump(gw_jobs_t *js);
 
-/* ---- files ---- */
-
-static int mkdirs(const char *path)
-{
-    char tmp[FPATH];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
-                return -1;
-            *p = '/';
-        }
-    return mkdir(tmp, 0700) != 0 && errno != EEXIST ? -1 : 0;
-}
-
-/* Written to a temporary name, then renamed: a kill leaves the old file or the new one. */
-static int write_file(const char *path, const void *data, size_t len)
-{
-    char tmp[FPATH + 8];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return -1;
-    const uint8_t *p = data;
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            close(fd);
-            unlink(tmp);
-            return -1;
-        }
-        p += w;
-        len -= (size_t)w;
-    }
-    close(fd);
-    return rename(tmp, path);
-}
-
-static uint8_t *read_file(const char *path, size_t max, size_t *len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return NULL;
-    struct stat st;
-    if (fstat(fd, &st) != 0 || st.st_size < 0 || (size_t)st.st_size > max) {
-        close(fd);
-        return NULL;
-    }
-    size_t n = (size_t)st.st_size, got = 0;
-    uint8_t *buf = malloc(n + 1);
-    while (buf != NULL && got < n) {
-        ssize_t r = read(fd, buf + got, n - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    close(fd);
-    if (buf == NULL || got != n) {
-        free(buf);
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
-static void job_path(const gw_jobs_t *js, const gw__batch_t *j, const char *rel, char *out,
-                     size_t cap)
-{
-    (void)!snprintf(out, cap, "%s/%s%s%s", js->dir, j->id, rel[0] ? "/" : "", rel);
-}
-
-static void rm_tree(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d != NULL) {
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            char sub[FPATH + 260];
-            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-            if (e->d_type == DT_DIR)
-                rm_tree(sub);
-            else
-                unlink(sub);
-        }
-        closedir(d);
-    }
-    rmdir(path);
-}
-
-/* One line per finished image: "INDEX\tSTATUS\tLABEL\tJSON\n". A line cut by a kill has no
- * newline and is ignored on load (that image runs again). */
-static void append_result(gw_jobs_t *js, gw__batch_t *j, int idx)
-{
-    char path[FPATH];
-    job_path(js, j, "results", path, sizeof path);
-    gw__img_t *im = &j->imgs[idx];
-    char *line = NULL;
-    int n =
-        asprintf(&line, "%d\t%d\t%s\t%s\n", idx, im->st, im->label, im->result ? im->result : "{}");
-    if (n < 0)
-        return;
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (fd >= 0) {
-        if (write(fd, line, (size_t)n) != n)
-            GW_LOG_W("job_write", "job=%s index=%d error=%s", j->id, idx, strerror(errno));
-        close(fd);
-    }
-    free(line);
-}
-
 /* ---- the registry ---- */
 
-static void job_free(gw__batch_t *j)
+void gw__batch_free(gw__batch_t *j)
 {
     for (int i = 0; i < j->n; i++) {
         free(j->imgs[i].result);
@@ -197,83 +73,8 @@ static void append_job(gw_jobs_t *js, gw__batch_t *j)
     js->njobs++;
 }
 
-/* meta: "framegate-job 1\nMODEL\nN\nCREATED_UNIX_MS\n" then N lines "LEN\tNAME". */
-static int load_job(gw_jobs_t *js, const char *id)
+void gw__jobs_adopt(gw_jobs_t *js, gw__batch_t *j)
 {
-    char path[FPATH];
-    snprintf(path, sizeof path, "%s/%s/meta", js->dir, id);
-    size_t len;
-    char *meta = (char *)read_file(path, (size_t)64 << 20, &len);
-    if (meta == NULL)
-        return -1;
-    gw__batch_t *j = calloc(1, sizeof *j);
-    char *save = NULL, *line = strtok_r(meta, "\n", &save);
-    int ok = j != NULL && line != NULL && strcmp(line, "framegate-job 1") == 0;
-    if (ok) {
-        snprintf(j->id, sizeof j->id, "%s", id);
-        line = strtok_r(NULL, "\n", &save);
-        ok = line != NULL;
-        if (ok)
-            snprintf(j->model, sizeof j->model, "%s", strcmp(line, "-") == 0 ? "" : line);
-        line = ok ? strtok_r(NULL, "\n", &save) : NULL;
-        j->n = line ? atoi(line) : 0;
-        ok = j->n > 0 && j->n <= js->cfg->max_job_images;
-        line = ok ? strtok_r(NULL, "\n", &save) : NULL;
-        ok = ok && line != NULL;
-        j->imgs = ok ? calloc((size_t)j->n, sizeof *j->imgs) : NULL;
-        ok = ok && j->imgs != NULL;
-        for (int i = 0; ok && i < j->n; i++) {
-            line = strtok_r(NULL, "\n", &save);
-            char *tab = line ? strchr(line, '\t') : NULL;
-            ok = tab != NULL;
-            if (ok) {
-                /* "LEN\tNAME", or "0\tNAME\tu\tURL" / "0\tNAME\tk\tKEY" */
-                gw__img_t *im = &j->imgs[i];
-                im->len = strtoull(line, NULL, 10);
-                char *tab2 = strchr(tab + 1, '\t');
-                if (tab2 != NULL) {
-                    *tab2 = '\0';
-                    im->src = tab2[1] == 'u' ? GW__SRC_URL : GW__SRC_KEY;
-                    ok = tab2[1] != '\0' && tab2[2] == '\t' && tab2[3] != '\0' &&
-                         (im->ref = strdup(tab2 + 3)) != NULL;
-                }
-                snprintf(im->name, sizeof im->name, "%s", tab + 1);
-            }
-        }
-    }
-    free(meta);
-    if (!ok) {
-        if (j != NULL)
-            job_free(j);
-        GW_LOG_W("job_load", "job=%s error=bad_meta", id);
-        return -1;
-    }
-    snprintf(path, sizeof path, "%s/%s/results", js->dir, id);
-    char *res = (char *)read_file(path, (size_t)1 << 30, &len);
-    for (char *p = res; p != NULL && *p;) {
-        char *nl = strchr(p, '\n');
-        if (nl == NULL)
-            break; /* cut by a kill */
-        *nl = '\0';
-        char *t1 = strchr(p, '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL,
-             *t3 = t2 ? strchr(t2 + 1, '\t') : NULL;
-        int idx = atoi(p);
-        if (t3 != NULL && idx >= 0 && idx < j->n && j->imgs[idx].st == GW__IMG_PENDING) {
-            gw__img_t *im = &j->imgs[idx];
-            im->st = atoi(t1 + 1) == GW__IMG_DONE ? GW__IMG_DONE : GW__IMG_FAILED;
-            *t3 = '\0';
-            snprintf(im->label, sizeof im->label, "%s", t2 + 1);
-            im->result = strdup(t3 + 1);
-            if (im->st == GW__IMG_DONE)
-                j->ndone++;
-            else
-                j->nfailed++;
-        }
-        p = nl + 1;
-    }
-    free(res);
-    snprintf(path, sizeof path, "%s/%s/cancelled", js->dir, id);
-    j->state = access(path, F_OK) == 0 ? GW__JOB_CANCELLED : GW__JOB_QUEUED;
     for (int i = 0; i < j->n && j->state != GW__JOB_CANCELLED; i++)
         if (j->imgs[i].st == GW__IMG_PENDING)
             js->bytes += j->imgs[i].len;
@@ -282,7 +83,6 @@ static int load_job(gw_jobs_t *js, const char *id)
     append_job(js, j);
     GW_LOG_I("job_load", "job=%s images=%d done=%d failed=%d state=%s", j->id, j->n, j->ndone,
              j->nfailed, gw__job_state_names[j->state]);
-    return 0;
 }
 
 int gw_jobs_create(gw_jobs_t **out, uv_loop_t *loop, const gw_config_t *cfg, const gw_jobs_io_t *io,
@@ -318,20 +118,14 @@ int gw_jobs_create(gw_jobs_t **out, uv_loop_t *loop, const gw_config_t *cfg, con
             snprintf(js->dir, sizeof js->dir, "%s/.local/state/framegate/jobs",
                      home != NULL ? home : "/tmp");
     }
-    if (mkdirs(js->dir) != 0) {
+    if (gw__jobs_mkroot(js->dir) != 0) {
         snprintf(err, cap, "key 'jobs_dir': %s: %s", js->dir, strerror(errno));
         free(js);
         return PROTO_ECONFIG;
     }
     uv_timer_init(loop, &js->retry);
     js->retry.data = js;
-    DIR *d = opendir(js->dir);
-    struct dirent *e;
-    while (d != NULL && (e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.' && strlen(e->d_name) < sizeof((gw__batch_t *)0)->id)
-            load_job(js, e->d_name);
-    if (d != NULL)
-        closedir(d);
+    gw__jobs_load_all(js);
     *out = js;
     return 0;
 }
@@ -360,7 +154,7 @@ void gw_jobs_destroy(gw_jobs_t *js)
     gw__batch_t *j = js->head;
     while (j != NULL) {
         gw__batch_t *next = j->next;
-        job_free(j);
+        gw__batch_free(j);
         j = next;
     }
     /* The registry is the timer's memory: freed by the close callback, on the loop run
@@ -421,7 +215,7 @@ static void finish_image(gw_jobs_t *js, gw__batch_t *j, int idx, int failed)
     } else {
         j->ndone++;
     }
-    append_result(js, j, idx);
+    gw__jobs_append_result(js, j, idx);
     js->bytes -= im->len;
     job_settle(js, j);
 }
@@ -454,7 +248,7 @@ static void frame_free(gw_jobs_t *js, frame_t *f)
     free(f->buf);
     free(f);
     if (j->dead && j->nout == 0)
-        job_free(j);
+        gw__batch_free(j);
 }
 
 static void on_frame_done(gw_job_t *g)
@@ -475,10 +269,9 @@ static void on_frame_done(gw_job_t *g)
         if (g->err == 0) {
             top_label(g, im->label, sizeof im->label);
             if (g->rep.payload_len > 0) {
-                char path[FPATH], rel[48];
+                char rel[48];
                 snprintf(rel, sizeof rel, "out/%d.jpg", f->idx);
-                job_path(js, j, rel, path, sizeof path);
-                write_file(path, g->rep.payload, g->rep.payload_len);
+                gw__jobs_write(js, j, rel, g->rep.payload, g->rep.payload_len);
             }
         }
         finish_image(js, j, f->idx, g->err != 0);
@@ -537,10 +330,9 @@ static void on_input(void *arg, int err, const char *msg, uint8_t *data, size_t 
     }
     /* Kept as if uploaded: a restart does not fetch it again, and the thumbnail falls back
      * to it when no drawing comes back. */
-    char path[FPATH], rel[32];
+    char rel[32];
     snprintf(rel, sizeof rel, "in/%d", f->idx);
-    job_path(js, j, rel, path, sizeof path);
-    write_file(path, data, len);
+    gw__jobs_write(js, j, rel, data, len);
     f->buf = data;
     if (send_frame(js, f, len) == 0)
         pump(js);
@@ -576,14 +368,13 @@ static void pump(gw_jobs_t *js)
                 j->cursor++;
                 continue;
             }
-            char path[FPATH], rel[32];
+            char rel[32];
             snprintf(rel, sizeof rel, "in/%d", i);
-            job_path(js, j, rel, path, sizeof path);
             frame_t *f = calloc(1, sizeof *f);
             if (f == NULL)
                 return;
             size_t len = 0;
-            f->buf = read_file(path, js->cfg->max_body_bytes, &len);
+            f->buf = gw__jobs_read(js, j, rel, js->cfg->max_body_bytes, &len);
             if (f->buf == NULL && im->src == GW__SRC_BYTES) {
                 free(f);
                 /* the input is gone: a failed image, not a lost one */
@@ -631,10 +422,8 @@ int gw__jobs_evict(gw_jobs_t *js)
     gw__batch_t *old = *pp;
     *pp = old->next;
     js->njobs--;
-    char path[FPATH];
-    job_path(js, old, "", path, sizeof path);
-    rm_tree(path);
-    job_free(old);
+    gw__jobs_remove(js, old);
+    gw__batch_free(old);
     return 0;
 }
 
@@ -655,16 +444,12 @@ gw__batch_t *gw__jobs_begin(gw_jobs_t *js, const char *model, char *msg, size_t 
     snprintf(j->model, sizeof j->model, "%s", model);
     j->created_ms = uv_now(js->loop);
     j->created_unix_ms = unix_ms;
-    char path[FPATH];
-    job_path(js, j, "in", path, sizeof path);
-    if (mkdirs(path) != 0) {
+    if (gw__jobs_mkdir(js, j) != 0) {
         snprintf(msg, cap, "jobs_dir: %s", strerror(errno));
         *err = PROTO_ESTORE;
         free(j);
         return NULL;
     }
-    job_path(js, j, "out", path, sizeof path);
-    mkdirs(path);
     return j;
 }
 
@@ -717,10 +502,9 @@ int gw__jobs_add(gw_jobs_t *js, gw__batch_t *j, size_t uploading, const char *na
     if (im == NULL)
         return err;
     im->len = len;
-    char path[FPATH], rel[32];
+    char rel[32];
     snprintf(rel, sizeof rel, "in/%d", j->n);
-    job_path(js, j, rel, path, sizeof path);
-    if (write_file(path, data, len) != 0) {
+    if (gw__jobs_write(js, j, rel, data, len) != 0) {
         snprintf(msg, cap, "cannot keep the image: %s", strerror(errno));
         return PROTO_ESTORE;
     }
@@ -773,26 +557,7 @@ int gw__jobs_add_ref(gw_jobs_t *js, gw__batch_t *j, const char *name, int src, c
 int gw__jobs_commit(gw_jobs_t *js, gw__batch_t *j, size_t bytes, char *msg, size_t cap)
 {
     /* meta last: a job directory without it is an upload that never finished */
-    char *meta = NULL;
-    size_t mlen = 0;
-    FILE *m = open_memstream(&meta, &mlen);
-    if (m == NULL)
-        return PROTO_ENOMEM;
-    fprintf(m, "framegate-job 1\n%s\n%d\n%llu\n", j->model[0] ? j->model : "-", j->n,
-            (unsigned long long)j->created_unix_ms);
-    for (int i = 0; i < j->n; i++) {
-        const gw__img_t *im = &j->imgs[i];
-        if (im->src == GW__SRC_BYTES)
-            fprintf(m, "%zu\t%s\n", im->len, im->name);
-        else
-            fprintf(m, "0\t%s\t%c\t%s\n", im->name, im->src == GW__SRC_URL ? 'u' : 'k', im->ref);
-    }
-    fclose(m);
-    char path[FPATH];
-    job_path(js, j, "meta", path, sizeof path);
-    int rv = write_file(path, meta, mlen);
-    free(meta);
-    if (rv != 0) {
+    if (gw__jobs_write_meta(js, j) != 0) {
         snprintf(msg, cap, "cannot keep the job: %s", strerror(errno));
         return PROTO_ESTORE;
     }
@@ -806,34 +571,15 @@ int gw__jobs_commit(gw_jobs_t *js, gw__batch_t *j, size_t bytes, char *msg, size
 
 void gw__jobs_abort(gw_jobs_t *js, gw__batch_t *j)
 {
-    char path[FPATH];
-    job_path(js, j, "", path, sizeof path);
-    rm_tree(path);
-    job_free(j);
-}
-
-uint8_t *gw__jobs_output(gw_jobs_t *js, const gw__batch_t *j, int idx, size_t *len)
-{
-    char path[FPATH], rel[48];
-    snprintf(rel, sizeof rel, "out/%d.jpg", idx);
-    job_path(js, j, rel, path, sizeof path);
-    uint8_t *img = read_file(path, js->cfg->max_body_bytes * 4, len);
-    if (img == NULL) {
-        /* No drawing came back (a backend that does not draw): the image as uploaded. */
-        snprintf(rel, sizeof rel, "in/%d", idx);
-        job_path(js, j, rel, path, sizeof path);
-        img = read_file(path, js->cfg->max_body_bytes, len);
-    }
-    return img;
+    gw__jobs_remove(js, j);
+    gw__batch_free(j);
 }
 
 void gw__jobs_cancel(gw_jobs_t *js, gw__batch_t *j)
 {
     if (j->state != GW__JOB_QUEUED && j->state != GW__JOB_RUNNING)
         return;
-    char path[FPATH];
-    job_path(js, j, "cancelled", path, sizeof path);
-    write_file(path, "", 0);
+    gw__jobs_write(js, j, "cancelled", "", 0);
     j->state = GW__JOB_CANCELLED;
     for (int i = 0; i < j->n; i++)
         if (j->imgs[i].st == GW__IMG_PENDING)
@@ -847,13 +593,11 @@ int gw__jobs_reset(gw_jobs_t *js)
     gw__batch_t *j = js->head;
     while (j != NULL) {
         gw__batch_t *next = j->next;
-        char path[FPATH];
-        job_path(js, j, "", path, sizeof path);
-        rm_tree(path);
+        gw__jobs_remove(js, j);
         if (j->nout > 0)
             j->dead = 1; /* freed when its frames are back */
         else
-            job_free(j);
+            gw__batch_free(j);
         n++;
         j = next;
     }

@@ -62,6 +62,14 @@ struct gw_jobs {
     uv_timer_t retry;
 };
 
+/* ---- jobs.c ---- */
+
+/* Frees a job's memory (not its files). */
+void gw__batch_free(gw__batch_t *j);
+
+/* Takes a job read back at start-up into the registry (jobs_files.c calls it). */
+void gw__jobs_adopt(gw_jobs_t *js, gw__batch_t *j);
+
 /* The job with this id, or NULL. */
 gw__batch_t *gw__jobs_find(gw_jobs_t *js, const char *id, size_t len);
 
@@ -91,6 +99,29 @@ int gw__jobs_commit(gw_jobs_t *js, gw__batch_t *j, size_t bytes, char *msg, size
 
 /* Drops a job that was never committed, and its files. */
 void gw__jobs_abort(gw_jobs_t *js, gw__batch_t *j);
+
+/* ---- jobs_files.c: DIR/ID/{meta, in/N, results, out/N.jpg, cancelled} ---- */
+
+/* DIR/ID/rel ("" = the job's directory) into out. */
+void gw__jobs_path(const gw_jobs_t *js, const gw__batch_t *j, const char *rel, char *out,
+                   size_t cap);
+/* Makes the jobs directory (and its parents), or a job's in/ and out/. 0 or -1 (errno). */
+int gw__jobs_mkroot(const char *dir);
+int gw__jobs_mkdir(const gw_jobs_t *js, const gw__batch_t *j);
+/* Writes DIR/ID/rel whole (temporary name, then rename). 0 or -1 (errno). */
+int gw__jobs_write(const gw_jobs_t *js, const gw__batch_t *j, const char *rel, const void *data,
+                   size_t len);
+/* DIR/ID/rel if it exists and holds at most max bytes (malloc'd, NUL-terminated), or NULL. */
+uint8_t *gw__jobs_read(const gw_jobs_t *js, const gw__batch_t *j, const char *rel, size_t max,
+                       size_t *len);
+/* Removes a job's directory and everything in it. */
+void gw__jobs_remove(const gw_jobs_t *js, const gw__batch_t *j);
+/* Appends image idx's result line (its state, label and JSON are set). */
+void gw__jobs_append_result(const gw_jobs_t *js, const gw__batch_t *j, int idx);
+/* Writes the meta (what makes a directory a job). 0 or -1 (errno). */
+int gw__jobs_write_meta(const gw_jobs_t *js, const gw__batch_t *j);
+/* Reads every job under DIR back (start-up), handing each to gw__jobs_adopt. */
+void gw__jobs_load_all(gw_jobs_t *js);
 
 /* The annotated image `idx` of a done job, or the image as uploaded when no drawing came back
  * (malloc'd, *len set), or NULL. */
