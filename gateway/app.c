@@ -198,7 +198,10 @@ static model_t *camera_model(app_t *app, const gw_camera_stats_t *cs)
 }
 
 /* A pool's camera demand in frames in flight: what its cameras offer (fps) times the
- * model's service time. */
+ * model's service time. Only cameras that lose frames (superseded, stale) count: one whose
+ * every frame is served is already in the pool's in-flight count, and counting it again
+ * (its fps x service time is its in-flight frames, by Little's law) would keep a pool from
+ * ever scaling in under closed-loop clients. */
 static double model_demand(app_t *app, const model_t *m, double svc_ms)
 {
     uint64_t now = uv_now(&app->loop);
@@ -206,7 +209,7 @@ static double model_demand(app_t *app, const model_t *m, double svc_ms)
     for (int i = 0; i <= gw_cameras_count(app->cams); i++) {
         gw_camera_stats_t cs;
         gw_cameras_stats(app->cams, i, now, &cs);
-        if (camera_model(app, &cs) == m)
+        if (camera_model(app, &cs) == m && cs.fps_skipped > 0)
             d += cs.fps_in * svc_ms / 1000.0;
     }
     return d;

@@ -144,6 +144,26 @@ static void test_stale_frames_are_skipped_not_dispatched(void **state)
     gw_fair_destroy(f);
 }
 
+/* A model slower than the camera's max age (2.5 s vs 2 s): a frame that has not waited is
+ * served (the freshest answer there can be), not answered stale on arrival; one that waited
+ * past half the budget is. */
+static void test_slow_model_still_serves_fresh_frames(void **state)
+{
+    (void)state;
+    gw_fair_t *f;
+    gw_job_t a, b;
+    int stale;
+    assert_int_equal(gw_fair_create(&f, 1, 1), 0);
+    gw_fair_set_camera(f, 1, 1, 2000);
+    gw_fair_push(f, mk(&a, 1, 1000, 1), 0);
+    assert_ptr_equal(gw_fair_pop(f, 1000, 2500, &stale), &a);
+    assert_int_equal(stale, 0);
+    gw_fair_push(f, mk(&b, 1, 1000, 2), 0);
+    assert_ptr_equal(gw_fair_pop(f, 2001, 2500, &stale), &b);
+    assert_int_equal(stale, 1);
+    gw_fair_destroy(f);
+}
+
 /* One camera with a frame always waiting, three that come and go: every camera with a frame
  * waiting is served before the busy one gets a second turn. */
 static void test_round_robin_across_cameras(void **state)
@@ -349,6 +369,7 @@ int main(void)
         cmocka_unit_test(test_depth_two_keeps_two_newest),
         cmocka_unit_test(test_camera_less_frames_keep_fifo_and_are_never_superseded),
         cmocka_unit_test(test_stale_frames_are_skipped_not_dispatched),
+        cmocka_unit_test(test_slow_model_still_serves_fresh_frames),
         cmocka_unit_test(test_round_robin_across_cameras),
         cmocka_unit_test(test_busy_camera_does_not_starve_small_ones),
         cmocka_unit_test(test_superseded_camera_keeps_its_turn),
