@@ -166,6 +166,9 @@ with fg.Gateway(settings=dict(base, jobs_dir=os.path.join(root, "a"), store=f"di
 # ---- cancel stops dispatch ----
 with fg.Gateway(settings=dict(base, max_backends=1, jobs_dir=os.path.join(root, "b")),
                 simulate_ms=40) as gw:
+    st, _, data = gw.request("POST", "/v1/jobs", body=b'{"keys": ["in/a.jpg"]}',
+                             headers={"Content-Type": "application/json"})
+    fg.check(st == 400 and b"store" in data, f"keys without a store: 400 ({st} {data[:120]})")
     st, r, _ = upload(gw, 300)
     jid = r["id"]
     deadline = time.time() + 30 * fg.SLOW
