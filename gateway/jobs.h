@@ -25,7 +25,8 @@
  * ID/results, ID/out/N.jpg, ID/cancelled). A result line is appended once per image index
  * and read back by index, so a gateway killed mid-job resumes where it stopped: an image in
  * flight at the kill is sent again, and no index is ever counted twice.
- * Bounded: max_jobs, max_job_images, max_job_bytes (bytes of images not yet done).
+ * Bounded: max_jobs, max_job_images, max_job_bytes (bytes of uploaded images not yet done;
+ * images by URL or key are not counted: at most a window of them is fetched at once).
  * Loop thread only. */
 #ifndef GW_JOBS_H
 #define GW_JOBS_H
