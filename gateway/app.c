@@ -497,7 +497,9 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
         GW_LOG_E("start", "error=\"%s\"", rv == PROTO_ECONFIG ? err : proto_strerror(rv));
         return 1;
     }
-    if ((rv = gw_jobs_create(&app.jobs, &app.loop, cfg, app_submit, &app, err, sizeof err)) != 0) {
+    gw_jobs_io_t jobs_io = {.submit = app_submit, .fetch = app_fetch,
+                            .storage_of = app_storage_of, .ctx = &app};
+    if ((rv = gw_jobs_create(&app.jobs, &app.loop, cfg, &jobs_io, err, sizeof err)) != 0) {
         GW_LOG_E("start", "error=\"%s\"", rv == PROTO_ECONFIG ? err : proto_strerror(rv));
         return 1;
     }
