@@ -74,15 +74,27 @@ haproxy -f "$tmp/haproxy.cfg" > "$tmp/haproxy.log" 2>&1 &
 pids+=($!)
 start_gateway $FG "$out/framegate.gateway.log" --set backends=2 --set "backend_args=--simulate-ms 0" \
     --set log_level=warn
+# CPU time (user + system) of one process, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# CPU µs per frame of the gateway process ($2) over a run ($1): stable where req/s is not.
+cpu_per_frame() {
+    local name=$1 pid=$2 t0=$3 t1
+    t1=$(cpu_ticks "$pid")
+    /usr/bin/python3 -c 'import json,sys,os; j=json.load(open(sys.argv[1])); t=(int(sys.argv[3])-int(sys.argv[2]))/os.sysconf("SC_CLK_TCK"); print(f"{t*1e6/max(1,j[\"requests\"]):.1f}")' \
+        "$out/$name.json" "$t0" "$t1" > "$out/$name.cpu"
+}
 run() {
+    local t0=""
+    [ -n "${4:-}" ] && t0=$(cpu_ticks "$4")
     "$bin/framegate-bench" --url "http://127.0.0.1:$2$3" --users "$users" --duration "$dur" \
         --body-mode raw --no-backends --json "$out/$1.json" --csv "$out/$1.csv" --quiet \
         > "$out/$1.txt"
+    [ -n "$t0" ] && cpu_per_frame "$1" "$4" "$t0"
     echo "$1: $(sed -n 2p "$out/$1.txt")"
 }
 run nginx $NGX /v1/detect
 run haproxy $HAP /v1/detect
-run framegate $FG /v1/detect
+run framegate $FG /v1/detect "${pids[-1]}"
 run direct $B1 /v1/detect
 stop_gateway
 # HTTPS: the same gateway settings, TLS on `listen`, plain on listen_plain for the readiness
@@ -91,23 +103,30 @@ start_gateway $FGP "$out/framegate_https.gateway.log" --set backends=2 \
     --set "listen_plain=127.0.0.1:$FGP" --set "https_cert=$tmp/certs/gateway.crt" \
     --set "https_key=$tmp/certs/gateway.key"
 runs() {
+    local t0=""
+    [ -n "${4:-}" ] && t0=$(cpu_ticks "$4")
     "$bin/framegate-bench" --url "https://127.0.0.1:$2$3" --users "$users" --duration "$dur" \
         --body-mode raw --no-backends --json "$out/$1.json" --csv "$out/$1.csv" --quiet \
         > "$out/$1.txt"
+    [ -n "$t0" ] && cpu_per_frame "$1" "$4" "$t0"
     echo "$1: $(sed -n 2p "$out/$1.txt")"
 }
 runs nginx_https $NGXS /v1/detect
-runs framegate_https $FGS /v1/detect
+runs framegate_https $FGS /v1/detect "${pids[-1]}"
 /usr/bin/python3 - "$out" <<'PY' | tee "$out/summary.txt"
 import json, sys
 out = sys.argv[1]
 names = ("nginx", "haproxy", "framegate", "direct", "nginx_https", "framegate_https")
 r = {k: json.load(open(f"{out}/{k}.json")) for k in names}
-print(f"{'target':16} {'req/s':>9} {'p99 ms':>8} {'fail':>5} {'rps/nginx':>10} {'p99/nginx':>10}")
+import os
+print(f"{'target':16} {'req/s':>9} {'p99 ms':>8} {'fail':>5} {'rps/nginx':>10} {'p99/nginx':>10} "
+      f"{'gw cpu us/frame':>16}")
 for k, v in r.items():
     base = r["nginx_https" if k.endswith("_https") else "nginx"]
+    cpu = open(f"{out}/{k}.cpu").read().strip() if os.path.exists(f"{out}/{k}.cpu") else "-"
     print(f"{k:16} {v['rps']:9.0f} {v['latency_ms']['p99']:8.2f} {v['failures']:5d} "
-          f"{v['rps'] / base['rps']:10.2f} {v['latency_ms']['p99'] / base['latency_ms']['p99']:10.2f}")
+          f"{v['rps'] / base['rps']:10.2f} {v['latency_ms']['p99'] / base['latency_ms']['p99']:10.2f} "
+          f"{cpu:>16}")
 PY
 "$repo/bench/plot.sh" "$out/plot.png" "Scenario 4: $users users, raw dog.jpg, no inference: balancer overhead" \
     "$out/nginx.csv:nginx" "$out/haproxy.csv:haproxy" "$out/framegate.csv:framegate" \
