@@ -19,6 +19,7 @@
 #include "metrics.h"
 #include "pool.h"
 #include "provider.h"
+#include "pull.h"
 #include "camera.h"
 #include "detect.h"
 #include "jobs.h"
@@ -63,6 +64,7 @@ struct app {
     int nstorages;
     gw_results_t results;    /* ctx of /v1/results, /v1/objects, /v1/storage */
     gw_jobs_t *jobs;         /* batch jobs (jobs.h) */
+    gw_pull_t *pull;         /* cameras whose frames we fetch (pull.h) */
     struct {
         int requests, duration, queue_wait, scale, backends, desired, min, max, inflight, queued,
             be_inflight, be_served, infer, be_failures, retried, crashes, failed_starts, connections,
@@ -101,6 +103,31 @@ static void camera_settings(const app_t *app, const char *name, int *weight, uin
                                                   : app->cfg->camera_max_age_ms;
 }
 
+/* A camera's first frame (or a pull camera's declaration): its [camera NAME] settings go to
+ * every pool's queue. */
+static void camera_created(app_t *app, int slot, const char *name)
+{
+    int weight;
+    uint64_t max_age;
+    camera_settings(app, name, &weight, &max_age);
+    for (int i = 0; i < app->nmodels; i++)
+        gw_pool_set_camera(app->models[i].pool, slot, weight, max_age);
+}
+
+/* Pull cameras are listed (and streamable) from the start, before their first frame. */
+static void declare_pull_cameras(app_t *app)
+{
+    for (int i = 0; i < app->cfg->ncameras; i++) {
+        const gw_camera_cfg_t *cc = &app->cfg->cameras[i];
+        int created;
+        if (cc->url[0] == '\0')
+            continue;
+        int slot = gw_cameras_declare(app->cams, cc->name, cc->model, &created);
+        if (created)
+            camera_created(app, slot, cc->name);
+    }
+}
+
 static int app_submit(void *ctx, gw_job_t *job)
 {
     app_t *app = ctx;
@@ -110,14 +137,8 @@ static int app_submit(void *ctx, gw_job_t *job)
     int created;
     /* Sequence numbers are given at arrival, before the queue can reorder anything. */
     int slot = gw_cameras_arrive(app->cams, job, uv_now(&app->loop), &created);
-    if (created) {
-        /* A camera's first frame: its [camera NAME] settings go to every pool's queue. */
-        int weight;
-        uint64_t max_age;
-        camera_settings(app, job->opts.camera, &weight, &max_age);
-        for (int i = 0; i < app->nmodels; i++)
-            gw_pool_set_camera(app->models[i].pool, slot, weight, max_age);
-    }
+    if (created)
+        camera_created(app, slot, job->opts.camera);
     return gw_pool_submit(m->pool, job);
 }
 
@@ -260,6 +281,8 @@ static cJSON *camera_json(app_t *app, int slot, uint64_t now)
     const char *last = slot > 0 ? gw_cameras_last_event(app->cams, slot) : NULL;
     cJSON *ev = last != NULL ? cJSON_Parse(last) : NULL;
     cJSON_AddItemToObject(o, "last", ev != NULL ? ev : cJSON_CreateNull());
+    if (slot > 0)
+        gw_pull_describe(app->pull, cs.name, now, o);
     return o;
 }
 
@@ -756,6 +779,7 @@ static void begin_shutdown(app_t *app, int signum)
     GW_LOG_I("shutdown", "signal=%d grace_ms=%llu", signum,
              (unsigned long long)app->cfg->shutdown_grace_ms);
     gw_server_stop(app->server);
+    gw_pull_stop(app->pull); /* no more pulled frames; those out come back */
     gw_join_destroy(app->join); /* no more joins; leaves are not needed any more */
     app->join = NULL;
     for (int i = 0; i < app->nmodels; i++)
@@ -956,6 +980,11 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
         GW_LOG_E("start", "error=\"%s\"", rv == PROTO_ECONFIG ? err : proto_strerror(rv));
         return 1;
     }
+    if ((rv = gw_pull_create(&app.pull, &app.loop, cfg, app.fetch, app_submit, &app)) != 0) {
+        GW_LOG_E("start", "error=\"%s\"", proto_strerror(rv));
+        return 1;
+    }
+    declare_pull_cameras(&app);
     if ((rv = gw_server_create(&app.server, &app.loop, cfg, app_server_ops(&app), &app)) != 0) {
         GW_LOG_E("start", "error=\"%s\"", proto_strerror(rv));
         return 1;
@@ -989,6 +1018,7 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
         gw_pool_start(app.models[i].pool);
     }
     gw_jobs_start(app.jobs);
+    gw_pull_start(app.pull);
 
     uv_run(&app.loop, UV_RUN_DEFAULT);
 
@@ -1009,11 +1039,13 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
     for (int i = 0; i < app.nmodels; i++)
         app.models[i].storage = NULL; /* a late job keeps nothing */
     app.nstorages = 0;
+    gw_pull_stop(app.pull); /* its transfers go before the HTTP client */
     gw_fetch_destroy(app.fetch);
     gw_server_destroy(app.server); /* closes the streams, which leave the cameras' watches */
     for (int i = 0; i < app.nmodels; i++)
         gw_pool_destroy(app.models[i].pool);
     gw_jobs_destroy(app.jobs); /* after the pools: every frame is back */
+    gw_pull_destroy(app.pull);
     gw_cameras_destroy(app.cams);
     uv_walk(&app.loop, close_walk, NULL);
     uv_run(&app.loop, UV_RUN_DEFAULT);

@@ -643,7 +643,7 @@ int gw_config_set_camera(gw_config_t *cfg, const char *camera, const char *key,
                  origin, shown, GW_CAMERA_NAME_MAX - 1);
         return PROTO_ECONFIG;
     }
-    gw_camera_cfg_t c = {.weight = 0, .max_age_ms = -1}, *dst;
+    gw_camera_cfg_t c = {.weight = 0, .max_age_ms = -1, .max_frame_bytes = 4u << 20}, *dst;
     dst = (gw_camera_cfg_t *)gw_config_camera(cfg, camera);
     if (dst != NULL)
         c = *dst;
@@ -658,9 +658,42 @@ int gw_config_set_camera(gw_config_t *cfg, const char *camera, const char *key,
             return fail(err, errcap, origin, shown, "expected a duration in [0, 3600000] ms",
                         value);
         c.max_age_ms = (int64_t)x;
+    } else if (strcmp(key, "url") == 0) {
+        if (strncmp(value, "http://", 7) != 0 && strncmp(value, "https://", 8) != 0)
+            return fail(err, errcap, origin, shown, "expected an http:// or https:// URL", value);
+        if (strlen(value) >= sizeof c.url)
+            return fail(err, errcap, origin, shown, "URL too long", value);
+        snprintf(c.url, sizeof c.url, "%s", value);
+    } else if (strcmp(key, "mode") == 0) {
+        if (strcmp(value, "mjpeg") == 0)
+            c.mode = GW_PULL_MJPEG;
+        else if (strcmp(value, "snapshot") == 0)
+            c.mode = GW_PULL_SNAPSHOT;
+        else
+            return fail(err, errcap, origin, shown, "expected mjpeg or snapshot", value);
+    } else if (strcmp(key, "fps") == 0) {
+        if (parse_number(value, (const unit_t[]){{"", 1}, {NULL, 0}}, &x) != 0 || x < 0 ||
+            x > 1000)
+            return fail(err, errcap, origin, shown, "expected a rate in [0, 1000]", value);
+        c.fps = x;
+    } else if (strcmp(key, "model") == 0) {
+        if (strlen(value) >= sizeof c.model)
+            return fail(err, errcap, origin, shown, "model name too long", value);
+        snprintf(c.model, sizeof c.model, "%s", value);
+    } else if (strcmp(key, "threshold") == 0) {
+        if (parse_number(value, (const unit_t[]){{"", 1}, {NULL, 0}}, &x) != 0 || x < 0 || x > 1)
+            return fail(err, errcap, origin, shown, "expected a number in [0, 1]", value);
+        c.threshold = (float)x;
+    } else if (strcmp(key, "max_frame_bytes") == 0) {
+        if (parse_number(value, size_units, &x) != 0 || x != floor(x) || x < 1024 ||
+            x > 64.0 * 1024 * 1024)
+            return fail(err, errcap, origin, shown, "expected a size in [1k, 64M]", value);
+        c.max_frame_bytes = (size_t)x;
     } else {
-        snprintf(err, errcap, "%s: key '%s': unknown camera key (weight, max_age_ms)", origin,
-                 shown);
+        snprintf(err, errcap,
+                 "%s: key '%s': unknown camera key (weight, max_age_ms, url, mode, fps, model, "
+                 "threshold, max_frame_bytes)",
+                 origin, shown);
         return PROTO_ECONFIG;
     }
     if (dst == NULL) {
@@ -1084,6 +1117,35 @@ static int check_cloud(gw_config_t *cfg, gw_model_t *m, char *err, size_t errcap
     return 0;
 }
 
+/* A pull camera needs a slot of its own (it is shown and streamed by name) and a served
+ * model; a snapshot camera needs a rate to poll at. */
+static int check_pull_cameras(const gw_config_t *cfg, char *err, size_t errcap)
+{
+    int npull = 0;
+    for (int i = 0; i < cfg->ncameras; i++) {
+        const gw_camera_cfg_t *c = &cfg->cameras[i];
+        if (c->url[0] == '\0')
+            continue;
+        npull++;
+        if (c->mode == GW_PULL_SNAPSHOT && c->fps <= 0) {
+            snprintf(err, errcap, "key 'camera.%s.fps': a snapshot camera needs fps > 0",
+                     c->name);
+            return PROTO_ECONFIG;
+        }
+        if (c->model[0] != '\0' && gw_config_model(cfg, c->model) == NULL) {
+            snprintf(err, errcap, "key 'camera.%s.model': no model named '%s' is served",
+                     c->name, c->model);
+            return PROTO_ECONFIG;
+        }
+    }
+    if (npull > cfg->max_cameras) {
+        snprintf(err, errcap, "%d pull cameras ([camera NAME] with a url) but max_cameras is %d",
+                 npull, cfg->max_cameras);
+        return PROTO_ECONFIG;
+    }
+    return 0;
+}
+
 int gw_config_validate(gw_config_t *cfg, char *err, size_t errcap)
 {
     int rv;
@@ -1174,6 +1236,8 @@ int gw_config_validate(gw_config_t *cfg, char *err, size_t errcap)
                  cfg->default_model);
         return PROTO_ECONFIG;
     }
+    if ((rv = check_pull_cameras(cfg, err, errcap)) != 0)
+        return rv;
     for (int i = 0; i < cfg->nmodels; i++) {
         gw_model_t *m = &cfg->models[i];
         if ((rv = check_static(cfg, m, err, errcap)) != 0 ||
@@ -1343,5 +1407,14 @@ void gw_config_print(const gw_config_t *cfg, FILE *out)
             fprintf(out, "weight = %d\n", c->weight);
         if (c->max_age_ms >= 0)
             fprintf(out, "max_age_ms = %lld\n", (long long)c->max_age_ms);
+        if (c->url[0] != '\0') {
+            fprintf(out, "url = %s\nmode = %s\nfps = %g\n", c->url,
+                    c->mode == GW_PULL_SNAPSHOT ? "snapshot" : "mjpeg", c->fps);
+            if (c->model[0] != '\0')
+                fprintf(out, "model = %s\n", c->model);
+            if (c->threshold > 0)
+                fprintf(out, "threshold = %g\n", (double)c->threshold);
+            fprintf(out, "max_frame_bytes = %zu\n", c->max_frame_bytes);
+        }
     }
 }
