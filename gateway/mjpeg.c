@@ -128,22 +128,29 @@ static int step_boundary(gw_mjpeg_t *p)
             return 0;
         }
         size_t i = (size_t)at + p->delim_len;
-        if (p->len - i >= 2 && p->buf[i] == '-' && p->buf[i + 1] == '-') {
+        if ((p->len == i + 1 && p->buf[i] == '-') || p->len == i) {
+            /* "--b" or "--b-" at the end of what came: the close delimiter, maybe */
+            p->scanned = (size_t)at;
+            return 0;
+        }
+        if (p->buf[i] == '-' && p->buf[i + 1] == '-') {
             p->state = S_END; /* the close delimiter: the camera ended the stream */
             p->len = 0;
             return 1;
         }
-        while (i < p->len && (p->buf[i] == ' ' || p->buf[i] == '\t'))
+        /* transport padding, bounded the same way whatever the reads were */
+        size_t end = (size_t)at + DELIM_LINE_MAX;
+        while (i < p->len && i < end && (p->buf[i] == ' ' || p->buf[i] == '\t'))
             i++;
-        if (i < p->len && p->buf[i] == '\r')
+        if (i < p->len && i < end && p->buf[i] == '\r')
             i++;
-        if (i < p->len && p->buf[i] == '\n') {
+        if (i < p->len && i < end && p->buf[i] == '\n') {
             consume(p, i + 1);
             p->state = S_HEADERS;
             p->part_len = -1;
             return 1;
         }
-        if (i >= p->len && p->len - (size_t)at < DELIM_LINE_MAX) {
+        if (i >= p->len && i < end) {
             /* the line is not complete yet: keep it, look again with more */
             p->scanned = (size_t)at;
             return 0;
@@ -204,7 +211,7 @@ static int step_headers(gw_mjpeg_t *p, int *is_image)
         if ((v = header_value(line, "Content-Length")) != NULL) {
             /* digits only: no sign, no spaces inside, no overflow */
             size_t k = strspn(v, "0123456789");
-            if (k == 0 || k > 12 || (v[k] != '\0' && v[k] != ' ' && v[k] != '\t'))
+            if (k == 0 || k > 12 || v[k + strspn(v + k, " \t")] != '\0')
                 return fail(p, PROTO_EFORMAT, "part Content-Length '%.30s' is not a length", v);
             unsigned long long n = strtoull(v, NULL, 10);
             if (n > p->max_part)
