@@ -142,7 +142,15 @@ void gw_fair_remove(gw_fair_t *f, gw_job_t *job)
 
 static int is_stale(const part_t *p, const gw_job_t *job, uint64_t now, uint64_t slack)
 {
-    return p->max_age_ms > 0 && now + slack > job->arrival_ms + p->max_age_ms;
+    if (p->max_age_ms == 0)
+        return 0;
+    /* A service time at or over the max age would make every frame stale, however fresh:
+     * each would be answered "skipped" at once, a closed-loop camera would spin on those
+     * answers, and nothing of it would ever be served. Then only frames already older than
+     * the max age are skipped. */
+    if (slack >= p->max_age_ms)
+        slack = 0;
+    return now + slack > job->arrival_ms + p->max_age_ms;
 }
 
 gw_job_t *gw_fair_pop(gw_fair_t *f, uint64_t now, uint64_t slack, int *stale)
