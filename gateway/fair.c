@@ -140,16 +140,16 @@ void gw_fair_remove(gw_fair_t *f, gw_job_t *job)
     unlink_job(f, part_ptr(f, job), job);
 }
 
+/* Stale: its answer would come back older than the camera's max age, counting the time it
+ * waited plus the model's service time (slack). The service time counts for at most half the
+ * budget: a model slower than max_age_ms must still serve a camera's freshest frames, not
+ * answer every one of them "stale" on arrival. */
 static int is_stale(const part_t *p, const gw_job_t *job, uint64_t now, uint64_t slack)
 {
     if (p->max_age_ms == 0)
         return 0;
-    /* A service time at or over the max age would make every frame stale, however fresh:
-     * each would be answered "skipped" at once, a closed-loop camera would spin on those
-     * answers, and nothing of it would ever be served. Then only frames already older than
-     * the max age are skipped. */
-    if (slack >= p->max_age_ms)
-        slack = 0;
+    if (slack > p->max_age_ms / 2)
+        slack = p->max_age_ms / 2;
     return now + slack > job->arrival_ms + p->max_age_ms;
 }
 

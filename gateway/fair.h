@@ -9,8 +9,7 @@
  *                 so the caller answers it "superseded" at once. A frame that would be
  *                 answered older than its camera's max_age_ms (its age at pop time plus the
  *                 caller's service-time estimate) is handed back as stale instead of being
- *                 dispatched; when the estimate alone reaches the max age (no frame could
- *                 make it), only frames already older than the max age are. Frames in flight are not here: they are never cancelled.
+ *                 dispatched. Frames in flight are not here: they are never cancelled.
  *   fairness:     pop picks among participants with a waiting frame by stride scheduling
  *                 (weighted round-robin: each participant's pass advances by 1/weight when
  *                 it is served, the lowest pass goes next, ties to the oldest waiting frame;

@@ -713,12 +713,15 @@ static void test_client_that_never_reads(void **state)
      * server's memory is watched. */
     long grown = 0;
     t0 = now_s();
-    while (atomic_load(&S.conns) != 0 && now_s() - t0 < 5.0) {
+    /* Generous: on a loaded machine the server thread may get little CPU; a server that
+     * never cuts the connection still fails. */
+    while (atomic_load(&S.conns) != 0 && now_s() - t0 < 20.0) {
         long g = rss_kib() - before;
         grown = g > grown ? g : grown;
         usleep(5000);
     }
-    print_message("sent %d requests, gateway grew up to %ld KiB\n", sent, grown);
+    print_message("sent %d requests, gateway grew up to %ld KiB, cut after %.1f s\n", sent, grown,
+                  now_s() - t0);
     assert_int_equal(atomic_load(&S.conns), 0);
     assert_true(grown < 48 * 1024);
     ssize_t n;
