@@ -281,7 +281,7 @@ static void begin_shutdown(app_t *app, int signum)
     GW_LOG_I("shutdown", "signal=%d grace_ms=%llu", signum,
              (unsigned long long)app->cfg->shutdown_grace_ms);
     gw_server_stop(app->server);
-    gw_pull_stop(app->pull); /* no more pulled frames; those out come back */
+    gw_pull_stop(app->pull);    /* no more pulled frames; those out come back */
     gw_join_destroy(app->join); /* no more joins; leaves are not needed any more */
     app->join = NULL;
     for (int i = 0; i < app->nmodels; i++)

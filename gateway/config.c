@@ -348,8 +348,7 @@ int gw_config_set_camera(gw_config_t *cfg, const char *camera, const char *key, 
         else
             return fail(err, errcap, origin, shown, "expected mjpeg or snapshot", value);
     } else if (strcmp(key, "fps") == 0) {
-        if (parse_number(value, (const unit_t[]){{"", 1}, {NULL, 0}}, &x) != 0 || x < 0 ||
-            x > 1000)
+        if (parse_number(value, (const unit_t[]){{"", 1}, {NULL, 0}}, &x) != 0 || x < 0 || x > 1000)
             return fail(err, errcap, origin, shown, "expected a rate in [0, 1000]", value);
         c.fps = x;
     } else if (strcmp(key, "model") == 0) {

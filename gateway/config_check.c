@@ -232,13 +232,12 @@ static int check_pull_cameras(const gw_config_t *cfg, char *err, size_t errcap)
             continue;
         npull++;
         if (c->mode == GW_PULL_SNAPSHOT && c->fps <= 0) {
-            snprintf(err, errcap, "key 'camera.%s.fps': a snapshot camera needs fps > 0",
-                     c->name);
+            snprintf(err, errcap, "key 'camera.%s.fps': a snapshot camera needs fps > 0", c->name);
             return PROTO_ECONFIG;
         }
         if (c->model[0] != '\0' && gw_config_model(cfg, c->model) == NULL) {
-            snprintf(err, errcap, "key 'camera.%s.model': no model named '%s' is served",
-                     c->name, c->model);
+            snprintf(err, errcap, "key 'camera.%s.model': no model named '%s' is served", c->name,
+                     c->model);
             return PROTO_ECONFIG;
         }
     }

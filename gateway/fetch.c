@@ -311,8 +311,8 @@ static size_t on_write_stream(gw_fetch_req_t *r, const char *data, size_t len)
     if (r->o.max_redirects > 0 && status >= 300 && status <= 399)
         return len;
     curl_easy_getinfo(r->easy, CURLINFO_CONTENT_TYPE, &ct);
-    int rv = r->o.on_chunk(r->o.chunk_arg, status, ct != NULL ? ct : "", (const uint8_t *)data,
-                           len);
+    int rv =
+        r->o.on_chunk(r->o.chunk_arg, status, ct != NULL ? ct : "", (const uint8_t *)data, len);
     if (rv != 0) {
         r->stopped = rv;
         return 0; /* curl stops the transfer: CURLE_WRITE_ERROR */
@@ -522,7 +522,8 @@ static void on_done(gw_fetch_req_t *r, CURLcode cc)
         finish(r, PROTO_EURLTOOBIG);
         return;
     }
-    if (cc == CURLE_OPERATION_TIMEDOUT && r->o.on_chunk != NULL && uv_now(r->f->loop) < r->deadline) {
+    if (cc == CURLE_OPERATION_TIMEDOUT && r->o.on_chunk != NULL &&
+        uv_now(r->f->loop) < r->deadline) {
         snprintf(r->res.error, sizeof r->res.error, "nothing received for %llu s",
                  (unsigned long long)((r->o.stall_ms + 999) / 1000));
         finish(r, PROTO_EURLTIMEOUT);

@@ -38,8 +38,7 @@ int gw_mjpeg_init(gw_mjpeg_t *p, const char *content_type, size_t max_part)
     p->state = S_BOUNDARY;
     const char *ct = content_type != NULL ? content_type : "";
     if (strncasecmp(ct, "multipart/", 10) != 0)
-        return fail(p, PROTO_EFORMAT, "Content-Type '%.80s' is not multipart/x-mixed-replace",
-                    ct);
+        return fail(p, PROTO_EFORMAT, "Content-Type '%.80s' is not multipart/x-mixed-replace", ct);
     /* the boundary parameter, case-insensitive, after a ';' */
     const char *b = NULL;
     for (const char *s = strchr(ct, ';'); s != NULL; s = strchr(s + 1, ';')) {

@@ -30,15 +30,15 @@ typedef struct {
     size_t delim_len;
     size_t max_part;
     /* state */
-    int state;           /* where in a part we are (mjpeg.c) */
-    uint8_t *buf;        /* bytes received and not consumed yet */
-    size_t len, cap;     /* in buf / allocated (never over max_part + GW_MJPEG_HEADERS_MAX) */
-    size_t scanned;      /* bytes of buf already searched for the delimiter */
-    int64_t part_len;    /* the part's Content-Length; -1 = none given */
-    int image_part;      /* the part's Content-Type is an image's (or absent) */
-    uint64_t frames;     /* frames given out */
-    uint64_t skipped;    /* parts that were not images (a text part): skipped, not errors */
-    char error[200];     /* why the last gw_mjpeg_feed failed */
+    int state;        /* where in a part we are (mjpeg.c) */
+    uint8_t *buf;     /* bytes received and not consumed yet */
+    size_t len, cap;  /* in buf / allocated (never over max_part + GW_MJPEG_HEADERS_MAX) */
+    size_t scanned;   /* bytes of buf already searched for the delimiter */
+    int64_t part_len; /* the part's Content-Length; -1 = none given */
+    int image_part;   /* the part's Content-Type is an image's (or absent) */
+    uint64_t frames;  /* frames given out */
+    uint64_t skipped; /* parts that were not images (a text part): skipped, not errors */
+    char error[200];  /* why the last gw_mjpeg_feed failed */
 } gw_mjpeg_t;
 
 /* One whole frame: `jpeg` is borrowed for the call. */

@@ -160,20 +160,19 @@ static void went_down(pull_cam_t *c, const char *why)
     snprintf(c->last_error, sizeof c->last_error, "%s", why);
     c->last_error_unix_ms = unix_ms();
     if (c->state != ST_DOWN)
-        GW_LOG_W("camera", "camera=%s state=down url=%s error=\"%s\" retry_ms=%llu",
-                 c->cfg->name, c->cfg->url, why, (unsigned long long)c->backoff_ms);
+        GW_LOG_W("camera", "camera=%s state=down url=%s error=\"%s\" retry_ms=%llu", c->cfg->name,
+                 c->cfg->url, why, (unsigned long long)c->backoff_ms);
     c->state = ST_DOWN;
     if (c->p->stopped)
         return;
     c->retry_ms = c->backoff_ms;
     uv_timer_start(&c->timer, on_timer, c->backoff_ms, 0);
-    c->backoff_ms = c->backoff_ms * 2 > GW_PULL_BACKOFF_MAX_MS ? GW_PULL_BACKOFF_MAX_MS
-                                                                : c->backoff_ms * 2;
+    c->backoff_ms =
+        c->backoff_ms * 2 > GW_PULL_BACKOFF_MAX_MS ? GW_PULL_BACKOFF_MAX_MS : c->backoff_ms * 2;
 }
 
 /* Why a finished transfer is over, in words for /v1/cameras. */
-static void transfer_error(const pull_cam_t *c, const gw_fetch_result_t *res, char *out,
-                           size_t cap)
+static void transfer_error(const pull_cam_t *c, const gw_fetch_result_t *res, char *out, size_t cap)
 {
     if (c->why[0] != '\0')
         snprintf(out, cap, "%s", c->why);

@@ -45,8 +45,10 @@ static size_t part(uint8_t *out, const char *bnd, const uint8_t *body, size_t n,
 {
     size_t k = 0;
     if (with_len)
-        k = (size_t)sprintf((char *)out, "--%s\r\nContent-Type: image/jpeg\r\nContent-Length: %zu"
-                                         "\r\n\r\n", bnd, n);
+        k = (size_t)sprintf((char *)out,
+                            "--%s\r\nContent-Type: image/jpeg\r\nContent-Length: %zu"
+                            "\r\n\r\n",
+                            bnd, n);
     else
         k = (size_t)sprintf((char *)out, "--%s\r\nContent-Type: image/jpeg\r\n\r\n", bnd);
     memcpy(out + k, body, n);
@@ -86,8 +88,7 @@ static void test_frames_whole_in_every_split(void **state)
         for (size_t split = 1; split <= len; split += split < 64 ? 1 : 97) {
             gw_mjpeg_t p;
             got_t g = {0};
-            assert_int_equal(gw_mjpeg_init(&p, "multipart/x-mixed-replace; boundary=fgframe",
-                                           1000),
+            assert_int_equal(gw_mjpeg_init(&p, "multipart/x-mixed-replace; boundary=fgframe", 1000),
                              0);
             feed_all(buf, len, split, 0, &g, &p);
             /* without a length, a part ends at the next delimiter: the last waits for it */
@@ -124,8 +125,8 @@ static void test_boundary_forms(void **state)
     assert_int_equal(gw_mjpeg_init(&p, NULL, 1000), PROTO_EFORMAT);
 }
 
-static void expect_error(const char *body, size_t len, size_t max_part, int code,
-                         const char *words, int frames_before)
+static void expect_error(const char *body, size_t len, size_t max_part, int code, const char *words,
+                         int frames_before)
 {
     gw_mjpeg_t p;
     got_t g = {0};
@@ -135,8 +136,7 @@ static void expect_error(const char *body, size_t len, size_t max_part, int code
     if (strstr(p.error, words) == NULL)
         fail_msg("error '%s' lacks '%s'", p.error, words);
     /* spent: nothing more is taken */
-    assert_int_equal(gw_mjpeg_feed(&p, (const uint8_t *)"--b\r\n", 5, on_frame, &g),
-                     PROTO_EINVAL);
+    assert_int_equal(gw_mjpeg_feed(&p, (const uint8_t *)"--b\r\n", 5, on_frame, &g), PROTO_EINVAL);
     gw_mjpeg_fini(&p);
 }
 
@@ -176,8 +176,8 @@ static void test_unbounded_input_refused(void **state)
     char *h = malloc(GW_MJPEG_HEADERS_MAX + 200);
     k = sprintf(h, "--b\r\n");
     memset(h + k, 'h', GW_MJPEG_HEADERS_MAX + 100);
-    expect_error(h, (size_t)k + GW_MJPEG_HEADERS_MAX + 100, 100000, PROTO_EFORMAT,
-                 "headers over", 0);
+    expect_error(h, (size_t)k + GW_MJPEG_HEADERS_MAX + 100, 100000, PROTO_EFORMAT, "headers over",
+                 0);
     free(h);
     free(s);
 }
