@@ -23,6 +23,9 @@ settings = {
     "camera.yard.url": f"http://127.0.0.1:{snap.port}/snap.jpg",
     "camera.yard.mode": "snapshot",
     "camera.yard.fps": 4 / S,
+    # cameras that never come up: a path the server does not have, a port nobody listens on
+    "camera.missing.url": f"http://127.0.0.1:{mj.port}/nope.mjpg",
+    "camera.gone.url": f"http://127.0.0.1:{fg.free_port()}/video.mjpg",
 }
 
 
@@ -62,6 +65,12 @@ with fg.Gateway(settings=settings, simulate_ms=SVC_MS) as gw:
     fg.log("front:", f["state"], f["pull"], f["frames"], f["age_ms"])
     fg.log("yard:", y["state"], y["pull"], y["frames"])
     fg.check(f["state"] == "up" and y["state"] == "up", "both cameras up")
+    for name, words in (("missing", "HTTP 404"), ("gone", "onnect")):
+        p = c[name]["pull"]
+        fg.check(c[name]["state"] == "down" and words in (p["last_error"] or "") and
+                 p["connects"] >= 3 and p["retry_ms"] > 250,
+                 f"{name}: down, {p['last_error']!r}, retried with backoff "
+                 f"({p['connects']} connects, next in {p.get('retry_ms')} ms)")
     fg.check(f["pull"]["fps"] >= 10 / S, f"the MJPEG stream is read at its rate "
                                           f"({f['pull']['fps']} fps of 20)")
     fg.check(2 / S <= y["pull"]["fps"] <= 5 / S, f"the snapshot is polled at 4 fps "
