@@ -17,6 +17,8 @@
 
 #define RING_S 8 /* seconds of received-frame counts (> GW_CAMERA_WINDOW_S) */
 
+/* connecting: before the first frame ever; up: frames arrive; down: after an error, until a
+ * frame arrives again (a reconnection in progress does not make it look any better). */
 enum { ST_CONNECTING, ST_UP, ST_DOWN };
 static const char *const state_names[] = {"connecting", "up", "down"};
 
@@ -234,8 +236,6 @@ static void connect_cam(pull_cam_t *c)
     c->why[0] = '\0';
     c->got_frame = 0;
     c->connects++;
-    if (c->state == ST_DOWN)
-        c->state = ST_CONNECTING;
     gw_fetch_opts_t o = {
         .url = c->cfg->url,
         .connect_timeout_ms = p->cfg->fetch_connect_timeout_ms,
@@ -287,8 +287,6 @@ static void poll_snapshot(pull_cam_t *c)
     c->why[0] = '\0';
     c->connects++;
     c->poll_start_ms = uv_now(p->loop);
-    if (c->state == ST_DOWN)
-        c->state = ST_CONNECTING;
     gw_fetch_opts_t o = {
         .url = c->cfg->url,
         .max_bytes = c->cfg->max_frame_bytes,

@@ -5,12 +5,12 @@
  * frame supersedes the waiting one, and the same ordered result streams), so nothing here
  * queues: this module keeps no frame once it is submitted.
  *
- * A camera is "connecting" until its first frame, "up" while frames come, and "down" after
- * an error (HTTP status, connection refused or dropped, a stall, a malformed or oversized
- * part): it then reconnects after a backoff that doubles from GW_PULL_BACKOFF_MIN_MS to
- * GW_PULL_BACKOFF_MAX_MS, and is back to the minimum once a frame arrives. Cameras never wait
- * on each other. URLs are the operator's (the config file), so fetch_allow does not apply.
- * Loop thread only. */
+ * A camera is "connecting" until its first frame, "up" while frames come, and "down" from an
+ * error (HTTP status, connection refused or dropped, a stall, a malformed or oversized part)
+ * until a frame arrives again, reconnection attempts included: it reconnects after a backoff that
+ * doubles from GW_PULL_BACKOFF_MIN_MS to GW_PULL_BACKOFF_MAX_MS, and is back to the minimum once a
+ * frame arrives. Cameras never wait on each other. URLs are the operator's (the config file), so
+ * fetch_allow does not apply. Loop thread only. */
 #ifndef GW_PULL_H
 #define GW_PULL_H
 
