@@ -60,7 +60,7 @@ struct app {
         int requests, duration, queue_wait, scale, backends, desired, min, max, inflight, queued,
             be_inflight, be_served, infer, be_failures, retried, crashes, failed_starts,
             connections, ejections, suspected, recovered, tls_failures, cam_in, cam_served,
-            cam_skipped, cam_late, cam_age, stream_dropped, cloud_errors;
+            cam_skipped, cam_late, cam_age, stream_dropped, cloud_errors, pull_up, pull_errors;
         int store_writes, store_dropped, store_spool_bytes, store_spool_objects, store_queued,
             store_up;
     } fam;

@@ -385,12 +385,26 @@ void gw_pull_destroy(gw_pull_t *p)
         uv_close((uv_handle_t *)&p->cams[i].timer, on_timer_closed);
 }
 
+static const pull_cam_t *find_cam(const gw_pull_t *p, const char *name)
+{
+    for (int i = 0; p != NULL && i < p->ncams; i++)
+        if (strcmp(p->cams[i].cfg->name, name) == 0)
+            return &p->cams[i];
+    return NULL;
+}
+
+int gw_pull_state(const gw_pull_t *p, const char *name, uint64_t *errors)
+{
+    const pull_cam_t *c = find_cam(p, name);
+    if (c == NULL)
+        return -1;
+    *errors = c->errors;
+    return c->state == ST_UP;
+}
+
 void gw_pull_describe(const gw_pull_t *p, const char *name, uint64_t now_ms, cJSON *o)
 {
-    const pull_cam_t *c = NULL;
-    for (int i = 0; p != NULL && i < p->ncams && c == NULL; i++)
-        if (strcmp(p->cams[i].cfg->name, name) == 0)
-            c = &p->cams[i];
+    const pull_cam_t *c = find_cam(p, name);
     if (c == NULL)
         return;
     cJSON_ReplaceItemInObject(o, "source", cJSON_CreateString("pull"));

@@ -47,6 +47,10 @@ void gw_pull_stop(gw_pull_t *p);
  * memory goes with the timers' close callbacks, on a later loop run. NULL is a no-op. */
 void gw_pull_destroy(gw_pull_t *p);
 
+/* For the metrics: 1 if pull camera `name` is up, 0 if connecting or down (with *errors its
+ * error count), -1 if it is not a pull camera. */
+int gw_pull_state(const gw_pull_t *p, const char *name, uint64_t *errors);
+
 /* If `name` is a pull camera, sets o's "source" to "pull", its "state" to connecting, up or
  * down, and adds "pull": url, mode, fps received, frames, errors, reconnects, last error and
  * when. Otherwise leaves o alone. */

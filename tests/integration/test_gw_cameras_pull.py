@@ -85,6 +85,11 @@ with fg.Gateway(settings=settings, simulate_ms=SVC_MS) as gw:
         fg.check(all(e[1]["camera"] == name and e[1]["seq"] == e[0] and
                      e[1]["width"] > 0 for e in ev.events),
                  f"{name}: each event is a detection of one of its frames")
+    m = gw.metrics()
+    fg.check(fg.metric_value(m, "framegate_camera_pull_up", {"camera": "front"}) == 1 and
+             fg.metric_value(m, "framegate_camera_pull_up", {"camera": "gone"}) == 0 and
+             fg.metric_value(m, "framegate_camera_pull_errors_total", {"camera": "gone"}) >= 3,
+             "metrics: framegate_camera_pull_up and _errors_total per pull camera")
     # Freshness: answered frames are as old as one wait plus one service, whatever ran
     # before; a backlog would grow by ~16 frames a second at 20 fps against ~2.5 served.
     a = ages(ev_front.events)
