@@ -409,8 +409,8 @@ static const gw_pool_hooks_t pool_hooks = {
 };
 
 /* One provider of `kind` for `model` (PROTO_ECONFIG: the reason in err). Loop thread. */
-static int create_provider(app_t *app, const char *kind, const gw_model_t *model,
-                           const char *argv0, gw_provider_t **out, char *err, size_t cap)
+static int create_provider(app_t *app, const char *kind, const gw_model_t *model, const char *argv0,
+                           gw_provider_t **out, char *err, size_t cap)
 {
     if (strcmp(kind, "static") == 0)
         return gw_provider_static_create(out, &app->loop, model, NULL);
@@ -465,8 +465,8 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
             gw_provider_t *tiers[GW_TIERS_MAX] = {NULL};
             int t = 0;
             for (rv = 0; t < m->model->ntiers && rv == 0; t++)
-                rv = create_provider(&app, m->model->tier_kind[t], m->model, argv0, &tiers[t],
-                                     err, sizeof err);
+                rv = create_provider(&app, m->model->tier_kind[t], m->model, argv0, &tiers[t], err,
+                                     sizeof err);
             if (rv == 0)
                 rv = gw_provider_tiers_create(&provider, tiers, m->model->tier_max, t, NULL);
             if (rv != 0)
@@ -504,7 +504,8 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
         GW_LOG_E("start", "error=\"%s\"", rv == PROTO_ECONFIG ? err : proto_strerror(rv));
         return 1;
     }
-    if ((rv = gw_pull_create(&app.pull, &app.loop, cfg, app.fetch, app_submit, &app)) != 0) {
+    if ((rv = gw_pull_create(&app.pull, &app.loop, cfg, app.fetch, app_submit,
+                             app.nstorages > 0 ? app_keep : NULL, &app)) != 0) {
         GW_LOG_E("start", "error=\"%s\"", proto_strerror(rv));
         return 1;
     }

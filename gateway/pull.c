@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "camera.h"
+#include "detect.h"
 #include "err.h"
 #include "log.h"
 #include "mjpeg.h"
@@ -29,6 +30,7 @@ struct gw_pull {
     const gw_config_t *cfg;
     gw_fetch_t *fetch;
     gw_pull_submit_cb submit;
+    gw_pull_keep_cb keep;
     void *ctx;
     int stopped;
     int open_timers; /* timers not yet closed: the memory goes with the last */
@@ -81,6 +83,16 @@ static void poll_snapshot(pull_cam_t *c);
 static void on_frame_done(gw_job_t *job)
 {
     frame_t *f = (frame_t *)job; /* job is its first member */
+    gw_pull_t *p = f->cam->p;
+    /* Kept like a pushed frame's answer. Only a backend's result gets here with err 0, never
+     * from inside a curl callback (a frame superseded during submit has an error). */
+    if (job->err == 0 && p->keep != NULL) {
+        cJSON *o = gw_detect_job_json(job);
+        if (o != NULL) {
+            p->keep(p->ctx, job, o);
+            cJSON_Delete(o);
+        }
+    }
     f->cam->out--;
     gw_job_fini(job);
     free(f);
@@ -305,7 +317,7 @@ static void poll_snapshot(pull_cam_t *c)
 /* ---- the API ---- */
 
 int gw_pull_create(gw_pull_t **out, uv_loop_t *loop, const gw_config_t *cfg, gw_fetch_t *fetch,
-                   gw_pull_submit_cb submit, void *ctx)
+                   gw_pull_submit_cb submit, gw_pull_keep_cb keep, void *ctx)
 {
     gw_pull_t *p = calloc(1, sizeof *p);
     if (p == NULL)
@@ -321,6 +333,7 @@ int gw_pull_create(gw_pull_t **out, uv_loop_t *loop, const gw_config_t *cfg, gw_
     p->cfg = cfg;
     p->fetch = fetch;
     p->submit = submit;
+    p->keep = keep;
     p->ctx = ctx;
     for (int i = 0; i < cfg->ncameras; i++) {
         if (cfg->cameras[i].url[0] == '\0')

@@ -30,11 +30,15 @@ typedef struct gw_pull gw_pull_t;
 
 /* Queues one frame (app_submit: same contract as gw_detect_t.submit). */
 typedef int (*gw_pull_submit_cb)(void *ctx, gw_job_t *job);
+/* Keeps a finished frame in its model's store (app_keep: gw_detect_t.keep's contract); NULL =
+ * no store. */
+typedef void (*gw_pull_keep_cb)(void *ctx, const gw_job_t *job, cJSON *result);
 
-/* One puller per camera section of cfg with a url; cfg, fetch, submit and ctx outlive it.
- * Nothing starts until gw_pull_start. 0 or PROTO_ENOMEM. */
+/* One puller per camera section of cfg with a url; cfg, fetch, submit, keep and ctx outlive
+ * it. Every frame answered with a result is kept like a pushed one (keep). Nothing starts
+ * until gw_pull_start. 0 or PROTO_ENOMEM. */
 int gw_pull_create(gw_pull_t **out, uv_loop_t *loop, const gw_config_t *cfg, gw_fetch_t *fetch,
-                   gw_pull_submit_cb submit, void *ctx);
+                   gw_pull_submit_cb submit, gw_pull_keep_cb keep, void *ctx);
 
 /* Connects every camera (after the pools are started). */
 void gw_pull_start(gw_pull_t *p);

@@ -5,6 +5,9 @@ order; a slow backend gets the newest frame, not a backlog; a camera that drops 
 with its error and comes back up when the server returns; a malformed or oversized part is
 refused with a clear camera error while the gateway and the other camera keep going."""
 # ctest-timeout: 120
+import os
+import shutil
+import tempfile
 import time
 
 import fg
@@ -12,6 +15,7 @@ from camserve import CamServer, Events
 
 S = fg.SLOW
 SVC_MS = int(200 * S)
+store = tempfile.mkdtemp(prefix="fgt-pull-store-")
 
 mj = CamServer(fps=20 / S).start()
 snap = CamServer().start()
@@ -26,6 +30,7 @@ settings = {
     # cameras that never come up: a path the server does not have, a port nobody listens on
     "camera.missing.url": f"http://127.0.0.1:{mj.port}/nope.mjpg",
     "camera.gone.url": f"http://127.0.0.1:{fg.free_port()}/video.mjpg",
+    "store": f"dir:{store}",
 }
 
 
@@ -90,6 +95,20 @@ with fg.Gateway(settings=settings, simulate_ms=SVC_MS) as gw:
              fg.metric_value(m, "framegate_camera_pull_up", {"camera": "gone"}) == 0 and
              fg.metric_value(m, "framegate_camera_pull_errors_total", {"camera": "gone"}) >= 3,
              "metrics: framegate_camera_pull_up and _errors_total per pull camera")
+    # Kept like pushed frames: CAMERA/YYYY/MM/DD/HH/CAMERA-<us>-<seq>.{jpg,json}
+    time.sleep(0.5)
+    kept = {}
+    for d, _, files in os.walk(store):
+        for name in files:
+            cam = os.path.relpath(d, store).split(os.sep)[0]
+            kept.setdefault(cam, []).append(name)
+    for name in ("front", "yard"):
+        files = kept.get(name, [])
+        jpgs = [x for x in files if x.endswith(".jpg")]
+        jsons = [x for x in files if x.endswith(".json")]
+        # (writes are asynchronous: a pair may be half written at the moment of listing)
+        fg.check(len(jpgs) >= 3 and abs(len(jsons) - len(jpgs)) <= 2,
+                 f"{name}: its answered frames kept in the store ({len(jpgs)} frames + answers)")
     # Freshness: answered frames are as old as one wait plus one service, whatever ran
     # before; a backlog would grow by ~16 frames a second at 20 fps against ~2.5 served.
     a = ages(ev_front.events)
@@ -145,4 +164,5 @@ with fg.Gateway(settings=settings, simulate_ms=SVC_MS) as gw:
 
 mj.stop()
 snap.stop()
+shutil.rmtree(store, ignore_errors=True)
 fg.finish()
