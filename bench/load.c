@@ -14,6 +14,7 @@
 
 #include "err.h"
 #include "load_internal.h"
+#include "tls.h"
 
 #define OPEN_RETRY_MS 10 /* open loop: pause before reconnecting after a failed connect */
 static void start_request(client_t *c, uint64_t intended);
@@ -88,7 +89,7 @@ static void fail_inflight(client_t *c, int kind)
 
 static int usable(const client_t *c)
 {
-    return c->connected && !c->busy && !c->closing && !c->writing;
+    return c->connected && !c->busy && !c->closing && !c->writing && !c->handshaking;
 }
 
 /* Open loop: offer a free connection to the schedule. */
@@ -113,6 +114,9 @@ static void on_client_closed(uv_handle_t *h)
     if (--c->handles > 0)
         return;
     c->closing = 0;
+    bench_tls_conn_destroy(c->tls);
+    c->tls = NULL;
+    c->handshaking = 0;
     if (c->e->stopping)
         return;
     /* Reconnect in place: the handles are embedded, so they are re-initialised only now
@@ -191,6 +195,73 @@ static int on_message_complete(llhttp_t *p)
     return 0;
 }
 
+/* https: a handshake message or alert on its way; freed when written. */
+typedef struct {
+    uv_write_t w;
+    char *data;
+} raw_write_t;
+
+static void on_raw_write(uv_write_t *w, int status)
+{
+    raw_write_t *rw = (raw_write_t *)w;
+    client_t *c = w->data;
+    free(rw->data);
+    free(rw);
+    if (status < 0 && status != UV_ECANCELED)
+        client_drop(c, KIND_CONN);
+}
+
+static void send_tls_output(client_t *c)
+{
+    size_t len;
+    char *out = bench_tls_conn_output(c->tls, &len);
+    if (out == NULL)
+        return;
+    raw_write_t *rw = malloc(sizeof *rw);
+    if (rw == NULL) {
+        free(out);
+        client_drop(c, KIND_CONN);
+        return;
+    }
+    rw->data = out;
+    rw->w.data = c;
+    uv_buf_t b = uv_buf_init(out, (unsigned)len);
+    if (uv_write(&rw->w, (uv_stream_t *)&c->tcp, &b, 1, on_raw_write) != 0) {
+        free(out);
+        free(rw);
+        client_drop(c, KIND_CONN);
+    }
+}
+
+static void client_ready(client_t *c);
+
+static void on_read_tls(client_t *c, const char *data, size_t len)
+{
+    engine_t *e = c->e;
+    int n = bench_tls_conn_read(c->tls, data, len, e->plain, sizeof e->plain);
+    while (n > 0 && !c->closing) {
+        llhttp_errno_t err = llhttp_execute(&c->parser, e->plain, (size_t)n);
+        if (err != HPE_OK && err != HPE_PAUSED) {
+            client_drop(c, KIND_CONN);
+            return;
+        }
+        if (c->closing)
+            return;
+        n = bench_tls_conn_read(c->tls, NULL, 0, e->plain, sizeof e->plain);
+    }
+    if (c->closing)
+        return;
+    if (n < 0) {
+        client_drop(c, KIND_CONN);
+        return;
+    }
+    send_tls_output(c);
+    if (c->handshaking && bench_tls_conn_ready(c->tls)) {
+        c->handshaking = 0;
+        client_ready(c);
+    }
+}
+
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     client_t *c = s->data;
@@ -200,6 +271,8 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         client_drop(c, KIND_CONN);
     } else if (n < 0) {
         client_drop(c, KIND_CONN);
+    } else if (n > 0 && c->tls != NULL) {
+        on_read_tls(c, buf->base, (size_t)n);
     } else if (n > 0) {
         llhttp_errno_t err = llhttp_execute(&c->parser, buf->base, (size_t)n);
         if (err != HPE_OK && err != HPE_PAUSED)
@@ -211,6 +284,8 @@ static void on_write(uv_write_t *w, int status)
 {
     client_t *c = w->data;
     c->writing = 0;
+    free(c->cipher);
+    c->cipher = NULL;
     if (status < 0) {
         client_drop(c, KIND_CONN);
         return;
@@ -245,7 +320,21 @@ static void start_request(client_t *c, uint64_t intended)
     c->writing = 1;
     e->inflight++;
     c->write.data = c;
-    if (uv_write(&c->write, (uv_stream_t *)&c->tcp, bufs, c->suffix_len ? 3 : 2, on_write) != 0) {
+    unsigned nbufs = c->suffix_len ? 3 : 2;
+    if (c->tls != NULL) {
+        size_t len = 0;
+        if (bench_tls_conn_write(c->tls, bufs, (int)nbufs) != 0 ||
+            (c->cipher = bench_tls_conn_output(c->tls, &len)) == NULL) {
+            c->writing = 0;
+            client_drop(c, KIND_CONN);
+            return;
+        }
+        bufs[0] = uv_buf_init(c->cipher, (unsigned)len);
+        nbufs = 1;
+    }
+    if (uv_write(&c->write, (uv_stream_t *)&c->tcp, bufs, nbufs, on_write) != 0) {
+        free(c->cipher);
+        c->cipher = NULL;
         c->writing = 0;
         client_drop(c, KIND_CONN);
         return;
@@ -274,7 +363,23 @@ static void on_connect(uv_connect_t *req, int status)
     c->parser.data = c;
     uv_tcp_nodelay(&c->tcp, 1);
     uv_read_start((uv_stream_t *)&c->tcp, client_alloc, on_read);
-    if (e->o->rate > 0)
+    if (e->tls != NULL) {
+        /* https: the first request leaves when the handshake is over (on_read_tls) */
+        if ((c->tls = bench_tls_conn_create(e->tls)) == NULL ||
+            bench_tls_conn_handshake(c->tls) != 0) {
+            client_drop(c, KIND_CONN);
+            return;
+        }
+        c->handshaking = 1;
+        send_tls_output(c);
+        return;
+    }
+    client_ready(c);
+}
+
+static void client_ready(client_t *c)
+{
+    if (c->e->o->rate > 0)
         mark_idle(c);
     else
         start_request(c, uv_hrtime());
@@ -422,6 +527,11 @@ static void engine_free(engine_t *e)
         for (int i = 0; i < e->o->nfiles; i++)
             free(e->bodies[i].data);
     free(e->bodies);
+    for (int i = 0; e->clients != NULL && i < e->nclients; i++) {
+        bench_tls_conn_destroy(e->clients[i].tls);
+        free(e->clients[i].cipher);
+    }
+    bench_tls_destroy(e->tls);
     free(e->clients);
     free(e->idle);
     free(e->pbody);
@@ -454,7 +564,8 @@ int bench_run(const bench_opts_t *o, bench_result_t *out)
         engine_free(e);
         return PROTO_ENOMEM;
     }
-    if ((rv = bench__load_bodies(e)) != 0 || (rv = uv_loop_init(&e->loop)) != 0) {
+    if ((rv = bench__load_bodies(e)) != 0 || (rv = uv_loop_init(&e->loop)) != 0 ||
+        (o->https && (rv = bench_tls_create(&e->tls)) != 0)) {
         engine_free(e);
         return rv;
     }

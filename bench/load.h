@@ -19,6 +19,7 @@ typedef enum { BODY_RAW, BODY_BASE64, BODY_MULTIPART } bench_body_mode_t;
 typedef struct {
     char host[256]; /* as written in the URL (Host header); an IP literal or a name */
     int port;
+    int https;         /* 1: TLS (https:// URL; the certificate is not verified) */
     char path[512];    /* e.g. /v1/detect */
     int users;         /* closed loop: users; open loop: connections */
     double spawn_rate; /* users per second */

@@ -38,6 +38,9 @@ typedef struct {
     char suffix[64];                /* the body's end after the shared JPEG bytes */
     uint64_t t_intended, t_connect; /* ns */
     int status;
+    struct bench_tls_conn *tls; /* https: the session, NULL before connect */
+    int handshaking;            /* https: no request before the handshake is over */
+    char *cipher;               /* https: the request's ciphertext while it is written */
 } client_t;
 
 struct engine {
@@ -72,6 +75,8 @@ struct engine {
     int polling;
     llhttp_settings_t settings, psettings;
     char slab[65536]; /* read buffer: one loop thread, each read is parsed before the next */
+    struct bench_tls *tls; /* https */
+    char plain[16 << 10];  /* https: one record's plaintext */
 };
 
 /* ---- load_body.c ---- */

@@ -14,7 +14,7 @@ static void usage(FILE *out)
     fprintf(
         out,
         "usage: framegate-bench [options]\n"
-        "  --url URL            target, http://HOST:PORT/PATH (default\n"
+        "  --url URL            target, http[s]://HOST:PORT/PATH (default\n"
         "                       http://127.0.0.1:8080/v1/detect); HOST is an IP address,\n"
         "                       [IPv6] or a name; it must be loopback unless --allow-remote\n"
         "  --users N            closed loop: simulated cameras, one request in flight each\n"
@@ -46,9 +46,10 @@ static void usage(FILE *out)
 static int parse_url(const char *url, bench_opts_t *o)
 {
     const char *p = url;
-    if (strncmp(p, "http://", 7) != 0)
+    o->https = strncmp(p, "https://", 8) == 0;
+    if (!o->https && strncmp(p, "http://", 7) != 0)
         return -1;
-    p += 7;
+    p += o->https ? 8 : 7;
     const char *slash = strchr(p, '/');
     size_t hostport = slash ? (size_t)(slash - p) : strlen(p);
     char hp[256];
@@ -58,7 +59,7 @@ static int parse_url(const char *url, bench_opts_t *o)
     hp[hostport] = '\0';
     snprintf(o->path, sizeof o->path, "%s", slash ? slash : "/");
     char *colon = hp[0] == '[' ? strstr(hp, "]:") : strrchr(hp, ':');
-    o->port = 80;
+    o->port = o->https ? 443 : 80;
     if (colon != NULL) {
         o->port = atoi(colon + (hp[0] == '[' ? 2 : 1));
         *colon = '\0';
@@ -153,6 +154,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "framegate-bench: bad --url %s\n", url);
         return 2;
     }
+    if (o.https)
+        o.poll_backends = 0; /* the /v1/backends poller speaks plain HTTP */
     /* The loopback check is on the resolved address, so a name cannot smuggle in a remote
      * target; --allow-remote is the one way to load another machine. */
     struct sockaddr_storage addr;

@@ -18,7 +18,9 @@
 #include "addr.h"
 #include "err.h"
 #include "join.h"
+#include "auth.h"
 #include "fetch.h"
+#include "frontdoor.h"
 #include "log.h"
 #include "metrics.h"
 #include "pool.h"
@@ -211,26 +213,29 @@ static void app_on_drained(void *ctx)
 static const gw_server_ops_t *app_server_ops(app_t *app)
 {
     const gw_route_t routes[] = {
-        {"POST", "/v1/detect", "detect", gw_detect_handle, &app->detect},
-        {"POST", "/v1/models/*/detect", "detect", gw_detect_handle, &app->detect},
-        {"GET", "/readyz", "readyz", gw__app_on_readyz, app},
-        {"GET", "/metrics", "metrics", gw__app_on_metrics, app},
-        {"GET", "/v1/backends", "backends", gw__app_on_backends, app},
-        {"GET", "/v1/models", "models", gw__app_on_models, app},
-        {"GET", "/v1/results", "results", gw_results_on_list, &app->results},
-        {"GET", "/v1/objects/**", "objects", gw_results_on_object, &app->results},
-        {"GET", "/v1/storage", "storage", gw_results_on_status, &app->results},
-        {"GET", "/v1/cameras", "cameras", gw__app_on_cameras, app},
-        {"GET", "/v1/cameras/*/events", "camera_events", gw_stream_events, &app->streams},
-        {"GET", "/v1/cameras/*/latest.jpg", "camera_latest", gw_stream_latest, &app->streams},
-        {"GET", "/v1/cameras/*/stream.mjpeg", "camera_mjpeg", gw_stream_mjpeg, &app->streams},
-        {"POST", "/v1/jobs", "jobs", gw_jobs_on_create, app->jobs},
-        {"GET", "/v1/jobs", "jobs", gw_jobs_on_list, app->jobs},
-        {"GET", "/v1/jobs/**", "job", gw_jobs_on_get, app->jobs},
-        {"DELETE", "/v1/jobs/*", "job", gw_jobs_on_delete, app->jobs},
-        {"POST", "/v1/reset", "reset", gw_jobs_on_reset, app->jobs},
-        {"GET", "/", "web", gw_web_on_file, NULL},
-        {"GET", "/static/*", "web", gw_web_on_file, NULL},
+        {"POST", "/v1/detect", "detect", gw_detect_handle, &app->detect, GW_ROLE_CAMERA},
+        {"POST", "/v1/models/*/detect", "detect", gw_detect_handle, &app->detect, GW_ROLE_CAMERA},
+        {"GET", "/readyz", "readyz", gw__app_on_readyz, app, 0},
+        {"GET", "/metrics", "metrics", gw__app_on_metrics, app, GW_ROLE_ADMIN},
+        {"GET", "/v1/backends", "backends", gw__app_on_backends, app, GW_ROLE_ADMIN},
+        {"GET", "/v1/models", "models", gw__app_on_models, app, GW_ROLE_ADMIN},
+        {"GET", "/v1/results", "results", gw_results_on_list, &app->results, GW_ROLE_VIEWER},
+        {"GET", "/v1/objects/**", "objects", gw_results_on_object, &app->results, GW_ROLE_VIEWER},
+        {"GET", "/v1/storage", "storage", gw_results_on_status, &app->results, GW_ROLE_VIEWER},
+        {"GET", "/v1/cameras", "cameras", gw__app_on_cameras, app, GW_ROLE_VIEWER},
+        {"GET", "/v1/cameras/*/events", "camera_events", gw_stream_events, &app->streams,
+         GW_ROLE_VIEWER | GW_ALLOW_OWN_CAMERA},
+        {"GET", "/v1/cameras/*/latest.jpg", "camera_latest", gw_stream_latest, &app->streams,
+         GW_ROLE_VIEWER | GW_ALLOW_OWN_CAMERA},
+        {"GET", "/v1/cameras/*/stream.mjpeg", "camera_mjpeg", gw_stream_mjpeg, &app->streams,
+         GW_ROLE_VIEWER | GW_ALLOW_OWN_CAMERA},
+        {"POST", "/v1/jobs", "jobs", gw_jobs_on_create, app->jobs, GW_ROLE_CAMERA},
+        {"GET", "/v1/jobs", "jobs", gw_jobs_on_list, app->jobs, GW_ROLE_VIEWER | GW_ROLE_CAMERA},
+        {"GET", "/v1/jobs/**", "job", gw_jobs_on_get, app->jobs, GW_ROLE_VIEWER | GW_ROLE_CAMERA},
+        {"DELETE", "/v1/jobs/*", "job", gw_jobs_on_delete, app->jobs, GW_ROLE_ADMIN},
+        {"POST", "/v1/reset", "reset", gw_jobs_on_reset, app->jobs, GW_ROLE_ADMIN},
+        {"GET", "/", "web", gw_web_on_file, NULL, GW_ROLE_VIEWER},
+        {"GET", "/static/*", "web", gw_web_on_file, NULL, 0},
     };
     _Static_assert(sizeof routes <= sizeof app->routes, "app_t.routes is too small");
     app->detect = (gw_detect_t){.submit = app_submit,
@@ -246,6 +251,10 @@ static const gw_server_ops_t *app_server_ops(app_t *app)
         .nroutes = sizeof routes / sizeof routes[0],
         .on_response = gw__app_on_response,
         .on_drained = app_on_drained,
+        .admit = gw_frontdoor_admit,
+        .connect = gw_frontdoor_connect,
+        .disconnect = gw_frontdoor_disconnect,
+        .door = app->door,
     };
     return &app->server_ops;
 }
@@ -394,6 +403,14 @@ static void on_signal(uv_signal_t *h, int signum)
     begin_shutdown(h->data, signum);
 }
 
+/* SIGHUP: the token file and the HTTPS certificate again, without dropping anything. */
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    app_t *app = h->data;
+    (void)signum;
+    gw_frontdoor_reload(app->door);
+}
+
 static void close_walk(uv_handle_t *h, void *arg)
 {
     (void)arg;
@@ -500,7 +517,14 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
         GW_LOG_E("start", "error=\"%s\"", rv == PROTO_ECONFIG ? err : proto_strerror(rv));
         return 1;
     }
-    if ((rv = gw_jobs_create(&app.jobs, &app.loop, cfg, app_submit, &app, err, sizeof err)) != 0) {
+    gw_jobs_io_t jobs_io = {.submit = app_submit, .fetch = app_fetch,
+                            .storage_of = app_storage_of, .ctx = &app};
+    if ((rv = gw_jobs_create(&app.jobs, &app.loop, cfg, &jobs_io, err, sizeof err)) != 0) {
+        GW_LOG_E("start", "error=\"%s\"", rv == PROTO_ECONFIG ? err : proto_strerror(rv));
+        return 1;
+    }
+    if ((rv = gw_frontdoor_create(&app.door, &app.loop, cfg, app.metrics, err, sizeof err)) !=
+        0) {
         GW_LOG_E("start", "error=\"%s\"", rv == PROTO_ECONFIG ? err : proto_strerror(rv));
         return 1;
     }
@@ -514,9 +538,9 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
         GW_LOG_E("start", "error=\"%s\"", proto_strerror(rv));
         return 1;
     }
-    if ((rv = gw_server_start(app.server)) != 0) {
-        GW_LOG_E("listen", "host=%s port=%d error=\"%s\"", cfg->listen_host, cfg->listen_port,
-                 uv_strerror(rv));
+    if ((rv = gw_frontdoor_listen(app.door, app.server, err, sizeof err)) != 0 ||
+        (rv = gw_frontdoor_metrics(app.door, gw__app_on_metrics, &app, err, sizeof err)) != 0) {
+        GW_LOG_E("listen", "error=\"%s\"", err);
         return 1;
     }
     if (cfg->join_listen[0] != '\0' && gw_join_create(&app.join, &app.loop, cfg, on_join,
@@ -529,10 +553,14 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
     app.sigterm.data = app.sigint.data = &app;
     uv_signal_start(&app.sigterm, on_signal, SIGTERM);
     uv_signal_start(&app.sigint, on_signal, SIGINT);
+    uv_signal_init(&app.loop, &app.sighup);
+    app.sighup.data = &app;
+    uv_signal_start(&app.sighup, on_sighup, SIGHUP);
+    uv_unref((uv_handle_t *)&app.sighup);
     uv_timer_init(&app.loop, &app.exit_timer);
     app.exit_timer.data = &app;
 
-    GW_LOG_I("listening", "host=%s port=%d models=%d default_model=%s", cfg->listen_host,
+    GW_LOG_I("started", "host=%s port=%d models=%d default_model=%s", cfg->listen_host,
              gw_server_port(app.server), app.nmodels, cfg->default_model);
     for (int i = 0; i < app.nmodels; i++) {
         const gw_model_t *m = app.models[i].model;
@@ -566,6 +594,7 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
     gw_pull_stop(app.pull); /* its transfers go before the HTTP client */
     gw_fetch_destroy(app.fetch);
     gw_server_destroy(app.server); /* closes the streams, which leave the cameras' watches */
+    gw_frontdoor_destroy(app.door);
     for (int i = 0; i < app.nmodels; i++)
         gw_pool_destroy(app.models[i].pool);
     gw_jobs_destroy(app.jobs); /* after the pools: every frame is back */

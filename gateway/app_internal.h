@@ -11,6 +11,7 @@
 #include "config.h"
 #include "detect.h"
 #include "fetch.h"
+#include "frontdoor.h"
 #include "jobs.h"
 #include "join.h"
 #include "metrics.h"
@@ -56,6 +57,7 @@ struct app {
     gw_results_t results; /* ctx of /v1/results, /v1/objects, /v1/storage */
     gw_jobs_t *jobs;      /* batch jobs (jobs.h) */
     gw_pull_t *pull;      /* cameras whose frames we fetch (pull.h) */
+    gw_frontdoor_t *door; /* tokens, rate limits, HTTPS, other listeners (frontdoor.h) */
     struct {
         int requests, duration, queue_wait, scale, backends, desired, min, max, inflight, queued,
             be_inflight, be_served, infer, be_failures, retried, crashes, failed_starts,
@@ -64,7 +66,7 @@ struct app {
         int store_writes, store_dropped, store_spool_bytes, store_spool_objects, store_queued,
             store_up;
     } fam;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
     uv_timer_t exit_timer;
     int stopping;
     int pools_done, pool_done, server_drained;

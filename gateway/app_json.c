@@ -274,9 +274,12 @@ void gw__app_on_readyz(void *ctx, gw_req_t *req)
     size_t len = 0;
     char *body = dup_printf(&len,
                             "{\"ready\":%s,\"model\":\"%s\",\"backends_ready\":%d,"
-                            "\"starting\":%d,\"reason\":\"%s\"}",
+                            "\"starting\":%d,\"reason\":\"%s\",\"auth\":\"%s\"}",
                             ok ? "true" : "false", app->def->model->name, st.ready, st.starting,
-                            esc != NULL ? esc : "");
+                            esc != NULL ? esc : "",
+                            gw_frontdoor_open(app->door) ? "open: no tokens_file, every route "
+                                                           "is open"
+                                                         : "tokens");
     free(esc);
     gw_respond(req, ok ? 200 : 503, "application/json", body, len,
                gw_retry_after(req, !ok, retry, sizeof retry));

@@ -234,6 +234,17 @@ typedef struct {
     uint64_t fetch_timeout_ms;           /* the whole fetch, redirects included */
     int fetch_max_redirects;
 
+    /* the front door (frontdoor.h): tokens, rates, other listeners, HTTPS (tls_conn.h) */
+    char tokens_file[GW_CONFIG_STR_MAX]; /* TOKEN ROLE [NAME] lines; "" = all open */
+    char rate_limit[64];                 /* per token: "50/s burst 100"; "" = none */
+    char rate_limit_address[64];         /* per client address, likewise */
+    int max_connections_per_address;     /* 0 = no cap */
+    char metrics_listen[300];            /* loopback HOST:PORT serving /metrics; "" */
+    char listen_plain[300];              /* a second, plain HTTP listener; "" = none */
+    char https_cert[GW_CONFIG_STR_MAX];  /* PEM: set with https_key, `listen` is HTTPS */
+    char https_key[GW_CONFIG_STR_MAX];
+    char https_client_ca[GW_CONFIG_STR_MAX]; /* clients must show a cert from it; "" = no */
+
     /* logging */
     int log_level;                /* 0 error, 1 warn, 2 info, 3 debug */
 } gw_config_t;

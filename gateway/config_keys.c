@@ -141,6 +141,16 @@ static const gw__key_t keys[] = {
     {"fetch_connect_timeout_ms", T_MS, F(fetch_connect_timeout_ms), 0, 1, 3600000, 0},
     {"fetch_timeout_ms", T_MS, F(fetch_timeout_ms), 0, 1, 3600000, 0},
     {"fetch_max_redirects", T_INT, F(fetch_max_redirects), 0, 0, 20, 0},
+    /* the front door (frontdoor.h, tls_conn.h) */
+    {"tokens_file", T_STR, F(tokens_file), S(tokens_file), 0, 0, 0},
+    {"rate_limit", T_STR, F(rate_limit), S(rate_limit), 0, 0, 0},
+    {"rate_limit_address", T_STR, F(rate_limit_address), S(rate_limit_address), 0, 0, 0},
+    {"max_connections_per_address", T_INT, F(max_connections_per_address), 0, 0, 1000000, 0},
+    {"metrics_listen", T_STR, F(metrics_listen), S(metrics_listen), 0, 0, 0},
+    {"listen_plain", T_STR, F(listen_plain), S(listen_plain), 0, 0, 0},
+    {"https_cert", T_STR, F(https_cert), S(https_cert), 0, 0, 0},
+    {"https_key", T_STR, F(https_key), S(https_key), 0, 0, 0},
+    {"https_client_ca", T_STR, F(https_client_ca), S(https_client_ca), 0, 0, 0},
     {"log_level", T_LEVEL, F(log_level), 0, 0, 0, 0},
 };
 

@@ -18,10 +18,11 @@
 #include "response.h"
 #include "router.h"
 
-enum { CAP_NONE, CAP_CTYPE, CAP_EXPECT, CAP_TE, CAP_CE, CAP_LEID };
+enum { CAP_NONE, CAP_CTYPE, CAP_EXPECT, CAP_TE, CAP_CE, CAP_LEID, CAP_AUTH };
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void process_input(gw_conn_t *c, const char *data, size_t len);
+static void tls_pump(gw_conn_t *c);
 
 /* One read buffer for the whole server: libuv calls alloc then read for one read at a time
  * on the loop thread, and nothing keeps a pointer into it after on_read (bodies, headers
@@ -35,8 +36,29 @@ void gw__http_alloc_buf(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 /* ---- accepting ---- */
 
-void gw__http_accept(gw_server_t *srv)
+static void peer_key(gw_conn_t *c)
 {
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    memset(c->peer, 0, sizeof c->peer);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    if (ss.ss_family == AF_INET6) {
+        memcpy(c->peer, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+    } else if (ss.ss_family == AF_INET) {
+        c->peer[10] = c->peer[11] = 0xff; /* ::ffff:a.b.c.d, as a dual-stack socket sees it */
+        memcpy(c->peer + 12, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+    }
+}
+
+const uint8_t *gw_req_peer(const gw_req_t *r)
+{
+    return r->conn->peer;
+}
+
+void gw__http_accept(gw_listener_t *l)
+{
+    gw_server_t *srv = l->srv;
     gw_conn_t *c = calloc(1, sizeof *c);
     if (c == NULL)
         return;
@@ -52,13 +74,27 @@ void gw__http_accept(gw_server_t *srv)
         srv->conns->prev = c;
     srv->conns = c;
     srv->nconns++;
-    if (uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)&c->tcp) != 0) {
+    if (uv_accept((uv_stream_t *)&l->tcp, (uv_stream_t *)&c->tcp) != 0) {
         gw__http_close(c);
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
     llhttp_init(&c->parser, HTTP_REQUEST, &srv->settings);
     c->parser.data = c;
+    peer_key(c);
+    if (srv->ops->connect != NULL) {
+        if (srv->ops->connect(srv->ops->door, c->peer) != 0) {
+            /* At its per-address cap: closed at once, so it costs the others nothing. */
+            gw__http_close(c);
+            return;
+        }
+        c->counted = 1;
+    }
+    if (l->tls != NULL && (srv->nconns > srv->cfg->max_connections || srv->stopping ||
+                           (c->tls = gw_tls_conn_create(l->tls)) == NULL)) {
+        gw__http_close(c); /* no answer can be read before a handshake */
+        return;
+    }
     if (srv->nconns > srv->cfg->max_connections || srv->stopping) {
         /* Over the limit: one short answer instead of a silent drop. */
         gw_req_t *r = gw__http_req_begin(c);
@@ -73,7 +109,10 @@ void gw__http_accept(gw_server_t *srv)
         return;
     }
     uv_read_start((uv_stream_t *)&c->tcp, gw__http_alloc_buf, on_read);
-    gw__http_arm_idle(c);
+    if (c->tls != NULL) /* the handshake runs on the header clock */
+        uv_timer_start(&c->timer, gw__http_on_timer, srv->cfg->header_timeout_ms, 0);
+    else
+        gw__http_arm_idle(c);
 }
 
 /* ---- requests ---- */
@@ -161,6 +200,10 @@ void gw__http_on_timer(uv_timer_t *t)
     gw_conn_t *c = t->data;
     if (c->closing || c->lingering)
         return;
+    if (c->tls != NULL && gw_tls_conn_handshaking(c->tls)) {
+        gw__http_close(c); /* a TLS handshake that stalls: nothing can be answered */
+        return;
+    }
     if (c->cur == NULL && c->phase == GW_PH_START) {
         /* Only empty lines (or nothing llhttp could start a request with) since the first
          * byte: a request that never began is as late as one that never ends. */
@@ -214,6 +257,8 @@ void gw__http_try_resume(gw_conn_t *c)
     if (len > 0)
         process_input(c, (const char *)data, len);
     free(data);
+    if (c->tls != NULL && !c->paused && gw_tls_conn_pending(c->tls))
+        tls_pump(c); /* records read while the pipeline was full */
     if (!c->paused && !c->closing && !c->lingering && !c->fatal && !c->eof)
         uv_read_start((uv_stream_t *)&c->tcp, gw__http_alloc_buf, on_read);
 }
@@ -313,22 +358,70 @@ static void drop_partial(gw_conn_t *c)
     gw__http_req_put(c, r);
 }
 
+/* The client half-closed (or sent close_notify): it still expects the answers to what it
+ * asked; a request cut in the middle is dropped. */
+static void on_eof(gw_conn_t *c)
+{
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->eof = 1;
+    drop_partial(c);
+    uv_timer_stop(&c->timer);
+    if (c->head == NULL && c->pending == NULL)
+        gw__http_close(c);
+    else
+        gw__http_flush(c);
+}
+
+/* ---- HTTPS: ciphertext in, plaintext to the parser (tls_conn.h) ---- */
+
+/* Decrypts what tc holds while the parser takes input; sends what the session has to say
+ * (handshake messages, tickets, alerts). */
+static void tls_pump(gw_conn_t *c)
+{
+    int handshaking = gw_tls_conn_handshaking(c->tls);
+    c->refs++;
+    while (!c->closing && !c->lingering && !c->fatal && !c->paused && !c->eof) {
+        int n = gw_tls_conn_read(c->tls, c->srv->pbuf, sizeof c->srv->pbuf);
+        if (n > 0) {
+            process_input(c, c->srv->pbuf, (size_t)n);
+            continue;
+        }
+        if (n == PROTO_ESHUTDOWN) {
+            on_eof(c);
+        } else if (n < 0) {
+            gw__http_close(c); /* a refused handshake or a bad record */
+        }
+        break;
+    }
+    if (!c->closing) {
+        gw__http_tls_flush(c);
+        if (handshaking && !gw_tls_conn_handshaking(c->tls) && c->phase == GW_PH_IDLE) {
+            uv_timer_stop(&c->timer);
+            gw__http_arm_idle(c); /* from the handshake's clock to the idle one */
+        }
+    }
+    gw__http_release(c);
+}
+
+static void tls_input(gw_conn_t *c, const char *data, size_t len)
+{
+    gw_tls_conn_feed(c->tls, data, len);
+    tls_pump(c);
+    /* what was not consumed outlives the server's read buffer */
+    if (!c->closing && gw_tls_conn_keep(c->tls) != 0)
+        gw__http_close(c);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     gw_conn_t *c = (gw_conn_t *)s;
     if (nread > 0 && !c->closing && !c->fatal) {
-        process_input(c, buf->base, (size_t)nread);
-    } else if (nread == UV_EOF && !c->closing && !c->lingering) {
-        /* A client that half-closes after its requests still expects the answers; a
-         * request cut in the middle is dropped. */
-        uv_read_stop(s);
-        c->eof = 1;
-        drop_partial(c);
-        uv_timer_stop(&c->timer);
-        if (c->head == NULL && c->pending == NULL)
-            gw__http_close(c);
+        if (c->tls != NULL)
+            tls_input(c, buf->base, (size_t)nread);
         else
-            gw__http_flush(c);
+            process_input(c, buf->base, (size_t)nread);
+    } else if (nread == UV_EOF && !c->closing && !c->lingering) {
+        on_eof(c);
     } else if (nread < 0) {
         /* Reset or error. Handlers still holding requests keep the connection (not the
          * socket) alive. */
@@ -438,6 +531,10 @@ static int on_header_field_complete(llhttp_t *p)
     } else if (strcasecmp(c->field, "last-event-id") == 0) {
         c->capture = CAP_LEID;
         r->last_event_id[0] = '\0';
+    } else if (strcasecmp(c->field, "authorization") == 0) {
+        c->capture = CAP_AUTH;
+        if (r->authorization[0] != '\0')
+            r->authorization_over = 1; /* two of them: which one counts is ambiguous */
     }
     c->field_len = 0;
     c->field[0] = '\0';
@@ -463,6 +560,14 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
         append_value(r, r->te, sizeof r->te, at, len);
     } else if (c->capture == CAP_CE) {
         append_value(r, r->ce, sizeof r->ce, at, len);
+    } else if (c->capture == CAP_AUTH) {
+        size_t have = strlen(r->authorization);
+        if (have + len < sizeof r->authorization) {
+            memcpy(r->authorization + have, at, len);
+            r->authorization[have + len] = '\0';
+        } else {
+            r->authorization_over = 1;
+        }
     } else if (c->capture == CAP_LEID) {
         size_t have = strlen(r->last_event_id); /* longer than any seq: cut, then ignored */
         if (have + len < sizeof r->last_event_id) {

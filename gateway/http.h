@@ -18,20 +18,24 @@
 
 #include "config.h"
 #include "server.h"
+#include "tls_conn.h"
 
 #define GW_HTTP_MAX_URL 1024
+#define GW_HTTP_MAX_AUTH 300 /* "Bearer " and a token of auth.h's GW_AUTH_TOKEN_MAX */
 
 typedef struct gw_conn gw_conn_t;
 
 struct gw_req {
     /* ---- the request, for handlers (read-only); valid until its answer is written ---- */
     gw_conn_t *conn;
-    int method;                  /* llhttp_method_t */
-    char path[GW_HTTP_MAX_URL];  /* the URL up to '?' */
-    char query[GW_HTTP_MAX_URL]; /* after '?', not decoded; "" if none */
-    char content_type[256];      /* "" if none */
-    char last_event_id[24];      /* the Last-Event-ID header (SSE resume), "" if none */
-    uint8_t *body;               /* body_len bytes, owned by the request */
+    int method;                           /* llhttp_method_t */
+    char path[GW_HTTP_MAX_URL];           /* the URL up to '?' */
+    char query[GW_HTTP_MAX_URL];          /* after '?', not decoded; "" if none */
+    char content_type[256];               /* "" if none */
+    char last_event_id[24];               /* the Last-Event-ID header (SSE resume), "" if none */
+    char authorization[GW_HTTP_MAX_AUTH]; /* the Authorization header, "" if none */
+    int authorization_over;               /* ... it did not fit: no token we know */
+    uint8_t *body;                        /* body_len bytes, owned by the request */
     size_t body_len;
     const char *param; /* what a route's '*' matched (points into path), or NULL */
     size_t param_len;
@@ -81,6 +85,9 @@ int gw_req_reserve(gw_req_t *req, size_t n);
 /* True once req's connection is closed: nobody will read its answer. */
 int gw_req_orphaned(const gw_req_t *req);
 
+/* The client's address as a 16-byte key (IPv6, or IPv4 mapped; zeros if unknown). */
+const uint8_t *gw_req_peer(const gw_req_t *req);
+
 /* The loop and the configuration the request's server runs with. */
 uv_loop_t *gw_req_loop(const gw_req_t *req);
 const gw_config_t *gw_req_config(const gw_req_t *req);
@@ -128,6 +135,14 @@ enum { GW_PH_IDLE, GW_PH_START, GW_PH_HEADERS, GW_PH_BODY };
  * framing that carries no data (a chunk size of a million leading zeros) must end somewhere. */
 #define GW_HTTP_WIRE_SLACK (128u << 10)
 
+/* One listening socket of a server; tls != NULL makes it HTTPS. */
+struct gw_listener {
+    uv_tcp_t tcp; /* first: the handle is the listener */
+    gw_server_t *srv;
+    gw_tls_t *tls;
+    int open;
+};
+
 struct gw_server {
     uv_loop_t *loop;
     const gw_config_t *cfg;
@@ -135,8 +150,8 @@ struct gw_server {
     void *ctx;
     gw_route_t *routes; /* the built-in ones, then ops->routes (a copy) */
     size_t nroutes;
-    uv_tcp_t listener;
-    int listening;
+    gw_listener_t listeners[GW_SERVER_MAX_LISTENERS]; /* [0]: gw_server_start's */
+    int nlisteners;
     int stopping;
     int drained_sent;
     int destroying;
@@ -145,6 +160,7 @@ struct gw_server {
     size_t buffered; /* request bytes held by every connection (gw_req_reserve) */
     llhttp_settings_t settings;
     char rbuf[64 << 10]; /* one read buffer for every connection; see alloc_buf() */
+    char pbuf[16 << 10]; /* plaintext of one TLS record (a read's rbuf holds ciphertext) */
 };
 
 struct gw_write;
@@ -179,12 +195,15 @@ struct gw_conn {
     int streaming;
     void (*stream_close)(void *arg);
     void *stream_arg;
+    uint8_t peer[16];   /* the client's address (gw_req_peer) */
+    gw_tls_conn_t *tls; /* HTTPS: the session every byte passes through; NULL for plain */
+    int counted;        /* ops->connect said yes: ops->disconnect when freed */
     gw_conn_t *next, *prev;
 };
 
-/* Accepts one connection from srv's listener and starts reading it (or answers 503 and
+/* Accepts one connection from listener l and starts reading it (or answers 503 and
  * closes it when over max_connections or stopping). */
-void gw__http_accept(gw_server_t *srv);
+void gw__http_accept(gw_listener_t *l);
 
 /* Closes c if it owes nothing, else lets it finish its answers first (gw_server_stop). */
 void gw__http_close_idle(gw_conn_t *c);
@@ -223,6 +242,9 @@ void gw__http_flush(gw_conn_t *c);
 
 /* Queues "100 Continue" for r (the pipeline's head) and starts its body clock. */
 void gw__http_send_continue(gw_conn_t *c, gw_req_t *r);
+
+/* HTTPS: sends the ciphertext c's TLS session has waiting (handshake, alerts). */
+void gw__http_tls_flush(gw_conn_t *c);
 
 /* Drops one reference; the last one frees c and its requests. */
 void gw__http_release(gw_conn_t *c);

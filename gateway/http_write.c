@@ -78,13 +78,30 @@ static void on_write_timeout(uv_timer_t *t)
     gw__http_close(c);
 }
 
-/* Queues head + body; the write holds a reference on the connection until on_write. */
-static void write_bufs(gw_conn_t *c, write_t *wr, size_t head_len, size_t body_len)
+/* HTTPS: replaces b[0..*n) by their ciphertext, which wr->body then owns. 0, or the
+ * connection is closed. */
+static int seal(gw_conn_t *c, write_t *wr, uv_buf_t *b, int *n)
 {
-    uv_buf_t b[2] = {uv_buf_init(wr->head, (unsigned)head_len),
-                     uv_buf_init(wr->body, (unsigned)body_len)};
+    size_t len = 0;
+    char *out;
+    if (gw_tls_conn_write(c->tls, b, *n) != 0 || (out = gw_tls_conn_output(c->tls, &len)) == NULL) {
+        write_put(c, wr);
+        gw__http_close(c);
+        return -1;
+    }
+    free(wr->body);
+    wr->body = out;
+    b[0] = uv_buf_init(out, (unsigned)len);
+    *n = 1;
+    return 0;
+}
+
+/* Queues b[0..n) as they are; the write holds a reference on the connection until
+ * on_write. */
+static void queue(gw_conn_t *c, write_t *wr, uv_buf_t *b, int n)
+{
     c->refs++;
-    if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, b, body_len > 0 ? 2 : 1, on_write) != 0) {
+    if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, b, (unsigned)n, on_write) != 0) {
         c->refs--;
         write_put(c, wr);
         gw__http_close(c);
@@ -92,6 +109,40 @@ static void write_bufs(gw_conn_t *c, write_t *wr, size_t head_len, size_t body_l
     }
     if (c->writes++ == 0)
         uv_timer_start(&c->wtimer, on_write_timeout, c->srv->cfg->write_timeout_ms, 0);
+}
+
+/* Queues b[0..n), under HTTPS encrypted first. */
+static void submit(gw_conn_t *c, write_t *wr, uv_buf_t *b, int n)
+{
+    if (c->tls == NULL || seal(c, wr, b, &n) == 0)
+        queue(c, wr, b, n);
+}
+
+/* Queues head + body. */
+static void write_bufs(gw_conn_t *c, write_t *wr, size_t head_len, size_t body_len)
+{
+    uv_buf_t b[2] = {uv_buf_init(wr->head, (unsigned)head_len),
+                     uv_buf_init(wr->body, (unsigned)body_len)};
+    submit(c, wr, b, body_len > 0 ? 2 : 1);
+}
+
+void gw__http_tls_flush(gw_conn_t *c)
+{
+    size_t len;
+    char *out = gw_tls_conn_output(c->tls, &len);
+    if (out == NULL || c->closing) {
+        free(out);
+        return;
+    }
+    write_t *wr = write_get(c);
+    if (wr == NULL) {
+        free(out);
+        gw__http_close(c);
+        return;
+    }
+    wr->body = out;
+    uv_buf_t b = uv_buf_init(out, (unsigned)len);
+    queue(c, wr, &b, 1);
 }
 
 /* Interim answer to "Expect: 100-continue". Queued like any answer, so it can only follow
@@ -196,16 +247,8 @@ int gw_stream_write(gw_conn_t *c, const void *data, size_t len, size_t max_queue
     }
     memcpy(wr->body, data, len);
     uv_buf_t b = uv_buf_init(wr->body, (unsigned)len);
-    c->refs++;
-    if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
-        c->refs--;
-        write_put(c, wr);
-        gw__http_close(c);
-        return PROTO_ESHUTDOWN;
-    }
-    if (c->writes++ == 0) /* the write clock: a reader that stops reading is closed */
-        uv_timer_start(&c->wtimer, on_write_timeout, c->srv->cfg->write_timeout_ms, 0);
-    return 0;
+    submit(c, wr, &b, 1); /* starts the write clock: a reader that stops reading is closed */
+    return c->closing ? PROTO_ESHUTDOWN : 0;
 }
 
 /* Writes every ready answer at the head of the pipeline, in order. */
@@ -279,6 +322,9 @@ void gw__http_release(gw_conn_t *c)
     free(c->spare);
     free(c->spare_wr);
     free(c->pending);
+    gw_tls_conn_destroy(c->tls);
+    if (c->counted)
+        srv->ops->disconnect(srv->ops->door, c->peer);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -357,7 +403,11 @@ static void close_gracefully(gw_conn_t *c)
         return;
     }
     sd->data = c;
-    if (uv_shutdown(sd, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+    if (c->tls != NULL) { /* an orderly end, so that the client knows nothing was cut */
+        gw_tls_conn_close_notify(c->tls);
+        gw__http_tls_flush(c);
+    }
+    if (c->closing || uv_shutdown(sd, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
         free(sd);
         gw__http_close(c);
     }

@@ -1,7 +1,8 @@
 /* Batch jobs: many images uploaded at once, run behind live traffic, every result kept.
  *
  *   POST   /v1/jobs[?model=]     multipart images, or JSON {"images": [base64 | {"name",
- *                                "image"}]}: 202 {"id", "images"} at once
+ *                                "image"} | {"url"[, "name"]} | {"key"[, "name"]}], "urls":
+ *                                [URL], "keys": [KEY]}: 202 {"id", "images"} at once
  *   GET    /v1/jobs              every job with its state and counts
  *   GET    /v1/jobs/ID[?offset=&limit=&format=text]
  *                                state (queued, running, done, cancelled), counts (done,
@@ -11,6 +12,11 @@
  *   DELETE /v1/jobs/ID           cancels: nothing more is dispatched
  *   POST   /v1/reset             drops every job and its files (admin_token when set)
  *
+ * A URL (under the fetch policy of fetch.h: http/https, private addresses refused unless
+ * fetch_allow lists them) or a key of the job's model's store is fetched when its image is
+ * dispatched, within the same window, and its bytes kept with the job's files from then on;
+ * a fetch that fails is that image's result (failed, with the fetch's error).
+ *
  * Frames go to the pool as the lowest class (job->bulk, fair.h): at most a small window of
  * them waits there at once, live frames always go first, and a frame refused or expired for
  * want of capacity goes back to pending (only a backend's verdict is a result).
@@ -19,7 +25,8 @@
  * ID/results, ID/out/N.jpg, ID/cancelled). A result line is appended once per image index
  * and read back by index, so a gateway killed mid-job resumes where it stopped: an image in
  * flight at the kill is sent again, and no index is ever counted twice.
- * Bounded: max_jobs, max_job_images, max_job_bytes (bytes of images not yet done).
+ * Bounded: max_jobs, max_job_images, max_job_bytes (bytes of uploaded images not yet done;
+ * images by URL or key are not counted: at most a window of them is fetched at once).
  * Loop thread only. */
 #ifndef GW_JOBS_H
 #define GW_JOBS_H
@@ -28,17 +35,33 @@
 #include <uv.h>
 
 #include "config.h"
+#include "detect.h"
 #include "http.h"
 #include "job.h"
+#include "storage.h"
 
 typedef struct gw_jobs gw_jobs_t;
 
+/* What the registry needs from the app; every member is called on the loop thread, and
+ * everything outlives the registry (copied by gw_jobs_create). */
+typedef struct {
+    /* Queues one frame (app_submit: same contract as gw_detect_t.submit). */
+    int (*submit)(void *ctx, gw_job_t *job);
+    /* Fetches an image given by URL under the fetch policy (app_fetch: same contract as
+     * gw_detect_t.fetch). NULL: JSON "url" items are refused. */
+    int (*fetch)(void *ctx, const char *url, gw_detect_fetch_cb cb, void *arg);
+    /* The storage of model `model` ("" = default), NULL when it keeps nothing (app_storage_of:
+     * same contract as gw_results_t.storage_of): where a job's "key" items are read from.
+     * NULL: "key" items are refused. */
+    int (*storage_of)(void *ctx, const char *model, gw_storage_t **out);
+    void *ctx;
+} gw_jobs_io_t;
+
 /* Creates the registry and loads every job found under cfg->jobs_dir (created if missing);
- * unfinished ones resume once gw_jobs_start runs. `submit` queues one frame (app_submit:
- * same contract as gw_detect_t.submit); it and ctx must outlive the registry. 0, or
- * PROTO_ECONFIG with a message naming jobs_dir. */
-int gw_jobs_create(gw_jobs_t **out, uv_loop_t *loop, const gw_config_t *cfg,
-                   int (*submit)(void *ctx, gw_job_t *job), void *ctx, char *err, size_t cap);
+ * unfinished ones resume once gw_jobs_start runs. 0, or PROTO_ECONFIG with a message naming
+ * jobs_dir. */
+int gw_jobs_create(gw_jobs_t **out, uv_loop_t *loop, const gw_config_t *cfg, const gw_jobs_io_t *io,
+                   char *err, size_t cap);
 
 /* Starts dispatching (after the pools are started). */
 void gw_jobs_start(gw_jobs_t *jobs);

@@ -26,6 +26,13 @@ gw_status_t gw_status_of(int err)
         return (gw_status_t){415, "unsupported_media_type", 0};
     case PROTO_ENOTFOUND:
         return (gw_status_t){404, "not_found", 0};
+    /* the front door (frontdoor.h): who asks, and how often */
+    case PROTO_EUNAUTHORIZED:
+        return (gw_status_t){401, "unauthorized", 0};
+    case PROTO_EFORBIDDEN:
+        return (gw_status_t){403, "forbidden", 0};
+    case PROTO_ERATELIMIT:
+        return (gw_status_t){429, "rate_limited", 1};
     /* a frame given by URL: which fetch rule refused it */
     case PROTO_EURLFORBIDDEN:
         return (gw_status_t){403, "url_forbidden", 0};

@@ -40,7 +40,10 @@
     XX(EURLSTATUS, "URL answered with an error status")                      \
     XX(EURLFETCH, "URL could not be fetched")                                \
     XX(ESTORE, "store request failed")                                       \
-    XX(ENOTFOUND, "no such object")
+    XX(ENOTFOUND, "no such object")                                          \
+    XX(EUNAUTHORIZED, "no valid token")                                      \
+    XX(EFORBIDDEN, "the token's role may not do this")                       \
+    XX(ERATELIMIT, "over the rate limit")
 
 typedef enum {
     PROTO_ERR_BASE_ = -5000,

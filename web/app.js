@@ -1,6 +1,12 @@
 // framegate's page: upload, per-job progress, results, and a live view drawn by hand.
 "use strict";
 const $ = (id) => document.getElementById(id);
+// With tokens_file set, the page is opened as /?token=T: every call then carries T.
+const TOKEN = new URLSearchParams(location.search).get("token");
+const plainFetch = window.fetch.bind(window);
+window.fetch = (url, opts = {}) => TOKEN
+  ? plainFetch(url, { ...opts, headers: { ...(opts.headers || {}), Authorization: `Bearer ${TOKEN}` } })
+  : plainFetch(url, opts);
 const jobs = new Map(); // id -> {images, done, failed, state, shown}
 let results = [];       // {job, index, name, label}
 

@@ -5,10 +5,13 @@
 #   nginx (least_conn) and haproxy (leastconn), each in front of 2 plain HTTP backends
 #   (nginx server blocks answering a fixed JSON; they read and discard the body)
 #   direct to one plain backend (no balancer at all)
+# and the same over HTTPS (TLS 1.2, ECDHE-ECDSA-AES128-GCM, one test certificate from
+# scripts/certs.sh): nginx `ssl` in front of the same backends vs framegate's https_cert.
 # Every balancer runs one worker/thread, like framegate's single loop. Installs nginx and
-# haproxy from Debian if they are missing. Reports requests/s and p99 as ratios to nginx.
+# haproxy from Debian if they are missing. Reports requests/s and p99 as ratios to nginx (the
+# TLS rows to nginx over TLS). OUT=DIR writes the results elsewhere (a trial run).
 source "$(dirname "$0")/common.sh"
-out=$repo/bench/results/4_gateway_overhead
+out=${OUT:-$repo/bench/results/4_gateway_overhead}
 mkdir -p "$out"
 machine_info "$out"
 if ! command -v nginx >/dev/null || ! command -v haproxy >/dev/null; then
@@ -16,7 +19,8 @@ if ! command -v nginx >/dev/null || ! command -v haproxy >/dev/null; then
 fi
 users=${USERS:-50} dur=${DURATION:-15}
 tmp=$(mktemp -d)
-B1=18241 B2=18242 NGX=18243 HAP=18244 FG=18245
+B1=18241 B2=18242 NGX=18243 HAP=18244 FG=18245 NGXS=18246 FGS=18247 FGP=18248
+"$repo/scripts/certs.sh" init "$tmp/certs" --ip 127.0.0.1 >/dev/null 2>&1
 cat > "$tmp/nginx.conf" <<NGX
 worker_processes 1;
 pid $tmp/nginx.pid;
@@ -32,6 +36,15 @@ http {
     server { listen 127.0.0.1:$B2; location / { default_type application/json; return 200 '{"detections":[]}'; } }
     server {
         listen 127.0.0.1:$NGX;
+        location / { proxy_pass http://pool; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    }
+    server {
+        listen 127.0.0.1:$NGXS ssl;
+        ssl_certificate $tmp/certs/gateway.crt;
+        ssl_certificate_key $tmp/certs/gateway.key;
+        ssl_protocols TLSv1.2;
+        ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256;
+        ssl_session_tickets on;
         location / { proxy_pass http://pool; proxy_http_version 1.1; proxy_set_header Connection ""; }
     }
 }
@@ -71,18 +84,34 @@ run nginx $NGX /v1/detect
 run haproxy $HAP /v1/detect
 run framegate $FG /v1/detect
 run direct $B1 /v1/detect
+stop_gateway
+# HTTPS: the same gateway settings, TLS on `listen`, plain on listen_plain for the readiness
+start_gateway $FGP "$out/framegate_https.gateway.log" --set backends=2 \
+    --set "backend_args=--simulate-ms 0" --set log_level=warn --set "listen=127.0.0.1:$FGS" \
+    --set "listen_plain=127.0.0.1:$FGP" --set "https_cert=$tmp/certs/gateway.crt" \
+    --set "https_key=$tmp/certs/gateway.key"
+runs() {
+    "$bin/framegate-bench" --url "https://127.0.0.1:$2$3" --users "$users" --duration "$dur" \
+        --body-mode raw --no-backends --json "$out/$1.json" --csv "$out/$1.csv" --quiet \
+        > "$out/$1.txt"
+    echo "$1: $(sed -n 2p "$out/$1.txt")"
+}
+runs nginx_https $NGXS /v1/detect
+runs framegate_https $FGS /v1/detect
 /usr/bin/python3 - "$out" <<'PY' | tee "$out/summary.txt"
 import json, sys
 out = sys.argv[1]
-r = {k: json.load(open(f"{out}/{k}.json")) for k in ("nginx", "haproxy", "framegate", "direct")}
-base = r["nginx"]
-print(f"{'target':10} {'req/s':>9} {'p99 ms':>8} {'fail':>5} {'rps/nginx':>10} {'p99/nginx':>10}")
+names = ("nginx", "haproxy", "framegate", "direct", "nginx_https", "framegate_https")
+r = {k: json.load(open(f"{out}/{k}.json")) for k in names}
+print(f"{'target':16} {'req/s':>9} {'p99 ms':>8} {'fail':>5} {'rps/nginx':>10} {'p99/nginx':>10}")
 for k, v in r.items():
-    print(f"{k:10} {v['rps']:9.0f} {v['latency_ms']['p99']:8.2f} {v['failures']:5d} "
+    base = r["nginx_https" if k.endswith("_https") else "nginx"]
+    print(f"{k:16} {v['rps']:9.0f} {v['latency_ms']['p99']:8.2f} {v['failures']:5d} "
           f"{v['rps'] / base['rps']:10.2f} {v['latency_ms']['p99'] / base['latency_ms']['p99']:10.2f}")
 PY
 "$repo/bench/plot.sh" "$out/plot.png" "Scenario 4: $users users, raw dog.jpg, no inference: balancer overhead" \
     "$out/nginx.csv:nginx" "$out/haproxy.csv:haproxy" "$out/framegate.csv:framegate" \
-    "$out/direct.csv:direct"
+    "$out/direct.csv:direct" "$out/nginx_https.csv:nginx https" \
+    "$out/framegate_https.csv:framegate https"
 kill -QUIT "$(cat "$tmp/nginx.pid")" 2>/dev/null || true
 rm -rf "$tmp"

@@ -21,8 +21,9 @@
  * gw_detect_t and gw_detect_handle (detect.h), the real detect handler, over a fake submit;
  * of gw_job_t the inputs image, image_len, opts.model, on_done and the results err,
  * error_msg, backend, model_name, id, attempts, queue_ms, infer_ms, total_ms, rep, rep_buf,
- * rep_len; and the gw_config_t HTTP keys. The driver below it uses only the socket, the loop
- * and adapter_*(). */
+ * rep_len; and the gw_config_t HTTP keys; the front door (frontdoor.h: gw_frontdoor_create,
+ * _admit, _connect, _disconnect, _destroy; gw_route_t.allow) over a token file in a memfd. The
+ * driver below it uses only the socket, the loop and adapter_*(). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +34,7 @@
 #include <signal.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -41,7 +43,9 @@
 #include "err.h"
 #include "fuzz.h"
 #include "msg.h"
+#include "auth.h"
 #include "detect.h"
+#include "frontdoor.h"
 #include "response.h"
 #include "server.h"
 
@@ -110,18 +114,31 @@ static void fake_on_response(void *ctx, const char *route, int status, double se
 static const gw_detect_t fake_detect = {.submit = fake_submit, .ctx = NULL};
 
 static const gw_route_t fake_routes[] = {
-    {"POST", "/v1/detect", "detect", gw_detect_handle, (void *)&fake_detect},
-    {"POST", "/v1/models/*/detect", "detect", gw_detect_handle, (void *)&fake_detect},
-    {"GET", "/metrics", "metrics", fake_metrics, NULL},
-    {"GET", "/readyz", "readyz", fake_readyz, NULL},
-    {"GET", "/v1/models", "models", fake_models, NULL},
+    {"POST", "/v1/detect", "detect", gw_detect_handle, (void *)&fake_detect, 0},
+    {"POST", "/v1/models/*/detect", "detect", gw_detect_handle, (void *)&fake_detect, 0},
+    {"GET", "/metrics", "metrics", fake_metrics, NULL, 0},
+    {"GET", "/readyz", "readyz", fake_readyz, NULL, 0},
+    {"GET", "/v1/models", "models", fake_models, NULL, 0},
+    /* behind the front door (frontdoor.h): a token of the right role, or 401/403 */
+    {"POST", "/p/detect", "detect", gw_detect_handle, (void *)&fake_detect, GW_ROLE_CAMERA},
+    {"GET", "/p/cameras/*/x", "cameras", fake_models, NULL, GW_ROLE_VIEWER | GW_ALLOW_OWN_CAMERA},
+    {"GET", "/p/admin", "admin", fake_metrics, NULL, GW_ROLE_ADMIN},
 };
 
-static const gw_server_ops_t fake_ops = {
+static const char tokens_text[] = "fuzz-camera-01 camera cam1\n"
+                                  "fuzz-viewer-01 viewer\n"
+                                  "fuzz-admin-001 admin ops\n";
+
+static gw_frontdoor_t *door;
+
+static gw_server_ops_t fake_ops = {
     .routes = fake_routes,
     .nroutes = sizeof fake_routes / sizeof fake_routes[0],
     .on_response = fake_on_response,
     .on_drained = NULL,
+    .admit = gw_frontdoor_admit,
+    .connect = gw_frontdoor_connect,
+    .disconnect = gw_frontdoor_disconnect,
 };
 
 /* A backend's answer, by the image's first byte: detections, classes, or a failure. */
@@ -198,6 +215,8 @@ static void adapter_destroy(void)
     gw_server_stop(srv);
     gw_server_destroy(srv);
     srv = NULL;
+    gw_frontdoor_destroy(door);
+    door = NULL;
 }
 
 /* Starts the server on `loop`; returns the port. */
@@ -213,6 +232,14 @@ static int adapter_start(uv_loop_t *lp)
     /* Longer than any input runs: no answer depends on timing. */
     cfg.header_timeout_ms = cfg.body_timeout_ms = cfg.idle_timeout_ms = 600000;
     cfg.retry_after_s = 7;
+    /* Tokens from a memfd; no rate limits (they depend on time, runs must not). */
+    int tfd = memfd_create("fuzz_http_tokens", 0);
+    FUZZ_CHECK(tfd >= 0 && write(tfd, tokens_text, sizeof tokens_text - 1) ==
+                               (ssize_t)(sizeof tokens_text - 1));
+    snprintf(cfg.tokens_file, sizeof cfg.tokens_file, "/proc/self/fd/%d", tfd);
+    char err[256];
+    FUZZ_CHECK(gw_frontdoor_create(&door, lp, &cfg, NULL, err, sizeof err) == 0);
+    fake_ops.door = door;
     FUZZ_CHECK(gw_server_create(&srv, lp, &cfg, &fake_ops, NULL) == 0);
     FUZZ_CHECK(gw_server_start(srv) == 0);
     int port = gw_server_port(srv);
@@ -303,7 +330,8 @@ static int requests_in(const uint8_t *data, size_t size, int *malformed)
 
 static int known_status(int s)
 {
-    static const int ok[] = {100, 200, 400, 404, 405, 408, 411, 413, 415, 431, 502, 503, 504};
+    static const int ok[] = {100, 200, 400, 401, 403, 404, 405, 408,
+                             411, 413, 415, 431, 502, 503, 504};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
         if (s == ok[i])
             return 1;

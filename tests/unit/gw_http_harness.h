@@ -237,10 +237,10 @@ static const gw_detect_t fake_detect = {
     .submit = fake_submit, .ctx = NULL, .on_work = fake_on_work};
 
 static const gw_route_t fake_routes[] = {
-    {"POST", "/v1/detect", "detect", gw_detect_handle, (void *)&fake_detect},
-    {"POST", "/v1/models/*/detect", "detect", gw_detect_handle, (void *)&fake_detect},
-    {"GET", "/metrics", "metrics", fake_metrics, NULL},
-    {"GET", "/big", "big", fake_big, NULL},
+    {"POST", "/v1/detect", "detect", gw_detect_handle, (void *)&fake_detect, 0},
+    {"POST", "/v1/models/*/detect", "detect", gw_detect_handle, (void *)&fake_detect, 0},
+    {"GET", "/metrics", "metrics", fake_metrics, NULL, 0},
+    {"GET", "/big", "big", fake_big, NULL, 0},
 };
 
 static const gw_server_ops_t fake_ops = {

@@ -35,9 +35,9 @@ static void test_labels(void **state)
 {
     (void)state;
     static const gw_route_t routes[] = {
-        {"POST", "/v1/detect", "detect", NULL, NULL},
-        {"POST", "/v1/models/*/detect", "detect", NULL, NULL},
-        {"GET", "/metrics", "metrics", NULL, NULL},
+        {"POST", "/v1/detect", "detect", NULL, NULL, 0},
+        {"POST", "/v1/models/*/detect", "detect", NULL, NULL, 0},
+        {"GET", "/metrics", "metrics", NULL, NULL, 0},
     };
     assert_string_equal(gw_router_label(routes, 3, "/v1/detect"), "detect");
     assert_string_equal(gw_router_label(routes, 3, "/v1/models/x/detect"), "detect");
