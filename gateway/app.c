@@ -61,6 +61,31 @@ void gw__app_camera_settings(const app_t *app, const char *name, int *weight, ui
         cc != NULL && cc->max_age_ms >= 0 ? (uint64_t)cc->max_age_ms : app->cfg->camera_max_age_ms;
 }
 
+/* A camera's first frame (or a pull camera's declaration): its [camera NAME] settings go to
+ * every pool's queue. */
+static void camera_created(app_t *app, int slot, const char *name)
+{
+    int weight;
+    uint64_t max_age;
+    gw__app_camera_settings(app, name, &weight, &max_age);
+    for (int i = 0; i < app->nmodels; i++)
+        gw_pool_set_camera(app->models[i].pool, slot, weight, max_age);
+}
+
+/* Pull cameras are listed (and streamable) from the start, before their first frame. */
+static void declare_pull_cameras(app_t *app)
+{
+    for (int i = 0; i < app->cfg->ncameras; i++) {
+        const gw_camera_cfg_t *cc = &app->cfg->cameras[i];
+        int created;
+        if (cc->url[0] == '\0')
+            continue;
+        int slot = gw_cameras_declare(app->cams, cc->name, cc->model, &created);
+        if (created)
+            camera_created(app, slot, cc->name);
+    }
+}
+
 static int app_submit(void *ctx, gw_job_t *job)
 {
     app_t *app = ctx;
@@ -70,14 +95,8 @@ static int app_submit(void *ctx, gw_job_t *job)
     int created;
     /* Sequence numbers are given at arrival, before the queue can reorder anything. */
     int slot = gw_cameras_arrive(app->cams, job, uv_now(&app->loop), &created);
-    if (created) {
-        /* A camera's first frame: its [camera NAME] settings go to every pool's queue. */
-        int weight;
-        uint64_t max_age;
-        gw__app_camera_settings(app, job->opts.camera, &weight, &max_age);
-        for (int i = 0; i < app->nmodels; i++)
-            gw_pool_set_camera(app->models[i].pool, slot, weight, max_age);
-    }
+    if (created)
+        camera_created(app, slot, job->opts.camera);
     return gw_pool_submit(m->pool, job);
 }
 
@@ -271,6 +290,7 @@ static void begin_shutdown(app_t *app, int signum)
     GW_LOG_I("shutdown", "signal=%d grace_ms=%llu", signum,
              (unsigned long long)app->cfg->shutdown_grace_ms);
     gw_server_stop(app->server);
+    gw_pull_stop(app->pull);    /* no more pulled frames; those out come back */
     gw_join_destroy(app->join); /* no more joins; leaves are not needed any more */
     app->join = NULL;
     for (int i = 0; i < app->nmodels; i++)
@@ -406,8 +426,8 @@ static const gw_pool_hooks_t pool_hooks = {
 };
 
 /* One provider of `kind` for `model` (PROTO_ECONFIG: the reason in err). Loop thread. */
-static int create_provider(app_t *app, const char *kind, const gw_model_t *model,
-                           const char *argv0, gw_provider_t **out, char *err, size_t cap)
+static int create_provider(app_t *app, const char *kind, const gw_model_t *model, const char *argv0,
+                           gw_provider_t **out, char *err, size_t cap)
 {
     if (strcmp(kind, "static") == 0)
         return gw_provider_static_create(out, &app->loop, model, NULL);
@@ -462,8 +482,8 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
             gw_provider_t *tiers[GW_TIERS_MAX] = {NULL};
             int t = 0;
             for (rv = 0; t < m->model->ntiers && rv == 0; t++)
-                rv = create_provider(&app, m->model->tier_kind[t], m->model, argv0, &tiers[t],
-                                     err, sizeof err);
+                rv = create_provider(&app, m->model->tier_kind[t], m->model, argv0, &tiers[t], err,
+                                     sizeof err);
             if (rv == 0)
                 rv = gw_provider_tiers_create(&provider, tiers, m->model->tier_max, t, NULL);
             if (rv != 0)
@@ -508,6 +528,12 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
         GW_LOG_E("start", "error=\"%s\"", rv == PROTO_ECONFIG ? err : proto_strerror(rv));
         return 1;
     }
+    if ((rv = gw_pull_create(&app.pull, &app.loop, cfg, app.fetch, app_submit,
+                             app.nstorages > 0 ? app_keep : NULL, &app)) != 0) {
+        GW_LOG_E("start", "error=\"%s\"", proto_strerror(rv));
+        return 1;
+    }
+    declare_pull_cameras(&app);
     if ((rv = gw_server_create(&app.server, &app.loop, cfg, app_server_ops(&app), &app)) != 0) {
         GW_LOG_E("start", "error=\"%s\"", proto_strerror(rv));
         return 1;
@@ -544,6 +570,7 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
         gw_pool_start(app.models[i].pool);
     }
     gw_jobs_start(app.jobs);
+    gw_pull_start(app.pull);
 
     uv_run(&app.loop, UV_RUN_DEFAULT);
 
@@ -564,12 +591,14 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
     for (int i = 0; i < app.nmodels; i++)
         app.models[i].storage = NULL; /* a late job keeps nothing */
     app.nstorages = 0;
+    gw_pull_stop(app.pull); /* its transfers go before the HTTP client */
     gw_fetch_destroy(app.fetch);
     gw_server_destroy(app.server); /* closes the streams, which leave the cameras' watches */
     gw_frontdoor_destroy(app.door);
     for (int i = 0; i < app.nmodels; i++)
         gw_pool_destroy(app.models[i].pool);
     gw_jobs_destroy(app.jobs); /* after the pools: every frame is back */
+    gw_pull_destroy(app.pull);
     gw_cameras_destroy(app.cams);
     uv_walk(&app.loop, close_walk, NULL);
     uv_run(&app.loop, UV_RUN_DEFAULT);

@@ -17,6 +17,7 @@
 #include "metrics.h"
 #include "pool.h"
 #include "provider.h"
+#include "pull.h"
 #include "results.h"
 #include "server.h"
 #include "storage.h"
@@ -55,12 +56,13 @@ struct app {
     int nstorages;
     gw_results_t results; /* ctx of /v1/results, /v1/objects, /v1/storage */
     gw_jobs_t *jobs;      /* batch jobs (jobs.h) */
+    gw_pull_t *pull;      /* cameras whose frames we fetch (pull.h) */
     gw_frontdoor_t *door; /* tokens, rate limits, HTTPS, other listeners (frontdoor.h) */
     struct {
         int requests, duration, queue_wait, scale, backends, desired, min, max, inflight, queued,
             be_inflight, be_served, infer, be_failures, retried, crashes, failed_starts,
             connections, ejections, suspected, recovered, tls_failures, cam_in, cam_served,
-            cam_skipped, cam_late, cam_age, stream_dropped, cloud_errors;
+            cam_skipped, cam_late, cam_age, stream_dropped, cloud_errors, pull_up, pull_errors;
         int store_writes, store_dropped, store_spool_bytes, store_spool_objects, store_queued,
             store_up;
     } fam;

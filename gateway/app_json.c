@@ -72,6 +72,8 @@ static cJSON *camera_json(app_t *app, int slot, uint64_t now)
     const char *last = slot > 0 ? gw_cameras_last_event(app->cams, slot) : NULL;
     cJSON *ev = last != NULL ? cJSON_Parse(last) : NULL;
     cJSON_AddItemToObject(o, "last", ev != NULL ? ev : cJSON_CreateNull());
+    if (slot > 0)
+        gw_pull_describe(app->pull, cs.name, now, o);
     return o;
 }
 

@@ -159,6 +159,10 @@ int gw__app_declare_metrics(app_t *app)
       "Age of a camera's answered frames (arrival to answer): the 50th and 95th percentile of the "
       "last 256.",
       "camera,percentile", NULL, 0)
+    D(pull_up, GW_GAUGE, "framegate_camera_pull_up",
+      "A pull camera's state: 1 while its frames arrive, 0 connecting or down.", "camera", NULL, 0)
+    D(pull_errors, GW_COUNTER, "framegate_camera_pull_errors_total",
+      "A pull camera's failed connections, snapshots and refused streams.", "camera", NULL, 0)
     D(stream_dropped, GW_COUNTER, "framegate_stream_dropped_total",
       "Events and frames not sent to slow stream readers.", NULL, NULL, 0)
     D(connections, GW_GAUGE, "framegate_http_connections", "Open client connections.", NULL, NULL,
@@ -247,6 +251,12 @@ static char *render_metrics(app_t *app, size_t *len)
         gw_metrics_set(m, app->fam.cam_late, cs.name, NULL, (double)cs.late);
         gw_metrics_set(m, app->fam.cam_age, cs.name, "50", cs.age_p50_ms / 1000.0);
         gw_metrics_set(m, app->fam.cam_age, cs.name, "95", cs.age_p95_ms / 1000.0);
+        uint64_t errors;
+        int up = i > 0 ? gw_pull_state(app->pull, cs.name, &errors) : -1;
+        if (up >= 0) {
+            gw_metrics_set(m, app->fam.pull_up, cs.name, NULL, up);
+            gw_metrics_set(m, app->fam.pull_errors, cs.name, NULL, (double)errors);
+        }
     }
     gw_metrics_set(m, app->fam.stream_dropped, NULL, NULL, (double)app->streams.dropped);
     gw_metrics_set(m, app->fam.connections, NULL, NULL, gw_server_connections(app->server));

@@ -99,6 +99,20 @@ static bucket_t *bucket(cam_t *k, uint64_t now_ms)
     return b;
 }
 
+int gw_cameras_declare(gw_cameras_t *c, const char *name, const char *model, int *created)
+{
+    *created = 0;
+    int slot = gw_cameras_find(c, name);
+    if (slot == 0 && c->count < c->max && strlen(name) < sizeof c->cams[0].name) {
+        slot = ++c->count;
+        cam_t *k = &c->cams[slot];
+        snprintf(k->name, sizeof k->name, "%s", name);
+        snprintf(k->model, sizeof k->model, "%s", model);
+        *created = 1;
+    }
+    return slot;
+}
+
 int gw_cameras_arrive(gw_cameras_t *c, gw_job_t *job, uint64_t now_ms, int *created)
 {
     *created = 0;
@@ -106,14 +120,7 @@ int gw_cameras_arrive(gw_cameras_t *c, gw_job_t *job, uint64_t now_ms, int *crea
     job->seq = 0;
     if (job->opts.camera[0] == '\0')
         return 0;
-    int slot = gw_cameras_find(c, job->opts.camera);
-    if (slot == 0 && c->count < c->max) {
-        slot = ++c->count;
-        cam_t *k = &c->cams[slot];
-        memcpy(k->name, job->opts.camera, sizeof k->name);
-        k->first_ms = now_ms;
-        *created = 1;
-    }
+    int slot = gw_cameras_declare(c, job->opts.camera, job->opts.model, created);
     /* Beyond max_cameras a camera is pooled under "other": counted, FIFO, no streams. */
     cam_t *k = &c->cams[slot];
     if (k->first_ms == 0)

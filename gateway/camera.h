@@ -65,6 +65,11 @@ int gw_cameras_arrive(gw_cameras_t *c, gw_job_t *job, uint64_t now_ms, int *crea
  * from the streams and counted as late. `now_unix_ms` stamps the event. */
 void gw_cameras_done(gw_cameras_t *c, const gw_job_t *job, uint64_t now_ms, uint64_t now_unix_ms);
 
+/* Registers camera `name` (frames to `model`, "" = the default) before any frame of it: a
+ * pull camera is listed while it is still connecting or down. Returns its slot (0 when
+ * max_cameras are taken); *created as for gw_cameras_arrive. */
+int gw_cameras_declare(gw_cameras_t *c, const char *name, const char *model, int *created);
+
 /* The slot of a registered camera, or 0. */
 int gw_cameras_find(const gw_cameras_t *c, const char *name);
 /* The highest slot in use; the name of a slot (0: "other"). */

@@ -319,7 +319,7 @@ int gw_config_set_camera(gw_config_t *cfg, const char *camera, const char *key, 
                  origin, shown, GW_CAMERA_NAME_MAX - 1);
         return PROTO_ECONFIG;
     }
-    gw_camera_cfg_t c = {.weight = 0, .max_age_ms = -1}, *dst;
+    gw_camera_cfg_t c = {.weight = 0, .max_age_ms = -1, .max_frame_bytes = 4u << 20}, *dst;
     dst = (gw_camera_cfg_t *)gw_config_camera(cfg, camera);
     if (dst != NULL)
         c = *dst;
@@ -334,9 +334,41 @@ int gw_config_set_camera(gw_config_t *cfg, const char *camera, const char *key, 
             return fail(err, errcap, origin, shown, "expected a duration in [0, 3600000] ms",
                         value);
         c.max_age_ms = (int64_t)x;
+    } else if (strcmp(key, "url") == 0) {
+        if (strncmp(value, "http://", 7) != 0 && strncmp(value, "https://", 8) != 0)
+            return fail(err, errcap, origin, shown, "expected an http:// or https:// URL", value);
+        if (strlen(value) >= sizeof c.url)
+            return fail(err, errcap, origin, shown, "URL too long", value);
+        snprintf(c.url, sizeof c.url, "%s", value);
+    } else if (strcmp(key, "mode") == 0) {
+        if (strcmp(value, "mjpeg") == 0)
+            c.mode = GW_PULL_MJPEG;
+        else if (strcmp(value, "snapshot") == 0)
+            c.mode = GW_PULL_SNAPSHOT;
+        else
+            return fail(err, errcap, origin, shown, "expected mjpeg or snapshot", value);
+    } else if (strcmp(key, "fps") == 0) {
+        if (parse_number(value, (const unit_t[]){{"", 1}, {NULL, 0}}, &x) != 0 || x < 0 || x > 1000)
+            return fail(err, errcap, origin, shown, "expected a rate in [0, 1000]", value);
+        c.fps = x;
+    } else if (strcmp(key, "model") == 0) {
+        if (strlen(value) >= sizeof c.model)
+            return fail(err, errcap, origin, shown, "model name too long", value);
+        snprintf(c.model, sizeof c.model, "%s", value);
+    } else if (strcmp(key, "threshold") == 0) {
+        if (parse_number(value, (const unit_t[]){{"", 1}, {NULL, 0}}, &x) != 0 || x < 0 || x > 1)
+            return fail(err, errcap, origin, shown, "expected a number in [0, 1]", value);
+        c.threshold = (float)x;
+    } else if (strcmp(key, "max_frame_bytes") == 0) {
+        if (parse_number(value, size_units, &x) != 0 || x != floor(x) || x < 1024 ||
+            x > 64.0 * 1024 * 1024)
+            return fail(err, errcap, origin, shown, "expected a size in [1k, 64M]", value);
+        c.max_frame_bytes = (size_t)x;
     } else {
-        snprintf(err, errcap, "%s: key '%s': unknown camera key (weight, max_age_ms)", origin,
-                 shown);
+        snprintf(err, errcap,
+                 "%s: key '%s': unknown camera key (weight, max_age_ms, url, mode, fps, model, "
+                 "threshold, max_frame_bytes)",
+                 origin, shown);
         return PROTO_ECONFIG;
     }
     if (dst == NULL) {

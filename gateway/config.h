@@ -72,13 +72,23 @@ typedef struct {
     int nstatic;                /* addresses in backends_static (gw_config_validate) */
 } gw_model_t;
 
-/* A "[camera NAME]" section: one live camera's own fairness and freshness (camera.h). */
+/* A "[camera NAME]" section: one live camera's own fairness and freshness (camera.h), and,
+ * with a url, where the gateway pulls its frames from itself (pull.h). */
 #define GW_CAMERAS_CFG_MAX 64
 #define GW_CAMERA_NAME_MAX 129 /* PROTO_CAMERA_MAX + 1 */
+typedef enum { GW_PULL_MJPEG = 0, GW_PULL_SNAPSHOT = 1 } gw_pull_mode_t;
 typedef struct {
     char name[GW_CAMERA_NAME_MAX];
     int weight;         /* 0 = camera_weight */
     int64_t max_age_ms; /* -1 = camera_max_age_ms; 0 = never skipped */
+    /* a pull camera (url set) */
+    char url[GW_CONFIG_STR_MAX];     /* http(s) URL; "" = a push camera */
+    int mode;                        /* gw_pull_mode_t */
+    double fps;                      /* snapshot: polls per second; mjpeg: frames taken per
+                                      * second at most (0 = every frame) */
+    char model[GW_MODEL_NAME_MAX];   /* "" = the default model */
+    float threshold;                 /* 0 = the model's */
+    size_t max_frame_bytes;          /* one frame (part or snapshot) over this is an error */
 } gw_camera_cfg_t;
 
 typedef struct {

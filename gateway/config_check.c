@@ -268,6 +268,34 @@ static int check_tiers(gw_config_t *cfg, gw_model_t *m, char *err, size_t errcap
     return 0;
 }
 
+/* A pull camera needs a slot of its own (it is shown and streamed by name) and a served
+ * model; a snapshot camera needs a rate to poll at. */
+static int check_pull_cameras(const gw_config_t *cfg, char *err, size_t errcap)
+{
+    int npull = 0;
+    for (int i = 0; i < cfg->ncameras; i++) {
+        const gw_camera_cfg_t *c = &cfg->cameras[i];
+        if (c->url[0] == '\0')
+            continue;
+        npull++;
+        if (c->mode == GW_PULL_SNAPSHOT && c->fps <= 0) {
+            snprintf(err, errcap, "key 'camera.%s.fps': a snapshot camera needs fps > 0", c->name);
+            return PROTO_ECONFIG;
+        }
+        if (c->model[0] != '\0' && gw_config_model(cfg, c->model) == NULL) {
+            snprintf(err, errcap, "key 'camera.%s.model': no model named '%s' is served", c->name,
+                     c->model);
+            return PROTO_ECONFIG;
+        }
+    }
+    if (npull > cfg->max_cameras) {
+        snprintf(err, errcap, "%d pull cameras ([camera NAME] with a url) but max_cameras is %d",
+                 npull, cfg->max_cameras);
+        return PROTO_ECONFIG;
+    }
+    return 0;
+}
+
 int gw_config_validate(gw_config_t *cfg, char *err, size_t errcap)
 {
     int rv;
@@ -358,6 +386,8 @@ int gw_config_validate(gw_config_t *cfg, char *err, size_t errcap)
                  cfg->default_model);
         return PROTO_ECONFIG;
     }
+    if ((rv = check_pull_cameras(cfg, err, errcap)) != 0)
+        return rv;
     for (int i = 0; i < cfg->nmodels; i++) {
         gw_model_t *m = &cfg->models[i];
         if ((rv = check_tiers(cfg, m, err, errcap)) != 0 ||

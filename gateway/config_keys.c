@@ -440,5 +440,14 @@ void gw_config_print(const gw_config_t *cfg, FILE *out)
             fprintf(out, "weight = %d\n", c->weight);
         if (c->max_age_ms >= 0)
             fprintf(out, "max_age_ms = %lld\n", (long long)c->max_age_ms);
+        if (c->url[0] != '\0') {
+            fprintf(out, "url = %s\nmode = %s\nfps = %.17g\n", c->url,
+                    c->mode == GW_PULL_SNAPSHOT ? "snapshot" : "mjpeg", c->fps);
+            if (c->model[0] != '\0')
+                fprintf(out, "model = %s\n", c->model);
+            if (c->threshold > 0)
+                fprintf(out, "threshold = %.9g\n", (double)c->threshold);
+            fprintf(out, "max_frame_bytes = %zu\n", c->max_frame_bytes);
+        }
     }
 }

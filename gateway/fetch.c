@@ -43,6 +43,7 @@ struct gw_fetch_req {
     int forbidden; /* the open-socket check refused an address */
     char forbidden_addr[INET6_ADDRSTRLEN];
     int too_big;
+    int stopped; /* the on_chunk callback's code, when it stopped the transfer */
     gw_fetch_result_t res;
     size_t cap;
     gw_fetch_req_t *next, *prev;
@@ -300,10 +301,31 @@ static int on_timer(CURLM *multi, long timeout_ms, void *userp)
 
 /* ---- one request ---- */
 
+/* A streamed body: handed on as it comes, never kept. A redirect's own body (one we are
+ * about to follow) is not the answer, so the receiver does not see it. */
+static size_t on_write_stream(gw_fetch_req_t *r, const char *data, size_t len)
+{
+    long status = 0;
+    char *ct = NULL;
+    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (r->o.max_redirects > 0 && status >= 300 && status <= 399)
+        return len;
+    curl_easy_getinfo(r->easy, CURLINFO_CONTENT_TYPE, &ct);
+    int rv =
+        r->o.on_chunk(r->o.chunk_arg, status, ct != NULL ? ct : "", (const uint8_t *)data, len);
+    if (rv != 0) {
+        r->stopped = rv;
+        return 0; /* curl stops the transfer: CURLE_WRITE_ERROR */
+    }
+    return len;
+}
+
 static size_t on_write(char *data, size_t size, size_t n, void *arg)
 {
     gw_fetch_req_t *r = arg;
     size_t len = size * n;
+    if (r->o.on_chunk != NULL)
+        return on_write_stream(r, data, len);
     if (len > r->o.max_bytes || r->res.len > r->o.max_bytes - len) {
         r->too_big = 1;
         return 0; /* curl stops the transfer: CURLE_WRITE_ERROR */
@@ -388,6 +410,7 @@ static int start_hop(gw_fetch_req_t *r)
     uint64_t now = uv_now(f->loop);
     if (now >= r->deadline)
         return PROTO_EURLTIMEOUT;
+    r->stopped = 0;
     CURL *e = r->easy;
     if (e == NULL && (e = r->easy = curl_easy_init()) == NULL)
         return PROTO_ENOMEM;
@@ -399,8 +422,16 @@ static int start_hop(gw_fetch_req_t *r)
     curl_easy_setopt(e, CURLOPT_PROXY, ""); /* never a proxy from the environment */
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)r->o.connect_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(r->deadline - now));
-    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->o.max_bytes);
+    if (r->o.on_chunk == NULL) {
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(r->deadline - now));
+        curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->o.max_bytes);
+    } else {
+        /* an endless stream: bounded by its silences, not by its length */
+        if (r->o.timeout_ms > 0)
+            curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(r->deadline - now));
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)((r->o.stall_ms + 999) / 1000));
+    }
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_opensocket);
@@ -479,10 +510,23 @@ static void on_done(gw_fetch_req_t *r, CURLcode cc)
         finish(r, PROTO_EURLFORBIDDEN);
         return;
     }
+    if (r->stopped != 0) {
+        snprintf(r->res.error, sizeof r->res.error, "stopped by the receiver: %s",
+                 proto_strerror(r->stopped));
+        finish(r, r->stopped);
+        return;
+    }
     if (r->too_big || cc == CURLE_FILESIZE_EXCEEDED) {
         snprintf(r->res.error, sizeof r->res.error, "the content is over %zu bytes",
                  r->o.max_bytes);
         finish(r, PROTO_EURLTOOBIG);
+        return;
+    }
+    if (cc == CURLE_OPERATION_TIMEDOUT && r->o.on_chunk != NULL &&
+        uv_now(r->f->loop) < r->deadline) {
+        snprintf(r->res.error, sizeof r->res.error, "nothing received for %llu s",
+                 (unsigned long long)((r->o.stall_ms + 999) / 1000));
+        finish(r, PROTO_EURLTIMEOUT);
         return;
     }
     if (cc == CURLE_OPERATION_TIMEDOUT) {
@@ -573,7 +617,8 @@ int gw_fetch_start(gw_fetch_t *f, const gw_fetch_opts_t *o, gw_fetch_cb cb, void
 {
     if (f->destroyed)
         return PROTO_ESHUTDOWN;
-    if (o->url == NULL || o->max_bytes == 0 || o->timeout_ms == 0)
+    if (o->url == NULL ||
+        (o->on_chunk == NULL ? o->max_bytes == 0 || o->timeout_ms == 0 : o->stall_ms == 0))
         return PROTO_EINVAL;
     gw_fetch_req_t *r = calloc(1, sizeof *r);
     if (r == NULL || (r->url = strdup(o->url)) == NULL) {
@@ -586,7 +631,8 @@ int gw_fetch_start(gw_fetch_t *f, const gw_fetch_opts_t *o, gw_fetch_cb cb, void
     r->o.headers = NULL;
     r->cb = cb;
     r->arg = arg;
-    r->deadline = uv_now(f->loop) + o->timeout_ms;
+    /* a stream without a bound on its whole length: a deadline that never comes */
+    r->deadline = o->timeout_ms > 0 ? uv_now(f->loop) + o->timeout_ms : UINT64_MAX;
     /* no "Expect: 100-continue" round trip before a PUT's body */
     struct curl_slist *h = curl_slist_append(NULL, "Expect:");
     for (size_t i = 0; h != NULL && i < o->nheaders; i++) {

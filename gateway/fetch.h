@@ -21,6 +21,15 @@
 typedef struct gw_fetch gw_fetch_t;
 typedef struct gw_fetch_req gw_fetch_req_t;
 
+/* A streamed answer's body, one piece at a time, as it arrives (an MJPEG camera's endless
+ * multipart body): runs on the loop thread from inside curl, with the answer's status and
+ * Content-Type; `data` is borrowed for the call. Return 0 to go on, or a negative code to stop
+ * the transfer: the request then finishes with that code (the callback keeps its own reason).
+ * Never call gw_fetch_cancel from here. Not called for the body of a redirect being
+ * followed. */
+typedef int (*gw_fetch_chunk_cb)(void *arg, long status, const char *content_type,
+                                 const uint8_t *data, size_t len);
+
 #define GW_FETCH_ALLOW_MAX 16
 
 /* Which private addresses a client's URL may reach: a plain value built by
@@ -59,6 +68,14 @@ typedef struct {
     int max_redirects;               /* 0: a 3xx answer is returned as it is */
     const gw_fetch_policy_t *policy; /* NULL: any address (endpoints the operator configured) */
     const char *ca_file;             /* PEM CAs for https (a private endpoint); NULL = system's */
+    /* Streaming (NULL: the body is collected into gw_fetch_result_t.body, max_bytes at most).
+     * With on_chunk, the body goes to on_chunk and is never kept here; max_bytes is not used
+     * (the receiver bounds what it keeps), timeout_ms may be 0 (no bound on the whole
+     * answer), and stall_ms (> 0, rounded up to seconds) ends a transfer that delivers
+     * nothing for that long with PROTO_EURLTIMEOUT. */
+    gw_fetch_chunk_cb on_chunk;
+    void *chunk_arg;
+    uint64_t stall_ms;
 } gw_fetch_opts_t;
 
 /* What came back. body is malloc'd and owned by the fetch; a callback may take it by setting
@@ -66,7 +83,8 @@ typedef struct {
 typedef struct {
     int err;     /* 0 (any HTTP status), PROTO_EURLFORBIDDEN, PROTO_EURLTOOBIG,
                   * PROTO_EURLTIMEOUT, PROTO_EURLSTATUS (too many redirects), PROTO_EURLFETCH,
-                  * PROTO_EINVAL (bad URL), PROTO_ENOMEM or UV_ECANCELED */
+                  * PROTO_EINVAL (bad URL), PROTO_ENOMEM, UV_ECANCELED, or the code an
+                  * on_chunk callback stopped the transfer with */
     long status; /* HTTP status of the last answer; 0 if none */
     uint8_t *body;
     size_t len;

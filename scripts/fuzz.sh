@@ -15,7 +15,7 @@ if [ "$seconds" = 0 ]; then
     exit 0
 fi
 build=${FG_FUZZ_BUILD_DIR:-build-fuzz}
-targets=${FG_FUZZ_TARGETS:-proto body config http auth tls image_jpeg image_png}
+targets=${FG_FUZZ_TARGETS:-proto body config http mjpeg auth tls image_jpeg image_png}
 
 CC=${FG_FUZZ_CC:-clang} cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFG_FUZZ=ON \
     >/dev/null

@@ -277,8 +277,24 @@ def http():
     put("http", "long_header", "GET /healthz HTTP/1.1\r\nX: " + "a" * 5000 + "\r\n\r\n")
 
 
+# ---------------------------------------------------------------- mjpeg (gateway/mjpeg.h)
+def mjpeg():
+    ct = "multipart/x-mixed-replace; boundary=b\n"
+    j = "\xff\xd8\xff\xe0" + "x" * 40 + "\xff\xd9"
+    put("mjpeg", "two_parts", "\x07" + ct + "--b\r\nContent-Type: image/jpeg\r\nContent-Length: "
+        f"{len(j)}\r\n\r\n{j}\r\n--b\r\nContent-Type: image/jpeg\r\n\r\n{j}\r\n--b\r\n")
+    put("mjpeg", "no_length", "\x01" + ct + f"--b\r\n\r\n{j}\r\n--b\r\n\r\n{j}\n--b--\r\n")
+    put("mjpeg", "quoted_dashes", '\x03multipart/x-mixed-replace; boundary="--b"\n'
+        f"preamble\r\n--b  \r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\n\n{j}\n--b\n")
+    put("mjpeg", "too_big", "\x05" + ct + "--b\r\nContent-Length: 999999\r\n\r\n")
+    put("mjpeg", "bad_length", "\x02" + ct + "--b\r\nContent-Length: 12 34\r\n\r\n")
+    put("mjpeg", "not_jpeg", "\x09" + ct + "--b\r\nContent-Length: 5\r\n\r\nhello\r\n--b\r\n")
+    put("mjpeg", "not_multipart", "\x00image/jpeg\n" + j)
+
+
 def main():
     proto()
+    mjpeg()
     good_header(jpeg(), png())
     body()
     config()

@@ -179,9 +179,9 @@ static void test_cameras(void **state)
     assert_int_equal(gw_config_set(&c, "camera.lot-2.east.weight", "7", "t", err, sizeof err), 0);
     assert_int_equal(gw_config_camera(&c, "lot-2.east")->weight, 7);
     /* errors name the key */
-    assert_int_equal(gw_config_set(&c, "camera.door.fps", "5", "--set", err, sizeof err),
+    assert_int_equal(gw_config_set(&c, "camera.door.speed", "5", "--set", err, sizeof err),
                      PROTO_ECONFIG);
-    assert_non_null(strstr(err, "camera.door.fps"));
+    assert_non_null(strstr(err, "camera.door.speed"));
     assert_int_equal(gw_config_set(&c, "camera.door.weight", "0", "--set", err, sizeof err),
                      PROTO_ECONFIG);
     assert_int_equal(gw_config_set(&c, "camera.a b.weight", "1", "--set", err, sizeof err),
@@ -191,6 +191,77 @@ static void test_cameras(void **state)
     assert_int_equal(gw_config_load_file(&c, path, err, sizeof err), PROTO_ECONFIG);
     unlink(path);
     assert_non_null(strstr(err, ":2: key 'camera.bad.weight'"));
+}
+
+/* Pull cameras: a [camera NAME] with a url, checked key by key and against the models. */
+static void test_pull_cameras(void **state)
+{
+    (void)state;
+    gw_config_t c;
+    char err[512];
+    gw_config_defaults(&c);
+    const char *path = write_tmp("[model app]\nweights = /w\ncfg = /c\nnames = /n\n"
+                                 "[camera gate]\nurl = http://10.0.0.5/video.mjpg\n"
+                                 "[camera yard]\nurl = https://cam.example/snap.jpg\n"
+                                 "mode = snapshot\nfps = 2.5\nmodel = app\nthreshold = 0.4\n"
+                                 "max_frame_bytes = 512k\n");
+    int rv = gw_config_load_file(&c, path, err, sizeof err);
+    unlink(path);
+    if (rv != 0)
+        fail_msg("%s", err);
+    const gw_camera_cfg_t *g = gw_config_camera(&c, "gate"), *y = gw_config_camera(&c, "yard");
+    assert_string_equal(g->url, "http://10.0.0.5/video.mjpg");
+    assert_int_equal(g->mode, GW_PULL_MJPEG);
+    assert_true(g->fps == 0);
+    assert_int_equal(g->max_frame_bytes, 4u << 20); /* the default */
+    assert_int_equal(y->mode, GW_PULL_SNAPSHOT);
+    assert_true(y->fps == 2.5);
+    assert_string_equal(y->model, "app");
+    assert_true(y->threshold > 0.39f && y->threshold < 0.41f);
+    assert_int_equal(y->max_frame_bytes, 512 * 1024);
+    if (gw_config_validate(&c, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    /* printed, then loaded again: the same cameras */
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    gw_config_print(&c, out);
+    fclose(out);
+    assert_non_null(strstr(text, "[camera yard]\nurl = https://cam.example/snap.jpg\nmode = "
+                                 "snapshot\nfps = 2.5\nmodel = app\n"));
+    gw_config_t d;
+    gw_config_defaults(&d);
+    path = write_tmp(text);
+    free(text);
+    rv = gw_config_load_file(&d, path, err, sizeof err);
+    unlink(path);
+    if (rv != 0)
+        fail_msg("%s", err);
+    assert_memory_equal(gw_config_camera(&d, "yard"), y, sizeof *y);
+    assert_memory_equal(gw_config_camera(&d, "gate"), g, sizeof *g);
+    /* bad values name the key and change nothing */
+    const char *bad[][2] = {{"camera.gate.url", "ftp://x/y"},   {"camera.gate.url", "/dev/video0"},
+                            {"camera.gate.mode", "rtsp"},        {"camera.gate.fps", "-1"},
+                            {"camera.gate.fps", "fast"},         {"camera.gate.threshold", "2"},
+                            {"camera.gate.max_frame_bytes", "1"}, {"camera.gate.max_frame_bytes", "1G"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(gw_config_set(&c, bad[i][0], bad[i][1], "--set", err, sizeof err),
+                         PROTO_ECONFIG);
+        assert_non_null(strstr(err, bad[i][0]));
+    }
+    assert_memory_equal(gw_config_camera(&c, "gate"), g, sizeof *g);
+    /* a snapshot camera needs a rate; a model must be served; each needs a slot */
+    assert_int_equal(gw_config_set(&c, "camera.yard.fps", "0", "t", err, sizeof err), 0);
+    assert_int_equal(gw_config_validate(&c, err, sizeof err), PROTO_ECONFIG);
+    assert_non_null(strstr(err, "camera.yard.fps"));
+    assert_int_equal(gw_config_set(&c, "camera.yard.fps", "1", "t", err, sizeof err), 0);
+    assert_int_equal(gw_config_set(&c, "camera.yard.model", "nope", "t", err, sizeof err), 0);
+    assert_int_equal(gw_config_validate(&c, err, sizeof err), PROTO_ECONFIG);
+    assert_non_null(strstr(err, "camera.yard.model"));
+    assert_int_equal(gw_config_set(&c, "camera.yard.model", "app", "t", err, sizeof err), 0);
+    assert_int_equal(gw_config_set(&c, "max_cameras", "1", "t", err, sizeof err), 0);
+    assert_int_equal(gw_config_validate(&c, err, sizeof err), PROTO_ECONFIG);
+    assert_non_null(strstr(err, "max_cameras"));
 }
 
 static void test_strict_values(void **state)
@@ -771,6 +842,7 @@ int main(void)
         cmocka_unit_test(test_print_round_trip),
         cmocka_unit_test(test_strict_values),
         cmocka_unit_test(test_cameras),
+        cmocka_unit_test(test_pull_cameras),
         cmocka_unit_test(test_validate),
         cmocka_unit_test(test_remote_backends),
         cmocka_unit_test(test_weights_default_follows_cache),
