@@ -80,7 +80,10 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 cpu_per_frame() {
     local name=$1 pid=$2 t0=$3 t1
     t1=$(cpu_ticks "$pid")
-    /usr/bin/python3 -c 'import json,sys,os; j=json.load(open(sys.argv[1])); t=(int(sys.argv[3])-int(sys.argv[2]))/os.sysconf("SC_CLK_TCK"); print(f"{t*1e6/max(1,j[\"requests\"]):.1f}")' \
+    /usr/bin/python3 -c 'import json, os, sys
+j = json.load(open(sys.argv[1]))
+t = (int(sys.argv[3]) - int(sys.argv[2])) / os.sysconf("SC_CLK_TCK")
+print("%.1f" % (t * 1e6 / max(1, j["requests"])))' \
         "$out/$name.json" "$t0" "$t1" > "$out/$name.cpu"
 }
 run() {
