@@ -1,5 +1,7 @@
+/* The load engine's run: clients (connect, write, parse, time out, reconnect), the closed-
+ * and open-loop schedules, the per-second and total statistics, and the end of the run.
+ * One loop thread. Bodies are built in load_body.c, /v1/backends is polled in load_poll.c. */
 #include "load.h"
-
 #include <arpa/inet.h>
 #include <errno.h>
 #include <cjson/cJSON.h>
@@ -11,73 +13,9 @@
 #include <uv.h>
 
 #include "err.h"
+#include "load_internal.h"
 
-#define MAX_BODY_FILE (64u << 20) /* a frame larger than this is a mistake, not a test */
-#define MAX_POLL_BODY (1u << 20)
 #define OPEN_RETRY_MS 10 /* open loop: pause before reconnecting after a failed connect */
-
-typedef struct engine engine_t;
-
-/* A request body, built once per file for the chosen mode and shared by every client. */
-typedef struct {
-    char *data;
-    size_t len;
-} piece_t;
-
-/* One simulated camera (closed loop) or one connection (open loop). Preallocated for the
- * whole run; handles are re-initialised in place after a close, never freed. */
-typedef struct {
-    uv_tcp_t tcp;
-    uv_connect_t connect;
-    uv_write_t write;
-    uv_timer_t timer; /* request timeout, wait time, open-loop reconnect delay */
-    llhttp_t parser;
-    engine_t *e;
-    int index; /* user / connection number: cam-<index> */
-    int connected, busy, closing, writing, handles, idle_listed, connect_failed;
-    int pending; /* closed loop: the next request waits for the previous write to finish */
-    int next_file, built_file;
-    size_t head_len, suffix_len;
-    char head[1024];                /* request line, headers and the per-camera body prefix */
-    char suffix[64];                /* the body's end after the shared JPEG bytes */
-    uint64_t t_intended, t_connect; /* ns */
-    int status;
-} client_t;
-
-struct engine {
-    const bench_opts_t *o;
-    uv_loop_t loop;
-    struct sockaddr_storage addr;
-    client_t *clients;
-    client_t **idle; /* open loop: a stack of connections free for the next arrival */
-    int nidle;
-    int nclients, started;
-    piece_t *bodies;
-    uint64_t t0, t_stop; /* ns */
-    int stopping, interrupted;
-    int inflight;
-    bench_counts_t second, total;
-    bench_hist_t *hist_second, *hist_total;
-    int sec;
-    uv_timer_t tick;     /* 1 s reports */
-    uv_timer_t spawn;    /* closed loop: starts users; open loop: the arrival schedule */
-    uv_timer_t deadline; /* end of the run, then the grace period */
-    uv_signal_t sigint;
-    uint64_t next_arrival;
-    int backends[4];
-    /* The /v1/backends poller: its own short-lived connection, one per second. */
-    uv_tcp_t ptcp;
-    uv_connect_t pconn;
-    uv_write_t pwrite;
-    llhttp_t pparser;
-    char pget[400];
-    char *pbody;
-    size_t plen, pcap;
-    int polling;
-    llhttp_settings_t settings, psettings;
-    char slab[65536]; /* read buffer: one loop thread, each read is parsed before the next */
-};
-
 static void start_request(client_t *c, uint64_t intended);
 static void client_connect(client_t *c);
 static void dispatch(engine_t *e);
@@ -115,112 +53,6 @@ int bench_addr_is_loopback(const struct sockaddr_storage *a)
         return IN6_IS_ADDR_V4MAPPED(s) && s->s6_addr[12] == 127;
     }
     return 0;
-}
-
-/* ---- bodies ---- */
-
-static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static char *base64(const uint8_t *in, size_t n, size_t *outlen)
-{
-    char *out = malloc((n + 2) / 3 * 4 + 1), *p = out;
-    if (out == NULL)
-        return NULL;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0) |
-                     (i + 2 < n ? in[i + 2] : 0);
-        *p++ = b64chars[(v >> 18) & 63];
-        *p++ = b64chars[(v >> 12) & 63];
-        *p++ = i + 1 < n ? b64chars[(v >> 6) & 63] : '=';
-        *p++ = i + 2 < n ? b64chars[v & 63] : '=';
-    }
-    *outlen = (size_t)(p - out);
-    return out;
-}
-
-static int read_file(const char *path, uint8_t **data, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return errno > 0 ? -errno : PROTO_EINVAL; /* libuv's codes are negative errnos */
-    long n = -1;
-    if (fseek(f, 0, SEEK_END) == 0)
-        n = ftell(f);
-    /* Check the size before allocating: a device or a huge file is refused. */
-    if (n < 0 || (unsigned long)n > MAX_BODY_FILE || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return PROTO_ETOOBIG;
-    }
-    *data = malloc(n > 0 ? (size_t)n : 1);
-    if (*data == NULL || fread(*data, 1, (size_t)n, f) != (size_t)n) {
-        fclose(f);
-        free(*data);
-        return *data ? PROTO_EINVAL : PROTO_ENOMEM;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return 0;
-}
-
-static int load_bodies(engine_t *e)
-{
-    const bench_opts_t *o = e->o;
-    int rv;
-    if ((e->bodies = calloc((size_t)o->nfiles, sizeof *e->bodies)) == NULL)
-        return PROTO_ENOMEM;
-    for (int i = 0; i < o->nfiles; i++) {
-        uint8_t *raw;
-        size_t n;
-        if ((rv = read_file(o->files[i], &raw, &n)) != 0) {
-            fprintf(stderr, "framegate-bench: %s: %s\n", o->files[i], proto_strerror(rv));
-            return rv;
-        }
-        if (o->body_mode == BODY_BASE64) {
-            e->bodies[i].data = base64(raw, n, &e->bodies[i].len);
-            free(raw);
-            if (e->bodies[i].data == NULL)
-                return PROTO_ENOMEM;
-        } else {
-            e->bodies[i].data = (char *)raw;
-            e->bodies[i].len = n;
-        }
-    }
-    return 0;
-}
-
-/* The per-camera head and suffix around the shared body. Rebuilt only when the client
- * moves to another file (never with one file): a snprintf into the client's own buffers. */
-static void build_request(client_t *c, int file)
-{
-    engine_t *e = c->e;
-    const bench_opts_t *o = e->o;
-    char prefix[128] = "", cam[24], host[280];
-    const char *ctype = "image/jpeg", *sep = strchr(o->path, '?') ? "&" : "?";
-    if (c->built_file == file)
-        return;
-    snprintf(cam, sizeof cam, "cam-%d", c->index);
-    snprintf(host, sizeof host, strchr(o->host, ':') ? "[%s]:%d" : "%s:%d", o->host, o->port);
-    c->suffix[0] = '\0';
-    if (o->body_mode == BODY_BASE64) {
-        ctype = "application/json";
-        snprintf(prefix, sizeof prefix, "{\"camera\":\"%s\",\"image\":\"", cam);
-        snprintf(c->suffix, sizeof c->suffix, "\"}");
-    } else if (o->body_mode == BODY_MULTIPART) {
-        ctype = "multipart/form-data; boundary=fgbench0boundary";
-        snprintf(prefix, sizeof prefix,
-                 "--fgbench0boundary\r\nContent-Disposition: form-data; name=\"image\"; "
-                 "filename=\"frame.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n");
-        snprintf(c->suffix, sizeof c->suffix, "\r\n--fgbench0boundary--\r\n");
-    }
-    size_t total = strlen(prefix) + e->bodies[file].len + strlen(c->suffix);
-    /* The camera goes in the query for every mode, so a gateway can route on it alike. */
-    int n = snprintf(c->head, sizeof c->head,
-                     "POST %s%scamera=%s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\n"
-                     "Content-Length: %zu\r\n\r\n%s",
-                     o->path, sep, cam, host, ctype, total, prefix);
-    c->head_len = n < (int)sizeof c->head ? (size_t)n : sizeof c->head - 1;
-    c->suffix_len = strlen(c->suffix);
-    c->built_file = file;
 }
 
 /* ---- stats ---- */
@@ -402,7 +234,7 @@ static void start_request(client_t *c, uint64_t intended)
         return;
     }
     int file = c->next_file++ % e->o->nfiles;
-    build_request(c, file);
+    bench__build_request(c, file);
     uv_buf_t bufs[3] = {
         uv_buf_init(c->head, (unsigned)c->head_len),
         uv_buf_init(e->bodies[file].data, (unsigned)e->bodies[file].len),
@@ -474,133 +306,6 @@ static void client_start(engine_t *e, client_t *c, int index)
     client_connect(c);
 }
 
-/* ---- backends poller ---- */
-
-static int on_poll_body(llhttp_t *p, const char *at, size_t len)
-{
-    engine_t *e = p->data;
-    if (e->plen + len > MAX_POLL_BODY)
-        return -1;
-    if (e->plen + len > e->pcap) {
-        size_t cap = (e->plen + len) * 2;
-        char *nb = realloc(e->pbody, cap);
-        if (nb == NULL)
-            return -1;
-        e->pbody = nb;
-        e->pcap = cap;
-    }
-    memcpy(e->pbody + e->plen, at, len);
-    e->plen += len;
-    return 0;
-}
-
-int bench_count_backends(const char *json, size_t len, int out[4])
-{
-    static const char *const states[4] = {"starting", "ready", "draining", "stopping"};
-    cJSON *root = json ? cJSON_ParseWithLength(json, len) : NULL;
-    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "backends");
-    if (!cJSON_IsArray(arr)) {
-        cJSON_Delete(root);
-        return PROTO_EINVAL;
-    }
-    for (int i = 0; i < 4; i++)
-        out[i] = 0;
-    const cJSON *b;
-    cJSON_ArrayForEach(b, arr)
-    {
-        const cJSON *st = cJSON_GetObjectItemCaseSensitive(b, "state");
-        for (int i = 0; cJSON_IsString(st) && i < 4; i++)
-            if (strcmp(st->valuestring, states[i]) == 0)
-                out[i]++;
-    }
-    cJSON_Delete(root);
-    return 0;
-}
-
-static int on_poll_complete(llhttp_t *p)
-{
-    engine_t *e = p->data;
-    int counts[4];
-    if (p->status_code == 200 && bench_count_backends(e->pbody, e->plen, counts) == 0)
-        memcpy(e->backends, counts, sizeof counts);
-    return HPE_PAUSED; /* one answer is all we want from this connection */
-}
-
-static void on_poll_closed(uv_handle_t *h)
-{
-    engine_t *e = h->data;
-    e->polling = 0;
-}
-
-static void poll_close(engine_t *e)
-{
-    if (!uv_is_closing((uv_handle_t *)&e->ptcp))
-        uv_close((uv_handle_t *)&e->ptcp, on_poll_closed);
-}
-
-static void poll_alloc(uv_handle_t *h, size_t sz, uv_buf_t *buf)
-{
-    engine_t *e = h->data;
-    (void)sz;
-    *buf = uv_buf_init(e->slab, sizeof e->slab);
-}
-
-static void on_poll_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
-{
-    engine_t *e = s->data;
-    if (n == 0)
-        return;
-    if (n > 0 && llhttp_execute(&e->pparser, buf->base, (size_t)n) == HPE_OK)
-        return;
-    if (n == UV_EOF)
-        llhttp_finish(&e->pparser); /* a body delimited by the close */
-    poll_close(e);
-}
-
-static void on_poll_write(uv_write_t *w, int status)
-{
-    engine_t *e = w->data;
-    if (status < 0)
-        poll_close(e);
-}
-
-static void on_poll_connect(uv_connect_t *req, int status)
-{
-    engine_t *e = req->data;
-    if (status < 0) {
-        poll_close(e);
-        return;
-    }
-    uv_buf_t b = uv_buf_init(e->pget, (unsigned)strlen(e->pget));
-    e->pwrite.data = e;
-    if (uv_write(&e->pwrite, (uv_stream_t *)&e->ptcp, &b, 1, on_poll_write) != 0 ||
-        uv_read_start((uv_stream_t *)&e->ptcp, poll_alloc, on_poll_read) != 0)
-        poll_close(e);
-}
-
-/* Once a second, after the row is written: the next row shows this poll's answer, or empty
- * fields if the gateway did not answer in time or not with a backends document. */
-static void poll_backends(engine_t *e)
-{
-    if (!e->o->poll_backends || e->stopping)
-        return;
-    memset(e->backends, 0xff, sizeof e->backends); /* -1: unknown */
-    if (e->polling) {
-        poll_close(e); /* the previous poll is a second old: give up on it */
-        return;
-    }
-    e->polling = 1;
-    e->plen = 0;
-    uv_tcp_init(&e->loop, &e->ptcp);
-    e->ptcp.data = e;
-    llhttp_init(&e->pparser, HTTP_RESPONSE, &e->psettings);
-    e->pparser.data = e;
-    e->pconn.data = e;
-    if (uv_tcp_connect(&e->pconn, &e->ptcp, (const struct sockaddr *)&e->addr, on_poll_connect) !=
-        0)
-        poll_close(e);
-}
-
 /* ---- schedule ---- */
 
 static void on_tick(uv_timer_t *t)
@@ -631,7 +336,7 @@ static void on_tick(uv_timer_t *t)
     bench_hist_merge(e->hist_total, e->hist_second);
     memset(&e->second, 0, sizeof e->second);
     bench_hist_reset(e->hist_second);
-    poll_backends(e);
+    bench__poll_backends(e);
 }
 
 /* Open loop: every request has its intended time on the fixed schedule; one that finds no
@@ -749,7 +454,7 @@ int bench_run(const bench_opts_t *o, bench_result_t *out)
         engine_free(e);
         return PROTO_ENOMEM;
     }
-    if ((rv = load_bodies(e)) != 0 || (rv = uv_loop_init(&e->loop)) != 0) {
+    if ((rv = bench__load_bodies(e)) != 0 || (rv = uv_loop_init(&e->loop)) != 0) {
         engine_free(e);
         return rv;
     }
@@ -763,8 +468,8 @@ int bench_run(const bench_opts_t *o, bench_result_t *out)
     e->settings.on_headers_complete = on_headers_complete;
     e->settings.on_message_complete = on_message_complete;
     llhttp_settings_init(&e->psettings);
-    e->psettings.on_body = on_poll_body;
-    e->psettings.on_message_complete = on_poll_complete;
+    e->psettings.on_body = bench__on_poll_body;
+    e->psettings.on_message_complete = bench__on_poll_complete;
     if (o->csv)
         bench_report_csv_header(o->csv);
 
@@ -790,7 +495,7 @@ int bench_run(const bench_opts_t *o, bench_result_t *out)
         uv_timer_start(&e->spawn, on_spawn, 0, 10);
     }
     uv_timer_start(&e->deadline, on_deadline, (uint64_t)(o->duration_s * 1000), 0);
-    poll_backends(e);
+    bench__poll_backends(e);
     uv_run(&e->loop, UV_RUN_DEFAULT);
     uv_loop_close(&e->loop);
 

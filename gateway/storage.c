@@ -19,62 +19,13 @@
 
 #include "err.h"
 #include "log.h"
+#include "storage_internal.h"
 
-#define KEY_MAX 600
-#define SPOOL_MAGIC "FGSPOOL1\n"
-
-enum { I_QUEUED, I_SPOOLING, I_DISK, I_LOADING, I_SENDING };
-enum { S_UP, S_DOWN, S_PROBING };
-
-static const char class_char[GW_STORE_NCLASS] = {'i', 'a', 'r'};
 static const char *const class_name[GW_STORE_NCLASS] = {"input", "annotated", "result"};
-
-typedef struct item {
-    struct gw_storage *st;
-    char key[KEY_MAX];
-    char ctype[48];
-    int cls;
-    uint8_t *data; /* NULL while only on disk */
-    size_t len;
-    uint64_t seq;      /* arrival order, also the spool file's number: oldest = smallest */
-    int has_file;      /* in the spool (written, being written, or found at start) */
-    size_t file_bytes; /* spool file size */
-    int where;         /* I_* */
-    int evicted;       /* dropped while its spool file was being written: delete it then */
-    struct item *next, *prev;
-} item_t;
-
-typedef struct {
-    item_t *head, *tail;
-    int n;
-} list_t;
-
-struct gw_storage {
-    uv_loop_t *loop;
-    const gw_config_t *cfg;
-    gw_store_t *store;
-    char url[GW_CONFIG_STR_MAX];       /* the `store` value it was opened with */
-    char spool_dir[GW_CONFIG_STR_MAX]; /* "" = none */
-    list_t queue;                      /* I_QUEUED, oldest first */
-    list_t disk; /* every item with a spool file (or one being written), by seq */
-    size_t queue_bytes;
-    size_t mem_bytes; /* item data held in memory, whatever the state */
-    size_t spool_bytes;
-    uint64_t next_seq;
-    uint32_t key_seq;
-    int inflight;
-    int state; /* S_* */
-    uint64_t backoff_ms;
-    uv_timer_t retry;
-    int works;
-    int closing, timer_closed;
-    uint64_t written, failed, spooled, dropped[GW_STORE_NCLASS];
-    char last_error[256];
-};
 
 /* ---- lists ---- */
 
-static void push_back(list_t *l, item_t *it)
+void gw__storage_push_back(list_t *l, item_t *it)
 {
     it->next = NULL;
     it->prev = l->tail;
@@ -119,7 +70,7 @@ static void insert_by_seq(list_t *l, item_t *it)
     l->n++;
 }
 
-static void unlink_item(list_t *l, item_t *it)
+void gw__storage_unlink(list_t *l, item_t *it)
 {
     if (it->prev)
         it->prev->next = it->next;
@@ -142,186 +93,16 @@ static void free_data(gw_storage_t *st, item_t *it)
     }
 }
 
-static void item_free(gw_storage_t *st, item_t *it)
+void gw__storage_item_free(gw_storage_t *st, item_t *it)
 {
     free_data(st, it);
     free(it);
 }
 
-static void maybe_free_storage(gw_storage_t *st)
+void gw__storage_maybe_free(gw_storage_t *st)
 {
     if (st->closing && st->works == 0 && st->timer_closed)
         free(st);
-}
-
-/* ---- the spool's files (threadpool) ---- */
-
-static void spool_path(const gw_storage_t *st, const item_t *it, char *out, size_t cap)
-{
-    snprintf(out, cap, "%s/%020" PRIu64 "-%c.obj", st->spool_dir, it->seq, class_char[it->cls]);
-}
-
-typedef struct {
-    uv_work_t work;
-    gw_storage_t *st;
-    item_t *it; /* NULL for an unlink */
-    char path[GW_CONFIG_STR_MAX + 64];
-    char tmp[GW_CONFIG_STR_MAX + 64];
-    int err;
-    char msg[160];
-} work_t;
-
-static int write_all(int fd, const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    while (n > 0) {
-        ssize_t w = write(fd, b, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        b += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-/* Header "FGSPOOL1\nKEY\nCTYPE\n", then the bytes; temp file + rename, so a crash leaves
- * either the whole file or a temp file that the next start deletes. */
-static int spool_write_file(const char *tmp, const char *path, const item_t *it, char *msg,
-                            size_t cap)
-{
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        snprintf(msg, cap, "open: %s", strerror(errno));
-        return -1;
-    }
-    char head[KEY_MAX + 80];
-    int hn = snprintf(head, sizeof head, SPOOL_MAGIC "%s\n%s\n", it->key, it->ctype);
-    if (write_all(fd, head, (size_t)hn) != 0 || write_all(fd, it->data, it->len) != 0) {
-        snprintf(msg, cap, "write: %s", strerror(errno));
-        close(fd);
-        unlink(tmp);
-        return -1;
-    }
-    if (close(fd) != 0 || rename(tmp, path) != 0) {
-        snprintf(msg, cap, "rename: %s", strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
-}
-
-static size_t spool_file_size(const item_t *it)
-{
-    return strlen(SPOOL_MAGIC) + strlen(it->key) + strlen(it->ctype) + 2 + it->len;
-}
-
-static void on_write_work(uv_work_t *w)
-{
-    work_t *wk = w->data;
-    if (spool_write_file(wk->tmp, wk->path, wk->it, wk->msg, sizeof wk->msg) != 0)
-        wk->err = -1;
-}
-
-/* Reads a spool file back: key, content type and bytes into the item. */
-static void on_read_work(uv_work_t *w)
-{
-    work_t *wk = w->data;
-    item_t *it = wk->it;
-    int fd = open(wk->path, O_RDONLY | O_CLOEXEC);
-    struct stat sb;
-    wk->err = -1;
-    if (fd < 0 || fstat(fd, &sb) != 0 || sb.st_size < (off_t)strlen(SPOOL_MAGIC) ||
-        (size_t)sb.st_size > wk->st->cfg->spool_max_bytes + KEY_MAX + 100) {
-        snprintf(wk->msg, sizeof wk->msg, "unreadable spool file");
-        if (fd >= 0)
-            close(fd);
-        return;
-    }
-    char *buf = malloc((size_t)sb.st_size + 1);
-    size_t off = 0;
-    while (buf != NULL && off < (size_t)sb.st_size) {
-        ssize_t n = read(fd, buf + off, (size_t)sb.st_size - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        off += (size_t)n;
-    }
-    close(fd);
-    buf != NULL ? buf[off] = '\0' : 0;
-    char *k = buf ? buf + strlen(SPOOL_MAGIC) : NULL;
-    char *k_end = k ? memchr(k, '\n', off - strlen(SPOOL_MAGIC)) : NULL;
-    char *c_end = k_end ? memchr(k_end + 1, '\n', off - (size_t)(k_end + 1 - buf)) : NULL;
-    if (off != (size_t)sb.st_size || memcmp(buf, SPOOL_MAGIC, strlen(SPOOL_MAGIC)) != 0 ||
-        c_end == NULL || (size_t)(k_end - k) >= sizeof it->key ||
-        (size_t)(c_end - k_end - 1) >= sizeof it->ctype) {
-        snprintf(wk->msg, sizeof wk->msg, "corrupt spool file");
-        free(buf);
-        return;
-    }
-    memcpy(it->key, k, (size_t)(k_end - k));
-    it->key[k_end - k] = '\0';
-    memcpy(it->ctype, k_end + 1, (size_t)(c_end - k_end - 1));
-    it->ctype[c_end - k_end - 1] = '\0';
-    it->len = off - (size_t)(c_end + 1 - buf);
-    memmove(buf, c_end + 1, it->len);
-    it->data = (uint8_t *)buf;
-    wk->err = gw_store_key_valid(it->key) ? 0 : -1;
-    if (wk->err != 0) {
-        snprintf(wk->msg, sizeof wk->msg, "bad key in spool file");
-        free(buf);
-        it->data = NULL;
-    }
-}
-
-static void on_unlink_work(uv_work_t *w)
-{
-    work_t *wk = w->data;
-    unlink(wk->path);
-}
-
-static void on_unlink_done(uv_work_t *w, int status)
-{
-    (void)status;
-    work_t *wk = w->data;
-    gw_storage_t *st = wk->st;
-    st->works--;
-    free(wk);
-    maybe_free_storage(st);
-}
-
-static int queue_work(gw_storage_t *st, item_t *it, uv_work_cb fn, uv_after_work_cb done)
-{
-    work_t *wk = calloc(1, sizeof *wk);
-    if (wk == NULL)
-        return PROTO_ENOMEM;
-    wk->st = st;
-    wk->it = it;
-    wk->work.data = wk;
-    spool_path(st, it, wk->path, sizeof wk->path);
-    snprintf(wk->tmp, sizeof wk->tmp, "%s/.tmp-%020" PRIu64, st->spool_dir, it->seq);
-    int rv = uv_queue_work(st->loop, &wk->work, fn, done);
-    if (rv != 0) {
-        free(wk);
-        return rv;
-    }
-    st->works++;
-    return 0;
-}
-
-/* Deletes an item's spool file (in the background) and forgets the item. */
-static void spool_forget(gw_storage_t *st, item_t *it)
-{
-    unlink_item(&st->disk, it);
-    st->spool_bytes -= it->file_bytes;
-    if (queue_work(st, it, on_unlink_work, on_unlink_done) != 0) {
-        char path[GW_CONFIG_STR_MAX + 64];
-        spool_path(st, it, path, sizeof path);
-        unlink(path);
-    }
-    item_free(st, it);
 }
 
 /* ---- drops ---- */
@@ -350,9 +131,9 @@ static int make_room(gw_storage_t *st, int cls, size_t need)
             return -1;
         drop(st, victim, "spool full: oldest of its class dropped");
         if (victim->where == I_DISK) {
-            spool_forget(st, victim);
+            gw__spool_forget(st, victim);
         } else { /* its write is on a worker: on_spooled deletes the file */
-            unlink_item(&st->disk, victim);
+            gw__storage_unlink(&st->disk, victim);
             st->spool_bytes -= victim->file_bytes;
             victim->evicted = 1;
         }
@@ -371,27 +152,28 @@ static void on_spooled(uv_work_t *w, int status)
     item_t *it = wk->it;
     st->works--;
     if (it->evicted) { /* dropped (and counted) by make_room meanwhile */
-        if (status == 0 && wk->err == 0 && queue_work(st, it, on_unlink_work, on_unlink_done) != 0)
+        if (status == 0 && wk->err == 0 &&
+            gw__spool_queue_work(st, it, gw__spool_on_unlink_work, gw__spool_on_unlink_done) != 0)
             unlink(wk->path);
-        item_free(st, it);
+        gw__storage_item_free(st, it);
     } else if (status != 0 || wk->err != 0) {
-        unlink_item(&st->disk, it);
+        gw__storage_unlink(&st->disk, it);
         st->spool_bytes -= it->file_bytes;
         drop(st, it, wk->err ? wk->msg : "cancelled");
-        item_free(st, it);
+        gw__storage_item_free(st, it);
     } else {
         st->spooled++;
         it->where = I_DISK;
         free_data(st, it); /* the disk holds it now: memory stays bounded */
         if (st->closing) {
-            unlink_item(&st->disk, it);
-            item_free(st, it);
+            gw__storage_unlink(&st->disk, it);
+            gw__storage_item_free(st, it);
         } else {
             pump(st);
         }
     }
     free(wk);
-    maybe_free_storage(st);
+    gw__storage_maybe_free(st);
 }
 
 /* Writes an item to the spool (in the background), or drops it. */
@@ -399,24 +181,24 @@ static void spool_put(gw_storage_t *st, item_t *it)
 {
     if (st->spool_dir[0] == '\0') {
         drop(st, it, "store unavailable and no spool_dir");
-        item_free(st, it);
+        gw__storage_item_free(st, it);
         return;
     }
-    it->file_bytes = spool_file_size(it);
+    it->file_bytes = gw__spool_file_size(it);
     if (make_room(st, it->cls, it->file_bytes) != 0) {
         drop(st, it, "spool full of writes kept longer");
-        item_free(st, it);
+        gw__storage_item_free(st, it);
         return;
     }
     it->where = I_SPOOLING;
     it->has_file = 1;
     insert_by_seq(&st->disk, it);
     st->spool_bytes += it->file_bytes;
-    if (queue_work(st, it, on_write_work, on_spooled) != 0) {
-        unlink_item(&st->disk, it);
+    if (gw__spool_queue_work(st, it, gw__spool_on_write_work, on_spooled) != 0) {
+        gw__storage_unlink(&st->disk, it);
         st->spool_bytes -= it->file_bytes;
         drop(st, it, "cannot queue the spool write");
-        item_free(st, it);
+        gw__storage_item_free(st, it);
     }
 }
 
@@ -426,7 +208,7 @@ static void admit(gw_storage_t *st, item_t *it)
     if (st->state == S_UP && st->queue.n < cfg->store_queue &&
         st->queue_bytes + it->len <= cfg->store_queue_bytes) {
         it->where = I_QUEUED;
-        push_back(&st->queue, it);
+        gw__storage_push_back(&st->queue, it);
         st->queue_bytes += it->len;
         pump(st);
         return;
@@ -448,26 +230,26 @@ static void on_loaded(uv_work_t *w, int status)
     if (status != 0 || wk->err != 0) {
         st->inflight--;
         drop(st, it, status != 0 ? "cancelled" : wk->msg);
-        spool_forget(st, it);
+        gw__spool_forget(st, it);
     } else if (st->closing) { /* it stays in the spool for the next run */
         st->inflight--;
         free(it->data);
         it->data = NULL;
-        unlink_item(&st->disk, it);
+        gw__storage_unlink(&st->disk, it);
         free(it);
     } else {
         st->mem_bytes += it->len;
         send_item(st, it);
     }
     free(wk);
-    maybe_free_storage(st);
+    gw__storage_maybe_free(st);
 }
 
 static void send_item(gw_storage_t *st, item_t *it)
 {
     if (it->data == NULL) { /* spooled: read it back first */
         it->where = I_LOADING;
-        if (queue_work(st, it, on_read_work, on_loaded) != 0) {
+        if (gw__spool_queue_work(st, it, gw__spool_on_read_work, on_loaded) != 0) {
             it->where = I_DISK;
             st->inflight--;
         }
@@ -492,7 +274,7 @@ static void pump(gw_storage_t *st)
                 break;
             }
         if (it == NULL && (it = st->queue.head) != NULL) {
-            unlink_item(&st->queue, it);
+            gw__storage_unlink(&st->queue, it);
             st->queue_bytes -= it->len;
         }
         if (it == NULL) {
@@ -525,7 +307,7 @@ static void go_down(gw_storage_t *st, const char *msg)
         /* the memory queue would wait for nothing: spool it, freeing memory for new frames */
         item_t *it;
         while ((it = st->queue.head) != NULL) {
-            unlink_item(&st->queue, it);
+            gw__storage_unlink(&st->queue, it);
             st->queue_bytes -= it->len;
             spool_put(st, it);
         }
@@ -553,9 +335,9 @@ static void on_put(void *arg, int err, const char *msg)
             uv_timer_stop(&st->retry);
         }
         if (spooled)
-            spool_forget(st, it);
+            gw__spool_forget(st, it);
         else
-            item_free(st, it);
+            gw__storage_item_free(st, it);
         pump(st);
         return;
     }
@@ -576,9 +358,9 @@ static void on_put(void *arg, int err, const char *msg)
     if (err == PROTO_EINVAL) { /* never storable: retrying cannot help */
         drop(st, it, "invalid key");
         if (spooled)
-            spool_forget(st, it);
+            gw__spool_forget(st, it);
         else
-            item_free(st, it);
+            gw__storage_item_free(st, it);
         return;
     }
     go_down(st, st->last_error);
@@ -693,84 +475,6 @@ void gw_storage_keep(gw_storage_t *st, const gw_job_t *job, cJSON *result)
             admit(st, items[c]);
 }
 
-/* ---- start-up: the spool left by the last run ---- */
-
-static int cmp_seq(const void *a, const void *b)
-{
-    const item_t *x = *(item_t *const *)a, *y = *(item_t *const *)b;
-    return x->seq < y->seq ? -1 : x->seq > y->seq;
-}
-
-static int scan_spool(gw_storage_t *st, char *err, size_t cap)
-{
-    const char *dir = st->spool_dir;
-    char path[GW_CONFIG_STR_MAX + 300];
-    snprintf(path, sizeof path, "%s/", dir);
-    for (char *p = path + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(path, 0700);
-            *p = '/';
-        }
-    DIR *d = opendir(dir);
-    if (d == NULL || access(dir, W_OK) != 0) {
-        snprintf(err, cap, "spool_dir: %s is not a writable directory", dir);
-        if (d)
-            closedir(d);
-        return PROTO_ECONFIG;
-    }
-    item_t **found = NULL;
-    size_t n = 0, capn = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        if (strncmp(e->d_name, ".tmp-", 5) == 0) { /* a write the last run did not finish */
-            unlink(path);
-            continue;
-        }
-        unsigned long long seq;
-        char cls, tail[8];
-        if (strlen(e->d_name) != 26 || sscanf(e->d_name, "%20llu-%c.%3s", &seq, &cls, tail) != 3 ||
-            strcmp(tail, "obj") != 0)
-            continue;
-        int c = cls == 'i' ? 0 : cls == 'a' ? 1 : cls == 'r' ? 2 : -1;
-        struct stat sb;
-        if (c < 0 || seq == 0 || stat(path, &sb) != 0)
-            continue;
-        if (n == capn) {
-            capn = capn ? capn * 2 : 256;
-            item_t **nf = realloc(found, capn * sizeof *nf);
-            if (nf == NULL)
-                break;
-            found = nf;
-        }
-        item_t *it = calloc(1, sizeof *it);
-        if (it == NULL)
-            break;
-        it->st = st;
-        it->seq = seq;
-        it->has_file = 1;
-        it->cls = c;
-        it->file_bytes = (size_t)sb.st_size;
-        it->where = I_DISK;
-        found[n++] = it;
-    }
-    closedir(d);
-    if (n > 0)
-        qsort(found, n, sizeof *found, cmp_seq);
-    st->next_seq = 1;
-    for (size_t i = 0; i < n; i++) {
-        push_back(&st->disk, found[i]);
-        st->spool_bytes += found[i]->file_bytes;
-        if (found[i]->seq >= st->next_seq)
-            st->next_seq = found[i]->seq + 1;
-    }
-    free(found);
-    if (n > 0)
-        GW_LOG_I("spool_found", "dir=%s objects=%zu bytes=%zu", dir, n, st->spool_bytes);
-    return 0;
-}
-
 int gw__storage_create_with(gw_storage_t **out, uv_loop_t *loop, const gw_config_t *cfg,
                             gw_store_t *store, const char *url, const char *spool_dir, char *err,
                             size_t cap)
@@ -792,12 +496,12 @@ int gw__storage_create_with(gw_storage_t **out, uv_loop_t *loop, const gw_config
      * sequence keeps two of them from writing one key in the same microsecond. */
     if (getrandom(&st->key_seq, sizeof st->key_seq, GRND_NONBLOCK) != sizeof st->key_seq)
         st->key_seq = (uint32_t)getpid() * 2654435761u;
-    int rv = st->spool_dir[0] != '\0' ? scan_spool(st, err, cap) : 0;
+    int rv = st->spool_dir[0] != '\0' ? gw__spool_scan(st, err, cap) : 0;
     if (rv != 0) {
         store->ops->destroy(store);
         while (st->disk.head != NULL) {
             item_t *it = st->disk.head;
-            unlink_item(&st->disk, it);
+            gw__storage_unlink(&st->disk, it);
             free(it);
         }
         free(st);
@@ -868,7 +572,7 @@ static void on_timer_closed(uv_handle_t *h)
 {
     gw_storage_t *st = h->data;
     st->timer_closed = 1;
-    maybe_free_storage(st);
+    gw__storage_maybe_free(st);
 }
 
 void gw_storage_destroy(gw_storage_t *st)
@@ -880,28 +584,28 @@ void gw_storage_destroy(gw_storage_t *st)
     item_t *it;
     int flushed = 0;
     while ((it = st->queue.head) != NULL) {
-        unlink_item(&st->queue, it);
+        gw__storage_unlink(&st->queue, it);
         st->queue_bytes -= it->len;
         if (st->spool_dir[0] == '\0') {
             drop(st, it, "shutdown with no spool_dir");
-            item_free(st, it);
+            gw__storage_item_free(st, it);
             continue;
         }
-        it->file_bytes = spool_file_size(it);
+        it->file_bytes = gw__spool_file_size(it);
         if (make_room(st, it->cls, it->file_bytes) != 0) {
             drop(st, it, "spool full at shutdown");
-            item_free(st, it);
+            gw__storage_item_free(st, it);
             continue;
         }
         /* the loop is exiting: write it here and now */
         char path[GW_CONFIG_STR_MAX + 64], tmp[GW_CONFIG_STR_MAX + 64], msg[160];
-        spool_path(st, it, path, sizeof path);
+        gw__spool_path(st, it, path, sizeof path);
         snprintf(tmp, sizeof tmp, "%s/.tmp-%020" PRIu64, st->spool_dir, it->seq);
-        if (spool_write_file(tmp, path, it, msg, sizeof msg) != 0)
+        if (gw__spool_write_file(tmp, path, it, msg, sizeof msg) != 0)
             drop(st, it, msg);
         else
             flushed++;
-        item_free(st, it);
+        gw__storage_item_free(st, it);
     }
     if (flushed > 0)
         GW_LOG_I("spool_flush", "objects=%d", flushed);
@@ -909,8 +613,8 @@ void gw_storage_destroy(gw_storage_t *st)
     for (item_t *d = st->disk.head, *next; d != NULL; d = next) {
         next = d->next;
         if (d->where == I_DISK) {
-            unlink_item(&st->disk, d);
-            item_free(st, d);
+            gw__storage_unlink(&st->disk, d);
+            gw__storage_item_free(st, d);
         }
     }
     uv_close((uv_handle_t *)&st->retry, on_timer_closed);

@@ -9,7 +9,7 @@
  *
  * It is loaded on top of the defaults (file, then environment) and validated, as main.c does.
  * A configuration that validates must survive --print-config: its printed form loads and
- * validates again, and prints the same (config.c promises that a value it cannot write back
+ * validates again, and prints the same (config_keys.c promises that a value it cannot write back
  * is printed as a comment; such configurations are only required to load). The file reaches
  * gw_config_load_file through a memfd, so nothing touches the disk. */
 #include <string.h>
