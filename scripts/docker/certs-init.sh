@@ -24,7 +24,7 @@ if [ ! -f "$ca/ca.key" ]; then
     "$certs" init "$ca" --days "$days"
 fi
 names=$(openssl x509 -in "$ca/backend.crt" -noout -ext subjectAltName 2>/dev/null || true)
-if ! grep -qF "DNS:*.$net" <<<"$names" ||
+if ! tr ', ' '\n\n' <<<"$names" | grep -qxF "DNS:*.$net" ||
     ! openssl x509 -in "$ca/backend.crt" -noout -checkend $((7 * 86400)) >/dev/null; then
     "$certs" issue "$ca" backend --dns "*.$net" --days "$days"
 fi

@@ -100,6 +100,10 @@ try:
     fg.log(f"UP to {N} backends ready: {time.time() - t0:.1f} s")
     fg.check(three, f"{N} backends registered and ready ({[x['name'] for x in ready()]})")
 
+    hs = wait_for(lambda: all(inspect(c).get("State", {}).get("Health", {}).get("Status")
+                              == "healthy" for c in ids("backend")), 40)
+    fg.check(hs, "the backend containers are healthy (their healthcheck: listening)")
+
     certs = ids("certs")
     st = inspect(certs[0]).get("State", {}) if certs else {}
     fg.check(st.get("Status") == "exited" and st.get("ExitCode") == 0,
