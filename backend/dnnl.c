@@ -156,8 +156,15 @@ static int layer_pd(be_dnnl_t *d, int i, const layer *l, const dnnl_memory_desc_
                     dnnl_primitive_desc_t *pd)
 {
     dnnl_dims_t sd = {1, l->c, l->h, l->w}, dd = {1, l->out_c, l->out_h, l->out_w};
-    dnnl_memory_desc_t smd, dmd;
+    dnnl_memory_desc_t smd, dmd, nchw;
     TRY(dnnl_memory_desc_init_by_tag(&smd, 4, sd, dnnl_f32, dnnl_format_tag_any), "a tensor");
+    TRY(dnnl_memory_desc_init_by_tag(&nchw, 4, sd, dnnl_f32, dnnl_nchw), "a tensor");
+    /* A convolution of the planar input image (3 channels) reads it as it is: with src "any"
+     * oneDNN 2.6 picks NHWC for its brgconv kernel, which costs a reorder of the whole image
+     * and runs badly on a reduction of 3 x 9; on NCHW it takes its "first layer" kernel
+     * (blocked output). Face model: 5.1 -> 4.2 ms per frame (CPU time, 1 thread). */
+    if (l->type == CONVOLUTIONAL && l->c <= 4 && dnnl_memory_desc_equal(in, &nchw))
+        smd = *in;
     TRY(dnnl_memory_desc_init_by_tag(&dmd, 4, dd, dnnl_f32, dnnl_format_tag_any), "a tensor");
     if (l->type == MAXPOOL) {
         /* darknet's window starts at -pad/2; cells outside never win (as oneDNN's padding). */

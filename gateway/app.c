@@ -388,6 +388,24 @@ static const gw_pool_hooks_t pool_hooks = {
     .demand = on_demand,
 };
 
+/* One provider of `kind` for `model` (PROTO_ECONFIG: the reason in err). Loop thread. */
+static int create_provider(app_t *app, const char *kind, const gw_model_t *model,
+                           const char *argv0, gw_provider_t **out, char *err, size_t cap)
+{
+    if (strcmp(kind, "static") == 0)
+        return gw_provider_static_create(out, &app->loop, model, NULL);
+    if (strcmp(kind, "registered") == 0)
+        return gw_provider_registered_create(out, &app->loop, NULL);
+    if (strcmp(kind, "ec2") == 0)
+        return gw_provider_ec2_create(out, &app->loop, app->fetch, app->cfg, model, NULL, err, cap);
+    if (strcmp(kind, "gce") == 0)
+        return gw_provider_gce_create(out, &app->loop, app->fetch, app->cfg, model, NULL, err, cap);
+    if (strcmp(kind, "kubernetes") == 0)
+        return gw_provider_kubernetes_create(out, &app->loop, app->fetch, app->cfg, model, NULL,
+                                             err, cap);
+    return gw_provider_local_create(out, &app->loop, app->cfg, model, argv0, NULL);
+}
+
 int gw_app_run(const gw_config_t *cfg, const char *argv0)
 {
     app_t app;
@@ -423,22 +441,26 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
         m->is_default = strcmp(m->model->name, cfg->default_model) == 0;
         if (m->is_default)
             app.def = m;
-        if (strcmp(m->model->provider, "static") == 0)
-            rv = gw_provider_static_create(&provider, &app.loop, m->model, NULL);
-        else if (strcmp(m->model->provider, "registered") == 0)
-            rv = gw_provider_registered_create(&provider, &app.loop, NULL);
-        else if (strcmp(m->model->provider, "ec2") == 0 || strcmp(m->model->provider, "gce") == 0 ||
-                 strcmp(m->model->provider, "kubernetes") == 0) {
-            rv = (strcmp(m->model->provider, "ec2") == 0   ? gw_provider_ec2_create
-                  : strcmp(m->model->provider, "gce") == 0 ? gw_provider_gce_create
-                                                           : gw_provider_kubernetes_create)(
-                &provider, &app.loop, app.fetch, cfg, m->model, NULL, err, sizeof err);
-            if (rv == PROTO_ECONFIG) {
-                GW_LOG_E("start", "model=%s error=\"%s\"", m->model->name, err);
-                return 1;
-            }
-        } else
-            rv = gw_provider_local_create(&provider, &app.loop, cfg, m->model, argv0, NULL);
+        if (m->model->ntiers > 0) { /* providers = local:2, ec2:18 */
+            gw_provider_t *tiers[GW_TIERS_MAX] = {NULL};
+            int t = 0;
+            for (rv = 0; t < m->model->ntiers && rv == 0; t++)
+                rv = create_provider(&app, m->model->tier_kind[t], m->model, argv0, &tiers[t],
+                                     err, sizeof err);
+            if (rv == 0)
+                rv = gw_provider_tiers_create(&provider, tiers, m->model->tier_max, t, NULL);
+            if (rv != 0)
+                for (int k = 0; k < t; k++)
+                    if (tiers[k] != NULL)
+                        tiers[k]->ops->destroy(tiers[k]);
+        } else {
+            rv = create_provider(&app, m->model->provider, m->model, argv0, &provider, err,
+                                 sizeof err);
+        }
+        if (rv == PROTO_ECONFIG) {
+            GW_LOG_E("start", "model=%s error=\"%s\"", m->model->name, err);
+            return 1;
+        }
         if (rv != 0 || (rv = gw_pool_create(&m->pool, &app.loop, cfg, m->model, provider,
                                             &pool_hooks, m)) != 0) {
             GW_LOG_E("start", "model=%s error=\"%s\"", m->model->name, proto_strerror(rv));

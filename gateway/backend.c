@@ -304,11 +304,12 @@ static void dial(gw__backend_t *be)
              be->addr);
 }
 
-gw__backend_t *gw__backend_start(gw_pool_t *pool)
+/* A new backend in STARTING, named, its timer initialised; not yet in the pool. NULL when out
+ * of memory or of names. */
+static gw__backend_t *backend_new(gw_pool_t *pool)
 {
     const gw_config_t *cfg = pool->cfg;
     gw__backend_t *be = calloc(1, sizeof *be);
-    int rv;
     if (be == NULL)
         return NULL;
     be->pool = pool;
@@ -331,9 +332,30 @@ gw__backend_t *gw__backend_start(gw_pool_t *pool)
     be->started_mono = uv_now(pool->loop);
     uv_timer_init(pool->loop, &be->timer);
     be->timer.data = be;
+    return be;
+}
 
-    rv = pool->provider->ops->start(pool->provider, be->name, be, &be->inst, be->addr,
-                                    sizeof be->addr);
+/* Links a backend whose instance runs into the pool and arms its start timeout. */
+static void backend_link(gw__backend_t *be)
+{
+    gw_pool_t *pool = be->pool;
+    pool->provider->ops->instance_id(pool->provider, be->inst, be->instance_id,
+                                     sizeof be->instance_id);
+    be->next = pool->backends;
+    if (pool->backends)
+        pool->backends->prev = be;
+    pool->backends = be;
+    pool->count[GW__BE_STARTING]++;
+    uv_timer_start(&be->timer, on_start_timeout, pool->cfg->start_timeout_ms, 0);
+}
+
+gw__backend_t *gw__backend_start(gw_pool_t *pool)
+{
+    gw__backend_t *be = backend_new(pool);
+    if (be == NULL)
+        return NULL;
+    int rv = pool->provider->ops->start(pool->provider, be->name, be, &be->inst, be->addr,
+                                        sizeof be->addr);
     if (rv != 0) {
         char why[200];
         snprintf(why, sizeof why, "could not be started (%s)", proto_strerror(rv));
@@ -344,20 +366,28 @@ gw__backend_t *gw__backend_start(gw_pool_t *pool)
         uv_close((uv_handle_t *)&be->timer, on_timer_closed);
         return NULL;
     }
-    pool->provider->ops->instance_id(pool->provider, be->inst, be->instance_id,
-                                     sizeof be->instance_id);
-    be->next = pool->backends;
-    if (pool->backends)
-        pool->backends->prev = be;
-    pool->backends = be;
-    pool->count[GW__BE_STARTING]++;
-
-    uv_timer_start(&be->timer, on_start_timeout, cfg->start_timeout_ms, 0);
+    backend_link(be);
     if (be->addr[0] == '\0') { /* a cloud instance: its address comes with on_address */
         GW_LOG_I("backend_starting", "backend=%s instance=%s addr=pending", be->name,
                  be->instance_id);
         return be;
     }
+    dial(be);
+    return be;
+}
+
+void *gw__backend_adopt(void *ctx, gw_instance_t *inst, const char *addr)
+{
+    gw_pool_t *pool = ctx;
+    gw__backend_t *be;
+    if (pool->shutting_down || gw__pool_capacity(pool) >= pool->max ||
+        strlen(addr) >= sizeof be->addr || (be = backend_new(pool)) == NULL)
+        return NULL;
+    be->inst = inst;
+    be->adopted = 1;
+    snprintf(be->addr, sizeof be->addr, "%s", addr);
+    backend_link(be);
+    GW_LOG_I("backend_adopted", "backend=%s instance=%s addr=%s", be->name, be->instance_id, addr);
     dial(be);
     return be;
 }
@@ -411,15 +441,13 @@ void gw__backend_check_dials(gw_pool_t *pool)
     for (int i = 0; i < n; i++) {
         gw__backend_t *be = starting[i];
         int tls_refused;
-        const char *why = gw_remote_dial_verdict(be->addr, &now[i], &be->dials_seen,
-                                                 &tls_refused);
+        const char *why = gw_remote_dial_verdict(be->addr, &now[i], &be->dials_seen, &tls_refused);
         be->dials_seen = now[i];
         if (why == NULL || !tls_refused)
             continue;
         pool->st.tls_failures++;
         GW_LOG_W("backend_tls_refused", "backend=%s instance=%s addr=%s peer=%s why=\"%s\"",
-                 be->name, be->instance_id, be->addr, be->tls_peer[0] ? be->tls_peer : "-",
-                 why);
+                 be->name, be->instance_id, be->addr, be->tls_peer[0] ? be->tls_peer : "-", why);
         failed_start(be, why);
     }
 }

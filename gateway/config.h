@@ -62,6 +62,13 @@ typedef struct {
      * backends_static is set, else local) */
     char provider[16];
     char backends_static[GW_STATIC_LIST_MAX]; /* NNG addresses, comma- or space-separated */
+    /* "local:2, ec2:18": providers in tiers, cheapest first, each with its maximum ("" = the
+     * one `provider`); gw_config_validate parses it into tier_kind/tier_max, sets provider
+     * to the first tier's and max_backends (unless set) to the sum */
+    char providers[128];
+    int ntiers;
+    char tier_kind[4][16];
+    int tier_max[4];
     int nstatic;                /* addresses in backends_static (gw_config_validate) */
 } gw_model_t;
 
@@ -128,6 +135,7 @@ typedef struct {
     uint64_t cloud_api_timeout_ms;                 /* one API call, retries apart */
     uint64_t cloud_reap_interval_ms;               /* orphan sweep period */
     int cloud_max_starts_per_hour;                 /* per provider: a runaway-bill guard */
+    int keep_instances_on_exit; /* 1: on exit leave cloud instances running (to be adopted) */
     char ec2_region[32];
     char ec2_endpoint[GW_CONFIG_STR_MAX]; /* "" = https://ec2.REGION.amazonaws.com/ */
     char ec2_ca_file[GW_CONFIG_STR_MAX];  /* "" = the system's CAs (tests: the fake's CA) */

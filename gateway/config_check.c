@@ -221,6 +221,53 @@ static int check_cloud(gw_config_t *cfg, gw_model_t *m, char *err, size_t errcap
     return 0;
 }
 
+/* A model with provider tiers (`providers = local:2, ec2:18`): each a kind that starts its
+ * own backends (local or a cloud, each once) with a maximum; the sum bounds the pool unless
+ * max_backends is set. Each cloud tier is checked like a cloud model. */
+static int check_tiers(gw_config_t *cfg, gw_model_t *m, char *err, size_t errcap)
+{
+    static const char *const kinds[] = {"local", "ec2", "gce", "kubernetes"};
+    char list[sizeof m->providers];
+    int sum = 0, rv;
+    m->ntiers = 0;
+    if (m->providers[0] == '\0')
+        return 0;
+    snprintf(list, sizeof list, "%s", m->providers);
+    for (char *save = NULL, *w = strtok_r(list, ", \t", &save); w != NULL;
+         w = strtok_r(NULL, ", \t", &save)) {
+        char *colon = strchr(w, ':'), *end = NULL;
+        long max = colon ? strtol(colon + 1, &end, 10) : 0;
+        int known = 0, dup = 0;
+        if (colon != NULL)
+            *colon = '\0';
+        for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+            known |= strcmp(w, kinds[k]) == 0;
+        for (int t = 0; t < m->ntiers; t++)
+            dup |= strcmp(w, m->tier_kind[t]) == 0;
+        if (!known || dup || colon == NULL || end == colon + 1 || *end != '\0' || max < 1 ||
+            max > 256 || m->ntiers == 4) {
+            snprintf(err, errcap,
+                     "key 'model.%s.providers': '%s' is not KIND:MAX (KIND local, ec2, gce or "
+                     "kubernetes, each once, MAX 1..256, at most 4 tiers)",
+                     m->name, w);
+            return PROTO_ECONFIG;
+        }
+        snprintf(m->tier_kind[m->ntiers], sizeof m->tier_kind[0], "%s", w);
+        m->tier_max[m->ntiers++] = (int)max;
+        sum += (int)max;
+    }
+    for (int t = m->ntiers - 1; t >= 0; t--) { /* ends on the first tier's kind */
+        snprintf(m->provider, sizeof m->provider, "%s", m->tier_kind[t]);
+        if ((rv = check_cloud(cfg, m, err, errcap)) != 0)
+            return rv;
+    }
+    if (!(m->set & GW_MODEL_SET_MAX)) {
+        m->max_backends = sum > 256 ? 256 : sum;
+        m->set |= GW_MODEL_SET_MAX;
+    }
+    return 0;
+}
+
 int gw_config_validate(gw_config_t *cfg, char *err, size_t errcap)
 {
     int rv;
@@ -313,7 +360,8 @@ int gw_config_validate(gw_config_t *cfg, char *err, size_t errcap)
     }
     for (int i = 0; i < cfg->nmodels; i++) {
         gw_model_t *m = &cfg->models[i];
-        if ((rv = check_static(cfg, m, err, errcap)) != 0 ||
+        if ((rv = check_tiers(cfg, m, err, errcap)) != 0 ||
+            (rv = check_static(cfg, m, err, errcap)) != 0 ||
             (rv = check_cloud(cfg, m, err, errcap)) != 0)
             return rv;
         /* Inheritance is resolved here, once every source is loaded, so that a top-level

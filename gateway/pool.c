@@ -372,6 +372,14 @@ void gw__pool_scale_event(gw_pool_t *pool, const char *direction, const char *re
         pool->hooks.on_scale(pool->hooks_ctx, direction, reason);
 }
 
+/* A backend's provider tier (0 without tiers, or once its instance is gone). */
+static int tier(const gw_pool_t *pool, const gw__backend_t *be)
+{
+    if (pool->provider->ops->tier == NULL || be->inst == NULL)
+        return 0;
+    return pool->provider->ops->tier(pool->provider, be->inst);
+}
+
 void gw__pool_reconcile(gw_pool_t *pool, int desired, const char *reason)
 {
     if (pool->shutting_down)
@@ -405,21 +413,26 @@ void gw__pool_reconcile(gw_pool_t *pool, int desired, const char *reason)
         gw__pool_scale_event(pool, "up", reason, be->name);
     }
     /* Down: cancel starting backends first (newest first), then drain the ready backend
-     * with the fewest requests in flight. */
-    while (gw__pool_capacity(pool) > desired) {
+     * with the fewest requests in flight; with provider tiers, the most expensive tier
+     * first. */
+    int adopting = 0; /* adopted backends still starting: not to be made up for elsewhere */
+    for (gw__backend_t *be = pool->backends; be != NULL; be = be->next)
+        adopting += be->state == GW__BE_STARTING && be->adopted;
+    while (gw__pool_capacity(pool) - adopting > desired) {
         gw__backend_t *victim = NULL;
         for (gw__backend_t *be = pool->backends; be != NULL; be = be->next)
-            if (be->state == GW__BE_STARTING) {
-                victim = be;
-                break; /* the list is newest first */
-            }
+            if (be->state == GW__BE_STARTING && !be->adopted &&
+                (victim == NULL || tier(pool, be) > tier(pool, victim)))
+                victim = be; /* the list is newest first; an adopted one is up already */
         if (victim != NULL) {
             gw__pool_scale_event(pool, "down", "start_cancelled", victim->name);
             gw__backend_stop(victim, "start_cancelled");
             continue;
         }
         for (gw__backend_t *be = pool->backends; be != NULL; be = be->next)
-            if (be->state == GW__BE_READY && (victim == NULL || be->inflight < victim->inflight))
+            if (be->state == GW__BE_READY &&
+                (victim == NULL || tier(pool, be) > tier(pool, victim) ||
+                 (tier(pool, be) == tier(pool, victim) && be->inflight < victim->inflight)))
                 victim = be;
         if (victim == NULL)
             break;
@@ -607,6 +620,8 @@ int gw_pool_create(gw_pool_t **out, uv_loop_t *loop, const gw_config_t *cfg,
     pool->provider = provider;
     provider->on_exit = gw__backend_on_exit;
     provider->on_address = gw__backend_on_address;
+    provider->on_adopt = gw__backend_adopt; /* an earlier gateway's instance that joined */
+    provider->adopt_ctx = pool;
     if (hooks != NULL)
         pool->hooks = *hooks;
     pool->hooks_ctx = hooks_ctx;
@@ -697,6 +712,8 @@ static void on_shutdown_grace(uv_timer_t *t)
 void gw_pool_shutdown(gw_pool_t *pool, gw_pool_done_cb done, void *arg)
 {
     pool->shutting_down = 1;
+    if (pool->provider->ops->shutdown != NULL) /* keep_instances_on_exit or terminate */
+        pool->provider->ops->shutdown(pool->provider);
     pool->done_cb = done;
     pool->done_arg = arg;
     uv_timer_stop(&pool->tick_timer);

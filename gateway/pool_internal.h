@@ -34,6 +34,7 @@ typedef struct gw__backend gw__backend_t;
 struct gw__backend {
     gw_pool_t *pool;
     char name[GW_MODEL_NAME_MAX + 32];
+    int adopted; /* an earlier gateway's instance: warm, never cancelled as a start */
     int index; /* the N of "<model>-instanceN"; 0 once the number is given back */
     gw__be_state_t state;
     gw_instance_t *inst; /* NULL once the provider reported the exit */
@@ -156,5 +157,9 @@ void gw__backend_on_exit(void *owner, gw_instance_t *inst, int64_t status, int s
                          const char *why);
 /* The provider's on_address (a cloud instance's address, known once it runs). */
 void gw__backend_on_address(void *owner, gw_instance_t *inst, const char *addr);
+/* The provider's on_adopt (ctx: the pool): takes an instance an earlier gateway left as a
+ * starting backend at addr, health-checked like a started one (dial, readiness ping within
+ * start_timeout_ms). The backend (its owner) or NULL while shutting down or at max_backends. */
+void *gw__backend_adopt(void *ctx, gw_instance_t *inst, const char *addr);
 
 #endif

@@ -12,6 +12,8 @@
 #include "config.h"
 
 typedef struct gw_provider gw_provider_t;
+
+#define GW_TIERS_MAX 4                    /* tiers in a model's `providers` list */
 typedef struct gw_instance gw_instance_t; /* one started backend, owned by the provider */
 
 /* Reports that an instance has exited (or, for a remote provider, is gone). `status` is the
@@ -25,6 +27,13 @@ typedef void (*gw_provider_exit_cb)(void *owner, gw_instance_t *inst, int64_t st
  * instance: known once it runs and its backend has joined). Loop thread, never from inside
  * start(); at most once per instance, before on_exit. */
 typedef void (*gw_provider_addr_cb)(void *owner, gw_instance_t *inst, const char *addr);
+
+/* Offers an instance this provider did not start for the pool: one left running by an earlier
+ * gateway (same cluster and model), whose backend has joined at `addr`. Returns the owner
+ * (then passed to on_exit like a started one's; the pool health-checks it as a starting
+ * backend) or NULL when the pool will not take it (the provider then terminates it). Loop
+ * thread, from inside ops->joined. */
+typedef void *(*gw_provider_adopt_cb)(void *ctx, gw_instance_t *inst, const char *addr);
 
 typedef struct {
     const char *kind; /* "local", ... */
@@ -54,12 +63,21 @@ typedef struct {
     /* Cloud providers (else NULL): the last API error in words ("" if none), for
      * /v1/backends and /readyz; and the count of API errors since start (metrics). */
     const char *(*api_error)(gw_provider_t *p, uint64_t *errors);
+    /* Cloud providers (else NULL): the gateway is exiting; the stops that follow terminate
+     * the instances, or with keep_instances_on_exit leave them running for the next gateway
+     * to adopt (on_exit then follows at once). */
+    void (*shutdown)(gw_provider_t *p);
+    /* Tiered providers (else NULL): the tier of an instance, 0 the cheapest; scale-in takes
+     * the highest first. */
+    int (*tier)(gw_provider_t *p, gw_instance_t *inst);
 } gw_provider_ops_t;
 
 struct gw_provider {
     const gw_provider_ops_t *ops;
     gw_provider_exit_cb on_exit;
     gw_provider_addr_cb on_address;
+    gw_provider_adopt_cb on_adopt; /* NULL: nothing is adopted (leftovers are terminated) */
+    void *adopt_ctx;
 };
 
 /* The local provider for one model: backends are child processes of the gateway (uv_spawn)
@@ -120,5 +138,12 @@ int gw_provider_gce_create(gw_provider_t **out, uv_loop_t *loop, gw_fetch_t *fet
 int gw_provider_kubernetes_create(gw_provider_t **out, uv_loop_t *loop, gw_fetch_t *fetch,
                                   const gw_config_t *cfg, const gw_model_t *model,
                                   gw_provider_exit_cb on_exit, char *err, size_t errcap);
+
+/* The tiered provider for one model (provider_tiers.c, model key `providers`): tiers[0..n),
+ * cheapest first, each holding at most max[i] instances. It takes the providers (destroying
+ * them with itself) and their callbacks. 0, PROTO_EINVAL (n out of 1..GW_TIERS_MAX) or
+ * PROTO_ENOMEM (the providers are then still the caller's). */
+int gw_provider_tiers_create(gw_provider_t **out, gw_provider_t *const *tiers, const int *max,
+                             int n, gw_provider_exit_cb on_exit);
 
 #endif

@@ -29,13 +29,10 @@
 #include "err.h"
 #include "fetch.h"
 #include "log.h"
-#include "provider.h"
+#include "provider_cloud.h"
 #include "provider_ec2.h"
 #include "provider_gce.h"
 
-#define MAX_ATTEMPTS 6
-#define BACKOFF_BASE_MS 200
-#define BACKOFF_MAX_MS 10000
 #define SCOPE "https://www.googleapis.com/auth/compute"
 #define AUD "https://oauth2.googleapis.com/token"
 
@@ -105,44 +102,11 @@ int gw_gce_jwt(const char *key_pem, const char *kid, const char *iss, const char
     return n < 0 || (size_t)n >= cap ? PROTO_ENOSPC : 0;
 }
 
-/* ---- the provider ---- */
+/* ---- the provider: the Compute API side of provider_cloud.h ---- */
 
-typedef struct gce gce_t;
-
-struct gw_instance {
-    gce_t *p;
-    void *owner;
-    char name[GW_MODEL_NAME_MAX + 32];
-    char vm[64]; /* the instance's name: how its backend joins */
-    int created, joined, stop_wanted, reported;
-    gw_instance_t *next;
-};
-
-typedef struct call call_t;
-typedef void (*call_cb)(gce_t *p, call_t *c, int ok, long status, cJSON *doc, const char *err);
-struct call {
-    gce_t *p;
-    char method[8];
-    char path[512];
-    char *body;
-    char action[32];
-    int attempts;
-    call_cb cb;
-    gw_instance_t *inst;
-    gw_fetch_req_t *req;
-    uv_timer_t timer;
-    call_t *next;
-};
-
-struct gce {
-    gw_provider_t super;
-    uv_loop_t *loop;
-    gw_fetch_t *fetch;
-    const gw_config_t *cfg;
-    const gw_model_t *model;
+typedef struct {
+    gw_cloud_t c;        /* first */
     char endpoint[1024]; /* .../compute/v1/projects/P/zones/Z */
-    char join_url[1024];
-    char *ca, *cert, *key; /* PEM texts for the startup script */
     /* auth: a service-account key (JWT -> token) or the metadata server */
     char *sa_key; /* PEM private key; NULL = metadata server */
     char sa_email[256], sa_kid[128], token_url[512], metadata_url[256];
@@ -151,182 +115,7 @@ struct gce {
     int token_busy;
     gw_fetch_req_t *token_req;
     char token_body[2600]; /* the token request's body: fetch borrows it until done */
-    gw_instance_t *insts;
-    int live;
-    call_t *calls;
-    uv_timer_t sweep;
-    int sweeping, destroying;
-    char last_error[512];
-    uint64_t errors;
-    uint64_t starts[1024]; /* ring of launch times (loop clock): cloud_max_starts_per_hour */
-    int nstarts;
-};
-
-static void set_error(gce_t *p, const char *action, const char *err)
-{
-    p->errors++;
-    snprintf(p->last_error, sizeof p->last_error, "%s: %s", action, err);
-    GW_LOG_W("cloud_api_error", "provider=gce model=%s action=%s error=\"%s\"", p->model->name,
-             action, err);
-}
-
-static void on_call_closed(uv_handle_t *h)
-{
-    call_t *c = h->data;
-    free(c->body);
-    free(c);
-}
-
-static void call_done(call_t *c)
-{
-    for (call_t **pp = &c->p->calls; *pp; pp = &(*pp)->next)
-        if (*pp == c) {
-            *pp = c->next;
-            break;
-        }
-    uv_close((uv_handle_t *)&c->timer, on_call_closed);
-}
-
-static void call_send(call_t *c);
-static void on_backoff(uv_timer_t *t)
-{
-    call_send(t->data);
-}
-
-static void on_fetched(void *arg, gw_fetch_result_t *res)
-{
-    call_t *c = arg;
-    gce_t *p = c->p;
-    char err[600] = "";
-    c->req = NULL;
-    if (res->err == UV_ECANCELED || p->destroying) {
-        c->cb(p, c, 0, 0, NULL, "cancelled");
-        call_done(c);
-        return;
-    }
-    cJSON *doc = res->body ? cJSON_ParseWithLength((const char *)res->body, res->len) : NULL;
-    if (res->err == 0 && res->status >= 200 && res->status < 300) {
-        c->cb(p, c, 1, res->status, doc, NULL);
-        cJSON_Delete(doc);
-        call_done(c);
-        return;
-    }
-    if (res->err != 0) {
-        snprintf(err, sizeof err, "%s", res->error[0] ? res->error : proto_strerror(res->err));
-    } else {
-        const cJSON *e = cJSON_GetObjectItemCaseSensitive(doc, "error");
-        const cJSON *reason = cJSON_GetObjectItemCaseSensitive(
-            cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(e, "errors"), 0), "reason");
-        const cJSON *msg = cJSON_GetObjectItemCaseSensitive(e, "message");
-        snprintf(err, sizeof err, "HTTP %ld %s: %s", res->status,
-                 cJSON_IsString(reason) ? reason->valuestring : "",
-                 cJSON_IsString(msg) ? msg->valuestring : "");
-    }
-    long status = res->err != 0 ? 0 : res->status;
-    if (status != 404) /* a delete of a pod already gone is no error */
-        set_error(p, c->action, err);
-    if ((status == 0 || status == 429 || status >= 500) && ++c->attempts < MAX_ATTEMPTS) {
-        uint64_t cap = (uint64_t)BACKOFF_BASE_MS << c->attempts;
-        if (cap > BACKOFF_MAX_MS)
-            cap = BACKOFF_MAX_MS;
-        cJSON_Delete(doc);
-        uv_timer_start(&c->timer, on_backoff, cap / 2 + (uint64_t)rand() % (cap / 2 + 1), 0);
-        return;
-    }
-    c->cb(p, c, 0, status, doc, err);
-    cJSON_Delete(doc);
-    call_done(c);
-}
-
-static void token_refresh(gce_t *p);
-
-static void call_send(call_t *c)
-{
-    gce_t *p = c->p;
-    char auth[2200], url[1600];
-    token_refresh(p);
-    if (p->access_token[0] == '\0' || (p->token_expire != 0 && p->token_expire <= time(NULL))) {
-        if (++c->attempts > 50) { /* no token within ~10 s */
-            char why[600];
-            snprintf(why, sizeof why, "no access token (%s)",
-                     p->last_error[0] ? p->last_error : "the token endpoint did not answer");
-            c->cb(p, c, 0, 0, NULL, why);
-            call_done(c);
-            return;
-        }
-        uv_timer_start(&c->timer, on_backoff, 200, 0);
-        return;
-    }
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", p->access_token);
-    snprintf(url, sizeof url, "%s%s", p->endpoint, c->path);
-    const char *headers[] = {auth, "Content-Type: application/json"};
-    gw_fetch_opts_t o = {.method = c->method,
-                         .url = url,
-                         .headers = headers,
-                         .nheaders = 2,
-                         .body = (const uint8_t *)c->body,
-                         .body_len = c->body ? strlen(c->body) : 0,
-                         .max_bytes = 8 << 20,
-                         .connect_timeout_ms = p->cfg->cloud_api_timeout_ms,
-                         .timeout_ms = p->cfg->cloud_api_timeout_ms,
-                         .ca_file = p->cfg->gce_ca_file};
-    int rv = gw_fetch_start(p->fetch, &o, on_fetched, c, &c->req);
-    if (rv != 0) {
-        set_error(p, c->action, proto_strerror(rv));
-        c->cb(p, c, 0, 0, NULL, proto_strerror(rv));
-        call_done(c);
-    }
-}
-
-/* Starts a call (takes body); its callback always runs later, on the loop. */
-static int call_start(gce_t *p, const char *method, const char *path, char *body,
-                      const char *action, gw_instance_t *inst, call_cb cb)
-{
-    call_t *c = calloc(1, sizeof *c);
-    if (c == NULL) {
-        free(body);
-        return PROTO_ENOMEM;
-    }
-    c->p = p;
-    snprintf(c->method, sizeof c->method, "%s", method);
-    snprintf(c->path, sizeof c->path, "%s", path);
-    snprintf(c->action, sizeof c->action, "%s", action);
-    c->body = body;
-    c->cb = cb;
-    c->inst = inst;
-    c->next = p->calls;
-    p->calls = c;
-    uv_timer_init(p->loop, &c->timer);
-    c->timer.data = c;
-    uv_timer_start(&c->timer, on_backoff, 0, 0);
-    return 0;
-}
-
-static gw_instance_t *find_vm(gce_t *p, const char *vm)
-{
-    for (gw_instance_t *i = p->insts; i; i = i->next)
-        if (strcmp(i->vm, vm) == 0)
-            return i;
-    return NULL;
-}
-
-static void report_exit(gce_t *p, gw_instance_t *inst, const char *why)
-{
-    if (inst->reported)
-        return;
-    inst->reported = 1;
-    for (gw_instance_t **pp = &p->insts; *pp; pp = &(*pp)->next)
-        if (*pp == inst) {
-            *pp = inst->next;
-            break;
-        }
-    for (call_t *c = p->calls; c; c = c->next)
-        if (c->inst == inst)
-            c->inst = NULL;
-    p->live--;
-    p->super.on_exit(inst->owner, inst, 0, 0, why);
-    free(inst);
-}
+} gce_t;
 
 /* ---- access token ---- */
 
@@ -357,7 +146,7 @@ static void on_token(void *arg, gw_fetch_result_t *res)
             snprintf(e, sizeof e, "HTTP %ld %s: %s", res->status,
                      cJSON_IsString(er) ? er->valuestring : "",
                      cJSON_IsString(ed) ? ed->valuestring : "");
-        set_error(p, "token", e);
+        gw_cloud_error(&p->c, "token", e);
     }
     cJSON_Delete(doc);
 }
@@ -366,7 +155,7 @@ static void on_token(void *arg, gw_fetch_result_t *res)
  * the new one comes). */
 static void token_refresh(gce_t *p)
 {
-    if (p->token_busy || p->destroying)
+    if (p->token_busy || p->c.destroying)
         return;
     if (p->access_token[0] && p->token_expire - time(NULL) > 60)
         return;
@@ -377,7 +166,7 @@ static void token_refresh(gce_t *p)
         rv = gw_gce_jwt(p->sa_key, p->sa_kid, p->sa_email, SCOPE, AUD, (long long)time(NULL), jwt,
                         sizeof jwt);
         if (rv != 0) {
-            set_error(p, "token", "the JWT could not be signed (private_key)");
+            gw_cloud_error(&p->c, "token", "the JWT could not be signed (private_key)");
             p->token_busy = 0;
             return;
         }
@@ -393,10 +182,10 @@ static void token_refresh(gce_t *p)
                              .body = (const uint8_t *)body,
                              .body_len = strlen(body),
                              .max_bytes = 65536,
-                             .connect_timeout_ms = p->cfg->cloud_api_timeout_ms,
-                             .timeout_ms = p->cfg->cloud_api_timeout_ms,
-                             .ca_file = p->cfg->gce_ca_file};
-        rv = gw_fetch_start(p->fetch, &o, on_token, p, &p->token_req);
+                             .connect_timeout_ms = p->c.cfg->cloud_api_timeout_ms,
+                             .timeout_ms = p->c.cfg->cloud_api_timeout_ms,
+                             .ca_file = p->c.cfg->gce_ca_file};
+        rv = gw_fetch_start(p->c.fetch, &o, on_token, p, &p->token_req);
     } else {
         char url[400];
         snprintf(url, sizeof url, "%s/computeMetadata/v1/instance/service-accounts/default/token",
@@ -407,18 +196,14 @@ static void token_refresh(gce_t *p)
                              .nheaders = 1,
                              .max_bytes = 65536,
                              .connect_timeout_ms = 2000,
-                             .timeout_ms = p->cfg->cloud_api_timeout_ms};
-        rv = gw_fetch_start(p->fetch, &o, on_token, p, &p->token_req);
+                             .timeout_ms = p->c.cfg->cloud_api_timeout_ms};
+        rv = gw_fetch_start(p->c.fetch, &o, on_token, p, &p->token_req);
     }
     if (rv != 0) {
-        set_error(p, "token", proto_strerror(rv));
+        gw_cloud_error(&p->c, "token", proto_strerror(rv));
         p->token_busy = 0;
     }
 }
-
-/* ---- operations ---- */
-
-static void poll_op(gce_t *p, const char *op, gw_instance_t *inst, call_cb cb);
 
 /* An Operation answer: done (with its error, if any) or polled again in a second. Returns 1
  * when done; err gets the operation's error text ("" if none). */
@@ -440,108 +225,23 @@ static int op_done(const cJSON *doc, char *err, size_t cap)
     return 1;
 }
 
-static void on_deleted(gce_t *p, call_t *c, int ok, long status, cJSON *doc, const char *err)
-{
-    gw_instance_t *inst = c->inst;
-    char oerr[400];
-    if (ok && !op_done(doc, oerr, sizeof oerr)) {
-        const cJSON *name = cJSON_GetObjectItemCaseSensitive(doc, "name");
-        if (cJSON_IsString(name)) {
-            poll_op(p, name->valuestring, inst, on_deleted);
-            return;
-        }
-    }
-    if (inst == NULL)
-        return;
-    if ((ok && oerr[0] == '\0') || status == 404) {
-        GW_LOG_I("cloud_terminated", "provider=gce backend=%s instance=%s", inst->name, inst->vm);
-        report_exit(p, inst, "instance deleted");
-    } else {
-        char why[800];
-        snprintf(why, sizeof why, "instance delete failed (%s); the orphan sweep retries",
-                 ok    ? oerr
-                 : err ? err
-                       : "?");
-        report_exit(p, inst, why);
-    }
-}
-
-static void delete_vm(gce_t *p, const char *vm, gw_instance_t *inst)
-{
-    char path[300];
-    snprintf(path, sizeof path, "/instances/%s", vm);
-    if (call_start(p, "DELETE", path, NULL, "instances.delete", inst, on_deleted) != 0 &&
-        inst != NULL)
-        report_exit(p, inst, "instance delete could not be sent; the orphan sweep retries");
-}
-
-static void on_inserted(gce_t *p, call_t *c, int ok, long status, cJSON *doc, const char *err)
-{
-    (void)status;
-    gw_instance_t *inst = c->inst;
-    char oerr[400] = "";
-    if (inst == NULL)
-        return;
-    if (ok && !op_done(doc, oerr, sizeof oerr)) {
-        const cJSON *name = cJSON_GetObjectItemCaseSensitive(doc, "name");
-        if (cJSON_IsString(name)) {
-            if (!inst->created)
-                GW_LOG_I("cloud_launched", "provider=gce backend=%s instance=%s operation=%s",
-                         inst->name, inst->vm, name->valuestring);
-            inst->created = 1; /* it exists (or will): a stop from now on deletes it */
-            if (inst->stop_wanted) {
-                delete_vm(p, inst->vm, inst);
-                return;
-            }
-            poll_op(p, name->valuestring, inst, on_inserted);
-            return;
-        }
-    }
-    if (!ok || oerr[0] != '\0') {
-        char why[800];
-        snprintf(why, sizeof why, "instances.insert failed: %s", ok ? oerr : err ? err : "?");
-        if (ok)
-            set_error(p, "instances.insert", oerr);
-        if (inst->created) { /* the operation failed: delete what may exist */
-            inst->stop_wanted = 1;
-            delete_vm(p, inst->vm, inst);
-            return;
-        }
-        report_exit(p, inst, why);
-        return;
-    }
-    inst->created = 1;
-    if (inst->stop_wanted)
-        delete_vm(p, inst->vm, inst);
-}
-
-static void poll_op(gce_t *p, const char *op, gw_instance_t *inst, call_cb cb)
-{
-    char path[400];
-    snprintf(path, sizeof path, "/operations/%s", op);
-    if (call_start(p, "GET", path, NULL, "operations.get", inst, cb) != 0 && inst != NULL)
-        report_exit(p, inst, "operation poll could not be sent");
-    else if (p->calls != NULL)
-        uv_timer_start(&p->calls->timer, on_backoff, 1000, 0); /* poll once a second */
-}
-
 static char *build_instance(gce_t *p, const gw_instance_t *inst)
 {
     char *script = malloc(65536);
-    if (script == NULL || gw_ec2_user_data(p->cfg, p->model, inst->vm, p->join_url, p->ca, p->cert,
-                                           p->key, script, 65536) < 0) {
+    if (script == NULL || gw_ec2_user_data(p->c.cfg, p->c.model, inst->key, p->c.join_url, p->c.ca,
+                                           p->c.cert, p->c.key, script, 65536) < 0) {
         free(script);
         return NULL;
     }
-    const gw_config_t *cfg = p->cfg;
+    const gw_config_t *cfg = p->c.cfg;
     char mt[400];
     snprintf(mt, sizeof mt, "zones/%s/machineTypes/%s", cfg->gce_zone, cfg->gce_machine_type);
     cJSON *vm = cJSON_CreateObject();
-    cJSON_AddStringToObject(vm, "name", inst->vm);
+    cJSON_AddStringToObject(vm, "name", inst->key);
     cJSON_AddStringToObject(vm, "machineType", mt);
     cJSON *labels = cJSON_AddObjectToObject(vm, "labels");
     cJSON_AddStringToObject(labels, "framegate-cluster", cfg->cloud_cluster);
-    cJSON_AddStringToObject(labels, "framegate-model", p->model->name);
+    cJSON_AddStringToObject(labels, "framegate-model", p->c.model->name);
     cJSON_AddStringToObject(labels, "framegate-backend", inst->name);
     cJSON *disk = cJSON_CreateObject();
     cJSON_AddBoolToObject(disk, "boot", 1);
@@ -572,205 +272,198 @@ static char *build_instance(gce_t *p, const gw_instance_t *inst)
     return text;
 }
 
-static int gce_start(gw_provider_t *gp, const char *name, void *owner, gw_instance_t **out,
-                     char *addr, size_t addr_cap)
+static int gce_send(gw_cloud_t *c, gw_cloud_call_t *call)
 {
-    gce_t *p = (gce_t *)gp;
-    (void)addr_cap;
-    uint64_t now = uv_now(p->loop);
-    int recent = 0;
-    for (int i = 0; i < p->nstarts && i < 1024; i++)
-        recent += now - p->starts[i] < 3600000;
-    if (recent >= p->cfg->cloud_max_starts_per_hour) { /* a runaway-bill guard */
-        snprintf(p->last_error, sizeof p->last_error,
-                 "cloud_max_starts_per_hour (%d) reached: no new instance for now",
-                 p->cfg->cloud_max_starts_per_hour);
-        return PROTO_ENOBACKEND;
-    }
-    p->starts[p->nstarts++ % 1024] = now;
-    if (p->nstarts >= 2048)
-        p->nstarts -= 1024;
-    gw_instance_t *inst = calloc(1, sizeof *inst);
+    gce_t *p = (gce_t *)c;
+    char auth[2200], url[2100];
+    token_refresh(p);
+    if (p->access_token[0] == '\0' || (p->token_expire != 0 && p->token_expire <= time(NULL)))
+        return 1;
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", p->access_token);
+    snprintf(url, sizeof url, "%s%s", p->endpoint, call->path);
+    const char *headers[] = {auth, "Content-Type: application/json"};
+    gw_fetch_opts_t o = {
+        .url = url, .headers = headers, .nheaders = 2, .ca_file = c->cfg->gce_ca_file};
+    return gw_cloud_fetch(c, call, &o);
+}
+
+static void gce_error_text(long status, const char *body, size_t len, char *out, size_t cap)
+{
+    cJSON *doc = gw_cloud_json(body, len);
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(doc, "error");
+    const cJSON *reason = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(e, "errors"), 0), "reason");
+    const cJSON *msg = cJSON_GetObjectItemCaseSensitive(e, "message");
+    snprintf(out, cap, "HTTP %ld %s: %s", status, cJSON_IsString(reason) ? reason->valuestring : "",
+             cJSON_IsString(msg) ? msg->valuestring : "");
+    cJSON_Delete(doc);
+}
+
+static void poll_op(gw_cloud_t *c, const char *op, gw_instance_t *inst, gw_cloud_call_cb cb)
+{
+    char path[400];
+    snprintf(path, sizeof path, "/operations/%s", op);
+    /* polled once a second */
+    if (gw_cloud_call(c, "GET", path, NULL, 0, "operations.get", inst, cb, 1000) != 0 &&
+        inst != NULL)
+        gw_cloud_exit(c, inst, "operation poll could not be sent");
+}
+
+static void on_deleted(gw_cloud_t *c, gw_cloud_call_t *call, int ok, long status, const char *body,
+                       size_t len, const char *err)
+{
+    char oerr[400] = "";
+    cJSON *doc = ok ? gw_cloud_json(body, len) : NULL;
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(doc, "name");
+    if (ok && !op_done(doc, oerr, sizeof oerr) && cJSON_IsString(name))
+        poll_op(c, name->valuestring, call->inst, on_deleted);
+    else if (ok && oerr[0] != '\0')
+        gw_cloud_terminated(c, call->inst, 0, oerr);
+    else
+        gw_cloud_terminated(c, call->inst, ok || status == 404, err);
+    cJSON_Delete(doc);
+}
+
+static int gce_terminate(gw_cloud_t *c, const char *vm, gw_instance_t *inst)
+{
+    char path[300];
+    snprintf(path, sizeof path, "/instances/%s", vm);
+    return gw_cloud_call(c, "DELETE", path, NULL, 0, "instances.delete", inst, on_deleted, 0);
+}
+
+static void on_inserted(gw_cloud_t *c, gw_cloud_call_t *call, int ok, long status, const char *body,
+                        size_t len, const char *err)
+{
+    (void)status;
+    gw_instance_t *inst = call->inst;
+    char oerr[400] = "", why[800];
     if (inst == NULL)
-        return PROTO_ENOMEM;
-    inst->p = p;
-    inst->owner = owner;
-    snprintf(inst->name, sizeof inst->name, "%s", name);
-    /* [a-z]([-a-z0-9]*[a-z0-9])?, at most 63 */
-    char base[48] = "fg-";
-    size_t j = 3;
-    for (const char *s = name; *s && j < sizeof base - 1; s++)
-        base[j++] = isalnum((unsigned char)*s) ? (char)tolower((unsigned char)*s) : '-';
-    base[j] = '\0';
-    snprintf(inst->vm, sizeof inst->vm, "%s-%08x", base, (unsigned)rand());
-    char *body = build_instance(p, inst);
-    if (body == NULL) {
-        free(inst);
-        return PROTO_ETOOBIG;
+        return;
+    cJSON *doc = ok ? gw_cloud_json(body, len) : NULL;
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(doc, "name");
+    if (ok && !op_done(doc, oerr, sizeof oerr) && cJSON_IsString(name)) {
+        /* it exists (or will): a stop from now on deletes it */
+        if (!gw_cloud_created(c, inst, NULL))
+            poll_op(c, name->valuestring, inst, on_inserted);
+    } else if (!ok || oerr[0] != '\0') {
+        snprintf(why, sizeof why, "instances.insert failed: %s", ok ? oerr : err ? err : "?");
+        if (ok)
+            gw_cloud_error(c, "instances.insert", oerr);
+        if (inst->created) { /* the operation failed: delete what may exist */
+            inst->stop_wanted = 1;
+            inst->terminating = 1;
+            if (gce_terminate(c, inst->id, inst) != 0)
+                gw_cloud_exit(c, inst, why);
+        } else {
+            gw_cloud_exit(c, inst, why);
+        }
+    } else {
+        gw_cloud_created(c, inst, NULL);
     }
-    inst->next = p->insts;
-    p->insts = inst;
-    p->live++;
+    cJSON_Delete(doc);
+}
+
+static int gce_launch(gw_cloud_t *c, gw_instance_t *inst)
+{
+    gce_t *p = (gce_t *)c;
+    /* [a-z]([-a-z0-9]*[a-z0-9])?, at most 63 */
+    gw_cloud_dns_name("fg-", inst->name, inst->key, sizeof inst->key);
+    snprintf(inst->id, sizeof inst->id, "%s", inst->key);
+    char *body = build_instance(p, inst);
+    if (body == NULL)
+        return PROTO_ETOOBIG;
     char path[128];
     snprintf(path, sizeof path, "/instances?requestId=%08x-%04x-4%03x-8%03x-%04x%08x",
              (unsigned)rand(), (unsigned)rand() & 0xffff, (unsigned)rand() & 0xfff,
              (unsigned)rand() & 0xfff, (unsigned)rand() & 0xffff, (unsigned)rand());
-    if (call_start(p, "POST", path, body, "instances.insert", inst, on_inserted) != 0) {
-        p->insts = inst->next;
-        p->live--;
-        free(inst);
-        return PROTO_ENOMEM;
-    }
-    addr[0] = '\0';
-    *out = inst;
-    GW_LOG_I("cloud_launch", "provider=gce backend=%s instance=%s machine_type=%s", name, inst->vm,
-             p->cfg->gce_machine_type);
-    return 0;
+    return gw_cloud_call(c, "POST", path, body, strlen(body), "instances.insert", inst, on_inserted,
+                         0);
 }
 
-static void gce_stop(gw_provider_t *gp, gw_instance_t *inst, int force)
+static void on_listed(gw_cloud_t *c, gw_cloud_call_t *call, int ok, long status, const char *body,
+                      size_t len, const char *err)
 {
-    (void)force;
-    if (inst->stop_wanted)
-        return;
-    inst->stop_wanted = 1;
-    if (inst->created)
-        delete_vm((gce_t *)gp, inst->vm, inst);
-    /* else: the insert is in flight; deleted when it answers */
-}
-
-static void gce_instance_id(gw_provider_t *gp, gw_instance_t *inst, char *buf, size_t cap)
-{
-    (void)gp;
-    snprintf(buf, cap, "%s", inst->vm);
-}
-
-static int gce_live(gw_provider_t *gp)
-{
-    return ((gce_t *)gp)->live;
-}
-
-static int gce_joined(gw_provider_t *gp, const char *name, const char *addr)
-{
-    gce_t *p = (gce_t *)gp;
-    gw_instance_t *inst = find_vm(p, name);
-    if (inst == NULL)
-        return PROTO_EINVAL;
-    if (!inst->joined && !inst->stop_wanted) {
-        inst->joined = 1;
-        GW_LOG_I("cloud_joined", "provider=gce backend=%s instance=%s addr=%s", inst->name,
-                 inst->vm, addr);
-        p->super.on_address(inst->owner, inst, addr);
-    }
-    return 0;
-}
-
-static const char *gce_api_error(gw_provider_t *gp, uint64_t *errors)
-{
-    gce_t *p = (gce_t *)gp;
-    if (errors)
-        *errors = p->errors;
-    return p->last_error;
-}
-
-static void on_listed(gce_t *p, call_t *c, int ok, long status, cJSON *doc, const char *err)
-{
-    (void)c;
-    (void)status;
-    (void)err;
-    p->sweeping = 0;
-    if (!ok || p->destroying)
-        return;
+    (void)call, (void)status;
+    cJSON *doc = ok ? gw_cloud_json(body, len) : NULL;
+    const cJSON *items = cJSON_GetObjectItemCaseSensitive(doc, "items");
+    int n = 0, max = cJSON_GetArraySize(items);
+    gw_cloud_found_t *found = calloc((size_t)max + 1, sizeof *found);
     const cJSON *item;
-    int n = 0, orphans = 0;
-    cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(doc, "items"))
+    cJSON_ArrayForEach(item, items)
     {
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(item, "name");
         const cJSON *st = cJSON_GetObjectItemCaseSensitive(item, "status");
         const cJSON *model = cJSON_GetObjectItemCaseSensitive(
             cJSON_GetObjectItemCaseSensitive(item, "labels"), "framegate-model");
-        n++;
-        if (!cJSON_IsString(name) || find_vm(p, name->valuestring) != NULL ||
-            !cJSON_IsString(model) || strcmp(model->valuestring, p->model->name) != 0 ||
-            (cJSON_IsString(st) && strcmp(st->valuestring, "STOPPING") == 0))
+        if (found == NULL || !cJSON_IsString(name) || !cJSON_IsString(model) ||
+            strcmp(model->valuestring, c->model->name) != 0 ||
+            (cJSON_IsString(st) && (strcmp(st->valuestring, "STOPPING") == 0 ||
+                                    strcmp(st->valuestring, "TERMINATED") == 0)))
             continue;
-        GW_LOG_W("cloud_orphan", "provider=gce model=%s instance=%s action=delete", p->model->name,
-                 name->valuestring);
-        delete_vm(p, name->valuestring, NULL);
-        orphans++;
+        snprintf(found[n].id, sizeof found[n].id, "%s", name->valuestring);
+        snprintf(found[n].key, sizeof found[n].key, "%s", name->valuestring);
+        n++;
     }
-    if (orphans > 0)
-        GW_LOG_I("cloud_sweep", "provider=gce model=%s instances=%d orphans=%d", p->model->name, n,
-                 orphans);
+    gw_cloud_listed(c, ok && found != NULL, found, n, err);
+    free(found);
+    cJSON_Delete(doc);
 }
 
-static void on_sweep(uv_timer_t *t)
+static int gce_list(gw_cloud_t *c)
 {
-    gce_t *p = t->data;
-    if (p->sweeping || p->destroying)
-        return;
     char path[300];
     snprintf(path, sizeof path, "/instances?filter=labels.framegate-cluster%%3D%s",
-             p->cfg->cloud_cluster);
-    p->sweeping = call_start(p, "GET", path, NULL, "instances.list", NULL, on_listed) == 0;
+             c->cfg->cloud_cluster);
+    return gw_cloud_call(c, "GET", path, NULL, 0, "instances.list", NULL, on_listed, 0);
 }
 
-static void on_sweep_closed(uv_handle_t *h)
+static void gce_free(gw_cloud_t *c)
 {
-    gce_t *p = h->data;
-    free(p->ca);
-    free(p->cert);
-    free(p->key);
+    gce_t *p = (gce_t *)c;
+    if (p->token_req != NULL)
+        gw_fetch_cancel(p->token_req);
     free(p->sa_key);
     free(p);
 }
 
-static void gce_destroy(gw_provider_t *gp)
-{
-    gce_t *p = (gce_t *)gp;
-    p->destroying = 1;
-    uv_timer_stop(&p->sweep);
-    if (p->token_req != NULL)
-        gw_fetch_cancel(p->token_req);
-    while (p->calls != NULL) {
-        call_t *c = p->calls;
-        if (c->req != NULL) {
-            gw_fetch_cancel(c->req);
-        } else {
-            uv_timer_stop(&c->timer);
-            c->cb(p, c, 0, 0, NULL, "cancelled");
-            call_done(c);
-        }
-    }
-    uv_close((uv_handle_t *)&p->sweep, on_sweep_closed);
-}
-
-static const gw_provider_ops_t gce_ops = {
+static const gw_cloud_ops_t gce_cloud_ops = {
     .kind = "gce",
-    .start = gce_start,
-    .stop = gce_stop,
-    .instance_id = gce_instance_id,
-    .live = gce_live,
-    .destroy = gce_destroy,
-    .joined = gce_joined,
-    .api_error = gce_api_error,
+    .send = gce_send,
+    .error_text = gce_error_text,
+    .retryable = gw_cloud_http_retryable,
+    .launch = gce_launch,
+    .terminate = gce_terminate,
+    .list = gce_list,
+    .free = gce_free,
 };
 
-static char *read_file(const char *path, size_t max)
+static const gw_provider_ops_t gce_ops = GW_CLOUD_PROVIDER_OPS("gce");
+
+/* The service-account key file's fields; NULL or the reason it is not one. */
+static const char *load_key(gce_t *p, const char *keyfile)
 {
-    FILE *f = fopen(path, "r");
-    char *s = f ? malloc(max + 2) : NULL;
-    size_t n = s ? fread(s, 1, max + 1, f) : 0;
-    if (f)
-        fclose(f);
-    if (s == NULL || n == 0 || n > max) {
-        free(s);
-        return NULL;
+    const char *why = NULL;
+    char *text = gw_cloud_read_file(keyfile, 65536);
+    cJSON *k = text ? cJSON_Parse(text) : NULL;
+    const cJSON *pk = cJSON_GetObjectItemCaseSensitive(k, "private_key");
+    const cJSON *em = cJSON_GetObjectItemCaseSensitive(k, "client_email");
+    const cJSON *kid = cJSON_GetObjectItemCaseSensitive(k, "private_key_id");
+    const cJSON *uri = cJSON_GetObjectItemCaseSensitive(k, "token_uri");
+    if (cJSON_IsString(pk) && cJSON_IsString(em) && strlen(em->valuestring) < 256) {
+        p->sa_key = strdup(pk->valuestring);
+        snprintf(p->sa_email, sizeof p->sa_email, "%s", em->valuestring);
+        if (cJSON_IsString(kid) && strlen(kid->valuestring) < sizeof p->sa_kid)
+            snprintf(p->sa_kid, sizeof p->sa_kid, "%s", kid->valuestring);
+        snprintf(p->token_url, sizeof p->token_url, "%s",
+                 cJSON_IsString(uri) && strlen(uri->valuestring) < sizeof p->token_url
+                     ? uri->valuestring
+                     : AUD);
+    } else {
+        why = "gce_key_file: not a service-account key (private_key, client_email)";
     }
-    if (s[n - 1] != '\n')
-        s[n++] = '\n';
-    s[n] = '\0';
-    return s;
+    cJSON_Delete(k);
+    free(text);
+    return why;
 }
 
 int gw_provider_gce_create(gw_provider_t **out, uv_loop_t *loop, gw_fetch_t *fetch,
@@ -780,36 +473,23 @@ int gw_provider_gce_create(gw_provider_t **out, uv_loop_t *loop, gw_fetch_t *fet
     gce_t *p = calloc(1, sizeof *p);
     if (p == NULL)
         return PROTO_ENOMEM;
-    p->super.ops = &gce_ops;
-    p->super.on_exit = on_exit;
-    p->loop = loop;
-    p->fetch = fetch;
-    p->cfg = cfg;
-    p->model = model;
-    const char *why = NULL;
+    p->c.super.ops = &gce_ops;
+    int rv = gw_cloud_init(&p->c, &gce_cloud_ops, loop, fetch, cfg, model, on_exit, 1, err, errcap);
+    if (rv != 0) {
+        free(p);
+        return rv;
+    }
     const char *keyfile =
         cfg->gce_key_file[0] ? cfg->gce_key_file : getenv("GOOGLE_APPLICATION_CREDENTIALS");
     if (keyfile != NULL && keyfile[0]) {
-        char *text = read_file(keyfile, 65536);
-        cJSON *k = text ? cJSON_Parse(text) : NULL;
-        const cJSON *pk = cJSON_GetObjectItemCaseSensitive(k, "private_key");
-        const cJSON *em = cJSON_GetObjectItemCaseSensitive(k, "client_email");
-        const cJSON *kid = cJSON_GetObjectItemCaseSensitive(k, "private_key_id");
-        const cJSON *uri = cJSON_GetObjectItemCaseSensitive(k, "token_uri");
-        if (cJSON_IsString(pk) && cJSON_IsString(em) && strlen(em->valuestring) < 256) {
-            p->sa_key = strdup(pk->valuestring);
-            snprintf(p->sa_email, sizeof p->sa_email, "%s", em->valuestring);
-            if (cJSON_IsString(kid) && strlen(kid->valuestring) < sizeof p->sa_kid)
-                snprintf(p->sa_kid, sizeof p->sa_kid, "%s", kid->valuestring);
-            snprintf(p->token_url, sizeof p->token_url, "%s",
-                     cJSON_IsString(uri) && strlen(uri->valuestring) < sizeof p->token_url
-                         ? uri->valuestring
-                         : AUD);
-        } else {
-            why = "gce_key_file: not a service-account key (private_key, client_email)";
+        const char *why = load_key(p, keyfile);
+        if (why != NULL) {
+            snprintf(err, errcap, "provider gce: %s", why);
+            gw_cloud_fini(&p->c);
+            free(p->sa_key);
+            free(p);
+            return PROTO_ECONFIG;
         }
-        cJSON_Delete(k);
-        free(text);
     } else {
         const char *h = getenv("GCE_METADATA_HOST");
         snprintf(p->metadata_url, sizeof p->metadata_url, "http://%s",
@@ -820,27 +500,9 @@ int gw_provider_gce_create(gw_provider_t **out, uv_loop_t *loop, gw_fetch_t *fet
         cfg->gce_endpoint[0] ? cfg->gce_endpoint : "https://compute.googleapis.com/compute/v1/",
         cfg->gce_endpoint[0] && cfg->gce_endpoint[strlen(cfg->gce_endpoint) - 1] != '/' ? "/" : "",
         cfg->gce_project, cfg->gce_zone);
-    snprintf(p->join_url, sizeof p->join_url, "%s",
-             cfg->cloud_join_url[0] ? cfg->cloud_join_url : cfg->join_listen);
-    if (why == NULL && ((p->ca = read_file(cfg->tls_ca, 16384)) == NULL ||
-                        (p->cert = read_file(cfg->cloud_backend_cert, 16384)) == NULL ||
-                        (p->key = read_file(cfg->cloud_backend_key, 16384)) == NULL))
-        why = "tls_ca, cloud_backend_cert or cloud_backend_key: cannot read (or over 16 KiB)";
-    if (why != NULL) {
-        snprintf(err, errcap, "provider gce: %s", why);
-        free(p->ca);
-        free(p->cert);
-        free(p->key);
-        free(p->sa_key);
-        free(p);
-        return PROTO_ECONFIG;
-    }
-    srand((unsigned)time(NULL) ^ (unsigned)(uintptr_t)p);
-    uv_timer_init(loop, &p->sweep);
-    p->sweep.data = p;
-    uv_timer_start(&p->sweep, on_sweep, 0, cfg->cloud_reap_interval_ms);
+    gw_cloud_run(&p->c);
     GW_LOG_I("cloud_provider", "provider=gce model=%s endpoint=%s auth=%s cluster=%s", model->name,
              p->endpoint, p->sa_key ? "service_account" : "metadata", cfg->cloud_cluster);
-    *out = &p->super;
+    *out = &p->c.super;
     return 0;
 }

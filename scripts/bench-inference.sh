@@ -1,11 +1,14 @@
 #!/bin/sh
 # Builds and runs bench/inference: stock libdarknet vs framegate's engines (backend/dnnl.c,
-# backend/fast.c) vs OpenCV DNN on yolov3-tiny (and the face model if it is in the cache), at
-# 1 and 2 threads, and what decode = fast saves and costs. The oneDNN probe is another target of
+# backend/fast.c) vs OpenCV DNN and ONNX Runtime (bench/inference/darknet2onnx.py +
+# onnxruntime-node) on yolov3-tiny (and the face model if it is in the cache), at 1 and 2
+# threads, and what decode = fast saves and costs. The oneDNN probe is another target of
 # the same build: cmake --build build-inference --target framegate-dnnl-probe.
 # Results: bench/results/inference/latest.{json,txt}. Extra arguments go to the binary
-# (--reps N, --stock-reps N, --warmup N, --threads MAX, --sgemm-n N, --cfg FILE).
-# Installs what it needs first (scripts/setup.sh --bench adds libopencv-dev).
+# (--reps N, --stock-reps N, --warmup N, --threads MAX, --sgemm-n N, --cfg FILE, --ort 0|1,
+# --gap-ms N).
+# Installs what it needs first (scripts/setup.sh --bench adds libopencv-dev, python3-onnx and
+# bench/inference/ort/node_modules).
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 if [ "$(id -u)" -eq 0 ]; then "$root/scripts/setup.sh" --bench; else sudo "$root/scripts/setup.sh" --bench; fi

@@ -4,7 +4,9 @@
 # Usage: setup.sh [--image | --runtime | --bench]
 #   --image    only what builds the binaries and the models (the container's builder stage)
 #   --runtime  only the libraries the binaries load (the container's runtime stage)
-#   --bench    everything, plus OpenCV for scripts/bench-inference.sh
+#   --bench    everything, plus what scripts/bench-inference.sh compares against: OpenCV, and
+#              ONNX Runtime (python3-onnx for the converter, onnxruntime-node from
+#              bench/inference/ort's lockfile)
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -59,9 +61,11 @@ if [ "$mode" != "--image" ] && [ "$mode" != "--runtime" ]; then
     # gcefake.py verifies the RS256 JWT with PyJWT
     pkgs+=(python3-botocore python3-jwt python3-cryptography)
 fi
-# The inference bench compares against OpenCV's DNN module (scripts/bench-inference.sh).
+# The inference bench compares against OpenCV's DNN module and ONNX Runtime
+# (scripts/bench-inference.sh); bench/inference/darknet2onnx.py builds the ONNX graph with
+# Debian's python3-onnx.
 if [ "$mode" = "--bench" ]; then
-    pkgs+=(libopencv-dev)
+    pkgs+=(libopencv-dev python3-onnx)
 fi
 
 missing=()
@@ -72,5 +76,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# ONNX Runtime itself: onnxruntime-node, pinned by bench/inference/ort/package-lock.json.
+# --ignore-scripts: libonnxruntime.so is in the package; its install script only downloads GPU
+# providers. Installed beside the worker that loads it (node_modules is not committed).
+if [ "$mode" = "--bench" ]; then
+    ort="$(cd "$(dirname "$0")/.." && pwd)/bench/inference/ort"
+    if [ ! -f "$ort/node_modules/onnxruntime-node/package.json" ] ||
+        ! cmp -s "$ort/package-lock.json" "$ort/node_modules/.package-lock.json.installed"; then
+        (cd "$ort" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+        cp "$ort/package-lock.json" "$ort/node_modules/.package-lock.json.installed"
+    fi
 fi
 echo "setup.sh: all dependencies installed"

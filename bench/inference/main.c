@@ -1,11 +1,13 @@
 /* framegate-bench-inference: one process, the same cfg + weights + frames through stock
  * libdarknet (network_predict), framegate's two engines (the BLAS one, be_fast_predict, and the
- * oneDNN one, be_dnnl_predict_stop) and OpenCV DNN, at 1 and 2 threads; plus OpenBLAS's large
- * square sgemm as the ceiling and the decode + letterbox cost of dog.jpg. "fg e2e" is the
- * backend's whole per-frame path as it serves a request (be_image_letterbox from the JPEG bytes
- * + be_model_detect with the default engine: network, boxes, NMS), and fg/opencv compares
- * that against OpenCV's forward alone. Per model it also reports what decode = fast saves and
- * costs against exact. Prints a table and writes <out>/latest.{json,txt}.
+ * oneDNN one, be_dnnl_predict_stop), OpenCV DNN and ONNX Runtime (the network converted by
+ * darknet2onnx.py, run by onnxruntime-node in a worker process: ort.h), at 1 and 2 threads; plus
+ * OpenBLAS's large square sgemm, the machine's measured FMA peak and the decode + letterbox cost
+ * of dog.jpg. "fg e2e" is the backend's whole per-frame path as it serves a request
+ * (be_image_letterbox from the JPEG bytes + be_model_detect with the default engine: network,
+ * boxes, NMS), and fg/opencv (and e2e/ORT) compares that against OpenCV's (ONNX Runtime's)
+ * forward alone. Per model it also reports what decode = fast saves and costs against exact.
+ * Prints a table and writes <out>/latest.{json,txt}.
  *
  * Timing: warm-up runs first, then the median of N. The engines, OpenCV and framegate's whole
  * path take turns frame by frame (in a rotating order), so a noisy neighbour on this 2-core
@@ -13,6 +15,7 @@
 #include <cblas.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <immintrin.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -28,12 +31,13 @@
 #include "image.h"
 #include "model.h"
 #include "ocv.h"
+#include "ort.h"
 
 #define MAX_FRAMES 12
 
 typedef struct {
-    int reps, stock_reps, warmup, sgemm_n, max_threads;
-    const char *out, *cfg, *data;
+    int reps, stock_reps, warmup, sgemm_n, max_threads, ort, gap_ms;
+    const char *out, *cfg, *data, *tmpdir;
 } opts_t;
 
 static double now_ms(void)
@@ -98,6 +102,70 @@ static double sgemm_gflops(int n, int threads)
     }
     free(a), free(b), free(c);
     return 2.0 * n * (double)n * n / (median(t, 5) * 1e6);
+}
+
+/* The machine's fp32 peak on one core, measured: 12 independent FMA chains in registers (enough
+ * to cover the FMA latency on every port) on the widest vectors the CPU has, chosen at run
+ * time. */
+#define PEAK_ITERS 200000
+#define FMA12(f)                                                                                   \
+    a0 = f(a0, m, c), a1 = f(a1, m, c), a2 = f(a2, m, c), a3 = f(a3, m, c), a4 = f(a4, m, c),      \
+    a5 = f(a5, m, c), a6 = f(a6, m, c), a7 = f(a7, m, c), a8 = f(a8, m, c), a9 = f(a9, m, c),      \
+    a10 = f(a10, m, c), a11 = f(a11, m, c)
+#define SUM12(add)                                                                                 \
+    add(add(add(add(a0, a1), add(a2, a3)), add(add(a4, a5), add(a6, a7))),                         \
+        add(add(a8, a9), add(a10, a11)))
+
+__attribute__((target("avx512f"))) static double fma_loop_512(void)
+{
+    __m512 m = _mm512_set1_ps(0.9999999f), c = _mm512_set1_ps(1e-7f);
+    /* distinct starts, or the compiler folds the chains into one */
+    __m512 a0 = _mm512_set1_ps(1), a1 = _mm512_set1_ps(2), a2 = _mm512_set1_ps(3),
+           a3 = _mm512_set1_ps(4), a4 = _mm512_set1_ps(5), a5 = _mm512_set1_ps(6),
+           a6 = _mm512_set1_ps(7), a7 = _mm512_set1_ps(8), a8 = _mm512_set1_ps(9),
+           a9 = _mm512_set1_ps(10), a10 = _mm512_set1_ps(11), a11 = _mm512_set1_ps(12);
+    double t0 = now_ms();
+    for (long i = 0; i < PEAK_ITERS; i++)
+        FMA12(_mm512_fmadd_ps);
+    double dt = now_ms() - t0;
+    volatile float sink = _mm512_reduce_add_ps(SUM12(_mm512_add_ps));
+    (void)sink;
+    return 2.0 * 16 * 12 * PEAK_ITERS / (dt * 1e6);
+}
+
+__attribute__((target("avx2,fma"))) static double fma_loop_256(void)
+{
+    __m256 m = _mm256_set1_ps(0.9999999f), c = _mm256_set1_ps(1e-7f);
+    /* distinct starts, or the compiler folds the chains into one */
+    __m256 a0 = _mm256_set1_ps(1), a1 = _mm256_set1_ps(2), a2 = _mm256_set1_ps(3),
+           a3 = _mm256_set1_ps(4), a4 = _mm256_set1_ps(5), a5 = _mm256_set1_ps(6),
+           a6 = _mm256_set1_ps(7), a7 = _mm256_set1_ps(8), a8 = _mm256_set1_ps(9),
+           a9 = _mm256_set1_ps(10), a10 = _mm256_set1_ps(11), a11 = _mm256_set1_ps(12);
+    double t0 = now_ms();
+    for (long i = 0; i < PEAK_ITERS; i++)
+        FMA12(_mm256_fmadd_ps);
+    double dt = now_ms() - t0;
+    float v[8];
+    _mm256_storeu_ps(v, SUM12(_mm256_add_ps));
+    volatile float sink = v[0];
+    (void)sink;
+    return 2.0 * 8 * 12 * PEAK_ITERS / (dt * 1e6);
+}
+
+/* The best of 50 short runs (~1 ms each: one of them runs without being preempted on a busy
+ * machine), in GFLOP/s; *isa names the vectors used. */
+static double core_peak_gflops(const char **isa)
+{
+    int wide = __builtin_cpu_supports("avx512f");
+    *isa = wide ? "AVX-512 FMA" : __builtin_cpu_supports("fma") ? "AVX2 FMA" : "none";
+    if (!wide && !__builtin_cpu_supports("fma"))
+        return NAN;
+    double best = 0;
+    for (int r = 0; r < 50; r++) {
+        double g = wide ? fma_loop_512() : fma_loop_256();
+        best = g > best ? g : best;
+    }
+    return best;
 }
 
 /* The frames: darknet's sample photos, decoded and letterboxed once per network size. */
@@ -283,6 +351,63 @@ static void decode_cost(const opts_t *o, be_model_t *bm, be_image_t *im, const f
     cJSON_AddNumberToObject(j, "one_mode_only", only);
 }
 
+static double core_peak; /* GFLOP/s of one core (core_peak_gflops) */
+
+/* The inputs of the network's [yolo]/[region] heads after a forward pass, concatenated in layer
+ * order: what darknet2onnx.py's outputs are (the raw convolution outputs). malloc'd, *n floats;
+ * NULL when the network has no head. Reads net as the last network_predict left it. */
+static float *head_inputs(network *net, size_t *n)
+{
+    size_t total = 0;
+    for (int i = 1; i < net->n; i++)
+        if (net->layers[i].type == YOLO || net->layers[i].type == REGION)
+            total += (size_t)net->layers[i].inputs;
+    float *v = total > 0 ? malloc(total * sizeof(float)) : NULL;
+    for (int i = 1, k = 0; v != NULL && i < net->n; i++)
+        if (net->layers[i].type == YOLO || net->layers[i].type == REGION) {
+            memcpy(v + k, net->layers[i - 1].output, (size_t)net->layers[i].inputs * sizeof(float));
+            k += net->layers[i].inputs;
+        }
+    *n = total;
+    return v;
+}
+
+/* ONNX Runtime at `threads`: the worker started, every frame handed over, frame 0's outputs
+ * checked against stock darknet's (`ref`, head_inputs) before any timing. NULL (with a line
+ * said) when it cannot run or disagrees beyond 1e-4 of the largest output. */
+static ort_peer_t *ort_ready(const char *onnx, int threads, const frames_t *fr, int inputs,
+                             const float *ref, size_t nref, const char *tmpdir, char *version,
+                             size_t vcap, double *rel)
+{
+    char err[512];
+    *rel = NAN;
+    ort_peer_t *p =
+        ort_peer_start(FG_BENCH_INFERENCE_DIR, onnx, threads, version, vcap, err, sizeof err);
+    for (int i = 0; p != NULL && i < fr->n; i++)
+        if (ort_peer_load(p, fr->input[i], (size_t)inputs, tmpdir, err, sizeof err) != i) {
+            ort_peer_stop(p);
+            p = NULL;
+        }
+    float *out = p != NULL ? malloc(nref * sizeof(float)) : NULL;
+    long n = out != NULL ? ort_peer_outputs(p, 0, out, nref, tmpdir, err, sizeof err) : -1;
+    if (n == (long)nref)
+        *rel = rel_diff(out, ref, (int)nref);
+    else if (n >= 0)
+        snprintf(err, sizeof err, "%ld output floats, darknet's heads read %zu", n, nref);
+    free(out);
+    if (p != NULL && !(*rel <= 1e-4)) {
+        say("ONNX Runtime not timed: %s\n",
+            isnan(*rel) ? err : "its outputs differ from stock darknet's by more than 1e-4");
+        if (!isnan(*rel))
+            say("        ONNX vs stock darknet: rel %.2g\n", *rel);
+        ort_peer_stop(p);
+        return NULL;
+    }
+    if (p == NULL)
+        say("ONNX Runtime not timed: %s\n", err);
+    return p;
+}
+
 static void bench_model(const opts_t *o, const char *name, const char *cfg, const char *weights,
                         const char *names, frames_t *fr, be_image_t *im, const double *sgemm,
                         const frames_t *dfr, const char *dwhat, cJSON *models)
@@ -307,7 +432,8 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
     free(scratch);
     say("\n== %s (%dx%d, %.3f GFLOP/frame, %d frames) ==\n", name, w, h, flops / 1e9, fr->n);
     say("pre-processing (decode + letterbox dog.jpg) alone: %.2f ms; 'pre %% net' below is\n"
-        "measured in turn with the engines, like them\n", pre);
+        "measured in turn with the engines, like them\n",
+        pre);
     say("GFLOP/s = direct-convolution FLOPs / time (Winograd layers do fewer real FLOPs)\n");
     cJSON_AddNumberToObject(m, "preprocess_ms", pre);
 
@@ -324,6 +450,8 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
     network_predict(net, fr->input[0]);
     float *ref = malloc((size_t)net->outputs * sizeof(float));
     memcpy(ref, net->output, (size_t)net->outputs * sizeof(float));
+    size_t nheads = 0;
+    float *heads = head_inputs(net, &nheads);
     cJSON_AddItemToObject(m, "stock_darknet", timing(stock, flops));
     say("stock darknet (1 thread, it has no threading): %8.1f ms/frame %6.2f frames/s %6.2f "
         "GFLOP/s\n",
@@ -334,6 +462,20 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
         say("OpenCV DNN could not load %s: %s\n", cfg, err);
         cJSON_AddStringToObject(m, "opencv_error", err);
     }
+    /* ONNX Runtime's copy of the network; its outputs are checked per thread count below. */
+    char onnx[1024], ort_version[64] = "?";
+    snprintf(onnx, sizeof onnx, "%s/net.onnx", o->tmpdir);
+    int have_onnx = o->ort && heads != NULL;
+    if (have_onnx &&
+        ort_convert(FG_BENCH_INFERENCE_DIR, cfg, weights, onnx, err, sizeof err) != 0) {
+        say("darknet2onnx: %s\n", err);
+        have_onnx = 0;
+    }
+    struct {
+        double net, e2e, ort, rel;
+        const char *engine;
+    } sum[2];
+    int nsum = 0;
     cJSON *runs = cJSON_AddArrayToObject(m, "runs");
     say("%-7s %-14s %10s %9s %9s %12s %13s %13s %12s\n", "threads", "engine", "ms/frame",
         "frames/s", "GFLOP/s", "% of sgemm", "fg/opencv", "fg/darknet", "pre % net");
@@ -354,53 +496,100 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
         }
         /* The whole backend path runs through the same model object the server uses. */
         be_model_t *bm = NULL;
-        be_model_opts_t mo = {.cfg = cfg, .weights = weights, .names = names,
-                              .threshold = 0.5f, .nms = 0.45f, .prep = prep_mode, .threads = th};
+        be_model_opts_t mo = {.cfg = cfg,
+                              .weights = weights,
+                              .names = names,
+                              .threshold = 0.5f,
+                              .nms = 0.45f,
+                              .prep = prep_mode,
+                              .threads = th};
         if (be_model_load(&bm, &mo, err, sizeof err) != 0) {
             say("be_model_load: %s\n", err);
             bm = NULL;
         }
-        /* The three engines take turns frame by frame, in a rotating order, so that a noisy
-         * neighbour on this VM slows all of them alike and the ratios stay fair. */
-        double tf[256], to[256], te[256], tp[256], td[256];
+        double rel_ort = NAN;
+        ort_peer_t *ort = have_onnx ? ort_ready(onnx, th, fr, net->inputs, heads, nheads, o->tmpdir,
+                                                ort_version, sizeof ort_version, &rel_ort)
+                                    : NULL;
+        /* The engines take turns frame by frame, in a shuffled order, so that a noisy
+         * neighbour on this VM slows all of them alike and the ratios stay fair. Two groups,
+         * one after the other: the ones the issue compares (oneDNN net, framegate's whole path,
+         * ONNX Runtime), then OpenBLAS's engine, OpenCV and the pre-processing alone. Apart,
+         * because OpenBLAS's idle threads keep spinning for ~2^28 cycles after a call (its
+         * THREAD_TIMEOUT) and OpenCV's pool spins too: at 2 threads on 2 cores whatever ran
+         * next lost its second core (framegate's whole path measured 5x its network). Shuffled,
+         * because in a fixed cycle each engine always follows the same one and inherits its
+         * spinning threads (libgomp's, ONNX Runtime's) alone. */
+        double tf[256], to[256], te[256], tp[256], td[256], tx[256];
         proto_det_t dets[256];
         float *scratch = malloc((size_t)3 * w * h * sizeof(float));
         int reps = o->reps > 256 ? 256 : o->reps;
-        for (int r = -o->warmup; r < reps; r++) {
-            int i = (r + o->warmup) % fr->n;
-            const float *in = fr->input[i];
-            for (int k = 0; k < 5; k++) {
-                int turn = (k + r + 5 * o->warmup) % 5;
-                double t0 = now_ms();
-                if (turn == 0) {
-                    be_fast_predict(f, in);
-                } else if (turn == 1) {
-                    if (ocv != NULL && ocv_predict(ocv, in, w, h, err, sizeof err) < 0)
-                        say("OpenCV: %s\n", err);
-                } else if (turn == 2 && bm != NULL) {
-                    int ow, oh;
-                    be_image_letterbox(im, fr->jpeg[i], fr->len[i], prep_mode, decode_mode, w, h,
-                                       be_model_input(bm), &ow, &oh, NULL, NULL, err, sizeof err);
-                    be_model_detect(bm, ow, oh, 0, 0, dets, 256);
-                } else if (turn == 3 && scratch != NULL) { /* decode + letterbox of dog.jpg */
-                    int ow, oh;
-                    be_image_letterbox(im, fr->jpeg[0], fr->len[0], prep_mode, decode_mode, w, h,
-                                       scratch, &ow, &oh, NULL, NULL, err, sizeof err);
-                } else if (turn == 4 && dn != NULL) {
-                    be_dnnl_predict_stop(dn, in, NULL, NULL);
+        static const int groups[2][3] = {{4, 2, 5}, {0, 1, 3}};
+        unsigned lcg = 12345u + (unsigned)th;
+        for (int gi = 0; gi < 2; gi++)
+            for (int r = -o->warmup; r < reps; r++) {
+                int i = (r + o->warmup) % fr->n;
+                const float *in = fr->input[i];
+                int order[3] = {groups[gi][0], groups[gi][1], groups[gi][2]};
+                for (int k = 2; k > 0; k--) { /* Fisher-Yates with a fixed-seed LCG */
+                    lcg = lcg * 1103515245u + 12345u;
+                    int j = (int)((lcg >> 16) % (unsigned)(k + 1)), t = order[k];
+                    order[k] = order[j];
+                    order[j] = t;
                 }
-                double dt = now_ms() - t0;
-                if (r >= 0)
-                    (turn == 0   ? tf
-                     : turn == 1 ? to
-                     : turn == 2 ? te
-                     : turn == 3 ? tp
-                                 : td)[r] = dt;
+                for (int k = 0; k < 3; k++) {
+                    int turn = order[k];
+                    double ort_ms = NAN;
+                    double t0 = now_ms();
+                    if (turn == 0) {
+                        be_fast_predict(f, in);
+                    } else if (turn == 1) {
+                        if (ocv != NULL && ocv_predict(ocv, in, w, h, err, sizeof err) < 0)
+                            say("OpenCV: %s\n", err);
+                    } else if (turn == 2 && bm != NULL) {
+                        int ow, oh;
+                        be_image_letterbox(im, fr->jpeg[i], fr->len[i], prep_mode, decode_mode, w,
+                                           h, be_model_input(bm), &ow, &oh, NULL, NULL, err,
+                                           sizeof err);
+                        be_model_detect(bm, ow, oh, 0, 0, dets, 256);
+                    } else if (turn == 3 && scratch != NULL) { /* decode + letterbox of dog.jpg */
+                        int ow, oh;
+                        be_image_letterbox(im, fr->jpeg[0], fr->len[0], prep_mode, decode_mode, w,
+                                           h, scratch, &ow, &oh, NULL, NULL, err, sizeof err);
+                    } else if (turn == 4 && dn != NULL) {
+                        be_dnnl_predict_stop(dn, in, NULL, NULL);
+                    } else if (turn == 5 && ort != NULL &&
+                               ort_peer_run(ort, i, &ort_ms, err, sizeof err) != 0) {
+                        say("%s\n", err);
+                        ort_peer_stop(ort);
+                        ort = NULL;
+                    }
+                    /* ONNX Runtime's own time of the run: the pipe and the process switch are not
+                     * its cost */
+                    double dt = turn == 5 ? ort_ms : now_ms() - t0;
+                    if (r >= 0)
+                        (turn == 0   ? tf
+                         : turn == 1 ? to
+                         : turn == 2 ? te
+                         : turn == 3 ? tp
+                         : turn == 4 ? td
+                                     : tx)[r] = dt;
+                    /* --gap-ms: a pause between turns, so that each engine starts with the
+                     * previous one's idle threads asleep (libgomp's spin for ~300k pauses, ONNX
+                     * Runtime's pool too), as in a backend that runs one engine. Off by default
+                     * (the committed runs had none); on a loaded machine 10 ms changed nothing
+                     * visible. */
+                    if (o->gap_ms > 0)
+                        nanosleep(&(struct timespec){.tv_sec = o->gap_ms / 1000,
+                                                     .tv_nsec = (o->gap_ms % 1000) * 1000000L},
+                                  NULL);
+                }
             }
-        }
         double fast = median(tf, reps), cv = ocv != NULL ? median(to, reps) : NAN;
         double e2e = bm != NULL ? median(te, reps) : NAN;
         double dnn = dn != NULL ? median(td, reps) : NAN, rel_dnnl = NAN;
+        double ortms = ort != NULL ? median(tx, reps) : NAN;
+        ort_peer_stop(ort);
         if (dn != NULL) {
             be_dnnl_predict_stop(dn, fr->input[0], NULL, NULL);
             rel_dnnl = rel_diff(net->output, ref, net->outputs);
@@ -435,6 +624,20 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
             cJSON_AddItemToObject(run, "framegate_dnnl", jd);
         }
         cJSON_AddStringToObject(run, "framegate_e2e_engine", e2e_engine);
+        if (!isnan(ortms)) {
+            double fgnet = dn != NULL ? dnn : fast;
+            cJSON *jo = timing(ortms, flops);
+            cJSON_AddNumberToObject(jo, "output_rel_diff_vs_darknet", rel_ort);
+            cJSON_AddStringToObject(jo, "version", ort_version);
+            cJSON_AddItemToObject(run, "onnxruntime", jo);
+            cJSON_AddNumberToObject(run, "framegate_e2e_over_onnxruntime", e2e / ortms);
+            cJSON_AddNumberToObject(run, "framegate_net_over_onnxruntime", fgnet / ortms);
+        }
+        sum[nsum].net = dn != NULL ? dnn : fast;
+        sum[nsum].engine = dn != NULL ? "dnnl" : "blas";
+        sum[nsum].e2e = e2e;
+        sum[nsum].ort = ortms;
+        sum[nsum++].rel = rel_ort;
         cJSON_AddItemToArray(runs, run);
         say("%-7d %-14s %10.1f %9.2f %9.2f %11.1f%% %13.3f %13.3f %11.1f%%\n", th, "fg net (blas)",
             fast, 1e3 / fast, flops / (fast * 1e6), 100 * flops / (fast * 1e6) / sgemm[th - 1],
@@ -450,9 +653,31 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
         if (ocv != NULL)
             say("%-7d %-14s %10.1f %9.2f %9.2f %11.1f%%\n", th, "opencv", cv, 1e3 / cv,
                 flops / (cv * 1e6), 100 * flops / (cv * 1e6) / sgemm[th - 1]);
-        say("        output vs stock darknet: rel %.2g blas, %.2g dnnl (max|a-b| / max|b|)\n", rel,
-            rel_dnnl);
+        if (!isnan(ortms))
+            say("%-7d %-14s %10.1f %9.2f %9.2f %11.1f%%\n", th, "onnxruntime", ortms, 1e3 / ortms,
+                flops / (ortms * 1e6), 100 * flops / (ortms * 1e6) / sgemm[th - 1]);
+        say("        output vs stock darknet: rel %.2g blas, %.2g dnnl, %.2g onnxruntime (heads' "
+            "inputs) (max|a-b| / max|b|)\n",
+            rel, rel_dnnl, rel_ort);
     }
+    /* The issue's question, in one table: framegate against ONNX Runtime's network alone. */
+    say("\nframegate vs ONNX Runtime %s (median ms/frame, interleaved runs; GFLOP/s as %% of the "
+        "measured FMA peak, %.0f GFLOP/s per core)\n",
+        ort_version, core_peak);
+    say("%-7s %9s %9s %9s %9s %9s %17s %17s\n", "threads", "fg net", "fg e2e", "ORT net", "e2e/ORT",
+        "net/ORT", "fg net GFLOP/s", "ORT GFLOP/s");
+    for (int k = 0; k < nsum; k++) {
+        double pk = core_peak * (k + 1), gf = flops / (sum[k].net * 1e6),
+               go = flops / (sum[k].ort * 1e6);
+        say("%-7d %9.2f %9.2f %9.2f %9.3f %9.3f %8.1f (%4.1f%%) %8.1f (%4.1f%%)\n", k + 1,
+            sum[k].net, sum[k].e2e, sum[k].ort, sum[k].e2e / sum[k].ort, sum[k].net / sum[k].ort,
+            gf, 100 * gf / pk, go, 100 * go / pk);
+    }
+    say("fg net = the %s engine (the default); fg e2e = decode + letterbox + network + boxes "
+        "(be_model_detect); ORT net = session.run alone\n",
+        nsum > 0 ? sum[0].engine : "-");
+    unlink(onnx);
+    free(heads);
     free(ref);
     if (dfr != NULL && dfr->n > 0) {
         be_model_t *bm = NULL;
@@ -502,11 +727,13 @@ static void machine(cJSON *root)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: framegate-bench-inference [--reps N] [--stock-reps N] [--warmup N]\n"
-                    "       [--threads MAX] [--sgemm-n N] [--cfg yolov3-tiny.cfg] [--data DIR]\n"
-                    "       [--out DIR]\n"
-                    "Env: FRAMEGATE_CACHE (default ~/.cache/framegate): models/face-tiny.{cfg,weights}\n"
-                    "are benchmarked too when present.\n");
+    fprintf(stderr,
+            "usage: framegate-bench-inference [--reps N] [--stock-reps N] [--warmup N]\n"
+            "       [--threads MAX] [--sgemm-n N] [--cfg yolov3-tiny.cfg] [--data DIR]\n"
+            "       [--out DIR] [--ort 0|1] [--gap-ms N (idle between turns)]\n"
+            "Env: FRAMEGATE_CACHE (default ~/.cache/framegate): models/face-tiny.{cfg,weights}\n"
+            "are benchmarked too when present. --ort 0 leaves ONNX Runtime out (it needs\n"
+            "bench/inference/ort/node_modules and python3-onnx: scripts/setup.sh --bench).\n");
 }
 
 int main(int argc, char **argv)
@@ -516,6 +743,8 @@ int main(int argc, char **argv)
                 .warmup = 3,
                 .sgemm_n = 2048,
                 .max_threads = 2,
+                .ort = 1,
+                .gap_ms = 0,
                 .out = "bench/results/inference",
                 .cfg = FG_DARKNET_SHARE "/cfg/yolov3-tiny.cfg",
                 .data = FG_DARKNET_SHARE "/data"};
@@ -541,6 +770,10 @@ int main(int argc, char **argv)
             o.data = v;
         else if (strcmp(a, "--out") == 0)
             o.out = v;
+        else if (strcmp(a, "--ort") == 0)
+            o.ort = atoi(v);
+        else if (strcmp(a, "--gap-ms") == 0)
+            o.gap_ms = atoi(v);
         else {
             usage();
             return 2;
@@ -548,7 +781,7 @@ int main(int argc, char **argv)
         i++;
     }
     if (o.reps < 1 || o.stock_reps < 1 || o.stock_reps > 256 || o.warmup < 0 || o.max_threads < 1 ||
-        o.max_threads > 2 || o.sgemm_n < 64) {
+        o.max_threads > 2 || o.sgemm_n < 64 || o.gap_ms < 0 || o.gap_ms > 1000) {
         usage();
         return 2;
     }
@@ -563,9 +796,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "cannot write %s or a temp dir\n", path);
         return 1;
     }
+    o.tmpdir = tmpdir;
     cJSON *root = cJSON_CreateObject();
     machine(root);
 
+    const char *isa;
+    core_peak = core_peak_gflops(&isa);
+    cJSON_AddNumberToObject(root, "core_peak_gflops", core_peak);
+    say("fp32 peak, measured (%s chains, 1 core): %.1f GFLOP/s per core, %.1f on %d\n", isa,
+        core_peak, core_peak * o.max_threads, o.max_threads);
     double sgemm[2] = {0, 0};
     cJSON *js = cJSON_AddObjectToObject(root, "sgemm_gflops");
     for (int th = 1; th <= o.max_threads; th++) {
@@ -595,7 +834,6 @@ int main(int argc, char **argv)
     bench_model(&o, base, o.cfg, weights, FG_DARKNET_SHARE "/data/coco.names", &fr, im, sgemm, &fr,
                 "darknet photos (threshold 0.25)", models);
     unlink(weights);
-    rmdir(tmpdir);
 
     const char *cache = getenv("FRAMEGATE_CACHE"), *home = getenv("HOME");
     char fcfg[1100], fweights[1100], fnames[1100];
@@ -633,6 +871,7 @@ int main(int argc, char **argv)
         cJSON_AddStringToObject(models, "face", "skipped: model files not found");
     }
 
+    rmdir(tmpdir);
     char *json = cJSON_Print(root);
     snprintf(path, sizeof path, "%s/latest.json", o.out);
     FILE *jf = fopen(path, "w");

@@ -383,3 +383,38 @@ class Imds:
     def close(self):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def setup(prefix, src, boot_delay=0.2):
+    """For a test: a private CA (scripts/certs.sh under `src`) with the instances' and the
+    fake's certificates, and a started Ec2Fake. Returns (fake, pki dir, work dir)."""
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    pki = os.path.join(tmp, "pki")
+    certs = os.path.join(src, "scripts", "certs.sh")
+    for args in (["init", pki, "--ip", "127.0.0.1"], ["issue", pki, "cloud", "--ip", "127.0.0.1"],
+                 ["issue", pki, "ec2api", "--ip", "127.0.0.1"]):
+        subprocess.run([certs] + args, check=True, stdout=subprocess.DEVNULL)
+    fake = Ec2Fake(os.path.join(pki, "ec2api.crt"), os.path.join(pki, "ec2api.key"),
+                   os.path.join(tmp, "cloud"), "AKIDEXAMPLE",
+                   "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", boot_delay=boot_delay)
+    return fake, pki, tmp
+
+
+def gateway_settings(fake, pki, cluster, backend, join_port):
+    """The --set keys of a gateway whose cloud tier is this fake (`backend`: the path of
+    framegate-backend the user data runs), and the environment with the fake's key."""
+    settings = {
+        "join_listen": f"tls+tcp://127.0.0.1:{join_port}",
+        "tls_ca": os.path.join(pki, "ca.crt"), "tls_cert": os.path.join(pki, "gateway.crt"),
+        "tls_key": os.path.join(pki, "gateway.key"),
+        "cloud_backend_cert": os.path.join(pki, "cloud.crt"),
+        "cloud_backend_key": os.path.join(pki, "cloud.key"),
+        "cloud_backend_command": backend,
+        "cloud_cluster": cluster, "cloud_reap_interval_ms": 1000, "cloud_api_timeout_ms": 5000,
+        "ec2_endpoint": fake.url, "ec2_ca_file": os.path.join(pki, "ca.crt"),
+        "ec2_image": "ami-0123456789abcdef0", "ec2_instance_type": "t3.micro",
+    }
+    env = {"AWS_ACCESS_KEY_ID": fake.access_key, "AWS_SECRET_ACCESS_KEY": fake.secret_key,
+           "AWS_SHARED_CREDENTIALS_FILE": os.path.join(fake.workdir, "none")}
+    return settings, env

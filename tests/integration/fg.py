@@ -58,6 +58,22 @@ def free_port():
         return s.getsockname()[1]
 
 
+def wait_for(cond, timeout, step=0.1):
+    """cond()'s first true value within timeout seconds (scaled by SLOW), else None."""
+    end = time.time() + timeout * SLOW
+    while time.time() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(step)
+    return None
+
+
+def ready_count(gw):
+    """The gateway's backends in state ready (/v1/backends)."""
+    return sum(1 for b in gw.backends()["backends"] if b["state"] == "ready")
+
+
 def image(name="dog.jpg"):
     with open(os.path.join(DATA, name), "rb") as f:
         return f.read()

@@ -7,12 +7,14 @@ joins the gateway over mutual TLS):
   fake shows the others terminated;
 - the API throttles (503 RequestLimitExceeded) for a while: the gateway retries, nothing
   breaks, the error shows in /v1/backends;
-- SIGKILL with 4 instances up, restart on the same cluster tag: the orphans are terminated
-  and the fake ends with no instance the gateway does not know;
+- SIGKILL with 4 instances up, restart on the same cluster tag: the leftovers whose backend
+  joins are adopted, one that never joins is terminated, and the fake ends with no instance
+  the gateway does not know;
+- keep_instances_on_exit: SIGTERM leaves the instances running, the next gateway adopts them;
 - SIGTERM terminates every instance;
 - a wrong secret key: the fake refuses the signature and /v1/backends' last_error says
   SignatureDoesNotMatch."""
-# ctest-timeout: 240
+# ctest-timeout: 300
 import atexit
 import os
 import secrets
@@ -57,8 +59,11 @@ atexit.register(fake.close)
 cluster = "test-" + secrets.token_hex(4)
 
 
+JOIN_PORT = fg.free_port()  # one join_listen for every gateway: leftovers re-join the next
+
+
 def gateway(secret=SK, join_port=None, imds=None, **extra):
-    join_port = join_port or fg.free_port()
+    join_port = join_port or JOIN_PORT
     settings = {
         "model.app.provider": "ec2", "min_backends": 1, "max_backends": 4,
         "target_inflight_per_backend": 1, "scale_interval_ms": 250, "stable_window_ms": 3000,
@@ -155,22 +160,77 @@ finally:
     if gw.proc is not None:
         gw.stop(sig=signal.SIGKILL, timeout=5)
 
-# Restart on the same cluster tag: the orphans are terminated.
-gw = gateway()
+# Restart on the same cluster tag: the leftovers whose backend joins are adopted (health-
+# checked, joined to the pool), one that never joins (a dead leftover planted at the fake) is
+# terminated, and the fake ends with no instance the gateway does not know.
+before = {i.id for i in fake.alive()}
+dead_form = {"ImageId": "ami-0123456789abcdef0", "InstanceType": "t3.micro", "MinCount": "1",
+             "MaxCount": "1", "ClientToken": "app-instance9-" + secrets.token_hex(8),
+             "UserData": "IyEvYmluL3NoCmV4aXQgMAo=",  # "#!/bin/sh\nexit 0": never joins
+             "TagSpecification.1.Tag.1.Key": "framegate-cluster",
+             "TagSpecification.1.Tag.1.Value": cluster,
+             "TagSpecification.1.Tag.2.Key": "framegate-model",
+             "TagSpecification.1.Tag.2.Value": "app"}
+fake.run(dead_form)
+dead = [i.id for i in fake.alive() if i.id not in before]
+gw = gateway(start_timeout_ms=8000)
 gw.start()
 try:
     t0 = time.time()
-    known = lambda: {b["instance"] for b in gw.backends()["backends"]}  # noqa: E731
-    clean = wait_for(lambda: {i.id for i in fake.alive()} <= known() and ready(gw) >= 1, 30)
+    adopted = set()
+
+    def known():
+        ids = {b["instance"] for b in gw.backends()["backends"]}
+        adopted.update(before & ids)  # scale-in may drain some again later
+        return ids
+
+    clean = wait_for(lambda: {i.id for i in fake.alive()} <= known() and ready(gw) >= 1 and
+                     not any(i.id in dead for i in fake.alive()), 40)
     left = [i.id for i in fake.alive() if i.id not in known()]
-    fg.check(clean, f"after SIGKILL and restart: orphans terminated "
-                    f"({time.time() - t0:.1f} s), instances the gateway does not know: {left}")
-    fg.check("cloud_orphan" in gw.log(), "orphans logged (cloud_orphan)")
+    fg.check(clean, f"after SIGKILL and restart: every live instance is the gateway's "
+                    f"({time.time() - t0:.1f} s), instances it does not know: {left}")
+    fg.check(len(adopted) >= 3, f"the leftovers were adopted, not terminated "
+                                f"({len(adopted)} of {len(before)})")
+    fg.check("cloud_adopted" in gw.log(), "adoptions logged (cloud_adopted)")
+    fg.check(all(fake.instances[d].state == "terminated" for d in dead),
+             "the leftover that never joined was terminated")
     st, _, _ = gw.detect(img)
     fg.check(st == 200, "the restarted gateway serves frames")
     code = gw.stop(sig=signal.SIGTERM, timeout=30)
     fg.check(code == 0, f"SIGTERM: exit 0 ({code})")
     fg.check(fake.alive() == [], f"SIGTERM terminated every instance ({fake.alive()})")
+finally:
+    if gw.proc is not None:
+        gw.stop(sig=signal.SIGKILL, timeout=5)
+
+# keep_instances_on_exit = true: SIGTERM leaves the instances running; the next gateway adopts
+# them (it launches none of its own for them) and, without the key, terminates them at exit.
+gw = gateway(keep_instances_on_exit="true", min_backends=2)
+gw.start()
+try:
+    up = wait_for(lambda: ready(gw) >= 2, 40)
+    fg.check(up, "keep_instances_on_exit: 2 instances ready")
+    code = gw.stop(sig=signal.SIGTERM, timeout=30)
+    kept = {i.id for i in fake.alive()}
+    fg.check(code == 0 and len(kept) == 2, f"SIGTERM with keep_instances_on_exit: exit {code}, "
+                                          f"{len(kept)} instances left running")
+finally:
+    if gw.proc is not None:
+        gw.stop(sig=signal.SIGKILL, timeout=5)
+runs = fake.requests.get("RunInstances", 0)
+gw = gateway(min_backends=2)
+gw.start()
+try:
+    back = wait_for(lambda: kept <= {b["instance"] for b in gw.backends()["backends"]
+                                     if b["state"] == "ready"}, 40)
+    fg.check(back, f"the next gateway adopted both kept instances ({gw.backends()['backends']})")
+    st, _, _ = gw.detect(img)
+    fg.check(st == 200, "frames answered by the adopted instances")
+    launched = fake.requests.get("RunInstances", 0) - runs
+    fg.check(launched == 0, f"no instance launched: the starts took the kept ones ({launched})")
+    code = gw.stop(sig=signal.SIGTERM, timeout=30)
+    fg.check(code == 0 and fake.alive() == [],
+             f"without the key, SIGTERM terminates them ({code}, {fake.alive()})")
 finally:
     if gw.proc is not None:
         gw.stop(sig=signal.SIGKILL, timeout=5)

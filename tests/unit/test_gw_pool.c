@@ -37,6 +37,7 @@ struct gw_instance {
     int status;     /* != 0: every frame is answered with it, without delay */
     uv_timer_t exit_timer;
     char name[64];
+    int tier; /* fake_tiered_ops: the first instance started is the expensive tier */
 };
 
 typedef struct {
@@ -146,6 +147,7 @@ static int fake_start(gw_provider_t *p, const char *name, void *owner, gw_instan
     uv_timer_init(f->loop, &in->exit_timer);
     in->exit_timer.data = in;
     pthread_create(&in->thread, NULL, serve, in);
+    in->tier = f->seq == 1;
     f->live++;
     f->started++;
     f->last = in;
@@ -173,6 +175,17 @@ static void fake_destroy(gw_provider_t *p) { (void)p; }
 static const gw_provider_ops_t fake_ops = {
     .kind = "fake", .start = fake_start, .stop = fake_stop, .instance_id = fake_instance_id,
     .live = fake_live, .destroy = fake_destroy,
+};
+
+static int fake_tier(gw_provider_t *p, gw_instance_t *in)
+{
+    (void)p;
+    return in->tier;
+}
+
+static const gw_provider_ops_t fake_tiered_ops = {
+    .kind = "fake", .start = fake_start, .stop = fake_stop, .instance_id = fake_instance_id,
+    .live = fake_live, .destroy = fake_destroy, .tier = fake_tier,
 };
 
 /* ---- harness ---- */
@@ -326,6 +339,30 @@ static void test_dispatch_spreads_and_answers(void **state)
         on1 += strcmp(jobs[i].backend, "app-instance1") == 0;
     assert_true(on1 >= 8 && on1 <= 12);
     free_jobs(jobs, 20);
+    teardown_env();
+}
+
+/* Provider tiers: scale-in drains the highest tier first, whatever the age. Without tiers the
+ * newest would go first and app-instance1 (here the expensive one) would stay. */
+static void test_scale_in_reaps_highest_tier_first(void **state)
+{
+    (void)state;
+    setup_env();
+    E.fake.super.ops = &fake_tiered_ops;
+    E.cfg.min_backends = 3;
+    E.cfg.max_backends = 3;
+    start_pool();
+    wait_ready(3);
+    gw_pool_set_bounds(E.pool, 1, 1);
+    run_for(500);
+    char *json = gw_pool_backends_json(E.pool);
+    assert_non_null(json);
+    assert_null(strstr(json, "app-instance1\""));
+    assert_true(strstr(json, "app-instance2\"") != NULL || strstr(json, "app-instance3\"") != NULL);
+    free(json);
+    gw_pool_stats_t st;
+    gw_pool_stats(E.pool, &st);
+    assert_int_equal(st.ready, 1);
     teardown_env();
 }
 
@@ -824,6 +861,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dispatch_spreads_and_answers),
         cmocka_unit_test(test_not_ready_gets_nothing),
+        cmocka_unit_test(test_scale_in_reaps_highest_tier_first),
         cmocka_unit_test(test_queue_full_and_deadline),
         cmocka_unit_test(test_readyz_scaled_to_zero),
         cmocka_unit_test(test_backend_exit_retries_elsewhere),
