@@ -11,7 +11,8 @@
 #    initialisation (seed 1): no pretrained darknet weights can be downloaded here, so these
 #    detect nothing meaningful (README "Models").
 # Prints the default model's weights path. Usage: models.sh [BUILD_DIR] (default <repo>/build)
-# FG_MODELS_REF=0 skips faceapi-ref/ (needs python3-skimage's photo and runs face-api).
+# FG_MODELS_REF=0 skips faceapi-ref/ (needs python3-skimage's photo and runs face-api);
+# FG_MODELS_WEBTEST=0 skips webtest/ (playwright-core for tests/integration/test_gw_web.py).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$repo/build}
@@ -48,10 +49,13 @@ if [ ! -s "$fa/node_modules/@vladmandic/face-api/model/tiny_face_detector_model.
     rm -rf "$fa"
     mv "$fa.tmp" "$fa"
 fi
-# webtest/: playwright-core for the browser test (drives Debian's chromium; downloads nothing)
+# webtest/: playwright-core for the browser test (drives Debian's chromium; downloads nothing).
+# FG_MODELS_WEBTEST=0 skips it (the container image runs no browser test).
 wt="$cache/webtest"
 wpkg="$repo/scripts/webtest"
-if [ ! -d "$wt/node_modules/playwright-core" ] || ! cmp -s "$wpkg/package-lock.json" "$wt/package-lock.json"; then
+if [ "${FG_MODELS_WEBTEST:-1}" != 0 ] &&
+    { [ ! -d "$wt/node_modules/playwright-core" ] ||
+        ! cmp -s "$wpkg/package-lock.json" "$wt/package-lock.json"; }; then
     rm -rf "$wt.tmp"
     mkdir -p "$wt.tmp"
     cp "$wpkg/package.json" "$wpkg/package-lock.json" "$wt.tmp/"

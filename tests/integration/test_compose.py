@@ -135,6 +135,64 @@ if check(os.access(framegate, os.X_OK), f"{framegate} is built") and env:
           and eff.get("default_model") == '"face"',
           f"the default model is face, in the image's cache ({eff.get('model.face.cfg')})")
 
+# The backends profile (docker-compose.backends.yml on top): its services, volumes, and the
+# gateway's configuration with it. test_compose_backends.py runs it for real.
+overlay = os.path.join(SRC, "docker-compose.backends.yml")
+be_env = {}
+if exe is not None:
+    r = subprocess.run([exe, "-f", compose, "-f", overlay, "config"], capture_output=True,
+                       text=True, timeout=30, cwd="/", env=clean)
+    check(r.returncode == 0, f"`config` with docker-compose.backends.yml succeeds "
+                             f"{r.stderr.strip()[:300]}")
+    out = r.stdout
+    gwb, be, ce = (block(out, s, 2) for s in ("gateway", "backend", "certs"))
+    check(gwb and be and ce, "services gateway, backend and certs")
+    check(all(re.search(r"^    image: framegate:local$", s, re.M) for s in (be, ce))
+          and all("dockerfile: scripts/docker/Dockerfile" in block(s, "build", 4)
+                  for s in (be, ce)),
+          "backend and certs run the gateway's image, built from the same Dockerfile")
+    check(re.search(r"certs:\s+condition: service_completed_successfully",
+                    block(gwb, "depends_on", 4)) is not None,
+          "the gateway starts once the certificates are made")
+    check("ca:/var/lib/framegate/ca" in ce and re.search(r"^\s+- ca:", gwb + be, re.M) is None,
+          "the CA volume is mounted by the certs service only")
+    check("pki:/etc/framegate/pki:ro" in gwb and "pki:/etc/framegate/pki:ro" in be,
+          "gateway and backends mount the certificates read-only")
+    check("restart: unless-stopped" in be and "init: true" in be and "ports:" not in be,
+          "a backend container that dies is restarted; nothing of it published")
+    check(re.search(r"^  default:\s+name: framegate$", block(out, "networks", 0), re.M)
+          is not None, "the network is named (framegate): the backends' names end in it")
+    check(re.search(r"^  ca: \{\}$", block(out, "volumes", 0), re.M) is not None
+          and re.search(r"^  pki: \{\}$", block(out, "volumes", 0), re.M) is not None,
+          "named volumes ca and pki")
+    for line in block(gwb, "environment", 4).splitlines():
+        m = re.match(r"\s+(FRAMEGATE_[A-Z_]+): '?([^']*)'?$", line)
+        if m:
+            be_env[m.group(1)] = m.group(2)
+    benv = block(be, "environment", 4)
+    check("FRAMEGATE_JOIN: tls+tcp://gateway:7700" in benv
+          and "FRAMEGATE_NETWORK: framegate" in benv,
+          "backends join tls+tcp://gateway:7700 on the network framegate")
+for f in ("certs-init.sh", "backend-join.sh"):
+    p = os.path.join(SRC, "scripts/docker", f)
+    check(os.access(p, os.X_OK) and subprocess.run(["bash", "-n", p]).returncode == 0,
+          f"scripts/docker/{f} is executable bash")
+if check(os.access(framegate, os.X_OK), f"{framegate} is built") and be_env:
+    # The gateway checks the TLS files at start, not when printing: paths are enough here.
+    run_env = {"PATH": "/usr/bin:/bin", "HOME": "/var/lib/framegate",
+               "FRAMEGATE_CACHE": "/var/lib/framegate/cache", **be_env}
+    r = subprocess.run([framegate, "--config", os.path.join(SRC, "config/framegate.conf"),
+                        "--print-config"], capture_output=True, text=True, timeout=30,
+                       env=run_env)
+    check(r.returncode == 0, "the gateway accepts the profile's configuration "
+                             f"{r.stderr.strip()[:300]}")
+    check('join_listen = "tls+tcp://0.0.0.0:7700"' in r.stdout,
+          "it listens for registrations on tls+tcp://0.0.0.0:7700")
+    face = r.stdout[r.stdout.find("[model face]"):]
+    face = face[:face.find("\n[model ", 1) if "\n[model " in face[1:] else len(face)]
+    check(re.search(r'^provider = "?registered"?', face, re.M) is not None,
+          "the face model takes registered backends")
+
 if failures:
     print(f"{len(failures)} check(s) failed: {failures}")
     sys.exit(1)

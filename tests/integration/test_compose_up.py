@@ -14,101 +14,25 @@ Skipped (exit 77) only when no engine can run here (not root and none running, o
 cannot start), and in the sanitizer pass (the image holds Release binaries, not the ASan build).
 Prints: image size and layers, cold/cached build time, time from `up` to healthy."""
 # ctest-timeout: 2400
-import glob
 import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fg  # noqa: E402
+import dockerfg as dfg  # noqa: E402
+from dockerfg import IMAGE, SRC, run  # noqa: E402
 
-SRC = os.path.abspath(fg.SRC)
-IMAGE = "framegate:local"
 SIZE_LIMIT = 250 * 1000 * 1000  # bytes, as `docker images` counts MB
 PROJECT = f"fgtest{os.getpid()}"
 GRACE = 30  # docker-compose.yml's stop_grace_period
-SKIP = 77
 
-
-def skip(why):
-    fg.log(f"SKIP: {why}")
-    sys.exit(SKIP)
-
-
-def run(cmd, timeout=120, env=None, check=False, quiet=False):
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=SRC)
-    if (check and r.returncode != 0) or (not quiet and r.returncode != 0):
-        fg.log(f"$ {' '.join(cmd)} -> {r.returncode}\n{r.stdout[-3000:]}{r.stderr[-3000:]}")
-    if check and r.returncode != 0:
-        raise RuntimeError(f"{cmd[0]} {cmd[1]} failed ({r.returncode})")
-    return r
-
-
-def engine_up():
-    return subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode == 0
-
-
-if fg.SANITIZE:
-    skip("the sanitizer pass: the image holds Release binaries; the plain pass ran this test")
-for tool in ("docker", "dockerd", "docker-compose"):
-    if shutil.which(tool) is None:
-        fg.check(False, f"{tool} is installed (scripts/setup.sh installs docker.io, docker-compose)")
-        fg.finish()
-
-# ---- the engine: the running one, or one we start and stop ----
-dockerd = None
-dockerd_log = None
-if not engine_up():
-    if os.geteuid() != 0:
-        skip("no Docker engine answers and starting dockerd needs root")
-    dockerd_log = tempfile.NamedTemporaryFile(prefix="fgt-dockerd-", suffix=".log", delete=False)
-    dockerd = subprocess.Popen(["dockerd"], stdout=dockerd_log, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL, preexec_fn=fg._die_with_parent)
-    fg.log(f"started dockerd (pid {dockerd.pid})")
-    end = time.time() + 60
-    while time.time() < end and dockerd.poll() is None and not engine_up():
-        time.sleep(0.5)
-    if not engine_up():
-        tail = open(dockerd_log.name, errors="replace").read()[-2000:]
-        if dockerd.poll() is None:
-            dockerd.kill()
-            dockerd.wait()
-        os.unlink(dockerd_log.name)
-        skip(f"dockerd cannot run here:\n{tail}")
-
-
-def stop_dockerd():
-    if dockerd is None or dockerd.poll() is not None:
-        return
-    dockerd.send_signal(signal.SIGTERM)
-    try:
-        dockerd.wait(30)
-    except subprocess.TimeoutExpired:
-        dockerd.kill()
-        dockerd.wait()
-    fg.log(f"stopped dockerd (pid {dockerd.pid}, exit {dockerd.returncode})")
-    os.unlink(dockerd_log.name)
-
-
-def extra_cas():
-    """The CAs this machine trusts beyond Debian's (a TLS-inspecting proxy's): the builder's
-    npm needs them; PEM text for the NODE_EXTRA_CA_CERTS build argument ('' if none)."""
-    pem = re.compile(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", re.S)
-    known = set()
-    for f in glob.glob(os.path.join("/usr/share/ca-certificates", "**", "*.crt"), recursive=True):
-        known.update(c.replace("\n", "") for c in pem.findall(open(f).read()))
-    try:
-        bundle = open("/etc/ssl/certs/ca-certificates.crt").read()
-    except OSError:
-        return ""
-    return "\n".join(c for c in pem.findall(bundle) if c.replace("\n", "") not in known)
+engine = dfg.Engine()  # skips (77) where no engine can run
 
 
 def built_layers(output):
@@ -134,25 +58,9 @@ def built_layers(output):
 
 
 port = fg.free_port()
-env = {k: v for k, v in os.environ.items() if not k.startswith("FRAMEGATE_")}
-# The classic builder (docker-compose 1.29's own; `docker build` too, which newer CLIs would
-# hand to BuildKit): one layer cache, and the step-by-step output built_layers() reads.
-env.update({"DOCKER_BUILDKIT": "0", "COMPOSE_DOCKER_CLI_BUILD": "0", "FRAMEGATE_PORT": str(port), "FRAMEGATE_BUILD_CA": extra_cas(),
-            "COMPOSE_PROJECT_NAME": PROJECT})
-compose = ["docker-compose", "-f", os.path.join(SRC, "docker-compose.yml"), "-p", PROJECT]
-
-
-class Remote:
-    """fg.Gateway's HTTP helpers, pointed at the container's published port."""
-    port = port
-    conn = fg.Gateway.conn
-    request = fg.Gateway.request
-    detect = fg.Gateway.detect
-    json = fg.Gateway.json
-    backends = fg.Gateway.backends
-
-
-gw = Remote()
+env = dfg.compose_env(PROJECT, port)
+compose = dfg.compose_cmd(PROJECT)
+gw = dfg.remote(port)
 
 
 def container():
@@ -161,19 +69,7 @@ def container():
 
 
 def wait_healthy(timeout=240):
-    end = time.time() + timeout
-    state = ""
-    while time.time() < end:
-        cid = container()
-        if cid:
-            r = run(["docker", "inspect", "-f", "{{.State.Health.Status}} {{.State.Status}}", cid],
-                    quiet=True)
-            state = r.stdout.strip()
-            if state.startswith("healthy"):
-                return True
-        time.sleep(0.5)
-    fg.log(f"not healthy after {timeout} s: {state}")
-    return False
+    return dfg.wait_healthy(container, timeout)
 
 
 def gateway_logs():
@@ -181,24 +77,14 @@ def gateway_logs():
 
 
 def project_containers():
-    r = run(["docker", "ps", "-a", "-q", "--filter", f"label=com.docker.compose.project={PROJECT}"],
-            quiet=True)
-    return r.stdout.split()
+    return dfg.leftovers(PROJECT).get("containers", [])
 
 
 up = False
 tmp = None
 try:
     # ---- base image: debian:bookworm-slim if the engine has it, else a local one ----
-    base = "debian:bookworm-slim"
-    if run(["docker", "image", "inspect", base], quiet=True).returncode != 0:
-        base = "framegate/bookworm-base"
-        t0 = time.time()
-        r = run([os.path.join(SRC, "scripts/docker/base-image.sh"), base], timeout=900)
-        fg.log(r.stdout.strip())
-        if not fg.check(r.returncode == 0, f"{base} is there (scripts/docker/base-image.sh, "
-                                           f"{time.time() - t0:.0f} s)"):
-            raise RuntimeError("no base image")
+    base = dfg.base_image()
     env["FRAMEGATE_BASE"] = base
     fg.log(f"base image: {base}; extra CAs for npm: {env['FRAMEGATE_BUILD_CA'].count('BEGIN')}")
 
@@ -231,6 +117,25 @@ try:
     # apt-get answers: the probe itself works (an empty answer would prove nothing).
     fg.check([os.path.basename(x) for x in r.stdout.split()] == ["apt-get"],
              f"no compiler, node, npm, cmake or curl in the runtime image ({r.stdout.split()})")
+    # scripts/setup.sh --runtime's list is what the binaries load: nothing missing, and every
+    # package in it owns a library they load (openssl: the certs of the backends profile).
+    r = run(["docker", "run", "--rm", "--entrypoint", "bash", IMAGE, "-c",
+             "libs=$(ldd /usr/local/bin/framegate /usr/local/bin/framegate-backend);"
+             " echo \"$libs\" | grep 'not found';"
+             " echo \"$libs\" | awk '$2 == \"=>\" && $3 ~ /^\\// {print $3}' | xargs -r readlink -f"
+             " | sort -u | xargs -r dpkg -S 2>/dev/null | cut -d: -f1 | sort -u | sed 's/^/pkg /';"
+             " command -v openssl"], timeout=60)
+    wanted = re.search(r"runtime_pkgs=\(([^)]*)\)", open(os.path.join(SRC, "scripts/setup.sh"))
+                       .read()).group(1).split()
+    owners = {ln.split()[1] for ln in r.stdout.splitlines() if ln.startswith("pkg ")}
+    fg.log(f"runtime packages (setup.sh --runtime): {wanted}; owners of the loaded libraries: "
+           f"{sorted(owners)}")
+    fg.check("not found" not in r.stdout and len(owners) > 5,
+             "every library the binaries load is in the image"
+             + "".join(f"\n      {ln}" for ln in r.stdout.splitlines() if "not found" in ln))
+    unused = [p for p in wanted if p not in owners and p != "openssl"]
+    fg.check(not unused, f"every package of setup.sh --runtime is loaded (not: {unused})")
+    fg.check(r.stdout.strip().endswith("/usr/bin/openssl"), "openssl is in the image")
     r = run(["docker", "run", "--rm", "--entrypoint", "bash", IMAGE, "-c",
              "ls /usr/lib/darknet /usr/local/lib /var/lib/framegate/cache/models;"
              " du -sh /usr/lib/x86_64-linux-gnu/openblas-pthread /var/lib/framegate/cache/models;"
@@ -377,5 +282,5 @@ finally:
         run(compose + ["down", "-t", "5"], env=env, timeout=120)
     if tmp:
         shutil.rmtree(tmp, ignore_errors=True)
-    stop_dockerd()
+    engine.stop()
 fg.finish()
