@@ -6,7 +6,7 @@
 #   --runtime  only the libraries the binaries load (the container's runtime stage)
 #   --bench    everything, plus what scripts/bench-inference.sh compares against: OpenCV, and
 #              ONNX Runtime (python3-onnx for the converter, onnxruntime-node from
-#              bench/inference/ort's lockfile)
+#              bench/inference/ort's lockfile); nginx and haproxy for bench scenario 4
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -63,9 +63,10 @@ if [ "$mode" != "--image" ] && [ "$mode" != "--runtime" ]; then
 fi
 # The inference bench compares against OpenCV's DNN module and ONNX Runtime
 # (scripts/bench-inference.sh); bench/inference/darknet2onnx.py builds the ONNX graph with
-# Debian's python3-onnx.
+# Debian's python3-onnx. Scenario 4 puts nginx and haproxy (the balancers a user would pick
+# instead) in front of the same backends.
 if [ "$mode" = "--bench" ]; then
-    pkgs+=(libopencv-dev python3-onnx)
+    pkgs+=(libopencv-dev python3-onnx nginx haproxy)
 fi
 
 missing=()
