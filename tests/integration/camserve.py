@@ -3,11 +3,13 @@ snapshot server on 127.0.0.1, serving Debian's darknet sample JPEGs. They can be
 (every open connection dropped) and started again on the same port, and told to send a bad
 part next, to test the gateway's reconnection and its checks."""
 import glob
+import os
 import socket
 import threading
 import time
 
-JPEGS = [open(p, "rb").read() for p in sorted(glob.glob("/usr/share/darknet/data/*.jpg"))]
+DATA = "/usr/share/darknet/data"  # Debian's darknet package
+JPEGS = [open(p, "rb").read() for p in sorted(glob.glob(os.path.join(DATA, "*.jpg")))]
 BOUNDARY = "fgframe"
 
 
