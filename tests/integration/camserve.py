@@ -26,6 +26,7 @@ class CamServer:
         self.frames_sent = 0
         self.snaps = 0
         self.conns = 0
+        self.video_serial = 0  # the newest stream connection: the one a bad part goes to
         self.lock = threading.Lock()
         self.sock = None
         self.clients = []
@@ -92,10 +93,18 @@ class CamServer:
             c.sendall(("HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; "
                        f"boundary={BOUNDARY}\r\nCache-Control: no-cache\r\n"
                        "Connection: close\r\n\r\n").encode())
+            with self.lock:
+                self.video_serial += 1
+                me = self.video_serial
             t0 = time.time()
             n = 0
             while self.running:
-                bad, self.bad = self.bad, None
+                # Only the newest connection takes a bad part: an older one the gateway has
+                # already dropped would swallow it on a dead socket.
+                with self.lock:
+                    bad = self.bad if me == self.video_serial else None
+                    if bad is not None:
+                        self.bad = None
                 if bad == "oversized":
                     body = b"\xff\xd8\xff\xe0" + b"\0" * (3 << 20)
                     head = f"Content-Type: image/jpeg\r\nContent-Length: {len(body)}"
