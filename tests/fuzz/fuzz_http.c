@@ -330,8 +330,8 @@ static int requests_in(const uint8_t *data, size_t size, int *malformed)
 
 static int known_status(int s)
 {
-    static const int ok[] = {100, 200, 400, 401, 403, 404, 405, 408,
-                             411, 413, 415, 431, 502, 503, 504};
+    static const int ok[] = {100, 200, 400, 401, 403, 404, 405, 408, 411,
+                             413, 415, 429, 431, 501, 502, 503, 504};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
         if (s == ok[i])
             return 1;
