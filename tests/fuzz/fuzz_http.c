@@ -425,8 +425,21 @@ static int connect_client(void)
     FUZZ_CHECK(bind(fd, (struct sockaddr *)&src, sizeof src) == 0);
     /* Blocking connect: on loopback the kernel completes it from the listen backlog. */
     if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        fprintf(stderr, "connect to 127.0.0.1:%d: %s\n", port, strerror(errno));
-        FUZZ_CHECK(!"connect");
+        /* A signal (libFuzzer's timers) can interrupt it; the connection still completes in
+         * the background: wait for it and read its result. */
+        int err = errno;
+        if (err == EINTR) {
+            struct pollfd pf = {.fd = fd, .events = POLLOUT};
+            socklen_t elen = sizeof err;
+            while (poll(&pf, 1, 5000) < 0 && errno == EINTR)
+                ;
+            if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0)
+                err = errno;
+        }
+        if (err != 0) {
+            fprintf(stderr, "connect to 127.0.0.1:%d: %s\n", port, strerror(err));
+            FUZZ_CHECK(!"connect");
+        }
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
