@@ -582,12 +582,12 @@ static int start_urls(dreq_t *q)
 {
     gw_req_t *r = q->req;
     const json_res_t *res = &q->json;
+    if (gw_frontdoor_camera(r, q->opts.camera) != 0)
+        return -1; /* before any fetch: a refused camera costs nothing (submit_all checks too) */
     if (q->d->fetch == NULL) {
         gw_respond_error(r, 400, "bad_json", "frames by URL are not enabled");
         return -1;
     }
-    if (gw_frontdoor_camera(r, q->opts.camera) != 0)
-        return -1; /* before any fetch: a refused camera costs nothing (submit_all checks too) */
     int n = res->nurls;
     if (res->url_list)
         q->multipart = 1; /* one result per URL */
