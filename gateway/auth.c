@@ -65,8 +65,8 @@ static size_t word(const char **s, const char **w)
 
 static int name_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '.' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
 }
 
 /* A cameras= LIST: items of name characters not starting with '.' (storage.c writes a
@@ -362,8 +362,8 @@ static int lookup(gw_auth_t *a, const uint8_t h[32])
     return found;
 }
 
-int gw_auth_check(gw_auth_t *a, const char *token, size_t len, unsigned allow,
-                  const char *param, size_t param_len, const gw_token_t **who)
+int gw_auth_check(gw_auth_t *a, const char *token, size_t len, unsigned allow, const char *param,
+                  size_t param_len, const gw_token_t **who)
 {
     *who = NULL;
     if (a->open || allow == 0)

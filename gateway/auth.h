@@ -78,8 +78,8 @@ int gw_auth_count(const gw_auth_t *a);
  * or the camera is not one of its own; *who is then set too). *who points into the table:
  * valid until the next reload (copy what must outlive it). Not const: it counts the bytes
  * compared. */
-int gw_auth_check(gw_auth_t *a, const char *token, size_t len, unsigned allow,
-                  const char *param, size_t param_len, const gw_token_t **who);
+int gw_auth_check(gw_auth_t *a, const char *token, size_t len, unsigned allow, const char *param,
+                  size_t param_len, const gw_token_t **who);
 
 /* 1 when `camera` (len bytes; len 0 = the request names none) is one of `list`'s (a
  * gw_token_t.cameras): "" (a token not bound to cameras) and "*" match any camera and none;

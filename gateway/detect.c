@@ -613,8 +613,9 @@ static int start_urls(dreq_t *q)
  * camera frame can supersede an earlier job of this same request during a later submit. */
 static void submit_all(dreq_t *q)
 {
+    /* a camera token naming a camera not its own, or none: answered 403 */
     if (gw_frontdoor_camera(q->req, q->opts.camera) != 0)
-        return; /* a camera token naming a camera not its own, or none: answered 403 */
+        return;
     q->pending = 1; /* the guard */
     for (int i = 0; i < q->njobs; i++) {
         q->jobs[i].batch = q->njobs > 1; /* answered whole: not live frames (fair.h) */

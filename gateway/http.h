@@ -21,7 +21,7 @@
 #include "tls_conn.h"
 
 #define GW_HTTP_MAX_URL 1024
-#define GW_HTTP_MAX_AUTH 300 /* "Bearer " and a token of auth.h's GW_AUTH_TOKEN_MAX */
+#define GW_HTTP_MAX_AUTH 300    /* "Bearer " and a token of auth.h's GW_AUTH_TOKEN_MAX */
 #define GW_HTTP_MAX_CAMERAS 256 /* auth.h's GW_AUTH_CAMERAS_MAX */
 
 typedef struct gw_conn gw_conn_t;

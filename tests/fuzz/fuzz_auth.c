@@ -108,12 +108,12 @@ static void check(unsigned allow, const uint8_t *data, size_t size)
     char err[256];
     if (gw_auth_create_text(&a, file, err, sizeof err) != 0)
         return;
-    allow &= GW_ROLE_CAMERA | GW_ROLE_VIEWER | GW_ROLE_ADMIN | GW_ALLOW_OWN_CAMERA |
-             GW_OWN_CAMERA_KEY;
+    allow &=
+        GW_ROLE_CAMERA | GW_ROLE_VIEWER | GW_ROLE_ADMIN | GW_ALLOW_OWN_CAMERA | GW_OWN_CAMERA_KEY;
     const gw_token_t *who;
     uint64_t before = gw_auth_compared(a);
-    int rv = gw_auth_check(a, lens[1] ? tok : NULL, lens[1], allow, lens[2] ? cam : NULL, lens[2],
-                           &who);
+    int rv =
+        gw_auth_check(a, lens[1] ? tok : NULL, lens[1], allow, lens[2] ? cam : NULL, lens[2], &who);
     uint64_t cost = gw_auth_compared(a) - before;
     FUZZ_CHECK(rv == 0 || rv == PROTO_EUNAUTHORIZED || rv == PROTO_EFORBIDDEN);
     /* the same work for any token: the whole table, or nothing on a public route */
@@ -138,9 +138,8 @@ static void check(unsigned allow, const uint8_t *data, size_t size)
     }
     /* a bound list: "*" admits any camera; an exact item admits itself only */
     if (who != NULL && who->role == GW_ROLE_CAMERA) {
-        FUZZ_CHECK(!gw_auth_camera_ok(who->cameras, "", 0) ||
-                   strcmp(who->cameras, "*") == 0 || strstr(who->cameras, ",*") != NULL ||
-                   strncmp(who->cameras, "*,", 2) == 0);
+        FUZZ_CHECK(!gw_auth_camera_ok(who->cameras, "", 0) || strcmp(who->cameras, "*") == 0 ||
+                   strstr(who->cameras, ",*") != NULL || strncmp(who->cameras, "*,", 2) == 0);
     }
     gw_auth_destroy(a);
 }

@@ -214,8 +214,8 @@ static void test_camera_ok(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int rv = gw_auth_camera_ok(cases[i].list, cases[i].camera, strlen(cases[i].camera));
         if (rv != cases[i].want)
-            fail_msg("case %zu ('%s' vs '%s'): %d, want %d", i, cases[i].list, cases[i].camera,
-                     rv, cases[i].want);
+            fail_msg("case %zu ('%s' vs '%s'): %d, want %d", i, cases[i].list, cases[i].camera, rv,
+                     cases[i].want);
     }
 }
 
@@ -231,7 +231,9 @@ static void test_same_work(void **state)
     size_t o = 0;
     for (int i = 0; i < N; i++)
         o += (size_t)snprintf(text + o, sizeof text - o, "token-%08d %s\n", i,
-                              i % 3 == 0 ? "admin" : i % 3 == 1 ? "viewer" : "camera c1");
+                              i % 3 == 0   ? "admin"
+                              : i % 3 == 1 ? "viewer"
+                                           : "camera c1");
     gw_auth_t *a = open_tokens(text);
     assert_int_equal(gw_auth_count(a), N);
     char longer[GW_AUTH_TOKEN_MAX + 2];
@@ -341,12 +343,9 @@ static void test_reload(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse),
-        cmocka_unit_test(test_roles),
-        cmocka_unit_test(test_camera_ok),
-        cmocka_unit_test(test_same_work),
-        cmocka_unit_test(test_text),
-        cmocka_unit_test(test_open),
+        cmocka_unit_test(test_parse),     cmocka_unit_test(test_roles),
+        cmocka_unit_test(test_camera_ok), cmocka_unit_test(test_same_work),
+        cmocka_unit_test(test_text),      cmocka_unit_test(test_open),
         cmocka_unit_test(test_reload),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
