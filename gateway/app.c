@@ -212,6 +212,10 @@ static void app_on_drained(void *ctx)
 /* The HTTP API: every route but the server's own /healthz. */
 static const gw_server_ops_t *app_server_ops(app_t *app)
 {
+    /* Who may use each route (auth.h). A camera token is bound to its cameras: the routes
+     * whose '*' is a camera say GW_ALLOW_OWN_CAMERA (the front door checks it); those that
+     * take a camera from the query or body (detect, results) allow GW_ROLE_CAMERA and their
+     * handler checks it with gw_frontdoor_camera. */
     const gw_route_t routes[] = {
         {"POST", "/v1/detect", "detect", gw_detect_handle, &app->detect, GW_ROLE_CAMERA},
         {"POST", "/v1/models/*/detect", "detect", gw_detect_handle, &app->detect, GW_ROLE_CAMERA},
@@ -219,8 +223,11 @@ static const gw_server_ops_t *app_server_ops(app_t *app)
         {"GET", "/metrics", "metrics", gw__app_on_metrics, app, GW_ROLE_ADMIN},
         {"GET", "/v1/backends", "backends", gw__app_on_backends, app, GW_ROLE_ADMIN},
         {"GET", "/v1/models", "models", gw__app_on_models, app, GW_ROLE_ADMIN},
-        {"GET", "/v1/results", "results", gw_results_on_list, &app->results, GW_ROLE_VIEWER},
-        {"GET", "/v1/objects/**", "objects", gw_results_on_object, &app->results, GW_ROLE_VIEWER},
+        /* a camera token: its own cameras' (results.c checks ?camera=) */
+        {"GET", "/v1/results", "results", gw_results_on_list, &app->results,
+         GW_ROLE_VIEWER | GW_ROLE_CAMERA},
+        {"GET", "/v1/objects/**", "objects", gw_results_on_object, &app->results,
+         GW_ROLE_VIEWER | GW_ALLOW_OWN_CAMERA | GW_OWN_CAMERA_KEY},
         {"GET", "/v1/storage", "storage", gw_results_on_status, &app->results, GW_ROLE_VIEWER},
         {"GET", "/v1/cameras", "cameras", gw__app_on_cameras, app, GW_ROLE_VIEWER},
         {"GET", "/v1/cameras/*/events", "camera_events", gw_stream_events, &app->streams,

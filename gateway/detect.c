@@ -11,6 +11,7 @@
 
 #include "body.h"
 #include "err.h"
+#include "frontdoor.h"
 #include "http.h"
 #include "response.h"
 #include "status.h"
@@ -581,6 +582,8 @@ static int start_urls(dreq_t *q)
 {
     gw_req_t *r = q->req;
     const json_res_t *res = &q->json;
+    if (gw_frontdoor_camera(r, q->opts.camera) != 0)
+        return -1; /* before any fetch: a refused camera costs nothing (submit_all checks too) */
     if (q->d->fetch == NULL) {
         gw_respond_error(r, 400, "bad_json", "frames by URL are not enabled");
         return -1;
@@ -610,6 +613,9 @@ static int start_urls(dreq_t *q)
  * camera frame can supersede an earlier job of this same request during a later submit. */
 static void submit_all(dreq_t *q)
 {
+    /* a camera token naming a camera not its own, or none: answered 403 */
+    if (gw_frontdoor_camera(q->req, q->opts.camera) != 0)
+        return;
     q->pending = 1; /* the guard */
     for (int i = 0; i < q->njobs; i++) {
         q->jobs[i].batch = q->njobs > 1; /* answered whole: not live frames (fair.h) */

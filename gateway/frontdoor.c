@@ -12,6 +12,7 @@
 #include "err.h"
 #include "http.h"
 #include "log.h"
+#include "msg.h"
 #include "response.h"
 #include "status.h"
 #include "tls_conn.h"
@@ -339,11 +340,20 @@ int gw_frontdoor_admit(void *door, gw_req_t *req, const gw_route_t *route)
             gw_respond_error_extra(
                 req, st.status, st.code, "WWW-Authenticate: Bearer realm=\"framegate\"\r\n",
                 "%s needs a token (Authorization: Bearer, or ?token=)", req->path);
+        else if (who->role == GW_ROLE_CAMERA && (route->allow & GW_ALLOW_OWN_CAMERA))
+            gw_respond_error(req, st.status, st.code,
+                             "the camera token '%s' speaks for cameras %s only: not %s", who->name,
+                             who->cameras, req->path);
         else
             gw_respond_error(req, st.status, st.code, "the role '%s' (%s) may not use %s",
                              gw_role_name(who->role), who->name, req->path);
         return rv;
     }
+    /* copied: a reload may free *who before a handler looks (a JSON body decoded off the
+     * loop, frames fetched by URL) */
+    _Static_assert(sizeof req->cameras >= GW_AUTH_CAMERAS_MAX, "gw_req_t.cameras is too small");
+    if (who != NULL && who->role == GW_ROLE_CAMERA)
+        snprintf(req->cameras, sizeof req->cameras, "%s", who->cameras);
     if (who != NULL) {
         uint8_t key[GW_LIMIT_KEY];
         memcpy(key, who->hash, sizeof key); /* stable across reloads, unlike its line */
@@ -353,6 +363,28 @@ int gw_frontdoor_admit(void *door, gw_req_t *req, const gw_route_t *route)
         }
     }
     return 0;
+}
+
+int gw_frontdoor_camera(gw_req_t *req, const char *camera)
+{
+    size_t len = camera != NULL ? strlen(camera) : 0;
+    if (gw_auth_camera_ok(req->cameras, camera, len))
+        return 0;
+    const gw_server_ops_t *ops = req->conn->srv->ops;
+    gw_frontdoor_t *fd = ops->admit == gw_frontdoor_admit ? ops->door : NULL;
+    if (fd != NULL && fd->metrics != NULL)
+        gw_metrics_add(fd->metrics, fd->fam_refused, "403", NULL, 1);
+    gw_status_t st = gw_status_of(PROTO_EFORBIDDEN);
+    if (len == 0)
+        gw_respond_error(req, st.status, st.code,
+                         "this camera token speaks for cameras %s only: name one (?camera=, or "
+                         "the camera field or part)",
+                         req->cameras);
+    else
+        gw_respond_error(req, st.status, st.code,
+                         "this camera token speaks for cameras %s only, not '%.*s'", req->cameras,
+                         PROTO_CAMERA_MAX, camera);
+    return PROTO_EFORBIDDEN;
 }
 
 int gw_frontdoor_connect(void *door, const uint8_t peer[GW_LIMIT_KEY])

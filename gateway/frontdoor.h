@@ -50,6 +50,13 @@ int gw_frontdoor_admit(void *door, gw_req_t *req, const gw_route_t *route);
 int gw_frontdoor_connect(void *door, const uint8_t peer[GW_LIMIT_KEY]);
 void gw_frontdoor_disconnect(void *door, const uint8_t peer[GW_LIMIT_KEY]);
 
+/* For handlers that take a camera from the query or body (detect, results): 0 when the
+ * request's token may act for `camera` (NULL or "" = the request names none; a token bound
+ * to cameras may not then, unless its list is '*'), else it answers 403 with the reason,
+ * counts it, and returns PROTO_EFORBIDDEN. Routes whose '*' is the camera are checked by
+ * admit (auth.h's GW_ALLOW_OWN_CAMERA). Loop thread. */
+int gw_frontdoor_camera(gw_req_t *req, const char *camera);
+
 /* The token a request carries: "Authorization: Bearer T", else "?token=T" (percent-decoded
  * into buf). Its length, 0 if none (or over cap). */
 size_t gw_frontdoor_token(const gw_req_t *req, char *buf, size_t cap);

@@ -235,6 +235,11 @@ void gw__http_arm_idle(gw_conn_t *c)
     /* A request on its way (or bytes that may start one) has its own clock. */
     if (c->closing || c->lingering || c->streaming || c->phase != GW_PH_IDLE)
         return;
+    /* A handshake keeps the header clock started at accept: the write of the server's own
+     * flight must not turn it into the (longer) idle one, or a client that stalls after its
+     * ClientHello would hold the connection for idle_timeout_ms. */
+    if (c->tls != NULL && gw_tls_conn_handshaking(c->tls))
+        return;
     if (c->cur == NULL && c->head == NULL)
         uv_timer_start(&c->timer, gw__http_on_timer, c->srv->cfg->idle_timeout_ms, 0);
     else if (c->cur == NULL)

@@ -21,7 +21,8 @@
 #include "tls_conn.h"
 
 #define GW_HTTP_MAX_URL 1024
-#define GW_HTTP_MAX_AUTH 300 /* "Bearer " and a token of auth.h's GW_AUTH_TOKEN_MAX */
+#define GW_HTTP_MAX_AUTH 300    /* "Bearer " and a token of auth.h's GW_AUTH_TOKEN_MAX */
+#define GW_HTTP_MAX_CAMERAS 256 /* auth.h's GW_AUTH_CAMERAS_MAX */
 
 typedef struct gw_conn gw_conn_t;
 
@@ -40,6 +41,11 @@ struct gw_req {
     const char *param; /* what a route's '*' matched (points into path), or NULL */
     size_t param_len;
     const char *route; /* metrics label, set by the router */
+    /* Set by the front door for a camera token: the cameras it speaks for (auth.h's list,
+     * copied: it outlives a token reload); "" = not bound (a public route, a viewer or admin
+     * token, no tokens_file). Handlers that take a camera from the query or body check it
+     * with frontdoor.h's gw_frontdoor_camera. */
+    char cameras[GW_HTTP_MAX_CAMERAS];
     /* A handler's per-request state: state_free(state) runs when the request is freed. */
     void *state;
     void (*state_free)(void *state);

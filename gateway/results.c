@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "err.h"
+#include "frontdoor.h"
 #include "http.h"
 #include "response.h"
 #include "storage.h"
@@ -159,6 +160,8 @@ void gw_results_on_list(void *results, gw_req_t *req)
                          PROTO_CAMERA_MAX);
         return;
     }
+    if (gw_frontdoor_camera(req, camera) != 0)
+        return; /* a camera token reads its own cameras' results only */
     query_param(req->query, "since", since, sizeof since);
     query_param(req->query, "limit", limit, sizeof limit);
     char *end;

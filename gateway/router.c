@@ -67,6 +67,7 @@ void gw_router_dispatch(const gw_route_t *routes, size_t n, gw_req_t *req)
         req->route = routes[i].label;
         req->param = param;
         req->param_len = param_len;
+        req->cameras[0] = '\0'; /* unbound unless the front door says otherwise */
         const gw_server_ops_t *ops = req->conn->srv->ops;
         if (ops->admit != NULL && ops->admit(ops->door, req, &routes[i]) != 0)
             return; /* refused: answered by the front door */

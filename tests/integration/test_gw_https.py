@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """HTTPS on the gateway (mbedTLS on the loop): curl and Python's ssl with the test CA get
-answers, a wrong CA fails, keep-alive and pipelining work as over plain HTTP, sessions resume,
-a stalled handshake is cut at header_timeout_ms, client certificates when https_client_ca is
-set, tokens over TLS, 1000 keep-alive TLS connections at once, and SIGHUP with a new
+answers and with another CA fail, keep-alive and pipelining work as over plain HTTP, sessions
+resume, a stalled handshake (a partial record, a whole ClientHello then silence, nothing at
+all) is cut at header_timeout_ms, client certificates when https_client_ca is set, tokens
+(bound to a camera) over TLS, 1000 keep-alive TLS connections at once, and SIGHUP with a new
 certificate under load loses no request while new connections get the new certificate."""
 # ctest-timeout: 150
 import os
@@ -92,7 +93,7 @@ def get(path, token=None):
 plain = fg.free_port()
 tokens = os.path.join(tmp, "tokens")
 with open(tokens, "w") as f:
-    f.write("viewer-token-001 viewer\ncamera-token-01 camera\n")
+    f.write("viewer-token-001 viewer\ncamera-token-01 camera gate1\n")
 settings = {"backends": 1, "https_cert": live_crt, "https_key": live_key,
             "listen_plain": f"127.0.0.1:{plain}", "header_timeout_ms": 1000,
             "max_connections": 1100, "tokens_file": tokens}
@@ -117,7 +118,8 @@ try:
                             "-H", "Content-Type: image/jpeg",
                             "-H", "Authorization: Bearer camera-token-01",
                             "--data-binary", "@" + os.path.join(fg.DATA, "dog.jpg"),
-                            f"https://127.0.0.1:{https}/v1/detect"], capture_output=True, text=True)
+                            f"https://127.0.0.1:{https}/v1/detect?camera=gate1"],
+                           capture_output=True, text=True)
         fg.check(r.stdout == "200", f"curl posts a frame over HTTPS ({r.stdout})")
 
         # ---- Python ssl: keep-alive, pipelining, resumption, tokens ----
@@ -136,6 +138,14 @@ try:
         s = tls_connect(https, session=sess)
         fg.check(s.session_reused, "the session resumes (ticket)")
         s.close()
+        try:
+            tls_connect(https, ctx(ca=os.path.join(other, "ca.crt"))).close()
+            refused, why = False, "it connected"
+        except ssl.SSLCertVerificationError as e:
+            refused, why = True, e.verify_message
+        except (OSError, ssl.SSLError) as e:
+            refused, why = False, "not a verification error: " + repr(e)
+        fg.check(refused, f"Python's ssl with another CA fails verification ({why})")
 
         # ---- a stalled handshake is cut ----
         t0 = time.time()
@@ -149,6 +159,43 @@ try:
         raw.close()
         fg.check(got == b"" and 0.8 < waited < 3 * fg.SLOW,
                  f"a stalled handshake is cut at header_timeout_ms ({waited:.2f} s)")
+
+        def until_closed(sock, limit):
+            """Reads until the peer closes; the bytes and the seconds it took (None: open)."""
+            t0, data = time.time(), b""
+            sock.settimeout(limit)
+            try:
+                while True:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        return data, time.time() - t0
+                    data += chunk
+            except socket.timeout:
+                return data, None
+            except OSError:
+                return data, time.time() - t0
+        # a whole ClientHello, the server's answer read, then silence: cut mid-handshake
+        inc, outb = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = DEFAULT.wrap_bio(inc, outb, server_hostname="127.0.0.1")
+        try:
+            obj.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        raw = socket.create_connection(("127.0.0.1", https), timeout=10)
+        raw.sendall(outb.read())
+        t0 = time.time()
+        got, waited = until_closed(raw, 6 * fg.SLOW)
+        waited = None if waited is None else time.time() - t0
+        raw.close()
+        fg.check(got[:1] == b"\x16" and waited is not None and waited < 3 * fg.SLOW,
+                 f"a client that stalls after its ClientHello (the server's flight sent: "
+                 f"{len(got)} bytes) is cut at header_timeout_ms ({waited} s)")
+        # a connection that never says anything
+        raw = socket.create_connection(("127.0.0.1", https), timeout=10)
+        got, waited = until_closed(raw, 6 * fg.SLOW)
+        raw.close()
+        fg.check(got == b"" and waited is not None and 0.8 < waited < 3 * fg.SLOW,
+                 f"a TLS connection that sends nothing is cut at header_timeout_ms ({waited} s)")
         raw = socket.create_connection(("127.0.0.1", https), timeout=10)
         raw.sendall(b"GET / HTTP/1.1\r\n\r\n")
         try:
