@@ -77,6 +77,8 @@ struct gw_jobs {
     int loading;      /* the start-up load runs: no dispatch, no reset yet */
     int nio_dead;     /* store operations out on dead jobs: a purge waits for them */
     struct gw__purge *waiting; /* purges waiting for nio_dead == 0 */
+    struct gw__put *putq, *putq_tail; /* writes waiting for one of the few slots */
+    int puts_out;
     int out;      /* frames in the pools */
     int window;   /* at most this many out: the pools' queues stay free for live frames */
     size_t bytes; /* bytes of images not yet done */

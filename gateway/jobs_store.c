@@ -15,6 +15,7 @@
 #include "log.h"
 
 #define KEY_MAX 160
+#define PUT_PAR 8   /* writes out at once: an upload of 2000 images is not 2000 connections */
 #define PURGE_PAR 8 /* deletes out at once per purge */
 #define LOAD_PAR 8  /* result reads out at once at start-up */
 #define RES_MAX ((size_t)4 << 20)
@@ -45,14 +46,6 @@ int gw__jobs_open_store(gw_jobs_t *js, gw_fetch_t *http, char *err, size_t cap)
         return PROTO_ECONFIG;
     }
     return 0;
-}
-
-void gw__jobs_close_store(gw_jobs_t *js)
-{
-    gw_store_t *s = js->store;
-    js->store = NULL; /* callbacks run by destroy start nothing new */
-    if (s != NULL)
-        s->ops->destroy(s);
 }
 
 /* ---- operations on one job: j->nio counts them, so a dead job lives until they end ---- */
@@ -103,9 +96,19 @@ static void io_drop(io_t *io)
     free(io);
 }
 
-static void on_put(void *arg, int err, const char *msg)
+/* A write waiting for a slot, with its own copy of the bytes. */
+typedef struct gw__put {
+    io_t *io;
+    char key[KEY_MAX];
+    uint8_t *data;
+    size_t len;
+    struct gw__put *next;
+} put_t;
+
+static void put_next(gw_jobs_t *js);
+
+static void put_landed(io_t *io, int err, const char *msg)
 {
-    io_t *io = arg;
     gw__batch_t *j = io->j;
     if (err != 0 && err != UV_ECANCELED)
         GW_LOG_W("job_write", "job=%s index=%d error=\"%s\"", j->id, io->idx,
@@ -119,20 +122,59 @@ static void on_put(void *arg, int err, const char *msg)
     io_end(io);
 }
 
+static void on_put(void *arg, int err, const char *msg)
+{
+    io_t *io = arg;
+    gw_jobs_t *js = io->js;
+    js->puts_out--;
+    put_landed(io, err, msg);
+    put_next(js);
+}
+
+/* Starts queued writes while a slot is free. */
+static void put_next(gw_jobs_t *js)
+{
+    while (js->store != NULL && js->puts_out < PUT_PAR && js->putq != NULL) {
+        put_t *p = js->putq;
+        js->putq = p->next;
+        if (js->putq == NULL)
+            js->putq_tail = NULL;
+        js->puts_out++;
+        int rv = js->store->ops->put(js->store, p->key, p->data, p->len, NULL, on_put, p->io);
+        if (rv != 0) {
+            js->puts_out--;
+            put_landed(p->io, rv, proto_strerror(rv));
+        }
+        free(p->data);
+        free(p);
+    }
+}
+
 int gw__jobs_put(gw_jobs_t *js, gw__batch_t *j, int what, int idx, const char *rel,
                  const void *data, size_t len)
 {
     if (js->store == NULL)
         return PROTO_ESHUTDOWN;
-    char key[KEY_MAX];
-    key_of(j, rel, key, sizeof key);
-    io_t *io = io_new(js, j, what, idx);
-    if (io == NULL)
+    put_t *p = calloc(1, sizeof *p);
+    if (p == NULL || (p->data = malloc(len ? len : 1)) == NULL) {
+        free(p);
         return PROTO_ENOMEM;
-    int rv = js->store->ops->put(js->store, key, data, len, NULL, on_put, io);
-    if (rv != 0)
-        io_drop(io);
-    return rv;
+    }
+    if ((p->io = io_new(js, j, what, idx)) == NULL) {
+        free(p->data);
+        free(p);
+        return PROTO_ENOMEM;
+    }
+    key_of(j, rel, p->key, sizeof p->key);
+    memcpy(p->data, data, len);
+    p->len = len;
+    if (js->putq_tail != NULL)
+        js->putq_tail->next = p;
+    else
+        js->putq = p;
+    js->putq_tail = p;
+    put_next(js);
+    return 0;
 }
 
 /* res/N: "STATUS\tLABEL\tJSON" (a label has no tab: top_label and "error"). */
@@ -707,4 +749,20 @@ void gw__jobs_load_all(gw_jobs_t *js)
     l->js = js;
     if (js->store->ops->list(js->store, "jobs/", "", 1000, on_load_listed, l) != 0)
         load_end(l);
+}
+
+void gw__jobs_close_store(gw_jobs_t *js)
+{
+    gw_store_t *s = js->store;
+    js->store = NULL; /* callbacks run by destroy start nothing new */
+    if (s != NULL)
+        s->ops->destroy(s);
+    while (js->putq != NULL) { /* writes never started end the same way */
+        put_t *p = js->putq;
+        js->putq = p->next;
+        put_landed(p->io, UV_ECANCELED, "store closed");
+        free(p->data);
+        free(p);
+    }
+    js->putq_tail = NULL;
 }
