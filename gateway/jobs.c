@@ -363,7 +363,7 @@ static void on_input(void *arg, int err, const char *msg, uint8_t *data, size_t 
         requeue(js, j, idx);
         if (err == PROTO_ENOTFOUND)
             pump(js);
-        else
+        else if (!js->stopping)
             uv_timer_start(&js->retry, on_retry, RETRY_MS, 0);
         return;
     }
@@ -445,7 +445,7 @@ static void pump(gw_jobs_t *js)
                 /* the store is closing or out of memory: the image waits */
                 frame_free(js, f);
                 requeue(js, j, i);
-                if (rv != PROTO_ESHUTDOWN)
+                if (rv != PROTO_ESHUTDOWN && !js->stopping)
                     uv_timer_start(&js->retry, on_retry, RETRY_MS, 0);
                 return;
             }

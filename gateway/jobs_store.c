@@ -724,9 +724,13 @@ static void load_next(loader_t *l)
             break;
         char key[KEY_MAX];
         snprintf(key, sizeof key, "jobs/%s/", lj->id);
+        if (is_live(js, key)) { /* uploaded while the load ran: already ours */
+            l->cur++;
+            continue;
+        }
         if (!lj->has_meta) {
-            /* an upload that never finished: its inputs go */
-            gw__jobs_purge(js, key, 0, NULL, NULL);
+            /* an upload that never finished: its inputs go (not one that began meanwhile) */
+            gw__jobs_purge(js, key, 1, NULL, NULL);
             l->cur++;
             continue;
         }
