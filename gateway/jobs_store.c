@@ -391,9 +391,11 @@ static void on_listed(void *arg, int err, const char *msg, char **keys, int n)
         purge_finish(p);
         return;
     }
-    p->out++; /* on_deleted's bookkeeping starts the deletes */
-    on_deleted(p, 0, NULL);
+    /* on_deleted's bookkeeping starts the deletes (as if one had ended: not counted); it
+     * may end the purge and free p */
     p->ndel--;
+    p->out++;
+    on_deleted(p, 0, NULL);
 }
 
 static void purge_list(purge_t *p)
@@ -623,17 +625,33 @@ typedef struct {
     int idx;
 } res_get_t;
 
+/* An object's bytes as a C string (a store's get does not terminate them), or NULL. */
+static char *as_text(uint8_t *data, size_t len)
+{
+    if (data == NULL)
+        return NULL;
+    char *t = realloc(data, len + 1);
+    if (t == NULL) {
+        free(data);
+        return NULL;
+    }
+    t[len] = '\0';
+    return t;
+}
+
 /* One result object read back: "STATUS\tLABEL\tJSON" into image idx (counted once). */
 static void on_res(void *arg, int err, const char *msg, uint8_t *data, size_t len)
 {
-    (void)len;
     res_get_t *rg = arg;
     loader_t *l = rg->l;
     int idx = rg->idx;
     free(rg);
     l->res_out--;
     gw__batch_t *j = l->j;
-    if (err == 0 && j != NULL && idx < j->n && j->imgs[idx].st == GW__IMG_PENDING) {
+    if (err == 0)
+        data = (uint8_t *)as_text(data, len);
+    if (err == 0 && data != NULL && j != NULL && idx < j->n &&
+        j->imgs[idx].st == GW__IMG_PENDING) {
         char *t = (char *)data, *t1 = strchr(t, '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
         if (t2 != NULL) {
             gw__img_t *im = &j->imgs[idx];
@@ -686,7 +704,6 @@ static void res_more(loader_t *l)
 
 static void on_meta(void *arg, int err, const char *msg, uint8_t *data, size_t len)
 {
-    (void)len;
     loader_t *l = arg;
     ld_job_t *lj = &l->jobs[l->cur];
     if (err == UV_ECANCELED) {
@@ -700,8 +717,9 @@ static void on_meta(void *arg, int err, const char *msg, uint8_t *data, size_t l
         load_next(l);
         return;
     }
-    l->j = parse_meta(l->js, lj->id, (char *)data);
-    free(data);
+    char *text = as_text(data, len);
+    l->j = text != NULL ? parse_meta(l->js, lj->id, text) : NULL;
+    free(text);
     if (l->j == NULL) {
         GW_LOG_W("job_load", "job=%s error=bad_meta", lj->id);
         l->cur++;

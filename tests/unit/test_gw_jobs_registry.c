@@ -287,6 +287,13 @@ static void test_reset_deletes_jobs_only(void **state)
     assert_false(exists_at(f, rel));
     assert_false(exists_at(f, "jobs"));
     assert_true(exists_at(f, "cam/frame.jpg"));
+    /* nothing left to delete: answered all the same */
+    C.calls = 0;
+    assert_int_equal(gw__jobs_reset(f->js, on_end, NULL), 0);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(C.calls, 1);
+    assert_int_equal(C.err, 0);
+    assert_true(exists_at(f, "cam/frame.jpg"));
     close_registry(f);
     open_registry(f);
     assert_int_equal(f->js->njobs, 0);
