@@ -129,6 +129,9 @@ try:
         # a new job after the reset works on the same bucket
         st, r = upload(gw, 4)
         fg.check(st == 202, f"a job after the reset: 202 ({st})")
+        code = gw.stop()
+        fg.check(code == 0, f"the gateway exits 0 on SIGTERM, writes to the bucket and all "
+                 f"(got {code})")
     denied = len(re.findall(r"-> 40[03] ", s3.log()))
     fg.check(denied == 0, f"the S3 server refused none of the gateway's requests ({denied})")
 finally:
