@@ -237,6 +237,9 @@ void gw_jobs_on_create(void *arg, gw_req_t *r)
         return;
     }
     gw__batch_t *j = u.j;
+    /* a part's bytes are the request's body, held until the answer (on_committed) or freed
+     * after a refusal, when gw__jobs_abort has dropped the job first */
+    j->borrow = multipart;
     if (multipart) {
         char boundary[128];
         if (gw_body_param(r->content_type, "boundary", boundary, sizeof boundary) != 0) {

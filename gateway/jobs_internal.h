@@ -55,6 +55,8 @@ struct gw__batch {
     int nio;                          /* store operations out on it */
     /* while uploading: input puts still out, the first failure, and who waits for the end */
     int upl_wait, upl_err;
+    int borrow; /* gw__jobs_add's bytes stay valid until the commit ends or the job is dropped
+                 * (a multipart body, held with its request): queued without a copy */
     char upl_msg[120];
     size_t upl_bytes;
     gw__jobs_commit_cb commit_cb;

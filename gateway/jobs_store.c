@@ -102,6 +102,8 @@ typedef struct gw__put {
     char key[KEY_MAX];
     uint8_t *data;
     size_t len;
+    int borrowed; /* data is the caller's (j->borrow): never freed here, never read once the
+                   * job is dead */
     struct gw__put *next;
 } put_t;
 
@@ -139,13 +141,21 @@ static void put_next(gw_jobs_t *js)
         js->putq = p->next;
         if (js->putq == NULL)
             js->putq_tail = NULL;
+        if (p->borrowed && p->io->j->dead) {
+            /* an upload dropped: its bytes may be gone with its request */
+            put_landed(p->io, UV_ECANCELED, "job dropped");
+            free(p);
+            continue;
+        }
         js->puts_out++;
+        /* the store copies the bytes before put returns */
         int rv = js->store->ops->put(js->store, p->key, p->data, p->len, NULL, on_put, p->io);
         if (rv != 0) {
             js->puts_out--;
             put_landed(p->io, rv, proto_strerror(rv));
         }
-        free(p->data);
+        if (!p->borrowed)
+            free(p->data);
         free(p);
     }
 }
@@ -156,17 +166,20 @@ int gw__jobs_put(gw_jobs_t *js, gw__batch_t *j, int what, int idx, const char *r
     if (js->store == NULL)
         return PROTO_ESHUTDOWN;
     put_t *p = calloc(1, sizeof *p);
-    if (p == NULL || (p->data = malloc(len ? len : 1)) == NULL) {
-        free(p);
+    if (p == NULL)
         return PROTO_ENOMEM;
-    }
-    if ((p->io = io_new(js, j, what, idx)) == NULL) {
-        free(p->data);
+    p->borrowed = what == GW__PUT_INPUT && j->borrow;
+    if (p->borrowed)
+        p->data = (uint8_t *)data;
+    else if ((p->data = malloc(len ? len : 1)) != NULL)
+        memcpy(p->data, data, len);
+    if (p->data == NULL || (p->io = io_new(js, j, what, idx)) == NULL) {
+        if (!p->borrowed)
+            free(p->data);
         free(p);
         return PROTO_ENOMEM;
     }
     key_of(j, rel, p->key, sizeof p->key);
-    memcpy(p->data, data, len);
     p->len = len;
     if (js->putq_tail != NULL)
         js->putq_tail->next = p;
@@ -783,7 +796,8 @@ void gw__jobs_close_store(gw_jobs_t *js)
         put_t *p = js->putq;
         js->putq = p->next;
         put_landed(p->io, UV_ECANCELED, "store closed");
-        free(p->data);
+        if (!p->borrowed)
+            free(p->data);
         free(p);
     }
     js->putq_tail = NULL;

@@ -68,6 +68,18 @@ try:
         fg.check(f"fg/jobs/{jid}/meta" in s3.keys(), "the meta is in the bucket")
         fg.check(s3.read(f"fg/jobs/{jid}/in/5") == IMGS[5 % 4],
                  "a stored input is the uploaded JPEG, byte for byte")
+        # an upload refused at its third part: nothing of it stays in the bucket (its first
+        # parts' writes, queued from the request's own body, are dropped or deleted)
+        body, ctype = fg.multipart([("files", "a.jpg", "image/jpeg", IMGS[0]),
+                                    ("files", "b.jpg", "image/jpeg", IMGS[1]),
+                                    ("files", "c.jpg", "image/jpeg", b"")])
+        st, _, data = gw.request("POST", "/v1/jobs", body=body, headers={"Content-Type": ctype})
+        fg.check(400 <= st < 500, f"an upload with an empty image is refused ({st} {data[:80]})")
+        ours = f"fg/jobs/{jid}/"
+        fg.wait_for(lambda: all(k.startswith(ours) for k in s3.keys() if k.startswith("fg/jobs/")),
+                    10)
+        stray = [k for k in s3.keys() if k.startswith("fg/jobs/") and not k.startswith(ours)]
+        fg.check(stray == [], f"the refused upload left nothing in the bucket ({stray[:3]})")
         # a camera's frame kept by the frame store, beside the jobs
         st, _, body = gw.detect(IMGS[0], "?camera=door&format=json")
         fg.check(st == 200, f"a camera frame answered ({st})")
