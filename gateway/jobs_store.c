@@ -26,6 +26,18 @@ static void key_of(const gw__batch_t *j, const char *rel, char *out, size_t cap)
     (void)!snprintf(out, cap, "jobs/%s/%s", j->id, rel);
 }
 
+/* True for "jobs/ID/..." with ID a job's (15 lowercase hex digits, gw__jobs_begin): a camera
+ * named "jobs" keeps its frames under jobs/YYYY/..., and those are never a job's. */
+static int is_job_key(const char *key)
+{
+    if (strncmp(key, "jobs/", 5) != 0)
+        return 0;
+    for (int i = 0; i < 15; i++)
+        if (!((key[5 + i] >= '0' && key[5 + i] <= '9') || (key[5 + i] >= 'a' && key[5 + i] <= 'f')))
+            return 0;
+    return key[20] == '/';
+}
+
 int gw__jobs_open_store(gw_jobs_t *js, gw_fetch_t *http, char *err, size_t cap)
 {
     const char *url = js->cfg->jobs_store;
@@ -394,8 +406,8 @@ static void on_listed(void *arg, int err, const char *msg, char **keys, int n)
         snprintf(p->after, sizeof p->after, "%s", keys[n - 1]);
     p->keys = calloc((size_t)(n ? n : 1), sizeof *p->keys);
     for (int i = 0; p->keys != NULL && i < n; i++) {
-        if (strncmp(keys[i], "jobs/", 5) != 0 || (p->live && is_live(p->js, keys[i])))
-            continue; /* never outside jobs/ */
+        if (!is_job_key(keys[i]) || (p->live && is_live(p->js, keys[i])))
+            continue; /* never anything but a job's object */
         if ((p->keys[p->nkeys] = strdup(keys[i])) != NULL)
             p->nkeys++;
     }
@@ -509,6 +521,8 @@ static int push_idx(int **arr, int *n, int *cap, int v)
 /* One listed key "jobs/ID/REST" into the job records (keys arrive sorted: one ID's together). */
 static void note_key(loader_t *l, const char *key)
 {
+    if (!is_job_key(key))
+        return;
     const char *id = key + 5, *slash = strchr(id, '/');
     if (slash == NULL || (size_t)(slash - id) >= sizeof l->jobs[0].id)
         return;

@@ -6,7 +6,8 @@ gateway SIGKILLed mid-job and restarted reads the job back from the bucket (List
 GET), sends only the images without a result object and completes with every image's result
 exactly once (one res/N object per index, none missing, no other index); POST /v1/reset
 deletes every object under jobs/ (signed DELETEs) and leaves the rest of the bucket alone: a
-camera's kept frames under the same prefix, and keys that only look alike. Backends simulate
+camera's kept frames under the same prefix (one of a camera named "jobs" included), and keys
+that only look alike. Backends simulate
 inference (--simulate-ms): this is about the gateway."""
 # ctest-timeout: 180
 import json
@@ -123,6 +124,9 @@ try:
         # reset: the jobs' objects go, nothing else
         plant("fg/jobsite/keep.txt", b"not a job")
         plant("other/jobs/x/meta", b"outside the prefix")
+        # a camera named "jobs" keeps its frames under jobs/YYYY/...: not a job's
+        camjobs = "fg/jobs/2026/11/27/22/jobs-1795818320646010-150466.jpg"
+        plant(camjobs, IMGS[0])
         st, _, _ = gw.request("POST", "/v1/reset", body=b'{"token":"wrong"}',
                               headers={"Content-Type": "application/json"})
         fg.check(st == 403, f"reset with a wrong token: 403 (got {st})")
@@ -131,11 +135,11 @@ try:
                                  headers={"Content-Type": "application/json"})
         fg.check(st == 200 and json.loads(data)["jobs"] == 1, f"reset: 200 ({st} {data[:100]})")
         left = s3.keys()
-        fg.check(not any(k.startswith("fg/jobs/") for k in left),
+        fg.check(not any(k.startswith("fg/jobs/") and k != camjobs for k in left),
                  f"reset deleted every job object ({sum(k.startswith('fg/jobs/') for k in left)} "
                  "left)")
         fg.check({f"fg/{cam['input']}", f"fg/{cam['result']}", "fg/jobsite/keep.txt",
-                  "other/jobs/x/meta"} <= left,
+                  "other/jobs/x/meta", camjobs} <= left,
                  f"the camera's frames and the other keys stay: {sorted(left)}")
         fg.check(gw.json("/v1/jobs")["jobs"] == [], "no job listed after the reset")
         # a new job after the reset works on the same bucket

@@ -277,6 +277,7 @@ static void test_reset_deletes_jobs_only(void **state)
     char id[32], rel[120];
     make_job(f, id, sizeof id);
     write_at(f, "cam/frame.jpg", "x");
+    write_at(f, "jobs/2026/11/27/jobs-1.jpg", "x"); /* a camera named "jobs" */
     C.calls = 0;
     assert_int_equal(gw__jobs_reset(f->js, on_end, NULL), 1);
     assert_int_equal(f->js->njobs, 0);
@@ -285,8 +286,8 @@ static void test_reset_deletes_jobs_only(void **state)
     assert_int_equal(C.err, 0);
     snprintf(rel, sizeof rel, "jobs/%s", id);
     assert_false(exists_at(f, rel));
-    assert_false(exists_at(f, "jobs"));
     assert_true(exists_at(f, "cam/frame.jpg"));
+    assert_true(exists_at(f, "jobs/2026/11/27/jobs-1.jpg"));
     /* nothing left to delete: answered all the same */
     C.calls = 0;
     assert_int_equal(gw__jobs_reset(f->js, on_end, NULL), 0);
