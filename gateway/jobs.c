@@ -301,8 +301,7 @@ static void on_frame_done(gw_job_t *g)
             if (g->rep.payload_len > 0) {
                 char rel[48];
                 snprintf(rel, sizeof rel, "out/%d.jpg", f->idx);
-                gw__jobs_put(js, j, GW__PUT_PLAIN, f->idx, rel, g->rep.payload,
-                             g->rep.payload_len);
+                gw__jobs_put(js, j, GW__PUT_PLAIN, f->idx, rel, g->rep.payload, g->rep.payload_len);
             }
         }
         finish_image(js, j, f->idx, g->err != 0);
@@ -669,8 +668,7 @@ void gw__jobs_stored(gw_jobs_t *js, gw__batch_t *j, int what, int err, const cha
     }
 }
 
-void gw__jobs_commit(gw_jobs_t *js, gw__batch_t *j, size_t bytes, gw__jobs_commit_cb cb,
-                     void *arg)
+void gw__jobs_commit(gw_jobs_t *js, gw__batch_t *j, size_t bytes, gw__jobs_commit_cb cb, void *arg)
 {
     /* taken now, so that uploads racing this one see them */
     j->upl_bytes = bytes;

@@ -319,8 +319,7 @@ static void on_output(void *arg, uint8_t *img, size_t len)
     if (img == NULL)
         gw_respond_error(r, 404, "not_found", "no annotated image");
     else
-        gw_respond(r, 200,
-                   len > 4 && memcmp(img, "\x89PNG", 4) == 0 ? "image/png" : "image/jpeg",
+        gw_respond(r, 200, len > 4 && memcmp(img, "\x89PNG", 4) == 0 ? "image/png" : "image/jpeg",
                    (char *)img, len, "Cache-Control: max-age=3600\r\n");
     free(w);
     gw_req_release(r);

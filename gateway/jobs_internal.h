@@ -49,10 +49,10 @@ struct gw__batch {
     char model[GW_MODEL_NAME_MAX];
     int state;
     int n, ndone, nfailed, nout;
-    int cap;                          /* imgs allocated (while uploading) */
-    int cursor;                       /* no pending image before it */
-    int dead;                         /* reset, evicted or aborted: freed when nothing is out */
-    int nio;                          /* store operations out on it */
+    int cap;    /* imgs allocated (while uploading) */
+    int cursor; /* no pending image before it */
+    int dead;   /* reset, evicted or aborted: freed when nothing is out */
+    int nio;    /* store operations out on it */
     /* while uploading: input puts still out, the first failure, and who waits for the end */
     int upl_wait, upl_err;
     int borrow; /* gw__jobs_add's bytes stay valid until the commit ends or the job is dropped
@@ -72,12 +72,12 @@ struct gw_jobs {
     gw_jobs_io_t io;
     char dir[GW_CONFIG_STR_MAX + 16]; /* jobs_dir as resolved (the default store's root) */
     char store_url[GW_CONFIG_STR_MAX + 24];
-    gw_store_t *store; /* NULL once closed */
-    gw__batch_t *head; /* in creation order (ids sort the same way) */
+    gw_store_t *store;    /* NULL once closed */
+    gw__batch_t *head;    /* in creation order (ids sort the same way) */
     gw__batch_t *uploads; /* committed, waiting for their objects to be stored (by ->next) */
     int njobs, nuploads;
-    int loading;      /* the start-up load runs: no dispatch, no reset yet */
-    int nio_dead;     /* store operations out on dead jobs: a purge waits for them */
+    int loading;               /* the start-up load runs: no dispatch, no reset yet */
+    int nio_dead;              /* store operations out on dead jobs: a purge waits for them */
     struct gw__purge *waiting; /* purges waiting for nio_dead == 0 */
     struct gw__put *putq, *putq_tail; /* writes waiting for one of the few slots */
     int puts_out;
@@ -131,10 +131,11 @@ int gw__jobs_add_ref(gw_jobs_t *js, gw__batch_t *j, const char *name, int src, c
 
 /* Ends an upload: once every input is stored, writes the job's meta (what makes it a job
  * after a restart), puts it in the registry with `bytes` pending, starts dispatching and calls
- * cb(arg, 0). On a store failure cb gets PROTO_ESTORE (or UV_ECANCELED at shutdown) with a
- * message and the job is still the caller's (gw__jobs_abort). cb runs later, exactly once. */
-void gw__jobs_commit(gw_jobs_t *js, gw__batch_t *j, size_t bytes, gw__jobs_commit_cb cb,
-                     void *arg);
+ * cb(arg, 0). On a store failure cb gets PROTO_ESTORE (PROTO_ESHUTDOWN when the store is
+ * closing) with a message and the job is still the caller's (gw__jobs_abort). cb runs
+ * exactly once, normally later (before this returns only when the meta cannot even be queued:
+ * out of memory, shutdown). */
+void gw__jobs_commit(gw_jobs_t *js, gw__batch_t *j, size_t bytes, gw__jobs_commit_cb cb, void *arg);
 
 /* Drops a job that was never committed (or whose commit failed), and its objects. */
 void gw__jobs_abort(gw_jobs_t *js, gw__batch_t *j);
@@ -144,8 +145,9 @@ void gw__jobs_cancel(gw_jobs_t *js, gw__batch_t *j);
 
 /* Drops every job, then deletes every object under jobs/ that is not a live job's (one being
  * uploaded meanwhile keeps its own) and calls cb(arg, 0, NULL) (or a store error); nothing
- * outside jobs/ is ever deleted. Returns how many jobs there were, or -1 while the start-up
- * load runs (cb is not called). */
+ * outside jobs/ID/ (ID a job's id) is ever deleted. Returns how many jobs there were, or -1
+ * while the start-up load runs (cb is not called); cb may run before this returns (a store
+ * that refuses the listing at once). */
 int gw__jobs_reset(gw_jobs_t *js, gw__jobs_reset_cb cb, void *arg);
 
 /* ---- jobs_store.c: jobs/ID/{meta, in/N, res/N, out/N.jpg, cancelled} in the jobs store ---- */

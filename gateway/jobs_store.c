@@ -298,8 +298,7 @@ int gw__jobs_output(gw_jobs_t *js, gw__batch_t *j, int idx, gw__jobs_output_cb c
         return PROTO_ENOMEM;
     io->cb = (void *)cb;
     io->arg = arg;
-    int rv =
-        js->store->ops->get(js->store, key, js->cfg->max_body_bytes * 4, on_got_output, io);
+    int rv = js->store->ops->get(js->store, key, js->cfg->max_body_bytes * 4, on_got_output, io);
     if (rv != 0)
         io_drop(io);
     return rv;
@@ -426,9 +425,9 @@ static void on_listed(void *arg, int err, const char *msg, char **keys, int n)
 static void purge_list(purge_t *p)
 {
     gw_jobs_t *js = p->js;
-    int rv = js->store == NULL ? PROTO_ESHUTDOWN
-                               : js->store->ops->list(js->store, p->prefix, p->after, 1000,
-                                                      on_listed, p);
+    int rv = js->store == NULL
+                 ? PROTO_ESHUTDOWN
+                 : js->store->ops->list(js->store, p->prefix, p->after, 1000, on_listed, p);
     if (rv != 0) {
         purge_fail(p, rv, NULL);
         purge_finish(p);
@@ -574,10 +573,9 @@ static void on_load_listed(void *arg, int err, const char *msg, char **keys, int
         note_key(l, keys[i]);
     if (n == 1000) {
         snprintf(l->after, sizeof l->after, "%s", keys[n - 1]);
-        int rv = l->js->store == NULL
-                     ? PROTO_ESHUTDOWN
-                     : l->js->store->ops->list(l->js->store, "jobs/", l->after, 1000,
-                                               on_load_listed, l);
+        int rv = l->js->store == NULL ? PROTO_ESHUTDOWN
+                                      : l->js->store->ops->list(l->js->store, "jobs/", l->after,
+                                                                1000, on_load_listed, l);
         if (rv != 0)
             load_end(l);
         return;
@@ -677,8 +675,7 @@ static void on_res(void *arg, int err, const char *msg, uint8_t *data, size_t le
     gw__batch_t *j = l->j;
     if (err == 0)
         data = (uint8_t *)as_text(data, len);
-    if (err == 0 && data != NULL && j != NULL && idx < j->n &&
-        j->imgs[idx].st == GW__IMG_PENDING) {
+    if (err == 0 && data != NULL && j != NULL && idx < j->n && j->imgs[idx].st == GW__IMG_PENDING) {
         char *t = (char *)data, *t1 = strchr(t, '\t'), *t2 = t1 ? strchr(t1 + 1, '\t') : NULL;
         if (t2 != NULL) {
             gw__img_t *im = &j->imgs[idx];

@@ -317,7 +317,7 @@ static void test_window_and_refusal(void **state)
     commit(f, j, 8 * sizeof JPEG);
     gw_jobs_start(f->js);
     uv_run(&f->loop, UV_RUN_DEFAULT); /* the inputs are read back from the store */
-    assert_int_equal(S.nheld, 4); /* the window */
+    assert_int_equal(S.nheld, 4);     /* the window */
     for (int i = 0; i < S.nheld; i++) {
         assert_int_equal(S.held[i]->bulk, 1);
         assert_int_equal(S.held[i]->opts.output, PROTO_OUT_JPEG);

@@ -145,7 +145,7 @@ static void test_put_get_list_del(void **state)
 
     settle(f, s->ops->del(s, "jobs/a/meta", on_done, NULL));
     settle(f, s->ops->del(s, "jobs/a/res/0.json", on_done, NULL));
-    assert_false(exists(f, "jobs"));   /* the whole emptied tree */
+    assert_false(exists(f, "jobs"));     /* the whole emptied tree */
     assert_true(exists(f, "cam/x.jpg")); /* another prefix untouched */
     assert_true(exists(f, ""));          /* never the root */
     /* a put after the tree is gone makes it again */
