@@ -36,6 +36,7 @@ typedef struct {
 } frame_t;
 
 static void pump(gw_jobs_t *js);
+static void on_retry(uv_timer_t *t);
 
 /* ---- the registry ---- */
 
@@ -153,6 +154,19 @@ void gw_jobs_start(gw_jobs_t *js)
     pump(js);
 }
 
+void gw__jobs_load_failed(gw_jobs_t *js)
+{
+    js->load_backoff_ms = js->load_backoff_ms ? js->load_backoff_ms * 2 : 1000;
+    if (js->load_backoff_ms > 30000)
+        js->load_backoff_ms = 30000;
+    GW_LOG_W("jobs_load_retry", "store=%s jobs=%d retry_ms=%u", js->store_url, js->njobs,
+             js->load_backoff_ms);
+    if (js->stopping)
+        return;
+    js->load_again = 1;
+    uv_timer_start(&js->retry, on_retry, js->load_backoff_ms, 0);
+}
+
 void gw__jobs_loaded(gw_jobs_t *js)
 {
     js->loading = 0;
@@ -207,7 +221,13 @@ int gw_jobs_pending(const gw_jobs_t *js, const char *model, int is_default)
 
 static void on_retry(uv_timer_t *t)
 {
-    pump(t->data);
+    gw_jobs_t *js = t->data;
+    if (js->load_again) {
+        js->load_again = 0;
+        gw__jobs_load_all(js);
+        return;
+    }
+    pump(js);
 }
 
 /* Refusals and expiries for want of capacity are not the image's fault: it waits again. */

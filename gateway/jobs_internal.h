@@ -76,7 +76,9 @@ struct gw_jobs {
     gw__batch_t *head;    /* in creation order (ids sort the same way) */
     gw__batch_t *uploads; /* committed, waiting for their objects to be stored (by ->next) */
     int njobs, nuploads;
-    int loading;               /* the start-up load runs: no dispatch, no reset yet */
+    int loading;    /* the start-up load runs: no dispatch, no reset yet */
+    int load_again; /* the retry timer runs the load again (not the pump) */
+    unsigned load_backoff_ms;
     int nio_dead;              /* store operations out on dead jobs: a purge waits for them */
     struct gw__purge *waiting; /* purges waiting for nio_dead == 0 */
     struct gw__put *putq, *putq_tail; /* writes waiting for one of the few slots */
@@ -102,6 +104,11 @@ void gw__jobs_adopt(gw_jobs_t *js, gw__batch_t *j);
 
 /* The start-up load ended: dispatch may begin. */
 void gw__jobs_loaded(gw_jobs_t *js);
+
+/* The start-up load failed for the store's sake (jobs read so far are kept): it runs again
+ * after a back-off (1 s, doubling to 30 s); until it succeeds nothing is dispatched and a reset
+ * is refused, so no job in the store is ever skipped or deleted unseen. */
+void gw__jobs_load_failed(gw_jobs_t *js);
 
 /* An upload's input (GW__PUT_INPUT) or meta (GW__PUT_META) landed, err as the store's. */
 void gw__jobs_stored(gw_jobs_t *js, gw__batch_t *j, int what, int err, const char *msg);

@@ -485,6 +485,7 @@ typedef struct {
     int cur;
     gw__batch_t *j; /* the job being read */
     int res_next, res_out;
+    int failed; /* the store failed a listing or a meta: the whole load runs again later */
 } loader_t;
 
 static void load_next(loader_t *l);
@@ -499,8 +500,12 @@ static void load_end(loader_t *l)
     free(l->jobs);
     if (l->j != NULL)
         gw__batch_free(l->j);
+    int failed = l->failed && js->store != NULL;
     free(l);
-    gw__jobs_loaded(js);
+    if (failed)
+        gw__jobs_load_failed(js);
+    else
+        gw__jobs_loaded(js);
 }
 
 static int push_idx(int **arr, int *n, int *cap, int v)
@@ -564,8 +569,9 @@ static void on_load_listed(void *arg, int err, const char *msg, char **keys, int
 {
     loader_t *l = arg;
     if (err != 0) {
-        GW_LOG_E("job_load", "store=%s error=\"%s\" note=jobs_not_resumed", l->js->store_url,
+        GW_LOG_E("job_load", "store=%s error=\"%s\"", l->js->store_url,
                  msg ? msg : proto_strerror(err));
+        l->failed = err != UV_ECANCELED;
         load_end(l);
         return;
     }
@@ -576,8 +582,10 @@ static void on_load_listed(void *arg, int err, const char *msg, char **keys, int
         int rv = l->js->store == NULL ? PROTO_ESHUTDOWN
                                       : l->js->store->ops->list(l->js->store, "jobs/", l->after,
                                                                 1000, on_load_listed, l);
-        if (rv != 0)
+        if (rv != 0) {
+            l->failed = 1;
             load_end(l);
+        }
         return;
     }
     load_next(l);
@@ -737,6 +745,11 @@ static void on_meta(void *arg, int err, const char *msg, uint8_t *data, size_t l
     }
     if (err != 0) {
         GW_LOG_W("job_load", "job=%s error=\"%s\"", lj->id, msg ? msg : proto_strerror(err));
+        if (err != PROTO_ENOTFOUND) { /* the store failing: not a job to skip */
+            l->failed = 1;
+            load_end(l);
+            return;
+        }
         l->cur++;
         load_next(l);
         return;
@@ -779,7 +792,8 @@ static void load_next(loader_t *l)
         strcat(key, "meta");
         if (js->store->ops->get(js->store, key, META_MAX, on_meta, l) == 0)
             return;
-        l->cur++;
+        l->failed = 1;
+        break;
     }
     load_end(l);
 }
@@ -793,8 +807,12 @@ void gw__jobs_load_all(gw_jobs_t *js)
         return;
     }
     l->js = js;
-    if (js->store->ops->list(js->store, "jobs/", "", 1000, on_load_listed, l) != 0)
+    if (js->store == NULL)
         load_end(l);
+    else if (js->store->ops->list(js->store, "jobs/", "", 1000, on_load_listed, l) != 0) {
+        l->failed = 1;
+        load_end(l);
+    }
 }
 
 void gw__jobs_close_store(gw_jobs_t *js)

@@ -4,7 +4,8 @@
 once its images and meta are in the bucket (jobs/ID/meta, in/N under the store's prefix); a
 gateway SIGKILLed mid-job and restarted reads the job back from the bucket (ListObjectsV2 +
 GET), sends only the images without a result object and completes with every image's result
-exactly once (one res/N object per index, none missing, no other index); POST /v1/reset
+exactly once (one res/N object per index, none missing, no other index), also when the
+bucket is down at the restart (the load is tried again until it answers); POST /v1/reset
 deletes every object under jobs/ (signed DELETEs) and leaves the rest of the bucket alone: a
 camera's kept frames under the same prefix (one of a camera named "jobs" included), and keys
 that only look alike. Backends simulate
@@ -93,7 +94,16 @@ try:
     fg.check(10 <= len(before) < N, f"killed mid-job ({len(before)} result objects in the bucket)")
     fg.check(f"fg/{cam['input']}" in s3.keys(), "the camera's frame is in the bucket")
 
+    # the bucket is down when the gateway comes back: the load waits for it (nothing is
+    # skipped, a reset is refused rather than deleting unseen jobs), then resumes the job
+    s3.stop()
     with fg.Gateway(settings=settings(), simulate_ms=40) as gw:
+        time.sleep(1.5)
+        fg.check(gw.json("/v1/jobs")["jobs"] == [], "nothing listed while the bucket is down")
+        st, _, data = gw.request("POST", "/v1/reset", body=json.dumps({"token": token}).encode(),
+                                 headers={"Content-Type": "application/json"})
+        fg.check(st == 503, f"a reset while the jobs cannot be read: 503 ({st} {data[:80]})")
+        s3.start()
         deadline = time.time() + 60 * fg.SLOW
         j = None
         while time.time() < deadline:
