@@ -406,7 +406,7 @@ static void on_join_tick(void *ctx)
 static void on_signal(uv_signal_t *h, int signum)
 {
     app_t *app = h->data;
-    gw_jobs_stop(app->jobs); /* what is not done stays pending on disk */
+    gw_jobs_stop(app->jobs); /* what is not done stays pending in the jobs store */
     begin_shutdown(h->data, signum);
 }
 
@@ -525,7 +525,7 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
         return 1;
     }
     gw_jobs_io_t jobs_io = {.submit = app_submit, .fetch = app_fetch,
-                            .storage_of = app_storage_of, .ctx = &app};
+                            .storage_of = app_storage_of, .ctx = &app, .http = app.fetch};
     if ((rv = gw_jobs_create(&app.jobs, &app.loop, cfg, &jobs_io, err, sizeof err)) != 0) {
         GW_LOG_E("start", "error=\"%s\"", rv == PROTO_ECONFIG ? err : proto_strerror(rv));
         return 1;
@@ -599,6 +599,7 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
         app.models[i].storage = NULL; /* a late job keeps nothing */
     app.nstorages = 0;
     gw_pull_stop(app.pull); /* its transfers go before the HTTP client */
+    gw_jobs_close(app.jobs);  /* so does the jobs store (s3://: the same client) */
     gw_fetch_destroy(app.fetch);
     gw_server_destroy(app.server); /* closes the streams, which leave the cameras' watches */
     gw_frontdoor_destroy(app.door);

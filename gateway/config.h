@@ -217,6 +217,7 @@ typedef struct {
     char spool_dir[GW_CONFIG_STR_MAX]; /* "" = no spool: writes the store cannot take drop */
     /* batch jobs (jobs.h) */
     char jobs_dir[GW_CONFIG_STR_MAX]; /* job state + pending frames; "" = runtime_dir/jobs */
+    char jobs_store[GW_CONFIG_STR_MAX]; /* where jobs' objects go (store URL); "" = dir:jobs_dir */
     int max_jobs;                     /* jobs kept (any state); 0 = the jobs API is off */
     int max_job_images;               /* images in one job */
     size_t max_job_bytes;             /* bytes of images not yet done, all jobs together */

@@ -365,6 +365,14 @@ int gw_config_validate(gw_config_t *cfg, char *err, size_t errcap)
                  cfg->store);
         return PROTO_ECONFIG;
     }
+    if (cfg->jobs_store[0] != '\0' &&
+        (strcmp(cfg->jobs_store, "none") == 0 || !valid_store(cfg->jobs_store))) {
+        snprintf(err, errcap,
+                 "key 'jobs_store': expected dir:/PATH, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX, "
+                 "or empty for dir:jobs_dir (got '%.200s')",
+                 cfg->jobs_store);
+        return PROTO_ECONFIG;
+    }
     if (cfg->spool_dir[0] != '\0' && cfg->spool_dir[0] != '/') {
         snprintf(err, errcap, "key 'spool_dir': must be an absolute path");
         return PROTO_ECONFIG;

@@ -127,6 +127,7 @@ static const gw__key_t keys[] = {
     {"store_retry_max_ms", T_MS, F(store_retry_max_ms), 0, 1, 86400000, 0},
     {"spool_dir", T_STR, F(spool_dir), S(spool_dir), 0, 0, 0},
     {"jobs_dir", T_STR, F(jobs_dir), S(jobs_dir), 0, 0, 0},
+    {"jobs_store", T_STR, F(jobs_store), S(jobs_store), 0, 0, 0},
     {"max_jobs", T_INT, F(max_jobs), 0, 0, 10000, 0},
     {"max_job_images", T_INT, F(max_job_images), 0, 1, 1000000, 0},
     {"max_job_bytes", T_SIZE, F(max_job_bytes), 0, 1, 1e13, 0},

@@ -1,6 +1,7 @@
-/* See jobs.h and jobs_internal.h: the registry and dispatch. The files (jobs_files.c) are the
- * truth for what survives a restart; memory holds one small record per image (state, label,
- * the result's JSON) and only the window of frames out. */
+/* See jobs.h and jobs_internal.h: the registry and dispatch. The objects in the jobs store
+ * (jobs_store.c) are the truth for what survives a restart; memory holds one small record per
+ * image (state, label, the result's JSON) and only the window of frames out, whose bytes are
+ * read back from the store when they are dispatched. */
 #include "jobs.h"
 #include "jobs_internal.h"
 
@@ -30,10 +31,12 @@ typedef struct {
     gw_jobs_t *jobs;
     gw__batch_t *job;
     int idx;
+    int from_store; /* its bytes are read from in/N (else fetched from its URL or key) */
     uint8_t *buf;
 } frame_t;
 
 static void pump(gw_jobs_t *js);
+static void on_retry(uv_timer_t *t);
 
 /* ---- the registry ---- */
 
@@ -45,6 +48,21 @@ void gw__batch_free(gw__batch_t *j)
     }
     free(j->imgs);
     free(j);
+}
+
+void gw__batch_release(gw_jobs_t *js, gw__batch_t *j)
+{
+    (void)js;
+    if (j->dead && j->nout == 0 && j->nio == 0)
+        gw__batch_free(j);
+}
+
+/* Out of the registry for good: freed once nothing is out on it; its writes still out hold a
+ * purge back (jobs_store.c). */
+static void batch_kill(gw_jobs_t *js, gw__batch_t *j)
+{
+    j->dead = 1;
+    js->nio_dead += j->nio;
 }
 
 static void job_settle(gw_jobs_t *js, gw__batch_t *j)
@@ -118,10 +136,10 @@ int gw_jobs_create(gw_jobs_t **out, uv_loop_t *loop, const gw_config_t *cfg, con
             snprintf(js->dir, sizeof js->dir, "%s/.local/state/framegate/jobs",
                      home != NULL ? home : "/tmp");
     }
-    if (gw__jobs_mkroot(js->dir) != 0) {
-        snprintf(err, cap, "key 'jobs_dir': %s: %s", js->dir, strerror(errno));
+    int rv = gw__jobs_open_store(js, io->http, err, cap);
+    if (rv != 0) {
         free(js);
-        return PROTO_ECONFIG;
+        return rv;
     }
     uv_timer_init(loop, &js->retry);
     js->retry.data = js;
@@ -134,6 +152,32 @@ void gw_jobs_start(gw_jobs_t *js)
 {
     js->started = 1;
     pump(js);
+}
+
+void gw__jobs_load_failed(gw_jobs_t *js)
+{
+    js->load_backoff_ms = js->load_backoff_ms ? js->load_backoff_ms * 2 : 1000;
+    if (js->load_backoff_ms > 30000)
+        js->load_backoff_ms = 30000;
+    GW_LOG_W("jobs_load_retry", "store=%s jobs=%d retry_ms=%u", js->store_url, js->njobs,
+             js->load_backoff_ms);
+    if (js->stopping)
+        return;
+    js->load_again = 1;
+    uv_timer_start(&js->retry, on_retry, js->load_backoff_ms, 0);
+}
+
+void gw__jobs_loaded(gw_jobs_t *js)
+{
+    js->loading = 0;
+    GW_LOG_I("jobs_loaded", "store=%s jobs=%d", js->store_url, js->njobs);
+    pump(js);
+}
+
+void gw_jobs_close(gw_jobs_t *js)
+{
+    if (js != NULL)
+        gw__jobs_close_store(js);
 }
 
 void gw_jobs_stop(gw_jobs_t *js)
@@ -151,6 +195,7 @@ void gw_jobs_destroy(gw_jobs_t *js)
 {
     if (js == NULL)
         return;
+    gw__jobs_close_store(js); /* every operation out is called back */
     gw__batch_t *j = js->head;
     while (j != NULL) {
         gw__batch_t *next = j->next;
@@ -176,7 +221,13 @@ int gw_jobs_pending(const gw_jobs_t *js, const char *model, int is_default)
 
 static void on_retry(uv_timer_t *t)
 {
-    pump(t->data);
+    gw_jobs_t *js = t->data;
+    if (js->load_again) {
+        js->load_again = 0;
+        gw__jobs_load_all(js);
+        return;
+    }
+    pump(js);
 }
 
 /* Refusals and expiries for want of capacity are not the image's fault: it waits again. */
@@ -215,7 +266,7 @@ static void finish_image(gw_jobs_t *js, gw__batch_t *j, int idx, int failed)
     } else {
         j->ndone++;
     }
-    gw__jobs_append_result(js, j, idx);
+    gw__jobs_put_result(js, j, idx);
     js->bytes -= im->len;
     job_settle(js, j);
 }
@@ -247,8 +298,7 @@ static void frame_free(gw_jobs_t *js, frame_t *f)
     gw_job_fini(&f->g);
     free(f->buf);
     free(f);
-    if (j->dead && j->nout == 0)
-        gw__batch_free(j);
+    gw__batch_release(js, j);
 }
 
 static void on_frame_done(gw_job_t *g)
@@ -271,7 +321,7 @@ static void on_frame_done(gw_job_t *g)
             if (g->rep.payload_len > 0) {
                 char rel[48];
                 snprintf(rel, sizeof rel, "out/%d.jpg", f->idx);
-                gw__jobs_write(js, j, rel, g->rep.payload, g->rep.payload_len);
+                gw__jobs_put(js, j, GW__PUT_PLAIN, f->idx, rel, g->rep.payload, g->rep.payload_len);
             }
         }
         finish_image(js, j, f->idx, g->err != 0);
@@ -305,12 +355,37 @@ static int send_frame(gw_jobs_t *js, frame_t *f, size_t len)
     return 0;
 }
 
-/* The bytes of an image given as a URL or a stored key, fetched by pump(). */
+/* The bytes of an image: read back from in/N, or fetched from its URL or stored key. */
 static void on_input(void *arg, int err, const char *msg, uint8_t *data, size_t len)
 {
     frame_t *f = arg;
     gw_jobs_t *js = f->jobs;
     gw__batch_t *j = f->job;
+    if (f->from_store && err != 0 && err != UV_ECANCELED && !j->dead) {
+        int idx = f->idx;
+        gw__img_t *im = &j->imgs[idx];
+        free(data);
+        frame_free(js, f);
+        if (err == PROTO_ENOTFOUND && im->src == GW__SRC_BYTES) {
+            /* the input is gone: a failed image, not a lost one */
+            im->result = strdup("{\"error\":{\"code\":\"input_missing\"}}");
+            finish_image(js, j, idx, 1);
+            pump(js);
+            return;
+        }
+        /* a kept copy gone (fetched again), or the store is failing (tried again later) */
+        if (err == PROTO_ENOTFOUND)
+            im->kept = 0;
+        else
+            GW_LOG_W("job_read", "job=%s index=%d error=\"%s\"", j->id, idx,
+                     msg ? msg : proto_strerror(err));
+        requeue(js, j, idx);
+        if (err == PROTO_ENOTFOUND)
+            pump(js);
+        else if (!js->stopping)
+            uv_timer_start(&js->retry, on_retry, RETRY_MS, 0);
+        return;
+    }
     if (j->dead || err == UV_ECANCELED ||
         (err == 0 && (js->stopping || j->state == GW__JOB_CANCELLED))) {
         /* reset, cancelled (nothing more is dispatched), or the gateway is stopping (fetched
@@ -328,11 +403,13 @@ static void on_input(void *arg, int err, const char *msg, uint8_t *data, size_t 
         pump(js);
         return;
     }
-    /* Kept as if uploaded: a restart does not fetch it again, and the thumbnail falls back
-     * to it when no drawing comes back. */
-    char rel[32];
-    snprintf(rel, sizeof rel, "in/%d", f->idx);
-    gw__jobs_write(js, j, rel, data, len);
+    if (!f->from_store) {
+        /* Kept as if uploaded: a restart does not fetch it again, and the thumbnail falls
+         * back to it when no drawing comes back. */
+        char rel[32];
+        snprintf(rel, sizeof rel, "in/%d", f->idx);
+        gw__jobs_put(js, j, GW__PUT_KEPT, f->idx, rel, data, len);
+    }
     f->buf = data;
     if (send_frame(js, f, len) == 0)
         pump(js);
@@ -356,7 +433,7 @@ static int fetch_input(gw_jobs_t *js, frame_t *f)
  * or key counts in the window while it is fetched, so at most a window of them is. */
 static void pump(gw_jobs_t *js)
 {
-    if (!js->started || js->stopping)
+    if (!js->started || js->stopping || js->loading)
         return;
     for (gw__batch_t *j = js->head; j != NULL && js->out < js->window; j = j->next) {
         if (j->state != GW__JOB_QUEUED && j->state != GW__JOB_RUNNING)
@@ -368,21 +445,9 @@ static void pump(gw_jobs_t *js)
                 j->cursor++;
                 continue;
             }
-            char rel[32];
-            snprintf(rel, sizeof rel, "in/%d", i);
             frame_t *f = calloc(1, sizeof *f);
             if (f == NULL)
                 return;
-            size_t len = 0;
-            f->buf = gw__jobs_read(js, j, rel, js->cfg->max_body_bytes, &len);
-            if (f->buf == NULL && im->src == GW__SRC_BYTES) {
-                free(f);
-                /* the input is gone: a failed image, not a lost one */
-                im->result = strdup("{\"error\":{\"code\":\"input_missing\"}}");
-                finish_image(js, j, i, 1);
-                j->cursor++;
-                continue;
-            }
             gw_job_init(&f->g);
             f->jobs = js;
             f->job = j;
@@ -393,12 +458,16 @@ static void pump(gw_jobs_t *js)
             j->cursor++;
             if (j->state == GW__JOB_QUEUED)
                 j->state = GW__JOB_RUNNING;
-            if (f->buf != NULL) {
-                if (send_frame(js, f, len) != 0)
-                    return;
-                continue;
+            f->from_store = im->src == GW__SRC_BYTES || im->kept;
+            int rv = f->from_store ? gw__jobs_get_input(js, j, i, on_input, f) : fetch_input(js, f);
+            if (rv != 0 && f->from_store) {
+                /* the store is closing or out of memory: the image waits */
+                frame_free(js, f);
+                requeue(js, j, i);
+                if (rv != PROTO_ESHUTDOWN && !js->stopping)
+                    uv_timer_start(&js->retry, on_retry, RETRY_MS, 0);
+                return;
             }
-            int rv = fetch_input(js, f);
             if (rv != 0) {
                 frame_free(js, f);
                 fail_image(js, j, i, rv,
@@ -422,8 +491,11 @@ int gw__jobs_evict(gw_jobs_t *js)
     gw__batch_t *old = *pp;
     *pp = old->next;
     js->njobs--;
-    gw__jobs_remove(js, old);
-    gw__batch_free(old);
+    char prefix[48];
+    snprintf(prefix, sizeof prefix, "jobs/%s/", old->id);
+    batch_kill(js, old);
+    gw__jobs_purge(js, prefix, 0, NULL, NULL);
+    gw__batch_release(js, old);
     return 0;
 }
 
@@ -444,9 +516,9 @@ gw__batch_t *gw__jobs_begin(gw_jobs_t *js, const char *model, char *msg, size_t 
     snprintf(j->model, sizeof j->model, "%s", model);
     j->created_ms = uv_now(js->loop);
     j->created_unix_ms = unix_ms;
-    if (gw__jobs_mkdir(js, j) != 0) {
-        snprintf(msg, cap, "jobs_dir: %s", strerror(errno));
-        *err = PROTO_ESTORE;
+    if (js->store == NULL) {
+        snprintf(msg, cap, "shutting down");
+        *err = PROTO_ESHUTDOWN;
         free(j);
         return NULL;
     }
@@ -504,10 +576,12 @@ int gw__jobs_add(gw_jobs_t *js, gw__batch_t *j, size_t uploading, const char *na
     im->len = len;
     char rel[32];
     snprintf(rel, sizeof rel, "in/%d", j->n);
-    if (gw__jobs_write(js, j, rel, data, len) != 0) {
-        snprintf(msg, cap, "cannot keep the image: %s", strerror(errno));
-        return PROTO_ESTORE;
+    int rv = gw__jobs_put(js, j, GW__PUT_INPUT, j->n, rel, data, len);
+    if (rv != 0) {
+        snprintf(msg, cap, "cannot keep the image: %s", proto_strerror(rv));
+        return rv == PROTO_ENOMEM || rv == PROTO_ESHUTDOWN ? rv : PROTO_ESTORE;
     }
+    j->upl_wait++;
     j->n++;
     return 0;
 }
@@ -554,32 +628,96 @@ int gw__jobs_add_ref(gw_jobs_t *js, gw__batch_t *j, const char *name, int src, c
     return 0;
 }
 
-int gw__jobs_commit(gw_jobs_t *js, gw__batch_t *j, size_t bytes, char *msg, size_t cap)
+static void uploads_remove(gw_jobs_t *js, gw__batch_t *j)
 {
-    /* meta last: a job directory without it is an upload that never finished */
-    if (gw__jobs_write_meta(js, j) != 0) {
-        snprintf(msg, cap, "cannot keep the job: %s", strerror(errno));
-        return PROTO_ESTORE;
+    for (gw__batch_t **pp = &js->uploads; *pp != NULL; pp = &(*pp)->next)
+        if (*pp == j) {
+            *pp = j->next;
+            j->next = NULL;
+            js->nuploads--;
+            js->bytes -= j->upl_bytes;
+            return;
+        }
+}
+
+/* The end of a commit: the job goes to the registry (err 0) or back to its caller. */
+static void commit_end(gw_jobs_t *js, gw__batch_t *j, int err, const char *msg)
+{
+    gw__jobs_commit_cb cb = j->commit_cb;
+    void *arg = j->commit_arg;
+    j->commit_cb = NULL;
+    uploads_remove(js, j);
+    if (err == 0) {
+        js->bytes += j->upl_bytes;
+        append_job(js, j);
+        GW_LOG_I("job_create", "job=%s images=%d bytes=%zu model=%s", j->id, j->n, j->upl_bytes,
+                 j->model[0] ? j->model : "(default)");
     }
+    j->upl_bytes = 0;
+    cb(arg, err, msg);
+    if (err == 0)
+        pump(js);
+}
+
+/* Every input stored: the meta last (objects without it are an upload that never finished,
+ * deleted at the next start). */
+static void commit_step(gw_jobs_t *js, gw__batch_t *j)
+{
+    if (j->upl_err != 0) {
+        commit_end(js, j, j->upl_err, j->upl_msg);
+        return;
+    }
+    int rv = gw__jobs_put_meta(js, j);
+    if (rv != 0)
+        commit_end(js, j, rv == PROTO_ESHUTDOWN ? rv : PROTO_ESTORE, proto_strerror(rv));
+}
+
+void gw__jobs_stored(gw_jobs_t *js, gw__batch_t *j, int what, int err, const char *msg)
+{
+    if (err != 0 && j->upl_err == 0) {
+        j->upl_err = err == UV_ECANCELED ? PROTO_ESHUTDOWN : PROTO_ESTORE;
+        snprintf(j->upl_msg, sizeof j->upl_msg, "cannot keep the job: %s",
+                 msg ? msg : proto_strerror(err));
+    }
+    if (what == GW__PUT_INPUT) {
+        j->upl_wait--;
+        if (j->upl_wait == 0 && j->commit_cb != NULL)
+            commit_step(js, j);
+    } else if (j->commit_cb != NULL) { /* the meta */
+        commit_end(js, j, j->upl_err, j->upl_err ? j->upl_msg : NULL);
+    }
+}
+
+void gw__jobs_commit(gw_jobs_t *js, gw__batch_t *j, size_t bytes, gw__jobs_commit_cb cb, void *arg)
+{
+    /* taken now, so that uploads racing this one see them */
+    j->upl_bytes = bytes;
     js->bytes += bytes;
-    append_job(js, j);
-    GW_LOG_I("job_create", "job=%s images=%d bytes=%zu model=%s", j->id, j->n, bytes,
-             j->model[0] ? j->model : "(default)");
-    pump(js);
-    return 0;
+    j->commit_cb = cb;
+    j->commit_arg = arg;
+    j->next = js->uploads;
+    js->uploads = j;
+    js->nuploads++;
+    if (j->upl_wait == 0)
+        commit_step(js, j);
 }
 
 void gw__jobs_abort(gw_jobs_t *js, gw__batch_t *j)
 {
-    gw__jobs_remove(js, j);
-    gw__batch_free(j);
+    uploads_remove(js, j);
+    char prefix[48];
+    snprintf(prefix, sizeof prefix, "jobs/%s/", j->id);
+    batch_kill(js, j);
+    if (js->store != NULL)
+        gw__jobs_purge(js, prefix, 0, NULL, NULL);
+    gw__batch_release(js, j);
 }
 
 void gw__jobs_cancel(gw_jobs_t *js, gw__batch_t *j)
 {
     if (j->state != GW__JOB_QUEUED && j->state != GW__JOB_RUNNING)
         return;
-    gw__jobs_write(js, j, "cancelled", "", 0);
+    gw__jobs_put(js, j, GW__PUT_PLAIN, -1, "cancelled", "", 0);
     j->state = GW__JOB_CANCELLED;
     for (int i = 0; i < j->n; i++)
         if (j->imgs[i].st == GW__IMG_PENDING)
@@ -587,23 +725,25 @@ void gw__jobs_cancel(gw_jobs_t *js, gw__batch_t *j)
     GW_LOG_I("job_cancel", "job=%s done=%d out=%d", j->id, j->ndone, j->nout);
 }
 
-int gw__jobs_reset(gw_jobs_t *js)
+int gw__jobs_reset(gw_jobs_t *js, gw__jobs_reset_cb cb, void *arg)
 {
+    if (js->loading)
+        return -1;
     int n = 0;
     gw__batch_t *j = js->head;
     while (j != NULL) {
         gw__batch_t *next = j->next;
-        gw__jobs_remove(js, j);
-        if (j->nout > 0)
-            j->dead = 1; /* freed when its frames are back */
-        else
-            gw__batch_free(j);
+        batch_kill(js, j); /* freed when its frames and writes are back */
+        gw__batch_release(js, j);
         n++;
         j = next;
     }
     js->head = NULL;
     js->njobs = 0;
     js->bytes = 0;
+    for (j = js->uploads; j != NULL; j = j->next)
+        js->bytes += j->upl_bytes; /* still theirs */
     GW_LOG_I("jobs_reset", "jobs=%d", n);
+    gw__jobs_purge(js, "jobs/", 1, cb, arg);
     return n;
 }

@@ -10,21 +10,25 @@
  *                                gives `name,label` lines
  *   GET    /v1/jobs/ID/images/N  the annotated JPEG of image N
  *   DELETE /v1/jobs/ID           cancels: nothing more is dispatched
- *   POST   /v1/reset             drops every job and its files (admin_token when set)
+ *   POST   /v1/reset             drops every job and deletes its objects (admin_token when
+ *                                set): answered once they are deleted
  *
  * A URL (under the fetch policy of fetch.h: http/https, private addresses refused unless
  * fetch_allow lists them) or a key of the job's model's store is fetched when its image is
- * dispatched, within the same window, and its bytes kept with the job's files from then on;
+ * dispatched, within the same window, and its bytes kept as the job's in/N from then on;
  * a fetch that fails is that image's result (failed, with the fetch's error).
  *
  * Frames go to the pool as the lowest class (job->bulk, fair.h): at most a small window of
  * them waits there at once, live frames always go first, and a frame refused or expired for
  * want of capacity goes back to pending (only a backend's verdict is a result).
  *
- * Durable: a job's images and its results are files under jobs_dir (ID/meta, ID/in/N,
- * ID/results, ID/out/N.jpg, ID/cancelled). A result line is appended once per image index
- * and read back by index, so a gateway killed mid-job resumes where it stopped: an image in
- * flight at the kill is sent again, and no index is ever counted twice.
+ * Durable: a job's images and its results are objects in the jobs store (store.h; jobs_store,
+ * by default the local directory jobs_dir): jobs/ID/meta, in/N, res/N (one object per
+ * finished image), out/N.jpg, cancelled. An upload is answered 202 only once its images and
+ * its meta are stored. A result is written once per image key and read back by index at
+ * start-up, so a gateway killed mid-job resumes where it stopped: an image in flight at the
+ * kill (or whose result write had not landed) is sent again, and no index is ever counted
+ * twice. POST /v1/reset deletes what is under jobs/ and nothing else.
  * Bounded: max_jobs, max_job_images, max_job_bytes (bytes of uploaded images not yet done;
  * images by URL or key are not counted: at most a window of them is fetched at once).
  * Loop thread only. */
@@ -36,6 +40,7 @@
 
 #include "config.h"
 #include "detect.h"
+#include "fetch.h"
 #include "http.h"
 #include "job.h"
 #include "storage.h"
@@ -55,11 +60,14 @@ typedef struct {
      * NULL: "key" items are refused. */
     int (*storage_of)(void *ctx, const char *model, gw_storage_t **out);
     void *ctx;
+    /* The loop's HTTP client, for a jobs_store on s3:// or gs:// (NULL: dir: only). */
+    gw_fetch_t *http;
 } gw_jobs_io_t;
 
-/* Creates the registry and loads every job found under cfg->jobs_dir (created if missing);
- * unfinished ones resume once gw_jobs_start runs. 0, or PROTO_ECONFIG with a message naming
- * jobs_dir. */
+/* Creates the registry on its store (cfg->jobs_store, else dir:JOBS_DIR, created if missing)
+ * and starts reading every job found there back (on the loop, once it runs); unfinished ones
+ * resume once that is done and gw_jobs_start has run. 0, or PROTO_ECONFIG with a message
+ * naming jobs_store or jobs_dir. */
 int gw_jobs_create(gw_jobs_t **out, uv_loop_t *loop, const gw_config_t *cfg, const gw_jobs_io_t *io,
                    char *err, size_t cap);
 
@@ -69,6 +77,11 @@ void gw_jobs_start(gw_jobs_t *jobs);
 /* Stops dispatching: frames still out come back (the pools answer them) and stay pending on
  * disk for the next start. Call before the pools are destroyed. */
 void gw_jobs_stop(gw_jobs_t *jobs);
+
+/* Closes the jobs store (before the HTTP client goes): operations still out end with
+ * UV_ECANCELED (an upload not yet stored is answered 503; a result not yet written makes its
+ * image run again after the restart). */
+void gw_jobs_close(gw_jobs_t *jobs);
 
 /* Frees everything; every frame must be back (after the pools are destroyed). */
 void gw_jobs_destroy(gw_jobs_t *jobs);

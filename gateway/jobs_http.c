@@ -162,6 +162,46 @@ static void respond_json(gw_req_t *r, int status, cJSON *o)
     gw_respond(r, status, "application/json", s, s ? strlen(s) : 0, NULL);
 }
 
+/* A request waiting for the store: an upload's commit, an image read, a reset. */
+typedef struct {
+    gw_req_t *r;
+    gw_jobs_t *js;
+    gw__batch_t *j;
+    int n; /* a reset: how many jobs it dropped */
+} wait_t;
+
+static wait_t *wait_new(gw_req_t *r, gw_jobs_t *js, gw__batch_t *j)
+{
+    wait_t *w = malloc(sizeof *w);
+    if (w == NULL)
+        return NULL;
+    w->r = r;
+    w->js = js;
+    w->j = j;
+    w->n = 0;
+    gw_req_hold(r);
+    return w;
+}
+
+/* The upload's end (gw__jobs_commit): 202 once stored, or the store's error (the job is
+ * dropped with what was written of it). */
+static void on_committed(void *arg, int err, const char *msg)
+{
+    wait_t *w = arg;
+    gw_req_t *r = w->r;
+    if (err != 0) {
+        gw__jobs_abort(w->js, w->j);
+        gw_respond_err(r, err, "%s", msg ? msg : proto_strerror(err));
+    } else {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "id", w->j->id);
+        cJSON_AddNumberToObject(o, "images", w->j->n);
+        respond_json(r, 202, o);
+    }
+    free(w);
+    gw_req_release(r);
+}
+
 void gw_jobs_on_create(void *arg, gw_req_t *r)
 {
     gw_jobs_t *js = arg;
@@ -171,7 +211,7 @@ void gw_jobs_on_create(void *arg, gw_req_t *r)
         return;
     }
     /* Finished jobs make room: the oldest done or cancelled one goes. */
-    if (js->njobs >= cfg->max_jobs && gw__jobs_evict(js) != 0) {
+    if (js->njobs + js->nuploads >= cfg->max_jobs && gw__jobs_evict(js) != 0) {
         gw_respond_error(r, 503, "too_many_jobs", "max_jobs (%d) jobs are running; retry later",
                          cfg->max_jobs);
         return;
@@ -197,6 +237,9 @@ void gw_jobs_on_create(void *arg, gw_req_t *r)
         return;
     }
     gw__batch_t *j = u.j;
+    /* a part's bytes are the request's body, held until the answer (on_committed) or freed
+     * after a refusal, when gw__jobs_abort has dropped the job first */
+    j->borrow = multipart;
     if (multipart) {
         char boundary[128];
         if (gw_body_param(r->content_type, "boundary", boundary, sizeof boundary) != 0) {
@@ -216,8 +259,16 @@ void gw_jobs_on_create(void *arg, gw_req_t *r)
         u.err = PROTO_EEMPTY;
         snprintf(u.msg, sizeof u.msg, "no images in the upload");
     }
-    if (u.err == 0)
-        u.err = gw__jobs_commit(js, j, u.bytes, u.msg, sizeof u.msg);
+    wait_t *w = u.err == 0 ? wait_new(r, js, j) : NULL;
+    if (u.err == 0 && w == NULL) {
+        u.err = PROTO_ENOMEM;
+        snprintf(u.msg, sizeof u.msg, "out of memory");
+    }
+    if (u.err == 0) {
+        /* answered once the images and the meta are stored (on_committed) */
+        gw__jobs_commit(js, j, u.bytes, on_committed, w);
+        return;
+    }
     if (u.err != 0) {
         gw__jobs_abort(js, j);
         if (u.err == PROTO_EINVAL)
@@ -226,10 +277,6 @@ void gw_jobs_on_create(void *arg, gw_req_t *r)
             gw_respond_err(r, u.err, "%s", u.msg[0] ? u.msg : proto_strerror(u.err));
         return;
     }
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "id", j->id);
-    cJSON_AddNumberToObject(o, "images", j->n);
-    respond_json(r, 202, o);
 }
 
 /* ---- reading jobs ---- */
@@ -264,6 +311,20 @@ static const char *img_status(const gw__img_t *im)
     return im->st == GW__IMG_DONE ? "done" : im->st == GW__IMG_FAILED ? "failed" : "pending";
 }
 
+/* An annotated image read from the store (gw__jobs_output). */
+static void on_output(void *arg, uint8_t *img, size_t len)
+{
+    wait_t *w = arg;
+    gw_req_t *r = w->r;
+    if (img == NULL)
+        gw_respond_error(r, 404, "not_found", "no annotated image");
+    else
+        gw_respond(r, 200, len > 4 && memcmp(img, "\x89PNG", 4) == 0 ? "image/png" : "image/jpeg",
+                   (char *)img, len, "Cache-Control: max-age=3600\r\n");
+    free(w);
+    gw_req_release(r);
+}
+
 void gw_jobs_on_get(void *arg, gw_req_t *r)
 {
     gw_jobs_t *js = arg;
@@ -291,14 +352,15 @@ void gw_jobs_on_get(void *arg, gw_req_t *r)
             gw_respond_error(r, 404, "not_found", "no annotated image %s", tail);
             return;
         }
-        size_t len;
-        uint8_t *img = gw__jobs_output(js, j, (int)idx, &len);
-        if (img == NULL) {
-            gw_respond_error(r, 404, "not_found", "no annotated image %s", tail);
-            return;
+        wait_t *w = wait_new(r, js, j);
+        int rv = w != NULL ? gw__jobs_output(js, j, (int)idx, on_output, w) : PROTO_ENOMEM;
+        if (rv != 0) {
+            gw_respond_err(r, rv, "%s", proto_strerror(rv));
+            if (w != NULL) {
+                free(w);
+                gw_req_release(r);
+            }
         }
-        gw_respond(r, 200, len > 4 && memcmp(img, "\x89PNG", 4) == 0 ? "image/png" : "image/jpeg",
-                   (char *)img, len, "Cache-Control: max-age=3600\r\n");
         return;
     }
     char v[32];
@@ -369,6 +431,24 @@ static int token_equal(const char *a, const char *b)
     return diff == 0;
 }
 
+/* The reset's end: every job's objects are deleted (or the store said why not). */
+static void on_reset(void *arg, int err, const char *msg)
+{
+    wait_t *w = arg;
+    gw_req_t *r = w->r;
+    if (err != 0) {
+        gw_respond_err(r, err, "jobs dropped; deleting their objects failed: %s",
+                       msg ? msg : proto_strerror(err));
+    } else {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddBoolToObject(o, "reset", 1);
+        cJSON_AddNumberToObject(o, "jobs", w->n);
+        respond_json(r, 200, o);
+    }
+    free(w);
+    gw_req_release(r);
+}
+
 void gw_jobs_on_reset(void *arg, gw_req_t *r)
 {
     gw_jobs_t *js = arg;
@@ -390,9 +470,15 @@ void gw_jobs_on_reset(void *arg, gw_req_t *r)
             return;
         }
     }
-    int n = gw__jobs_reset(js);
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddBoolToObject(o, "reset", 1);
-    cJSON_AddNumberToObject(o, "jobs", n);
-    respond_json(r, 200, o);
+    wait_t *w = wait_new(r, js, NULL);
+    if (w == NULL) {
+        gw_respond_err(r, PROTO_ENOMEM, "out of memory");
+        return;
+    }
+    w->n = js->njobs; /* the answer's count: the callback may run before reset returns */
+    if (gw__jobs_reset(js, on_reset, w) < 0) {
+        gw_respond_error(r, 503, "loading", "the jobs are still being read back; retry");
+        free(w);
+        gw_req_release(r);
+    }
 }

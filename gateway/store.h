@@ -4,7 +4,7 @@
  * live above it, in storage.c; a kind only moves bytes. Loop thread only.
  *
  * Contract for every kind:
- *  - put/get/list never block the loop; their callback runs later on the loop, exactly once,
+ *  - put/get/list/del never block the loop; their callback runs later on the loop, exactly once,
  *    never before the call returned (a call that returns an error never calls back);
  *  - destroy runs the callbacks of operations still out, with UV_ECANCELED, before it returns
  *    (a dir write already on a worker thread may still land: a put is idempotent);
@@ -58,6 +58,9 @@ struct gw_store_ops {
      * first), ascending. */
     int (*list)(gw_store_t *s, const char *prefix, const char *start_after, int max,
                 gw_store_list_cb cb, void *arg);
+    /* Deletes one object. A key that does not exist is no error (S3's DELETE is idempotent,
+     * and a retried delete must not fail). */
+    int (*del)(gw_store_t *s, const char *key, gw_store_done_cb cb, void *arg);
 };
 
 extern const gw_store_ops_t gw_store_dir_ops;

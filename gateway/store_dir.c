@@ -25,7 +25,7 @@ typedef struct {
     struct op *ops; /* in flight */
 } dir_t;
 
-enum { OP_PUT, OP_GET, OP_LIST };
+enum { OP_PUT, OP_GET, OP_LIST, OP_DEL };
 
 typedef struct op {
     uv_work_t work;
@@ -81,6 +81,8 @@ static void do_put(op_t *o)
     }
     snprintf(tmp, sizeof tmp, "%s.tmp-%ld", o->path, (long)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 && errno == ENOENT && mkdirs(o->path) == 0) /* a delete removed an empty parent */
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
         snprintf(o->msg, sizeof o->msg, "open: %s", strerror(errno));
         o->err = PROTO_ESTORE;
@@ -141,6 +143,24 @@ static void do_get(op_t *o)
         return;
     }
     o->out_len = off;
+}
+
+/* Unlinks the file, then its parent directories that became empty, up to (not including) the
+ * root: a store of many deleted keys leaves no empty tree behind. */
+static void do_del(op_t *o)
+{
+    if (unlink(o->path) != 0 && errno != ENOENT) {
+        o->err = PROTO_ESTORE;
+        snprintf(o->msg, sizeof o->msg, "unlink: %s", strerror(errno));
+        return;
+    }
+    size_t rl = strlen(o->d->root);
+    for (char *slash = strrchr(o->path, '/'); slash != NULL && (size_t)(slash - o->path) > rl;
+         slash = strrchr(o->path, '/')) {
+        *slash = '\0';
+        if (rmdir(o->path) != 0)
+            break; /* not empty (or gone): stop */
+    }
 }
 
 static int cmp_names(const struct dirent **a, const struct dirent **b)
@@ -210,6 +230,8 @@ static void on_work(uv_work_t *w)
         do_put(o);
     else if (o->kind == OP_GET)
         do_get(o);
+    else if (o->kind == OP_DEL)
+        do_del(o);
     else
         walk(o, o->d->root, "");
 }
@@ -242,7 +264,7 @@ static void op_free(op_t *o)
  * (not the op's own fields) are read. */
 static void call_back(op_t *o, int err, const char *msg)
 {
-    if (o->kind == OP_PUT) {
+    if (o->kind == OP_PUT || o->kind == OP_DEL) {
         ((gw_store_done_cb)o->cb)(o->arg, err, msg);
     } else if (o->kind == OP_GET) {
         uint8_t *data = err == 0 ? o->out : NULL;
@@ -343,6 +365,15 @@ static int dir_list(gw_store_t *s, const char *prefix, const char *start_after, 
     return submit((dir_t *)s, o, NULL, (void *)cb, arg);
 }
 
+static int dir_del(gw_store_t *s, const char *key, gw_store_done_cb cb, void *arg)
+{
+    op_t *o = calloc(1, sizeof *o);
+    if (o == NULL)
+        return PROTO_ENOMEM;
+    o->kind = OP_DEL;
+    return submit((dir_t *)s, o, key, (void *)cb, arg);
+}
+
 static int dir_create(gw_store_t **out, const gw_store_env_t *env, const char *url, char *err,
                       size_t cap)
 {
@@ -393,4 +424,5 @@ const gw_store_ops_t gw_store_dir_ops = {
     .put = dir_put,
     .get = dir_get,
     .list = dir_list,
+    .del = dir_del,
 };

@@ -5,7 +5,7 @@
  * same code, no second signer, no service-account JWT exchange, no token refresh.
  *
  * Objects are PUT with x-amz-content-sha256 (the body's real SHA-256, sent and signed),
- * read with GET, listed with ListObjectsV2. */
+ * read with GET, listed with ListObjectsV2, deleted with DELETE. */
 #include "store.h"
 
 #include <stdio.h>
@@ -31,7 +31,7 @@ typedef struct {
     struct op *ops;
 } s3_t;
 
-enum { OP_PUT, OP_GET, OP_LIST };
+enum { OP_PUT, OP_GET, OP_LIST, OP_DEL };
 
 typedef struct op {
     s3_t *s;
@@ -190,6 +190,22 @@ static void on_get_done(void *arg, gw_fetch_result_t *res)
     free(o);
 }
 
+/* DELETE answers 204 (S3, MinIO) or 200; 404 (a store that says so) is a key already gone. */
+static void on_del_done(void *arg, gw_fetch_result_t *res)
+{
+    op_t *o = arg;
+    char msg[200] = "";
+    int err = res->err == UV_ECANCELED ? UV_ECANCELED
+              : res->err == 0 && (res->status == 204 || res->status == 200 || res->status == 404)
+                  ? 0
+                  : PROTO_ESTORE;
+    if (err != 0)
+        why(res, msg, sizeof msg);
+    op_unlink(o);
+    ((gw_store_done_cb)o->cb)(o->arg, err, err ? msg : NULL);
+    free(o);
+}
+
 /* Copies the text of the next <Key>...</Key> after *pos, XML entities decoded. */
 static int next_key(const char *b, size_t len, size_t *pos, char *out, size_t cap)
 {
@@ -342,6 +358,29 @@ static int s3_get(gw_store_t *st, const char *key, size_t max_bytes, gw_store_ge
     return rv;
 }
 
+static int s3_del(gw_store_t *st, const char *key, gw_store_done_cb cb, void *arg)
+{
+    s3_t *s = (s3_t *)st;
+    char object[1100];
+    if (!gw_store_key_valid(key))
+        return PROTO_EINVAL;
+    snprintf(object, sizeof object, "%s%s", s->prefix, key);
+    op_t *o = calloc(1, sizeof *o);
+    if (o == NULL)
+        return PROTO_ENOMEM;
+    o->kind = OP_DEL;
+    o->cb = (void *)cb;
+    o->arg = arg;
+    op_link(s, o);
+    int rv = start(s, o, "DELETE", object, "", NULL, 0, GW_SIGV4_EMPTY_SHA256, NULL, 64 << 10,
+                   on_del_done);
+    if (rv != 0) {
+        op_unlink(o);
+        free(o);
+    }
+    return rv;
+}
+
 static int s3_list(gw_store_t *st, const char *prefix, const char *start_after, int max,
                    gw_store_list_cb cb, void *arg)
 {
@@ -479,4 +518,5 @@ const gw_store_ops_t gw_store_s3_ops = {
     .put = s3_put,
     .get = s3_get,
     .list = s3_list,
+    .del = s3_del,
 };

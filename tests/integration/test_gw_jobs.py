@@ -2,7 +2,7 @@
 """Batch jobs (POST /v1/jobs): a 200-image job answers 202 at once and finishes with 200
 results in upload order (JSON pages and the `name,label` text); DELETE cancels and dispatch
 stops; a gateway SIGKILLed mid-job and restarted on the same jobs_dir completes the job with
-every image done exactly once (one result line per index); a 500-image batch beside a live
+every image done exactly once (one result object per index, jobs_dir/jobs/ID/res/N); a 500-image batch beside a live
 camera at 10 fps raises the camera's p95 by at most about one service time (batch frames are
 the lowest class of the fair queue); POST /v1/reset needs the admin token and empties the
 list. Images given by URL (a local server, allow-listed with fetch_allow) and by store key (a
@@ -202,9 +202,9 @@ with fg.Gateway(settings=settings, simulate_ms=20) as gw:
     while time.time() < deadline and gw.json(f"/v1/jobs/{jid}?limit=0")["counts"]["done"] < 60:
         time.sleep(0.05)
     gw.stop(sig=signal.SIGKILL)
-with open(os.path.join(jdir, jid, "results")) as f:
-    before = sum(1 for _ in f)
-fg.check(40 <= before < 200, f"killed mid-job ({before} results on disk)")
+resdir = os.path.join(jdir, "jobs", jid, "res")  # the default jobs_store: dir:jobs_dir
+before = len(os.listdir(resdir))
+fg.check(40 <= before < 200, f"killed mid-job ({before} result objects on disk)")
 with fg.Gateway(settings=settings, simulate_ms=20) as gw:
     j = wait_state(gw, jid, ("done",), 60)
     fg.check(j is not None and j["state"] == "done" and j["counts"]["done"] == 200,
@@ -215,10 +215,9 @@ with fg.Gateway(settings=settings, simulate_ms=20) as gw:
     j = wait_state(gw, uid, ("done",), 60)
     fg.check(j is not None and j["counts"] == {"done": 30, "failed": 0, "pending": 0},
              f"the URL job resumes and completes: {j and j['counts']}")
-with open(os.path.join(jdir, jid, "results")) as f:
-    idx = [int(line.split("\t")[0]) for line in f]
+idx = [int(n) for n in os.listdir(resdir) if ".tmp-" not in n]
 fg.check(sorted(idx) == list(range(200)),
-         f"every image done exactly once ({len(idx)} result lines, {len(set(idx))} distinct)")
+         f"every image done exactly once ({len(idx)} result objects, {len(set(idx))} distinct)")
 
 # ---- a batch beside a live camera ----
 SVC = 20

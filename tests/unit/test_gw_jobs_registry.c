@@ -1,9 +1,11 @@
-/* The jobs registry (jobs.c, jobs_files.c) without a pool or a socket: a fake submit keeps
- * the frames it is given, and the test hands them back. A job's files are read back by a
- * second registry on the same directory: uploaded images, URLs and keys with their names,
- * result lines (a line cut by a kill is ignored, a repeated index counts once), the cancel
- * marker. Dispatch: never more than the window out, bulk frames asking for the annotated
- * image, a frame refused for want of room waits again. Counts, never time. */
+/* The jobs registry (jobs.c, jobs_store.c) without a pool or a socket, on its default store
+ * (dir:jobs_dir, real files on the threadpool; the loop runs until the store is done): a
+ * fake submit keeps the frames it is given, and the test hands them back. A job's objects are
+ * read back by a second registry on the same directory: uploaded images, URLs and keys with
+ * their names, result objects by index (a malformed one is ignored: that image runs again),
+ * the cancel marker; the objects of an upload that never finished are deleted. Dispatch:
+ * never more than the window out, bulk frames asking for the annotated image, a frame refused
+ * for want of room waits again. Reset deletes jobs/ and nothing else. Counts, never time. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -48,6 +50,48 @@ static void open_registry(fixture_t *f)
     gw_jobs_io_t io = {.submit = fake_submit};
     char err[256] = "";
     assert_int_equal(gw_jobs_create(&f->js, &f->loop, &f->cfg, &io, err, sizeof err), 0);
+    assert_int_equal(f->js->loading, 1); /* read back on the loop */
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(f->js->loading, 0);
+}
+
+/* Writes a file under the jobs directory (what a store object is on dir:). */
+static void write_at(const fixture_t *f, const char *rel, const char *text)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "mkdir -p \"$(dirname '%s/%s')\" && printf '%%s' '%s' > '%s/%s'",
+             f->dir, rel, text, f->dir, rel);
+    assert_int_equal(system(cmd), 0);
+}
+
+static int exists_at(const fixture_t *f, const char *rel)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s/%s", f->dir, rel);
+    return access(path, F_OK) == 0;
+}
+
+static struct {
+    int calls, err;
+} C;
+
+static void on_end(void *arg, int err, const char *msg)
+{
+    (void)arg, (void)msg;
+    C.calls++;
+    C.err = err;
+}
+
+/* Commits an upload and runs the loop until its objects are stored. */
+static void commit(fixture_t *f, gw__batch_t *j, size_t bytes)
+{
+    C.calls = 0;
+    gw__jobs_commit(f->js, j, bytes, on_end, NULL);
+    assert_int_equal(gw__jobs_find(f->js, j->id, strlen(j->id)) == NULL, 1); /* not before */
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(C.calls, 1);
+    assert_int_equal(C.err, 0);
+    assert_non_null(gw__jobs_find(f->js, j->id, strlen(j->id)));
 }
 
 /* Every frame must be back before destroy: held ones come back as a shutdown. */
@@ -112,8 +156,11 @@ static gw__batch_t *make_job(fixture_t *f, char *id, size_t idcap)
                      0);
     assert_int_equal(gw__jobs_add_ref(f->js, j, "named", GW__SRC_KEY, "in/d.jpg", msg, sizeof msg),
                      0);
-    assert_int_equal(gw__jobs_commit(f->js, j, 2 * sizeof JPEG, msg, sizeof msg), 0);
+    commit(f, j, 2 * sizeof JPEG);
     snprintf(id, idcap, "%s", j->id);
+    char rel[80];
+    snprintf(rel, sizeof rel, "jobs/%s/in/1", id);
+    assert_true(exists_at(f, rel)); /* stored before the commit ended */
     return j;
 }
 
@@ -146,17 +193,27 @@ static void test_refs_survive_a_restart(void **state)
 static void test_results_read_back_by_index(void **state)
 {
     fixture_t *f = *state;
-    char id[32], path[200];
+    char id[32], rel[120], text[64];
     make_job(f, id, sizeof id);
     close_registry(f);
-    /* index 0 done (twice: counted once), 1 failed, 2 cut by a kill (no newline) */
-    snprintf(path, sizeof path, "%s/%s/results", f->dir, id);
-    FILE *fp = fopen(path, "w");
-    assert_non_null(fp);
-    fprintf(fp, "0\t%d\tdog\t{}\n0\t%d\tdog\t{}\n1\t%d\terror\t{}\n2\t%d\tcat\t{", GW__IMG_DONE,
-            GW__IMG_DONE, GW__IMG_FAILED, GW__IMG_DONE);
-    fclose(fp);
+    /* index 0 done, 1 failed, 2 malformed (runs again), 9 out of range, a stray key; and the
+     * inputs of an upload that never wrote its meta */
+    snprintf(rel, sizeof rel, "jobs/%s/res/0", id);
+    snprintf(text, sizeof text, "%d\tdog\t{}", GW__IMG_DONE);
+    write_at(f, rel, text);
+    snprintf(rel, sizeof rel, "jobs/%s/res/1", id);
+    snprintf(text, sizeof text, "%d\terror\t{}", GW__IMG_FAILED);
+    write_at(f, rel, text);
+    snprintf(rel, sizeof rel, "jobs/%s/res/2", id);
+    write_at(f, rel, "cat");
+    snprintf(rel, sizeof rel, "jobs/%s/res/9", id);
+    write_at(f, rel, text);
+    snprintf(rel, sizeof rel, "jobs/%s/res/x", id);
+    write_at(f, rel, text);
+    write_at(f, "jobs/00000000001beef/in/0", "abc");
     open_registry(f);
+    assert_false(exists_at(f, "jobs/00000000001beef")); /* deleted at the load */
+    assert_int_equal(f->js->njobs, 1);
     gw__batch_t *j = gw__jobs_find(f->js, id, strlen(id));
     assert_non_null(j);
     assert_int_equal(j->ndone, 1);
@@ -173,7 +230,74 @@ static void test_results_read_back_by_index(void **state)
     assert_non_null(j);
     assert_int_equal(j->state, GW__JOB_CANCELLED);
     gw_jobs_start(f->js);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
     assert_int_equal(S.nheld, 0);
+}
+
+/* A frame done writes res/N (and out/N.jpg); a restart counts it once, sends only the rest. */
+static void test_result_written_once_per_image(void **state)
+{
+    fixture_t *f = *state;
+    char id[32], rel[120];
+    gw__batch_t *j = make_job(f, id, sizeof id);
+    gw_jobs_start(f->js);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(S.nheld, 2); /* the two uploaded images; the URL and key cannot be fetched */
+    assert_int_equal(j->nfailed, 2);
+    gw_job_t *g = S.held[0];
+    S.held[0] = S.held[--S.nheld];
+    int idx = g->image_len == sizeof JPEG ? 0 : -1;
+    assert_int_equal(idx, 0);
+    g->err = 0;
+    g->on_done(g);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    int done = -1;
+    for (int i = 0; i < 2; i++)
+        if (j->imgs[i].st == GW__IMG_DONE)
+            done = i;
+    assert_true(done >= 0);
+    snprintf(rel, sizeof rel, "jobs/%s/res/%d", id, done);
+    assert_true(exists_at(f, rel));
+    close_registry(f);
+    open_registry(f);
+    j = gw__jobs_find(f->js, id, strlen(id));
+    assert_non_null(j);
+    assert_int_equal(j->ndone, 1);
+    assert_int_equal(j->nfailed, 2);
+    gw_jobs_start(f->js);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(S.nheld, 1); /* only the image not done */
+    assert_int_equal(j->imgs[1 - done].st, GW__IMG_OUT);
+}
+
+/* Reset: every job and every object under jobs/ goes; a sibling prefix of the store stays. */
+static void test_reset_deletes_jobs_only(void **state)
+{
+    fixture_t *f = *state;
+    char id[32], rel[120];
+    make_job(f, id, sizeof id);
+    write_at(f, "cam/frame.jpg", "x");
+    write_at(f, "jobs/2026/11/27/jobs-1.jpg", "x"); /* a camera named "jobs" */
+    C.calls = 0;
+    assert_int_equal(gw__jobs_reset(f->js, on_end, NULL), 1);
+    assert_int_equal(f->js->njobs, 0);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(C.calls, 1);
+    assert_int_equal(C.err, 0);
+    snprintf(rel, sizeof rel, "jobs/%s", id);
+    assert_false(exists_at(f, rel));
+    assert_true(exists_at(f, "cam/frame.jpg"));
+    assert_true(exists_at(f, "jobs/2026/11/27/jobs-1.jpg"));
+    /* nothing left to delete: answered all the same */
+    C.calls = 0;
+    assert_int_equal(gw__jobs_reset(f->js, on_end, NULL), 0);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(C.calls, 1);
+    assert_int_equal(C.err, 0);
+    assert_true(exists_at(f, "cam/frame.jpg"));
+    close_registry(f);
+    open_registry(f);
+    assert_int_equal(f->js->njobs, 0);
 }
 
 static void test_window_and_refusal(void **state)
@@ -190,9 +314,10 @@ static void test_window_and_refusal(void **state)
     assert_int_equal(
         gw__jobs_add(f->js, j, 8 * sizeof JPEG, NULL, JPEG, sizeof JPEG, msg, sizeof msg),
         PROTO_ETOOBIG); /* max_job_images */
-    assert_int_equal(gw__jobs_commit(f->js, j, 8 * sizeof JPEG, msg, sizeof msg), 0);
+    commit(f, j, 8 * sizeof JPEG);
     gw_jobs_start(f->js);
-    assert_int_equal(S.nheld, 4); /* the window */
+    uv_run(&f->loop, UV_RUN_DEFAULT); /* the inputs are read back from the store */
+    assert_int_equal(S.nheld, 4);     /* the window */
     for (int i = 0; i < S.nheld; i++) {
         assert_int_equal(S.held[i]->bulk, 1);
         assert_int_equal(S.held[i]->opts.output, PROTO_OUT_JPEG);
@@ -205,6 +330,10 @@ static void test_window_and_refusal(void **state)
     S.held[0] = S.held[--S.nheld];
     g->err = PROTO_EQUEUEFULL;
     g->on_done(g);
+    /* sent again at once: read back, refused again, then it waits for the retry timer */
+    assert_int_equal(j->imgs[0].st, GW__IMG_OUT);
+    for (int i = 0; i < 100 && j->imgs[0].st != GW__IMG_PENDING; i++)
+        uv_run(&f->loop, UV_RUN_ONCE);
     assert_int_equal(S.nheld, 3);
     assert_int_equal(j->nfailed, 0);
     assert_int_equal(j->imgs[0].st, GW__IMG_PENDING);
@@ -238,6 +367,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_refs_survive_a_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_results_read_back_by_index, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_result_written_once_per_image, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reset_deletes_jobs_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_window_and_refusal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refs_checked_at_upload, setup, teardown),
     };
