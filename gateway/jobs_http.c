@@ -237,6 +237,8 @@ void gw_jobs_on_create(void *arg, gw_req_t *r)
         return;
     }
     gw__batch_t *j = u.j;
+    _Static_assert(sizeof j->owner >= sizeof r->cameras, "gw__batch_t.owner is too small");
+    snprintf(j->owner, sizeof j->owner, "%s", r->cameras);
     /* a part's bytes are the request's body, held until the answer (on_committed) or freed
      * after a refusal, when gw__jobs_abort has dropped the job first */
     j->borrow = multipart;
@@ -297,12 +299,20 @@ static cJSON *summary(const gw_jobs_t *js, const gw__batch_t *j)
     return o;
 }
 
+/* A camera token bound to cameras sees the jobs it uploaded only (another's: 404, as if
+ * there were none); viewer, admin and open requests see every job. */
+static int visible(const gw_req_t *r, const gw__batch_t *j)
+{
+    return r->cameras[0] == '\0' || strcmp(r->cameras, j->owner) == 0;
+}
+
 void gw_jobs_on_list(void *arg, gw_req_t *r)
 {
     gw_jobs_t *js = arg;
     cJSON *o = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(o, "jobs");
     for (gw__batch_t *j = js->head; j != NULL; j = j->next)
-        cJSON_AddItemToArray(arr, summary(js, j));
+        if (visible(r, j))
+            cJSON_AddItemToArray(arr, summary(js, j));
     respond_json(r, 200, o);
 }
 
@@ -333,7 +343,7 @@ void gw_jobs_on_get(void *arg, gw_req_t *r)
     const char *slash = memchr(rest, '/', rl);
     size_t idl = slash ? (size_t)(slash - rest) : rl;
     gw__batch_t *j = gw__jobs_find(js, rest, idl);
-    if (j == NULL) {
+    if (j == NULL || !visible(r, j)) {
         gw_respond_error(r, 404, "not_found", "no such job");
         return;
     }

@@ -47,6 +47,9 @@ struct gw__batch {
     gw__batch_t *next;
     char id[32];
     char model[GW_MODEL_NAME_MAX];
+    /* the cameras list of the camera token that uploaded it (http.h's gw_req_t.cameras);
+     * "" = a viewer, admin or open upload. A bound camera token sees only its own jobs. */
+    char owner[256];
     int state;
     int n, ndone, nfailed, nout;
     int cap;    /* imgs allocated (while uploading) */

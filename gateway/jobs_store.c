@@ -217,8 +217,9 @@ void gw__jobs_put_result(gw_jobs_t *js, gw__batch_t *j, int idx)
     free(text); /* the store copied it */
 }
 
-/* meta: "framegate-job 1\nMODEL\nN\nCREATED_UNIX_MS\n" then N lines "LEN\tNAME" (uploaded
- * bytes) or "0\tNAME\tu\tURL" / "0\tNAME\tk\tKEY". */
+/* meta: "framegate-job 2\nMODEL\nN\nCREATED_UNIX_MS\nOWNER\n" then N lines "LEN\tNAME"
+ * (uploaded bytes) or "0\tNAME\tu\tURL" / "0\tNAME\tk\tKEY". OWNER is "-" for none; version 1
+ * (before owners) has no OWNER line and is still read. */
 int gw__jobs_put_meta(gw_jobs_t *js, gw__batch_t *j)
 {
     char *meta = NULL;
@@ -226,8 +227,8 @@ int gw__jobs_put_meta(gw_jobs_t *js, gw__batch_t *j)
     FILE *m = open_memstream(&meta, &mlen);
     if (m == NULL)
         return PROTO_ENOMEM;
-    fprintf(m, "framegate-job 1\n%s\n%d\n%llu\n", j->model[0] ? j->model : "-", j->n,
-            (unsigned long long)j->created_unix_ms);
+    fprintf(m, "framegate-job 2\n%s\n%d\n%llu\n%s\n", j->model[0] ? j->model : "-", j->n,
+            (unsigned long long)j->created_unix_ms, j->owner[0] ? j->owner : "-");
     for (int i = 0; i < j->n; i++) {
         const gw__img_t *im = &j->imgs[i];
         if (im->src == GW__SRC_BYTES)
@@ -596,7 +597,8 @@ static gw__batch_t *parse_meta(gw_jobs_t *js, const char *id, char *meta)
 {
     gw__batch_t *j = calloc(1, sizeof *j);
     char *save = NULL, *line = strtok_r(meta, "\n", &save);
-    int ok = j != NULL && line != NULL && strcmp(line, "framegate-job 1") == 0;
+    int v2 = line != NULL && strcmp(line, "framegate-job 2") == 0;
+    int ok = j != NULL && line != NULL && (v2 || strcmp(line, "framegate-job 1") == 0);
     if (ok) {
         snprintf(j->id, sizeof j->id, "%s", id);
         line = strtok_r(NULL, "\n", &save);
@@ -610,6 +612,12 @@ static gw__batch_t *parse_meta(gw_jobs_t *js, const char *id, char *meta)
         ok = ok && line != NULL;
         if (ok)
             j->created_unix_ms = strtoull(line, NULL, 10);
+        if (ok && v2) {
+            line = strtok_r(NULL, "\n", &save);
+            ok = line != NULL;
+            if (ok)
+                snprintf(j->owner, sizeof j->owner, "%s", strcmp(line, "-") == 0 ? "" : line);
+        }
         j->imgs = ok ? calloc((size_t)j->n, sizeof *j->imgs) : NULL;
         ok = ok && j->imgs != NULL;
         for (int i = 0; ok && i < j->n; i++) {

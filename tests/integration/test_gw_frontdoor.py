@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import base64
 import socket
 import threading
 import time
@@ -216,6 +217,25 @@ try:
                  f"... another camera's token may not ({st})")
         st, _, _ = req(gw, "GET", "/v1/cameras/door1/latest.jpg", TOK["camera"])
         fg.check(st == 200, f"a camera token reads its own latest.jpg ({st})")
+
+        # ---- a camera token's jobs are its own ----
+        job = json.dumps({"images": [base64.b64encode(dog).decode()]}).encode()
+        st, _, data = req(gw, "POST", "/v1/jobs", TOK["camera"], body=job,
+                          headers={"Content-Type": "application/json"})
+        jid = json.loads(data).get("id", "") if st == 202 else ""
+        fg.check(st == 202 and jid, f"a camera token uploads a job ({st} {data[:100]!r})")
+
+        def job_ids(token):
+            st, _, data = req(gw, "GET", "/v1/jobs", token)
+            return [j["id"] for j in json.loads(data)["jobs"]] if st == 200 else None
+        fg.check(jid in (job_ids(TOK["camera"]) or []), "... it lists its own job")
+        fg.check(job_ids(TOK["camera2"]) == [], f"... another camera's token lists none of it "
+                 f"({job_ids(TOK['camera2'])})")
+        st, _, _ = req(gw, "GET", f"/v1/jobs/{jid}", TOK["camera2"])
+        fg.check(st == 404, f"... and reads it as no such job ({st})")
+        st, _, _ = req(gw, "GET", f"/v1/jobs/{jid}?format=text", TOK["camera"])
+        fg.check(st == 200, f"... its own token reads it ({st})")
+        fg.check(jid in (job_ids(TOK["viewer"]) or []), "... a viewer lists every job")
 
         # ?token= for clients that cannot set headers
         st, _, _ = req(gw, "GET", "/v1/cameras", TOK["viewer"], how="query")
