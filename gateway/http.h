@@ -139,7 +139,10 @@ enum { GW_PH_IDLE, GW_PH_START, GW_PH_HEADERS, GW_PH_BODY };
 #define GW_HTTP_MAX_CHUNK_EXT 1024
 /* Bytes a request may take on the wire beyond max_header_bytes + 2 x max_body_bytes: chunk
  * framing that carries no data (a chunk size of a million leading zeros) must end somewhere. */
-#define GW_HTTP_WIRE_SLACK (128u << 10)
+#define GW_HTTP_WIRE_SLACK (2 * GW_HTTP_READ_BUF)
+/* One read: a whole 160 KB frame in one or two reads where the socket holds it, instead of
+ * three or more reads (and parser passes) at 64 KiB. */
+#define GW_HTTP_READ_BUF (256u << 10)
 
 /* One listening socket of a server; tls != NULL makes it HTTPS. */
 struct gw_listener {
@@ -165,8 +168,8 @@ struct gw_server {
     gw_conn_t *conns;
     size_t buffered; /* request bytes held by every connection (gw_req_reserve) */
     llhttp_settings_t settings;
-    char rbuf[64 << 10]; /* one read buffer for every connection; see alloc_buf() */
-    char pbuf[16 << 10]; /* plaintext of one TLS record (a read's rbuf holds ciphertext) */
+    char rbuf[GW_HTTP_READ_BUF]; /* one read buffer for every connection; see alloc_buf() */
+    char pbuf[16 << 10];         /* plaintext of one TLS record (a read's rbuf holds ciphertext) */
 };
 
 struct gw_write;

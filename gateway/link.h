@@ -1,4 +1,4 @@
-/* The link to one backend: an NNG req socket with its own dialer, one req context (and aio)
+/* The link to one backend: an NNG req socket with its own dialer, one req context (and two aios)
  * per slot, request encoding, send then receive, timeouts and cancellation. The pool decides
  * what goes on which slot; the link only carries it.
  *

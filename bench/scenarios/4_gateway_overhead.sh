@@ -3,7 +3,7 @@
 # machine, same body (dog.jpg, raw), same run:
 #   framegate (2 backends, --simulate-ms 0: JPEG header parsed, no network)
 #   nginx (least_conn) and haproxy (leastconn), each in front of 2 plain HTTP backends
-#   (nginx server blocks answering a fixed JSON; they read and discard the body)
+#   (server blocks of a second nginx answering a fixed JSON; they read and discard the body)
 #   direct to one plain backend (no balancer at all)
 # and the same over HTTPS (TLS 1.2, ECDHE-ECDSA-AES128-GCM, one test certificate from
 # scripts/certs.sh): nginx `ssl` in front of the same backends vs framegate's https_cert.
@@ -21,6 +21,23 @@ users=${USERS:-50} dur=${DURATION:-15}
 tmp=$(mktemp -d)
 B1=18241 B2=18242 NGX=18243 HAP=18244 FG=18245 NGXS=18246 FGS=18247 FGP=18248
 "$repo/scripts/certs.sh" init "$tmp/certs" --ip 127.0.0.1 >/dev/null 2>&1
+# The backends are an nginx of their own (two workers, as framegate has two backend
+# processes): in the balancer's process they would share its one worker, so the nginx row
+# would pay for the backends' work too while framegate's and haproxy's rows do not.
+cat > "$tmp/backends.conf" <<NGX
+worker_processes 2;
+pid $tmp/backends.pid;
+error_log $tmp/backends.err warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_max_body_size 16m;
+    client_body_buffer_size 1m;
+    keepalive_requests 1000000;
+    server { listen 127.0.0.1:$B1; location / { default_type application/json; return 200 '{"detections":[]}'; } }
+    server { listen 127.0.0.1:$B2; location / { default_type application/json; return 200 '{"detections":[]}'; } }
+}
+NGX
 cat > "$tmp/nginx.conf" <<NGX
 worker_processes 1;
 pid $tmp/nginx.pid;
@@ -32,8 +49,6 @@ http {
     client_body_buffer_size 1m;
     keepalive_requests 1000000;
     upstream pool { least_conn; server 127.0.0.1:$B1; server 127.0.0.1:$B2; keepalive 128; }
-    server { listen 127.0.0.1:$B1; location / { default_type application/json; return 200 '{"detections":[]}'; } }
-    server { listen 127.0.0.1:$B2; location / { default_type application/json; return 200 '{"detections":[]}'; } }
     server {
         listen 127.0.0.1:$NGX;
         location / { proxy_pass http://pool; proxy_http_version 1.1; proxy_set_header Connection ""; }
@@ -67,9 +82,10 @@ backend be
     server b1 127.0.0.1:$B1
     server b2 127.0.0.1:$B2
 HAP
+nginx -c "$tmp/backends.conf" -p "$tmp"
 nginx -c "$tmp/nginx.conf" -p "$tmp"
 sleep 0.5
-pids+=("$(cat "$tmp/nginx.pid")")
+pids+=("$(cat "$tmp/backends.pid")" "$(cat "$tmp/nginx.pid")")
 haproxy -f "$tmp/haproxy.cfg" > "$tmp/haproxy.log" 2>&1 &
 pids+=($!)
 start_gateway $FG "$out/framegate.gateway.log" --set backends=2 --set "backend_args=--simulate-ms 0" \
@@ -135,5 +151,5 @@ PY
     "$out/nginx.csv:nginx" "$out/haproxy.csv:haproxy" "$out/framegate.csv:framegate" \
     "$out/direct.csv:direct" "$out/nginx_https.csv:nginx https" \
     "$out/framegate_https.csv:framegate https"
-kill -QUIT "$(cat "$tmp/nginx.pid")" 2>/dev/null || true
+kill -QUIT "$(cat "$tmp/nginx.pid")" "$(cat "$tmp/backends.pid")" 2>/dev/null || true
 rm -rf "$tmp"

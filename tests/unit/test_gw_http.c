@@ -695,6 +695,9 @@ static void test_client_that_never_reads(void **state)
     client_open(c);
     int rcv = 4096; /* a small window: the server's queue fills sooner */
     setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
+    /* The kernel takes the requests before the server accepts: until S.conns counts this
+     * connection, the watch below would see none and stop at once. */
+    wait_until(&S.conns, 1, 5);
     long before = rss_kib();
     /* 4000 x GET /big would be 128 MiB of answers; send what the server takes. */
     static const char one[] = "GET /big HTTP/1.1\r\nHost: t\r\n\r\n";
