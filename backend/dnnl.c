@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "err.h"
 
@@ -319,6 +320,17 @@ int be_dnnl_available(void)
     return 1;
 }
 
+void be_dnnl_omp_env(int threads, char **argv)
+{
+    if (threads <= 1 || getenv("OMP_WAIT_POLICY") != NULL || getenv("GOMP_SPINCOUNT") != NULL)
+        return;
+    /* set before the exec, so the new image (which finds it set) does not exec again */
+    if (setenv("GOMP_SPINCOUNT", BE_DNNL_SPINCOUNT, 1) != 0)
+        return;
+    execv("/proc/self/exe", argv);
+    unsetenv("GOMP_SPINCOUNT"); /* exec failed: this process keeps libgomp's default */
+}
+
 int be_dnnl_create(be_dnnl_t **out, network *net, int threads, int all_outputs, char *why,
                    size_t whycap)
 {
@@ -477,6 +489,11 @@ void be_dnnl_destroy(be_dnnl_t *d)
 int be_dnnl_available(void)
 {
     return 0;
+}
+
+void be_dnnl_omp_env(int threads, char **argv)
+{
+    (void)threads, (void)argv;
 }
 
 int be_dnnl_create(be_dnnl_t **out, network *net, int threads, int all_outputs, char *why,

@@ -38,6 +38,23 @@ float *be_dnnl_predict_stop(be_dnnl_t *d, const float *input, be_fast_stop_cb st
 /* How many of the network's layers oneDNN runs (the rest are darknet's). Pure function. */
 int be_dnnl_layers(const be_dnnl_t *d);
 
+/* What GOMP_SPINCOUNT be_dnnl_omp_env picks: an idle OpenMP thread spins this many pause
+ * instructions (~0.1-0.2 ms on the AMD EPYC of bench/results/inference; a PAUSE there takes
+ * 55-120 ns, not the ~10 ns libgomp's default of 300000 was sized for) and then sleeps. */
+#define BE_DNNL_SPINCOUNT "2000"
+
+/* libgomp (oneDNN's OpenMP runtime) reads its wait policy once, when it is loaded, and by
+ * default an idle thread spins 300000 pauses, 16-36 ms on this 2-core machine: after every
+ * frame the second thread kept a core busy that long, so the gateway, other backends or any
+ * other process lost it, and a 2-thread pass on a loaded machine had a p90 of 160 ms (face
+ * model, e2e 5.4 ms; bench/results/inference/README.md). With `threads` > 1 and neither
+ * OMP_WAIT_POLICY nor GOMP_SPINCOUNT in the environment (an operator's choice wins), this
+ * sets GOMP_SPINCOUNT=BE_DNNL_SPINCOUNT and re-executes the program (/proc/self/exe, the same
+ * argv and pid). Returns when there is nothing to do, or when the exec failed (the default
+ * policy then stays). Call it first thing in main, before any thread, socket or file is
+ * opened; a build without oneDNN returns at once. */
+void be_dnnl_omp_env(int threads, char **argv);
+
 /* Frees the engine (not the network). NULL is a no-op. */
 void be_dnnl_destroy(be_dnnl_t *d);
 
