@@ -4,8 +4,10 @@
  * post-op) and max-pools run in oneDNN's own blocked layout from one layer to the next; a
  * tensor is reordered to darknet's NCHW only where darknet's own code reads it (the layers this
  * engine leaves to darknet: route, upsample, [yolo], [region], ...; their inputs; the network's
- * output). Every layer darknet runs sees what stock darknet would give it, within float rounding
- * (tests/unit/test_be_dnnl.c holds every layer's output to stock darknet's within 1e-4).
+ * output). A [yolo] head's logistic is a oneDNN eltwise over darknet's buffers (its w/h
+ * entries copied back raw), not darknet's single-threaded loop. Every layer darknet runs sees
+ * what stock darknet would give it, within float rounding (tests/unit/test_be_dnnl.c holds
+ * every layer's output to stock darknet's within 1e-4).
  * Batch 1, like backend/fast.h. Not thread-safe: one caller at a time per engine. */
 #ifndef BE_DNNL_H
 #define BE_DNNL_H
