@@ -4,8 +4,10 @@
  * post-op) and max-pools run in oneDNN's own blocked layout from one layer to the next; a
  * tensor is reordered to darknet's NCHW only where darknet's own code reads it (the layers this
  * engine leaves to darknet: route, upsample, [yolo], [region], ...; their inputs; the network's
- * output). Every layer darknet runs sees what stock darknet would give it, within float rounding
- * (tests/unit/test_be_dnnl.c holds every layer's output to stock darknet's within 1e-4).
+ * output). A [yolo] head's logistic is a oneDNN eltwise over darknet's buffers (its w/h
+ * entries copied back raw), not darknet's single-threaded loop. Every layer darknet runs sees
+ * what stock darknet would give it, within float rounding (tests/unit/test_be_dnnl.c holds
+ * every layer's output to stock darknet's within 1e-4).
  * Batch 1, like backend/fast.h. Not thread-safe: one caller at a time per engine. */
 #ifndef BE_DNNL_H
 #define BE_DNNL_H
@@ -37,6 +39,23 @@ float *be_dnnl_predict_stop(be_dnnl_t *d, const float *input, be_fast_stop_cb st
 
 /* How many of the network's layers oneDNN runs (the rest are darknet's). Pure function. */
 int be_dnnl_layers(const be_dnnl_t *d);
+
+/* What GOMP_SPINCOUNT be_dnnl_omp_env picks: an idle OpenMP thread spins this many pause
+ * instructions (~0.1-0.2 ms on the AMD EPYC of bench/results/inference; a PAUSE there takes
+ * 55-120 ns, not the ~10 ns libgomp's default of 300000 was sized for) and then sleeps. */
+#define BE_DNNL_SPINCOUNT "2000"
+
+/* libgomp (oneDNN's OpenMP runtime) reads its wait policy once, when it is loaded, and by
+ * default an idle thread spins 300000 pauses, 16-36 ms on this 2-core machine: after every
+ * frame the second thread kept a core busy that long, so the gateway, other backends or any
+ * other process lost it, and a 2-thread pass on a loaded machine had a p90 of 160 ms (face
+ * model, e2e 5.4 ms; bench/results/inference/README.md). With `threads` > 1 and neither
+ * OMP_WAIT_POLICY nor GOMP_SPINCOUNT in the environment (an operator's choice wins), this
+ * sets GOMP_SPINCOUNT=BE_DNNL_SPINCOUNT and re-executes the program (/proc/self/exe, the same
+ * argv and pid). Returns when there is nothing to do, or when the exec failed (the default
+ * policy then stays). Call it first thing in main, before any thread, socket or file is
+ * opened; a build without oneDNN returns at once. */
+void be_dnnl_omp_env(int threads, char **argv);
 
 /* Frees the engine (not the network). NULL is a no-op. */
 void be_dnnl_destroy(be_dnnl_t *d);

@@ -10,6 +10,7 @@
 
 #include "addr.h"
 #include "err.h"
+#include "dnnl.h"
 #include "image.h"
 #include "join.h"
 #include "model.h"
@@ -367,6 +368,10 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+
+    /* oneDNN's OpenMP threads: a short spin before an idle one sleeps (be_dnnl_omp_env). */
+    if (simulate_ms < 0 && engine == BE_ENGINE_DNNL)
+        be_dnnl_omp_env((int)threads, argv);
 
     /* Die with the gateway, even if it is SIGKILLed: no orphans. The getppid() check closes
      * the race where the parent died before prctl ran. */

@@ -412,7 +412,7 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
          * next lost its second core (framegate's whole path measured 5x its network). Shuffled,
          * because in a fixed cycle each engine always follows the same one and inherits its
          * spinning threads (libgomp's, ONNX Runtime's) alone. */
-        double tf[256], to[256], te[256], tp[256], td[256], tx[256];
+        double tf[256], to[256], te[256], tp[256], td[256], tx[256], settle[256] = {0};
         proto_det_t dets[256];
         float *scratch = malloc((size_t)3 * w * h * sizeof(float));
         int reps = o->reps > 256 ? 256 : o->reps;
@@ -466,6 +466,11 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
                          : turn == 3 ? tp
                          : turn == 4 ? td
                                      : tx)[r] = dt;
+                    /* ONNX Runtime's pool spins for 70+ ms after a run (ort_peer_settle):
+                     * the next turn starts once it has gone to sleep, as it would on a machine
+                     * that runs only one of them. Its wait is kept apart from --gap-ms. */
+                    if (turn == 5)
+                        settle[r >= 0 ? r : 0] = ort_peer_settle(ort, 500);
                     /* --gap-ms: a pause between turns, so that each engine starts with the
                      * previous one's idle threads asleep (libgomp's spin for ~300k pauses, ONNX
                      * Runtime's pool too), as in a backend that runs one engine. Off by default
@@ -481,6 +486,7 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
         double e2e = bm != NULL ? median(te, reps) : NAN;
         double dnn = dn != NULL ? median(td, reps) : NAN, rel_dnnl = NAN;
         double ortms = ort != NULL ? median(tx, reps) : NAN;
+        double ort_settle = ort != NULL ? median(settle, reps) : NAN;
         ort_peer_stop(ort);
         if (dn != NULL) {
             be_dnnl_predict_stop(dn, fr->input[0], NULL, NULL);
@@ -521,6 +527,7 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
             cJSON *jo = timing(ortms, flops);
             cJSON_AddNumberToObject(jo, "output_rel_diff_vs_darknet", rel_ort);
             cJSON_AddStringToObject(jo, "version", ort_version);
+            cJSON_AddNumberToObject(jo, "settle_ms", ort_settle);
             cJSON_AddItemToObject(run, "onnxruntime", jo);
             cJSON_AddNumberToObject(run, "framegate_e2e_over_onnxruntime", e2e / ortms);
             cJSON_AddNumberToObject(run, "framegate_net_over_onnxruntime", fgnet / ortms);
@@ -546,8 +553,10 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
             say("%-7d %-14s %10.1f %9.2f %9.2f %11.1f%%\n", th, "opencv", cv, 1e3 / cv,
                 flops / (cv * 1e6), 100 * flops / (cv * 1e6) / sgemm[th - 1]);
         if (!isnan(ortms))
-            say("%-7d %-14s %10.1f %9.2f %9.2f %11.1f%%\n", th, "onnxruntime", ortms, 1e3 / ortms,
-                flops / (ortms * 1e6), 100 * flops / (ortms * 1e6) / sgemm[th - 1]);
+            say("%-7d %-14s %10.1f %9.2f %9.2f %11.1f%%   (its pool then spun %.1f ms, waited "
+                "out)\n",
+                th, "onnxruntime", ortms, 1e3 / ortms, flops / (ortms * 1e6),
+                100 * flops / (ortms * 1e6) / sgemm[th - 1], ort_settle);
         say("        output vs stock darknet: rel %.2g blas, %.2g dnnl, %.2g onnxruntime (heads' "
             "inputs) (max|a-b| / max|b|)\n",
             rel, rel_dnnl, rel_ort);
@@ -678,6 +687,9 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    /* The backend's OpenMP wait policy (backend/main.c), so that "fg" is what it serves. */
+    be_dnnl_omp_env(o.max_threads, argv);
+
     char path[1024], tmpdir[] = "/tmp/fg-bench-inference-XXXXXX", weights[128], err[256];
     snprintf(path, sizeof path, "%s/latest.txt", o.out);
     if (mkdir(o.out, 0755) != 0 && errno != EEXIST) {
@@ -691,6 +703,10 @@ int main(int argc, char **argv)
     o.tmpdir = tmpdir;
     cJSON *root = cJSON_CreateObject();
     machine(root);
+    const char *spin = getenv("GOMP_SPINCOUNT"), *policy = getenv("OMP_WAIT_POLICY");
+    say("OpenMP (oneDNN's threads): GOMP_SPINCOUNT=%s OMP_WAIT_POLICY=%s\n",
+        spin != NULL ? spin : "(libgomp's default)", policy != NULL ? policy : "(unset)");
+    cJSON_AddStringToObject(root, "gomp_spincount", spin != NULL ? spin : "default");
 
     const char *isa;
     core_peak = core_peak_gflops(&isa);

@@ -1,12 +1,14 @@
 /* The ONNX Runtime peer: a node worker over two pipes (ort.h). */
 #include "ort.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 struct ort_peer {
@@ -170,6 +172,56 @@ long ort_peer_outputs(ort_peer_t *p, int k, float *out, size_t cap, const char *
         fclose(f);
     unlink(path);
     return n;
+}
+
+/* ns on CPU of every thread of pid so far; -1 when /proc cannot tell. */
+static long long cpu_ns(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return -1;
+    long long sum = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char f[300];
+        snprintf(f, sizeof f, "/proc/%d/task/%.200s/schedstat", (int)pid, e->d_name);
+        FILE *fp = fopen(f, "r");
+        long long ns = 0;
+        if (fp != NULL) {
+            if (fscanf(fp, "%lld", &ns) == 1)
+                sum += ns;
+            fclose(fp);
+        }
+    }
+    closedir(d);
+    return sum;
+}
+
+static double mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+double ort_peer_settle(ort_peer_t *p, int max_ms)
+{
+    if (p == NULL || p->pid <= 0)
+        return 0;
+    double t0 = mono_ms();
+    long long prev = cpu_ns(p->pid);
+    while (prev >= 0 && mono_ms() - t0 < max_ms) {
+        nanosleep(&(struct timespec){.tv_nsec = 2000000L}, NULL);
+        long long now = cpu_ns(p->pid);
+        if (now < 0 || now - prev < 200000)
+            break;
+        prev = now;
+    }
+    return mono_ms() - t0;
 }
 
 void ort_peer_stop(ort_peer_t *p)

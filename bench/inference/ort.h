@@ -35,6 +35,13 @@ int ort_peer_run(ort_peer_t *p, int k, double *ms, char *err, size_t errcap);
 long ort_peer_outputs(ort_peer_t *p, int k, float *out, size_t cap, const char *tmpdir, char *err,
                       size_t errcap);
 
+/* Waits (up to max_ms) until the worker's threads stop using CPU: ONNX Runtime's idle pool
+ * threads spin 2^20 pauses after a run (its default allow_spinning), 70+ ms on the AMD EPYC of
+ * bench/results/inference, during which whatever runs next has one core fewer (framegate's
+ * 2-thread pass measured at its 1-thread time). "Stopped": under 0.2 ms of CPU in a 2 ms
+ * window, summed over /proc/<pid>/task/<tid>/schedstat. Returns the ms waited. NULL: 0. */
+double ort_peer_settle(ort_peer_t *p, int max_ms);
+
 /* Closes the worker's stdin and waits for it to exit. NULL is a no-op. */
 void ort_peer_stop(ort_peer_t *p);
 

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -248,8 +249,44 @@ static void test_stop_between_layers(void **state)
     free_network(net);
 }
 
-int main(void)
+/* be_dnnl_omp_env: nothing at 1 thread or when the operator chose a policy; at 2 threads the
+ * program runs again (same pid) with GOMP_SPINCOUNT set, once. The re-executed test binary
+ * answers through its exit status (main's "--omp-env-probe"): 0 when it found the variable,
+ * 3 when not. */
+static int probe_child(int threads, const char *policy)
 {
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        unsetenv("GOMP_SPINCOUNT");
+        if (policy != NULL)
+            setenv("OMP_WAIT_POLICY", policy, 1);
+        else
+            unsetenv("OMP_WAIT_POLICY");
+        char *argv[] = {"test_be_dnnl", "--omp-env-probe", NULL};
+        be_dnnl_omp_env(threads, argv);
+        _exit(4); /* returned: no exec */
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    return WEXITSTATUS(st);
+}
+
+static void test_omp_env(void **state)
+{
+    (void)state;
+    assert_int_equal(probe_child(1, NULL), 4);
+    assert_int_equal(probe_child(2, "active"), 4);
+    assert_int_equal(probe_child(2, NULL), 0);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 2 && strcmp(argv[1], "--omp-env-probe") == 0) {
+        const char *v = getenv("GOMP_SPINCOUNT");
+        return v != NULL && strcmp(v, BE_DNNL_SPINCOUNT) == 0 ? 0 : 3;
+    }
     if (!be_dnnl_available()) { /* the engine must then refuse, never half-run */
         be_dnnl_t *d = NULL;
         char why[120];
@@ -261,6 +298,7 @@ int main(void)
         cmocka_unit_test(test_yolov2_tiny),
         cmocka_unit_test(test_depthwise_and_edges),
         cmocka_unit_test(test_stop_between_layers),
+        cmocka_unit_test(test_omp_env),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
