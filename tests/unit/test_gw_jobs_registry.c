@@ -190,6 +190,34 @@ static void test_refs_survive_a_restart(void **state)
     assert_int_equal(gw_jobs_pending(f->js, "other", 0), 0);
 }
 
+/* The uploading camera token's list is kept (a bound token sees only its own jobs), and a
+ * version-1 meta (written before owners) is still read, with no owner. */
+static void test_owner_kept_and_v1_meta_read(void **state)
+{
+    fixture_t *f = *state;
+    char msg[160], id[32];
+    int err = 0;
+    gw__batch_t *j = gw__jobs_begin(f->js, "", msg, sizeof msg, &err);
+    assert_non_null(j);
+    snprintf(j->owner, sizeof j->owner, "door1,yard-*");
+    assert_int_equal(gw__jobs_add(f->js, j, 0, "a.jpg", JPEG, sizeof JPEG, msg, sizeof msg), 0);
+    commit(f, j, sizeof JPEG);
+    snprintf(id, sizeof id, "%s", j->id);
+    close_registry(f);
+    write_at(f, "jobs/0000000000000a1/meta", "framegate-job 1\n-\n1\n1700000000000\n10\told.jpg\n");
+    write_at(f, "jobs/0000000000000a1/in/0", "0123456789");
+    open_registry(f);
+    j = gw__jobs_find(f->js, id, strlen(id));
+    assert_non_null(j);
+    assert_string_equal(j->owner, "door1,yard-*");
+    gw__batch_t *old = gw__jobs_find(f->js, "0000000000000a1", 15);
+    assert_non_null(old);
+    assert_int_equal(old->n, 1);
+    assert_string_equal(old->owner, "");
+    assert_string_equal(old->imgs[0].name, "old.jpg");
+    assert_int_equal(old->imgs[0].len, 10);
+}
+
 static void test_results_read_back_by_index(void **state)
 {
     fixture_t *f = *state;
@@ -366,6 +394,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_refs_survive_a_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_owner_kept_and_v1_meta_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_results_read_back_by_index, setup, teardown),
         cmocka_unit_test_setup_teardown(test_result_written_once_per_image, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_deletes_jobs_only, setup, teardown),
