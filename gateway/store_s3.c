@@ -335,9 +335,10 @@ static int s3_put(gw_store_t *st, const char *key, const uint8_t *data, size_t l
     return 0;
 }
 
-static int s3_get(gw_store_t *st, const char *key, size_t max_bytes, gw_store_get_cb cb, void *arg)
+/* A body-less request on one object (GET, DELETE): its op, linked, then started. */
+static int object_op(s3_t *s, int kind, const char *method, const char *key, size_t max_bytes,
+                     gw_fetch_cb done, void *cb, void *arg)
 {
-    s3_t *s = (s3_t *)st;
     char object[1100];
     if (!gw_store_key_valid(key))
         return PROTO_EINVAL;
@@ -345,12 +346,11 @@ static int s3_get(gw_store_t *st, const char *key, size_t max_bytes, gw_store_ge
     op_t *o = calloc(1, sizeof *o);
     if (o == NULL)
         return PROTO_ENOMEM;
-    o->kind = OP_GET;
-    o->cb = (void *)cb;
+    o->kind = kind;
+    o->cb = cb;
     o->arg = arg;
     op_link(s, o);
-    int rv = start(s, o, "GET", object, "", NULL, 0, GW_SIGV4_EMPTY_SHA256, NULL, max_bytes,
-                   on_get_done);
+    int rv = start(s, o, method, object, "", NULL, 0, GW_SIGV4_EMPTY_SHA256, NULL, max_bytes, done);
     if (rv != 0) {
         op_unlink(o);
         free(o);
@@ -358,27 +358,15 @@ static int s3_get(gw_store_t *st, const char *key, size_t max_bytes, gw_store_ge
     return rv;
 }
 
+static int s3_get(gw_store_t *st, const char *key, size_t max_bytes, gw_store_get_cb cb, void *arg)
+{
+    return object_op((s3_t *)st, OP_GET, "GET", key, max_bytes, on_get_done, (void *)cb, arg);
+}
+
 static int s3_del(gw_store_t *st, const char *key, gw_store_done_cb cb, void *arg)
 {
-    s3_t *s = (s3_t *)st;
-    char object[1100];
-    if (!gw_store_key_valid(key))
-        return PROTO_EINVAL;
-    snprintf(object, sizeof object, "%s%s", s->prefix, key);
-    op_t *o = calloc(1, sizeof *o);
-    if (o == NULL)
-        return PROTO_ENOMEM;
-    o->kind = OP_DEL;
-    o->cb = (void *)cb;
-    o->arg = arg;
-    op_link(s, o);
-    int rv = start(s, o, "DELETE", object, "", NULL, 0, GW_SIGV4_EMPTY_SHA256, NULL, 64 << 10,
-                   on_del_done);
-    if (rv != 0) {
-        op_unlink(o);
-        free(o);
-    }
-    return rv;
+    /* the answer's body is an error document at most */
+    return object_op((s3_t *)st, OP_DEL, "DELETE", key, 64 << 10, on_del_done, (void *)cb, arg);
 }
 
 static int s3_list(gw_store_t *st, const char *prefix, const char *start_after, int max,
