@@ -1,8 +1,8 @@
 /* What jobs.c (the registry and dispatch to the pools), jobs_store.c (a job's objects in the
- * jobs store: writes, reads, the start-up load, deletes) and jobs_http.c (the routes: uploads,
- * JSON answers, cancel, reset) share. Not a public interface: loop thread only. jobs_http.c
- * never touches the store; every change to a job's state goes through a gw__jobs_* function
- * here, which keeps the objects and the counters in step. */
+ * jobs store: writes, reads, deletes), jobs_load.c (the start-up load) and jobs_http.c (the routes:
+ * uploads, JSON answers, cancel, reset) share. Not a public interface: loop thread only.
+ * jobs_http.c never touches the store; every change to a job's state goes through a gw__jobs_*
+ * function here, which keeps the objects and the counters in step. */
 #ifndef GW_JOBS_INTERNAL_H
 #define GW_JOBS_INTERNAL_H
 
@@ -102,7 +102,7 @@ void gw__batch_free(gw__batch_t *j);
 /* Frees a dead job once no frame and no store operation is out on it. */
 void gw__batch_release(gw_jobs_t *js, gw__batch_t *j);
 
-/* Takes a job read back at start-up into the registry (jobs_store.c calls it). */
+/* Takes a job read back at start-up into the registry (jobs_load.c calls it). */
 void gw__jobs_adopt(gw_jobs_t *js, gw__batch_t *j);
 
 /* The start-up load ended: dispatch may begin. */
@@ -190,9 +190,20 @@ int gw__jobs_output(gw_jobs_t *js, gw__batch_t *j, int idx, gw__jobs_output_cb c
  * cb(arg, err, msg) if cb is set. */
 void gw__jobs_purge(gw_jobs_t *js, const char *prefix, int live, gw__jobs_reset_cb cb, void *arg);
 
+/* ---- jobs_load.c: the start-up load ---- */
+
 /* Starts reading every job under jobs/ back (start-up), handing each to gw__jobs_adopt, then
  * gw__jobs_loaded. */
 void gw__jobs_load_all(gw_jobs_t *js);
+
+/* The longest key of a job's object: "jobs/ID/out/N.jpg" and the like. */
+#define GW__JOBS_KEY_MAX 160
+
+/* True for "jobs/ID/..." with ID a job's (never a camera named "jobs"'s frames). */
+int gw__jobs_is_job_key(const char *key);
+
+/* True for a key of a job in the registry or being uploaded. */
+int gw__jobs_is_live(gw_jobs_t *js, const char *key);
 
 /* A store operation on a dead job ended: purges waiting for them may start. */
 void gw__jobs_dead_io_done(gw_jobs_t *js);
