@@ -598,34 +598,6 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
     free_network(net);
 }
 
-static void machine(cJSON *root)
-{
-    char line[512], model[256] = "unknown";
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    while (f != NULL && fgets(line, sizeof line, f) != NULL) {
-        char *colon = strchr(line, ':');
-        if (strncmp(line, "model name", 10) == 0 && colon != NULL) {
-            snprintf(model, sizeof model, "%s", colon + 2);
-            model[strcspn(model, "\n")] = '\0';
-            break;
-        }
-    }
-    if (f != NULL)
-        fclose(f);
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    cJSON *m = cJSON_AddObjectToObject(root, "machine");
-    cJSON_AddStringToObject(m, "cpu", model);
-    cJSON_AddNumberToObject(m, "cores", (double)cores);
-    cJSON_AddStringToObject(m, "openblas_core", openblas_get_corename());
-    cJSON_AddStringToObject(m, "openblas_config", openblas_get_config());
-    time_t now = time(NULL);
-    char when[64];
-    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
-    cJSON_AddStringToObject(root, "date", when);
-    say("machine: %s, %ld cores, OpenBLAS %s (%s)\n", model, cores, openblas_get_corename(),
-        openblas_get_config());
-}
-
 static void usage(void)
 {
     fprintf(stderr,
@@ -702,7 +674,9 @@ int main(int argc, char **argv)
     }
     o.tmpdir = tmpdir;
     cJSON *root = cJSON_CreateObject();
-    machine(root);
+    char desc[512];
+    machine_describe(root, desc, sizeof desc);
+    say("machine: %s\n", desc);
     const char *spin = getenv("GOMP_SPINCOUNT"), *policy = getenv("OMP_WAIT_POLICY");
     say("OpenMP (oneDNN's threads): GOMP_SPINCOUNT=%s OMP_WAIT_POLICY=%s\n",
         spin != NULL ? spin : "(libgomp's default)", policy != NULL ? policy : "(unset)");

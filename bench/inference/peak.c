@@ -1,11 +1,15 @@
 /* The machine's yardsticks for framegate-bench-inference (peak.h): the clock and median its
- * timings use, OpenBLAS's large sgemm, and the measured fp32 FMA peak of one core. Main thread
- * only. */
+ * timings use, OpenBLAS's large sgemm, the measured fp32 FMA peak of one core, and the
+ * machine's description. Main thread only. */
 #include <cblas.h>
+#include <cjson/cJSON.h>
 #include <immintrin.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "peak.h"
 
@@ -117,4 +121,32 @@ double core_peak_gflops(const char **isa)
         best = g > best ? g : best;
     }
     return best;
+}
+
+void machine_describe(cJSON *root, char *desc, size_t cap)
+{
+    char line[512], model[256] = "unknown";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+        char *colon = strchr(line, ':');
+        if (strncmp(line, "model name", 10) == 0 && colon != NULL) {
+            snprintf(model, sizeof model, "%s", colon + 2);
+            model[strcspn(model, "\n")] = '\0';
+            break;
+        }
+    }
+    if (f != NULL)
+        fclose(f);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    cJSON *m = cJSON_AddObjectToObject(root, "machine");
+    cJSON_AddStringToObject(m, "cpu", model);
+    cJSON_AddNumberToObject(m, "cores", (double)cores);
+    cJSON_AddStringToObject(m, "openblas_core", openblas_get_corename());
+    cJSON_AddStringToObject(m, "openblas_config", openblas_get_config());
+    time_t now = time(NULL);
+    char when[64];
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    cJSON_AddStringToObject(root, "date", when);
+    snprintf(desc, cap, "%s, %ld cores, OpenBLAS %s (%s)", model, cores, openblas_get_corename(),
+             openblas_get_config());
 }
