@@ -331,12 +331,12 @@ void gw_link_destroy(gw_link_t *l)
         return;
     if (l->sock_open)
         nng_close(l->sock); /* closes the dialer and the contexts; every aio is idle */
-    for (int i = 0; i < l->nslots; i++)
+    for (int i = 0; i < l->nslots; i++) {
         if (l->slots[i].aio != NULL)
             nng_aio_free(l->slots[i].aio);
-    for (int i = 0; i < l->nslots; i++)
         if (l->slots[i].saio != NULL)
             nng_aio_free(l->slots[i].saio);
+    }
     pthread_mutex_destroy(&l->mu);
     free(l);
 }
