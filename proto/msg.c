@@ -171,11 +171,14 @@ int64_t proto_req_size(const proto_req_t *req)
     return (int64_t)REQ_FIXED + req->camera_len + req->payload_len;
 }
 
-int proto_req_encode(const proto_req_t *req, uint8_t *buf, size_t cap, size_t *len)
+/* Writes every field but the payload's bytes (the last field). */
+static int req_encode(const proto_req_t *req, uint8_t *buf, size_t cap, size_t *len, int payload)
 {
     int64_t size = proto_req_size(req);
     if (size < 0)
         return (int)size;
+    if (!payload)
+        size -= req->payload_len;
     if ((uint64_t)size > cap)
         return PROTO_ENOSPC;
     wr_t w = {buf, cap};
@@ -190,9 +193,20 @@ int proto_req_encode(const proto_req_t *req, uint8_t *buf, size_t cap, size_t *l
     wr_uint(&w, req->camera_len, 2);
     wr_bytes(&w, req->camera, req->camera_len);
     wr_uint(&w, req->payload_len, 4);
-    wr_bytes(&w, req->payload, req->payload_len);
+    if (payload)
+        wr_bytes(&w, req->payload, req->payload_len);
     *len = (size_t)size;
     return 0;
+}
+
+int proto_req_encode(const proto_req_t *req, uint8_t *buf, size_t cap, size_t *len)
+{
+    return req_encode(req, buf, cap, len, 1);
+}
+
+int proto_req_encode_head(const proto_req_t *req, uint8_t *buf, size_t cap, size_t *len)
+{
+    return req_encode(req, buf, cap, len, 0);
 }
 
 int proto_req_decode(proto_req_t *req, const uint8_t *buf, size_t len)

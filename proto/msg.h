@@ -107,6 +107,12 @@ int64_t proto_req_size(const proto_req_t *req);
  * Returns PROTO_ENOSPC if cap is too small, PROTO_ETOOBIG / PROTO_EINVAL on bad fields. */
 int proto_req_encode(const proto_req_t *req, uint8_t *buf, size_t cap, size_t *len);
 
+/* proto_req_encode without the payload's bytes, which come last in the encoding: a writer
+ * sends the head then req->payload itself, uncopied (a gather write). At most
+ * PROTO_REQ_HEAD_MAX bytes. Same return values. */
+#define PROTO_REQ_HEAD_MAX (64 + PROTO_CAMERA_MAX)
+int proto_req_encode_head(const proto_req_t *req, uint8_t *buf, size_t cap, size_t *len);
+
 /* Decodes buf[0..len) into *req (views into buf). Returns 0 or PROTO_ETRUNC, PROTO_EMAGIC,
  * PROTO_EVERSION, PROTO_ETYPE, PROTO_ETOOBIG, PROTO_ECORRUPT. Never reads outside buf. */
 int proto_req_decode(proto_req_t *req, const uint8_t *buf, size_t len);

@@ -62,6 +62,24 @@ static void test_req_roundtrip(void **state)
     assert_int_equal(proto_peek_type(buf, len), PROTO_T_DETECT);
 }
 
+/* The head (every field but the payload's bytes) followed by the payload is the encoding. */
+static void test_req_head(void **state)
+{
+    (void)state;
+    uint8_t whole[256], head[PROTO_REQ_HEAD_MAX + sizeof image];
+    proto_req_t in = sample_req();
+    in.camera = "cam-7-with-a-longer-name-0123456789";
+    in.camera_len = (uint16_t)strlen(in.camera);
+    size_t len = encode_req(&in, whole, sizeof whole), hlen = 0;
+    assert_int_equal(proto_req_encode_head(&in, head, 10, &hlen), PROTO_ENOSPC);
+    assert_int_equal(proto_req_encode_head(&in, head, PROTO_REQ_HEAD_MAX, &hlen), 0);
+    assert_int_equal(hlen + sizeof image, len);
+    memcpy(head + hlen, image, sizeof image);
+    assert_memory_equal(head, whole, len);
+    in.payload_len = PROTO_PAYLOAD_MAX + 1;
+    assert_int_equal(proto_req_encode_head(&in, head, sizeof head, &hlen), PROTO_ETOOBIG);
+}
+
 static void test_req_truncated_everywhere(void **state)
 {
     (void)state;
@@ -350,6 +368,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_req_roundtrip),
+        cmocka_unit_test(test_req_head),
         cmocka_unit_test(test_req_truncated_everywhere),
         cmocka_unit_test(test_req_header_errors),
         cmocka_unit_test(test_req_lying_lengths),
