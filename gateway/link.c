@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "splink.h"
 
 enum { PH_IDLE, PH_SEND, PH_RECV, PH_DONE };
 
@@ -35,6 +36,7 @@ typedef struct {
 } slot_t;
 
 struct gw_link {
+    gw_splink_t *sp; /* ipc://: the loop's own SP client, and nothing below is used */
     nng_socket sock;
     int sock_open;
     nng_dialer dialer;
@@ -118,10 +120,20 @@ static void on_slot_done(gw_bridge_node_t *node)
 int gw_link_create(gw_link_t **out, const char *addr, int nslots, gw_bridge_t *bridge,
                    gw_link_done_cb cb, void *owner)
 {
-    gw_link_t *l = calloc(1, sizeof *l + (size_t)nslots * sizeof(slot_t));
+    gw_link_t *l;
     int rv;
 
-    if (l == NULL)
+    if (strncmp(addr, "ipc://", 6) == 0) {
+        if ((l = calloc(1, sizeof *l)) == NULL)
+            return PROTO_ENOMEM;
+        if ((rv = gw_splink_create(&l->sp, bridge->async.loop, addr + 6, nslots, cb, owner)) != 0) {
+            free(l);
+            return rv;
+        }
+        *out = l;
+        return 0;
+    }
+    if ((l = calloc(1, sizeof *l + (size_t)nslots * sizeof(slot_t))) == NULL)
         return PROTO_ENOMEM;
     l->bridge = bridge;
     l->cb = cb;
@@ -161,6 +173,8 @@ int gw_link_create(gw_link_t **out, const char *addr, int nslots, gw_bridge_t *b
 
 int gw_link_set_tls(gw_link_t *l, nng_tls_config *tls)
 {
+    if (l->sp != NULL)
+        return PROTO_EINVAL;
     return nng_dialer_set_ptr(l->dialer, NNG_OPT_TLS_CONFIG, tls) == 0 ? 0 : PROTO_ENNG;
 }
 
@@ -189,7 +203,7 @@ static void read_dialer(nng_stat *scope, const dials_walk_t *w)
     for (nng_stat *c = nng_stat_child(scope); c != NULL && which < 0; c = nng_stat_next(c))
         if (strcmp(nng_stat_name(c), "id") == 0)
             for (int i = 0; i < w->n; i++)
-                if ((uint64_t)nng_dialer_id(w->links[i]->dialer) == nng_stat_value(c))
+                if (w->links[i]->sp == NULL && (uint64_t)nng_dialer_id(w->links[i]->dialer) == nng_stat_value(c))
                     which = i;
     if (which < 0)
         return;
@@ -217,7 +231,14 @@ int gw_link_dials(gw_link_t *const *links, int n, gw_link_dials_t *out)
 {
     nng_stat *all;
     memset(out, 0, (size_t)n * sizeof *out);
-    if (n == 0)
+    int nng_links = 0;
+    for (int i = 0; i < n; i++) {
+        if (links[i]->sp != NULL)
+            gw_splink_dials(links[i]->sp, &out[i]);
+        else
+            nng_links++;
+    }
+    if (nng_links == 0)
         return 0;
     if (nng_stats_get(&all) != 0)
         return PROTO_ENNG;
@@ -229,6 +250,8 @@ int gw_link_dials(gw_link_t *const *links, int n, gw_link_dials_t *out)
 
 int gw_link_start(gw_link_t *l)
 {
+    if (l->sp != NULL)
+        return gw_splink_start(l->sp);
     return nng_dialer_start(l->dialer, NNG_FLAG_NONBLOCK) == 0 ? 0 : PROTO_ENNG;
 }
 
@@ -256,6 +279,8 @@ static nng_msg *try_send(slot_t *s, nng_msg *msg)
 
 int gw_link_send(gw_link_t *l, int slot, const proto_req_t *req, uint64_t timeout_ms)
 {
+    if (l->sp != NULL)
+        return gw_splink_send(l->sp, slot, req, timeout_ms);
     slot_t *s = &l->slots[slot];
     nng_msg *msg;
     size_t len;
@@ -299,6 +324,10 @@ int gw_link_send(gw_link_t *l, int slot, const proto_req_t *req, uint64_t timeou
 
 void gw_link_cancel(gw_link_t *l, int slot)
 {
+    if (l->sp != NULL) {
+        gw_splink_cancel(l->sp, slot);
+        return;
+    }
     slot_t *s = &l->slots[slot];
     if (!s->in_use)
         return;
@@ -311,17 +340,22 @@ void gw_link_cancel(gw_link_t *l, int slot)
 
 void gw_link_cancel_all(gw_link_t *l)
 {
-    for (int i = 0; i < l->nslots; i++)
+    int n = l->sp != NULL ? gw_splink_nslots(l->sp) : l->nslots;
+    for (int i = 0; i < n; i++)
         gw_link_cancel(l, i);
 }
 
 int gw_link_idle(const gw_link_t *l, int slot)
 {
+    if (l->sp != NULL)
+        return gw_splink_idle(l->sp, slot);
     return !l->slots[slot].in_use;
 }
 
 int gw_link_busy(const gw_link_t *l)
 {
+    if (l->sp != NULL)
+        return gw_splink_busy(l->sp);
     return l->busy;
 }
 
@@ -329,6 +363,11 @@ void gw_link_destroy(gw_link_t *l)
 {
     if (l == NULL)
         return;
+    if (l->sp != NULL) {
+        gw_splink_destroy(l->sp);
+        free(l);
+        return;
+    }
     if (l->sock_open)
         nng_close(l->sock); /* closes the dialer and the contexts; every aio is idle */
     for (int i = 0; i < l->nslots; i++) {
