@@ -308,6 +308,7 @@ static void on_pipe_closed(uv_handle_t *h)
         release(l);
         return;
     }
+    l->handles--; /* never the last: the timers stay open until gw_splink_destroy */
     uv_timer_start(&l->retry, on_retry, l->backoff, 0);
     l->backoff = l->backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : l->backoff * 2;
 }
