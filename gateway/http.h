@@ -55,6 +55,7 @@ struct gw_req {
     char url[GW_HTTP_MAX_URL];
     size_t url_len;
     size_t body_cap;
+    int body_sized;   /* body_cap is the Content-Length: reads may land in body directly */
     size_t reserved;  /* bytes of the server's max_buffered_bytes this request holds */
     size_t ext_bytes; /* chunk extensions received */
     size_t wire;      /* bytes read while this request was being received */
