@@ -369,6 +369,39 @@ static void test_client_gone_before_reply(void **state)
     wait_peers(0);
 }
 
+/* Peers that hold the server up: one that never greets, one that never reads its (big)
+ * reply. Each is cut after its bound; the good client is served all along. */
+static void test_slow_peers(void **state)
+{
+    (void)state;
+    nng_socket good = client();
+    round_trip(good, "one", 3);
+    int mute = raw_client(0);
+
+    int deaf = raw_client(1);
+    size_t big = 4u << 20; /* its reply outgrows the socket buffer many times */
+    uint8_t *f = calloc(1, PROTO_SP_IPC_HDR + 4 + big);
+    assert_non_null(f);
+    proto_sp_ipc_frame(f, 4 + big);
+    proto_sp_put32(f + PROTO_SP_IPC_HDR, 0x80000001u);
+    for (size_t off = 0, n = PROTO_SP_IPC_HDR + 4 + big; off < n;) {
+        ssize_t w = write(deaf, f + off, n - off);
+        assert_true(w > 0);
+        off += (size_t)w;
+    }
+    free(f);
+    for (int i = 0; i < 100; i++) /* the server is not stuck on the deaf peer */
+        round_trip(good, "meanwhile", 9);
+    wait_peers(2);
+    expect_closed(mute); /* after BE_SPREP_HELLO_MS */
+    for (int i = 0; i < 1500 && atomic_load(&srv.peers) != 1; i++)
+        sleep_ms(10); /* BE_SPREP_STALL_MS */
+    assert_int_equal(atomic_load(&srv.peers), 1);
+    close(deaf);
+    round_trip(good, "two", 3);
+    nng_close(good);
+}
+
 /* The socket file: a stale one (nobody accepting) is replaced, a live one is not taken. */
 static void test_socket_file(void **state)
 {
@@ -401,6 +434,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_outstanding_on_one_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_peers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_gone_before_reply, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_peers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_socket_file, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
