@@ -122,6 +122,8 @@ static void handle_ping(server_t *s, const proto_req_t *req)
 /* Sleeps ms milliseconds even if a signal arrives: SIGTERM finishes the request in hand. */
 static void sleep_ms(int ms)
 {
+    if (ms <= 0) /* a zero nanosleep still parks the thread for the timer slack (~50 us) */
+        return;
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
