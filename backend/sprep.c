@@ -23,8 +23,8 @@
 
 typedef struct {
     int fd;
-    int ready; /* its greeting arrived and was right */
-    int dead;  /* cut: closed by the next be_sprep_recv, never read or written again */
+    int ready;         /* its greeting arrived and was right */
+    int dead;          /* cut: closed by the next be_sprep_recv, never read or written again */
     uint64_t since_ms; /* accepted at (the greeting's deadline runs from here) */
     uint8_t *in;       /* what was read and not yet consumed: [in_off, in_len) */
     size_t in_off, in_len, in_cap;
@@ -141,8 +141,9 @@ static int parse(be_sprep_t *t, conn_t *c, size_t *size)
         if (avail < PROTO_SP_HELLO_LEN)
             return 0;
         if ((rv = proto_sp_hello_check(c->in + c->in_off, PROTO_SP_REQ0)) != 0) {
-            cut(t, c, rv == PROTO_ETYPE ? "greeting of another protocol than req0"
-                                        : "not an SP greeting");
+            cut(t, c,
+                rv == PROTO_ETYPE ? "greeting of another protocol than req0"
+                                  : "not an SP greeting");
             return -1;
         }
         c->ready = 1;
@@ -296,8 +297,7 @@ static int pick(be_sprep_t *t, const uint8_t **body, size_t *len)
         int i = (t->rr + k) % BE_SPREP_CONNS_MAX;
         conn_t *c = t->conns[i];
         size_t size;
-        if (c == NULL || c->dead || c->out_len - c->out_off >= OUT_SOFT ||
-            parse(t, c, &size) != 1)
+        if (c == NULL || c->dead || c->out_len - c->out_off >= OUT_SOFT || parse(t, c, &size) != 1)
             continue;
         const uint8_t *msg = c->in + c->in_off + PROTO_SP_IPC_HDR;
         size_t mlen = size - PROTO_SP_IPC_HDR;
@@ -453,8 +453,8 @@ static int bind_path(int fd, const struct sockaddr_un *sa)
     int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (probe < 0)
         return -EADDRINUSE;
-    int stale = connect(probe, (const struct sockaddr *)sa, sizeof *sa) != 0 &&
-                errno == ECONNREFUSED;
+    int stale =
+        connect(probe, (const struct sockaddr *)sa, sizeof *sa) != 0 && errno == ECONNREFUSED;
     close(probe);
     struct stat st;
     if (!stale || lstat(sa->sun_path, &st) != 0 || !S_ISSOCK(st.st_mode))
@@ -463,8 +463,7 @@ static int bind_path(int fd, const struct sockaddr_un *sa)
     return bind(fd, (const struct sockaddr *)sa, sizeof *sa) == 0 ? 0 : -errno;
 }
 
-int be_sprep_create(be_sprep_t **out, const char *path, const char *name, char *err,
-                    size_t errcap)
+int be_sprep_create(be_sprep_t **out, const char *path, const char *name, char *err, size_t errcap)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     be_sprep_t *t;

@@ -21,8 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BE_SPREP_CONNS_MAX 64 /* connections beyond it are accepted and closed at once */
-#define BE_SPREP_HELLO_MS 5000 /* a peer's greeting must arrive within this */
+#define BE_SPREP_CONNS_MAX 64   /* connections beyond it are accepted and closed at once */
+#define BE_SPREP_HELLO_MS 5000  /* a peer's greeting must arrive within this */
 #define BE_SPREP_STALL_MS 10000 /* a peer whose replies wait unread this long is cut */
 
 typedef struct be_sprep be_sprep_t;
@@ -32,8 +32,7 @@ typedef struct be_sprep be_sprep_t;
  * destroy removes it. `name` (borrowed for the object's life) prefixes log lines. Returns 0
  * and *out, PROTO_EINVAL for a path that does not fit a UNIX socket address, PROTO_ENOMEM, or
  * a negative errno (address in use, ...) with a message in err. */
-int be_sprep_create(be_sprep_t **out, const char *path, const char *name, char *err,
-                    size_t errcap);
+int be_sprep_create(be_sprep_t **out, const char *path, const char *name, char *err, size_t errcap);
 
 /* Closes every connection (replies still unsent are dropped), the listener, and removes the
  * socket file. NULL is fine. */
