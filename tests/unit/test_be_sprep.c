@@ -37,6 +37,8 @@ typedef struct {
     atomic_int peers;    /* be_sprep_peers after the last recv */
     atomic_int received; /* requests handed out */
     atomic_int hold;     /* a "hold" request is answered only once this is cleared */
+    char order[16][8]; /* the first requests' bodies, in the order they were handed out */
+    atomic_int logged; /* entries of `order` written (published after each) */
     atomic_int failed;   /* what went wrong on the server thread (cmocka asserts on the
                           * test's thread only): checked by teardown */
 } server_t;
@@ -70,7 +72,10 @@ static void *serve(void *arg)
             atomic_store(&s->failed, rv);
             break;
         }
-        atomic_fetch_add(&s->received, 1);
+        int k = atomic_fetch_add(&s->received, 1);
+        if (k < 16)
+            snprintf(s->order[k], sizeof s->order[k], "%.*s", (int)(len < 7 ? len : 7), body);
+        atomic_fetch_add(&s->logged, 1);
         if (len == 4 && memcmp(body, "hold", 4) == 0)
             while (atomic_load(&s->hold) && !atomic_load(&s->stop))
                 sleep_ms(1);
@@ -369,6 +374,80 @@ static void test_client_gone_before_reply(void **state)
     wait_peers(0);
 }
 
+/* A raw request frame: request id `id`, body `body`. */
+static size_t raw_req(uint8_t *f, uint32_t id, const char *body)
+{
+    size_t n = strlen(body);
+    proto_sp_ipc_frame(f, 4 + n);
+    proto_sp_put32(f + PROTO_SP_IPC_HDR, id | 0x80000000u);
+    memcpy(f + PROTO_SP_IPC_HDR + 4, body, n);
+    return PROTO_SP_IPC_HDR + 4 + n;
+}
+
+/* Reads one reply and checks its request id and body ("re:" + the request's). */
+static void raw_reply(int fd, uint32_t id, const char *body)
+{
+    uint8_t f[PROTO_SP_IPC_HDR + 4 + 32];
+    size_t want = PROTO_SP_IPC_HDR + 4 + 3 + strlen(body), n = 0;
+    while (n < want) {
+        ssize_t r = read(fd, f + n, want - n);
+        assert_true(r > 0);
+        n += (size_t)r;
+    }
+    uint64_t len;
+    assert_int_equal(proto_sp_ipc_unframe(f, PROTO_SP_MSG_MAX, &len), 0);
+    assert_int_equal(len, want - PROTO_SP_IPC_HDR);
+    assert_int_equal(proto_sp_get32(f + PROTO_SP_IPC_HDR), id | 0x80000000u);
+    assert_memory_equal(f + PROTO_SP_IPC_HDR + 4, "re:", 3);
+    assert_memory_equal(f + PROTO_SP_IPC_HDR + 7, body, strlen(body));
+}
+
+/* Round-robin: a connection with four requests waiting does not make another's one wait
+ * behind them all; each connection's replies come in its order. */
+static void test_fair_across_connections(void **state)
+{
+    (void)state;
+    atomic_store(&srv.paused, 1);
+    while (!atomic_load(&srv.idle))
+        sleep_ms(1);
+    /* Raw clients: once write returns, the bytes wait in the server's socket. */
+    int a = raw_client(1), b = raw_client(1);
+    uint8_t buf[256];
+    size_t n = 0;
+    for (uint32_t i = 1; i <= 4; i++) {
+        char body[8];
+        snprintf(body, sizeof body, "a%u", i);
+        n += raw_req(buf + n, i, body);
+    }
+    assert_int_equal(write(a, buf, n), (ssize_t)n);
+    n = raw_req(buf, 9, "b1");
+    assert_int_equal(write(b, buf, n), (ssize_t)n);
+    atomic_store(&srv.paused, 0);
+
+    uint8_t hello[PROTO_SP_HELLO_LEN];
+    for (int k = 0; k < 2; k++) {
+        int fd = k ? b : a;
+        for (size_t got = 0; got < sizeof hello;) {
+            ssize_t r = read(fd, hello + got, sizeof hello - got);
+            assert_true(r > 0);
+            got += (size_t)r;
+        }
+        assert_int_equal(proto_sp_hello_check(hello, PROTO_SP_REP0), 0);
+    }
+    raw_reply(a, 1, "a1");
+    raw_reply(a, 2, "a2");
+    raw_reply(a, 3, "a3");
+    raw_reply(a, 4, "a4");
+    raw_reply(b, 9, "b1");
+    while (atomic_load(&srv.logged) < 5) /* the replies came: it is on its way */
+        sleep_ms(1);
+    const char *want[] = {"a1", "b1", "a2", "a3", "a4"};
+    for (int i = 0; i < 5; i++)
+        assert_string_equal(srv.order[i], want[i]);
+    close(a);
+    close(b);
+}
+
 /* Peers that hold the server up: one that never greets, one that never reads its (big)
  * reply. Each is cut after its bound; the good client is served all along. */
 static void test_slow_peers(void **state)
@@ -432,6 +511,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_many_requests, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_clients_interleaved, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outstanding_on_one_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fair_across_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_peers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_gone_before_reply, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_peers, setup, teardown),
