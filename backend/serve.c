@@ -23,7 +23,6 @@ typedef struct {
     be_sprep_t *sp;
     nng_socket sock;
     nng_msg *msg;   /* NNG: the request in hand, freed by the next recv */
-    int pipes;      /* NNG: gateways connected (its pipe events, on its threads) */
     proto_det_t dets[MAX_DETS];
     uint8_t *out;
     size_t out_cap;
@@ -281,7 +280,10 @@ static int nng_listen_on(server_t *s, const proto_addr_t *a, char *err, size_t e
     return 0;
 }
 
-/* Gateways connected to the rep socket (NNG's pipe events, on its threads). */
+/* Gateways connected to the rep socket (NNG's pipe events, on its threads). Static, not in
+ * server_t: a late pipe event after nng_close must not land in freed memory. */
+static int pipes;
+
 static void on_pipe(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
     (void)p;
@@ -309,8 +311,8 @@ static int xport_open(server_t *s, char *err, size_t errcap)
         snprintf(err, errcap, "nng_rep0_open: %s", nng_strerror(rv));
         return PROTO_ENNG;
     }
-    nng_pipe_notify(s->sock, NNG_PIPE_EV_ADD_POST, on_pipe, &s->pipes);
-    nng_pipe_notify(s->sock, NNG_PIPE_EV_REM_POST, on_pipe, &s->pipes);
+    nng_pipe_notify(s->sock, NNG_PIPE_EV_ADD_POST, on_pipe, &pipes);
+    nng_pipe_notify(s->sock, NNG_PIPE_EV_REM_POST, on_pipe, &pipes);
     /* A short receive timeout lets the loop notice SIGTERM between requests. */
     nng_socket_set_ms(s->sock, NNG_OPT_RECVTIMEO, RECV_MS);
     nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, (size_t)PROTO_PAYLOAD_MAX + (1u << 20));
@@ -353,7 +355,7 @@ static int xport_recv(server_t *s, const uint8_t **buf, size_t *len)
 /* Gateways connected now (the drain on stop waits for them to go). */
 static int xport_peers(server_t *s)
 {
-    return s->sp != NULL ? be_sprep_peers(s->sp) : __atomic_load_n(&s->pipes, __ATOMIC_SEQ_CST);
+    return s->sp != NULL ? be_sprep_peers(s->sp) : __atomic_load_n(&pipes, __ATOMIC_SEQ_CST);
 }
 
 static void xport_close(server_t *s)
