@@ -12,12 +12,17 @@
 #include "addr.h"
 #include "err.h"
 #include "msg.h"
+#include "sprep.h"
 
 #define MAX_DETS 1000
+#define RECV_MS 200 /* the receive timeout: how soon the loop notices SIGTERM */
 
 typedef struct {
     const be_serve_opts_t *o;
+    /* The transport: be_sprep on this thread for ipc://, else NNG's rep0 socket. */
+    be_sprep_t *sp;
     nng_socket sock;
+    nng_msg *msg;   /* NNG: the request in hand, freed by the next recv */
     proto_det_t dets[MAX_DETS];
     uint8_t *out;
     size_t out_cap;
@@ -46,8 +51,12 @@ static int send_rep(server_t *s, const proto_rep_t *rep)
     }
     if ((rv = proto_rep_encode(rep, s->out, s->out_cap, &len)) != 0)
         return rv;
-    if ((rv = nng_send(s->sock, s->out, len, 0)) != 0)
+    if (s->sp != NULL)
+        rv = be_sprep_send(s->sp, s->out, len);
+    else if ((rv = nng_send(s->sock, s->out, len, 0)) != 0)
         fprintf(stderr, "framegate-backend[%s]: send: %s\n", s->o->instance, nng_strerror(rv));
+    if (rv != 0 && s->sp != NULL)
+        fprintf(stderr, "framegate-backend[%s]: send: %s\n", s->o->instance, proto_strerror(rv));
     return 0;
 }
 
@@ -112,6 +121,8 @@ static void handle_ping(server_t *s, const proto_req_t *req)
 /* Sleeps ms milliseconds even if a signal arrives: SIGTERM finishes the request in hand. */
 static void sleep_ms(int ms)
 {
+    if (ms <= 0) /* a zero nanosleep still parks the thread for the timer slack (~50 us) */
+        return;
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
@@ -242,18 +253,13 @@ static uint64_t peek_id(const uint8_t *buf, size_t len)
 /* nng_listen, with the mutual-TLS configuration set on the listener first for tls+tcp. A
  * gateway whose certificate does not verify never gets a pipe: the handshake fails inside
  * nng, which keeps listening. */
-static int listen_on(server_t *s, char *err, size_t errcap)
+static int nng_listen_on(server_t *s, const proto_addr_t *a, char *err, size_t errcap)
 {
     const be_serve_opts_t *o = s->o;
-    proto_addr_t a;
     nng_listener l;
     nng_tls_config *tls = NULL;
     int rv;
-    if (proto_addr_parse(&a, o->listen) != 0) {
-        snprintf(err, errcap, "not an NNG address");
-        return PROTO_EINVAL;
-    }
-    if (a.kind == PROTO_ADDR_TLS) {
+    if (a->kind == PROTO_ADDR_TLS) {
         if (o->tls == NULL) {
             snprintf(err, errcap, "tls+tcp needs --tls-cert, --tls-key and --tls-ca");
             return PROTO_EINVAL;
@@ -274,35 +280,105 @@ static int listen_on(server_t *s, char *err, size_t errcap)
     return 0;
 }
 
-/* Gateways connected to the rep socket (NNG's pipe events, on its threads). */
+/* Gateways connected to the rep socket (NNG's pipe events, on its threads). Static, not in
+ * server_t: a late pipe event after nng_close must not land in freed memory. */
+static int pipes;
+
 static void on_pipe(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
     (void)p;
     __atomic_add_fetch((int *)arg, ev == NNG_PIPE_EV_ADD_POST ? 1 : -1, __ATOMIC_SEQ_CST);
 }
 
+/* The transport seam: the serving loop below is the same over both. */
+
+/* Opens the transport and listens on o->listen: be_sprep for ipc:// (no NNG thread between
+ * the socket and this loop), NNG's rep0 for tcp and tls+tcp. */
+static int xport_open(server_t *s, char *err, size_t errcap)
+{
+    const be_serve_opts_t *o = s->o;
+    proto_addr_t a;
+    int rv;
+    if (proto_addr_parse(&a, o->listen) != 0) {
+        snprintf(err, errcap, "not an NNG address");
+        return PROTO_EINVAL;
+    }
+    if (a.kind == PROTO_ADDR_IPC) {
+        rv = be_sprep_create(&s->sp, o->listen + strlen("ipc://"), o->instance, err, errcap);
+        return rv == 0 || rv == PROTO_EINVAL ? rv : PROTO_ENNG;
+    }
+    if ((rv = nng_rep0_open(&s->sock)) != 0) {
+        snprintf(err, errcap, "nng_rep0_open: %s", nng_strerror(rv));
+        return PROTO_ENNG;
+    }
+    nng_pipe_notify(s->sock, NNG_PIPE_EV_ADD_POST, on_pipe, &pipes);
+    nng_pipe_notify(s->sock, NNG_PIPE_EV_REM_POST, on_pipe, &pipes);
+    /* A short receive timeout lets the loop notice SIGTERM between requests. */
+    nng_socket_set_ms(s->sock, NNG_OPT_RECVTIMEO, RECV_MS);
+    nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, (size_t)PROTO_PAYLOAD_MAX + (1u << 20));
+    if ((rv = nng_listen_on(s, &a, err, errcap)) != 0) {
+        nng_close(s->sock);
+        return rv;
+    }
+    return 0;
+}
+
+/* The next request: 0 and its bytes (valid until the next call or xport_close), -ETIMEDOUT
+ * when none came within RECV_MS (or a signal came), or another error (logged). */
+static int xport_recv(server_t *s, const uint8_t **buf, size_t *len)
+{
+    int rv;
+    if (s->sp != NULL) {
+        rv = be_sprep_recv(s->sp, buf, len, RECV_MS);
+        if (rv == -EINTR)
+            return -ETIMEDOUT;
+        if (rv != 0 && rv != -ETIMEDOUT)
+            fprintf(stderr, "framegate-backend[%s]: recv: %s\n", s->o->instance,
+                    proto_strerror(rv));
+        return rv;
+    }
+    if (s->msg != NULL)
+        nng_msg_free(s->msg);
+    s->msg = NULL;
+    rv = nng_recvmsg(s->sock, &s->msg, 0);
+    if (rv == NNG_ETIMEDOUT || rv == NNG_EINTR)
+        return -ETIMEDOUT;
+    if (rv != 0) {
+        fprintf(stderr, "framegate-backend[%s]: recv: %s\n", s->o->instance, nng_strerror(rv));
+        return PROTO_ENNG;
+    }
+    *buf = nng_msg_body(s->msg);
+    *len = nng_msg_len(s->msg);
+    return 0;
+}
+
+/* Gateways connected now (the drain on stop waits for them to go). */
+static int xport_peers(server_t *s)
+{
+    return s->sp != NULL ? be_sprep_peers(s->sp) : __atomic_load_n(&pipes, __ATOMIC_SEQ_CST);
+}
+
+static void xport_close(server_t *s)
+{
+    if (s->sp != NULL) {
+        be_sprep_destroy(s->sp);
+        return;
+    }
+    if (s->msg != NULL)
+        nng_msg_free(s->msg);
+    nng_close(s->sock);
+}
+
 int be_serve_run(const be_serve_opts_t *o)
 {
     server_t *s = calloc(1, sizeof *s);
+    char err[512];
     int rv;
     if (s == NULL)
         return PROTO_ENOMEM;
     s->o = o;
-    if ((rv = nng_rep0_open(&s->sock)) != 0) {
-        fprintf(stderr, "framegate-backend: nng_rep0_open: %s\n", nng_strerror(rv));
-        free(s);
-        return PROTO_ENNG;
-    }
-    static int pipes;
-    nng_pipe_notify(s->sock, NNG_PIPE_EV_ADD_POST, on_pipe, &pipes);
-    nng_pipe_notify(s->sock, NNG_PIPE_EV_REM_POST, on_pipe, &pipes);
-    /* A short receive timeout lets the loop notice SIGTERM between requests. */
-    nng_socket_set_ms(s->sock, NNG_OPT_RECVTIMEO, 200);
-    nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, (size_t)PROTO_PAYLOAD_MAX + (1u << 20));
-    char err[512];
-    if ((rv = listen_on(s, err, sizeof err)) != 0) {
+    if ((rv = xport_open(s, err, sizeof err)) != 0) {
         fprintf(stderr, "framegate-backend[%s]: --listen %s: %s\n", o->instance, o->listen, err);
-        nng_close(s->sock);
         free(s);
         return rv;
     }
@@ -314,30 +390,26 @@ int be_serve_run(const be_serve_opts_t *o)
             o->on_stop(o->on_stop_arg); /* deregistered: no new frames will come */
             drain_until = now_us(CLOCK_MONOTONIC) / 1000 + (uint64_t)o->drain_ms;
         }
-        if (atomic_load(o->stop) && (drain_until == 0 ||
-                         __atomic_load_n(&pipes, __ATOMIC_SEQ_CST) <= 0 ||
-                         now_us(CLOCK_MONOTONIC) / 1000 >= drain_until))
+        if (atomic_load(o->stop) && (drain_until == 0 || xport_peers(s) <= 0 ||
+                                     now_us(CLOCK_MONOTONIC) / 1000 >= drain_until))
             break;
-        nng_msg *msg;
-        rv = nng_recvmsg(s->sock, &msg, 0);
-        if (rv == NNG_ETIMEDOUT || rv == NNG_EINTR)
+        const uint8_t *buf;
+        size_t len;
+        rv = xport_recv(s, &buf, &len);
+        if (rv == -ETIMEDOUT)
             continue;
-        if (rv != 0) {
-            fprintf(stderr, "framegate-backend[%s]: recv: %s\n", o->instance, nng_strerror(rv));
-            break;
-        }
-        proto_req_t req;
-        rv = proto_req_decode(&req, nng_msg_body(msg), nng_msg_len(msg));
         if (rv != 0)
-            send_error(s, peek_id(nng_msg_body(msg), nng_msg_len(msg)), rv,
-                       "the request could not be decoded");
+            break;
+        proto_req_t req;
+        rv = proto_req_decode(&req, buf, len);
+        if (rv != 0)
+            send_error(s, peek_id(buf, len), rv, "the request could not be decoded");
         else if (req.type == PROTO_T_PING)
             handle_ping(s, &req);
         else
             handle_detect(s, &req);
-        nng_msg_free(msg);
     }
-    nng_close(s->sock);
+    xport_close(s);
     free(s->out);
     free(s);
     return 0;

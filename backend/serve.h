@@ -1,5 +1,6 @@
-/* The backend's serving loop: an NNG rep socket answering PING and DETECT until asked to
- * stop. Single-threaded: one request at a time, in arrival order. */
+/* The backend's serving loop: an SP rep socket answering PING and DETECT until asked to
+ * stop (be_sprep on this thread for ipc://, NNG's rep0 for tcp:// and tls+tcp://).
+ * Single-threaded: one request at a time, in arrival order. */
 #ifndef BE_SERVE_H
 #define BE_SERVE_H
 

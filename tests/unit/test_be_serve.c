@@ -1,6 +1,9 @@
 /* The real framegate-backend process over a real NNG socket: readiness ping, a frame, a
- * garbage message (an error reply, and it keeps serving), a past deadline, SIGTERM. */
+ * garbage message (an error reply, and it keeps serving), a past deadline, SIGTERM. And
+ * be_serve_run in this process: a --join backend's drain on stop over ipc (be_sprep). */
+#include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +21,7 @@
 
 #include "err.h"
 #include "msg.h"
+#include "serve.h"
 
 static pid_t child = -1;
 static char dir[64];
@@ -333,6 +337,80 @@ static void test_orphan_exits(void **state)
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+static atomic_int drain_stop, drain_left, drain_returned;
+
+static void on_drain_stop(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&drain_left, 1);
+}
+
+static void *serve_thread(void *arg)
+{
+    be_serve_run(arg);
+    atomic_store(&drain_returned, 1);
+    return NULL;
+}
+
+static void ping(nng_socket s, uint64_t id)
+{
+    proto_req_t req = {.type = PROTO_T_PING, .id = id};
+    uint8_t buf[128];
+    size_t len;
+    nng_msg *msg;
+    proto_rep_t rep;
+    assert_int_equal(proto_req_encode(&req, buf, sizeof buf, &len), 0);
+    roundtrip(s, buf, len, &msg, &rep);
+    assert_int_equal(rep.type, PROTO_T_PONG);
+    assert_true(rep.id == id);
+    nng_msg_free(msg);
+}
+
+/* On stop, a registered backend deregisters (on_stop), keeps answering while a gateway is
+ * connected, and returns once none is (well before drain_ms). */
+static void test_drain_ipc(void **state)
+{
+    (void)state;
+    be_image_t *image;
+    be_image_limits_t limits = {.max_pixels = 1u << 24, .max_side = 8192};
+    assert_int_equal(be_image_create(&image, limits), 0);
+    atomic_store(&drain_stop, 0);
+    atomic_store(&drain_left, 0);
+    atomic_store(&drain_returned, 0);
+    be_serve_opts_t o = {.listen = sock_path,
+                         .model_name = "sim",
+                         .instance = "drain",
+                         .image = image,
+                         .simulate_ms = 0,
+                         .stop = &drain_stop,
+                         .on_stop = on_drain_stop,
+                         .drain_ms = 60000};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, serve_thread, &o), 0);
+    nng_socket s;
+    assert_int_equal(nng_req0_open(&s), 0);
+    nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 10000);
+    int rv = -1;
+    for (int i = 0; i < 200 && (rv = nng_dial(s, sock_path, NULL, 0)) != 0; i++)
+        usleep(20000); /* until the thread listens */
+    assert_int_equal(rv, 0);
+    ping(s, 1);
+    atomic_store(&drain_stop, 1);
+    for (int i = 0; i < 500 && atomic_load(&drain_left) == 0; i++)
+        usleep(10000);
+    assert_int_equal(atomic_load(&drain_left), 1);
+    ping(s, 2); /* stopping, but a gateway is still connected: served */
+    ping(s, 3);
+    assert_int_equal(atomic_load(&drain_returned), 0);
+    nng_close(s);
+    for (int i = 0; i < 1500 && !atomic_load(&drain_returned); i++)
+        usleep(10000);
+    assert_int_equal(atomic_load(&drain_returned), 1); /* on the peer count, not drain_ms */
+    pthread_join(th, NULL);
+    assert_int_equal(atomic_load(&drain_left), 1);
+    be_image_destroy(image);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -340,6 +418,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_real_model, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_model_exits_2, setup, teardown),
         cmocka_unit_test_setup_teardown(test_orphan_exits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_drain_ipc, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
