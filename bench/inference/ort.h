@@ -42,6 +42,10 @@ long ort_peer_outputs(ort_peer_t *p, int k, float *out, size_t cap, const char *
  * window, summed over /proc/<pid>/task/<tid>/schedstat. Returns the ms waited. NULL: 0. */
 double ort_peer_settle(ort_peer_t *p, int max_ms);
 
+/* ns on CPU of every thread of the worker so far (schedstat), or -1 when /proc cannot tell
+ * (or p is NULL): the bench reads it around framegate's turns, where it must not grow. */
+long long ort_peer_cpu_ns(ort_peer_t *p);
+
 /* Closes the worker's stdin and waits for it to exit. NULL is a no-op. */
 void ort_peer_stop(ort_peer_t *p);
 
