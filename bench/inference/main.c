@@ -381,6 +381,7 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
         }
         if (ocv != NULL)
             ocv_set_threads(th);
+        be_image_set_threads(im, th); /* as the backend does with the oneDNN engine */
         be_dnnl_t *dn = NULL;
         if (be_dnnl_create(&dn, net, th, 0, err, sizeof err) != 0) {
             say("oneDNN engine: %s\n", err);
@@ -598,6 +599,7 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
                               .nms = prep_mode == BE_PREP_FACEAPI ? 0.4f : 0.45f,
                               .prep = prep_mode,
                               .threads = 1};
+        be_image_set_threads(im, 1);
         if (be_model_load(&bm, &mo, err, sizeof err) == 0)
             decode_cost(o, bm, im, dfr, dwhat, m);
         be_model_free(bm);
