@@ -43,6 +43,7 @@ struct be_image {
     tjhandle tj;  /* decompressor; NULL after a failed reset (recreated on the next call) */
     tjhandle tjc; /* compressor, created on the first annotated output */
     be_image_limits_t limits;
+    int threads;  /* of the resize (be_image_set_threads) */
     uint8_t *rgb; /* decode buffer, grown as needed and kept up to BE_IMAGE_KEEP_MAX */
     size_t rgb_cap;
     unsigned char *jpeg; /* last annotated output (tjAlloc'd) */
@@ -104,8 +105,14 @@ int be_image_create(be_image_t **out, be_image_limits_t limits)
         return PROTO_ENOMEM;
     }
     im->limits = limits;
+    im->threads = 1;
     *out = im;
     return 0;
+}
+
+void be_image_set_threads(be_image_t *im, int threads)
+{
+    im->threads = threads > 0 ? threads : 1;
 }
 
 void be_image_destroy(be_image_t *im)
@@ -442,9 +449,9 @@ int be_image_letterbox(be_image_t *im, const uint8_t *buf, size_t len, be_prep_t
     }
     rv = decode_into(im, buf, len, sw, sh, jpeg_flags(mode, decode), err, errcap);
     if (rv == 0 && mode == BE_PREP_FACEAPI)
-        be_image_faceapi_rgb(im->rgb, sw, sh, net_w, net_h, input);
+        be_image_faceapi_rgb(im->rgb, sw, sh, net_w, net_h, input, im->threads);
     else if (rv == 0)
-        be_image_letterbox_rgb(im->rgb, sw, sh, net_w, net_h, input);
+        be_image_letterbox_rgb(im->rgb, sw, sh, net_w, net_h, input, im->threads);
     release_large(im, is_big(ow, oh));
     if (rv != 0)
         return rv;

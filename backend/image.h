@@ -59,6 +59,12 @@ typedef struct {
 int be_image_create(be_image_t **out, be_image_limits_t limits);
 void be_image_destroy(be_image_t *im);
 
+/* How many threads the resize into the network input may use (default 1): the calling
+ * thread's OpenMP team, the one oneDNN runs the network on (be_model_opts_t.threads). The
+ * input's values are the same for every count. The JPEG/PNG decode stays on the calling
+ * thread. */
+void be_image_set_threads(be_image_t *im, int threads);
+
 /* Bytes of decode and output buffers `im` holds between calls (for tests and metrics). */
 size_t be_image_retained(const be_image_t *im);
 
@@ -88,12 +94,15 @@ int be_image_letterbox(be_image_t *im, const uint8_t *buf, size_t len, be_prep_t
                        int *dw, int *dh, char *err, size_t errcap);
 
 /* The fused pass alone, from packed RGB pixels: the same sampling as darknet's
- * resize_image (corner-aligned bilinear), so the network sees what darknet would feed it. */
-void be_image_letterbox_rgb(const uint8_t *rgb, int w, int h, int net_w, int net_h, float *input);
+ * resize_image (corner-aligned bilinear), so the network sees what darknet would feed it.
+ * `threads` as be_image_set_threads (the output does not depend on it). */
+void be_image_letterbox_rgb(const uint8_t *rgb, int w, int h, int net_w, int net_h, float *input,
+                            int threads);
 
 /* face-api's pre-processing from packed RGB: zero-padded at the bottom/right to a square,
  * resized with tf's resizeBilinear (no align-corners, no half-pixel centres), pixel / 255. */
-void be_image_faceapi_rgb(const uint8_t *rgb, int w, int h, int net_w, int net_h, float *input);
+void be_image_faceapi_rgb(const uint8_t *rgb, int w, int h, int net_w, int net_h, float *input,
+                          int threads);
 
 /* face-api's placement: boxes relative to the network input (centre x/y, w/h in [0,1], as
  * darknet returns them for w, h = the network's) -> top-left x/y and w/h in pixels of the

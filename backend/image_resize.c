@@ -1,15 +1,42 @@
 /* The network input from decoded pixels: darknet's letterbox (and its size) and face-api's
  * padded square resize, both into planar floats, and face-api's box mapping back to the
- * image. Pure functions on caller-owned buffers, no allocation; they run on the backend's one
- * serving thread. Decoding and annotating are in image.c. Built with
- * -fvect-cost-model=dynamic (backend/CMakeLists.txt): the row blends are written to be
- * vectorised. */
+ * image. Functions on caller-owned buffers (a small scratch malloc per call); they run on the
+ * backend's one serving thread, and with threads > 1 spread their output rows over that
+ * thread's OpenMP team (the one oneDNN's kernels use, so the threads are already there and
+ * are awake when the network starts). Each output row is computed by the same arithmetic
+ * whichever thread runs it: the pixels do not depend on the thread count. Decoding and
+ * annotating are in image.c. Built with -fvect-cost-model=dynamic and -fopenmp
+ * (backend/CMakeLists.txt): the row blends are written to be vectorised. */
 #include "image.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* The thread count a pass uses: 1 without OpenMP, never more than there are rows. */
+static int team_size(int threads, int rows)
+{
+#ifdef _OPENMP
+    int nt = threads < 1 ? 1 : threads > 64 ? 64 : threads;
+    return nt < rows ? nt : rows > 0 ? rows : 1;
+#else
+    (void)threads, (void)rows;
+    return 1;
+#endif
+}
+
+static int thread_id(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
 
 /* Column taps up to this width live on the stack: no allocation per frame. */
 #define TAPS_STACK 4096
@@ -60,7 +87,8 @@ static void vblend(const uint8_t *restrict p, const uint8_t *restrict q, float w
         out[i] = w0 * p[i] + w1 * q[i];
 }
 
-void be_image_letterbox_rgb(const uint8_t *rgb, int w, int h, int net_w, int net_h, float *input)
+void be_image_letterbox_rgb(const uint8_t *rgb, int w, int h, int net_w, int net_h, float *input,
+                            int threads)
 {
     int nw, nh;
     be_image_letterbox_size(w, h, net_w, net_h, &nw, &nh);
@@ -71,15 +99,16 @@ void be_image_letterbox_rgb(const uint8_t *rgb, int w, int h, int net_w, int net
     int ox = (net_w - nw) / 2, oy = (net_h - nh) / 2;
     fill_border(input, net_w, net_h, ox, oy, nw, nh, 0.5f);
 
-    /* Scratch: two tap tables, the fractions, and one blended source row. */
+    /* Scratch: two tap tables, the fractions, and one blended source row per thread. */
     size_t n = (size_t)nw, row = (size_t)w * 3;
-    void *mem = malloc(n * (2 * sizeof(int) + sizeof(float)) + row * sizeof(float));
+    int nt = team_size(threads, nh);
+    void *mem = malloc(n * (2 * sizeof(int) + sizeof(float)) + (size_t)nt * row * sizeof(float));
     if (mem == NULL) {
         fill_border(input, net_w, net_h, 0, 0, 0, 0, 0.5f);
         return; /* grey frame: detects nothing, never crashes */
     }
     int *x0 = mem, *x1 = x0 + n;
-    float *fx = (float *)(x1 + n), *v = fx + n;
+    float *fx = (float *)(x1 + n), *vs = fx + n;
     /* darknet's resize_image is bilinear and maps corners to corners: src = dst * (w - 1) /
      * (nw - 1), the last column/row taking the last source pixel. Bilinear is separable:
      * blending the two source rows first (contiguous bytes, vectorised) and then sampling
@@ -101,31 +130,40 @@ void be_image_letterbox_rgb(const uint8_t *rgb, int w, int h, int net_w, int net
     }
     const float k = 1.0f / 255.0f;
     const size_t plane = (size_t)net_w * net_h;
-    for (int y = 0; y < nh; y++) {
-        float sy = y * hs;
-        int iy = (int)sy;
-        float dy = sy - iy;
-        float w1 = dy;
-        if (iy >= h - 1) {
-            iy = h - 1;
-            dy = w1 = 0;
-        }
-        /* darknet's last row takes (1 - dy) of row iy and nothing of the next: when
-         * (nh - 1) * hs rounds to just below h - 1 (scream.jpg: 447.99997), that row comes out
-         * almost black. The network was fed that by stock darknet, so it is kept. */
-        if (y == nh - 1)
-            w1 = 0;
-        const uint8_t *r0 = rgb + (size_t)iy * row;
-        const uint8_t *r1 = iy + 1 < h ? r0 + row : r0;
-        vblend(r0, r1, (1 - dy) * k, w1 * k, row, v);
-        float *outr = input + (size_t)(y + oy) * net_w + ox;
-        float *outg = outr + plane, *outb = outg + plane;
-        for (int x = 0; x < nw; x++) {
-            const float *p = v + x0[x], *q = v + x1[x];
-            float a = fx[x], na = 1 - a;
-            outr[x] = na * p[0] + a * q[0];
-            outg[x] = na * p[1] + a * q[1];
-            outb[x] = na * p[2] + a * q[2];
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt) if (nt > 1)
+#endif
+    {
+        float *v = vs + (size_t)thread_id() * row;
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (int y = 0; y < nh; y++) {
+            float sy = y * hs;
+            int iy = (int)sy;
+            float dy = sy - iy;
+            float w1 = dy;
+            if (iy >= h - 1) {
+                iy = h - 1;
+                dy = w1 = 0;
+            }
+            /* darknet's last row takes (1 - dy) of row iy and nothing of the next: when
+             * (nh - 1) * hs rounds to just below h - 1 (scream.jpg: 447.99997), that row comes out
+             * almost black. The network was fed that by stock darknet, so it is kept. */
+            if (y == nh - 1)
+                w1 = 0;
+            const uint8_t *r0 = rgb + (size_t)iy * row;
+            const uint8_t *r1 = iy + 1 < h ? r0 + row : r0;
+            vblend(r0, r1, (1 - dy) * k, w1 * k, row, v);
+            float *outr = input + (size_t)(y + oy) * net_w + ox;
+            float *outg = outr + plane, *outb = outg + plane;
+            for (int x = 0; x < nw; x++) {
+                const float *p = v + x0[x], *q = v + x1[x];
+                float a = fx[x], na = 1 - a;
+                outr[x] = na * p[0] + a * q[0];
+                outg[x] = na * p[1] + a * q[1];
+                outb[x] = na * p[2] + a * q[2];
+            }
         }
     }
     free(mem);
@@ -139,22 +177,25 @@ void be_image_letterbox_rgb(const uint8_t *rgb, int w, int h, int net_w, int net
  * the blend is separable (two source rows blended first, vectorised, then one gather per
  * output pixel), equal to tf's across-then-down order up to float rounding (~1e-6).
  * Values are pixel / 255: the converter folded face-api's mean into the first layer. */
-void be_image_faceapi_rgb(const uint8_t *rgb, int w, int h, int net_w, int net_h, float *input)
+void be_image_faceapi_rgb(const uint8_t *rgb, int w, int h, int net_w, int net_h, float *input,
+                          int threads)
 {
     int side = w > h ? w : h;
     size_t plane = (size_t)net_w * net_h, row = (size_t)w * 3;
-    /* x taps (byte offsets into a blended row), fractions, and the blended row; a row
-     * reaches one pixel past the image, always 0: the padding. */
+    int nt = team_size(threads, net_h);
+    /* x taps (byte offsets into a blended row), fractions, and a blended row per thread; a
+     * row reaches one pixel past the image, always 0: the padding. */
     void *mem = malloc(sizeof(int) * 2 * (size_t)net_w + sizeof(float) * (size_t)net_w +
-                       sizeof(float) * (row + 3));
+                       sizeof(float) * (row + 3) * (size_t)nt);
     if (mem == NULL) {
         for (size_t i = 0; i < plane * 3; i++)
             input[i] = 0;
         return; /* black frame: detects nothing, never crashes */
     }
     int *cx = mem;
-    float *fx = (float *)(cx + 2 * net_w), *v = fx + net_w;
-    v[row] = v[row + 1] = v[row + 2] = 0;
+    float *fx = (float *)(cx + 2 * net_w), *vs = fx + net_w;
+    for (int t = 0; t < nt; t++)
+        vs[t * (row + 3) + row] = vs[t * (row + 3) + row + 1] = vs[t * (row + 3) + row + 2] = 0;
     double xs = (double)side / net_w, ys = (double)side / net_h;
     for (int x = 0; x < net_w; x++) {
         double sx = xs * x;
@@ -166,28 +207,37 @@ void be_image_faceapi_rgb(const uint8_t *rgb, int w, int h, int net_w, int net_h
         fx[x] = (float)(sx - floor(sx));
     }
     const float k = 1.0f / 255.0f;
-    for (int y = 0; y < net_h; y++) {
-        double sy = ys * y;
-        int y0 = (int)floor(sy), y1 = (int)ceil(sy);
-        y0 = y0 < side - 1 ? y0 : side - 1;
-        y1 = y1 < side - 1 ? y1 : side - 1;
-        float fy = (float)(sy - floor(sy));
-        float *outr = input + (size_t)y * net_w, *outg = outr + plane, *outb = outg + plane;
-        if (y0 >= h) { /* wholly inside the bottom padding */
-            for (int x = 0; x < net_w; x++)
-                outr[x] = outg[x] = outb[x] = 0;
-            continue;
-        }
-        /* A row below the image is padding: its weight goes to zeros. */
-        const uint8_t *r0 = rgb + (size_t)y0 * row;
-        const uint8_t *r1 = y1 < h ? rgb + (size_t)y1 * row : r0;
-        vblend(r0, r1, (1 - fy) * k, y1 < h ? fy * k : 0, row, v);
-        for (int x = 0; x < net_w; x++) {
-            const float *p = v + cx[2 * x], *q = v + cx[2 * x + 1];
-            float a = fx[x], na = 1 - a;
-            outr[x] = na * p[0] + a * q[0];
-            outg[x] = na * p[1] + a * q[1];
-            outb[x] = na * p[2] + a * q[2];
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt) if (nt > 1)
+#endif
+    {
+        float *v = vs + (size_t)thread_id() * (row + 3);
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (int y = 0; y < net_h; y++) {
+            double sy = ys * y;
+            int y0 = (int)floor(sy), y1 = (int)ceil(sy);
+            y0 = y0 < side - 1 ? y0 : side - 1;
+            y1 = y1 < side - 1 ? y1 : side - 1;
+            float fy = (float)(sy - floor(sy));
+            float *outr = input + (size_t)y * net_w, *outg = outr + plane, *outb = outg + plane;
+            if (y0 >= h) { /* wholly inside the bottom padding */
+                for (int x = 0; x < net_w; x++)
+                    outr[x] = outg[x] = outb[x] = 0;
+                continue;
+            }
+            /* A row below the image is padding: its weight goes to zeros. */
+            const uint8_t *r0 = rgb + (size_t)y0 * row;
+            const uint8_t *r1 = y1 < h ? rgb + (size_t)y1 * row : r0;
+            vblend(r0, r1, (1 - fy) * k, y1 < h ? fy * k : 0, row, v);
+            for (int x = 0; x < net_w; x++) {
+                const float *p = v + cx[2 * x], *q = v + cx[2 * x + 1];
+                float a = fx[x], na = 1 - a;
+                outr[x] = na * p[0] + a * q[0];
+                outg[x] = na * p[1] + a * q[1];
+                outb[x] = na * p[2] + a * q[2];
+            }
         }
     }
     free(mem);

@@ -435,6 +435,9 @@ int main(int argc, char **argv)
             in[i] = 0.5f;
         proto_det_t dets[16];
         be_model_detect(model, be_model_width(model), be_model_height(model), 0, 0, dets, 16);
+        /* The resize into the input on oneDNN's OpenMP team (the BLAS engine has none). */
+        if (be_model_fast(model) && be_model_engine(model) == BE_ENGINE_DNNL)
+            be_image_set_threads(image, (int)threads);
         darknet_file = NULL;
         signal(SIGABRT, SIG_DFL);
     }

@@ -15,6 +15,7 @@
 #include "dnnl.h"
 #include "err.h"
 #include "fast.h"
+#include "nms.h"
 
 #define LABEL_MAX 63        /* bytes kept of one label (the wire allows 255) */
 #define CFG_MAX (1u << 20)  /* a darknet cfg is a few KB; refuse anything absurd */
@@ -35,8 +36,7 @@ struct be_model {
     float threshold, nms;
     proto_det_t *all; /* every candidate of the last frame, kept to avoid a malloc per frame */
     size_t all_cap;
-    void *order; /* NMS scratch */
-    size_t order_cap; /* bytes */
+    be_nms_t nms_scratch;
 };
 
 /* free_network() of Debian's darknet leaves the scratch workspace (~25 MB for yolov3-tiny),
@@ -314,7 +314,7 @@ void be_model_free(be_model_t *m)
     free(m->labels);
     free(m->label_store);
     free(m->all);
-    free(m->order);
+    be_nms_free(&m->nms_scratch);
     free(m);
 }
 
@@ -449,216 +449,6 @@ static int classify(be_model_t *m, int top_k, proto_det_t *dets, int cap)
     return n;
 }
 
-typedef struct {
-    float p;  /* the class's probability */
-    int rank; /* position in the order the previous class's sort left */
-    int idx;  /* detection index */
-} nms_key_t;
-
-static int by_prob_then_rank(const void *a, const void *b)
-{
-    const nms_key_t *x = a, *y = b;
-    if (x->p != y->p)
-        return x->p < y->p ? 1 : -1;
-    return x->rank - y->rank;
-}
-
-/* The grid that finds a candidate's possible overlaps among the boxes kept so far: NMS_GRID
- * cells a side over the image (relative coordinates 0..1; boxes past the edge go to the edge
- * cells). A kept box is listed in every cell its extent touches, unless that is more than
- * NMS_SPREAD cells (a large box) or its extent is not finite: those go to the size lists. */
-#define NMS_GRID 16
-#define NMS_SPREAD 16
-/* The large boxes are listed by size (width and height each in one of NMS_SIZES doubling
- * ranges): IoU <= min(w) / max(w) and <= min(h) / max(h), so a candidate only looks at the
- * sizes within a factor 1 / thresh of its own. Non-finite sizes go to a last list. */
-#define NMS_SIZES 6
-
-/* Which of the NMS_SIZES ranges (< 1/4, < 1/2, < 1, < 2, < 4, the rest) v falls in. */
-static int size_bucket(float v)
-{
-    int b = 0;
-    for (float e = 0.25f; b < NMS_SIZES - 1 && !(v < e); e *= 2)
-        b++;
-    return b;
-}
-
-typedef struct {
-    int kept; /* index into the kept array */
-    int next; /* next node of the same cell, -1 at the end */
-} nms_node_t;
-
-/* The cell span [*c0, *c1] of the interval [lo, hi] (darknet's own float arithmetic for the
- * box edges, so an overlap darknet sees is never missed); 0 when the span is not finite. */
-static int cell_span(float lo, float hi, int *c0, int *c1)
-{
-    if (!isfinite(lo) || !isfinite(hi))
-        return 0;
-    float a = lo * NMS_GRID, b = hi * NMS_GRID;
-    *c0 = a < 0 ? 0 : a >= NMS_GRID - 1 ? NMS_GRID - 1 : (int)a;
-    *c1 = b < 0 ? 0 : b >= NMS_GRID - 1 ? NMS_GRID - 1 : (int)b;
-    return 1;
-}
-
-/* A kept box's edges and area, for the cheap test before darknet's box_iou. */
-typedef struct {
-    float l, r, t, b, area;
-} nms_geom_t;
-
-/* 1 when box_iou(k, c) > thresh cannot hold, from the edges alone: no overlap (darknet's
- * box_intersection is then 0), or an intersection below thresh * the larger area (IoU = I /
- * (A + B - I) <= I / max(A, B)), with a 1e-4 margin for float rounding. Tiny areas (where
- * float rounding is not relative any more) are left to box_iou. Pure function. */
-static inline int cannot_suppress(const nms_geom_t *k, const nms_geom_t *c, float thresh)
-{
-    float ix = (k->r < c->r ? k->r : c->r) - (k->l > c->l ? k->l : c->l);
-    float iy = (k->b < c->b ? k->b : c->b) - (k->t > c->t ? k->t : c->t);
-    if (!(ix > 0 && iy > 0))
-        return ix == ix && iy == iy; /* NaN: box_iou decides */
-    float big = k->area > c->area ? k->area : c->area;
-    return big > 1e-30f && ix * iy < thresh * big * (1 - 1e-4f);
-}
-
-/* darknet's box edges, as its overlap() computes them. */
-static void box_edges(box b, float *l, float *r, float *t, float *btm)
-{
-    *l = b.x - b.w / 2;
-    *r = b.x + b.w / 2;
-    *t = b.y - b.h / 2;
-    *btm = b.y + b.h / 2;
-}
-
-/* darknet's do_nms_sort, with the same result, boxes and ties included, at a fraction of the
- * cost. darknet drops the boxes without objectness (by swapping them to the end), then per
- * class stable-sorts every remaining box by that class's probability (glibc's qsort is a merge
- * sort) and lets each box that is still standing remove the later ones that overlap it by
- * IoU > thresh. Boxes whose probability is 0 only move, keeping their order, to the back; so
- * the same order comes out of partitioning those off and sorting only the others by
- * (probability, previous position). And a box is removed exactly when some earlier box that
- * was kept overlaps it, so each candidate is compared only with the kept boxes near it (the
- * grid): box_iou is 0 for boxes that do not overlap, and 0 > thresh never holds (thresh > 0).
- * O(n log n) per class for the sort plus the pairs that are close; darknet's version sorts all
- * boxes (by value: 40+ bytes each) 80 times and compares every pair: 16 ms for 500 boxes of
- * yolov3-tiny, ~0.8 s for 2000 noisy ones. Returns 0 or PROTO_ENOMEM. */
-static int nms(be_model_t *m, detection *d, int n, float thresh)
-{
-    if (n <= 0)
-        return 0;
-    /* perm, zero, kept, stamp: n ints each; keys; kept geometry; nodes: n * NMS_SPREAD */
-    size_t need = (size_t)n * (4 * sizeof(int) + sizeof(nms_key_t) + sizeof(nms_geom_t) +
-                               (size_t)NMS_SPREAD * sizeof(nms_node_t));
-    if (need > m->order_cap) {
-        void *p = realloc(m->order, need);
-        if (p == NULL)
-            return PROTO_ENOMEM;
-        m->order = p;
-        m->order_cap = need;
-    }
-    int *perm = m->order, *zero = perm + n, *kept = zero + n, *stamp = kept + n;
-    nms_key_t *keys = (nms_key_t *)(stamp + n);
-    nms_geom_t *geom = (nms_geom_t *)(keys + n);
-    nms_node_t *nodes = (nms_node_t *)(geom + n);
-    int head[NMS_GRID * NMS_GRID], wide[NMS_SIZES * NMS_SIZES + 1];
-    for (int i = 0; i < n; i++)
-        perm[i] = i;
-    int total = n - 1; /* darknet's partition, swap for swap */
-    for (int i = 0; i <= total; i++)
-        if (d[perm[i]].objectness == 0) {
-            int t = perm[i];
-            perm[i] = perm[total];
-            perm[total] = t;
-            total--;
-            i--;
-        }
-    total++;
-    for (int k = 0; k < m->classes; k++) {
-        int c = 0, z = 0;
-        for (int i = 0; i < total; i++) {
-            float p = d[perm[i]].prob[k];
-            if (p != 0)
-                keys[c++] = (nms_key_t){p, i, perm[i]};
-            else
-                zero[z++] = perm[i];
-        }
-        qsort(keys, (size_t)c, sizeof *keys, by_prob_then_rank);
-        for (int i = 0; i < c; i++)
-            perm[i] = keys[i].idx;
-        memcpy(perm + c, zero, (size_t)z * sizeof *perm);
-        if (c < 2)
-            continue;
-        for (int i = 0; i < NMS_GRID * NMS_GRID; i++)
-            head[i] = -1;
-        for (int i = 0; i <= NMS_SIZES * NMS_SIZES; i++)
-            wide[i] = -1;
-        int nkept = 0, nnodes = 0;
-        for (int i = 0; i < c; i++) {
-            detection *b = &d[perm[i]];
-            if (b->prob[k] == 0) /* darknet skips a box an earlier one removed */
-                continue;
-            nms_geom_t g;
-            int x0 = 0, x1 = 0, y0 = 0, y1 = 0;
-            box_edges(b->bbox, &g.l, &g.r, &g.t, &g.b);
-            g.area = b->bbox.w * b->bbox.h;
-            int boxed = cell_span(g.l, g.r, &x0, &x1) && cell_span(g.t, g.b, &y0, &y1);
-            int removed = 0;
-#define NMS_TRY(q)                                                                                 \
-    do {                                                                                           \
-        stamp[q] = i;                                                                              \
-        removed =                                                                                  \
-            !cannot_suppress(&geom[q], &g, thresh) && box_iou(d[kept[q]].bbox, b->bbox) > thresh;  \
-    } while (0)
-            /* The large boxes of a size that can matter first, then the cells; a kept box is
-             * compared at most once. The size range is widened by 1e-3 for float rounding. */
-            float bw = b->bbox.w, bh = b->bbox.h;
-            int sized = isfinite(bw) && isfinite(bh) && bw > 0 && bh > 0;
-            int w0 = sized ? size_bucket(bw * thresh * (1 - 1e-3f)) : 0;
-            int w1 = sized ? size_bucket(bw / thresh * (1 + 1e-3f)) : NMS_SIZES - 1;
-            int h0 = sized ? size_bucket(bh * thresh * (1 - 1e-3f)) : 0;
-            int h1 = sized ? size_bucket(bh / thresh * (1 + 1e-3f)) : NMS_SIZES - 1;
-            for (int e = wide[NMS_SIZES * NMS_SIZES]; e >= 0 && !removed; e = nodes[e].next)
-                NMS_TRY(nodes[e].kept);
-            for (int y = h0; y <= h1 && !removed; y++)
-                for (int x = w0; x <= w1 && !removed; x++)
-                    for (int e = wide[y * NMS_SIZES + x]; e >= 0 && !removed; e = nodes[e].next)
-                        NMS_TRY(nodes[e].kept);
-            if (!boxed) { /* an extent that is not finite: compared with every kept box */
-                for (int q = 0; q < nkept && !removed; q++)
-                    if (stamp[q] != i)
-                        NMS_TRY(q);
-            } else {
-                for (int y = y0; y <= y1 && !removed; y++)
-                    for (int x = x0; x <= x1 && !removed; x++)
-                        for (int e = head[y * NMS_GRID + x]; e >= 0 && !removed; e = nodes[e].next)
-                            if (stamp[nodes[e].kept] != i)
-                                NMS_TRY(nodes[e].kept);
-            }
-#undef NMS_TRY
-            if (removed) {
-                b->prob[k] = 0;
-                continue;
-            }
-            /* Kept: listed where later candidates will look for it. */
-            int q = nkept++;
-            kept[q] = perm[i];
-            geom[q] = g;
-            stamp[q] = i;
-            if (!boxed || (x1 - x0 + 1) * (y1 - y0 + 1) > NMS_SPREAD) {
-                int list = isfinite(bw) && isfinite(bh)
-                               ? size_bucket(bh) * NMS_SIZES + size_bucket(bw)
-                               : NMS_SIZES * NMS_SIZES;
-                nodes[nnodes] = (nms_node_t){q, wide[list]};
-                wide[list] = nnodes++;
-                continue;
-            }
-            for (int y = y0; y <= y1; y++)
-                for (int x = x0; x <= x1; x++) {
-                    nodes[nnodes] = (nms_node_t){q, head[y * NMS_GRID + x]};
-                    head[y * NMS_GRID + x] = nnodes++;
-                }
-        }
-    }
-    return 0;
-}
 
 int be_model_detect(be_model_t *m, int img_w, int img_h, float threshold, int top_k,
                     proto_det_t *dets, int cap)
@@ -684,7 +474,7 @@ int be_model_detect_until(be_model_t *m, int img_w, int img_h, float threshold, 
                                      faceapi ? m->net->h : img_h, thresh, 0.5f, NULL, 1, &nboxes);
     if (d == NULL)
         return 0;
-    if (m->nms > 0 && nms(m, d, nboxes, m->nms) != 0) {
+    if (m->nms > 0 && be_nms(&m->nms_scratch, d, nboxes, m->classes, m->nms) != 0) {
         free_detections(d, nboxes);
         return PROTO_ENOMEM;
     }

@@ -17,8 +17,9 @@ fi
 mode=${1:-}
 # What the binaries load at run time (the container image's runtime stage: --runtime).
 # openssl: scripts/certs.sh, which the compose backends profile runs on first start.
+# libgomp1: the backend's OpenMP (the resize on oneDNN's threads; libdnnl2 needs it too).
 runtime_pkgs=(libuv1 libcjson1 libnng1 libturbojpeg0 libspng0 libopenblas0-pthread libdnnl2
-    libcurl4 libmbedtls14 openssl)
+    libgomp1 libcurl4 libmbedtls14 openssl)
 # What builds them and converts the face model (the image's builder stage: --image).
 build_pkgs=(
     build-essential cmake pkg-config ca-certificates

@@ -224,6 +224,11 @@ double ort_peer_settle(ort_peer_t *p, int max_ms)
     return mono_ms() - t0;
 }
 
+long long ort_peer_cpu_ns(ort_peer_t *p)
+{
+    return p != NULL && p->pid > 0 ? cpu_ns(p->pid) : -1;
+}
+
 void ort_peer_stop(ort_peer_t *p)
 {
     if (p == NULL)

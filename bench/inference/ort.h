@@ -39,8 +39,14 @@ long ort_peer_outputs(ort_peer_t *p, int k, float *out, size_t cap, const char *
  * threads spin 2^20 pauses after a run (its default allow_spinning), 70+ ms on the AMD EPYC of
  * bench/results/inference, during which whatever runs next has one core fewer (framegate's
  * 2-thread pass measured at its 1-thread time). "Stopped": under 0.2 ms of CPU in a 2 ms
- * window, summed over /proc/<pid>/task/<tid>/schedstat. Returns the ms waited. NULL: 0. */
+ * window, summed over /proc/<pid>/task/<tid>/schedstat. Returns the ms waited. NULL: 0.
+ * Not enough alone: a pool thread seen idle here still woke and spun through the next turn;
+ * the worker therefore sets force_spinning_stop (ort/ort_worker.mjs). */
 double ort_peer_settle(ort_peer_t *p, int max_ms);
+
+/* ns on CPU of every thread of the worker so far (schedstat), or -1 when /proc cannot tell
+ * (or p is NULL): the bench reads it around framegate's turns, where it must not grow. */
+long long ort_peer_cpu_ns(ort_peer_t *p);
 
 /* Closes the worker's stdin and waits for it to exit. NULL is a no-op. */
 void ort_peer_stop(ort_peer_t *p);

@@ -134,7 +134,7 @@ static void test_letterbox_matches_darknet(void **state)
                 src.data[c * w * h + y * w + x] = rgb[(y * w + x) * 3 + c] / 255.0f;
     image ref = letterbox_image(src, 416, 416);
     float *mine = malloc(sizeof(float) * 3 * 416 * 416);
-    be_image_letterbox_rgb(rgb, w, h, 416, 416, mine);
+    be_image_letterbox_rgb(rgb, w, h, 416, 416, mine, 1);
     double sum = 0, maxd = 0;
     int grey = 0, grey_ref = 0;
     for (int i = 0; i < 3 * 416 * 416; i++) {
@@ -740,6 +740,48 @@ static void test_large_frame_released(void **state)
     be_image_destroy(im);
 }
 
+/* The resize spread over an OpenMP team gives the very same input as one thread: every frame,
+ * both placements, both decodes, byte for byte (the exact decode stays exact at any thread
+ * count); and a 3x1 image (fewer rows than threads) too. */
+static void test_threads_same_pixels(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"dog.jpg", "scream.jpg", "person.jpg", "kite.jpg"};
+    be_image_t *im = make();
+    size_t n = (size_t)3 * 416 * 416;
+    float *one = malloc(n * sizeof(float)), *many = malloc(n * sizeof(float));
+    char path[512];
+    for (size_t f = 0; f < sizeof names / sizeof names[0]; f++) {
+        size_t len;
+        snprintf(path, sizeof path, "%s/%s", FG_DARKNET_DATA, names[f]);
+        uint8_t *jpg = read_file_all(path, &len);
+        for (int mode = 0; mode < 2; mode++)
+            for (int dec = 0; dec < 2; dec++)
+                for (int th = 1; th <= 3; th++) {
+                    float *out = th == 1 ? one : many;
+                    int w, h;
+                    memset(out, 0xff, n * sizeof(float)); /* NaN: a row left out shows */
+                    be_image_set_threads(im, th);
+                    assert_int_equal(be_image_letterbox(im, jpg, len, mode, dec, 416, 416, out, &w,
+                                                        &h, NULL, NULL, NULL, 0),
+                                     0);
+                    if (th > 1)
+                        assert_memory_equal(one, many, n * sizeof(float));
+                }
+        free(jpg);
+    }
+    const uint8_t tiny[9] = {10, 20, 30, 40, 50, 60, 70, 80, 90};
+    be_image_letterbox_rgb(tiny, 3, 1, 416, 416, one, 1);
+    be_image_letterbox_rgb(tiny, 3, 1, 416, 416, many, 3);
+    assert_memory_equal(one, many, n * sizeof(float));
+    be_image_faceapi_rgb(tiny, 3, 1, 416, 416, one, 1);
+    be_image_faceapi_rgb(tiny, 3, 1, 416, 416, many, 3);
+    assert_memory_equal(one, many, n * sizeof(float));
+    free(one);
+    free(many);
+    be_image_destroy(im);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -752,6 +794,7 @@ int main(void)
         cmocka_unit_test(test_poison_then_valid),
         cmocka_unit_test(test_scan_limit),
         cmocka_unit_test(test_large_frame_released),
+        cmocka_unit_test(test_threads_same_pixels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

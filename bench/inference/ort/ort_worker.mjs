@@ -20,11 +20,22 @@ const session = await ort.InferenceSession.create(model, {
   interOpNumThreads: 1,
   executionMode: 'sequential',
   graphOptimizationLevel: 'all',
-  // FG_ORT_SPIN=0: the intra-op threads block when idle instead of spinning (ONNX Runtime's
-  // default spins, which costs whatever runs next on a 2-core machine). Unset: the default.
-  ...(process.env.FG_ORT_SPIN !== undefined
-    ? { extra: { session: { intra_op: { allow_spinning: process.env.FG_ORT_SPIN } } } }
-    : {}),
+  // The intra-op threads spin while a run is on (ONNX Runtime's default allow_spinning), and
+  // force_spinning_stop (ONNX Runtime's option for a server between requests) stops them when
+  // the run returns. Without it a pool thread of the 2-thread session woke again and spun
+  // ~25 ms during the next framegate turn, after ort_peer_settle had seen the pool idle:
+  // framegate's 2-thread pass then ran at its 1-thread speed whenever it followed ONNX
+  // Runtime (e2e 34 vs 20 ms on yolov3-tiny), while ONNX Runtime's own time was the same
+  // either way (16.2 vs 16.0 ms). FG_ORT_SPIN=0: no spinning at all; FG_ORT_STOPSPIN=0: the
+  // old behaviour.
+  extra: {
+    session: {
+      force_spinning_stop: process.env.FG_ORT_STOPSPIN ?? '1',
+      ...(process.env.FG_ORT_SPIN !== undefined
+        ? { intra_op: { allow_spinning: process.env.FG_ORT_SPIN } }
+        : {}),
+    },
+  },
 });
 const inputName = session.inputNames[0];
 const frames = [];
