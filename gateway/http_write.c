@@ -100,6 +100,30 @@ static int seal(gw_conn_t *c, write_t *wr, uv_buf_t *b, int *n)
  * on_write. */
 static void queue(gw_conn_t *c, write_t *wr, uv_buf_t *b, int n)
 {
+    /* Nothing queued before it: try the socket now. An answer the socket takes whole is done
+     * here, with no write request, no callback and no epoll_ctl (libuv re-arms the watcher
+     * after every uv_write it completes: one more syscall per answer). */
+    if (c->writes == 0 && c->tcp.write_queue_size == 0) {
+        int w = uv_try_write((uv_stream_t *)&c->tcp, b, (unsigned)n);
+        if (w < 0 && w != UV_EAGAIN) {
+            write_put(c, wr);
+            gw__http_close(c);
+            return;
+        }
+        for (int i = 0; w > 0 && i < n; i++) { /* skip what went out */
+            size_t k = (size_t)w < b[i].len ? (size_t)w : b[i].len;
+            b[i].base += k;
+            b[i].len -= k;
+            w -= (int)k;
+        }
+        size_t left = 0;
+        for (int i = 0; i < n; i++)
+            left += b[i].len;
+        if (left == 0) {
+            write_put(c, wr);
+            return;
+        }
+    }
     c->refs++;
     if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, b, (unsigned)n, on_write) != 0) {
         c->refs--;

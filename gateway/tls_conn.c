@@ -21,14 +21,18 @@
 #define TICKET_LIFETIME_S (12 * 3600)
 #define INPUT_MAX (256u << 10) /* input held unread: a parser that waits need not hold more */
 
-/* ECDHE + AEAD only: forward secrecy and no CBC. */
+/* ECDHE + AEAD only: forward secrecy and no CBC. ChaCha20-Poly1305 first, by the server's
+ * preference (mbedTLS's default): mbedTLS 2.28 runs AES-GCM one 16-byte block per call
+ * (AES-NI, then a PCLMUL multiply), 246 MB/s on one core here against 421 for its
+ * ChaCha20-Poly1305 (16 KiB records), and frames are big: a 160 KiB body cost ~0.7 ms of the
+ * loop in AES-GCM alone. Clients without ChaCha20 (rare) still get AES-GCM. */
 static const int suites[] = {
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
     MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
     MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-    MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
     MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
     MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-    MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
     0,
 };
 
