@@ -104,12 +104,9 @@ static void queue(gw_conn_t *c, write_t *wr, uv_buf_t *b, int n)
      * here, with no write request, no callback and no epoll_ctl (libuv re-arms the watcher
      * after every uv_write it completes: one more syscall per answer). */
     if (c->writes == 0 && c->tcp.write_queue_size == 0) {
+        /* On an error, uv_write below meets it again and reports it from its callback: a
+         * close here would free what our caller (a stream's event) is still using. */
         int w = uv_try_write((uv_stream_t *)&c->tcp, b, (unsigned)n);
-        if (w < 0 && w != UV_EAGAIN) {
-            write_put(c, wr);
-            gw__http_close(c);
-            return;
-        }
         for (int i = 0; w > 0 && i < n; i++) { /* skip what went out */
             size_t k = (size_t)w < b[i].len ? (size_t)w : b[i].len;
             b[i].base += k;
