@@ -351,6 +351,10 @@ static int local_start(gw_provider_t *p, const char *name, void *owner, gw_insta
         argv[argc++] = "--decode";
         argv[argc++] = "fast";
     }
+    if (m->precision == GW_PRECISION_BF16) {
+        argv[argc++] = "--precision";
+        argv[argc++] = "bf16";
+    }
     if (m->input_size != 0) {
         argv[argc++] = "--input-size";
         argv[argc++] = size;
