@@ -98,14 +98,14 @@ static be_model_t *load(const model_t *mm, be_precision_t p)
 }
 
 /* Letterboxes `jpeg` into m's input and detects: the number of boxes (>= 0). */
-static int detect(be_model_t *m, be_image_t *im, const model_t *mm, const uint8_t *jpeg,
-                  size_t len, proto_det_t *dets, int cap)
+static int detect(be_model_t *m, be_image_t *im, const model_t *mm, const uint8_t *jpeg, size_t len,
+                  proto_det_t *dets, int cap)
 {
     char err[256];
     int w, h;
-    assert_int_equal(be_image_letterbox(im, jpeg, len, mm->prep, BE_DECODE_EXACT,
-                                        be_model_width(m), be_model_height(m), be_model_input(m),
-                                        &w, &h, NULL, NULL, err, sizeof err),
+    assert_int_equal(be_image_letterbox(im, jpeg, len, mm->prep, BE_DECODE_EXACT, be_model_width(m),
+                                        be_model_height(m), be_model_input(m), &w, &h, NULL, NULL,
+                                        err, sizeof err),
                      0);
     int n = be_model_detect(m, w, h, 0, 0, dets, cap);
     assert_true(n >= 0);
@@ -203,10 +203,11 @@ static void test_face_bf16_pairs_with_fp32(void **state)
         print_message("face-tiny not in %s: skipped\n", cache);
         return;
     }
-    static const char *const jpgs[] = {"frame-720p-small-face.jpg",   "frame-720p-face.jpg",
-                                       "frame-1080p-faces.jpg",       "frame-720p-dark.jpg",
-                                       "astronaut-gray.jpg",          "astronaut-dark.jpg",
-                                       "astronaut-edge-top-left.jpg", "astronaut-edge-bottom-right.jpg"};
+    static const char *const jpgs[] = {
+        "frame-720p-small-face.jpg",   "frame-720p-face.jpg",
+        "frame-1080p-faces.jpg",       "frame-720p-dark.jpg",
+        "astronaut-gray.jpg",          "astronaut-dark.jpg",
+        "astronaut-edge-top-left.jpg", "astronaut-edge-bottom-right.jpg"};
     const char *frames[8];
     size_t n = 0;
     for (size_t i = 0; i < 8; i++) {
@@ -262,9 +263,8 @@ static void test_yolov3_tiny_bf16_output_near_fp32(void **state)
         snprintf(path, sizeof path, "%s/%s", FG_DARKNET_DATA, frames[i]);
         uint8_t *jpeg = read_all(path, &len);
         assert_non_null(jpeg);
-        assert_int_equal(be_image_letterbox(im, jpeg, len, BE_PREP_DARKNET, BE_DECODE_EXACT,
-                                            net->w, net->h, in, &w, &h, NULL, NULL, err,
-                                            sizeof err),
+        assert_int_equal(be_image_letterbox(im, jpeg, len, BE_PREP_DARKNET, BE_DECODE_EXACT, net->w,
+                                            net->h, in, &w, &h, NULL, NULL, err, sizeof err),
                          0);
         free(jpeg);
         /* both heads: fp32's outputs first, then bf16's */
@@ -323,8 +323,12 @@ static void test_bf16_refused_falls_back_to_fp32(void **state)
         print_message("%s not found: skipped\n", weights);
         return;
     }
-    model_t mm = {FG_DARKNET_CFG "/yolov3-tiny.cfg", weights, FG_DARKNET_DATA "/coco.names",
-                  BE_PREP_DARKNET, 0.25f, 0.45f};
+    model_t mm = {FG_DARKNET_CFG "/yolov3-tiny.cfg",
+                  weights,
+                  FG_DARKNET_DATA "/coco.names",
+                  BE_PREP_DARKNET,
+                  0.25f,
+                  0.45f};
     int fd = mkstemp(log);
     assert_true(fd >= 0);
     fflush(stderr);
