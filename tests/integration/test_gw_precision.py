@@ -4,7 +4,8 @@ the default fp32 and "facebf" with `model.facebf.precision = bf16`; only facebf'
 started with --precision bf16, and on face frames (JPEG, from scripts/models.sh) both models
 find the same faces within the tolerance test_be_bf16 holds (IoU >= 0.97, score +-0.03). On a
 CPU with AVX512_BF16 the bf16 backend runs bf16 (no fallback line in the log); elsewhere it
-says it runs fp32, and still answers."""
+says it runs fp32, and still answers. Then the fallback for real: oneDNN told its ISA stops at
+AVX512_CORE (DNNL_MAX_CPU_ISA), the bf16 model serves fp32's answers and says so once."""
 # ctest-timeout: 180
 import json
 import os
@@ -76,6 +77,7 @@ with fg.Gateway(settings=settings, app_model=False) as gw:
     fg.check(b"--precision" not in args.get("face", []), "face's backend keeps the default (fp32)")
 
     pairs = 0
+    fp32 = {}
     for name in FRAMES:
         with open(os.path.join(REF, name), "rb") as f:
             img = f.read()
@@ -86,6 +88,7 @@ with fg.Gateway(settings=settings, app_model=False) as gw:
             fg.check(st == 200 and r.get("model") == model, f"{name} -> 200 from {model} ({st})")
             ans[model] = r.get("detections", [])
         a, b = ans["face"], ans["facebf"]
+        fp32[name] = a
         fg.log(f"{name}: fp32 {[round(d['confidence'], 4) for d in a]}, "
                f"bf16 {[round(d['confidence'], 4) for d in b]}")
         fg.check(len(a) == len(b) and len(a) > 0, f"{name}: the same number of faces ({len(a)}, {len(b)})")
@@ -103,4 +106,21 @@ with fg.Gateway(settings=settings, app_model=False) as gw:
         fg.check("bf16 not available" not in log, "this CPU has AVX512_BF16: no fallback")
     else:
         fg.check("bf16 not available" in log, "no AVX512_BF16 here: the backend says it runs fp32")
+
+# The fallback on a CPU without bf16, as oneDNN sees one when told its ISA stops at AVX512_CORE
+# (DNNL_MAX_CPU_ISA, inherited by the backends): facebf still serves, fp32's very answers, and
+# its backend says so once in the log.
+with fg.Gateway(settings=dict(settings, models="facebf", default_model="facebf"),
+                app_model=False, env={"DNNL_MAX_CPU_ISA": "AVX512_CORE"}) as gw:
+    with open(os.path.join(REF, FRAMES[0]), "rb") as f:
+        st, _, body = gw.detect(f.read(), "?model=facebf")
+    got = json.loads(body).get("detections", []) if st == 200 else []
+    want = fp32.get(FRAMES[0], [])
+    same = st == 200 and len(got) == len(want) > 0 and all(
+        iou(g["box"], w["box"]) >= 0.999 and abs(g["confidence"] - w["confidence"]) <= 2e-4
+        for g, w in zip(got, want))
+    fg.check(same, f"bf16 refused: facebf answers fp32's faces ({got} vs {want})")
+    lines = [l for l in gw.log().splitlines() if "bf16 not available" in l]
+    fg.check(len(lines) == 1 and "running fp32" in lines[0],
+             f"one line says bf16 is not available ({lines})")
 fg.finish()
