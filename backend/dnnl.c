@@ -410,8 +410,8 @@ int be_dnnl_bf16_supported(void)
                                dnnl_cpu_isa_avx512_core_bf16;
 }
 
-static int create(be_dnnl_t **out, network *net, int threads, int all_outputs, int bf16,
-                  char *why, size_t whycap);
+static int create(be_dnnl_t **out, network *net, int threads, int all_outputs, int bf16, char *why,
+                  size_t whycap);
 
 int be_dnnl_create(be_dnnl_t **out, network *net, int threads, int all_outputs, char *why,
                    size_t whycap)
@@ -424,7 +424,11 @@ int be_dnnl_create_precision(be_dnnl_t **out, network *net, int threads, int all
 {
     if (precision != BE_PRECISION_BF16)
         return create(out, net, threads, all_outputs, 0, why, whycap);
-    char bwhy[256] = "this CPU has no AVX512_BF16 (or bf16 was refused)";
+    char bwhy[256];
+    snprintf(bwhy, sizeof bwhy, "%s",
+             refuse_bf16
+                 ? "refused by be_dnnl_refuse_bf16"
+                 : "oneDNN's CPU ISA here has no AVX512_BF16 (DNNL_MAX_CPU_ISA or the CPU)");
     if (be_dnnl_bf16_supported()) {
         int rv = create(out, net, threads, all_outputs, 1, bwhy, sizeof bwhy);
         if (rv != PROTO_EINVAL)
@@ -440,8 +444,8 @@ be_precision_t be_dnnl_precision(const be_dnnl_t *d)
     return d->bf16 ? BE_PRECISION_BF16 : BE_PRECISION_FP32;
 }
 
-static int create(be_dnnl_t **out, network *net, int threads, int all_outputs, int bf16,
-                  char *why, size_t whycap)
+static int create(be_dnnl_t **out, network *net, int threads, int all_outputs, int bf16, char *why,
+                  size_t whycap)
 {
     int rv, i = -1;
     if (net == NULL || net->n <= 0 || net->batch != 1) {
