@@ -61,7 +61,8 @@ int be_dnnl_create_precision(be_dnnl_t **out, network *net, int threads, int all
                              be_precision_t precision, char *why, size_t whycap);
 be_precision_t be_dnnl_precision(const be_dnnl_t *d);
 
-/* 1 when bf16 would run here (oneDNN's effective ISA has AVX512_BF16, and no refusal). */
+/* 1 when bf16 would run here (oneDNN's effective ISA has AVX512_BF16, and no refusal).
+ * DNNL_MAX_CPU_ISA=AVX512_CORE in the environment makes it 0 on any CPU (test_gw_precision). */
 int be_dnnl_bf16_supported(void);
 
 /* Test hook: nonzero makes be_dnnl_bf16_supported() answer 0, as on a CPU without bf16, so
