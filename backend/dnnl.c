@@ -8,6 +8,20 @@
 
 #include "err.h"
 
+int be_precision_parse(const char *s)
+{
+    if (s != NULL && strcmp(s, "fp32") == 0)
+        return BE_PRECISION_FP32;
+    if (s != NULL && strcmp(s, "bf16") == 0)
+        return BE_PRECISION_BF16;
+    return -1;
+}
+
+const char *be_precision_name(be_precision_t p)
+{
+    return p == BE_PRECISION_BF16 ? "bf16" : "fp32";
+}
+
 #ifdef FG_HAVE_DNNL
 #include <oneapi/dnnl/dnnl.h>
 
@@ -37,6 +51,7 @@ struct be_dnnl {
     int nmems;
     dnnl_memory_t input; /* the network input, NCHW over the caller's buffer (set per pass) */
     int threads;
+    int bf16; /* 1: convolutions and max-pools in bf16 (be_dnnl_create_precision) */
     char *why;
     size_t whycap;
 };
@@ -159,15 +174,20 @@ static int layer_pd(be_dnnl_t *d, int i, const layer *l, const dnnl_memory_desc_
 {
     dnnl_dims_t sd = {1, l->c, l->h, l->w}, dd = {1, l->out_c, l->out_h, l->out_w};
     dnnl_memory_desc_t smd, dmd, nchw;
-    TRY(dnnl_memory_desc_init_by_tag(&smd, 4, sd, dnnl_f32, dnnl_format_tag_any), "a tensor");
+    /* bf16: activations and weights; biases, accumulation and darknet's tensors stay f32 */
+    dnnl_data_type_t dt = d->bf16 ? dnnl_bf16 : dnnl_f32;
+    TRY(dnnl_memory_desc_init_by_tag(&smd, 4, sd, dt, dnnl_format_tag_any), "a tensor");
     TRY(dnnl_memory_desc_init_by_tag(&nchw, 4, sd, dnnl_f32, dnnl_nchw), "a tensor");
     /* A convolution of the planar input image (3 channels) reads it as it is: with src "any"
      * oneDNN 2.6 picks NHWC for its brgconv kernel, which costs a reorder of the whole image
      * and runs badly on a reduction of 3 x 9; on NCHW it takes its "first layer" kernel
      * (blocked output). Face model: 5.1 -> 4.2 ms per frame (CPU time, 1 thread). */
     if (l->type == CONVOLUTIONAL && l->c <= 4 && dnnl_memory_desc_equal(in, &nchw))
-        smd = *in;
-    TRY(dnnl_memory_desc_init_by_tag(&dmd, 4, dd, dnnl_f32, dnnl_format_tag_any), "a tensor");
+        TRY(dnnl_memory_desc_init_by_tag(&smd, 4, sd, dt, dnnl_nchw), "a tensor");
+    /* a max-pool keeps its input's type (f32 after a layer darknet ran) */
+    if (l->type == MAXPOOL)
+        dt = in->data_type;
+    TRY(dnnl_memory_desc_init_by_tag(&dmd, 4, dd, dt, dnnl_format_tag_any), "a tensor");
     if (l->type == MAXPOOL) {
         /* darknet's window starts at -pad/2; cells outside never win (as oneDNN's padding). */
         int pl = l->pad / 2;
@@ -189,10 +209,10 @@ static int layer_pd(be_dnnl_t *d, int i, const layer *l, const dnnl_memory_desc_
     dnnl_dims_t bd = {l->n};
     if (g == 1) {
         dnnl_dims_t wd = {l->n, l->c, l->size, l->size};
-        TRY(dnnl_memory_desc_init_by_tag(&wmd, 4, wd, dnnl_f32, dnnl_format_tag_any), "weights");
+        TRY(dnnl_memory_desc_init_by_tag(&wmd, 4, wd, dt, dnnl_format_tag_any), "weights");
     } else {
         dnnl_dims_t wd = {g, 1, 1, l->size, l->size};
-        TRY(dnnl_memory_desc_init_by_tag(&wmd, 5, wd, dnnl_f32, dnnl_format_tag_any), "weights");
+        TRY(dnnl_memory_desc_init_by_tag(&wmd, 5, wd, dt, dnnl_format_tag_any), "weights");
     }
     TRY(dnnl_memory_desc_init_by_tag(&bmd, 1, bd, dnnl_f32, dnnl_x), "biases");
     int ph = (l->out_h - 1) * l->stride + l->size - l->h - l->pad;
@@ -376,8 +396,56 @@ void be_dnnl_omp_env(int threads, char **argv)
     unsetenv("GOMP_SPINCOUNT"); /* exec failed: this process keeps libgomp's default */
 }
 
+static int refuse_bf16; /* be_dnnl_refuse_bf16 (tests) */
+
+void be_dnnl_refuse_bf16(int on)
+{
+    refuse_bf16 = on;
+}
+
+int be_dnnl_bf16_supported(void)
+{
+    /* without the AVX512_BF16 instructions oneDNN 2.6 emulates bf16: slower than f32 */
+    return !refuse_bf16 && (dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core_bf16) ==
+                               dnnl_cpu_isa_avx512_core_bf16;
+}
+
+static int create(be_dnnl_t **out, network *net, int threads, int all_outputs, int bf16, char *why,
+                  size_t whycap);
+
 int be_dnnl_create(be_dnnl_t **out, network *net, int threads, int all_outputs, char *why,
                    size_t whycap)
+{
+    return create(out, net, threads, all_outputs, 0, why, whycap);
+}
+
+int be_dnnl_create_precision(be_dnnl_t **out, network *net, int threads, int all_outputs,
+                             be_precision_t precision, char *why, size_t whycap)
+{
+    if (precision != BE_PRECISION_BF16)
+        return create(out, net, threads, all_outputs, 0, why, whycap);
+    char bwhy[256];
+    snprintf(bwhy, sizeof bwhy, "%s",
+             refuse_bf16
+                 ? "refused by be_dnnl_refuse_bf16"
+                 : "oneDNN's CPU ISA here has no AVX512_BF16 (DNNL_MAX_CPU_ISA or the CPU)");
+    if (be_dnnl_bf16_supported()) {
+        int rv = create(out, net, threads, all_outputs, 1, bwhy, sizeof bwhy);
+        if (rv != PROTO_EINVAL)
+            return rv;
+    }
+    /* Never fail to serve for want of bf16: the f32 network, said once. */
+    fprintf(stderr, "framegate-backend: bf16 not available (%s): running fp32\n", bwhy);
+    return create(out, net, threads, all_outputs, 0, why, whycap);
+}
+
+be_precision_t be_dnnl_precision(const be_dnnl_t *d)
+{
+    return d->bf16 ? BE_PRECISION_BF16 : BE_PRECISION_FP32;
+}
+
+static int create(be_dnnl_t **out, network *net, int threads, int all_outputs, int bf16, char *why,
+                  size_t whycap)
 {
     int rv, i = -1;
     if (net == NULL || net->n <= 0 || net->batch != 1) {
@@ -398,6 +466,7 @@ int be_dnnl_create(be_dnnl_t **out, network *net, int threads, int all_outputs, 
     }
     d->net = net;
     d->threads = threads > 0 ? threads : 1;
+    d->bf16 = bf16;
     d->why = why;
     d->whycap = whycap;
     /* The tensors darknet's own code reads must be in its buffers: a darknet layer's input,
@@ -433,6 +502,8 @@ int be_dnnl_create(be_dnnl_t **out, network *net, int threads, int all_outputs, 
         d->plan[i].first = d->nsteps;
         if (d->plan[i].onednn) {
             rv = add_layer(d, i, l, all_outputs || nchw[i], &cur, &curmd);
+            if (rv == PROTO_EINVAL && d->bf16) /* the caller builds the f32 network instead */
+                goto out;
             if (rv == PROTO_EINVAL) { /* a geometry oneDNN does not take: darknet runs it */
                 while (d->nsteps > d->plan[i].first)
                     dnnl_primitive_destroy(d->steps[--d->nsteps].prim);
@@ -566,6 +637,29 @@ int be_dnnl_create(be_dnnl_t **out, network *net, int threads, int all_outputs, 
     if (why != NULL && whycap > 0)
         snprintf(why, whycap, "this build has no oneDNN (libdnnl-dev)");
     return PROTO_EINVAL;
+}
+
+int be_dnnl_create_precision(be_dnnl_t **out, network *net, int threads, int all_outputs,
+                             be_precision_t precision, char *why, size_t whycap)
+{
+    (void)precision;
+    return be_dnnl_create(out, net, threads, all_outputs, why, whycap);
+}
+
+void be_dnnl_refuse_bf16(int on)
+{
+    (void)on;
+}
+
+int be_dnnl_bf16_supported(void)
+{
+    return 0;
+}
+
+be_precision_t be_dnnl_precision(const be_dnnl_t *d)
+{
+    (void)d;
+    return BE_PRECISION_FP32;
 }
 
 float *be_dnnl_predict_stop(be_dnnl_t *d, const float *input, be_fast_stop_cb stop, void *arg)

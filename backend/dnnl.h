@@ -40,6 +40,35 @@ float *be_dnnl_predict_stop(be_dnnl_t *d, const float *input, be_fast_stop_cb st
 /* How many of the network's layers oneDNN runs (the rest are darknet's). Pure function. */
 int be_dnnl_layers(const be_dnnl_t *d);
 
+/* The numbers the convolutions and max-pools compute in. fp32 (the default) agrees with stock
+ * darknet layer by layer (1e-4). bf16 (opt-in per model: backend --precision, gateway
+ * `precision`) keeps activations and weights in bfloat16 (8-bit mantissa) between oneDNN's
+ * layers, with f32 accumulation and f32 biases; the input image is converted once, every
+ * tensor darknet's code reads ([yolo] heads, route, upsample) comes back as f32. Its
+ * answers differ a little from fp32's: tests/unit/test_be_bf16.c holds the tolerance,
+ * bench/results/inference/README.md the measured agreement. */
+typedef enum { BE_PRECISION_FP32 = 0, BE_PRECISION_BF16 = 1 } be_precision_t;
+
+/* "fp32" / "bf16" -> precision; -1 for anything else. Pure functions. */
+int be_precision_parse(const char *s);
+const char *be_precision_name(be_precision_t p);
+
+/* be_dnnl_create at `precision`. bf16 where the CPU lacks AVX512_BF16 (oneDNN would emulate
+ * it, slower than f32), or where oneDNN refuses a bf16 primitive, builds the f32 network
+ * instead and says so in one line on stderr: it never fails for want of bf16.
+ * be_dnnl_precision() says what runs. Same returns and blocking as be_dnnl_create. */
+int be_dnnl_create_precision(be_dnnl_t **out, network *net, int threads, int all_outputs,
+                             be_precision_t precision, char *why, size_t whycap);
+be_precision_t be_dnnl_precision(const be_dnnl_t *d);
+
+/* 1 when bf16 would run here (oneDNN's effective ISA has AVX512_BF16, and no refusal).
+ * DNNL_MAX_CPU_ISA=AVX512_CORE in the environment makes it 0 on any CPU (test_gw_precision). */
+int be_dnnl_bf16_supported(void);
+
+/* Test hook: nonzero makes be_dnnl_bf16_supported() answer 0, as on a CPU without bf16, so
+ * the fallback can be tested. Process-wide; call it with no engine being created. */
+void be_dnnl_refuse_bf16(int on);
+
 /* What GOMP_SPINCOUNT be_dnnl_omp_env picks: an idle OpenMP thread spins this many pause
  * instructions (~0.1-0.2 ms on the AMD EPYC of bench/results/inference; a PAUSE there takes
  * 55-120 ns, not the ~10 ns libgomp's default of 300000 was sized for) and then sleeps. */

@@ -74,7 +74,7 @@ static void usage(FILE *out)
             "           [--init-delay-ms N] [--parent-pid PID] [--instance NAME]\n"
             "           [--max-pixels N] [--max-side N] [--threads N]\n"
             "           [--input-size N|WxH] [--preprocess darknet|faceapi] [--top-k K]\n"
-            "           [--decode exact|fast] [--engine dnnl|blas]\n"
+            "           [--decode exact|fast] [--engine dnnl|blas] [--precision fp32|bf16]\n"
             "           [--stock-darknet]\n"
             "           [--tls-cert PEM --tls-key PEM --tls-ca PEM] [--allow-insecure]\n"
             "           [--join URL [--advertise URL] [--capacity N]]\n"
@@ -106,6 +106,9 @@ static void usage(FILE *out)
             "  --top-k K          classifiers: classes per answer (default 5)\n"
             "  --engine E         the forward pass: dnnl (oneDNN's kernels, default) or blas\n"
             "                     (framegate's kernels on OpenBLAS)\n"
+            "  --precision P      the dnnl engine's numbers: fp32 (default; agrees with\n"
+            "                     darknet) or bf16 (faster where the CPU has AVX512_BF16,\n"
+            "                     answers differ a little; fp32 with a warning elsewhere)\n"
             "  --threads N        threads of the forward pass (default 1)\n"
             "  --stock-darknet    run libdarknet's own forward pass instead of the fast one\n"
             "  --parent-pid PID   exit when that process (the gateway) dies\n"
@@ -159,7 +162,7 @@ static int known_option(const char *a)
         "--seed",        "--threads",     "--max-pixels",    "--max-side",
         "--input-size",  "--preprocess",  "--top-k",         "--tls-cert",
         "--tls-key",     "--tls-ca",      "--join",          "--advertise",
-        "--capacity",    "--decode",      "--engine"};
+        "--capacity",    "--decode",      "--engine",        "--precision"};
     for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
         if (strcmp(a, opts[i]) == 0)
             return 1;
@@ -235,7 +238,7 @@ int main(int argc, char **argv)
     long simulate_ms = -1, init_delay_ms = 0, parent_pid = 0, seed = 1, threads = 1;
     long max_pixels = 64000000, max_side = 16384, top_k = 0;
     int stock = 0, input_w = 0, input_h = 0, prep = BE_PREP_DARKNET, allow_insecure = 0;
-    int decode = BE_DECODE_EXACT, engine = BE_ENGINE_DNNL;
+    int decode = BE_DECODE_EXACT, engine = BE_ENGINE_DNNL, precision = BE_PRECISION_FP32;
     proto_tls_files_t tls = {0};
 
     for (int i = 1; i < argc; i++) {
@@ -305,6 +308,8 @@ int main(int argc, char **argv)
             bad = (prep = be_prep_parse(v)) < 0;
         else if (strcmp(a, "--engine") == 0)
             bad = (engine = be_engine_parse(v)) < 0;
+        else if (strcmp(a, "--precision") == 0)
+            bad = (precision = be_precision_parse(v)) < 0;
         else if (strcmp(a, "--decode") == 0)
             bad = (decode = be_decode_parse(v)) < 0;
         else if (strcmp(a, "--top-k") == 0)
@@ -414,6 +419,7 @@ int main(int argc, char **argv)
                               .prep = (be_prep_t)prep,
                               .decode = (be_decode_t)decode,
                               .engine = (be_engine_t)engine,
+                              .precision = (be_precision_t)precision,
                               .top_k = (int)top_k,
                               .threads = (int)threads,
                               .stock = stock};

@@ -276,7 +276,8 @@ int be_model_load(be_model_t **out, const be_model_opts_t *opts, char *err, size
     }
     if (!opts->stock && opts->engine == BE_ENGINE_DNNL) {
         char why[160];
-        rv = be_dnnl_create(&m->dnnl, m->net, opts->threads, 0, why, sizeof why);
+        rv = be_dnnl_create_precision(&m->dnnl, m->net, opts->threads, 0, opts->precision, why,
+                                      sizeof why);
         if (rv == PROTO_ENOMEM) {
             be_model_free(m);
             return rv;
@@ -346,6 +347,11 @@ int be_model_fast(const be_model_t *m)
 {
     return m->fast != NULL || m->dnnl != NULL;
 }
+be_precision_t be_model_precision(const be_model_t *m)
+{
+    return m->dnnl != NULL ? be_dnnl_precision(m->dnnl) : BE_PRECISION_FP32;
+}
+
 be_engine_t be_model_engine(const be_model_t *m)
 {
     return m->dnnl != NULL ? BE_ENGINE_DNNL : BE_ENGINE_BLAS;

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dnnl.h"
 #include "image.h"
 #include "msg.h"
 
@@ -34,6 +35,7 @@ typedef struct {
     int threads;           /* OpenBLAS threads of the fast path; <= 0 = 1 */
     int stock;             /* 1: run stock darknet's network_predict (tests, benchmarks) */
     be_engine_t engine;    /* the forward pass when not stock: BE_ENGINE_BLAS or _DNNL */
+    be_precision_t precision; /* the oneDNN engine's numbers (dnnl.h); BLAS/stock: fp32 only */
 } be_model_opts_t;
 
 typedef enum {
@@ -62,6 +64,9 @@ int be_model_fast(const be_model_t *m);
 /* The engine that runs the network when be_model_fast() (oneDNN falls back to BLAS when this
  * build or the network cannot use it). */
 be_engine_t be_model_engine(const be_model_t *m);
+/* The precision the network runs in: bf16 only when asked for, on the oneDNN engine, and the
+ * CPU takes it (be_dnnl_create_precision); fp32 otherwise. */
+be_precision_t be_model_precision(const be_model_t *m);
 
 /* The network's input buffer (3 x h x w floats, CHW), owned by the model. */
 float *be_model_input(be_model_t *m);

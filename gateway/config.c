@@ -158,6 +158,13 @@ static int set_key(gw_config_t *cfg, gw_model_t *model, const gw__key_t *k, cons
                 return 0;
             }
         return fail(err, errcap, origin, shown, "expected exact or fast", value);
+    case T_PRECISION:
+        for (int i = 0; i < 2; i++)
+            if (strcmp(value, gw__precision_names[i]) == 0) {
+                *(int *)(base + k->off) = i;
+                return 0;
+            }
+        return fail(err, errcap, origin, shown, "expected fp32 or bf16", value);
     case T_STR:
     case T_SECRET:
         if (strlen(value) >= k->cap)

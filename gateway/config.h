@@ -20,6 +20,9 @@
 typedef enum { GW_PRE_DARKNET = 0, GW_PRE_FACEAPI = 1 } gw_preprocess_t;
 /* JPEG decoding: exact (the reference pipeline's pixels) or fast (DCT-scaled; backend --decode). */
 typedef enum { GW_DECODE_EXACT = 0, GW_DECODE_FAST = 1 } gw_decode_t;
+/* The network's numbers on the oneDNN engine: fp32 (agrees with darknet) or bf16 (opt-in,
+ * faster where the CPU has AVX512_BF16, answers drift a little; backend --precision). */
+typedef enum { GW_PRECISION_FP32 = 0, GW_PRECISION_BF16 = 1 } gw_precision_t;
 
 /* gw_model_t.set: pool keys a model gave itself; the others follow the top-level key of the
  * same name (resolved by gw_config_validate). */
@@ -44,6 +47,7 @@ typedef struct {
     int input_size;             /* network input side in pixels; 0 = the cfg's */
     int preprocess;             /* gw_preprocess_t */
     int decode;                 /* gw_decode_t */
+    int precision;              /* gw_precision_t */
     double threshold;           /* default detection threshold, 0..1 */
     double nms;                 /* NMS IoU, 0..1 */
     int top_k;                  /* classifiers: classes answered; 0 = the backend's default */

@@ -23,6 +23,7 @@ typedef enum {
     T_PROVIDER,
     T_SECRET, /* a string never printed back */
     T_DECODE,
+    T_PRECISION,
 } gw__key_type_t;
 
 typedef struct {
@@ -43,6 +44,7 @@ extern const char *const gw__level_names[4];
 extern const char *const gw__preprocess_names[2];
 extern const char *const gw__provider_names[7];
 extern const char *const gw__decode_names[2];
+extern const char *const gw__precision_names[2];
 
 // A top-level key by name, or NULL. The table is static and read-only.
 const gw__key_t *gw__config_find_key(const char *name);

@@ -168,6 +168,7 @@ const gw__key_t gw__model_keys[] = {
     {"input_size", T_INT, M(input_size), 0, 0, 8192, 0},
     {"preprocess", T_PREPROCESS, M(preprocess), 0, 0, 0, 0},
     {"decode", T_DECODE, M(decode), 0, 0, 0, 0},
+    {"precision", T_PRECISION, M(precision), 0, 0, 0, 0},
     {"threshold", T_DOUBLE, M(threshold), 0, 0, 1, 0},
     {"nms", T_DOUBLE, M(nms), 0, 0, 1, 0},
     {"top_k", T_INT, M(top_k), 0, 0, 1000, 0},
@@ -194,6 +195,7 @@ const char *const gw__preprocess_names[2] = {"darknet", "faceapi"};
 const char *const gw__provider_names[7] = {"",    "local", "static",    "registered",
                                            "ec2", "gce",   "kubernetes"};
 const char *const gw__decode_names[2] = {"exact", "fast"};
+const char *const gw__precision_names[2] = {"fp32", "bf16"};
 
 /* A new model: darknet's own defaults, pool keys inherited. */
 void gw__config_init_model(gw_model_t *m, const char *name)
@@ -376,6 +378,9 @@ static void print_key(FILE *out, const gw__key_t *k, const char *base, const cha
         break;
     case T_DECODE:
         fprintf(out, "%s = %s\n", name, gw__decode_names[*(const int *)(base + k->off) & 1]);
+        break;
+    case T_PRECISION:
+        fprintf(out, "%s = %s\n", name, gw__precision_names[*(const int *)(base + k->off) & 1]);
         break;
     case T_PROVIDER:
     case T_STR:

@@ -294,7 +294,8 @@ static int local_start(gw_provider_t *p, const char *name, void *owner, gw_insta
     local_t *lp = (local_t *)p;
     const gw_model_t *m = lp->model;
     gw_instance_t *inst = calloc(1, sizeof *inst);
-    char *argv[MAX_ARGS + 32], extra[GW_CONFIG_STR_MAX], ppid[32], thr[32], nms[32], size[16],
+    /* 33 fixed slots at most (every optional flag set), MAX_ARGS of backend_args, the NULL */
+    char *argv[MAX_ARGS + 40], extra[GW_CONFIG_STR_MAX], ppid[32], thr[32], nms[32], size[16],
         topk[16], side[16], pixels[24];
     int argc = 0, rv, n;
 
@@ -350,6 +351,10 @@ static int local_start(gw_provider_t *p, const char *name, void *owner, gw_insta
     if (m->decode == GW_DECODE_FAST) {
         argv[argc++] = "--decode";
         argv[argc++] = "fast";
+    }
+    if (m->precision == GW_PRECISION_BF16) {
+        argv[argc++] = "--precision";
+        argv[argc++] = "bf16";
     }
     if (m->input_size != 0) {
         argv[argc++] = "--input-size";

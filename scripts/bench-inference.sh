@@ -6,7 +6,7 @@
 # the same build: cmake --build build-inference --target framegate-dnnl-probe.
 # Results: bench/results/inference/latest.{json,txt}. Extra arguments go to the binary
 # (--reps N, --stock-reps N, --warmup N, --threads MAX, --sgemm-n N, --cfg FILE, --ort 0|1,
-# --gap-ms N).
+# --gap-ms N, --bf16 0|1: precision = bf16 timed and checked against fp32, default 1).
 # Installs what it needs first (scripts/setup.sh --bench adds libopencv-dev, python3-onnx and
 # bench/inference/ort/node_modules).
 set -eu

@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agree.h"
 #include "err.h"
 #include "dnnl.h"
 #include "fast.h"
@@ -36,7 +37,7 @@
 #define MAX_FRAMES 12
 
 typedef struct {
-    int reps, stock_reps, warmup, sgemm_n, max_threads, ort, gap_ms;
+    int reps, stock_reps, warmup, sgemm_n, max_threads, ort, gap_ms, bf16;
     const char *out, *cfg, *data, *tmpdir;
 } opts_t;
 
@@ -140,33 +141,6 @@ static cJSON *timing(double ms, double flops)
     return o;
 }
 
-/* Output text goes to stdout and the .txt file alike. */
-static FILE *txt;
-
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    if (txt != NULL) {
-        va_start(ap, fmt);
-        vfprintf(txt, fmt, ap);
-        va_end(ap);
-    }
-    fflush(stdout);
-}
-
-static float box_iou_xywh(const proto_det_t *a, const proto_det_t *b)
-{
-    float x0 = fmaxf(a->x, b->x), y0 = fmaxf(a->y, b->y);
-    float x1 = fminf(a->x + a->w, b->x + b->w), y1 = fminf(a->y + a->h, b->y + b->h);
-    float inter = fmaxf(0, x1 - x0) * fmaxf(0, y1 - y0);
-    float u = a->w * a->h + b->w * b->h - inter;
-    return u > 0 ? inter / u : 0;
-}
-
 /* What decode = fast costs and saves, per model, on `fr` (JPEG frames of camera sizes): the
  * decode + pre-processing time of each mode (median, the two modes taking turns frame by
  * frame), and how far fast's answers are from exact's (exact gives the reference pipeline's
@@ -192,8 +166,8 @@ static void decode_cost(const opts_t *o, be_model_t *bm, be_image_t *im, const f
             }
         }
     double exact = median(t[BE_DECODE_EXACT], k), fast = median(t[BE_DECODE_FAST], k);
-    float min_iou = 1, max_drift = 0;
-    int pairs = 0, only = 0, boxes = 0;
+    agree_t a;
+    agree_init(&a);
     for (int i = 0; i < fr->n; i++) {
         proto_det_t d[2][64];
         int n[2], ow = 0, oh = 0;
@@ -203,44 +177,20 @@ static void decode_cost(const opts_t *o, be_model_t *bm, be_image_t *im, const f
             n[dec] = be_model_detect(bm, ow, oh, 0, 0, d[dec], 64);
             n[dec] = n[dec] < 0 ? 0 : n[dec];
         }
-        char used[64] = {0};
-        for (int a = 0; a < n[0]; a++) {
-            int best = -1;
-            float bi = 0;
-            for (int b = 0; b < n[1]; b++) {
-                float v = box_iou_xywh(&d[0][a], &d[1][b]);
-                if (!used[b] && d[1][b].class_id == d[0][a].class_id && v > bi) {
-                    bi = v;
-                    best = b;
-                }
-            }
-            if (best < 0) {
-                only++;
-                continue;
-            }
-            used[best] = 1;
-            pairs++;
-            min_iou = fminf(min_iou, bi);
-            max_drift = fmaxf(max_drift, fabsf(d[0][a].confidence - d[1][best].confidence));
-        }
-        for (int b = 0; b < n[1]; b++)
-            only += !used[b];
-        boxes += n[0];
+        agree_add(&a, d[0], n[0], d[1], n[1]);
     }
     say("decode = fast vs exact on %d %s: decode + pre-processing %.2f vs %.2f ms/frame "
         "(saves %.2f ms); answers: %d boxes (exact), %d paired, min IoU %.3f, max |score drift| "
         "%.3f, %d found by one mode only\n",
-        fr->n, what, fast, exact, exact - fast, boxes, pairs, min_iou, max_drift, only);
+        fr->n, what, fast, exact, exact - fast, a.boxes, a.pairs, a.min_iou, a.max_drift, a.only);
     cJSON *j = cJSON_AddObjectToObject(m, "decode_fast_vs_exact");
     cJSON_AddStringToObject(j, "frames", what);
     cJSON_AddNumberToObject(j, "exact_preprocess_ms", exact);
     cJSON_AddNumberToObject(j, "fast_preprocess_ms", fast);
     cJSON_AddNumberToObject(j, "saved_ms", exact - fast);
-    cJSON_AddNumberToObject(j, "boxes_exact", boxes);
-    cJSON_AddNumberToObject(j, "paired", pairs);
-    cJSON_AddNumberToObject(j, "min_iou", min_iou);
-    cJSON_AddNumberToObject(j, "max_score_drift", max_drift);
-    cJSON_AddNumberToObject(j, "one_mode_only", only);
+    cJSON_AddNumberToObject(j, "boxes_exact", a.boxes);
+    agree_json(j, &a);
+    cJSON_AddNumberToObject(j, "one_mode_only", a.only);
 }
 
 static double core_peak; /* GFLOP/s of one core (core_peak_gflops) */
@@ -364,8 +314,8 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
         have_onnx = 0;
     }
     struct {
-        double net, e2e, ort, rel;
-        const char *engine;
+        double net, e2e, ort, rel, bnet, be2e;
+        const char *engine, *bprec;
     } sum[2];
     int nsum = 0;
     cJSON *runs = cJSON_AddArrayToObject(m, "runs");
@@ -400,6 +350,15 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
             say("be_model_load: %s\n", err);
             bm = NULL;
         }
+        /* precision = bf16 (opt-in per model): its network and whole path, in turn with the rest */
+        be_dnnl_t *dnb = NULL;
+        be_model_t *bmb = NULL;
+        be_model_opts_t mob = mo;
+        mob.precision = BE_PRECISION_BF16;
+        if (o->bf16 &&
+            (be_dnnl_create_precision(&dnb, net, th, 0, BE_PRECISION_BF16, err, sizeof err) != 0 ||
+             be_model_load(&bmb, &mob, err, sizeof err) != 0))
+            say("bf16: %s\n", err);
         double rel_ort = NAN;
         ort_peer_t *ort = have_onnx ? ort_ready(onnx, th, fr, net->inputs, heads, nheads, o->tmpdir,
                                                 ort_version, sizeof ort_version, &rel_ort)
@@ -414,25 +373,28 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
          * because in a fixed cycle each engine always follows the same one and inherits its
          * spinning threads (libgomp's, ONNX Runtime's) alone. */
         double tf[256], to[256], te[256], tp[256], td[256], tx[256], settle[256] = {0};
+        double tb[256], tbe[256];
         double ort_busy[512]; /* ONNX Runtime's CPU ms during each framegate turn of group 1 */
         int nbusy = 0;
         proto_det_t dets[256];
         float *scratch = malloc((size_t)3 * w * h * sizeof(float));
         int reps = o->reps > 256 ? 256 : o->reps;
-        static const int groups[2][3] = {{4, 2, 5}, {0, 1, 3}};
+        static const int groups[2][5] = {{4, 2, 5, 6, 7}, {0, 1, 3}};
+        const int ng[2] = {dnb != NULL && bmb != NULL ? 5 : 3, 3};
         unsigned lcg = 12345u + (unsigned)th;
         for (int gi = 0; gi < 2; gi++)
             for (int r = -o->warmup; r < reps; r++) {
                 int i = (r + o->warmup) % fr->n;
                 const float *in = fr->input[i];
-                int order[3] = {groups[gi][0], groups[gi][1], groups[gi][2]};
-                for (int k = 2; k > 0; k--) { /* Fisher-Yates with a fixed-seed LCG */
+                int order[5];
+                memcpy(order, groups[gi], sizeof order);
+                for (int k = ng[gi] - 1; k > 0; k--) { /* Fisher-Yates with a fixed-seed LCG */
                     lcg = lcg * 1103515245u + 12345u;
                     int j = (int)((lcg >> 16) % (unsigned)(k + 1)), t = order[k];
                     order[k] = order[j];
                     order[j] = t;
                 }
-                for (int k = 0; k < 3; k++) {
+                for (int k = 0; k < ng[gi]; k++) {
                     int turn = order[k];
                     double ort_ms = NAN;
                     long long oc = turn == 5 ? -1 : ort_peer_cpu_ns(ort);
@@ -442,12 +404,15 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
                     } else if (turn == 1) {
                         if (ocv != NULL && ocv_predict(ocv, in, w, h, err, sizeof err) < 0)
                             say("OpenCV: %s\n", err);
-                    } else if (turn == 2 && bm != NULL) {
+                    } else if ((turn == 2 && bm != NULL) || turn == 7) {
+                        be_model_t *e = turn == 2 ? bm : bmb;
                         int ow, oh;
                         be_image_letterbox(im, fr->jpeg[i], fr->len[i], prep_mode, decode_mode, w,
-                                           h, be_model_input(bm), &ow, &oh, NULL, NULL, err,
+                                           h, be_model_input(e), &ow, &oh, NULL, NULL, err,
                                            sizeof err);
-                        be_model_detect(bm, ow, oh, 0, 0, dets, 256);
+                        be_model_detect(e, ow, oh, 0, 0, dets, 256);
+                    } else if (turn == 6) {
+                        be_dnnl_predict_stop(dnb, in, NULL, NULL);
                     } else if (turn == 3 && scratch != NULL) { /* decode + letterbox of dog.jpg */
                         int ow, oh;
                         be_image_letterbox(im, fr->jpeg[0], fr->len[0], prep_mode, decode_mode, w,
@@ -471,7 +436,9 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
                          : turn == 2 ? te
                          : turn == 3 ? tp
                          : turn == 4 ? td
-                                     : tx)[r] = dt;
+                         : turn == 5 ? tx
+                         : turn == 6 ? tb
+                                     : tbe)[r] = dt;
                     /* ONNX Runtime's pool spins for 70+ ms after a run (ort_peer_settle):
                      * the next turn starts once it has gone to sleep, as it would on a machine
                      * that runs only one of them. Its wait is kept apart from --gap-ms. */
@@ -492,6 +459,11 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
         double e2e = bm != NULL ? median(te, reps) : NAN;
         double dnn = dn != NULL ? median(td, reps) : NAN, rel_dnnl = NAN;
         double ortms = ort != NULL ? median(tx, reps) : NAN;
+        double bnet = ng[0] == 5 ? median(tb, reps) : NAN,
+               be2e = ng[0] == 5 ? median(tbe, reps) : NAN;
+        const char *bprec = bmb != NULL ? be_precision_name(be_model_precision(bmb)) : "-";
+        be_dnnl_destroy(dnb);
+        be_model_free(bmb);
         double ort_settle = ort != NULL ? median(settle, reps) : NAN;
         double busy_max = 0;
         for (int k = 0; k < nbusy; k++)
@@ -542,10 +514,18 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
             cJSON_AddNumberToObject(run, "framegate_e2e_over_onnxruntime", e2e / ortms);
             cJSON_AddNumberToObject(run, "framegate_net_over_onnxruntime", fgnet / ortms);
         }
+        if (!isnan(bnet)) {
+            cJSON_AddItemToObject(run, "framegate_dnnl_bf16", timing(bnet, flops));
+            cJSON_AddItemToObject(run, "framegate_e2e_bf16", timing(be2e, flops));
+            cJSON_AddStringToObject(run, "bf16_ran_as", bprec);
+        }
         sum[nsum].net = dn != NULL ? dnn : fast;
         sum[nsum].engine = dn != NULL ? "dnnl" : "blas";
         sum[nsum].e2e = e2e;
         sum[nsum].ort = ortms;
+        sum[nsum].bnet = bnet;
+        sum[nsum].be2e = be2e;
+        sum[nsum].bprec = bprec;
         sum[nsum++].rel = rel_ort;
         cJSON_AddItemToArray(runs, run);
         say("%-7d %-14s %10.1f %9.2f %9.2f %11.1f%% %13.3f %13.3f %11.1f%%\n", th, "fg net (blas)",
@@ -555,6 +535,11 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
             say("%-7d %-14s %10.1f %9.2f %9.2f %11.1f%% %13.3f %13.3f %11.1f%%\n", th,
                 "fg net (dnnl)", dnn, 1e3 / dnn, flops / (dnn * 1e6),
                 100 * flops / (dnn * 1e6) / sgemm[th - 1], dnn / cv, dnn / stock, 100 * pre / dnn);
+        if (!isnan(bnet))
+            say("%-7d %-14s %10.1f %9.2f %9.2f %11.1f%%\n%-7d %-14s %10.1f %9.2f   (ran as %s)\n",
+                th, "fg net (bf16)", bnet, 1e3 / bnet, flops / (bnet * 1e6),
+                100 * flops / (bnet * 1e6) / sgemm[th - 1], th, "fg e2e (bf16)", be2e, 1e3 / be2e,
+                bprec);
         char e2e_name[32];
         snprintf(e2e_name, sizeof e2e_name, "fg e2e (%s)", e2e_engine);
         say("%-7d %-14s %10.1f %9.2f %9s %12s %13.3f %13.3f\n", th, e2e_name, e2e, 1e3 / e2e, "",
@@ -587,6 +572,16 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
     say("fg net = the %s engine (the default); fg e2e = decode + letterbox + network + boxes "
         "(be_model_detect); ORT net = session.run alone\n",
         nsum > 0 ? sum[0].engine : "-");
+    if (nsum > 0 && !isnan(sum[0].bnet)) {
+        say("precision = bf16 (opt-in per model) next to fp32 and ONNX Runtime, same runs:\n");
+        say("%-7s %9s %9s %9s %9s %9s %13s %13s\n", "threads", "fp32 net", "bf16 net", "fp32 e2e",
+            "bf16 e2e", "ORT net", "bf16 e2e/ORT", "bf16 net/ORT");
+        for (int k = 0; k < nsum; k++)
+            say("%-7d %9.2f %9.2f %9.2f %9.2f %9.2f %13.3f %13.3f%s\n", k + 1, sum[k].net,
+                sum[k].bnet, sum[k].e2e, sum[k].be2e, sum[k].ort, sum[k].be2e / sum[k].ort,
+                sum[k].bnet / sum[k].ort,
+                strcmp(sum[k].bprec, "bf16") ? " (bf16 ran as fp32)" : "");
+    }
     unlink(onnx);
     free(heads);
     free(ref);
@@ -603,6 +598,8 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
         if (be_model_load(&bm, &mo, err, sizeof err) == 0)
             decode_cost(o, bm, im, dfr, dwhat, m);
         be_model_free(bm);
+        if (o->bf16)
+            agree_precision(&mo, im, dfr->jpeg, dfr->len, dfr->n, dwhat, m);
     }
     if (ocv != NULL)
         ocv_destroy(ocv);
@@ -614,7 +611,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: framegate-bench-inference [--reps N] [--stock-reps N] [--warmup N]\n"
             "       [--threads MAX] [--sgemm-n N] [--cfg yolov3-tiny.cfg] [--data DIR]\n"
-            "       [--out DIR] [--ort 0|1] [--gap-ms N (idle between turns)]\n"
+            "       [--out DIR] [--ort 0|1] [--gap-ms N (idle between turns)] [--bf16 0|1]\n"
             "Env: FRAMEGATE_CACHE (default ~/.cache/framegate): models/face-tiny.{cfg,weights}\n"
             "are benchmarked too when present. --ort 0 leaves ONNX Runtime out (it needs\n"
             "bench/inference/ort/node_modules and python3-onnx: scripts/setup.sh --bench).\n");
@@ -629,6 +626,7 @@ int main(int argc, char **argv)
                 .max_threads = 2,
                 .ort = 1,
                 .gap_ms = 0,
+                .bf16 = 1,
                 .out = "bench/results/inference",
                 .cfg = FG_DARKNET_SHARE "/cfg/yolov3-tiny.cfg",
                 .data = FG_DARKNET_SHARE "/data"};
@@ -658,6 +656,8 @@ int main(int argc, char **argv)
             o.ort = atoi(v);
         else if (strcmp(a, "--gap-ms") == 0)
             o.gap_ms = atoi(v);
+        else if (strcmp(a, "--bf16") == 0) /* 0: leave precision = bf16 out */
+            o.bf16 = atoi(v);
         else {
             usage();
             return 2;
@@ -679,7 +679,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "cannot create %s: %s\n", o.out, strerror(errno));
         return 1;
     }
-    if ((txt = fopen(path, "w")) == NULL || mkdtemp(tmpdir) == NULL) {
+    FILE *txt = fopen(path, "w");
+    say_to(txt);
+    if (txt == NULL || mkdtemp(tmpdir) == NULL) {
         fprintf(stderr, "cannot write %s or a temp dir\n", path);
         return 1;
     }
@@ -776,6 +778,7 @@ int main(int argc, char **argv)
     say("\nwrote %s/latest.{json,txt}\n", o.out);
     free(json);
     cJSON_Delete(root);
+    say_to(NULL);
     fclose(txt);
     for (int i = 0; i < fr.n; i++) {
         free(fr.jpeg[i]);

@@ -530,9 +530,9 @@ static void test_every_key_from_env(void **state)
     fclose(f);
     unlink(path);
     /* every top-level key but the alias "backends" (123, the secrets among them printed as
-     * comments); 12 keys per model and yolov3-tiny's own min_backends (the store_* switches
+     * comments); 13 keys per model and yolov3-tiny's own min_backends (the store_* switches
      * a model inherits are comments) */
-    assert_int_equal(n, 123 + 12 + 13);
+    assert_int_equal(n, 123 + 13 + 14);
     /* The models exist, empty: the environment fills them ("YOLOV3_TINY" finds
      * "yolov3-tiny"). */
     memset(&b, 0, sizeof b);
@@ -572,7 +572,7 @@ static void test_models(void **state)
     unlink(path);
     char *env[] = {"FRAMEGATE_MODEL_YOLOV3_TINY_BACKEND_ARGS=--simulate-ms 7",
                    "FRAMEGATE_MODEL_CLS_MAX_BACKENDS=4", "FRAMEGATE_MODEL_YOLOV3_TINY_DECODE=fast",
-                   NULL};
+                   "FRAMEGATE_MODEL_FACE_PRECISION=bf16", NULL};
     assert_int_equal(gw_config_load_env(&c, env, err, sizeof err), 0);
     /* --set after the file: a top-level key reaches the models that did not set it. */
     assert_int_equal(gw_config_set(&c, "min_backends", "2", "--set", err, sizeof err), 0);
@@ -593,6 +593,8 @@ static void test_models(void **state)
     assert_string_equal(yolo->backend_args, "--simulate-ms 7");
     assert_int_equal(yolo->decode, GW_DECODE_FAST);
     assert_int_equal(face->decode, GW_DECODE_EXACT);
+    assert_int_equal(face->precision, GW_PRECISION_BF16);
+    assert_int_equal(yolo->precision, GW_PRECISION_FP32);
     assert_int_equal(cls->min_backends, 2);
     assert_int_equal(cls->max_backends, 4);
     assert_int_equal(cls->top_k, 5);
@@ -637,6 +639,7 @@ static void test_models(void **state)
         {"[model face]\nmax_connections = 5\n", ":2:", "model.face.max_connections"},
         {"\n[model face]\npreprocess = yolo\n", ":3:", "model.face.preprocess"},
         {"[model face]\ndecode = scaled\n", ":2:", "model.face.decode"},
+        {"[model face]\nprecision = int8\n", ":2:", "model.face.precision"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         gw_config_defaults(&c);
