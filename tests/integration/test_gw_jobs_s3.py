@@ -78,8 +78,12 @@ try:
         st, _, data = gw.request("POST", "/v1/jobs", body=body, headers={"Content-Type": ctype})
         fg.check(400 <= st < 500, f"an upload with an empty image is refused ({st} {data[:80]})")
         ours = f"fg/jobs/{jid}/"
-        fg.wait_for(lambda: all(k.startswith(ours) for k in s3.keys() if k.startswith("fg/jobs/")),
-                    10)
+        # The refused job's purge runs once its writes have landed (they may wait behind the
+        # first job's result writes): its log line, not an empty bucket, says it is over. An
+        # empty listing alone raced a write still queued, which then landed (and was purged).
+        purged = fg.wait_for(lambda: re.search(r"event=jobs_purge prefix=jobs/(?!%s/)\S+/ "
+                                               % re.escape(jid), gw.log()), 10)
+        fg.check(purged is not None, "the refused upload's objects were purged")
         stray = [k for k in s3.keys() if k.startswith("fg/jobs/") and not k.startswith(ours)]
         fg.check(stray == [], f"the refused upload left nothing in the bucket ({stray[:3]})")
         # a camera's frame kept by the frame store, beside the jobs
