@@ -36,7 +36,7 @@ typedef struct {
 } slot_t;
 
 struct gw_link {
-    gw_splink_t *sp; /* ipc://: the loop's own SP client, and nothing below is used */
+    gw_splink_t *sp; /* ipc://: the loop's own SP client; of the fields below only nslots is used */
     nng_socket sock;
     int sock_open;
     nng_dialer dialer;
@@ -130,6 +130,7 @@ int gw_link_create(gw_link_t **out, const char *addr, int nslots, gw_bridge_t *b
             free(l);
             return rv;
         }
+        l->nslots = nslots;
         *out = l;
         return 0;
     }
@@ -340,8 +341,7 @@ void gw_link_cancel(gw_link_t *l, int slot)
 
 void gw_link_cancel_all(gw_link_t *l)
 {
-    int n = l->sp != NULL ? gw_splink_nslots(l->sp) : l->nslots;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < l->nslots; i++)
         gw_link_cancel(l, i);
 }
 

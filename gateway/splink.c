@@ -490,11 +490,6 @@ int gw_splink_busy(const gw_splink_t *l)
     return l->busy;
 }
 
-int gw_splink_nslots(const gw_splink_t *l)
-{
-    return l->nslots;
-}
-
 void gw_splink_dials(const gw_splink_t *l, gw_link_dials_t *out)
 {
     *out = l->dials;

@@ -34,7 +34,6 @@ int gw_splink_send(gw_splink_t *l, int slot, const proto_req_t *req, uint64_t ti
 void gw_splink_cancel(gw_splink_t *l, int slot);
 int gw_splink_idle(const gw_splink_t *l, int slot);
 int gw_splink_busy(const gw_splink_t *l);
-int gw_splink_nslots(const gw_splink_t *l);
 /* The connection attempts so far, counted as NNG's dialer counts them. */
 void gw_splink_dials(const gw_splink_t *l, gw_link_dials_t *out);
 /* Closes the connection and every handle; the memory goes once libuv has closed them, so
