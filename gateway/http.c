@@ -38,11 +38,12 @@ void gw__http_alloc_buf(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     gw_conn_t *c = h->data;
     gw_req_t *r = c->cur;
     (void)suggested;
-    if (c->tls == NULL && r != NULL && c->phase == GW_PH_BODY && r->body_sized &&
-        r->body != NULL && r->body_cap - r->body_len >= DIRECT_MIN && !c->paused &&
-        c->pending == NULL && !c->fatal && !c->closing && !c->lingering) {
+    if (c->tls == NULL && r != NULL && c->phase == GW_PH_BODY && r->body_sized && r->body != NULL &&
+        r->body_cap - r->body_len >= DIRECT_MIN && !c->paused && c->pending == NULL && !c->fatal &&
+        !c->closing && !c->lingering) {
         size_t rest = r->body_cap - r->body_len;
-        *buf = uv_buf_init((char *)r->body + r->body_len, rest > UINT_MAX ? UINT_MAX : (unsigned)rest);
+        *buf =
+            uv_buf_init((char *)r->body + r->body_len, rest > UINT_MAX ? UINT_MAX : (unsigned)rest);
         return;
     }
     *buf = uv_buf_init(c->srv->rbuf, sizeof c->srv->rbuf);

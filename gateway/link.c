@@ -204,7 +204,8 @@ static void read_dialer(nng_stat *scope, const dials_walk_t *w)
     for (nng_stat *c = nng_stat_child(scope); c != NULL && which < 0; c = nng_stat_next(c))
         if (strcmp(nng_stat_name(c), "id") == 0)
             for (int i = 0; i < w->n; i++)
-                if (w->links[i]->sp == NULL && (uint64_t)nng_dialer_id(w->links[i]->dialer) == nng_stat_value(c))
+                if (w->links[i]->sp == NULL &&
+                    (uint64_t)nng_dialer_id(w->links[i]->dialer) == nng_stat_value(c))
                     which = i;
     if (which < 0)
         return;

@@ -7,15 +7,15 @@
 #include "err.h"
 #include "sp.h"
 
-enum { S_IDLE, S_QUEUED, S_SENT, S_DONE };      /* a slot */
+enum { S_IDLE, S_QUEUED, S_SENT, S_DONE };       /* a slot */
 enum { C_DOWN, C_CONNECTING, C_HELLO, C_READY }; /* the connection */
 enum { P_NONE, P_OPEN, P_CLOSING };              /* the pipe handle */
 
 #define BACKOFF_MIN_MS 20
 #define BACKOFF_MAX_MS 250
-#define HELLO_TIMEOUT_MS 10000  /* NNG's negotiation timeout */
-#define RBUF_MIN (64u << 10)    /* read buffer kept between messages */
-#define RBUF_SHRINK (1u << 20)  /* a buffer grown past this for a big reply is given back */
+#define HELLO_TIMEOUT_MS 10000 /* NNG's negotiation timeout */
+#define RBUF_MIN (64u << 10)   /* read buffer kept between messages */
+#define RBUF_SHRINK (1u << 20) /* a buffer grown past this for a big reply is given back */
 #define HEAD_CAP (PROTO_SP_IPC_HDR + 4 + PROTO_REQ_HEAD_MAX)
 
 typedef struct slot slot_t;
@@ -23,8 +23,8 @@ struct slot {
     gw_splink_t *l;
     int index;
     int phase;
-    uint32_t id;       /* the request id of the operation in S_SENT */
-    uv_timer_t timer;  /* the deadline; then, at 0 ms, a completion that must not run inline */
+    uint32_t id;         /* the request id of the operation in S_SENT */
+    uv_timer_t timer;    /* the deadline; then, at 0 ms, a completion that must not run inline */
     gw_link_status_t st; /* S_DONE: how it ended */
     const char *why;
     uint8_t *qmsg; /* S_QUEUED: the whole message, copied (the caller's payload is ours only

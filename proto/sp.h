@@ -27,7 +27,7 @@
 #define PROTO_SP_REQ0 0x30u
 #define PROTO_SP_REP0 0x31u
 #define PROTO_SP_HELLO_LEN 8
-#define PROTO_SP_IPC_HDR 9 /* the type byte and the 64-bit length */
+#define PROTO_SP_IPC_HDR 9  /* the type byte and the 64-bit length */
 #define PROTO_SP_HOPS_MAX 8 /* header words a rep accepts before the request id (NNG's ttl) */
 /* The largest message either end accepts: the biggest request (a PROTO_PAYLOAD_MAX image)
  * with room for its fields, as the NNG sockets' NNG_OPT_RECVMAXSZ. */

@@ -91,8 +91,12 @@ static void run_until(int n)
 static int send_detect(gw_link_t *l, int slot, uint64_t id, const uint8_t *payload, size_t len,
                        uint64_t timeout_ms)
 {
-    proto_req_t req = {.type = PROTO_T_DETECT, .id = id, .payload = payload,
-                       .payload_len = (uint32_t)len, .camera = "cam", .camera_len = 3};
+    proto_req_t req = {.type = PROTO_T_DETECT,
+                       .id = id,
+                       .payload = payload,
+                       .payload_len = (uint32_t)len,
+                       .camera = "cam",
+                       .camera_len = 3};
     return gw_link_send(l, slot, &req, timeout_ms);
 }
 
@@ -239,7 +243,8 @@ static void write_rep(int fd, const uint8_t id[4], uint64_t req_id)
     assert_int_equal(proto_rep_encode(&rep, out + PROTO_SP_IPC_HDR + 4, 128, &len), 0);
     proto_sp_ipc_frame(out, 4 + len);
     memcpy(out + PROTO_SP_IPC_HDR, id, 4);
-    assert_int_equal(write(fd, out, PROTO_SP_IPC_HDR + 4 + len), (ssize_t)(PROTO_SP_IPC_HDR + 4 + len));
+    assert_int_equal(write(fd, out, PROTO_SP_IPC_HDR + 4 + len),
+                     (ssize_t)(PROTO_SP_IPC_HDR + 4 + len));
 }
 
 static void *peer_run(void *arg)
