@@ -25,14 +25,16 @@
 
 static struct {
     gw_job_t *held[HELD_MAX];
-    int nheld, refuse;
+    int nheld, refuse, nrefused;
 } S;
 
 static int fake_submit(void *ctx, gw_job_t *job)
 {
     (void)ctx;
-    if (S.refuse)
+    if (S.refuse) {
+        S.nrefused++;
         return PROTO_EQUEUEFULL;
+    }
     assert_true(S.nheld < HELD_MAX);
     S.held[S.nheld++] = job;
     return 0;
@@ -358,13 +360,29 @@ static void test_window_and_refusal(void **state)
     S.held[0] = S.held[--S.nheld];
     g->err = PROTO_EQUEUEFULL;
     g->on_done(g);
-    /* sent again at once: read back, refused again, then it waits for the retry timer */
-    assert_int_equal(j->imgs[0].st, GW__IMG_OUT);
-    for (int i = 0; i < 100 && j->imgs[0].st != GW__IMG_PENDING; i++)
+    /* Sent again at once: read back, refused again, then it waits for the retry timer, and
+     * no other image is read and offered meanwhile. (Reads complete in any order, so which
+     * image g was is not known: it is the one of the first four that waits.) */
+    int npending = 0, nout = 0;
+    for (int it = 0; it < 100; it++) {
+        npending = nout = 0;
+        for (int i = 0; i < 4; i++)
+            npending += j->imgs[i].st == GW__IMG_PENDING;
+        if (npending == 1)
+            break;
         uv_run(&f->loop, UV_RUN_ONCE);
+    }
+    assert_int_equal(npending, 1);
+    assert_int_equal(S.nrefused, 1);
+    /* the retry timer is 200 ms away: turning the loop meanwhile reads and offers nothing */
+    for (int it = 0; it < 20; it++)
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(S.nrefused, 1);
+    for (int i = 0; i < 8; i++)
+        nout += j->imgs[i].st == GW__IMG_OUT;
+    assert_int_equal(nout, 3); /* 4..7 were not read while the pool refuses */
     assert_int_equal(S.nheld, 3);
     assert_int_equal(j->nfailed, 0);
-    assert_int_equal(j->imgs[0].st, GW__IMG_PENDING);
     assert_int_equal(gw_jobs_pending(f->js, "", 1), 8);
 }
 
