@@ -79,7 +79,8 @@ int be_image_probe(be_image_t *im, const uint8_t *buf, size_t len, int *w, int *
 void be_image_letterbox_size(int w, int h, int net_w, int net_h, int *nw, int *nh);
 
 /* The size libjpeg-turbo will decode a w x h JPEG to so that it still covers want_w x want_h:
- * the smallest DCT scaling factor (1/8 .. 1) that does, else full size. Pure function. */
+ * the smallest of the DCT scaling factors 1/8, 1/4, 1/2 that does (the ones faster than a
+ * full-size decode), else full size. Pure function. */
 void be_image_scaled_size(int w, int h, int want_w, int want_h, int *sw, int *sh);
 
 /* Decodes buf the way `decode` says (a PNG always at full size) and fits it into `input`

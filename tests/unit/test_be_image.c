@@ -153,7 +153,7 @@ static void test_letterbox_matches_darknet(void **state)
     assert_true(grey == 3 * 416 * (416 - 312));
     assert_true(maxd < 1e-4);
 
-    /* The decode path (with DCT scaling) gives the same input as decoding at full size. */
+    /* The fast decode path gives nearly the same input as the exact full-size one. */
     float *direct = malloc(sizeof(float) * 3 * 416 * 416);
     char err[128];
     int ow, oh;
@@ -163,14 +163,14 @@ static void test_letterbox_matches_darknet(void **state)
                      0);
     assert_int_equal(ow, 768);
     assert_int_equal(oh, 576);
-    /* 768x576 -> 416x312 inside the network: 5/8 (480x360) is the smallest DCT scale that
-     * still covers it; 1/2 (384x288) would be upscaled. */
-    assert_int_equal(dw, 480);
-    assert_int_equal(dh, 360);
+    /* 768x576 -> 416x312 inside the network: 1/2 (384x288) would be upscaled, and 5/8
+     * (480x360) decodes no faster than full size: full size, with the fast IDCT. */
+    assert_int_equal(dw, 768);
+    assert_int_equal(dh, 576);
     sum = 0;
     for (int i = 0; i < 3 * 416 * 416; i++)
         sum += direct[i] > mine[i] ? direct[i] - mine[i] : mine[i] - direct[i];
-    print_message("scaled decode vs full decode: mean |diff| %.5f\n", sum / (3 * 416 * 416));
+    print_message("fast decode vs exact decode: mean |diff| %.5f\n", sum / (3 * 416 * 416));
     assert_true(sum / (3 * 416 * 416) < 0.01);
     free(direct);
     free(mine);
@@ -269,6 +269,13 @@ static void test_big_frame_scaled(void **state)
     be_image_scaled_size(W, H, 416, 312, &sw, &sh);
     assert_int_equal(sw, 768); /* 1/4; 1/8 = 384 would be too small */
     assert_int_equal(sh, 576);
+    /* 5/8 (480 x 360) would cover 416 x 312, but decodes no faster than full size */
+    be_image_scaled_size(768, 576, 416, 312, &sw, &sh);
+    assert_int_equal(sw, 768);
+    assert_int_equal(sh, 576);
+    be_image_scaled_size(1920, 1080, 416, 234, &sw, &sh); /* 1080p: 1/4 */
+    assert_int_equal(sw, 480);
+    assert_int_equal(sh, 270);
     be_image_scaled_size(100, 80, 416, 312, &sw, &sh); /* small frames: never upscaled */
     assert_int_equal(sw, 100);
     assert_int_equal(sh, 80);
@@ -345,12 +352,12 @@ static uint8_t *encode_png(const uint8_t *px, int w, int h, int channels, size_t
     spng_ctx *ctx = spng_ctx_new(SPNG_CTX_ENCODER);
     assert_non_null(ctx);
     spng_set_option(ctx, SPNG_ENCODE_TO_BUFFER, 1);
-    struct spng_ihdr ihdr = {.width = (uint32_t)w, .height = (uint32_t)h, .bit_depth = 8,
-                             .color_type = color[channels]};
+    struct spng_ihdr ihdr = {
+        .width = (uint32_t)w, .height = (uint32_t)h, .bit_depth = 8, .color_type = color[channels]};
     assert_int_equal(spng_set_ihdr(ctx, &ihdr), 0);
-    assert_int_equal(spng_encode_image(ctx, px, (size_t)w * h * channels, SPNG_FMT_PNG,
-                                       SPNG_ENCODE_FINALIZE),
-                     0);
+    assert_int_equal(
+        spng_encode_image(ctx, px, (size_t)w * h * channels, SPNG_FMT_PNG, SPNG_ENCODE_FINALIZE),
+        0);
     int err = 0;
     uint8_t *out = spng_get_png_buffer(ctx, len, &err);
     assert_int_equal(err, 0);
@@ -433,9 +440,8 @@ static void test_png(void **state)
     bomb[32] = (uint8_t)crc;
     assert_int_equal(be_image_probe(im, bomb, 33, &pw, &ph), PROTO_EIMGSIZE);
     be_image_t *small;
-    assert_int_equal(be_image_create(&small, (be_image_limits_t){.max_pixels = 1000,
-                                                                  .max_side = 16384}),
-                     0);
+    assert_int_equal(
+        be_image_create(&small, (be_image_limits_t){.max_pixels = 1000, .max_side = 16384}), 0);
     assert_int_equal(be_image_probe(small, png, plen, &pw, &ph), PROTO_EIMGSIZE);
     be_image_destroy(small);
 
@@ -515,15 +521,15 @@ static uint8_t *scan_bomb(int n, int al0, size_t *len)
     tjhandle tj = tjInitCompress();
     unsigned char *jpeg = NULL;
     unsigned long jlen = 0;
-    assert_int_equal(tjCompress2(tj, px, S, 0, S, TJPF_RGB, &jpeg, &jlen, TJSAMP_420, 90,
-                                 TJFLAG_PROGRESSIVE),
-                     0);
+    assert_int_equal(
+        tjCompress2(tj, px, S, 0, S, TJPF_RGB, &jpeg, &jlen, TJSAMP_420, 90, TJFLAG_PROGRESSIVE),
+        0);
     tjDestroy(tj);
     long sos = find_segment(jpeg, jlen, 0xda);
     assert_true(sos > 0);
     size_t hdr = 2 + ((size_t)jpeg[sos + 2] << 8 | jpeg[sos + 3]);
-    assert_int_equal(jpeg[sos + hdr - 3], 0); /* Ss */
-    assert_int_equal(jpeg[sos + hdr - 2], 0); /* Se */
+    assert_int_equal(jpeg[sos + hdr - 3], 0);    /* Ss */
+    assert_int_equal(jpeg[sos + hdr - 2], 0);    /* Se */
     assert_int_equal(jpeg[sos + hdr - 1], 0x01); /* Ah = 0, Al = 1 */
     if (al0)
         jpeg[sos + hdr - 1] = 0x00;
@@ -669,7 +675,8 @@ static void test_scan_limit(void **state)
         err[0] = '\0';
         int rv = be_image_letterbox(im, b, len, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416, input,
                                     &w, &h, NULL, NULL, err, sizeof err);
-        print_message("%5d scans, %7zu bytes -> %s %s\n", n[i], len, rv == 0 ? "ok" : proto_errname(rv), err);
+        print_message("%5d scans, %7zu bytes -> %s %s\n", n[i], len,
+                      rv == 0 ? "ok" : proto_errname(rv), err);
         if (n[i] <= 100) {
             assert_int_equal(rv, 0);
             assert_int_equal(w, 64);
