@@ -314,7 +314,7 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
         have_onnx = 0;
     }
     struct {
-        double net, e2e, ort, rel, bnet, be2e;
+        double net, e2e, ort, rel, bnet, be2e, bfe2e;
         const char *engine, *bprec;
     } sum[2];
     int nsum = 0;
@@ -373,20 +373,21 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
          * because in a fixed cycle each engine always follows the same one and inherits its
          * spinning threads (libgomp's, ONNX Runtime's) alone. */
         double tf[256], to[256], te[256], tp[256], td[256], tx[256], settle[256] = {0};
-        double tb[256], tbe[256];
+        double tb[256], tbe[256], tbf[256];
         double ort_busy[512]; /* ONNX Runtime's CPU ms during each framegate turn of group 1 */
         int nbusy = 0;
         proto_det_t dets[256];
         float *scratch = malloc((size_t)3 * w * h * sizeof(float));
         int reps = o->reps > 256 ? 256 : o->reps;
-        static const int groups[2][5] = {{4, 2, 5, 6, 7}, {0, 1, 3}};
-        const int ng[2] = {dnb != NULL && bmb != NULL ? 5 : 3, 3};
+        /* 6, 7, 8: bf16's network, its whole path, and its whole path with decode = fast */
+        static const int groups[2][6] = {{4, 2, 5, 6, 7, 8}, {0, 1, 3}};
+        const int ng[2] = {dnb != NULL && bmb != NULL ? 6 : 3, 3};
         unsigned lcg = 12345u + (unsigned)th;
         for (int gi = 0; gi < 2; gi++)
             for (int r = -o->warmup; r < reps; r++) {
                 int i = (r + o->warmup) % fr->n;
                 const float *in = fr->input[i];
-                int order[5];
+                int order[6];
                 memcpy(order, groups[gi], sizeof order);
                 for (int k = ng[gi] - 1; k > 0; k--) { /* Fisher-Yates with a fixed-seed LCG */
                     lcg = lcg * 1103515245u + 12345u;
@@ -404,11 +405,12 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
                     } else if (turn == 1) {
                         if (ocv != NULL && ocv_predict(ocv, in, w, h, err, sizeof err) < 0)
                             say("OpenCV: %s\n", err);
-                    } else if ((turn == 2 && bm != NULL) || turn == 7) {
+                    } else if ((turn == 2 && bm != NULL) || turn == 7 || turn == 8) {
                         be_model_t *e = turn == 2 ? bm : bmb;
                         int ow, oh;
-                        be_image_letterbox(im, fr->jpeg[i], fr->len[i], prep_mode, decode_mode, w,
-                                           h, be_model_input(e), &ow, &oh, NULL, NULL, err,
+                        be_image_letterbox(im, fr->jpeg[i], fr->len[i], prep_mode,
+                                           turn == 8 ? BE_DECODE_FAST : decode_mode, w, h,
+                                           be_model_input(e), &ow, &oh, NULL, NULL, err,
                                            sizeof err);
                         be_model_detect(e, ow, oh, 0, 0, dets, 256);
                     } else if (turn == 6) {
@@ -438,7 +440,8 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
                          : turn == 4 ? td
                          : turn == 5 ? tx
                          : turn == 6 ? tb
-                                     : tbe)[r] = dt;
+                         : turn == 7 ? tbe
+                                     : tbf)[r] = dt;
                     /* ONNX Runtime's pool spins for 70+ ms after a run (ort_peer_settle):
                      * the next turn starts once it has gone to sleep, as it would on a machine
                      * that runs only one of them. Its wait is kept apart from --gap-ms. */
@@ -459,8 +462,9 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
         double e2e = bm != NULL ? median(te, reps) : NAN;
         double dnn = dn != NULL ? median(td, reps) : NAN, rel_dnnl = NAN;
         double ortms = ort != NULL ? median(tx, reps) : NAN;
-        double bnet = ng[0] == 5 ? median(tb, reps) : NAN,
-               be2e = ng[0] == 5 ? median(tbe, reps) : NAN;
+        double bnet = ng[0] == 6 ? median(tb, reps) : NAN,
+               be2e = ng[0] == 6 ? median(tbe, reps) : NAN,
+               bfe2e = ng[0] == 6 ? median(tbf, reps) : NAN;
         const char *bprec = bmb != NULL ? be_precision_name(be_model_precision(bmb)) : "-";
         be_dnnl_destroy(dnb);
         be_model_free(bmb);
@@ -517,6 +521,7 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
         if (!isnan(bnet)) {
             cJSON_AddItemToObject(run, "framegate_dnnl_bf16", timing(bnet, flops));
             cJSON_AddItemToObject(run, "framegate_e2e_bf16", timing(be2e, flops));
+            cJSON_AddItemToObject(run, "framegate_e2e_bf16_decode_fast", timing(bfe2e, flops));
             cJSON_AddStringToObject(run, "bf16_ran_as", bprec);
         }
         sum[nsum].net = dn != NULL ? dnn : fast;
@@ -525,6 +530,7 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
         sum[nsum].ort = ortms;
         sum[nsum].bnet = bnet;
         sum[nsum].be2e = be2e;
+        sum[nsum].bfe2e = bfe2e;
         sum[nsum].bprec = bprec;
         sum[nsum++].rel = rel_ort;
         cJSON_AddItemToArray(runs, run);
@@ -573,13 +579,16 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
         "(be_model_detect); ORT net = session.run alone\n",
         nsum > 0 ? sum[0].engine : "-");
     if (nsum > 0 && !isnan(sum[0].bnet)) {
-        say("precision = bf16 (opt-in per model) next to fp32 and ONNX Runtime, same runs:\n");
-        say("%-7s %9s %9s %9s %9s %9s %13s %13s\n", "threads", "fp32 net", "bf16 net", "fp32 e2e",
-            "bf16 e2e", "ORT net", "bf16 e2e/ORT", "bf16 net/ORT");
+        say("precision = bf16 (opt-in per model) next to fp32 and ONNX Runtime, same runs; "
+            "+fast: bf16 with decode = fast too (both opt-in):\n");
+        say("%-7s %9s %9s %9s %9s %9s %13s %13s %10s %10s\n", "threads", "fp32 net", "bf16 net",
+            "fp32 e2e", "bf16 e2e", "ORT net", "bf16 e2e/ORT", "bf16 net/ORT", "+fast e2e",
+            "+fast/ORT");
         for (int k = 0; k < nsum; k++)
-            say("%-7d %9.2f %9.2f %9.2f %9.2f %9.2f %13.3f %13.3f%s\n", k + 1, sum[k].net,
-                sum[k].bnet, sum[k].e2e, sum[k].be2e, sum[k].ort, sum[k].be2e / sum[k].ort,
-                sum[k].bnet / sum[k].ort,
+            say("%-7d %9.2f %9.2f %9.2f %9.2f %9.2f %13.3f %13.3f %10.2f %10.3f%s\n", k + 1,
+                sum[k].net, sum[k].bnet, sum[k].e2e, sum[k].be2e, sum[k].ort,
+                sum[k].be2e / sum[k].ort, sum[k].bnet / sum[k].ort, sum[k].bfe2e,
+                sum[k].bfe2e / sum[k].ort,
                 strcmp(sum[k].bprec, "bf16") ? " (bf16 ran as fp32)" : "");
     }
     unlink(onnx);
