@@ -292,6 +292,15 @@ class Gateway:
         return data.decode()
 
 
+def iou(a, b):
+    """Intersection over union of two answer boxes ({"x", "y", "w", "h"})."""
+    x0, y0 = max(a["x"], b["x"]), max(a["y"], b["y"])
+    x1 = min(a["x"] + a["w"], b["x"] + b["w"])
+    y1 = min(a["y"] + a["h"], b["y"] + b["h"])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    return inter / (a["w"] * a["h"] + b["w"] * b["h"] - inter)
+
+
 def metric_value(text, name, labels=None):
     """Sum of the samples of `name` whose labels include `labels` (dict)."""
     total = 0.0

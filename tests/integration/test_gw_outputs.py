@@ -20,14 +20,6 @@ import fg
 REF = os.path.join(fg.cache_dir(), "faceapi-ref")
 
 
-def iou(a, b):
-    x0, y0 = max(a["x"], b["x"]), max(a["y"], b["y"])
-    x1 = min(a["x"] + a["w"], b["x"] + b["w"])
-    y1 = min(a["y"] + a["h"], b["y"] + b["h"])
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    return inter / (a["w"] * a["h"] + b["w"] * b["h"] - inter)
-
-
 with open(os.path.join(REF, "reference.json")) as f:
     reference = json.load(f)
 with open(os.path.join(REF, "astronaut.png"), "rb") as f:
@@ -71,7 +63,7 @@ try:
                  f"one face found ({[(d['label'], round(d['confidence'], 3)) for d in dets]})")
         if dets:
             got = dets[0]["box"]
-            v = iou(got, want[0])
+            v = fg.iou(got, want[0])
             fg.log(f"gateway face {got} score {dets[0]['confidence']:.4f}; face-api {want[0]}; IoU {v:.5f}")
             fg.check(v >= 0.99, f"the same box as face-api (IoU {v:.5f})")
             fg.check(abs(dets[0]["confidence"] - want[0]["score"]) <= 0.01, "the same score as face-api")
@@ -81,7 +73,7 @@ try:
         jd = json.loads(body).get("detections", [])
         fg.check(st == 200 and len(jd) == 1, f"astronaut.jpg -> one face ({st}, {len(jd)})")
         if jd and dets:
-            v = iou(jd[0]["box"], dets[0]["box"])
+            v = fg.iou(jd[0]["box"], dets[0]["box"])
             fg.check(v >= 0.9 and abs(jd[0]["confidence"] - dets[0]["confidence"]) <= 0.05,
                      f"JPEG and PNG agree (IoU {v:.4f}, scores {jd[0]['confidence']:.4f} / {dets[0]['confidence']:.4f})")
 

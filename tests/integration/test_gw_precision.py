@@ -18,14 +18,6 @@ REF = os.path.join(fg.cache_dir(), "faceapi-ref")
 FRAMES = ["frame-720p-face.jpg", "frame-1080p-faces.jpg", "astronaut-gray.jpg"]
 
 
-def iou(a, b):
-    x0, y0 = max(a["x"], b["x"]), max(a["y"], b["y"])
-    x1 = min(a["x"] + a["w"], b["x"] + b["w"])
-    y1 = min(a["y"] + a["h"], b["y"] + b["h"])
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    return inter / (a["w"] * a["h"] + b["w"] * b["h"] - inter)
-
-
 def cmdlines(parent):
     """The argv of every child of `parent` (the gateway's backends)."""
     out = []
@@ -93,8 +85,8 @@ with fg.Gateway(settings=settings, app_model=False) as gw:
                f"bf16 {[round(d['confidence'], 4) for d in b]}")
         fg.check(len(a) == len(b) and len(a) > 0, f"{name}: the same number of faces ({len(a)}, {len(b)})")
         for d in a:
-            best = max(b, key=lambda e: iou(d["box"], e["box"]), default=None)
-            ok = best is not None and iou(d["box"], best["box"]) >= 0.97 and \
+            best = max(b, key=lambda e: fg.iou(d["box"], e["box"]), default=None)
+            ok = best is not None and fg.iou(d["box"], best["box"]) >= 0.97 and \
                 abs(d["confidence"] - best["confidence"]) <= 0.03
             fg.check(ok, f"{name}: fp32 face {d['confidence']:.4f} paired in bf16")
             pairs += ok
@@ -117,7 +109,7 @@ with fg.Gateway(settings=dict(settings, models="facebf", default_model="facebf")
     got = json.loads(body).get("detections", []) if st == 200 else []
     want = fp32.get(FRAMES[0], [])
     same = st == 200 and len(got) == len(want) > 0 and all(
-        iou(g["box"], w["box"]) >= 0.999 and abs(g["confidence"] - w["confidence"]) <= 2e-4
+        fg.iou(g["box"], w["box"]) >= 0.999 and abs(g["confidence"] - w["confidence"]) <= 2e-4
         for g, w in zip(got, want))
     fg.check(same, f"bf16 refused: facebf answers fp32's faces ({got} vs {want})")
     lines = [l for l in gw.log().splitlines() if "bf16 not available" in l]
