@@ -113,55 +113,72 @@ static int reorder_step(be_dnnl_t *d, int i, dnnl_memory_t from, const dnnl_memo
     return 0;
 }
 
-/* The physical element offset of coordinate idx in a blocked memory descriptor. */
-static dnnl_dim_t phys_off(const dnnl_memory_desc_t *md, const dnnl_dim_t *idx)
+typedef struct {
+    dnnl_dim_t ext, stride;
+} axis_t;
+
+/* Dimension dim of a blocked layout as the axes that walk it, outermost first (its outer
+ * part, then its inner blocks in order), with extent-1 axes dropped and an axis that
+ * continues the next one merged into it: two dense layouts place every element alike iff
+ * these lists match for every dimension. */
+static int axes(const dnnl_memory_desc_t *md, int dim, axis_t *out)
 {
     const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
-    dnnl_dim_t blk[DNNL_MAX_NDIMS], rem[DNNL_MAX_NDIMS], off = md->offset0, in = 0, mult = 1;
-    for (int k = 0; k < DNNL_MAX_NDIMS; k++)
-        blk[k] = 1;
+    axis_t all[DNNL_MAX_NDIMS + 1];
+    dnnl_dim_t blk = 1;
+    int n = 0, m = 0;
     for (int k = 0; k < b->inner_nblks; k++)
-        blk[b->inner_idxs[k]] *= b->inner_blks[k];
-    for (int k = 0; k < md->ndims; k++) {
-        off += idx[k] / blk[k] * b->strides[k];
-        rem[k] = idx[k] % blk[k];
+        if (b->inner_idxs[k] == dim)
+            blk *= b->inner_blks[k];
+    all[n++] = (axis_t){md->dims[dim] / blk, b->strides[dim]};
+    for (int k = 0; k < b->inner_nblks; k++) {
+        if (b->inner_idxs[k] != dim)
+            continue;
+        dnnl_dim_t stride = 1; /* the blocks listed after it are inside it */
+        for (int j = k + 1; j < b->inner_nblks; j++)
+            stride *= b->inner_blks[j];
+        all[n++] = (axis_t){b->inner_blks[k], stride};
     }
-    /* the last inner block listed is the innermost */
-    for (int k = b->inner_nblks - 1; k >= 0; k--) {
-        int dim = (int)b->inner_idxs[k];
-        in += rem[dim] % b->inner_blks[k] * mult;
-        rem[dim] /= b->inner_blks[k];
-        mult *= b->inner_blks[k];
+    for (int k = 0; k < n; k++) {
+        if (all[k].ext == 1)
+            continue;
+        if (m > 0 && out[m - 1].stride == all[k].ext * all[k].stride) {
+            out[m - 1].ext *= all[k].ext;
+            out[m - 1].stride = all[k].stride;
+        } else {
+            out[m++] = all[k];
+        }
     }
-    return off + in;
+    return m;
 }
 
 /* 1 when two layouts put every element at the same place, so one buffer serves both and no
  * reorder is needed: e.g. 16 channels blocked by 16 (a max-pool keeps its input's layout) are
  * byte for byte the NHWC a depthwise convolution asks for (face model: 16 x 207 x 207, 0.1 ms
- * per frame). Checked element by element, once at set-up; larger tensors are not tried. */
+ * per frame). Only dense layouts (no padding, no extra flags) are compared. */
 static int same_bytes(const dnnl_memory_desc_t *a, const dnnl_memory_desc_t *b)
 {
     if (a->format_kind != dnnl_blocked || b->format_kind != dnnl_blocked || a->ndims != b->ndims ||
-        a->ndims != 4 || a->data_type != b->data_type || a->extra.flags != 0 ||
-        b->extra.flags != 0 || dnnl_memory_desc_get_size(a) != dnnl_memory_desc_get_size(b))
+        a->data_type != b->data_type || a->offset0 != b->offset0 || a->extra.flags != 0 ||
+        b->extra.flags != 0)
         return 0;
-    dnnl_dim_t n = 1;
-    for (int k = 0; k < 4; k++) {
+    size_t n = dnnl_data_type_size(a->data_type);
+    for (int k = 0; k < a->ndims; k++) {
         if (a->dims[k] != b->dims[k])
             return 0;
-        n *= a->dims[k];
+        n *= (size_t)a->dims[k];
     }
-    if (n > ((dnnl_dim_t)1 << 24) ||
-        dnnl_memory_desc_get_size(a) != (size_t)n * dnnl_data_type_size(a->data_type))
-        return 0; /* padded (e.g. channels not a multiple of the block) or too large to check */
-    dnnl_dim_t idx[4];
-    for (idx[0] = 0; idx[0] < a->dims[0]; idx[0]++)
-        for (idx[1] = 0; idx[1] < a->dims[1]; idx[1]++)
-            for (idx[2] = 0; idx[2] < a->dims[2]; idx[2]++)
-                for (idx[3] = 0; idx[3] < a->dims[3]; idx[3]++)
-                    if (phys_off(a, idx) != phys_off(b, idx))
-                        return 0;
+    if (dnnl_memory_desc_get_size(a) != n || dnnl_memory_desc_get_size(b) != n)
+        return 0; /* padded (e.g. channels not a multiple of the block) */
+    for (int k = 0; k < a->ndims; k++) {
+        axis_t xa[DNNL_MAX_NDIMS + 1], xb[DNNL_MAX_NDIMS + 1];
+        int na = axes(a, k, xa), nb = axes(b, k, xb);
+        if (na != nb)
+            return 0;
+        for (int j = 0; j < na; j++)
+            if (xa[j].ext != xb[j].ext || xa[j].stride != xb[j].stride)
+                return 0;
+    }
     return 1;
 }
 
