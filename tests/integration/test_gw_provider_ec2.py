@@ -177,20 +177,27 @@ gw = gateway(start_timeout_ms=8000)
 gw.start()
 try:
     t0 = time.time()
-    adopted = set()
 
     def known():
-        ids = {b["instance"] for b in gw.backends()["backends"]}
-        adopted.update(before & ids)  # scale-in may drain some again later
-        return ids
+        return {b["instance"] for b in gw.backends()["backends"]}
 
     clean = wait_for(lambda: {i.id for i in fake.alive()} <= known() and ready(gw) >= 1 and
                      not any(i.id in dead for i in fake.alive()), 40)
     left = [i.id for i in fake.alive() if i.id not in known()]
     fg.check(clean, f"after SIGKILL and restart: every live instance is the gateway's "
                     f"({time.time() - t0:.1f} s), instances it does not know: {left}")
-    fg.check(len(adopted) >= 3, f"the leftovers were adopted, not terminated "
-                                f"({len(adopted)} of {len(before)})")
+    # Adopted = its backend joined and the pool took it (cloud_adopted with its address).
+    # Read from the log, not /v1/backends: an idle pool drains the extras again at once
+    # (min_backends=1, no load in the stable window), sometimes within one 100 ms poll. One
+    # of the four may be declined: the start that claimed a leftover at the first list still
+    # counts while it waits, and a join that finds the pool at max_backends (4) is refused.
+    adopted = {ln.split(" instance=")[1].split()[0] for ln in gw.log().splitlines()
+               if "event=cloud_adopted" in ln and " addr=" in ln}
+    fg.check(len(adopted & before) >= 3, f"the leftovers were adopted, not terminated "
+                                         f"({len(adopted & before)} of {len(before)})")
+    if len(adopted & before) < 3:  # what the gateway did with each leftover, for the CI log
+        fg.log("\n".join(ln for ln in gw.log().splitlines()
+                         if "cloud_" in ln or "backend_" in ln or "join" in ln))
     fg.check("cloud_adopted" in gw.log(), "adoptions logged (cloud_adopted)")
     fg.check(all(fake.instances[d].state == "terminated" for d in dead),
              "the leftover that never joined was terminated")

@@ -19,8 +19,11 @@ import fg
 root = tempfile.mkdtemp(prefix="fgt-store-")
 objects = os.path.join(root, "objects")
 spool = os.path.join(root, "spool")
+# Every frame must be served and stored: with 8 clients over 10 cameras, a camera's frame
+# can still be queued when its next one arrives, and the default depth of 1 would answer it
+# "superseded" (200, nothing stored) on a loaded machine; a slow one could be skipped as stale.
 settings = {"backends": 1, "backend_concurrency": 4, "store": f"dir:{objects}",
-            "spool_dir": spool}
+            "spool_dir": spool, "camera_queue_depth": 8, "camera_max_age_ms": 0}
 img = fg.image("dog.jpg")
 
 
@@ -59,11 +62,11 @@ try:
         fg.check(s["up"] is True and sum(s["dropped"].values()) == 0,
                  f"store up, nothing dropped: {s}")
 
-        bad = [(i, st) for i, st, _ in answers if st != 200]
-        fg.check(not bad, f"1000 answers, all 200 ({len(bad)} not: {bad[:5]})")
+        bad = [(i, st) for i, st, r in answers if st != 200 or "stored" not in r]
+        fg.check(not bad, f"1000 answers, all 200 and stored ({len(bad)} not: {bad[:5]})")
         keys = []
         for i, st, r in answers:
-            if st == 200:
+            if st == 200 and "stored" in r:
                 keys += [r["stored"]["input"], r["stored"]["result"]]
         fg.check(len(keys) == 2000 and len(set(keys)) == 2000,
                  f"2000 keys (input + result per frame), all unique (got {len(set(keys))})")
