@@ -1,5 +1,6 @@
 /* Images in and out: sniffing and probing JPEG/PNG against the limits, decoding them
- * (TurboJPEG, libspng) into a reused RGB buffer, then the network input (the resize itself is
+ * (TurboJPEG, or libjpeg in two bands at once with threads: image_jpeg.c; libspng) into a
+ * reused RGB buffer, then the network input (the resize itself is
  * in image_resize.c), and the annotated JPEG (boxes and darknet's label font). A be_image_t
  * belongs to the backend's one serving thread. */
 #ifndef _GNU_SOURCE
@@ -43,7 +44,8 @@ struct be_image {
     tjhandle tj;  /* decompressor; NULL after a failed reset (recreated on the next call) */
     tjhandle tjc; /* compressor, created on the first annotated output */
     be_image_limits_t limits;
-    int threads;  /* of the resize (be_image_set_threads) */
+    int threads;  /* of the decode and the resize (be_image_set_threads) */
+    float split;  /* the first band's share of a split JPEG decode (be_jpeg_decode_split) */
     uint8_t *rgb; /* decode buffer, grown as needed and kept up to BE_IMAGE_KEEP_MAX */
     size_t rgb_cap;
     unsigned char *jpeg; /* last annotated output (tjAlloc'd) */
@@ -396,6 +398,11 @@ static int decode_into(be_image_t *im, const uint8_t *buf, size_t len, int sw, i
     int rv = reserve_rgb(im, (size_t)sw * sh * 3);
     if (rv != 0)
         return rv;
+    /* Not a split file (or a damaged one): TurboJPEG on this thread, which also gives the
+     * error's message. */
+    if (im->threads > 1 &&
+        be_jpeg_decode_split(buf, len, im->rgb, sw, sh, flags, im->threads, &im->split) == 0)
+        return 0;
     if (jpeg_handle(im) == NULL)
         return PROTO_ENOMEM;
     /* TurboJPEG reports truncated or corrupt scan data as a warning it would otherwise paper

@@ -59,10 +59,11 @@ typedef struct {
 int be_image_create(be_image_t **out, be_image_limits_t limits);
 void be_image_destroy(be_image_t *im);
 
-/* How many threads the resize into the network input may use (default 1): the calling
- * thread's OpenMP team, the one oneDNN runs the network on (be_model_opts_t.threads). The
- * input's values are the same for every count. The JPEG/PNG decode stays on the calling
- * thread. */
+/* How many threads the decode and the resize into the network input may use (default 1):
+ * the calling thread's OpenMP team, the one oneDNN runs the network on
+ * (be_model_opts_t.threads). With 2 or more, a single-scan JPEG is decoded in two bands at
+ * once (be_jpeg_decode_split); a PNG or progressive JPEG stays on the calling thread. The
+ * pixels and the input's values are the same for every count. */
 void be_image_set_threads(be_image_t *im, int threads);
 
 /* Bytes of decode and output buffers `im` holds between calls (for tests and metrics). */
@@ -115,6 +116,21 @@ void be_image_faceapi_unmap(int w, int h, int net_w, int net_h, float *x, float 
  * loader would (BE_DECODE_EXACT's pixels for BE_PREP_DARKNET). For tests. */
 int be_image_decode_rgb(be_image_t *im, const uint8_t *buf, size_t len, uint8_t **rgb, int *w,
                         int *h);
+
+/* be_jpeg_decode_split()'s answer for a file it leaves to TurboJPEG's one-thread decode. */
+#define BE_JPEG_SERIAL 1
+
+/* Decodes the JPEG buf[0..len) to packed RGB (sw x sh, one of TurboJPEG's scaled sizes) in
+ * two bands of rows at once on the calling thread's OpenMP team, with the pixels
+ * tjDecompress2 gives for the same `flags` (TJFLAG_FASTUPSAMPLE, TJFLAG_FASTDCT).
+ * *split (the first band's share of the rows; anything outside [0.5, 0.85] starts at 0.66)
+ * is updated after each decode to even out the bands' times: keep it per caller. Returns 0;
+ * BE_JPEG_SERIAL with nothing decoded when threads < 2, the image is small, or the file is
+ * not a single-scan YCbCr/grey/RGB JPEG of that size (progressive, arithmetic, CMYK); or
+ * PROTO_EIMAGE on any libjpeg error or warning (rgb partly written: decode it again with
+ * TurboJPEG for its message). Caller's thread and caller's buffers (image_jpeg.c). */
+int be_jpeg_decode_split(const uint8_t *buf, size_t len, uint8_t *rgb, int sw, int sh, int flags,
+                         int threads, float *split);
 
 /* Decodes buf at full size, draws the n records and re-encodes it as a JPEG (quality 85):
  * a box (w, h > 0, original-image pixels) as a coloured rectangle with "label 87%" on it; a

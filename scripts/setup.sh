@@ -18,12 +18,13 @@ mode=${1:-}
 # What the binaries load at run time (the container image's runtime stage: --runtime).
 # openssl: scripts/certs.sh, which the compose backends profile runs on first start.
 # libgomp1: the backend's OpenMP (the resize on oneDNN's threads; libdnnl2 needs it too).
-runtime_pkgs=(libuv1 libcjson1 libnng1 libturbojpeg0 libspng0 libopenblas0-pthread libdnnl2
-    libgomp1 libcurl4 libmbedtls14 openssl)
+# libjpeg62-turbo: libjpeg's own API, for the backend's two-band decode (backend/image_jpeg.c).
+runtime_pkgs=(libuv1 libcjson1 libnng1 libturbojpeg0 libjpeg62-turbo libspng0 libopenblas0-pthread
+    libdnnl2 libgomp1 libcurl4 libmbedtls14 openssl)
 # What builds them and converts the face model (the image's builder stage: --image).
 build_pkgs=(
     build-essential cmake pkg-config ca-certificates
-    libuv1-dev node-llhttp libnng-dev libmbedtls-dev libturbojpeg0-dev
+    libuv1-dev node-llhttp libnng-dev libmbedtls-dev libturbojpeg0-dev libjpeg62-turbo-dev
     libcjson-dev libcurl4-openssl-dev libcmocka-dev libopenblas-dev libspng-dev
     libdnnl-dev # oneDNN: the backend's default forward-pass engine (backend/dnnl.c)
 )

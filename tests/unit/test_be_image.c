@@ -789,6 +789,123 @@ static void test_threads_same_pixels(void **state)
     be_image_destroy(im);
 }
 
+/* The two-band decode gives TurboJPEG's pixels byte for byte: the darknet photos and dog.jpg
+ * re-encoded at every subsampling (and grey, and with 16-row-unaligned heights), with each
+ * flag set, at full size and DCT-scaled, from several splits; a split file really was split
+ * (0, not BE_JPEG_SERIAL). Progressive files and one thread are left to TurboJPEG; a truncated
+ * file is an error, and through be_image_letterbox the same error as one thread's. */
+static void test_split_decode_is_turbojpeg(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"dog.jpg", "person.jpg", "eagle.jpg", "horses.jpg"};
+    static const int samps[] = {TJSAMP_420, TJSAMP_422, TJSAMP_440, TJSAMP_444, TJSAMP_GRAY};
+    static const int flagsets[] = {0, TJFLAG_FASTUPSAMPLE, TJFLAG_FASTDCT};
+    static const float splits[] = {0.5f, 0.66f, 0.85f, 0.0f};
+    tjhandle tj = tjInitDecompress(), tc = tjInitCompress();
+    char path[512];
+    int files = 0;
+    for (size_t f = 0; f < sizeof names / sizeof names[0]; f++) {
+        size_t len;
+        snprintf(path, sizeof path, "%s/%s", FG_DARKNET_DATA, names[f]);
+        uint8_t *orig = read_file_all(path, &len);
+        int w, h, ss, cs;
+        assert_int_equal(tjDecompressHeader3(tj, orig, (unsigned long)len, &w, &h, &ss, &cs), 0);
+        uint8_t *px = malloc((size_t)w * h * 3);
+        assert_int_equal(tjDecompress2(tj, orig, (unsigned long)len, px, w, 0, h, TJPF_RGB, 0), 0);
+        for (int v = -1; v < (f == 0 ? 5 : 0); v++) { /* -1: the file itself */
+            unsigned char *jpg = orig;
+            unsigned long jlen = (unsigned long)len;
+            int eh = v >= 0 && v % 2 ? h - 7 : h; /* a height that is no multiple of 16 */
+            if (v >= 0) {
+                jpg = NULL;
+                assert_int_equal(tjCompress2(tc, px, w, 0, eh, TJPF_RGB, &jpg, &jlen, samps[v], 90,
+                                             0),
+                                 0);
+            }
+            for (int sc = 0; sc < 2; sc++) {
+                int sw = sc ? (w + 1) / 2 : w, sh = sc ? (eh + 1) / 2 : eh;
+                uint8_t *want = malloc((size_t)sw * sh * 3), *got = malloc((size_t)sw * sh * 3);
+                for (size_t fl = 0; fl < sizeof flagsets / sizeof flagsets[0]; fl++) {
+                    assert_int_equal(tjDecompress2(tj, jpg, jlen, want, sw, 0, sh, TJPF_RGB,
+                                                   flagsets[fl]),
+                                     0);
+                    for (size_t k = 0; k < sizeof splits / sizeof splits[0]; k++) {
+                        float split = splits[k];
+                        memset(got, 0x5a, (size_t)sw * sh * 3);
+                        assert_int_equal(
+                            be_jpeg_decode_split(jpg, jlen, got, sw, sh, flagsets[fl], 2, &split),
+                            0);
+                        assert_memory_equal(want, got, (size_t)sw * sh * 3);
+                        assert_true(split >= 0.5f && split <= 0.85f);
+                    }
+                }
+                free(want);
+                free(got);
+            }
+            if (v >= 0)
+                tjFree(jpg);
+            files++;
+        }
+        free(px);
+        free(orig);
+    }
+    assert_int_equal(files, 9);
+
+    /* progressive, one thread, a size TurboJPEG would not decode to, a small image */
+    size_t len;
+    snprintf(path, sizeof path, "%s/dog.jpg", FG_DARKNET_DATA);
+    uint8_t *dog = read_file_all(path, &len);
+    int w, h, ss, cs;
+    assert_int_equal(tjDecompressHeader3(tj, dog, (unsigned long)len, &w, &h, &ss, &cs), 0);
+    uint8_t *px = malloc((size_t)w * h * 3), *got = malloc((size_t)w * h * 3);
+    assert_int_equal(tjDecompress2(tj, dog, (unsigned long)len, px, w, 0, h, TJPF_RGB, 0), 0);
+    unsigned char *prog = NULL, *small = NULL;
+    unsigned long plen = 0, slen = 0;
+    assert_int_equal(tjCompress2(tc, px, w, 0, h, TJPF_RGB, &prog, &plen, TJSAMP_420, 90,
+                                 TJFLAG_PROGRESSIVE),
+                     0);
+    assert_int_equal(tjCompress2(tc, px, 200, w * 3, 60, TJPF_RGB, &small, &slen, TJSAMP_420, 90,
+                                 0),
+                     0);
+    float split = 0;
+    assert_int_equal(be_jpeg_decode_split(prog, plen, got, w, h, 0, 2, &split), BE_JPEG_SERIAL);
+    assert_int_equal(be_jpeg_decode_split(dog, len, got, w, h, 0, 1, &split), BE_JPEG_SERIAL);
+    assert_int_equal(be_jpeg_decode_split(dog, len, got, w - 1, h, 0, 2, &split),
+                     BE_JPEG_SERIAL);
+    assert_int_equal(be_jpeg_decode_split(small, slen, got, 200, 60, 0, 2, &split),
+                     BE_JPEG_SERIAL);
+    /* truncated in its last third: the first band may end before the damage, the second not */
+    assert_int_equal(be_jpeg_decode_split(dog, len * 2 / 3, got, w, h, 0, 2, &split),
+                     PROTO_EIMAGE);
+    char err1[200], err2[200];
+    be_image_t *im = make();
+    float *input = malloc(sizeof(float) * 3 * 416 * 416);
+    int ow, oh;
+    be_image_set_threads(im, 1);
+    assert_int_equal(be_image_letterbox(im, dog, len * 2 / 3, BE_PREP_DARKNET, BE_DECODE_EXACT,
+                                        416, 416, input, &ow, &oh, NULL, NULL, err1, sizeof err1),
+                     PROTO_EIMAGE);
+    be_image_set_threads(im, 2);
+    assert_int_equal(be_image_letterbox(im, dog, len * 2 / 3, BE_PREP_DARKNET, BE_DECODE_EXACT,
+                                        416, 416, input, &ow, &oh, NULL, NULL, err2, sizeof err2),
+                     PROTO_EIMAGE);
+    assert_string_equal(err1, err2);
+    assert_true(strlen(err1) > 0);
+    /* and a good frame right after */
+    assert_int_equal(be_image_letterbox(im, dog, len, BE_PREP_DARKNET, BE_DECODE_EXACT, 416, 416,
+                                        input, &ow, &oh, NULL, NULL, err2, sizeof err2),
+                     0);
+    be_image_destroy(im);
+    free(input);
+    tjFree(prog);
+    tjFree(small);
+    free(px);
+    free(got);
+    free(dog);
+    tjDestroy(tj);
+    tjDestroy(tc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -802,6 +919,7 @@ int main(void)
         cmocka_unit_test(test_scan_limit),
         cmocka_unit_test(test_large_frame_released),
         cmocka_unit_test(test_threads_same_pixels),
+        cmocka_unit_test(test_split_decode_is_turbojpeg),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
