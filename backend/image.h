@@ -123,7 +123,7 @@ int be_image_decode_rgb(be_image_t *im, const uint8_t *buf, size_t len, uint8_t 
 /* Decodes the JPEG buf[0..len) to packed RGB (sw x sh, one of TurboJPEG's scaled sizes) in
  * two bands of rows at once on the calling thread's OpenMP team, with the pixels
  * tjDecompress2 gives for the same `flags` (TJFLAG_FASTUPSAMPLE, TJFLAG_FASTDCT).
- * *split (the first band's share of the rows; anything outside [0.5, 0.85] starts at 0.66)
+ * *split (the top band's share of the rows; anything outside [0.15, 0.85] starts at 0.5)
  * is updated after each decode to even out the bands' times: keep it per caller. Returns 0;
  * BE_JPEG_SERIAL with nothing decoded when threads < 2, the image is small, or the file is
  * not a single-scan YCbCr/grey/RGB JPEG of that size (progressive, arithmetic, CMYK); or

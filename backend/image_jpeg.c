@@ -5,8 +5,9 @@
  * libjpeg cannot start in the middle of a file without restart markers, so the second band
  * gets there with jpeg_skip_scanlines(): it still Huffman-decodes the rows it skips (about half
  * the decode's time on the darknet photos), but does no IDCT, upsampling or colour conversion
- * for them. The first band therefore takes more rows than the second; *split is moved towards
- * the share that makes both end together, from their measured times.
+ * for them. The calling thread does that, while the team's other thread (which starts later)
+ * decodes the top band; *split, the top band's share, is moved towards the one that makes
+ * both end together, from when they did.
  *
  * The pixels are TurboJPEG's: same IDCT, upsampling and scaling choices from the same flags,
  * and libjpeg-turbo skips to a row exactly (test_be_image compares every byte with
@@ -31,8 +32,9 @@
  * back. */
 #define SPLIT_MIN_ROWS 64
 #define SPLIT_MIN_PIXELS (256 * 256)
-#define SPLIT_LO 0.5f
+#define SPLIT_LO 0.15f
 #define SPLIT_HI 0.85f
+#define SPLIT_START 0.5f
 
 typedef struct {
     struct jpeg_error_mgr pub;
@@ -59,7 +61,7 @@ typedef struct {
     int sw, sh, flags;
     int y0, y1; /* output rows [y0, y1) */
     int status;
-    double ms;
+    double end; /* now_ms() when it ended */
 } band_t;
 
 static double now_ms(void)
@@ -107,7 +109,6 @@ static void band_run(band_t *b)
 {
     struct jpeg_decompress_struct c;
     jerr_t e;
-    double t0 = now_ms();
     memset(&c, 0, sizeof c);
     c.err = jpeg_std_error(&e.pub);
     e.pub.error_exit = on_error;
@@ -139,7 +140,7 @@ static void band_run(band_t *b)
             jpeg_finish_decompress(&c);
     }
     jpeg_destroy_decompress(&c);
-    b->ms = now_ms() - t0;
+    b->end = now_ms();
 }
 
 int be_jpeg_decode_split(const uint8_t *buf, size_t len, uint8_t *rgb, int sw, int sh, int flags,
@@ -147,36 +148,42 @@ int be_jpeg_decode_split(const uint8_t *buf, size_t len, uint8_t *rgb, int sw, i
 {
     if (threads < 2 || sh < SPLIT_MIN_ROWS || (size_t)sw * (size_t)sh < SPLIT_MIN_PIXELS)
         return BE_JPEG_SERIAL;
-    float f = *split < SPLIT_LO || *split > SPLIT_HI ? 0.66f : *split;
+    float f = *split < SPLIT_LO || *split > SPLIT_HI ? SPLIT_START : *split;
     /* on a 16-row boundary: an iMCU row at full size for 2x2 subsampling, several at 1/2 .. */
     int mid = ((int)((float)sh * f) + 8) / 16 * 16;
     mid = mid < 16 ? 16 : mid > sh - 16 ? sh - 16 : mid;
-    band_t band[2] = {{buf, len, rgb, sw, sh, flags, 0, mid, BAND_SERIAL, 0},
-                      {buf, len, rgb, sw, sh, flags, mid, sh, BAND_SERIAL, 0}};
+    band_t top = {buf, len, rgb, sw, sh, flags, 0, mid, BAND_SERIAL, 0};
+    band_t bottom = {buf, len, rgb, sw, sh, flags, mid, sh, BAND_SERIAL, 0};
     int team = 1;
+    double t0 = now_ms();
 #pragma omp parallel num_threads(2)
     {
+        /* The other thread starts late (woken from its futex: 0.1-0.5 ms on this kind of VM),
+         * so it takes the top band, the one without the skip; this thread skips to the
+         * bottom band meanwhile. */
         int id = omp_get_thread_num();
-#pragma omp single
+#pragma omp single nowait
         team = omp_get_num_threads();
-        /* (the single's barrier: every thread knows the team's size) */
-        if (team == 1) { /* no second thread after all: one band, the whole image */
-            band[0].y1 = sh;
-            band_run(&band[0]);
-            band[1].status = BAND_OK;
-        } else if (id < 2) {
-            band_run(&band[id]);
+        if (omp_get_num_threads() == 1) { /* no second thread after all: the whole image */
+            bottom.y0 = 0;
+            band_run(&bottom);
+            top.status = BAND_OK;
+        } else if (id == 0) {
+            band_run(&bottom);
+        } else if (id == 1) {
+            band_run(&top);
         }
     }
-    if (band[0].status == BAND_ERROR || band[1].status == BAND_ERROR)
+    if (top.status == BAND_ERROR || bottom.status == BAND_ERROR)
         return PROTO_EIMAGE;
-    if (band[0].status != BAND_OK || band[1].status != BAND_OK)
+    if (top.status != BAND_OK || bottom.status != BAND_OK)
         return BE_JPEG_SERIAL;
-    if (team >= 2 && band[0].ms + band[1].ms > 0) {
-        /* Newton-like step, halved: the first band's time grows with f, the second's falls
-         * about as fast (it still pays the skip), so (t1 - t0) / (t0 + t1) is near the
-         * change of f that evens them. */
-        f += 0.5f * (float)((band[1].ms - band[0].ms) / (band[0].ms + band[1].ms));
+    double t_top = top.end - t0, t_bottom = bottom.end - t0;
+    if (team >= 2 && t_top + t_bottom > 0) {
+        /* Newton-like step, halved: the top band's time grows with f, the bottom's falls
+         * about as fast (it still pays the skip), so (t_bottom - t_top) / (t_top + t_bottom)
+         * is near the change of f that makes both end together, start delay included. */
+        f += 0.5f * (float)((t_bottom - t_top) / (t_top + t_bottom));
         *split = f < SPLIT_LO ? SPLIT_LO : f > SPLIT_HI ? SPLIT_HI : f;
     }
     return 0;
