@@ -13,6 +13,11 @@ set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 if [ "$(id -u)" -eq 0 ]; then "$root/scripts/setup.sh" --bench; else sudo "$root/scripts/setup.sh" --bench; fi
 build=${FG_BENCH_BUILD:-$root/build-inference}
+# OpenBLAS's threads spin for 2^28 cycles (~0.1 s) after each call by default: after the BLAS
+# engine's turn one of them held the second core through the next engine's turn (framegate's
+# two-band decode at 2 threads measured 4.1-5.3 ms instead of 2.3). 2^4 cycles: they sleep at
+# once, as a backend on the oneDNN engine never wakes them. Read when libopenblas loads.
+export OPENBLAS_THREAD_TIMEOUT=${OPENBLAS_THREAD_TIMEOUT:-4}
 
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFG_BENCH_INFERENCE=ON >/dev/null
 cmake --build "$build" -j2 --target framegate-bench-inference >/dev/null
