@@ -400,7 +400,7 @@ static int decode_into(be_image_t *im, const uint8_t *buf, size_t len, int sw, i
         return rv;
     /* Not a split file (or a damaged one): TurboJPEG on this thread, which also gives the
      * error's message. */
-    if (im->threads > 1 &&
+    if (im->threads > 1 && be_jpeg_split_worth(sw, sh) &&
         be_jpeg_decode_split(buf, len, im->rgb, sw, sh, flags, im->threads, &im->split) == 0)
         return 0;
     if (jpeg_handle(im) == NULL)

@@ -125,12 +125,17 @@ int be_image_decode_rgb(be_image_t *im, const uint8_t *buf, size_t len, uint8_t 
  * tjDecompress2 gives for the same `flags` (TJFLAG_FASTUPSAMPLE, TJFLAG_FASTDCT).
  * *split (the top band's share of the rows; anything outside [0.15, 0.85] starts at 0.5)
  * is updated after each decode to even out the bands' times: keep it per caller. Returns 0;
- * BE_JPEG_SERIAL with nothing decoded when threads < 2, the image is small, or the file is
- * not a single-scan YCbCr/grey/RGB JPEG of that size (progressive, arithmetic, CMYK); or
+ * BE_JPEG_SERIAL with nothing decoded when threads < 2, sh < 32, or the file is not a
+ * single-scan YCbCr/grey/RGB JPEG of that size (progressive, arithmetic, CMYK); or
  * PROTO_EIMAGE on any libjpeg error or warning (rgb partly written: decode it again with
- * TurboJPEG for its message). Caller's thread and caller's buffers (image_jpeg.c). */
+ * TurboJPEG for its message). Caller's thread and caller's buffers (image_jpeg.c). Built
+ * without OpenMP, the two bands run one after the other on the caller's thread. */
 int be_jpeg_decode_split(const uint8_t *buf, size_t len, uint8_t *rgb, int sw, int sh, int flags,
                          int threads, float *split);
+
+/* 1 if be_jpeg_decode_split() is worth calling for a sw x sh decode: its bands run at once
+ * (built with OpenMP) and the image is large enough to pay for the second thread; else 0. */
+int be_jpeg_split_worth(int sw, int sh);
 
 /* Decodes buf at full size, draws the n records and re-encodes it as a JPEG (quality 85):
  * a box (w, h > 0, original-image pixels) as a coloured rectangle with "label 87%" on it; a

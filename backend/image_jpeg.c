@@ -27,11 +27,8 @@
 
 #ifdef _OPENMP
 #include <omp.h>
+#endif
 
-/* Below this many rows or pixels the second thread's wake-up and header parse are not paid
- * back. */
-#define SPLIT_MIN_ROWS 64
-#define SPLIT_MIN_PIXELS (256 * 256)
 #define SPLIT_LO 0.15f
 #define SPLIT_HI 0.85f
 #define SPLIT_START 0.5f
@@ -146,7 +143,7 @@ static void band_run(band_t *b)
 int be_jpeg_decode_split(const uint8_t *buf, size_t len, uint8_t *rgb, int sw, int sh, int flags,
                          int threads, float *split)
 {
-    if (threads < 2 || sh < SPLIT_MIN_ROWS || (size_t)sw * (size_t)sh < SPLIT_MIN_PIXELS)
+    if (threads < 2 || sh < 32) /* two bands of 16 rows at least */
         return BE_JPEG_SERIAL;
     float f = *split < SPLIT_LO || *split > SPLIT_HI ? SPLIT_START : *split;
     /* on a 16-row boundary: an iMCU row at full size for 2x2 subsampling, several at 1/2 .. */
@@ -156,6 +153,7 @@ int be_jpeg_decode_split(const uint8_t *buf, size_t len, uint8_t *rgb, int sw, i
     band_t bottom = {buf, len, rgb, sw, sh, flags, mid, sh, BAND_SERIAL, 0};
     int team = 1;
     double t0 = now_ms();
+#ifdef _OPENMP
 #pragma omp parallel num_threads(2)
     {
         /* The other thread starts late (woken from its futex: 0.1-0.5 ms on this kind of VM),
@@ -174,6 +172,12 @@ int be_jpeg_decode_split(const uint8_t *buf, size_t len, uint8_t *rgb, int sw, i
             band_run(&top);
         }
     }
+#else
+    /* Without OpenMP (the clang fuzz build) the bands run one after the other: slower than
+     * TurboJPEG alone, but the same code, so the fuzzer checks it against TurboJPEG. */
+    band_run(&top);
+    band_run(&bottom);
+#endif
     if (top.status == BAND_ERROR || bottom.status == BAND_ERROR)
         return PROTO_EIMAGE;
     if (top.status != BAND_OK || bottom.status != BAND_OK)
@@ -189,13 +193,15 @@ int be_jpeg_decode_split(const uint8_t *buf, size_t len, uint8_t *rgb, int sw, i
     return 0;
 }
 
-#else /* without OpenMP (the clang fuzz build): TurboJPEG's one-thread decode */
-
-int be_jpeg_decode_split(const uint8_t *buf, size_t len, uint8_t *rgb, int sw, int sh, int flags,
-                         int threads, float *split)
+int be_jpeg_split_worth(int sw, int sh)
 {
-    (void)buf, (void)len, (void)rgb, (void)sw, (void)sh, (void)flags, (void)threads, (void)split;
-    return BE_JPEG_SERIAL;
-}
-
+    /* Below this many rows or pixels the second thread's wake-up and header parse are not
+     * paid back. */
+    if (sh < 64 || (size_t)sw * (size_t)sh < 256 * 256)
+        return 0;
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
 #endif
+}

@@ -4,6 +4,9 @@
  * format's decoder. Each input is probed and letterboxed into a small network input (both
  * pre-processing modes) and, when small, annotated, as a backend does with a frame.
  *
+ * A JPEG that decodes is also decoded in two bands (be_jpeg_decode_split) and must give
+ * TurboJPEG's very pixels.
+ *
  * One be_image_t serves every input, as in the backend, and after each input a known-good
  * image must still decode to exactly what a fresh decoder made of it: a decoder left broken
  * by a bad frame (issue 11, defect 1) is a crash here. Limits are small enough that the
@@ -124,6 +127,28 @@ static void annotate(const uint8_t *buf, size_t len, int w, int h)
         FUZZ_CHECK(out != NULL && outlen > 2 && out[0] == 0xff && out[1] == 0xd8);
 }
 
+#if defined(FUZZ_IMAGE_JPEG)
+/* The two-band decode (backend/image_jpeg.c, bands one after the other in this build) against
+ * TurboJPEG's, on the same bytes: the same pixels when both decode, and never a frame that
+ * TurboJPEG refuses. */
+static void check_split(const uint8_t *buf, size_t len, int w, int h)
+{
+    uint8_t *ref = NULL, *got = malloc((size_t)w * h * 3);
+    int rw = 0, rh = 0;
+    float split = 0;
+    FUZZ_CHECK(got != NULL);
+    int rv = be_image_decode_rgb(im, buf, len, &ref, &rw, &rh);
+    int sv = be_jpeg_decode_split(buf, len, got, w, h, 0, 2, &split);
+    FUZZ_CHECK(sv == 0 || sv == BE_JPEG_SERIAL || sv == PROTO_EIMAGE);
+    if (sv == 0) {
+        FUZZ_CHECK(rv == 0 && rw == w && rh == h);
+        FUZZ_CHECK(memcmp(ref, got, (size_t)w * h * 3) == 0);
+    }
+    free(ref);
+    free(got);
+}
+#endif
+
 static void fuzz_frame(const uint8_t *buf, size_t len)
 {
     int pw = -1, ph = -1;
@@ -146,6 +171,10 @@ static void fuzz_frame(const uint8_t *buf, size_t len)
         check_input_values();
         if (mode == 0 && (uint64_t)w * (uint64_t)h <= ANNOTATE_MAX_PIXELS)
             annotate(buf, len, w, h);
+#if defined(FUZZ_IMAGE_JPEG)
+        if (mode == 0 && (uint64_t)w * (uint64_t)h <= ANNOTATE_MAX_PIXELS)
+            check_split(buf, len, w, h);
+#endif
     }
 }
 

@@ -173,7 +173,10 @@ def err_code(body):
         return None
 
 
-settings = {"models": "face", "backends": 2, "deadline_ms": int(30000 * fg.SLOW)}
+# camera_max_age_ms 0: the clients name cameras, and a valid frame queued behind slow poison
+# must still be served, not skipped as stale (a 200 without detections)
+settings = {"models": "face", "backends": 2, "deadline_ms": int(30000 * fg.SLOW),
+            "camera_max_age_ms": 0}
 with fg.Gateway(settings=settings, app_model=False) as gw:
     # /readyz answers 200 with one ready backend: wait (bounded) for the second as well.
     end = time.time() + 60 * fg.SLOW
