@@ -702,9 +702,8 @@ int main(int argc, char **argv)
     const char *spin = getenv("GOMP_SPINCOUNT"), *policy = getenv("OMP_WAIT_POLICY"),
                *obt = getenv("OPENBLAS_THREAD_TIMEOUT"); /* its threads' spin after a call */
     say("OpenMP (oneDNN's threads): GOMP_SPINCOUNT=%s OMP_WAIT_POLICY=%s; "
-        "OPENBLAS_THREAD_TIMEOUT=%s\n",
-        spin != NULL ? spin : "(libgomp's default)", policy != NULL ? policy : "(unset)",
-        obt != NULL ? obt : "(unset)");
+        "OPENBLAS_THREAD_TIMEOUT=%s\n", spin != NULL ? spin : "(libgomp's default)",
+        policy != NULL ? policy : "(unset)", obt != NULL ? obt : "(unset)");
     cJSON_AddStringToObject(root, "gomp_spincount", spin != NULL ? spin : "default");
 
     const char *isa;
