@@ -2,8 +2,8 @@
  * oneDNN runs the network on, so on a backend with threads > 1 the second core no longer
  * waits through the decode, the one serial step left in front of the network).
  *
- * libjpeg cannot start in the middle of a file without restart markers, so the second band
- * gets there with jpeg_skip_scanlines(): it still Huffman-decodes the rows it skips (about half
+ * libjpeg cannot start in the middle of a file without restart markers, so the bottom band
+ * is reached with jpeg_skip_scanlines(): it still Huffman-decodes the rows it skips (about half
  * the decode's time on the darknet photos), but does no IDCT, upsampling or colour conversion
  * for them. The calling thread does that, while the team's other thread (which starts later)
  * decodes the top band; *split, the top band's share, is moved towards the one that makes
