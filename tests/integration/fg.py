@@ -139,6 +139,21 @@ def app_model_settings(name="app"):
     }
 
 
+def face_model_settings(name):
+    """--set keys declaring a second copy `name` of the face model (the default model's files
+    and face-api's pre-processing, threshold and NMS), beside "face"."""
+    models = os.path.join(cache_dir(), "models")
+    return {
+        f"model.{name}.cfg": os.path.join(models, "face-tiny.cfg"),
+        f"model.{name}.weights": os.path.join(models, "face-tiny.weights"),
+        f"model.{name}.names": os.path.join(models, "face.names"),
+        f"model.{name}.preprocess": "faceapi",
+        f"model.{name}.input_size": 416,
+        f"model.{name}.threshold": 0.5,
+        f"model.{name}.nms": 0.4,
+    }
+
+
 _rundirs = []
 
 

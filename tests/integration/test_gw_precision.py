@@ -13,7 +13,6 @@ import time
 
 import fg
 
-MODELS = os.path.join(fg.cache_dir(), "models")
 REF = os.path.join(fg.cache_dir(), "faceapi-ref")
 FRAMES = ["frame-720p-face.jpg", "frame-1080p-faces.jpg", "astronaut-gray.jpg"]
 
@@ -43,13 +42,7 @@ settings = {
     "default_model": "face",
     "min_backends": 1,
     "max_backends": 1,
-    "model.facebf.cfg": os.path.join(MODELS, "face-tiny.cfg"),
-    "model.facebf.weights": os.path.join(MODELS, "face-tiny.weights"),
-    "model.facebf.names": os.path.join(MODELS, "face.names"),
-    "model.facebf.preprocess": "faceapi",
-    "model.facebf.input_size": 416,
-    "model.facebf.threshold": 0.5,
-    "model.facebf.nms": 0.4,
+    **fg.face_model_settings("facebf"),
     "model.facebf.precision": "bf16",
 }
 with fg.Gateway(settings=settings, app_model=False) as gw:

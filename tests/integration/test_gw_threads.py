@@ -12,7 +12,6 @@ import time
 
 import fg
 
-MODELS = os.path.join(fg.cache_dir(), "models")
 REF = os.path.join(fg.cache_dir(), "faceapi-ref")
 FRAMES = ["frame-720p-face.jpg", "frame-1080p-faces.jpg", "astronaut-gray.jpg",
           "frame-720p-dark.jpg", "astronaut-edge-bottom-right.jpg", "astronaut.png"]
@@ -22,13 +21,7 @@ settings = {
     "default_model": "face",
     "min_backends": 1,
     "max_backends": 1,
-    "model.face2.cfg": os.path.join(MODELS, "face-tiny.cfg"),
-    "model.face2.weights": os.path.join(MODELS, "face-tiny.weights"),
-    "model.face2.names": os.path.join(MODELS, "face.names"),
-    "model.face2.preprocess": "faceapi",
-    "model.face2.input_size": 416,
-    "model.face2.threshold": 0.5,
-    "model.face2.nms": 0.4,
+    **fg.face_model_settings("face2"),
     "model.face2.backend_args": "--threads 2",
 }
 with fg.Gateway(settings=settings, app_model=False) as gw:
