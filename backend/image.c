@@ -45,7 +45,7 @@ struct be_image {
     tjhandle tjc; /* compressor, created on the first annotated output */
     be_image_limits_t limits;
     int threads;  /* of the decode and the resize (be_image_set_threads) */
-    float split;  /* the first band's share of a split JPEG decode (be_jpeg_decode_split) */
+    float split;  /* the top band's share of a split JPEG decode (be_jpeg_decode_split) */
     uint8_t *rgb; /* decode buffer, grown as needed and kept up to BE_IMAGE_KEEP_MAX */
     size_t rgb_cap;
     unsigned char *jpeg; /* last annotated output (tjAlloc'd) */

@@ -159,14 +159,13 @@ int be_jpeg_decode_split(const uint8_t *buf, size_t len, uint8_t *rgb, int sw, i
         /* The other thread starts late (woken from its futex: 0.1-0.5 ms on this kind of VM),
          * so it takes the top band, the one without the skip; this thread skips to the
          * bottom band meanwhile. */
-        int id = omp_get_thread_num();
-#pragma omp single nowait
-        team = omp_get_num_threads();
-        if (omp_get_num_threads() == 1) { /* no second thread after all: the whole image */
+        int id = omp_get_thread_num(), n = omp_get_num_threads();
+        if (n == 1) { /* no second thread after all: the whole image */
             bottom.y0 = 0;
             band_run(&bottom);
             top.status = BAND_OK;
         } else if (id == 0) {
+            team = n;
             band_run(&bottom);
         } else if (id == 1) {
             band_run(&top);
