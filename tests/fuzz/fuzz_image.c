@@ -169,12 +169,12 @@ static void fuzz_frame(const uint8_t *buf, size_t len)
         FUZZ_CHECK(w == pw && h == ph);
         FUZZ_CHECK(dw > 0 && dh > 0 && dw <= w && dh <= h);
         check_input_values();
-        if (mode == 0 && (uint64_t)w * (uint64_t)h <= ANNOTATE_MAX_PIXELS)
+        if (mode == 0 && (uint64_t)w * (uint64_t)h <= ANNOTATE_MAX_PIXELS) {
             annotate(buf, len, w, h);
 #if defined(FUZZ_IMAGE_JPEG)
-        if (mode == 0 && (uint64_t)w * (uint64_t)h <= ANNOTATE_MAX_PIXELS)
             check_split(buf, len, w, h);
 #endif
+        }
     }
 }
 
