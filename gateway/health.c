@@ -48,13 +48,15 @@ gw_health_reason_t gw_health_check(const gw_health_t *self, const gw_health_t *c
     if (cfg->outlier_stdev_factor <= 0 || self->n < m || m < 1)
         return GW_HEALTH_NONE;
     double sum = 0, sq = 0;
-    int k = 0;
+    int k = 0, pok = 0, pn = 0;
     for (int i = 0; i < npeers; i++) {
         if (peers[i]->n < m)
             continue;
         double r = (double)peers[i]->ok / peers[i]->n;
         sum += r;
         sq += r * r;
+        pok += peers[i]->ok;
+        pn += peers[i]->n;
         k++;
     }
     if (k == 0)
@@ -63,14 +65,17 @@ gw_health_reason_t gw_health_check(const gw_health_t *self, const gw_health_t *c
     double var = sq / k - mean * mean;
     double sd = sqrt(var > 0 ? var : 0);
     double spread = sd > GW_HEALTH_MIN_SPREAD ? sd : GW_HEALTH_MIN_SPREAD;
-    /* self's own window is a sample: with n answers at the peers' rate its rate still
-     * varies by sqrt(p(1-p)/n), and a client that sends some bad frames spreads them
-     * unevenly. And whatever the statistics say, a gap under GW_HEALTH_MIN_GAP is not
-     * worth a restart: a broken decoder fails nearly every frame. */
-    double se = sqrt(mean * (1 - mean) / self->n);
-    if (se > spread)
-        spread = se;
     double gap = cfg->outlier_stdev_factor * spread;
+    /* Both windows are samples: a client's bad frames land unevenly, so a peer that drew
+     * none reads 1.000. The two-proportion standard error (pooled rate, self's and the
+     * peers' counts) says how far apart two windows of the same traffic fall. The test
+     * runs on every answer, so a 2-sigma dip is met sooner or later: GW_HEALTH_SAMPLE_Z.
+     * And whatever the statistics say, a gap under GW_HEALTH_MIN_GAP is not worth a
+     * restart: a broken decoder fails nearly every frame. */
+    double pool = (double)(self->ok + pok) / (self->n + pn);
+    double se = sqrt(pool * (1 - pool) * (1.0 / self->n + 1.0 / pn));
+    if (gap < GW_HEALTH_SAMPLE_Z * se)
+        gap = GW_HEALTH_SAMPLE_Z * se;
     if (gap < GW_HEALTH_MIN_GAP)
         gap = GW_HEALTH_MIN_GAP;
     double rate = (double)self->ok / self->n;

@@ -58,9 +58,10 @@ void gw_health_record(gw_health_t *h, const gw_config_t *cfg, gw_health_verdict_
  * that are serving; self excluded). GW_HEALTH_CONSECUTIVE once outlier_consecutive_failures
  * failures came in a row; GW_HEALTH_SUCCESS_RATE when self and at least one peer have
  * outlier_min_requests verdicts in their windows and self's success rate is below its peers'
- * mean by outlier_stdev_factor standard deviations (of the peers' rates, or the binomial
- * standard error of self's window at the peers' rate, at least GW_HEALTH_MIN_SPREAD) and by
- * at least GW_HEALTH_MIN_GAP. The mean and deviation leave self out: with the two to four
+ * mean by outlier_stdev_factor standard deviations of the peers' rates (at least
+ * GW_HEALTH_MIN_SPREAD), by GW_HEALTH_SAMPLE_Z standard errors of the two windows' difference
+ * (self's against the peers' pooled counts), and by GW_HEALTH_MIN_GAP: the largest of the
+ * three. The mean and deviation leave self out: with the two to four
  * backends a model runs, a backend counted in its own mean can never sit more than
  * sqrt(n-1) deviations below it, so Envoy's test with self included could never fire.
  * On a verdict, detail[0..cap) gets the figures in words. */
@@ -72,10 +73,15 @@ gw_health_reason_t gw_health_check(const gw_health_t *self, const gw_health_t *c
  * large). */
 #define GW_HEALTH_MIN_SPREAD 0.05
 
+/* How many standard errors of the difference between self's window and its peers' (the
+ * binomial noise of both samples) a gap must exceed. The test runs after every answer, so a
+ * 2-sigma dip comes sooner or later on a long run; at 3 a false ejection stays rare. */
+#define GW_HEALTH_SAMPLE_Z 3.0
+
 /* And the smallest gap below the peers' mean that ejects, whatever the deviations: random
- * bad frames from clients land unevenly on backends (a window of 100 answers at 5 % bad
- * frames varies by +-2.3 %), a broken backend fails most frames. */
-#define GW_HEALTH_MIN_GAP 0.25
+ * bad frames from clients land unevenly on backends (CI once saw 8 of 30 answers rejected on
+ * one backend, 0 on its peer, under a 19 % poison mix), a broken backend fails most frames. */
+#define GW_HEALTH_MIN_GAP 0.3
 
 /* Adds one observed service time. */
 void gw_svctime_add(gw_svctime_t *s, double ms);

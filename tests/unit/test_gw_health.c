@@ -87,7 +87,7 @@ static void test_success_rate_is_relative(void **state)
     feed(&r2, GW_HEALTH_REJECTED, 10);
     feed(&r3, GW_HEALTH_REJECTED, 10);
     assert_int_equal(check(&r1, &r2, &r3), GW_HEALTH_NONE);
-    /* Near-perfect peers: a gap under GW_HEALTH_MIN_GAP (0.25) never ejects, however small
+    /* Near-perfect peers: a gap under GW_HEALTH_MIN_GAP (0.3) never ejects, however small
      * the deviations (bad frames from clients land unevenly); a broken backend's does. */
     cfg.outlier_window = 20;
     gw_health_t one = {0}, g1 = {0}, g2 = {0};
@@ -96,22 +96,35 @@ static void test_success_rate_is_relative(void **state)
     feed(&one, GW_HEALTH_SUCCESS, 19);
     feed(&one, GW_HEALTH_REJECTED, 1); /* 0.95 */
     assert_int_equal(check(&one, &g1, &g2), GW_HEALTH_NONE);
-    feed(&one, GW_HEALTH_REJECTED, 3); /* 0.80: the oldest successes left the window */
-    assert_int_equal(one.ok, 16);
+    feed(&one, GW_HEALTH_REJECTED, 5); /* 0.70: the oldest successes left the window */
+    assert_int_equal(one.ok, 14);
     assert_int_equal(check(&one, &g1, &g2), GW_HEALTH_NONE);
-    feed(&one, GW_HEALTH_REJECTED, 2); /* 0.70 */
+    feed(&one, GW_HEALTH_REJECTED, 2); /* 0.60 */
     assert_int_equal(check(&one, &g1, &g2), GW_HEALTH_SUCCESS_RATE);
-    /* With noisy peers the deviation is theirs (or the sample's): 0.6 next to 0.7 and 0.9
-     * is within max(1.9 x 0.1, 0.25) of their mean; 0.5 is not. */
+    /* What CI once saw under a 19 % poison mix: 22 of 30 answers next to a peer's 30 of 30
+     * is 0.267 apart, 3.0 standard errors of the two windows' difference: not a broken
+     * backend. One that fails every frame is. */
+    cfg.outlier_window = 100;
+    gw_health_t unlucky = {0}, lucky = {0}, broken = {0};
+    feed(&lucky, GW_HEALTH_SUCCESS, 30);
+    feed(&unlucky, GW_HEALTH_SUCCESS, 22);
+    feed(&unlucky, GW_HEALTH_REJECTED, 8);
+    assert_int_equal(check(&unlucky, &lucky, NULL), GW_HEALTH_NONE);
+    feed(&broken, GW_HEALTH_SUCCESS, 2);
+    feed(&broken, GW_HEALTH_REJECTED, 18);
+    assert_int_equal(check(&broken, &lucky, NULL), GW_HEALTH_SUCCESS_RATE);
+    /* With noisy peers the deviation is theirs or the samples': 0.55 next to 0.7 and 0.9
+     * (100 answers each) is within max(1.9 x 0.1, 3 x 0.056, 0.3) of their mean; 0.45 is
+     * not. */
     gw_health_t x = {0}, p7 = {0}, p9 = {0};
-    feed(&p7, GW_HEALTH_SUCCESS, 14);
-    feed(&p7, GW_HEALTH_REJECTED, 6);
-    feed(&p9, GW_HEALTH_SUCCESS, 18);
-    feed(&p9, GW_HEALTH_REJECTED, 2);
-    feed(&x, GW_HEALTH_SUCCESS, 12);
-    feed(&x, GW_HEALTH_REJECTED, 8);
+    feed(&p7, GW_HEALTH_SUCCESS, 70);
+    feed(&p7, GW_HEALTH_REJECTED, 30);
+    feed(&p9, GW_HEALTH_SUCCESS, 90);
+    feed(&p9, GW_HEALTH_REJECTED, 10);
+    feed(&x, GW_HEALTH_SUCCESS, 55);
+    feed(&x, GW_HEALTH_REJECTED, 45);
     assert_int_equal(check(&x, &p7, &p9), GW_HEALTH_NONE);
-    feed(&x, GW_HEALTH_REJECTED, 2); /* 0.5 */
+    feed(&x, GW_HEALTH_REJECTED, 10); /* 0.45 */
     assert_int_equal(check(&x, &p7, &p9), GW_HEALTH_SUCCESS_RATE);
     cfg.outlier_stdev_factor = 0; /* off */
     assert_int_equal(check(&bad, &good, NULL), GW_HEALTH_NONE);
