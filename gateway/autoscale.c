@@ -17,6 +17,7 @@ struct gw_autoscale {
     sample_t *ring; /* samples newer than the stable window, oldest first */
     size_t cap, head, len;
     uint64_t panic_until;
+    uint64_t first_tick; /* the first tick's time (0: none yet) */
     int desired;
 };
 
@@ -109,6 +110,8 @@ gw_scale_decision_t gw_autoscale_tick(gw_autoscale_t *a, uint64_t now_ms, double
     }
     a->ring[(a->head + a->len) % a->cap] = (sample_t){now_ms, peak_load};
     a->len++;
+    if (a->first_tick == 0)
+        a->first_tick = now_ms > 0 ? now_ms : 1;
 
     uint64_t panic_since = now_ms > cfg->panic_window_ms ? now_ms - cfg->panic_window_ms : 0;
     int up = clamp_count(a, peak_since(a, panic_since));
@@ -124,6 +127,11 @@ gw_scale_decision_t gw_autoscale_tick(gw_autoscale_t *a, uint64_t now_ms, double
         if (d.desired < current)
             d.desired = current > a->max ? a->max : current;
         d.reason = queued > 0 ? "queue" : "load";
+    } else if (down < current && now_ms - a->first_tick < cfg->stable_window_ms) {
+        /* A reap needs a whole stable window of low load, and a pool that has just started
+         * (a gateway restart adopting an earlier one's backends) has not seen one yet. */
+        d.desired = current > a->max ? a->max : current;
+        d.reason = "steady";
     } else {
         d.desired = down;
         d.reason = down < current ? "idle" : down > current ? "load" : "steady";

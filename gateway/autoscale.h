@@ -8,7 +8,9 @@
  *         the wanted count exceeds what runs, the policy is "panicking": it never scales
  *         down, like Knative's panic mode.
  *   down: ceil(peak load over the stable window / target), so a short lull does not reap;
- *         load must stay low for the whole stable window.
+ *         load must stay low for the whole stable window, so none in the first stable
+ *         window after the first tick (no history: after a restart the pool holds what it
+ *         adopted until it has seen a window of its load).
  * The result is clamped to [min_backends, max_backends]; with min 0, any load wants >= 1. */
 #ifndef GW_AUTOSCALE_H
 #define GW_AUTOSCALE_H

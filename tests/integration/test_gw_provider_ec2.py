@@ -187,8 +187,8 @@ try:
     fg.check(clean, f"after SIGKILL and restart: every live instance is the gateway's "
                     f"({time.time() - t0:.1f} s), instances it does not know: {left}")
     # Adopted = its backend joined and the pool took it (cloud_adopted with its address).
-    # Read from the log, not /v1/backends: an idle pool drains the extras again at once
-    # (min_backends=1, no load in the stable window), sometimes within one 100 ms poll. One
+    # Read from the log, not /v1/backends: an idle pool drains the extras once it has seen a
+    # stable window (3 s here) without load, and a snapshot can come too late. One
     # of the four may be declined: the start that claimed a leftover at the first list still
     # counts while it waits, and a join that finds the pool at max_backends (4) is refused.
     adopted = {ln.split(" instance=")[1].split()[0] for ln in gw.log().splitlines()

@@ -79,6 +79,32 @@ static void test_short_lull_does_not_reap(void **state)
     gw_autoscale_destroy(a);
 }
 
+/* A gateway restarted next to an earlier one's backends adopts them, idle: the pool has no
+ * history yet, so it holds them for one stable window, then returns to min as usual. */
+static void test_fresh_pool_holds_for_a_stable_window(void **state)
+{
+    (void)state;
+    gw_config_t cfg = base_cfg();
+    gw_autoscale_t *a;
+    uint64_t t = 5000;
+    assert_int_equal(gw_autoscale_create(&a, &cfg, NULL), 0);
+    gw_scale_decision_t d = gw_autoscale_tick(a, t, 0, 0, 3);
+    assert_int_equal(d.desired, 3);
+    assert_string_equal(d.reason, "steady");
+    while (t < 5000 + 29000)
+        assert_int_equal(gw_autoscale_tick(a, t += 1000, 0, 0, 3).desired, 3);
+    t += 1000; /* the whole window seen, all of it idle */
+    d = gw_autoscale_tick(a, t, 0, 0, 3);
+    assert_int_equal(d.desired, 1);
+    assert_string_equal(d.reason, "idle");
+    /* Above max (bounds lowered since): clamped even while holding. */
+    gw_autoscale_t *b;
+    assert_int_equal(gw_autoscale_create(&b, &cfg, NULL), 0);
+    assert_int_equal(gw_autoscale_tick(b, 1000, 0, 0, 6).desired, 4);
+    gw_autoscale_destroy(b);
+    gw_autoscale_destroy(a);
+}
+
 static void test_scale_to_zero(void **state)
 {
     (void)state;
@@ -162,6 +188,7 @@ int main(void)
         cmocka_unit_test(test_burst_scales_up_next_tick),
         cmocka_unit_test(test_target_divides_load),
         cmocka_unit_test(test_short_lull_does_not_reap),
+        cmocka_unit_test(test_fresh_pool_holds_for_a_stable_window),
         cmocka_unit_test(test_scale_to_zero),
         cmocka_unit_test(test_clamps_and_panic_holds),
         cmocka_unit_test(test_ring_is_bounded),
