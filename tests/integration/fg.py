@@ -3,6 +3,7 @@ the real backends) on a free loopback port, talk HTTP to it, and clean up every 
 PID. Standard library only; runs under Debian's /usr/bin/python3."""
 import atexit
 import base64
+import calendar
 import ctypes
 import http.client
 import json
@@ -67,6 +68,19 @@ def wait_for(cond, timeout, step=0.1):
             return v
         time.sleep(step)
     return None
+
+
+def log_times(text, event, contains=""):
+    """Wall-clock times (time.time() scale) of the gateway log's lines with event=`event` that
+    contain `contains`: the gateway's own record of when something happened, which a test's
+    polling can miss or see late on a loaded machine."""
+    out = []
+    for line in text.splitlines():
+        if f" event={event} " in line + " " and contains in line and line.startswith("ts="):
+            ts = line[3:].split()[0]  # 2026-01-02T03:04:05.678Z (UTC)
+            out.append(calendar.timegm(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")) +
+                       float(ts[19:-1]))
+    return out
 
 
 def ready_count(gw):

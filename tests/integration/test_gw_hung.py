@@ -4,7 +4,6 @@ within the bound derived from the model's service time (no new frames; the frame
 are retried on the other), every frame is answered 200 and none later than the deadline, and
 once it has ignored its ping for hung_grace_ms it is killed and replaced (counted, logged)."""
 # ctest-timeout: 120
-import calendar
 import os
 import signal
 import time
@@ -34,12 +33,8 @@ with fg.Gateway(settings=settings, simulate_ms=20) as gw:
         # gateway's own log line (ts= is wall-clock ms): polling /v1/backends missed the state
         # on a slow machine, and the poll's own delay counted against the bound.
         def suspect_ts():
-            for line in gw.log().splitlines():
-                if "event=backend_suspect" in line and f"backend={victim['name']} " in line:
-                    ts = line.split("ts=", 1)[1].split()[0]
-                    return calendar.timegm(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")) + \
-                        float(ts[19:-1])
-            return None
+            ts = fg.log_times(gw.log(), "backend_suspect", f"backend={victim['name']} ")
+            return ts[0] if ts else None
         t_suspect = fg.wait_for(suspect_ts, 5)
         waited = (t_suspect - t_stop) if t_suspect else None
         fg.check(t_suspect is not None and 0 <= waited < (HUNG_MIN_MS + 600) / 1000 * S,
