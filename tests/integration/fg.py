@@ -375,7 +375,8 @@ def multipart(parts):
 
 class Load:
     """N closed-loop clients on keep-alive connections, each posting `per_client` frames (or
-    until stop() when per_client is None). Records every status (or exception)."""
+    until stop() when per_client is None). Records every status (or exception) as (status,
+    seconds, body of a non-200, time.time() at its start)."""
 
     def __init__(self, gw, clients, per_client=None, img=None, query="", timeout=60):
         self.gw, self.clients, self.per_client = gw, clients, per_client
@@ -398,12 +399,12 @@ class Load:
                     c = self.gw.conn(self.timeout)
                 st, hdrs, body = self.gw.detect(self.img, f"?camera=cam-{idx}{self.query}",
                                                 conn=c)
-                res = (st, time.time() - t0, body if st != 200 else None)
+                res = (st, time.time() - t0, body if st != 200 else None, t0)
                 if hdrs.get("connection", "").lower() == "close":
                     c.close()
                     c = None
             except Exception as e:  # connection errors count as failures
-                res = ("exc:" + type(e).__name__ + ":" + str(e), time.time() - t0, None)
+                res = ("exc:" + type(e).__name__ + ":" + str(e), time.time() - t0, None, t0)
                 if c is not None:
                     c.close()
                 c = None
