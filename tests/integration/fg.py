@@ -3,6 +3,7 @@ the real backends) on a free loopback port, talk HTTP to it, and clean up every 
 PID. Standard library only; runs under Debian's /usr/bin/python3."""
 import atexit
 import base64
+import calendar
 import ctypes
 import http.client
 import json
@@ -67,6 +68,19 @@ def wait_for(cond, timeout, step=0.1):
             return v
         time.sleep(step)
     return None
+
+
+def log_times(text, event, contains=""):
+    """Wall-clock times (time.time() scale) of the gateway log's lines with event=`event` that
+    contain `contains`: the gateway's own record of when something happened, which a test's
+    polling can miss or see late on a loaded machine."""
+    out = []
+    for line in text.splitlines():
+        if f" event={event} " in line + " " and contains in line and line.startswith("ts="):
+            ts = line[3:].split()[0]  # 2026-01-02T03:04:05.678Z (UTC)
+            out.append(calendar.timegm(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")) +
+                       float(ts[19:-1]))
+    return out
 
 
 def ready_count(gw):
@@ -361,7 +375,8 @@ def multipart(parts):
 
 class Load:
     """N closed-loop clients on keep-alive connections, each posting `per_client` frames (or
-    until stop() when per_client is None). Records every status (or exception)."""
+    until stop() when per_client is None). Records every status (or exception) as (status,
+    seconds, body of a non-200, time.time() at its start)."""
 
     def __init__(self, gw, clients, per_client=None, img=None, query="", timeout=60):
         self.gw, self.clients, self.per_client = gw, clients, per_client
@@ -384,12 +399,12 @@ class Load:
                     c = self.gw.conn(self.timeout)
                 st, hdrs, body = self.gw.detect(self.img, f"?camera=cam-{idx}{self.query}",
                                                 conn=c)
-                res = (st, time.time() - t0, body if st != 200 else None)
+                res = (st, time.time() - t0, body if st != 200 else None, t0)
                 if hdrs.get("connection", "").lower() == "close":
                     c.close()
                     c = None
             except Exception as e:  # connection errors count as failures
-                res = ("exc:" + type(e).__name__ + ":" + str(e), time.time() - t0, None)
+                res = ("exc:" + type(e).__name__ + ":" + str(e), time.time() - t0, None, t0)
                 if c is not None:
                     c.close()
                 c = None

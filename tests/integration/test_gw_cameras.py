@@ -94,14 +94,14 @@ with fg.Gateway(settings=settings, simulate_ms=int(100 * S)) as gw:
     fps = {c.name: len(c.results(w0, w1)) / (w1 - w0) for c in cams}
     lo, hi = min(fps.values()), max(fps.values())
     fg.log("served fps per camera:", " ".join(f"{v:.2f}" for v in fps.values()))
-    if not fg.SANITIZE:
-        fg.check(1.6 <= lo and hi <= 2.4,
-                 f"every camera served 1.6..2.4 fps (min {lo:.2f}, max {hi:.2f})")
-    else:  # the gateway's own speed under a sanitizer is not under test: only the shares
-        mean = sum(fps.values()) / len(fps)
-        fg.check(0.75 * mean <= lo and hi <= 1.25 * mean,
-                 f"every camera served within 25% of the mean {mean:.2f} "
-                 f"(min {lo:.2f}, max {hi:.2f})")
+    # Shares and throughput apart (absolute 1.6..2.4 fps per camera failed whenever a loaded
+    # machine slowed the whole pool): each camera within 20% of the mean, the pool kept busy.
+    mean = sum(fps.values()) / len(fps)
+    fg.check(0.8 * mean <= lo and hi <= 1.2 * mean,
+             f"every camera served within 20% of the mean {mean:.2f} (min {lo:.2f}, max {hi:.2f})")
+    if not fg.SANITIZE:  # the gateway's own speed under a sanitizer is not under test
+        fg.check(sum(fps.values()) >= 0.8 * 40, f"the 4 backends kept busy: "
+                 f"{sum(fps.values()):.1f} fps of ~40")
     statuses = {}
     for c in cams:
         for a in c.answers:

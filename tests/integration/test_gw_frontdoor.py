@@ -58,6 +58,20 @@ def error_of(data):
         return {}
 
 
+def not_slowed(base, loaded, what):
+    """The quiet client beside a flood vs alone, on 40 samples each (a p99 of 25 samples was
+    the 2nd slowest: two scheduling stalls on a loaded machine failed it): the median within
+    5 ms (a limiter that stalls the loop shifts every request), and at most a tenth of the
+    samples more than 50 ms over the unloaded median (a stall now and then, e.g. per refill)."""
+    mb, ml = sorted(base)[len(base) // 2], sorted(loaded)[len(loaded) // 2]
+    slow = sum(1 for x in loaded if x > mb + 0.05 * fg.SLOW)
+    fg.log(f"{what}: median {mb * 1e3:.1f} -> {ml * 1e3:.1f} ms, max {max(base) * 1e3:.1f} -> "
+           f"{max(loaded) * 1e3:.1f} ms, {slow}/{len(loaded)} over median + 50 ms")
+    fg.check(ml <= mb + 0.005 * fg.SLOW and slow <= len(loaded) // 10,
+             f"{what}: median within 5 ms of unloaded ({ml * 1e3:.1f} vs {mb * 1e3:.1f} ms), "
+             f"{slow} of {len(loaded)} over median + 50 ms")
+
+
 dog = fg.image("dog.jpg")
 # (method, path, who may) -- "public", or the roles allowed besides admin. A camera token is
 # bound: camera -> door1, camera2 -> door2, yard -> door2 and yard-*.
@@ -328,24 +342,26 @@ try:
         st, _, _ = req(gw, "GET", "/v1/jobs", TOK["viewer"])
         fg.check(st == 200, "another token is not limited by it")
 
-        # a limited client never slows another: the viewer's p99 alone, then beside a flood
-        def p99(token, n=60):
-            lat = []
+        # a limited client never slows another: the viewer's latencies alone, then beside a flood
+        def lats(token, n=40):  # 40 samples: see not_slowed
+            lat, sts = [], set()
             c = gw.conn(10)
             for i in range(n):
                 t0 = time.perf_counter()
                 c.request("GET", "/v1/jobs", headers={"Authorization": "Bearer " + token})
-                c.getresponse().read()
+                r = c.getresponse()
+                r.read()
+                sts.add(r.status)
                 lat.append(time.perf_counter() - t0)
                 time.sleep(0.2 - (time.perf_counter() - t0) if lat[-1] < 0.2 else 0)
             c.close()
-            lat.sort()
-            return lat[int(len(lat) * 0.99) - 1]
+            fg.check(sts == {200}, f"the quiet token is never refused ({sts})")
+            return lat
         with open(tokens_path, "a") as f:
             f.write("flood-token-0001 viewer flood\nquiet-token-0001 viewer quiet\n")
         gw.proc.send_signal(1)
         time.sleep(0.3)
-        base = p99("quiet-token-0001", n=25)
+        base = lats("quiet-token-0001")
         stop = threading.Event()
         flooded = [0]
 
@@ -361,12 +377,11 @@ try:
         th = threading.Thread(target=flood)
         th.start()
         time.sleep(0.3)
-        loaded = p99("quiet-token-0001", n=25)
+        loaded = lats("quiet-token-0001")
         stop.set()
         th.join()
         fg.check(flooded[0] > 50, f"the flooding token was refused ({flooded[0]} x 429)")
-        fg.check(loaded <= base + 0.005, f"another client's p99 stays within its unloaded p99 "
-                 f"+ 5 ms ({loaded * 1e3:.1f} vs {base * 1e3:.1f} ms)")
+        not_slowed(base, loaded, "another token beside the flood")  # not a p99 of 25 samples
         st, _, data = req(gw, "GET", "/metrics", TOK["admin"])
         text = data.decode()
         fg.check(fg.metric_value(text, "framegate_rate_limited_total",
@@ -429,7 +444,7 @@ try:
             r.read()
             return r.status, time.perf_counter() - t0, r.getheader("Retry-After")
 
-        def quiet_p99(n=25):
+        def quiet_lats(n=40):  # 40 samples: see not_slowed
             c = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10 * fg.SLOW)
             lat, sts = [], set()
             for _ in range(n):
@@ -438,9 +453,8 @@ try:
                 lat.append(dt)
                 time.sleep(max(0.0, 0.2 - dt))  # 5/s: well under its address's 20/s
             c.close()
-            lat.sort()
-            return lat[int(len(lat) * 0.99) - 1], sts
-        base, base_sts = quiet_p99()
+            return lat, sts
+        base, base_sts = quiet_lats()
         stop = threading.Event()
         limited, retry_after = [0], [None]
 
@@ -457,7 +471,7 @@ try:
         th = threading.Thread(target=flood)
         th.start()
         time.sleep(0.3)
-        loaded, loaded_sts = quiet_p99()
+        loaded, loaded_sts = quiet_lats()
         stop.set()
         th.join()
         fg.check(limited[0] > 50 and retry_after[0] is not None and int(retry_after[0]) >= 1,
@@ -465,8 +479,7 @@ try:
                  f"Retry-After {retry_after[0]})")
         fg.check(base_sts == {200} and loaded_sts == {200},
                  f"... another address is never refused ({base_sts}, {loaded_sts})")
-        fg.check(loaded <= base + 0.005, f"... and its p99 stays within its unloaded p99 + 5 ms "
-                 f"({loaded * 1e3:.1f} vs {base * 1e3:.1f} ms)")
+        not_slowed(base, loaded, "... another address")  # not a p99 of 25 samples
         # 127.0.0.2 holds all its connections: 127.0.0.1 still connects and is served
         time.sleep(1.2)  # the buckets refill
         held = []

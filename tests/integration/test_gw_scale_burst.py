@@ -3,6 +3,7 @@
 the stable window; min 0 scales to zero and the next request waits for a cold start."""
 # ctest-timeout: 120
 import json
+import re
 import time
 
 import fg
@@ -16,14 +17,18 @@ with fg.Gateway(settings=settings, simulate_ms=200) as gw:
     fg.check(len(gw.backends()["backends"]) == 1, "starts with min=1 backend")
     t0 = time.time()
     load = fg.Load(gw, clients=40).start()
-    reached = None
-    while time.time() - t0 < 10 * S:
-        b = gw.backends()
-        if sum(1 for x in b["backends"] if x["state"] == "ready") == 4:
-            reached = time.time() - t0
-            break
-        time.sleep(0.05)
-    fg.check(reached is not None and reached < 5 * S, f"4 backends ready within 5 s (took {reached})")
+    # "Fast" is the autoscaler's doing: its three scale-up decisions, timed by the gateway's
+    # log, within 1 s of the burst. How long the backends then take to start is this
+    # machine's speed (a loaded one took more than the 5 s once asserted): a bounded wait.
+    reached = fg.wait_for(lambda: fg.ready_count(gw) == 4 and time.time() - t0, 20, step=0.05)
+    ups = sorted(t - t0 for why in ("queue", "load")
+                 for t in fg.log_times(gw.log(), "scale", f"direction=up reason={why} "))
+    starts = re.findall(r"event=backend_ready .*?start_ms=(\d+)", gw.log())
+    fg.log(f"scale-up decisions at {[round(t, 2) for t in ups]} s, 4 ready at {reached} s "
+           f"(backend start_ms {starts})")
+    fg.check(len(ups) == 3 and 0 <= ups[0] and ups[-1] < 1.0 * S,
+             f"the burst scaled up at once: 3 backends started within 1 s ({ups})")
+    fg.check(reached, f"4 backends ready (after {reached} s)")
     time.sleep(1)
     load.stop()
     st = load.statuses()
@@ -35,18 +40,21 @@ with fg.Gateway(settings=settings, simulate_ms=200) as gw:
     fg.check(fg.metric_value(m, "framegate_scale_events_total", {"direction": "up"}) >= 3,
              "scale-up events counted in /metrics")
 
-    # Idle: back to min within the stable window plus slack.
+    # Idle: back to min within the stable window plus slack. The decisions are timed by the
+    # gateway's log (a /v1/backends poll also waited for the drained processes to exit, which
+    # is this machine's speed): the list is then awaited, bounded.
     t0 = time.time()
-    back = None
-    while time.time() - t0 < 15 * S:
+
+    def back_to_min():
         b = gw.backends()
-        if len(b["backends"]) == 1 and b["backends"][0]["state"] == "ready":
-            back = time.time() - t0
-            break
-        time.sleep(0.1)
-    fg.check(back is not None and back < (4 + 3) * S, f"back to min=1 after idling (took {back})")
-    fg.check(back is None or back >= 3.0, f"not before the stable window ({back})")
-    fg.check("reason=idle" in gw.log(), "scale-down logged with reason=idle")
+        return len(b["backends"]) == 1 and b["backends"][0]["state"] == "ready"
+    back = fg.wait_for(lambda: back_to_min() and time.time() - t0, 15)
+    downs = [t - t0 for t in fg.log_times(gw.log(), "scale", "direction=down reason=idle")]
+    fg.log(f"idle scale-down decisions at {[round(t, 2) for t in downs]} s, back to 1 at {back} s")
+    fg.check(back is not None and len(downs) == 3 and downs[-1] < (4 + 3) * S,
+             f"back to min=1 after idling (decided by {downs[-1] if downs else None} s, "
+             f"listed at {back} s)")
+    fg.check(downs and downs[0] >= 3.0, f"not before the stable window ({downs})")
 
 # Scale to zero and back.
 settings = {"min_backends": 0, "max_backends": 2, "scale_interval_ms": 250,

@@ -503,7 +503,8 @@ static void test_timeouts_are_bounded(void **state)
     server_stop(s);
     /* Each user times out at 0.2 s, reconnects, sends again; that one is still unanswered
      * 0.2 s after the end and counts as a timeout too. */
-    assert_true(took < 0.3 + 0.2 + 0.5);
+    /* Seconds of slack for a loaded or TSan run; the bug (no bound) would wait for ever. */
+    assert_true(took < 0.3 + 0.2 + 2.5);
     assert_int_equal(r.total.ok, 0);
     assert_true(r.total.timeouts >= 3);
     assert_int_equal(r.total.timeouts, s->requests);
@@ -584,7 +585,9 @@ static void test_open_loop_counts_from_intended_time(void **state)
     server_stop(s);
     assert_true(closed.total.ok >= 10 && closed.total.ok <= 21);
     assert_true(bench_hist_percentile(closed.hist, 50) >= 50000);
-    assert_true(bench_hist_percentile(closed.hist, 99) < 200000);
+    /* The median, not the p99 (the max of ~20 samples: one stall on a loaded machine): the
+     * closed loop's typical latency is the server's 50 ms, the open loop's is > 200 ms. */
+    assert_true(bench_hist_percentile(closed.hist, 50) < 150000);
     assert_true(open.total.ok >= 10 && open.total.ok <= 21); /* capacity, not the rate */
     assert_true(bench_hist_max(open.hist) > 500000);         /* ~1 s behind by the end */
     assert_true(bench_hist_percentile(open.hist, 50) > 200000);
