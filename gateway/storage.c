@@ -161,6 +161,8 @@ static void on_spooled(uv_work_t *w, int status)
         st->spool_bytes -= it->file_bytes;
         drop(st, it, wk->err ? wk->msg : "cancelled");
         gw__storage_item_free(st, it);
+        if (!st->closing)
+            pump(st); /* a probe may have been waiting for this write */
     } else {
         st->spooled++;
         it->where = I_DISK;
@@ -278,8 +280,11 @@ static void pump(gw_storage_t *st)
             st->queue_bytes -= it->len;
         }
         if (it == NULL) {
-            /* a probe with nothing to send: assume the store is back */
-            if (st->state == S_PROBING && st->inflight == 0)
+            /* A probe with nothing to send: the store is assumed back only when nothing at
+             * all waits. A spool write still under way becomes the probe when it lands
+             * (on_spooled pumps); assuming "up" then flipped the state while the store was
+             * still gone (seen under ASan, where spool writes are slow). */
+            if (st->state == S_PROBING && st->inflight == 0 && st->disk.head == NULL)
                 st->state = S_UP;
             return;
         }
