@@ -1,7 +1,8 @@
 /* A second forward-pass engine for a darknet network: oneDNN (Debian's libdnnl 2.6), whose JIT
  * kernels are chosen for the CPU at run time (AVX-512 where present, AVX2 otherwise). The
  * convolutions (groups 1 and depthwise, batch-norm folded, bias + leaky/relu/logistic as a
- * post-op) and max-pools run in oneDNN's own blocked layout from one layer to the next; a
+ * post-op; f32 3x3 stride-1 ones with 16+ channels as Winograd where oneDNN has it, AVX-512,
+ * their activation a step of its own) and max-pools run in oneDNN's own blocked layout from one layer to the next; a
  * tensor is reordered to darknet's NCHW only where darknet's own code reads it (the layers this
  * engine leaves to darknet: route, upsample, [yolo], [region], ...; their inputs; the network's
  * output). A [yolo] head's logistic is a oneDNN eltwise over darknet's buffers (its w/h
@@ -68,6 +69,18 @@ int be_dnnl_bf16_supported(void);
 /* Test hook: nonzero makes be_dnnl_bf16_supported() answer 0, as on a CPU without bf16, so
  * the fallback can be tested. Process-wide; call it with no engine being created. */
 void be_dnnl_refuse_bf16(int on);
+
+/* How many convolutions run as Winograd (F(2x2,3x3) or F(4x4,3x3), oneDNN's choice by shape):
+ * 2.25-4x fewer multiplies than the direct kernel, its transformed weights 1.8-4x larger.
+ * Pure function. */
+int be_dnnl_winograd_layers(const be_dnnl_t *d);
+
+/* 1 when oneDNN's effective ISA here has its f32 Winograd kernels (AVX-512). Pure function. */
+int be_dnnl_winograd_supported(void);
+
+/* Test and bench hook: nonzero makes the engines created after it run every convolution
+ * direct, as before Winograd. Process-wide; call it with no engine being created. */
+void be_dnnl_refuse_winograd(int on);
 
 /* What GOMP_SPINCOUNT be_dnnl_omp_env picks: an idle OpenMP thread spins this many pause
  * instructions (~0.1-0.2 ms on the AMD EPYC of bench/results/inference; a PAUSE there takes

@@ -130,8 +130,10 @@ static double rel_diff(const float *a, const float *b, int n)
 }
 
 /* Stock network_predict's every layer output, then the engine's (every layer written back,
- * buffers poisoned with NaN in between), compared layer by layer; then serving mode's output. */
-static void compare(network *net, const char *name, int min_onednn)
+ * buffers poisoned with NaN in between), compared layer by layer; then serving mode's output.
+ * Both with the f32 3x3 convolutions as Winograd (at least min_wino of them, where oneDNN has
+ * it) and all direct. */
+static void compare(network *net, const char *name, int min_onednn, int min_wino)
 {
     image im = load_image_color(DOG, 0, 0);
     image sized = letterbox_image(im, net->w, net->h);
@@ -146,12 +148,20 @@ static void compare(network *net, const char *name, int min_onednn)
         memset(l->output, 0xff, (size_t)l->outputs * sizeof(float));
     }
     char why[200] = "";
-    for (int all = 1; all >= 0; all--) {
+    for (int k = 0; k < 4; k++) {
+        int all = !(k & 1), wino = !(k & 2);
+        be_dnnl_refuse_winograd(!wino);
         be_dnnl_t *d = NULL;
         if (be_dnnl_create(&d, net, 1, all, why, sizeof why) != 0)
             fail_msg("%s: %s", name, why);
-        /* The layers were really oneDNN's (a fallback to darknet everywhere would pass). */
+        be_dnnl_refuse_winograd(0);
+        /* The layers were really oneDNN's (a fallback to darknet everywhere would pass), and
+         * the Winograd ones were (a refused Winograd falls back to direct silently). */
         assert_true(be_dnnl_layers(d) >= min_onednn);
+        if (!wino)
+            assert_int_equal(be_dnnl_winograd_layers(d), 0);
+        else if (be_dnnl_winograd_supported())
+            assert_true(be_dnnl_winograd_layers(d) >= min_wino);
         float *out = be_dnnl_predict_stop(d, sized.data, NULL, NULL);
         assert_ptr_equal(out, net->output);
         double worst = 0;
@@ -165,8 +175,9 @@ static void compare(network *net, const char *name, int min_onednn)
                 fail_msg("%s layer %d (type %d, %dx%dx%d -> %dx%dx%d): rel %g > %g", name, i,
                          l->type, l->w, l->h, l->c, l->out_w, l->out_h, l->out_c, r, TOL);
         }
-        print_message("%s (%s): %d layers, %d run by oneDNN, worst rel %.2g\n", name,
-                      all ? "every layer" : "serving", net->n, be_dnnl_layers(d), worst);
+        print_message("%s (%s): %d layers, %d run by oneDNN, %d as Winograd, worst rel %.2g\n",
+                      name, all ? "every layer" : "serving", net->n, be_dnnl_layers(d),
+                      be_dnnl_winograd_layers(d), worst);
         be_dnnl_destroy(d);
         for (int i = 0; i < net->n; i++)
             memset(net->layers[i].output, 0xff, (size_t)net->layers[i].outputs * sizeof(float));
@@ -183,7 +194,7 @@ static void test_yolov3_tiny(void **state)
     (void)state;
     char cfg[160];
     network *net = make_net(batch1_cfg("yolov3-tiny.cfg", cfg, sizeof cfg), 1);
-    compare(net, "yolov3-tiny", 19); /* 13 convolutions, 6 max-pools */
+    compare(net, "yolov3-tiny", 19, 8); /* 13 convolutions (8 3x3 from 16 channels), 6 pools */
     free_network(net);
 }
 
@@ -192,7 +203,7 @@ static void test_yolov2_tiny(void **state)
     (void)state;
     char cfg[160];
     network *net = make_net(batch1_cfg("yolov2-tiny.cfg", cfg, sizeof cfg), 2);
-    compare(net, "yolov2-tiny", 15); /* 9 convolutions, 6 max-pools */
+    compare(net, "yolov2-tiny", 15, 7); /* 9 convolutions (7 3x3 from 16 channels), 6 pools */
     free_network(net);
 }
 
@@ -225,7 +236,8 @@ static void test_depthwise_and_edges(void **state)
         "[convolutional]\nfilters=12\ngroups=12\nsize=3\nstride=1\npad=1\nactivation=leaky\n";
     char cfg[160];
     network *net = make_net(write_cfg("dw.cfg", cfg_text, cfg, sizeof cfg), 4);
-    compare(net, "edge cases", 11); /* all but the strided 1x1 and tanh */
+    compare(net, "edge cases", 11, 2); /* all but the strided 1x1 and tanh; Winograd: the
+                                           64 -> 72 'same' and 72 -> 24 'valid' 3x3 */
     free_network(net);
 }
 
