@@ -37,9 +37,14 @@ struct be_dnnl {
     int nmems;
     dnnl_memory_t input; /* the network input, NCHW over the caller's buffer (set per pass) */
     int threads;
-    int bf16; /* 1: convolutions and max-pools in bf16 (be_dnnl_create_precision) */
+    int bf16;     /* 1: convolutions and max-pools in bf16 (be_dnnl_create_precision) */
     int winograd; /* 1: f32 3x3 convolutions may run as Winograd (layer_pd) */
     int nwino;    /* how many do */
+    /* A Winograd convolution's activation left to the max-pool after it (create's loop), as
+     * that pool's post-op: max and a non-decreasing activation commute, and the pool's output
+     * is a quarter of the convolution's. */
+    int may_defer;
+    const layer *deferred;
     char *why;
     size_t whycap;
 };
@@ -235,11 +240,30 @@ static float act_alpha(const layer *l)
     return l->activation == LEAKY ? 0.1f : 0.0f;
 }
 
+/* Layer `l`'s activation as a post-op in *attr (created here; the caller destroys it). */
+static int act_attr(be_dnnl_t *d, int i, const layer *l, dnnl_primitive_attr_t *attr)
+{
+    dnnl_post_ops_t po;
+    *attr = NULL;
+    TRY(dnnl_post_ops_create(&po), "a post-op");
+    dnnl_status_t e = dnnl_post_ops_append_eltwise(po, 1.0f, act_alg(l), act_alpha(l), 0);
+    if (e == dnnl_success && (e = dnnl_primitive_attr_create(attr)) == dnnl_success)
+        e = dnnl_primitive_attr_set_post_ops(*attr, po);
+    dnnl_post_ops_destroy(po);
+    if (e != dnnl_success) {
+        dnnl_primitive_attr_destroy(*attr);
+        *attr = NULL;
+        return failed(d, "an activation post-op", i);
+    }
+    return 0;
+}
+
 /* The convolution or max-pool of layer i as a primitive descriptor with dst "any" and src
  * "any" (a convolution picks its layout) or `in` (a max-pool takes the layout it is given). */
 static int layer_pd(be_dnnl_t *d, int i, const layer *l, const dnnl_memory_desc_t *in,
                     dnnl_primitive_desc_t *pd, int *act_step)
 {
+    int rv;
     *act_step = 0;
     dnnl_dims_t sd = {1, l->c, l->h, l->w}, dd = {1, l->out_c, l->out_h, l->out_w};
     dnnl_memory_desc_t smd, dmd, nchw;
@@ -259,6 +283,7 @@ static int layer_pd(be_dnnl_t *d, int i, const layer *l, const dnnl_memory_desc_
     TRY(dnnl_memory_desc_init_by_tag(&dmd, 4, dd, dt, dnnl_format_tag_any), "a tensor");
     if (l->type == MAXPOOL) {
         /* darknet's window starts at -pad/2; cells outside never win (as oneDNN's padding). */
+        const layer *act = d->deferred;
         int pl = l->pad / 2;
         int ph = (l->out_h - 1) * l->stride + l->size - l->h - pl;
         int pw = (l->out_w - 1) * l->stride + l->size - l->w - pl;
@@ -270,8 +295,12 @@ static int layer_pd(be_dnnl_t *d, int i, const layer *l, const dnnl_memory_desc_
         TRY(dnnl_pooling_v2_forward_desc_init(&desc, dnnl_forward_inference, dnnl_pooling_max, in,
                                               &dmd, str, k, dil, pad_l, pad_r),
             "a max-pool");
-        TRY(dnnl_primitive_desc_create(pd, &desc, NULL, d->eng, NULL), "a max-pool");
-        return 0;
+        dnnl_primitive_attr_t attr = NULL;
+        if (act != NULL && (rv = act_attr(d, i, act, &attr)) != 0)
+            return rv;
+        dnnl_status_t e = dnnl_primitive_desc_create(pd, &desc, attr, d->eng, NULL);
+        dnnl_primitive_attr_destroy(attr);
+        return e == dnnl_success ? 0 : failed(d, "a max-pool", i);
     }
     int g = l->groups > 0 ? l->groups : 1;
     dnnl_memory_desc_t wmd, bmd;
@@ -297,9 +326,9 @@ static int layer_pd(be_dnnl_t *d, int i, const layer *l, const dnnl_memory_desc_
      * is a few times the direct kernel's, inside test_be_dnnl's 1e-4 of darknet's output. */
     if (!d->bf16 && d->winograd && g == 1 && l->size == 3 && l->stride == 1 && l->c >= 16 &&
         l->n >= 16 &&
-        dnnl_convolution_forward_desc_init(&desc, dnnl_forward_inference,
-                                           dnnl_convolution_winograd, &smd, &wmd, &bmd, &dmd, str,
-                                           pad_l, pad_r) == dnnl_success &&
+        dnnl_convolution_forward_desc_init(&desc, dnnl_forward_inference, dnnl_convolution_winograd,
+                                           &smd, &wmd, &bmd, &dmd, str, pad_l,
+                                           pad_r) == dnnl_success &&
         dnnl_primitive_desc_create(pd, &desc, NULL, d->eng, NULL) == dnnl_success) {
         *act_step = l->activation != LINEAR;
         d->nwino++;
@@ -309,18 +338,8 @@ static int layer_pd(be_dnnl_t *d, int i, const layer *l, const dnnl_memory_desc_
                                            &smd, &wmd, &bmd, &dmd, str, pad_l, pad_r),
         "a convolution");
     dnnl_primitive_attr_t attr = NULL;
-    if (l->activation != LINEAR) {
-        dnnl_post_ops_t po;
-        TRY(dnnl_post_ops_create(&po), "a post-op");
-        dnnl_status_t e = dnnl_post_ops_append_eltwise(po, 1.0f, act_alg(l), act_alpha(l), 0);
-        if (e == dnnl_success && (e = dnnl_primitive_attr_create(&attr)) == dnnl_success)
-            e = dnnl_primitive_attr_set_post_ops(attr, po);
-        dnnl_post_ops_destroy(po);
-        if (e != dnnl_success) {
-            dnnl_primitive_attr_destroy(attr);
-            return failed(d, "an activation post-op", i);
-        }
-    }
+    if (l->activation != LINEAR && (rv = act_attr(d, i, l, &attr)) != 0)
+        return rv;
     dnnl_status_t e = dnnl_primitive_desc_create(pd, &desc, attr, d->eng, NULL);
     dnnl_primitive_attr_destroy(attr);
     return e == dnnl_success ? 0 : failed(d, "a convolution", i);
@@ -332,8 +351,8 @@ static int act_in_place(be_dnnl_t *d, int i, const layer *l, dnnl_memory_t m,
 {
     dnnl_eltwise_desc_t desc;
     dnnl_primitive_desc_t pd;
-    TRY(dnnl_eltwise_forward_desc_init(&desc, dnnl_forward_inference, act_alg(l), md,
-                                       act_alpha(l), 0),
+    TRY(dnnl_eltwise_forward_desc_init(&desc, dnnl_forward_inference, act_alg(l), md, act_alpha(l),
+                                       0),
         "an activation");
     TRY(dnnl_primitive_desc_create(&pd, &desc, NULL, d->eng, NULL), "an activation");
     step_t *s = new_step(d);
@@ -438,7 +457,7 @@ static int add_layer(be_dnnl_t *d, int i, const layer *l, int to_nchw, dnnl_memo
     dnnl_memory_get_memory_desc(out, &omd);
     *cur = out;
     *curmd = *omd;
-    if (act_step && (rv = act_in_place(d, i, l, out, omd)) != 0)
+    if (act_step && !d->may_defer && (rv = act_in_place(d, i, l, out, omd)) != 0)
         return rv;
     if (to_nchw) {
         dnnl_memory_t nm;
@@ -447,6 +466,7 @@ static int add_layer(be_dnnl_t *d, int i, const layer *l, int to_nchw, dnnl_memo
             (rv = reorder_step(d, i, out, curmd, nm, &nmd)) != 0)
             return rv;
     }
+    d->deferred = act_step && d->may_defer ? l : NULL;
     return 0;
 }
 
@@ -632,7 +652,10 @@ static int create(be_dnnl_t **out, network *net, int threads, int all_outputs, i
         const layer *l = &net->layers[i];
         d->plan[i].first = d->nsteps;
         if (d->plan[i].onednn) {
-            rv = add_layer(d, i, l, all_outputs || nchw[i], &cur, &curmd);
+            int out = all_outputs || nchw[i];
+            d->may_defer =
+                !out && i + 1 < n && d->plan[i + 1].onednn && net->layers[i + 1].type == MAXPOOL;
+            rv = add_layer(d, i, l, out, &cur, &curmd);
             if (rv == PROTO_EINVAL && d->bf16) /* the caller builds the f32 network instead */
                 goto out;
             if (rv == PROTO_EINVAL) { /* a geometry oneDNN does not take: darknet runs it */
@@ -640,14 +663,17 @@ static int create(be_dnnl_t **out, network *net, int threads, int all_outputs, i
                     dnnl_primitive_destroy(d->steps[--d->nsteps].prim);
                 d->plan[i].onednn = 0;
                 if (i > 0 && d->plan[i - 1].onednn && !(all_outputs || nchw[i - 1])) {
-                    /* its input must now be in darknet's buffer */
+                    /* its input must now be in darknet's buffer, activated */
                     const layer *p = &net->layers[i - 1];
                     dnnl_memory_t nm;
                     dnnl_memory_desc_t nmd;
-                    if ((rv = user_mem(d, i, p->out_c, p->out_h, p->out_w, p->output, &nm, &nmd)) !=
+                    if ((d->deferred != NULL &&
+                         (rv = act_in_place(d, i - 1, p, cur, &curmd)) != 0) ||
+                        (rv = user_mem(d, i, p->out_c, p->out_h, p->out_w, p->output, &nm, &nmd)) !=
                             0 ||
                         (rv = reorder_step(d, i, cur, &curmd, nm, &nmd)) != 0)
                         goto out;
+                    d->deferred = NULL;
                     d->plan[i - 1].count = d->nsteps - d->plan[i - 1].first;
                     d->plan[i].first = d->nsteps;
                 }
