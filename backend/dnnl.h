@@ -78,8 +78,8 @@ int be_dnnl_winograd_layers(const be_dnnl_t *d);
 /* 1 when oneDNN's effective ISA here has its f32 Winograd kernels (AVX-512). Pure function. */
 int be_dnnl_winograd_supported(void);
 
-/* Test and bench hook: nonzero makes the engines created after it run every convolution
- * direct, as before Winograd. Process-wide; call it with no engine being created. */
+/* Nonzero makes the engines created after it run every convolution direct (backend
+ * --winograd off; tests, bench). Process-wide; call it with no engine being created. */
 void be_dnnl_refuse_winograd(int on);
 
 /* What GOMP_SPINCOUNT be_dnnl_omp_env picks: an idle OpenMP thread spins this many pause

@@ -75,7 +75,7 @@ static void usage(FILE *out)
             "           [--max-pixels N] [--max-side N] [--threads N]\n"
             "           [--input-size N|WxH] [--preprocess darknet|faceapi] [--top-k K]\n"
             "           [--decode exact|fast] [--engine dnnl|blas] [--precision fp32|bf16]\n"
-            "           [--stock-darknet]\n"
+            "           [--winograd on|off] [--stock-darknet]\n"
             "           [--tls-cert PEM --tls-key PEM --tls-ca PEM] [--allow-insecure]\n"
             "           [--join URL [--advertise URL] [--capacity N]]\n"
             "       framegate-backend --gen-weights OUT --cfg PATH [--seed N]\n"
@@ -109,6 +109,9 @@ static void usage(FILE *out)
             "  --precision P      the dnnl engine's numbers: fp32 (default; agrees with\n"
             "                     darknet) or bf16 (faster where the CPU has AVX512_BF16,\n"
             "                     answers differ a little; fp32 with a warning elsewhere)\n"
+            "  --winograd on|off  the dnnl engine's fp32 3x3 convolutions as Winograd where\n"
+            "                     the CPU has AVX-512 (on, default: faster; their weights take\n"
+            "                     1.8-4x the memory and the load is slower) or direct (off)\n"
             "  --threads N        threads of the forward pass (default 1)\n"
             "  --stock-darknet    run libdarknet's own forward pass instead of the fast one\n"
             "  --parent-pid PID   exit when that process (the gateway) dies\n"
@@ -162,7 +165,8 @@ static int known_option(const char *a)
         "--seed",        "--threads",     "--max-pixels",    "--max-side",
         "--input-size",  "--preprocess",  "--top-k",         "--tls-cert",
         "--tls-key",     "--tls-ca",      "--join",          "--advertise",
-        "--capacity",    "--decode",      "--engine",        "--precision"};
+        "--capacity",    "--decode",      "--engine",        "--precision",
+        "--winograd"};
     for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
         if (strcmp(a, opts[i]) == 0)
             return 1;
@@ -239,6 +243,7 @@ int main(int argc, char **argv)
     long max_pixels = 64000000, max_side = 16384, top_k = 0;
     int stock = 0, input_w = 0, input_h = 0, prep = BE_PREP_DARKNET, allow_insecure = 0;
     int decode = BE_DECODE_EXACT, engine = BE_ENGINE_DNNL, precision = BE_PRECISION_FP32;
+    int winograd = 1;
     proto_tls_files_t tls = {0};
 
     for (int i = 1; i < argc; i++) {
@@ -310,6 +315,8 @@ int main(int argc, char **argv)
             bad = (engine = be_engine_parse(v)) < 0;
         else if (strcmp(a, "--precision") == 0)
             bad = (precision = be_precision_parse(v)) < 0;
+        else if (strcmp(a, "--winograd") == 0)
+            bad = (winograd = strcmp(v, "on") == 0 ? 1 : strcmp(v, "off") == 0 ? 0 : -1) < 0;
         else if (strcmp(a, "--decode") == 0)
             bad = (decode = be_decode_parse(v)) < 0;
         else if (strcmp(a, "--top-k") == 0)
@@ -426,6 +433,7 @@ int main(int argc, char **argv)
         atexit(on_darknet_exit);
         signal(SIGABRT, on_abort);
         darknet_file = cfg;
+        be_dnnl_refuse_winograd(!winograd); /* one model per process */
         int rv = be_model_load(&model, &mo, err, sizeof err);
         if (rv != 0) {
             darknet_file = NULL;
