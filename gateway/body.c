@@ -157,6 +157,8 @@ int gw_body_multipart(const uint8_t *body, size_t len, const char *boundary, gw_
     size_t blen = strlen(boundary);
     if (blen == 0 || blen > 70)
         return PROTO_EINVAL;
+    if (body == NULL || len == 0) /* an empty body (NULL from the parser): no part, no delimiter */
+        return PROTO_EINVAL;
     /* Parts are separated by CRLF "--" boundary; the first may start the body. */
     int dn = snprintf(delim, sizeof delim, "\r\n--%s", boundary);
     const uint8_t *p = body, *end = body + len;
