@@ -40,10 +40,9 @@ struct be_dnnl {
     int bf16;     /* 1: convolutions and max-pools in bf16 (be_dnnl_create_precision) */
     int winograd; /* 1: f32 3x3 convolutions may run as Winograd (layer_pd) */
     int nwino;    /* how many do */
-    /* A Winograd convolution's activation left to the max-pool after it (create's loop), as
-     * that pool's post-op: max and a non-decreasing activation commute, and the pool's output
-     * is a quarter of the convolution's. */
-    int may_defer;
+    /* A Winograd convolution's activation left to the max-pool after it (add_layer's
+     * may_defer), as that pool's post-op: max and a non-decreasing activation commute, and
+     * the pool's output is a quarter of the convolution's. */
     const layer *deferred;
     char *why;
     size_t whycap;
@@ -345,33 +344,42 @@ static int layer_pd(be_dnnl_t *d, int i, const layer *l, const dnnl_memory_desc_
     return e == dnnl_success ? 0 : failed(d, "a convolution", i);
 }
 
-/* The activation of layer i as a step of its own, in place on `m` (described by `md`). */
-static int act_in_place(be_dnnl_t *d, int i, const layer *l, dnnl_memory_t m,
-                        const dnnl_memory_desc_t *md)
+/* A step applying eltwise `alg` (`alpha`) to `src` (described by `md`) into `dst`, which may
+ * be `src` itself. */
+static int eltwise_step(be_dnnl_t *d, int i, dnnl_alg_kind_t alg, float alpha,
+                        const dnnl_memory_desc_t *md, dnnl_memory_t src, dnnl_memory_t dst,
+                        const char *what)
 {
     dnnl_eltwise_desc_t desc;
     dnnl_primitive_desc_t pd;
-    TRY(dnnl_eltwise_forward_desc_init(&desc, dnnl_forward_inference, act_alg(l), md, act_alpha(l),
-                                       0),
-        "an activation");
-    TRY(dnnl_primitive_desc_create(&pd, &desc, NULL, d->eng, NULL), "an activation");
+    TRY(dnnl_eltwise_forward_desc_init(&desc, dnnl_forward_inference, alg, md, alpha, 0), what);
+    TRY(dnnl_primitive_desc_create(&pd, &desc, NULL, d->eng, NULL), what);
     step_t *s = new_step(d);
     dnnl_status_t e = dnnl_primitive_create(&s->prim, pd);
     dnnl_primitive_desc_destroy(pd);
     if (e != dnnl_success) {
         d->nsteps--;
-        return failed(d, "an activation", i);
+        return failed(d, what, i);
     }
-    s->args[0] = (dnnl_exec_arg_t){DNNL_ARG_SRC, m};
-    s->args[1] = (dnnl_exec_arg_t){DNNL_ARG_DST, m};
+    s->args[0] = (dnnl_exec_arg_t){DNNL_ARG_SRC, src};
+    s->args[1] = (dnnl_exec_arg_t){DNNL_ARG_DST, dst};
     s->nargs = 2;
     return 0;
 }
 
+/* The activation of layer i as a step of its own, in place on `m` (described by `md`). */
+static int act_in_place(be_dnnl_t *d, int i, const layer *l, dnnl_memory_t m,
+                        const dnnl_memory_desc_t *md)
+{
+    return eltwise_step(d, i, act_alg(l), act_alpha(l), md, m, m, "an activation");
+}
+
 /* Layer i's steps: src reorder if the layout differs, the primitive, its output to darknet's
- * buffer if darknet reads it. *cur / *curmd: the tensor coming in, then going out. */
-static int add_layer(be_dnnl_t *d, int i, const layer *l, int to_nchw, dnnl_memory_t *cur,
-                     dnnl_memory_desc_t *curmd)
+ * buffer if darknet reads it. *cur / *curmd: the tensor coming in, then going out.
+ * may_defer: a Winograd convolution's activation may be left to the max-pool that follows
+ * (d->deferred). */
+static int add_layer(be_dnnl_t *d, int i, const layer *l, int to_nchw, int may_defer,
+                     dnnl_memory_t *cur, dnnl_memory_desc_t *curmd)
 {
     dnnl_primitive_desc_t pd;
     int rv, act_step;
@@ -457,7 +465,7 @@ static int add_layer(be_dnnl_t *d, int i, const layer *l, int to_nchw, dnnl_memo
     dnnl_memory_get_memory_desc(out, &omd);
     *cur = out;
     *curmd = *omd;
-    if (act_step && !d->may_defer && (rv = act_in_place(d, i, l, out, omd)) != 0)
+    if (act_step && !may_defer && (rv = act_in_place(d, i, l, out, omd)) != 0)
         return rv;
     if (to_nchw) {
         dnnl_memory_t nm;
@@ -466,7 +474,7 @@ static int add_layer(be_dnnl_t *d, int i, const layer *l, int to_nchw, dnnl_memo
             (rv = reorder_step(d, i, out, curmd, nm, &nmd)) != 0)
             return rv;
     }
-    d->deferred = act_step && d->may_defer ? l : NULL;
+    d->deferred = act_step && may_defer ? l : NULL;
     return 0;
 }
 
@@ -487,23 +495,7 @@ static int yolo_steps(be_dnnl_t *d, int i, const layer *l, const layer *prev)
     if ((rv = user_mem(d, i, l->c, l->h, l->w, prev->output, &src, &smd)) != 0 ||
         (rv = user_mem(d, i, l->c, l->h, l->w, l->output, &dst, &dmd)) != 0)
         return rv;
-    dnnl_eltwise_desc_t desc;
-    dnnl_primitive_desc_t pd;
-    TRY(dnnl_eltwise_forward_desc_init(&desc, dnnl_forward_inference, dnnl_eltwise_logistic, &smd,
-                                       0, 0),
-        "a [yolo] logistic");
-    TRY(dnnl_primitive_desc_create(&pd, &desc, NULL, d->eng, NULL), "a [yolo] logistic");
-    step_t *st = new_step(d);
-    dnnl_status_t e = dnnl_primitive_create(&st->prim, pd);
-    dnnl_primitive_desc_destroy(pd);
-    if (e != dnnl_success) {
-        d->nsteps--;
-        return failed(d, "a [yolo] logistic", i);
-    }
-    st->nargs = 2;
-    st->args[0] = (dnnl_exec_arg_t){DNNL_ARG_SRC, src};
-    st->args[1] = (dnnl_exec_arg_t){DNNL_ARG_DST, dst};
-    return 0;
+    return eltwise_step(d, i, dnnl_eltwise_logistic, 0, &smd, src, dst, "a [yolo] logistic");
 }
 
 /* The raw w and h of every anchor back from the head's input (see yolo_steps). */
@@ -653,9 +645,9 @@ static int create(be_dnnl_t **out, network *net, int threads, int all_outputs, i
         d->plan[i].first = d->nsteps;
         if (d->plan[i].onednn) {
             int out = all_outputs || nchw[i];
-            d->may_defer =
+            int may_defer =
                 !out && i + 1 < n && d->plan[i + 1].onednn && net->layers[i + 1].type == MAXPOOL;
-            rv = add_layer(d, i, l, out, &cur, &curmd);
+            rv = add_layer(d, i, l, out, may_defer, &cur, &curmd);
             if (rv == PROTO_EINVAL && d->bf16) /* the caller builds the f32 network instead */
                 goto out;
             if (rv == PROTO_EINVAL) { /* a geometry oneDNN does not take: darknet runs it */

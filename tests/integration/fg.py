@@ -124,6 +124,15 @@ def descendants(pid):
     return out
 
 
+def rss_kb(pid):
+    """The resident memory of pid in kB (VmRSS), 0 if unknown."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 def pids_with_arg(text):
     """PIDs whose command line contains `text` (used to find backends by runtime dir)."""
     out = []

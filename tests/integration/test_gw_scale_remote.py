@@ -67,14 +67,6 @@ def healthz_p99(gw, n=300):
     return lat[int(0.99 * (len(lat) - 1))]
 
 
-def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 with netns.Net(HOSTS) as net:
     join_url = f"tls+tcp://{net.gateway_ip}:{JOIN_PORT}"
     certs("init", ca, "--ip", net.gateway_ip)
@@ -90,7 +82,7 @@ with netns.Net(HOSTS) as net:
     }
     with fg.Gateway(settings=settings, app_model=False, wait_ready=False) as gw:
         idle_p99 = healthz_p99(gw)
-        rss0 = rss_kb(gw.proc.pid)
+        rss0 = fg.rss_kb(gw.proc.pid)
         t0 = time.time()
 
         def ready_count():
@@ -116,7 +108,7 @@ with netns.Net(HOSTS) as net:
             bs = gw.backends()["backends"]
             fg.log(f"     {len(bs)} known, {sum(b['state'] == 'ready' for b in bs)} ready")
         time.sleep(1)
-        rss1 = rss_kb(gw.proc.pid)
+        rss1 = fg.rss_kb(gw.proc.pid)
 
         load = fg.Load(gw, clients=12, img=fg.image("person.jpg")).start()
         time.sleep(3 * S)

@@ -37,14 +37,6 @@ def iou(a, b):
         return 1.0 if a == b else 0.0
 
 
-def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 with open("/proc/cpuinfo") as f:
     has_avx512 = " avx512f " in f.read().replace("\n", " ")
 
@@ -100,7 +92,7 @@ with fg.Gateway(settings=settings, app_model=False) as gw:
 
     # Resident memory after the frames (both warmed up and served the same photos).
     time.sleep(0.2)
-    wk, dk = rss_kb(wpid), rss_kb(dpid)
+    wk, dk = fg.rss_kb(wpid), fg.rss_kb(dpid)
     fg.log(f"resident: Winograd {wk // 1024} MB, direct {dk // 1024} MB")
     if has_avx512:
         fg.check(wk - dk >= 30 * 1024, f"Winograd's backend holds its transformed weights "
