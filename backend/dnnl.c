@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "maxpool.h"
 
 #ifdef FG_HAVE_DNNL
 #include <oneapi/dnnl/dnnl.h>
@@ -15,9 +16,10 @@
 void omp_set_num_threads(int n) __attribute__((weak));
 
 typedef struct {
-    dnnl_primitive_t prim;
+    dnnl_primitive_t prim; /* NULL: be_maxpool_blocked(&pool, args[0] -> args[1]) instead */
     int nargs;
     dnnl_exec_arg_t args[4];
+    be_maxpool_t pool;
 } step_t;
 
 typedef struct {
@@ -40,6 +42,7 @@ struct be_dnnl {
     int bf16;     /* 1: convolutions and max-pools in bf16 (be_dnnl_create_precision) */
     int winograd; /* 1: f32 3x3 convolutions may run as Winograd (layer_pd) */
     int nwino;    /* how many do */
+    int nownpool; /* max-pools run by be_maxpool_blocked (own_pool_fits) */
     /* A Winograd convolution's activation left to the max-pool after it (add_layer's
      * may_defer), as that pool's post-op: max and a non-decreasing activation commute, and
      * the pool's output is a quarter of the convolution's. */
@@ -374,6 +377,74 @@ static int act_in_place(be_dnnl_t *d, int i, const layer *l, dnnl_memory_t m,
     return eltwise_step(d, i, act_alg(l), act_alpha(l), md, m, m, "an activation");
 }
 
+/* A step copying layer i's output `out` (described by `md`) into darknet's buffer. */
+static int to_darknet(be_dnnl_t *d, int i, const layer *l, dnnl_memory_t out,
+                      const dnnl_memory_desc_t *md)
+{
+    dnnl_memory_t nm;
+    dnnl_memory_desc_t nmd;
+    int rv = user_mem(d, i, l->out_c, l->out_h, l->out_w, l->output, &nm, &nmd);
+    return rv != 0 ? rv : reorder_step(d, i, out, md, nm, &nmd);
+}
+
+static int own_pool_mode = -1; /* be_dnnl_own_pool */
+
+/* 1 when max-pool layer l, on a tensor described by `in`, runs as be_maxpool_blocked (its
+ * geometry then in *mp): by default where oneDNN has no AVX-512 kernels (its AVX2 max-pool took
+ * 2.6-4x the loop's time on AMD Zen 3; its AVX-512 one was faster than the loop on Cooper Lake),
+ * f32 in 8- or 16-channel blocks, no activation left to it (d->deferred). */
+static int own_pool_fits(const be_dnnl_t *d, const layer *l, const dnnl_memory_desc_t *in,
+                         be_maxpool_t *mp)
+{
+    int on = own_pool_mode;
+    if (on < 0)
+        on = (dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core) != dnnl_cpu_isa_avx512_core;
+    if (!on || l->type != MAXPOOL || d->deferred != NULL || in->data_type != dnnl_f32 ||
+        l->out_c != l->c)
+        return 0;
+    *mp = (be_maxpool_t){.c = l->c,
+                         .h = l->h,
+                         .w = l->w,
+                         .out_h = l->out_h,
+                         .out_w = l->out_w,
+                         .size = l->size,
+                         .stride = l->stride,
+                         .pad = l->pad};
+    dnnl_dims_t dims = {1, l->c, l->h, l->w};
+    dnnl_memory_desc_t md;
+    for (int blk = 8; blk <= 16; blk += 8)
+        if (dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32,
+                                         blk == 8 ? dnnl_aBcd8b : dnnl_aBcd16b) == dnnl_success &&
+            dnnl_memory_desc_equal(&md, in)) {
+            mp->blk = blk;
+            return be_maxpool_fits(mp);
+        }
+    return 0;
+}
+
+/* Max-pool layer i as an own step (own_pool_fits said yes), its output in the same blocking. */
+static int own_pool_step(be_dnnl_t *d, int i, const layer *l, const be_maxpool_t *mp, int to_nchw,
+                         dnnl_memory_t *cur, dnnl_memory_desc_t *curmd)
+{
+    dnnl_memory_desc_t md;
+    dnnl_memory_t out;
+    dnnl_dims_t dims = {1, l->out_c, l->out_h, l->out_w};
+    TRY(dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32,
+                                     mp->blk == 8 ? dnnl_aBcd8b : dnnl_aBcd16b),
+        "a tensor");
+    TRY(dnnl_memory_create(&out, &md, d->eng, DNNL_MEMORY_ALLOCATE), "a tensor");
+    keep_mem(d, out);
+    step_t *s = new_step(d);
+    s->pool = *mp;
+    d->nownpool++;
+    s->args[0] = (dnnl_exec_arg_t){DNNL_ARG_SRC, *cur};
+    s->args[1] = (dnnl_exec_arg_t){DNNL_ARG_DST, out};
+    s->nargs = 2;
+    *cur = out;
+    *curmd = md;
+    return to_nchw ? to_darknet(d, i, l, out, &md) : 0;
+}
+
 /* Layer i's steps: src reorder if the layout differs, the primitive, its output to darknet's
  * buffer if darknet reads it. *cur / *curmd: the tensor coming in, then going out.
  * may_defer: a Winograd convolution's activation may be left to the max-pool that follows
@@ -382,7 +453,10 @@ static int add_layer(be_dnnl_t *d, int i, const layer *l, int to_nchw, int may_d
                      dnnl_memory_t *cur, dnnl_memory_desc_t *curmd)
 {
     dnnl_primitive_desc_t pd;
+    be_maxpool_t mp;
     int rv, act_step;
+    if (own_pool_fits(d, l, curmd, &mp))
+        return own_pool_step(d, i, l, &mp, to_nchw, cur, curmd);
     if ((rv = layer_pd(d, i, l, curmd, &pd, &act_step)) != 0)
         return rv;
     const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
@@ -467,13 +541,8 @@ static int add_layer(be_dnnl_t *d, int i, const layer *l, int to_nchw, int may_d
     *curmd = *omd;
     if (act_step && !may_defer && (rv = act_in_place(d, i, l, out, omd)) != 0)
         return rv;
-    if (to_nchw) {
-        dnnl_memory_t nm;
-        dnnl_memory_desc_t nmd;
-        if ((rv = user_mem(d, i, l->out_c, l->out_h, l->out_w, l->output, &nm, &nmd)) != 0 ||
-            (rv = reorder_step(d, i, out, curmd, nm, &nmd)) != 0)
-            return rv;
-    }
+    if (to_nchw && (rv = to_darknet(d, i, l, out, curmd)) != 0)
+        return rv;
     d->deferred = act_step && may_defer ? l : NULL;
     return 0;
 }
@@ -525,9 +594,19 @@ void be_dnnl_omp_env(int threads, char **argv)
 static int refuse_bf16;     /* be_dnnl_refuse_bf16 (tests) */
 static int refuse_winograd; /* be_dnnl_refuse_winograd (tests, bench) */
 
+void be_dnnl_own_pool(int mode)
+{
+    own_pool_mode = mode;
+}
+
 void be_dnnl_refuse_winograd(int on)
 {
     refuse_winograd = on;
+}
+
+int be_dnnl_own_pool_layers(const be_dnnl_t *d)
+{
+    return d->nownpool;
 }
 
 int be_dnnl_winograd_layers(const be_dnnl_t *d)
@@ -703,6 +782,25 @@ out:
     return 0;
 }
 
+/* A layer's steps in order. oneDNN's CPU stream runs a primitive in the calling thread (its
+ * OpenMP runtime), so an own max-pool step between two primitives sees its input written. */
+static void run_steps(be_dnnl_t *d, const plan_t *p)
+{
+    for (int k = p->first; k < p->first + p->count; k++) {
+        step_t *s = &d->steps[k];
+        if (s->prim != NULL) {
+            dnnl_primitive_execute(s->prim, d->st, s->nargs, s->args);
+            continue;
+        }
+        void *in = NULL, *out = NULL;
+        dnnl_stream_wait(d->st);
+        dnnl_memory_get_data_handle(s->args[0].memory, &in);
+        dnnl_memory_get_data_handle(s->args[1].memory, &out);
+        be_maxpool_blocked(&s->pool, in, out, d->threads);
+    }
+    dnnl_stream_wait(d->st);
+}
+
 float *be_dnnl_predict_stop(be_dnnl_t *d, const float *input, be_fast_stop_cb stop, void *arg)
 {
     network net = *d->net;
@@ -720,15 +818,9 @@ float *be_dnnl_predict_stop(be_dnnl_t *d, const float *input, be_fast_stop_cb st
         layer l = net.layers[i];
         const plan_t *p = &d->plan[i];
         if (p->onednn) {
-            for (int k = p->first; k < p->first + p->count; k++)
-                dnnl_primitive_execute(d->steps[k].prim, d->st, d->steps[k].nargs,
-                                       d->steps[k].args);
-            dnnl_stream_wait(d->st);
+            run_steps(d, p);
         } else if (p->yolo) {
-            for (int k = p->first; k < p->first + p->count; k++)
-                dnnl_primitive_execute(d->steps[k].prim, d->st, d->steps[k].nargs,
-                                       d->steps[k].args);
-            dnnl_stream_wait(d->st);
+            run_steps(d, p);
             yolo_fixup(&l, net.input);
         } else {
             /* a fallback's input reorder (see be_dnnl_create) was appended to the layer before */

@@ -2,11 +2,12 @@
  * kernels are chosen for the CPU at run time (AVX-512 where present, AVX2 otherwise). The
  * convolutions (groups 1 and depthwise, batch-norm folded, bias + leaky/relu/logistic as a
  * post-op; f32 3x3 stride-1 ones with 16+ channels as Winograd where oneDNN has it, AVX-512,
- * their activation a step of its own) and max-pools run in oneDNN's own blocked layout from one layer to the next; a
- * tensor is reordered to darknet's NCHW only where darknet's own code reads it (the layers this
- * engine leaves to darknet: route, upsample, [yolo], [region], ...; their inputs; the network's
- * output). A [yolo] head's logistic is a oneDNN eltwise over darknet's buffers (its w/h
- * entries copied back raw), not darknet's single-threaded loop. Every layer darknet runs sees
+ * their activation a step of its own) and max-pools (oneDNN's, or framegate's loop where
+ * oneDNN has no AVX-512: be_dnnl_own_pool) run in oneDNN's own blocked layout from one
+ * layer to the next; a tensor is reordered to darknet's NCHW only where darknet's own code reads it
+ * (the layers this engine leaves to darknet: route, upsample, [yolo], [region], ...; their inputs;
+ * the network's output). A [yolo] head's logistic is a oneDNN eltwise over darknet's buffers (its
+ * w/h entries copied back raw), not darknet's single-threaded loop. Every layer darknet runs sees
  * what stock darknet would give it, within float rounding (tests/unit/test_be_dnnl.c holds
  * every layer's output to stock darknet's within 1e-4).
  * Batch 1, like backend/fast.h. Not thread-safe: one caller at a time per engine. */
@@ -81,6 +82,15 @@ int be_dnnl_winograd_supported(void);
 /* Nonzero makes the engines created after it run every convolution direct (backend
  * --winograd off; tests, bench). Process-wide; call it with no engine being created. */
 void be_dnnl_refuse_winograd(int on);
+
+/* Which max-pools the engines created after it run with framegate's own loop
+ * (backend/maxpool.h) instead of oneDNN's kernel: -1 (the default) where oneDNN has no
+ * AVX-512 kernels, 0 none, 1 every one it fits (f32, 8/16-channel blocks). Process-wide, for
+ * tests and the bench; call it with no engine being created. */
+void be_dnnl_own_pool(int mode);
+
+/* How many of the network's max-pools that loop runs. Pure function. */
+int be_dnnl_own_pool_layers(const be_dnnl_t *d);
 
 /* What GOMP_SPINCOUNT be_dnnl_omp_env picks: an idle OpenMP thread spins this many pause
  * instructions (~0.1-0.2 ms on the AMD EPYC of bench/results/inference; a PAUSE there takes

@@ -59,6 +59,17 @@ void be_dnnl_refuse_winograd(int on)
     (void)on;
 }
 
+void be_dnnl_own_pool(int mode)
+{
+    (void)mode;
+}
+
+int be_dnnl_own_pool_layers(const be_dnnl_t *d)
+{
+    (void)d;
+    return 0;
+}
+
 int be_dnnl_winograd_layers(const be_dnnl_t *d)
 {
     (void)d;

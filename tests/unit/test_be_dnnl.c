@@ -132,8 +132,9 @@ static double rel_diff(const float *a, const float *b, int n)
 /* Stock network_predict's every layer output, then the engine's (every layer written back,
  * buffers poisoned with NaN in between), compared layer by layer; then serving mode's output.
  * Both with the f32 3x3 convolutions as Winograd (at least min_wino of them, where oneDNN has
- * it) and all direct. */
-static void compare(network *net, const char *name, int min_onednn, int min_wino)
+ * it) and all direct; then, all direct, with the max-pools the other way round from this
+ * CPU's default (framegate's loop or oneDNN's kernel), at least min_own of them in the loop. */
+static void compare(network *net, const char *name, int min_onednn, int min_wino, int min_own)
 {
     image im = load_image_color(DOG, 0, 0);
     image sized = letterbox_image(im, net->w, net->h);
@@ -148,13 +149,23 @@ static void compare(network *net, const char *name, int min_onednn, int min_wino
         memset(l->output, 0xff, (size_t)l->outputs * sizeof(float));
     }
     char why[200] = "";
-    for (int k = 0; k < 4; k++) {
-        int all = !(k & 1), wino = !(k & 2);
+    int own_default = -1;
+    for (int k = 0; k < 6; k++) {
+        int all = !(k & 1), wino = k < 2, swap = k >= 4;
         be_dnnl_refuse_winograd(!wino);
+        if (swap)
+            be_dnnl_own_pool(!own_default);
         be_dnnl_t *d = NULL;
         if (be_dnnl_create(&d, net, 1, all, why, sizeof why) != 0)
             fail_msg("%s: %s", name, why);
         be_dnnl_refuse_winograd(0);
+        be_dnnl_own_pool(-1);
+        if (k == 0)
+            own_default = be_dnnl_own_pool_layers(d) > 0;
+        if (swap && own_default)
+            assert_int_equal(be_dnnl_own_pool_layers(d), 0);
+        else if (swap || (k >= 2 && own_default))
+            assert_true(be_dnnl_own_pool_layers(d) >= min_own);
         /* The layers were really oneDNN's (a fallback to darknet everywhere would pass), and
          * the Winograd ones were (a refused Winograd falls back to direct silently). */
         assert_true(be_dnnl_layers(d) >= min_onednn);
@@ -175,9 +186,10 @@ static void compare(network *net, const char *name, int min_onednn, int min_wino
                 fail_msg("%s layer %d (type %d, %dx%dx%d -> %dx%dx%d): rel %g > %g", name, i,
                          l->type, l->w, l->h, l->c, l->out_w, l->out_h, l->out_c, r, TOL);
         }
-        print_message("%s (%s): %d layers, %d run by oneDNN, %d as Winograd, worst rel %.2g\n",
+        print_message("%s (%s): %d layers, %d run by oneDNN, %d as Winograd, %d max-pools by "
+                      "framegate's loop, worst rel %.2g\n",
                       name, all ? "every layer" : "serving", net->n, be_dnnl_layers(d),
-                      be_dnnl_winograd_layers(d), worst);
+                      be_dnnl_winograd_layers(d), be_dnnl_own_pool_layers(d), worst);
         be_dnnl_destroy(d);
         for (int i = 0; i < net->n; i++)
             memset(net->layers[i].output, 0xff, (size_t)net->layers[i].outputs * sizeof(float));
@@ -194,7 +206,7 @@ static void test_yolov3_tiny(void **state)
     (void)state;
     char cfg[160];
     network *net = make_net(batch1_cfg("yolov3-tiny.cfg", cfg, sizeof cfg), 1);
-    compare(net, "yolov3-tiny", 19, 8); /* 13 convolutions (8 3x3 from 16 channels), 6 pools */
+    compare(net, "yolov3-tiny", 19, 8, 6); /* 13 convolutions (8 3x3 from 16 channels), 6 pools */
     free_network(net);
 }
 
@@ -203,7 +215,7 @@ static void test_yolov2_tiny(void **state)
     (void)state;
     char cfg[160];
     network *net = make_net(batch1_cfg("yolov2-tiny.cfg", cfg, sizeof cfg), 2);
-    compare(net, "yolov2-tiny", 15, 7); /* 9 convolutions (7 3x3 from 16 channels), 6 pools */
+    compare(net, "yolov2-tiny", 15, 7, 6); /* 9 convolutions (7 3x3 from 16 channels), 6 pools */
     free_network(net);
 }
 
@@ -236,7 +248,7 @@ static void test_depthwise_and_edges(void **state)
         "[convolutional]\nfilters=12\ngroups=12\nsize=3\nstride=1\npad=1\nactivation=leaky\n";
     char cfg[160];
     network *net = make_net(write_cfg("dw.cfg", cfg_text, cfg, sizeof cfg), 4);
-    compare(net, "edge cases", 11, 2); /* all but the strided 1x1 and tanh; Winograd: the
+    compare(net, "edge cases", 11, 2, 0); /* all but the strided 1x1 and tanh; Winograd: the
                                            64 -> 72 'same' and 72 -> 24 'valid' 3x3 */
     free_network(net);
 }

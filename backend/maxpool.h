@@ -1,0 +1,27 @@
+/* darknet's max-pool on oneDNN's channel-blocked layout (backend/dnnl.c): the tensor is
+ * c / blk blocks, each h x w cells of blk consecutive channels (oneDNN's aBcd8b / aBcd16b).
+ * Same window as darknet's forward_maxpool_layer: origin at -pad/2, cells outside the input
+ * never win. Used where oneDNN 2.6 has no AVX-512: its AVX2 max-pool kernel took 2.6-4x as
+ * long as this loop on AMD Zen 3 (face model's first pool: 2.8 vs 0.6 ms, bench/results/
+ * inference/README.md). Exact: a max is a max, so the output is bit for bit darknet's. */
+#ifndef BE_MAXPOOL_H
+#define BE_MAXPOOL_H
+
+typedef struct {
+    int c, h, w;      /* input: channels, rows, columns */
+    int out_h, out_w; /* output rows, columns (darknet's l.out_h, l.out_w) */
+    int size, stride; /* square window and step */
+    int pad;          /* darknet's l.pad: the window starts at -pad / 2 */
+    int blk;          /* channels per block: 8 or 16 */
+} be_maxpool_t;
+
+/* 1 when be_maxpool_blocked takes this geometry: blk 8 or 16, c a positive multiple of blk,
+ * every size positive, and every window holding at least one input cell. Pure function. */
+int be_maxpool_fits(const be_maxpool_t *p);
+
+/* out = the max-pool of in (both blocked as above, c x h x w and c x out_h x out_w floats,
+ * caller-owned, not overlapping) on `threads` OpenMP threads (<= 1: the caller's alone;
+ * the output does not depend on it). `p` must fit (be_maxpool_fits). Calling thread. */
+void be_maxpool_blocked(const be_maxpool_t *p, const float *in, float *out, int threads);
+
+#endif

@@ -1,0 +1,153 @@
+/* be_maxpool_blocked against darknet's max-pool written out plainly on NCHW (window origin at
+ * -pad/2, cells outside never win): every geometry darknet's [maxpool] makes from size, stride
+ * and its default padding (size - 1), on even and odd sizes, with 8- and 16-channel blocks,
+ * on 1 and 2 threads, must give the same floats bit for bit (a max is exact). Values include
+ * negatives, ties and -0.0. be_maxpool_fits refuses what the loop cannot take. The same loop
+ * inside the oneDNN engine is held to stock darknet's layers by test_be_dnnl. */
+#include <float.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "maxpool.h"
+
+/* darknet's forward_maxpool_layer for batch 1, NCHW. */
+static void reference(const be_maxpool_t *p, const float *in, float *out)
+{
+    int off = -(p->pad / 2);
+    for (int c = 0; c < p->c; c++)
+        for (int y = 0; y < p->out_h; y++)
+            for (int x = 0; x < p->out_w; x++) {
+                float m = -FLT_MAX;
+                for (int n = 0; n < p->size; n++)
+                    for (int k = 0; k < p->size; k++) {
+                        int iy = off + y * p->stride + n, ix = off + x * p->stride + k;
+                        if (iy >= 0 && iy < p->h && ix >= 0 && ix < p->w) {
+                            float v = in[((size_t)c * p->h + iy) * p->w + ix];
+                            m = v > m ? v : m;
+                        }
+                    }
+                out[((size_t)c * p->out_h + y) * p->out_w + x] = m;
+            }
+}
+
+/* NCHW <-> blocks of blk channels, each h x w x blk. */
+static void to_blocked(const float *nchw, float *b, int c, int h, int w, int blk)
+{
+    for (int ch = 0; ch < c; ch++)
+        for (int i = 0; i < h * w; i++)
+            b[((size_t)(ch / blk) * h * w + i) * blk + ch % blk] = nchw[(size_t)ch * h * w + i];
+}
+
+static void check(int c, int h, int w, int size, int stride, int blk, int threads)
+{
+    /* darknet's parse_maxpool: padding defaults to size - 1, out = (in + pad - size) / s + 1 */
+    int pad = size - 1;
+    be_maxpool_t p = {.c = c,
+                      .h = h,
+                      .w = w,
+                      .out_h = (h + pad - size) / stride + 1,
+                      .out_w = (w + pad - size) / stride + 1,
+                      .size = size,
+                      .stride = stride,
+                      .pad = pad,
+                      .blk = blk};
+    assert_true(be_maxpool_fits(&p));
+    size_t ni = (size_t)c * h * w, no = (size_t)c * p.out_h * p.out_w;
+    float *in = malloc(ni * sizeof *in), *inb = malloc(ni * sizeof *inb);
+    float *ref = malloc(no * sizeof *ref), *refb = malloc(no * sizeof *refb);
+    float *out = malloc((no + 16) * sizeof *out);
+    assert_true(in != NULL && inb != NULL && ref != NULL && refb != NULL && out != NULL);
+    for (size_t i = 0; i < ni; i++) /* few distinct values: ties; negatives; -0.0 next to 0 */
+        in[i] = (float)((int)((i * 2654435761u) >> 7) % 23 - 15) * 0.25f;
+    for (size_t i = 0; i < ni; i += 7)
+        in[i] = -0.0f;
+    reference(&p, in, ref);
+    to_blocked(in, inb, c, h, w, blk);
+    to_blocked(ref, refb, c, p.out_h, p.out_w, blk);
+    for (int i = 0; i < 16; i++)
+        out[no + (size_t)i] = 12345.0f; /* nothing is written past the output */
+    be_maxpool_blocked(&p, inb, out, threads);
+    if (memcmp(out, refb, no * sizeof *out) != 0)
+        fail_msg("c%d %dx%d size %d stride %d blk %d threads %d: differs from darknet's", c, h, w,
+                 size, stride, blk, threads);
+    for (int i = 0; i < 16; i++)
+        assert_true(out[no + (size_t)i] == 12345.0f);
+    free(in);
+    free(inb);
+    free(ref);
+    free(refb);
+    free(out);
+}
+
+static void test_darknet_geometries(void **state)
+{
+    (void)state;
+    static const int sizes[][2] = {{2, 2}, {2, 1}, {3, 2}, {3, 1}, {1, 1}, {3, 3}, {5, 1}};
+    static const int dims[][2] = {{13, 13}, {14, 14}, {7, 9}, {1, 1}, {2, 5}, {31, 8}};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
+        for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++)
+            for (int blk = 8; blk <= 16; blk += 8)
+                for (int t = 1; t <= 2; t++)
+                    check(2 * blk, dims[d][0], dims[d][1], sizes[s][0], sizes[s][1], blk, t);
+}
+
+static void test_face_model_first_pool(void **state)
+{
+    (void)state;
+    check(16, 414, 414, 2, 2, 8, 1); /* the face model's first pool (odd output: 207) */
+    check(32, 207, 207, 2, 2, 8, 2); /* and its second (odd input: the last column alone) */
+    check(16, 416, 416, 2, 2, 16, 2);
+}
+
+static void test_fits(void **state)
+{
+    (void)state;
+    be_maxpool_t ok = {.c = 16,
+                       .h = 4,
+                       .w = 4,
+                       .out_h = 2,
+                       .out_w = 2,
+                       .size = 2,
+                       .stride = 2,
+                       .pad = 1,
+                       .blk = 8};
+    assert_true(be_maxpool_fits(&ok));
+    be_maxpool_t p = ok;
+    p.blk = 4;
+    assert_false(be_maxpool_fits(&p));
+    p = ok;
+    p.c = 12; /* not whole blocks */
+    assert_false(be_maxpool_fits(&p));
+    p = ok;
+    p.c = 0;
+    assert_false(be_maxpool_fits(&p));
+    p = ok;
+    p.stride = 0;
+    assert_false(be_maxpool_fits(&p));
+    p = ok;
+    p.out_h = 3; /* the last window would start past the input */
+    assert_false(be_maxpool_fits(&p));
+    p = ok;
+    p.pad = 6; /* the first window would end before it */
+    p.size = 2;
+    assert_false(be_maxpool_fits(&p));
+    p = ok;
+    p.w = -4;
+    assert_false(be_maxpool_fits(&p));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_darknet_geometries),
+        cmocka_unit_test(test_face_model_first_pool),
+        cmocka_unit_test(test_fits),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
