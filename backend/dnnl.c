@@ -23,9 +23,10 @@ typedef struct {
 } step_t;
 
 typedef struct {
-    int onednn;       /* 1: steps[first .. first + count), 0: darknet's l.forward */
-    int first, count; /* its steps */
-    int yolo;         /* 1: a [yolo] head whose logistic is a step (yolo_steps) */
+    int onednn;           /* 1: steps[first .. first + count), 0: darknet's l.forward */
+    int first, count;     /* its steps */
+    int yolo;             /* 1: a [yolo] head whose logistic is a step (yolo_steps) */
+    be_fast_wino_t *wino; /* not NULL: fast.c's Winograd on darknet's buffers (fast_wino) */
 } plan_t;
 
 struct be_dnnl {
@@ -39,10 +40,11 @@ struct be_dnnl {
     int nmems;
     dnnl_memory_t input; /* the network input, NCHW over the caller's buffer (set per pass) */
     int threads;
-    int bf16;     /* 1: convolutions and max-pools in bf16 (be_dnnl_create_precision) */
-    int winograd; /* 1: f32 3x3 convolutions may run as Winograd (layer_pd) */
-    int nwino;    /* how many do */
-    int nownpool; /* max-pools run by be_maxpool_blocked (own_pool_fits) */
+    int bf16;            /* 1: convolutions and max-pools in bf16 (be_dnnl_create_precision) */
+    int winograd;        /* 1: f32 3x3 convolutions may run as Winograd (layer_pd) */
+    int nwino;           /* how many do */
+    int nownpool;        /* max-pools run by be_maxpool_blocked (own_pool_fits) */
+    float *wino_scratch; /* for the fast.c Winograd layers, the largest one's */
     /* A Winograd convolution's activation left to the max-pool after it (add_layer's
      * may_defer), as that pool's post-op: max and a non-decreasing activation commute, and
      * the pool's output is a quarter of the convolution's. */
@@ -389,10 +391,20 @@ static int to_darknet(be_dnnl_t *d, int i, const layer *l, dnnl_memory_t out,
 
 static int own_pool_mode = -1; /* be_dnnl_own_pool */
 
+/* The layout of be_maxpool_t's blk: darknet's NCHW (after a layer darknet's buffers hold,
+ * e.g. fast_wino's), or oneDNN's channel blocks; none (any: never equal) for the rest. */
+static dnnl_format_tag_t pool_tag(int blk)
+{
+    return blk == 1    ? dnnl_nchw
+           : blk == 8  ? dnnl_aBcd8b
+           : blk == 16 ? dnnl_aBcd16b
+                       : dnnl_format_tag_any;
+}
+
 /* 1 when max-pool layer l, on a tensor described by `in`, runs as be_maxpool_blocked (its
  * geometry then in *mp): by default where oneDNN has no AVX-512 kernels (its AVX2 max-pool took
  * 2.6-4x the loop's time on AMD Zen 3; its AVX-512 one was faster than the loop on Cooper Lake),
- * f32 in 8- or 16-channel blocks, no activation left to it (d->deferred). */
+ * f32 in 8- or 16-channel blocks or NCHW, no activation left to it (d->deferred). */
 static int own_pool_fits(const be_dnnl_t *d, const layer *l, const dnnl_memory_desc_t *in,
                          be_maxpool_t *mp)
 {
@@ -412,11 +424,12 @@ static int own_pool_fits(const be_dnnl_t *d, const layer *l, const dnnl_memory_d
                          .pad = l->pad};
     dnnl_dims_t dims = {1, l->c, l->h, l->w};
     dnnl_memory_desc_t md;
-    for (int blk = 8; blk <= 16; blk += 8)
-        if (dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32,
-                                         blk == 8 ? dnnl_aBcd8b : dnnl_aBcd16b) == dnnl_success &&
+    static const int blks[] = {1, 8, 16};
+    for (size_t k = 0; k < sizeof blks / sizeof blks[0]; k++)
+        if (dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32, pool_tag(blks[k])) ==
+                dnnl_success &&
             dnnl_memory_desc_equal(&md, in)) {
-            mp->blk = blk;
+            mp->blk = blks[k];
             return be_maxpool_fits(mp);
         }
     return 0;
@@ -429,9 +442,7 @@ static int own_pool_step(be_dnnl_t *d, int i, const layer *l, const be_maxpool_t
     dnnl_memory_desc_t md;
     dnnl_memory_t out;
     dnnl_dims_t dims = {1, l->out_c, l->out_h, l->out_w};
-    TRY(dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32,
-                                     mp->blk == 8 ? dnnl_aBcd8b : dnnl_aBcd16b),
-        "a tensor");
+    TRY(dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32, pool_tag(mp->blk)), "a tensor");
     TRY(dnnl_memory_create(&out, &md, d->eng, DNNL_MEMORY_ALLOCATE), "a tensor");
     keep_mem(d, out);
     step_t *s = new_step(d);
@@ -631,6 +642,17 @@ int be_dnnl_bf16_supported(void)
                                dnnl_cpu_isa_avx512_core_bf16;
 }
 
+/* 1 when layer l runs fast.c's Winograd (be_fast_wino) instead of oneDNN: f32, 1 thread,
+ * Winograd not refused, and oneDNN without its own (no AVX-512). On AVX2 oneDNN's direct
+ * kernel took 1.2-1.45x as long on yolov3-tiny's 3x3 layers with 64+ input channels (AMD
+ * Zen 3, bench/results/inference/README.md). Not at 2 threads: OpenBLAS's own thread pool would
+ * contend with oneDNN's OpenMP team for the cores. */
+static int fast_wino(const be_dnnl_t *d, const layer *l)
+{
+    return !d->bf16 && d->winograd && d->threads == 1 && !be_dnnl_winograd_supported() &&
+           be_fast_wino_fits(l);
+}
+
 static int create(be_dnnl_t **out, network *net, int threads, int all_outputs, int bf16, char *why,
                   size_t whycap);
 
@@ -693,9 +715,21 @@ static int create(be_dnnl_t **out, network *net, int threads, int all_outputs, i
     d->whycap = whycap;
     /* The tensors darknet's own code reads must be in its buffers: a darknet layer's input,
      * the layers a route or shortcut reads, the network's output. */
+    size_t scratch = 0;
     for (int j = 0; j < n; j++) {
         const layer *l = &net->layers[j];
         d->plan[j].onednn = runs(l);
+        if (fast_wino(d, l)) {
+            if ((rv = be_fast_wino_create(&d->plan[j].wino, l)) != 0) {
+                free(nchw);
+                be_dnnl_destroy(d);
+                return rv;
+            }
+            d->plan[j].onednn = 0;
+            d->nwino++;
+            if (be_fast_wino_scratch(l) > scratch)
+                scratch = be_fast_wino_scratch(l);
+        }
         if (!d->plan[j].onednn && j > 0)
             nchw[j - 1] = 1;
         if (l->type == ROUTE)
@@ -706,6 +740,11 @@ static int create(be_dnnl_t **out, network *net, int threads, int all_outputs, i
             nchw[l->index] = 1;
     }
     nchw[n - 1] = 1;
+    if (scratch > 0 && (d->wino_scratch = malloc(scratch * sizeof(float))) == NULL) {
+        free(nchw);
+        be_dnnl_destroy(d);
+        return PROTO_ENOMEM;
+    }
     if (dnnl_engine_create(&d->eng, dnnl_cpu, 0) != dnnl_success ||
         dnnl_stream_create(&d->st, d->eng, dnnl_stream_default_flags) != dnnl_success) {
         rv = failed(d, "the CPU engine", 0);
@@ -822,6 +861,8 @@ float *be_dnnl_predict_stop(be_dnnl_t *d, const float *input, be_fast_stop_cb st
         } else if (p->yolo) {
             run_steps(d, p);
             yolo_fixup(&l, net.input);
+        } else if (p->wino != NULL) {
+            be_fast_wino_forward(p->wino, &l, net.input, d->wino_scratch);
         } else {
             /* a fallback's input reorder (see be_dnnl_create) was appended to the layer before */
             l.forward(l, net);
@@ -837,7 +878,7 @@ int be_dnnl_layers(const be_dnnl_t *d)
 {
     int k = 0;
     for (int i = 0; i < d->net->n; i++)
-        k += d->plan[i].onednn;
+        k += d->plan[i].onednn || d->plan[i].wino != NULL;
     return k;
 }
 
@@ -853,6 +894,9 @@ void be_dnnl_destroy(be_dnnl_t *d)
         dnnl_stream_destroy(d->st);
     if (d->eng != NULL)
         dnnl_engine_destroy(d->eng);
+    for (int i = 0; d->plan != NULL && d->net != NULL && i < d->net->n; i++)
+        be_fast_wino_destroy(d->plan[i].wino);
+    free(d->wino_scratch);
     free(d->steps);
     free(d->plan);
     free(d->mems);

@@ -2,7 +2,8 @@
  * kernels are chosen for the CPU at run time (AVX-512 where present, AVX2 otherwise). The
  * convolutions (groups 1 and depthwise, batch-norm folded, bias + leaky/relu/logistic as a
  * post-op; f32 3x3 stride-1 ones with 16+ channels as Winograd where oneDNN has it, AVX-512,
- * their activation a step of its own) and max-pools (oneDNN's, or framegate's loop where
+ * their activation a step of its own; without AVX-512, at 1 thread, those with 64+ input
+ * channels as fast.c's Winograd on OpenBLAS) and max-pools (oneDNN's, or framegate's loop where
  * oneDNN has no AVX-512: be_dnnl_own_pool) run in oneDNN's own blocked layout from one
  * layer to the next; a tensor is reordered to darknet's NCHW only where darknet's own code reads it
  * (the layers this engine leaves to darknet: route, upsample, [yolo], [region], ...; their inputs;
@@ -39,7 +40,8 @@ int be_dnnl_create(be_dnnl_t **out, network *net, int threads, int all_outputs, 
  * returned). Returns net->output (owned by the network). Calling thread. */
 float *be_dnnl_predict_stop(be_dnnl_t *d, const float *input, be_fast_stop_cb stop, void *arg);
 
-/* How many of the network's layers oneDNN runs (the rest are darknet's). Pure function. */
+/* How many of the network's layers this engine runs: oneDNN's, and fast.c's Winograd ones
+ * (be_dnnl_winograd_layers); the rest are darknet's. Pure function. */
 int be_dnnl_layers(const be_dnnl_t *d);
 
 /* The numbers the convolutions and max-pools compute in. fp32 (the default) agrees with stock
@@ -73,7 +75,8 @@ void be_dnnl_refuse_bf16(int on);
 
 /* How many convolutions run as Winograd (F(2x2,3x3) or F(4x4,3x3), oneDNN's choice by shape):
  * 2.25-4x fewer multiplies than the direct kernel, its transformed weights 1.8-4x larger.
- * Pure function. */
+ * Where oneDNN has none (no AVX-512), at 1 thread, those with 64+ input channels run fast.c's
+ * F(2x2,3x3) on OpenBLAS instead (be_fast_wino), on darknet's NCHW buffers. Pure function. */
 int be_dnnl_winograd_layers(const be_dnnl_t *d);
 
 /* 1 when oneDNN's effective ISA here has its f32 Winograd kernels (AVX-512). Pure function. */

@@ -14,6 +14,7 @@
  * refuses and the caller keeps network_predict. be_core is meant to link OpenBLAS. */
 #pragma weak cblas_sgemm
 #pragma weak openblas_set_num_threads
+#pragma weak openblas_get_num_threads
 
 /* Exported by libdarknet but not declared in darknet.h. */
 void activate_array(float *x, const int n, const ACTIVATION a);
@@ -59,11 +60,11 @@ struct be_fast {
  * GCC/clang vector extensions rather than intrinsics: one source for every x86-64 (and ARM)
  * target. 4 lanes: baseline x86-64 is SSE2, and wider vectors would change the ABI. */
 /* The hand-written loops are compiled twice, for the baseline x86-64 (SSE2) and for AVX2 +
- * and the loader picks the one the CPU runs (GCC target_clones, an ifunc on the CPU's features): the package
- * stays portable and a modern core gets 8-wide vectors. OpenBLAS does the same for sgemm.
- * Not under a sanitizer: the ifunc resolvers run at relocation, before the sanitizer's runtime
- * is up, and an instrumented one crashes the process (TSan: SIGSEGV before main). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                        \
+ * and the loader picks the one the CPU runs (GCC target_clones, an ifunc on the CPU's features):
+ * the package stays portable and a modern core gets 8-wide vectors. OpenBLAS does the same for
+ * sgemm. Not under a sanitizer: the ifunc resolvers run at relocation, before the sanitizer's
+ * runtime is up, and an instrumented one crashes the process (TSan: SIGSEGV before main). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
     !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 #define FG_CLONES __attribute__((target_clones("fma", "default")))
 #else
@@ -247,8 +248,8 @@ static void forward_conv(be_fast_t *f, const op_t *op, const layer *l, const flo
 /* 3x3, stride 1, padding 1 (every separable convolution of the face model): each output row
  * in one pass over its three input rows, nine taps per pixel, one store. */
 static inline void depthwise3_row(const float *restrict up, const float *restrict mid,
-                           const float *restrict down, const float *restrict k, int w,
-                           float *restrict o)
+                                  const float *restrict down, const float *restrict k, int w,
+                                  float *restrict o)
 {
     /* Missing rows (the top and bottom padding) come in as NULL. */
     float k0 = up ? k[0] : 0, k1 = up ? k[1] : 0, k2 = up ? k[2] : 0;
@@ -277,8 +278,8 @@ FG_CLONES static void forward_depthwise(const op_t *op, const layer *l, const fl
             float *out = l->output + (size_t)ch * oh * ow;
             for (int y = 0; y < h; y++)
                 depthwise3_row(y > 0 ? src + (size_t)(y - 1) * w : NULL, src + (size_t)y * w,
-                               y + 1 < h ? src + (size_t)(y + 1) * w : NULL,
-                               op->w + (size_t)ch * 9, w, out + (size_t)y * w);
+                               y + 1 < h ? src + (size_t)(y + 1) * w : NULL, op->w + (size_t)ch * 9,
+                               w, out + (size_t)y * w);
             bias_act(out, oh * ow, op->b[ch], l->activation);
         }
         return;
@@ -417,13 +418,13 @@ static int wino_fold(op_t *op, const layer *l)
     return 0;
 }
 
-static void forward_winograd(be_fast_t *f, const op_t *op, const layer *l, const float *in)
+/* v: 16 x c x tiles floats of scratch, mo: 16 x n x tiles. */
+static void forward_winograd(float *v, float *mo, const op_t *op, const layer *l, const float *in)
 {
     int h = l->h, w = l->w, c = l->c, m = l->n, pad = l->pad;
     int oh = l->out_h, ow = l->out_w, tw;
     int tiles = wino_tiles(l, &tw);
     size_t ct = (size_t)c * tiles, mt = (size_t)m * tiles;
-    float *v = f->wv, *mo = f->wm;
 
     /* V[xi][ch][t] = (B^T d B)[xi] */
     for (int ch = 0; ch < c; ch++) {
@@ -651,7 +652,7 @@ float *be_fast_predict_stop(be_fast_t *f, const float *input, be_fast_stop_cb st
             forward_maxpool(&l, net.input, f->col);
             break;
         case OP_WINOGRAD:
-            forward_winograd(f, op, &l, net.input);
+            forward_winograd(f->wv, f->wm, op, &l, net.input);
             break;
         case OP_YOLO:
             forward_yolo(&l, net.input);
@@ -695,4 +696,58 @@ double be_fast_flops(const network *net)
         flops += 2.0 * l->n * l->size * l->size * (double)(l->c / groups) * l->out_h * l->out_w;
     }
     return flops;
+}
+
+/* ---- one Winograd layer for another engine (backend/dnnl.c) ---- */
+
+struct be_fast_wino {
+    op_t op;
+};
+
+int be_fast_wino_fits(const layer *l)
+{
+    return cblas_sgemm != NULL && openblas_set_num_threads != NULL &&
+           openblas_get_num_threads != NULL && l->type == CONVOLUTIONAL && l->batch == 1 &&
+           classify(l) == OP_WINOGRAD;
+}
+
+int be_fast_wino_create(be_fast_wino_t **out, const layer *l)
+{
+    if (!be_fast_wino_fits(l))
+        return PROTO_EINVAL;
+    be_fast_wino_t *w = calloc(1, sizeof *w);
+    if (w == NULL)
+        return PROTO_ENOMEM;
+    w->op.kind = OP_WINOGRAD;
+    int rv = wino_fold(&w->op, l);
+    if (rv != 0) {
+        be_fast_wino_destroy(w);
+        return rv;
+    }
+    *out = w;
+    return 0;
+}
+
+size_t be_fast_wino_scratch(const layer *l)
+{
+    int tw, tiles = wino_tiles(l, &tw);
+    return (size_t)16 * tiles * ((size_t)l->c + (size_t)l->n);
+}
+
+void be_fast_wino_forward(const be_fast_wino_t *w, const layer *l, const float *in, float *scratch)
+{
+    /* OpenBLAS's thread count is process-wide: this layer is the caller's alone */
+    if (openblas_get_num_threads() != 1)
+        openblas_set_num_threads(1);
+    int tw, tiles = wino_tiles(l, &tw);
+    forward_winograd(scratch, scratch + (size_t)16 * l->c * tiles, &w->op, l, in);
+}
+
+void be_fast_wino_destroy(be_fast_wino_t *w)
+{
+    if (w == NULL)
+        return;
+    free(w->op.w);
+    free(w->op.b);
+    free(w);
 }

@@ -5,8 +5,9 @@
 
 int be_maxpool_fits(const be_maxpool_t *p)
 {
-    if ((p->blk != 8 && p->blk != 16) || p->c <= 0 || p->c % p->blk != 0 || p->h <= 0 ||
-        p->w <= 0 || p->out_h <= 0 || p->out_w <= 0 || p->size <= 0 || p->stride <= 0 || p->pad < 0)
+    if ((p->blk != 1 && p->blk != 8 && p->blk != 16) || p->c <= 0 || p->c % p->blk != 0 ||
+        p->h <= 0 || p->w <= 0 || p->out_h <= 0 || p->out_w <= 0 || p->size <= 0 ||
+        p->stride <= 0 || p->pad < 0)
         return 0;
     /* The last window must start inside the input (the first starts at -pad/2 > -size). */
     int off = -(p->pad / 2);
@@ -19,8 +20,8 @@ int be_maxpool_fits(const be_maxpool_t *p)
     return 1;
 }
 
-/* One output row of one channel block. B is a constant at each call (inlined twice), so the
- * loops over the block's channels become whole vectors. */
+/* One output row of one channel block. B is a constant at each call (inlined three times), so
+ * the loops over the block's channels become whole vectors (B = 1: over the row's cells). */
 static inline void pool_row(const be_maxpool_t *p, const float *in, float *out, int cb, int oy,
                             const int B)
 {
@@ -69,6 +70,11 @@ static inline void pool_row(const be_maxpool_t *p, const float *in, float *out, 
     }
 }
 
+static void pool_rows1(const be_maxpool_t *p, const float *in, float *out, int r)
+{
+    pool_row(p, in, out, r / p->out_h, r % p->out_h, 1);
+}
+
 static void pool_rows8(const be_maxpool_t *p, const float *in, float *out, int r)
 {
     pool_row(p, in, out, r / p->out_h, r % p->out_h, 8);
@@ -82,8 +88,9 @@ static void pool_rows16(const be_maxpool_t *p, const float *in, float *out, int 
 void be_maxpool_blocked(const be_maxpool_t *p, const float *in, float *out, int threads)
 {
     int rows = p->c / p->blk * p->out_h;
-    void (*row)(const be_maxpool_t *, const float *, float *, int) =
-        p->blk == 8 ? pool_rows8 : pool_rows16;
+    void (*row)(const be_maxpool_t *, const float *, float *, int) = p->blk == 1   ? pool_rows1
+                                                                     : p->blk == 8 ? pool_rows8
+                                                                                   : pool_rows16;
     /* the team oneDNN's own steps run on (libgomp): no thread of our own */
     if (threads < 1)
         threads = 1;

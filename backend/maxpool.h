@@ -1,5 +1,6 @@
 /* darknet's max-pool on oneDNN's channel-blocked layout (backend/dnnl.c): the tensor is
- * c / blk blocks, each h x w cells of blk consecutive channels (oneDNN's aBcd8b / aBcd16b).
+ * c / blk blocks, each h x w cells of blk consecutive channels (oneDNN's aBcd8b / aBcd16b;
+ * blk 1 is darknet's NCHW).
  * Same window as darknet's forward_maxpool_layer: origin at -pad/2, cells outside the input
  * never win. Used where oneDNN 2.6 has no AVX-512: its AVX2 max-pool kernel took 2.6-4x as
  * long as this loop on AMD Zen 3 (face model's first pool: 2.8 vs 0.6 ms, bench/results/
@@ -12,10 +13,10 @@ typedef struct {
     int out_h, out_w; /* output rows, columns (darknet's l.out_h, l.out_w) */
     int size, stride; /* square window and step */
     int pad;          /* darknet's l.pad: the window starts at -pad / 2 */
-    int blk;          /* channels per block: 8 or 16 */
+    int blk;          /* channels per block: 1, 8 or 16 */
 } be_maxpool_t;
 
-/* 1 when be_maxpool_blocked takes this geometry: blk 8 or 16, c a positive multiple of blk,
+/* 1 when be_maxpool_blocked takes this geometry: blk 1, 8 or 16, c a positive multiple of blk,
  * every size positive, and every window holding at least one input cell. Pure function. */
 int be_maxpool_fits(const be_maxpool_t *p);
 

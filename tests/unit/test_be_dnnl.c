@@ -131,10 +131,12 @@ static double rel_diff(const float *a, const float *b, int n)
 
 /* Stock network_predict's every layer output, then the engine's (every layer written back,
  * buffers poisoned with NaN in between), compared layer by layer; then serving mode's output.
- * Both with the f32 3x3 convolutions as Winograd (at least min_wino of them, where oneDNN has
- * it) and all direct; then, all direct, with the max-pools the other way round from this
- * CPU's default (framegate's loop or oneDNN's kernel), at least min_own of them in the loop. */
-static void compare(network *net, const char *name, int min_onednn, int min_wino, int min_own)
+ * Both with the f32 3x3 convolutions as Winograd (at least min_wino of them where oneDNN has
+ * it, min_fast as fast.c's elsewhere) and all direct; then, all direct, with the max-pools the
+ * other way round from this CPU's default (framegate's loop or oneDNN's kernel), at least min_own
+ * of them in the loop. */
+static void compare(network *net, const char *name, int min_onednn, int min_wino, int min_fast,
+                    int min_own)
 {
     image im = load_image_color(DOG, 0, 0);
     image sized = letterbox_image(im, net->w, net->h);
@@ -173,6 +175,8 @@ static void compare(network *net, const char *name, int min_onednn, int min_wino
             assert_int_equal(be_dnnl_winograd_layers(d), 0);
         else if (be_dnnl_winograd_supported())
             assert_true(be_dnnl_winograd_layers(d) >= min_wino);
+        else /* fast.c's Winograd on the layers with 64+ input channels (1 thread) */
+            assert_true(be_dnnl_winograd_layers(d) >= min_fast);
         float *out = be_dnnl_predict_stop(d, sized.data, NULL, NULL);
         assert_ptr_equal(out, net->output);
         double worst = 0;
@@ -186,7 +190,7 @@ static void compare(network *net, const char *name, int min_onednn, int min_wino
                 fail_msg("%s layer %d (type %d, %dx%dx%d -> %dx%dx%d): rel %g > %g", name, i,
                          l->type, l->w, l->h, l->c, l->out_w, l->out_h, l->out_c, r, TOL);
         }
-        print_message("%s (%s): %d layers, %d run by oneDNN, %d as Winograd, %d max-pools by "
+        print_message("%s (%s): %d layers, %d run by the engine, %d as Winograd, %d max-pools by "
                       "framegate's loop, worst rel %.2g\n",
                       name, all ? "every layer" : "serving", net->n, be_dnnl_layers(d),
                       be_dnnl_winograd_layers(d), be_dnnl_own_pool_layers(d), worst);
@@ -206,7 +210,8 @@ static void test_yolov3_tiny(void **state)
     (void)state;
     char cfg[160];
     network *net = make_net(batch1_cfg("yolov3-tiny.cfg", cfg, sizeof cfg), 1);
-    compare(net, "yolov3-tiny", 19, 8, 6); /* 13 convolutions (8 3x3 from 16 channels), 6 pools */
+    compare(net, "yolov3-tiny", 19, 8, 6,
+            6); /* 13 convolutions (8 3x3 from 16 channels), 6 pools */
     free_network(net);
 }
 
@@ -215,7 +220,7 @@ static void test_yolov2_tiny(void **state)
     (void)state;
     char cfg[160];
     network *net = make_net(batch1_cfg("yolov2-tiny.cfg", cfg, sizeof cfg), 2);
-    compare(net, "yolov2-tiny", 15, 7, 6); /* 9 convolutions (7 3x3 from 16 channels), 6 pools */
+    compare(net, "yolov2-tiny", 15, 7, 5, 6); /* 9 convolutions (7 3x3 from 16 channels), 6 pools */
     free_network(net);
 }
 
@@ -248,7 +253,7 @@ static void test_depthwise_and_edges(void **state)
         "[convolutional]\nfilters=12\ngroups=12\nsize=3\nstride=1\npad=1\nactivation=leaky\n";
     char cfg[160];
     network *net = make_net(write_cfg("dw.cfg", cfg_text, cfg, sizeof cfg), 4);
-    compare(net, "edge cases", 11, 2, 0); /* all but the strided 1x1 and tanh; Winograd: the
+    compare(net, "edge cases", 11, 2, 2, 0); /* all but the strided 1x1 and tanh; Winograd: the
                                            64 -> 72 'same' and 72 -> 24 'valid' 3x3 */
     free_network(net);
 }

@@ -1,9 +1,9 @@
 /* be_maxpool_blocked against darknet's max-pool written out plainly on NCHW (window origin at
  * -pad/2, cells outside never win): every geometry darknet's [maxpool] makes from size, stride
- * and its default padding (size - 1), on even and odd sizes, with 8- and 16-channel blocks,
- * on 1 and 2 threads, must give the same floats bit for bit (a max is exact). Values include
- * negatives, ties and -0.0. be_maxpool_fits refuses what the loop cannot take. The same loop
- * inside the oneDNN engine is held to stock darknet's layers by test_be_dnnl. */
+ * and its default padding (size - 1), on even and odd sizes, on NCHW and on 8- and 16-channel
+ * blocks, on 1 and 2 threads, must give the same floats bit for bit (a max is exact). Values
+ * include negatives, ties and -0.0. be_maxpool_fits refuses what the loop cannot take. The same
+ * loop inside the oneDNN engine is held to stock darknet's layers by test_be_dnnl. */
 #include <float.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -92,9 +92,10 @@ static void test_darknet_geometries(void **state)
     static const int dims[][2] = {{13, 13}, {14, 14}, {7, 9}, {1, 1}, {2, 5}, {31, 8}};
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
         for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++)
-            for (int blk = 8; blk <= 16; blk += 8)
+            for (int blk = 1; blk <= 16; blk = blk == 1 ? 8 : blk + 8)
                 for (int t = 1; t <= 2; t++)
-                    check(2 * blk, dims[d][0], dims[d][1], sizes[s][0], sizes[s][1], blk, t);
+                    check(blk == 1 ? 5 : 2 * blk, dims[d][0], dims[d][1], sizes[s][0], sizes[s][1],
+                          blk, t);
 }
 
 static void test_face_model_first_pool(void **state)
@@ -103,6 +104,7 @@ static void test_face_model_first_pool(void **state)
     check(16, 414, 414, 2, 2, 8, 1); /* the face model's first pool (odd output: 207) */
     check(32, 207, 207, 2, 2, 8, 2); /* and its second (odd input: the last column alone) */
     check(16, 416, 416, 2, 2, 16, 2);
+    check(128, 52, 52, 2, 2, 1, 1); /* NCHW: yolov3-tiny's after a fast.c Winograd layer */
 }
 
 static void test_fits(void **state)
@@ -119,6 +121,8 @@ static void test_fits(void **state)
                        .blk = 8};
     assert_true(be_maxpool_fits(&ok));
     be_maxpool_t p = ok;
+    p.blk = 1; /* NCHW */
+    assert_true(be_maxpool_fits(&p));
     p.blk = 4;
     assert_false(be_maxpool_fits(&p));
     p = ok;
