@@ -644,9 +644,10 @@ int be_dnnl_bf16_supported(void)
 
 /* 1 when layer l runs fast.c's Winograd (be_fast_wino) instead of oneDNN: f32, 1 thread,
  * Winograd not refused, and oneDNN without its own (no AVX-512). On AVX2 oneDNN's direct
- * kernel took 1.2-1.45x as long on yolov3-tiny's 3x3 layers with 64+ input channels (AMD
- * Zen 3, bench/results/inference/README.md). Not at 2 threads: OpenBLAS's own thread pool would
- * contend with oneDNN's OpenMP team for the cores. */
+ * kernel took 1.08-1.45x as long on yolov3-tiny's 3x3 layers with 64+ input channels (AMD
+ * Zen 3, bench/results/inference/README.md). Not at 2 threads: there the layers alone took
+ * 0.88-1.08x of its time, and OpenBLAS's own thread pool would contend with oneDNN's OpenMP team.
+ */
 static int fast_wino(const be_dnnl_t *d, const layer *l)
 {
     return !d->bf16 && d->winograd && d->threads == 1 && !be_dnnl_winograd_supported() &&

@@ -629,6 +629,9 @@ float *be_fast_predict_stop(be_fast_t *f, const float *input, be_fast_stop_cb st
      * net.input (the previous output) and net.train, and route/shortcut read other layers'
      * outputs through net.layers. */
     network net = *f->net;
+    /* process-wide, and another engine in this process may have changed it (be_fast_wino) */
+    if (openblas_get_num_threads != NULL && openblas_get_num_threads() != f->threads)
+        openblas_set_num_threads(f->threads);
     net.input = (float *)input; /* darknet's type; no layer writes its input */
     net.truth = 0;
     net.train = 0;

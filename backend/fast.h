@@ -75,7 +75,7 @@ void be_fast_destroy(be_fast_t *f);
 double be_fast_flops(const network *net);
 
 /* fast.c's Winograd F(2x2, 3x3) convolution for one layer of a network another engine runs:
- * backend/dnnl.c at 1 thread where oneDNN has no Winograd of its own (AVX2: it took 0.69-0.85x
+ * backend/dnnl.c at 1 thread where oneDNN has no Winograd of its own (AVX2: it took 0.69-0.93x
  * of oneDNN's direct kernel's time on yolov3-tiny's 3x3 layers with 64+ input channels, AMD
  * Zen 3). Input and output are darknet's NCHW buffers; the output is l->output, with bias and
  * activation, as stock darknet's within float rounding (tests/unit/test_be_fast.c). */

@@ -110,8 +110,10 @@ static void usage(FILE *out)
             "                     darknet) or bf16 (faster where the CPU has AVX512_BF16,\n"
             "                     answers differ a little; fp32 with a warning elsewhere)\n"
             "  --winograd on|off  the dnnl engine's fp32 3x3 convolutions as Winograd where\n"
-            "                     the CPU has AVX-512 (on, default: faster; their weights take\n"
-            "                     1.8-4x the memory and the load is slower) or direct (off)\n"
+            "                     the CPU has AVX-512 (elsewhere, at 1 thread, those with 64+\n"
+            "                     input channels on OpenBLAS) (on, default: faster; their\n"
+            "                     weights take 1.8-4x the memory and the load is slower) or\n"
+            "                     direct (off)\n"
             "  --threads N        threads of the forward pass (default 1)\n"
             "  --stock-darknet    run libdarknet's own forward pass instead of the fast one\n"
             "  --parent-pid PID   exit when that process (the gateway) dies\n"
@@ -159,14 +161,12 @@ static int parse_size(const char *s, int *w, int *h)
 static int known_option(const char *a)
 {
     static const char *const opts[] = {
-        "--listen",      "--cfg",         "--weights",       "--names",
-        "--model-name",  "--instance",    "--gen-weights",   "--threshold",
-        "--nms",         "--simulate-ms", "--init-delay-ms", "--parent-pid",
-        "--seed",        "--threads",     "--max-pixels",    "--max-side",
-        "--input-size",  "--preprocess",  "--top-k",         "--tls-cert",
-        "--tls-key",     "--tls-ca",      "--join",          "--advertise",
-        "--capacity",    "--decode",      "--engine",        "--precision",
-        "--winograd"};
+        "--listen",        "--cfg",         "--weights",    "--names",     "--model-name",
+        "--instance",      "--gen-weights", "--threshold",  "--nms",       "--simulate-ms",
+        "--init-delay-ms", "--parent-pid",  "--seed",       "--threads",   "--max-pixels",
+        "--max-side",      "--input-size",  "--preprocess", "--top-k",     "--tls-cert",
+        "--tls-key",       "--tls-ca",      "--join",       "--advertise", "--capacity",
+        "--decode",        "--engine",      "--precision",  "--winograd"};
     for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
         if (strcmp(a, opts[i]) == 0)
             return 1;
@@ -184,8 +184,10 @@ static int check_listen(const char *listen, const proto_tls_files_t *tls, int al
         return -1;
     }
     if (a.kind == PROTO_ADDR_TLS && (tls->cert == NULL || tls->key == NULL || tls->ca == NULL)) {
-        fprintf(stderr, "framegate-backend: --listen %s: tls+tcp needs --tls-cert, --tls-key "
-                        "and --tls-ca\n", listen);
+        fprintf(stderr,
+                "framegate-backend: --listen %s: tls+tcp needs --tls-cert, --tls-key "
+                "and --tls-ca\n",
+                listen);
         return -1;
     }
     if (a.kind == PROTO_ADDR_TLS) {
@@ -199,7 +201,9 @@ static int check_listen(const char *listen, const proto_tls_files_t *tls, int al
          * plainest here. */
         fprintf(stderr, "framegate-backend: %scertificate '%s' %s %s\n",
                 ci.expired || ci.not_yet_valid ? "WARNING: " : "", ci.cn,
-                ci.expired ? "EXPIRED on" : ci.not_yet_valid ? "NOT YET VALID, ends" : "valid until",
+                ci.expired         ? "EXPIRED on"
+                : ci.not_yet_valid ? "NOT YET VALID, ends"
+                                   : "valid until",
                 ci.not_after);
     }
     if (a.kind != PROTO_ADDR_TLS && files) {
@@ -215,8 +219,10 @@ static int check_listen(const char *listen, const proto_tls_files_t *tls, int al
                     listen);
             return -1;
         }
-        fprintf(stderr, "framegate-backend: WARNING: --listen %s is plain tcp, reachable from "
-                        "other hosts, without authentication (--allow-insecure)\n", listen);
+        fprintf(stderr,
+                "framegate-backend: WARNING: --listen %s is plain tcp, reachable from "
+                "other hosts, without authentication (--allow-insecure)\n",
+                listen);
     }
     return 0;
 }
@@ -375,8 +381,10 @@ int main(int argc, char **argv)
             advertise = listen;
         if (proto_addr_parse(&a, advertise) != 0 || a.host[0] == '\0' ||
             strcmp(a.host, "0.0.0.0") == 0 || strcmp(a.host, "::") == 0) {
-            fprintf(stderr, "framegate-backend: --join: the gateway cannot dial %s back; give "
-                            "--advertise tls+tcp://THIS_HOST:PORT\n", advertise);
+            fprintf(stderr,
+                    "framegate-backend: --join: the gateway cannot dial %s back; give "
+                    "--advertise tls+tcp://THIS_HOST:PORT\n",
+                    advertise);
             return 2;
         }
     }
@@ -472,8 +480,7 @@ int main(int argc, char **argv)
     };
     if (join != NULL && proto_addr_parse(&ja, join) == 0 && ja.kind == PROTO_ADDR_TLS &&
         tls.cert == NULL) {
-        fprintf(stderr, "framegate-backend: --join %s needs --tls-cert/--tls-key/--tls-ca\n",
-                join);
+        fprintf(stderr, "framegate-backend: --join %s needs --tls-cert/--tls-key/--tls-ca\n", join);
         be_model_free(model);
         be_image_destroy(image);
         return 2;

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """The backend's --winograd switch, end to end: the gateway serves yolov3-tiny twice, "app" at
-the default (fp32 3x3 convolutions as oneDNN's Winograd where the CPU has AVX-512) and "direct"
+the default (fp32 3x3 convolutions as oneDNN's Winograd where the CPU has AVX-512, elsewhere
+those with 64+ input channels as fast.c's Winograd on OpenBLAS at 1 thread) and "direct"
 with `model.direct.backend_args = --winograd off`; only direct's backend gets the flag. Both
 answer Debian's photos with the same boxes (the two kernels agree with stock darknet within
 1e-4 layer by layer: IoU >= 0.99, score +-0.002 here), and where Winograd runs, its backend
-holds its larger transformed weights: at least 30 MB more resident memory than direct's
-(yolov3-tiny: ~67 MB measured)."""
+holds its larger transformed weights: at least 30 MB more resident memory than direct's with
+oneDNN's (yolov3-tiny: ~67 MB measured), 15 MB with fast.c's (31 MB measured)."""
 # ctest-timeout: 180
 import json
 import time
@@ -94,9 +95,10 @@ with fg.Gateway(settings=settings, app_model=False) as gw:
     time.sleep(0.2)
     wk, dk = fg.rss_kb(wpid), fg.rss_kb(dpid)
     fg.log(f"resident: Winograd {wk // 1024} MB, direct {dk // 1024} MB")
-    if has_avx512:
-        fg.check(wk - dk >= 30 * 1024, f"Winograd's backend holds its transformed weights "
-                                       f"({wk // 1024} vs {dk // 1024} MB)")
-    else:
-        fg.log("no AVX-512 here: oneDNN runs both direct; the memory check is skipped")
+    # AVX-512: oneDNN's Winograd on 8 layers (~67 MB more measured). Elsewhere fast.c's on the
+    # 6 layers with 64+ input channels (1 thread, the default): 16 instead of 9 floats per
+    # weight, ~26 MB, plus its scratch (31 MB more measured on an AMD Zen 3).
+    least = 30 if has_avx512 else 15
+    fg.check(wk - dk >= least * 1024, f"Winograd's backend holds its transformed weights "
+                                      f"({wk // 1024} vs {dk // 1024} MB, at least {least} more)")
 fg.finish()
