@@ -642,16 +642,15 @@ int be_dnnl_bf16_supported(void)
                                dnnl_cpu_isa_avx512_core_bf16;
 }
 
-/* 1 when layer l runs fast.c's Winograd (be_fast_wino) instead of oneDNN: f32, 1 thread,
- * Winograd not refused, and oneDNN without its own (no AVX-512). On AVX2 oneDNN's direct
- * kernel took 1.08-1.45x as long on yolov3-tiny's 3x3 layers with 64+ input channels (AMD
- * Zen 3, bench/results/inference/README.md). Not at 2 threads: there the layers alone took
- * 0.88-1.08x of its time, and OpenBLAS's own thread pool would contend with oneDNN's OpenMP team.
- */
+/* 1 when layer l runs fast.c's Winograd (be_fast_wino) instead of oneDNN: f32, Winograd not
+ * refused, and oneDNN without its own (no AVX-512). On AVX2 oneDNN's direct kernel took
+ * 1.08-1.45x as long on yolov3-tiny's 3x3 layers with 64+ input channels at 1 thread, and
+ * 0.93-1.45x at 2 threads with the work shared over the engine's OpenMP team (AMD Zen 3,
+ * bench/results/inference/README.md). */
 static int fast_wino(const be_dnnl_t *d, const layer *l)
 {
-    return !d->bf16 && d->winograd && d->threads == 1 && !be_dnnl_winograd_supported() &&
-           be_fast_wino_fits(l);
+    return !d->bf16 && d->winograd && !be_dnnl_winograd_supported() &&
+           be_fast_wino_fits(l, d->threads);
 }
 
 static int create(be_dnnl_t **out, network *net, int threads, int all_outputs, int bf16, char *why,
@@ -863,7 +862,7 @@ float *be_dnnl_predict_stop(be_dnnl_t *d, const float *input, be_fast_stop_cb st
             run_steps(d, p);
             yolo_fixup(&l, net.input);
         } else if (p->wino != NULL) {
-            be_fast_wino_forward(p->wino, &l, net.input, d->wino_scratch);
+            be_fast_wino_forward(p->wino, &l, net.input, d->wino_scratch, d->threads);
         } else {
             /* a fallback's input reorder (see be_dnnl_create) was appended to the layer before */
             l.forward(l, net);

@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "err.h"
 
@@ -418,16 +421,14 @@ static int wino_fold(op_t *op, const layer *l)
     return 0;
 }
 
-/* v: 16 x c x tiles floats of scratch, mo: 16 x n x tiles. */
-static void forward_winograd(float *v, float *mo, const op_t *op, const layer *l, const float *in)
+/* The input transform of channels [c0, c1): V[xi][ch][t] = (B^T d B)[xi] into v (16 x c x
+ * tiles floats). */
+static void wino_input(float *v, const layer *l, const float *in, int c0, int c1)
 {
-    int h = l->h, w = l->w, c = l->c, m = l->n, pad = l->pad;
-    int oh = l->out_h, ow = l->out_w, tw;
+    int h = l->h, w = l->w, pad = l->pad, tw;
     int tiles = wino_tiles(l, &tw);
-    size_t ct = (size_t)c * tiles, mt = (size_t)m * tiles;
-
-    /* V[xi][ch][t] = (B^T d B)[xi] */
-    for (int ch = 0; ch < c; ch++) {
+    size_t ct = (size_t)l->c * tiles;
+    for (int ch = c0; ch < c1; ch++) {
         const float *src = in + (size_t)ch * h * w;
         for (int t = 0; t < tiles; t++) {
             int y0 = (t / tw) * 2 - pad, x0 = (t % tw) * 2 - pad;
@@ -459,12 +460,28 @@ static void forward_winograd(float *v, float *mo, const op_t *op, const layer *l
             }
         }
     }
+}
+
+/* Rows [m0, m1) of the 16 products M[xi] = U[xi] V[xi] into mo (16 x n x tiles floats). */
+static void wino_gemm(float *mo, const float *v, const op_t *op, const layer *l, int m0, int m1)
+{
+    int tw, tiles = wino_tiles(l, &tw), c = l->c;
+    size_t ct = (size_t)c * tiles, mt = (size_t)l->n * tiles;
+    if (m1 <= m0)
+        return;
     for (int xi = 0; xi < 16; xi++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, tiles, c, 1.0f,
-                    op->w + (size_t)xi * m * c, c, v + (size_t)xi * ct, tiles, 0.0f,
-                    mo + (size_t)xi * mt, tiles);
-    /* Y = A^T M A, then bias + activation over each output plane. */
-    for (int k = 0; k < m; k++) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m1 - m0, tiles, c, 1.0f,
+                    op->w + ((size_t)xi * l->n + m0) * c, c, v + (size_t)xi * ct, tiles, 0.0f,
+                    mo + (size_t)xi * mt + (size_t)m0 * tiles, tiles);
+}
+
+/* Output channels [k0, k1): Y = A^T M A, then bias + activation over each output plane. */
+static void wino_output(const float *mo, const op_t *op, const layer *l, int k0, int k1)
+{
+    int oh = l->out_h, ow = l->out_w, tw;
+    int tiles = wino_tiles(l, &tw);
+    size_t mt = (size_t)l->n * tiles;
+    for (int k = k0; k < k1; k++) {
         float *out = l->output + (size_t)k * oh * ow;
         for (int t = 0; t < tiles; t++) {
             const float *p = mo + (size_t)k * tiles + t;
@@ -485,6 +502,15 @@ static void forward_winograd(float *v, float *mo, const op_t *op, const layer *l
         }
         bias_act(out, oh * ow, op->b[k], l->activation);
     }
+}
+
+/* v: 16 x c x tiles floats of scratch, mo: 16 x n x tiles. The BLAS engine's pass: the
+ * transforms on the calling thread, the products on OpenBLAS's threads. */
+static void forward_winograd(float *v, float *mo, const op_t *op, const layer *l, const float *in)
+{
+    wino_input(v, l, in, 0, l->c);
+    wino_gemm(mo, v, op, l, 0, l->n);
+    wino_output(mo, op, l, 0, l->n);
 }
 
 /* darknet's forward_yolo_layer when not training: a copy of the input with the logistic applied
@@ -707,8 +733,14 @@ struct be_fast_wino {
     op_t op;
 };
 
-int be_fast_wino_fits(const layer *l)
+int be_fast_wino_fits(const layer *l, int threads)
 {
+#ifndef _OPENMP
+    if (threads > 1) /* no team to share it: oneDNN's own threads would be faster */
+        return 0;
+#else
+    (void)threads;
+#endif
     return cblas_sgemm != NULL && openblas_set_num_threads != NULL &&
            openblas_get_num_threads != NULL && l->type == CONVOLUTIONAL && l->batch == 1 &&
            classify(l) == OP_WINOGRAD;
@@ -716,7 +748,7 @@ int be_fast_wino_fits(const layer *l)
 
 int be_fast_wino_create(be_fast_wino_t **out, const layer *l)
 {
-    if (!be_fast_wino_fits(l))
+    if (!be_fast_wino_fits(l, 1))
         return PROTO_EINVAL;
     be_fast_wino_t *w = calloc(1, sizeof *w);
     if (w == NULL)
@@ -737,13 +769,37 @@ size_t be_fast_wino_scratch(const layer *l)
     return (size_t)16 * tiles * ((size_t)l->c + (size_t)l->n);
 }
 
-void be_fast_wino_forward(const be_fast_wino_t *w, const layer *l, const float *in, float *scratch)
+void be_fast_wino_forward(const be_fast_wino_t *w, const layer *l, const float *in, float *scratch,
+                          int threads)
 {
-    /* OpenBLAS's thread count is process-wide: this layer is the caller's alone */
+    /* OpenBLAS's thread count is process-wide: each product runs on the thread that calls it */
     if (openblas_get_num_threads() != 1)
         openblas_set_num_threads(1);
     int tw, tiles = wino_tiles(l, &tw);
-    forward_winograd(scratch, scratch + (size_t)16 * l->c * tiles, &w->op, l, in);
+    float *v = scratch, *mo = scratch + (size_t)16 * l->c * tiles;
+#ifdef _OPENMP
+    if (threads > 1) {
+        /* Each thread transforms a share of the input channels, then computes its own rows of
+         * all 16 products and transforms those same rows out: one barrier in all. */
+#pragma omp parallel num_threads(threads)
+        {
+            int nt = omp_get_num_threads(), id = omp_get_thread_num();
+            wino_input(v, l, in, l->c * id / nt, l->c * (id + 1) / nt);
+#pragma omp barrier
+            /* rows in multiples of 16, OpenBLAS's sgemm panel height */
+            int rows = (l->n + 15) / 16;
+            int m0 = 16 * (rows * id / nt), m1 = 16 * (rows * (id + 1) / nt);
+            if (m1 > l->n)
+                m1 = l->n;
+            wino_gemm(mo, v, &w->op, l, m0, m1);
+            wino_output(mo, &w->op, l, m0, m1);
+        }
+        return;
+    }
+#else
+    (void)threads;
+#endif
+    forward_winograd(v, mo, &w->op, l, in);
 }
 
 void be_fast_wino_destroy(be_fast_wino_t *w)

@@ -75,15 +75,17 @@ void be_fast_destroy(be_fast_t *f);
 double be_fast_flops(const network *net);
 
 /* fast.c's Winograd F(2x2, 3x3) convolution for one layer of a network another engine runs:
- * backend/dnnl.c at 1 thread where oneDNN has no Winograd of its own (AVX2: it took 0.69-0.93x
- * of oneDNN's direct kernel's time on yolov3-tiny's 3x3 layers with 64+ input channels, AMD
- * Zen 3). Input and output are darknet's NCHW buffers; the output is l->output, with bias and
- * activation, as stock darknet's within float rounding (tests/unit/test_be_fast.c). */
+ * backend/dnnl.c where oneDNN has no Winograd of its own (AVX2: it took 0.69-0.93x of oneDNN's
+ * direct kernel's time on yolov3-tiny's 3x3 layers with 64+ input channels at 1 thread, and
+ * 0.69-1.08x at 2, AMD Zen 3). Input and output are darknet's NCHW buffers; the output is
+ * l->output, with bias and activation, as stock darknet's within float rounding
+ * (tests/unit/test_be_fast.c, test_be_dnnl.c). */
 typedef struct be_fast_wino be_fast_wino_t;
 
-/* 1 when `l` is such a layer (3x3, stride 1, groups 1, >= 64 input channels, batch 1) and
- * OpenBLAS is linked. Pure function. */
-int be_fast_wino_fits(const layer *l);
+/* 1 when `l` is such a layer (3x3, stride 1, groups 1, >= 64 input channels, batch 1),
+ * OpenBLAS is linked, and, for threads > 1, this build has OpenMP to share the work (without
+ * it one thread would run the layer while oneDNN would use them all). Pure function. */
+int be_fast_wino_fits(const layer *l, int threads);
 
 /* Folds batch-norm into a copy of the weights and transforms them, once. `l` is borrowed for
  * the call. Returns 0, PROTO_EINVAL (does not fit) or PROTO_ENOMEM; the caller owns *out. */
@@ -92,10 +94,13 @@ int be_fast_wino_create(be_fast_wino_t **out, const layer *l);
 /* Floats of scratch be_fast_wino_forward needs for `l`. Pure function. */
 size_t be_fast_wino_scratch(const layer *l);
 
-/* l->output = the layer over `in` (l->inputs floats, NCHW). Runs OpenBLAS on the calling
- * thread alone (sets its process-wide thread count to 1 when it is not). `scratch`: at least
- * be_fast_wino_scratch(l) floats, caller-owned. Calling thread. */
-void be_fast_wino_forward(const be_fast_wino_t *w, const layer *l, const float *in, float *scratch);
+/* l->output = the layer over `in` (l->inputs floats, NCHW). With threads > 1 the calling
+ * thread's OpenMP team (the one oneDNN runs on) shares the work, each thread calling OpenBLAS
+ * alone: OpenBLAS's process-wide thread count is set to 1 when it is not. Other thread counts
+ * may round differently (1e-6 relative measured between 1 and 2). `scratch`: at least be_fast_wino_scratch(l) floats, caller-owned.
+ * Calling thread (and its team). */
+void be_fast_wino_forward(const be_fast_wino_t *w, const layer *l, const float *in, float *scratch,
+                          int threads);
 
 void be_fast_wino_destroy(be_fast_wino_t *w);
 

@@ -134,7 +134,8 @@ static double rel_diff(const float *a, const float *b, int n)
  * Both with the f32 3x3 convolutions as Winograd (at least min_wino of them where oneDNN has
  * it, min_fast as fast.c's elsewhere) and all direct; then, all direct, with the max-pools the
  * other way round from this CPU's default (framegate's loop or oneDNN's kernel), at least min_own
- * of them in the loop. */
+ * of them in the loop; then the default at 2 threads (fast.c's Winograd and the loop share the
+ * work over the OpenMP team). */
 static void compare(network *net, const char *name, int min_onednn, int min_wino, int min_fast,
                     int min_own)
 {
@@ -152,13 +153,14 @@ static void compare(network *net, const char *name, int min_onednn, int min_wino
     }
     char why[200] = "";
     int own_default = -1;
-    for (int k = 0; k < 6; k++) {
-        int all = !(k & 1), wino = k < 2, swap = k >= 4;
+    for (int k = 0; k < 8; k++) {
+        int all = !(k & 1), wino = k < 2 || k >= 6, swap = k == 4 || k == 5;
+        int threads = k >= 6 ? 2 : 1;
         be_dnnl_refuse_winograd(!wino);
         if (swap)
             be_dnnl_own_pool(!own_default);
         be_dnnl_t *d = NULL;
-        if (be_dnnl_create(&d, net, 1, all, why, sizeof why) != 0)
+        if (be_dnnl_create(&d, net, threads, all, why, sizeof why) != 0)
             fail_msg("%s: %s", name, why);
         be_dnnl_refuse_winograd(0);
         be_dnnl_own_pool(-1);
@@ -175,7 +177,7 @@ static void compare(network *net, const char *name, int min_onednn, int min_wino
             assert_int_equal(be_dnnl_winograd_layers(d), 0);
         else if (be_dnnl_winograd_supported())
             assert_true(be_dnnl_winograd_layers(d) >= min_wino);
-        else /* fast.c's Winograd on the layers with 64+ input channels (1 thread) */
+        else /* fast.c's Winograd on the layers with 64+ input channels */
             assert_true(be_dnnl_winograd_layers(d) >= min_fast);
         float *out = be_dnnl_predict_stop(d, sized.data, NULL, NULL);
         assert_ptr_equal(out, net->output);
@@ -190,9 +192,10 @@ static void compare(network *net, const char *name, int min_onednn, int min_wino
                 fail_msg("%s layer %d (type %d, %dx%dx%d -> %dx%dx%d): rel %g > %g", name, i,
                          l->type, l->w, l->h, l->c, l->out_w, l->out_h, l->out_c, r, TOL);
         }
-        print_message("%s (%s): %d layers, %d run by the engine, %d as Winograd, %d max-pools by "
-                      "framegate's loop, worst rel %.2g\n",
-                      name, all ? "every layer" : "serving", net->n, be_dnnl_layers(d),
+        print_message("%s (%s, %d thread%s): %d layers, %d run by the engine, %d as Winograd, %d "
+                      "max-pools by framegate's loop, worst rel %.2g\n",
+                      name, all ? "every layer" : "serving", threads, threads > 1 ? "s" : "",
+                      net->n, be_dnnl_layers(d),
                       be_dnnl_winograd_layers(d), be_dnnl_own_pool_layers(d), worst);
         be_dnnl_destroy(d);
         for (int i = 0; i < net->n; i++)
