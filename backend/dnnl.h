@@ -2,8 +2,8 @@
  * kernels are chosen for the CPU at run time (AVX-512 where present, AVX2 otherwise). The
  * convolutions (groups 1 and depthwise, batch-norm folded, bias + leaky/relu/logistic as a
  * post-op; f32 3x3 stride-1 ones with 16+ channels as Winograd where oneDNN has it, AVX-512,
- * their activation a step of its own; without AVX-512, at 1 thread, those with 64+ input
- * channels as fast.c's Winograd on OpenBLAS) and max-pools (oneDNN's, or framegate's loop where
+ * their activation a step of its own; without AVX-512 those with 64+ input channels as
+ * fast.c's Winograd on OpenBLAS, on the engine's OpenMP team) and max-pools (oneDNN's, or framegate's loop where
  * oneDNN has no AVX-512: be_dnnl_own_pool) run in oneDNN's own blocked layout from one
  * layer to the next; a tensor is reordered to darknet's NCHW only where darknet's own code reads it
  * (the layers this engine leaves to darknet: route, upsample, [yolo], [region], ...; their inputs;
@@ -75,8 +75,8 @@ void be_dnnl_refuse_bf16(int on);
 
 /* How many convolutions run as Winograd (F(2x2,3x3) or F(4x4,3x3), oneDNN's choice by shape):
  * 2.25-4x fewer multiplies than the direct kernel, its transformed weights 1.8-4x larger.
- * Where oneDNN has none (no AVX-512), at 1 thread, those with 64+ input channels run fast.c's
- * F(2x2,3x3) on OpenBLAS instead (be_fast_wino), on darknet's NCHW buffers. Pure function. */
+ * Where oneDNN has none (no AVX-512), those with 64+ input channels run fast.c's F(2x2,3x3) on
+ * OpenBLAS instead (be_fast_wino), on darknet's NCHW buffers. Pure function. */
 int be_dnnl_winograd_layers(const be_dnnl_t *d);
 
 /* 1 when oneDNN's effective ISA here has its f32 Winograd kernels (AVX-512). Pure function. */

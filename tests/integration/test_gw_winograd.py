@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The backend's --winograd switch, end to end: the gateway serves yolov3-tiny twice, "app" at
 the default (fp32 3x3 convolutions as oneDNN's Winograd where the CPU has AVX-512, elsewhere
-those with 64+ input channels as fast.c's Winograd on OpenBLAS at 1 thread) and "direct"
+those with 64+ input channels as fast.c's Winograd on OpenBLAS) and "direct"
 with `model.direct.backend_args = --winograd off`; only direct's backend gets the flag. Both
 answer Debian's photos with the same boxes (the two kernels agree with stock darknet within
 1e-4 layer by layer: IoU >= 0.99, score +-0.002 here), and where Winograd runs, its backend
