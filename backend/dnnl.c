@@ -1,6 +1,5 @@
 #include "dnnl.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -209,28 +208,6 @@ static int runs(const layer *l)
     if (g == 1)
         return l->size != 1 || (l->stride == 1 && l->pad == 0);
     return g == l->c && l->n == l->c;
-}
-
-/* Batch-norm folded into copies of the weights and biases, as darknet applies it:
- * (x - mean) / (sqrt(var) + .000001) * scale + bias (fast.c does the same). */
-static int fold(const layer *l, float **w, float **b)
-{
-    size_t nw = (size_t)l->nweights, per = nw / (size_t)l->n;
-    *w = malloc(nw * sizeof(float));
-    *b = malloc((size_t)l->n * sizeof(float));
-    if (*w == NULL || *b == NULL)
-        return PROTO_ENOMEM;
-    for (int i = 0; i < l->n; i++) {
-        float s = 1.0f, bias = l->biases[i];
-        if (l->batch_normalize) {
-            s = l->scales[i] / (sqrtf(l->rolling_variance[i]) + .000001f);
-            bias = l->biases[i] - l->rolling_mean[i] * s;
-        }
-        for (size_t j = 0; j < per; j++)
-            (*w)[i * per + j] = l->weights[i * per + j] * s;
-        (*b)[i] = bias;
-    }
-    return 0;
 }
 
 /* darknet's activation (one fold_ok accepts, not LINEAR) as a oneDNN eltwise. */
@@ -502,7 +479,7 @@ static int add_layer(be_dnnl_t *d, int i, const layer *l, int to_nchw, int may_d
         int g = l->groups > 0 ? l->groups : 1;
         dnnl_dims_t wd4 = {l->n, l->c, l->size, l->size}, wd5 = {g, 1, 1, l->size, l->size};
         dnnl_dims_t bd = {l->n};
-        rv = fold(l, &w, &b);
+        rv = be_fast_fold(l, &w, &b);
         if (rv == 0 &&
             (dnnl_memory_desc_init_by_tag(&uwmd, g == 1 ? 4 : 5, g == 1 ? wd4 : wd5, dnnl_f32,
                                           g == 1 ? dnnl_oihw : dnnl_goihw) != dnnl_success ||

@@ -548,25 +548,30 @@ static op_kind_t classify(const layer *l)
     return OP_DARKNET;
 }
 
-/* Copies the layer's weights and folds batch-norm in, exactly as darknet applies it:
- * (x - mean) / (sqrt(var) + .000001) * scale + bias. */
-static int fold(op_t *op, const layer *l)
+int be_fast_fold(const layer *l, float **w, float **b)
 {
     size_t nw = (size_t)l->nweights, per = nw / (size_t)l->n;
-    if ((op->w = malloc(nw * sizeof(float))) == NULL ||
-        (op->b = malloc((size_t)l->n * sizeof(float))) == NULL)
+    *w = malloc(nw * sizeof(float));
+    *b = malloc((size_t)l->n * sizeof(float));
+    if (*w == NULL || *b == NULL)
         return PROTO_ENOMEM;
     for (int i = 0; i < l->n; i++) {
-        float s = 1.0f, b = l->biases[i];
+        float s = 1.0f, bias = l->biases[i];
         if (l->batch_normalize) {
             s = l->scales[i] / (sqrtf(l->rolling_variance[i]) + .000001f);
-            b = l->biases[i] - l->rolling_mean[i] * s;
+            bias = l->biases[i] - l->rolling_mean[i] * s;
         }
         for (size_t j = 0; j < per; j++)
-            op->w[i * per + j] = l->weights[i * per + j] * s;
-        op->b[i] = b;
+            (*w)[i * per + j] = l->weights[i * per + j] * s;
+        (*b)[i] = bias;
     }
     return 0;
+}
+
+/* op->w, op->b: freed with the op, whatever this returns */
+static int fold(op_t *op, const layer *l)
+{
+    return be_fast_fold(l, &op->w, &op->b);
 }
 
 int be_fast_check(const network *net, char *why, size_t whycap)

@@ -74,6 +74,12 @@ void be_fast_destroy(be_fast_t *f);
  * (2 * n * size * size * c / groups * out_h * out_w per layer). Pure function. */
 double be_fast_flops(const network *net);
 
+/* Copies convolutional layer l's weights and biases with batch-norm folded in, exactly as
+ * darknet applies it: (x - mean) / (sqrt(var) + .000001) * scale + bias. Sets *w (l->nweights
+ * floats) and *b (l->n); the caller frees both, also when this fails (PROTO_ENOMEM; the
+ * other 0 or NULL). Also the oneDNN engine's (dnnl.c). Pure apart from the allocations. */
+int be_fast_fold(const layer *l, float **w, float **b);
+
 /* fast.c's Winograd F(2x2, 3x3) convolution for one layer of a network another engine runs:
  * backend/dnnl.c where oneDNN has no Winograd of its own (AVX2: it took 0.69-0.93x of oneDNN's
  * direct kernel's time on yolov3-tiny's 3x3 layers with 64+ input channels at 1 thread, and
