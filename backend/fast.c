@@ -774,6 +774,8 @@ size_t be_fast_wino_scratch(const layer *l)
     return (size_t)16 * tiles * ((size_t)l->c + (size_t)l->n);
 }
 
+#define WINO_TEAM_MAX 16
+
 void be_fast_wino_forward(const be_fast_wino_t *w, const layer *l, const float *in, float *scratch,
                           int threads)
 {
@@ -784,6 +786,10 @@ void be_fast_wino_forward(const be_fast_wino_t *w, const layer *l, const float *
     float *v = scratch, *mo = scratch + (size_t)16 * l->c * tiles;
 #ifdef _OPENMP
     if (threads > 1) {
+        /* OpenBLAS keeps a fixed table of work buffers (twice its build's NUM_THREADS, 64 in
+         * Debian's): more callers at once than that abort the process. Stay well under it. */
+        if (threads > WINO_TEAM_MAX)
+            threads = WINO_TEAM_MAX;
         /* Each thread transforms a share of the input channels, then computes its own rows of
          * all 16 products and transforms those same rows out: one barrier in all. */
 #pragma omp parallel num_threads(threads)
