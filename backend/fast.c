@@ -11,6 +11,7 @@
 #include <omp.h>
 #endif
 
+#include "clones.h"
 #include "err.h"
 
 /* Weak, so that a binary linking be_core without OpenBLAS still links: be_fast_check then
@@ -61,18 +62,8 @@ struct be_fast {
 
 /* ---- vectorised bias + activation ----
  * GCC/clang vector extensions rather than intrinsics: one source for every x86-64 (and ARM)
- * target. 4 lanes: baseline x86-64 is SSE2, and wider vectors would change the ABI. */
-/* The hand-written loops are compiled twice, for the baseline x86-64 (SSE2) and for AVX2 +
- * and the loader picks the one the CPU runs (GCC target_clones, an ifunc on the CPU's features):
- * the package stays portable and a modern core gets 8-wide vectors. OpenBLAS does the same for
- * sgemm. Not under a sanitizer: the ifunc resolvers run at relocation, before the sanitizer's
- * runtime is up, and an instrumented one crashes the process (TSan: SIGSEGV before main). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
-    !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
-#define FG_CLONES __attribute__((target_clones("fma", "default")))
-#else
-#define FG_CLONES
-#endif
+ * target. 4 lanes: baseline x86-64 is SSE2, and wider vectors would change the ABI. The loops
+ * are compiled for AVX + FMA as well (FG_CLONES, clones.h). */
 
 typedef float v4f __attribute__((vector_size(16)));
 typedef int32_t v4i __attribute__((vector_size(16)));

@@ -102,9 +102,9 @@ size_t be_fast_wino_scratch(const layer *l);
 
 /* l->output = the layer over `in` (l->inputs floats, NCHW). With threads > 1 the calling
  * thread's OpenMP team (the one oneDNN runs on; at most 16 of its threads) shares the work,
- * each thread calling OpenBLAS alone: OpenBLAS's process-wide thread count is set to 1 when it is not. Other thread counts
- * may round differently (1e-6 relative measured between 1 and 2). `scratch`: at least be_fast_wino_scratch(l) floats, caller-owned.
- * Calling thread (and its team). */
+ * each thread calling OpenBLAS alone: OpenBLAS's process-wide thread count is set to 1 when it is
+ * not. Other thread counts may round differently (1e-6 relative measured between 1 and 2).
+ * `scratch`: at least be_fast_wino_scratch(l) floats, caller-owned. Calling thread (and team). */
 void be_fast_wino_forward(const be_fast_wino_t *w, const layer *l, const float *in, float *scratch,
                           int threads);
 

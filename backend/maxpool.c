@@ -3,14 +3,7 @@
 #include <float.h>
 #include <stddef.h>
 
-/* Compiled for baseline x86-64 and for AVX + FMA, the loader picking one (as fast.c's
- * FG_CLONES, and not under a sanitizer for the same reason): 8-wide max on an AVX core. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&                             \
-    !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
-#define POOL_CLONES __attribute__((target_clones("fma", "default")))
-#else
-#define POOL_CLONES
-#endif
+#include "clones.h" /* FG_CLONES: the row loops also for AVX (8-wide max) */
 
 int be_maxpool_fits(const be_maxpool_t *p)
 {
@@ -79,17 +72,17 @@ static inline void pool_row(const be_maxpool_t *p, const float *in, float *out, 
     }
 }
 
-POOL_CLONES static void pool_rows1(const be_maxpool_t *p, const float *in, float *out, int r)
+FG_CLONES static void pool_rows1(const be_maxpool_t *p, const float *in, float *out, int r)
 {
     pool_row(p, in, out, r / p->out_h, r % p->out_h, 1);
 }
 
-POOL_CLONES static void pool_rows8(const be_maxpool_t *p, const float *in, float *out, int r)
+FG_CLONES static void pool_rows8(const be_maxpool_t *p, const float *in, float *out, int r)
 {
     pool_row(p, in, out, r / p->out_h, r % p->out_h, 8);
 }
 
-POOL_CLONES static void pool_rows16(const be_maxpool_t *p, const float *in, float *out, int r)
+FG_CLONES static void pool_rows16(const be_maxpool_t *p, const float *in, float *out, int r)
 {
     pool_row(p, in, out, r / p->out_h, r % p->out_h, 16);
 }
