@@ -1,5 +1,5 @@
 /* Images in and out: sniffing and probing JPEG/PNG against the limits, decoding them
- * (TurboJPEG, or libjpeg in two bands at once with threads: image_jpeg.c; libspng) into a
+ * (TurboJPEG, or libjpeg in bands at once with threads: image_jpeg.c; libspng) into a
  * reused RGB buffer, then the network input (the resize itself is
  * in image_resize.c), and the annotated JPEG (boxes and darknet's label font). A be_image_t
  * belongs to the backend's one serving thread. */
@@ -401,7 +401,7 @@ static int decode_into(be_image_t *im, const uint8_t *buf, size_t len, int sw, i
     /* Not a split file (or a damaged one): TurboJPEG on this thread, which also gives the
      * error's message. */
     if (im->threads > 1 && be_jpeg_split_worth(sw, sh) &&
-        be_jpeg_decode_split(buf, len, im->rgb, sw, sh, flags, im->threads, &im->split) == 0)
+        be_jpeg_decode_split(buf, len, im->rgb, sw, sh, flags, im->threads, &im->split) >= 2)
         return 0;
     if (jpeg_handle(im) == NULL)
         return PROTO_ENOMEM;

@@ -61,7 +61,7 @@ void be_image_destroy(be_image_t *im);
 
 /* How many threads the decode and the resize into the network input may use (default 1):
  * the calling thread's OpenMP team, the one oneDNN runs the network on
- * (be_model_opts_t.threads). With 2 or more, a single-scan JPEG is decoded in two bands at
+ * (be_model_opts_t.threads). With 2 or more, a single-scan JPEG is decoded in bands at
  * once (be_jpeg_decode_split); a PNG or progressive JPEG stays on the calling thread. The
  * pixels and the input's values are the same for every count. */
 void be_image_set_threads(be_image_t *im, int threads);
@@ -121,15 +121,18 @@ int be_image_decode_rgb(be_image_t *im, const uint8_t *buf, size_t len, uint8_t 
 #define BE_JPEG_SERIAL 1
 
 /* Decodes the JPEG buf[0..len) to packed RGB (sw x sh, one of TurboJPEG's scaled sizes) in
- * two bands of rows at once on the calling thread's OpenMP team, with the pixels
- * tjDecompress2 gives for the same `flags` (TJFLAG_FASTUPSAMPLE, TJFLAG_FASTDCT).
- * *split (the top band's share of the rows; anything outside [0.15, 0.85] starts at 0.5)
- * is updated after each decode to even out the bands' times: keep it per caller. Returns 0;
- * BE_JPEG_SERIAL with nothing decoded when threads < 2, sh < 32, or the file is not a
- * single-scan YCbCr/grey/RGB JPEG of that size (progressive, arithmetic, CMYK); or
- * PROTO_EIMAGE on any libjpeg error or warning (rgb partly written: decode it again with
- * TurboJPEG for its message). Caller's thread and caller's buffers (image_jpeg.c). Built
- * without OpenMP, the two bands run one after the other on the caller's thread. */
+ * bands of rows at once on the calling thread's OpenMP team, with the pixels tjDecompress2
+ * gives for the same `flags` (TJFLAG_FASTUPSAMPLE, TJFLAG_FASTDCT). A file with restart
+ * markers is cut into up to `threads` bands (at most 8) that each decode only their rows;
+ * any other into two, the second skipping (still Huffman-decoding) the first's rows.
+ * *split (the top band's share of the rows when there are two; anything outside
+ * [0.15, 0.85] starts at 0.5) is updated after each decode to even out the bands' times:
+ * keep it per caller. Returns the number of bands (>= 2) it decoded in; BE_JPEG_SERIAL with
+ * nothing decoded when threads < 2, sh < 32, or the file is not a single-scan
+ * YCbCr/grey/RGB JPEG of that size (progressive, arithmetic, CMYK); or PROTO_EIMAGE on any
+ * libjpeg error or warning (rgb partly written: decode it again with TurboJPEG for its
+ * message). Caller's thread and caller's buffers (image_jpeg.c). Built without OpenMP, the
+ * bands run one after the other on the caller's thread. */
 int be_jpeg_decode_split(const uint8_t *buf, size_t len, uint8_t *rgb, int sw, int sh, int flags,
                          int threads, float *split);
 

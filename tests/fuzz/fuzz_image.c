@@ -4,8 +4,8 @@
  * format's decoder. Each input is probed and letterboxed into a small network input (both
  * pre-processing modes) and, when small, annotated, as a backend does with a frame.
  *
- * A JPEG that decodes is also decoded in two bands (be_jpeg_decode_split) and must give
- * TurboJPEG's very pixels.
+ * A JPEG that decodes is also decoded in bands (be_jpeg_decode_split, for 2 and 3 threads)
+ * and must give TurboJPEG's very pixels.
  *
  * One be_image_t serves every input, as in the backend, and after each input a known-good
  * image must still decode to exactly what a fresh decoder made of it: a decoder left broken
@@ -138,11 +138,13 @@ static void check_split(const uint8_t *buf, size_t len, int w, int h)
     float split = 0;
     FUZZ_CHECK(got != NULL);
     int rv = be_image_decode_rgb(im, buf, len, &ref, &rw, &rh);
-    int sv = be_jpeg_decode_split(buf, len, got, w, h, 0, 2, &split);
-    FUZZ_CHECK(sv == 0 || sv == BE_JPEG_SERIAL || sv == PROTO_EIMAGE);
-    if (sv == 0) {
-        FUZZ_CHECK(rv == 0 && rw == w && rh == h);
-        FUZZ_CHECK(memcmp(ref, got, (size_t)w * h * 3) == 0);
+    for (int threads = 2; threads <= 3; threads++) {
+        int sv = be_jpeg_decode_split(buf, len, got, w, h, 0, threads, &split);
+        FUZZ_CHECK(sv == BE_JPEG_SERIAL || sv == PROTO_EIMAGE || (sv >= 2 && sv <= threads));
+        if (sv >= 2) {
+            FUZZ_CHECK(rv == 0 && rw == w && rh == h);
+            FUZZ_CHECK(memcmp(ref, got, (size_t)w * h * 3) == 0);
+        }
     }
     free(ref);
     free(got);

@@ -4,7 +4,12 @@
 Run from anywhere with Debian's python3 (python3-pil): /usr/bin/python3 make_corpus.py.
 Seeds are small valid inputs of each format plus the malformed shapes the parsers must
 refuse; the fuzzer mutates from there. Re-running rewrites the seeds it makes and leaves
-any other file (e.g. a crash input added later as a regression test) alone."""
+any other file (e.g. a crash input added later as a regression test) alone.
+
+Not made here: image_jpeg/restart_*.jpg, JPEGs with restart markers (every row of MCUs,
+every 2 rows, every 7 MCUs) for the decoder's restart bands, which Debian 12's Pillow 9.4
+cannot write; they were written once with libjpeg (restart_in_rows / restart_interval, as
+tests/unit/test_be_image.c's encode_restart does)."""
 import io
 import os
 import struct

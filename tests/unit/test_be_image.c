@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 #include <darknet.h>
+#include <jpeglib.h>
 #include <spng.h>
 #include <turbojpeg.h>
 
@@ -792,7 +793,7 @@ static void test_threads_same_pixels(void **state)
 /* The two-band decode gives TurboJPEG's pixels byte for byte: the darknet photos and dog.jpg
  * re-encoded at every subsampling (and grey, and with 16-row-unaligned heights), with each
  * flag set, at full size and DCT-scaled, from several splits; a split file really was split
- * (0, not BE_JPEG_SERIAL). Progressive files and one thread are left to TurboJPEG; a truncated
+ * (2 bands, not BE_JPEG_SERIAL). Progressive files and one thread are left to TurboJPEG; a truncated
  * file is an error, and through be_image_letterbox the same error as one thread's. */
 static void test_split_decode_is_turbojpeg(void **state)
 {
@@ -834,7 +835,7 @@ static void test_split_decode_is_turbojpeg(void **state)
                         memset(got, 0x5a, (size_t)sw * sh * 3);
                         assert_int_equal(
                             be_jpeg_decode_split(jpg, jlen, got, sw, sh, flagsets[fl], 2, &split),
-                            0);
+                            2);
                         assert_memory_equal(want, got, (size_t)sw * sh * 3);
                         assert_true(split >= 0.15f && split <= 0.85f);
                     }
@@ -878,7 +879,7 @@ static void test_split_decode_is_turbojpeg(void **state)
     uint8_t small_ref[200 * 60 * 3];
     if (tjDecompress2(tj, small, slen, small_ref, 200, 0, 60, TJPF_RGB, 0) != 0)
         fail_msg("%s", tjGetErrorStr2(tj));
-    assert_int_equal(be_jpeg_decode_split(small, slen, got, 200, 60, 0, 2, &split), 0);
+    assert_int_equal(be_jpeg_decode_split(small, slen, got, 200, 60, 0, 2, &split), 2);
     assert_memory_equal(small_ref, got, sizeof small_ref);
     assert_int_equal(be_jpeg_decode_split(small, slen, got, 200, 31, 0, 2, &split),
                      BE_JPEG_SERIAL);
@@ -916,6 +917,155 @@ static void test_split_decode_is_turbojpeg(void **state)
     tjDestroy(tc);
 }
 
+/* px (w x h RGB) as a baseline JPEG with restart markers every `rows` rows of MCUs, or every
+ * `mcus` MCUs, luma sampled hs x vs (grey when hs is 0). TurboJPEG 2.1 cannot write them. */
+static unsigned char *encode_restart(const uint8_t *px, int w, int h, int hs, int vs, int rows,
+                                     int mcus, unsigned long *len)
+{
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr e;
+    unsigned char *out = NULL;
+    c.err = jpeg_std_error(&e);
+    jpeg_create_compress(&c);
+    jpeg_mem_dest(&c, &out, len);
+    c.image_width = (JDIMENSION)w;
+    c.image_height = (JDIMENSION)h;
+    c.input_components = 3;
+    c.in_color_space = JCS_RGB;
+    jpeg_set_defaults(&c);
+    if (hs == 0) {
+        jpeg_set_colorspace(&c, JCS_GRAYSCALE);
+    } else {
+        c.comp_info[0].h_samp_factor = hs;
+        c.comp_info[0].v_samp_factor = vs;
+    }
+    jpeg_set_quality(&c, 90, TRUE);
+    c.restart_in_rows = rows;
+    c.restart_interval = (unsigned)mcus;
+    jpeg_start_compress(&c, TRUE);
+    while (c.next_scanline < c.image_height) {
+        JSAMPROW r = (JSAMPROW)(px + (size_t)c.next_scanline * (size_t)w * 3);
+        jpeg_write_scanlines(&c, &r, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    return out;
+}
+
+/* Offset of the k'th (1-based) restart marker's second byte, or 0. */
+static size_t nth_restart(const unsigned char *jpg, unsigned long len, int k)
+{
+    size_t sos = 0;
+    for (size_t i = 2; i + 1 < len && sos == 0; i++)
+        if (jpg[i] == 0xff && jpg[i + 1] == 0xda)
+            sos = i;
+    for (size_t i = sos + 2; sos > 0 && i + 1 < len; i++)
+        if (jpg[i] == 0xff && jpg[i + 1] >= 0xd0 && jpg[i + 1] <= 0xd7 && --k == 0)
+            return i + 1;
+    return 0;
+}
+
+/* Files with restart markers are cut at them into as many bands as threads, each decoding only
+ * its rows, and still give TurboJPEG's pixels byte for byte: every subsampling and grey,
+ * markers every row of MCUs, every 2 rows and every 7 MCUs (not on a row), heights and widths
+ * that are no multiple of the MCU, full size and DCT-scaled, both upsamplings, 2-5 threads and
+ * several splits. A marker out of sequence (in the first band's rows or the last's) or a cut
+ * file is an error, as it is for TurboJPEG. */
+static void test_restart_bands(void **state)
+{
+    (void)state;
+    static const int samps[][2] = {{2, 2}, {2, 1}, {1, 2}, {1, 1}, {0, 0}};
+    static const int every[][2] = {{1, 0}, {2, 0}, {0, 7}}; /* rows, MCUs */
+    static const int flagsets[] = {0, TJFLAG_FASTUPSAMPLE};
+    static const float splits[] = {0.15f, 0.5f, 0.85f};
+    char path[512];
+    size_t len;
+    snprintf(path, sizeof path, "%s/dog.jpg", FG_DARKNET_DATA);
+    uint8_t *dog = read_file_all(path, &len);
+    tjhandle tj = tjInitDecompress();
+    int dw, dh, ss, cs;
+    assert_int_equal(tjDecompressHeader3(tj, dog, (unsigned long)len, &dw, &dh, &ss, &cs), 0);
+    uint8_t *px = malloc((size_t)dw * dh * 3);
+    assert_int_equal(tjDecompress2(tj, dog, (unsigned long)len, px, dw, 0, dh, TJPF_RGB, 0), 0);
+    const int w = 393, heights[] = {296, 289}; /* from dog's top-left corner, row stride dw */
+    uint8_t *crop = malloc((size_t)w * 296 * 3);
+    for (int y = 0; y < 296; y++)
+        memcpy(crop + (size_t)y * w * 3, px + (size_t)y * dw * 3, (size_t)w * 3);
+    uint8_t *want = malloc((size_t)w * 296 * 3), *got = malloc((size_t)w * 296 * 3);
+    int decodes = 0;
+    for (size_t sa = 0; sa < sizeof samps / sizeof samps[0]; sa++)
+        for (size_t ev = 0; ev < sizeof every / sizeof every[0]; ev++)
+            for (int hi = 0; hi < 2; hi++) {
+                int h = heights[hi];
+                unsigned long jlen = 0;
+                unsigned char *jpg = encode_restart(crop, w, h, samps[sa][0], samps[sa][1],
+                                                    every[ev][0], every[ev][1], &jlen);
+                assert_true(nth_restart(jpg, jlen, 1) > 0);
+                for (int sc = 0; sc < 2; sc++) {
+                    int sw = sc ? (w + 1) / 2 : w, sh = sc ? (h + 1) / 2 : h;
+                    for (size_t fl = 0; fl < sizeof flagsets / sizeof flagsets[0]; fl++) {
+                        assert_int_equal(tjDecompress2(tj, jpg, jlen, want, sw, 0, sh, TJPF_RGB,
+                                                       flagsets[fl]),
+                                         0);
+                        for (int th = 2; th <= 5; th++)
+                            for (size_t k = 0; k < (th == 2 ? 3u : 1u); k++) {
+                                float split = splits[k];
+                                memset(got, 0x5a, (size_t)sw * sh * 3);
+                                int n = be_jpeg_decode_split(jpg, jlen, got, sw, sh, flagsets[fl],
+                                                             th, &split);
+                                /* markers every row: one band per thread; else as many as
+                                 * marker rows allow (never fewer than the two of a skip) */
+                                if (every[ev][0] == 1)
+                                    assert_int_equal(n, th);
+                                else
+                                    assert_true(n >= 2 && n <= th);
+                                assert_memory_equal(want, got, (size_t)sw * sh * 3);
+                                decodes++;
+                            }
+                    }
+                }
+                free(jpg);
+            }
+    assert_int_equal(decodes, 5 * 3 * 2 * 2 * 2 * 6);
+
+    /* damage: a marker's number changed near the top and near the bottom, and a cut */
+    unsigned long jlen = 0;
+    unsigned char *jpg = encode_restart(crop, w, 296, 2, 2, 1, 0, &jlen);
+    assert_int_equal(tjDecompress2(tj, jpg, jlen, want, w, 0, 296, TJPF_RGB, 0), 0);
+    for (int k = 0; k < 3; k++) {
+        unsigned char *bad = malloc(jlen);
+        memcpy(bad, jpg, jlen);
+        unsigned long blen = jlen;
+        if (k < 2) {
+            size_t at = nth_restart(bad, blen, k == 0 ? 2 : 16);
+            assert_true(at > 0);
+            bad[at] = (unsigned char)(0xd0 + ((bad[at] - 0xd0 + 3) & 7));
+        } else {
+            blen = jlen * 3 / 4;
+        }
+        assert_int_not_equal(tjDecompress2(tj, bad, blen, got, w, 0, 296, TJPF_RGB,
+                                           TJFLAG_STOPONWARNING),
+                             0);
+        for (int th = 2; th <= 4; th++) {
+            float split = 0.5f;
+            assert_int_equal(be_jpeg_decode_split(bad, blen, got, w, 296, 0, th, &split),
+                             PROTO_EIMAGE);
+        }
+        free(bad);
+    }
+    /* and the good file right after */
+    float split = 0.5f;
+    assert_int_equal(be_jpeg_decode_split(jpg, jlen, got, w, 296, 0, 3, &split), 3);
+    assert_memory_equal(want, got, (size_t)w * 296 * 3);
+    free(jpg);
+    free(want);
+    free(got);
+    free(crop);
+    free(px);
+    free(dog);
+    tjDestroy(tj);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -930,6 +1080,7 @@ int main(void)
         cmocka_unit_test(test_large_frame_released),
         cmocka_unit_test(test_threads_same_pixels),
         cmocka_unit_test(test_split_decode_is_turbojpeg),
+        cmocka_unit_test(test_restart_bands),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
