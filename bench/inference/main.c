@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "agree.h"
+#include "bands.h"
 #include "err.h"
 #include "dnnl.h"
 #include "fast.h"
@@ -727,6 +728,26 @@ int main(int argc, char **argv)
         be_image_create(&im, (be_image_limits_t){.max_pixels = 1u << 26, .max_side = 16384}) != 0) {
         fprintf(stderr, "no frames in %s\n", o.data);
         return 1;
+    }
+    if (o.max_threads >= 2) {
+        /* The decode's bands (backend/image_jpeg.c) on files that differ only in restart
+         * markers: what the markers save at the bench's thread count. */
+        bands_t b;
+        int brv = bands_measure(fr.jpeg, fr.len, fr.n, o.max_threads, 5, &b);
+        say("JPEG decode, the %d photos re-encoded (libjpeg q90 4:2:0) without | with restart "
+            "markers every MCU row%s:\n  TurboJPEG 1 thread %.2f | %.2f ms/frame; %d threads in "
+            "bands %.2f (two, the second skipping) | %.2f (%d, entered at the markers)\n",
+            b.frames, brv != 0 ? " (FAILED: a decode failed or differed from TurboJPEG)" : "",
+            b.tj_ms, b.tj_rst_ms, b.threads, b.skip_ms, b.rst_ms, b.rst_bands);
+        cJSON *jb = cJSON_AddObjectToObject(root, "jpeg_bands");
+        cJSON_AddBoolToObject(jb, "ok", brv == 0);
+        cJSON_AddNumberToObject(jb, "frames", b.frames);
+        cJSON_AddNumberToObject(jb, "threads", b.threads);
+        cJSON_AddNumberToObject(jb, "turbojpeg_ms", b.tj_ms);
+        cJSON_AddNumberToObject(jb, "turbojpeg_restart_ms", b.tj_rst_ms);
+        cJSON_AddNumberToObject(jb, "bands_skip_ms", b.skip_ms);
+        cJSON_AddNumberToObject(jb, "bands_restart_ms", b.rst_ms);
+        cJSON_AddNumberToObject(jb, "restart_bands", b.rst_bands);
     }
     cJSON *models = cJSON_AddObjectToObject(root, "models");
 
