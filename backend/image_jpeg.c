@@ -3,7 +3,7 @@
  * wait through the decode, the one serial step left in front of the network).
  *
  * libjpeg cannot start in the middle of a file by itself, so a band is reached one of two ways:
- * - With restart markers (DRI: many cameras and encoders write one per row of blocks, and 5 of
+ * - With restart markers (DRI: some encoders write one per row of blocks, and 6 of
  *   the 7 darknet photos have them), the entropy-coded data can be entered at a marker. A
  *   band gets its own small JPEG: the file's header with the band's height in its SOF,
  *   then the file's data from the marker that starts the iMCU row above the band (the
