@@ -131,6 +131,8 @@ static size_t sof_height_at(const uint8_t *buf, size_t hdr)
             return 0;
         while (pos + 4 <= hdr && buf[pos + 1] == 0xff) /* fill bytes */
             pos++;
+        if (pos + 4 > hdr)
+            return 0;
         uint8_t m = buf[pos + 1];
         size_t seg = (size_t)buf[pos + 2] << 8 | buf[pos + 3];
         if (m >= 0xc0 && m <= 0xcf && m != 0xc4 && m != 0xc8 && m != 0xcc) {
