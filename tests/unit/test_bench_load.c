@@ -584,7 +584,10 @@ static void test_open_loop_counts_from_intended_time(void **state)
     assert_int_equal(bench_run(&o, &open), 0);
     server_stop(s);
     assert_true(closed.total.ok >= 10 && closed.total.ok <= 21);
-    assert_true(bench_hist_percentile(closed.hist, 50) >= 50000);
+    /* >= 45 ms, not 50: the server's libuv timer counts whole milliseconds from the loop's
+     * cached time, so it can fire up to ~1 ms short of 50 ms after the request arrived, and
+     * the histogram reports a bucket's middle (CI run 23, under ASan: below 50 000 us). */
+    assert_true(bench_hist_percentile(closed.hist, 50) >= 45000);
     /* The median, not the p99 (the max of ~20 samples: one stall on a loaded machine): the
      * closed loop's typical latency is the server's 50 ms, the open loop's is > 200 ms. */
     assert_true(bench_hist_percentile(closed.hist, 50) < 150000);
