@@ -18,7 +18,8 @@ mode=${1:-}
 # What the binaries load at run time (the container image's runtime stage: --runtime).
 # openssl: scripts/certs.sh, which the compose backends profile runs on first start.
 # libgomp1: the backend's OpenMP (the resize on oneDNN's threads; libdnnl2 needs it too).
-# libjpeg62-turbo: libjpeg's own API, for the backend's two-band decode (backend/image_jpeg.c).
+# libjpeg62-turbo: libjpeg's own API, for the backend's banded decode (backend/image_jpeg.c)
+# and the restart-marker JPEGs its test and bench write.
 runtime_pkgs=(libuv1 libcjson1 libnng1 libturbojpeg0 libjpeg62-turbo libspng0 libopenblas0-pthread
     libdnnl2 libgomp1 libcurl4 libmbedtls14 openssl)
 # What builds them and converts the face model (the image's builder stage: --image).

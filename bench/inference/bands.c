@@ -11,6 +11,7 @@
 #include <jpeglib.h>
 #include <turbojpeg.h>
 
+#include "agree.h"
 #include "image.h"
 
 #define BANDS_FRAMES 16
@@ -148,4 +149,24 @@ int bands_measure(unsigned char *const *jpeg, const size_t *len, int n, int thre
             free(file[i][r]);
     tjDestroy(tj);
     return rv;
+}
+
+void bands_report(unsigned char *const *jpeg, const size_t *len, int n, int threads, cJSON *root)
+{
+    bands_t b;
+    int rv = bands_measure(jpeg, len, n, threads, 5, &b);
+    say("JPEG decode, the %d photos re-encoded (libjpeg q90 4:2:0) without | with restart "
+        "markers every MCU row%s:\n  TurboJPEG 1 thread %.2f | %.2f ms/frame; %d threads in "
+        "bands %.2f (two, the second skipping) | %.2f (%d, entered at the markers)\n",
+        b.frames, rv != 0 ? " (FAILED: a decode failed or differed from TurboJPEG)" : "",
+        b.tj_ms, b.tj_rst_ms, b.threads, b.skip_ms, b.rst_ms, b.rst_bands);
+    cJSON *j = cJSON_AddObjectToObject(root, "jpeg_bands");
+    cJSON_AddBoolToObject(j, "ok", rv == 0);
+    cJSON_AddNumberToObject(j, "frames", b.frames);
+    cJSON_AddNumberToObject(j, "threads", b.threads);
+    cJSON_AddNumberToObject(j, "turbojpeg_ms", b.tj_ms);
+    cJSON_AddNumberToObject(j, "turbojpeg_restart_ms", b.tj_rst_ms);
+    cJSON_AddNumberToObject(j, "bands_skip_ms", b.skip_ms);
+    cJSON_AddNumberToObject(j, "bands_restart_ms", b.rst_ms);
+    cJSON_AddNumberToObject(j, "restart_bands", b.rst_bands);
 }

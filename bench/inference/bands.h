@@ -6,6 +6,8 @@
 
 #include <stddef.h>
 
+#include <cjson/cJSON.h>
+
 typedef struct {
     int frames;        /* photos measured */
     int threads;       /* the bands' thread count */
@@ -23,5 +25,10 @@ typedef struct {
  * buffers. */
 int bands_measure(unsigned char *const *jpeg, const size_t *len, int n, int threads, int reps,
                   bands_t *out);
+
+/* bands_measure at `threads`, 5 rounds, printed as one line (say) and added to root as
+ * "jpeg_bands". */
+void bands_report(unsigned char *const *jpeg, const size_t *len, int n, int threads,
+                  cJSON *root);
 
 #endif

@@ -729,26 +729,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "no frames in %s\n", o.data);
         return 1;
     }
-    if (o.max_threads >= 2) {
-        /* The decode's bands (backend/image_jpeg.c) on files that differ only in restart
-         * markers: what the markers save at the bench's thread count. */
-        bands_t b;
-        int brv = bands_measure(fr.jpeg, fr.len, fr.n, o.max_threads, 5, &b);
-        say("JPEG decode, the %d photos re-encoded (libjpeg q90 4:2:0) without | with restart "
-            "markers every MCU row%s:\n  TurboJPEG 1 thread %.2f | %.2f ms/frame; %d threads in "
-            "bands %.2f (two, the second skipping) | %.2f (%d, entered at the markers)\n",
-            b.frames, brv != 0 ? " (FAILED: a decode failed or differed from TurboJPEG)" : "",
-            b.tj_ms, b.tj_rst_ms, b.threads, b.skip_ms, b.rst_ms, b.rst_bands);
-        cJSON *jb = cJSON_AddObjectToObject(root, "jpeg_bands");
-        cJSON_AddBoolToObject(jb, "ok", brv == 0);
-        cJSON_AddNumberToObject(jb, "frames", b.frames);
-        cJSON_AddNumberToObject(jb, "threads", b.threads);
-        cJSON_AddNumberToObject(jb, "turbojpeg_ms", b.tj_ms);
-        cJSON_AddNumberToObject(jb, "turbojpeg_restart_ms", b.tj_rst_ms);
-        cJSON_AddNumberToObject(jb, "bands_skip_ms", b.skip_ms);
-        cJSON_AddNumberToObject(jb, "bands_restart_ms", b.rst_ms);
-        cJSON_AddNumberToObject(jb, "restart_bands", b.rst_bands);
-    }
+    if (o.max_threads >= 2) /* the decode's bands (backend/image_jpeg.c) */
+        bands_report(fr.jpeg, fr.len, fr.n, o.max_threads, root);
     cJSON *models = cJSON_AddObjectToObject(root, "models");
 
     /* Generated weights (no pretrained ones here): the backend's own generator, seed 1. */
