@@ -11,18 +11,14 @@
 #ifdef FG_HAVE_DNNL
 #include <oneapi/dnnl/dnnl.h>
 
-#include "dnnl_band.h"
-
 /* libgomp's, loaded with libdnnl (its OpenMP runtime); the threads of the calling thread. */
 void omp_set_num_threads(int n) __attribute__((weak));
 
 typedef struct {
-    dnnl_primitive_t prim; /* NULL: band, or be_maxpool_blocked(&pool, args[0] -> args[1]) */
+    dnnl_primitive_t prim; /* NULL: be_maxpool_blocked(&pool, args[0] -> args[1]) instead */
     int nargs;
     dnnl_exec_arg_t args[4];
     be_maxpool_t pool;
-    be_band_t *band; /* not NULL: be_band_run(args: src, weights, bias, pooled output) */
-    int skip;        /* a convolution its max-pool's band step runs */
 } step_t;
 
 typedef struct {
@@ -47,7 +43,6 @@ struct be_dnnl {
     int winograd;        /* 1: f32 3x3 convolutions may run as Winograd (layer_pd) */
     int nwino;           /* how many do */
     int nownpool;        /* max-pools run by be_maxpool_blocked (own_pool_fits) */
-    int nband;           /* of them, with their convolution band by band (try_band) */
     float *wino_scratch; /* for the fast.c Winograd layers, the largest one's */
     /* A Winograd convolution's activation left to the max-pool after it (add_layer's
      * may_defer), as that pool's post-op: max and a non-decreasing activation commute, and
@@ -438,46 +433,6 @@ static int own_pool_step(be_dnnl_t *d, int i, const layer *l, const be_maxpool_t
     return to_nchw ? to_darknet(d, i, l, out, &md) : 0;
 }
 
-static int band_rows_mode = -1; /* be_dnnl_band */
-
-/* Layer i (a max-pool run by be_maxpool_blocked) and the convolution before it as one band
- * step (dnnl_band.h), where the convolution's output is large and read by the pool alone: its
- * plan ends with the convolution's step (no reorder to darknet's buffer, no activation step
- * after it), and layer i's starts with the pool. The convolution's step is then skipped and
- * the pool's runs both. Its whole output buffer stays allocated but is never touched. */
-#define BAND_MIN_BYTES (1u << 20)
-static int try_band(be_dnnl_t *d, int i)
-{
-    if (band_rows_mode == 0 || i < 1 || d->bf16 || !d->plan[i - 1].onednn ||
-        d->plan[i - 1].count < 1 || d->plan[i].count < 1)
-        return 0;
-    step_t *cs = &d->steps[d->plan[i - 1].first + d->plan[i - 1].count - 1];
-    step_t *ps = &d->steps[d->plan[i].first];
-    const layer *cl = &d->net->layers[i - 1];
-    if (cl->type != CONVOLUTIONAL || cs->prim == NULL || cs->nargs != 4 || ps->prim != NULL ||
-        ps->band != NULL || ps->skip || ps->args[0].memory != cs->args[1].memory ||
-        (band_rows_mode < 0 && ((size_t)cl->outputs * sizeof(float) < BAND_MIN_BYTES ||
-                                cl->outputs < 4 * cl->inputs)))
-        return 0;
-    be_band_t *b = NULL;
-    int rv = be_band_create(&b, d->eng, cs->prim, &ps->pool, d->threads,
-                            band_rows_mode > 0 ? band_rows_mode : 0);
-    if (rv != 0)
-        return rv == PROTO_EINVAL ? 0 : rv; /* a shape it does not take: the two steps stay */
-    dnnl_memory_t pooled = ps->args[1].memory;
-    ps->band = b;
-    ps->args[0] = cs->args[0]; /* the convolution's src, weights and bias */
-    ps->args[1] = cs->args[2];
-    ps->args[2] = cs->args[3];
-    ps->args[3] = (dnnl_exec_arg_t){DNNL_ARG_DST, pooled};
-    ps->nargs = 4;
-    dnnl_primitive_destroy(cs->prim);
-    cs->prim = NULL;
-    cs->skip = 1;
-    d->nband++;
-    return 0;
-}
-
 /* Layer i's steps: src reorder if the layout differs, the primitive, its output to darknet's
  * buffer if darknet reads it. *cur / *curmd: the tensor coming in, then going out.
  * may_defer: a Winograd convolution's activation may be left to the max-pool that follows
@@ -642,16 +597,6 @@ int be_dnnl_own_pool_layers(const be_dnnl_t *d)
     return d->nownpool;
 }
 
-void be_dnnl_band(int rows)
-{
-    band_rows_mode = rows;
-}
-
-int be_dnnl_band_layers(const be_dnnl_t *d)
-{
-    return d->nband;
-}
-
 int be_dnnl_winograd_layers(const be_dnnl_t *d)
 {
     return d->nwino;
@@ -798,10 +743,6 @@ static int create(be_dnnl_t **out, network *net, int threads, int all_outputs, i
             int may_defer =
                 !out && i + 1 < n && d->plan[i + 1].onednn && net->layers[i + 1].type == MAXPOOL;
             rv = add_layer(d, i, l, out, may_defer, &cur, &curmd);
-            if (rv == 0 && l->type == MAXPOOL) {
-                d->plan[i].count = d->nsteps - d->plan[i].first;
-                rv = try_band(d, i);
-            }
             if (rv == PROTO_EINVAL && d->bf16) /* the caller builds the f32 network instead */
                 goto out;
             if (rv == PROTO_EINVAL) { /* a geometry oneDNN does not take: darknet runs it */
@@ -867,15 +808,8 @@ static void run_steps(be_dnnl_t *d, const plan_t *p)
             dnnl_primitive_execute(s->prim, d->st, s->nargs, s->args);
             continue;
         }
-        if (s->skip)
-            continue;
-        dnnl_stream_wait(d->st);
-        if (s->band != NULL) {
-            be_band_run(s->band, s->args[0].memory, s->args[1].memory, s->args[2].memory,
-                        s->args[3].memory);
-            continue;
-        }
         void *in = NULL, *out = NULL;
+        dnnl_stream_wait(d->st);
         dnnl_memory_get_data_handle(s->args[0].memory, &in);
         dnnl_memory_get_data_handle(s->args[1].memory, &out);
         be_maxpool_blocked(&s->pool, in, out, d->threads);
@@ -929,10 +863,8 @@ void be_dnnl_destroy(be_dnnl_t *d)
 {
     if (d == NULL)
         return;
-    for (int i = 0; i < d->nsteps; i++) {
+    for (int i = 0; i < d->nsteps; i++)
         dnnl_primitive_destroy(d->steps[i].prim);
-        be_band_destroy(d->steps[i].band);
-    }
     for (int i = 0; i < d->nmems; i++)
         dnnl_memory_destroy(d->mems[i]);
     if (d->st != NULL)

@@ -95,16 +95,6 @@ void be_dnnl_own_pool(int mode);
 /* How many of the network's max-pools that loop runs. Pure function. */
 int be_dnnl_own_pool_layers(const be_dnnl_t *d);
 
-/* Which convolution + 2x2 max-pool pairs the engines created after it run band by band
- * (backend/dnnl_band.h: the tensor between them stays in cache): -1 (the default) those whose
- * convolution output is 1 MB or more, in bands of be_band_rows; 0 none; N > 0 every pair it
- * takes, in bands of N rows (tests: many bands, a short last one). Only pools framegate's loop
- * runs (be_dnnl_own_pool), f32. Process-wide; call it with no engine being created. */
-void be_dnnl_band(int rows);
-
-/* How many max-pools run with their convolution band by band. Pure function. */
-int be_dnnl_band_layers(const be_dnnl_t *d);
-
 /* What GOMP_SPINCOUNT be_dnnl_omp_env picks: an idle OpenMP thread spins this many pause
  * instructions (~0.1-0.2 ms on the AMD EPYC of bench/results/inference; a PAUSE there takes
  * 55-120 ns, not the ~10 ns libgomp's default of 300000 was sized for) and then sleeps. */

@@ -70,17 +70,6 @@ int be_dnnl_own_pool_layers(const be_dnnl_t *d)
     return 0;
 }
 
-void be_dnnl_band(int rows)
-{
-    (void)rows;
-}
-
-int be_dnnl_band_layers(const be_dnnl_t *d)
-{
-    (void)d;
-    return 0;
-}
-
 int be_dnnl_winograd_layers(const be_dnnl_t *d)
 {
     (void)d;
