@@ -6,51 +6,12 @@
 #include <unistd.h>
 
 #include "err.h"
-#include "maxpool.h"
 
 #ifdef FG_HAVE_DNNL
-#include <oneapi/dnnl/dnnl.h>
+#include "dnnl_internal.h"
 
 /* libgomp's, loaded with libdnnl (its OpenMP runtime); the threads of the calling thread. */
 void omp_set_num_threads(int n) __attribute__((weak));
-
-typedef struct {
-    dnnl_primitive_t prim; /* NULL: be_maxpool_blocked(&pool, args[0] -> args[1]) instead */
-    int nargs;
-    dnnl_exec_arg_t args[4];
-    be_maxpool_t pool;
-} step_t;
-
-typedef struct {
-    int onednn;           /* 1: steps[first .. first + count), 0: darknet's l.forward */
-    int first, count;     /* its steps */
-    int yolo;             /* 1: a [yolo] head whose logistic is a step (yolo_steps) */
-    be_fast_wino_t *wino; /* not NULL: fast.c's Winograd on darknet's buffers (fast_wino) */
-} plan_t;
-
-struct be_dnnl {
-    network *net;
-    dnnl_engine_t eng;
-    dnnl_stream_t st;
-    step_t *steps;
-    int nsteps;
-    plan_t *plan;
-    dnnl_memory_t *mems; /* every memory object, for destroy */
-    int nmems;
-    dnnl_memory_t input; /* the network input, NCHW over the caller's buffer (set per pass) */
-    int threads;
-    int bf16;            /* 1: convolutions and max-pools in bf16 (be_dnnl_create_precision) */
-    int winograd;        /* 1: f32 3x3 convolutions may run as Winograd (layer_pd) */
-    int nwino;           /* how many do */
-    int nownpool;        /* max-pools run by be_maxpool_blocked (own_pool_fits) */
-    float *wino_scratch; /* for the fast.c Winograd layers, the largest one's */
-    /* A Winograd convolution's activation left to the max-pool after it (add_layer's
-     * may_defer), as that pool's post-op: max and a non-decreasing activation commute, and
-     * the pool's output is a quarter of the convolution's. */
-    const layer *deferred;
-    char *why;
-    size_t whycap;
-};
 
 /* A oneDNN call that failed during set-up: the reason, once. */
 static int failed(be_dnnl_t *d, const char *what, int layer)
@@ -786,6 +747,8 @@ static int create(be_dnnl_t **out, network *net, int threads, int all_outputs, i
             goto out;
         d->plan[i].count = d->nsteps - d->plan[i].first;
     }
+    /* only ever a saving: without it (no memory, refused) layers 0 and 1 run whole */
+    (void)be_dnnl_tail_create(d);
     rv = 0;
 out:
     free(nchw);
@@ -827,12 +790,18 @@ float *be_dnnl_predict_stop(be_dnnl_t *d, const float *input, be_fast_stop_cb st
     if (omp_set_num_threads != NULL)
         omp_set_num_threads(d->threads);
     dnnl_memory_set_data_handle(d->input, (void *)input);
+    d->tail_rows = 0;
     for (int i = 0; i < net.n; i++) {
         if (stop != NULL && stop(arg))
             return NULL;
         net.index = i;
         layer l = net.layers[i];
         const plan_t *p = &d->plan[i];
+        if (i == 0 && d->tail != NULL && be_dnnl_tail_run(d, input)) {
+            net.input = net.layers[1].output; /* layers 0 and 1 are done: one step here */
+            i = 1;
+            continue;
+        }
         if (p->onednn) {
             run_steps(d, p);
         } else if (p->yolo) {
@@ -863,6 +832,7 @@ void be_dnnl_destroy(be_dnnl_t *d)
 {
     if (d == NULL)
         return;
+    be_dnnl_tail_destroy(d->tail);
     for (int i = 0; i < d->nsteps; i++)
         dnnl_primitive_destroy(d->steps[i].prim);
     for (int i = 0; i < d->nmems; i++)

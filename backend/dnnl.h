@@ -95,6 +95,18 @@ void be_dnnl_own_pool(int mode);
 /* How many of the network's max-pools that loop runs. Pure function. */
 int be_dnnl_own_pool_layers(const be_dnnl_t *d);
 
+/* When the network starts with a convolution and a max-pool run by that loop, and a pass's
+ * input ends in rows of zeros (face-api's padding below a landscape frame), only the rows above
+ * them go through the two layers; the pool's other rows get the constant zeros give there
+ * (backend/dnnl_tail.c; the output is the same, bit for bit). Nonzero makes the engines
+ * created after it run the two layers whole. Process-wide, for tests and the bench; call it
+ * with no engine being created. */
+void be_dnnl_refuse_tail(int on);
+
+/* Rows of layer 1's output the last pass filled with that constant instead of computing them
+ * (0: the two layers ran whole). Pure function. */
+int be_dnnl_tail_rows(const be_dnnl_t *d);
+
 /* What GOMP_SPINCOUNT be_dnnl_omp_env picks: an idle OpenMP thread spins this many pause
  * instructions (~0.1-0.2 ms on the AMD EPYC of bench/results/inference; a PAUSE there takes
  * 55-120 ns, not the ~10 ns libgomp's default of 300000 was sized for) and then sleeps. */

@@ -9,11 +9,11 @@ int be_maxpool_fits(const be_maxpool_t *p)
 {
     if ((p->blk != 1 && p->blk != 8 && p->blk != 16) || p->c <= 0 || p->c % p->blk != 0 ||
         p->h <= 0 || p->w <= 0 || p->out_h <= 0 || p->out_w <= 0 || p->size <= 0 ||
-        p->stride <= 0 || p->pad < 0)
+        p->stride <= 0 || p->pad < 0 || p->rows < 0 || p->rows > p->out_h)
         return 0;
     /* The last window must start inside the input (the first starts at -pad/2 > -size). */
-    int off = -(p->pad / 2);
-    if (off + p->size <= 0 || off + (p->out_h - 1) * p->stride >= p->h ||
+    int off = -(p->pad / 2), oh = p->rows > 0 ? p->rows : p->out_h;
+    if (off + p->size <= 0 || off + (oh - 1) * p->stride >= p->h ||
         off + (p->out_w - 1) * p->stride >= p->w)
         return 0;
     /* and the offsets must stay inside int: h, w, stride come from a parsed cfg */
@@ -74,22 +74,25 @@ static inline void pool_row(const be_maxpool_t *p, const float *in, float *out, 
 
 FG_CLONES static void pool_rows1(const be_maxpool_t *p, const float *in, float *out, int r)
 {
-    pool_row(p, in, out, r / p->out_h, r % p->out_h, 1);
+    int oh = p->rows > 0 ? p->rows : p->out_h;
+    pool_row(p, in, out, r / oh, r % oh, 1);
 }
 
 FG_CLONES static void pool_rows8(const be_maxpool_t *p, const float *in, float *out, int r)
 {
-    pool_row(p, in, out, r / p->out_h, r % p->out_h, 8);
+    int oh = p->rows > 0 ? p->rows : p->out_h;
+    pool_row(p, in, out, r / oh, r % oh, 8);
 }
 
 FG_CLONES static void pool_rows16(const be_maxpool_t *p, const float *in, float *out, int r)
 {
-    pool_row(p, in, out, r / p->out_h, r % p->out_h, 16);
+    int oh = p->rows > 0 ? p->rows : p->out_h;
+    pool_row(p, in, out, r / oh, r % oh, 16);
 }
 
 void be_maxpool_blocked(const be_maxpool_t *p, const float *in, float *out, int threads)
 {
-    int rows = p->c / p->blk * p->out_h;
+    int rows = p->c / p->blk * (p->rows > 0 ? p->rows : p->out_h);
     void (*row)(const be_maxpool_t *, const float *, float *, int) = p->blk == 1   ? pool_rows1
                                                                      : p->blk == 8 ? pool_rows8
                                                                                    : pool_rows16;

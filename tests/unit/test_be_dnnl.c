@@ -37,8 +37,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    const char *files[] = {"yolov3-tiny.cfg", "yolov2-tiny.cfg", "tiny.cfg", "dw.cfg",
-                           "b4.cfg",          "stop.cfg",        "face.cfg"};
+    const char *files[] = {"yolov3-tiny.cfg", "yolov2-tiny.cfg", "tiny.cfg",
+                           "dw.cfg",          "b4.cfg",          "stop.cfg",
+                           "face.cfg",        "tail_face.cfg",   "tail_strided.cfg"};
     char path[160];
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
@@ -261,6 +262,96 @@ static void test_depthwise_and_edges(void **state)
     free_network(net);
 }
 
+/* The zero-tail shortcut (dnnl_tail.c): dog.jpg, letterboxed, with its rows from `cut` down
+ * set to zero as face-api's padding leaves them, through the engine with the shortcut and with
+ * it refused: the outputs must be the same bit for bit (and within TOL of stock darknet), and
+ * the shortcut must have run whenever the zeros leave TAIL_MIN pool rows or more. The cuts go
+ * up and down on one engine, so a pass after a larger or smaller tail, or after a whole one,
+ * must not see another pass's rows. */
+static void tail_case(const char *cfg_text, const char *file, const int *cuts, int ncuts,
+                      int min_rows_at_0)
+{
+    char cfg[160], why[200];
+    network *net = make_net(write_cfg(file, cfg_text, cfg, sizeof cfg), 5);
+    image im = load_image_color(DOG, 0, 0);
+    image sized = letterbox_image(im, net->w, net->h);
+    size_t plane = (size_t)net->w * net->h;
+    float *in = malloc(plane * 3 * sizeof(float)), *ref = malloc(net->outputs * sizeof(float));
+    assert_non_null(in);
+    assert_non_null(ref);
+    for (int threads = 1; threads <= 2; threads++) {
+        be_dnnl_t *d = NULL, *whole = NULL;
+        be_dnnl_own_pool(1); /* the shortcut's pool is framegate's loop (on AVX-512 too) */
+        assert_int_equal(be_dnnl_create(&d, net, threads, 0, why, sizeof why), 0);
+        be_dnnl_refuse_tail(1);
+        assert_int_equal(be_dnnl_create(&whole, net, threads, 0, why, sizeof why), 0);
+        be_dnnl_refuse_tail(0);
+        be_dnnl_own_pool(-1);
+        for (int k = 0; k < ncuts; k++) {
+            int cut = cuts[k];
+            memcpy(in, sized.data, plane * 3 * sizeof(float));
+            for (int c = 0; c < 3; c++)
+                memset(in + c * plane + (size_t)cut * net->w, 0,
+                       (size_t)(net->h - cut) * net->w * sizeof(float));
+            memcpy(ref, be_dnnl_predict_stop(whole, in, NULL, NULL), net->outputs * sizeof(float));
+            assert_int_equal(be_dnnl_tail_rows(whole), 0);
+            const float *out = be_dnnl_predict_stop(d, in, NULL, NULL);
+            int rows = be_dnnl_tail_rows(d);
+            print_message("%s, %d thread%s, zeros from row %d: %d pool rows filled\n", file,
+                          threads, threads > 1 ? "s" : "", cut, rows);
+            if (memcmp(out, ref, net->outputs * sizeof(float)) != 0)
+                fail_msg("%s: zeros from row %d: the shortcut's output differs (rel %g)", file, cut,
+                         rel_diff(out, ref, net->outputs));
+            if (cut == 0)
+                assert_true(rows >= min_rows_at_0);
+            else if (cut == net->h)
+                assert_int_equal(rows, 0);
+            else if (cut <= net->h / 2)
+                assert_true(rows > 0);
+            float *stock = network_predict(net, in);
+            double r = rel_diff(out, stock, net->outputs);
+            if (!(r <= TOL))
+                fail_msg("%s: zeros from row %d: rel %g of stock darknet", file, cut, r);
+        }
+        be_dnnl_destroy(d);
+        be_dnnl_destroy(whole);
+    }
+    free(in);
+    free(ref);
+    free_image(sized);
+    free_image(im);
+    free_network(net);
+}
+
+static void test_zero_tail(void **state)
+{
+    (void)state;
+    /* The face model's head: a 'valid' 3x3, a 2x2 pool, a separable pair; on 160 x 128. */
+    static const char face[] =
+        "[net]\nbatch=1\nsubdivisions=1\nwidth=160\nheight=128\nchannels=3\n"
+        "[convolutional]\nbatch_normalize=1\nfilters=16\nsize=3\nstride=1\npad=0\n"
+        "activation=leaky\n"
+        "[maxpool]\nsize=2\nstride=2\n"
+        "[convolutional]\nbatch_normalize=1\nfilters=16\ngroups=16\nsize=3\nstride=1\npad=1\n"
+        "activation=leaky\n"
+        "[convolutional]\nbatch_normalize=1\nfilters=32\nsize=1\nstride=1\npad=0\n"
+        "activation=leaky\n"
+        "[maxpool]\nsize=2\nstride=2\n"
+        "[convolutional]\nfilters=10\nsize=1\nstride=1\npad=0\nactivation=linear\n";
+    static const int face_cuts[] = {128, 40, 0, 97, 17, 128, 64, 1, 100, 63};
+    tail_case(face, "tail_face.cfg", face_cuts, sizeof face_cuts / sizeof face_cuts[0], 63);
+    /* 'same' padding and stride 2 into a 3x3 pool (window at -1): other row arithmetic. */
+    static const char strided[] =
+        "[net]\nbatch=1\nsubdivisions=1\nwidth=96\nheight=160\nchannels=3\n"
+        "[convolutional]\nbatch_normalize=1\nfilters=8\nsize=3\nstride=2\npad=1\n"
+        "activation=relu\n"
+        "[maxpool]\nsize=3\nstride=1\n"
+        "[convolutional]\nfilters=8\nsize=3\nstride=1\npad=1\nactivation=logistic\n";
+    static const int strided_cuts[] = {0, 33, 160, 2, 80, 31, 159};
+    tail_case(strided, "tail_strided.cfg", strided_cuts,
+              sizeof strided_cuts / sizeof strided_cuts[0], 64);
+}
+
 static int stop_after(void *arg)
 {
     return --*(int *)arg < 0;
@@ -329,6 +420,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_yolov3_tiny),
         cmocka_unit_test(test_yolov2_tiny),
         cmocka_unit_test(test_depthwise_and_edges),
+        cmocka_unit_test(test_zero_tail),
         cmocka_unit_test(test_stop_between_layers),
         cmocka_unit_test(test_omp_env),
     };
