@@ -1,0 +1,90 @@
+/* The zero-tail shortcut's saving (tail.h). */
+#include "tail.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "agree.h"
+#include "dnnl.h"
+#include "peak.h"
+
+#define MAX_SET 16
+
+/* One set of inputs, both engines in turn, `reps` rounds. */
+static void measure(be_dnnl_t *with, be_dnnl_t *without, network *net, float *const *in, int n,
+                    int reps, const char *what, int threads, cJSON *arr)
+{
+    double t[2][256];
+    int k = 0, filled = 0, same = 1;
+    size_t bytes = (size_t)net->outputs * sizeof(float);
+    float *ref = malloc(bytes);
+    if (ref == NULL || n <= 0)
+        goto out;
+    reps = reps * n > 256 ? 256 / n : reps;
+    for (int i = 0; i < n; i++) { /* a warm-up, and the check (both write net->output) */
+        memcpy(ref, be_dnnl_predict_stop(without, in[i], NULL, NULL), bytes);
+        same &= memcmp(ref, be_dnnl_predict_stop(with, in[i], NULL, NULL), bytes) == 0;
+        filled += be_dnnl_tail_rows(with);
+    }
+    for (int r = 0; r < reps; r++)
+        for (int i = 0; i < n; i++, k++)
+            for (int s = 0; s < 2; s++) {
+                int which = (s + i + r) & 1; /* 1: with the shortcut; who goes first alternates */
+                double t0 = now_ms();
+                be_dnnl_predict_stop(which ? with : without, in[i], NULL, NULL);
+                t[which][k] = now_ms() - t0;
+            }
+    double on = median(t[1], k), off = median(t[0], k);
+    int rows = net->layers[1].out_h * n;
+    say("zero tail, %d thread%s, %d %s: network %.2f vs %.2f ms with / without the shortcut "
+        "(%.3f), %.0f%% of the first pool's rows filled, output %s\n",
+        threads, threads > 1 ? "s" : "", n, what, on, off, on / off, 100.0 * filled / rows,
+        same ? "the same bit for bit" : "DIFFERENT");
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "frames", what);
+    cJSON_AddNumberToObject(j, "threads", threads);
+    cJSON_AddNumberToObject(j, "with_ms", on);
+    cJSON_AddNumberToObject(j, "without_ms", off);
+    cJSON_AddNumberToObject(j, "rows_filled_fraction", (double)filled / rows);
+    cJSON_AddBoolToObject(j, "same_output", same);
+    cJSON_AddItemToArray(arr, j);
+out:
+    free(ref);
+}
+
+void tail_report(network *net, int threads, float *const *photos, int n_photos, be_image_t *im,
+                 be_prep_t prep, unsigned char *const *jpeg, const size_t *len, int n,
+                 const char *what, int reps, cJSON *m)
+{
+    char err[256];
+    be_dnnl_t *with = NULL, *without = NULL;
+    float *in[MAX_SET] = {0};
+    int nin = 0;
+    cJSON *arr = cJSON_GetObjectItem(m, "zero_tail");
+    if (arr == NULL)
+        arr = cJSON_AddArrayToObject(m, "zero_tail");
+    if (be_dnnl_create(&with, net, threads, 0, err, sizeof err) != 0)
+        goto out;
+    be_dnnl_refuse_tail(1);
+    int rv = be_dnnl_create(&without, net, threads, 0, err, sizeof err);
+    be_dnnl_refuse_tail(0);
+    if (rv != 0)
+        goto out;
+    measure(with, without, net, photos, n_photos, reps, "photos", threads, arr);
+    for (int i = 0; i < n && nin < MAX_SET; i++) {
+        int ow, oh;
+        if ((in[nin] = malloc((size_t)3 * net->w * net->h * sizeof(float))) == NULL)
+            break;
+        if (be_image_letterbox(im, jpeg[i], len[i], prep, BE_DECODE_EXACT, net->w, net->h, in[nin],
+                               &ow, &oh, NULL, NULL, err, sizeof err) == 0)
+            nin++;
+        else
+            free(in[nin]), in[nin] = NULL;
+    }
+    measure(with, without, net, in, nin, reps, what, threads, arr);
+out:
+    for (int i = 0; i < nin; i++)
+        free(in[i]);
+    be_dnnl_destroy(with);
+    be_dnnl_destroy(without);
+}
