@@ -798,8 +798,8 @@ float *be_dnnl_predict_stop(be_dnnl_t *d, const float *input, be_fast_stop_cb st
         layer l = net.layers[i];
         const plan_t *p = &d->plan[i];
         if (i == 0 && d->tail != NULL && be_dnnl_tail_run(d, input)) {
-            net.input = net.layers[1].output; /* layers 0 and 1 are done: one step here */
-            i = 1;
+            i = be_dnnl_tail_layers(d) - 1; /* layers 0 .. i are done: one step here */
+            net.input = net.layers[i].output;
             continue;
         }
         if (p->onednn) {

@@ -95,16 +95,20 @@ void be_dnnl_own_pool(int mode);
 /* How many of the network's max-pools that loop runs. Pure function. */
 int be_dnnl_own_pool_layers(const be_dnnl_t *d);
 
-/* When the network starts with a convolution and a max-pool run by that loop, and a pass's
- * input ends in rows of zeros (face-api's padding below a landscape frame), only the rows above
- * them go through the two layers; the pool's other rows get the constant zeros give there
+/* When the network starts with a chain of convolutions and max-pools run by that loop, each
+ * reading the one before, and a pass's input ends in rows of zeros (face-api's padding below
+ * a landscape frame), the chain computes only the rows that can differ from an all-zero
+ * input's, and its last output's other rows are copied from that input's, computed once
  * (backend/dnnl_tail.c; the output is the same, bit for bit). Nonzero makes the engines
- * created after it run the two layers whole. Process-wide, for tests and the bench; call it
+ * created after it run those layers whole. Process-wide, for tests and the bench; call it
  * with no engine being created. */
 void be_dnnl_refuse_tail(int on);
 
-/* Rows of layer 1's output the last pass filled with that constant instead of computing them
- * (0: the two layers ran whole). Pure function. */
+/* How many layers (0 .. n-1) that chain has: 0 when the engine has none. Pure function. */
+int be_dnnl_tail_layers(const be_dnnl_t *d);
+
+/* Rows of the chain's last output the last pass copied instead of computing them (0: the
+ * layers ran whole). Pure function. */
 int be_dnnl_tail_rows(const be_dnnl_t *d);
 
 /* What GOMP_SPINCOUNT be_dnnl_omp_env picks: an idle OpenMP thread spins this many pause

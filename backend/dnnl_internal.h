@@ -1,5 +1,5 @@
 /* The oneDNN engine's insides, shared by dnnl.c (building and running the plan) and
- * dnnl_tail.c (its zero-tail shortcut for the first convolution and max-pool). Not an API:
+ * dnnl_tail.c (its zero-tail shortcut for the first layers). Not an API:
  * only those two files include it, and only in a build with oneDNN (FG_HAVE_DNNL). Same
  * thread rules as dnnl.h: one thread at a time per engine. */
 #ifndef BE_DNNL_INTERNAL_H
@@ -46,8 +46,8 @@ struct be_dnnl {
      * may_defer), as that pool's post-op: max and a non-decreasing activation commute, and
      * the pool's output is a quarter of the convolution's. */
     const layer *deferred;
-    be_dnnl_tail_t *tail; /* NULL: layers 0 and 1 always run whole (dnnl_tail.c) */
-    int tail_rows;        /* pool rows the last pass filled instead of computing */
+    be_dnnl_tail_t *tail; /* NULL: the first layers always run whole (dnnl_tail.c) */
+    int tail_rows;        /* be_dnnl_tail_rows */
     char *why;
     size_t whycap;
 };
@@ -57,10 +57,10 @@ struct be_dnnl {
  * then builds no shortcut and carries on: it is only ever a saving). */
 int be_dnnl_tail_create(be_dnnl_t *d);
 
-/* Runs layers 0 and 1 for `input` (the pass's input, already set on d->input) with the
- * shortcut, and returns 1; or returns 0 having done nothing (the rows of zeros are too few, or
- * a primitive for them could not be made): the caller runs the two layers whole. Sets
- * d->tail_rows. */
+/* Runs layers 0 .. be_dnnl_tail_layers(d) - 1 for `input` (the pass's input, already set on
+ * d->input) with the shortcut, and returns 1; or returns 0 having done nothing that matters
+ * (the rows of zeros are too few, or a primitive for them could not be made): the caller runs
+ * those layers whole. Sets d->tail_rows. */
 int be_dnnl_tail_run(be_dnnl_t *d, const float *input);
 
 void be_dnnl_tail_destroy(be_dnnl_tail_t *t);

@@ -81,6 +81,12 @@ int be_dnnl_tail_rows(const be_dnnl_t *d)
     return 0;
 }
 
+int be_dnnl_tail_layers(const be_dnnl_t *d)
+{
+    (void)d;
+    return 0;
+}
+
 int be_dnnl_winograd_layers(const be_dnnl_t *d)
 {
     (void)d;

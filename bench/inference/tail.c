@@ -35,17 +35,19 @@ static void measure(be_dnnl_t *with, be_dnnl_t *without, network *net, float *co
                 t[which][k] = now_ms() - t0;
             }
     double on = median(t[1], k), off = median(t[0], k);
-    int rows = net->layers[1].out_h * n;
+    int last = be_dnnl_tail_layers(with) - 1;
+    int rows = last > 0 ? net->layers[last].out_h * n : 1;
     say("zero tail, %d thread%s, %d %s: network %.2f vs %.2f ms with / without the shortcut "
-        "(%.3f), %.0f%% of the first pool's rows filled, output %s\n",
-        threads, threads > 1 ? "s" : "", n, what, on, off, on / off, 100.0 * filled / rows,
-        same ? "the same bit for bit" : "DIFFERENT");
+        "(%.3f), layers 0-%d, %.0f%% of layer %d's rows copied, output %s\n",
+        threads, threads > 1 ? "s" : "", n, what, on, off, on / off, last, 100.0 * filled / rows,
+        last, same ? "the same bit for bit" : "DIFFERENT");
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "frames", what);
     cJSON_AddNumberToObject(j, "threads", threads);
     cJSON_AddNumberToObject(j, "with_ms", on);
     cJSON_AddNumberToObject(j, "without_ms", off);
-    cJSON_AddNumberToObject(j, "rows_filled_fraction", (double)filled / rows);
+    cJSON_AddNumberToObject(j, "last_layer", last);
+    cJSON_AddNumberToObject(j, "rows_copied_fraction", (double)filled / rows);
     cJSON_AddBoolToObject(j, "same_output", same);
     cJSON_AddItemToArray(arr, j);
 out:
@@ -59,7 +61,7 @@ void tail_report(network *net, int threads, float *const *photos, int n_photos, 
     char err[256];
     be_dnnl_t *with = NULL, *without = NULL;
     float *in[MAX_SET] = {0};
-    int nin = 0;
+    int nin = 0, in_w[MAX_SET], in_h[MAX_SET];
     cJSON *arr = cJSON_GetObjectItem(m, "zero_tail");
     if (arr == NULL)
         arr = cJSON_AddArrayToObject(m, "zero_tail");
@@ -76,12 +78,22 @@ void tail_report(network *net, int threads, float *const *photos, int n_photos, 
         if ((in[nin] = malloc((size_t)3 * net->w * net->h * sizeof(float))) == NULL)
             break;
         if (be_image_letterbox(im, jpeg[i], len[i], prep, BE_DECODE_EXACT, net->w, net->h, in[nin],
-                               &ow, &oh, NULL, NULL, err, sizeof err) == 0)
+                               &ow, &oh, NULL, NULL, err, sizeof err) == 0) {
+            in_w[nin] = ow;
+            in_h[nin] = oh;
             nin++;
-        else
+        } else
             free(in[nin]), in[nin] = NULL;
     }
     measure(with, without, net, in, nin, reps, what, threads, arr);
+    /* and those of them that are 16:9, as most cameras send */
+    float *wide[MAX_SET];
+    int nwide = 0;
+    for (int i = 0; i < nin; i++)
+        if (in_w[i] * 9 == in_h[i] * 16)
+            wide[nwide++] = in[i];
+    if (nwide > 0 && nwide < nin)
+        measure(with, without, net, wide, nwide, reps, "of them 16:9", threads, arr);
 out:
     for (int i = 0; i < nin; i++)
         free(in[i]);
