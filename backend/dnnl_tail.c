@@ -1,21 +1,22 @@
-/* The oneDNN engine's shortcut for an input that ends in rows of zeros.
+/* The oneDNN engine's shortcut for an input padded above and below with a constant.
  *
- * face-api's pre-processing pads a frame to a square below (and right of) the image with
- * zeros, so a 16:9 camera frame leaves the bottom 44% of the face model's 416 x 416 input zero,
- * a 4:3 one 25%. A layer's output row depends on a few rows of its input only; when those are
- * the rows an all-zero input would give there, so is the output row. So when the network
+ * Both pre-processings pad a landscape frame to the network's square: face-api's with zeros
+ * below it (a 16:9 camera frame leaves the bottom 44% of the face model's 416 x 416 input
+ * zero, a 4:3 one 25%), darknet's letterbox with 0.5 above and below (22% each for 16:9). A
+ * layer's output row depends on a few rows of its input only; when those are the rows an input
+ * filled with the padding's value gives there, so is the output row. So when the network
  * starts with a chain of layers that each read only the one before (convolutions, and
- * max-pools run by framegate's loop), this runs each of them over the rows that can differ
- * from an all-zero input's (plus the rows the next one reads), in dense buffers of that
- * height, and fills the rest of the chain's last output (a max-pool's) from its output for an
- * all-zero input, computed once when the engine is made. The other layers run as before. The
- * output is the same, bit for bit, as the whole layers' (test_be_dnnl): every row computed is
- * computed from the same inputs by the same kernels.
+ * max-pools run by framegate's loop), this runs each of them over the band of rows that can
+ * differ from that constant input's (plus the rows the next one reads), in dense buffers of
+ * that height, and copies the rest of the chain's last output (a max-pool's) from its output
+ * for the constant input, computed once per padding value (REFS of them kept). The other
+ * layers run as before. The output is the same, bit for bit, as the whole layers'
+ * (test_be_dnnl): every row computed is computed from the same inputs by the same kernels.
  *
- * The rows computed are set by layer 1's, rounded up to TAIL_STEP, so there are at most
- * out_h / TAIL_STEP + 1 shapes: each gets its convolution primitives the first time a pass
- * needs it (~0.3 ms each, jit), kept until the engine is destroyed. A shape oneDNN refuses
- * or would run on its reference kernel is marked and runs whole. One thread at a time per
+ * The band is set by layer 1's, widened to multiples of STEP rows, so there are at most
+ * (out_h / STEP + 1) * (out_h / STEP + 2) shapes: each gets its convolution primitives the first
+ * time a pass needs it (~0.3 ms each, jit), kept until the engine is destroyed. A shape oneDNN
+ * refuses or would run on its reference kernel is marked and runs whole. One thread at a time per
  * engine (dnnl.h); the work runs on the engine's OpenMP team. */
 #include "dnnl.h"
 
@@ -26,11 +27,12 @@
 #include "dnnl_internal.h"
 #include "err.h"
 
-#define TAIL_STEP 16   /* layer 1's output rows per shape */
-#define TAIL_MIN 16    /* fewer zero-tail rows than this in layer 1's output: run whole */
+#define STEP 16        /* layer 1's band starts and ends at multiples of this */
+#define SKIP_MIN 16    /* fewer rows of layer 1's output outside the band: run whole */
 #define CHAIN_MAX 12   /* layers */
 #define CHAIN_MIN_H 16 /* the chain ends at the deepest max-pool with this many rows out */
 #define COPY_PARTS 8   /* pieces per channel for the input's copy */
+#define REFS 2         /* padding values whose constant input's output is kept */
 
 static int refuse_tail; /* be_dnnl_refuse_tail (tests, bench) */
 
@@ -47,32 +49,42 @@ int be_dnnl_tail_rows(const be_dnnl_t *d)
 typedef struct {
     step_t *st;     /* the layer's one step */
     int pool;       /* 1: framegate's max-pool loop; 0: a oneDNN convolution */
+    int pad;        /* the layer's pad (a pool's window starts at -(pad / 2)) */
     int k, s, o;    /* window rows, stride, first window's offset (-pad, or -(pad / 2)) */
     int c, h, w;    /* input */
     int oc, oh, ow; /* output */
     void *out;      /* its output buffer: the whole pass's, and the shortcut's */
+    int extra;      /* steps after its own (run after it as in a whole pass) */
     dnnl_format_tag_t src_tag, dst_tag; /* a convolution's layouts */
 } link_t;
 
 typedef struct {
     int tried, ok;
-    int rows[CHAIN_MAX]; /* output rows each link computes */
-    int rows_in;         /* input rows link 0 reads */
+    int lo[CHAIN_MAX], hi[CHAIN_MAX]; /* output rows [lo, hi) each link computes */
+    int in_lo, in_hi;                 /* input rows link 0 reads */
     dnnl_primitive_t prim[CHAIN_MAX];
     dnnl_memory_t src[CHAIN_MAX], dst[CHAIN_MAX];
 } shape_t;
 
+typedef struct {
+    int used;
+    float v;    /* the padding value */
+    float *out; /* the last link's output for an input of v everywhere */
+    unsigned age;
+} ref_t;
+
 struct be_dnnl_tail {
     int n; /* links: layers 0 .. n - 1 */
     link_t links[CHAIN_MAX];
-    float *in;       /* the input's rows, dense, for link 0 */
-    float *zero;     /* an input row of +0 */
-    float *zero_out; /* the last link's output for an all-zero input */
-    int nshapes;
+    float *in;  /* the input's band, dense, for link 0 (and the constant input) */
+    float *row; /* an input row of the padding value */
+    ref_t refs[REFS];
+    unsigned clock;
+    int nsteps; /* band starts (in STEPs): layer 1's out_h / STEP + 1; ends: one more */
     shape_t shapes[];
 };
 
-/* The tag among those the engine uses that lays out dims as md does; 0 if none. */
+/* The tag among those the engine uses that lays out dims as md does; undef if none. */
 static dnnl_format_tag_t tag_of(const dnnl_memory_desc_t *md)
 {
     static const dnnl_format_tag_t tags[] = {dnnl_nchw, dnnl_aBcd8b, dnnl_aBcd16b, dnnl_nhwc};
@@ -86,20 +98,21 @@ static dnnl_format_tag_t tag_of(const dnnl_memory_desc_t *md)
     return dnnl_format_tag_undef;
 }
 
-static int pool_tag_ok(const link_t *k)
-{
-    return k->st->pool.blk == 1 || k->st->pool.blk == 8 || k->st->pool.blk == 16;
-}
-
 /* Link i of d's plan, if layer i qualifies (see the top). 0 or -1. */
 static int link_make(be_dnnl_t *d, int i, const link_t *prev, link_t *k)
 {
     const layer *l = &d->net->layers[i];
     const plan_t *p = &d->plan[i];
-    if (!p->onednn || p->count != 1)
+    if (!p->onednn || p->count < 1)
         return -1;
     memset(k, 0, sizeof *k);
     k->st = &d->steps[p->first];
+    /* steps after its own: only a pool's copy into darknet's buffer (a layer darknet or
+     * fast.c runs reads it), which ends the chain */
+    k->extra = p->count - 1;
+    for (int j = 1; j < p->count; j++)
+        if (d->steps[p->first + j].prim == NULL || l->type != MAXPOOL)
+            return -1;
     dnnl_memory_t from = prev != NULL ? prev->st->args[1].memory : d->input;
     if (k->st->args[0].memory != from)
         return -1;
@@ -107,8 +120,9 @@ static int link_make(be_dnnl_t *d, int i, const link_t *prev, link_t *k)
     k->oc = l->out_c, k->oh = l->out_h, k->ow = l->out_w;
     k->k = l->size;
     k->s = l->stride;
+    k->pad = l->pad;
     dnnl_memory_get_data_handle(k->st->args[1].memory, &k->out);
-    if (l->type == MAXPOOL && k->st->prim == NULL && prev != NULL && pool_tag_ok(k)) {
+    if (l->type == MAXPOOL && k->st->prim == NULL && prev != NULL) {
         k->pool = 1;
         k->o = -(l->pad / 2);
         return 0;
@@ -121,30 +135,11 @@ static int link_make(be_dnnl_t *d, int i, const link_t *prev, link_t *k)
     k->o = -l->pad;
     k->src_tag = tag_of(dnnl_primitive_desc_query_md(cpd, dnnl_query_src_md, 0));
     k->dst_tag = tag_of(dnnl_primitive_desc_query_md(cpd, dnnl_query_dst_md, 0));
-    /* link 0 reads the caller's NCHW input (copied); the others what the previous wrote */
+    /* link 0 reads the caller's NCHW input (its band copied); the others what the previous
+     * one wrote */
     if (k->src_tag == dnnl_format_tag_undef || k->dst_tag == dnnl_format_tag_undef ||
         (prev == NULL && k->src_tag != dnnl_nchw))
         return -1;
-    return 0;
-}
-
-/* Runs links 0 .. n-1 whole on an all-zero input and keeps the last one's output. */
-static int zero_pass(be_dnnl_t *d, be_dnnl_tail_t *t)
-{
-    dnnl_memory_set_data_handle(d->input, t->in); /* zeros: calloc'd, not written yet */
-    for (int i = 0; i < t->n; i++) {
-        const link_t *k = &t->links[i];
-        if (!k->pool) {
-            if (dnnl_primitive_execute(k->st->prim, d->st, k->st->nargs, k->st->args) !=
-                    dnnl_success ||
-                dnnl_stream_wait(d->st) != dnnl_success)
-                return PROTO_EINVAL;
-        } else {
-            be_maxpool_blocked(&k->st->pool, t->links[i - 1].out, k->out, d->threads);
-        }
-    }
-    const link_t *last = &t->links[t->n - 1];
-    memcpy(t->zero_out, last->out, (size_t)last->oc * last->oh * last->ow * sizeof(float));
     return 0;
 }
 
@@ -154,7 +149,7 @@ int be_dnnl_tail_create(be_dnnl_t *d)
     int n = 0, end = 0;
     if (refuse_tail || d->bf16)
         return 0;
-    while (n < CHAIN_MAX && n < d->net->n &&
+    while (n < CHAIN_MAX && n < d->net->n && (n == 0 || links[n - 1].extra == 0) &&
            link_make(d, n, n > 0 ? &links[n - 1] : NULL, &links[n]) == 0) {
         if (links[n].pool && links[n].oh >= CHAIN_MIN_H)
             end = n + 1;
@@ -162,58 +157,110 @@ int be_dnnl_tail_create(be_dnnl_t *d)
     }
     if (end < 2)
         return 0;
-    const link_t *last = &links[end - 1];
-    int nshapes = links[1].oh / TAIL_STEP + 1;
-    be_dnnl_tail_t *t = calloc(1, sizeof *t + (size_t)nshapes * sizeof(shape_t));
+    int nsteps = links[1].oh / STEP + 1;
+    be_dnnl_tail_t *t = calloc(1, sizeof *t + (size_t)nsteps * (nsteps + 1) * sizeof(shape_t));
     if (t == NULL ||
-        (t->in = calloc((size_t)links[0].c * links[0].h * links[0].w, sizeof(float))) == NULL ||
-        (t->zero = calloc((size_t)links[0].w, sizeof(float))) == NULL ||
-        (t->zero_out = malloc((size_t)last->oc * last->oh * last->ow * sizeof(float))) == NULL) {
+        (t->in = malloc((size_t)links[0].c * links[0].h * links[0].w * sizeof(float))) == NULL ||
+        (t->row = malloc((size_t)links[0].w * sizeof(float))) == NULL) {
         be_dnnl_tail_destroy(t);
         return PROTO_ENOMEM;
     }
     t->n = end;
     memcpy(t->links, links, (size_t)end * sizeof *links);
-    t->nshapes = nshapes;
-    int rv = zero_pass(d, t);
-    if (rv != 0) {
-        be_dnnl_tail_destroy(t);
-        return rv;
-    }
+    t->nsteps = nsteps;
     d->tail = t;
     return 0;
 }
 
-/* Rows [0, result) of the planar c x h x w input hold everything that is not +0 (what the
- * padding is; a -0 only ends the tail early). From the bottom: a frame without a tail costs
- * one row. */
-static int content_rows(const be_dnnl_tail_t *t, const float *in, int c, int h, int w)
+/* The reference for padding value v: links 0 .. n-1 run whole on an input of v everywhere
+ * (in the engine's own buffers, between passes), the last one's output kept. Replaces the
+ * oldest when REFS are kept. NULL when out of memory or oneDNN fails. */
+static const ref_t *ref_for(be_dnnl_t *d, be_dnnl_tail_t *t, float v)
 {
-    for (int y = h - 1; y >= 0; y--)
-        for (int ch = 0; ch < c; ch++)
-            if (memcmp(in + ((size_t)ch * h + y) * w, t->zero, (size_t)w * sizeof(float)) != 0)
-                return y + 1;
-    return 0;
+    ref_t *r = NULL;
+    for (int i = 0; i < REFS; i++)
+        if (t->refs[i].used && memcmp(&t->refs[i].v, &v, sizeof v) == 0) {
+            t->refs[i].age = ++t->clock;
+            return &t->refs[i];
+        }
+    for (int i = 0; i < REFS; i++)
+        if (r == NULL || !t->refs[i].used || (r->used && t->refs[i].age < r->age))
+            r = &t->refs[i];
+    const link_t *last = &t->links[t->n - 1];
+    size_t n = (size_t)last->oc * last->oh * last->ow;
+    if (r->out == NULL && (r->out = malloc(n * sizeof(float))) == NULL)
+        return NULL;
+    r->used = 0;
+    size_t in = (size_t)t->links[0].c * t->links[0].h * t->links[0].w;
+    for (size_t i = 0; i < in; i++)
+        t->in[i] = v;
+    dnnl_memory_set_data_handle(d->input, t->in); /* the pass sets its own again */
+    for (int i = 0; i < t->n; i++) {
+        const link_t *k = &t->links[i];
+        if (k->pool)
+            be_maxpool_blocked(&k->st->pool, t->links[i - 1].out, k->out, d->threads);
+        else if (dnnl_primitive_execute(k->st->prim, d->st, k->st->nargs, k->st->args) !=
+                     dnnl_success ||
+                 dnnl_stream_wait(d->st) != dnnl_success)
+            return NULL;
+    }
+    memcpy(r->out, last->out, n * sizeof(float));
+    r->used = 1;
+    r->v = v;
+    r->age = ++t->clock;
+    return r;
 }
 
-/* The first output row of link k whose window lies in rows >= e of its input (the rows an
- * all-zero input would give), the window's part above row 0 being padding either way. */
-static int first_equal(const link_t *k, int e)
+/* Rows of the planar c x h x w input equal, in every channel and bit for bit, to a row of v:
+ * *head from the top, *tail from the bottom. */
+static void pad_rows(be_dnnl_tail_t *t, const float *in, int c, int h, int w, float v, int *head,
+                     int *tail)
 {
-    if (e == 0)
-        return 0;
-    int r = (e - k->o + k->s - 1) / k->s;
-    return r < k->oh ? r : k->oh;
+    size_t bytes = (size_t)w * sizeof(float);
+    for (int x = 0; x < w; x++)
+        t->row[x] = v;
+    int y, ch;
+    for (y = h - 1; y >= 0; y--) {
+        for (ch = 0; ch < c && memcmp(in + ((size_t)ch * h + y) * w, t->row, bytes) == 0; ch++)
+            ;
+        if (ch < c)
+            break;
+    }
+    *tail = h - 1 - y;
+    for (y = 0; y < h - *tail; y++) {
+        for (ch = 0; ch < c && memcmp(in + ((size_t)ch * h + y) * w, t->row, bytes) == 0; ch++)
+            ;
+        if (ch < c)
+            break;
+    }
+    *head = y;
 }
 
-/* Input rows link k reads to compute its output rows [0, rows). */
-static int rows_read(const link_t *k, int rows)
+/* Output rows [*lo, *hi) of link k: those whose window reaches input rows [lo, hi) (the
+ * rows that may differ from the constant input's); the others read only rows that do not. */
+static void band_out(const link_t *k, int lo, int hi, int *olo, int *ohi)
 {
-    int last = (rows - 1) * k->s + k->o + k->k;
-    return last < k->h ? last : k->h;
+    if (lo >= hi) { /* nothing differs */
+        *olo = *ohi = 0;
+        return;
+    }
+    int a = lo - k->o - k->k + 1; /* r * s >= a: the window's last row >= lo */
+    int b = hi - k->o;            /* r * s < b: the window's first row < hi */
+    *olo = a <= 0 ? 0 : (a + k->s - 1) / k->s;
+    *ohi = (b + k->s - 1) / k->s;
+    *ohi = *ohi < k->oh ? *ohi : k->oh;
+    *olo = *olo < *ohi ? *olo : *ohi;
 }
 
-/* A dense tensor of `rows` rows of link k's input (src) or output (dst) over `data`. */
+/* Input rows link k reads for its output rows [lo, hi): [*ilo, *ihi). */
+static void band_in(const link_t *k, int lo, int hi, int *ilo, int *ihi)
+{
+    int a = lo * k->s + k->o, b = (hi - 1) * k->s + k->o + k->k;
+    *ilo = a > 0 ? a : 0;
+    *ihi = b < k->h ? b : k->h;
+}
+
+/* A dense tensor of `rows` rows over `data`. */
 static int dense(dnnl_memory_t *m, dnnl_memory_desc_t *md, int c, int rows, int w,
                  dnnl_format_tag_t tag, void *data, dnnl_engine_t eng)
 {
@@ -224,12 +271,25 @@ static int dense(dnnl_memory_t *m, dnnl_memory_desc_t *md, int c, int rows, int 
                : -1;
 }
 
-/* Link i's convolution over its shape's rows; 0, or -1 (refused, or a reference kernel). */
+/* Link i's input band: [ilo, ihi) of its input rows. */
+static void link_in(const be_dnnl_tail_t *t, const shape_t *s, int i, int *ilo, int *ihi)
+{
+    if (i == 0) {
+        *ilo = s->in_lo;
+        *ihi = s->in_hi;
+    } else {
+        *ilo = s->lo[i - 1];
+        *ihi = s->hi[i - 1];
+    }
+    (void)t;
+}
+
+/* Link i's convolution over its shape's band; 0, or -1 (refused, or a reference kernel). */
 static int conv_make(be_dnnl_t *d, be_dnnl_tail_t *t, shape_t *s, int i)
 {
     const link_t *k = &t->links[i];
-    const layer *l = &d->net->layers[i];
-    int in_rows = i == 0 ? s->rows_in : s->rows[i - 1];
+    int ilo, ihi;
+    link_in(t, s, i, &ilo, &ihi);
     void *in = i == 0 ? (void *)t->in : t->links[i - 1].out;
     const_dnnl_primitive_desc_t cpd = NULL;
     const_dnnl_primitive_attr_t attr = NULL;
@@ -237,11 +297,14 @@ static int conv_make(be_dnnl_t *d, be_dnnl_tail_t *t, shape_t *s, int i)
     dnnl_convolution_desc_t desc;
     dnnl_primitive_desc_t pd = NULL;
     const char *impl = NULL;
-    dnnl_dims_t bd = {l->n}, str = {k->s, k->s}, pad_l = {l->pad, l->pad};
-    dnnl_dims_t pad_r = {(s->rows[i] - 1) * k->s + k->k - l->pad - in_rows,
-                         (k->ow - 1) * k->s + k->k - k->w - l->pad};
-    if (pad_r[0] < 0 || dense(&s->src[i], &smd, k->c, in_rows, k->w, k->src_tag, in, d->eng) ||
-        dense(&s->dst[i], &dmd, k->oc, s->rows[i], k->ow, k->dst_tag, k->out, d->eng) ||
+    /* the band's first window starts pad_t rows above its first input row (real padding) */
+    int pad_t = ilo - (s->lo[i] * k->s + k->o);
+    int pad_b = (s->hi[i] - 1) * k->s + k->o + k->k - ihi;
+    dnnl_dims_t bd = {k->oc}, str = {k->s, k->s}, pad_l = {pad_t, k->pad};
+    dnnl_dims_t pad_r = {pad_b, (k->ow - 1) * k->s + k->k - k->w - k->pad};
+    if (pad_t < 0 || pad_b < 0 ||
+        dense(&s->src[i], &smd, k->c, ihi - ilo, k->w, k->src_tag, in, d->eng) ||
+        dense(&s->dst[i], &dmd, k->oc, s->hi[i] - s->lo[i], k->ow, k->dst_tag, k->out, d->eng) ||
         dnnl_primitive_get_primitive_desc(k->st->prim, &cpd) != dnnl_success ||
         dnnl_primitive_desc_get_attr(cpd, &attr) != dnnl_success ||
         dnnl_memory_desc_init_by_tag(&bmd, 1, bd, dnnl_f32, dnnl_x) != dnnl_success ||
@@ -258,72 +321,125 @@ static int conv_make(be_dnnl_t *d, be_dnnl_tail_t *t, shape_t *s, int i)
     return ok ? 0 : -1;
 }
 
-/* Link i's max-pool geometry for shape s: its input s's rows of the link before (dense), its
- * output dense too, or, for the last link, the top rows of its whole output. */
-static be_maxpool_t pool_geometry(const be_dnnl_tail_t *t, const shape_t *s, int i)
+/* Link i's max-pool over shape s's band: its input the band of the link before (dense), its
+ * output dense too, or, for the last link, rows [lo, hi) of its whole output (*at: the
+ * floats to skip to row lo). */
+static be_maxpool_t pool_geometry(const be_dnnl_tail_t *t, const shape_t *s, int i, size_t *at)
 {
-    be_maxpool_t mp = t->links[i].st->pool;
-    mp.h = s->rows[i - 1];
-    if (i < t->n - 1)
-        mp.out_h = s->rows[i];
-    else
-        mp.rows = s->rows[i];
+    const link_t *k = &t->links[i];
+    be_maxpool_t mp = k->st->pool;
+    int ilo, ihi;
+    link_in(t, s, i, &ilo, &ihi);
+    mp.h = ihi - ilo;
+    mp.shift = s->lo[i] * k->s - ilo; /* row lo's window starts at lo * s + o, row ilo is 0 */
+    *at = 0;
+    if (i < t->n - 1) {
+        mp.out_h = s->hi[i] - s->lo[i];
+    } else {
+        mp.rows = s->hi[i] - s->lo[i];
+        *at = (size_t)s->lo[i] * k->ow * mp.blk;
+    }
     return mp;
 }
 
-/* Every link's rows for the shape whose layer 1 computes `rows1` rows, from the chain's end
- * back (each link computes what the next one reads), and its primitives. 0 or -1. */
-static int shape_make(be_dnnl_t *d, be_dnnl_tail_t *t, shape_t *s, int rows1)
+/* Every link's band for the shape whose layer 1 computes [lo1, hi1): forward, the rows that
+ * may differ; back from the chain's end, what each link must compute for the next. */
+static int shape_make(be_dnnl_t *d, be_dnnl_tail_t *t, shape_t *s, int lo1, int hi1)
 {
-    int e = rows1;
-    for (int i = 2; i < t->n; i++) /* the rows that may differ, forward from layer 1 */
-        e = first_equal(&t->links[i], e);
+    int lo = lo1, hi = hi1;
     s->tried = 1;
-    s->rows[t->n - 1] = e > 0 ? e : 1;
+    for (int i = 2; i < t->n; i++)
+        band_out(&t->links[i], lo, hi, &lo, &hi);
+    if (lo >= hi) /* layer 1's band had rows: keep one row to compute at the end */
+        hi = lo + 1;
+    s->lo[t->n - 1] = lo;
+    s->hi[t->n - 1] = hi;
     for (int i = t->n - 1; i > 0; i--)
-        s->rows[i - 1] = rows_read(&t->links[i], s->rows[i]);
-    s->rows_in = rows_read(&t->links[0], s->rows[0]);
+        band_in(&t->links[i], s->lo[i], s->hi[i], &s->lo[i - 1], &s->hi[i - 1]);
+    band_in(&t->links[0], s->lo[0], s->hi[0], &s->in_lo, &s->in_hi);
     for (int i = 0; i < t->n; i++) {
-        if (t->links[i].pool) {
-            be_maxpool_t mp = pool_geometry(t, s, i);
-            if (!be_maxpool_fits(&mp))
-                return -1;
-        } else if (conv_make(d, t, s, i) != 0) {
+        if (s->lo[i] >= s->hi[i])
             return -1;
-        }
+        size_t at;
+        be_maxpool_t mp = pool_geometry(t, s, i, &at);
+        if (t->links[i].pool ? !be_maxpool_fits(&mp) : conv_make(d, t, s, i) != 0)
+            return -1;
     }
     s->ok = 1;
     return 0;
+}
+
+/* Shape for the input's padding: head and tail rows of v. NULL: run whole; *all set (and
+ * NULL) when the input is all padding. */
+static shape_t *shape_for(be_dnnl_t *d, be_dnnl_tail_t *t, const float *input, float *v, int *all)
+{
+    const link_t *k0 = &t->links[0], *k1 = &t->links[1];
+    int head, tail, lo, hi;
+    /* the padding's value: the bottom-left pixel's, else the top-left one's */
+    *v = input[(size_t)(k0->h - 1) * k0->w];
+    pad_rows(t, input, k0->c, k0->h, k0->w, *v, &head, &tail);
+    if (tail == 0) {
+        *v = input[0];
+        pad_rows(t, input, k0->c, k0->h, k0->w, *v, &head, &tail);
+    }
+    band_out(k0, head, k0->h - tail, &lo, &hi);
+    band_out(k1, lo, hi, &lo, &hi);
+    if ((*all = lo >= hi) != 0) /* a black frame, say: the reference is the output */
+        return NULL;
+    lo = lo / STEP;
+    hi = (hi + STEP - 1) / STEP;
+    int rows = hi * STEP < k1->oh ? hi * STEP - lo * STEP : k1->oh - lo * STEP;
+    if (k1->oh - rows < SKIP_MIN)
+        return NULL;
+    shape_t *s = &t->shapes[lo * (t->nsteps + 1) + hi];
+    if (!s->tried && shape_make(d, t, s, lo * STEP, hi * STEP < k1->oh ? hi * STEP : k1->oh) != 0)
+        s->ok = 0;
+    return s->ok ? s : NULL;
+}
+
+/* The last link's steps after its own, on its whole output (as dnnl.c's run_steps). */
+static int run_extra(be_dnnl_t *d, const link_t *last)
+{
+    for (int j = 1; j <= last->extra; j++) {
+        step_t *st = &last->st[j];
+        if (dnnl_primitive_execute(st->prim, d->st, st->nargs, st->args) != dnnl_success)
+            return 0;
+    }
+    return dnnl_stream_wait(d->st) == dnnl_success;
 }
 
 int be_dnnl_tail_run(be_dnnl_t *d, const float *input)
 {
     be_dnnl_tail_t *t = d->tail;
     const link_t *k0 = &t->links[0], *last = &t->links[t->n - 1];
-    int a = content_rows(t, input, k0->c, k0->h, k0->w);
-    int e1 = first_equal(&t->links[1], first_equal(k0, a));
-    int rows1 = (e1 + TAIL_STEP - 1) / TAIL_STEP * TAIL_STEP;
-    if (rows1 > t->links[1].oh - TAIL_MIN)
+    float v;
+    int all = 0;
+    shape_t *s = shape_for(d, t, input, &v, &all);
+    const ref_t *ref = s != NULL || all ? ref_for(d, t, v) : NULL;
+    if (ref == NULL)
         return 0;
-    shape_t *s = &t->shapes[rows1 / TAIL_STEP];
-    if (!s->tried && shape_make(d, t, s, rows1 > 0 ? rows1 : 1) != 0)
-        s->ok = 0;
-    if (!s->ok)
-        return 0;
-    /* the input's rows, dense (oneDNN runs a strided view on its reference kernel), in
+    dnnl_memory_set_data_handle(d->input, (void *)input); /* ref_for may have moved it */
+    if (all) {
+        memcpy(last->out, ref->out, (size_t)last->oc * last->oh * last->ow * sizeof(float));
+        d->tail_rows = last->oh;
+        return run_extra(d, last);
+    }
+    /* the input's band, dense (oneDNN runs a strided view on its reference kernel), in
      * COPY_PARTS pieces a channel over the team: serial, it took much of what the skip saved */
-    size_t n = (size_t)s->rows_in * k0->w, part = (n + COPY_PARTS - 1) / COPY_PARTS;
+    size_t n = (size_t)(s->in_hi - s->in_lo) * k0->w, part = (n + COPY_PARTS - 1) / COPY_PARTS;
+    const float *from = input + (size_t)s->in_lo * k0->w;
 #pragma omp parallel for num_threads(d->threads) schedule(static) if (d->threads > 1)
     for (int j = 0; j < k0->c * COPY_PARTS; j++) {
         size_t ch = (size_t)(j / COPY_PARTS), lo = (size_t)(j % COPY_PARTS) * part;
         size_t len = lo >= n ? 0 : n - lo < part ? n - lo : part;
-        memcpy(t->in + ch * n + lo, input + ch * k0->h * k0->w + lo, len * sizeof(float));
+        memcpy(t->in + ch * n + lo, from + ch * k0->h * k0->w + lo, len * sizeof(float));
     }
     for (int i = 0; i < t->n; i++) {
         const link_t *k = &t->links[i];
         if (k->pool) {
-            be_maxpool_t mp = pool_geometry(t, s, i);
-            be_maxpool_blocked(&mp, t->links[i - 1].out, k->out, d->threads);
+            size_t at;
+            be_maxpool_t mp = pool_geometry(t, s, i, &at);
+            be_maxpool_blocked(&mp, t->links[i - 1].out, (float *)k->out + at, d->threads);
             continue;
         }
         dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, s->src[i]},
@@ -334,18 +450,19 @@ int be_dnnl_tail_run(be_dnnl_t *d, const float *input)
             dnnl_stream_wait(d->st) != dnnl_success)
             return 0; /* nothing written that the whole layers will not write again */
     }
-    /* the last output's other rows, every channel block, from the all-zero input's */
-    int blk = last->st->pool.blk, rows = s->rows[t->n - 1];
+    /* the last output's rows outside the band, every channel block, from the reference */
+    int blk = last->st->pool.blk, lo = s->lo[t->n - 1], hi = s->hi[t->n - 1];
     size_t row = (size_t)last->ow * blk;
-    int tail = last->oh - rows, items = last->oc / blk * tail;
+    int other = last->oh - (hi - lo), items = last->oc / blk * other;
     float *out = last->out;
 #pragma omp parallel for num_threads(d->threads) schedule(static) if (d->threads > 1)
     for (int j = 0; j < items; j++) {
-        size_t at = ((size_t)(j / tail) * last->oh + rows + j % tail) * row;
-        memcpy(out + at, t->zero_out + at, row * sizeof(float));
+        int y = j % other;
+        size_t at = ((size_t)(j / other) * last->oh + (y < lo ? y : y - lo + hi)) * row;
+        memcpy(out + at, ref->out + at, row * sizeof(float));
     }
-    d->tail_rows = tail;
-    return 1;
+    d->tail_rows = other;
+    return run_extra(d, last);
 }
 
 int be_dnnl_tail_layers(const be_dnnl_t *d)
@@ -357,15 +474,16 @@ void be_dnnl_tail_destroy(be_dnnl_tail_t *t)
 {
     if (t == NULL)
         return;
-    for (int i = 0; i < t->nshapes; i++)
+    for (int i = 0; i < t->nsteps * (t->nsteps + 1); i++)
         for (int j = 0; j < CHAIN_MAX; j++) {
             dnnl_primitive_destroy(t->shapes[i].prim[j]);
             dnnl_memory_destroy(t->shapes[i].src[j]);
             dnnl_memory_destroy(t->shapes[i].dst[j]);
         }
+    for (int i = 0; i < REFS; i++)
+        free(t->refs[i].out);
     free(t->in);
-    free(t->zero);
-    free(t->zero_out);
+    free(t->row);
     free(t);
 }
 

@@ -9,12 +9,13 @@ int be_maxpool_fits(const be_maxpool_t *p)
 {
     if ((p->blk != 1 && p->blk != 8 && p->blk != 16) || p->c <= 0 || p->c % p->blk != 0 ||
         p->h <= 0 || p->w <= 0 || p->out_h <= 0 || p->out_w <= 0 || p->size <= 0 ||
-        p->stride <= 0 || p->pad < 0 || p->rows < 0 || p->rows > p->out_h)
+        p->stride <= 0 || p->pad < 0 || p->rows < 0 || p->rows > p->out_h || p->shift < 0 ||
+        p->shift > 1 << 24)
         return 0;
     /* The last window must start inside the input (the first starts at -pad/2 > -size). */
     int off = -(p->pad / 2), oh = p->rows > 0 ? p->rows : p->out_h;
-    if (off + p->size <= 0 || off + (oh - 1) * p->stride >= p->h ||
-        off + (p->out_w - 1) * p->stride >= p->w)
+    if (off + p->size <= 0 || off + p->shift + p->size <= 0 ||
+        off + p->shift + (oh - 1) * p->stride >= p->h || off + (p->out_w - 1) * p->stride >= p->w)
         return 0;
     /* and the offsets must stay inside int: h, w, stride come from a parsed cfg */
     if ((long long)p->out_h * p->stride > 1 << 24 || (long long)p->out_w * p->stride > 1 << 24)
@@ -31,7 +32,7 @@ static inline void pool_row(const be_maxpool_t *p, const float *in, float *out, 
     const int off = -(p->pad / 2);
     const float *src = in + (size_t)cb * h * w * B;
     float *o = out + ((size_t)cb * p->out_h + oy) * ow * B;
-    int y0 = off + oy * s, y1 = y0 + size;
+    int y0 = off + p->shift + oy * s, y1 = y0 + size;
     if (y0 < 0)
         y0 = 0;
     if (y1 > h)

@@ -16,11 +16,13 @@ typedef struct {
     int blk;          /* channels per block: 1, 8 or 16 */
     int rows;         /* output rows computed, from the top (0: all out_h); the others are left
                        * as they are. A block's rows are still out_h apart (dnnl_tail.c) */
+    int shift;        /* added to every window's first row: `in` is a band of a taller input
+                       * (dnnl_tail.c); 0 otherwise */
 } be_maxpool_t;
 
 /* 1 when be_maxpool_blocked takes this geometry: blk 1, 8 or 16, c a positive multiple of blk,
- * every size positive, rows in 0..out_h, and every window computed holding at least one input
- * cell. Pure function. */
+ * every size positive, rows in 0..out_h, shift >= 0, and every window computed holding at
+ * least one input cell. Pure function. */
 int be_maxpool_fits(const be_maxpool_t *p);
 
 /* out = the max-pool of in (both blocked as above, c x h x w and c x out_h x out_w floats,

@@ -611,10 +611,10 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
         be_model_free(bm);
         if (o->bf16)
             agree_precision(&mo, im, dfr->jpeg, dfr->len, dfr->n, dwhat, m);
-        /* only face-api's padding leaves the rows of zeros backend/dnnl_tail.c skips */
-        for (int th = 1; prep_mode == BE_PREP_FACEAPI && th <= o->max_threads; th++)
-            tail_report(net, th, fr->input, fr->n, im, prep_mode, dfr->jpeg, dfr->len, dfr->n,
-                        dwhat, o->reps, m);
+        /* the padding shortcut (backend/dnnl_tail.c); dfr may be the photos themselves */
+        for (int th = 1; th <= o->max_threads; th++)
+            tail_report(net, th, fr->input, fr->n, im, prep_mode, dfr->jpeg, dfr->len,
+                        dfr != fr ? dfr->n : 0, dwhat, o->reps, m);
     }
     if (ocv != NULL)
         ocv_destroy(ocv);

@@ -1,4 +1,4 @@
-/* The zero-tail shortcut's saving (tail.h). */
+/* The padding shortcut's saving (tail.h). */
 #include "tail.h"
 
 #include <stdlib.h>
@@ -37,7 +37,7 @@ static void measure(be_dnnl_t *with, be_dnnl_t *without, network *net, float *co
     double on = median(t[1], k), off = median(t[0], k);
     int last = be_dnnl_tail_layers(with) - 1;
     int rows = last > 0 ? net->layers[last].out_h * n : 1;
-    say("zero tail, %d thread%s, %d %s: network %.2f vs %.2f ms with / without the shortcut "
+    say("padding shortcut, %d thread%s, %d %s: network %.2f vs %.2f ms with / without the shortcut "
         "(%.3f), layers 0-%d, %.0f%% of layer %d's rows copied, output %s\n",
         threads, threads > 1 ? "s" : "", n, what, on, off, on / off, last, 100.0 * filled / rows,
         last, same ? "the same bit for bit" : "DIFFERENT");
@@ -62,9 +62,9 @@ void tail_report(network *net, int threads, float *const *photos, int n_photos, 
     be_dnnl_t *with = NULL, *without = NULL;
     float *in[MAX_SET] = {0};
     int nin = 0, in_w[MAX_SET], in_h[MAX_SET];
-    cJSON *arr = cJSON_GetObjectItem(m, "zero_tail");
+    cJSON *arr = cJSON_GetObjectItem(m, "padding_shortcut");
     if (arr == NULL)
-        arr = cJSON_AddArrayToObject(m, "zero_tail");
+        arr = cJSON_AddArrayToObject(m, "padding_shortcut");
     if (be_dnnl_create(&with, net, threads, 0, err, sizeof err) != 0)
         goto out;
     be_dnnl_refuse_tail(1);
@@ -85,7 +85,8 @@ void tail_report(network *net, int threads, float *const *photos, int n_photos, 
         } else
             free(in[nin]), in[nin] = NULL;
     }
-    measure(with, without, net, in, nin, reps, what, threads, arr);
+    if (nin > 0)
+        measure(with, without, net, in, nin, reps, what, threads, arr);
     /* and those of them that are 16:9, as most cameras send */
     float *wide[MAX_SET];
     int nwide = 0;

@@ -1,4 +1,4 @@
-/* What the oneDNN engine's zero-tail shortcut (backend/dnnl_tail.c) saves: the network with it
+/* What the oneDNN engine's padding shortcut (backend/dnnl_tail.c) saves: the network with it
  * and with it refused, in turn frame by frame, on the frames given. Main thread only. */
 #ifndef FG_BENCH_TAIL_H
 #define FG_BENCH_TAIL_H
@@ -13,7 +13,7 @@
 /* Times `net` on the oneDNN engine at `threads`, with and without the shortcut, `reps` rounds
  * over two sets of frames: `photos` (network inputs already made, n_photos) and the JPEGs
  * jpeg[0..n) made into inputs here with `prep` by `im`, checking that both engines give the
- * same output bit for bit. One line per set (say), and "zero_tail" in m. */
+ * same output bit for bit. One line per set (say), and "padding_shortcut" in m. */
 void tail_report(network *net, int threads, float *const *photos, int n_photos, be_image_t *im,
                  be_prep_t prep, unsigned char *const *jpeg, const size_t *len, int n,
                  const char *what, int reps, cJSON *m);

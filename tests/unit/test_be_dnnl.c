@@ -37,9 +37,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    const char *files[] = {"yolov3-tiny.cfg", "yolov2-tiny.cfg", "tiny.cfg",
-                           "dw.cfg",          "b4.cfg",          "stop.cfg",
-                           "face.cfg",        "tail_face.cfg",   "tail_strided.cfg"};
+    const char *files[] = {"yolov3-tiny.cfg",  "yolov2-tiny.cfg", "tiny.cfg", "dw.cfg",
+                           "b4.cfg",           "stop.cfg",        "face.cfg", "tail_face.cfg",
+                           "tail_strided.cfg", "tail_route.cfg"};
     char path[160];
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
@@ -196,8 +196,8 @@ static void compare(network *net, const char *name, int min_onednn, int min_wino
         print_message("%s (%s, %d thread%s): %d layers, %d run by the engine, %d as Winograd, %d "
                       "max-pools by framegate's loop, worst rel %.2g\n",
                       name, all ? "every layer" : "serving", threads, threads > 1 ? "s" : "",
-                      net->n, be_dnnl_layers(d),
-                      be_dnnl_winograd_layers(d), be_dnnl_own_pool_layers(d), worst);
+                      net->n, be_dnnl_layers(d), be_dnnl_winograd_layers(d),
+                      be_dnnl_own_pool_layers(d), worst);
         be_dnnl_destroy(d);
         for (int i = 0; i < net->n; i++)
             memset(net->layers[i].output, 0xff, (size_t)net->layers[i].outputs * sizeof(float));
@@ -262,26 +262,32 @@ static void test_depthwise_and_edges(void **state)
     free_network(net);
 }
 
-/* The zero-tail shortcut (dnnl_tail.c): dog.jpg, letterboxed, with its rows from `cut` down
- * set to zero as face-api's padding leaves them, through the engine with the shortcut and with
- * it refused: the outputs must be the same bit for bit (and within TOL of stock darknet), and
- * the shortcut must have run whenever the zeros leave TAIL_MIN pool rows or more. The cuts go
- * up and down on one engine, so a pass after a larger or smaller tail, or after a whole one,
- * must not see another pass's rows. */
-static void tail_case(const char *cfg_text, const char *file, const int *cuts, int ncuts,
-                      int layers, int min_rows_at_0)
+/* The padding shortcut (dnnl_tail.c): dog.jpg resized to the whole input, then rows [0, head)
+ * and [cut, h) set to v (face-api pads below with 0, darknet's letterbox above and below with
+ * 0.5), through the engine with the shortcut and with it refused: the outputs must be the same
+ * bit for bit (and within TOL of stock darknet), and the shortcut must have run whenever half
+ * the rows or more are padding. The cases go up and down on one engine, so a pass after a
+ * larger or smaller band, another value, or a whole pass must not see another pass's rows. */
+typedef struct {
+    int head, cut;
+    float v;
+} pad_case_t;
+
+static void tail_case(const char *cfg_text, const char *file, const pad_case_t *cases, int ncases,
+                      int layers)
 {
     char cfg[160], why[200];
     network *net = make_net(write_cfg(file, cfg_text, cfg, sizeof cfg), 5);
     image im = load_image_color(DOG, 0, 0);
-    image sized = letterbox_image(im, net->w, net->h);
+    image sized = resize_image(im, net->w, net->h);
     size_t plane = (size_t)net->w * net->h;
     float *in = malloc(plane * 3 * sizeof(float)), *ref = malloc(net->outputs * sizeof(float));
     assert_non_null(in);
     assert_non_null(ref);
+    int last_h = net->layers[layers - 1].out_h;
     for (int threads = 1; threads <= 2; threads++) {
         be_dnnl_t *d = NULL, *whole = NULL;
-        be_dnnl_own_pool(1); /* the shortcut's pool is framegate's loop (on AVX-512 too) */
+        be_dnnl_own_pool(1); /* the chain's pools are framegate's loop (on AVX-512 too) */
         assert_int_equal(be_dnnl_create(&d, net, threads, 0, why, sizeof why), 0);
         be_dnnl_refuse_tail(1);
         assert_int_equal(be_dnnl_create(&whole, net, threads, 0, why, sizeof why), 0);
@@ -289,31 +295,34 @@ static void tail_case(const char *cfg_text, const char *file, const int *cuts, i
         be_dnnl_own_pool(-1);
         assert_int_equal(be_dnnl_tail_layers(d), layers);
         assert_int_equal(be_dnnl_tail_layers(whole), 0);
-        for (int k = 0; k < ncuts; k++) {
-            int cut = cuts[k];
+        for (int k = 0; k < ncases; k++) {
+            const pad_case_t *pc = &cases[k];
             memcpy(in, sized.data, plane * 3 * sizeof(float));
             for (int c = 0; c < 3; c++)
-                memset(in + c * plane + (size_t)cut * net->w, 0,
-                       (size_t)(net->h - cut) * net->w * sizeof(float));
+                for (int y = 0; y < net->h; y++)
+                    for (int x = 0; y < pc->head || y >= pc->cut ? x < net->w : 0; x++)
+                        in[c * plane + (size_t)y * net->w + x] = pc->v;
             memcpy(ref, be_dnnl_predict_stop(whole, in, NULL, NULL), net->outputs * sizeof(float));
             assert_int_equal(be_dnnl_tail_rows(whole), 0);
             const float *out = be_dnnl_predict_stop(d, in, NULL, NULL);
-            int rows = be_dnnl_tail_rows(d);
-            print_message("%s, %d thread%s, zeros from row %d: %d rows of layer %d copied\n",
-                          file, threads, threads > 1 ? "s" : "", cut, rows, layers - 1);
+            int rows = be_dnnl_tail_rows(d), padding = pc->head + net->h - pc->cut;
+            print_message("%s, %d thread%s, rows [0, %d) and [%d, %d) = %g: %d rows of layer %d "
+                          "copied\n",
+                          file, threads, threads > 1 ? "s" : "", pc->head, pc->cut, net->h, pc->v,
+                          rows, layers - 1);
             if (memcmp(out, ref, net->outputs * sizeof(float)) != 0)
-                fail_msg("%s: zeros from row %d: the shortcut's output differs (rel %g)", file, cut,
+                fail_msg("%s: case %d: the shortcut's output differs (rel %g)", file, k,
                          rel_diff(out, ref, net->outputs));
-            if (cut == 0)
-                assert_true(rows >= min_rows_at_0);
-            else if (cut == net->h)
+            if (padding >= net->h)
+                assert_int_equal(rows, last_h); /* all padding: nothing computed */
+            else if (padding == 0)
                 assert_int_equal(rows, 0);
-            else if (cut <= net->h / 2)
+            else if (padding >= net->h / 2)
                 assert_true(rows > 0);
             float *stock = network_predict(net, in);
             double r = rel_diff(out, stock, net->outputs);
             if (!(r <= TOL))
-                fail_msg("%s: zeros from row %d: rel %g of stock darknet", file, cut, r);
+                fail_msg("%s: case %d: rel %g of stock darknet", file, k, r);
         }
         be_dnnl_destroy(d);
         be_dnnl_destroy(whole);
@@ -329,7 +338,7 @@ static void test_zero_tail(void **state)
 {
     (void)state;
     /* The face model's head: a 'valid' 3x3, a 2x2 pool, a separable pair, a pool (the
-     * chain's end: 32 rows), on 160 x 128. */
+     * chain's end), on 160 x 128. */
     static const char face[] =
         "[net]\nbatch=1\nsubdivisions=1\nwidth=160\nheight=128\nchannels=3\n"
         "[convolutional]\nbatch_normalize=1\nfilters=16\nsize=3\nstride=1\npad=0\n"
@@ -341,18 +350,36 @@ static void test_zero_tail(void **state)
         "activation=leaky\n"
         "[maxpool]\nsize=2\nstride=2\n"
         "[convolutional]\nfilters=10\nsize=1\nstride=1\npad=0\nactivation=linear\n";
-    static const int face_cuts[] = {128, 40, 0, 97, 17, 128, 64, 1, 100, 63};
-    tail_case(face, "tail_face.cfg", face_cuts, sizeof face_cuts / sizeof face_cuts[0], 5, 31);
-    /* 'same' padding and stride 2 into a 3x3 pool (window at -1): other row arithmetic. */
+    static const pad_case_t face_cases[] = {
+        {0, 128, 0},  {0, 40, 0},      {0, 0, 0},       {0, 97, 0}, {0, 17, 0},      {0, 128, 0},
+        {0, 64, 0},   {0, 1, 0},       {0, 100, 0},     {0, 63, 0}, {20, 108, 0.5f}, {40, 41, 0.5f},
+        {0, 0, 0.5f}, {33, 128, 0.5f}, {50, 90, 0.25f}, {0, 40, 0}};
+    tail_case(face, "tail_face.cfg", face_cases, sizeof face_cases / sizeof face_cases[0], 5);
+    /* 'same' padding and stride 2 into a 3x3 stride-1 pool (window at -1, both ways). */
     static const char strided[] =
         "[net]\nbatch=1\nsubdivisions=1\nwidth=96\nheight=160\nchannels=3\n"
         "[convolutional]\nbatch_normalize=1\nfilters=8\nsize=3\nstride=2\npad=1\n"
         "activation=relu\n"
         "[maxpool]\nsize=3\nstride=1\n"
         "[convolutional]\nfilters=8\nsize=3\nstride=1\npad=1\nactivation=logistic\n";
-    static const int strided_cuts[] = {0, 33, 160, 2, 80, 31, 159};
-    tail_case(strided, "tail_strided.cfg", strided_cuts,
-              sizeof strided_cuts / sizeof strided_cuts[0], 2, 64);
+    static const pad_case_t strided_cases[] = {{0, 0, 0},        {0, 33, 0},     {0, 160, 0},
+                                               {0, 2, 0},        {0, 80, 0},     {0, 31, 0},
+                                               {44, 116, 0.5f},  {1, 159, 0.5f}, {79, 81, 0.5f},
+                                               {100, 160, 0.5f}, {0, 0, 0.5f},   {0, 159, 0}};
+    tail_case(strided, "tail_strided.cfg", strided_cases,
+              sizeof strided_cases / sizeof strided_cases[0], 2);
+    /* a pool that darknet's own code reads next (a route): the chain's end, copied to
+     * darknet's buffer after the shortcut */
+    static const char route[] =
+        "[net]\nbatch=1\nsubdivisions=1\nwidth=128\nheight=96\nchannels=3\n"
+        "[convolutional]\nbatch_normalize=1\nfilters=16\nsize=3\nstride=1\npad=1\n"
+        "activation=leaky\n"
+        "[maxpool]\nsize=2\nstride=2\n"
+        "[route]\nlayers=-1\n"
+        "[convolutional]\nfilters=8\nsize=1\nstride=1\npad=0\nactivation=linear\n";
+    static const pad_case_t route_cases[] = {
+        {0, 40, 0}, {20, 76, 0.5f}, {0, 0, 0.5f}, {0, 96, 0}, {30, 96, 0.5f}};
+    tail_case(route, "tail_route.cfg", route_cases, sizeof route_cases / sizeof route_cases[0], 2);
 }
 
 static int stop_after(void *arg)
@@ -420,12 +447,9 @@ int main(int argc, char **argv)
         return be_dnnl_create(&d, &net, 1, 0, why, sizeof why) == PROTO_EINVAL ? 0 : 1;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_yolov3_tiny),
-        cmocka_unit_test(test_yolov2_tiny),
-        cmocka_unit_test(test_depthwise_and_edges),
-        cmocka_unit_test(test_zero_tail),
-        cmocka_unit_test(test_stop_between_layers),
-        cmocka_unit_test(test_omp_env),
+        cmocka_unit_test(test_yolov3_tiny),         cmocka_unit_test(test_yolov2_tiny),
+        cmocka_unit_test(test_depthwise_and_edges), cmocka_unit_test(test_zero_tail),
+        cmocka_unit_test(test_stop_between_layers), cmocka_unit_test(test_omp_env),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

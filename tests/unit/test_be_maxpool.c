@@ -2,8 +2,8 @@
  * -pad/2, cells outside never win): every geometry darknet's [maxpool] makes from size, stride
  * and its default padding (size - 1), on even and odd sizes, on NCHW and on 8- and 16-channel
  * blocks, on 1 and 2 threads, must give the same floats bit for bit (a max is exact). Values
- * include negatives, ties and -0.0; with `rows`, only the top rows are written, from only the
- * input rows they read. be_maxpool_fits refuses what the loop cannot take. The same
+ * include negatives, ties and -0.0; with `rows` and `shift`, only a band of rows is written,
+ * from only the input rows it reads. be_maxpool_fits refuses what the loop cannot take. The same
  * loop inside the oneDNN engine is held to stock darknet's layers by test_be_dnnl. */
 #include <float.h>
 #include <setjmp.h>
@@ -108,66 +108,72 @@ static void test_face_model_first_pool(void **state)
     check(128, 52, 52, 2, 2, 1, 1); /* NCHW: yolov3-tiny's after a fast.c Winograd layer */
 }
 
-/* rows = k (the oneDNN engine's zero-tail shortcut): the input is only the rows the top k
- * output rows read, dense; those k rows of every block are darknet's, the others untouched. */
-static void test_top_rows(void **state)
+/* rows = k and shift (the oneDNN engine's padding shortcut): output rows [lo, lo + k) from
+ * a band holding only the input rows they read, dense, written at row lo of a whole output:
+ * those rows of every block are darknet's, the others untouched. */
+static void test_band_rows(void **state)
 {
     (void)state;
     static const int geo[][2] = {{2, 2}, {3, 1}, {3, 2}}; /* size, stride */
     for (size_t g = 0; g < sizeof geo / sizeof geo[0]; g++)
-        for (int k = 1; k <= 9; k += 4)
-            for (int blk = 1; blk <= 16; blk = blk == 1 ? 8 : blk + 8) {
-                int c = blk == 1 ? 3 : 2 * blk, h = 40, w = 21, size = geo[g][0], s = geo[g][1];
-                int pad = size - 1, off = -(pad / 2);
-                be_maxpool_t p = {.c = c,
-                                  .h = h,
-                                  .w = w,
-                                  .out_h = (h + pad - size) / s + 1,
-                                  .out_w = (w + pad - size) / s + 1,
-                                  .size = size,
-                                  .stride = s,
-                                  .pad = pad,
-                                  .blk = blk};
-                int hk = (k - 1) * s + off + size; /* rows the top k output rows read */
-                size_t ni = (size_t)c * h * w, nk = (size_t)c * hk * w;
-                size_t no = (size_t)c * p.out_h * p.out_w;
-                float *in = malloc(ni * sizeof *in), *top = malloc(nk * sizeof *top);
-                float *topb = malloc(nk * sizeof *topb), *ref = malloc(no * sizeof *ref);
-                float *refb = malloc(no * sizeof *refb), *out = malloc(no * sizeof *out);
-                assert_true(in && top && topb && ref && refb && out);
-                for (size_t i = 0; i < ni; i++)
-                    in[i] = (float)((int)((i * 2654435761u) >> 9) % 31 - 12) * 0.5f;
-                reference(&p, in, ref);
-                to_blocked(ref, refb, c, p.out_h, p.out_w, blk);
-                for (int ch = 0; ch < c; ch++)
-                    memcpy(top + (size_t)ch * hk * w, in + (size_t)ch * h * w,
-                           (size_t)hk * w * sizeof(float));
-                to_blocked(top, topb, c, hk, w, blk);
-                be_maxpool_t q = p;
-                q.h = hk;
-                q.rows = k;
-                assert_true(be_maxpool_fits(&q));
-                for (size_t i = 0; i < no; i++)
-                    out[i] = 12345.0f;
-                be_maxpool_blocked(&q, topb, out, 2);
-                size_t row = (size_t)p.out_w * blk;
-                for (int cb = 0; cb < c / blk; cb++)
-                    for (int y = 0; y < p.out_h; y++) {
-                        const float *o = out + ((size_t)cb * p.out_h + y) * row;
-                        const float *r = refb + ((size_t)cb * p.out_h + y) * row;
-                        for (size_t i = 0; i < row; i++)
-                            if (y < k ? memcmp(&o[i], &r[i], sizeof(float)) != 0 : o[i] != 12345.0f)
-                                fail_msg("size %d stride %d blk %d rows %d: block %d row %d "
-                                         "differs",
-                                         size, s, blk, k, cb, y);
-                    }
-                free(in);
-                free(top);
-                free(topb);
-                free(ref);
-                free(refb);
-                free(out);
-            }
+        for (int lo = 0; lo <= 3; lo += 3)
+            for (int k = 1; k <= 9; k += 4)
+                for (int blk = 1; blk <= 16; blk = blk == 1 ? 8 : blk + 8) {
+                    int c = blk == 1 ? 3 : 2 * blk, h = 40, w = 21, size = geo[g][0];
+                    int s = geo[g][1], pad = size - 1, off = -(pad / 2);
+                    be_maxpool_t p = {.c = c,
+                                      .h = h,
+                                      .w = w,
+                                      .out_h = (h + pad - size) / s + 1,
+                                      .out_w = (w + pad - size) / s + 1,
+                                      .size = size,
+                                      .stride = s,
+                                      .pad = pad,
+                                      .blk = blk};
+                    /* the input rows [ilo, ihi) that rows [lo, lo + k) read */
+                    int ilo = lo * s + off > 0 ? lo * s + off : 0;
+                    int ihi = (lo + k - 1) * s + off + size, hk = ihi - ilo;
+                    size_t ni = (size_t)c * h * w, nk = (size_t)c * hk * w;
+                    size_t no = (size_t)c * p.out_h * p.out_w, row = (size_t)p.out_w * blk;
+                    float *in = malloc(ni * sizeof *in), *band = malloc(nk * sizeof *band);
+                    float *bandb = malloc(nk * sizeof *bandb), *ref = malloc(no * sizeof *ref);
+                    float *refb = malloc(no * sizeof *refb), *out = malloc(no * sizeof *out);
+                    assert_true(in && band && bandb && ref && refb && out);
+                    for (size_t i = 0; i < ni; i++)
+                        in[i] = (float)((int)((i * 2654435761u) >> 9) % 31 - 12) * 0.5f;
+                    reference(&p, in, ref);
+                    to_blocked(ref, refb, c, p.out_h, p.out_w, blk);
+                    for (int ch = 0; ch < c; ch++)
+                        memcpy(band + (size_t)ch * hk * w, in + ((size_t)ch * h + ilo) * w,
+                               (size_t)hk * w * sizeof(float));
+                    to_blocked(band, bandb, c, hk, w, blk);
+                    be_maxpool_t q = p;
+                    q.h = hk;
+                    q.rows = k;
+                    q.shift = lo * s - ilo;
+                    assert_true(be_maxpool_fits(&q));
+                    for (size_t i = 0; i < no; i++)
+                        out[i] = 12345.0f;
+                    be_maxpool_blocked(&q, bandb, out + (size_t)lo * row, 2);
+                    for (int cb = 0; cb < c / blk; cb++)
+                        for (int y = 0; y < p.out_h; y++) {
+                            const float *o = out + ((size_t)cb * p.out_h + y) * row;
+                            const float *r = refb + ((size_t)cb * p.out_h + y) * row;
+                            int in_band = y >= lo && y < lo + k;
+                            for (size_t i = 0; i < row; i++)
+                                if (in_band ? memcmp(&o[i], &r[i], sizeof(float)) != 0
+                                            : o[i] != 12345.0f)
+                                    fail_msg("size %d stride %d blk %d rows [%d, %d): block %d "
+                                             "row %d differs",
+                                             size, s, blk, lo, lo + k, cb, y);
+                        }
+                    free(in);
+                    free(band);
+                    free(bandb);
+                    free(ref);
+                    free(refb);
+                    free(out);
+                }
 }
 
 static void test_fits(void **state)
@@ -215,6 +221,10 @@ static void test_fits(void **state)
     p.rows = 1;
     p.h = 2;
     assert_true(be_maxpool_fits(&p));
+    p.shift = 2; /* row 0's window would begin past the band */
+    assert_false(be_maxpool_fits(&p));
+    p.shift = -1;
+    assert_false(be_maxpool_fits(&p));
 }
 
 int main(void)
@@ -222,7 +232,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_darknet_geometries),
         cmocka_unit_test(test_face_model_first_pool),
-        cmocka_unit_test(test_top_rows),
+        cmocka_unit_test(test_band_rows),
         cmocka_unit_test(test_fits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
