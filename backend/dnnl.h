@@ -96,19 +96,20 @@ void be_dnnl_own_pool(int mode);
 int be_dnnl_own_pool_layers(const be_dnnl_t *d);
 
 /* When the network starts with a chain of convolutions and max-pools run by that loop, each
- * reading the one before, and a pass's input ends in rows of zeros (face-api's padding below
- * a landscape frame), the chain computes only the rows that can differ from an all-zero
- * input's, and its last output's other rows are copied from that input's, computed once
- * (backend/dnnl_tail.c; the output is the same, bit for bit). Nonzero makes the engines
- * created after it run those layers whole. Process-wide, for tests and the bench; call it
- * with no engine being created. */
+ * reading the one before, and a pass's input is padded above and/or below with rows of one
+ * value (face-api's zeros below a landscape frame, darknet's letterbox's 0.5 above and below),
+ * the chain computes only the band of rows that can differ from an input of that value
+ * everywhere, and its last output's other rows are copied from that input's output, computed
+ * once per value (backend/dnnl_tail.c; the output is the same, bit for bit). Nonzero makes the
+ * engines created after it run those layers whole. Process-wide, for tests and the bench; call
+ * it with no engine being created. */
 void be_dnnl_refuse_tail(int on);
 
 /* How many layers (0 .. n-1) that chain has: 0 when the engine has none. Pure function. */
 int be_dnnl_tail_layers(const be_dnnl_t *d);
 
 /* Rows of the chain's last output the last pass copied instead of computing them (0: the
- * layers ran whole). Pure function. */
+ * layers ran whole; all of them for an input that is all padding). Pure function. */
 int be_dnnl_tail_rows(const be_dnnl_t *d);
 
 /* What GOMP_SPINCOUNT be_dnnl_omp_env picks: an idle OpenMP thread spins this many pause

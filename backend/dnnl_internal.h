@@ -1,5 +1,5 @@
 /* The oneDNN engine's insides, shared by dnnl.c (building and running the plan) and
- * dnnl_tail.c (its zero-tail shortcut for the first layers). Not an API:
+ * dnnl_tail.c (its padding shortcut for the first layers). Not an API:
  * only those two files include it, and only in a build with oneDNN (FG_HAVE_DNNL). Same
  * thread rules as dnnl.h: one thread at a time per engine. */
 #ifndef BE_DNNL_INTERNAL_H
@@ -59,7 +59,7 @@ int be_dnnl_tail_create(be_dnnl_t *d);
 
 /* Runs layers 0 .. be_dnnl_tail_layers(d) - 1 for `input` (the pass's input, already set on
  * d->input) with the shortcut, and returns 1; or returns 0 having done nothing that matters
- * (the rows of zeros are too few, or a primitive for them could not be made): the caller runs
+ * (too few rows are padding, or a primitive for them could not be made): the caller runs
  * those layers whole. Sets d->tail_rows. */
 int be_dnnl_tail_run(be_dnnl_t *d, const float *input);
 

@@ -416,9 +416,9 @@ int be_dnnl_tail_run(be_dnnl_t *d, const float *input)
     int all = 0;
     shape_t *s = shape_for(d, t, input, &v, &all);
     const ref_t *ref = s != NULL || all ? ref_for(d, t, v) : NULL;
+    dnnl_memory_set_data_handle(d->input, (void *)input); /* ref_for may have moved it */
     if (ref == NULL)
         return 0;
-    dnnl_memory_set_data_handle(d->input, (void *)input); /* ref_for may have moved it */
     if (all) {
         memcpy(last->out, ref->out, (size_t)last->oc * last->oh * last->ow * sizeof(float));
         d->tail_rows = last->oh;
