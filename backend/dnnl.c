@@ -747,7 +747,7 @@ static int create(be_dnnl_t **out, network *net, int threads, int all_outputs, i
             goto out;
         d->plan[i].count = d->nsteps - d->plan[i].first;
     }
-    /* only ever a saving: without it (no memory, refused) layers 0 and 1 run whole */
+    /* only ever a saving: without it (no memory, refused) the first layers run whole */
     (void)be_dnnl_tail_create(d);
     rv = 0;
 out:

@@ -53,8 +53,8 @@ struct be_dnnl {
 };
 
 /* Sets up the shortcut for d's finished plan when it applies (d->tail stays NULL when not,
- * or when refused by be_dnnl_refuse_tail). 0, or PROTO_ENOMEM / PROTO_EINVAL (the caller
- * then builds no shortcut and carries on: it is only ever a saving). */
+ * or when refused by be_dnnl_refuse_tail). 0, or PROTO_ENOMEM (the caller then builds no
+ * shortcut and carries on: it is only ever a saving). */
 int be_dnnl_tail_create(be_dnnl_t *d);
 
 /* Runs layers 0 .. be_dnnl_tail_layers(d) - 1 for `input` (the pass's input, already set on

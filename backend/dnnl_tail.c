@@ -272,16 +272,10 @@ static int dense(dnnl_memory_t *m, dnnl_memory_desc_t *md, int c, int rows, int 
 }
 
 /* Link i's input band: [ilo, ihi) of its input rows. */
-static void link_in(const be_dnnl_tail_t *t, const shape_t *s, int i, int *ilo, int *ihi)
+static void link_in(const shape_t *s, int i, int *ilo, int *ihi)
 {
-    if (i == 0) {
-        *ilo = s->in_lo;
-        *ihi = s->in_hi;
-    } else {
-        *ilo = s->lo[i - 1];
-        *ihi = s->hi[i - 1];
-    }
-    (void)t;
+    *ilo = i == 0 ? s->in_lo : s->lo[i - 1];
+    *ihi = i == 0 ? s->in_hi : s->hi[i - 1];
 }
 
 /* Link i's convolution over its shape's band; 0, or -1 (refused, or a reference kernel). */
@@ -289,7 +283,7 @@ static int conv_make(be_dnnl_t *d, be_dnnl_tail_t *t, shape_t *s, int i)
 {
     const link_t *k = &t->links[i];
     int ilo, ihi;
-    link_in(t, s, i, &ilo, &ihi);
+    link_in(s, i, &ilo, &ihi);
     void *in = i == 0 ? (void *)t->in : t->links[i - 1].out;
     const_dnnl_primitive_desc_t cpd = NULL;
     const_dnnl_primitive_attr_t attr = NULL;
@@ -329,7 +323,7 @@ static be_maxpool_t pool_geometry(const be_dnnl_tail_t *t, const shape_t *s, int
     const link_t *k = &t->links[i];
     be_maxpool_t mp = k->st->pool;
     int ilo, ihi;
-    link_in(t, s, i, &ilo, &ihi);
+    link_in(s, i, &ilo, &ihi);
     mp.h = ihi - ilo;
     mp.shift = s->lo[i] * k->s - ilo; /* row lo's window starts at lo * s + o, row ilo is 0 */
     *at = 0;

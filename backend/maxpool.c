@@ -5,6 +5,12 @@
 
 #include "clones.h" /* FG_CLONES: the row loops also for AVX (8-wide max) */
 
+/* Output rows computed per channel block. */
+static inline int out_rows(const be_maxpool_t *p)
+{
+    return p->rows > 0 ? p->rows : p->out_h;
+}
+
 int be_maxpool_fits(const be_maxpool_t *p)
 {
     if ((p->blk != 1 && p->blk != 8 && p->blk != 16) || p->c <= 0 || p->c % p->blk != 0 ||
@@ -13,7 +19,7 @@ int be_maxpool_fits(const be_maxpool_t *p)
         p->shift > 1 << 24)
         return 0;
     /* The last window must start inside the input (the first starts at -pad/2 > -size). */
-    int off = -(p->pad / 2), oh = p->rows > 0 ? p->rows : p->out_h;
+    int off = -(p->pad / 2), oh = out_rows(p);
     if (off + p->size <= 0 || off + p->shift + p->size <= 0 ||
         off + p->shift + (oh - 1) * p->stride >= p->h || off + (p->out_w - 1) * p->stride >= p->w)
         return 0;
@@ -75,25 +81,22 @@ static inline void pool_row(const be_maxpool_t *p, const float *in, float *out, 
 
 FG_CLONES static void pool_rows1(const be_maxpool_t *p, const float *in, float *out, int r)
 {
-    int oh = p->rows > 0 ? p->rows : p->out_h;
-    pool_row(p, in, out, r / oh, r % oh, 1);
+    pool_row(p, in, out, r / out_rows(p), r % out_rows(p), 1);
 }
 
 FG_CLONES static void pool_rows8(const be_maxpool_t *p, const float *in, float *out, int r)
 {
-    int oh = p->rows > 0 ? p->rows : p->out_h;
-    pool_row(p, in, out, r / oh, r % oh, 8);
+    pool_row(p, in, out, r / out_rows(p), r % out_rows(p), 8);
 }
 
 FG_CLONES static void pool_rows16(const be_maxpool_t *p, const float *in, float *out, int r)
 {
-    int oh = p->rows > 0 ? p->rows : p->out_h;
-    pool_row(p, in, out, r / oh, r % oh, 16);
+    pool_row(p, in, out, r / out_rows(p), r % out_rows(p), 16);
 }
 
 void be_maxpool_blocked(const be_maxpool_t *p, const float *in, float *out, int threads)
 {
-    int rows = p->c / p->blk * (p->rows > 0 ? p->rows : p->out_h);
+    int rows = p->c / p->blk * out_rows(p);
     void (*row)(const be_maxpool_t *, const float *, float *, int) = p->blk == 1   ? pool_rows1
                                                                      : p->blk == 8 ? pool_rows8
                                                                                    : pool_rows16;

@@ -45,19 +45,24 @@ static void to_blocked(const float *nchw, float *b, int c, int h, int w, int blk
             b[((size_t)(ch / blk) * h * w + i) * blk + ch % blk] = nchw[(size_t)ch * h * w + i];
 }
 
+/* darknet's parse_maxpool: padding defaults to size - 1, out = (in + pad - size) / s + 1 */
+static be_maxpool_t darknet_pool(int c, int h, int w, int size, int stride, int blk)
+{
+    int pad = size - 1;
+    return (be_maxpool_t){.c = c,
+                          .h = h,
+                          .w = w,
+                          .out_h = (h + pad - size) / stride + 1,
+                          .out_w = (w + pad - size) / stride + 1,
+                          .size = size,
+                          .stride = stride,
+                          .pad = pad,
+                          .blk = blk};
+}
+
 static void check(int c, int h, int w, int size, int stride, int blk, int threads)
 {
-    /* darknet's parse_maxpool: padding defaults to size - 1, out = (in + pad - size) / s + 1 */
-    int pad = size - 1;
-    be_maxpool_t p = {.c = c,
-                      .h = h,
-                      .w = w,
-                      .out_h = (h + pad - size) / stride + 1,
-                      .out_w = (w + pad - size) / stride + 1,
-                      .size = size,
-                      .stride = stride,
-                      .pad = pad,
-                      .blk = blk};
+    be_maxpool_t p = darknet_pool(c, h, w, size, stride, blk);
     assert_true(be_maxpool_fits(&p));
     size_t ni = (size_t)c * h * w, no = (size_t)c * p.out_h * p.out_w;
     float *in = malloc(ni * sizeof *in), *inb = malloc(ni * sizeof *inb);
@@ -120,16 +125,9 @@ static void test_band_rows(void **state)
             for (int k = 1; k <= 9; k += 4)
                 for (int blk = 1; blk <= 16; blk = blk == 1 ? 8 : blk + 8) {
                     int c = blk == 1 ? 3 : 2 * blk, h = 40, w = 21, size = geo[g][0];
-                    int s = geo[g][1], pad = size - 1, off = -(pad / 2);
-                    be_maxpool_t p = {.c = c,
-                                      .h = h,
-                                      .w = w,
-                                      .out_h = (h + pad - size) / s + 1,
-                                      .out_w = (w + pad - size) / s + 1,
-                                      .size = size,
-                                      .stride = s,
-                                      .pad = pad,
-                                      .blk = blk};
+                    int s = geo[g][1];
+                    be_maxpool_t p = darknet_pool(c, h, w, size, s, blk);
+                    int off = -(p.pad / 2);
                     /* the input rows [ilo, ihi) that rows [lo, lo + k) read */
                     int ilo = lo * s + off > 0 ? lo * s + off : 0;
                     int ihi = (lo + k - 1) * s + off + size, hk = ihi - ilo;
