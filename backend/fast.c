@@ -13,6 +13,7 @@
 
 #include "clones.h"
 #include "err.h"
+#include "pgemm.h"
 
 /* Weak, so that a binary linking be_core without OpenBLAS still links: be_fast_check then
  * refuses and the caller keeps network_predict. be_core is meant to link OpenBLAS. */
@@ -369,9 +370,11 @@ FG_CLONES static void forward_maxpool(const layer *l, const float *in, float *ro
 
 /* ---- Winograd F(2x2, 3x3) ----
  * Y = A^T [ (G g G^T) .* (B^T d B) ] A for each 4x4 input tile d and 2x2 output tile: 16
- * multiplies instead of 36 per tile and channel pair, done as 16 sgemms of
- * (n x c) * (c x tiles). The transforms only add, subtract and halve, so the result stays
- * within a few ulp of the direct sum (the unit test holds it to darknet's within 1e-4). */
+ * multiplies instead of 36 per tile and channel pair, done as 16 products of
+ * (n x c) * (c x tiles) by pgemm: the transformed weights packed once at load, the input
+ * transform written straight into pgemm's packed layout. The transforms only add, subtract
+ * and halve, so the result stays within a few ulp of the direct sum (the unit test holds it
+ * to darknet's within 1e-4). */
 
 static int fold(op_t *op, const layer *l);
 
@@ -381,16 +384,27 @@ static int wino_tiles(const layer *l, int *tw)
     return *tw * ((l->out_h + 1) / 2);
 }
 
-/* U[xi][m][c] = (G g G^T)[xi] for the folded 3x3 kernel g of (m, c), at create time. */
+/* One product's input, packed (pgemm): c x tiles. */
+static size_t wino_vsize(const layer *l)
+{
+    int tw;
+    return be_pgemm_b_floats(l->c, wino_tiles(l, &tw));
+}
+
+/* U[xi][m][c] = (G g G^T)[xi] for the folded 3x3 kernel g of (m, c), at create time; each
+ * U[xi] then packed for pgemm (be_pgemm_a_floats(n, c) apart). */
 static int wino_fold(op_t *op, const layer *l)
 {
     int rv;
     if ((rv = fold(op, l)) != 0)
         return rv;
-    size_t mc = (size_t)l->n * l->c;
-    float *u = malloc(16 * mc * sizeof(float));
-    if (u == NULL)
+    size_t mc = (size_t)l->n * l->c, pa = be_pgemm_a_floats(l->n, l->c);
+    float *u = malloc(16 * mc * sizeof(float)), *up = malloc(16 * pa * sizeof(float));
+    if (u == NULL || up == NULL) {
+        free(u);
+        free(up);
         return PROTO_ENOMEM;
+    }
     for (size_t i = 0; i < mc; i++) {
         const float *g = op->w + i * 9;
         float t[4][3]; /* G g */
@@ -407,63 +421,78 @@ static int wino_fold(op_t *op, const layer *l)
                 u[(size_t)(r * 4 + c) * mc + i] = v[c];
         }
     }
+    for (int xi = 0; xi < 16; xi++)
+        be_pgemm_pack_a(up + xi * pa, u + xi * mc, l->n, l->c);
+    free(u);
     free(op->w);
-    op->w = u;
+    op->w = up;
     return 0;
 }
 
-/* The input transform of channels [c0, c1): V[xi][ch][t] = (B^T d B)[xi] into v (16 x c x
- * tiles floats). */
-static void wino_input(float *v, const layer *l, const float *in, int c0, int c1)
+/* One 4x4 tile of one channel's plane (h x w), its top-left at (y0, x0) (outside the plane
+ * is zero padding): the 16 values of B^T d B, written ct floats apart from o. */
+static void wino_tile(float *o, size_t ct, const float *src, int h, int w, int y0, int x0)
 {
-    int h = l->h, w = l->w, pad = l->pad, tw;
-    int tiles = wino_tiles(l, &tw);
-    size_t ct = (size_t)l->c * tiles;
-    for (int ch = c0; ch < c1; ch++) {
-        const float *src = in + (size_t)ch * h * w;
-        for (int t = 0; t < tiles; t++) {
-            int y0 = (t / tw) * 2 - pad, x0 = (t % tw) * 2 - pad;
-            float d[4][4];
-            if (y0 >= 0 && x0 >= 0 && y0 + 4 <= h && x0 + 4 <= w) {
-                for (int r = 0; r < 4; r++)
-                    memcpy(d[r], src + (size_t)(y0 + r) * w + x0, sizeof d[r]);
-            } else {
-                for (int r = 0; r < 4; r++)
-                    for (int q = 0; q < 4; q++) {
-                        int y = y0 + r, x = x0 + q;
-                        d[r][q] =
-                            (y >= 0 && y < h && x >= 0 && x < w) ? src[(size_t)y * w + x] : 0.0f;
-                    }
+    float d[4][4];
+    if (y0 >= 0 && x0 >= 0 && y0 + 4 <= h && x0 + 4 <= w) {
+        for (int r = 0; r < 4; r++)
+            memcpy(d[r], src + (size_t)(y0 + r) * w + x0, sizeof d[r]);
+    } else {
+        for (int r = 0; r < 4; r++)
+            for (int q = 0; q < 4; q++) {
+                int y = y0 + r, x = x0 + q;
+                d[r][q] = (y >= 0 && y < h && x >= 0 && x < w) ? src[(size_t)y * w + x] : 0.0f;
             }
-            float b[4][4];
-            for (int q = 0; q < 4; q++) { /* B^T d */
-                b[0][q] = d[0][q] - d[2][q];
-                b[1][q] = d[1][q] + d[2][q];
-                b[2][q] = d[2][q] - d[1][q];
-                b[3][q] = d[1][q] - d[3][q];
-            }
-            float *o = v + (size_t)ch * tiles + t;
-            for (int r = 0; r < 4; r++) { /* (B^T d) B */
-                o[(size_t)(r * 4 + 0) * ct] = b[r][0] - b[r][2];
-                o[(size_t)(r * 4 + 1) * ct] = b[r][1] + b[r][2];
-                o[(size_t)(r * 4 + 2) * ct] = b[r][2] - b[r][1];
-                o[(size_t)(r * 4 + 3) * ct] = b[r][1] - b[r][3];
-            }
-        }
+    }
+    float b[4][4];
+    for (int q = 0; q < 4; q++) { /* B^T d */
+        b[0][q] = d[0][q] - d[2][q];
+        b[1][q] = d[1][q] + d[2][q];
+        b[2][q] = d[2][q] - d[1][q];
+        b[3][q] = d[1][q] - d[3][q];
+    }
+    for (int r = 0; r < 4; r++) { /* (B^T d) B */
+        o[(size_t)(r * 4 + 0) * ct] = b[r][0] - b[r][2];
+        o[(size_t)(r * 4 + 1) * ct] = b[r][1] + b[r][2];
+        o[(size_t)(r * 4 + 2) * ct] = b[r][2] - b[r][1];
+        o[(size_t)(r * 4 + 3) * ct] = b[r][1] - b[r][3];
     }
 }
 
-/* Rows [m0, m1) of the 16 products M[xi] = U[xi] V[xi] into mo (16 x n x tiles floats). */
+#define WINO_CB 32
+
+/* The input transform of channels [c0, c1): V[xi][ch][t] = (B^T d B)[xi] into v (16 packed
+ * c x tiles matrices, wino_vsize apart; the panel's columns past the last tile zeroed). */
+static void wino_input(float *v, const layer *l, const float *in, int c0, int c1)
+{
+    int tw, tiles = wino_tiles(l, &tw), c = l->c;
+    size_t ct = wino_vsize(l);
+    /* Blocks of channels (their planes stay in L1), and in a block panel by panel, so that
+     * each of the 16 outputs is written in runs of WINO_CB x 6 floats: channel by channel,
+     * the writes went to 16 x 9 places at once on a 13 x 13 layer, and panel by panel over
+     * all channels the input was read 9 times from L2. */
+    for (int cb = c0; cb < c1; cb += WINO_CB)
+        for (int t0 = 0; t0 < tiles; t0 += BE_PGEMM_NR)
+            for (int ch = cb; ch < c1 && ch < cb + WINO_CB; ch++)
+                for (int t = t0; t < t0 + BE_PGEMM_NR; t++) {
+                    float *o = v + be_pgemm_b_at(c, ch, t);
+                    if (t < tiles)
+                        wino_tile(o, ct, in + (size_t)ch * l->h * l->w, l->h, l->w,
+                                  (t / tw) * 2 - l->pad, (t % tw) * 2 - l->pad);
+                    else /* the last panel's padding */
+                        for (int xi = 0; xi < 16; xi++)
+                            o[xi * ct] = 0.0f;
+                }
+}
+
+/* Rows [m0, m1) (m0 a multiple of BE_PGEMM_MR) of the 16 products M[xi] = U[xi] V[xi] into
+ * mo (16 x n x tiles floats). */
 static void wino_gemm(float *mo, const float *v, const op_t *op, const layer *l, int m0, int m1)
 {
     int tw, tiles = wino_tiles(l, &tw), c = l->c;
-    size_t ct = (size_t)c * tiles, mt = (size_t)l->n * tiles;
-    if (m1 <= m0)
-        return;
+    size_t ct = wino_vsize(l), mt = (size_t)l->n * tiles, pa = be_pgemm_a_floats(l->n, c);
     for (int xi = 0; xi < 16; xi++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m1 - m0, tiles, c, 1.0f,
-                    op->w + ((size_t)xi * l->n + m0) * c, c, v + (size_t)xi * ct, tiles, 0.0f,
-                    mo + (size_t)xi * mt + (size_t)m0 * tiles, tiles);
+        be_pgemm(op->w + xi * pa, v + xi * ct, mo + xi * mt, tiles, m0, m1, tiles, c);
 }
 
 /* Output channels [k0, k1): Y = A^T M A, then bias + activation over each output plane. */
@@ -495,10 +524,32 @@ static void wino_output(const float *mo, const op_t *op, const layer *l, int k0,
     }
 }
 
-/* v: 16 x c x tiles floats of scratch, mo: 16 x n x tiles. The BLAS engine's pass: the
- * transforms on the calling thread, the products on OpenBLAS's threads. */
-static void forward_winograd(float *v, float *mo, const op_t *op, const layer *l, const float *in)
+/* v: 16 x wino_vsize floats of scratch, mo: 16 x n x tiles. With threads > 1 on an OpenMP
+ * team: each thread transforms a share of the input channels, then computes its own rows of
+ * all 16 products and transforms those same rows out: one barrier in all. Each output value
+ * is computed the same way whichever thread runs it. */
+static void forward_winograd(float *v, float *mo, const op_t *op, const layer *l, const float *in,
+                             int threads)
 {
+#ifdef _OPENMP
+    if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+        {
+            int nt = omp_get_num_threads(), id = omp_get_thread_num();
+            wino_input(v, l, in, l->c * id / nt, l->c * (id + 1) / nt);
+#pragma omp barrier
+            int panels = (l->n + BE_PGEMM_MR - 1) / BE_PGEMM_MR; /* rows in whole panels */
+            int m0 = BE_PGEMM_MR * (panels * id / nt), m1 = BE_PGEMM_MR * (panels * (id + 1) / nt);
+            if (m1 > l->n)
+                m1 = l->n;
+            wino_gemm(mo, v, op, l, m0, m1);
+            wino_output(mo, op, l, m0, m1);
+        }
+        return;
+    }
+#else
+    (void)threads;
+#endif
     wino_input(v, l, in, 0, l->c);
     wino_gemm(mo, v, op, l, 0, l->n);
     wino_output(mo, op, l, 0, l->n);
@@ -605,8 +656,8 @@ int be_fast_create(be_fast_t **out, network *net, int threads)
         op->kind = classify(l);
         if (op->kind == OP_WINOGRAD) {
             int tw, tiles = wino_tiles(l, &tw);
-            if ((size_t)16 * l->c * tiles > wv)
-                wv = (size_t)16 * l->c * tiles;
+            if (16 * wino_vsize(l) > wv)
+                wv = 16 * wino_vsize(l);
             if ((size_t)16 * l->n * tiles > wm)
                 wm = (size_t)16 * l->n * tiles;
             if ((rv = wino_fold(op, l)) != 0) {
@@ -651,7 +702,7 @@ float *be_fast_predict_stop(be_fast_t *f, const float *input, be_fast_stop_cb st
      * net.input (the previous output) and net.train, and route/shortcut read other layers'
      * outputs through net.layers. */
     network net = *f->net;
-    /* process-wide, and another engine in this process may have changed it (be_fast_wino) */
+    /* process-wide, and another engine in this process may have changed it */
     if (openblas_get_num_threads != NULL && openblas_get_num_threads() != f->threads)
         openblas_set_num_threads(f->threads);
     net.input = (float *)input; /* darknet's type; no layer writes its input */
@@ -677,7 +728,7 @@ float *be_fast_predict_stop(be_fast_t *f, const float *input, be_fast_stop_cb st
             forward_maxpool(&l, net.input, f->col);
             break;
         case OP_WINOGRAD:
-            forward_winograd(f->wv, f->wm, op, &l, net.input);
+            forward_winograd(f->wv, f->wm, op, &l, net.input, f->threads);
             break;
         case OP_YOLO:
             forward_yolo(&l, net.input);
@@ -737,9 +788,7 @@ int be_fast_wino_fits(const layer *l, int threads)
 #else
     (void)threads;
 #endif
-    return cblas_sgemm != NULL && openblas_set_num_threads != NULL &&
-           openblas_get_num_threads != NULL && l->type == CONVOLUTIONAL && l->batch == 1 &&
-           classify(l) == OP_WINOGRAD;
+    return l->type == CONVOLUTIONAL && l->batch == 1 && classify(l) == OP_WINOGRAD;
 }
 
 int be_fast_wino_create(be_fast_wino_t **out, const layer *l)
@@ -762,46 +811,13 @@ int be_fast_wino_create(be_fast_wino_t **out, const layer *l)
 size_t be_fast_wino_scratch(const layer *l)
 {
     int tw, tiles = wino_tiles(l, &tw);
-    return (size_t)16 * tiles * ((size_t)l->c + (size_t)l->n);
+    return 16 * (wino_vsize(l) + (size_t)tiles * l->n);
 }
-
-#define WINO_TEAM_MAX 16
 
 void be_fast_wino_forward(const be_fast_wino_t *w, const layer *l, const float *in, float *scratch,
                           int threads)
 {
-    /* OpenBLAS's thread count is process-wide: each product runs on the thread that calls it */
-    if (openblas_get_num_threads() != 1)
-        openblas_set_num_threads(1);
-    int tw, tiles = wino_tiles(l, &tw);
-    float *v = scratch, *mo = scratch + (size_t)16 * l->c * tiles;
-#ifdef _OPENMP
-    if (threads > 1) {
-        /* OpenBLAS keeps a fixed table of work buffers (twice its build's NUM_THREADS, 64 in
-         * Debian's): more callers at once than that abort the process. Stay well under it. */
-        if (threads > WINO_TEAM_MAX)
-            threads = WINO_TEAM_MAX;
-        /* Each thread transforms a share of the input channels, then computes its own rows of
-         * all 16 products and transforms those same rows out: one barrier in all. */
-#pragma omp parallel num_threads(threads)
-        {
-            int nt = omp_get_num_threads(), id = omp_get_thread_num();
-            wino_input(v, l, in, l->c * id / nt, l->c * (id + 1) / nt);
-#pragma omp barrier
-            /* rows in multiples of 16, OpenBLAS's sgemm panel height */
-            int rows = (l->n + 15) / 16;
-            int m0 = 16 * (rows * id / nt), m1 = 16 * (rows * (id + 1) / nt);
-            if (m1 > l->n)
-                m1 = l->n;
-            wino_gemm(mo, v, &w->op, l, m0, m1);
-            wino_output(mo, &w->op, l, m0, m1);
-        }
-        return;
-    }
-#else
-    (void)threads;
-#endif
-    forward_winograd(v, mo, &w->op, l, in);
+    forward_winograd(scratch, scratch + 16 * wino_vsize(l), &w->op, l, in, threads);
 }
 
 void be_fast_wino_destroy(be_fast_wino_t *w)

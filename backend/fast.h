@@ -6,8 +6,9 @@
  * How it is fast (choices made here, measured by bench/inference):
  * - Convolutions (groups == 1) run on OpenBLAS cblas_sgemm, not darknet's naive gemm:
  *   1x1 stride-1 ones feed the input to sgemm directly (no im2col); 3x3 stride-1 ones with
- *   >= 64 input channels use Winograd F(2x2, 3x3) (2.25x fewer multiplies, 16 sgemms over
- *   the transformed tiles; kernels transformed once at create time); the rest use im2col in
+ *   >= 64 input channels use Winograd F(2x2, 3x3) (2.25x fewer multiplies, 16 products over
+ *   the transformed tiles, by pgemm.h rather than OpenBLAS: kernels transformed and packed
+ *   once at create time, OpenBLAS would pack them again on every call); the rest use im2col in
  *   blocks of output rows sized to stay in L2 (memcpy of each valid span, no per-pixel bounds
  *   check), with bias + activation applied to each block while it is still in cache.
  * - Batch-norm is folded into private copies of the weights and biases once, at create time
@@ -30,7 +31,8 @@
  *   OpenBLAS's large-square speed except on the 13x13 layers, so batching would buy little
  *   throughput for a frame of latency (not measured with a batched path: none was built).
  * - Threads: `threads` (default 1: framegate scales out with processes) is handed to
- *   openblas_set_num_threads(), which is process-wide. The other kernels are single-threaded.
+ *   openblas_set_num_threads(), which is process-wide, and the Winograd layers share their
+ *   work over an OpenMP team of that size. The other kernels are single-threaded.
  */
 #ifndef BE_FAST_H
 #define BE_FAST_H
@@ -88,9 +90,9 @@ int be_fast_fold(const layer *l, float **w, float **b);
  * (tests/unit/test_be_fast.c, test_be_dnnl.c). */
 typedef struct be_fast_wino be_fast_wino_t;
 
-/* 1 when `l` is such a layer (3x3, stride 1, groups 1, >= 64 input channels, batch 1),
- * OpenBLAS is linked, and, for threads > 1, this build has OpenMP to share the work (without
- * it one thread would run the layer while oneDNN would use them all). Pure function. */
+/* 1 when `l` is such a layer (3x3, stride 1, groups 1, >= 64 input channels, batch 1) and,
+ * for threads > 1, this build has OpenMP to share the work (without it one thread would run
+ * the layer while oneDNN would use them all). Pure function. */
 int be_fast_wino_fits(const layer *l, int threads);
 
 /* Folds batch-norm into a copy of the weights and transforms them, once. `l` is borrowed for
@@ -101,9 +103,8 @@ int be_fast_wino_create(be_fast_wino_t **out, const layer *l);
 size_t be_fast_wino_scratch(const layer *l);
 
 /* l->output = the layer over `in` (l->inputs floats, NCHW). With threads > 1 the calling
- * thread's OpenMP team (the one oneDNN runs on; at most 16 of its threads) shares the work,
- * each thread calling OpenBLAS alone: OpenBLAS's process-wide thread count is set to 1 when it is
- * not. Other thread counts may round differently (1e-6 relative measured between 1 and 2).
+ * thread's OpenMP team (the one oneDNN runs on) shares the work; the products are pgemm's
+ * (pgemm.h), weights packed at create, so the output is the same for every thread count.
  * `scratch`: at least be_fast_wino_scratch(l) floats, caller-owned. Calling thread (and team). */
 void be_fast_wino_forward(const be_fast_wino_t *w, const layer *l, const float *in, float *scratch,
                           int threads);
