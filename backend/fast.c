@@ -485,14 +485,14 @@ static void wino_input(float *v, const layer *l, const float *in, int c0, int c1
                 }
 }
 
-/* Rows [m0, m1) (m0 a multiple of BE_PGEMM_MR) of the 16 products M[xi] = U[xi] V[xi] into
- * mo (16 x n x tiles floats). */
+/* Rows [m0, m1) (m0 a multiple of BE_PGEMM_MR) of the 16 products M[xi] = U[xi] V[xi],
+ * transposed, into mo (16 x tiles x n floats: M[xi][k][t] at mo[(xi * tiles + t) * n + k]). */
 static void wino_gemm(float *mo, const float *v, const op_t *op, const layer *l, int m0, int m1)
 {
     int tw, tiles = wino_tiles(l, &tw), c = l->c;
     size_t ct = wino_vsize(l), mt = (size_t)l->n * tiles, pa = be_pgemm_a_floats(l->n, c);
     for (int xi = 0; xi < 16; xi++)
-        be_pgemm(op->w + xi * pa, v + xi * ct, mo + xi * mt, tiles, m0, m1, tiles, c);
+        be_pgemm(op->w + xi * pa, v + xi * ct, mo + xi * mt, l->n, m0, m1, tiles, c);
 }
 
 /* Output channels [k0, k1): Y = A^T M A, then bias + activation over each output plane. */
@@ -500,11 +500,12 @@ static void wino_output(const float *mo, const op_t *op, const layer *l, int k0,
 {
     int oh = l->out_h, ow = l->out_w, tw;
     int tiles = wino_tiles(l, &tw);
-    size_t mt = (size_t)l->n * tiles;
-    for (int k = k0; k < k1; k++) {
-        float *out = l->output + (size_t)k * oh * ow;
-        for (int t = 0; t < tiles; t++) {
-            const float *p = mo + (size_t)k * tiles + t;
+    size_t mt = (size_t)l->n * tiles, plane = (size_t)oh * ow;
+    /* Tile by tile, reading each product's row of channels in order. */
+    for (int t = 0; t < tiles; t++)
+        for (int k = k0; k < k1; k++) {
+            float *out = l->output + (size_t)k * plane;
+            const float *p = mo + (size_t)t * l->n + k;
             float s[2][4];
             for (int q = 0; q < 4; q++) {
                 float m0 = p[(size_t)q * mt], m1 = p[(size_t)(4 + q) * mt];
@@ -520,8 +521,8 @@ static void wino_output(const float *mo, const op_t *op, const layer *l, int k0,
                     row[1] = s[r][1] - s[r][2] - s[r][3];
             }
         }
-        bias_act(out, oh * ow, op->b[k], l->activation);
-    }
+    for (int k = k0; k < k1; k++)
+        bias_act(l->output + (size_t)k * plane, oh * ow, op->b[k], l->activation);
 }
 
 /* v: 16 x wino_vsize floats of scratch, mo: 16 x n x tiles. With threads > 1 on an OpenMP

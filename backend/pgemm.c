@@ -37,12 +37,11 @@ void be_pgemm_pack_a(float *ap, const float *a, int m, int k)
         }
 }
 
-/* The block's rows x cols corner into C (the rest is padding). t[j][r] = C[r][j]. */
-static void store_block(float t[BE_PGEMM_NR][BE_PGEMM_MR], float *c, int ldc, int rows, int cols)
+/* The block's rows x cols corner into C^T (the rest is padding). t[j][r] = C[r][j]. */
+static void store_block(float t[BE_PGEMM_NR][BE_PGEMM_MR], float *ct, int ldc, int rows, int cols)
 {
-    for (int r = 0; r < rows; r++)
-        for (int j = 0; j < cols; j++)
-            c[(size_t)r * ldc + j] = t[j][r];
+    for (int j = 0; j < cols; j++)
+        memcpy(ct + (size_t)j * ldc, t[j], sizeof(float) * (size_t)rows);
 }
 
 static void kernel_c(const float *a, const float *b, int k, float *c, int ldc, int rows, int cols)
@@ -84,20 +83,27 @@ __attribute__((target("avx2,fma"))) static void kernel_avx2(const float *a, cons
         c50 = _mm256_fmadd_ps(a0, x, c50);
         c51 = _mm256_fmadd_ps(a1, x, c51);
     }
-    float t[BE_PGEMM_NR][BE_PGEMM_MR];
-    _mm256_storeu_ps(t[0], c00);
-    _mm256_storeu_ps(t[0] + 8, c01);
-    _mm256_storeu_ps(t[1], c10);
-    _mm256_storeu_ps(t[1] + 8, c11);
-    _mm256_storeu_ps(t[2], c20);
-    _mm256_storeu_ps(t[2] + 8, c21);
-    _mm256_storeu_ps(t[3], c30);
-    _mm256_storeu_ps(t[3] + 8, c31);
-    _mm256_storeu_ps(t[4], c40);
-    _mm256_storeu_ps(t[4] + 8, c41);
-    _mm256_storeu_ps(t[5], c50);
-    _mm256_storeu_ps(t[5] + 8, c51);
-    store_block(t, c, ldc, rows, cols);
+    /* A whole block goes straight to C^T: a column of 16 rows is two vectors. */
+    float t[BE_PGEMM_NR][BE_PGEMM_MR], *o = c;
+    size_t ld = BE_PGEMM_MR;
+    if (rows == BE_PGEMM_MR && cols == BE_PGEMM_NR)
+        ld = (size_t)ldc;
+    else
+        o = t[0];
+    _mm256_storeu_ps(o, c00);
+    _mm256_storeu_ps(o + 8, c01);
+    _mm256_storeu_ps(o + ld, c10);
+    _mm256_storeu_ps(o + ld + 8, c11);
+    _mm256_storeu_ps(o + 2 * ld, c20);
+    _mm256_storeu_ps(o + 2 * ld + 8, c21);
+    _mm256_storeu_ps(o + 3 * ld, c30);
+    _mm256_storeu_ps(o + 3 * ld + 8, c31);
+    _mm256_storeu_ps(o + 4 * ld, c40);
+    _mm256_storeu_ps(o + 4 * ld + 8, c41);
+    _mm256_storeu_ps(o + 5 * ld, c50);
+    _mm256_storeu_ps(o + 5 * ld + 8, c51);
+    if (o == t[0])
+        store_block(t, c, ldc, rows, cols);
 }
 
 static int have_avx2(void)
@@ -138,7 +144,7 @@ void be_pgemm(const float *ap, const float *bp, float *c, int ldc, int m0, int m
         int rows = m1 - i < BE_PGEMM_MR ? m1 - i : BE_PGEMM_MR;
         for (int q = 0; q < bpanels; q++) {
             int j = q * BE_PGEMM_NR, cols = n - j < BE_PGEMM_NR ? n - j : BE_PGEMM_NR;
-            kern(a, bp + (size_t)q * k * BE_PGEMM_NR, k, c + (size_t)i * ldc + j, ldc, rows, cols);
+            kern(a, bp + (size_t)q * k * BE_PGEMM_NR, k, c + (size_t)j * ldc + i, ldc, rows, cols);
         }
     }
 }

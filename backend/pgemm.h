@@ -7,9 +7,10 @@
  * Layout: A in panels of BE_PGEMM_MR rows, each [k][MR] (rows past m are zeros); B in panels
  * of BE_PGEMM_NR columns, each [k][NR] (be_pgemm_b_at; columns past n only reach C's columns
  * past n, which are not stored: zero them anyway, so nothing reads uninitialised memory). C is
- * row-major with its own stride. Every element of C is one FMA chain over k in order, so the result
- * does not depend on how rows are shared between threads. Pure functions on caller-owned buffers;
- * any thread. */
+ * written transposed (column after column, each with its own stride), so that a whole 16 x 6
+ * block leaves the kernel as 12 vector stores instead of 96 scattered ones. Every element of C
+ * is one FMA chain over k in order, so the result does not depend on how rows are shared
+ * between threads. Pure functions on caller-owned buffers; any thread. */
 #ifndef BE_PGEMM_H
 #define BE_PGEMM_H
 
@@ -34,11 +35,11 @@ static inline size_t be_pgemm_b_at(int k, int row, int col)
            (size_t)(col % BE_PGEMM_NR);
 }
 
-/* Rows [m0, m1) of C = A B (A m x k packed, B k x n packed; C's rows `ldc` floats apart):
- * C[i][j] for m0 <= i < m1, 0 <= j < n. m0 must be a multiple of BE_PGEMM_MR. Uses AVX2 +
+/* Rows [m0, m1) of C = A B (A m x k packed, B k x n packed), transposed into ct: C[i][j] at
+ * ct[j * ldc + i] for m0 <= i < m1, 0 <= j < n. m0 must be a multiple of BE_PGEMM_MR. Uses AVX2 +
  * FMA where the CPU has them (checked once), else portable C with the same results up to
  * rounding. */
-void be_pgemm(const float *ap, const float *bp, float *c, int ldc, int m0, int m1, int n, int k);
+void be_pgemm(const float *ap, const float *bp, float *ct, int ldc, int m0, int m1, int n, int k);
 
 /* 1: every later be_pgemm call in the process uses the portable kernel (tests: both kernels
  * must give C). 0: back to the CPU's best. Returns 1 when the AVX2 kernel exists here. */

@@ -1,10 +1,10 @@
 /* be_pgemm against a plain double-precision product: shapes whose rows are and are not a
  * multiple of the 16-row panel and whose columns are and are not a multiple of the 6-column
- * panel (1 x 1 up to yolov3-tiny's Winograd products), row ranges as threads take them, a C
- * with a wider row stride than n (the rows outside the range and the columns past n
- * untouched), with the AVX2 kernel and the portable one. A is packed by be_pgemm_pack_a, B written
- * through be_pgemm_b_at as fast.c's Winograd does. The networks that use it are held to stock
- * darknet by test_be_fast and test_be_dnnl. */
+ * panel (1 x 1 up to yolov3-tiny's Winograd products), row ranges as threads take them, C
+ * written transposed with a column stride wider than m (the rows outside the range, the
+ * columns past n and the gaps between columns untouched), with the AVX2 kernel and the portable
+ * one. A is packed by be_pgemm_pack_a, B written through be_pgemm_b_at as fast.c's Winograd does.
+ * The networks that use it are held to stock darknet by test_be_fast and test_be_dnnl. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -30,11 +30,11 @@ static float rnd(void)
  * sentinel. */
 static void check(int m, int k, int n, int m0, int m1)
 {
-    int ldc = n + 3;
+    int ldc = m + 3; /* C is written transposed: ldc floats between its columns */
     float *a = malloc(sizeof(float) * (size_t)m * k), *b = malloc(sizeof(float) * (size_t)k * n);
     float *ap = malloc(sizeof(float) * be_pgemm_a_floats(m, k));
     float *bp = malloc(sizeof(float) * be_pgemm_b_floats(k, n));
-    float *c = malloc(sizeof(float) * (size_t)(m + 16) * ldc); /* + a panel's rows of guard */
+    float *c = malloc(sizeof(float) * (size_t)(n + 6) * ldc); /* + a panel's columns of guard */
     assert_non_null(a);
     assert_non_null(b);
     assert_non_null(ap);
@@ -48,12 +48,12 @@ static void check(int m, int k, int n, int m0, int m1)
         for (int j = 0; j < n; j++)
             bp[be_pgemm_b_at(k, r, j)] = b[(size_t)r * n + j] = rnd();
     be_pgemm_pack_a(ap, a, m, k);
-    for (size_t i = 0; i < (size_t)(m + 16) * ldc; i++)
+    for (size_t i = 0; i < (size_t)(n + 6) * ldc; i++)
         c[i] = 12345.0f;
     be_pgemm(ap, bp, c, ldc, m0, m1, n, k);
-    for (int i = 0; i < m + 16; i++)
-        for (int j = 0; j < ldc; j++) {
-            float got = c[(size_t)i * ldc + j];
+    for (int i = 0; i < ldc; i++)
+        for (int j = 0; j < n + 6; j++) {
+            float got = c[(size_t)j * ldc + i];
             if (i < m0 || i >= m1 || j >= n) {
                 if (got != 12345.0f)
                     fail_msg("%dx%dx%d rows %d-%d: C[%d][%d] written (%g)", m, k, n, m0, m1, i, j,
