@@ -1,7 +1,6 @@
 #include "fast.h"
 
 #include <cblas.h>
-#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -13,6 +12,7 @@
 
 #include "clones.h"
 #include "err.h"
+#include "maxpool.h"
 #include "pgemm.h"
 
 /* Weak, so that a binary linking be_core without OpenBLAS still links: be_fast_check then
@@ -36,9 +36,10 @@ typedef enum {
 
 typedef struct {
     op_kind_t kind;
-    float *w; /* folded weights (our copy), NULL for non-conv ops */
-    float *b; /* folded biases, one per output channel */
-    int rows; /* OP_CONV with im2col: output rows per im2col + sgemm round */
+    float *w;          /* folded weights (our copy), NULL for non-conv ops */
+    float *b;          /* folded biases, one per output channel */
+    int rows;          /* OP_CONV with im2col: output rows per im2col + sgemm round */
+    be_maxpool_t pool; /* OP_MAXPOOL: maxpool.c's geometry (NCHW), the oneDNN engine's loop */
 } op_t;
 
 /* Winograd pays off once the 16 small sgemms have enough depth (input channels) to run near
@@ -310,61 +311,6 @@ FG_CLONES static void forward_depthwise(const op_t *op, const layer *l, const fl
             }
         }
         bias_act(out, oh * ow, op->b[ch], l->activation);
-    }
-}
-
-/* darknet's max-pool: window origin at -pad/2, cells outside the input are -FLT_MAX (so they
- * never win unless the whole window is outside). l->indexes is only for backward: not set. */
-FG_CLONES static void forward_maxpool(const layer *l, const float *in, float *rowmax)
-{
-    int h = l->h, w = l->w, oh = l->out_h, ow = l->out_w;
-    int size = l->size, s = l->stride, off = -l->pad / 2;
-    for (int ch = 0; ch < l->c; ch++) {
-        const float *src = in + (size_t)ch * h * w;
-        float *out = l->output + (size_t)ch * oh * ow;
-        for (int oy = 0; oy < oh; oy++) {
-            int y0 = off + oy * s, y1 = y0 + size;
-            if (y0 < 0)
-                y0 = 0;
-            if (y1 > h)
-                y1 = h;
-            float *o = out + (size_t)oy * ow;
-            int ox = 0;
-            if (size == 2 && off == 0 && y1 - y0 == 2) {
-                /* The common case (2x2, any stride), without per-cell bounds checks: the
-                 * max of the two rows first (contiguous, vectorised), then of neighbours. */
-                const float *r0 = src + (size_t)y0 * w, *r1 = r0 + w;
-                int lim = ow;
-                while (lim > 0 && (lim - 1) * s + 1 >= w)
-                    lim--;
-                int span = lim > 0 ? (lim - 1) * s + 2 : 0;
-                for (int x = 0; x < span; x++)
-                    rowmax[x] = r0[x] > r1[x] ? r0[x] : r1[x];
-                if (s == 2)
-                    for (; ox < lim; ox++) {
-                        float a = rowmax[2 * ox], b = rowmax[2 * ox + 1];
-                        o[ox] = a > b ? a : b;
-                    }
-                else
-                    for (; ox < lim; ox++) {
-                        float a = rowmax[ox * s], b = rowmax[ox * s + 1];
-                        o[ox] = a > b ? a : b;
-                    }
-            }
-            for (; ox < ow; ox++) {
-                int x0 = off + ox * s, x1 = x0 + size;
-                if (x0 < 0)
-                    x0 = 0;
-                if (x1 > w)
-                    x1 = w;
-                float m = -FLT_MAX;
-                for (int y = y0; y < y1; y++)
-                    for (int x = x0; x < x1; x++)
-                        if (src[(size_t)y * w + x] > m)
-                            m = src[(size_t)y * w + x];
-                o[ox] = m;
-            }
-        }
     }
 }
 
@@ -672,8 +618,19 @@ int be_fast_create(be_fast_t **out, network *net, int threads)
                 return rv;
             }
         }
-        if (op->kind == OP_MAXPOOL && (size_t)l->w + 2 > col)
-            col = (size_t)l->w + 2; /* the row-max scratch (shared with im2col) */
+        if (op->kind == OP_MAXPOOL) {
+            op->pool = (be_maxpool_t){.c = l->c,
+                                      .h = l->h,
+                                      .w = l->w,
+                                      .out_h = l->out_h,
+                                      .out_w = l->out_w,
+                                      .size = l->size,
+                                      .stride = l->stride,
+                                      .pad = l->pad,
+                                      .blk = 1};
+            if (l->out_c != l->c || !be_maxpool_fits(&op->pool))
+                op->kind = OP_DARKNET;
+        }
         if (op->kind == OP_CONV && !is_pointwise(l)) {
             op->rows = chunk_rows(l);
             size_t need = (size_t)l->size * l->size * l->c * op->rows * l->out_w;
@@ -726,7 +683,7 @@ float *be_fast_predict_stop(be_fast_t *f, const float *input, be_fast_stop_cb st
             forward_depthwise(op, &l, net.input);
             break;
         case OP_MAXPOOL:
-            forward_maxpool(&l, net.input, f->col);
+            be_maxpool_blocked(&op->pool, net.input, l.output, f->threads);
             break;
         case OP_WINOGRAD:
             forward_winograd(f->wv, f->wm, op, &l, net.input, f->threads);

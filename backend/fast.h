@@ -18,9 +18,9 @@
  *   activations go through darknet's activate_array.
  * - Depthwise convolutions (groups == c == n) run a direct kernel instead of darknet's one tiny
  *   im2col + gemm per channel.
- * - Max-pool has its own loops (darknet's padding rule, including size=2 stride=1; 2x2 takes
- *   the max of two rows first, vectorised), and [yolo] its own inference forward (copy +
- *   vectorised logistic, as forward_yolo_layer).
+ * - Max-pool runs maxpool.c's loop on NCHW (the oneDNN engine's: darknet's padding rule,
+ *   exact, l->indexes not set: only backward reads it), and [yolo] its own inference forward
+ *   (copy + vectorised logistic, as forward_yolo_layer).
  * - The hand-written loops are built twice, baseline x86-64 and AVX2+FMA, and the CPU picks
  *   (GCC target_clones); OpenBLAS dispatches its sgemm kernels the same way.
  * - Every other layer type (route, upsample, shortcut, region, softmax, avgpool, ...) and
