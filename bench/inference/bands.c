@@ -6,37 +6,16 @@
 #include <stdio.h> /* jpeglib.h needs FILE */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <jpeglib.h>
 #include <turbojpeg.h>
 
 #include "agree.h"
 #include "image.h"
+#include "peak.h"
 
 #define BANDS_FRAMES 16
 #define BANDS_SAMPLES 512
-
-static double now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
-
-static int by_value(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median_of(double *v, int n)
-{
-    if (n <= 0)
-        return 0;
-    qsort(v, (size_t)n, sizeof *v, by_value);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 /* px (w x h RGB) as a baseline 4:2:0 JPEG, quality 90, restart markers every row of MCUs when
  * `restart` (libjpeg's restart_in_rows: TurboJPEG 2.1 cannot write them). malloc'd by libjpeg;
@@ -82,14 +61,15 @@ int bands_measure(unsigned char *const *jpeg, const size_t *len, int n, int thre
         return -1;
     for (int i = 0; i < n && rv == 0; i++) {
         int ss, cs;
-        if (tjDecompressHeader3(tj, jpeg[i], (unsigned long)len[i], &fw[i], &fh[i], &ss, &cs) != 0) {
+        if (tjDecompressHeader3(tj, jpeg[i], (unsigned long)len[i], &fw[i], &fh[i], &ss, &cs) !=
+            0) {
             rv = -1;
             break;
         }
         size_t sz = (size_t)fw[i] * (size_t)fh[i] * 3;
         uint8_t *px = malloc(sz);
-        if (px == NULL ||
-            tjDecompress2(tj, jpeg[i], (unsigned long)len[i], px, fw[i], 0, fh[i], TJPF_RGB, 0) != 0)
+        if (px == NULL || tjDecompress2(tj, jpeg[i], (unsigned long)len[i], px, fw[i], 0, fh[i],
+                                        TJPF_RGB, 0) != 0)
             rv = -1;
         for (int r = 0; r < 2 && rv == 0; r++)
             if ((file[i][r] = encode(px, fw[i], fh[i], r, &flen[i][r])) == NULL)
@@ -129,19 +109,19 @@ int bands_measure(unsigned char *const *jpeg, const size_t *len, int n, int thre
                     t[which][k] = now_ms() - t0;
             }
             /* the last two decodes of the marked file: both must be TurboJPEG's pixels */
-            if (rv == 0 &&
-                (tjDecompress2(tj, file[i][1], flen[i][1], ref, fw[i], 0, fh[i], TJPF_RGB, 0) != 0 ||
-                 be_jpeg_decode_split(file[i][1], flen[i][1], got, fw[i], fh[i], 0, threads,
-                                      &split[i][1]) < 2 ||
-                 memcmp(ref, got, sz) != 0))
+            if (rv == 0 && (tjDecompress2(tj, file[i][1], flen[i][1], ref, fw[i], 0, fh[i],
+                                          TJPF_RGB, 0) != 0 ||
+                            be_jpeg_decode_split(file[i][1], flen[i][1], got, fw[i], fh[i], 0,
+                                                 threads, &split[i][1]) < 2 ||
+                            memcmp(ref, got, sz) != 0))
                 rv = -1;
             k += r >= 0;
         }
     out->frames = n;
-    out->tj_ms = median_of(t[0], k);
-    out->tj_rst_ms = median_of(t[1], k);
-    out->skip_ms = median_of(t[2], k);
-    out->rst_ms = median_of(t[3], k);
+    out->tj_ms = median(t[0], k);
+    out->tj_rst_ms = median(t[1], k);
+    out->skip_ms = median(t[2], k);
+    out->rst_ms = median(t[3], k);
     free(ref);
     free(got);
     for (int i = 0; i < n; i++)
@@ -158,8 +138,8 @@ void bands_report(unsigned char *const *jpeg, const size_t *len, int n, int thre
     say("JPEG decode, the %d photos re-encoded (libjpeg q90 4:2:0) without | with restart "
         "markers every MCU row%s:\n  TurboJPEG 1 thread %.2f | %.2f ms/frame; %d threads in "
         "bands %.2f (two, the second skipping) | %.2f (%d, entered at the markers)\n",
-        b.frames, rv != 0 ? " (FAILED: a decode failed or differed from TurboJPEG)" : "",
-        b.tj_ms, b.tj_rst_ms, b.threads, b.skip_ms, b.rst_ms, b.rst_bands);
+        b.frames, rv != 0 ? " (FAILED: a decode failed or differed from TurboJPEG)" : "", b.tj_ms,
+        b.tj_rst_ms, b.threads, b.skip_ms, b.rst_ms, b.rst_bands);
     cJSON *j = cJSON_AddObjectToObject(root, "jpeg_bands");
     cJSON_AddBoolToObject(j, "ok", rv == 0);
     cJSON_AddNumberToObject(j, "frames", b.frames);

@@ -28,6 +28,8 @@ static int by_value(const void *a, const void *b)
 
 double median(double *v, int n)
 {
+    if (n <= 0)
+        return 0;
     qsort(v, (size_t)n, sizeof *v, by_value);
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
