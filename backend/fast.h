@@ -31,8 +31,9 @@
  *   OpenBLAS's large-square speed except on the 13x13 layers, so batching would buy little
  *   throughput for a frame of latency (not measured with a batched path: none was built).
  * - Threads: `threads` (default 1: framegate scales out with processes) is handed to
- *   openblas_set_num_threads(), which is process-wide, and the Winograd layers share their
- *   work over an OpenMP team of that size. The other kernels are single-threaded.
+ *   openblas_set_num_threads(), which is process-wide, and the Winograd layers and the
+ *   max-pools share their work over an OpenMP team of that size. The other kernels are
+ *   single-threaded.
  */
 #ifndef BE_FAST_H
 #define BE_FAST_H
