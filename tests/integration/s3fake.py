@@ -42,6 +42,11 @@ LOCK = threading.Lock()
 STATS = {"ok": 0, "denied": 0}
 
 
+class ClientGone(Exception):
+    """The client closed the connection before its body's Content-Length bytes arrived (a
+    gateway SIGKILLed mid-PUT): nothing to answer, and not a request refused."""
+
+
 def error_xml(code, message):
     return (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
             f"<Message>{escape(message)}</Message></Error>").encode()
@@ -75,7 +80,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         if n > 256 << 20:
             raise ValueError("body too large")
-        return self.rfile.read(n) if n else b""
+        data = self.rfile.read(n) if n else b""
+        if len(data) < n:
+            raise ClientGone(f"{len(data)} of {n} body bytes")
+        return data
 
     def verify(self, body):
         auth = self.headers.get("Authorization") or ""
@@ -147,6 +155,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             body = self.read_body()
         except ValueError:
             return self.reply(400, error_xml("EntityTooLarge", "too large"))
+        except ClientGone as e:
+            sys.stderr.write(f"s3fake: {self.command} {self.path}: the client went away ({e})\n")
+            self.close_connection = True
+            return
         if not self.verify(body):
             return
         bucket, key, query = self.split()

@@ -162,8 +162,8 @@ try:
         code = gw.stop()
         fg.check(code == 0, f"the gateway exits 0 on SIGTERM, writes to the bucket and all "
                  f"(got {code})")
-    denied = len(re.findall(r"-> 40[03] ", s3.log()))
-    fg.check(denied == 0, f"the S3 server refused none of the gateway's requests ({denied})")
+    denied = [ln for ln in s3.log().splitlines() if re.search(r"-> 40[03] ", ln)]
+    fg.check(not denied, f"the S3 server refused none of the gateway's requests ({denied[:3]})")
 finally:
     s3.stop()
     shutil.rmtree(root, ignore_errors=True)
