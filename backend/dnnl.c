@@ -352,14 +352,7 @@ static int own_pool_fits(const be_dnnl_t *d, const layer *l, const dnnl_memory_d
     if (!on || l->type != MAXPOOL || d->deferred != NULL || in->data_type != dnnl_f32 ||
         l->out_c != l->c)
         return 0;
-    *mp = (be_maxpool_t){.c = l->c,
-                         .h = l->h,
-                         .w = l->w,
-                         .out_h = l->out_h,
-                         .out_w = l->out_w,
-                         .size = l->size,
-                         .stride = l->stride,
-                         .pad = l->pad};
+    *mp = be_fast_pool(l, 0); /* blk: the layout's, below */
     dnnl_dims_t dims = {1, l->c, l->h, l->w};
     dnnl_memory_desc_t md;
     static const int blks[] = {1, 8, 16};

@@ -12,7 +12,6 @@
 
 #include "clones.h"
 #include "err.h"
-#include "maxpool.h"
 #include "pgemm.h"
 
 /* Weak, so that a binary linking be_core without OpenBLAS still links: be_fast_check then
@@ -557,6 +556,19 @@ int be_fast_fold(const layer *l, float **w, float **b)
     return 0;
 }
 
+be_maxpool_t be_fast_pool(const layer *l, int blk)
+{
+    return (be_maxpool_t){.c = l->c,
+                          .h = l->h,
+                          .w = l->w,
+                          .out_h = l->out_h,
+                          .out_w = l->out_w,
+                          .size = l->size,
+                          .stride = l->stride,
+                          .pad = l->pad,
+                          .blk = blk};
+}
+
 /* op->w, op->b: freed with the op, whatever this returns */
 static int fold(op_t *op, const layer *l)
 {
@@ -619,15 +631,7 @@ int be_fast_create(be_fast_t **out, network *net, int threads)
             }
         }
         if (op->kind == OP_MAXPOOL) {
-            op->pool = (be_maxpool_t){.c = l->c,
-                                      .h = l->h,
-                                      .w = l->w,
-                                      .out_h = l->out_h,
-                                      .out_w = l->out_w,
-                                      .size = l->size,
-                                      .stride = l->stride,
-                                      .pad = l->pad,
-                                      .blk = 1};
+            op->pool = be_fast_pool(l, 1);
             if (l->out_c != l->c || !be_maxpool_fits(&op->pool))
                 op->kind = OP_DARKNET;
         }

@@ -42,6 +42,8 @@
 
 #include <darknet.h>
 
+#include "maxpool.h"
+
 typedef struct be_fast be_fast_t;
 
 /* Whether the fast path can run `net`: 0, or PROTO_EINVAL with a reason in `why` (may be
@@ -82,6 +84,10 @@ double be_fast_flops(const network *net);
  * floats) and *b (l->n); the caller frees both, also when this fails (PROTO_ENOMEM; the
  * other 0 or NULL). Also the oneDNN engine's (dnnl.c). Pure apart from the allocations. */
 int be_fast_fold(const layer *l, float **w, float **b);
+
+/* The geometry of darknet max-pool layer l for maxpool.c's loop, on blocks of blk channels
+ * (1: NCHW). Also the oneDNN engine's (dnnl.c). Pure function. */
+be_maxpool_t be_fast_pool(const layer *l, int blk);
 
 /* fast.c's Winograd F(2x2, 3x3) convolution for one layer of a network another engine runs:
  * backend/dnnl.c where oneDNN has no Winograd of its own (AVX2: it took 0.69-0.93x of oneDNN's
