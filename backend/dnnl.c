@@ -14,26 +14,20 @@
 void omp_set_num_threads(int n) __attribute__((weak));
 
 /* A oneDNN call that failed during set-up: the reason, once. */
-static int failed(be_dnnl_t *d, const char *what, int layer)
+int be_dnnl_failed(be_dnnl_t *d, const char *what, int layer)
 {
     if (d->why != NULL && d->whycap > 0)
         snprintf(d->why, d->whycap, "oneDNN refused %s (layer %d)", what, layer);
     return PROTO_EINVAL;
 }
 
-#define TRY(call, what)                                                                            \
-    do {                                                                                           \
-        if ((call) != dnnl_success)                                                                \
-            return failed(d, what, i);                                                             \
-    } while (0)
-
-static int keep_mem(be_dnnl_t *d, dnnl_memory_t m)
+int be_dnnl_keep_mem(be_dnnl_t *d, dnnl_memory_t m)
 {
     d->mems[d->nmems++] = m;
     return 0;
 }
 
-static step_t *new_step(be_dnnl_t *d)
+step_t *be_dnnl_new_step(be_dnnl_t *d)
 {
     step_t *s = &d->steps[d->nsteps++];
     memset(s, 0, sizeof *s);
@@ -45,10 +39,10 @@ static int user_mem(be_dnnl_t *d, int i, int c, int h, int w, float *data, dnnl_
                     dnnl_memory_desc_t *md)
 {
     dnnl_dims_t dims = {1, c, h, w};
-    TRY(dnnl_memory_desc_init_by_tag(md, 4, dims, dnnl_f32, dnnl_nchw), "an NCHW tensor");
-    TRY(dnnl_memory_create(out, md, d->eng, data != NULL ? (void *)data : DNNL_MEMORY_NONE),
-        "an NCHW tensor");
-    return keep_mem(d, *out);
+    BE_DNNL_TRY(dnnl_memory_desc_init_by_tag(md, 4, dims, dnnl_f32, dnnl_nchw), "an NCHW tensor");
+    BE_DNNL_TRY(dnnl_memory_create(out, md, d->eng, data != NULL ? (void *)data : DNNL_MEMORY_NONE),
+                "an NCHW tensor");
+    return be_dnnl_keep_mem(d, *out);
 }
 
 /* A step reordering `from` (md `fmd`) into `to` (md `tmd`). */
@@ -56,13 +50,14 @@ static int reorder_step(be_dnnl_t *d, int i, dnnl_memory_t from, const dnnl_memo
                         dnnl_memory_t to, const dnnl_memory_desc_t *tmd)
 {
     dnnl_primitive_desc_t pd;
-    TRY(dnnl_reorder_primitive_desc_create(&pd, fmd, d->eng, tmd, d->eng, NULL), "a reorder");
-    step_t *s = new_step(d);
+    BE_DNNL_TRY(dnnl_reorder_primitive_desc_create(&pd, fmd, d->eng, tmd, d->eng, NULL),
+                "a reorder");
+    step_t *s = be_dnnl_new_step(d);
     dnnl_status_t rv = dnnl_primitive_create(&s->prim, pd);
     dnnl_primitive_desc_destroy(pd);
     if (rv != dnnl_success) {
         d->nsteps--;
-        return failed(d, "a reorder", i);
+        return be_dnnl_failed(d, "a reorder", i);
     }
     s->nargs = 2;
     s->args[0] = (dnnl_exec_arg_t){DNNL_ARG_FROM, from};
@@ -150,7 +145,7 @@ static int reorder_now(be_dnnl_t *d, int i, dnnl_memory_t from, const dnnl_memor
     dnnl_status_t e = dnnl_primitive_execute(s->prim, d->st, s->nargs, s->args);
     dnnl_stream_wait(d->st);
     dnnl_primitive_destroy(s->prim);
-    return e == dnnl_success ? 0 : failed(d, "a weight reorder", i);
+    return e == dnnl_success ? 0 : be_dnnl_failed(d, "a weight reorder", i);
 }
 
 /* Which layers this engine runs: convolutions that fast.c also runs itself (not xnor/binary,
@@ -187,7 +182,7 @@ static int act_attr(be_dnnl_t *d, int i, const layer *l, dnnl_primitive_attr_t *
 {
     dnnl_post_ops_t po;
     *attr = NULL;
-    TRY(dnnl_post_ops_create(&po), "a post-op");
+    BE_DNNL_TRY(dnnl_post_ops_create(&po), "a post-op");
     dnnl_status_t e = dnnl_post_ops_append_eltwise(po, 1.0f, act_alg(l), act_alpha(l), 0);
     if (e == dnnl_success && (e = dnnl_primitive_attr_create(attr)) == dnnl_success)
         e = dnnl_primitive_attr_set_post_ops(*attr, po);
@@ -195,7 +190,7 @@ static int act_attr(be_dnnl_t *d, int i, const layer *l, dnnl_primitive_attr_t *
     if (e != dnnl_success) {
         dnnl_primitive_attr_destroy(*attr);
         *attr = NULL;
-        return failed(d, "an activation post-op", i);
+        return be_dnnl_failed(d, "an activation post-op", i);
     }
     return 0;
 }
@@ -211,18 +206,18 @@ static int layer_pd(be_dnnl_t *d, int i, const layer *l, const dnnl_memory_desc_
     dnnl_memory_desc_t smd, dmd, nchw;
     /* bf16: activations and weights; biases, accumulation and darknet's tensors stay f32 */
     dnnl_data_type_t dt = d->bf16 ? dnnl_bf16 : dnnl_f32;
-    TRY(dnnl_memory_desc_init_by_tag(&smd, 4, sd, dt, dnnl_format_tag_any), "a tensor");
-    TRY(dnnl_memory_desc_init_by_tag(&nchw, 4, sd, dnnl_f32, dnnl_nchw), "a tensor");
+    BE_DNNL_TRY(dnnl_memory_desc_init_by_tag(&smd, 4, sd, dt, dnnl_format_tag_any), "a tensor");
+    BE_DNNL_TRY(dnnl_memory_desc_init_by_tag(&nchw, 4, sd, dnnl_f32, dnnl_nchw), "a tensor");
     /* A convolution of the planar input image (3 channels) reads it as it is: with src "any"
      * oneDNN 2.6 picks NHWC for its brgconv kernel, which costs a reorder of the whole image
      * and runs badly on a reduction of 3 x 9; on NCHW it takes its "first layer" kernel
      * (blocked output). Face model: 5.1 -> 4.2 ms per frame (CPU time, 1 thread). */
     if (l->type == CONVOLUTIONAL && l->c <= 4 && dnnl_memory_desc_equal(in, &nchw))
-        TRY(dnnl_memory_desc_init_by_tag(&smd, 4, sd, dt, dnnl_nchw), "a tensor");
+        BE_DNNL_TRY(dnnl_memory_desc_init_by_tag(&smd, 4, sd, dt, dnnl_nchw), "a tensor");
     /* a max-pool keeps its input's type (f32 after a layer darknet ran) */
     if (l->type == MAXPOOL)
         dt = in->data_type;
-    TRY(dnnl_memory_desc_init_by_tag(&dmd, 4, dd, dt, dnnl_format_tag_any), "a tensor");
+    BE_DNNL_TRY(dnnl_memory_desc_init_by_tag(&dmd, 4, dd, dt, dnnl_format_tag_any), "a tensor");
     if (l->type == MAXPOOL) {
         /* darknet's window starts at -pad/2; cells outside never win (as oneDNN's padding). */
         const layer *act = d->deferred;
@@ -230,35 +225,36 @@ static int layer_pd(be_dnnl_t *d, int i, const layer *l, const dnnl_memory_desc_
         int ph = (l->out_h - 1) * l->stride + l->size - l->h - pl;
         int pw = (l->out_w - 1) * l->stride + l->size - l->w - pl;
         if (ph < 0 || pw < 0)
-            return failed(d, "this max-pool's geometry", i);
+            return be_dnnl_failed(d, "this max-pool's geometry", i);
         dnnl_dims_t str = {l->stride, l->stride}, k = {l->size, l->size}, dil = {0, 0};
         dnnl_dims_t pad_l = {pl, pl}, pad_r = {ph, pw};
         dnnl_pooling_v2_desc_t desc;
-        TRY(dnnl_pooling_v2_forward_desc_init(&desc, dnnl_forward_inference, dnnl_pooling_max, in,
-                                              &dmd, str, k, dil, pad_l, pad_r),
-            "a max-pool");
+        BE_DNNL_TRY(dnnl_pooling_v2_forward_desc_init(&desc, dnnl_forward_inference,
+                                                      dnnl_pooling_max, in, &dmd, str, k, dil,
+                                                      pad_l, pad_r),
+                    "a max-pool");
         dnnl_primitive_attr_t attr = NULL;
         if (act != NULL && (rv = act_attr(d, i, act, &attr)) != 0)
             return rv;
         dnnl_status_t e = dnnl_primitive_desc_create(pd, &desc, attr, d->eng, NULL);
         dnnl_primitive_attr_destroy(attr);
-        return e == dnnl_success ? 0 : failed(d, "a max-pool", i);
+        return e == dnnl_success ? 0 : be_dnnl_failed(d, "a max-pool", i);
     }
     int g = l->groups > 0 ? l->groups : 1;
     dnnl_memory_desc_t wmd, bmd;
     dnnl_dims_t bd = {l->n};
     if (g == 1) {
         dnnl_dims_t wd = {l->n, l->c, l->size, l->size};
-        TRY(dnnl_memory_desc_init_by_tag(&wmd, 4, wd, dt, dnnl_format_tag_any), "weights");
+        BE_DNNL_TRY(dnnl_memory_desc_init_by_tag(&wmd, 4, wd, dt, dnnl_format_tag_any), "weights");
     } else {
         dnnl_dims_t wd = {g, 1, 1, l->size, l->size};
-        TRY(dnnl_memory_desc_init_by_tag(&wmd, 5, wd, dt, dnnl_format_tag_any), "weights");
+        BE_DNNL_TRY(dnnl_memory_desc_init_by_tag(&wmd, 5, wd, dt, dnnl_format_tag_any), "weights");
     }
-    TRY(dnnl_memory_desc_init_by_tag(&bmd, 1, bd, dnnl_f32, dnnl_x), "biases");
+    BE_DNNL_TRY(dnnl_memory_desc_init_by_tag(&bmd, 1, bd, dnnl_f32, dnnl_x), "biases");
     int ph = (l->out_h - 1) * l->stride + l->size - l->h - l->pad;
     int pw = (l->out_w - 1) * l->stride + l->size - l->w - l->pad;
     if (ph < 0 || pw < 0)
-        return failed(d, "this convolution's geometry", i);
+        return be_dnnl_failed(d, "this convolution's geometry", i);
     dnnl_dims_t str = {l->stride, l->stride}, pad_l = {l->pad, l->pad}, pad_r = {ph, pw};
     dnnl_convolution_desc_t desc;
     /* f32 3x3 stride-1 convolutions with 16+ channels in and out: Winograd (oneDNN's
@@ -276,15 +272,16 @@ static int layer_pd(be_dnnl_t *d, int i, const layer *l, const dnnl_memory_desc_
         d->nwino++;
         return 0;
     }
-    TRY(dnnl_convolution_forward_desc_init(&desc, dnnl_forward_inference, dnnl_convolution_direct,
-                                           &smd, &wmd, &bmd, &dmd, str, pad_l, pad_r),
-        "a convolution");
+    BE_DNNL_TRY(dnnl_convolution_forward_desc_init(&desc, dnnl_forward_inference,
+                                                   dnnl_convolution_direct, &smd, &wmd, &bmd, &dmd,
+                                                   str, pad_l, pad_r),
+                "a convolution");
     dnnl_primitive_attr_t attr = NULL;
     if (l->activation != LINEAR && (rv = act_attr(d, i, l, &attr)) != 0)
         return rv;
     dnnl_status_t e = dnnl_primitive_desc_create(pd, &desc, attr, d->eng, NULL);
     dnnl_primitive_attr_destroy(attr);
-    return e == dnnl_success ? 0 : failed(d, "a convolution", i);
+    return e == dnnl_success ? 0 : be_dnnl_failed(d, "a convolution", i);
 }
 
 /* A step applying eltwise `alg` (`alpha`) to `src` (described by `md`) into `dst`, which may
@@ -295,14 +292,15 @@ static int eltwise_step(be_dnnl_t *d, int i, dnnl_alg_kind_t alg, float alpha,
 {
     dnnl_eltwise_desc_t desc;
     dnnl_primitive_desc_t pd;
-    TRY(dnnl_eltwise_forward_desc_init(&desc, dnnl_forward_inference, alg, md, alpha, 0), what);
-    TRY(dnnl_primitive_desc_create(&pd, &desc, NULL, d->eng, NULL), what);
-    step_t *s = new_step(d);
+    BE_DNNL_TRY(dnnl_eltwise_forward_desc_init(&desc, dnnl_forward_inference, alg, md, alpha, 0),
+                what);
+    BE_DNNL_TRY(dnnl_primitive_desc_create(&pd, &desc, NULL, d->eng, NULL), what);
+    step_t *s = be_dnnl_new_step(d);
     dnnl_status_t e = dnnl_primitive_create(&s->prim, pd);
     dnnl_primitive_desc_destroy(pd);
     if (e != dnnl_success) {
         d->nsteps--;
-        return failed(d, what, i);
+        return be_dnnl_failed(d, what, i);
     }
     s->args[0] = (dnnl_exec_arg_t){DNNL_ARG_SRC, src};
     s->args[1] = (dnnl_exec_arg_t){DNNL_ARG_DST, dst};
@@ -318,73 +316,13 @@ static int act_in_place(be_dnnl_t *d, int i, const layer *l, dnnl_memory_t m,
 }
 
 /* A step copying layer i's output `out` (described by `md`) into darknet's buffer. */
-static int to_darknet(be_dnnl_t *d, int i, const layer *l, dnnl_memory_t out,
-                      const dnnl_memory_desc_t *md)
+int be_dnnl_to_darknet(be_dnnl_t *d, int i, const layer *l, dnnl_memory_t out,
+                       const dnnl_memory_desc_t *md)
 {
     dnnl_memory_t nm;
     dnnl_memory_desc_t nmd;
     int rv = user_mem(d, i, l->out_c, l->out_h, l->out_w, l->output, &nm, &nmd);
     return rv != 0 ? rv : reorder_step(d, i, out, md, nm, &nmd);
-}
-
-static int own_pool_mode = -1; /* be_dnnl_own_pool */
-
-/* The layout of be_maxpool_t's blk: darknet's NCHW (after a layer darknet's buffers hold,
- * e.g. fast_wino's), or oneDNN's channel blocks; none (any: never equal) for the rest. */
-static dnnl_format_tag_t pool_tag(int blk)
-{
-    return blk == 1    ? dnnl_nchw
-           : blk == 8  ? dnnl_aBcd8b
-           : blk == 16 ? dnnl_aBcd16b
-                       : dnnl_format_tag_any;
-}
-
-/* 1 when max-pool layer l, on a tensor described by `in`, runs as be_maxpool_blocked (its
- * geometry then in *mp): by default where oneDNN has no AVX-512 kernels (its AVX2 max-pool took
- * 2.6-4x the loop's time on AMD Zen 3; its AVX-512 one was faster than the loop on Cooper Lake),
- * f32 in 8- or 16-channel blocks or NCHW, no activation left to it (d->deferred). */
-static int own_pool_fits(const be_dnnl_t *d, const layer *l, const dnnl_memory_desc_t *in,
-                         be_maxpool_t *mp)
-{
-    int on = own_pool_mode;
-    if (on < 0)
-        on = (dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core) != dnnl_cpu_isa_avx512_core;
-    if (!on || l->type != MAXPOOL || d->deferred != NULL || in->data_type != dnnl_f32 ||
-        l->out_c != l->c)
-        return 0;
-    *mp = be_fast_pool(l, 0); /* blk: the layout's, below */
-    dnnl_dims_t dims = {1, l->c, l->h, l->w};
-    dnnl_memory_desc_t md;
-    static const int blks[] = {1, 8, 16};
-    for (size_t k = 0; k < sizeof blks / sizeof blks[0]; k++)
-        if (dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32, pool_tag(blks[k])) ==
-                dnnl_success &&
-            dnnl_memory_desc_equal(&md, in)) {
-            mp->blk = blks[k];
-            return be_maxpool_fits(mp);
-        }
-    return 0;
-}
-
-/* Max-pool layer i as an own step (own_pool_fits said yes), its output in the same blocking. */
-static int own_pool_step(be_dnnl_t *d, int i, const layer *l, const be_maxpool_t *mp, int to_nchw,
-                         dnnl_memory_t *cur, dnnl_memory_desc_t *curmd)
-{
-    dnnl_memory_desc_t md;
-    dnnl_memory_t out;
-    dnnl_dims_t dims = {1, l->out_c, l->out_h, l->out_w};
-    TRY(dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32, pool_tag(mp->blk)), "a tensor");
-    TRY(dnnl_memory_create(&out, &md, d->eng, DNNL_MEMORY_ALLOCATE), "a tensor");
-    keep_mem(d, out);
-    step_t *s = new_step(d);
-    s->pool = *mp;
-    d->nownpool++;
-    s->args[0] = (dnnl_exec_arg_t){DNNL_ARG_SRC, *cur};
-    s->args[1] = (dnnl_exec_arg_t){DNNL_ARG_DST, out};
-    s->nargs = 2;
-    *cur = out;
-    *curmd = md;
-    return to_nchw ? to_darknet(d, i, l, out, &md) : 0;
 }
 
 /* Layer i's steps: src reorder if the layout differs, the primitive, its output to darknet's
@@ -397,8 +335,8 @@ static int add_layer(be_dnnl_t *d, int i, const layer *l, int to_nchw, int may_d
     dnnl_primitive_desc_t pd;
     be_maxpool_t mp;
     int rv, act_step;
-    if (own_pool_fits(d, l, curmd, &mp))
-        return own_pool_step(d, i, l, &mp, to_nchw, cur, curmd);
+    if (be_dnnl_own_pool_fits(d, l, curmd, &mp))
+        return be_dnnl_own_pool_step(d, i, l, &mp, to_nchw, cur, curmd);
     if ((rv = layer_pd(d, i, l, curmd, &pd, &act_step)) != 0)
         return rv;
     const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
@@ -410,21 +348,22 @@ static int add_layer(be_dnnl_t *d, int i, const layer *l, int to_nchw, int may_d
     if (same != NULL) {
         if (dnnl_memory_create(&src, want, d->eng, same) != dnnl_success) {
             dnnl_primitive_desc_destroy(pd);
-            return failed(d, "a tensor", i);
+            return be_dnnl_failed(d, "a tensor", i);
         }
-        keep_mem(d, src);
+        be_dnnl_keep_mem(d, src);
     } else if (!dnnl_memory_desc_equal(want, curmd)) {
         if (dnnl_memory_create(&src, want, d->eng, DNNL_MEMORY_ALLOCATE) != dnnl_success ||
-            keep_mem(d, src) != 0 || (rv = reorder_step(d, i, *cur, curmd, src, want)) != 0) {
+            be_dnnl_keep_mem(d, src) != 0 ||
+            (rv = reorder_step(d, i, *cur, curmd, src, want)) != 0) {
             dnnl_primitive_desc_destroy(pd);
-            return rv != 0 ? rv : failed(d, "a tensor", i);
+            return rv != 0 ? rv : be_dnnl_failed(d, "a tensor", i);
         }
     }
     if (dnnl_memory_create(&out, dst, d->eng, DNNL_MEMORY_ALLOCATE) != dnnl_success) {
         dnnl_primitive_desc_destroy(pd);
-        return failed(d, "a tensor", i);
+        return be_dnnl_failed(d, "a tensor", i);
     }
-    keep_mem(d, out);
+    be_dnnl_keep_mem(d, out);
     if (l->type == CONVOLUTIONAL) {
         float *w = NULL, *b = NULL;
         dnnl_memory_t uw = NULL;
@@ -441,7 +380,7 @@ static int add_layer(be_dnnl_t *d, int i, const layer *l, int to_nchw, int may_d
              dnnl_memory_create(&wm, wmd, d->eng, DNNL_MEMORY_ALLOCATE) != dnnl_success ||
              dnnl_memory_desc_init_by_tag(&bmd, 1, bd, dnnl_f32, dnnl_x) != dnnl_success ||
              dnnl_memory_create(&bm, &bmd, d->eng, DNNL_MEMORY_ALLOCATE) != dnnl_success))
-            rv = failed(d, "weights", i);
+            rv = be_dnnl_failed(d, "weights", i);
         if (rv == 0)
             rv = reorder_now(d, i, uw, &uwmd, wm, wmd);
         if (rv == 0) {
@@ -454,20 +393,20 @@ static int add_layer(be_dnnl_t *d, int i, const layer *l, int to_nchw, int may_d
         free(w);
         free(b);
         if (wm != NULL)
-            keep_mem(d, wm);
+            be_dnnl_keep_mem(d, wm);
         if (bm != NULL)
-            keep_mem(d, bm);
+            be_dnnl_keep_mem(d, bm);
         if (rv != 0) {
             dnnl_primitive_desc_destroy(pd);
             return rv;
         }
     }
-    step_t *s = new_step(d);
+    step_t *s = be_dnnl_new_step(d);
     dnnl_status_t e = dnnl_primitive_create(&s->prim, pd);
     dnnl_primitive_desc_destroy(pd);
     if (e != dnnl_success) {
         d->nsteps--;
-        return failed(d, "a primitive", i);
+        return be_dnnl_failed(d, "a primitive", i);
     }
     s->args[0] = (dnnl_exec_arg_t){DNNL_ARG_SRC, src};
     s->args[1] = (dnnl_exec_arg_t){DNNL_ARG_DST, out};
@@ -483,7 +422,7 @@ static int add_layer(be_dnnl_t *d, int i, const layer *l, int to_nchw, int may_d
     *curmd = *omd;
     if (act_step && !may_defer && (rv = act_in_place(d, i, l, out, omd)) != 0)
         return rv;
-    if (to_nchw && (rv = to_darknet(d, i, l, out, curmd)) != 0)
+    if (to_nchw && (rv = be_dnnl_to_darknet(d, i, l, out, curmd)) != 0)
         return rv;
     d->deferred = act_step && may_defer ? l : NULL;
     return 0;
@@ -502,7 +441,7 @@ static int yolo_steps(be_dnnl_t *d, int i, const layer *l, const layer *prev)
     int rv;
     if (prev->outputs != l->inputs || l->inputs != l->outputs ||
         l->outputs != l->n * (l->classes + 5) * l->w * l->h)
-        return failed(d, "this [yolo] head's geometry", i);
+        return be_dnnl_failed(d, "this [yolo] head's geometry", i);
     if ((rv = user_mem(d, i, l->c, l->h, l->w, prev->output, &src, &smd)) != 0 ||
         (rv = user_mem(d, i, l->c, l->h, l->w, l->output, &dst, &dmd)) != 0)
         return rv;
@@ -536,19 +475,9 @@ void be_dnnl_omp_env(int threads, char **argv)
 static int refuse_bf16;     /* be_dnnl_refuse_bf16 (tests) */
 static int refuse_winograd; /* be_dnnl_refuse_winograd (tests, bench) */
 
-void be_dnnl_own_pool(int mode)
-{
-    own_pool_mode = mode;
-}
-
 void be_dnnl_refuse_winograd(int on)
 {
     refuse_winograd = on;
-}
-
-int be_dnnl_own_pool_layers(const be_dnnl_t *d)
-{
-    return d->nownpool;
 }
 
 int be_dnnl_winograd_layers(const be_dnnl_t *d)
@@ -678,7 +607,7 @@ static int create(be_dnnl_t **out, network *net, int threads, int all_outputs, i
     }
     if (dnnl_engine_create(&d->eng, dnnl_cpu, 0) != dnnl_success ||
         dnnl_stream_create(&d->st, d->eng, dnnl_stream_default_flags) != dnnl_success) {
-        rv = failed(d, "the CPU engine", 0);
+        rv = be_dnnl_failed(d, "the CPU engine", 0);
         goto out;
     }
     if (omp_set_num_threads != NULL)
@@ -689,7 +618,15 @@ static int create(be_dnnl_t **out, network *net, int threads, int all_outputs, i
     if ((rv = user_mem(d, 0, l0->c, l0->h, l0->w, NULL, &d->input, &curmd)) != 0)
         goto out;
     cur = d->input;
-    for (i = 0; i < n; i++) {
+    i = 0;
+    if (be_dnnl_convpool_fits(d, all_outputs, nchw)) {
+        d->plan[0].first = 0;
+        if ((rv = be_dnnl_convpool_step(d, nchw[1], &cur, &curmd)) != 0)
+            goto out;
+        d->plan[1].count = d->nsteps - d->plan[1].first;
+        i = 2;
+    }
+    for (; i < n; i++) {
         const layer *l = &net->layers[i];
         d->plan[i].first = d->nsteps;
         if (d->plan[i].onednn) {
@@ -764,11 +701,8 @@ static void run_steps(be_dnnl_t *d, const plan_t *p)
             dnnl_primitive_execute(s->prim, d->st, s->nargs, s->args);
             continue;
         }
-        void *in = NULL, *out = NULL;
         dnnl_stream_wait(d->st);
-        dnnl_memory_get_data_handle(s->args[0].memory, &in);
-        dnnl_memory_get_data_handle(s->args[1].memory, &out);
-        be_maxpool_blocked(&s->pool, in, out, d->threads);
+        be_dnnl_own_run(d, s);
     }
     dnnl_stream_wait(d->st);
 }
@@ -826,8 +760,10 @@ void be_dnnl_destroy(be_dnnl_t *d)
     if (d == NULL)
         return;
     be_dnnl_tail_destroy(d->tail);
-    for (int i = 0; i < d->nsteps; i++)
+    for (int i = 0; i < d->nsteps; i++) {
         dnnl_primitive_destroy(d->steps[i].prim);
+        be_convpool_destroy(d->steps[i].cp);
+    }
     for (int i = 0; i < d->nmems; i++)
         dnnl_memory_destroy(d->mems[i]);
     if (d->st != NULL)

@@ -70,6 +70,17 @@ int be_dnnl_own_pool_layers(const be_dnnl_t *d)
     return 0;
 }
 
+void be_dnnl_convpool(int mode)
+{
+    (void)mode;
+}
+
+int be_dnnl_convpool_layers(const be_dnnl_t *d)
+{
+    (void)d;
+    return 0;
+}
+
 void be_dnnl_refuse_tail(int on)
 {
     (void)on;

@@ -49,6 +49,7 @@ int be_dnnl_tail_rows(const be_dnnl_t *d)
 typedef struct {
     step_t *st;     /* the layer's one step */
     int pool;       /* 1: framegate's max-pool loop; 0: a oneDNN convolution */
+    int fused;      /* 1: links 0 and 1 are one be_convpool step (st->cp), which link 0 runs */
     int pad;        /* the layer's pad (a pool's window starts at -(pad / 2)) */
     int k, s, o;    /* window rows, stride, first window's offset (-pad, or -(pad / 2)) */
     int c, h, w;    /* input */
@@ -103,9 +104,32 @@ static int link_make(be_dnnl_t *d, int i, const link_t *prev, link_t *k)
 {
     const layer *l = &d->net->layers[i];
     const plan_t *p = &d->plan[i];
+    memset(k, 0, sizeof *k);
+    if (p->fused && prev != NULL && prev->fused) {
+        /* the pool be_convpool computes: the step's output; its own steps copy it */
+        k->st = prev->st;
+        k->extra = p->count;
+        for (int j = 0; j < p->count; j++)
+            if (d->steps[p->first + j].prim == NULL)
+                return -1;
+        k->pool = k->fused = 1;
+        k->c = l->c, k->h = l->h, k->w = l->w;
+        k->oc = l->out_c, k->oh = l->out_h, k->ow = l->out_w;
+        k->k = l->size, k->s = l->stride, k->pad = l->pad, k->o = -(l->pad / 2);
+        dnnl_memory_get_data_handle(k->st->args[1].memory, &k->out);
+        return 0;
+    }
     if (!p->onednn || p->count < 1)
         return -1;
-    memset(k, 0, sizeof *k);
+    if (i == 0 && d->steps[p->first].cp != NULL) {
+        /* be_convpool's convolution: read from the caller's input, never written */
+        k->st = &d->steps[p->first];
+        k->fused = 1;
+        k->c = l->c, k->h = l->h, k->w = l->w;
+        k->oc = l->out_c, k->oh = l->out_h, k->ow = l->out_w;
+        k->k = l->size, k->s = l->stride, k->pad = l->pad, k->o = -l->pad;
+        return p->count == 1 ? 0 : -1;
+    }
     k->st = &d->steps[p->first];
     /* steps after its own: only a pool's copy into darknet's buffer (a layer darknet or
      * fast.c runs reads it), which ends the chain */
@@ -197,7 +221,12 @@ static const ref_t *ref_for(be_dnnl_t *d, be_dnnl_tail_t *t, float v)
     dnnl_memory_set_data_handle(d->input, t->in); /* the pass sets its own again */
     for (int i = 0; i < t->n; i++) {
         const link_t *k = &t->links[i];
-        if (k->pool)
+        if (k->fused && !k->pool)
+            be_convpool_run(k->st->cp, t->in, t->links[1].out, t->links[1].oh, 0, 0, t->links[1].oh,
+                            d->threads);
+        else if (k->fused)
+            continue;
+        else if (k->pool)
             be_maxpool_blocked(&k->st->pool, t->links[i - 1].out, k->out, d->threads);
         else if (dnnl_primitive_execute(k->st->prim, d->st, k->st->nargs, k->st->args) !=
                      dnnl_success ||
@@ -356,6 +385,8 @@ static int shape_make(be_dnnl_t *d, be_dnnl_tail_t *t, shape_t *s, int lo1, int 
             return -1;
         size_t at;
         be_maxpool_t mp = pool_geometry(t, s, i, &at);
+        if (t->links[i].fused) /* be_convpool takes any band */
+            continue;
         if (t->links[i].pool ? !be_maxpool_fits(&mp) : conv_make(d, t, s, i) != 0)
             return -1;
     }
@@ -422,14 +453,24 @@ int be_dnnl_tail_run(be_dnnl_t *d, const float *input)
      * COPY_PARTS pieces a channel over the team: serial, it took much of what the skip saved */
     size_t n = (size_t)(s->in_hi - s->in_lo) * k0->w, part = (n + COPY_PARTS - 1) / COPY_PARTS;
     const float *from = input + (size_t)s->in_lo * k0->w;
+    int copies = k0->fused ? 0 : k0->c * COPY_PARTS; /* be_convpool reads the input itself */
 #pragma omp parallel for num_threads(d->threads) schedule(static) if (d->threads > 1)
-    for (int j = 0; j < k0->c * COPY_PARTS; j++) {
+    for (int j = 0; j < copies; j++) {
         size_t ch = (size_t)(j / COPY_PARTS), lo = (size_t)(j % COPY_PARTS) * part;
         size_t len = lo >= n ? 0 : n - lo < part ? n - lo : part;
         memcpy(t->in + ch * n + lo, from + ch * k0->h * k0->w + lo, len * sizeof(float));
     }
     for (int i = 0; i < t->n; i++) {
         const link_t *k = &t->links[i];
+        if (k->fused && !k->pool) { /* link 1's band, into its band buffer or its output */
+            const link_t *k1 = &t->links[1];
+            int last = t->n == 2, lo = s->lo[1], hi = s->hi[1];
+            be_convpool_run(k->st->cp, input, k1->out, last ? k1->oh : hi - lo, last ? 0 : lo, lo,
+                            hi, d->threads);
+            continue;
+        }
+        if (k->fused)
+            continue;
         if (k->pool) {
             size_t at;
             be_maxpool_t mp = pool_geometry(t, s, i, &at);
@@ -445,7 +486,8 @@ int be_dnnl_tail_run(be_dnnl_t *d, const float *input)
             return 0; /* nothing written that the whole layers will not write again */
     }
     /* the last output's rows outside the band, every channel block, from the reference */
-    int blk = last->st->pool.blk, lo = s->lo[t->n - 1], hi = s->hi[t->n - 1];
+    int blk = last->st->cp != NULL ? be_convpool_blk(last->st->cp) : last->st->pool.blk;
+    int lo = s->lo[t->n - 1], hi = s->hi[t->n - 1];
     size_t row = (size_t)last->ow * blk;
     int other = last->oh - (hi - lo), items = last->oc / blk * other;
     float *out = last->out;

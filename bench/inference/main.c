@@ -611,10 +611,13 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
         be_model_free(bm);
         if (o->bf16)
             agree_precision(&mo, im, dfr->jpeg, dfr->len, dfr->n, dwhat, m);
-        /* the padding shortcut (backend/dnnl_tail.c); dfr may be the photos themselves */
-        for (int th = 1; th <= o->max_threads; th++)
+        /* the padding shortcut (backend/dnnl_tail.c; dfr may be the photos themselves), and
+         * the first pair as one pass (backend/convpool.h) */
+        for (int th = 1; th <= o->max_threads; th++) {
             tail_report(net, th, fr->input, fr->n, im, prep_mode, dfr->jpeg, dfr->len,
                         dfr != fr ? dfr->n : 0, dwhat, o->reps, m);
+            convpool_report(net, th, fr->input, fr->n, o->reps, m);
+        }
     }
     if (ocv != NULL)
         ocv_destroy(ocv);
@@ -708,8 +711,9 @@ int main(int argc, char **argv)
     const char *spin = getenv("GOMP_SPINCOUNT"), *policy = getenv("OMP_WAIT_POLICY"),
                *obt = getenv("OPENBLAS_THREAD_TIMEOUT"); /* its threads' spin after a call */
     say("OpenMP (oneDNN's threads): GOMP_SPINCOUNT=%s OMP_WAIT_POLICY=%s; "
-        "OPENBLAS_THREAD_TIMEOUT=%s\n", spin != NULL ? spin : "(libgomp's default)",
-        policy != NULL ? policy : "(unset)", obt != NULL ? obt : "(unset)");
+        "OPENBLAS_THREAD_TIMEOUT=%s\n",
+        spin != NULL ? spin : "(libgomp's default)", policy != NULL ? policy : "(unset)",
+        obt != NULL ? obt : "(unset)");
     cJSON_AddStringToObject(root, "gomp_spincount", spin != NULL ? spin : "default");
 
     const char *isa;

@@ -19,6 +19,7 @@
 
 #include <cmocka.h>
 
+#include "convpool.h"
 #include "dnnl.h"
 #include "err.h"
 
@@ -138,7 +139,7 @@ static double rel_diff(const float *a, const float *b, int n)
  * of them in the loop; then the default at 2 threads (fast.c's Winograd and the loop share the
  * work over the OpenMP team). */
 static void compare(network *net, const char *name, int min_onednn, int min_wino, int min_fast,
-                    int min_own)
+                    int min_own, int first_pair)
 {
     image im = load_image_color(DOG, 0, 0);
     image sized = letterbox_image(im, net->w, net->h);
@@ -167,10 +168,13 @@ static void compare(network *net, const char *name, int min_onednn, int min_wino
         be_dnnl_own_pool(-1);
         if (k == 0)
             own_default = be_dnnl_own_pool_layers(d) > 0;
+        /* in serving mode where oneDNN has no AVX-512 (as the loop's default), a first 3x3
+         * convolution and its 2x2 pool are one be_convpool pass (first_pair) */
+        assert_int_equal(be_dnnl_convpool_layers(d), !all && own_default && first_pair);
         if (swap && own_default)
             assert_int_equal(be_dnnl_own_pool_layers(d), 0);
         else if (swap || (k >= 2 && own_default))
-            assert_true(be_dnnl_own_pool_layers(d) >= min_own);
+            assert_true(be_dnnl_own_pool_layers(d) + be_dnnl_convpool_layers(d) >= min_own);
         /* The layers were really oneDNN's (a fallback to darknet everywhere would pass), and
          * the Winograd ones were (a refused Winograd falls back to direct silently). */
         assert_true(be_dnnl_layers(d) >= min_onednn);
@@ -194,10 +198,11 @@ static void compare(network *net, const char *name, int min_onednn, int min_wino
                          l->type, l->w, l->h, l->c, l->out_w, l->out_h, l->out_c, r, TOL);
         }
         print_message("%s (%s, %d thread%s): %d layers, %d run by the engine, %d as Winograd, %d "
-                      "max-pools by framegate's loop, worst rel %.2g\n",
+                      "max-pools by framegate's loop%s, worst rel %.2g\n",
                       name, all ? "every layer" : "serving", threads, threads > 1 ? "s" : "",
                       net->n, be_dnnl_layers(d), be_dnnl_winograd_layers(d),
-                      be_dnnl_own_pool_layers(d), worst);
+                      be_dnnl_own_pool_layers(d),
+                      be_dnnl_convpool_layers(d) ? ", layers 0-1 by be_convpool" : "", worst);
         be_dnnl_destroy(d);
         for (int i = 0; i < net->n; i++)
             memset(net->layers[i].output, 0xff, (size_t)net->layers[i].outputs * sizeof(float));
@@ -214,8 +219,8 @@ static void test_yolov3_tiny(void **state)
     (void)state;
     char cfg[160];
     network *net = make_net(batch1_cfg("yolov3-tiny.cfg", cfg, sizeof cfg), 1);
-    compare(net, "yolov3-tiny", 19, 8, 6,
-            6); /* 13 convolutions (8 3x3 from 16 channels), 6 pools */
+    compare(net, "yolov3-tiny", 19, 8, 6, 6,
+            1); /* 13 convolutions (8 3x3 from 16 channels), 6 pools */
     free_network(net);
 }
 
@@ -224,7 +229,8 @@ static void test_yolov2_tiny(void **state)
     (void)state;
     char cfg[160];
     network *net = make_net(batch1_cfg("yolov2-tiny.cfg", cfg, sizeof cfg), 2);
-    compare(net, "yolov2-tiny", 15, 7, 5, 6); /* 9 convolutions (7 3x3 from 16 channels), 6 pools */
+    compare(net, "yolov2-tiny", 15, 7, 5, 6,
+            1); /* 9 convolutions (7 3x3 from 16 channels), 6 pools */
     free_network(net);
 }
 
@@ -257,7 +263,7 @@ static void test_depthwise_and_edges(void **state)
         "[convolutional]\nfilters=12\ngroups=12\nsize=3\nstride=1\npad=1\nactivation=leaky\n";
     char cfg[160];
     network *net = make_net(write_cfg("dw.cfg", cfg_text, cfg, sizeof cfg), 4);
-    compare(net, "edge cases", 11, 2, 2, 0); /* all but the strided 1x1 and tanh; Winograd: the
+    compare(net, "edge cases", 11, 2, 2, 0, 0); /* all but the strided 1x1 and tanh; Winograd: the
                                            64 -> 72 'same' and 72 -> 24 'valid' 3x3 */
     free_network(net);
 }
@@ -285,16 +291,24 @@ static void tail_case(const char *cfg_text, const char *file, const pad_case_t *
     assert_non_null(in);
     assert_non_null(ref);
     int last_h = net->layers[layers - 1].out_h;
-    for (int threads = 1; threads <= 2; threads++) {
+    int pair = be_convpool_fits(&net->layers[0], &net->layers[1]);
+    for (int run = 0; run < 4; run++) {
+        /* the chain's pools are framegate's loop (on AVX-512 too); layers 0 and 1 one
+         * be_convpool pass where they fit, then (runs 2, 3) two steps */
+        int threads = 1 + run % 2, convpool = run < 2;
         be_dnnl_t *d = NULL, *whole = NULL;
-        be_dnnl_own_pool(1); /* the chain's pools are framegate's loop (on AVX-512 too) */
+        be_dnnl_own_pool(1);
+        be_dnnl_convpool(convpool);
         assert_int_equal(be_dnnl_create(&d, net, threads, 0, why, sizeof why), 0);
         be_dnnl_refuse_tail(1);
         assert_int_equal(be_dnnl_create(&whole, net, threads, 0, why, sizeof why), 0);
         be_dnnl_refuse_tail(0);
         be_dnnl_own_pool(-1);
+        be_dnnl_convpool(-1);
         assert_int_equal(be_dnnl_tail_layers(d), layers);
         assert_int_equal(be_dnnl_tail_layers(whole), 0);
+        assert_int_equal(be_dnnl_convpool_layers(d), convpool && pair);
+        assert_int_equal(be_dnnl_convpool_layers(whole), convpool && pair);
         for (int k = 0; k < ncases; k++) {
             const pad_case_t *pc = &cases[k];
             memcpy(in, sized.data, plane * 3 * sizeof(float));
@@ -306,10 +320,11 @@ static void tail_case(const char *cfg_text, const char *file, const pad_case_t *
             assert_int_equal(be_dnnl_tail_rows(whole), 0);
             const float *out = be_dnnl_predict_stop(d, in, NULL, NULL);
             int rows = be_dnnl_tail_rows(d), padding = pc->head + net->h - pc->cut;
-            print_message("%s, %d thread%s, rows [0, %d) and [%d, %d) = %g: %d rows of layer %d "
-                          "copied\n",
-                          file, threads, threads > 1 ? "s" : "", pc->head, pc->cut, net->h, pc->v,
-                          rows, layers - 1);
+            print_message("%s, %d thread%s%s, rows [0, %d) and [%d, %d) = %g: %d rows of layer "
+                          "%d copied\n",
+                          file, threads, threads > 1 ? "s" : "",
+                          be_dnnl_convpool_layers(d) ? ", be_convpool" : "", pc->head, pc->cut,
+                          net->h, pc->v, rows, layers - 1);
             if (memcmp(out, ref, net->outputs * sizeof(float)) != 0)
                 fail_msg("%s: case %d: the shortcut's output differs (rel %g)", file, k,
                          rel_diff(out, ref, net->outputs));

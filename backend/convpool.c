@@ -1,0 +1,299 @@
+/* A first 3x3 convolution and its 2x2 max-pool in one pass (convpool.h).
+ *
+ * Work unit: one pooled row of one 16-filter block. For each of its two convolution rows a
+ * kernel computes 6 columns x 16 filters at a time (twelve 8-wide accumulators; per tap, the
+ * 16 weights as two vector loads and the 6 input pixels broadcast) and writes the larger of
+ * each column pair straight to the output cell: the first row stores, the second takes the
+ * max and adds bias and activation, while the row (13 KB on a 416-wide face input) is still in
+ * L1. A kernel of 8 filters x 12 pixels ran at half the speed on Zen 3 (one broadcast per FMA,
+ * and its broadcasts share a pipe with the FMAs): ~45 GFLOP/s, as oneDNN's own kernel for this
+ * layer; this one ~75 (scratch cp.c). */
+#include "convpool.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "err.h"
+#include "fast.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define CP_X86 1
+#endif
+
+#define NB 16  /* filters per kernel call */
+#define TILE 6 /* convolution columns per kernel call: 3 pooled */
+
+struct be_convpool {
+    int c, h, w, pad; /* the convolution's input and padding */
+    int oh, ow;       /* its output */
+    int n;            /* filters */
+    int ph, pw;       /* the pool's output */
+    int act;          /* darknet's ACTIVATION: LEAKY, RELU or LINEAR */
+    int blk;          /* output channels per block */
+    float *wt;        /* [n / NB][c][3][3][NB] */
+    float *bias;      /* [n] */
+};
+
+int be_convpool_fits(const layer *cv, const layer *pl)
+{
+    if (cv->type != CONVOLUTIONAL || pl->type != MAXPOOL || cv->batch != 1 || pl->batch != 1 ||
+        cv->size != 3 || cv->stride != 1 || (cv->groups > 1) || cv->xnor || cv->binary ||
+        cv->c < 1 || cv->c > BE_CONVPOOL_C_MAX || cv->n < NB || cv->n % NB != 0 || cv->pad < 0 ||
+        cv->pad > 2 || cv->h < 1 || cv->w < 1)
+        return 0;
+    if (cv->activation != LEAKY && cv->activation != RELU && cv->activation != LINEAR)
+        return 0;
+    if (cv->out_h != cv->h + 2 * cv->pad - 2 || cv->out_w != cv->w + 2 * cv->pad - 2 ||
+        cv->out_h < 1 || cv->out_w < 1 || cv->out_c != cv->n)
+        return 0;
+    /* the pool reads the convolution's output; its windows start at (0, 0) and every one
+     * holds at least its first cell */
+    if (pl->size != 2 || pl->stride != 2 || pl->pad / 2 != 0 || pl->c != cv->n ||
+        pl->h != cv->out_h || pl->w != cv->out_w || pl->out_c != pl->c || pl->out_h < 1 ||
+        pl->out_w < 1 || 2 * (pl->out_h - 1) >= pl->h || 2 * (pl->out_w - 1) >= pl->w)
+        return 0;
+    return 1;
+}
+
+int be_convpool_create(be_convpool_t **out, const layer *cv, const layer *pl, int blk)
+{
+    *out = NULL;
+    if (!be_convpool_fits(cv, pl) || (blk != 8 && blk != 16))
+        return PROTO_EINVAL;
+    be_convpool_t *cp = calloc(1, sizeof *cp);
+    float *w = NULL, *b = NULL;
+    if (cp == NULL || be_fast_fold(cv, &w, &b) != 0 ||
+        (cp->wt = malloc((size_t)cv->n * cv->c * 9 * sizeof(float))) == NULL) {
+        free(w);
+        free(b);
+        be_convpool_destroy(cp);
+        return PROTO_ENOMEM;
+    }
+    *cp = (be_convpool_t){.c = cv->c,
+                          .h = cv->h,
+                          .w = cv->w,
+                          .pad = cv->pad,
+                          .oh = cv->out_h,
+                          .ow = cv->out_w,
+                          .n = cv->n,
+                          .ph = pl->out_h,
+                          .pw = pl->out_w,
+                          .act = cv->activation,
+                          .blk = blk,
+                          .wt = cp->wt,
+                          .bias = b};
+    int k = cv->c * 9; /* darknet's weights: [filter][channel][row][column] */
+    for (int f = 0; f < cv->n; f++)
+        for (int j = 0; j < k; j++)
+            cp->wt[((size_t)(f / NB) * k + j) * NB + f % NB] = w[(size_t)f * k + j];
+    free(w);
+    *out = cp;
+    return 0;
+}
+
+int be_convpool_blk(const be_convpool_t *cp)
+{
+    return cp->blk;
+}
+
+void be_convpool_destroy(be_convpool_t *cp)
+{
+    if (cp == NULL)
+        return;
+    free(cp->wt);
+    free(cp->bias);
+    free(cp);
+}
+
+/* The kernels. `in` points at the input cell under the tile's first tap (channel 0, the row
+ * above the convolution row when padded, its first column); channels cs floats apart, rows rs.
+ * vc of the 6 columns are real (the rest do not win the max). np pooled columns go to `o`, an
+ * output cell (filters 0-7 there, 8-15 `half` floats on; pooled columns `step` apart): stored
+ * (first) or maxed with what is there, and when `fin`, with bias b and the activation
+ * (x > 0 ? x : x * slope: darknet's leaky .1, relu 0 (its x * (x > 0) is -0 too), linear 1). */
+typedef struct {
+    const float *b;
+    float slope;
+    size_t half, step;
+} out_t;
+
+typedef void kernel_fn(const float *in, size_t cs, size_t rs, int c, const float *wt, float *o,
+                       const out_t *ot, int np, int vc, int first, int fin);
+
+static void kernel_c(const float *in, size_t cs, size_t rs, int c, const float *wt, float *o,
+                     const out_t *ot, int np, int vc, int first, int fin)
+{
+    float acc[TILE][NB] = {{0}};
+    for (int ch = 0; ch < c; ch++)
+        for (int ky = 0; ky < 3; ky++)
+            for (int kx = 0; kx < 3; kx++, wt += NB) {
+                const float *q = in + ch * cs + ky * rs + kx;
+                for (int j = 0; j < TILE; j++)
+                    for (int f = 0; f < NB; f++)
+                        acc[j][f] += wt[f] * q[j];
+            }
+    for (int p = 0; p < np; p++)
+        for (int f = 0; f < NB; f++) {
+            float m = acc[2 * p][f];
+            if (2 * p + 1 < vc && acc[2 * p + 1][f] > m)
+                m = acc[2 * p + 1][f];
+            float *d = o + p * ot->step + (f / 8) * ot->half + f % 8;
+            if (!first && *d > m)
+                m = *d;
+            if (fin) {
+                m += ot->b[f];
+                m = m > 0 ? m : m * ot->slope;
+            }
+            *d = m;
+        }
+}
+
+#ifdef CP_X86
+__attribute__((target("avx2,fma"))) static inline __m256 act_avx2(__m256 x, __m256 b, __m256 s)
+{
+    x = _mm256_add_ps(x, b);
+    return _mm256_blendv_ps(_mm256_mul_ps(x, s), x,
+                            _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ));
+}
+
+__attribute__((target("avx2,fma"))) static void kernel_avx2(const float *in, size_t cs, size_t rs,
+                                                            int c, const float *wt, float *o,
+                                                            const out_t *ot, int np, int vc,
+                                                            int first, int fin)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
+    __m256 b0 = a0, b1 = a0, b2 = a0, b3 = a0, b4 = a0, b5 = a0;
+    for (int ch = 0; ch < c; ch++)
+        for (int ky = 0; ky < 3; ky++)
+            for (int kx = 0; kx < 3; kx++, wt += NB) {
+                const float *q = in + ch * cs + ky * rs + kx;
+                __m256 w0 = _mm256_loadu_ps(wt), w1 = _mm256_loadu_ps(wt + 8), x;
+                x = _mm256_broadcast_ss(q);
+                a0 = _mm256_fmadd_ps(w0, x, a0);
+                b0 = _mm256_fmadd_ps(w1, x, b0);
+                x = _mm256_broadcast_ss(q + 1);
+                a1 = _mm256_fmadd_ps(w0, x, a1);
+                b1 = _mm256_fmadd_ps(w1, x, b1);
+                x = _mm256_broadcast_ss(q + 2);
+                a2 = _mm256_fmadd_ps(w0, x, a2);
+                b2 = _mm256_fmadd_ps(w1, x, b2);
+                x = _mm256_broadcast_ss(q + 3);
+                a3 = _mm256_fmadd_ps(w0, x, a3);
+                b3 = _mm256_fmadd_ps(w1, x, b3);
+                x = _mm256_broadcast_ss(q + 4);
+                a4 = _mm256_fmadd_ps(w0, x, a4);
+                b4 = _mm256_fmadd_ps(w1, x, b4);
+                x = _mm256_broadcast_ss(q + 5);
+                a5 = _mm256_fmadd_ps(w0, x, a5);
+                b5 = _mm256_fmadd_ps(w1, x, b5);
+            }
+    /* a column past the convolution's edge: its partner alone */
+    if (vc < 6)
+        a5 = a4, b5 = b4;
+    if (vc < 4)
+        a3 = a2, b3 = b2;
+    if (vc < 2)
+        a1 = a0, b1 = b0;
+    __m256 m[6] = {_mm256_max_ps(a0, a1), _mm256_max_ps(b0, b1), _mm256_max_ps(a2, a3),
+                   _mm256_max_ps(b2, b3), _mm256_max_ps(a4, a5), _mm256_max_ps(b4, b5)};
+    __m256 bl = _mm256_loadu_ps(ot->b), bh = _mm256_loadu_ps(ot->b + 8);
+    __m256 sl = _mm256_set1_ps(ot->slope);
+    for (int p = 0; p < np; p++) {
+        float *dl = o + p * ot->step, *dh = dl + ot->half;
+        __m256 lo = m[2 * p], hi = m[2 * p + 1];
+        if (!first) {
+            lo = _mm256_max_ps(lo, _mm256_loadu_ps(dl));
+            hi = _mm256_max_ps(hi, _mm256_loadu_ps(dh));
+        }
+        if (fin) {
+            lo = act_avx2(lo, bl, sl);
+            hi = act_avx2(hi, bh, sl);
+        }
+        _mm256_storeu_ps(dl, lo);
+        _mm256_storeu_ps(dh, hi);
+    }
+}
+
+static int have_avx2(void)
+{
+    static int known = -1; /* every thread computes the same answer */
+    int v = __atomic_load_n(&known, __ATOMIC_RELAXED);
+    if (v < 0) {
+        v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        __atomic_store_n(&known, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+#endif
+
+static int portable; /* be_convpool_portable: set by tests before the calls they make */
+
+void be_convpool_portable(int on)
+{
+    __atomic_store_n(&portable, on, __ATOMIC_RELAXED);
+}
+
+/* Convolution row y into the output cells of pooled columns [0, pw) at `o` (see kernel_fn). */
+static void conv_row(const be_convpool_t *cp, kernel_fn *kern, const float *in, const float *wt,
+                     int y, float *o, const out_t *ot, int first, int fin)
+{
+    const size_t cs = (size_t)cp->h * cp->w;
+    float patch[BE_CONVPOOL_C_MAX * 3 * 8];
+    int iy = y - cp->pad;
+    for (int j = 0; j < cp->pw; j += TILE / 2) {
+        int x = 2 * j, ix = x - cp->pad;
+        int vc = cp->ow - x < TILE ? cp->ow - x : TILE, np = cp->pw - j < 3 ? cp->pw - j : 3;
+        float *d = o + j * ot->step;
+        if (iy >= 0 && iy + 3 <= cp->h && ix >= 0 && ix + TILE + 2 <= cp->w) {
+            kern(in + (size_t)iy * cp->w + ix, cs, (size_t)cp->w, cp->c, wt, d, ot, np, vc, first,
+                 fin);
+            continue;
+        }
+        /* at an edge: the 3 x 8 cells the tile reads, zeros for the padding (and past the
+         * right edge, where only columns that do not count read them) */
+        for (int ch = 0; ch < cp->c; ch++)
+            for (int r = 0; r < 3; r++)
+                for (int q = 0; q < 8; q++) {
+                    int yy = iy + r, xx = ix + q;
+                    patch[(ch * 3 + r) * 8 + q] = yy >= 0 && yy < cp->h && xx >= 0 && xx < cp->w
+                                                      ? in[(ch * cp->h + yy) * (size_t)cp->w + xx]
+                                                      : 0.0f;
+                }
+        kern(patch, 24, 8, cp->c, wt, d, ot, np, vc, first, fin);
+    }
+}
+
+void be_convpool_run(const be_convpool_t *cp, const float *in, float *out, int rows, int y0, int lo,
+                     int hi, int threads)
+{
+    kernel_fn *kern = kernel_c;
+#ifdef CP_X86
+    if (!__atomic_load_n(&portable, __ATOMIC_RELAXED) && have_avx2())
+        kern = kernel_avx2;
+#endif
+    const int k = cp->c * 9, nblk = cp->n / NB, items = nblk * (hi - lo);
+    const size_t plane = (size_t)rows * cp->pw * cp->blk; /* one block of the output */
+    /* darknet's leaky x > 0 ? x : .1f * x; relu x * (x > 0), -0 for x < 0 as x * 0 is */
+    const float slope = cp->act == LEAKY ? .1f : cp->act == RELU ? 0.0f : 1.0f;
+    if (threads < 1)
+        threads = 1;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (int it = 0; it < items; it++) {
+        int fb = it / (hi - lo), py = lo + it % (hi - lo), y = 2 * py;
+        out_t ot = {.b = cp->bias + fb * NB,
+                    .slope = slope,
+                    .half = cp->blk == NB ? 8 : plane,
+                    .step = (size_t)cp->blk};
+        const float *wt = cp->wt + (size_t)fb * k * NB;
+        float *o = out + (size_t)(fb * NB / cp->blk) * plane + (size_t)(py - y0) * cp->pw * cp->blk;
+        int two = y + 1 < cp->oh;
+        conv_row(cp, kern, in, wt, y, o, &ot, 1, !two);
+        if (two)
+            conv_row(cp, kern, in, wt, y + 1, o, &ot, 0, 1);
+    }
+}

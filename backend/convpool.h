@@ -1,0 +1,54 @@
+/* convpool: a network's first convolution and the 2x2 max-pool after it, as one pass that
+ * never writes the convolution's output. Both models framegate ships start so: yolov3-tiny
+ * with 3 -> 16 channels on 416 x 416, the face model with 3 -> 16 on 416 x 416 unpadded. Run
+ * apart, the convolution wrote 16 x 414 x 414 floats (11 MB, past L2) for the max-pool to read
+ * back: on AMD Zen 3 oneDNN's AVX2 kernel took ~2.4 ms and the pool ~0.5-0.9 ms of the face
+ * model's frame, this pass ~1.5 ms for both (bench/results/inference/README.md).
+ *
+ * Exact where it matters: max and a non-decreasing activation commute, as do max and adding
+ * the same bias, so the pool is taken over the raw sums and bias + activation applied to the
+ * quarter that survive; each sum is one chain over (channel, row, column) of the 3x3 window,
+ * the same for every thread count and row range. Against stock darknet (which sums in its
+ * own order) it agrees within float rounding (tests/unit/test_be_convpool.c).
+ *
+ * The output is in blocks of `blk` channels (oneDNN's aBcd8b / aBcd16b: c / blk blocks, each
+ * rows x columns cells of blk consecutive channels), what the oneDNN engine's next layer
+ * reads (backend/dnnl.c). Read-only after create: any number of threads may run one. */
+#ifndef BE_CONVPOOL_H
+#define BE_CONVPOOL_H
+
+#include <stddef.h>
+
+#include <darknet.h>
+
+#define BE_CONVPOOL_C_MAX 8 /* input channels: a first layer's (RGB, grey) */
+
+typedef struct be_convpool be_convpool_t;
+
+/* 1 when `conv` followed by `pool` can run here: conv 3x3, stride 1, groups 1, 1 ..
+ * BE_CONVPOOL_C_MAX input channels, a multiple of 16 filters, LEAKY, RELU or LINEAR, batch 1;
+ * pool 2x2, stride 2, windows from (0, 0) (darknet's pad 0 or 1), over conv's output. Pure. */
+int be_convpool_fits(const layer *conv, const layer *pool);
+
+/* Folds conv's batch-norm into its weights (be_fast_fold) and packs them, once; blk 8 or 16 is
+ * the output's channel blocking. Both layers are borrowed for the call. 0, PROTO_EINVAL (does
+ * not fit, or blk), PROTO_ENOMEM. The caller owns *out (be_convpool_destroy). */
+int be_convpool_create(be_convpool_t **out, const layer *conv, const layer *pool, int blk);
+
+/* Pooled rows [lo, hi) of the pool's output (0 <= lo < hi <= its out_h) for the input `in`
+ * (conv's c x h x w floats, NCHW; only the rows those windows read are read). Row y goes to
+ * row y - y0 of `out`, a buffer of blocks `rows` rows tall (the whole output: y0 0, rows
+ * out_h; a band of it: y0 lo, rows hi - lo). threads > 1: the calling thread's OpenMP team
+ * shares the rows; the result does not depend on it. Calling thread (and team). */
+void be_convpool_run(const be_convpool_t *cp, const float *in, float *out, int rows, int y0, int lo,
+                     int hi, int threads);
+
+/* Output channels per block (the blk of create). */
+int be_convpool_blk(const be_convpool_t *cp);
+
+void be_convpool_destroy(be_convpool_t *cp);
+
+/* Tests: 1 makes every run use the portable C kernel even where AVX2 + FMA are present. */
+void be_convpool_portable(int on);
+
+#endif

@@ -1,0 +1,152 @@
+/* framegate's own steps in the oneDNN engine's plan (dnnl_internal.h), where they beat
+ * oneDNN 2.6's kernels: its max-pool loop (backend/maxpool.h) and the first 3x3 convolution
+ * with its 2x2 max-pool as one pass (backend/convpool.h). Each step reads args[0] and writes
+ * args[1], in oneDNN's blocked layouts, on the engine's OpenMP team; a layer after it sees its
+ * output as it would a primitive's. Same thread rules as dnnl.h. */
+#include "dnnl.h"
+
+#ifdef FG_HAVE_DNNL
+#include "dnnl_internal.h"
+#include "err.h"
+
+static int own_pool_mode = -1; /* be_dnnl_own_pool */
+
+/* The layout of be_maxpool_t's blk: darknet's NCHW (after a layer darknet's buffers hold,
+ * e.g. fast_wino's), or oneDNN's channel blocks; none (any: never equal) for the rest. */
+static dnnl_format_tag_t pool_tag(int blk)
+{
+    return blk == 1    ? dnnl_nchw
+           : blk == 8  ? dnnl_aBcd8b
+           : blk == 16 ? dnnl_aBcd16b
+                       : dnnl_format_tag_any;
+}
+
+/* 1 when max-pool layer l, on a tensor described by `in`, runs as be_maxpool_blocked (its
+ * geometry then in *mp): by default where oneDNN has no AVX-512 kernels (its AVX2 max-pool took
+ * 2.6-4x the loop's time on AMD Zen 3; its AVX-512 one was faster than the loop on Cooper Lake),
+ * f32 in 8- or 16-channel blocks or NCHW, no activation left to it (d->deferred). */
+int be_dnnl_own_pool_fits(const be_dnnl_t *d, const layer *l, const dnnl_memory_desc_t *in,
+                          be_maxpool_t *mp)
+{
+    int on = own_pool_mode;
+    if (on < 0)
+        on = (dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core) != dnnl_cpu_isa_avx512_core;
+    if (!on || l->type != MAXPOOL || d->deferred != NULL || in->data_type != dnnl_f32 ||
+        l->out_c != l->c)
+        return 0;
+    *mp = be_fast_pool(l, 0); /* blk: the layout's, below */
+    dnnl_dims_t dims = {1, l->c, l->h, l->w};
+    dnnl_memory_desc_t md;
+    static const int blks[] = {1, 8, 16};
+    for (size_t k = 0; k < sizeof blks / sizeof blks[0]; k++)
+        if (dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32, pool_tag(blks[k])) ==
+                dnnl_success &&
+            dnnl_memory_desc_equal(&md, in)) {
+            mp->blk = blks[k];
+            return be_maxpool_fits(mp);
+        }
+    return 0;
+}
+
+/* Max-pool layer i as an own step (be_dnnl_own_pool_fits said yes), its output in the same
+ * blocking. */
+int be_dnnl_own_pool_step(be_dnnl_t *d, int i, const layer *l, const be_maxpool_t *mp, int to_nchw,
+                          dnnl_memory_t *cur, dnnl_memory_desc_t *curmd)
+{
+    dnnl_memory_desc_t md;
+    dnnl_memory_t out;
+    dnnl_dims_t dims = {1, l->out_c, l->out_h, l->out_w};
+    BE_DNNL_TRY(dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32, pool_tag(mp->blk)),
+                "a tensor");
+    BE_DNNL_TRY(dnnl_memory_create(&out, &md, d->eng, DNNL_MEMORY_ALLOCATE), "a tensor");
+    be_dnnl_keep_mem(d, out);
+    step_t *s = be_dnnl_new_step(d);
+    s->pool = *mp;
+    d->nownpool++;
+    s->args[0] = (dnnl_exec_arg_t){DNNL_ARG_SRC, *cur};
+    s->args[1] = (dnnl_exec_arg_t){DNNL_ARG_DST, out};
+    s->nargs = 2;
+    *cur = out;
+    *curmd = md;
+    return to_nchw ? be_dnnl_to_darknet(d, i, l, out, &md) : 0;
+}
+
+static int convpool_mode = -1; /* be_dnnl_convpool */
+
+/* 1 when layers 0 and 1 run as one be_convpool step: it fits, the mode allows it (by default
+ * where oneDNN has no AVX-512: its AVX2 kernel for the face model's first layer ran at ~45
+ * GFLOP/s and the pool then read 11 MB back; convpool.h), f32, and darknet reads neither
+ * output (nchw: layer 0's). */
+int be_dnnl_convpool_fits(const be_dnnl_t *d, int all_outputs, const char *nchw)
+{
+    int on = convpool_mode;
+    if (on < 0)
+        on = (dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core) != dnnl_cpu_isa_avx512_core;
+    return on && !d->bf16 && !all_outputs && d->net->n >= 2 && !nchw[0] && d->plan[0].onednn &&
+           d->plan[1].onednn && be_convpool_fits(&d->net->layers[0], &d->net->layers[1]);
+}
+
+/* Layers 0 and 1 as one step (be_dnnl_convpool_fits said yes): the input to the pool's output in
+ * 8-channel blocks (AVX2 oneDNN's own for these), then, as layer 1's steps, its copy to
+ * darknet's buffer when darknet reads it (to_nchw). */
+int be_dnnl_convpool_step(be_dnnl_t *d, int to_nchw, dnnl_memory_t *cur, dnnl_memory_desc_t *curmd)
+{
+    const layer *pl = &d->net->layers[1];
+    int i = 0, rv;
+    dnnl_memory_desc_t md;
+    dnnl_memory_t out;
+    dnnl_dims_t dims = {1, pl->out_c, pl->out_h, pl->out_w};
+    BE_DNNL_TRY(dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32, dnnl_aBcd8b), "a tensor");
+    BE_DNNL_TRY(dnnl_memory_create(&out, &md, d->eng, DNNL_MEMORY_ALLOCATE), "a tensor");
+    be_dnnl_keep_mem(d, out);
+    step_t *s = be_dnnl_new_step(d);
+    if ((rv = be_convpool_create(&s->cp, &d->net->layers[0], pl, 8)) != 0) {
+        d->nsteps--;
+        return rv;
+    }
+    s->args[0] = (dnnl_exec_arg_t){DNNL_ARG_SRC, *cur};
+    s->args[1] = (dnnl_exec_arg_t){DNNL_ARG_DST, out};
+    s->nargs = 2;
+    d->nconvpool = 1;
+    d->plan[0].count = 1;
+    d->plan[1].first = d->nsteps;
+    d->plan[1].fused = 1;
+    *cur = out;
+    *curmd = md;
+    return to_nchw ? be_dnnl_to_darknet(d, 1, pl, out, &md) : 0;
+}
+
+void be_dnnl_own_pool(int mode)
+{
+    own_pool_mode = mode;
+}
+
+int be_dnnl_own_pool_layers(const be_dnnl_t *d)
+{
+    return d->nownpool;
+}
+
+void be_dnnl_convpool(int mode)
+{
+    convpool_mode = mode;
+}
+
+int be_dnnl_convpool_layers(const be_dnnl_t *d)
+{
+    return d->nconvpool;
+}
+
+void be_dnnl_own_run(be_dnnl_t *d, const step_t *s)
+{
+    void *in = NULL, *out = NULL;
+    dnnl_memory_get_data_handle(s->args[0].memory, &in);
+    dnnl_memory_get_data_handle(s->args[1].memory, &out);
+    if (s->cp != NULL) {
+        const layer *pl = &d->net->layers[1];
+        be_convpool_run(s->cp, in, out, pl->out_h, 0, 0, pl->out_h, d->threads);
+    } else {
+        be_maxpool_blocked(&s->pool, in, out, d->threads);
+    }
+}
+
+#endif /* FG_HAVE_DNNL; without it, dnnl_none.c */

@@ -1,0 +1,239 @@
+/* be_convpool (backend/convpool.c) against stock libdarknet: a [convolutional] 3x3 and the
+ * [maxpool] 2x2 after it, with generated weights, biases and batch-norm statistics, run by
+ * network_predict; the one-pass kernel's output, in 8- and 16-channel blocks, must be within
+ * rel 1e-5 of darknet's pool output, for both kernels (AVX2 + FMA where the CPU has them, and
+ * the portable C one), at 1 and 2 threads, on sizes whose edges need the padded path (pad 0, 1
+ * and 2; odd widths and heights, where the last pool window holds one column or row; widths
+ * under one tile). A band of rows written into a band buffer must equal the same rows of the
+ * whole output bit for bit and leave every other float alone. be_convpool_fits refuses what
+ * the kernel does not do. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "convpool.h"
+#include "err.h"
+
+#define TOL 1e-5
+#define GUARD 64 /* floats after each output buffer that must stay untouched */
+
+static char dir[64];
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof dir, "/tmp/fg-be-convpool-XXXXXX");
+    return mkdtemp(dir) == NULL ? -1 : 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char path[128];
+    snprintf(path, sizeof path, "%s/net.cfg", dir);
+    unlink(path);
+    rmdir(dir);
+    return 0;
+}
+
+static float urand(float lo, float hi)
+{
+    return lo + (hi - lo) * (float)rand() / (float)RAND_MAX;
+}
+
+/* [conv] then [maxpool] as darknet parses them, with deterministic non-trivial weights. */
+static network *make_net(int w, int h, int c, int n, int pad, const char *act, const char *pool,
+                         unsigned seed)
+{
+    char path[128], text[512];
+    snprintf(path, sizeof path, "%s/net.cfg", dir);
+    snprintf(text, sizeof text,
+             "[net]\nbatch=1\nsubdivisions=1\nwidth=%d\nheight=%d\nchannels=%d\n"
+             "[convolutional]\nbatch_normalize=1\nfilters=%d\nsize=3\nstride=1\npadding=%d\n"
+             "activation=%s\n[maxpool]\n%s\n",
+             w, h, c, n, pad, act, pool);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    srand(seed);
+    network *net = parse_network_cfg(path);
+    assert_non_null(net);
+    set_batch_network(net, 1);
+    layer *l = &net->layers[0];
+    for (int j = 0; j < l->nweights; j++)
+        l->weights[j] = urand(-0.5f, 0.5f);
+    for (int j = 0; j < l->n; j++) {
+        l->biases[j] = urand(-0.3f, 0.3f);
+        l->scales[j] = urand(0.5f, 1.5f);
+        l->rolling_mean[j] = urand(-0.2f, 0.3f);
+        l->rolling_variance[j] = urand(0.5f, 2.0f);
+    }
+    return net;
+}
+
+static double rel_diff(const float *a, const float *b, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (d > num || isnan(d))
+            num = isnan(d) ? INFINITY : d;
+        if (fabs(b[i]) > den)
+            den = fabs(b[i]);
+    }
+    return num / (den > 1e-6 ? den : 1e-6);
+}
+
+/* blocked (c / blk blocks of h x w cells of blk channels) -> NCHW */
+static void from_blocked(const float *b, float *nchw, int c, int h, int w, int blk)
+{
+    for (int ch = 0; ch < c; ch++)
+        for (int i = 0; i < h * w; i++)
+            nchw[(size_t)ch * h * w + i] = b[((size_t)(ch / blk) * h * w + i) * blk + ch % blk];
+}
+
+typedef struct {
+    int w, h, c, n, pad;
+    const char *act;
+} case_t;
+
+static void run_case(const case_t *k, unsigned seed)
+{
+    network *net = make_net(k->w, k->h, k->c, k->n, k->pad, k->act, "size=2\nstride=2", seed);
+    const layer *cv = &net->layers[0], *pl = &net->layers[1];
+    assert_true(be_convpool_fits(cv, pl));
+    size_t in_n = (size_t)k->c * k->h * k->w, out_n = (size_t)pl->outputs;
+    float *in = malloc(in_n * sizeof(float));
+    float *got = malloc((out_n + GUARD) * sizeof(float)), *nchw = malloc(out_n * sizeof(float));
+    float *whole = malloc(out_n * sizeof(float)), *band = malloc((out_n + GUARD) * sizeof(float));
+    assert_non_null(in);
+    assert_non_null(got);
+    assert_non_null(nchw);
+    assert_non_null(whole);
+    assert_non_null(band);
+    for (size_t i = 0; i < in_n; i++) /* some exact zeros: ties in the max */
+        in[i] = i % 7 == 3 ? 0.0f : urand(0.0f, 1.0f);
+    const float *ref = network_predict(net, in);
+    const float *pool_out = net->layers[1].output;
+    assert_ptr_equal(ref, pool_out);
+    for (int blk = 8; blk <= 16; blk += 8)
+        for (int portable = 0; portable <= 1; portable++)
+            for (int threads = 1; threads <= 2; threads++) {
+                be_convpool_t *cp = NULL;
+                assert_int_equal(be_convpool_create(&cp, cv, pl, blk), 0);
+                assert_int_equal(be_convpool_blk(cp), blk);
+                be_convpool_portable(portable);
+                for (size_t i = 0; i < out_n + GUARD; i++)
+                    got[i] = NAN;
+                be_convpool_run(cp, in, got, pl->out_h, 0, 0, pl->out_h, threads);
+                for (size_t i = out_n; i < out_n + GUARD; i++)
+                    assert_true(isnan(got[i]));
+                from_blocked(got, nchw, pl->c, pl->out_h, pl->out_w, blk);
+                double r = rel_diff(nchw, pool_out, out_n);
+                if (!(r <= TOL))
+                    fail_msg("%dx%dx%d -> %d, pad %d, %s, blk %d, %s kernel, %d threads: rel %g",
+                             k->w, k->h, k->c, k->n, k->pad, k->act, blk,
+                             portable ? "portable" : "default", threads, r);
+                /* the same kernel: the same floats, any blocking and thread count */
+                if (blk == 8 && portable == 0 && threads == 1)
+                    memcpy(whole, nchw, out_n * sizeof(float));
+                else if (portable == 0)
+                    assert_memory_equal(nchw, whole, out_n * sizeof(float));
+                /* bands: rows [lo, hi) into a buffer of hi - lo rows, as the padding shortcut
+                 * writes them (dnnl_tail.c) */
+                int oh = pl->out_h;
+                int bands[][2] = {{0, 1}, {oh / 3, oh - oh / 4}, {oh - 1, oh}, {1, oh}};
+                for (size_t b = 0; b < sizeof bands / sizeof bands[0]; b++) {
+                    int lo = bands[b][0], hi = bands[b][1];
+                    if (lo >= hi)
+                        continue;
+                    size_t cell = (size_t)pl->out_w * blk, plane = (size_t)(hi - lo) * cell;
+                    size_t used = plane * (size_t)(pl->c / blk);
+                    for (size_t i = 0; i < used + GUARD; i++)
+                        band[i] = NAN;
+                    be_convpool_run(cp, in, band, hi - lo, lo, lo, hi, threads);
+                    for (size_t i = used; i < used + GUARD; i++)
+                        assert_true(isnan(band[i]));
+                    for (int cb = 0; cb < pl->c / blk; cb++)
+                        assert_memory_equal(band + cb * plane, got + ((size_t)cb * oh + lo) * cell,
+                                            plane * sizeof(float));
+                }
+                print_message("%dx%dx%d -> %d, pad %d, %s, blk %d, %s kernel, %d thread%s: "
+                              "rel %.2g\n",
+                              k->w, k->h, k->c, k->n, k->pad, k->act, blk,
+                              portable ? "portable" : "default", threads, threads > 1 ? "s" : "",
+                              r);
+                be_convpool_destroy(cp);
+            }
+    be_convpool_portable(0);
+    free(in);
+    free(got);
+    free(nchw);
+    free(whole);
+    free(band);
+    free_network(net);
+}
+
+static void test_against_darknet(void **state)
+{
+    (void)state;
+    static const case_t cases[] = {
+        {416, 40, 3, 16, 0, "leaky"}, /* the face model's first layers, a band of them */
+        {67, 45, 3, 16, 1, "leaky"},  /* yolov3-tiny's ('same'), odd: last windows hold one */
+        {64, 48, 3, 32, 1, "relu"},   /* two blocks of 16 filters */
+        {13, 9, 1, 16, 0, "linear"},  /* grey; 11 x 7: odd output, one tile and a part */
+        {8, 5, 4, 16, 0, "leaky"},    /* under one tile wide, one output row */
+        {9, 6, 3, 16, 2, "leaky"},    /* padding 2: every tile on an edge */
+        {3, 3, 8, 16, 1, "relu"},     /* the most channels, 3 x 3 */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        run_case(&cases[i], 7 + (unsigned)i);
+}
+
+static void test_refuses(void **state)
+{
+    (void)state;
+    struct {
+        int c, n;
+        const char *act, *pool;
+    } no[] = {
+        {3, 8, "leaky", "size=2\nstride=2"},     /* filters not a multiple of 16 */
+        {9, 16, "leaky", "size=2\nstride=2"},    /* too many input channels */
+        {3, 16, "logistic", "size=2\nstride=2"}, /* an activation it does not apply */
+        {3, 16, "leaky", "size=3\nstride=2"},    /* another pool */
+        {3, 16, "leaky", "size=2\nstride=1"},
+    };
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++) {
+        network *net = make_net(32, 24, no[i].c, no[i].n, 1, no[i].act, no[i].pool, 3);
+        assert_false(be_convpool_fits(&net->layers[0], &net->layers[1]));
+        be_convpool_t *cp = (be_convpool_t *)1;
+        assert_int_equal(be_convpool_create(&cp, &net->layers[0], &net->layers[1], 8),
+                         PROTO_EINVAL);
+        assert_null(cp);
+        free_network(net);
+    }
+    /* the pool must read this convolution: in the other order, no */
+    network *net = make_net(32, 24, 3, 16, 1, "leaky", "size=2\nstride=2", 3);
+    assert_false(be_convpool_fits(&net->layers[1], &net->layers[0]));
+    be_convpool_t *cp = NULL;
+    assert_int_equal(be_convpool_create(&cp, &net->layers[0], &net->layers[1], 4), PROTO_EINVAL);
+    free_network(net);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_against_darknet),
+        cmocka_unit_test(test_refuses),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
