@@ -27,29 +27,38 @@
 
 #define NB 16  /* filters per kernel call */
 #define TILE 6 /* convolution columns per kernel call: 3 pooled */
+/* an edge tile's cells: c x 3 x 8 (3x3) or c x TILE (1x1) */
+#define PATCH_MAX                                                                                  \
+    (BE_CONVPOOL_C_MAX * 24 > BE_CONVPOOL_1X1_C_MAX * TILE ? BE_CONVPOOL_C_MAX * 24                \
+                                                           : BE_CONVPOOL_1X1_C_MAX * TILE)
 
 struct be_convpool {
+    int size;         /* 3: on NCHW (a network's input); 1: on 8-channel blocks */
     int c, h, w, pad; /* the convolution's input and padding */
     int oh, ow;       /* its output */
     int n;            /* filters */
     int ph, pw;       /* the pool's output */
     int act;          /* darknet's ACTIVATION: LEAKY, RELU or LINEAR */
     int blk;          /* output channels per block */
-    float *wt;        /* [n / NB][c][3][3][NB] */
+    float *wt;        /* [n / NB][c][size][size][NB] */
     float *bias;      /* [n] */
 };
 
 int be_convpool_fits(const layer *cv, const layer *pl)
 {
     if (cv->type != CONVOLUTIONAL || pl->type != MAXPOOL || cv->batch != 1 || pl->batch != 1 ||
-        cv->size != 3 || cv->stride != 1 || (cv->groups > 1) || cv->xnor || cv->binary ||
-        cv->c < 1 || cv->c > BE_CONVPOOL_C_MAX || cv->n < NB || cv->n % NB != 0 || cv->pad < 0 ||
-        cv->pad > 2 || cv->h < 1 || cv->w < 1)
+        cv->stride != 1 || (cv->groups > 1) || cv->xnor || cv->binary || cv->c < 1 || cv->n < NB ||
+        cv->n % NB != 0 || cv->h < 1 || cv->w < 1)
+        return 0;
+    if (cv->size == 3
+            ? cv->c > BE_CONVPOOL_C_MAX || cv->pad < 0 || cv->pad > 2
+            : cv->size != 1 || cv->pad != 0 || cv->c % 8 != 0 || cv->c > BE_CONVPOOL_1X1_C_MAX)
         return 0;
     if (cv->activation != LEAKY && cv->activation != RELU && cv->activation != LINEAR)
         return 0;
-    if (cv->out_h != cv->h + 2 * cv->pad - 2 || cv->out_w != cv->w + 2 * cv->pad - 2 ||
-        cv->out_h < 1 || cv->out_w < 1 || cv->out_c != cv->n)
+    if (cv->out_h != cv->h + 2 * cv->pad - cv->size + 1 ||
+        cv->out_w != cv->w + 2 * cv->pad - cv->size + 1 || cv->out_h < 1 || cv->out_w < 1 ||
+        cv->out_c != cv->n)
         return 0;
     /* the pool reads the convolution's output; its windows start at (0, 0) and every one
      * holds at least its first cell */
@@ -74,7 +83,8 @@ int be_convpool_create(be_convpool_t **out, const layer *cv, const layer *pl, in
         be_convpool_destroy(cp);
         return PROTO_ENOMEM;
     }
-    *cp = (be_convpool_t){.c = cv->c,
+    *cp = (be_convpool_t){.size = cv->size,
+                          .c = cv->c,
                           .h = cv->h,
                           .w = cv->w,
                           .pad = cv->pad,
@@ -87,7 +97,7 @@ int be_convpool_create(be_convpool_t **out, const layer *cv, const layer *pl, in
                           .blk = blk,
                           .wt = cp->wt,
                           .bias = b};
-    int k = cv->c * 9; /* darknet's weights: [filter][channel][row][column] */
+    int k = cv->c * cv->size * cv->size; /* darknet's: [filter][channel][row][column] */
     for (int f = 0; f < cv->n; f++)
         for (int j = 0; j < k; j++)
             cp->wt[((size_t)(f / NB) * k + j) * NB + f % NB] = w[(size_t)f * k + j];
@@ -101,6 +111,11 @@ int be_convpool_blk(const be_convpool_t *cp)
     return cp->blk;
 }
 
+int be_convpool_in_blk(const be_convpool_t *cp)
+{
+    return cp->size == 3 ? 1 : 8;
+}
+
 void be_convpool_destroy(be_convpool_t *cp)
 {
     if (cp == NULL)
@@ -110,33 +125,41 @@ void be_convpool_destroy(be_convpool_t *cp)
     free(cp);
 }
 
-/* The kernels. `in` points at the input cell under the tile's first tap (channel 0, the row
- * above the convolution row when padded, its first column); channels cs floats apart, rows rs.
- * vc of the 6 columns are real (the rest do not win the max). np pooled columns go to `o`, an
- * output cell (filters 0-7 there, 8-15 `half` floats on; pooled columns `step` apart): stored
- * (first) or maxed with what is there, and when `fin`, with bias b and the activation
- * (x > 0 ? x : x * slope: darknet's leaky .1, relu 0 (its x * (x > 0) is -0 too), linear 1). */
+/* The kernels. The taps of a tile: `groups` groups (gs floats apart) of `taps` cells each
+ * (toff[] within the group), in the weights' order: for a 3x3 on NCHW the channels, each its 9
+ * cells of the window (row by row); for a 1x1 on 8-channel blocks the blocks, each its 8
+ * channels. `in` points at the tile's first pixel's first tap; its 6 pixels are PS floats
+ * apart (1 on NCHW, 8 in blocks). vc of the 6 columns are real (the rest do not win the max).
+ * np pooled columns go to `o`, an output cell (filters 0-7 there, 8-15 `half` floats on;
+ * pooled columns `step` apart): stored (first) or maxed with what is there, and when `fin`,
+ * with bias b and the activation (x > 0 ? x : x * slope: darknet's leaky .1, relu 0 (its
+ * x * (x > 0) is -0 too), linear 1). */
+typedef struct {
+    int groups, taps;
+    size_t gs;
+    int toff[9];
+} taps_t;
+
 typedef struct {
     const float *b;
     float slope;
     size_t half, step;
 } out_t;
 
-typedef void kernel_fn(const float *in, size_t cs, size_t rs, int c, const float *wt, float *o,
+typedef void kernel_fn(const float *in, const taps_t *tp, const float *wt, float *o,
                        const out_t *ot, int np, int vc, int first, int fin);
 
-static void kernel_c(const float *in, size_t cs, size_t rs, int c, const float *wt, float *o,
-                     const out_t *ot, int np, int vc, int first, int fin)
+static inline void kernel_c_ps(const float *in, const taps_t *tp, const float *wt, float *o,
+                               const out_t *ot, int np, int vc, int first, int fin, const int PS)
 {
     float acc[TILE][NB] = {{0}};
-    for (int ch = 0; ch < c; ch++)
-        for (int ky = 0; ky < 3; ky++)
-            for (int kx = 0; kx < 3; kx++, wt += NB) {
-                const float *q = in + ch * cs + ky * rs + kx;
-                for (int j = 0; j < TILE; j++)
-                    for (int f = 0; f < NB; f++)
-                        acc[j][f] += wt[f] * q[j];
-            }
+    for (int g = 0; g < tp->groups; g++)
+        for (int t = 0; t < tp->taps; t++, wt += NB) {
+            const float *q = in + g * tp->gs + tp->toff[t];
+            for (int j = 0; j < TILE; j++)
+                for (int f = 0; f < NB; f++)
+                    acc[j][f] += wt[f] * q[j * PS];
+        }
     for (int p = 0; p < np; p++)
         for (int f = 0; f < NB; f++) {
             float m = acc[2 * p][f];
@@ -153,6 +176,18 @@ static void kernel_c(const float *in, size_t cs, size_t rs, int c, const float *
         }
 }
 
+static void kernel_c1(const float *in, const taps_t *tp, const float *wt, float *o, const out_t *ot,
+                      int np, int vc, int first, int fin)
+{
+    kernel_c_ps(in, tp, wt, o, ot, np, vc, first, fin, 1);
+}
+
+static void kernel_c8(const float *in, const taps_t *tp, const float *wt, float *o, const out_t *ot,
+                      int np, int vc, int first, int fin)
+{
+    kernel_c_ps(in, tp, wt, o, ot, np, vc, first, fin, 8);
+}
+
 #ifdef CP_X86
 __attribute__((target("avx2,fma"))) static inline __m256 act_avx2(__m256 x, __m256 b, __m256 s)
 {
@@ -161,37 +196,35 @@ __attribute__((target("avx2,fma"))) static inline __m256 act_avx2(__m256 x, __m2
                             _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ));
 }
 
-__attribute__((target("avx2,fma"))) static void kernel_avx2(const float *in, size_t cs, size_t rs,
-                                                            int c, const float *wt, float *o,
-                                                            const out_t *ot, int np, int vc,
-                                                            int first, int fin)
+__attribute__((target("avx2,fma"))) static inline void
+kernel_avx2_ps(const float *in, const taps_t *tp, const float *wt, float *o, const out_t *ot,
+               int np, int vc, int first, int fin, const int PS)
 {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
     __m256 b0 = a0, b1 = a0, b2 = a0, b3 = a0, b4 = a0, b5 = a0;
-    for (int ch = 0; ch < c; ch++)
-        for (int ky = 0; ky < 3; ky++)
-            for (int kx = 0; kx < 3; kx++, wt += NB) {
-                const float *q = in + ch * cs + ky * rs + kx;
-                __m256 w0 = _mm256_loadu_ps(wt), w1 = _mm256_loadu_ps(wt + 8), x;
-                x = _mm256_broadcast_ss(q);
-                a0 = _mm256_fmadd_ps(w0, x, a0);
-                b0 = _mm256_fmadd_ps(w1, x, b0);
-                x = _mm256_broadcast_ss(q + 1);
-                a1 = _mm256_fmadd_ps(w0, x, a1);
-                b1 = _mm256_fmadd_ps(w1, x, b1);
-                x = _mm256_broadcast_ss(q + 2);
-                a2 = _mm256_fmadd_ps(w0, x, a2);
-                b2 = _mm256_fmadd_ps(w1, x, b2);
-                x = _mm256_broadcast_ss(q + 3);
-                a3 = _mm256_fmadd_ps(w0, x, a3);
-                b3 = _mm256_fmadd_ps(w1, x, b3);
-                x = _mm256_broadcast_ss(q + 4);
-                a4 = _mm256_fmadd_ps(w0, x, a4);
-                b4 = _mm256_fmadd_ps(w1, x, b4);
-                x = _mm256_broadcast_ss(q + 5);
-                a5 = _mm256_fmadd_ps(w0, x, a5);
-                b5 = _mm256_fmadd_ps(w1, x, b5);
-            }
+    for (int g = 0; g < tp->groups; g++)
+        for (int t = 0; t < tp->taps; t++, wt += NB) {
+            const float *q = in + g * tp->gs + tp->toff[t];
+            __m256 w0 = _mm256_loadu_ps(wt), w1 = _mm256_loadu_ps(wt + 8), x;
+            x = _mm256_broadcast_ss(q);
+            a0 = _mm256_fmadd_ps(w0, x, a0);
+            b0 = _mm256_fmadd_ps(w1, x, b0);
+            x = _mm256_broadcast_ss(q + PS);
+            a1 = _mm256_fmadd_ps(w0, x, a1);
+            b1 = _mm256_fmadd_ps(w1, x, b1);
+            x = _mm256_broadcast_ss(q + 2 * PS);
+            a2 = _mm256_fmadd_ps(w0, x, a2);
+            b2 = _mm256_fmadd_ps(w1, x, b2);
+            x = _mm256_broadcast_ss(q + 3 * PS);
+            a3 = _mm256_fmadd_ps(w0, x, a3);
+            b3 = _mm256_fmadd_ps(w1, x, b3);
+            x = _mm256_broadcast_ss(q + 4 * PS);
+            a4 = _mm256_fmadd_ps(w0, x, a4);
+            b4 = _mm256_fmadd_ps(w1, x, b4);
+            x = _mm256_broadcast_ss(q + 5 * PS);
+            a5 = _mm256_fmadd_ps(w0, x, a5);
+            b5 = _mm256_fmadd_ps(w1, x, b5);
+        }
     /* a column past the convolution's edge: its partner alone */
     if (vc < 6)
         a5 = a4, b5 = b4;
@@ -219,6 +252,22 @@ __attribute__((target("avx2,fma"))) static void kernel_avx2(const float *in, siz
     }
 }
 
+__attribute__((target("avx2,fma"))) static void kernel_avx2_1(const float *in, const taps_t *tp,
+                                                              const float *wt, float *o,
+                                                              const out_t *ot, int np, int vc,
+                                                              int first, int fin)
+{
+    kernel_avx2_ps(in, tp, wt, o, ot, np, vc, first, fin, 1);
+}
+
+__attribute__((target("avx2,fma"))) static void kernel_avx2_8(const float *in, const taps_t *tp,
+                                                              const float *wt, float *o,
+                                                              const out_t *ot, int np, int vc,
+                                                              int first, int fin)
+{
+    kernel_avx2_ps(in, tp, wt, o, ot, np, vc, first, fin, 8);
+}
+
 static int have_avx2(void)
 {
     static int known = -1; /* every thread computes the same answer */
@@ -238,62 +287,107 @@ void be_convpool_portable(int on)
     __atomic_store_n(&portable, on, __ATOMIC_RELAXED);
 }
 
-/* Convolution row y into the output cells of pooled columns [0, pw) at `o` (see kernel_fn). */
-static void conv_row(const be_convpool_t *cp, kernel_fn *kern, const float *in, const float *wt,
-                     int y, float *o, const out_t *ot, int first, int fin)
+/* The input as the kernels read it: rows [y0, y0 + rows) of the convolution's input. */
+typedef struct {
+    const float *p;
+    int rows, y0;
+} in_t;
+
+/* Convolution row y into the output cells of pooled columns [0, pw) at `o` (see kernel_fn).
+ * patch: scratch for a tile at an edge, c * 24 floats (3x3) or c * 6 (1x1). */
+static void conv_row(const be_convpool_t *cp, kernel_fn *kern, const in_t *in, const float *wt,
+                     int y, float *o, const out_t *ot, int first, int fin, float *patch)
 {
-    const size_t cs = (size_t)cp->h * cp->w;
-    float patch[BE_CONVPOOL_C_MAX * 3 * 8];
-    int iy = y - cp->pad;
+    const int w = cp->w;
+    int iy = y - cp->pad; /* the window's first input row */
+    taps_t tp, pt;        /* on the input, and on a patch */
+    if (cp->size == 3) {
+        tp = (taps_t){.groups = cp->c, .taps = 9, .gs = (size_t)in->rows * w};
+        pt = (taps_t){.groups = cp->c, .taps = 9, .gs = 24};
+        for (int t = 0; t < 9; t++) {
+            tp.toff[t] = t / 3 * w + t % 3;
+            pt.toff[t] = t / 3 * 8 + t % 3;
+        }
+    } else {
+        tp = (taps_t){.groups = cp->c / 8, .taps = 8, .gs = (size_t)in->rows * w * 8};
+        pt = (taps_t){.groups = cp->c / 8, .taps = 8, .gs = TILE * 8};
+        for (int t = 0; t < 8; t++)
+            tp.toff[t] = pt.toff[t] = t;
+    }
     for (int j = 0; j < cp->pw; j += TILE / 2) {
         int x = 2 * j, ix = x - cp->pad;
         int vc = cp->ow - x < TILE ? cp->ow - x : TILE, np = cp->pw - j < 3 ? cp->pw - j : 3;
         float *d = o + j * ot->step;
-        if (iy >= 0 && iy + 3 <= cp->h && ix >= 0 && ix + TILE + 2 <= cp->w) {
-            kern(in + (size_t)iy * cp->w + ix, cs, (size_t)cp->w, cp->c, wt, d, ot, np, vc, first,
-                 fin);
+        if (cp->size == 1 && x + TILE <= w) {
+            kern(in->p + ((size_t)(y - in->y0) * w + x) * 8, &tp, wt, d, ot, np, vc, first, fin);
             continue;
         }
-        /* at an edge: the 3 x 8 cells the tile reads, zeros for the padding (and past the
-         * right edge, where only columns that do not count read them) */
-        for (int ch = 0; ch < cp->c; ch++)
-            for (int r = 0; r < 3; r++)
-                for (int q = 0; q < 8; q++) {
-                    int yy = iy + r, xx = ix + q;
-                    patch[(ch * 3 + r) * 8 + q] = yy >= 0 && yy < cp->h && xx >= 0 && xx < cp->w
-                                                      ? in[(ch * cp->h + yy) * (size_t)cp->w + xx]
-                                                      : 0.0f;
-                }
-        kern(patch, 24, 8, cp->c, wt, d, ot, np, vc, first, fin);
+        if (cp->size == 3 && iy >= 0 && iy + 3 <= cp->h && ix >= 0 && ix + TILE + 2 <= w) {
+            kern(in->p + (size_t)(iy - in->y0) * w + ix, &tp, wt, d, ot, np, vc, first, fin);
+            continue;
+        }
+        /* at an edge: the cells the tile reads, zeros for the padding (and past the right
+         * edge, where only columns that do not count read them) */
+        if (cp->size == 1) {
+            for (int g = 0; g < cp->c / 8; g++)
+                for (int q = 0; q < TILE; q++)
+                    for (int t = 0; t < 8; t++)
+                        patch[(g * TILE + q) * 8 + t] =
+                            x + q < w
+                                ? in->p[g * tp.gs + ((size_t)(y - in->y0) * w + x + q) * 8 + t]
+                                : 0.0f;
+        } else {
+            for (int ch = 0; ch < cp->c; ch++)
+                for (int r = 0; r < 3; r++)
+                    for (int q = 0; q < 8; q++) {
+                        int yy = iy + r, xx = ix + q;
+                        patch[(ch * 3 + r) * 8 + q] =
+                            yy >= 0 && yy < cp->h && xx >= 0 && xx < w
+                                ? in->p[ch * tp.gs + (size_t)(yy - in->y0) * w + xx]
+                                : 0.0f;
+                    }
+        }
+        kern(patch, &pt, wt, d, ot, np, vc, first, fin);
     }
 }
 
-void be_convpool_run(const be_convpool_t *cp, const float *in, float *out, int rows, int y0, int lo,
-                     int hi, int threads)
+void be_convpool_run(const be_convpool_t *cp, const float *in, int in_rows, int in_y0, float *out,
+                     int rows, int y0, int lo, int hi, int threads)
 {
-    kernel_fn *kern = kernel_c;
+    kernel_fn *kern = cp->size == 3 ? kernel_c1 : kernel_c8;
 #ifdef CP_X86
     if (!__atomic_load_n(&portable, __ATOMIC_RELAXED) && have_avx2())
-        kern = kernel_avx2;
+        kern = cp->size == 3 ? kernel_avx2_1 : kernel_avx2_8;
 #endif
-    const int k = cp->c * 9, nblk = cp->n / NB, items = nblk * (hi - lo);
+    const int k = cp->c * cp->size * cp->size, nblk = cp->n / NB, items = nblk * (hi - lo);
     const size_t plane = (size_t)rows * cp->pw * cp->blk; /* one block of the output */
     /* darknet's leaky x > 0 ? x : .1f * x; relu x * (x > 0), -0 for x < 0 as x * 0 is */
     const float slope = cp->act == LEAKY ? .1f : cp->act == RELU ? 0.0f : 1.0f;
+    const in_t src = {in, in_rows, in_y0};
     if (threads < 1)
         threads = 1;
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-    for (int it = 0; it < items; it++) {
-        int fb = it / (hi - lo), py = lo + it % (hi - lo), y = 2 * py;
-        out_t ot = {.b = cp->bias + fb * NB,
-                    .slope = slope,
-                    .half = cp->blk == NB ? 8 : plane,
-                    .step = (size_t)cp->blk};
-        const float *wt = cp->wt + (size_t)fb * k * NB;
-        float *o = out + (size_t)(fb * NB / cp->blk) * plane + (size_t)(py - y0) * cp->pw * cp->blk;
-        int two = y + 1 < cp->oh;
-        conv_row(cp, kern, in, wt, y, o, &ot, 1, !two);
-        if (two)
-            conv_row(cp, kern, in, wt, y + 1, o, &ot, 0, 1);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        float patch[PATCH_MAX]; /* 24 KB */
+#pragma omp for schedule(static)
+        for (int it = 0; it < items; it++) {
+            int fb = it / (hi - lo), py = lo + it % (hi - lo), y = 2 * py;
+            out_t ot = {.b = cp->bias + fb * NB,
+                        .slope = slope,
+                        .half = cp->blk == NB ? 8 : plane,
+                        .step = (size_t)cp->blk};
+            const float *wt = cp->wt + (size_t)fb * k * NB;
+            float *o =
+                out + (size_t)(fb * NB / cp->blk) * plane + (size_t)(py - y0) * cp->pw * cp->blk;
+            int two = y + 1 < cp->oh;
+            conv_row(cp, kern, &src, wt, y, o, &ot, 1, !two, patch);
+            if (two)
+                conv_row(cp, kern, &src, wt, y + 1, o, &ot, 0, 1, patch);
+        }
     }
+}
+
+void be_convpool_run_all(const be_convpool_t *cp, const float *in, float *out, int threads)
+{
+    be_convpool_run(cp, in, cp->h, 0, out, cp->ph, 0, 0, cp->ph, threads);
 }

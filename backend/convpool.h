@@ -1,15 +1,17 @@
-/* convpool: a network's first convolution and the 2x2 max-pool after it, as one pass that
- * never writes the convolution's output. Both models framegate ships start so: yolov3-tiny
- * with 3 -> 16 channels on 416 x 416, the face model with 3 -> 16 on 416 x 416 unpadded. Run
- * apart, the convolution wrote 16 x 414 x 414 floats (11 MB, past L2) for the max-pool to read
- * back: on AMD Zen 3 oneDNN's AVX2 kernel took ~2.4 ms and the pool ~0.5-0.9 ms of the face
- * model's frame, this pass ~1.5 ms for both (bench/results/inference/README.md).
+/* convpool: a convolution and the 2x2 max-pool after it, as one pass that never writes the
+ * convolution's output. Two kinds: a network's first layer, 3x3 on its NCHW input (both models
+ * framegate ships start so: yolov3-tiny 3 -> 16 channels on 416 x 416, the face model the same
+ * unpadded), and a 1x1 on 8-channel blocks (the face model's 16 -> 32 ... 128 -> 256 are each
+ * followed by a pool; the oneDNN engine pairs the 16 -> 32 only, dnnl_own.c). Run apart, the face
+ * model's first convolution wrote 16 x 414 x 414 floats (11 MB, past L2) for the max-pool to read
+ * back: on AMD Zen 3 oneDNN's AVX2 kernel took ~2.4 ms and the pool ~0.5-0.9 ms of the frame, this
+ * pass ~1.5 ms for both (bench/results/inference/README.md).
  *
  * Exact where it matters: max and a non-decreasing activation commute, as do max and adding
  * the same bias, so the pool is taken over the raw sums and bias + activation applied to the
- * quarter that survive; each sum is one chain over (channel, row, column) of the 3x3 window,
- * the same for every thread count and row range. Against stock darknet (which sums in its
- * own order) it agrees within float rounding (tests/unit/test_be_convpool.c).
+ * quarter that survive; each sum is one chain over the taps in the weights' order, the same
+ * for every thread count and row range. Against stock darknet (which sums in its own order)
+ * it agrees within float rounding (tests/unit/test_be_convpool.c).
  *
  * The output is in blocks of `blk` channels (oneDNN's aBcd8b / aBcd16b: c / blk blocks, each
  * rows x columns cells of blk consecutive channels), what the oneDNN engine's next layer
@@ -21,13 +23,16 @@
 
 #include <darknet.h>
 
-#define BE_CONVPOOL_C_MAX 8 /* input channels: a first layer's (RGB, grey) */
+#define BE_CONVPOOL_C_MAX 8        /* input channels of a 3x3: a first layer's (RGB, grey) */
+#define BE_CONVPOOL_1X1_C_MAX 1024 /* and of a 1x1 */
 
 typedef struct be_convpool be_convpool_t;
 
-/* 1 when `conv` followed by `pool` can run here: conv 3x3, stride 1, groups 1, 1 ..
- * BE_CONVPOOL_C_MAX input channels, a multiple of 16 filters, LEAKY, RELU or LINEAR, batch 1;
- * pool 2x2, stride 2, windows from (0, 0) (darknet's pad 0 or 1), over conv's output. Pure. */
+/* 1 when `conv` followed by `pool` can run here: conv 3x3 with 1 .. BE_CONVPOOL_C_MAX input
+ * channels and padding 0 .. 2, or 1x1 unpadded with a multiple of 8 up to
+ * BE_CONVPOOL_1X1_C_MAX; stride 1, groups 1, a multiple of 16 filters, LEAKY, RELU or LINEAR,
+ * batch 1; pool 2x2, stride 2, windows from (0, 0) (darknet's pad 0 or 1), over conv's output.
+ * Pure. */
 int be_convpool_fits(const layer *conv, const layer *pool);
 
 /* Folds conv's batch-norm into its weights (be_fast_fold) and packs them, once; blk 8 or 16 is
@@ -35,13 +40,21 @@ int be_convpool_fits(const layer *conv, const layer *pool);
  * not fit, or blk), PROTO_ENOMEM. The caller owns *out (be_convpool_destroy). */
 int be_convpool_create(be_convpool_t **out, const layer *conv, const layer *pool, int blk);
 
-/* Pooled rows [lo, hi) of the pool's output (0 <= lo < hi <= its out_h) for the input `in`
- * (conv's c x h x w floats, NCHW; only the rows those windows read are read). Row y goes to
- * row y - y0 of `out`, a buffer of blocks `rows` rows tall (the whole output: y0 0, rows
- * out_h; a band of it: y0 lo, rows hi - lo). threads > 1: the calling thread's OpenMP team
- * shares the rows; the result does not depend on it. Calling thread (and team). */
-void be_convpool_run(const be_convpool_t *cp, const float *in, float *out, int rows, int y0, int lo,
-                     int hi, int threads);
+/* Pooled rows [lo, hi) of the pool's output (0 <= lo < hi <= its out_h) from the input `in`:
+ * rows [in_y0, in_y0 + in_rows) of conv's c x h x w input, NCHW for a 3x3, in 8-channel blocks
+ * for a 1x1 (be_convpool_in_blk), each channel (block) in_rows rows tall; they must hold every
+ * row those windows read (rows outside 0 .. h - 1 are the padding's zeros). Row y goes to row
+ * y - y0 of `out`, a buffer of blocks `rows` rows tall (the whole output: y0 0, rows out_h; a
+ * band of it: y0 lo, rows hi - lo). threads > 1: the calling thread's OpenMP team shares the
+ * rows; the result does not depend on it. Calling thread (and team). */
+void be_convpool_run(const be_convpool_t *cp, const float *in, int in_rows, int in_y0, float *out,
+                     int rows, int y0, int lo, int hi, int threads);
+
+/* be_convpool_run over the whole input and output (out_h rows, from 0). */
+void be_convpool_run_all(const be_convpool_t *cp, const float *in, float *out, int threads);
+
+/* Channels per block of the input run reads: 1 (NCHW, a 3x3) or 8 (a 1x1). */
+int be_convpool_in_blk(const be_convpool_t *cp);
 
 /* Output channels per block (the blk of create). */
 int be_convpool_blk(const be_convpool_t *cp);

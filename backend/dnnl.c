@@ -618,15 +618,13 @@ static int create(be_dnnl_t **out, network *net, int threads, int all_outputs, i
     if ((rv = user_mem(d, 0, l0->c, l0->h, l0->w, NULL, &d->input, &curmd)) != 0)
         goto out;
     cur = d->input;
-    i = 0;
-    if (be_dnnl_convpool_fits(d, all_outputs, nchw)) {
-        d->plan[0].first = 0;
-        if ((rv = be_dnnl_convpool_step(d, nchw[1], &cur, &curmd)) != 0)
-            goto out;
-        d->plan[1].count = d->nsteps - d->plan[1].first;
-        i = 2;
-    }
-    for (; i < n; i++) {
+    for (i = 0; i < n; i++) {
+        if (be_dnnl_convpool_fits(d, i, all_outputs, nchw, &curmd)) {
+            if ((rv = be_dnnl_convpool_step(d, i, nchw[i + 1], &cur, &curmd)) != 0)
+                goto out;
+            i++; /* and its pool */
+            continue;
+        }
         const layer *l = &net->layers[i];
         d->plan[i].first = d->nsteps;
         if (d->plan[i].onednn) {

@@ -14,7 +14,7 @@
 /* One step of a pass: a oneDNN primitive, or one of framegate's own loops. */
 typedef struct {
     dnnl_primitive_t prim; /* NULL: own, args[0] -> args[1]: */
-    be_convpool_t *cp;     /* not NULL: be_convpool_run (layers 0 and 1, convpool_step; owned) */
+    be_convpool_t *cp;     /* not NULL: be_convpool (a layer and its pool; owned) */
     int nargs;             /* else be_maxpool_blocked(&pool) */
     dnnl_exec_arg_t args[4];
     be_maxpool_t pool;
@@ -46,7 +46,7 @@ struct be_dnnl {
     int winograd;        /* 1: f32 3x3 convolutions may run as Winograd (layer_pd) */
     int nwino;           /* how many do */
     int nownpool;        /* max-pools run by be_maxpool_blocked (own_pool_fits) */
-    int nconvpool;       /* 1: layers 0 and 1 run as be_convpool (convpool_step) */
+    int nconvpool;       /* layer pairs run as be_convpool (be_dnnl_convpool_step) */
     float *wino_scratch; /* for the fast.c Winograd layers, the largest one's */
     /* A Winograd convolution's activation left to the max-pool after it (add_layer's
      * may_defer), as that pool's post-op: max and a non-decreasing activation commute, and
@@ -82,11 +82,13 @@ int be_dnnl_own_pool_fits(const be_dnnl_t *d, const layer *l, const dnnl_memory_
                           be_maxpool_t *mp);
 int be_dnnl_own_pool_step(be_dnnl_t *d, int i, const layer *l, const be_maxpool_t *mp, int to_nchw,
                           dnnl_memory_t *cur, dnnl_memory_desc_t *curmd);
-/* Layers 0 and 1 as one be_convpool step: whether they run so (nchw[j]: darknet reads layer
- * j's output), and the step, which sets plan[0] and plan[1]'s first (its copy to darknet's
- * buffer, when to_nchw, is layer 1's step). */
-int be_dnnl_convpool_fits(const be_dnnl_t *d, int all_outputs, const char *nchw);
-int be_dnnl_convpool_step(be_dnnl_t *d, int to_nchw, dnnl_memory_t *cur, dnnl_memory_desc_t *curmd);
+/* Layers i and i + 1 as one be_convpool step: whether they run so (nchw[j]: darknet reads
+ * layer j's output; curmd: the tensor coming in), and the step, which sets plan[i] and
+ * plan[i + 1] (whose steps copy the pool's output to darknet's buffer when to_nchw). */
+int be_dnnl_convpool_fits(const be_dnnl_t *d, int i, int all_outputs, const char *nchw,
+                          const dnnl_memory_desc_t *curmd);
+int be_dnnl_convpool_step(be_dnnl_t *d, int i, int to_nchw, dnnl_memory_t *cur,
+                          dnnl_memory_desc_t *curmd);
 /* Runs own step s (prim NULL), its input written (the stream waited for). */
 void be_dnnl_own_run(be_dnnl_t *d, const step_t *s);
 

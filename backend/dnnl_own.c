@@ -73,47 +73,67 @@ int be_dnnl_own_pool_step(be_dnnl_t *d, int i, const layer *l, const be_maxpool_
 
 static int convpool_mode = -1; /* be_dnnl_convpool */
 
-/* 1 when layers 0 and 1 run as one be_convpool step: it fits, the mode allows it (by default
- * where oneDNN has no AVX-512: its AVX2 kernel for the face model's first layer ran at ~45
- * GFLOP/s and the pool then read 11 MB back; convpool.h), f32, and darknet reads neither
- * output (nchw: layer 0's). */
-int be_dnnl_convpool_fits(const be_dnnl_t *d, int all_outputs, const char *nchw)
+/* 1 when layers i and i + 1 run as one be_convpool step: they fit, the mode allows it (by
+ * default where oneDNN has no AVX-512: its AVX2 kernel for the face model's first layer ran at
+ * ~45 GFLOP/s, and each pool read back what the convolution had just written; convpool.h),
+ * a 1x1 reads at most 16 channels,
+ * f32, darknet does not read the convolution's output (nchw[i]), and the tensor coming in
+ * (curmd) is laid out as be_convpool reads it: NCHW for a 3x3, 8-channel blocks for a 1x1. */
+int be_dnnl_convpool_fits(const be_dnnl_t *d, int i, int all_outputs, const char *nchw,
+                          const dnnl_memory_desc_t *curmd)
 {
     int on = convpool_mode;
     if (on < 0)
         on = (dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core) != dnnl_cpu_isa_avx512_core;
-    return on && !d->bf16 && !all_outputs && d->net->n >= 2 && !nchw[0] && d->plan[0].onednn &&
-           d->plan[1].onednn && be_convpool_fits(&d->net->layers[0], &d->net->layers[1]);
+    if (!on || d->bf16 || all_outputs || i + 1 >= d->net->n || nchw[i] || !d->plan[i].onednn ||
+        !d->plan[i + 1].onednn || d->deferred != NULL)
+        return 0;
+    const layer *cv = &d->net->layers[i];
+    /* A 1x1 only from up to 16 channels: on the face model (in-process, interleaved frame by
+     * frame on 7 photos, AMD Zen 3) its 16 -> 32 pair took the network from 0.83-0.90 to
+     * 0.79-0.87 of its time without pairs, but each pair from 32 channels up made it slower
+     * again (all five: 0.88-1.07), where oneDNN's 1x1 kernel is the faster one. */
+    if (!be_convpool_fits(cv, &d->net->layers[i + 1]) || (cv->size == 1 && cv->c > 16))
+        return 0;
+    dnnl_dims_t dims = {1, cv->c, cv->h, cv->w};
+    dnnl_memory_desc_t md;
+    return dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32,
+                                        cv->size == 3 ? dnnl_nchw : dnnl_aBcd8b) == dnnl_success &&
+           dnnl_memory_desc_equal(&md, curmd);
 }
 
-/* Layers 0 and 1 as one step (be_dnnl_convpool_fits said yes): the input to the pool's output in
- * 8-channel blocks (AVX2 oneDNN's own for these), then, as layer 1's steps, its copy to
- * darknet's buffer when darknet reads it (to_nchw). */
-int be_dnnl_convpool_step(be_dnnl_t *d, int to_nchw, dnnl_memory_t *cur, dnnl_memory_desc_t *curmd)
+/* Layers i and i + 1 as one step (be_dnnl_convpool_fits said yes): the tensor coming in to the
+ * pool's output in 8-channel blocks (AVX2 oneDNN's own for these), then, as layer i + 1's
+ * steps, its copy to darknet's buffer when darknet reads it (to_nchw). */
+int be_dnnl_convpool_step(be_dnnl_t *d, int i, int to_nchw, dnnl_memory_t *cur,
+                          dnnl_memory_desc_t *curmd)
 {
-    const layer *pl = &d->net->layers[1];
-    int i = 0, rv;
+    const layer *pl = &d->net->layers[i + 1];
+    int rv;
     dnnl_memory_desc_t md;
     dnnl_memory_t out;
     dnnl_dims_t dims = {1, pl->out_c, pl->out_h, pl->out_w};
     BE_DNNL_TRY(dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32, dnnl_aBcd8b), "a tensor");
     BE_DNNL_TRY(dnnl_memory_create(&out, &md, d->eng, DNNL_MEMORY_ALLOCATE), "a tensor");
     be_dnnl_keep_mem(d, out);
+    d->plan[i].first = d->nsteps;
     step_t *s = be_dnnl_new_step(d);
-    if ((rv = be_convpool_create(&s->cp, &d->net->layers[0], pl, 8)) != 0) {
+    if ((rv = be_convpool_create(&s->cp, &d->net->layers[i], pl, 8)) != 0) {
         d->nsteps--;
         return rv;
     }
     s->args[0] = (dnnl_exec_arg_t){DNNL_ARG_SRC, *cur};
     s->args[1] = (dnnl_exec_arg_t){DNNL_ARG_DST, out};
     s->nargs = 2;
-    d->nconvpool = 1;
-    d->plan[0].count = 1;
-    d->plan[1].first = d->nsteps;
-    d->plan[1].fused = 1;
+    d->nconvpool++;
+    d->plan[i].count = 1;
+    d->plan[i + 1].first = d->nsteps;
+    d->plan[i + 1].fused = 1;
     *cur = out;
     *curmd = md;
-    return to_nchw ? be_dnnl_to_darknet(d, 1, pl, out, &md) : 0;
+    rv = to_nchw ? be_dnnl_to_darknet(d, i + 1, pl, out, &md) : 0;
+    d->plan[i + 1].count = d->nsteps - d->plan[i + 1].first;
+    return rv;
 }
 
 void be_dnnl_own_pool(int mode)
@@ -142,8 +162,7 @@ void be_dnnl_own_run(be_dnnl_t *d, const step_t *s)
     dnnl_memory_get_data_handle(s->args[0].memory, &in);
     dnnl_memory_get_data_handle(s->args[1].memory, &out);
     if (s->cp != NULL) {
-        const layer *pl = &d->net->layers[1];
-        be_convpool_run(s->cp, in, out, pl->out_h, 0, 0, pl->out_h, d->threads);
+        be_convpool_run_all(s->cp, in, out, d->threads);
     } else {
         be_maxpool_blocked(&s->pool, in, out, d->threads);
     }

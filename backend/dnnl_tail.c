@@ -49,7 +49,8 @@ int be_dnnl_tail_rows(const be_dnnl_t *d)
 typedef struct {
     step_t *st;     /* the layer's one step */
     int pool;       /* 1: framegate's max-pool loop; 0: a oneDNN convolution */
-    int fused;      /* 1: links 0 and 1 are one be_convpool step (st->cp), which link 0 runs */
+    int fused;      /* 1: this link and the next (its pool) are one be_convpool step (st->cp),
+                     * run as this link; or (pool 1) that pool */
     int pad;        /* the layer's pad (a pool's window starts at -(pad / 2)) */
     int k, s, o;    /* window rows, stride, first window's offset (-pad, or -(pad / 2)) */
     int c, h, w;    /* input */
@@ -105,7 +106,7 @@ static int link_make(be_dnnl_t *d, int i, const link_t *prev, link_t *k)
     const layer *l = &d->net->layers[i];
     const plan_t *p = &d->plan[i];
     memset(k, 0, sizeof *k);
-    if (p->fused && prev != NULL && prev->fused) {
+    if (p->fused && prev != NULL && prev->fused && !prev->pool) {
         /* the pool be_convpool computes: the step's output; its own steps copy it */
         k->st = prev->st;
         k->extra = p->count;
@@ -121,14 +122,15 @@ static int link_make(be_dnnl_t *d, int i, const link_t *prev, link_t *k)
     }
     if (!p->onednn || p->count < 1)
         return -1;
-    if (i == 0 && d->steps[p->first].cp != NULL) {
-        /* be_convpool's convolution: read from the caller's input, never written */
+    if (d->steps[p->first].cp != NULL) {
+        /* be_convpool's convolution: its output never written */
         k->st = &d->steps[p->first];
         k->fused = 1;
         k->c = l->c, k->h = l->h, k->w = l->w;
         k->oc = l->out_c, k->oh = l->out_h, k->ow = l->out_w;
         k->k = l->size, k->s = l->stride, k->pad = l->pad, k->o = -l->pad;
-        return p->count == 1 ? 0 : -1;
+        dnnl_memory_t from = prev != NULL ? prev->st->args[1].memory : d->input;
+        return p->count == 1 && k->st->args[0].memory == from ? 0 : -1;
     }
     k->st = &d->steps[p->first];
     /* steps after its own: only a pool's copy into darknet's buffer (a layer darknet or
@@ -222,8 +224,8 @@ static const ref_t *ref_for(be_dnnl_t *d, be_dnnl_tail_t *t, float v)
     for (int i = 0; i < t->n; i++) {
         const link_t *k = &t->links[i];
         if (k->fused && !k->pool)
-            be_convpool_run(k->st->cp, t->in, t->links[1].out, t->links[1].oh, 0, 0, t->links[1].oh,
-                            d->threads);
+            be_convpool_run_all(k->st->cp, i == 0 ? t->in : t->links[i - 1].out,
+                                t->links[i + 1].out, d->threads);
         else if (k->fused)
             continue;
         else if (k->pool)
@@ -462,11 +464,18 @@ int be_dnnl_tail_run(be_dnnl_t *d, const float *input)
     }
     for (int i = 0; i < t->n; i++) {
         const link_t *k = &t->links[i];
-        if (k->fused && !k->pool) { /* link 1's band, into its band buffer or its output */
-            const link_t *k1 = &t->links[1];
-            int last = t->n == 2, lo = s->lo[1], hi = s->hi[1];
-            be_convpool_run(k->st->cp, input, k1->out, last ? k1->oh : hi - lo, last ? 0 : lo, lo,
-                            hi, d->threads);
+        if (k->fused && !k->pool) {
+            /* the pool's band from the input's (the caller's, whole) or the band of the link
+             * before, into the pool's band buffer, or its output if it ends the chain */
+            const link_t *kp = &t->links[i + 1];
+            int last = i + 2 == t->n, lo = s->lo[i + 1], hi = s->hi[i + 1];
+            if (i == 0)
+                be_convpool_run(k->st->cp, input, k->h, 0, kp->out, last ? kp->oh : hi - lo,
+                                last ? 0 : lo, lo, hi, d->threads);
+            else
+                be_convpool_run(k->st->cp, t->links[i - 1].out, s->hi[i - 1] - s->lo[i - 1],
+                                s->lo[i - 1], kp->out, last ? kp->oh : hi - lo, last ? 0 : lo, lo,
+                                hi, d->threads);
             continue;
         }
         if (k->fused)

@@ -50,16 +50,16 @@ static float urand(float lo, float hi)
 }
 
 /* [conv] then [maxpool] as darknet parses them, with deterministic non-trivial weights. */
-static network *make_net(int w, int h, int c, int n, int pad, const char *act, const char *pool,
-                         unsigned seed)
+static network *make_net(int w, int h, int c, int n, int size, int pad, const char *act,
+                         const char *pool, unsigned seed)
 {
     char path[128], text[512];
     snprintf(path, sizeof path, "%s/net.cfg", dir);
     snprintf(text, sizeof text,
              "[net]\nbatch=1\nsubdivisions=1\nwidth=%d\nheight=%d\nchannels=%d\n"
-             "[convolutional]\nbatch_normalize=1\nfilters=%d\nsize=3\nstride=1\npadding=%d\n"
+             "[convolutional]\nbatch_normalize=1\nfilters=%d\nsize=%d\nstride=1\npadding=%d\n"
              "activation=%s\n[maxpool]\n%s\n",
-             w, h, c, n, pad, act, pool);
+             w, h, c, n, size, pad, act, pool);
     FILE *f = fopen(path, "w");
     assert_non_null(f);
     fputs(text, f);
@@ -93,6 +93,16 @@ static double rel_diff(const float *a, const float *b, size_t n)
     return num / (den > 1e-6 ? den : 1e-6);
 }
 
+/* NCHW -> blocked (c / blk blocks of h x w cells of blk channels), rows [y0, y1) only */
+static void to_blocked(const float *nchw, float *b, int c, int h, int w, int blk, int y0, int y1)
+{
+    int rows = y1 - y0;
+    for (int ch = 0; ch < c; ch++)
+        for (int i = 0; i < rows * w; i++)
+            b[((size_t)(ch / blk) * rows * w + i) * blk + ch % blk] =
+                nchw[(size_t)ch * h * w + (size_t)y0 * w + i];
+}
+
 /* blocked (c / blk blocks of h x w cells of blk channels) -> NCHW */
 static void from_blocked(const float *b, float *nchw, int c, int h, int w, int blk)
 {
@@ -102,19 +112,25 @@ static void from_blocked(const float *b, float *nchw, int c, int h, int w, int b
 }
 
 typedef struct {
-    int w, h, c, n, pad;
+    int w, h, c, n, size, pad;
     const char *act;
 } case_t;
 
 static void run_case(const case_t *k, unsigned seed)
 {
-    network *net = make_net(k->w, k->h, k->c, k->n, k->pad, k->act, "size=2\nstride=2", seed);
+    network *net =
+        make_net(k->w, k->h, k->c, k->n, k->size, k->pad, k->act, "size=2\nstride=2", seed);
     const layer *cv = &net->layers[0], *pl = &net->layers[1];
     assert_true(be_convpool_fits(cv, pl));
     size_t in_n = (size_t)k->c * k->h * k->w, out_n = (size_t)pl->outputs;
     float *in = malloc(in_n * sizeof(float));
     float *got = malloc((out_n + GUARD) * sizeof(float)), *nchw = malloc(out_n * sizeof(float));
     float *whole = malloc(out_n * sizeof(float)), *band = malloc((out_n + GUARD) * sizeof(float));
+    /* what run reads: NCHW for a 3x3, 8-channel blocks for a 1x1; all of it, or a band */
+    float *src = malloc(in_n * sizeof(float)), *src_band = malloc(in_n * sizeof(float));
+    int ib = k->size == 3 ? 1 : 8;
+    assert_non_null(src);
+    assert_non_null(src_band);
     assert_non_null(in);
     assert_non_null(got);
     assert_non_null(nchw);
@@ -122,6 +138,7 @@ static void run_case(const case_t *k, unsigned seed)
     assert_non_null(band);
     for (size_t i = 0; i < in_n; i++) /* some exact zeros: ties in the max */
         in[i] = i % 7 == 3 ? 0.0f : urand(0.0f, 1.0f);
+    to_blocked(in, src, k->c, k->h, k->w, ib, 0, k->h);
     const float *ref = network_predict(net, in);
     const float *pool_out = net->layers[1].output;
     assert_ptr_equal(ref, pool_out);
@@ -131,10 +148,11 @@ static void run_case(const case_t *k, unsigned seed)
                 be_convpool_t *cp = NULL;
                 assert_int_equal(be_convpool_create(&cp, cv, pl, blk), 0);
                 assert_int_equal(be_convpool_blk(cp), blk);
+                assert_int_equal(be_convpool_in_blk(cp), ib);
                 be_convpool_portable(portable);
                 for (size_t i = 0; i < out_n + GUARD; i++)
                     got[i] = NAN;
-                be_convpool_run(cp, in, got, pl->out_h, 0, 0, pl->out_h, threads);
+                be_convpool_run_all(cp, src, got, threads);
                 for (size_t i = out_n; i < out_n + GUARD; i++)
                     assert_true(isnan(got[i]));
                 from_blocked(got, nchw, pl->c, pl->out_h, pl->out_w, blk);
@@ -148,8 +166,8 @@ static void run_case(const case_t *k, unsigned seed)
                     memcpy(whole, nchw, out_n * sizeof(float));
                 else if (portable == 0)
                     assert_memory_equal(nchw, whole, out_n * sizeof(float));
-                /* bands: rows [lo, hi) into a buffer of hi - lo rows, as the padding shortcut
-                 * writes them (dnnl_tail.c) */
+                /* bands: rows [lo, hi) from a buffer of the input rows they read into a buffer of
+                 * hi - lo rows, as the padding shortcut runs them (dnnl_tail.c) */
                 int oh = pl->out_h;
                 int bands[][2] = {{0, 1}, {oh / 3, oh - oh / 4}, {oh - 1, oh}, {1, oh}};
                 for (size_t b = 0; b < sizeof bands / sizeof bands[0]; b++) {
@@ -160,7 +178,12 @@ static void run_case(const case_t *k, unsigned seed)
                     size_t used = plane * (size_t)(pl->c / blk);
                     for (size_t i = 0; i < used + GUARD; i++)
                         band[i] = NAN;
-                    be_convpool_run(cp, in, band, hi - lo, lo, lo, hi, threads);
+                    int ilo = 2 * lo - k->pad, ihi = 2 * hi - k->pad + k->size - 1;
+                    ilo = ilo > 0 ? ilo : 0;
+                    ihi = ihi < k->h ? ihi : k->h;
+                    to_blocked(in, src_band, k->c, k->h, k->w, ib, ilo, ihi);
+                    be_convpool_run(cp, src_band, ihi - ilo, ilo, band, hi - lo, lo, lo, hi,
+                                    threads);
                     for (size_t i = used; i < used + GUARD; i++)
                         assert_true(isnan(band[i]));
                     for (int cb = 0; cb < pl->c / blk; cb++)
@@ -176,6 +199,8 @@ static void run_case(const case_t *k, unsigned seed)
             }
     be_convpool_portable(0);
     free(in);
+    free(src);
+    free(src_band);
     free(got);
     free(nchw);
     free(whole);
@@ -187,13 +212,18 @@ static void test_against_darknet(void **state)
 {
     (void)state;
     static const case_t cases[] = {
-        {416, 40, 3, 16, 0, "leaky"}, /* the face model's first layers, a band of them */
-        {67, 45, 3, 16, 1, "leaky"},  /* yolov3-tiny's ('same'), odd: last windows hold one */
-        {64, 48, 3, 32, 1, "relu"},   /* two blocks of 16 filters */
-        {13, 9, 1, 16, 0, "linear"},  /* grey; 11 x 7: odd output, one tile and a part */
-        {8, 5, 4, 16, 0, "leaky"},    /* under one tile wide, one output row */
-        {9, 6, 3, 16, 2, "leaky"},    /* padding 2: every tile on an edge */
-        {3, 3, 8, 16, 1, "relu"},     /* the most channels, 3 x 3 */
+        {416, 40, 3, 16, 3, 0, "leaky"}, /* the face model's first layers, a band of them */
+        {67, 45, 3, 16, 3, 1, "leaky"},  /* yolov3-tiny's ('same'), odd: last windows hold one */
+        {64, 48, 3, 32, 3, 1, "relu"},   /* two blocks of 16 filters */
+        {13, 9, 1, 16, 3, 0, "linear"},  /* grey; 11 x 7: odd output, one tile and a part */
+        {8, 5, 4, 16, 3, 0, "leaky"},    /* under one tile wide, one output row */
+        {9, 6, 3, 16, 3, 2, "leaky"},    /* padding 2: every tile on an edge */
+        {3, 3, 8, 16, 3, 1, "relu"},     /* the most channels, 3 x 3 */
+        /* 1x1 on 8-channel blocks: the face model's 16 -> 32 (a band of it) and 128 -> 256 */
+        {207, 30, 16, 32, 1, 0, "leaky"},
+        {26, 26, 128, 256, 1, 0, "leaky"},
+        {13, 9, 8, 16, 1, 0, "relu"},   /* odd: last windows hold one column, one row */
+        {5, 3, 64, 16, 1, 0, "linear"}, /* under one tile wide */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         run_case(&cases[i], 7 + (unsigned)i);
@@ -203,17 +233,21 @@ static void test_refuses(void **state)
 {
     (void)state;
     struct {
-        int c, n;
+        int c, n, size, pad;
         const char *act, *pool;
     } no[] = {
-        {3, 8, "leaky", "size=2\nstride=2"},     /* filters not a multiple of 16 */
-        {9, 16, "leaky", "size=2\nstride=2"},    /* too many input channels */
-        {3, 16, "logistic", "size=2\nstride=2"}, /* an activation it does not apply */
-        {3, 16, "leaky", "size=3\nstride=2"},    /* another pool */
-        {3, 16, "leaky", "size=2\nstride=1"},
+        {3, 8, 3, 1, "leaky", "size=2\nstride=2"},     /* filters not a multiple of 16 */
+        {9, 16, 3, 1, "leaky", "size=2\nstride=2"},    /* too many input channels */
+        {3, 16, 3, 1, "logistic", "size=2\nstride=2"}, /* an activation it does not apply */
+        {3, 16, 3, 1, "leaky", "size=3\nstride=2"},    /* another pool */
+        {3, 16, 3, 1, "leaky", "size=2\nstride=1"},
+        {12, 16, 1, 0, "leaky", "size=2\nstride=2"}, /* 1x1: not whole 8-channel blocks */
+        {16, 16, 1, 1, "leaky", "size=2\nstride=2"}, /* 1x1, padded */
+        {3, 16, 5, 2, "leaky", "size=2\nstride=2"},  /* 5x5 */
     };
     for (size_t i = 0; i < sizeof no / sizeof no[0]; i++) {
-        network *net = make_net(32, 24, no[i].c, no[i].n, 1, no[i].act, no[i].pool, 3);
+        network *net =
+            make_net(32, 24, no[i].c, no[i].n, no[i].size, no[i].pad, no[i].act, no[i].pool, 3);
         assert_false(be_convpool_fits(&net->layers[0], &net->layers[1]));
         be_convpool_t *cp = (be_convpool_t *)1;
         assert_int_equal(be_convpool_create(&cp, &net->layers[0], &net->layers[1], 8),
@@ -222,7 +256,7 @@ static void test_refuses(void **state)
         free_network(net);
     }
     /* the pool must read this convolution: in the other order, no */
-    network *net = make_net(32, 24, 3, 16, 1, "leaky", "size=2\nstride=2", 3);
+    network *net = make_net(32, 24, 3, 16, 3, 1, "leaky", "size=2\nstride=2", 3);
     assert_false(be_convpool_fits(&net->layers[1], &net->layers[0]));
     be_convpool_t *cp = NULL;
     assert_int_equal(be_convpool_create(&cp, &net->layers[0], &net->layers[1], 4), PROTO_EINVAL);
