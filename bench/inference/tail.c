@@ -94,14 +94,17 @@ void convpool_report(network *net, int threads, float *const *photos, int n, int
     be_dnnl_convpool(-1);
     if (rv == 0 && be_dnnl_convpool_layers(with) && n > 0) {
         turns_t r = measure(with, without, net, photos, n, reps);
-        say("first convolution + max-pool as one pass (be_convpool), %d thread%s, %d photos: "
-            "network %.2f vs %.2f ms with / without (%.3f); output vs two steps: rel %.2g\n",
-            threads, threads > 1 ? "s" : "", n, r.on, r.off, r.on / r.off, r.rel);
+        say("convolution + max-pool pairs as one pass (be_convpool, %d pair%s), %d thread%s, %d "
+            "photos: network %.2f vs %.2f ms with / without (%.3f); output vs two steps: rel "
+            "%.2g\n",
+            be_dnnl_convpool_layers(with), be_dnnl_convpool_layers(with) > 1 ? "s" : "", threads,
+            threads > 1 ? "s" : "", n, r.on, r.off, r.on / r.off, r.rel);
         cJSON *arr = cJSON_GetObjectItem(m, "convpool");
         if (arr == NULL)
             arr = cJSON_AddArrayToObject(m, "convpool");
         cJSON *j = cJSON_CreateObject();
         cJSON_AddNumberToObject(j, "threads", threads);
+        cJSON_AddNumberToObject(j, "pairs", be_dnnl_convpool_layers(with));
         cJSON_AddNumberToObject(j, "with_ms", r.on);
         cJSON_AddNumberToObject(j, "without_ms", r.off);
         cJSON_AddNumberToObject(j, "output_rel", r.rel);

@@ -1,5 +1,5 @@
 /* What the oneDNN engine's padding shortcut (backend/dnnl_tail.c) and its first convolution +
- * max-pool pass (backend/convpool.h) save: the network with each and without, in turn frame by
+ * max-pool passes (backend/convpool.h) save: the network with each and without, in turn frame by
  * frame, on the frames given. Main thread only. */
 #ifndef FG_BENCH_TAIL_H
 #define FG_BENCH_TAIL_H
@@ -19,9 +19,9 @@ void tail_report(network *net, int threads, float *const *photos, int n_photos, 
                  be_prep_t prep, unsigned char *const *jpeg, const size_t *len, int n,
                  const char *what, int reps, cJSON *m);
 
-/* Times `net` on the oneDNN engine at `threads` with layers 0 and 1 as one be_convpool pass and
- * as two steps, `reps` rounds over `photos` (n network inputs), and how far the outputs are
- * apart. One line (say) and "convpool" in m; nothing when the pair does not fit. */
+/* Times `net` on the oneDNN engine at `threads` with its convolution + max-pool pairs as one
+ * be_convpool pass each and as two steps each, `reps` rounds over `photos` (n network inputs), and
+ * how far the outputs are apart. One line (say) and "convpool" in m; nothing when no pair fits. */
 void convpool_report(network *net, int threads, float *const *photos, int n, int reps, cJSON *m);
 
 #endif
