@@ -1,4 +1,5 @@
-/* A first 3x3 convolution and its 2x2 max-pool in one pass (convpool.h).
+/* A convolution (a network's first 3x3, or a 1x1 on 8-channel blocks) and its 2x2 max-pool
+ * in one pass (convpool.h).
  *
  * Work unit: one pooled row of one 16-filter block. For each of its two convolution rows a
  * kernel computes 6 columns x 16 filters at a time (twelve 8-wide accumulators; per tap, the
@@ -10,12 +11,7 @@
  * layer; this one ~75 (scratch cp.c). */
 #include "convpool.h"
 
-#include <math.h>
 #include <stdlib.h>
-#include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "err.h"
 #include "fast.h"
@@ -77,7 +73,7 @@ int be_convpool_create(be_convpool_t **out, const layer *cv, const layer *pl, in
     be_convpool_t *cp = calloc(1, sizeof *cp);
     float *w = NULL, *b = NULL;
     if (cp == NULL || be_fast_fold(cv, &w, &b) != 0 ||
-        (cp->wt = malloc((size_t)cv->n * cv->c * 9 * sizeof(float))) == NULL) {
+        (cp->wt = malloc((size_t)cv->n * cv->c * cv->size * cv->size * sizeof(float))) == NULL) {
         free(w);
         free(b);
         be_convpool_destroy(cp);
