@@ -3,12 +3,12 @@
  * convolutions (groups 1 and depthwise, batch-norm folded, bias + leaky/relu/logistic as a
  * post-op; f32 3x3 stride-1 ones with 16+ channels as Winograd where oneDNN has it, AVX-512,
  * their activation a step of its own; without AVX-512 those with 64+ input channels as
- * fast.c's Winograd on OpenBLAS, on the engine's OpenMP team) and max-pools (oneDNN's, or
- * framegate's loop where oneDNN has no AVX-512: be_dnnl_own_pool; there a first 3x3 or a small
- * 1x1 and the pool after it also run as one pass of framegate's: be_dnnl_convpool) run in
- * oneDNN's own blocked
- * layout from one layer to the next; a tensor is reordered to darknet's NCHW only where darknet's
- * own code reads it (the layers this engine leaves to darknet: route, upsample, [yolo], [region],
+ * fast.c's Winograd on its own packed kernel, on the engine's OpenMP team) and max-pools
+ * (oneDNN's, or framegate's loop where oneDNN has no AVX-512: be_dnnl_own_pool; there a first
+ * 3x3 or a small 1x1 and the pool after it also run as one pass of framegate's:
+ * be_dnnl_convpool) run in oneDNN's own blocked layout from one layer to the next; a tensor is
+ * reordered to darknet's NCHW only where darknet's own code reads it (the layers this engine leaves
+ * to darknet: route, upsample, [yolo], [region],
  * ...; their inputs; the network's output). A [yolo] head's logistic is a oneDNN eltwise over
  * darknet's buffers (its w/h entries copied back raw), not darknet's single-threaded loop. Every
  * layer darknet runs sees what stock darknet would give it, within float rounding
