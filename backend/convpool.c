@@ -1,4 +1,4 @@
-/* A convolution (a network's first 3x3, or a 1x1 on 8-channel blocks) and its 2x2 max-pool
+/* A convolution (a network's first 3x3, or a 1x1 on channel blocks) and its 2x2 max-pool
  * in one pass (convpool.h).
  *
  * Work unit: one pooled row of one 16-filter block. For each of its two convolution rows a
@@ -29,7 +29,8 @@
                                                            : BE_CONVPOOL_1X1_C_MAX * TILE)
 
 struct be_convpool {
-    int size;         /* 3: on NCHW (a network's input); 1: on 8-channel blocks */
+    int size;         /* 3: on NCHW (a network's input); 1: on channel blocks */
+    int ib;           /* the input's channels per block: 1 (NCHW), 8 or 16 */
     int c, h, w, pad; /* the convolution's input and padding */
     int oh, ow;       /* its output */
     int n;            /* filters */
@@ -65,10 +66,11 @@ int be_convpool_fits(const layer *cv, const layer *pl)
     return 1;
 }
 
-int be_convpool_create(be_convpool_t **out, const layer *cv, const layer *pl, int blk)
+int be_convpool_create(be_convpool_t **out, const layer *cv, const layer *pl, int blk, int in_blk)
 {
     *out = NULL;
-    if (!be_convpool_fits(cv, pl) || (blk != 8 && blk != 16))
+    if (!be_convpool_fits(cv, pl) || (blk != 8 && blk != 16) ||
+        (cv->size == 3 ? in_blk != 1 : (in_blk != 8 && in_blk != 16) || cv->c % in_blk != 0))
         return PROTO_EINVAL;
     be_convpool_t *cp = calloc(1, sizeof *cp);
     float *w = NULL, *b = NULL;
@@ -80,6 +82,7 @@ int be_convpool_create(be_convpool_t **out, const layer *cv, const layer *pl, in
         return PROTO_ENOMEM;
     }
     *cp = (be_convpool_t){.size = cv->size,
+                          .ib = in_blk,
                           .c = cv->c,
                           .h = cv->h,
                           .w = cv->w,
@@ -109,7 +112,7 @@ int be_convpool_blk(const be_convpool_t *cp)
 
 int be_convpool_in_blk(const be_convpool_t *cp)
 {
-    return cp->size == 3 ? 1 : 8;
+    return cp->ib;
 }
 
 void be_convpool_destroy(be_convpool_t *cp)
@@ -123,9 +126,9 @@ void be_convpool_destroy(be_convpool_t *cp)
 
 /* The kernels. The taps of a tile: `groups` groups (gs floats apart) of `taps` cells each
  * (toff[] within the group), in the weights' order: for a 3x3 on NCHW the channels, each its 9
- * cells of the window (row by row); for a 1x1 on 8-channel blocks the blocks, each its 8
- * channels. `in` points at the tile's first pixel's first tap; its 6 pixels are PS floats
- * apart (1 on NCHW, 8 in blocks). vc of the 6 columns are real (the rest do not win the max).
+ * cells of the window (row by row); for a 1x1 on channel blocks the blocks, each its 8 or
+ * 16 channels. `in` points at the tile's first pixel's first tap; its 6 pixels are PS floats
+ * apart (1 on NCHW, else the block). vc of the 6 columns are real (the rest do not win the max).
  * np pooled columns go to `o`, an output cell (filters 0-7 there, 8-15 `half` floats on;
  * pooled columns `step` apart): stored (first) or maxed with what is there, and when `fin`,
  * with bias b and the activation (x > 0 ? x : x * slope: darknet's leaky .1, relu 0 (its
@@ -133,7 +136,7 @@ void be_convpool_destroy(be_convpool_t *cp)
 typedef struct {
     int groups, taps;
     size_t gs;
-    int toff[9];
+    int toff[16];
 } taps_t;
 
 typedef struct {
@@ -182,6 +185,12 @@ static void kernel_c8(const float *in, const taps_t *tp, const float *wt, float 
                       int np, int vc, int first, int fin)
 {
     kernel_c_ps(in, tp, wt, o, ot, np, vc, first, fin, 8);
+}
+
+static void kernel_c16(const float *in, const taps_t *tp, const float *wt, float *o,
+                       const out_t *ot, int np, int vc, int first, int fin)
+{
+    kernel_c_ps(in, tp, wt, o, ot, np, vc, first, fin, 16);
 }
 
 #ifdef CP_X86
@@ -264,6 +273,14 @@ __attribute__((target("avx2,fma"))) static void kernel_avx2_8(const float *in, c
     kernel_avx2_ps(in, tp, wt, o, ot, np, vc, first, fin, 8);
 }
 
+__attribute__((target("avx2,fma"))) static void kernel_avx2_16(const float *in, const taps_t *tp,
+                                                               const float *wt, float *o,
+                                                               const out_t *ot, int np, int vc,
+                                                               int first, int fin)
+{
+    kernel_avx2_ps(in, tp, wt, o, ot, np, vc, first, fin, 16);
+}
+
 static int have_avx2(void)
 {
     static int known = -1; /* every thread computes the same answer */
@@ -305,9 +322,10 @@ static void conv_row(const be_convpool_t *cp, kernel_fn *kern, const in_t *in, c
             pt.toff[t] = t / 3 * 8 + t % 3;
         }
     } else {
-        tp = (taps_t){.groups = cp->c / 8, .taps = 8, .gs = (size_t)in->rows * w * 8};
-        pt = (taps_t){.groups = cp->c / 8, .taps = 8, .gs = TILE * 8};
-        for (int t = 0; t < 8; t++)
+        const int ib = cp->ib;
+        tp = (taps_t){.groups = cp->c / ib, .taps = ib, .gs = (size_t)in->rows * w * ib};
+        pt = (taps_t){.groups = cp->c / ib, .taps = ib, .gs = (size_t)TILE * ib};
+        for (int t = 0; t < ib; t++)
             tp.toff[t] = pt.toff[t] = t;
     }
     for (int j = 0; j < cp->pw; j += TILE / 2) {
@@ -315,7 +333,8 @@ static void conv_row(const be_convpool_t *cp, kernel_fn *kern, const in_t *in, c
         int vc = cp->ow - x < TILE ? cp->ow - x : TILE, np = cp->pw - j < 3 ? cp->pw - j : 3;
         float *d = o + j * ot->step;
         if (cp->size == 1 && x + TILE <= w) {
-            kern(in->p + ((size_t)(y - in->y0) * w + x) * 8, &tp, wt, d, ot, np, vc, first, fin);
+            kern(in->p + ((size_t)(y - in->y0) * w + x) * cp->ib, &tp, wt, d, ot, np, vc, first,
+                 fin);
             continue;
         }
         if (cp->size == 3 && iy >= 0 && iy + 3 <= cp->h && ix >= 0 && ix + TILE + 2 <= w) {
@@ -325,12 +344,13 @@ static void conv_row(const be_convpool_t *cp, kernel_fn *kern, const in_t *in, c
         /* at an edge: the cells the tile reads, zeros for the padding (and past the right
          * edge, where only columns that do not count read them) */
         if (cp->size == 1) {
-            for (int g = 0; g < cp->c / 8; g++)
+            const int ib = cp->ib;
+            for (int g = 0; g < cp->c / ib; g++)
                 for (int q = 0; q < TILE; q++)
-                    for (int t = 0; t < 8; t++)
-                        patch[(g * TILE + q) * 8 + t] =
+                    for (int t = 0; t < ib; t++)
+                        patch[(g * TILE + q) * ib + t] =
                             x + q < w
-                                ? in->p[g * tp.gs + ((size_t)(y - in->y0) * w + x + q) * 8 + t]
+                                ? in->p[g * tp.gs + ((size_t)(y - in->y0) * w + x + q) * ib + t]
                                 : 0.0f;
         } else {
             for (int ch = 0; ch < cp->c; ch++)
@@ -350,10 +370,10 @@ static void conv_row(const be_convpool_t *cp, kernel_fn *kern, const in_t *in, c
 void be_convpool_run(const be_convpool_t *cp, const float *in, int in_rows, int in_y0, float *out,
                      int rows, int y0, int lo, int hi, int threads)
 {
-    kernel_fn *kern = cp->size == 3 ? kernel_c1 : kernel_c8;
+    kernel_fn *kern = cp->ib == 1 ? kernel_c1 : cp->ib == 8 ? kernel_c8 : kernel_c16;
 #ifdef CP_X86
     if (!__atomic_load_n(&portable, __ATOMIC_RELAXED) && have_avx2())
-        kern = cp->size == 3 ? kernel_avx2_1 : kernel_avx2_8;
+        kern = cp->ib == 1 ? kernel_avx2_1 : cp->ib == 8 ? kernel_avx2_8 : kernel_avx2_16;
 #endif
     const int k = cp->c * cp->size * cp->size, nblk = cp->n / NB, items = nblk * (hi - lo);
     const size_t plane = (size_t)rows * cp->pw * cp->blk; /* one block of the output */

@@ -1,11 +1,11 @@
 /* convpool: a convolution and the 2x2 max-pool after it, as one pass that never writes the
  * convolution's output. Two kinds: a network's first layer, 3x3 on its NCHW input (both models
  * framegate ships start so: yolov3-tiny 3 -> 16 channels on 416 x 416, the face model the same
- * unpadded), and a 1x1 on 8-channel blocks (the face model's 16 -> 32 ... 128 -> 256 are each
- * followed by a pool; the oneDNN engine pairs the 16 -> 32 only, dnnl_own.c). Run apart, the face
- * model's first convolution wrote 16 x 414 x 414 floats (11 MB, past L2) for the max-pool to read
- * back: on AMD Zen 3 oneDNN's AVX2 kernel took ~2.4 ms and the pool ~0.5-0.9 ms of the frame, this
- * pass ~1.5 ms for both (bench/results/inference/README.md).
+ * unpadded), and a 1x1 on 8- or 16-channel blocks (the face model's 16 -> 32 ... 128 -> 256 are
+ * each followed by a pool; the oneDNN engine pairs the 16 -> 32 only, dnnl_own.c). Run apart, the
+ * face model's first convolution wrote 16 x 414 x 414 floats (11 MB, past L2) for the max-pool to
+ * read back: on AMD Zen 3 oneDNN's AVX2 kernel took ~2.4 ms and the pool ~0.5-0.9 ms of the frame,
+ * this pass ~1.5 ms for both (bench/results/inference/README.md).
  *
  * Exact where it matters: max and a non-decreasing activation commute, as do max and adding
  * the same bias, so the pool is taken over the raw sums and bias + activation applied to the
@@ -36,13 +36,15 @@ typedef struct be_convpool be_convpool_t;
 int be_convpool_fits(const layer *conv, const layer *pool);
 
 /* Folds conv's batch-norm into its weights (be_fast_fold) and packs them, once; blk 8 or 16 is
- * the output's channel blocking. Both layers are borrowed for the call. 0, PROTO_EINVAL (does
+ * the output's channel blocking, in_blk the input's: 1 (NCHW) for a 3x3, 8 or 16 (dividing its
+ * channels) for a 1x1. Both layers are borrowed for the call. 0, PROTO_EINVAL (does
  * not fit, or blk), PROTO_ENOMEM. The caller owns *out (be_convpool_destroy). */
-int be_convpool_create(be_convpool_t **out, const layer *conv, const layer *pool, int blk);
+int be_convpool_create(be_convpool_t **out, const layer *conv, const layer *pool, int blk,
+                       int in_blk);
 
 /* Pooled rows [lo, hi) of the pool's output (0 <= lo < hi <= its out_h) from the input `in`:
- * rows [in_y0, in_y0 + in_rows) of conv's c x h x w input, NCHW for a 3x3, in 8-channel blocks
- * for a 1x1 (be_convpool_in_blk), each channel (block) in_rows rows tall; they must hold every
+ * rows [in_y0, in_y0 + in_rows) of conv's c x h x w input, in blocks of be_convpool_in_blk
+ * channels (1: NCHW), each channel (block) in_rows rows tall; they must hold every
  * row those windows read (rows outside 0 .. h - 1 are the padding's zeros). Row y goes to row
  * y - y0 of `out`, a buffer of blocks `rows` rows tall (the whole output: y0 0, rows out_h; a
  * band of it: y0 lo, rows hi - lo). threads > 1: the calling thread's OpenMP team shares the
@@ -53,7 +55,7 @@ void be_convpool_run(const be_convpool_t *cp, const float *in, int in_rows, int 
 /* be_convpool_run over the whole input and output (out_h rows, from 0). */
 void be_convpool_run_all(const be_convpool_t *cp, const float *in, float *out, int threads);
 
-/* Channels per block of the input run reads: 1 (NCHW, a 3x3) or 8 (a 1x1). */
+/* Channels per block of the input run reads: 1 (NCHW, a 3x3), 8 or 16 (a 1x1). */
 int be_convpool_in_blk(const be_convpool_t *cp);
 
 /* Output channels per block (the blk of create). */

@@ -619,8 +619,9 @@ static int create(be_dnnl_t **out, network *net, int threads, int all_outputs, i
         goto out;
     cur = d->input;
     for (i = 0; i < n; i++) {
-        if (be_dnnl_convpool_fits(d, i, all_outputs, nchw, &curmd)) {
-            if ((rv = be_dnnl_convpool_step(d, i, nchw[i + 1], &cur, &curmd)) != 0)
+        int in_blk = be_dnnl_convpool_fits(d, i, all_outputs, nchw, &curmd);
+        if (in_blk > 0) {
+            if ((rv = be_dnnl_convpool_step(d, i, in_blk, nchw[i + 1], &cur, &curmd)) != 0)
                 goto out;
             i++; /* and its pool */
             continue;

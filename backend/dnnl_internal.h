@@ -82,12 +82,13 @@ int be_dnnl_own_pool_fits(const be_dnnl_t *d, const layer *l, const dnnl_memory_
                           be_maxpool_t *mp);
 int be_dnnl_own_pool_step(be_dnnl_t *d, int i, const layer *l, const be_maxpool_t *mp, int to_nchw,
                           dnnl_memory_t *cur, dnnl_memory_desc_t *curmd);
-/* Layers i and i + 1 as one be_convpool step: whether they run so (nchw[j]: darknet reads
- * layer j's output; curmd: the tensor coming in), and the step, which sets plan[i] and
- * plan[i + 1] (whose steps copy the pool's output to darknet's buffer when to_nchw). */
+/* Layers i and i + 1 as one be_convpool step: whether they run so (the input's channels per
+ * block, or 0; nchw[j]: darknet reads layer j's output; curmd: the tensor coming in), and the
+ * step, which sets plan[i] and plan[i + 1] (whose steps copy the pool's output to darknet's
+ * buffer when to_nchw). */
 int be_dnnl_convpool_fits(const be_dnnl_t *d, int i, int all_outputs, const char *nchw,
                           const dnnl_memory_desc_t *curmd);
-int be_dnnl_convpool_step(be_dnnl_t *d, int i, int to_nchw, dnnl_memory_t *cur,
+int be_dnnl_convpool_step(be_dnnl_t *d, int i, int in_blk, int to_nchw, dnnl_memory_t *cur,
                           dnnl_memory_desc_t *curmd);
 /* Runs own step s (prim NULL), its input written (the stream waited for). */
 void be_dnnl_own_run(be_dnnl_t *d, const step_t *s);

@@ -73,12 +73,12 @@ int be_dnnl_own_pool_step(be_dnnl_t *d, int i, const layer *l, const be_maxpool_
 
 static int convpool_mode = -1; /* be_dnnl_convpool */
 
-/* 1 when layers i and i + 1 run as one be_convpool step: they fit, the mode allows it (by
- * default where oneDNN has no AVX-512: its AVX2 kernel for the face model's first layer ran at
- * ~45 GFLOP/s, and each pool read back what the convolution had just written; convpool.h),
- * a 1x1 reads at most 16 channels,
- * f32, darknet does not read the convolution's output (nchw[i]), and the tensor coming in
- * (curmd) is laid out as be_convpool reads it: NCHW for a 3x3, 8-channel blocks for a 1x1. */
+/* When layers i and i + 1 run as one be_convpool step, the channels per block it reads (1, 8 or
+ * 16), else 0: they fit, the mode allows it (by default where oneDNN has no AVX-512: its AVX2
+ * kernel for the face model's first layer ran at ~45 GFLOP/s, and each pool read back what the
+ * convolution had just written; convpool.h), a 1x1 reads at most 16 channels, f32, darknet
+ * does not read the convolution's output (nchw[i]), and the tensor coming in (curmd) is laid
+ * out as be_convpool reads it: NCHW for a 3x3, 8- or 16-channel blocks for a 1x1. */
 int be_dnnl_convpool_fits(const be_dnnl_t *d, int i, int all_outputs, const char *nchw,
                           const dnnl_memory_desc_t *curmd)
 {
@@ -95,17 +95,22 @@ int be_dnnl_convpool_fits(const be_dnnl_t *d, int i, int all_outputs, const char
      * again (all five: 0.88-1.07), where oneDNN's 1x1 kernel is the faster one. */
     if (!be_convpool_fits(cv, &d->net->layers[i + 1]) || (cv->size == 1 && cv->c > 16))
         return 0;
+    static const int blks[] = {1, 8, 16};
+    static const dnnl_format_tag_t tags[] = {dnnl_nchw, dnnl_aBcd8b, dnnl_aBcd16b};
     dnnl_dims_t dims = {1, cv->c, cv->h, cv->w};
     dnnl_memory_desc_t md;
-    return dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32,
-                                        cv->size == 3 ? dnnl_nchw : dnnl_aBcd8b) == dnnl_success &&
-           dnnl_memory_desc_equal(&md, curmd);
+    for (int k = cv->size == 3 ? 0 : 1; k < (cv->size == 3 ? 1 : 3); k++)
+        if (cv->c % blks[k] == 0 &&
+            dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32, tags[k]) == dnnl_success &&
+            dnnl_memory_desc_equal(&md, curmd))
+            return blks[k];
+    return 0;
 }
 
-/* Layers i and i + 1 as one step (be_dnnl_convpool_fits said yes): the tensor coming in to the
- * pool's output in 8-channel blocks (AVX2 oneDNN's own for these), then, as layer i + 1's
+/* Layers i and i + 1 as one step (be_dnnl_convpool_fits said in_blk): the tensor coming in to
+ * the pool's output in 8-channel blocks (AVX2 oneDNN's own for these), then, as layer i + 1's
  * steps, its copy to darknet's buffer when darknet reads it (to_nchw). */
-int be_dnnl_convpool_step(be_dnnl_t *d, int i, int to_nchw, dnnl_memory_t *cur,
+int be_dnnl_convpool_step(be_dnnl_t *d, int i, int in_blk, int to_nchw, dnnl_memory_t *cur,
                           dnnl_memory_desc_t *curmd)
 {
     const layer *pl = &d->net->layers[i + 1];
@@ -118,7 +123,7 @@ int be_dnnl_convpool_step(be_dnnl_t *d, int i, int to_nchw, dnnl_memory_t *cur,
     be_dnnl_keep_mem(d, out);
     d->plan[i].first = d->nsteps;
     step_t *s = be_dnnl_new_step(d);
-    if ((rv = be_convpool_create(&s->cp, &d->net->layers[i], pl, 8)) != 0) {
+    if ((rv = be_convpool_create(&s->cp, &d->net->layers[i], pl, 8, in_blk)) != 0) {
         d->nsteps--;
         return rv;
     }

@@ -1,12 +1,14 @@
-/* be_convpool (backend/convpool.c) against stock libdarknet: a [convolutional] 3x3 and the
- * [maxpool] 2x2 after it, with generated weights, biases and batch-norm statistics, run by
- * network_predict; the one-pass kernel's output, in 8- and 16-channel blocks, must be within
- * rel 1e-5 of darknet's pool output, for both kernels (AVX2 + FMA where the CPU has them, and
- * the portable C one), at 1 and 2 threads, on sizes whose edges need the padded path (pad 0, 1
- * and 2; odd widths and heights, where the last pool window holds one column or row; widths
- * under one tile). A band of rows written into a band buffer must equal the same rows of the
- * whole output bit for bit and leave every other float alone. be_convpool_fits refuses what
- * the kernel does not do. */
+/* be_convpool (backend/convpool.c) against stock libdarknet: a [convolutional] (3x3 on the
+ * NCHW input, or 1x1 on 8- and 16-channel blocks) and the [maxpool] 2x2 after it, with
+ * generated weights, biases and batch-norm statistics, run by network_predict; the one-pass
+ * kernel's output, in 8- and 16-channel blocks, must be within rel 1e-5 of darknet's pool
+ * output, for both kernels (AVX2 + FMA where the CPU has them, and the portable C one), at 1
+ * and 2 threads, on sizes whose edges need the padded path (pad 0, 1 and 2; odd widths and
+ * heights, where the last pool window holds one column or row; widths under one tile). The
+ * same kernel gives the same floats for every blocking and thread count. A band of rows, read
+ * from a buffer of only the input rows it needs and written into a band buffer, must equal the
+ * same rows of the whole output bit for bit and leave every other float alone.
+ * be_convpool_fits and be_convpool_create refuse what the kernel does not do. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -126,9 +128,8 @@ static void run_case(const case_t *k, unsigned seed)
     float *in = malloc(in_n * sizeof(float));
     float *got = malloc((out_n + GUARD) * sizeof(float)), *nchw = malloc(out_n * sizeof(float));
     float *whole = malloc(out_n * sizeof(float)), *band = malloc((out_n + GUARD) * sizeof(float));
-    /* what run reads: NCHW for a 3x3, 8-channel blocks for a 1x1; all of it, or a band */
+    /* what run reads: NCHW for a 3x3, 8- and 16-channel blocks for a 1x1; all of it, or a band */
     float *src = malloc(in_n * sizeof(float)), *src_band = malloc(in_n * sizeof(float));
-    int ib = k->size == 3 ? 1 : 8;
     assert_non_null(src);
     assert_non_null(src_band);
     assert_non_null(in);
@@ -138,65 +139,79 @@ static void run_case(const case_t *k, unsigned seed)
     assert_non_null(band);
     for (size_t i = 0; i < in_n; i++) /* some exact zeros: ties in the max */
         in[i] = i % 7 == 3 ? 0.0f : urand(0.0f, 1.0f);
-    to_blocked(in, src, k->c, k->h, k->w, ib, 0, k->h);
     const float *ref = network_predict(net, in);
     const float *pool_out = net->layers[1].output;
     assert_ptr_equal(ref, pool_out);
-    for (int blk = 8; blk <= 16; blk += 8)
-        for (int portable = 0; portable <= 1; portable++)
-            for (int threads = 1; threads <= 2; threads++) {
-                be_convpool_t *cp = NULL;
-                assert_int_equal(be_convpool_create(&cp, cv, pl, blk), 0);
-                assert_int_equal(be_convpool_blk(cp), blk);
-                assert_int_equal(be_convpool_in_blk(cp), ib);
-                be_convpool_portable(portable);
-                for (size_t i = 0; i < out_n + GUARD; i++)
-                    got[i] = NAN;
-                be_convpool_run_all(cp, src, got, threads);
-                for (size_t i = out_n; i < out_n + GUARD; i++)
-                    assert_true(isnan(got[i]));
-                from_blocked(got, nchw, pl->c, pl->out_h, pl->out_w, blk);
-                double r = rel_diff(nchw, pool_out, out_n);
-                if (!(r <= TOL))
-                    fail_msg("%dx%dx%d -> %d, pad %d, %s, blk %d, %s kernel, %d threads: rel %g",
-                             k->w, k->h, k->c, k->n, k->pad, k->act, blk,
-                             portable ? "portable" : "default", threads, r);
-                /* the same kernel: the same floats, any blocking and thread count */
-                if (blk == 8 && portable == 0 && threads == 1)
-                    memcpy(whole, nchw, out_n * sizeof(float));
-                else if (portable == 0)
-                    assert_memory_equal(nchw, whole, out_n * sizeof(float));
-                /* bands: rows [lo, hi) from a buffer of the input rows they read into a buffer of
-                 * hi - lo rows, as the padding shortcut runs them (dnnl_tail.c) */
-                int oh = pl->out_h;
-                int bands[][2] = {{0, 1}, {oh / 3, oh - oh / 4}, {oh - 1, oh}, {1, oh}};
-                for (size_t b = 0; b < sizeof bands / sizeof bands[0]; b++) {
-                    int lo = bands[b][0], hi = bands[b][1];
-                    if (lo >= hi)
-                        continue;
-                    size_t cell = (size_t)pl->out_w * blk, plane = (size_t)(hi - lo) * cell;
-                    size_t used = plane * (size_t)(pl->c / blk);
-                    for (size_t i = 0; i < used + GUARD; i++)
-                        band[i] = NAN;
-                    int ilo = 2 * lo - k->pad, ihi = 2 * hi - k->pad + k->size - 1;
-                    ilo = ilo > 0 ? ilo : 0;
-                    ihi = ihi < k->h ? ihi : k->h;
-                    to_blocked(in, src_band, k->c, k->h, k->w, ib, ilo, ihi);
-                    be_convpool_run(cp, src_band, ihi - ilo, ilo, band, hi - lo, lo, lo, hi,
-                                    threads);
-                    for (size_t i = used; i < used + GUARD; i++)
-                        assert_true(isnan(band[i]));
-                    for (int cb = 0; cb < pl->c / blk; cb++)
-                        assert_memory_equal(band + cb * plane, got + ((size_t)cb * oh + lo) * cell,
-                                            plane * sizeof(float));
+    int first = 1;
+    for (int ib = k->size == 3 ? 1 : 8; ib <= (k->size == 3 ? 1 : 16); ib += 8) {
+        if (k->c % ib != 0) { /* not whole blocks: refused */
+            be_convpool_t *cp = (be_convpool_t *)1;
+            assert_int_equal(be_convpool_create(&cp, cv, pl, 8, ib), PROTO_EINVAL);
+            assert_null(cp);
+            continue;
+        }
+        to_blocked(in, src, k->c, k->h, k->w, ib, 0, k->h);
+        for (int blk = 8; blk <= 16; blk += 8)
+            for (int portable = 0; portable <= 1; portable++)
+                for (int threads = 1; threads <= 2; threads++) {
+                    be_convpool_t *cp = NULL;
+                    assert_int_equal(be_convpool_create(&cp, cv, pl, blk, ib), 0);
+                    assert_int_equal(be_convpool_blk(cp), blk);
+                    assert_int_equal(be_convpool_in_blk(cp), ib);
+                    be_convpool_portable(portable);
+                    for (size_t i = 0; i < out_n + GUARD; i++)
+                        got[i] = NAN;
+                    be_convpool_run_all(cp, src, got, threads);
+                    for (size_t i = out_n; i < out_n + GUARD; i++)
+                        assert_true(isnan(got[i]));
+                    from_blocked(got, nchw, pl->c, pl->out_h, pl->out_w, blk);
+                    double r = rel_diff(nchw, pool_out, out_n);
+                    if (!(r <= TOL))
+                        fail_msg(
+                            "%dx%dx%d -> %d, pad %d, %s, in %d, out %d, %s kernel, %d threads: "
+                            "rel %g",
+                            k->w, k->h, k->c, k->n, k->pad, k->act, ib, blk,
+                            portable ? "portable" : "default", threads, r);
+                    /* the same kernel: the same floats, any blocking, either side, and any thread
+                     * count */
+                    if (first && portable == 0) {
+                        memcpy(whole, nchw, out_n * sizeof(float));
+                        first = 0;
+                    } else if (portable == 0)
+                        assert_memory_equal(nchw, whole, out_n * sizeof(float));
+                    /* bands: rows [lo, hi) from a buffer of the input rows they read into a buffer
+                     * of hi - lo rows, as the padding shortcut runs them (dnnl_tail.c) */
+                    int oh = pl->out_h;
+                    int bands[][2] = {{0, 1}, {oh / 3, oh - oh / 4}, {oh - 1, oh}, {1, oh}};
+                    for (size_t b = 0; b < sizeof bands / sizeof bands[0]; b++) {
+                        int lo = bands[b][0], hi = bands[b][1];
+                        if (lo >= hi)
+                            continue;
+                        size_t cell = (size_t)pl->out_w * blk, plane = (size_t)(hi - lo) * cell;
+                        size_t used = plane * (size_t)(pl->c / blk);
+                        for (size_t i = 0; i < used + GUARD; i++)
+                            band[i] = NAN;
+                        int ilo = 2 * lo - k->pad, ihi = 2 * hi - k->pad + k->size - 1;
+                        ilo = ilo > 0 ? ilo : 0;
+                        ihi = ihi < k->h ? ihi : k->h;
+                        to_blocked(in, src_band, k->c, k->h, k->w, ib, ilo, ihi);
+                        be_convpool_run(cp, src_band, ihi - ilo, ilo, band, hi - lo, lo, lo, hi,
+                                        threads);
+                        for (size_t i = used; i < used + GUARD; i++)
+                            assert_true(isnan(band[i]));
+                        for (int cb = 0; cb < pl->c / blk; cb++)
+                            assert_memory_equal(band + cb * plane,
+                                                got + ((size_t)cb * oh + lo) * cell,
+                                                plane * sizeof(float));
+                    }
+                    print_message(
+                        "%dx%dx%d -> %d, %dx%d, pad %d, %s, in blocks of %d, out of %d, %s "
+                        "kernel, %d thread%s: rel %.2g\n",
+                        k->w, k->h, k->c, k->n, k->size, k->size, k->pad, k->act, ib, blk,
+                        portable ? "portable" : "default", threads, threads > 1 ? "s" : "", r);
+                    be_convpool_destroy(cp);
                 }
-                print_message("%dx%dx%d -> %d, pad %d, %s, blk %d, %s kernel, %d thread%s: "
-                              "rel %.2g\n",
-                              k->w, k->h, k->c, k->n, k->pad, k->act, blk,
-                              portable ? "portable" : "default", threads, threads > 1 ? "s" : "",
-                              r);
-                be_convpool_destroy(cp);
-            }
+    }
     be_convpool_portable(0);
     free(in);
     free(src);
@@ -222,8 +237,9 @@ static void test_against_darknet(void **state)
         /* 1x1 on 8-channel blocks: the face model's 16 -> 32 (a band of it) and 128 -> 256 */
         {207, 30, 16, 32, 1, 0, "leaky"},
         {26, 26, 128, 256, 1, 0, "leaky"},
-        {13, 9, 8, 16, 1, 0, "relu"},   /* odd: last windows hold one column, one row */
-        {5, 3, 64, 16, 1, 0, "linear"}, /* under one tile wide */
+        {13, 9, 8, 16, 1, 0, "relu"},    /* odd: last windows hold one column, one row */
+        {14, 10, 24, 16, 1, 0, "leaky"}, /* 24 channels: 8-channel blocks only */
+        {5, 3, 64, 16, 1, 0, "linear"},  /* under one tile wide */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         run_case(&cases[i], 7 + (unsigned)i);
@@ -250,7 +266,7 @@ static void test_refuses(void **state)
             make_net(32, 24, no[i].c, no[i].n, no[i].size, no[i].pad, no[i].act, no[i].pool, 3);
         assert_false(be_convpool_fits(&net->layers[0], &net->layers[1]));
         be_convpool_t *cp = (be_convpool_t *)1;
-        assert_int_equal(be_convpool_create(&cp, &net->layers[0], &net->layers[1], 8),
+        assert_int_equal(be_convpool_create(&cp, &net->layers[0], &net->layers[1], 8, 1),
                          PROTO_EINVAL);
         assert_null(cp);
         free_network(net);
@@ -259,7 +275,10 @@ static void test_refuses(void **state)
     network *net = make_net(32, 24, 3, 16, 3, 1, "leaky", "size=2\nstride=2", 3);
     assert_false(be_convpool_fits(&net->layers[1], &net->layers[0]));
     be_convpool_t *cp = NULL;
-    assert_int_equal(be_convpool_create(&cp, &net->layers[0], &net->layers[1], 4), PROTO_EINVAL);
+    assert_int_equal(be_convpool_create(&cp, &net->layers[0], &net->layers[1], 4, 1), PROTO_EINVAL);
+    /* a 3x3 reads NCHW only */
+    assert_int_equal(be_convpool_create(&cp, &net->layers[0], &net->layers[1], 8, 8), PROTO_EINVAL);
+    assert_null(cp);
     free_network(net);
 }
 
