@@ -7,9 +7,9 @@
  * (oneDNN's, or framegate's loop where oneDNN has no AVX-512: be_dnnl_own_pool; there a first
  * 3x3 or a small 1x1 and the pool after it also run as one pass of framegate's:
  * be_dnnl_convpool) run in oneDNN's own blocked layout from one layer to the next; a tensor is
- * reordered to darknet's NCHW only where darknet's own code reads it (the layers this engine leaves
- * to darknet: route, upsample, [yolo], [region],
- * ...; their inputs; the network's output). A [yolo] head's logistic is a oneDNN eltwise over
+ * reordered to darknet's NCHW only where darknet's own code reads it (the layers this engine
+ * leaves to darknet: route, upsample, [yolo], [region], ...; their inputs; the network's
+ * output). A [yolo] head's logistic is a oneDNN eltwise over
  * darknet's buffers (its w/h entries copied back raw), not darknet's single-threaded loop. Every
  * layer darknet runs sees what stock darknet would give it, within float rounding
  * (tests/unit/test_be_dnnl.c holds every layer's output to stock darknet's within 1e-4). Batch 1,
