@@ -14,4 +14,20 @@
 #define FG_CLONES
 #endif
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+/* 1 when the CPU has AVX2 and FMA, for the hand-written intrinsic kernels (pgemm.c,
+ * convpool.c) that pick theirs at run time: no ifunc, so they also run under the sanitizers.
+ * Each file caches the answer; every thread computes the same one. */
+static inline int fg_have_avx2(void)
+{
+    static int known = -1;
+    int v = __atomic_load_n(&known, __ATOMIC_RELAXED);
+    if (v < 0) {
+        v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        __atomic_store_n(&known, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+#endif
+
 #endif

@@ -13,6 +13,7 @@
 
 #include <stdlib.h>
 
+#include "clones.h" /* fg_have_avx2 */
 #include "err.h"
 #include "fast.h"
 
@@ -281,16 +282,6 @@ __attribute__((target("avx2,fma"))) static void kernel_avx2_16(const float *in, 
     kernel_avx2_ps(in, tp, wt, o, ot, np, vc, first, fin, 16);
 }
 
-static int have_avx2(void)
-{
-    static int known = -1; /* every thread computes the same answer */
-    int v = __atomic_load_n(&known, __ATOMIC_RELAXED);
-    if (v < 0) {
-        v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-        __atomic_store_n(&known, v, __ATOMIC_RELAXED);
-    }
-    return v;
-}
 #endif
 
 static int portable; /* be_convpool_portable: set by tests before the calls they make */
@@ -372,7 +363,7 @@ void be_convpool_run(const be_convpool_t *cp, const float *in, int in_rows, int 
 {
     kernel_fn *kern = cp->ib == 1 ? kernel_c1 : cp->ib == 8 ? kernel_c8 : kernel_c16;
 #ifdef CP_X86
-    if (!__atomic_load_n(&portable, __ATOMIC_RELAXED) && have_avx2())
+    if (!__atomic_load_n(&portable, __ATOMIC_RELAXED) && fg_have_avx2())
         kern = cp->ib == 1 ? kernel_avx2_1 : cp->ib == 8 ? kernel_avx2_8 : kernel_avx2_16;
 #endif
     const int k = cp->c * cp->size * cp->size, nblk = cp->n / NB, items = nblk * (hi - lo);

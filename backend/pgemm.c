@@ -9,6 +9,8 @@
 
 #include <string.h>
 
+#include "clones.h" /* fg_have_avx2 */
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define PG_X86 1
@@ -106,16 +108,6 @@ __attribute__((target("avx2,fma"))) static void kernel_avx2(const float *a, cons
         store_block(t, c, ldc, rows, cols);
 }
 
-static int have_avx2(void)
-{
-    static int known = -1; /* every thread computes the same answer */
-    int v = __atomic_load_n(&known, __ATOMIC_RELAXED);
-    if (v < 0) {
-        v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-        __atomic_store_n(&known, v, __ATOMIC_RELAXED);
-    }
-    return v;
-}
 #endif
 
 static int portable; /* be_pgemm_portable: set by tests before the calls they make */
@@ -124,7 +116,7 @@ int be_pgemm_portable(int on)
 {
     __atomic_store_n(&portable, on, __ATOMIC_RELAXED);
 #ifdef PG_X86
-    return have_avx2();
+    return fg_have_avx2();
 #else
     return 0;
 #endif
@@ -134,7 +126,7 @@ void be_pgemm(const float *ap, const float *bp, float *c, int ldc, int m0, int m
 {
     void (*kern)(const float *, const float *, int, float *, int, int, int) = kernel_c;
 #ifdef PG_X86
-    if (!__atomic_load_n(&portable, __ATOMIC_RELAXED) && have_avx2())
+    if (!__atomic_load_n(&portable, __ATOMIC_RELAXED) && fg_have_avx2())
         kern = kernel_avx2;
 #endif
     int bpanels = (n + BE_PGEMM_NR - 1) / BE_PGEMM_NR;
