@@ -40,6 +40,10 @@ struct be_convpool {
     int blk;          /* output channels per block */
     float *wt;        /* [n / NB][c][size][size][NB] */
     float *bias;      /* [n] */
+    /* a depthwise 3x3 before a 1x1 (be_convpool_create_dw), else dwt NULL */
+    float *dwt;    /* [c / 8][9][8]: each 8 channels' taps, row by row */
+    float *dwb;    /* [c] */
+    float dwslope; /* its activation, as `act` */
 };
 
 int be_convpool_fits(const layer *cv, const layer *pl)
@@ -65,6 +69,63 @@ int be_convpool_fits(const layer *cv, const layer *pl)
         pl->out_w < 1 || 2 * (pl->out_h - 1) >= pl->h || 2 * (pl->out_w - 1) >= pl->w)
         return 0;
     return 1;
+}
+
+/* A depthwise row's cells in run_dw's buffer: its width in whole tiles. */
+static int mid_stride(int w)
+{
+    return (w + TILE - 1) / TILE * TILE;
+}
+
+int be_convpool_fits_dw(const layer *dw, const layer *cv, const layer *pl)
+{
+    return dw->type == CONVOLUTIONAL && dw->batch == 1 && dw->size == 3 && dw->stride == 1 &&
+           dw->pad == 1 && dw->c >= 8 && dw->c % 8 == 0 && dw->groups == dw->c && dw->n == dw->c &&
+           !dw->xnor && !dw->binary && dw->out_c == dw->c && dw->out_h == dw->h &&
+           dw->out_w == dw->w && dw->nweights == 9 * dw->c &&
+           (dw->activation == LEAKY || dw->activation == RELU || dw->activation == LINEAR) &&
+           be_convpool_fits(cv, pl) && cv->size == 1 && cv->c == dw->c && cv->h == dw->h &&
+           cv->w == dw->w && dw->w <= BE_CONVPOOL_DW_MAX &&
+           (size_t)2 * mid_stride(dw->w) * dw->c <= BE_CONVPOOL_DW_MAX;
+}
+
+/* darknet's leaky x > 0 ? x : .1f * x; relu x * (x > 0), -0 for x < 0 as x * 0 is */
+static float act_slope(int a)
+{
+    return a == LEAKY ? .1f : a == RELU ? 0.0f : 1.0f;
+}
+
+int be_convpool_create_dw(be_convpool_t **out, const layer *dw, const layer *cv, const layer *pl,
+                          int blk, int in_blk)
+{
+    *out = NULL;
+    if (!be_convpool_fits_dw(dw, cv, pl) || (in_blk != 8 && in_blk != 16) || dw->c % in_blk != 0)
+        return PROTO_EINVAL;
+    be_convpool_t *cp = NULL;
+    float *w = NULL, *b = NULL, *t = NULL;
+    int rv = be_convpool_create(&cp, cv, pl, blk, in_blk);
+    if (rv != 0)
+        return rv;
+    if (be_fast_fold(dw, &w, &b) != 0 || (t = malloc((size_t)dw->c * 9 * sizeof(float))) == NULL) {
+        free(w);
+        free(b);
+        be_convpool_destroy(cp);
+        return PROTO_ENOMEM;
+    }
+    for (int ch = 0; ch < dw->c; ch++) /* darknet's [channel][row][column] */
+        for (int k = 0; k < 9; k++)
+            t[((size_t)(ch / 8) * 9 + k) * 8 + ch % 8] = w[(size_t)ch * 9 + k];
+    free(w);
+    cp->dwt = t;
+    cp->dwb = b;
+    cp->dwslope = act_slope(dw->activation);
+    *out = cp;
+    return 0;
+}
+
+int be_convpool_layers(const be_convpool_t *cp)
+{
+    return cp->dwt != NULL ? 3 : 2;
 }
 
 int be_convpool_create(be_convpool_t **out, const layer *cv, const layer *pl, int blk, int in_blk)
@@ -122,6 +183,8 @@ void be_convpool_destroy(be_convpool_t *cp)
         return;
     free(cp->wt);
     free(cp->bias);
+    free(cp->dwt);
+    free(cp->dwb);
     free(cp);
 }
 
@@ -291,10 +354,11 @@ void be_convpool_portable(int on)
     __atomic_store_n(&portable, on, __ATOMIC_RELAXED);
 }
 
-/* The input as the kernels read it: rows [y0, y0 + rows) of the convolution's input. */
+/* The input as the kernels read it: rows [y0, y0 + rows) of the convolution's input, each
+ * `stride` cells (>= w; the cells past w of a 1x1's input are zeros). */
 typedef struct {
     const float *p;
-    int rows, y0;
+    int rows, y0, stride;
 } in_t;
 
 /* Convolution row y into the output cells of pooled columns [0, pw) at `o` (see kernel_fn).
@@ -314,7 +378,7 @@ static void conv_row(const be_convpool_t *cp, kernel_fn *kern, const in_t *in, c
         }
     } else {
         const int ib = cp->ib;
-        tp = (taps_t){.groups = cp->c / ib, .taps = ib, .gs = (size_t)in->rows * w * ib};
+        tp = (taps_t){.groups = cp->c / ib, .taps = ib, .gs = (size_t)in->rows * in->stride * ib};
         pt = (taps_t){.groups = cp->c / ib, .taps = ib, .gs = (size_t)TILE * ib};
         for (int t = 0; t < ib; t++)
             tp.toff[t] = pt.toff[t] = t;
@@ -323,9 +387,9 @@ static void conv_row(const be_convpool_t *cp, kernel_fn *kern, const in_t *in, c
         int x = 2 * j, ix = x - cp->pad;
         int vc = cp->ow - x < TILE ? cp->ow - x : TILE, np = cp->pw - j < 3 ? cp->pw - j : 3;
         float *d = o + j * ot->step;
-        if (cp->size == 1 && x + TILE <= w) {
-            kern(in->p + ((size_t)(y - in->y0) * w + x) * cp->ib, &tp, wt, d, ot, np, vc, first,
-                 fin);
+        if (cp->size == 1 && x + TILE <= in->stride) {
+            kern(in->p + ((size_t)(y - in->y0) * in->stride + x) * cp->ib, &tp, wt, d, ot, np, vc,
+                 first, fin);
             continue;
         }
         if (cp->size == 3 && iy >= 0 && iy + 3 <= cp->h && ix >= 0 && ix + TILE + 2 <= w) {
@@ -340,9 +404,9 @@ static void conv_row(const be_convpool_t *cp, kernel_fn *kern, const in_t *in, c
                 for (int q = 0; q < TILE; q++)
                     for (int t = 0; t < ib; t++)
                         patch[(g * TILE + q) * ib + t] =
-                            x + q < w
-                                ? in->p[g * tp.gs + ((size_t)(y - in->y0) * w + x + q) * ib + t]
-                                : 0.0f;
+                            x + q < w ? in->p[g * tp.gs +
+                                              ((size_t)(y - in->y0) * in->stride + x + q) * ib + t]
+                                      : 0.0f;
         } else {
             for (int ch = 0; ch < cp->c; ch++)
                 for (int r = 0; r < 3; r++)
@@ -358,21 +422,178 @@ static void conv_row(const be_convpool_t *cp, kernel_fn *kern, const in_t *in, c
     }
 }
 
+/* The depthwise 3x3 (stride 1, padding 1) before a 1x1: its output row y, every channel, into
+ * `dst` laid out as the 1x1 reads its input (blocks of ib channels, `gs` floats apart, row of
+ * w cells). Each sum runs over the window's taps inside the input, row by row, as darknet's
+ * (its padding's zeros add nothing); then bias and activation. Eight channels at a time. */
+static void dw_row_c(const be_convpool_t *cp, const in_t *in, int y, float *dst, size_t gs)
+{
+    const int w = cp->w, ib = cp->ib;
+    const size_t igs = (size_t)in->rows * in->stride * ib;
+    for (int ch = 0; ch < cp->c; ch += 8) {
+        const float *wt = cp->dwt + (size_t)ch * 9, *b = cp->dwb + ch;
+        const float *src = in->p + (size_t)(ch / ib) * igs + ch % ib;
+        float *d = dst + (size_t)(ch / ib) * gs + ch % ib;
+        for (int x = 0; x < w; x++) {
+            float acc[8] = {0};
+            for (int ky = 0; ky < 3; ky++) {
+                int iy = y - 1 + ky;
+                if (iy < 0 || iy >= cp->h)
+                    continue;
+                for (int kx = 0; kx < 3; kx++) {
+                    int ix = x - 1 + kx;
+                    if (ix < 0 || ix >= w)
+                        continue;
+                    const float *q = src + ((size_t)(iy - in->y0) * in->stride + ix) * ib;
+                    for (int l = 0; l < 8; l++)
+                        acc[l] += wt[(ky * 3 + kx) * 8 + l] * q[l];
+                }
+            }
+            for (int l = 0; l < 8; l++) {
+                float v = acc[l] + b[l];
+                d[(size_t)x * ib + l] = v > 0 ? v : v * cp->dwslope;
+            }
+        }
+    }
+}
+
+#ifdef CP_X86
+/* dw_row_c with AVX2 + FMA: the columns inside the edges with all three taps of a row. */
+__attribute__((target("avx2,fma"))) static void dw_row_avx2(const be_convpool_t *cp, const in_t *in,
+                                                            int y, float *dst, size_t gs)
+{
+    const int w = cp->w, ib = cp->ib;
+    const size_t igs = (size_t)in->rows * in->stride * ib;
+    const __m256 sl = _mm256_set1_ps(cp->dwslope);
+    for (int ch = 0; ch < cp->c; ch += 8) {
+        const float *wt = cp->dwt + (size_t)ch * 9;
+        const __m256 b = _mm256_loadu_ps(cp->dwb + ch);
+        const float *src = in->p + (size_t)(ch / ib) * igs + ch % ib;
+        float *d = dst + (size_t)(ch / ib) * gs + ch % ib;
+        const float *r[3]; /* the window's rows, NULL outside the input */
+        for (int ky = 0; ky < 3; ky++) {
+            int iy = y - 1 + ky;
+            r[ky] = iy >= 0 && iy < cp->h ? src + (size_t)(iy - in->y0) * in->stride * ib : NULL;
+        }
+        /* one column alone: a chain of up to 9 FMAs (at an edge, or the last few) */
+#define DW_ONE(x)                                                                                  \
+    do {                                                                                           \
+        __m256 acc = _mm256_setzero_ps();                                                          \
+        for (int ky = 0; ky < 3; ky++) {                                                           \
+            if (r[ky] == NULL)                                                                     \
+                continue;                                                                          \
+            const float *q = r[ky] + (ptrdiff_t)((x)-1) * ib, *k = wt + ky * 24;                   \
+            if ((x) > 0)                                                                           \
+                acc = _mm256_fmadd_ps(_mm256_loadu_ps(k), _mm256_loadu_ps(q), acc);                \
+            acc = _mm256_fmadd_ps(_mm256_loadu_ps(k + 8), _mm256_loadu_ps(q + ib), acc);           \
+            if ((x) + 1 < w)                                                                       \
+                acc = _mm256_fmadd_ps(_mm256_loadu_ps(k + 16), _mm256_loadu_ps(q + 2 * ib), acc);  \
+        }                                                                                          \
+        _mm256_storeu_ps(d + (size_t)(x)*ib, act_avx2(acc, b, sl));                                \
+    } while (0)
+        int x = 0;
+        DW_ONE(0);
+        /* four columns at once inside the edges: four chains, so the FMAs' latency is hidden,
+         * each summed in the same order as DW_ONE's */
+        for (x = 1; x + 4 < w; x += 4) {
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int ky = 0; ky < 3; ky++) {
+                if (r[ky] == NULL)
+                    continue;
+                const float *q = r[ky] + (size_t)(x - 1) * ib, *k = wt + ky * 24;
+                for (int kx = 0; kx < 3; kx++, q += ib) {
+                    __m256 kv = _mm256_loadu_ps(k + kx * 8);
+                    a0 = _mm256_fmadd_ps(kv, _mm256_loadu_ps(q), a0);
+                    a1 = _mm256_fmadd_ps(kv, _mm256_loadu_ps(q + ib), a1);
+                    a2 = _mm256_fmadd_ps(kv, _mm256_loadu_ps(q + 2 * ib), a2);
+                    a3 = _mm256_fmadd_ps(kv, _mm256_loadu_ps(q + 3 * ib), a3);
+                }
+            }
+            float *o = d + (size_t)x * ib;
+            _mm256_storeu_ps(o, act_avx2(a0, b, sl));
+            _mm256_storeu_ps(o + ib, act_avx2(a1, b, sl));
+            _mm256_storeu_ps(o + 2 * ib, act_avx2(a2, b, sl));
+            _mm256_storeu_ps(o + 3 * ib, act_avx2(a3, b, sl));
+        }
+        for (; x < w; x++)
+            if (x > 0)
+                DW_ONE(x);
+#undef DW_ONE
+    }
+}
+#endif
+
+/* be_convpool_run with a depthwise 3x3 first: a work unit is one pooled row, whose two
+ * depthwise rows are computed once into a buffer on the thread's stack (still in L1 when the
+ * 1x1 reads them for each filter block), so the depthwise output is never written either. */
+static void run_dw(const be_convpool_t *cp, kernel_fn *kern, int avx, const in_t *src, float *out,
+                   int rows, int y0, int lo, int hi, int threads)
+{
+    void (*dw)(const be_convpool_t *, const in_t *, int, float *, size_t) = dw_row_c;
+#ifdef CP_X86
+    if (avx)
+        dw = dw_row_avx2;
+#else
+    (void)avx;
+#endif
+    const int k = cp->c, nblk = cp->n / NB;
+    const int ws = mid_stride(cp->w);
+    const size_t plane = (size_t)rows * cp->pw * cp->blk, gs = (size_t)2 * ws * cp->ib;
+    const float slope = act_slope(cp->act);
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        float patch[PATCH_MAX];
+        /* two rows of the depthwise output, each padded with zeros to whole tiles (so no tile
+         * of the 1x1 takes the edge patch): at most 32 KB */
+        float mid[BE_CONVPOOL_DW_MAX];
+        for (int cb = 0; cb < cp->c / cp->ib; cb++)
+            for (int r = 0; r < 2; r++)
+                for (size_t i = (size_t)cp->w * cp->ib; i < (size_t)ws * cp->ib; i++)
+                    mid[cb * gs + (size_t)r * ws * cp->ib + i] = 0.0f;
+#pragma omp for schedule(static)
+        for (int py = lo; py < hi; py++) {
+            int y = 2 * py, two = y + 1 < cp->oh;
+            const in_t m = {mid, 2, y, ws};
+            dw(cp, src, y, mid, gs);
+            if (two)
+                dw(cp, src, y + 1, mid + (size_t)ws * cp->ib, gs);
+            for (int fb = 0; fb < nblk; fb++) {
+                out_t ot = {.b = cp->bias + fb * NB,
+                            .slope = slope,
+                            .half = cp->blk == NB ? 8 : plane,
+                            .step = (size_t)cp->blk};
+                const float *wt = cp->wt + (size_t)fb * k * NB;
+                float *o = out + (size_t)(fb * NB / cp->blk) * plane +
+                           (size_t)(py - y0) * cp->pw * cp->blk;
+                conv_row(cp, kern, &m, wt, y, o, &ot, 1, !two, patch);
+                if (two)
+                    conv_row(cp, kern, &m, wt, y + 1, o, &ot, 0, 1, patch);
+            }
+        }
+    }
+}
+
 void be_convpool_run(const be_convpool_t *cp, const float *in, int in_rows, int in_y0, float *out,
                      int rows, int y0, int lo, int hi, int threads)
 {
     kernel_fn *kern = cp->ib == 1 ? kernel_c1 : cp->ib == 8 ? kernel_c8 : kernel_c16;
+    int avx = 0;
 #ifdef CP_X86
-    if (!__atomic_load_n(&portable, __ATOMIC_RELAXED) && fg_have_avx2())
+    if (!__atomic_load_n(&portable, __ATOMIC_RELAXED) && fg_have_avx2()) {
         kern = cp->ib == 1 ? kernel_avx2_1 : cp->ib == 8 ? kernel_avx2_8 : kernel_avx2_16;
+        avx = 1;
+    }
 #endif
     const int k = cp->c * cp->size * cp->size, nblk = cp->n / NB, items = nblk * (hi - lo);
     const size_t plane = (size_t)rows * cp->pw * cp->blk; /* one block of the output */
-    /* darknet's leaky x > 0 ? x : .1f * x; relu x * (x > 0), -0 for x < 0 as x * 0 is */
-    const float slope = cp->act == LEAKY ? .1f : cp->act == RELU ? 0.0f : 1.0f;
-    const in_t src = {in, in_rows, in_y0};
+    const float slope = act_slope(cp->act);
+    const in_t src = {in, in_rows, in_y0, cp->w};
     if (threads < 1)
         threads = 1;
+    if (cp->dwt != NULL) {
+        run_dw(cp, kern, avx, &src, out, rows, y0, lo, hi, threads);
+        return;
+    }
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
         float patch[PATCH_MAX]; /* 24 KB */

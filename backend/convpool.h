@@ -2,7 +2,9 @@
  * convolution's output. Two kinds: a network's first layer, 3x3 on its NCHW input (both models
  * framegate ships start so: yolov3-tiny 3 -> 16 channels on 416 x 416, the face model the same
  * unpadded), and a 1x1 on 8- or 16-channel blocks (the face model's 16 -> 32 ... 128 -> 256 are
- * each followed by a pool; the oneDNN engine pairs the 16 -> 32 only, dnnl_own.c). Run apart, the
+ * each followed by a pool), optionally with the depthwise 3x3 before it in the same pass (the
+ * face model's separable pairs), whose output is then never written either; the oneDNN engine
+ * decides which to take (dnnl_own.c). Run apart, the
  * face model's first convolution wrote 16 x 414 x 414 floats (11 MB, past L2) for the max-pool to
  * read back: on AMD Zen 3 oneDNN's AVX2 kernel took ~2.4 ms and the pool ~0.5-0.9 ms of the frame,
  * this pass ~1.5 ms for both (bench/results/inference/README.md).
@@ -25,6 +27,9 @@
 
 #define BE_CONVPOOL_C_MAX 8        /* input channels of a 3x3: a first layer's (RGB, grey) */
 #define BE_CONVPOOL_1X1_C_MAX 1024 /* and of a 1x1 */
+#define BE_CONVPOOL_DW_MAX                                                                         \
+    8192 /* 2 x width (up to a multiple of 6) x channels: a depthwise 3x3                          \
+          */
 
 typedef struct be_convpool be_convpool_t;
 
@@ -42,10 +47,26 @@ int be_convpool_fits(const layer *conv, const layer *pool);
 int be_convpool_create(be_convpool_t **out, const layer *conv, const layer *pool, int blk,
                        int in_blk);
 
+/* 1 when depthwise `dw`, then 1x1 `conv`, then `pool` can run as one pass: dw a 3x3 with
+ * groups = channels (a multiple of 8), stride 1, padding 1, LEAKY, RELU or LINEAR, batch 1, and
+ * 2 x width (rounded up to a multiple of 6) x channels <= BE_CONVPOOL_DW_MAX; conv and pool as
+ * be_convpool_fits (a 1x1), over dw's output. The face model's layers 2-4, 5-7, 8-10 and 11-13 are
+ * such. Pure. */
+int be_convpool_fits_dw(const layer *dw, const layer *conv, const layer *pool);
+
+/* be_convpool_create with dw's folded weights too (in_blk 8 or 16): run then reads dw's input
+ * (of conv's size) and computes each depthwise row it needs on the fly, into a 32 KB buffer
+ * on the running thread's stack: neither dw's nor conv's output is ever written. */
+int be_convpool_create_dw(be_convpool_t **out, const layer *dw, const layer *conv,
+                          const layer *pool, int blk, int in_blk);
+
+/* The layers the pass stands for: 2 (a convolution and its pool) or 3 (create_dw). */
+int be_convpool_layers(const be_convpool_t *cp);
+
 /* Pooled rows [lo, hi) of the pool's output (0 <= lo < hi <= its out_h) from the input `in`:
- * rows [in_y0, in_y0 + in_rows) of conv's c x h x w input, in blocks of be_convpool_in_blk
- * channels (1: NCHW), each channel (block) in_rows rows tall; they must hold every
- * row those windows read (rows outside 0 .. h - 1 are the padding's zeros). Row y goes to row
+ * rows [in_y0, in_y0 + in_rows) of conv's (or dw's) c x h x w input, in blocks of
+ * be_convpool_in_blk channels (1: NCHW), each channel (block) in_rows rows tall; they must hold
+ * every row those windows read (rows outside 0 .. h - 1 are the padding's zeros). Row y goes to row
  * y - y0 of `out`, a buffer of blocks `rows` rows tall (the whole output: y0 0, rows out_h; a
  * band of it: y0 lo, rows hi - lo). threads > 1: the calling thread's OpenMP team shares the
  * rows; the result does not depend on it. Calling thread (and team). */

@@ -619,11 +619,12 @@ static int create(be_dnnl_t **out, network *net, int threads, int all_outputs, i
         goto out;
     cur = d->input;
     for (i = 0; i < n; i++) {
-        int in_blk = be_dnnl_convpool_fits(d, i, all_outputs, nchw, &curmd);
+        int span = 0, in_blk = be_dnnl_convpool_fits(d, i, all_outputs, nchw, &curmd, &span);
         if (in_blk > 0) {
-            if ((rv = be_dnnl_convpool_step(d, i, in_blk, nchw[i + 1], &cur, &curmd)) != 0)
+            if ((rv = be_dnnl_convpool_step(d, i, in_blk, span, nchw[i + span - 1], &cur,
+                                            &curmd)) != 0)
                 goto out;
-            i++; /* and its pool */
+            i += span - 1; /* and the layers it stands for */
             continue;
         }
         const layer *l = &net->layers[i];

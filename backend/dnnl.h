@@ -99,12 +99,14 @@ int be_dnnl_own_pool_layers(const be_dnnl_t *d);
 
 /* Whether the engines created after it run a convolution and the 2x2 max-pool after it as one
  * pass of framegate's own (backend/convpool.h: a first 3x3 on the input, a 1x1 from up to 16
- * channels), where it fits and oneDNN has no AVX-512 (mode -1, the default), never (0) or
- * wherever it fits (1); never when every layer's output is asked for (all_outputs) or in
- * bf16. Process-wide, for tests and the bench; call it with no engine being created. */
+ * channels, or a depthwise 3x3 + a 1x1 from up to 128 channels + the pool), where it fits and
+ * oneDNN has no AVX-512 (mode -1, the default), never (0), wherever it fits (1), or wherever
+ * it fits without the depthwise kind (2); never when every layer's output is asked for
+ * (all_outputs) or in bf16. Process-wide, for tests and the bench; call it with no engine
+ * being created. */
 void be_dnnl_convpool(int mode);
 
-/* How many such pairs this engine runs so. Pure function. */
+/* How many such passes this engine runs. Pure function. */
 int be_dnnl_convpool_layers(const be_dnnl_t *d);
 
 /* When the network starts with a chain of convolutions and max-pools run by that loop, each

@@ -24,7 +24,7 @@ typedef struct {
     int onednn;           /* 1: steps[first .. first + count), 0: darknet's l.forward */
     int first, count;     /* its steps */
     int yolo;             /* 1: a [yolo] head whose logistic is a step (yolo_steps) */
-    int fused;            /* 1: computed by the layer before's step (convpool_step); its own
+    int fused;            /* 1: computed by an earlier layer's step (convpool_step); its own
                            * steps (0 or 1) copy it to darknet's buffer */
     be_fast_wino_t *wino; /* not NULL: fast.c's Winograd on darknet's buffers (fast_wino) */
 } plan_t;
@@ -82,14 +82,14 @@ int be_dnnl_own_pool_fits(const be_dnnl_t *d, const layer *l, const dnnl_memory_
                           be_maxpool_t *mp);
 int be_dnnl_own_pool_step(be_dnnl_t *d, int i, const layer *l, const be_maxpool_t *mp, int to_nchw,
                           dnnl_memory_t *cur, dnnl_memory_desc_t *curmd);
-/* Layers i and i + 1 as one be_convpool step: whether they run so (the input's channels per
- * block, or 0; nchw[j]: darknet reads layer j's output; curmd: the tensor coming in), and the
- * step, which sets plan[i] and plan[i + 1] (whose steps copy the pool's output to darknet's
- * buffer when to_nchw). */
+/* Layers i .. i + *layers - 1 (2: a convolution and its pool; 3: a depthwise 3x3, a 1x1 and a
+ * pool) as one be_convpool step: whether they run so (the input's channels per block, or 0;
+ * nchw[j]: darknet reads layer j's output; curmd: the tensor coming in), and the step, which
+ * sets the layers' plans (the pool's steps copy its output to darknet's buffer when to_nchw). */
 int be_dnnl_convpool_fits(const be_dnnl_t *d, int i, int all_outputs, const char *nchw,
-                          const dnnl_memory_desc_t *curmd);
-int be_dnnl_convpool_step(be_dnnl_t *d, int i, int in_blk, int to_nchw, dnnl_memory_t *cur,
-                          dnnl_memory_desc_t *curmd);
+                          const dnnl_memory_desc_t *curmd, int *layers);
+int be_dnnl_convpool_step(be_dnnl_t *d, int i, int in_blk, int layers, int to_nchw,
+                          dnnl_memory_t *cur, dnnl_memory_desc_t *curmd);
 /* Runs own step s (prim NULL), its input written (the stream waited for). */
 void be_dnnl_own_run(be_dnnl_t *d, const step_t *s);
 

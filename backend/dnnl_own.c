@@ -73,14 +73,45 @@ int be_dnnl_own_pool_step(be_dnnl_t *d, int i, const layer *l, const be_maxpool_
 
 static int convpool_mode = -1; /* be_dnnl_convpool */
 
-/* When layers i and i + 1 run as one be_convpool step, the channels per block it reads (1, 8 or
- * 16), else 0: they fit, the mode allows it (by default where oneDNN has no AVX-512: its AVX2
- * kernel for the face model's first layer ran at ~45 GFLOP/s, and each pool read back what the
- * convolution had just written; convpool.h), a 1x1 reads at most 16 channels, f32, darknet
- * does not read the convolution's output (nchw[i]), and the tensor coming in (curmd) is laid
- * out as be_convpool reads it: NCHW for a 3x3, 8- or 16-channel blocks for a 1x1. */
+/* A depthwise 3x3 + 1x1 + pool as one pass only up to this many channels into the 1x1: on
+ * the face model (in-process, interleaved frame by frame on 7 photos, AMD Zen 3) its 16 and
+ * 32-channel passes took the network to 0.996 / 0.967 of its time with pairs only (1 / 2
+ * threads), the 16 alone 0.986-0.992 / 0.975-0.977; all four (up to 128) made it slower
+ * (1.27 / 1.21 before the depthwise rows ran four columns at once), as oneDNN's 1x1 kernel is the
+ * faster one there (convpool.h). */
+#define DW_C_MAX 32
+
+/* The layout tag of 1-, 8- or 16-channel blocks. */
+static dnnl_format_tag_t blk_tag(int blk)
+{
+    return blk == 1 ? dnnl_nchw : blk == 8 ? dnnl_aBcd8b : dnnl_aBcd16b;
+}
+
+/* The channels per block (1, 8 or 16; NCHW only when nchw_ok) of a c x h x w tensor laid out
+ * as curmd, or 0. */
+static int in_blocks(const dnnl_memory_desc_t *curmd, int c, int h, int w, int nchw_ok)
+{
+    static const int blks[] = {1, 8, 16};
+    dnnl_dims_t dims = {1, c, h, w};
+    dnnl_memory_desc_t md;
+    for (int k = nchw_ok ? 0 : 1; k < (nchw_ok ? 1 : 3); k++)
+        if (c % blks[k] == 0 &&
+            dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32, blk_tag(blks[k])) ==
+                dnnl_success &&
+            dnnl_memory_desc_equal(&md, curmd))
+            return blks[k];
+    return 0;
+}
+
+/* When layers i .. i + *layers - 1 run as one be_convpool step, the channels per block it reads
+ * (1, 8 or 16), else 0: they fit, the mode allows it (by default where oneDNN has no AVX-512: its
+ * AVX2 kernel for the face model's first layer ran at ~45 GFLOP/s, and each pool read back what
+ * the convolution had just written; convpool.h), f32, darknet reads none of the outputs the
+ * pass skips (nchw[j]), and the tensor coming in (curmd) is laid out as be_convpool reads it:
+ * NCHW for a 3x3, 8- or 16-channel blocks for the rest. Three layers (a depthwise 3x3, a 1x1,
+ * a pool) are taken before two. */
 int be_dnnl_convpool_fits(const be_dnnl_t *d, int i, int all_outputs, const char *nchw,
-                          const dnnl_memory_desc_t *curmd)
+                          const dnnl_memory_desc_t *curmd, int *layers)
 {
     int on = convpool_mode;
     if (on < 0)
@@ -88,32 +119,30 @@ int be_dnnl_convpool_fits(const be_dnnl_t *d, int i, int all_outputs, const char
     if (!on || d->bf16 || all_outputs || i + 1 >= d->net->n || nchw[i] || !d->plan[i].onednn ||
         !d->plan[i + 1].onednn || d->deferred != NULL)
         return 0;
-    const layer *cv = &d->net->layers[i];
-    /* A 1x1 only from up to 16 channels: on the face model (in-process, interleaved frame by
-     * frame on 7 photos, AMD Zen 3) its 16 -> 32 pair took the network from 0.83-0.90 to
+    const layer *l = d->net->layers;
+    if (on != 2 && i + 2 < d->net->n && !nchw[i + 1] && d->plan[i + 2].onednn &&
+        be_convpool_fits_dw(&l[i], &l[i + 1], &l[i + 2]) && l[i + 1].c <= DW_C_MAX) {
+        *layers = 3;
+        return in_blocks(curmd, l[i].c, l[i].h, l[i].w, 0);
+    }
+    /* A 1x1 alone only from up to 16 channels: on the face model (in-process, interleaved frame
+     * by frame on 7 photos, AMD Zen 3) its 16 -> 32 pair took the network from 0.83-0.90 to
      * 0.79-0.87 of its time without pairs, but each pair from 32 channels up made it slower
      * again (all five: 0.88-1.07), where oneDNN's 1x1 kernel is the faster one. */
-    if (!be_convpool_fits(cv, &d->net->layers[i + 1]) || (cv->size == 1 && cv->c > 16))
+    if (!be_convpool_fits(&l[i], &l[i + 1]) || (l[i].size == 1 && l[i].c > 16))
         return 0;
-    static const int blks[] = {1, 8, 16};
-    static const dnnl_format_tag_t tags[] = {dnnl_nchw, dnnl_aBcd8b, dnnl_aBcd16b};
-    dnnl_dims_t dims = {1, cv->c, cv->h, cv->w};
-    dnnl_memory_desc_t md;
-    for (int k = cv->size == 3 ? 0 : 1; k < (cv->size == 3 ? 1 : 3); k++)
-        if (cv->c % blks[k] == 0 &&
-            dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32, tags[k]) == dnnl_success &&
-            dnnl_memory_desc_equal(&md, curmd))
-            return blks[k];
-    return 0;
+    *layers = 2;
+    return in_blocks(curmd, l[i].c, l[i].h, l[i].w, l[i].size == 3);
 }
 
-/* Layers i and i + 1 as one step (be_dnnl_convpool_fits said in_blk): the tensor coming in to
- * the pool's output in 8-channel blocks (AVX2 oneDNN's own for these), then, as layer i + 1's
- * steps, its copy to darknet's buffer when darknet reads it (to_nchw). */
-int be_dnnl_convpool_step(be_dnnl_t *d, int i, int in_blk, int to_nchw, dnnl_memory_t *cur,
-                          dnnl_memory_desc_t *curmd)
+/* Layers i .. i + layers - 1 as one step (be_dnnl_convpool_fits said in_blk): the tensor coming
+ * in to the pool's output in 8-channel blocks (AVX2 oneDNN's own for these), then, as the
+ * pool's steps, its copy to darknet's buffer when darknet reads it (to_nchw). */
+int be_dnnl_convpool_step(be_dnnl_t *d, int i, int in_blk, int layers, int to_nchw,
+                          dnnl_memory_t *cur, dnnl_memory_desc_t *curmd)
 {
-    const layer *pl = &d->net->layers[i + 1];
+    const int last = i + layers - 1;
+    const layer *l = d->net->layers, *pl = &l[last];
     int rv;
     dnnl_memory_desc_t md;
     dnnl_memory_t out;
@@ -123,7 +152,9 @@ int be_dnnl_convpool_step(be_dnnl_t *d, int i, int in_blk, int to_nchw, dnnl_mem
     be_dnnl_keep_mem(d, out);
     d->plan[i].first = d->nsteps;
     step_t *s = be_dnnl_new_step(d);
-    if ((rv = be_convpool_create(&s->cp, &d->net->layers[i], pl, 8, in_blk)) != 0) {
+    rv = layers == 3 ? be_convpool_create_dw(&s->cp, &l[i], &l[i + 1], pl, 8, in_blk)
+                     : be_convpool_create(&s->cp, &l[i], pl, 8, in_blk);
+    if (rv != 0) {
         d->nsteps--;
         return rv;
     }
@@ -132,12 +163,15 @@ int be_dnnl_convpool_step(be_dnnl_t *d, int i, int in_blk, int to_nchw, dnnl_mem
     s->nargs = 2;
     d->nconvpool++;
     d->plan[i].count = 1;
-    d->plan[i + 1].first = d->nsteps;
-    d->plan[i + 1].fused = 1;
+    for (int j = i + 1; j <= last; j++) {
+        d->plan[j].first = d->nsteps;
+        d->plan[j].fused = 1;
+        d->plan[j].count = 0;
+    }
     *cur = out;
     *curmd = md;
-    rv = to_nchw ? be_dnnl_to_darknet(d, i + 1, pl, out, &md) : 0;
-    d->plan[i + 1].count = d->nsteps - d->plan[i + 1].first;
+    rv = to_nchw ? be_dnnl_to_darknet(d, last, pl, out, &md) : 0;
+    d->plan[last].count = d->nsteps - d->plan[last].first;
     return rv;
 }
 

@@ -47,10 +47,12 @@ int be_dnnl_tail_rows(const be_dnnl_t *d)
 }
 
 typedef struct {
-    step_t *st;     /* the layer's one step */
-    int pool;       /* 1: framegate's max-pool loop; 0: a oneDNN convolution */
-    int fused;      /* 1: this link and the next (its pool) are one be_convpool step (st->cp),
-                     * run as this link; or (pool 1) that pool */
+    step_t *st; /* the layer's one step */
+    int pool;   /* 1: framegate's max-pool loop; 0: a oneDNN convolution */
+    int fused;  /* 1: this link and the next one or two (up to its pool) are one
+                 * be_convpool step (st->cp), run as this link; or (pool 1) that pool, or
+                 * (mid 1) the 1x1 between a depthwise link and its pool */
+    int mid;
     int pad;        /* the layer's pad (a pool's window starts at -(pad / 2)) */
     int k, s, o;    /* window rows, stride, first window's offset (-pad, or -(pad / 2)) */
     int c, h, w;    /* input */
@@ -106,6 +108,15 @@ static int link_make(be_dnnl_t *d, int i, const link_t *prev, link_t *k)
     const layer *l = &d->net->layers[i];
     const plan_t *p = &d->plan[i];
     memset(k, 0, sizeof *k);
+    if (p->fused && prev != NULL && prev->fused && !prev->pool && l->type == CONVOLUTIONAL) {
+        /* the 1x1 of a depthwise pass: never written */
+        k->st = prev->st;
+        k->fused = k->mid = 1;
+        k->c = l->c, k->h = l->h, k->w = l->w;
+        k->oc = l->out_c, k->oh = l->out_h, k->ow = l->out_w;
+        k->k = l->size, k->s = l->stride, k->pad = l->pad, k->o = -l->pad;
+        return p->count == 0 && !prev->mid ? 0 : -1;
+    }
     if (p->fused && prev != NULL && prev->fused && !prev->pool) {
         /* the pool be_convpool computes: the step's output; its own steps copy it */
         k->st = prev->st;
@@ -223,9 +234,9 @@ static const ref_t *ref_for(be_dnnl_t *d, be_dnnl_tail_t *t, float v)
     dnnl_memory_set_data_handle(d->input, t->in); /* the pass sets its own again */
     for (int i = 0; i < t->n; i++) {
         const link_t *k = &t->links[i];
-        if (k->fused && !k->pool)
+        if (k->fused && !k->pool && !k->mid)
             be_convpool_run_all(k->st->cp, i == 0 ? t->in : t->links[i - 1].out,
-                                t->links[i + 1].out, d->threads);
+                                t->links[i + be_convpool_layers(k->st->cp) - 1].out, d->threads);
         else if (k->fused)
             continue;
         else if (k->pool)
@@ -464,11 +475,12 @@ int be_dnnl_tail_run(be_dnnl_t *d, const float *input)
     }
     for (int i = 0; i < t->n; i++) {
         const link_t *k = &t->links[i];
-        if (k->fused && !k->pool) {
+        if (k->fused && !k->pool && !k->mid) {
             /* the pool's band from the input's (the caller's, whole) or the band of the link
              * before, into the pool's band buffer, or its output if it ends the chain */
-            const link_t *kp = &t->links[i + 1];
-            int last = i + 2 == t->n, lo = s->lo[i + 1], hi = s->hi[i + 1];
+            int j = i + be_convpool_layers(k->st->cp) - 1; /* the pool */
+            const link_t *kp = &t->links[j];
+            int last = j + 1 == t->n, lo = s->lo[j], hi = s->hi[j];
             if (i == 0)
                 be_convpool_run(k->st->cp, input, k->h, 0, kp->out, last ? kp->oh : hi - lo,
                                 last ? 0 : lo, lo, hi, d->threads);

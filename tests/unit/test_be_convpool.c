@@ -51,17 +51,23 @@ static float urand(float lo, float hi)
     return lo + (hi - lo) * (float)rand() / (float)RAND_MAX;
 }
 
-/* [conv] then [maxpool] as darknet parses them, with deterministic non-trivial weights. */
-static network *make_net(int w, int h, int c, int n, int size, int pad, const char *act,
-                         const char *pool, unsigned seed)
+/* [conv] then [maxpool] as darknet parses them, with deterministic non-trivial weights; with
+ * dwact, a depthwise 3x3 with that activation before the conv (dwbn: batch-normalised). */
+static network *make_net_dw(int w, int h, int c, int n, int size, int pad, const char *act,
+                            const char *pool, unsigned seed, const char *dwact, int dwbn)
 {
-    char path[128], text[512];
+    char path[128], text[768], dw[256] = "";
     snprintf(path, sizeof path, "%s/net.cfg", dir);
+    if (dwact != NULL)
+        snprintf(dw, sizeof dw,
+                 "[convolutional]\nbatch_normalize=%d\nfilters=%d\ngroups=%d\nsize=3\n"
+                 "stride=1\npadding=1\nactivation=%s\n",
+                 dwbn, c, c, dwact);
     snprintf(text, sizeof text,
-             "[net]\nbatch=1\nsubdivisions=1\nwidth=%d\nheight=%d\nchannels=%d\n"
+             "[net]\nbatch=1\nsubdivisions=1\nwidth=%d\nheight=%d\nchannels=%d\n%s"
              "[convolutional]\nbatch_normalize=1\nfilters=%d\nsize=%d\nstride=1\npadding=%d\n"
              "activation=%s\n[maxpool]\n%s\n",
-             w, h, c, n, size, pad, act, pool);
+             w, h, c, dw, n, size, pad, act, pool);
     FILE *f = fopen(path, "w");
     assert_non_null(f);
     fputs(text, f);
@@ -70,16 +76,28 @@ static network *make_net(int w, int h, int c, int n, int size, int pad, const ch
     network *net = parse_network_cfg(path);
     assert_non_null(net);
     set_batch_network(net, 1);
-    layer *l = &net->layers[0];
-    for (int j = 0; j < l->nweights; j++)
-        l->weights[j] = urand(-0.5f, 0.5f);
-    for (int j = 0; j < l->n; j++) {
-        l->biases[j] = urand(-0.3f, 0.3f);
-        l->scales[j] = urand(0.5f, 1.5f);
-        l->rolling_mean[j] = urand(-0.2f, 0.3f);
-        l->rolling_variance[j] = urand(0.5f, 2.0f);
+    for (int i = 0; i < net->n; i++) {
+        layer *l = &net->layers[i];
+        if (l->type != CONVOLUTIONAL)
+            continue;
+        for (int j = 0; j < l->nweights; j++)
+            l->weights[j] = urand(-0.5f, 0.5f);
+        for (int j = 0; j < l->n; j++) {
+            l->biases[j] = urand(-0.3f, 0.3f);
+            if (!l->batch_normalize)
+                continue;
+            l->scales[j] = urand(0.5f, 1.5f);
+            l->rolling_mean[j] = urand(-0.2f, 0.3f);
+            l->rolling_variance[j] = urand(0.5f, 2.0f);
+        }
     }
     return net;
+}
+
+static network *make_net(int w, int h, int c, int n, int size, int pad, const char *act,
+                         const char *pool, unsigned seed)
+{
+    return make_net_dw(w, h, c, n, size, pad, act, pool, seed, NULL, 0);
 }
 
 static double rel_diff(const float *a, const float *b, size_t n)
@@ -116,14 +134,19 @@ static void from_blocked(const float *b, float *nchw, int c, int h, int w, int b
 typedef struct {
     int w, h, c, n, size, pad;
     const char *act;
+    const char *dwact; /* not NULL: a depthwise 3x3 first (be_convpool_create_dw) */
+    int dwbn;
 } case_t;
 
 static void run_case(const case_t *k, unsigned seed)
 {
-    network *net =
-        make_net(k->w, k->h, k->c, k->n, k->size, k->pad, k->act, "size=2\nstride=2", seed);
-    const layer *cv = &net->layers[0], *pl = &net->layers[1];
+    network *net = make_net_dw(k->w, k->h, k->c, k->n, k->size, k->pad, k->act, "size=2\nstride=2",
+                               seed, k->dwact, k->dwbn);
+    int dw = k->dwact != NULL;
+    const layer *dl = &net->layers[0], *cv = &net->layers[dw], *pl = &net->layers[dw + 1];
     assert_true(be_convpool_fits(cv, pl));
+    if (dw)
+        assert_true(be_convpool_fits_dw(dl, cv, pl));
     size_t in_n = (size_t)k->c * k->h * k->w, out_n = (size_t)pl->outputs;
     float *in = malloc(in_n * sizeof(float));
     float *got = malloc((out_n + GUARD) * sizeof(float)), *nchw = malloc(out_n * sizeof(float));
@@ -140,13 +163,15 @@ static void run_case(const case_t *k, unsigned seed)
     for (size_t i = 0; i < in_n; i++) /* some exact zeros: ties in the max */
         in[i] = i % 7 == 3 ? 0.0f : urand(0.0f, 1.0f);
     const float *ref = network_predict(net, in);
-    const float *pool_out = net->layers[1].output;
+    const float *pool_out = pl->output;
     assert_ptr_equal(ref, pool_out);
     int first = 1;
     for (int ib = k->size == 3 ? 1 : 8; ib <= (k->size == 3 ? 1 : 16); ib += 8) {
         if (k->c % ib != 0) { /* not whole blocks: refused */
             be_convpool_t *cp = (be_convpool_t *)1;
-            assert_int_equal(be_convpool_create(&cp, cv, pl, 8, ib), PROTO_EINVAL);
+            assert_int_equal(dw ? be_convpool_create_dw(&cp, dl, cv, pl, 8, ib)
+                                : be_convpool_create(&cp, cv, pl, 8, ib),
+                             PROTO_EINVAL);
             assert_null(cp);
             continue;
         }
@@ -155,7 +180,10 @@ static void run_case(const case_t *k, unsigned seed)
             for (int portable = 0; portable <= 1; portable++)
                 for (int threads = 1; threads <= 2; threads++) {
                     be_convpool_t *cp = NULL;
-                    assert_int_equal(be_convpool_create(&cp, cv, pl, blk, ib), 0);
+                    assert_int_equal(dw ? be_convpool_create_dw(&cp, dl, cv, pl, blk, ib)
+                                        : be_convpool_create(&cp, cv, pl, blk, ib),
+                                     0);
+                    assert_int_equal(be_convpool_layers(cp), dw ? 3 : 2);
                     assert_int_equal(be_convpool_blk(cp), blk);
                     assert_int_equal(be_convpool_in_blk(cp), ib);
                     be_convpool_portable(portable);
@@ -168,10 +196,10 @@ static void run_case(const case_t *k, unsigned seed)
                     double r = rel_diff(nchw, pool_out, out_n);
                     if (!(r <= TOL))
                         fail_msg(
-                            "%dx%dx%d -> %d, pad %d, %s, in %d, out %d, %s kernel, %d threads: "
+                            "%s%dx%dx%d -> %d, pad %d, %s, in %d, out %d, %s kernel, %d threads: "
                             "rel %g",
-                            k->w, k->h, k->c, k->n, k->pad, k->act, ib, blk,
-                            portable ? "portable" : "default", threads, r);
+                            dw ? "depthwise, " : "", k->w, k->h, k->c, k->n, k->pad, k->act, ib,
+                            blk, portable ? "portable" : "default", threads, r);
                     /* the same kernel: the same floats, any blocking, either side, and any thread
                      * count */
                     if (first && portable == 0) {
@@ -191,7 +219,7 @@ static void run_case(const case_t *k, unsigned seed)
                         size_t used = plane * (size_t)(pl->c / blk);
                         for (size_t i = 0; i < used + GUARD; i++)
                             band[i] = NAN;
-                        int ilo = 2 * lo - k->pad, ihi = 2 * hi - k->pad + k->size - 1;
+                        int ilo = 2 * lo - k->pad - dw, ihi = 2 * hi - k->pad + k->size - 1 + dw;
                         ilo = ilo > 0 ? ilo : 0;
                         ihi = ihi < k->h ? ihi : k->h;
                         to_blocked(in, src_band, k->c, k->h, k->w, ib, ilo, ihi);
@@ -205,10 +233,11 @@ static void run_case(const case_t *k, unsigned seed)
                                                 plane * sizeof(float));
                     }
                     print_message(
-                        "%dx%dx%d -> %d, %dx%d, pad %d, %s, in blocks of %d, out of %d, %s "
+                        "%s%dx%dx%d -> %d, %dx%d, pad %d, %s, in blocks of %d, out of %d, %s "
                         "kernel, %d thread%s: rel %.2g\n",
-                        k->w, k->h, k->c, k->n, k->size, k->size, k->pad, k->act, ib, blk,
-                        portable ? "portable" : "default", threads, threads > 1 ? "s" : "", r);
+                        dw ? "depthwise, " : "", k->w, k->h, k->c, k->n, k->size, k->size, k->pad,
+                        k->act, ib, blk, portable ? "portable" : "default", threads,
+                        threads > 1 ? "s" : "", r);
                     be_convpool_destroy(cp);
                 }
     }
@@ -227,19 +256,29 @@ static void test_against_darknet(void **state)
 {
     (void)state;
     static const case_t cases[] = {
-        {416, 40, 3, 16, 3, 0, "leaky"}, /* the face model's first layers, a band of them */
-        {67, 45, 3, 16, 3, 1, "leaky"},  /* yolov3-tiny's ('same'), odd: last windows hold one */
-        {64, 48, 3, 32, 3, 1, "relu"},   /* two blocks of 16 filters */
-        {13, 9, 1, 16, 3, 0, "linear"},  /* grey; 11 x 7: odd output, one tile and a part */
-        {8, 5, 4, 16, 3, 0, "leaky"},    /* under one tile wide, one output row */
-        {9, 6, 3, 16, 3, 2, "leaky"},    /* padding 2: every tile on an edge */
-        {3, 3, 8, 16, 3, 1, "relu"},     /* the most channels, 3 x 3 */
+        {416, 40, 3, 16, 3, 0, "leaky", NULL,
+         0}, /* the face model's first layers, a band of them */
+        {67, 45, 3, 16, 3, 1, "leaky", NULL,
+         0}, /* yolov3-tiny's ('same'), odd: last windows hold one */
+        {64, 48, 3, 32, 3, 1, "relu", NULL, 0},  /* two blocks of 16 filters */
+        {13, 9, 1, 16, 3, 0, "linear", NULL, 0}, /* grey; 11 x 7: odd output, one tile and a part */
+        {8, 5, 4, 16, 3, 0, "leaky", NULL, 0},   /* under one tile wide, one output row */
+        {9, 6, 3, 16, 3, 2, "leaky", NULL, 0},   /* padding 2: every tile on an edge */
+        {3, 3, 8, 16, 3, 1, "relu", NULL, 0},    /* the most channels, 3 x 3 */
         /* 1x1 on 8-channel blocks: the face model's 16 -> 32 (a band of it) and 128 -> 256 */
-        {207, 30, 16, 32, 1, 0, "leaky"},
-        {26, 26, 128, 256, 1, 0, "leaky"},
-        {13, 9, 8, 16, 1, 0, "relu"},    /* odd: last windows hold one column, one row */
-        {14, 10, 24, 16, 1, 0, "leaky"}, /* 24 channels: 8-channel blocks only */
-        {5, 3, 64, 16, 1, 0, "linear"},  /* under one tile wide */
+        {207, 30, 16, 32, 1, 0, "leaky", NULL, 0},
+        {26, 26, 128, 256, 1, 0, "leaky", NULL, 0},
+        {13, 9, 8, 16, 1, 0, "relu", NULL, 0},    /* odd: last windows hold one column, one row */
+        {14, 10, 24, 16, 1, 0, "leaky", NULL, 0}, /* 24 channels: 8-channel blocks only */
+        {5, 3, 64, 16, 1, 0, "linear", NULL, 0},  /* under one tile wide */
+        /* a depthwise 3x3 first: the face model's layers 2-4 (a band) and 11-13, as it has them
+         * (linear, no batch-norm), and others */
+        {207, 20, 16, 32, 1, 0, "leaky", "linear", 0},
+        {26, 26, 128, 256, 1, 0, "leaky", "linear", 0},
+        {13, 9, 8, 16, 1, 0, "relu", "leaky", 1},   /* odd, one 8-channel block */
+        {1, 1, 16, 16, 1, 0, "leaky", "relu", 1},   /* one pixel: every tap but one outside */
+        {7, 2, 48, 32, 1, 0, "linear", "leaky", 1}, /* 48: 8-channel blocks only */
+        {2, 5, 32, 16, 1, 0, "leaky", "linear", 1}, /* two columns: no middle column */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         run_case(&cases[i], 7 + (unsigned)i);

@@ -279,7 +279,7 @@ typedef struct {
 } pad_case_t;
 
 static void tail_case(const char *cfg_text, const char *file, const pad_case_t *cases, int ncases,
-                      int layers, int pairs)
+                      int layers, int pairs, int pairs_nodw)
 {
     char cfg[160], why[200];
     network *net = make_net(write_cfg(file, cfg_text, cfg, sizeof cfg), 5);
@@ -290,10 +290,11 @@ static void tail_case(const char *cfg_text, const char *file, const pad_case_t *
     assert_non_null(in);
     assert_non_null(ref);
     int last_h = net->layers[layers - 1].out_h;
-    for (int run = 0; run < 4; run++) {
+    for (int run = 0; run < 6; run++) {
         /* the chain's pools are framegate's loop (on AVX-512 too); `pairs` convolutions and
-         * their pools one be_convpool pass each, then (runs 2, 3) two steps each */
-        int threads = 1 + run % 2, convpool = run < 2;
+         * their pools one be_convpool pass each, with a depthwise 3x3 before a 1x1 in the same
+         * pass (runs 0, 1) or not (2, 3), then (runs 4, 5) separate steps */
+        int threads = 1 + run % 2, convpool = run < 2 ? 1 : run < 4 ? 2 : 0;
         be_dnnl_t *d = NULL, *whole = NULL;
         be_dnnl_own_pool(1);
         be_dnnl_convpool(convpool);
@@ -305,8 +306,9 @@ static void tail_case(const char *cfg_text, const char *file, const pad_case_t *
         be_dnnl_convpool(-1);
         assert_int_equal(be_dnnl_tail_layers(d), layers);
         assert_int_equal(be_dnnl_tail_layers(whole), 0);
-        assert_int_equal(be_dnnl_convpool_layers(d), convpool ? pairs : 0);
-        assert_int_equal(be_dnnl_convpool_layers(whole), convpool ? pairs : 0);
+        int want = convpool == 1 ? pairs : convpool == 2 ? pairs_nodw : 0;
+        assert_int_equal(be_dnnl_convpool_layers(d), want);
+        assert_int_equal(be_dnnl_convpool_layers(whole), want);
         for (int k = 0; k < ncases; k++) {
             const pad_case_t *pc = &cases[k];
             memcpy(in, sized.data, plane * 3 * sizeof(float));
@@ -321,8 +323,10 @@ static void tail_case(const char *cfg_text, const char *file, const pad_case_t *
             print_message("%s, %d thread%s%s, rows [0, %d) and [%d, %d) = %g: %d rows of layer "
                           "%d copied\n",
                           file, threads, threads > 1 ? "s" : "",
-                          be_dnnl_convpool_layers(d) ? ", be_convpool" : "", pc->head, pc->cut,
-                          net->h, pc->v, rows, layers - 1);
+                          convpool == 1   ? ", be_convpool"
+                          : convpool == 2 ? ", be_convpool without depthwise"
+                                          : "",
+                          pc->head, pc->cut, net->h, pc->v, rows, layers - 1);
             if (memcmp(out, ref, net->outputs * sizeof(float)) != 0)
                 fail_msg("%s: case %d: the shortcut's output differs (rel %g)", file, k,
                          rel_diff(out, ref, net->outputs));
@@ -350,8 +354,8 @@ static void tail_case(const char *cfg_text, const char *file, const pad_case_t *
 static void test_zero_tail(void **state)
 {
     (void)state;
-    /* The face model's head: a 'valid' 3x3, a 2x2 pool, a separable pair, a pool (the
-     * chain's end), on 160 x 128. */
+    /* The face model's head: a 'valid' 3x3, a 2x2 pool, two separable pairs each with a pool
+     * (the second pool the chain's end), on 160 x 128. */
     static const char face[] =
         "[net]\nbatch=1\nsubdivisions=1\nwidth=160\nheight=128\nchannels=3\n"
         "[convolutional]\nbatch_normalize=1\nfilters=16\nsize=3\nstride=1\npad=0\n"
@@ -362,13 +366,19 @@ static void test_zero_tail(void **state)
         "[convolutional]\nbatch_normalize=1\nfilters=32\nsize=1\nstride=1\npad=0\n"
         "activation=leaky\n"
         "[maxpool]\nsize=2\nstride=2\n"
+        "[convolutional]\nfilters=32\ngroups=32\nsize=3\nstride=1\npad=1\n"
+        "activation=linear\n"
+        "[convolutional]\nbatch_normalize=1\nfilters=64\nsize=1\nstride=1\npad=0\n"
+        "activation=leaky\n"
+        "[maxpool]\nsize=2\nstride=2\n"
         "[convolutional]\nfilters=10\nsize=1\nstride=1\npad=0\nactivation=linear\n";
     static const pad_case_t face_cases[] = {
         {0, 128, 0},  {0, 40, 0},      {0, 0, 0},       {0, 97, 0}, {0, 17, 0},      {0, 128, 0},
         {0, 64, 0},   {0, 1, 0},       {0, 100, 0},     {0, 63, 0}, {20, 108, 0.5f}, {40, 41, 0.5f},
         {0, 0, 0.5f}, {33, 128, 0.5f}, {50, 90, 0.25f}, {0, 40, 0}};
-    tail_case(face, "tail_face.cfg", face_cases, sizeof face_cases / sizeof face_cases[0], 5,
-              2); /* the 3x3 and the 1x1, each with its pool */
+    /* the 3x3 and the 1x1s, each with its pool and its depthwise layer; without the depthwise
+     * kind, the 1x1 from 32 channels stays oneDNN's */
+    tail_case(face, "tail_face.cfg", face_cases, sizeof face_cases / sizeof face_cases[0], 8, 3, 2);
     /* 'same' padding and stride 2 into a 3x3 stride-1 pool (window at -1, both ways). */
     static const char strided[] =
         "[net]\nbatch=1\nsubdivisions=1\nwidth=96\nheight=160\nchannels=3\n"
@@ -381,7 +391,7 @@ static void test_zero_tail(void **state)
                                                {44, 116, 0.5f},  {1, 159, 0.5f}, {79, 81, 0.5f},
                                                {100, 160, 0.5f}, {0, 0, 0.5f},   {0, 159, 0}};
     tail_case(strided, "tail_strided.cfg", strided_cases,
-              sizeof strided_cases / sizeof strided_cases[0], 2, 0);
+              sizeof strided_cases / sizeof strided_cases[0], 2, 0, 0);
     /* a pool that darknet's own code reads next (a route): the chain's end, copied to
      * darknet's buffer after the shortcut */
     static const char route[] =
@@ -394,7 +404,7 @@ static void test_zero_tail(void **state)
     static const pad_case_t route_cases[] = {
         {0, 40, 0}, {20, 76, 0.5f}, {0, 0, 0.5f}, {0, 96, 0}, {30, 96, 0.5f}};
     tail_case(route, "tail_route.cfg", route_cases, sizeof route_cases / sizeof route_cases[0], 2,
-              1);
+              1, 1);
 }
 
 static int stop_after(void *arg)
