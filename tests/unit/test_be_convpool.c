@@ -310,6 +310,25 @@ static void test_refuses(void **state)
         assert_null(cp);
         free_network(net);
     }
+    /* a depthwise 3x3 first: only before a 1x1, and only while two of its rows fit the
+     * buffer (2 x 252 x 16 floats do; 253 columns take 258 cells a row: not) */
+    static const struct {
+        int w, size;
+        int ok;
+    } dws[] = {{252, 1, 1}, {253, 1, 0}, {32, 3, 0}};
+    for (size_t i = 0; i < sizeof dws / sizeof dws[0]; i++) {
+        network *net = make_net_dw(dws[i].w, 6, 16, 16, dws[i].size, dws[i].size / 2, "leaky",
+                                   "size=2\nstride=2", 3, "linear", 0);
+        assert_int_equal(be_convpool_fits_dw(&net->layers[0], &net->layers[1], &net->layers[2]),
+                         dws[i].ok);
+        be_convpool_t *cp = (be_convpool_t *)1;
+        assert_int_equal(
+            be_convpool_create_dw(&cp, &net->layers[0], &net->layers[1], &net->layers[2], 8, 8),
+            dws[i].ok ? 0 : PROTO_EINVAL);
+        assert_true(dws[i].ok ? cp != NULL : cp == NULL);
+        be_convpool_destroy(cp);
+        free_network(net);
+    }
     /* the pool must read this convolution: in the other order, no */
     network *net = make_net(32, 24, 3, 16, 3, 1, "leaky", "size=2\nstride=2", 3);
     assert_false(be_convpool_fits(&net->layers[1], &net->layers[0]));
