@@ -197,6 +197,11 @@ void be_image_faceapi_rgb(const uint8_t *rgb, int w, int h, int net_w, int net_h
     for (int t = 0; t < nt; t++)
         vs[t * (row + 3) + row] = vs[t * (row + 3) + row + 1] = vs[t * (row + 3) + row + 2] = 0;
     double xs = (double)side / net_w, ys = (double)side / net_h;
+    /* the rows from `img` down lie wholly in the bottom padding: zeros, shared out apart from
+     * the image's rows (in one loop, a 4:3 frame left the first thread twice the work) */
+    int img = 0;
+    while (img < net_h && (int)floor(ys * img) < h)
+        img++;
     for (int x = 0; x < net_w; x++) {
         double sx = xs * x;
         int x0 = (int)floor(sx), x1 = (int)ceil(sx);
@@ -213,20 +218,21 @@ void be_image_faceapi_rgb(const uint8_t *rgb, int w, int h, int net_w, int net_h
     {
         float *v = vs + (size_t)thread_id() * (row + 3);
 #ifdef _OPENMP
+#pragma omp for schedule(static) nowait
+#endif
+        for (int y = img; y < net_h; y++)
+            for (int c = 0; c < 3; c++)
+                memset(input + c * plane + (size_t)y * net_w, 0, (size_t)net_w * sizeof(float));
+#ifdef _OPENMP
 #pragma omp for schedule(static)
 #endif
-        for (int y = 0; y < net_h; y++) {
+        for (int y = 0; y < img; y++) {
             double sy = ys * y;
             int y0 = (int)floor(sy), y1 = (int)ceil(sy);
             y0 = y0 < side - 1 ? y0 : side - 1;
             y1 = y1 < side - 1 ? y1 : side - 1;
             float fy = (float)(sy - floor(sy));
             float *outr = input + (size_t)y * net_w, *outg = outr + plane, *outb = outg + plane;
-            if (y0 >= h) { /* wholly inside the bottom padding */
-                for (int x = 0; x < net_w; x++)
-                    outr[x] = outg[x] = outb[x] = 0;
-                continue;
-            }
             /* A row below the image is padding: its weight goes to zeros. */
             const uint8_t *r0 = rgb + (size_t)y0 * row;
             const uint8_t *r1 = y1 < h ? rgb + (size_t)y1 * row : r0;
