@@ -94,10 +94,10 @@ void convpool_report(network *net, int threads, float *const *photos, int n, int
     be_dnnl_convpool(-1);
     if (rv == 0 && be_dnnl_convpool_layers(with) && n > 0) {
         turns_t r = measure(with, without, net, photos, n, reps);
-        say("convolution + max-pool pairs as one pass (be_convpool, %d pair%s), %d thread%s, %d "
-            "photos: network %.2f vs %.2f ms with / without (%.3f); output vs two steps: rel "
-            "%.2g\n",
-            be_dnnl_convpool_layers(with), be_dnnl_convpool_layers(with) > 1 ? "s" : "", threads,
+        say("convolution (+ depthwise before it) + max-pool as one pass (be_convpool, %d pass%s), "
+            "%d thread%s, %d photos: network %.2f vs %.2f ms with / without (%.3f); output vs "
+            "separate steps: rel %.2g\n",
+            be_dnnl_convpool_layers(with), be_dnnl_convpool_layers(with) > 1 ? "es" : "", threads,
             threads > 1 ? "s" : "", n, r.on, r.off, r.on / r.off, r.rel);
         cJSON *arr = cJSON_GetObjectItem(m, "convpool");
         if (arr == NULL)

@@ -19,9 +19,10 @@ void tail_report(network *net, int threads, float *const *photos, int n_photos, 
                  be_prep_t prep, unsigned char *const *jpeg, const size_t *len, int n,
                  const char *what, int reps, cJSON *m);
 
-/* Times `net` on the oneDNN engine at `threads` with its convolution + max-pool pairs as one
- * be_convpool pass each and as two steps each, `reps` rounds over `photos` (n network inputs), and
- * how far the outputs are apart. One line (say) and "convpool" in m; nothing when no pair fits. */
+/* Times `net` on the oneDNN engine at `threads` with its convolution + max-pool pairs (with the
+ * depthwise 3x3 before a 1x1 where the engine takes it) as one be_convpool pass each and as
+ * separate steps, `reps` rounds over `photos` (n network inputs), and how far the outputs are
+ * apart. One line (say) and "convpool" in m ("pairs": the passes); nothing when none fits. */
 void convpool_report(network *net, int threads, float *const *photos, int n, int reps, cJSON *m);
 
 #endif
