@@ -458,7 +458,27 @@ static void dw_row_c(const be_convpool_t *cp, const in_t *in, int y, float *dst,
 }
 
 #ifdef CP_X86
-/* dw_row_c with AVX2 + FMA: the columns inside the edges with all three taps of a row. */
+/* Column x of a depthwise row alone (at an edge, or one of the last few): one chain of up to
+ * 9 FMAs over rows r (NULL: outside the input), each row's taps inside it. */
+__attribute__((target("avx2,fma"))) static inline void dw_one(const float *const r[3],
+                                                              const float *wt, __m256 b, __m256 sl,
+                                                              float *d, int x, int w, int ib)
+{
+    __m256 acc = _mm256_setzero_ps();
+    for (int ky = 0; ky < 3; ky++) {
+        if (r[ky] == NULL)
+            continue;
+        const float *q = r[ky] + (size_t)x * ib, *k = wt + ky * 24;
+        if (x > 0)
+            acc = _mm256_fmadd_ps(_mm256_loadu_ps(k), _mm256_loadu_ps(q - ib), acc);
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(k + 8), _mm256_loadu_ps(q), acc);
+        if (x + 1 < w)
+            acc = _mm256_fmadd_ps(_mm256_loadu_ps(k + 16), _mm256_loadu_ps(q + ib), acc);
+    }
+    _mm256_storeu_ps(d + (size_t)x * ib, act_avx2(acc, b, sl));
+}
+
+/* dw_row_c with AVX2 + FMA: four columns at a time inside the edges. */
 __attribute__((target("avx2,fma"))) static void dw_row_avx2(const be_convpool_t *cp, const in_t *in,
                                                             int y, float *dst, size_t gs)
 {
@@ -475,26 +495,10 @@ __attribute__((target("avx2,fma"))) static void dw_row_avx2(const be_convpool_t 
             int iy = y - 1 + ky;
             r[ky] = iy >= 0 && iy < cp->h ? src + (size_t)(iy - in->y0) * in->stride * ib : NULL;
         }
-        /* one column alone: a chain of up to 9 FMAs (at an edge, or the last few) */
-#define DW_ONE(x)                                                                                  \
-    do {                                                                                           \
-        __m256 acc = _mm256_setzero_ps();                                                          \
-        for (int ky = 0; ky < 3; ky++) {                                                           \
-            if (r[ky] == NULL)                                                                     \
-                continue;                                                                          \
-            const float *q = r[ky] + (ptrdiff_t)((x)-1) * ib, *k = wt + ky * 24;                   \
-            if ((x) > 0)                                                                           \
-                acc = _mm256_fmadd_ps(_mm256_loadu_ps(k), _mm256_loadu_ps(q), acc);                \
-            acc = _mm256_fmadd_ps(_mm256_loadu_ps(k + 8), _mm256_loadu_ps(q + ib), acc);           \
-            if ((x) + 1 < w)                                                                       \
-                acc = _mm256_fmadd_ps(_mm256_loadu_ps(k + 16), _mm256_loadu_ps(q + 2 * ib), acc);  \
-        }                                                                                          \
-        _mm256_storeu_ps(d + (size_t)(x)*ib, act_avx2(acc, b, sl));                                \
-    } while (0)
         int x = 0;
-        DW_ONE(0);
+        dw_one(r, wt, b, sl, d, 0, w, ib);
         /* four columns at once inside the edges: four chains, so the FMAs' latency is hidden,
-         * each summed in the same order as DW_ONE's */
+         * each summed in the same order as dw_one's */
         for (x = 1; x + 4 < w; x += 4) {
             __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
             for (int ky = 0; ky < 3; ky++) {
@@ -517,8 +521,7 @@ __attribute__((target("avx2,fma"))) static void dw_row_avx2(const be_convpool_t 
         }
         for (; x < w; x++)
             if (x > 0)
-                DW_ONE(x);
-#undef DW_ONE
+                dw_one(r, wt, b, sl, d, x, w, ib);
     }
 }
 #endif
