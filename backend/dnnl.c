@@ -9,6 +9,7 @@
 
 #ifdef FG_HAVE_DNNL
 #include "dnnl_internal.h"
+#include "reshape.h"
 
 /* libgomp's, loaded with libdnnl (its OpenMP runtime); the threads of the calling thread. */
 void omp_set_num_threads(int n) __attribute__((weak));
@@ -677,6 +678,10 @@ static int create(be_dnnl_t **out, network *net, int threads, int all_outputs, i
             goto out;
         d->plan[i].count = d->nsteps - d->plan[i].first;
     }
+    /* darknet's data-moving layers on the team (its forward runs them on one thread) */
+    for (i = 0; i < n; i++)
+        d->plan[i].reshape = !d->plan[i].onednn && !d->plan[i].yolo && d->plan[i].wino == NULL &&
+                             d->plan[i].count == 0 && be_reshape_fits(net, &net->layers[i]);
     /* only ever a saving: without it (no memory, refused) the first layers run whole */
     (void)be_dnnl_tail_create(d);
     rv = 0;
@@ -736,6 +741,8 @@ float *be_dnnl_predict_stop(be_dnnl_t *d, const float *input, be_fast_stop_cb st
             yolo_fixup(&l, net.input);
         } else if (p->wino != NULL) {
             be_fast_wino_forward(p->wino, &l, net.input, d->wino_scratch, d->threads);
+        } else if (p->reshape) {
+            be_reshape_forward(d->net, &l, net.input, d->threads);
         } else {
             /* a fallback's input reorder (see be_dnnl_create) was appended to the layer before */
             l.forward(l, net);
@@ -745,6 +752,14 @@ float *be_dnnl_predict_stop(be_dnnl_t *d, const float *input, be_fast_stop_cb st
             net.truth = l.output;
     }
     return d->net->output;
+}
+
+int be_dnnl_reshape_layers(const be_dnnl_t *d)
+{
+    int k = 0;
+    for (int i = 0; i < d->net->n; i++)
+        k += d->plan[i].reshape;
+    return k;
 }
 
 int be_dnnl_layers(const be_dnnl_t *d)

@@ -109,6 +109,10 @@ void be_dnnl_convpool(int mode);
 /* How many such passes this engine runs. Pure function. */
 int be_dnnl_convpool_layers(const be_dnnl_t *d);
 
+/* How many of the network's [route] and [upsample] layers this engine runs on its OpenMP team
+ * (backend/reshape.h) instead of darknet's one-thread forward. Pure function. */
+int be_dnnl_reshape_layers(const be_dnnl_t *d);
+
 /* When the network starts with a chain of convolutions and max-pools run by that loop, each
  * reading the one before, and a pass's input is padded above and/or below with rows of one
  * value (face-api's zeros below a landscape frame, darknet's letterbox's 0.5 above and below),

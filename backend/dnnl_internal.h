@@ -27,6 +27,7 @@ typedef struct {
     int fused;            /* 1: computed by an earlier layer's step (convpool_step); its own
                            * steps (0 or 1) copy it to darknet's buffer */
     be_fast_wino_t *wino; /* not NULL: fast.c's Winograd on darknet's buffers (fast_wino) */
+    int reshape;          /* 1: a [route] or [upsample] run by be_reshape_forward (reshape.h) */
 } plan_t;
 
 typedef struct be_dnnl_tail be_dnnl_tail_t;

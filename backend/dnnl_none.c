@@ -81,6 +81,12 @@ int be_dnnl_convpool_layers(const be_dnnl_t *d)
     return 0;
 }
 
+int be_dnnl_reshape_layers(const be_dnnl_t *d)
+{
+    (void)d;
+    return 0;
+}
+
 void be_dnnl_refuse_tail(int on)
 {
     (void)on;

@@ -139,7 +139,7 @@ static double rel_diff(const float *a, const float *b, int n)
  * of them in the loop; then the default at 2 threads (fast.c's Winograd and the loop share the
  * work over the OpenMP team). */
 static void compare(network *net, const char *name, int min_onednn, int min_wino, int min_fast,
-                    int min_own, int pairs)
+                    int min_own, int pairs, int reshapes)
 {
     image im = load_image_color(DOG, 0, 0);
     image sized = letterbox_image(im, net->w, net->h);
@@ -178,6 +178,8 @@ static void compare(network *net, const char *name, int min_onednn, int min_wino
         /* The layers were really oneDNN's (a fallback to darknet everywhere would pass), and
          * the Winograd ones were (a refused Winograd falls back to direct silently). */
         assert_true(be_dnnl_layers(d) >= min_onednn);
+        /* [route] and [upsample] on the team (reshape.h): their outputs are checked below */
+        assert_int_equal(be_dnnl_reshape_layers(d), reshapes);
         if (!wino)
             assert_int_equal(be_dnnl_winograd_layers(d), 0);
         else if (be_dnnl_winograd_supported())
@@ -218,8 +220,8 @@ static void test_yolov3_tiny(void **state)
     (void)state;
     char cfg[160];
     network *net = make_net(batch1_cfg("yolov3-tiny.cfg", cfg, sizeof cfg), 1);
-    compare(net, "yolov3-tiny", 19, 8, 6, 6,
-            1); /* 13 convolutions (8 3x3 from 16 channels), 6 pools */
+    /* 13 convolutions (8 3x3 from 16 channels), 6 pools; 2 routes and an upsample */
+    compare(net, "yolov3-tiny", 19, 8, 6, 6, 1, 3);
     free_network(net);
 }
 
@@ -228,8 +230,8 @@ static void test_yolov2_tiny(void **state)
     (void)state;
     char cfg[160];
     network *net = make_net(batch1_cfg("yolov2-tiny.cfg", cfg, sizeof cfg), 2);
-    compare(net, "yolov2-tiny", 15, 7, 5, 6,
-            1); /* 9 convolutions (7 3x3 from 16 channels), 6 pools */
+    compare(net, "yolov2-tiny", 15, 7, 5, 6, 1,
+            0); /* 9 convolutions (7 3x3 from 16 channels), 6 pools */
     free_network(net);
 }
 
@@ -262,8 +264,8 @@ static void test_depthwise_and_edges(void **state)
         "[convolutional]\nfilters=12\ngroups=12\nsize=3\nstride=1\npad=1\nactivation=leaky\n";
     char cfg[160];
     network *net = make_net(write_cfg("dw.cfg", cfg_text, cfg, sizeof cfg), 4);
-    compare(net, "edge cases", 11, 2, 2, 0, 0); /* all but the strided 1x1 and tanh; Winograd: the
-                                           64 -> 72 'same' and 72 -> 24 'valid' 3x3 */
+    compare(net, "edge cases", 11, 2, 2, 0, 0, 0); /* all but the strided 1x1 and tanh; Winograd:
+                                           the 64 -> 72 'same' and 72 -> 24 'valid' 3x3 */
     free_network(net);
 }
 
