@@ -532,6 +532,7 @@ __attribute__((target("avx2,fma"))) static void dw_row_avx2(const be_convpool_t 
 static void run_dw(const be_convpool_t *cp, kernel_fn *kern, int avx, const in_t *src, float *out,
                    int rows, int y0, int lo, int hi, int threads)
 {
+    (void)threads; /* only in the pragma: unused in a build without OpenMP */
     void (*dw)(const be_convpool_t *, const in_t *, int, float *, size_t) = dw_row_c;
 #ifdef CP_X86
     if (avx)
