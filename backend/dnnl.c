@@ -680,8 +680,8 @@ static int create(be_dnnl_t **out, network *net, int threads, int all_outputs, i
     }
     /* darknet's data-moving layers on the team (its forward runs them on one thread) */
     for (i = 0; i < n; i++)
-        d->plan[i].reshape = !d->plan[i].onednn && !d->plan[i].yolo && d->plan[i].wino == NULL &&
-                             d->plan[i].count == 0 && be_reshape_fits(net, &net->layers[i]);
+        d->plan[i].reshape =
+            !d->plan[i].onednn && d->plan[i].count == 0 && be_reshape_fits(net, &net->layers[i]);
     /* only ever a saving: without it (no memory, refused) the first layers run whole */
     (void)be_dnnl_tail_create(d);
     rv = 0;
