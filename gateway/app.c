@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include <cjson/cJSON.h>
@@ -287,6 +288,22 @@ static void on_pool_done(void *arg)
         uv_timer_start(&app->exit_timer, on_exit_timer, 2000, 0);
 }
 
+/* Every wait of the shutdown is bounded (the frames' grace, then each backend's stop grace,
+ * then 2 s for idle clients); one that outlives them all is a bug, and must not hold a
+ * service manager's restart hostage. Its own thread: the loop may be what is stuck. The
+ * process normally exits long before the thread wakes. */
+static uint64_t watchdog_ms; /* set before the thread starts, read by it only */
+
+static void exit_watchdog(void *arg)
+{
+    (void)arg;
+    uint64_t ms = watchdog_ms;
+    uv_sleep((unsigned)(ms > 0xffffffffu ? 0xffffffffu : ms));
+    GW_LOG_E("exit_forced", "after_ms=%llu why=\"the shutdown did not finish within its graces\"",
+             (unsigned long long)ms);
+    _exit(2);
+}
+
 static void begin_shutdown(app_t *app, int signum)
 {
     if (app->stopping) {
@@ -296,6 +313,9 @@ static void begin_shutdown(app_t *app, int signum)
     app->stopping = 1;
     GW_LOG_I("shutdown", "signal=%d grace_ms=%llu", signum,
              (unsigned long long)app->cfg->shutdown_grace_ms);
+    watchdog_ms = app->cfg->shutdown_grace_ms + app->cfg->stop_grace_ms + 15000;
+    if (uv_thread_create(&app->watchdog, exit_watchdog, NULL) != 0)
+        GW_LOG_W("shutdown", "note=\"no exit watchdog (thread)\"");
     gw_server_stop(app->server);
     gw_pull_stop(app->pull);    /* no more pulled frames; those out come back */
     gw_join_destroy(app->join); /* no more joins; leaves are not needed any more */
@@ -524,14 +544,16 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
         GW_LOG_E("start", "error=\"%s\"", rv == PROTO_ECONFIG ? err : proto_strerror(rv));
         return 1;
     }
-    gw_jobs_io_t jobs_io = {.submit = app_submit, .fetch = app_fetch,
-                            .storage_of = app_storage_of, .ctx = &app, .http = app.fetch};
+    gw_jobs_io_t jobs_io = {.submit = app_submit,
+                            .fetch = app_fetch,
+                            .storage_of = app_storage_of,
+                            .ctx = &app,
+                            .http = app.fetch};
     if ((rv = gw_jobs_create(&app.jobs, &app.loop, cfg, &jobs_io, err, sizeof err)) != 0) {
         GW_LOG_E("start", "error=\"%s\"", rv == PROTO_ECONFIG ? err : proto_strerror(rv));
         return 1;
     }
-    if ((rv = gw_frontdoor_create(&app.door, &app.loop, cfg, app.metrics, err, sizeof err)) !=
-        0) {
+    if ((rv = gw_frontdoor_create(&app.door, &app.loop, cfg, app.metrics, err, sizeof err)) != 0) {
         GW_LOG_E("start", "error=\"%s\"", rv == PROTO_ECONFIG ? err : proto_strerror(rv));
         return 1;
     }
@@ -598,8 +620,8 @@ int gw_app_run(const gw_config_t *cfg, const char *argv0)
     for (int i = 0; i < app.nmodels; i++)
         app.models[i].storage = NULL; /* a late job keeps nothing */
     app.nstorages = 0;
-    gw_pull_stop(app.pull); /* its transfers go before the HTTP client */
-    gw_jobs_close(app.jobs);  /* so does the jobs store (s3://: the same client) */
+    gw_pull_stop(app.pull);  /* its transfers go before the HTTP client */
+    gw_jobs_close(app.jobs); /* so does the jobs store (s3://: the same client) */
     gw_fetch_destroy(app.fetch);
     gw_server_destroy(app.server); /* closes the streams, which leave the cameras' watches */
     gw_frontdoor_destroy(app.door);

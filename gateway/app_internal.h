@@ -68,6 +68,7 @@ struct app {
     } fam;
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t exit_timer;
+    uv_thread_t watchdog; /* started by the first stop signal (app.c) */
     int stopping;
     int pools_done, pool_done, server_drained;
     int exit_code;

@@ -27,6 +27,7 @@ SANITIZE = os.environ.get("FG_SANITIZE", "0") in ("1", "ON", "TRUE", "true")
 SLOW = 3.0 if SANITIZE else 1.0
 
 _failures = []
+_passed = 0
 
 
 def log(*a):
@@ -35,7 +36,9 @@ def log(*a):
 
 def check(cond, what):
     """Records a failed assertion without stopping, so one run reports everything."""
+    global _passed
     if cond:
+        _passed += 1
         log("ok   -", what)
     else:
         log("FAIL -", what)
@@ -45,7 +48,7 @@ def check(cond, what):
 
 def finish():
     if _failures:
-        log(f"0 passed, {len(_failures)} failed")
+        log(f"{_passed} passed, {len(_failures)} failed")
         for f in _failures:
             log("  failed:", f)
         sys.exit(1)
@@ -282,6 +285,17 @@ class Gateway:
             try:
                 code = self.proc.wait(timeout * SLOW)
             except subprocess.TimeoutExpired:
+                # A gateway that does not exit is a bug: say where it is before killing it.
+                log(f"gateway pid {self.proc.pid} still running {timeout * SLOW:.0f} s after "
+                    f"signal {int(sig)}; its stacks and the end of its log:")
+                try:
+                    bt = subprocess.run(["gdb", "-batch", "-p", str(self.proc.pid), "-ex",
+                                         "thread apply all bt"], capture_output=True,
+                                        text=True, timeout=60)
+                    log(bt.stdout[-12000:])
+                except (OSError, subprocess.SubprocessError) as e:
+                    log(f"(no stacks: {e})")
+                log("\n".join(self.log().splitlines()[-60:]))
                 self.proc.kill()
                 code = self.proc.wait()
         else:

@@ -59,6 +59,9 @@ try:
     fg.check(back, f"idle: back to the one local backend, the instances terminated "
                    f"({kinds(gw)}, {len(fake.alive())} alive at the fake)")
     fg.check("tier_burst" in gw.log(), "the burst into the next tier is logged (tier_burst)")
+    b = gw.backends()
+    fg.check(b["inflight"] == 0 and b["queued"] == 0,
+             f"idle: nothing in flight or queued ({b['inflight']}, {b['queued']})")
     code = gw.stop(sig=signal.SIGTERM, timeout=30)
     fg.check(code == 0, f"SIGTERM: exit 0 ({code})")
     fg.check(fake.alive() == [], f"nothing left at the cloud ({fake.alive()})")
