@@ -4,7 +4,8 @@
  * post-op; f32 3x3 stride-1 ones with 16+ channels as Winograd where oneDNN has it, AVX-512,
  * their activation a step of its own; without AVX-512 those with 64+ input channels as
  * fast.c's Winograd on its own packed kernel, on the engine's OpenMP team) and max-pools
- * (oneDNN's, or framegate's loop where oneDNN has no AVX-512: be_dnnl_own_pool; there a first
+ * (oneDNN's, or framegate's loop where oneDNN has no AVX-512 or splits it in halves:
+ * be_dnnl_own_pool, be_dnnl_own_loops_default; there a first
  * 3x3 or a small 1x1 and the pool after it also run as one pass of framegate's:
  * be_dnnl_convpool) run in oneDNN's own blocked layout from one layer to the next; a tensor is
  * reordered to darknet's NCHW only where darknet's own code reads it (the layers this engine
@@ -88,10 +89,18 @@ int be_dnnl_winograd_supported(void);
  * --winograd off; tests, bench). Process-wide; call it with no engine being created. */
 void be_dnnl_refuse_winograd(int on);
 
+/* 1 where framegate's own AVX2 loops take the max-pools and the convolution + pool passes
+ * from oneDNN by default (be_dnnl_own_pool, be_dnnl_convpool): where oneDNN has no AVX-512
+ * kernels, and on AMD family 19h (Zen 4), whose AVX-512 runs each 512-bit operation as two
+ * 256-bit halves: there oneDNN's AVX-512 kernels lost to them (the face model's network took
+ * 0.69-0.74x of its time with them, in-process, 1 and 2 threads). 0 elsewhere (Intel's AVX-512:
+ * oneDNN's max-pool beat the loop on Cooper Lake), and without oneDNN. Pure function. */
+int be_dnnl_own_loops_default(void);
+
 /* Which max-pools the engines created after it run with framegate's own loop
- * (backend/maxpool.h) instead of oneDNN's kernel: -1 (the default) where oneDNN has no
- * AVX-512 kernels, 0 none, 1 every one it fits (f32, 8/16-channel blocks). Process-wide, for
- * tests and the bench; call it with no engine being created. */
+ * (backend/maxpool.h) instead of oneDNN's kernel: -1 (the default) where
+ * be_dnnl_own_loops_default, 0 none, 1 every one it fits (f32, 8/16-channel blocks). Process-wide,
+ * for tests and the bench; call it with no engine being created. */
 void be_dnnl_own_pool(int mode);
 
 /* How many of the network's max-pools that loop runs. Pure function. */
@@ -99,8 +108,8 @@ int be_dnnl_own_pool_layers(const be_dnnl_t *d);
 
 /* Whether the engines created after it run a convolution and the 2x2 max-pool after it as one
  * pass of framegate's own (backend/convpool.h: a first 3x3 on the input, a 1x1 from up to 16
- * channels, or a depthwise 3x3 + a 1x1 from up to 128 channels + the pool), where it fits and
- * oneDNN has no AVX-512 (mode -1, the default), never (0), wherever it fits (1), or wherever
+ * channels, or a depthwise 3x3 + a 1x1 from up to 32 channels + the pool), where it fits and
+ * be_dnnl_own_loops_default (mode -1, the default), never (0), wherever it fits (1), or wherever
  * it fits without the depthwise kind (2); never when every layer's output is asked for
  * (all_outputs) or in bf16. Process-wide, for tests and the bench; call it with no engine
  * being created. */

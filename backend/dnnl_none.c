@@ -59,6 +59,11 @@ void be_dnnl_refuse_winograd(int on)
     (void)on;
 }
 
+int be_dnnl_own_loops_default(void)
+{
+    return 0;
+}
+
 void be_dnnl_own_pool(int mode)
 {
     (void)mode;

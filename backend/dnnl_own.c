@@ -6,43 +6,79 @@
 #include "dnnl.h"
 
 #ifdef FG_HAVE_DNNL
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 #include "dnnl_internal.h"
 #include "err.h"
 
 static int own_pool_mode = -1; /* be_dnnl_own_pool */
 
 /* The layout of be_maxpool_t's blk: darknet's NCHW (after a layer darknet's buffers hold,
- * e.g. fast_wino's), or oneDNN's channel blocks; none (any: never equal) for the rest. */
+ * e.g. fast_wino's), oneDNN's channel blocks, or channels last (blk = c > 16; with 8 or 16
+ * channels that is the same layout as one block). */
 static dnnl_format_tag_t pool_tag(int blk)
 {
-    return blk == 1    ? dnnl_nchw
-           : blk == 8  ? dnnl_aBcd8b
-           : blk == 16 ? dnnl_aBcd16b
-                       : dnnl_format_tag_any;
+    return blk == 1 ? dnnl_nchw : blk == 8 ? dnnl_aBcd8b : blk == 16 ? dnnl_aBcd16b : dnnl_nhwc;
+}
+
+/* AMD family 19h: Zen 3 (no AVX-512) and Zen 4, whose AVX-512 runs each 512-bit operation
+ * as two 256-bit halves. */
+static int amd_family_19h(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned a, b, c, d;
+    if (!__get_cpuid(0, &a, &b, &c, &d) || b != 0x68747541u || d != 0x69746e65u ||
+        c != 0x444d4163u) /* "AuthenticAMD" */
+        return 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return 0;
+    unsigned family = (a >> 8) & 0xfu;
+    if (family == 0xfu)
+        family += (a >> 20) & 0xffu;
+    return family == 0x19u;
+#else
+    return 0;
+#endif
+}
+
+int be_dnnl_own_loops_default(void)
+{
+    if ((dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core) != dnnl_cpu_isa_avx512_core)
+        return 1;
+    return amd_family_19h();
 }
 
 /* 1 when max-pool layer l, on a tensor described by `in`, runs as be_maxpool_blocked (its
- * geometry then in *mp): by default where oneDNN has no AVX-512 kernels (its AVX2 max-pool took
+ * geometry then in *mp): by default where be_dnnl_own_loops_default (its AVX2 max-pool took
  * 2.6-4x the loop's time on AMD Zen 3; its AVX-512 one was faster than the loop on Cooper Lake),
- * f32 in 8- or 16-channel blocks or NCHW, no activation left to it (d->deferred). */
+ * f32 in 8- or 16-channel blocks, NCHW or (mode 1) channels last (oneDNN's brgemm
+ * convolutions' NHWC on AVX-512), no activation left to it (d->deferred). */
 int be_dnnl_own_pool_fits(const be_dnnl_t *d, const layer *l, const dnnl_memory_desc_t *in,
                           be_maxpool_t *mp)
 {
     int on = own_pool_mode;
     if (on < 0)
-        on = (dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core) != dnnl_cpu_isa_avx512_core;
+        on = be_dnnl_own_loops_default();
     if (!on || l->type != MAXPOOL || d->deferred != NULL || in->data_type != dnnl_f32 ||
         l->out_c != l->c)
         return 0;
     *mp = be_fast_pool(l, 0); /* blk: the layout's, below */
     dnnl_dims_t dims = {1, l->c, l->h, l->w};
     dnnl_memory_desc_t md;
-    static const int blks[] = {1, 8, 16};
-    for (size_t k = 0; k < sizeof blks / sizeof blks[0]; k++)
-        if (dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32, pool_tag(blks[k])) ==
-                dnnl_success &&
+    /* Channels last only when asked for (mode 1): by default oneDNN's AVX-512 pool runs those
+     * (in-process on the face model, AMD Zen 4, the network took 0.89-1.01x of its time with
+     * it instead of the loop). */
+    static const dnnl_format_tag_t tags[] = {dnnl_nchw, dnnl_aBcd8b, dnnl_aBcd16b, dnnl_nhwc};
+    static const int blks[] = {1, 8, 16, 0}; /* 0: c */
+    for (size_t k = 0; k < (own_pool_mode == 1 ? 4u : 3u); k++)
+        if (dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32, tags[k]) == dnnl_success &&
             dnnl_memory_desc_equal(&md, in)) {
-            mp->blk = blks[k];
+            mp->blk = blks[k] > 0 ? blks[k] : l->c;
+            /* fewer channels than a block (oneDNN pads them with zeros): the loop runs the
+             * whole block, its padding's max 0 as oneDNN keeps it */
+            mp->c = (l->c + mp->blk - 1) / mp->blk * mp->blk;
             return be_maxpool_fits(mp);
         }
     return 0;
@@ -100,13 +136,18 @@ static int in_blocks(const dnnl_memory_desc_t *curmd, int c, int h, int w, int n
                 dnnl_success &&
             dnnl_memory_desc_equal(&md, curmd))
             return blks[k];
+    /* 8 or 16 channels last are one block of them (oneDNN's brgemm kernels write NHWC) */
+    if (!nchw_ok && (c == 8 || c == 16) &&
+        dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32, dnnl_nhwc) == dnnl_success &&
+        dnnl_memory_desc_equal(&md, curmd))
+        return c;
     return 0;
 }
 
 /* When layers i .. i + *layers - 1 run as one be_convpool step, the channels per block it reads
- * (1, 8 or 16), else 0: they fit, the mode allows it (by default where oneDNN has no AVX-512: its
- * AVX2 kernel for the face model's first layer ran at ~45 GFLOP/s, and each pool read back what
- * the convolution had just written; convpool.h), f32, darknet reads none of the outputs the
+ * (1, 8 or 16), else 0: they fit, the mode allows it (by default where be_dnnl_own_loops_default:
+ * oneDNN's AVX2 kernel for the face model's first layer ran at ~45 GFLOP/s, and each pool read back
+ * what the convolution had just written; convpool.h), f32, darknet reads none of the outputs the
  * pass skips (nchw[j]), and the tensor coming in (curmd) is laid out as be_convpool reads it:
  * NCHW for a 3x3, 8- or 16-channel blocks for the rest. Three layers (a depthwise 3x3, a 1x1,
  * a pool) are taken before two. */
@@ -115,7 +156,7 @@ int be_dnnl_convpool_fits(const be_dnnl_t *d, int i, int all_outputs, const char
 {
     int on = convpool_mode;
     if (on < 0)
-        on = (dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core) != dnnl_cpu_isa_avx512_core;
+        on = be_dnnl_own_loops_default();
     if (!on || d->bf16 || all_outputs || i + 1 >= d->net->n || nchw[i] || !d->plan[i].onednn ||
         !d->plan[i + 1].onednn || d->deferred != NULL)
         return 0;
@@ -136,8 +177,9 @@ int be_dnnl_convpool_fits(const be_dnnl_t *d, int i, int all_outputs, const char
 }
 
 /* Layers i .. i + layers - 1 as one step (be_dnnl_convpool_fits said in_blk): the tensor coming
- * in to the pool's output in 8-channel blocks (AVX2 oneDNN's own for these), then, as the
- * pool's steps, its copy to darknet's buffer when darknet reads it (to_nchw). */
+ * in to the pool's output in the channel blocks oneDNN's own kernels use here (8 with AVX2, 16
+ * with AVX-512: its depthwise kernel would otherwise reorder it first), then, as the pool's
+ * steps, its copy to darknet's buffer when darknet reads it (to_nchw). */
 int be_dnnl_convpool_step(be_dnnl_t *d, int i, int in_blk, int layers, int to_nchw,
                           dnnl_memory_t *cur, dnnl_memory_desc_t *curmd)
 {
@@ -147,13 +189,16 @@ int be_dnnl_convpool_step(be_dnnl_t *d, int i, int in_blk, int layers, int to_nc
     dnnl_memory_desc_t md;
     dnnl_memory_t out;
     dnnl_dims_t dims = {1, pl->out_c, pl->out_h, pl->out_w};
-    BE_DNNL_TRY(dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32, dnnl_aBcd8b), "a tensor");
+    const int blk =
+        (dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core ? 16
+                                                                                              : 8;
+    BE_DNNL_TRY(dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32, blk_tag(blk)), "a tensor");
     BE_DNNL_TRY(dnnl_memory_create(&out, &md, d->eng, DNNL_MEMORY_ALLOCATE), "a tensor");
     be_dnnl_keep_mem(d, out);
     d->plan[i].first = d->nsteps;
     step_t *s = be_dnnl_new_step(d);
-    rv = layers == 3 ? be_convpool_create_dw(&s->cp, &l[i], &l[i + 1], pl, 8, in_blk)
-                     : be_convpool_create(&s->cp, &l[i], pl, 8, in_blk);
+    rv = layers == 3 ? be_convpool_create_dw(&s->cp, &l[i], &l[i + 1], pl, blk, in_blk)
+                     : be_convpool_create(&s->cp, &l[i], pl, blk, in_blk);
     if (rv != 0) {
         d->nsteps--;
         return rv;

@@ -102,6 +102,17 @@ static dnnl_format_tag_t tag_of(const dnnl_memory_desc_t *md)
     return dnnl_format_tag_undef;
 }
 
+/* Whether a step reading `a` reads what `b` holds: the same memory, or another view of its
+ * buffer (the engine aliases, without a reorder, a layout that places every element alike, e.g.
+ * 16 channels NHWC and in one 16-channel block). */
+static int same_data(dnnl_memory_t a, dnnl_memory_t b)
+{
+    void *pa = NULL, *pb = NULL;
+    return a == b ||
+           (dnnl_memory_get_data_handle(a, &pa) == dnnl_success &&
+            dnnl_memory_get_data_handle(b, &pb) == dnnl_success && pa != NULL && pa == pb);
+}
+
 /* Link i of d's plan, if layer i qualifies (see the top). 0 or -1. */
 static int link_make(be_dnnl_t *d, int i, const link_t *prev, link_t *k)
 {
@@ -141,7 +152,7 @@ static int link_make(be_dnnl_t *d, int i, const link_t *prev, link_t *k)
         k->oc = l->out_c, k->oh = l->out_h, k->ow = l->out_w;
         k->k = l->size, k->s = l->stride, k->pad = l->pad, k->o = -l->pad;
         dnnl_memory_t from = prev != NULL ? prev->st->args[1].memory : d->input;
-        return p->count == 1 && k->st->args[0].memory == from ? 0 : -1;
+        return p->count == 1 && same_data(k->st->args[0].memory, from) ? 0 : -1;
     }
     k->st = &d->steps[p->first];
     /* steps after its own: only a pool's copy into darknet's buffer (a layer darknet or
@@ -151,7 +162,7 @@ static int link_make(be_dnnl_t *d, int i, const link_t *prev, link_t *k)
         if (d->steps[p->first + j].prim == NULL || l->type != MAXPOOL)
             return -1;
     dnnl_memory_t from = prev != NULL ? prev->st->args[1].memory : d->input;
-    if (k->st->args[0].memory != from)
+    if (!same_data(k->st->args[0].memory, from))
         return -1;
     k->c = l->c, k->h = l->h, k->w = l->w;
     k->oc = l->out_c, k->oh = l->out_h, k->ow = l->out_w;
@@ -162,6 +173,7 @@ static int link_make(be_dnnl_t *d, int i, const link_t *prev, link_t *k)
     if (l->type == MAXPOOL && k->st->prim == NULL && prev != NULL) {
         k->pool = 1;
         k->o = -(l->pad / 2);
+        k->oc = k->st->pool.c; /* as laid out: 8 channels in a 16-channel block are 16 */
         return 0;
     }
     if (l->type != CONVOLUTIONAL || k->st->prim == NULL || k->st->nargs != 4)
@@ -510,7 +522,7 @@ int be_dnnl_tail_run(be_dnnl_t *d, const float *input)
     int blk = last->st->cp != NULL ? be_convpool_blk(last->st->cp) : last->st->pool.blk;
     int lo = s->lo[t->n - 1], hi = s->hi[t->n - 1];
     size_t row = (size_t)last->ow * blk;
-    int other = last->oh - (hi - lo), items = last->oc / blk * other;
+    int other = last->oh - (hi - lo), items = (last->oc + blk - 1) / blk * other;
     float *out = last->out;
 #pragma omp parallel for num_threads(d->threads) schedule(static) if (d->threads > 1)
     for (int j = 0; j < items; j++) {

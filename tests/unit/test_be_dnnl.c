@@ -168,12 +168,15 @@ static void compare(network *net, const char *name, int min_onednn, int min_wino
         be_dnnl_own_pool(-1);
         if (k == 0)
             own_default = be_dnnl_own_pool_layers(d) > 0;
-        /* in serving mode where oneDNN has no AVX-512 (as the loop's default), a first 3x3
-         * convolution (or a 1x1) and its 2x2 pool are one be_convpool pass (`pairs` of them) */
+        /* in serving mode where the loops are the default (be_dnnl_own_loops_default), a first
+         * 3x3 convolution (or a 1x1) and its 2x2 pool are one be_convpool pass (`pairs`) */
         assert_int_equal(be_dnnl_convpool_layers(d), !all && own_default ? pairs : 0);
         if (swap && own_default)
             assert_int_equal(be_dnnl_own_pool_layers(d), 0);
-        else if (swap || (k >= 2 && own_default))
+        else if (swap || (k >= 2 && own_default && !be_dnnl_winograd_supported()))
+            /* (with AVX-512, oneDNN's convolutions write channels last, or leave their
+             * activation to a step of its own (Winograd): those pools stay oneDNN's by
+             * default) */
             assert_true(be_dnnl_own_pool_layers(d) + be_dnnl_convpool_layers(d) >= min_own);
         /* The layers were really oneDNN's (a fallback to darknet everywhere would pass), and
          * the Winograd ones were (a refused Winograd falls back to direct silently). */
@@ -281,7 +284,7 @@ typedef struct {
 } pad_case_t;
 
 static void tail_case(const char *cfg_text, const char *file, const pad_case_t *cases, int ncases,
-                      int layers, int pairs, int pairs_nodw)
+                      int layers, int layers_nodw, int pairs, int pairs_nodw)
 {
     char cfg[160], why[200];
     network *net = make_net(write_cfg(file, cfg_text, cfg, sizeof cfg), 5);
@@ -291,12 +294,12 @@ static void tail_case(const char *cfg_text, const char *file, const pad_case_t *
     float *in = malloc(plane * 3 * sizeof(float)), *ref = malloc(net->outputs * sizeof(float));
     assert_non_null(in);
     assert_non_null(ref);
-    int last_h = net->layers[layers - 1].out_h;
     for (int run = 0; run < 6; run++) {
         /* the chain's pools are framegate's loop (on AVX-512 too); `pairs` convolutions and
          * their pools one be_convpool pass each, with a depthwise 3x3 before a 1x1 in the same
          * pass (runs 0, 1) or not (2, 3), then (runs 4, 5) separate steps */
         int threads = 1 + run % 2, convpool = run < 2 ? 1 : run < 4 ? 2 : 0;
+        int chain = convpool == 2 ? layers_nodw : layers, last_h = net->layers[chain - 1].out_h;
         be_dnnl_t *d = NULL, *whole = NULL;
         be_dnnl_own_pool(1);
         be_dnnl_convpool(convpool);
@@ -306,7 +309,7 @@ static void tail_case(const char *cfg_text, const char *file, const pad_case_t *
         be_dnnl_refuse_tail(0);
         be_dnnl_own_pool(-1);
         be_dnnl_convpool(-1);
-        assert_int_equal(be_dnnl_tail_layers(d), layers);
+        assert_int_equal(be_dnnl_tail_layers(d), chain);
         assert_int_equal(be_dnnl_tail_layers(whole), 0);
         int want = convpool == 1 ? pairs : convpool == 2 ? pairs_nodw : 0;
         assert_int_equal(be_dnnl_convpool_layers(d), want);
@@ -328,7 +331,7 @@ static void tail_case(const char *cfg_text, const char *file, const pad_case_t *
                           convpool == 1   ? ", be_convpool"
                           : convpool == 2 ? ", be_convpool without depthwise"
                                           : "",
-                          pc->head, pc->cut, net->h, pc->v, rows, layers - 1);
+                          pc->head, pc->cut, net->h, pc->v, rows, chain - 1);
             if (memcmp(out, ref, net->outputs * sizeof(float)) != 0)
                 fail_msg("%s: case %d: the shortcut's output differs (rel %g)", file, k,
                          rel_diff(out, ref, net->outputs));
@@ -379,8 +382,12 @@ static void test_zero_tail(void **state)
         {0, 64, 0},   {0, 1, 0},       {0, 100, 0},     {0, 63, 0}, {20, 108, 0.5f}, {40, 41, 0.5f},
         {0, 0, 0.5f}, {33, 128, 0.5f}, {50, 90, 0.25f}, {0, 40, 0}};
     /* the 3x3 and the 1x1s, each with its pool and its depthwise layer; without the depthwise
-     * kind, the 1x1 from 32 channels stays oneDNN's */
-    tail_case(face, "tail_face.cfg", face_cases, sizeof face_cases / sizeof face_cases[0], 8, 3, 2);
+     * kind, the 1x1 from 32 channels stays oneDNN's, and with AVX-512 the chain then ends at
+     * the second pool: oneDNN's depthwise kernel there reads channels last, so the pass's
+     * 16-channel blocks of 32 channels are reordered for it (a step the shortcut does not
+     * take) */
+    tail_case(face, "tail_face.cfg", face_cases, sizeof face_cases / sizeof face_cases[0], 8,
+              be_dnnl_winograd_supported() ? 5 : 8, 3, 2);
     /* 'same' padding and stride 2 into a 3x3 stride-1 pool (window at -1, both ways). */
     static const char strided[] =
         "[net]\nbatch=1\nsubdivisions=1\nwidth=96\nheight=160\nchannels=3\n"
@@ -393,7 +400,7 @@ static void test_zero_tail(void **state)
                                                {44, 116, 0.5f},  {1, 159, 0.5f}, {79, 81, 0.5f},
                                                {100, 160, 0.5f}, {0, 0, 0.5f},   {0, 159, 0}};
     tail_case(strided, "tail_strided.cfg", strided_cases,
-              sizeof strided_cases / sizeof strided_cases[0], 2, 0, 0);
+              sizeof strided_cases / sizeof strided_cases[0], 2, 2, 0, 0);
     /* a pool that darknet's own code reads next (a route): the chain's end, copied to
      * darknet's buffer after the shortcut */
     static const char route[] =
@@ -406,7 +413,7 @@ static void test_zero_tail(void **state)
     static const pad_case_t route_cases[] = {
         {0, 40, 0}, {20, 76, 0.5f}, {0, 0, 0.5f}, {0, 96, 0}, {30, 96, 0.5f}};
     tail_case(route, "tail_route.cfg", route_cases, sizeof route_cases / sizeof route_cases[0], 2,
-              1, 1);
+              2, 1, 1);
 }
 
 static int stop_after(void *arg)
@@ -461,6 +468,39 @@ static void test_omp_env(void **state)
     assert_int_equal(probe_child(2, NULL), 0);
 }
 
+/* /proc/cpuinfo's `key` line (the first CPU's) contains `word` as a whole word. */
+static int cpuinfo_has(const char *key, const char *word)
+{
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[8192];
+    int found = 0;
+    size_t klen = strlen(key), wlen = strlen(word);
+    while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+        if (strncmp(line, key, klen) != 0 || (line[klen] != ' ' && line[klen] != '\t'))
+            continue;
+        for (char *p = strchr(line, ':'); p != NULL && (p = strstr(p, word)) != NULL; p += wlen)
+            if ((p[-1] == ' ' || p[-1] == ':') && (p[wlen] == ' ' || p[wlen] == '\n'))
+                found = 1;
+        break;
+    }
+    if (f != NULL)
+        fclose(f);
+    return found;
+}
+
+/* The own loops' default is read off the CPU independently of cpuid: no AVX-512 as oneDNN
+ * needs it (F, BW, VL, DQ), or AMD family 25 (19h, Zen 4). */
+static void test_own_loops_default(void **state)
+{
+    (void)state;
+    if (getenv("DNNL_MAX_CPU_ISA") != NULL || getenv("ONEDNN_MAX_CPU_ISA") != NULL)
+        skip(); /* oneDNN was told to use less than the CPU has */
+    int avx512 = cpuinfo_has("flags", "avx512f") && cpuinfo_has("flags", "avx512bw") &&
+                 cpuinfo_has("flags", "avx512vl") && cpuinfo_has("flags", "avx512dq");
+    int zen = cpuinfo_has("vendor_id", "AuthenticAMD") && cpuinfo_has("cpu family", "25");
+    assert_int_equal(be_dnnl_own_loops_default(), !avx512 || zen);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 2 && strcmp(argv[1], "--omp-env-probe") == 0) {
@@ -477,6 +517,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_yolov3_tiny),         cmocka_unit_test(test_yolov2_tiny),
         cmocka_unit_test(test_depthwise_and_edges), cmocka_unit_test(test_zero_tail),
         cmocka_unit_test(test_stop_between_layers), cmocka_unit_test(test_omp_env),
+        cmocka_unit_test(test_own_loops_default),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -91,6 +91,10 @@ static void check(int c, int h, int w, int size, int stride, int blk, int thread
     free(out);
 }
 
+/* {channels, blk}: NCHW, two blocks of 8 and of 16, and channels last (blk = c: 24 runs 8
+ * channels at a time, 48 16) */
+static const int layouts[][2] = {{5, 1}, {16, 8}, {32, 16}, {24, 24}, {48, 48}};
+
 static void test_darknet_geometries(void **state)
 {
     (void)state;
@@ -98,10 +102,10 @@ static void test_darknet_geometries(void **state)
     static const int dims[][2] = {{13, 13}, {14, 14}, {7, 9}, {1, 1}, {2, 5}, {31, 8}};
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
         for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++)
-            for (int blk = 1; blk <= 16; blk = blk == 1 ? 8 : blk + 8)
+            for (size_t k = 0; k < sizeof layouts / sizeof layouts[0]; k++)
                 for (int t = 1; t <= 2; t++)
-                    check(blk == 1 ? 5 : 2 * blk, dims[d][0], dims[d][1], sizes[s][0], sizes[s][1],
-                          blk, t);
+                    check(layouts[k][0], dims[d][0], dims[d][1], sizes[s][0], sizes[s][1],
+                          layouts[k][1], t);
 }
 
 static void test_face_model_first_pool(void **state)
@@ -123,8 +127,9 @@ static void test_band_rows(void **state)
     for (size_t g = 0; g < sizeof geo / sizeof geo[0]; g++)
         for (int lo = 0; lo <= 3; lo += 3)
             for (int k = 1; k <= 9; k += 4)
-                for (int blk = 1; blk <= 16; blk = blk == 1 ? 8 : blk + 8) {
-                    int c = blk == 1 ? 3 : 2 * blk, h = 40, w = 21, size = geo[g][0];
+                for (size_t lay = 0; lay < sizeof layouts / sizeof layouts[0]; lay++) {
+                    int c = layouts[lay][0], blk = layouts[lay][1], h = 40, w = 21,
+                        size = geo[g][0];
                     int s = geo[g][1];
                     be_maxpool_t p = darknet_pool(c, h, w, size, s, blk);
                     int off = -(p.pad / 2);
@@ -191,6 +196,12 @@ static void test_fits(void **state)
     p.blk = 1; /* NCHW */
     assert_true(be_maxpool_fits(&p));
     p.blk = 4;
+    assert_false(be_maxpool_fits(&p));
+    p.c = p.blk = 24; /* channels last */
+    assert_true(be_maxpool_fits(&p));
+    p.c = p.blk = 20; /* channels last, not whole 8s */
+    assert_false(be_maxpool_fits(&p));
+    p.c = 48; /* blk 20 of 48: neither */
     assert_false(be_maxpool_fits(&p));
     p = ok;
     p.c = 12; /* not whole blocks */
