@@ -47,6 +47,11 @@ int be_convpool_fits(const layer *conv, const layer *pool);
 int be_convpool_create(be_convpool_t **out, const layer *conv, const layer *pool, int blk,
                        int in_blk);
 
+/* Whether passes created after it run a 3x3's interior 2x2 windows as Winograd F(2x2,3x3)
+ * (nonzero, the default) or all on the direct kernel (0). Process-wide, for tests and the
+ * bench; call it with no pass being created. */
+void be_convpool_winograd(int on);
+
 /* 1 when depthwise `dw`, then 1x1 `conv`, then `pool` can run as one pass: dw a 3x3 with
  * groups = channels (a multiple of 8), stride 1, padding 1, LEAKY, RELU or LINEAR, batch 1, and
  * 2 x width (rounded up to a multiple of 6) x channels <= BE_CONVPOOL_DW_MAX; conv and pool as

@@ -176,70 +176,76 @@ static void run_case(const case_t *k, unsigned seed)
             continue;
         }
         to_blocked(in, src, k->c, k->h, k->w, ib, 0, k->h);
-        for (int blk = 8; blk <= 16; blk += 8)
-            for (int portable = 0; portable <= 1; portable++)
-                for (int threads = 1; threads <= 2; threads++) {
-                    be_convpool_t *cp = NULL;
-                    assert_int_equal(dw ? be_convpool_create_dw(&cp, dl, cv, pl, blk, ib)
-                                        : be_convpool_create(&cp, cv, pl, blk, ib),
-                                     0);
-                    assert_int_equal(be_convpool_layers(cp), dw ? 3 : 2);
-                    assert_int_equal(be_convpool_blk(cp), blk);
-                    assert_int_equal(be_convpool_in_blk(cp), ib);
-                    be_convpool_portable(portable);
-                    for (size_t i = 0; i < out_n + GUARD; i++)
-                        got[i] = NAN;
-                    be_convpool_run_all(cp, src, got, threads);
-                    for (size_t i = out_n; i < out_n + GUARD; i++)
-                        assert_true(isnan(got[i]));
-                    from_blocked(got, nchw, pl->c, pl->out_h, pl->out_w, blk);
-                    double r = rel_diff(nchw, pool_out, out_n);
-                    if (!(r <= TOL))
-                        fail_msg(
-                            "%s%dx%dx%d -> %d, pad %d, %s, in %d, out %d, %s kernel, %d threads: "
-                            "rel %g",
-                            dw ? "depthwise, " : "", k->w, k->h, k->c, k->n, k->pad, k->act, ib,
-                            blk, portable ? "portable" : "default", threads, r);
-                    /* the same kernel: the same floats, any blocking, either side, and any thread
-                     * count */
-                    if (first && portable == 0) {
-                        memcpy(whole, nchw, out_n * sizeof(float));
-                        first = 0;
-                    } else if (portable == 0)
-                        assert_memory_equal(nchw, whole, out_n * sizeof(float));
-                    /* bands: rows [lo, hi) from a buffer of the input rows they read into a buffer
-                     * of hi - lo rows, as the padding shortcut runs them (dnnl_tail.c) */
-                    int oh = pl->out_h;
-                    int bands[][2] = {{0, 1}, {oh / 3, oh - oh / 4}, {oh - 1, oh}, {1, oh}};
-                    for (size_t b = 0; b < sizeof bands / sizeof bands[0]; b++) {
-                        int lo = bands[b][0], hi = bands[b][1];
-                        if (lo >= hi)
-                            continue;
-                        size_t cell = (size_t)pl->out_w * blk, plane = (size_t)(hi - lo) * cell;
-                        size_t used = plane * (size_t)(pl->c / blk);
-                        for (size_t i = 0; i < used + GUARD; i++)
-                            band[i] = NAN;
-                        int ilo = 2 * lo - k->pad - dw, ihi = 2 * hi - k->pad + k->size - 1 + dw;
-                        ilo = ilo > 0 ? ilo : 0;
-                        ihi = ihi < k->h ? ihi : k->h;
-                        to_blocked(in, src_band, k->c, k->h, k->w, ib, ilo, ihi);
-                        be_convpool_run(cp, src_band, ihi - ilo, ilo, band, hi - lo, lo, lo, hi,
-                                        threads);
-                        for (size_t i = used; i < used + GUARD; i++)
-                            assert_true(isnan(band[i]));
-                        for (int cb = 0; cb < pl->c / blk; cb++)
-                            assert_memory_equal(band + cb * plane,
-                                                got + ((size_t)cb * oh + lo) * cell,
-                                                plane * sizeof(float));
+        /* a 3x3: its interior windows by Winograd (the default), and all on the direct kernel */
+        for (int wino = 0; wino <= (k->size == 3); wino++, first = 1)
+            for (int blk = 8; blk <= 16; blk += 8)
+                for (int portable = 0; portable <= 1; portable++)
+                    for (int threads = 1; threads <= 2; threads++) {
+                        be_convpool_t *cp = NULL;
+                        be_convpool_winograd(wino);
+                        assert_int_equal(dw ? be_convpool_create_dw(&cp, dl, cv, pl, blk, ib)
+                                            : be_convpool_create(&cp, cv, pl, blk, ib),
+                                         0);
+                        be_convpool_winograd(1);
+                        assert_int_equal(be_convpool_layers(cp), dw ? 3 : 2);
+                        assert_int_equal(be_convpool_blk(cp), blk);
+                        assert_int_equal(be_convpool_in_blk(cp), ib);
+                        be_convpool_portable(portable);
+                        for (size_t i = 0; i < out_n + GUARD; i++)
+                            got[i] = NAN;
+                        be_convpool_run_all(cp, src, got, threads);
+                        for (size_t i = out_n; i < out_n + GUARD; i++)
+                            assert_true(isnan(got[i]));
+                        from_blocked(got, nchw, pl->c, pl->out_h, pl->out_w, blk);
+                        double r = rel_diff(nchw, pool_out, out_n);
+                        if (!(r <= TOL))
+                            fail_msg("%s%dx%dx%d -> %d, pad %d, %s, in %d, out %d, %s kernel%s, %d "
+                                     "threads: rel %g",
+                                     dw ? "depthwise, " : "", k->w, k->h, k->c, k->n, k->pad,
+                                     k->act, ib, blk, portable ? "portable" : "default",
+                                     wino ? " + Winograd" : "", threads, r);
+                        /* the same kernel: the same floats, any blocking, either side, and any
+                         * thread count */
+                        if (first && portable == 0) {
+                            memcpy(whole, nchw, out_n * sizeof(float));
+                            first = 0;
+                        } else if (portable == 0)
+                            assert_memory_equal(nchw, whole, out_n * sizeof(float));
+                        /* bands: rows [lo, hi) from a buffer of the input rows they read into a
+                         * buffer of hi - lo rows, as the padding shortcut runs them (dnnl_tail.c)
+                         */
+                        int oh = pl->out_h;
+                        int bands[][2] = {{0, 1}, {oh / 3, oh - oh / 4}, {oh - 1, oh}, {1, oh}};
+                        for (size_t b = 0; b < sizeof bands / sizeof bands[0]; b++) {
+                            int lo = bands[b][0], hi = bands[b][1];
+                            if (lo >= hi)
+                                continue;
+                            size_t cell = (size_t)pl->out_w * blk, plane = (size_t)(hi - lo) * cell;
+                            size_t used = plane * (size_t)(pl->c / blk);
+                            for (size_t i = 0; i < used + GUARD; i++)
+                                band[i] = NAN;
+                            int ilo = 2 * lo - k->pad - dw,
+                                ihi = 2 * hi - k->pad + k->size - 1 + dw;
+                            ilo = ilo > 0 ? ilo : 0;
+                            ihi = ihi < k->h ? ihi : k->h;
+                            to_blocked(in, src_band, k->c, k->h, k->w, ib, ilo, ihi);
+                            be_convpool_run(cp, src_band, ihi - ilo, ilo, band, hi - lo, lo, lo, hi,
+                                            threads);
+                            for (size_t i = used; i < used + GUARD; i++)
+                                assert_true(isnan(band[i]));
+                            for (int cb = 0; cb < pl->c / blk; cb++)
+                                assert_memory_equal(band + cb * plane,
+                                                    got + ((size_t)cb * oh + lo) * cell,
+                                                    plane * sizeof(float));
+                        }
+                        print_message(
+                            "%s%dx%dx%d -> %d, %dx%d, pad %d, %s, in blocks of %d, out of %d, %s "
+                            "kernel%s, %d thread%s: rel %.2g\n",
+                            dw ? "depthwise, " : "", k->w, k->h, k->c, k->n, k->size, k->size,
+                            k->pad, k->act, ib, blk, portable ? "portable" : "default",
+                            wino ? " + Winograd" : "", threads, threads > 1 ? "s" : "", r);
+                        be_convpool_destroy(cp);
                     }
-                    print_message(
-                        "%s%dx%dx%d -> %d, %dx%d, pad %d, %s, in blocks of %d, out of %d, %s "
-                        "kernel, %d thread%s: rel %.2g\n",
-                        dw ? "depthwise, " : "", k->w, k->h, k->c, k->n, k->size, k->size, k->pad,
-                        k->act, ib, blk, portable ? "portable" : "default", threads,
-                        threads > 1 ? "s" : "", r);
-                    be_convpool_destroy(cp);
-                }
     }
     be_convpool_portable(0);
     free(in);
