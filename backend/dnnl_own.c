@@ -45,7 +45,7 @@ static int amd_family_19h(void)
 
 int be_dnnl_own_loops_default(void)
 {
-    if ((dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core) != dnnl_cpu_isa_avx512_core)
+    if (!be_dnnl_winograd_supported()) /* oneDNN without AVX-512 */
         return 1;
     return amd_family_19h();
 }
@@ -189,9 +189,7 @@ int be_dnnl_convpool_step(be_dnnl_t *d, int i, int in_blk, int layers, int to_nc
     dnnl_memory_desc_t md;
     dnnl_memory_t out;
     dnnl_dims_t dims = {1, pl->out_c, pl->out_h, pl->out_w};
-    const int blk =
-        (dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core ? 16
-                                                                                              : 8;
+    const int blk = be_dnnl_winograd_supported() ? 16 : 8; /* (that is: oneDNN's AVX-512) */
     BE_DNNL_TRY(dnnl_memory_desc_init_by_tag(&md, 4, dims, dnnl_f32, blk_tag(blk)), "a tensor");
     BE_DNNL_TRY(dnnl_memory_create(&out, &md, d->eng, DNNL_MEMORY_ALLOCATE), "a tensor");
     be_dnnl_keep_mem(d, out);

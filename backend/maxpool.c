@@ -30,6 +30,14 @@ int be_maxpool_fits(const be_maxpool_t *p)
     return 1;
 }
 
+/* The window's cells along one axis, [*a, *b): from `start` (may be negative), `size` long,
+ * inside 0 .. len. */
+static inline void span(int start, int size, int len, int *a, int *b)
+{
+    *a = start < 0 ? 0 : start;
+    *b = start + size > len ? len : start + size;
+}
+
 /* One output row of B channels: `src` is their first input cell, `o` their output row's, and a
  * cell is S floats from the next (S = B in a block; S = c channels last, B of them at a time).
  * B is a constant at each call (inlined), so the loops over the channels become whole vectors
@@ -39,11 +47,8 @@ static inline void pool_row(const be_maxpool_t *p, const float *src, float *o, i
 {
     const int h = p->h, w = p->w, ow = p->out_w, size = p->size, s = p->stride;
     const int off = -(p->pad / 2);
-    int y0 = off + p->shift + oy * s, y1 = y0 + size;
-    if (y0 < 0)
-        y0 = 0;
-    if (y1 > h)
-        y1 = h;
+    int y0, y1;
+    span(off + p->shift + oy * s, size, h, &y0, &y1);
     int ox = 0;
     if (size == 2 && s == 2 && off == 0 && y1 - y0 == 2) {
         /* The common case, without per-cell bounds: every window whose two columns are in. */
@@ -60,11 +65,8 @@ static inline void pool_row(const be_maxpool_t *p, const float *src, float *o, i
         }
     }
     for (; ox < ow; ox++) {
-        int x0 = off + ox * s, x1 = x0 + size;
-        if (x0 < 0)
-            x0 = 0;
-        if (x1 > w)
-            x1 = w;
+        int x0, x1;
+        span(off + ox * s, size, w, &x0, &x1);
         float m[16];
         for (int k = 0; k < B; k++)
             m[k] = -FLT_MAX;
@@ -94,18 +96,12 @@ static inline void last_row(const be_maxpool_t *p, const float *in, float *out, 
 {
     const int h = p->h, w = p->w, c = p->c, size = p->size, s = p->stride;
     const int off = -(p->pad / 2);
-    int y0 = off + p->shift + oy * s, y1 = y0 + size;
-    if (y0 < 0)
-        y0 = 0;
-    if (y1 > h)
-        y1 = h;
+    int y0, y1;
+    span(off + p->shift + oy * s, size, h, &y0, &y1);
     float *o = out + (size_t)oy * p->out_w * c;
     for (int ox = 0; ox < p->out_w; ox++) {
-        int x0 = off + ox * s, x1 = x0 + size;
-        if (x0 < 0)
-            x0 = 0;
-        if (x1 > w)
-            x1 = w;
+        int x0, x1;
+        span(off + ox * s, size, w, &x0, &x1);
         for (int k0 = 0; k0 < c; k0 += B) {
             float m[16];
             for (int k = 0; k < B; k++)
