@@ -28,6 +28,19 @@ static inline int fg_have_avx2(void)
     }
     return v;
 }
+
+/* 1 when the CPU (and the OS, for the registers' state) has AVX-512F as well, for convpool's
+ * Winograd tiles. */
+static inline int fg_have_avx512(void)
+{
+    static int known = -1;
+    int v = __atomic_load_n(&known, __ATOMIC_RELAXED);
+    if (v < 0) {
+        v = fg_have_avx2() && __builtin_cpu_supports("avx512f");
+        __atomic_store_n(&known, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
 #endif
 
 #endif

@@ -17,7 +17,7 @@
 
 #include <stdlib.h>
 
-#include "clones.h" /* fg_have_avx2 */
+#include "clones.h" /* fg_have_avx2, fg_have_avx512 */
 #include "convpool_internal.h"
 #include "err.h"
 #include "fast.h"
@@ -355,11 +355,25 @@ __attribute__((target("avx2,fma"))) static void kernel_avx2_16(const float *in, 
 
 #endif
 
-static int portable; /* be_convpool_portable: set by tests before the calls they make */
+static int isa_max = BE_CONVPOOL_ISA_AVX512; /* be_convpool_isa: set by tests, bench */
 
-void be_convpool_portable(int on)
+void be_convpool_isa(int max)
 {
-    __atomic_store_n(&portable, on, __ATOMIC_RELAXED);
+    __atomic_store_n(&isa_max, max, __ATOMIC_RELAXED);
+}
+
+/* The most of be_convpool_isa's cap this CPU has. */
+static int run_isa(void)
+{
+    int max = __atomic_load_n(&isa_max, __ATOMIC_RELAXED);
+#ifdef CP_X86
+    if (max >= BE_CONVPOOL_ISA_AVX512 && fg_have_avx512())
+        return BE_CONVPOOL_ISA_AVX512;
+    if (max >= BE_CONVPOOL_ISA_AVX2 && fg_have_avx2())
+        return BE_CONVPOOL_ISA_AVX2;
+#endif
+    (void)max;
+    return BE_CONVPOOL_ISA_C;
 }
 
 /* The input as the kernels read it: rows [y0, y0 + rows) of the convolution's input, each
@@ -603,23 +617,21 @@ static void wino_span(const be_convpool_t *cp, int y, int *a, int *b)
 
 /* Pooled columns [a, b) of pooled row y / 2 by Winograd; v: scratch of 16 x c x 8 floats. */
 static void wino_row(const be_convpool_t *cp, const in_t *in, const float *wt, int y, int a, int b,
-                     float *o, const out_t *ot, int avx, float *v)
+                     float *o, const out_t *ot, int isa, float *v)
 {
     const float *row = in->p + (size_t)(y - cp->pad - in->y0) * cp->w - cp->pad;
     be_convpool_wino_tiles(row + 2 * a, (size_t)in->rows * cp->w, cp->w, cp->c, b - a, wt,
-                           o + (size_t)a * ot->step, ot, avx, v);
+                           o + (size_t)a * ot->step, ot, isa, v);
 }
 
 void be_convpool_run(const be_convpool_t *cp, const float *in, int in_rows, int in_y0, float *out,
                      int rows, int y0, int lo, int hi, int threads)
 {
     kernel_fn *kern = cp->ib == 1 ? kernel_c1 : cp->ib == 8 ? kernel_c8 : kernel_c16;
-    int avx = 0;
+    const int isa = run_isa(), avx = isa >= BE_CONVPOOL_ISA_AVX2;
 #ifdef CP_X86
-    if (!__atomic_load_n(&portable, __ATOMIC_RELAXED) && fg_have_avx2()) {
+    if (avx)
         kern = cp->ib == 1 ? kernel_avx2_1 : cp->ib == 8 ? kernel_avx2_8 : kernel_avx2_16;
-        avx = 1;
-    }
 #endif
     const int k = cp->c * cp->size * cp->size, nblk = cp->n / NB, items = nblk * (hi - lo);
     const size_t plane = (size_t)rows * cp->pw * cp->blk; /* one block of the output */
@@ -648,7 +660,7 @@ void be_convpool_run(const be_convpool_t *cp, const float *in, int in_rows, int 
             int two = y + 1 < cp->oh, a, b;
             wino_span(cp, y, &a, &b);
             if (a < b)
-                wino_row(cp, &src, cp->wino + (size_t)fb * 16 * cp->c * NB, y, a, b, o, &ot, avx,
+                wino_row(cp, &src, cp->wino + (size_t)fb * 16 * cp->c * NB, y, a, b, o, &ot, isa,
                          v);
             /* the rest, or all, direct: [0, a) and [b, pw) */
             for (int part = 0; part < 2; part++) {

@@ -89,7 +89,11 @@ int be_convpool_blk(const be_convpool_t *cp);
 
 void be_convpool_destroy(be_convpool_t *cp);
 
-/* Tests: 1 makes every run use the portable C kernel even where AVX2 + FMA are present. */
-void be_convpool_portable(int on);
+/* What the kernels use: portable C, AVX2 + FMA, and (for the Winograd tiles) AVX-512F. */
+enum { BE_CONVPOOL_ISA_C = 0, BE_CONVPOOL_ISA_AVX2 = 1, BE_CONVPOOL_ISA_AVX512 = 2 };
+
+/* Tests, bench: the most the kernels may use from the next run on (default
+ * BE_CONVPOOL_ISA_AVX512); each run takes the most of that the CPU has. */
+void be_convpool_isa(int max);
 
 #endif

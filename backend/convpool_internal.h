@@ -5,6 +5,8 @@
 
 #include <stddef.h>
 
+#include "convpool.h" /* BE_CONVPOOL_ISA_* */
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define CP_X86 1
@@ -36,9 +38,9 @@ void be_convpool_wino_weights(const float g[9], float u[16]);
 
 /* n Winograd tiles 2 columns apart, 8 at a time, `in` at channel 0's 4x4 patch of the first
  * (`gs` floats between channels, `w` between rows), with the transformed filters wt
- * ([16][c][NB]): each tile's pooled cell, from o on (see out_t). avx: with AVX2 + FMA (the
- * caller checked the CPU). v: scratch of 16 x c x 8 floats. */
+ * ([16][c][NB]): each tile's pooled cell, from o on (see out_t). isa: the most the kernels may use
+ * (BE_CONVPOOL_ISA_*; the caller checked the CPU has it). v: scratch of 16 x c x 8 floats. */
 void be_convpool_wino_tiles(const float *in, size_t gs, int w, int c, int n, const float *wt,
-                            float *o, const out_t *ot, int avx, float *v);
+                            float *o, const out_t *ot, int isa, float *v);
 
 #endif

@@ -2,12 +2,12 @@
  * NCHW input, or 1x1 on 8- and 16-channel blocks) and the [maxpool] 2x2 after it, with
  * generated weights, biases and batch-norm statistics, run by network_predict; the one-pass
  * kernel's output, in 8- and 16-channel blocks, must be within rel 1e-5 of darknet's pool
- * output, for both kernels (AVX2 + FMA where the CPU has them, and the portable C one), at 1
- * and 2 threads, on sizes whose edges need the padded path (pad 0, 1 and 2; odd widths and
- * heights, where the last pool window holds one column or row; widths under one tile). The
- * same kernel gives the same floats for every blocking and thread count. A band of rows, read
- * from a buffer of only the input rows it needs and written into a band buffer, must equal the
- * same rows of the whole output bit for bit and leave every other float alone.
+ * output, for every kernel (the portable C one, AVX2 + FMA, and AVX-512F's Winograd tiles,
+ * where the CPU has them), at 1 and 2 threads, on sizes whose edges need the padded path (pad 0, 1
+ * and 2; odd widths and heights, where the last pool window holds one column or row; widths under
+ * one tile). The same kernel gives the same floats for every blocking and thread count. A band of
+ * rows, read from a buffer of only the input rows it needs and written into a band buffer, must
+ * equal the same rows of the whole output bit for bit and leave every other float alone.
  * be_convpool_fits and be_convpool_create refuse what the kernel does not do. */
 #include <math.h>
 #include <setjmp.h>
@@ -26,6 +26,8 @@
 
 #define TOL 1e-5
 #define GUARD 64 /* floats after each output buffer that must stay untouched */
+
+static const char *const isa_name[] = {"portable C", "AVX2", "AVX-512"};
 
 static char dir[64];
 
@@ -179,7 +181,7 @@ static void run_case(const case_t *k, unsigned seed)
         /* a 3x3: its interior windows by Winograd (the default), and all on the direct kernel */
         for (int wino = 0; wino <= (k->size == 3); wino++, first = 1)
             for (int blk = 8; blk <= 16; blk += 8)
-                for (int portable = 0; portable <= 1; portable++)
+                for (int isa = BE_CONVPOOL_ISA_C; isa <= BE_CONVPOOL_ISA_AVX512; isa++)
                     for (int threads = 1; threads <= 2; threads++) {
                         be_convpool_t *cp = NULL;
                         be_convpool_winograd(wino);
@@ -190,7 +192,7 @@ static void run_case(const case_t *k, unsigned seed)
                         assert_int_equal(be_convpool_layers(cp), dw ? 3 : 2);
                         assert_int_equal(be_convpool_blk(cp), blk);
                         assert_int_equal(be_convpool_in_blk(cp), ib);
-                        be_convpool_portable(portable);
+                        be_convpool_isa(isa);
                         for (size_t i = 0; i < out_n + GUARD; i++)
                             got[i] = NAN;
                         be_convpool_run_all(cp, src, got, threads);
@@ -202,14 +204,14 @@ static void run_case(const case_t *k, unsigned seed)
                             fail_msg("%s%dx%dx%d -> %d, pad %d, %s, in %d, out %d, %s kernel%s, %d "
                                      "threads: rel %g",
                                      dw ? "depthwise, " : "", k->w, k->h, k->c, k->n, k->pad,
-                                     k->act, ib, blk, portable ? "portable" : "default",
-                                     wino ? " + Winograd" : "", threads, r);
+                                     k->act, ib, blk, isa_name[isa], wino ? " + Winograd" : "",
+                                     threads, r);
                         /* the same kernel: the same floats, any blocking, either side, and any
-                         * thread count */
-                        if (first && portable == 0) {
+                         * thread count; and the AVX-512 Winograd tiles the AVX2 ones' */
+                        if (first && isa != BE_CONVPOOL_ISA_C) {
                             memcpy(whole, nchw, out_n * sizeof(float));
                             first = 0;
-                        } else if (portable == 0)
+                        } else if (isa != BE_CONVPOOL_ISA_C)
                             assert_memory_equal(nchw, whole, out_n * sizeof(float));
                         /* bands: rows [lo, hi) from a buffer of the input rows they read into a
                          * buffer of hi - lo rows, as the padding shortcut runs them (dnnl_tail.c)
@@ -242,12 +244,12 @@ static void run_case(const case_t *k, unsigned seed)
                             "%s%dx%dx%d -> %d, %dx%d, pad %d, %s, in blocks of %d, out of %d, %s "
                             "kernel%s, %d thread%s: rel %.2g\n",
                             dw ? "depthwise, " : "", k->w, k->h, k->c, k->n, k->size, k->size,
-                            k->pad, k->act, ib, blk, portable ? "portable" : "default",
-                            wino ? " + Winograd" : "", threads, threads > 1 ? "s" : "", r);
+                            k->pad, k->act, ib, blk, isa_name[isa], wino ? " + Winograd" : "",
+                            threads, threads > 1 ? "s" : "", r);
                         be_convpool_destroy(cp);
                     }
     }
-    be_convpool_portable(0);
+    be_convpool_isa(BE_CONVPOOL_ISA_AVX512);
     free(in);
     free(src);
     free(src_band);
@@ -269,6 +271,7 @@ static void test_against_darknet(void **state)
         {64, 48, 3, 32, 3, 1, "relu", NULL, 0},  /* two blocks of 16 filters */
         {13, 9, 1, 16, 3, 0, "linear", NULL, 0}, /* grey; 11 x 7: odd output, one tile and a part */
         {8, 5, 4, 16, 3, 0, "leaky", NULL, 0},   /* under one tile wide, one output row */
+        {31, 8, 5, 32, 3, 1, "leaky", NULL, 0},  /* 5 channels: 15 tiles, 3 x 4 and 3 more */
         {9, 6, 3, 16, 3, 2, "leaky", NULL, 0},   /* padding 2: every tile on an edge */
         {3, 3, 8, 16, 3, 1, "relu", NULL, 0},    /* the most channels, 3 x 3 */
         /* 1x1 on 8-channel blocks: the face model's 16 -> 32 (a band of it) and 128 -> 256 */
