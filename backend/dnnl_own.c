@@ -147,20 +147,27 @@ static int in_blocks(const dnnl_memory_desc_t *curmd, int c, int h, int w, int n
 /* When layers i .. i + *layers - 1 run as one be_convpool step, the channels per block it reads
  * (1, 8 or 16), else 0: they fit, the mode allows it (by default where be_dnnl_own_loops_default:
  * oneDNN's AVX2 kernel for the face model's first layer ran at ~45 GFLOP/s, and each pool read back
- * what the convolution had just written; convpool.h), f32, darknet reads none of the outputs the
- * pass skips (nchw[j]), and the tensor coming in (curmd) is laid out as be_convpool reads it:
- * NCHW for a 3x3, 8- or 16-channel blocks for the rest. Three layers (a depthwise 3x3, a 1x1,
- * a pool) are taken before two. */
+ * what the convolution had just written; convpool.h), f32 (bf16: below), darknet reads none of the
+ * outputs the pass skips (nchw[j]), and the tensor coming in (curmd) is laid out as be_convpool
+ * reads it: NCHW for a 3x3, 8- or 16-channel blocks for the rest. Three layers (a depthwise 3x3, a
+ * 1x1, a pool) are taken before two. */
 int be_dnnl_convpool_fits(const be_dnnl_t *d, int i, int all_outputs, const char *nchw,
                           const dnnl_memory_desc_t *curmd, int *layers)
 {
     int on = convpool_mode;
     if (on < 0)
         on = be_dnnl_own_loops_default();
-    if (!on || d->bf16 || all_outputs || i + 1 >= d->net->n || nchw[i] || !d->plan[i].onednn ||
+    if (!on || all_outputs || i + 1 >= d->net->n || nchw[i] || !d->plan[i].onednn ||
         !d->plan[i + 1].onednn || d->deferred != NULL)
         return 0;
     const layer *l = d->net->layers;
+    /* bf16: only a pass from layer 0, on the f32 input image; the bf16 convolution after it
+     * reads its output through a reorder. Face model (in-process, in turns over the 7 photos,
+     * AMD Zen 4): the network took 0.953-0.959 of bf16's time without it (1 and 2 threads),
+     * yolov3-tiny's 0.998-1.003; with the face model's next two passes (f32) as well, 1.15-1.18x
+     * the time with the first alone. */
+    if (d->bf16 && i != 0)
+        return 0;
     if (on != 2 && i + 2 < d->net->n && !nchw[i + 1] && d->plan[i + 2].onednn &&
         be_convpool_fits_dw(&l[i], &l[i + 1], &l[i + 2]) && l[i + 1].c <= DW_C_MAX) {
         *layers = 3;
