@@ -44,9 +44,9 @@ struct be_image {
     tjhandle tj;  /* decompressor; NULL after a failed reset (recreated on the next call) */
     tjhandle tjc; /* compressor, created on the first annotated output */
     be_image_limits_t limits;
-    int threads;  /* of the decode and the resize (be_image_set_threads) */
-    float split;  /* the top band's share of a split JPEG decode (be_jpeg_decode_split) */
-    uint8_t *rgb; /* decode buffer, grown as needed and kept up to BE_IMAGE_KEEP_MAX */
+    int threads;           /* of the decode and the resize (be_image_set_threads) */
+    be_jpeg_split_t split; /* what split JPEG decodes learnt (be_jpeg_decode_split) */
+    uint8_t *rgb;          /* decode buffer, grown as needed and kept up to BE_IMAGE_KEEP_MAX */
     size_t rgb_cap;
     unsigned char *jpeg; /* last annotated output (tjAlloc'd) */
     size_t jpeg_len;

@@ -120,21 +120,29 @@ int be_image_decode_rgb(be_image_t *im, const uint8_t *buf, size_t len, uint8_t 
 /* be_jpeg_decode_split()'s answer for a file it leaves to TurboJPEG's one-thread decode. */
 #define BE_JPEG_SERIAL 1
 
+/* What be_jpeg_decode_split learns from one decode for the next, kept per caller: the top
+ * band's share when there are two, of the estimated work at restart markers, of the rows for a
+ * skip (anything outside [0.15, 0.85] starts at 0.5). Apart, because a skip's bands need
+ * another split (its second band also Huffman-decodes the first's rows). */
+typedef struct {
+    float restart, skip;
+} be_jpeg_split_t;
+
 /* Decodes the JPEG buf[0..len) to packed RGB (sw x sh, one of TurboJPEG's scaled sizes) in
  * bands of rows at once on the calling thread's OpenMP team, with the pixels tjDecompress2
  * gives for the same `flags` (TJFLAG_FASTUPSAMPLE, TJFLAG_FASTDCT). A file with restart
- * markers is cut into up to `threads` bands (at most 8) that each decode only their rows;
- * any other into two, the second skipping (still Huffman-decoding) the first's rows.
- * *split (the top band's share of the rows when there are two; anything outside
- * [0.15, 0.85] starts at 0.5) is updated after each decode to even out the bands' times:
- * keep it per caller. Returns the number of bands (>= 2) it decoded in; BE_JPEG_SERIAL with
+ * markers is cut into up to `threads` bands (at most 8) that each decode only their rows,
+ * each with an equal share of the work estimated from the bytes between its markers and its
+ * pixels; any other into two, the second skipping (still Huffman-decoding) the first's rows.
+ * *split is updated after each two-band decode to even out the bands' times (the other
+ * thread starts later). Returns the number of bands (>= 2) it decoded in; BE_JPEG_SERIAL with
  * nothing decoded when threads < 2, sh < 32, or the file is not a single-scan
  * YCbCr/grey/RGB JPEG of that size (progressive, arithmetic, CMYK); or PROTO_EIMAGE on any
  * libjpeg error or warning (rgb partly written: decode it again with TurboJPEG for its
  * message). Caller's thread and caller's buffers (image_jpeg.c). Built without OpenMP, the
  * bands run one after the other on the caller's thread. */
 int be_jpeg_decode_split(const uint8_t *buf, size_t len, uint8_t *rgb, int sw, int sh, int flags,
-                         int threads, float *split);
+                         int threads, be_jpeg_split_t *split);
 
 /* 1 if be_jpeg_decode_split() is worth calling for a sw x sh decode: its bands run at once
  * (built with OpenMP) and the image is large enough to pay for the second thread; else 0. */

@@ -80,9 +80,8 @@ int bands_measure(unsigned char *const *jpeg, const size_t *len, int n, int thre
     uint8_t *ref = rv == 0 ? malloc(most) : NULL, *got = rv == 0 ? malloc(most) : NULL;
     static double t[4][BANDS_SAMPLES];
     int k = 0;
-    float split[BANDS_FRAMES][2];
-    for (int i = 0; i < BANDS_FRAMES; i++)
-        split[i][0] = split[i][1] = 0.5f;
+    /* one caller's memory for all frames, as a backend's be_image keeps it */
+    be_jpeg_split_t split = {0.5f, 0.5f};
     if (ref == NULL || got == NULL)
         rv = -1;
     /* One warm-up round; then each frame's four decodes in a rotating order, so that a noisy
@@ -99,7 +98,7 @@ int bands_measure(unsigned char *const *jpeg, const size_t *len, int n, int thre
                         rv = -1;
                 } else {
                     int nb = be_jpeg_decode_split(file[i][mark], flen[i][mark], got, fw[i], fh[i],
-                                                  0, threads, &split[i][mark]);
+                                                  0, threads, &split);
                     if (nb < 2)
                         rv = -1;
                     else if (mark)
@@ -112,7 +111,7 @@ int bands_measure(unsigned char *const *jpeg, const size_t *len, int n, int thre
             if (rv == 0 && (tjDecompress2(tj, file[i][1], flen[i][1], ref, fw[i], 0, fh[i],
                                           TJPF_RGB, 0) != 0 ||
                             be_jpeg_decode_split(file[i][1], flen[i][1], got, fw[i], fh[i], 0,
-                                                 threads, &split[i][1]) < 2 ||
+                                                 threads, &split) < 2 ||
                             memcmp(ref, got, sz) != 0))
                 rv = -1;
             k += r >= 0;

@@ -46,8 +46,8 @@ static int letterbox(be_image_t *dec, const uint8_t *buf, size_t len, be_prep_t 
     /* Both decode paths get fuzzed: the exact full-size decode with darknet's placement,
      * the DCT-scaled one with face-api's (each mode keeps its own reference answer). */
     be_decode_t decode = mode == BE_PREP_DARKNET ? BE_DECODE_EXACT : BE_DECODE_FAST;
-    int rv = be_image_letterbox(dec, buf, len, mode, decode, NET_W, NET_H, input, w, h, dw, dh,
-                                err, sizeof err);
+    int rv = be_image_letterbox(dec, buf, len, mode, decode, NET_W, NET_H, input, w, h, dw, dh, err,
+                                sizeof err);
     FUZZ_CHECK(memchr(err, '\0', sizeof err) != NULL);
     return rv;
 }
@@ -135,7 +135,7 @@ static void check_split(const uint8_t *buf, size_t len, int w, int h)
 {
     uint8_t *ref = NULL, *got = malloc((size_t)w * h * 3);
     int rw = 0, rh = 0;
-    float split = 0;
+    be_jpeg_split_t split = {0, 0};
     FUZZ_CHECK(got != NULL);
     int rv = be_image_decode_rgb(im, buf, len, &ref, &rw, &rh);
     for (int threads = 2; threads <= 3; threads++) {

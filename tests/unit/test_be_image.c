@@ -793,8 +793,8 @@ static void test_threads_same_pixels(void **state)
 /* The two-band decode gives TurboJPEG's pixels byte for byte: the darknet photos and dog.jpg
  * re-encoded at every subsampling (and grey, and with 16-row-unaligned heights), with each
  * flag set, at full size and DCT-scaled, from several splits; a split file really was split
- * (2 bands, not BE_JPEG_SERIAL). Progressive files and one thread are left to TurboJPEG; a truncated
- * file is an error, and through be_image_letterbox the same error as one thread's. */
+ * (2 bands, not BE_JPEG_SERIAL). Progressive files and one thread are left to TurboJPEG; a
+ * truncated file is an error, and through be_image_letterbox the same error as one thread's. */
 static void test_split_decode_is_turbojpeg(void **state)
 {
     (void)state;
@@ -819,25 +819,28 @@ static void test_split_decode_is_turbojpeg(void **state)
             int eh = v >= 0 && v % 2 ? h - 7 : h; /* a height that is no multiple of 16 */
             if (v >= 0) {
                 jpg = NULL;
-                assert_int_equal(tjCompress2(tc, px, w, 0, eh, TJPF_RGB, &jpg, &jlen, samps[v], 90,
-                                             0),
-                                 0);
+                assert_int_equal(
+                    tjCompress2(tc, px, w, 0, eh, TJPF_RGB, &jpg, &jlen, samps[v], 90, 0), 0);
             }
             for (int sc = 0; sc < 2; sc++) {
                 int sw = sc ? (w + 1) / 2 : w, sh = sc ? (eh + 1) / 2 : eh;
                 uint8_t *want = malloc((size_t)sw * sh * 3), *got = malloc((size_t)sw * sh * 3);
                 for (size_t fl = 0; fl < sizeof flagsets / sizeof flagsets[0]; fl++) {
-                    assert_int_equal(tjDecompress2(tj, jpg, jlen, want, sw, 0, sh, TJPF_RGB,
-                                                   flagsets[fl]),
-                                     0);
+                    assert_int_equal(
+                        tjDecompress2(tj, jpg, jlen, want, sw, 0, sh, TJPF_RGB, flagsets[fl]), 0);
                     for (size_t k = 0; k < sizeof splits / sizeof splits[0]; k++) {
-                        float split = splits[k];
+                        be_jpeg_split_t split = {splits[k], splits[k]};
                         memset(got, 0x5a, (size_t)sw * sh * 3);
                         assert_int_equal(
                             be_jpeg_decode_split(jpg, jlen, got, sw, sh, flagsets[fl], 2, &split),
                             2);
                         assert_memory_equal(want, got, (size_t)sw * sh * 3);
-                        assert_true(split >= 0.15f && split <= 0.85f);
+                        /* the one this file's bands learnt into stays in range, the other
+                         * is left alone */
+                        assert_true(split.restart == splits[k] ||
+                                    (split.restart >= 0.15f && split.restart <= 0.85f));
+                        assert_true(split.skip == splits[k] ||
+                                    (split.skip >= 0.15f && split.skip <= 0.85f));
                     }
                 }
                 free(want);
@@ -862,43 +865,39 @@ static void test_split_decode_is_turbojpeg(void **state)
     assert_int_equal(tjDecompress2(tj, dog, (unsigned long)len, px, w, 0, h, TJPF_RGB, 0), 0);
     unsigned char *prog = NULL, *small = NULL;
     unsigned long plen = 0, slen = 0;
-    assert_int_equal(tjCompress2(tc, px, 200, w * 3, 60, TJPF_RGB, &small, &slen, TJSAMP_420, 90,
-                                 0),
-                     0);
+    assert_int_equal(
+        tjCompress2(tc, px, 200, w * 3, 60, TJPF_RGB, &small, &slen, TJSAMP_420, 90, 0), 0);
     /* (in this order: a baseline JPEG made by the same handle after a progressive one
      * decoded with a warning, "extraneous bytes before marker 0xd9") */
-    assert_int_equal(tjCompress2(tc, px, w, 0, h, TJPF_RGB, &prog, &plen, TJSAMP_420, 90,
-                                 TJFLAG_PROGRESSIVE),
-                     0);
-    float split = 0;
+    assert_int_equal(
+        tjCompress2(tc, px, w, 0, h, TJPF_RGB, &prog, &plen, TJSAMP_420, 90, TJFLAG_PROGRESSIVE),
+        0);
+    be_jpeg_split_t split = {0, 0};
     assert_int_equal(be_jpeg_decode_split(prog, plen, got, w, h, 0, 2, &split), BE_JPEG_SERIAL);
     assert_int_equal(be_jpeg_decode_split(dog, len, got, w, h, 0, 1, &split), BE_JPEG_SERIAL);
-    assert_int_equal(be_jpeg_decode_split(dog, len, got, w - 1, h, 0, 2, &split),
-                     BE_JPEG_SERIAL);
+    assert_int_equal(be_jpeg_decode_split(dog, len, got, w - 1, h, 0, 2, &split), BE_JPEG_SERIAL);
     /* a small image is split all the same (be_jpeg_split_worth is the caller's question) */
     uint8_t small_ref[200 * 60 * 3];
     if (tjDecompress2(tj, small, slen, small_ref, 200, 0, 60, TJPF_RGB, 0) != 0)
         fail_msg("%s", tjGetErrorStr2(tj));
     assert_int_equal(be_jpeg_decode_split(small, slen, got, 200, 60, 0, 2, &split), 2);
     assert_memory_equal(small_ref, got, sizeof small_ref);
-    assert_int_equal(be_jpeg_decode_split(small, slen, got, 200, 31, 0, 2, &split),
-                     BE_JPEG_SERIAL);
+    assert_int_equal(be_jpeg_decode_split(small, slen, got, 200, 31, 0, 2, &split), BE_JPEG_SERIAL);
     assert_int_equal(be_jpeg_split_worth(200, 60), 0);
     assert_int_equal(be_jpeg_split_worth(w, h), 1);
     /* truncated in its last third: the first band may end before the damage, the second not */
-    assert_int_equal(be_jpeg_decode_split(dog, len * 2 / 3, got, w, h, 0, 2, &split),
-                     PROTO_EIMAGE);
+    assert_int_equal(be_jpeg_decode_split(dog, len * 2 / 3, got, w, h, 0, 2, &split), PROTO_EIMAGE);
     char err1[200], err2[200];
     be_image_t *im = make();
     float *input = malloc(sizeof(float) * 3 * 416 * 416);
     int ow, oh;
     be_image_set_threads(im, 1);
-    assert_int_equal(be_image_letterbox(im, dog, len * 2 / 3, BE_PREP_DARKNET, BE_DECODE_EXACT,
-                                        416, 416, input, &ow, &oh, NULL, NULL, err1, sizeof err1),
+    assert_int_equal(be_image_letterbox(im, dog, len * 2 / 3, BE_PREP_DARKNET, BE_DECODE_EXACT, 416,
+                                        416, input, &ow, &oh, NULL, NULL, err1, sizeof err1),
                      PROTO_EIMAGE);
     be_image_set_threads(im, 2);
-    assert_int_equal(be_image_letterbox(im, dog, len * 2 / 3, BE_PREP_DARKNET, BE_DECODE_EXACT,
-                                        416, 416, input, &ow, &oh, NULL, NULL, err2, sizeof err2),
+    assert_int_equal(be_image_letterbox(im, dog, len * 2 / 3, BE_PREP_DARKNET, BE_DECODE_EXACT, 416,
+                                        416, input, &ow, &oh, NULL, NULL, err2, sizeof err2),
                      PROTO_EIMAGE);
     assert_string_equal(err1, err2);
     assert_true(strlen(err1) > 0);
@@ -1004,12 +1003,12 @@ static void test_restart_bands(void **state)
                 for (int sc = 0; sc < 2; sc++) {
                     int sw = sc ? (w + 1) / 2 : w, sh = sc ? (h + 1) / 2 : h;
                     for (size_t fl = 0; fl < sizeof flagsets / sizeof flagsets[0]; fl++) {
-                        assert_int_equal(tjDecompress2(tj, jpg, jlen, want, sw, 0, sh, TJPF_RGB,
-                                                       flagsets[fl]),
-                                         0);
+                        assert_int_equal(
+                            tjDecompress2(tj, jpg, jlen, want, sw, 0, sh, TJPF_RGB, flagsets[fl]),
+                            0);
                         for (int th = 2; th <= 5; th++)
                             for (size_t k = 0; k < (th == 2 ? 3u : 1u); k++) {
-                                float split = splits[k];
+                                be_jpeg_split_t split = {splits[k], splits[k]};
                                 memset(got, 0x5a, (size_t)sw * sh * 3);
                                 int n = be_jpeg_decode_split(jpg, jlen, got, sw, sh, flagsets[fl],
                                                              th, &split);
@@ -1043,18 +1042,17 @@ static void test_restart_bands(void **state)
         } else {
             blen = jlen * 3 / 4;
         }
-        assert_int_not_equal(tjDecompress2(tj, bad, blen, got, w, 0, 296, TJPF_RGB,
-                                           TJFLAG_STOPONWARNING),
-                             0);
+        assert_int_not_equal(
+            tjDecompress2(tj, bad, blen, got, w, 0, 296, TJPF_RGB, TJFLAG_STOPONWARNING), 0);
         for (int th = 2; th <= 4; th++) {
-            float split = 0.5f;
+            be_jpeg_split_t split = {0.5f, 0.5f};
             assert_int_equal(be_jpeg_decode_split(bad, blen, got, w, 296, 0, th, &split),
                              PROTO_EIMAGE);
         }
         free(bad);
     }
     /* and the good file right after */
-    float split = 0.5f;
+    be_jpeg_split_t split = {0.5f, 0.5f};
     assert_int_equal(be_jpeg_decode_split(jpg, jlen, got, w, 296, 0, 3, &split), 3);
     assert_memory_equal(want, got, (size_t)w * 296 * 3);
     free(jpg);
