@@ -5,10 +5,10 @@
  * the even and odd columns deinterleaved from two loads), then per tile the products over the
  * channels for 16 filters, A' ... A, the pool's max, bias and activation: with AVX-512F four
  * tiles at a time, with AVX2 one. On the face model's first layer (416 x 416 x 3 -> 16, AMD
- * Zen 4) the pass took 0.81-0.82 of the direct kernel's time with the AVX2 tiles, and the
- * AVX-512 tiles took it to 0.65 of that again (in-process, in turns, 1 and 2 threads); its
- * output is within 3.2e-7 (relative) of the direct one's, the two tile kernels' the same bit for
- * bit. Pure functions of their arguments: any thread. */
+ * Zen 4) the pass took 0.81-0.82 of the direct kernel's time with the AVX2 tiles, 0.68-0.70
+ * with the AVX-512 ones (0.79-0.82 of the AVX2 tiles' pass; in-process, in turns, 1 and 2
+ * threads); its output is within 3.2e-7 (relative) of the direct one's, the two tile kernels'
+ * the same bit for bit. Pure functions of their arguments: any thread. */
 #include "convpool_internal.h"
 
 /* Winograd F(2x2,3x3) (Lavin and Gray): a 2x2 block of the convolution's output, which is one
