@@ -21,6 +21,7 @@
 
 #include <cmocka.h>
 
+#include "be_testnet.h"
 #include "convpool.h"
 #include "err.h"
 
@@ -29,28 +30,17 @@
 
 static const char *const isa_name[] = {"portable C", "AVX2", "AVX-512"};
 
-static char dir[64];
-
 static int setup(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof dir, "/tmp/fg-be-convpool-XXXXXX");
-    return mkdtemp(dir) == NULL ? -1 : 0;
+    return bt_dir_make("be-convpool");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char path[128];
-    snprintf(path, sizeof path, "%s/net.cfg", dir);
-    unlink(path);
-    rmdir(dir);
+    bt_dir_remove();
     return 0;
-}
-
-static float urand(float lo, float hi)
-{
-    return lo + (hi - lo) * (float)rand() / (float)RAND_MAX;
 }
 
 /* [conv] then [maxpool] as darknet parses them, with deterministic non-trivial weights; with
@@ -59,7 +49,6 @@ static network *make_net_dw(int w, int h, int c, int n, int size, int pad, const
                             const char *pool, unsigned seed, const char *dwact, int dwbn)
 {
     char path[128], text[768], dw[256] = "";
-    snprintf(path, sizeof path, "%s/net.cfg", dir);
     if (dwact != NULL)
         snprintf(dw, sizeof dw,
                  "[convolutional]\nbatch_normalize=%d\nfilters=%d\ngroups=%d\nsize=3\n"
@@ -70,12 +59,8 @@ static network *make_net_dw(int w, int h, int c, int n, int size, int pad, const
              "[convolutional]\nbatch_normalize=1\nfilters=%d\nsize=%d\nstride=1\npadding=%d\n"
              "activation=%s\n[maxpool]\n%s\n",
              w, h, c, dw, n, size, pad, act, pool);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
     srand(seed);
-    network *net = parse_network_cfg(path);
+    network *net = parse_network_cfg((char *)bt_write_cfg("net.cfg", text, path, sizeof path));
     assert_non_null(net);
     set_batch_network(net, 1);
     for (int i = 0; i < net->n; i++) {
@@ -83,14 +68,14 @@ static network *make_net_dw(int w, int h, int c, int n, int size, int pad, const
         if (l->type != CONVOLUTIONAL)
             continue;
         for (int j = 0; j < l->nweights; j++)
-            l->weights[j] = urand(-0.5f, 0.5f);
+            l->weights[j] = bt_urand(-0.5f, 0.5f);
         for (int j = 0; j < l->n; j++) {
-            l->biases[j] = urand(-0.3f, 0.3f);
+            l->biases[j] = bt_urand(-0.3f, 0.3f);
             if (!l->batch_normalize)
                 continue;
-            l->scales[j] = urand(0.5f, 1.5f);
-            l->rolling_mean[j] = urand(-0.2f, 0.3f);
-            l->rolling_variance[j] = urand(0.5f, 2.0f);
+            l->scales[j] = bt_urand(0.5f, 1.5f);
+            l->rolling_mean[j] = bt_urand(-0.2f, 0.3f);
+            l->rolling_variance[j] = bt_urand(0.5f, 2.0f);
         }
     }
     return net;
@@ -100,19 +85,6 @@ static network *make_net(int w, int h, int c, int n, int size, int pad, const ch
                          const char *pool, unsigned seed)
 {
     return make_net_dw(w, h, c, n, size, pad, act, pool, seed, NULL, 0);
-}
-
-static double rel_diff(const float *a, const float *b, size_t n)
-{
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        if (d > num || isnan(d))
-            num = isnan(d) ? INFINITY : d;
-        if (fabs(b[i]) > den)
-            den = fabs(b[i]);
-    }
-    return num / (den > 1e-6 ? den : 1e-6);
 }
 
 /* NCHW -> blocked (c / blk blocks of h x w cells of blk channels), rows [y0, y1) only */
@@ -163,7 +135,7 @@ static void run_case(const case_t *k, unsigned seed)
     assert_non_null(whole);
     assert_non_null(band);
     for (size_t i = 0; i < in_n; i++) /* some exact zeros: ties in the max */
-        in[i] = i % 7 == 3 ? 0.0f : urand(0.0f, 1.0f);
+        in[i] = i % 7 == 3 ? 0.0f : bt_urand(0.0f, 1.0f);
     const float *ref = network_predict(net, in);
     const float *pool_out = pl->output;
     assert_ptr_equal(ref, pool_out);
@@ -199,7 +171,7 @@ static void run_case(const case_t *k, unsigned seed)
                         for (size_t i = out_n; i < out_n + GUARD; i++)
                             assert_true(isnan(got[i]));
                         from_blocked(got, nchw, pl->c, pl->out_h, pl->out_w, blk);
-                        double r = rel_diff(nchw, pool_out, out_n);
+                        double r = bt_rel_diff(nchw, pool_out, out_n);
                         if (!(r <= TOL))
                             fail_msg("%s%dx%dx%d -> %d, pad %d, %s, in %d, out %d, %s kernel%s, %d "
                                      "threads: rel %g",

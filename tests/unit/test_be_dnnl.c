@@ -19,6 +19,7 @@
 
 #include <cmocka.h>
 
+#include "be_testnet.h"
 #include "convpool.h"
 #include "dnnl.h"
 #include "err.h"
@@ -26,109 +27,17 @@
 #define DOG FG_DARKNET_DATA "/dog.jpg"
 #define TOL 1e-4
 
-static char dir[64];
-
 static int setup(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof dir, "/tmp/fg-be-dnnl-XXXXXX");
-    return mkdtemp(dir) == NULL ? -1 : 0;
+    return bt_dir_make("be-dnnl");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    const char *files[] = {"yolov3-tiny.cfg",  "yolov2-tiny.cfg", "tiny.cfg", "dw.cfg",
-                           "b4.cfg",           "stop.cfg",        "face.cfg", "tail_face.cfg",
-                           "tail_strided.cfg", "tail_route.cfg"};
-    char path[160];
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
-        unlink(path);
-    }
-    rmdir(dir);
+    bt_dir_remove();
     return 0;
-}
-
-/* Copies a Debian cfg with batch and subdivisions forced to 1 (tiny.cfg says batch=128, which
- * would make darknet allocate every layer 128 times over). Returns the copy's path. */
-static const char *batch1_cfg(const char *name, char *path, size_t cap)
-{
-    char src[256], line[512];
-    snprintf(src, sizeof src, "%s/%s", FG_DARKNET_CFG, name);
-    snprintf(path, cap, "%s/%s", dir, name);
-    FILE *in = fopen(src, "r"), *out = fopen(path, "w");
-    assert_non_null(in);
-    assert_non_null(out);
-    while (fgets(line, sizeof line, in) != NULL) {
-        if (strncmp(line, "batch=", 6) == 0)
-            fputs("batch=1\n", out);
-        else if (strncmp(line, "subdivisions=", 13) == 0)
-            fputs("subdivisions=1\n", out);
-        else
-            fputs(line, out);
-    }
-    fclose(in);
-    fclose(out);
-    return path;
-}
-
-static const char *write_cfg(const char *name, const char *text, char *path, size_t cap)
-{
-    snprintf(path, cap, "%s/%s", dir, name);
-    FILE *out = fopen(path, "w");
-    assert_non_null(out);
-    fputs(text, out);
-    fclose(out);
-    return path;
-}
-
-static float urand(float lo, float hi)
-{
-    return lo + (hi - lo) * (float)rand() / (float)RAND_MAX;
-}
-
-/* Deterministic weights: darknet's own random init from srand(seed), scaled up so that the
- * activations neither vanish nor explode over a dozen layers (darknet's uniform init shrinks
- * them), plus non-trivial biases and batch-norm statistics so the folding is exercised. */
-static network *make_net(const char *cfg, unsigned seed)
-{
-    srand(seed);
-    network *net = parse_network_cfg((char *)cfg);
-    assert_non_null(net);
-    set_batch_network(net, 1);
-    for (int i = 0; i < net->n; i++) {
-        layer *l = &net->layers[i];
-        if (l->type != CONVOLUTIONAL)
-            continue;
-        /* Found by printing each layer's rms on dog.jpg: it stays within 0.5..3 for yolov3-tiny
-         * and yolov2-tiny, so the yolo/region logits (exp'd for box sizes) stay finite. */
-        float gain = l->activation == LINEAR ? 0.3f : 1.3f;
-        for (int j = 0; j < l->nweights; j++)
-            l->weights[j] *= gain;
-        for (int j = 0; j < l->n; j++) {
-            l->biases[j] = urand(-0.2f, 0.2f);
-            if (l->batch_normalize) {
-                l->scales[j] = urand(0.5f, 1.5f);
-                l->rolling_mean[j] = urand(0.0f, 0.3f);
-                l->rolling_variance[j] = urand(0.5f, 2.0f);
-            }
-        }
-    }
-    return net;
-}
-
-static double rel_diff(const float *a, const float *b, int n)
-{
-    double num = 0, den = 0;
-    for (int i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        if (d > num || isnan(d))
-            num = isnan(d) ? INFINITY : d;
-        if (fabs(b[i]) > den)
-            den = fabs(b[i]);
-    }
-    return num / (den > 1e-6 ? den : 1e-6);
 }
 
 /* Stock network_predict's every layer output, then the engine's (every layer written back,
@@ -196,7 +105,7 @@ static void compare(network *net, const char *name, int min_onednn, int min_wino
             layer *l = &net->layers[i];
             if (!all && i != net->n - 1)
                 continue;
-            double r = rel_diff(l->output, ref[i], l->outputs);
+            double r = bt_rel_diff(l->output, ref[i], l->outputs);
             worst = r > worst ? r : worst;
             if (!(r <= TOL))
                 fail_msg("%s layer %d (type %d, %dx%dx%d -> %dx%dx%d): rel %g > %g", name, i,
@@ -222,7 +131,7 @@ static void test_yolov3_tiny(void **state)
 {
     (void)state;
     char cfg[160];
-    network *net = make_net(batch1_cfg("yolov3-tiny.cfg", cfg, sizeof cfg), 1);
+    network *net = bt_make_net(bt_batch1_cfg("yolov3-tiny.cfg", cfg, sizeof cfg), 1);
     /* 13 convolutions (8 3x3 from 16 channels), 6 pools; 2 routes and an upsample */
     compare(net, "yolov3-tiny", 19, 8, 6, 6, 1, 3);
     free_network(net);
@@ -232,7 +141,7 @@ static void test_yolov2_tiny(void **state)
 {
     (void)state;
     char cfg[160];
-    network *net = make_net(batch1_cfg("yolov2-tiny.cfg", cfg, sizeof cfg), 2);
+    network *net = bt_make_net(bt_batch1_cfg("yolov2-tiny.cfg", cfg, sizeof cfg), 2);
     compare(net, "yolov2-tiny", 15, 7, 5, 6, 1,
             0); /* 9 convolutions (7 3x3 from 16 channels), 6 pools */
     free_network(net);
@@ -266,7 +175,7 @@ static void test_depthwise_and_edges(void **state)
         /* ... and on a 2x1 input (one row: both padding rows missing). */
         "[convolutional]\nfilters=12\ngroups=12\nsize=3\nstride=1\npad=1\nactivation=leaky\n";
     char cfg[160];
-    network *net = make_net(write_cfg("dw.cfg", cfg_text, cfg, sizeof cfg), 4);
+    network *net = bt_make_net(bt_write_cfg("dw.cfg", cfg_text, cfg, sizeof cfg), 4);
     compare(net, "edge cases", 11, 2, 2, 0, 0, 0); /* all but the strided 1x1 and tanh; Winograd:
                                            the 64 -> 72 'same' and 72 -> 24 'valid' 3x3 */
     free_network(net);
@@ -287,7 +196,7 @@ static void tail_case(const char *cfg_text, const char *file, const pad_case_t *
                       int layers, int layers_nodw, int pairs, int pairs_nodw, int layers_bf16)
 {
     char cfg[160], why[200];
-    network *net = make_net(write_cfg(file, cfg_text, cfg, sizeof cfg), 5);
+    network *net = bt_make_net(bt_write_cfg(file, cfg_text, cfg, sizeof cfg), 5);
     image im = load_image_color(DOG, 0, 0);
     image sized = resize_image(im, net->w, net->h);
     size_t plane = (size_t)net->w * net->h;
@@ -343,7 +252,7 @@ static void tail_case(const char *cfg_text, const char *file, const pad_case_t *
                           pc->head, pc->cut, net->h, pc->v, rows, chain > 0 ? chain - 1 : 0);
             if (memcmp(out, ref, net->outputs * sizeof(float)) != 0)
                 fail_msg("%s: case %d: the shortcut's output differs (rel %g)", file, k,
-                         rel_diff(out, ref, net->outputs));
+                         bt_rel_diff(out, ref, net->outputs));
             if (chain == 0)
                 assert_int_equal(rows, 0);
             else if (padding >= net->h)
@@ -355,7 +264,7 @@ static void tail_case(const char *cfg_text, const char *file, const pad_case_t *
             if (bf16) /* its distance from fp32: test_be_bf16 */
                 continue;
             float *stock = network_predict(net, in);
-            double r = rel_diff(out, stock, net->outputs);
+            double r = bt_rel_diff(out, stock, net->outputs);
             if (!(r <= TOL))
                 fail_msg("%s: case %d: rel %g of stock darknet", file, k, r);
         }
@@ -438,7 +347,7 @@ static void test_stop_between_layers(void **state)
 {
     (void)state;
     char cfg[160], why[200];
-    network *net = make_net(batch1_cfg("yolov3-tiny.cfg", cfg, sizeof cfg), 1);
+    network *net = bt_make_net(bt_batch1_cfg("yolov3-tiny.cfg", cfg, sizeof cfg), 1);
     be_dnnl_t *d = NULL;
     assert_int_equal(be_dnnl_create(&d, net, 1, 0, why, sizeof why), 0);
     int left = 3;

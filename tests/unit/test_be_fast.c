@@ -19,32 +19,23 @@
 
 #include <cmocka.h>
 
+#include "be_testnet.h"
 #include "err.h"
 #include "fast.h"
 
 #define DOG FG_DARKNET_DATA "/dog.jpg"
 #define TOL 1e-4
 
-static char dir[64];
-
 static int setup(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof dir, "/tmp/fg-be-fast-XXXXXX");
-    return mkdtemp(dir) == NULL ? -1 : 0;
+    return bt_dir_make("be-fast");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    const char *files[] = {"yolov3-tiny.cfg", "yolov2-tiny.cfg", "tiny.cfg", "dw.cfg", "b4.cfg",
-                           "stop.cfg"};
-    char path[160];
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
-        unlink(path);
-    }
-    rmdir(dir);
+    bt_dir_remove();
     return 0;
 }
 
@@ -53,87 +44,6 @@ static double now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-/* Copies a Debian cfg with batch and subdivisions forced to 1 (tiny.cfg says batch=128, which
- * would make darknet allocate every layer 128 times over). Returns the copy's path. */
-static const char *batch1_cfg(const char *name, char *path, size_t cap)
-{
-    char src[256], line[512];
-    snprintf(src, sizeof src, "%s/%s", FG_DARKNET_CFG, name);
-    snprintf(path, cap, "%s/%s", dir, name);
-    FILE *in = fopen(src, "r"), *out = fopen(path, "w");
-    assert_non_null(in);
-    assert_non_null(out);
-    while (fgets(line, sizeof line, in) != NULL) {
-        if (strncmp(line, "batch=", 6) == 0)
-            fputs("batch=1\n", out);
-        else if (strncmp(line, "subdivisions=", 13) == 0)
-            fputs("subdivisions=1\n", out);
-        else
-            fputs(line, out);
-    }
-    fclose(in);
-    fclose(out);
-    return path;
-}
-
-static const char *write_cfg(const char *name, const char *text, char *path, size_t cap)
-{
-    snprintf(path, cap, "%s/%s", dir, name);
-    FILE *out = fopen(path, "w");
-    assert_non_null(out);
-    fputs(text, out);
-    fclose(out);
-    return path;
-}
-
-static float urand(float lo, float hi)
-{
-    return lo + (hi - lo) * (float)rand() / (float)RAND_MAX;
-}
-
-/* Deterministic weights: darknet's own random init from srand(seed), scaled up so that the
- * activations neither vanish nor explode over a dozen layers (darknet's uniform init shrinks
- * them), plus non-trivial biases and batch-norm statistics so the folding is exercised. */
-static network *make_net(const char *cfg, unsigned seed)
-{
-    srand(seed);
-    network *net = parse_network_cfg((char *)cfg);
-    assert_non_null(net);
-    set_batch_network(net, 1);
-    for (int i = 0; i < net->n; i++) {
-        layer *l = &net->layers[i];
-        if (l->type != CONVOLUTIONAL)
-            continue;
-        /* Found by printing each layer's rms on dog.jpg: it stays within 0.5..3 for yolov3-tiny
-         * and yolov2-tiny, so the yolo/region logits (exp'd for box sizes) stay finite. */
-        float gain = l->activation == LINEAR ? 0.3f : 1.3f;
-        for (int j = 0; j < l->nweights; j++)
-            l->weights[j] *= gain;
-        for (int j = 0; j < l->n; j++) {
-            l->biases[j] = urand(-0.2f, 0.2f);
-            if (l->batch_normalize) {
-                l->scales[j] = urand(0.5f, 1.5f);
-                l->rolling_mean[j] = urand(0.0f, 0.3f);
-                l->rolling_variance[j] = urand(0.5f, 2.0f);
-            }
-        }
-    }
-    return net;
-}
-
-static double rel_diff(const float *a, const float *b, int n)
-{
-    double num = 0, den = 0;
-    for (int i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        if (d > num || isnan(d))
-            num = isnan(d) ? INFINITY : d;
-        if (fabs(b[i]) > den)
-            den = fabs(b[i]);
-    }
-    return num / (den > 1e-6 ? den : 1e-6);
 }
 
 typedef struct {
@@ -170,7 +80,7 @@ static void compare_layers(network *net, const float *input, int threads, refere
     double worst = 0;
     for (int i = 0; i < net->n; i++) {
         layer *l = &net->layers[i];
-        double r = rel_diff(l->output, ref->out[i], l->outputs);
+        double r = bt_rel_diff(l->output, ref->out[i], l->outputs);
         worst = r > worst ? r : worst;
         if (!(r <= TOL))
             fail_msg("layer %d (type %d, %dx%dx%d -> %dx%dx%d): rel %g > %g", i, l->type, l->w,
@@ -230,7 +140,7 @@ static detection *boxes(network *net, int w, int h, float thresh, int *n)
 static void check_detector(const char *name, unsigned seed, float thresh)
 {
     char cfg[160];
-    network *net = make_net(batch1_cfg(name, cfg, sizeof cfg), seed);
+    network *net = bt_make_net(bt_batch1_cfg(name, cfg, sizeof cfg), seed);
     image im = load_image_color(DOG, 0, 0);
     image sized = letterbox_image(im, net->w, net->h);
     int classes = net->layers[net->n - 1].classes;
@@ -295,7 +205,7 @@ static void test_classifier(void **state)
 {
     (void)state;
     char cfg[160];
-    network *net = make_net(batch1_cfg("tiny.cfg", cfg, sizeof cfg), 3);
+    network *net = bt_make_net(bt_batch1_cfg("tiny.cfg", cfg, sizeof cfg), 3);
     image im = load_image_color(DOG, 0, 0);
     image sized = letterbox_image(im, net->w, net->h);
 
@@ -343,7 +253,7 @@ static void test_depthwise_and_edges(void **state)
         /* ... and on a 2x1 input (one row: both padding rows missing). */
         "[convolutional]\nfilters=12\ngroups=12\nsize=3\nstride=1\npad=1\nactivation=leaky\n";
     char cfg[160];
-    network *net = make_net(write_cfg("dw.cfg", cfg_text, cfg, sizeof cfg), 4);
+    network *net = bt_make_net(bt_write_cfg("dw.cfg", cfg_text, cfg, sizeof cfg), 4);
     image im = load_image_color(DOG, 0, 0);
     image sized = letterbox_image(im, net->w, net->h);
     reference_t ref;
@@ -361,7 +271,7 @@ static void test_refuses_batch(void **state)
         "[net]\nbatch=4\nsubdivisions=1\nwidth=32\nheight=32\nchannels=3\n"
         "[convolutional]\nfilters=4\nsize=3\nstride=1\npad=1\nactivation=leaky\n";
     char cfg[160], why[128] = "";
-    network *net = parse_network_cfg((char *)write_cfg("b4.cfg", cfg_text, cfg, sizeof cfg));
+    network *net = parse_network_cfg((char *)bt_write_cfg("b4.cfg", cfg_text, cfg, sizeof cfg));
     assert_non_null(net);
     be_fast_t *f = NULL;
     assert_int_equal(be_fast_create(&f, net, 1), PROTO_EINVAL);
@@ -380,7 +290,7 @@ static void test_flops(void **state)
 {
     (void)state;
     char cfg[160];
-    network *net = parse_network_cfg((char *)batch1_cfg("yolov3-tiny.cfg", cfg, sizeof cfg));
+    network *net = parse_network_cfg((char *)bt_batch1_cfg("yolov3-tiny.cfg", cfg, sizeof cfg));
     assert_non_null(net);
     double bflops = be_fast_flops(net) / 1e9;
     assert_true(bflops > 5.55 && bflops < 5.59);
@@ -412,7 +322,7 @@ static void test_stop_between_layers(void **state)
         "[convolutional]\nfilters=16\nsize=3\nstride=1\npad=1\nactivation=leaky\n"
         "[convolutional]\nfilters=4\nsize=1\nstride=1\npad=1\nactivation=linear\n";
     char cfg[160];
-    network *net = make_net(write_cfg("stop.cfg", cfg_text, cfg, sizeof cfg), 5);
+    network *net = bt_make_net(bt_write_cfg("stop.cfg", cfg_text, cfg, sizeof cfg), 5);
     assert_int_equal(net->n, 4);
     float input[3 * 32 * 32];
     for (int i = 0; i < 3 * 32 * 32; i++)
@@ -446,9 +356,9 @@ static void test_stop_between_layers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_yolov3_tiny),   cmocka_unit_test(test_yolov2_tiny),
-        cmocka_unit_test(test_classifier),    cmocka_unit_test(test_depthwise_and_edges),
-        cmocka_unit_test(test_refuses_batch), cmocka_unit_test(test_flops),
+        cmocka_unit_test(test_yolov3_tiny),         cmocka_unit_test(test_yolov2_tiny),
+        cmocka_unit_test(test_classifier),          cmocka_unit_test(test_depthwise_and_edges),
+        cmocka_unit_test(test_refuses_batch),       cmocka_unit_test(test_flops),
         cmocka_unit_test(test_stop_between_layers),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -15,36 +15,26 @@
 
 #include <cmocka.h>
 
+#include "be_testnet.h"
 #include "reshape.h"
-
-static char dir[64];
 
 static int setup(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof dir, "/tmp/fg-be-reshape-XXXXXX");
-    return mkdtemp(dir) == NULL ? -1 : 0;
+    return bt_dir_make("be-reshape");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char path[128];
-    snprintf(path, sizeof path, "%s/net.cfg", dir);
-    unlink(path);
-    rmdir(dir);
+    bt_dir_remove();
     return 0;
 }
 
 static network *make_net(const char *text)
 {
     char path[128];
-    snprintf(path, sizeof path, "%s/net.cfg", dir);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-    network *net = parse_network_cfg(path);
+    network *net = parse_network_cfg((char *)bt_write_cfg("net.cfg", text, path, sizeof path));
     assert_non_null(net);
     set_batch_network(net, 1);
     srand(11);
