@@ -6,9 +6,10 @@
  * - With restart markers (DRI: some encoders write one per row of blocks, and 6 of
  *   the 7 darknet photos have them), the entropy-coded data can be entered at a marker. A
  *   band gets its own small JPEG: the file's header with the band's height in its SOF,
- *   then the file's data from the marker that starts the iMCU row above the band (the
- *   upsampler's context), its markers renumbered from RST0 as a decoder expects. Up to
- *   `threads` bands (at most BANDS_MAX), each decoding only its own rows.
+ *   then the file's data from the marker that starts the iMCU row above the band (the smooth
+ *   upsampler's context; with TJFLAG_FASTUPSAMPLE, the band's own first row), its markers
+ *   renumbered from RST0 as a decoder expects. Up to `threads` bands (at most BANDS_MAX),
+ *   each decoding only its own rows (and the context rows).
  * - Without, two bands: the bottom band is reached with jpeg_skip_scanlines(), which still
  *   Huffman-decodes the rows it skips (about half the decode's time on the darknet photos)
  *   but does no IDCT, upsampling or colour conversion for them.
@@ -389,30 +390,34 @@ static int plan_restart(const uint8_t *buf, size_t len, const plan_t *p, int sw,
         free(off);
         off = NULL;
     }
+    /* A band decodes an iMCU row of context above and below its own for libjpeg's smooth
+     * ("fancy") upsampling, which blends chroma rows across the boundary; the fast upsampling
+     * (face-api's) and a grey file need none. */
+    const int ctx = flags & TJFLAG_FASTUPSAMPLE ? 0 : 1;
     const double px_row = WORK_PER_PIXEL * p->rows_out * sw;
     const double total = (double)(len - p->hdr) + px_row * imcu;
     r[n++] = 0;
     for (int k = 1; k < nb; k++) {
         float share = nb == 2 ? f : (float)k / (float)nb;
         int want = (int)((float)imcu * share + 0.5f), best = -1;
-        /* the row whose work above it is nearest the share (its row above starts an interval,
-         * so its offset is known) */
+        /* the row whose work above it is nearest the share (the row its band starts at, itself
+         * or its context, starts an interval, so its offset is known) */
         double best_d = 0;
         for (int c = r[n - 1] + 1; off != NULL && c < imcu; c++)
-            if (off[c - 1] != SIZE_MAX) {
-                double d = fabs((double)(off[c - 1] - p->hdr) + px_row * c - total * share);
+            if (off[c - ctx] != SIZE_MAX) {
+                double d = fabs((double)(off[c - ctx] - p->hdr) + px_row * c - total * share);
                 if (best < 0 || d < best_d)
                     best = c, best_d = d;
             }
         want = best > 0 ? best : want;
         best = -1;
-        /* the nearest row r > the previous boundary, r < imcu, with (r - 1)'s first MCU
+        /* the nearest row r > the previous boundary, r < imcu, with (r - ctx)'s first MCU
          * starting an interval */
         for (int d = 0; d < imcu && best < 0; d++)
             for (int s = 0; s < 2 && best < 0; s++) {
                 int c = s ? want + d : want - d;
                 if (c > r[n - 1] && c >= 1 && c < imcu &&
-                    (unsigned long)(c - 1) * p->mcus_per_row % p->ri == 0)
+                    (unsigned long)(c - ctx) * p->mcus_per_row % p->ri == 0)
                     best = c;
             }
         if (best > 0 && best > r[n - 1])
@@ -422,16 +427,16 @@ static int plan_restart(const uint8_t *buf, size_t len, const plan_t *p, int sw,
     free(off);
     if (n < 2)
         return 0;
-    /* Interval numbers: band k (k >= 1) starts at row r[k] - 1's first interval and, unless
-     * it is the last, ends after the interval holding row r[k + 1]'s last MCU (its lower
-     * context), marker included. */
+    /* Interval numbers: band k (k >= 1) starts at row r[k] - ctx's first interval and, unless
+     * it is the last, ends after the interval holding row r[k + 1] - 1 + ctx's last MCU (its
+     * last row, or its lower context), marker included. */
     unsigned want[2 * BANDS_MAX];
     size_t at[2 * BANDS_MAX];
     int nw = 0;
     for (int k = 1; k < n; k++) {
-        want[nw++] = (unsigned)((unsigned long)(r[k] - 1) * p->mcus_per_row / p->ri);
-        if (k + 1 < n && r[k + 1] + 1 < imcu) {
-            unsigned long last = (unsigned long)(r[k + 1] + 1) * p->mcus_per_row - 1;
+        want[nw++] = (unsigned)((unsigned long)(r[k] - ctx) * p->mcus_per_row / p->ri);
+        if (k + 1 < n && r[k + 1] + ctx < imcu) {
+            unsigned long last = (unsigned long)(r[k + 1] + ctx) * p->mcus_per_row - 1;
             want[nw++] = (unsigned)(last / p->ri + 1);
         }
     }
@@ -456,14 +461,14 @@ static int plan_restart(const uint8_t *buf, size_t len, const plan_t *p, int sw,
             continue;
         }
         x->first = want[w];
-        size_t from = at[w++], to = k + 1 < n && r[k + 1] + 1 < imcu ? at[w++] : len;
+        size_t from = at[w++], to = k + 1 < n && r[k + 1] + ctx < imcu ? at[w++] : len;
         x->file = buf;
         x->plan = p;
         x->buf = buf + from;
         x->len = to - from;
-        x->height = p->height - (unsigned)(r[k] - 1) * (unsigned)p->rows_src;
-        x->skip = p->rows_out;
-        x->sh = sh - (r[k] - 1) * p->rows_out;
+        x->height = p->height - (unsigned)(r[k] - ctx) * (unsigned)p->rows_src;
+        x->skip = ctx * p->rows_out;
+        x->sh = sh - (r[k] - ctx) * p->rows_out;
     }
     return n;
 }
