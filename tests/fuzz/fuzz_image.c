@@ -5,7 +5,8 @@
  * pre-processing modes) and, when small, annotated, as a backend does with a frame.
  *
  * A JPEG that decodes is also decoded in bands (be_jpeg_decode_split, for 2 and 3 threads)
- * and must give TurboJPEG's very pixels.
+ * and must give TurboJPEG's very pixels, with the smooth upsampling and with the fast one
+ * (whose restart bands read no context rows).
  *
  * One be_image_t serves every input, as in the backend, and after each input a known-good
  * image must still decode to exactly what a fresh decoder made of it: a decoder left broken
@@ -13,6 +14,8 @@
  * fuzzer cannot run out of memory: 4096 per side, 16 M pixels. */
 #include <math.h>
 #include <string.h>
+
+#include <turbojpeg.h>
 
 #include "err.h"
 #include "fuzz.h"
@@ -146,6 +149,23 @@ static void check_split(const uint8_t *buf, size_t len, int w, int h)
             FUZZ_CHECK(memcmp(ref, got, (size_t)w * h * 3) == 0);
         }
     }
+    /* face-api's flags: TurboJPEG itself is the reference */
+    tjhandle tj = tjInitDecompress();
+    FUZZ_CHECK(tj != NULL);
+    uint8_t *fast = malloc((size_t)w * h * 3);
+    FUZZ_CHECK(fast != NULL);
+    int fv = tjDecompress2(tj, buf, (unsigned long)len, fast, w, 0, h, TJPF_RGB,
+                           TJFLAG_FASTUPSAMPLE | TJFLAG_STOPONWARNING);
+    for (int threads = 2; threads <= 3; threads++) {
+        int sv = be_jpeg_decode_split(buf, len, got, w, h, TJFLAG_FASTUPSAMPLE, threads, &split);
+        FUZZ_CHECK(sv == BE_JPEG_SERIAL || sv == PROTO_EIMAGE || (sv >= 2 && sv <= threads));
+        if (sv >= 2) {
+            FUZZ_CHECK(fv == 0);
+            FUZZ_CHECK(memcmp(fast, got, (size_t)w * h * 3) == 0);
+        }
+    }
+    tjDestroy(tj);
+    free(fast);
     free(ref);
     free(got);
 }
