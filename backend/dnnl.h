@@ -50,8 +50,10 @@ int be_dnnl_layers(const be_dnnl_t *d);
 /* The numbers the convolutions and max-pools compute in. fp32 (the default) agrees with stock
  * darknet layer by layer (1e-4). bf16 (opt-in per model: backend --precision, gateway
  * `precision`) keeps activations and weights in bfloat16 (8-bit mantissa) between oneDNN's
- * layers, with f32 accumulation and f32 biases; the input image is converted once, every
- * tensor darknet's code reads ([yolo] heads, route, upsample) comes back as f32. Its
+ * layers, with f32 accumulation and f32 biases; the input image is converted once (where
+ * framegate's own passes run, as on AMD Zen 4, the first convolution and its pool run on it in
+ * f32 and their output is converted), every tensor darknet's code reads ([yolo] heads, route,
+ * upsample) comes back as f32. Its
  * answers differ a little from fp32's: tests/unit/test_be_bf16.c holds the tolerance,
  * bench/results/inference/README.md the measured agreement. */
 typedef enum { BE_PRECISION_FP32 = 0, BE_PRECISION_BF16 = 1 } be_precision_t;
