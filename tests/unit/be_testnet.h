@@ -82,15 +82,22 @@ static inline float bt_urand(float lo, float hi)
     return lo + (hi - lo) * (float)rand() / (float)RAND_MAX;
 }
 
+/* darknet's network for the cfg at `path`, batch 1 (darknet's own initial weights). */
+static inline network *bt_parse(const char *path)
+{
+    network *net = parse_network_cfg((char *)path);
+    assert_non_null(net);
+    set_batch_network(net, 1);
+    return net;
+}
+
 /* Deterministic weights: darknet's own random init from srand(seed), scaled up so that the
  * activations neither vanish nor explode over a dozen layers (darknet's uniform init shrinks
  * them), plus non-trivial biases and batch-norm statistics so the folding is exercised. */
 static inline network *bt_make_net(const char *cfg, unsigned seed)
 {
     srand(seed);
-    network *net = parse_network_cfg((char *)cfg);
-    assert_non_null(net);
-    set_batch_network(net, 1);
+    network *net = bt_parse(cfg);
     for (int i = 0; i < net->n; i++) {
         layer *l = &net->layers[i];
         if (l->type != CONVOLUTIONAL)

@@ -60,9 +60,7 @@ static network *make_net_dw(int w, int h, int c, int n, int size, int pad, const
              "activation=%s\n[maxpool]\n%s\n",
              w, h, c, dw, n, size, pad, act, pool);
     srand(seed);
-    network *net = parse_network_cfg((char *)bt_write_cfg("net.cfg", text, path, sizeof path));
-    assert_non_null(net);
-    set_batch_network(net, 1);
+    network *net = bt_parse(bt_write_cfg("net.cfg", text, path, sizeof path));
     for (int i = 0; i < net->n; i++) {
         layer *l = &net->layers[i];
         if (l->type != CONVOLUTIONAL)

@@ -34,9 +34,7 @@ static int teardown(void **state)
 static network *make_net(const char *text)
 {
     char path[128];
-    network *net = parse_network_cfg((char *)bt_write_cfg("net.cfg", text, path, sizeof path));
-    assert_non_null(net);
-    set_batch_network(net, 1);
+    network *net = bt_parse(bt_write_cfg("net.cfg", text, path, sizeof path));
     srand(11);
     for (int i = 0; i < net->n; i++) {
         layer *l = &net->layers[i];
