@@ -144,6 +144,12 @@ typedef struct {
 int be_jpeg_decode_split(const uint8_t *buf, size_t len, uint8_t *rgb, int sw, int sh, int flags,
                          int threads, be_jpeg_split_t *split);
 
+/* Tests: the first output row of each of the `bands` restart bands be_jpeg_decode_split would
+ * cut this file into with the top band's learnt share `share` (first[0..n), n <= 8). Returns
+ * n (>= 2), or 0 for a file it would not cut at restart markers. Pure function. */
+int be_jpeg_band_rows(const uint8_t *buf, size_t len, int sw, int sh, int flags, int bands,
+                      float share, int *first);
+
 /* 1 if be_jpeg_decode_split() is worth calling for a sw x sh decode: its bands run at once
  * (built with OpenMP) and the image is large enough to pay for the second thread; else 0. */
 int be_jpeg_split_worth(int sw, int sh);

@@ -377,14 +377,14 @@ static int row_offsets(const uint8_t *buf, size_t len, const plan_t *p, int imcu
  * darknet photos (libjpeg-turbo 2.1, AMD Zen 4) a byte took ~9 ns and a pixel ~1.8. */
 #define WORK_PER_PIXEL 0.2
 
-/* Bands at restart markers: boundaries at iMCU rows r whose row above starts an interval, each
+/* The iMCU rows r[0] = 0 < r[1] < ... < r[n] = imcu where restart bands start: at rows whose
+ * first row to decode (the row itself, or the context row above it) starts an interval, each
  * band given an equal share of the decode's estimated work (rows, if the markers cannot be
- * read for it), the first `f` of it when there are two. Returns the number of bands (< 2: none
- * possible). */
-static int plan_restart(const uint8_t *buf, size_t len, const plan_t *p, int sw, int sh, int flags,
-                        uint8_t *rgb, int nb, float f, band_t *b)
+ * read for it), the first `f` of it when there are two. Returns n (< 2: none possible). */
+static int restart_rows(const uint8_t *buf, size_t len, const plan_t *p, int sw, int sh, int flags,
+                        int nb, float f, int *r)
 {
-    int imcu = (sh + p->rows_out - 1) / p->rows_out, r[BANDS_MAX + 1], n = 0;
+    int imcu = (sh + p->rows_out - 1) / p->rows_out, n = 0;
     size_t *off = malloc((size_t)imcu * sizeof *off);
     if (off != NULL && row_offsets(buf, len, p, imcu, off) != 0) {
         free(off);
@@ -392,7 +392,7 @@ static int plan_restart(const uint8_t *buf, size_t len, const plan_t *p, int sw,
     }
     /* A band decodes an iMCU row of context above and below its own for libjpeg's smooth
      * ("fancy") upsampling, which blends chroma rows across the boundary; the fast upsampling
-     * (face-api's) and a grey file need none. */
+     * (face-api's) needs none. */
     const int ctx = flags & TJFLAG_FASTUPSAMPLE ? 0 : 1;
     const double px_row = WORK_PER_PIXEL * p->rows_out * sw;
     const double total = (double)(len - p->hdr) + px_row * imcu;
@@ -425,6 +425,16 @@ static int plan_restart(const uint8_t *buf, size_t len, const plan_t *p, int sw,
     }
     r[n] = imcu;
     free(off);
+    return n;
+}
+
+/* Bands at restart markers (restart_rows). Returns the number of bands (< 2: none possible). */
+static int plan_restart(const uint8_t *buf, size_t len, const plan_t *p, int sw, int sh, int flags,
+                        uint8_t *rgb, int nb, float f, band_t *b)
+{
+    int imcu = (sh + p->rows_out - 1) / p->rows_out, r[BANDS_MAX + 1];
+    const int ctx = flags & TJFLAG_FASTUPSAMPLE ? 0 : 1;
+    int n = restart_rows(buf, len, p, sw, sh, flags, nb, f, r);
     if (n < 2)
         return 0;
     /* Interval numbers: band k (k >= 1) starts at row r[k] - ctx's first interval and, unless
@@ -549,6 +559,20 @@ int be_jpeg_decode_split(const uint8_t *buf, size_t len, uint8_t *rgb, int sw, i
         *learnt = f < SPLIT_LO ? SPLIT_LO : f > SPLIT_HI ? SPLIT_HI : f;
     }
     return n;
+}
+
+int be_jpeg_band_rows(const uint8_t *buf, size_t len, int sw, int sh, int flags, int bands,
+                      float share, int *first)
+{
+    plan_t plan;
+    int r[BANDS_MAX + 1];
+    if (bands < 2 || bands > BANDS_MAX || plan_read(buf, len, sw, sh, flags, &plan) != BAND_OK ||
+        plan.ri == 0)
+        return 0;
+    int n = restart_rows(buf, len, &plan, sw, sh, flags, bands, share, r);
+    for (int k = 0; k < n; k++)
+        first[k] = r[k] * plan.rows_out;
+    return n < 2 ? 0 : n;
 }
 
 int be_jpeg_split_worth(int sw, int sh)

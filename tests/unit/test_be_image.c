@@ -951,6 +951,49 @@ static unsigned char *encode_restart(const uint8_t *px, int w, int h, int hs, in
     return out;
 }
 
+/* Restart bands are cut by the decode's work, not by rows: a frame whose top three quarters are
+ * flat and bottom quarter noise has nearly all its entropy-coded bytes at the bottom, so the top
+ * band of two (an even share of the work) reaches into the noise; a frame of noise throughout
+ * is cut near its middle, and into three near its thirds. */
+static void test_restart_bands_by_work(void **state)
+{
+    (void)state;
+    enum { W = 256, H = 256 };
+    uint8_t *px = malloc((size_t)W * H * 3);
+    assert_non_null(px);
+    for (int noisy = 0; noisy < 2; noisy++) {
+        srand(7);
+        for (int y = 0; y < H; y++)
+            for (int i = 0; i < W * 3; i++)
+                px[(size_t)y * W * 3 + i] = noisy || y >= H * 3 / 4 ? (uint8_t)rand() : 128;
+        unsigned long len = 0;
+        unsigned char *jpg = encode_restart(px, W, H, 2, 2, 1, 0, &len);
+        for (int fast = 0; fast < 2; fast++) {
+            int first[8], flags = fast ? TJFLAG_FASTUPSAMPLE : 0;
+            assert_int_equal(be_jpeg_band_rows(jpg, len, W, H, flags, 2, 0.5f, first), 2);
+            assert_int_equal(first[0], 0);
+            print_message("%s, %s upsampling: two bands from rows 0 and %d\n",
+                          noisy ? "noise" : "flat above noise", fast ? "fast" : "smooth", first[1]);
+            if (noisy) {
+                assert_in_range(first[1], H / 2 - 16, H / 2 + 16);
+                assert_int_equal(be_jpeg_band_rows(jpg, len, W, H, flags, 3, 0.5f, first), 3);
+                assert_in_range(first[1], H / 3 - 16, H / 3 + 16);
+                assert_in_range(first[2], 2 * H / 3 - 16, 2 * H / 3 + 16);
+            } else {
+                assert_true(first[1] > H * 3 / 4);
+            }
+        }
+        free(jpg);
+    }
+    /* no restart markers: not cut at them */
+    unsigned long len = 0;
+    unsigned char *plain = encode_restart(px, W, H, 2, 2, 0, 0, &len);
+    int first[8];
+    assert_int_equal(be_jpeg_band_rows(plain, len, W, H, 0, 2, 0.5f, first), 0);
+    free(plain);
+    free(px);
+}
+
 /* Offset of the k'th (1-based) restart marker's second byte, or 0. */
 static size_t nth_restart(const unsigned char *jpg, unsigned long len, int k)
 {
@@ -1079,6 +1122,7 @@ int main(void)
         cmocka_unit_test(test_threads_same_pixels),
         cmocka_unit_test(test_split_decode_is_turbojpeg),
         cmocka_unit_test(test_restart_bands),
+        cmocka_unit_test(test_restart_bands_by_work),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
