@@ -209,6 +209,26 @@ static int plan_read(const uint8_t *buf, size_t len, int sw, int sh, int flags, 
     return status;
 }
 
+/* The next marker from buf[*pos] on in entropy-coded data: a data byte 0xff is always
+ * followed by 0x00, and fill 0xff bytes may precede a marker, so markers are found without
+ * decoding. Its code, *pos just past it; -1 when the data ends first. */
+static int next_marker(const uint8_t *buf, size_t len, size_t *pos)
+{
+    for (;;) {
+        const uint8_t *p = memchr(buf + *pos, 0xff, len - *pos);
+        if (p == NULL)
+            return -1;
+        size_t q = (size_t)(p - buf) + 1;
+        while (q < len && buf[q] == 0xff)
+            q++;
+        if (q >= len)
+            return -1;
+        *pos = q + 1;
+        if (buf[q] != 0x00)
+            return buf[q];
+    }
+}
+
 /* Scans the entropy-coded data from buf[pos] for the restart markers that start intervals
  * want[0..n) (any order, n <= 2 * BANDS_MAX), each marker's number checked: at[i] is the
  * offset just past the want[i]'th marker (interval 0 starts at pos). -1 if one is missing or
@@ -229,19 +249,8 @@ static int find_intervals(const uint8_t *buf, size_t len, size_t pos, const unsi
     while (i < n && want[ord[i]] == 0)
         at[ord[i++]] = pos;
     while (i < n) {
-        const uint8_t *p = memchr(buf + pos, 0xff, len - pos);
-        if (p == NULL)
-            return -1;
-        size_t q = (size_t)(p - buf) + 1;
-        while (q < len && buf[q] == 0xff)
-            q++;
-        if (q >= len)
-            return -1;
-        uint8_t m = buf[q];
-        pos = q + 1;
-        if (m == 0x00)
-            continue;
-        if (m != 0xd0 + (k & 7))
+        int m = next_marker(buf, len, &pos);
+        if (m < 0 || m != 0xd0 + (int)(k & 7))
             return -1; /* another marker, or out of sequence: left to the one-thread decode */
         k++;
         while (i < n && want[ord[i]] == k)
@@ -265,17 +274,10 @@ static uint8_t *band_stream(const band_t *b, size_t *olen)
     memcpy(d, b->buf, b->len);
     /* RSTn -> RST(n - first): what a decoder expects from a scan that starts here. A marker
      * out of sequence stays out of sequence, and the decode stops at it. */
-    for (size_t pos = 0; pos < b->len;) {
-        uint8_t *f = memchr(d + pos, 0xff, b->len - pos);
-        if (f == NULL)
-            break;
-        size_t q = (size_t)(f - d) + 1;
-        while (q < b->len && d[q] == 0xff)
-            q++;
-        if (q < b->len && d[q] >= 0xd0 && d[q] <= 0xd7)
-            d[q] = (uint8_t)(0xd0 + ((d[q] - 0xd0 - b->first) & 7));
-        pos = q + 1;
-    }
+    size_t pos = 0;
+    for (int m; (m = next_marker(d, b->len, &pos)) >= 0;)
+        if (m >= 0xd0 && m <= 0xd7)
+            d[pos - 1] = (uint8_t)(0xd0 + ((m - 0xd0 - (int)b->first) & 7));
     *olen = n;
     return s;
 }
@@ -349,22 +351,10 @@ static int row_offsets(const uint8_t *buf, size_t len, const plan_t *p, int imcu
     off[0] = p->hdr;
     size_t pos = p->hdr;
     for (unsigned long k = 1;; k++) { /* interval k starts after marker k - 1 */
-        const uint8_t *q = memchr(buf + pos, 0xff, len - pos);
-        if (q == NULL)
-            return 0;
-        size_t i = (size_t)(q - buf) + 1;
-        while (i < len && buf[i] == 0xff)
-            i++;
-        if (i >= len)
-            return 0;
-        pos = i + 1;
-        if (buf[i] == 0x00) {
-            k--;
-            continue;
-        }
-        if (buf[i] < 0xd0 || buf[i] > 0xd7)
-            return 0; /* the scan's end (EOI, or a marker after it) */
-        if (buf[i] != 0xd0 + ((k - 1) & 7))
+        int m = next_marker(buf, len, &pos);
+        if (m < 0xd0 || m > 0xd7)
+            return 0; /* the data's end, or the scan's (EOI, or a marker after it) */
+        if (m != 0xd0 + (int)((k - 1) & 7))
             return -1;
         unsigned long mcu = k * p->ri;
         if (mcu % p->mcus_per_row == 0 && mcu / p->mcus_per_row < (unsigned long)imcu)
@@ -376,6 +366,14 @@ static int row_offsets(const uint8_t *buf, size_t len, const plan_t *p, int imcu
  * bytes (Huffman decoding, most of the time) and the pixels (IDCT, upsampling, colour). On the
  * darknet photos (libjpeg-turbo 2.1, AMD Zen 4) a byte took ~9 ns and a pixel ~1.8. */
 #define WORK_PER_PIXEL 0.2
+
+/* The iMCU rows of context a restart band decodes above and below its own: one for libjpeg's
+ * smooth ("fancy") upsampling, which blends chroma rows across the boundary; none for the fast
+ * upsampling (face-api's). */
+static int context_rows(int flags)
+{
+    return flags & TJFLAG_FASTUPSAMPLE ? 0 : 1;
+}
 
 /* The iMCU rows r[0] = 0 < r[1] < ... < r[n] = imcu where restart bands start: at rows whose
  * first row to decode (the row itself, or the context row above it) starts an interval, each
@@ -390,10 +388,7 @@ static int restart_rows(const uint8_t *buf, size_t len, const plan_t *p, int sw,
         free(off);
         off = NULL;
     }
-    /* A band decodes an iMCU row of context above and below its own for libjpeg's smooth
-     * ("fancy") upsampling, which blends chroma rows across the boundary; the fast upsampling
-     * (face-api's) needs none. */
-    const int ctx = flags & TJFLAG_FASTUPSAMPLE ? 0 : 1;
+    const int ctx = context_rows(flags);
     const double px_row = WORK_PER_PIXEL * p->rows_out * sw;
     const double total = (double)(len - p->hdr) + px_row * imcu;
     r[n++] = 0;
@@ -433,7 +428,7 @@ static int plan_restart(const uint8_t *buf, size_t len, const plan_t *p, int sw,
                         uint8_t *rgb, int nb, float f, band_t *b)
 {
     int imcu = (sh + p->rows_out - 1) / p->rows_out, r[BANDS_MAX + 1];
-    const int ctx = flags & TJFLAG_FASTUPSAMPLE ? 0 : 1;
+    const int ctx = context_rows(flags);
     int n = restart_rows(buf, len, p, sw, sh, flags, nb, f, r);
     if (n < 2)
         return 0;
