@@ -27,15 +27,14 @@
 
 #include "agree.h"
 #include "bands.h"
-#include "err.h"
 #include "dnnl.h"
+#include "err.h"
 #include "fast.h"
+#include "frames.h"
 #include "image.h"
 #include "model.h"
 #include "ocv.h"
 #include "ort.h"
-
-#define MAX_FRAMES 12
 
 typedef struct {
     int reps, stock_reps, warmup, sgemm_n, max_threads, ort, gap_ms, bf16;
@@ -45,83 +44,8 @@ typedef struct {
 #include "peak.h"
 #include "tail.h"
 
-static unsigned char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *buf = n > 0 ? malloc((size_t)n) : NULL;
-    if (buf != NULL && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
-/* The frames: darknet's sample photos, decoded and letterboxed once per network size. */
-typedef struct {
-    int n;
-    unsigned char *jpeg[MAX_FRAMES];
-    size_t len[MAX_FRAMES];
-    float *input[MAX_FRAMES];
-} frames_t;
-
-static int load_frames(frames_t *fr, const char *dir)
-{
-    static const char *names[] = {"dog.jpg",    "person.jpg", "eagle.jpg", "giraffe.jpg",
-                                  "horses.jpg", "kite.jpg",   "scream.jpg"};
-    char path[512];
-    memset(fr, 0, sizeof *fr);
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        if ((fr->jpeg[fr->n] = slurp(path, &fr->len[fr->n])) != NULL)
-            fr->n++;
-        else if (i == 0)
-            return -1; /* dog.jpg is frame 0: the pre-processing and accuracy reference */
-    }
-    return 0;
-}
-
 static be_prep_t prep_mode = BE_PREP_DARKNET; /* of the model being benchmarked */
 static be_decode_t decode_mode = BE_DECODE_EXACT;
-
-static int letterbox_frames(frames_t *fr, be_image_t *im, int w, int h)
-{
-    char err[256];
-    for (int i = 0; i < fr->n; i++) {
-        int ow, oh, rv;
-        free(fr->input[i]);
-        if ((fr->input[i] = malloc((size_t)3 * w * h * sizeof(float))) == NULL)
-            return PROTO_ENOMEM;
-        if ((rv = be_image_letterbox(im, fr->jpeg[i], fr->len[i], prep_mode, decode_mode, w, h,
-                                     fr->input[i], &ow, &oh, NULL, NULL, err, sizeof err)) != 0) {
-            fprintf(stderr, "frame %d: %s\n", i, err);
-            return rv;
-        }
-    }
-    return 0;
-}
-
-static double preprocess_ms(be_image_t *im, const frames_t *fr, int w, int h, float *buf, int reps)
-{
-    double t[64];
-    char err[128];
-    int ow, oh;
-    reps = reps > 64 ? 64 : reps;
-    for (int r = -3; r < reps; r++) {
-        double t0 = now_ms();
-        be_image_letterbox(im, fr->jpeg[0], fr->len[0], prep_mode, decode_mode, w, h, buf, &ow, &oh,
-                           NULL, NULL, err, sizeof err);
-        if (r >= 0)
-            t[r] = now_ms() - t0;
-    }
-    return median(t, reps);
-}
 
 static double rel_diff(const float *a, const float *b, int n)
 {
@@ -266,13 +190,13 @@ static void bench_model(const opts_t *o, const char *name, const char *cfg, cons
     cJSON_AddNumberToObject(m, "width", w);
     cJSON_AddNumberToObject(m, "height", h);
     cJSON_AddNumberToObject(m, "gflop_per_frame", flops / 1e9);
-    if (letterbox_frames(fr, im, w, h) != 0) {
+    if (frames_letterbox(fr, im, prep_mode, decode_mode, w, h) != 0) {
         cJSON_AddStringToObject(m, "error", "letterbox failed");
         free_network(net);
         return;
     }
     float *scratch = malloc((size_t)3 * w * h * sizeof(float));
-    double pre = preprocess_ms(im, fr, w, h, scratch, 30);
+    double pre = frames_preprocess_ms(im, fr, prep_mode, decode_mode, w, h, scratch, 30);
     free(scratch);
     say("\n== %s (%dx%d, %.3f GFLOP/frame, %d frames) ==\n", name, w, h, flops / 1e9, fr->n);
     say("pre-processing (decode + letterbox dog.jpg) alone: %.2f ms; 'pre %% net' below is\n"
@@ -733,7 +657,7 @@ int main(int argc, char **argv)
 
     frames_t fr;
     be_image_t *im = NULL;
-    if (load_frames(&fr, o.data) != 0 ||
+    if (frames_load(&fr, o.data) != 0 ||
         be_image_create(&im, (be_image_limits_t){.max_pixels = 1u << 26, .max_side = 16384}) != 0) {
         fprintf(stderr, "no frames in %s\n", o.data);
         return 1;
@@ -775,7 +699,7 @@ int main(int argc, char **argv)
         memset(&ffr, 0, sizeof ffr);
         for (size_t i = 0; i < sizeof faces / sizeof faces[0]; i++) {
             snprintf(fcfg, sizeof fcfg, "%s/../faceapi-ref/%s", path, faces[i]);
-            if ((ffr.jpeg[ffr.n] = slurp(fcfg, &ffr.len[ffr.n])) != NULL)
+            if ((ffr.jpeg[ffr.n] = frames_slurp(fcfg, &ffr.len[ffr.n])) != NULL)
                 ffr.n++;
         }
         snprintf(fcfg, sizeof fcfg, "%s/face-tiny.cfg", path);
