@@ -39,8 +39,8 @@ struct be_convpool {
     int blk;          /* output channels per block */
     float *wt;        /* [n / NB][c][size][size][NB] */
     float *bias;      /* [n] */
+    float *wino;      /* a 3x3's weights for Winograd F(2x2,3x3): [n / NB][16][c][NB], or NULL */
     /* a depthwise 3x3 before a 1x1 (be_convpool_create_dw), else dwt NULL */
-    float *wino;   /* a 3x3's weights for Winograd F(2x2,3x3): [n / NB][16][c][NB], or NULL */
     float *dwt;    /* [c / 8][9][8]: each 8 channels' taps, row by row */
     float *dwb;    /* [c] */
     float dwslope; /* its activation, as `act` */
